@@ -1,0 +1,61 @@
+//! Loading PEM files into tonic's rustls configuration (mutual TLS).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// The three PEM files a node needs for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA certificate that signs every node of the city.
+    pub ca: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// This node's private key (must not be readable by other users).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The conventional file names in a directory written by `wardsync certs`:
+    /// `ca.pem`, `NAME.pem`, `NAME.key`.
+    pub fn in_dir(dir: &Path, name: &str) -> TlsFiles {
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        }
+    }
+
+    fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+        std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", path.display()))
+    }
+
+    fn load(&self) -> anyhow::Result<(Certificate, Identity)> {
+        let ca = Certificate::from_pem(Self::read(&self.ca, "CA certificate")?);
+        let id = Identity::from_pem(
+            Self::read(&self.cert, "certificate")?,
+            Self::read(&self.key, "private key")?,
+        );
+        Ok((ca, id))
+    }
+}
+
+/// Server side: present our certificate, require a client certificate
+/// signed by the CA.
+pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let (ca, id) = files.load()?;
+    Ok(ServerTlsConfig::new().identity(id).client_ca_root(ca))
+}
+
+/// Client side: trust only the CA, present our certificate, and expect the
+/// server to be `domain` (the city certificate's name).
+pub fn client_tls(files: &TlsFiles, domain: &str) -> anyhow::Result<ClientTlsConfig> {
+    let (ca, id) = files.load()?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .identity(id)
+        .domain_name(domain))
+}

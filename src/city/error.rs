@@ -1,0 +1,27 @@
+//! Errors of the city server (mapped to gRPC codes in `proto::status`).
+
+use crate::model::ValidationError;
+use crate::store::{BatchRejected, StoreError};
+
+/// Why a city operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CityError {
+    /// The request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The caller's certificate does not allow this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The replication stream broke the protocol (e.g. no Hello first).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A batch could not be applied in order.
+    #[error(transparent)]
+    Rejected(#[from] BatchRejected),
+    /// Storage failed or is full.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server is stopping.
+    #[error("the city server is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,172 @@
+//! `CitySync.Replicate`: authenticates the ward from its certificate, tells
+//! it where to resume, and applies its batches through one group-commit
+//! task shared by every ward (one atomic write and one flush per group),
+//! acknowledging each batch only once it is durable.
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::CityError;
+use crate::auth::{Identity, peer_identity};
+use crate::model::WardCode;
+use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
+use crate::proto::{PROTOCOL_VERSION, change_from_pb};
+use crate::store::{BatchRejected, CityStore, GroupCommit, StoreError, WardBatch};
+use crate::ward::now_ms;
+
+/// The outcome of applying one ward batch.
+pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
+
+/// Starts the city's group-commit task over `store`.
+pub fn spawn_applier(
+    store: CityStore,
+    max_group: usize,
+) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
+    GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
+        let store = store.clone();
+        let n = group.len();
+        async move {
+            let result = match store.apply_group(&group, now_ms()) {
+                Ok(outcomes) => store.flush().await.map(|_| outcomes),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "applying ward batches failed");
+                    vec![Err(e); n]
+                }
+            }
+        }
+        .instrument(tracing::debug_span!("apply_group", batches = n))
+    })
+}
+
+/// The replication service.
+#[derive(Clone)]
+pub struct SyncService {
+    pub(super) store: CityStore,
+    pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
+    pub(super) cancel: CancellationToken,
+}
+
+type Outbound = Result<pb::CityMessage, Status>;
+
+fn message(msg: city_message::Msg) -> Outbound {
+    Ok(pb::CityMessage { msg: Some(msg) })
+}
+
+impl SyncService {
+    /// Checks `Hello` against the caller's certificate and returns the ward.
+    fn admit(identity: &Identity, hello: &pb::Hello) -> Result<WardCode, CityError> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(CityError::Protocol(format!(
+                "protocol version {} not supported (this city speaks {PROTOCOL_VERSION})",
+                hello.protocol_version
+            )));
+        }
+        let claimed = WardCode::parse(&hello.ward_code)
+            .map_err(|e| CityError::Protocol(format!("Hello.ward_code: {e}")))?;
+        match identity {
+            Identity::Ward(w) if *w == claimed => Ok(claimed),
+            Identity::Ward(w) => Err(CityError::PermissionDenied(format!(
+                "certificate of ward {w} cannot replicate as ward {claimed}"
+            ))),
+            Identity::Named(n) => Err(CityError::PermissionDenied(format!(
+                "certificate {n:?} is not a ward certificate"
+            ))),
+            Identity::Insecure => {
+                tracing::warn!(ward = %claimed, "insecure dev mode: trusting the ward code in Hello");
+                Ok(claimed)
+            }
+        }
+    }
+
+    /// Applies batches from `inbound` in order until it ends, fails or the
+    /// server shuts down; every error ends the stream with its status.
+    async fn pump(
+        self,
+        ward: WardCode,
+        mut inbound: Streaming<pb::WardMessage>,
+        tx: mpsc::Sender<Outbound>,
+    ) {
+        let result = loop {
+            let msg = tokio::select! {
+                m = inbound.message() => m,
+                _ = self.cancel.cancelled() => break Err(CityError::ShuttingDown),
+            };
+            let batch = match msg {
+                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
+                Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
+                Ok(None) => break Ok(()),
+                Err(s) => {
+                    tracing::debug!(%ward, status = %s, "ward stream ended");
+                    break Ok(());
+                }
+            };
+            match self.apply(&ward, batch).await {
+                Ok(seq) => {
+                    if tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(%ward, error = %e, "closing replication stream");
+            let _ = tx.send(Err(e.into())).await;
+        }
+    }
+
+    async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
+        let changes = batch
+            .changes
+            .into_iter()
+            .map(change_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (first, last) = match (changes.first(), changes.last()) {
+            (Some(f), Some(l)) => (f.seq, l.seq),
+            _ => return Ok(self.store.last_applied(ward)),
+        };
+        let span = tracing::info_span!("batch", %ward, first, last, count = changes.len());
+        let wb = WardBatch { ward: ward.clone(), changes };
+        let applied = self
+            .applier
+            .submit(wb)
+            .instrument(span)
+            .await
+            .map_err(|_| CityError::ShuttingDown)???;
+        tracing::debug!(applied, "batch applied");
+        Ok(applied)
+    }
+}
+
+#[tonic::async_trait]
+impl CitySync for SyncService {
+    type ReplicateStream = ReceiverStream<Outbound>;
+
+    async fn replicate(
+        &self,
+        req: Request<Streaming<pb::WardMessage>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let identity = peer_identity(&req)?;
+        let mut inbound = req.into_inner();
+        let hello = match inbound.message().await? {
+            Some(pb::WardMessage { msg: Some(ward_message::Msg::Hello(h)) }) => h,
+            _ => return Err(CityError::Protocol("the first message must be Hello".into()).into()),
+        };
+        let ward = Self::admit(&identity, &hello).inspect_err(|e| {
+            tracing::warn!(%identity, claimed = %hello.ward_code, error = %e, "replication refused");
+        })?;
+        let last = self.store.last_applied(&ward);
+        tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
+        let (tx, rx) = mpsc::channel(8);
+        let _ = tx.send(message(city_message::Msg::Welcome(pb::Welcome { last_applied_seq: last }))).await;
+        tokio::spawn(self.clone().pump(ward, inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

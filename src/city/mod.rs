@@ -1,0 +1,95 @@
+//! The city server: replication ingest from every ward and the query API.
+
+mod error;
+mod ingest;
+mod query;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::Connected;
+
+pub use error::CityError;
+pub use ingest::{ApplyResult, SyncService, spawn_applier};
+pub use query::QueryService;
+
+use crate::auth::server_tls;
+use crate::config::{CityConfig, check_tls};
+use crate::proto::pb::city_query_server::CityQueryServer;
+use crate::proto::pb::city_sync_server::CitySyncServer;
+use crate::store::{CityStore, Engine, SledEngine};
+
+/// Largest message the city accepts (a batch of changes).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Runs the city server on an on-disk store until `shutdown` completes.
+pub async fn run(cfg: CityConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
+    serve(cfg, engine, TcpListenerStream::new(listener), shutdown).await
+}
+
+/// Runs the city server over any engine and any stream of incoming
+/// connections (TCP, or a simulated network).
+pub async fn serve<I, IO, IE>(
+    cfg: CityConfig,
+    engine: Arc<dyn Engine>,
+    incoming: I,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    check_tls(&cfg.tls, cfg.insecure_dev)?;
+    let store = CityStore::open(engine)?;
+    let (applier, applier_task) = spawn_applier(store.clone(), cfg.max_group);
+    let cancel = CancellationToken::new();
+    let sync = SyncService {
+        store: store.clone(),
+        applier,
+        cancel: cancel.clone(),
+    };
+    let query = QueryService {
+        store: store.clone(),
+    };
+    let mut builder = Server::builder();
+    match &cfg.tls {
+        Some(files) => builder = builder.tls_config(server_tls(files)?)?,
+        None => tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello"),
+    }
+    let signal = {
+        let cancel = cancel.clone();
+        async move {
+            shutdown.await;
+            // End the long-lived replication streams so connections can close.
+            cancel.cancel();
+        }
+    };
+    let served = builder
+        .add_service(
+            CitySyncServer::new(sync)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(CityQueryServer::new(query))
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await;
+    cancel.cancel();
+    applier_task.await.ok();
+    store.flush().await?;
+    tracing::info!("city server stopped");
+    served.context("city server failed")
+}

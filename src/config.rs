@@ -1,0 +1,168 @@
+//! Node configuration: one TOML file per node, every field documented.
+//! Command-line flags and `WARDSYNC_*` environment variables override it
+//! (see `wardsync ward --help` and `wardsync city --help`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::TlsFiles;
+
+/// Configuration of a ward agent (`wardsync ward`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WardConfig {
+    /// This ward's 5-digit commune code, e.g. "00082". Must match its certificate.
+    pub code: String,
+    /// Directory of the ward's database. Created if missing.
+    #[serde(default = "default_ward_dir")]
+    pub data_dir: PathBuf,
+    /// Address of the local API for the ward's own software. Loopback by default:
+    /// the local API has no authentication of its own.
+    #[serde(default = "default_ward_listen")]
+    pub listen: SocketAddr,
+    /// URL of the city server, `https://HOST:PORT` (`http://` only with `insecure_dev`).
+    pub city_url: String,
+    /// Name the city's certificate must carry (its DNS SAN).
+    #[serde(default = "default_city_name")]
+    pub city_name: String,
+    /// Certificates for mutual TLS with the city. Required unless `insecure_dev`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Talk to the city in plaintext. For local experiments only; logs a warning.
+    #[serde(default)]
+    pub insecure_dev: bool,
+    /// Replication tuning.
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// How the ward streams its outbox to the city.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Most changes in one batch.
+    pub batch_max_entries: usize,
+    /// Most bytes (encoded changes) in one batch; a single larger change is sent alone.
+    pub batch_max_bytes: usize,
+    /// Batches sent and not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    /// First reconnect delay, in milliseconds; doubles with jitter after each failure.
+    pub backoff_initial_ms: u64,
+    /// Longest reconnect delay, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// A connection whose batches get no ack for this long is dropped and reopened.
+    pub ack_timeout_ms: u64,
+    /// Most entries the outbox may hold; beyond it writes fail with RESOURCE_EXHAUSTED.
+    pub max_outbox: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            batch_max_entries: 512,
+            batch_max_bytes: 1 << 20,
+            max_in_flight: 4,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+            ack_timeout_ms: 15_000,
+            max_outbox: 20_000_000,
+        }
+    }
+}
+
+/// Configuration of the city server (`wardsync city`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityConfig {
+    /// Directory of the city database. Created if missing.
+    #[serde(default = "default_city_dir")]
+    pub data_dir: PathBuf,
+    /// Address the gRPC server (replication and queries) listens on.
+    #[serde(default = "default_city_listen")]
+    pub listen: SocketAddr,
+    /// The city's certificate and the CA its clients must be signed by.
+    /// Required unless `insecure_dev`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Accept plaintext connections and trust the ward code in `Hello`.
+    /// For local experiments only; logs a warning.
+    #[serde(default)]
+    pub insecure_dev: bool,
+    /// Most ward batches applied together in one write and one flush.
+    #[serde(default = "default_max_group")]
+    pub max_group: usize,
+}
+
+fn default_ward_dir() -> PathBuf {
+    PathBuf::from("/var/lib/wardsync/ward")
+}
+fn default_city_dir() -> PathBuf {
+    PathBuf::from("/var/lib/wardsync/city")
+}
+fn default_ward_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7070))
+}
+fn default_city_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_city_name() -> String {
+    "city".into()
+}
+fn default_max_group() -> usize {
+    64
+}
+
+/// Reads a TOML file into a configuration, naming the file in every error.
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Checks the TLS settings of a node: certificates, or an explicit opt-out.
+pub fn check_tls(tls: &Option<TlsFiles>, insecure_dev: bool) -> anyhow::Result<()> {
+    match (tls, insecure_dev) {
+        (Some(_), true) => anyhow::bail!("set either [tls] or insecure_dev, not both"),
+        (None, false) => anyhow::bail!(
+            "no [tls] section: give ca, cert and key (see `wardsync certs`), or run with --insecure-dev for a plaintext experiment"
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ward_config_with_defaults() {
+        let c: WardConfig = toml::from_str(
+            r#"
+            code = "00082"
+            city_url = "https://city.example:7443"
+            [tls]
+            ca = "/etc/wardsync/ca.pem"
+            cert = "/etc/wardsync/ward-00082.pem"
+            key = "/etc/wardsync/ward-00082.key"
+            [replication]
+            max_in_flight = 8
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen, default_ward_listen());
+        assert_eq!(c.replication.max_in_flight, 8);
+        assert_eq!(c.replication.batch_max_entries, 512);
+        assert!(check_tls(&c.tls, c.insecure_dev).is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_tls_are_errors() {
+        let e = toml::from_str::<CityConfig>("listn = \"0.0.0.0:1\"").unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let c: CityConfig = toml::from_str("").unwrap();
+        assert!(check_tls(&c.tls, c.insecure_dev).is_err());
+    }
+}

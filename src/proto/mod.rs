@@ -1,0 +1,18 @@
+//! gRPC types generated from `proto/wardsync/v1`, their conversions to and
+//! from [`crate::model`], and the one place where errors become status codes.
+
+/// Generated messages, clients and servers of package `wardsync.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("wardsync.v1");
+}
+
+mod convert;
+mod status;
+
+pub use convert::{change_from_pb, key_from_pb, kind_from_pb, record_from_pb};
+
+/// Version of the replication protocol spoken in `Hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the record schema carried in changes.
+pub const SCHEMA_VERSION: u32 = 1;

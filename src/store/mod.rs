@@ -1,0 +1,25 @@
+//! Persistence behind a narrow API: the only module that knows sled.
+//!
+//! [`Engine`] is one ordered key space with atomic batches and an awaitable
+//! flush. [`SledEngine`] keeps it on disk; [`MemEngine`] keeps it in memory
+//! and models durability (a crash loses what was not flushed) for the
+//! simulation. [`WardStore`] and [`CityStore`] are written once over the
+//! trait and tested on both engines with one contract suite.
+
+mod city_store;
+mod codec;
+mod engine;
+mod group_commit;
+mod mem_engine;
+mod sled_engine;
+mod ward_store;
+
+#[cfg(test)]
+mod contract_tests;
+
+pub use city_store::{BatchRejected, CityStore, LoggedChange, RefusedChange, WardBatch, WardState};
+pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
+pub use group_commit::{Closed, GroupCommit};
+pub use mem_engine::MemEngine;
+pub use sled_engine::SledEngine;
+pub use ward_store::{NewChange, WardStore};

@@ -1,0 +1,87 @@
+//! The on-disk engine: one sled tree.
+//!
+//! Only single-tree atomic batches are used. Multi-tree sled transactions
+//! combined with flushes deadlocked in our measurements (DESIGN.md section 5),
+//! so this module deliberately offers no transactions.
+
+use std::path::Path;
+
+use futures::future::BoxFuture;
+
+use super::engine::{Batch, Engine, Entry, StoreError};
+
+/// A sled database used as one ordered key space.
+#[derive(Clone)]
+pub struct SledEngine {
+    db: sled::Db,
+}
+
+fn err(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) => StoreError::from_io(io),
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+impl SledEngine {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<SledEngine, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Io(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot open database in {} (is another wardsync using it?): {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(SledEngine { db })
+    }
+}
+
+impl Engine for SledEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.db
+            .range(start..end)
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err))
+            .collect()
+    }
+
+    fn count(&self, start: &[u8], end: &[u8]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for k in self.db.range(start..end).keys() {
+            k.map_err(err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b).map_err(err)
+    }
+
+    fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let db = self.db.clone();
+        Box::pin(async move { db.flush_async().await.map(|_| ()).map_err(err) })
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}

@@ -1,0 +1,128 @@
+//! The ward agent's local gRPC API (`WardApi`), used by the ward's one-stop
+//! software. Converts wire types at the boundary, enforces ownership, and
+//! hands writes to the [`Writer`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tonic::{Request, Response, Status};
+
+use super::replicator::LinkState;
+use super::{WardError, Writer};
+use crate::model::{Kind, Op, RecordKey, WardCode};
+use crate::proto::pb::{self, ward_api_server::WardApi};
+use crate::proto::{key_from_pb, kind_from_pb, record_from_pb};
+use crate::store::{NewChange, WardStore};
+
+/// Default and largest page sizes of `List`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page size of `List`.
+pub const MAX_PAGE: usize = 1000;
+
+/// The page size a request asks for, within bounds.
+pub fn page_size(limit: u32) -> usize {
+    match limit as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// State shared by the local API handlers.
+#[derive(Clone)]
+pub struct LocalApi {
+    pub(super) ward: WardCode,
+    pub(super) store: WardStore,
+    pub(super) writer: Writer,
+    pub(super) link: Arc<LinkState>,
+}
+
+impl LocalApi {
+    fn check_owner(&self, key: &RecordKey, owner: &WardCode) -> Result<(), WardError> {
+        if owner == &self.ward {
+            Ok(())
+        } else {
+            Err(WardError::NotOwned {
+                key: key.clone(),
+                owner: owner.clone(),
+                this: self.ward.clone(),
+            })
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WardApi for LocalApi {
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let (record, key) = record_from_pb(req.into_inner().record).map_err(WardError::from)?;
+        self.check_owner(&key, &record.ward)?;
+        if let Some(existing) = self.store.get(&key).map_err(WardError::from)? {
+            self.check_owner(&key, &existing.ward)?;
+        }
+        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        Ok(Response::new(pb::WriteReply { seq }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
+        let key = key_from_pb(req.into_inner().key).map_err(WardError::from)?;
+        let existing = self
+            .store
+            .get(&key)
+            .map_err(WardError::from)?
+            .ok_or_else(|| WardError::NotFound(key.clone()))?;
+        self.check_owner(&key, &existing.ward)?;
+        let seq = self.writer.write(NewChange { key, op: Op::Delete }).await?;
+        Ok(Response::new(pb::WriteReply { seq }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
+        let key = key_from_pb(req.into_inner().key).map_err(WardError::from)?;
+        let record = self
+            .store
+            .get(&key)
+            .map_err(WardError::from)?
+            .ok_or(WardError::NotFound(key))?;
+        Ok(Response::new(pb::GetReply {
+            record: Some((&record).into()),
+        }))
+    }
+
+    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListReply>, Status> {
+        let req = req.into_inner();
+        let kind: Kind = kind_from_pb(req.kind, "kind").map_err(WardError::from)?;
+        let limit = page_size(req.limit);
+        let records = self
+            .store
+            .list(kind, &req.after, limit)
+            .map_err(WardError::from)?;
+        let next_after = match records.last() {
+            Some(r) if records.len() == limit => r.key_id(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListReply {
+            records: records.iter().map(Into::into).collect(),
+            next_after,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::WardStatus>, Status> {
+        let mut records = 0;
+        for k in Kind::ALL {
+            records += self.store.count(k).map_err(WardError::from)?;
+        }
+        Ok(Response::new(pb::WardStatus {
+            ward: self.ward.to_string(),
+            last_seq: self.store.last_seq(),
+            acked_seq: self.store.acked_seq(),
+            backlog: self.store.backlog(),
+            connected: self.link.connected.load(Ordering::Relaxed),
+            reconnects: self.link.reconnects.load(Ordering::Relaxed),
+            records,
+        }))
+    }
+}

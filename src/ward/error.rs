@@ -1,0 +1,31 @@
+//! Errors of the ward agent (mapped to gRPC codes in `proto::status`).
+
+use crate::model::{RecordKey, ValidationError, WardCode};
+use crate::store::StoreError;
+
+/// Why a ward agent operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WardError {
+    /// The request is malformed; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The record belongs to another ward; nothing was stored.
+    #[error("{key} is owned by ward {owner}; this agent serves ward {this} and writes only its own records")]
+    NotOwned {
+        /// The record.
+        key: RecordKey,
+        /// Its owner.
+        owner: WardCode,
+        /// The ward this agent serves.
+        this: WardCode,
+    },
+    /// No such record here.
+    #[error("{0} not found")]
+    NotFound(RecordKey),
+    /// Storage failed or is full.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The agent is stopping.
+    #[error("the ward agent is shutting down")]
+    ShuttingDown,
+}

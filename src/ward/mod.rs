@@ -1,0 +1,115 @@
+//! The ward agent: local API, durable writes with an outbox, and the
+//! replicator that streams the outbox to the city.
+
+mod api;
+mod error;
+mod replicator;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Endpoint, Server};
+
+pub use api::{DEFAULT_PAGE, LocalApi, MAX_PAGE, page_size};
+pub use error::WardError;
+pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
+pub use writer::{Writer, now_ms};
+
+use crate::auth::client_tls;
+use crate::config::{WardConfig, check_tls};
+use crate::model::WardCode;
+use crate::proto::pb::ward_api_server::WardApiServer;
+use crate::store::{Engine, SledEngine, WardStore};
+
+/// Most writes committed together in one batch and one flush.
+const MAX_GROUP: usize = 1024;
+
+/// The channel factory for the city described by `cfg`: TCP, with mutual
+/// TLS unless `insecure_dev`.
+pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
+    check_tls(&cfg.tls, cfg.insecure_dev)?;
+    let mut endpoint = Endpoint::from_shared(cfg.city_url.clone())
+        .with_context(|| format!("bad city_url {:?}", cfg.city_url))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_timeout(std::time::Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    match &cfg.tls {
+        Some(files) => {
+            anyhow::ensure!(
+                cfg.city_url.starts_with("https://"),
+                "city_url must start with https:// when TLS is configured"
+            );
+            endpoint = endpoint.tls_config(client_tls(files, &cfg.city_name)?)?;
+        }
+        None => tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication"),
+    }
+    Ok(tcp_connect(endpoint))
+}
+
+/// Runs a ward agent on an on-disk store until `shutdown` completes: binds
+/// the local API on `cfg.listen` and replicates to the city.
+pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let connect = city_connect(&cfg)?;
+    serve(cfg, engine, listener, connect, shutdown).await
+}
+
+/// Runs a ward agent over any engine, local listener and city connector.
+pub async fn serve(
+    cfg: WardConfig,
+    engine: Arc<dyn Engine>,
+    listener: TcpListener,
+    connect: Connect,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ward = WardCode::parse(&cfg.code).map_err(|e| anyhow::anyhow!("config `code`: {e}"))?;
+    let store = WardStore::open(engine, cfg.replication.max_outbox)?;
+    let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
+    let link = Arc::new(LinkState::default());
+    let cancel = CancellationToken::new();
+    let replicator = Replicator {
+        ward: ward.clone(),
+        node_id: format!("ward-{ward}@{}", hostname()),
+        store: store.clone(),
+        durable,
+        connect,
+        config: cfg.replication.clone(),
+        link: link.clone(),
+    };
+    let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
+    let api = LocalApi {
+        ward: ward.clone(),
+        store: store.clone(),
+        writer,
+        link,
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%ward, %addr, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
+    let served = Server::builder()
+        .add_service(WardApiServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    // The API is closed and its writers are gone: let the commit task finish
+    // its last group, then stop replicating.
+    writer_task.await.ok();
+    cancel.cancel();
+    replicator_task.await.ok();
+    store.flush().await?;
+    tracing::info!(%ward, backlog = store.backlog(), "ward agent stopped");
+    served.context("local API server failed")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,231 @@
+//! The replicator: streams the ward's outbox to the city over
+//! `CitySync.Replicate`, and reconnects with capped exponential backoff and
+//! jitter whenever anything fails. Local writes never wait for it.
+//!
+//! Per connection: `Hello` → the city's `Welcome` names the last sequence it
+//! durably applied → entries up to it are deleted and sending resumes right
+//! after it → batches (bounded by count and bytes, at most `max_in_flight`
+//! unacknowledged) → each `Ack` deletes what it covers. Only entries up to
+//! the flushed watermark are sent, and entries are read from the store a
+//! batch at a time, so memory stays bounded whatever the backlog.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::ReplicationConfig;
+use crate::model::WardCode;
+use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
+use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION};
+use crate::store::WardStore;
+
+/// Opens a channel to the city. The seam for other transports: TCP by
+/// default ([`tcp_connect`]), a simulated network in the simulation.
+pub type Connect =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Channel, tonic::transport::Error>> + Send + Sync>;
+
+/// Connects over TCP to `endpoint` (which carries the TLS settings).
+pub fn tcp_connect(endpoint: Endpoint) -> Connect {
+    Arc::new(move || {
+        let e = endpoint.clone();
+        Box::pin(async move { e.connect().await })
+    })
+}
+
+/// The state of the link to the city, for status reports.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    /// True while a stream is open and the city has answered `Hello`.
+    pub connected: AtomicBool,
+    /// Connection attempts after the first.
+    pub reconnects: AtomicU64,
+}
+
+/// Streams the outbox to the city until cancelled.
+pub struct Replicator {
+    /// This ward.
+    pub ward: WardCode,
+    /// Identifies this node in `Hello`.
+    pub node_id: String,
+    /// The outbox.
+    pub store: WardStore,
+    /// The highest durable sequence number (see [`super::Writer`]).
+    pub durable: watch::Receiver<u64>,
+    /// How to reach the city.
+    pub connect: Connect,
+    /// Tuning.
+    pub config: ReplicationConfig,
+    /// Shared with the status API.
+    pub link: Arc<LinkState>,
+}
+
+enum SessionEnd {
+    Cancelled,
+    Failed(String),
+}
+
+impl Replicator {
+    /// Runs until `cancel` fires. In-flight batches are given a moment to be
+    /// acknowledged; any not acknowledged are simply sent again next time.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = backoff::ExponentialBackoff {
+            initial_interval: Duration::from_millis(self.config.backoff_initial_ms),
+            max_interval: Duration::from_millis(self.config.backoff_max_ms),
+            multiplier: 2.0,
+            randomization_factor: 0.5,
+            max_elapsed_time: None,
+            ..Default::default()
+        };
+        let mut first = true;
+        loop {
+            if !first {
+                self.link.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            first = false;
+            let outcome = match (self.connect)().await {
+                Ok(channel) => self.session(channel, &cancel, &mut backoff).await,
+                Err(e) => SessionEnd::Failed(format!("cannot connect to the city: {e}")),
+            };
+            self.link.connected.store(false, Ordering::Relaxed);
+            let reason = match outcome {
+                SessionEnd::Cancelled => return,
+                SessionEnd::Failed(reason) => reason,
+            };
+            let delay = backoff.next_backoff().unwrap_or(backoff.max_interval);
+            tracing::warn!(ward = %self.ward, %reason, retry_in_ms = delay.as_millis() as u64, backlog = self.store.backlog(), "replication interrupted");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(
+        &mut self,
+        channel: Channel,
+        cancel: &CancellationToken,
+        backoff: &mut backoff::ExponentialBackoff,
+    ) -> SessionEnd {
+        let fail = |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
+        let cfg = self.config.clone();
+        let (tx, rx) = mpsc::channel(cfg.max_in_flight + 1);
+        let hello = pb::WardMessage {
+            msg: Some(ward_message::Msg::Hello(pb::Hello {
+                ward_code: self.ward.to_string(),
+                node_id: self.node_id.clone(),
+                protocol_version: PROTOCOL_VERSION,
+                schema_version: SCHEMA_VERSION,
+            })),
+        };
+        let _ = tx.send(hello).await;
+        let mut client = CitySyncClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let mut inbound = match client.replicate(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return fail("the city refused the stream", &s),
+        };
+        let applied = match inbound.message().await {
+            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => w.last_applied_seq,
+            Ok(_) => return SessionEnd::Failed("the city did not answer Hello with Welcome".into()),
+            Err(s) => return fail("the city closed the stream", &s),
+        };
+        if applied < self.store.acked_seq() {
+            tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
+                "the city reports fewer applied changes than it acknowledged before; its database may have been restored from an old backup");
+        }
+        if let Err(e) = self.store.ack(applied) {
+            return fail("cannot delete acknowledged entries", &e);
+        }
+        backoff.reset();
+        self.link.connected.store(true, Ordering::Relaxed);
+        tracing::info!(ward = %self.ward, resume_after = applied, backlog = self.store.backlog(), "connected to the city");
+
+        let mut sent = applied.max(self.store.acked_seq());
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        let ack_timeout = Duration::from_millis(cfg.ack_timeout_ms);
+        let mut ack_deadline = Instant::now() + ack_timeout;
+        loop {
+            while in_flight.len() < cfg.max_in_flight {
+                let durable = *self.durable.borrow_and_update();
+                let changes = match self.store.outbox_range(sent, durable, cfg.batch_max_entries, cfg.batch_max_bytes) {
+                    Ok(c) => c,
+                    Err(e) => return fail("cannot read the outbox", &e),
+                };
+                let Some(last) = changes.last().map(|c| c.seq) else { break };
+                let first = changes[0].seq;
+                let batch = pb::WardMessage {
+                    msg: Some(ward_message::Msg::Batch(pb::Batch {
+                        changes: changes.iter().map(Into::into).collect(),
+                    })),
+                };
+                if in_flight.is_empty() {
+                    ack_deadline = Instant::now() + ack_timeout;
+                }
+                if tx.send(batch).await.is_err() {
+                    return SessionEnd::Failed("the stream to the city closed".into());
+                }
+                tracing::debug!(ward = %self.ward, first, last, count = changes.len(), "batch sent");
+                sent = last;
+                in_flight.push_back(last);
+            }
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) })) => {
+                        if let Err(e) = self.store.ack(a.applied_seq) {
+                            return fail("cannot delete acknowledged entries", &e);
+                        }
+                        while in_flight.front().is_some_and(|s| *s <= a.applied_seq) {
+                            in_flight.pop_front();
+                        }
+                        ack_deadline = Instant::now() + ack_timeout;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return SessionEnd::Failed("the city ended the stream".into()),
+                    Err(s) => return fail("replication stream failed", &s),
+                },
+                changed = self.durable.changed(), if in_flight.len() < cfg.max_in_flight => {
+                    if changed.is_err() {
+                        // The writer has stopped: the node is shutting down.
+                        return self.drain(&mut inbound, &mut in_flight).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(ack_deadline), if !in_flight.is_empty() => {
+                    return SessionEnd::Failed(format!("no ack from the city for {} ms", cfg.ack_timeout_ms));
+                }
+                _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
+            }
+        }
+    }
+
+    /// On shutdown: wait briefly for the acks of batches already sent.
+    async fn drain(
+        &self,
+        inbound: &mut tonic::Streaming<pb::CityMessage>,
+        in_flight: &mut VecDeque<u64>,
+    ) -> SessionEnd {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Some(&last) = in_flight.back() {
+            match tokio::time::timeout_at(deadline, inbound.message()).await {
+                Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
+                    let _ = self.store.ack(a.applied_seq);
+                    if a.applied_seq >= last {
+                        break;
+                    }
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+        SessionEnd::Cancelled
+    }
+}

@@ -1,0 +1,61 @@
+//! The ward's write path: validated changes are numbered, stored with their
+//! outbox entries in one atomic batch per group, flushed once per group, and
+//! only then acknowledged. The flushed watermark is published for the
+//! replicator, which never sends past it.
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::WardError;
+use crate::store::{GroupCommit, NewChange, StoreError, WardStore};
+
+/// Submits durable writes to the ward's store.
+#[derive(Clone)]
+pub struct Writer {
+    commit: GroupCommit<NewChange, Result<u64, StoreError>>,
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Writer {
+    /// Starts the commit task. Returns the writer, a receiver of the highest
+    /// durable sequence number, and the task (it ends once every writer is dropped).
+    pub fn spawn(store: WardStore, max_group: usize) -> (Writer, watch::Receiver<u64>, JoinHandle<()>) {
+        let (durable_tx, durable_rx) = watch::channel(store.last_seq());
+        let (commit, task) = GroupCommit::spawn(max_group, move |group: Vec<NewChange>| {
+            let store = store.clone();
+            let durable_tx = durable_tx.clone();
+            async move {
+                let n = group.len();
+                let result = match store.append(&group, now_ms()) {
+                    Ok(seqs) => store.flush().await.map(|upto| {
+                        durable_tx.send_replace(upto);
+                        seqs
+                    }),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(seqs) => seqs.into_iter().map(Ok).collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, writes = n, "write group failed");
+                        vec![Err(e); n]
+                    }
+                }
+            }
+        });
+        (Writer { commit }, durable_rx, task)
+    }
+
+    /// Stores one change durably and returns its sequence number.
+    pub async fn write(&self, change: NewChange) -> Result<u64, WardError> {
+        match self.commit.submit(change).await {
+            Err(_) => Err(WardError::ShuttingDown),
+            Ok(r) => Ok(r?),
+        }
+    }
+}
