@@ -117,7 +117,10 @@ impl SyncService {
             }
         };
         if let Err(e) = result {
-            tracing::warn!(%ward, error = %e, "closing replication stream");
+            match e {
+                CityError::ShuttingDown => tracing::info!(%ward, "closing replication stream: shutting down"),
+                _ => tracing::warn!(%ward, error = %e, "closing replication stream"),
+            }
             let _ = tx.send(Err(e.into())).await;
         }
     }

@@ -1,1 +1,67 @@
-//! Subcommands.
+//! The command line: argument definitions and one module per subcommand.
+
+mod args;
+mod certs;
+mod client;
+mod demo;
+pub mod relay;
+pub mod sample;
+
+use std::process::ExitCode;
+
+pub use args::{Cli, Command, LogFormat};
+
+use crate::config::{self, CityConfig, WardConfig};
+
+/// Sets up logging to stderr: `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: &LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("cannot install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Runs one subcommand.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::City(a) => {
+            let mut cfg: CityConfig = match &a.config {
+                Some(path) => config::load(path)?,
+                None => toml::from_str("")?,
+            };
+            a.apply(&mut cfg);
+            crate::city::run(cfg, shutdown_signal()).await?;
+        }
+        Command::Ward(a) => {
+            let mut cfg: WardConfig = match &a.config {
+                Some(path) => config::load(path)?,
+                None => a.bare_config()?,
+            };
+            a.apply(&mut cfg);
+            crate::ward::run(cfg, shutdown_signal()).await?;
+        }
+        Command::Certs(a) => certs::run(a)?,
+        Command::Put(a) => client::put(a).await?,
+        Command::Delete(a) => client::delete(a).await?,
+        Command::Get(a) => client::get(a).await?,
+        Command::List(a) => client::list(a).await?,
+        Command::Status(a) => client::status(a).await?,
+        Command::Demo(a) => return demo::run(a).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}

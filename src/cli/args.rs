@@ -1,0 +1,259 @@
+//! Command-line arguments (clap). Flags override the TOML config; every flag
+//! of a node can also be set with a `WARDSYNC_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::auth::TlsFiles;
+use crate::config::{CityConfig, ReplicationConfig, WardConfig};
+use crate::model::Kind;
+
+/// wardsync: every ward's population, business and land records, replicated
+/// into one city database.
+#[derive(Debug, Parser)]
+#[command(name = "wardsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, e.g. RUST_LOG=wardsync=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "WARDSYNC_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the city server: replication from every ward, and the query API.
+    City(CityArgs),
+    /// Run a ward agent: the local API, durable outbox, replication to the city.
+    Ward(WardArgs),
+    /// Create a development CA and certificates for the city, wards and office.
+    Certs(CertsArgs),
+    /// Write records through a ward agent (JSON, one record per line).
+    Put(PutArgs),
+    /// Delete a record through a ward agent.
+    Delete(KeyArgs),
+    /// Read one record from a ward agent or from the city.
+    Get(KeyArgs),
+    /// List records of one kind from a ward agent or from the city.
+    List(ListArgs),
+    /// Show a ward agent's replication state, or every ward's state at the city.
+    Status(TargetArgs),
+    /// Start a city and three wards on loopback, cut one off, heal, and check convergence.
+    Demo(DemoArgs),
+}
+
+/// Flags of `wardsync city`.
+#[derive(Debug, Args)]
+pub struct CityArgs {
+    /// TOML configuration file (see README.md, "Configuration").
+    #[arg(long, short, env = "WARDSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database directory.
+    #[arg(long, env = "WARDSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:7443.
+    #[arg(long, env = "WARDSYNC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory with ca.pem, city.pem and city.key (as written by `wardsync certs`).
+    #[arg(long, env = "WARDSYNC_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Accept plaintext connections (local experiments only).
+    #[arg(long)]
+    pub insecure_dev: bool,
+}
+
+impl CityArgs {
+    /// Applies the flags over `cfg`.
+    pub fn apply(&self, cfg: &mut CityConfig) {
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(dir) = &self.tls_dir {
+            cfg.tls = Some(TlsFiles::in_dir(dir, "city"));
+        }
+        if self.insecure_dev {
+            cfg.insecure_dev = true;
+            cfg.tls = None;
+        }
+    }
+}
+
+/// Flags of `wardsync ward`.
+#[derive(Debug, Args)]
+pub struct WardArgs {
+    /// TOML configuration file (see README.md, "Configuration").
+    #[arg(long, short, env = "WARDSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This ward's 5-digit commune code.
+    #[arg(long, env = "WARDSYNC_CODE")]
+    pub code: Option<String>,
+    /// Database directory.
+    #[arg(long, env = "WARDSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the local API, e.g. 127.0.0.1:7070.
+    #[arg(long, env = "WARDSYNC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// City server URL, e.g. https://city.example:7443.
+    #[arg(long, env = "WARDSYNC_CITY_URL")]
+    pub city_url: Option<String>,
+    /// Directory with ca.pem, ward-CODE.pem and ward-CODE.key.
+    #[arg(long, env = "WARDSYNC_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Talk to the city in plaintext (local experiments only).
+    #[arg(long)]
+    pub insecure_dev: bool,
+}
+
+impl WardArgs {
+    /// A configuration from flags alone (no `--config`).
+    pub fn bare_config(&self) -> anyhow::Result<WardConfig> {
+        let (Some(code), Some(city_url)) = (&self.code, &self.city_url) else {
+            anyhow::bail!("give --config FILE, or at least --code and --city-url");
+        };
+        Ok(WardConfig {
+            code: code.clone(),
+            data_dir: PathBuf::from("/var/lib/wardsync/ward"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            city_url: city_url.clone(),
+            city_name: "city".into(),
+            tls: None,
+            insecure_dev: false,
+            replication: ReplicationConfig::default(),
+        })
+    }
+
+    /// Applies the flags over `cfg`.
+    pub fn apply(&self, cfg: &mut WardConfig) {
+        if let Some(c) = &self.code {
+            cfg.code = c.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(u) = &self.city_url {
+            cfg.city_url = u.clone();
+        }
+        if let Some(dir) = &self.tls_dir {
+            cfg.tls = Some(TlsFiles::in_dir(dir, &format!("ward-{}", cfg.code)));
+        }
+        if self.insecure_dev {
+            cfg.insecure_dev = true;
+            cfg.tls = None;
+        }
+    }
+}
+
+/// Flags of `wardsync certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Output directory; an existing CA there (ca.pem, ca.key) is reused.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Ward commune codes to issue certificates for, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub wards: Vec<String>,
+    /// Other client certificates to issue (data office, ops), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "office")]
+    pub clients: Vec<String>,
+}
+
+/// Which node a client command talks to.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// The ward agent's local API.
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
+    pub ward_api: String,
+    /// Ask the city at this URL (https://HOST:PORT) instead of a ward agent.
+    #[arg(long, env = "WARDSYNC_CITY")]
+    pub city: Option<String>,
+    /// Directory with ca.pem and the client certificate NAME.pem / NAME.key.
+    #[arg(long, env = "WARDSYNC_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Name of the client certificate in --tls-dir.
+    #[arg(long, default_value = "office")]
+    pub tls_name: String,
+    /// Name in the city's certificate.
+    #[arg(long, default_value = "city")]
+    pub city_name: String,
+}
+
+/// Flags of `wardsync put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The ward agent's local API.
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
+    pub ward_api: String,
+    /// One record as JSON, e.g. '{"ward":"00082","body":{"citizen":{...}}}'.
+    #[arg(long, conflicts_with = "file")]
+    pub json: Option<String>,
+    /// A file of records, one JSON record per line ("-" for standard input).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+/// Flags naming one record.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// citizen, business or land.
+    #[arg(long)]
+    pub kind: Kind,
+    /// The key: personal id, enterprise code, or COMMUNE:SHEET:PARCEL.
+    #[arg(long)]
+    pub key: String,
+    /// Where to send the request.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `wardsync list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// citizen, business or land.
+    #[arg(long)]
+    pub kind: Kind,
+    /// At the city: only records owned by this ward.
+    #[arg(long)]
+    pub ward: Option<String>,
+    /// Start after this key (the last key of the previous page).
+    #[arg(long, default_value = "")]
+    pub after: String,
+    /// Most records to print (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Where to send the request.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `wardsync demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Records each ward writes before the cut (as many again during it).
+    #[arg(long, default_value_t = 1000)]
+    pub records: usize,
+    /// Keep the demo's data here instead of a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seconds to wait for convergence after the link is restored.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}

@@ -1,0 +1,201 @@
+//! Client subcommands: put, delete, get, list, status. They talk to a ward
+//! agent's local API, or to the city over mutual TLS with `--city`.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+
+use super::args::{KeyArgs, ListArgs, PutArgs, TargetArgs};
+use crate::auth::{TlsFiles, client_tls};
+use crate::model::{Record, RecordKey};
+use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+use crate::proto::record_from_pb;
+
+/// Connects to a ward agent's local API.
+pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
+    let channel = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("bad ward API URL {url:?}"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)"))?;
+    Ok(WardApiClient::new(channel))
+}
+
+/// Connects to the city with the client certificate `name` from `tls_dir`.
+pub async fn city_client(
+    url: &str,
+    tls_dir: Option<&std::path::Path>,
+    name: &str,
+    city_name: &str,
+) -> anyhow::Result<CityQueryClient<Channel>> {
+    let mut endpoint = Endpoint::from_shared(url.to_string()).with_context(|| format!("bad city URL {url:?}"))?;
+    if let Some(dir) = tls_dir {
+        endpoint = endpoint.tls_config(client_tls(&TlsFiles::in_dir(dir, name), city_name)?)?;
+    } else if url.starts_with("https://") {
+        anyhow::bail!("--tls-dir is required to reach the city over TLS");
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the city at {url}"))?;
+    Ok(CityQueryClient::new(channel))
+}
+
+async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
+    match &t.city {
+        None => Ok(None),
+        Some(url) => Ok(Some(city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?)),
+    }
+}
+
+fn print_record(r: Option<pb::Record>) -> anyhow::Result<()> {
+    let (record, _) = record_from_pb(r).map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(())
+}
+
+fn wire_key(a: &KeyArgs) -> anyhow::Result<pb::RecordKey> {
+    let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    Ok((&key).into())
+}
+
+/// `wardsync put`.
+pub async fn put(a: PutArgs) -> anyhow::Result<()> {
+    let lines: Vec<(usize, String)> = match (&a.json, &a.file) {
+        (Some(j), _) => vec![(1, j.clone())],
+        (None, Some(path)) => {
+            let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+                ))
+            };
+            reader
+                .lines()
+                .enumerate()
+                .map(|(i, l)| l.map(|l| (i + 1, l)))
+                .collect::<Result<_, _>>()?
+        }
+        (None, None) => anyhow::bail!("give --json RECORD or --file FILE"),
+    };
+    let mut client = ward_client(&a.ward_api).await?;
+    for (line, text) in lines.iter().filter(|(_, t)| !t.trim().is_empty()) {
+        let record: Record =
+            serde_json::from_str(text).with_context(|| format!("line {line}: not a record in JSON"))?;
+        let reply = client
+            .put(pb::PutRequest { record: Some((&record).into()) })
+            .await
+            .map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
+        println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.into_inner().seq);
+    }
+    Ok(())
+}
+
+/// `wardsync delete`.
+pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.target.city.is_none(), "deletes go through the owning ward's agent, not the city");
+    let key = wire_key(&a)?;
+    let reply = ward_client(&a.target.ward_api)
+        .await?
+        .delete(pb::DeleteRequest { key: Some(key) })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);
+    Ok(())
+}
+
+/// `wardsync get`.
+pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
+    let key = wire_key(&a)?;
+    let record = match city_for(&a.target).await? {
+        Some(mut city) => city.get(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner().record),
+        None => ward_client(&a.target.ward_api)
+            .await?
+            .get(pb::GetRequest { key: Some(key) })
+            .await
+            .map(|r| r.into_inner().record),
+    }
+    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    print_record(record)
+}
+
+/// `wardsync list`: pages through the records, one JSON record per line.
+pub async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let kind = pb::Kind::from(a.kind) as i32;
+    let mut city = city_for(&a.target).await?;
+    anyhow::ensure!(city.is_some() || a.ward.is_none(), "--ward filters the city's records: add --city");
+    let mut ward = match city {
+        Some(_) => None,
+        None => Some(ward_client(&a.target.ward_api).await?),
+    };
+    let (mut after, mut printed) = (a.after.clone(), 0usize);
+    loop {
+        let want = if a.limit == 0 { 1000 } else { (a.limit - printed).min(1000) } as u32;
+        let (records, next) = match (&mut city, &mut ward) {
+            (Some(c), _) => {
+                let r = c
+                    .list(pb::CityListRequest { kind, ward: a.ward.clone().unwrap_or_default(), after, limit: want })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                (r.records, r.next_after)
+            }
+            (None, Some(w)) => {
+                let r = w
+                    .list(pb::ListRequest { kind, after, limit: want })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                (r.records, r.next_after)
+            }
+            (None, None) => unreachable!("one target is always set"),
+        };
+        printed += records.len();
+        for r in records {
+            print_record(Some(r))?;
+        }
+        if next.is_empty() || (a.limit != 0 && printed >= a.limit) {
+            return Ok(());
+        }
+        after = next;
+    }
+}
+
+/// `wardsync status`.
+pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
+    match city_for(&t).await? {
+        Some(mut city) => {
+            let wards = city
+                .wards(pb::WardsRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .wards;
+            println!("{:<7} {:>12} {:>10} {:>8}  last contact (ms since epoch)", "ward", "applied seq", "records", "refused");
+            for w in wards {
+                println!("{:<7} {:>12} {:>10} {:>8}  {}", w.ward, w.last_applied_seq, w.records, w.refused, w.last_contact_ms);
+            }
+        }
+        None => {
+            let s = ward_client(&t.ward_api)
+                .await?
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            println!(
+                "ward {}: {} records, last change {}, city applied {}, backlog {}, {} ({} reconnects)",
+                s.ward,
+                s.records,
+                s.last_seq,
+                s.acked_seq,
+                s.backlog,
+                if s.connected { "connected" } else { "disconnected" },
+                s.reconnects
+            );
+        }
+    }
+    Ok(())
+}

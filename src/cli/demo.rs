@@ -1,0 +1,1 @@
+pub async fn run(_a: super::args::DemoArgs) -> anyhow::Result<std::process::ExitCode> { todo!() }
