@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = wardsync::cli::Cli::parse();
-    wardsync::cli::init_tracing(&cli.log_format);
+    wardsync::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -199,3 +199,53 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Every record of `kind` a ward agent holds, in key order.
+pub async fn all_ward_records(
+    client: &mut WardApiClient<Channel>,
+    kind: crate::model::Kind,
+) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = client
+            .list(pb::ListRequest { kind: pb::Kind::from(kind) as i32, after, limit: 1000 })
+            .await?
+            .into_inner();
+        for r in page.records {
+            out.push(record_from_pb(Some(r))?.0);
+        }
+        if page.next_after.is_empty() {
+            return Ok(out);
+        }
+        after = page.next_after;
+    }
+}
+
+/// Every record of `kind` the city holds for `ward` (all wards if empty), in key order.
+pub async fn all_city_records(
+    client: &mut CityQueryClient<Channel>,
+    kind: crate::model::Kind,
+    ward: &str,
+) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = client
+            .list(pb::CityListRequest {
+                kind: pb::Kind::from(kind) as i32,
+                ward: ward.to_string(),
+                after,
+                limit: 1000,
+            })
+            .await?
+            .into_inner();
+        for r in page.records {
+            out.push(record_from_pb(Some(r))?.0);
+        }
+        if page.next_after.is_empty() {
+            return Ok(out);
+        }
+        after = page.next_after;
+    }
+}

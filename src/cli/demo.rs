@@ -1,1 +1,241 @@
-pub async fn run(_a: super::args::DemoArgs) -> anyhow::Result<std::process::ExitCode> { todo!() }
+//! `wardsync demo`: a city and three Hanoi wards on loopback, with real
+//! mutual TLS and on-disk databases. Each ward writes records; one ward is
+//! cut off from the city and keeps writing while its backlog grows; the link
+//! is restored; the demo waits for the backlog to drain and checks that the
+//! city holds exactly what every ward holds.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::args::DemoArgs;
+use super::client::{all_city_records, all_ward_records, city_client, ward_client};
+use super::relay::Relay;
+use super::{sample, wait};
+use crate::auth::{DevCa, TlsFiles, ward_cert_name};
+use crate::config::{CityConfig, ReplicationConfig, WardConfig};
+use crate::model::{Kind, RecordKey, WardCode};
+use crate::proto::pb::{self, ward_api_client::WardApiClient};
+use crate::store::{Engine, SledEngine};
+
+const WARDS: [(&str, &str); 3] = [("00082", "Cửa Nam"), ("00145", "Long Biên"), ("09784", "Đan Phượng")];
+/// Concurrent writes per ward.
+const CONCURRENCY: usize = 16;
+
+struct DemoWard {
+    code: WardCode,
+    name: &'static str,
+    slot: u32,
+    relay: Relay,
+    client: WardApiClient<Channel>,
+}
+
+/// Runs the demo; exit code 0 when the city converged to the wards' state.
+pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let tmp = tempfile::tempdir()?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let n = a.records.min(5000) as u32;
+    let stop = CancellationToken::new();
+    let (city_addr, mut tasks) = start_city(&dir, &stop).await?;
+    println!("city        listening on {city_addr} (mutual TLS), data in {}", dir.join("city").display());
+    let mut wards = Vec::new();
+    for (slot, (code, name)) in WARDS.iter().enumerate() {
+        let code = WardCode::parse(code).expect("demo ward codes are valid");
+        let relay = Relay::start(city_addr).await?;
+        let (api, task) = start_ward(&dir, &code, relay.addr(), &stop).await?;
+        tasks.push(task);
+        let client = ward_client(&format!("http://{api}")).await?;
+        println!("ward {code}  {name:<11} local API on {api}, linked to the city through {}", relay.addr());
+        wards.push(DemoWard { code, name, slot: slot as u32, relay, client });
+    }
+
+    let result = scenario(&a, &dir, &mut wards, n).await;
+    stop.cancel();
+    for t in tasks {
+        t.await??;
+    }
+    match result {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::FAILURE),
+        Err(e) => Err(e),
+    }
+}
+
+async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> anyhow::Result<bool> {
+    println!("\n1. every ward writes {n} records (citizens, businesses, land parcels)");
+    for w in wards.iter() {
+        write_range(w, 0..n, 0).await?;
+    }
+    wait_drained(wards, Duration::from_secs(a.timeout)).await?;
+    print_backlogs(wards).await?;
+
+    let cut = wards.len() - 1;
+    println!("\n2. the link of ward {} ({}) to the city is cut; every ward keeps writing", wards[cut].code, wards[cut].name);
+    wards[cut].relay.cut();
+    let step = (n / 4).max(1);
+    let mut from = n;
+    while from < 2 * n {
+        let to = (from + step).min(2 * n);
+        for w in wards.iter() {
+            write_range(w, from..to, 0).await?;
+        }
+        from = to;
+        let s = status(&wards[cut]).await?;
+        println!("   ward {} backlog: {:>6} changes queued on its disk", s.ward, s.backlog);
+    }
+    println!("   ... and corrects and removes some earlier records");
+    for w in wards.iter() {
+        write_range(w, (0..n).step_by(10), 1).await?;
+        delete_range(w, (5..n).step_by(20)).await?;
+    }
+    println!("   ward {} backlog: {:>6}", wards[cut].code, status(&wards[cut]).await?.backlog);
+
+    println!("\n3. the link is restored; waiting for the backlog to drain");
+    wards[cut].relay.heal();
+    wait_drained(wards, Duration::from_secs(a.timeout)).await?;
+
+    println!("\n4. summary");
+    let mut city = city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
+    let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
+    println!("   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}", "ward", "", "ward records", "city records", "applied seq", "backlog");
+    for w in wards.iter() {
+        let s = status(w).await?;
+        let c = states.iter().find(|c| c.ward == w.code.as_str());
+        println!(
+            "   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}",
+            w.code, w.name, s.records, c.map_or(0, |c| c.records), c.map_or(0, |c| c.last_applied_seq), s.backlog
+        );
+    }
+
+    let mut ok = true;
+    for w in wards.iter_mut() {
+        for kind in Kind::ALL {
+            let at_ward = all_ward_records(&mut w.client, kind).await?;
+            let at_city = all_city_records(&mut city, kind, w.code.as_str()).await?;
+            if at_ward != at_city {
+                ok = false;
+                println!("   MISMATCH ward {} {kind}: ward holds {}, city holds {}", w.code, at_ward.len(), at_city.len());
+            }
+        }
+    }
+    println!();
+    println!("{}", if ok { "converged" } else { "NOT converged" });
+    Ok(ok)
+}
+
+fn city_url(wards: &[DemoWard]) -> String {
+    // Any healed relay leads to the city.
+    format!("https://{}", wards[0].relay.addr())
+}
+
+async fn start_city(dir: &Path, stop: &CancellationToken) -> anyhow::Result<(SocketAddr, Vec<JoinHandle<anyhow::Result<()>>>)> {
+    let certs = dir.join("certs");
+    let ca = DevCa::open_or_create(&certs)?;
+    ca.issue_city()?;
+    ca.issue("office", &["office"])?;
+    for (code, _) in WARDS {
+        ca.issue_ward(&WardCode::parse(code).expect("valid"))?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let cfg = CityConfig {
+        data_dir: dir.join("city"),
+        listen: addr,
+        tls: Some(TlsFiles::in_dir(&certs, "city")),
+        insecure_dev: false,
+        max_group: 64,
+    };
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let stop = stop.clone();
+    let task = tokio::spawn(async move {
+        crate::city::serve(cfg, engine, TcpListenerStream::new(listener), stop.cancelled_owned()).await
+    });
+    Ok((addr, vec![task]))
+}
+
+async fn start_ward(
+    dir: &Path,
+    code: &WardCode,
+    city: SocketAddr,
+    stop: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let cfg = WardConfig {
+        code: code.to_string(),
+        data_dir: dir.join(format!("ward-{code}")),
+        listen: addr,
+        city_url: format!("https://{city}"),
+        city_name: "city".into(),
+        tls: Some(TlsFiles::in_dir(&dir.join("certs"), &ward_cert_name(code))),
+        insecure_dev: false,
+        replication: ReplicationConfig {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1000,
+            ..Default::default()
+        },
+    };
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let connect = crate::ward::city_connect(&cfg)?;
+    let stop = stop.clone();
+    let task = tokio::spawn(async move { crate::ward::serve(cfg, engine, listener, connect, stop.cancelled_owned()).await });
+    Ok((addr, task))
+}
+
+async fn write_range(w: &DemoWard, range: impl Iterator<Item = u32>, version: u32) -> anyhow::Result<()> {
+    futures::stream::iter(range)
+        .map(|i| {
+            let mut client = w.client.clone();
+            let record = sample::record(&w.code, w.slot, i, version);
+            async move {
+                client.put(pb::PutRequest { record: Some((&record).into()) }).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+async fn delete_range(w: &DemoWard, range: impl Iterator<Item = u32>) -> anyhow::Result<()> {
+    for i in range {
+        let r = sample::record(&w.code, w.slot, i, 0);
+        let key = RecordKey::new(r.kind(), &r.key_id())?;
+        w.client.clone().delete(pb::DeleteRequest { key: Some((&key).into()) }).await?;
+    }
+    Ok(())
+}
+
+async fn status(w: &DemoWard) -> anyhow::Result<pb::WardStatus> {
+    Ok(w.client.clone().status(pb::StatusRequest {}).await?.into_inner())
+}
+
+async fn print_backlogs(wards: &[DemoWard]) -> anyhow::Result<()> {
+    for w in wards {
+        let s = status(w).await?;
+        println!("   ward {}: {} records, {} changes, city applied {}, backlog {}", s.ward, s.records, s.last_seq, s.acked_seq, s.backlog);
+    }
+    Ok(())
+}
+
+async fn wait_drained(wards: &[DemoWard], timeout: Duration) -> anyhow::Result<()> {
+    wait::until(timeout, "every ward's backlog to drain", || async {
+        let mut total = 0;
+        for w in wards {
+            total += status(w).await?.backlog;
+        }
+        Ok(total == 0)
+    })
+    .await?;
+    println!("   every backlog is empty");
+    Ok(())
+}

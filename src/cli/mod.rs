@@ -2,10 +2,11 @@
 
 mod args;
 mod certs;
-mod client;
+pub mod client;
 mod demo;
 pub mod relay;
 pub mod sample;
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -13,14 +14,19 @@ pub use args::{Cli, Command, LogFormat};
 
 use crate::config::{self, CityConfig, WardConfig};
 
-/// Sets up logging to stderr: `RUST_LOG` filters (default `info`).
-pub fn init_tracing(format: &LogFormat) {
+/// Sets up logging to stderr. `RUST_LOG` filters; without it nodes log at
+/// `info` and the other commands (whose output is on stdout) at `warn`.
+pub fn init_tracing(cli: &Cli) {
+    let default = match cli.command {
+        Command::City(_) | Command::Ward(_) => "info",
+        _ => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
+    match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
