@@ -1,0 +1,282 @@
+//! Test harness: real `wardsync` processes (city and wards) on loopback
+//! ports, with real TLS certificates and on-disk databases in a temp dir.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use wardsync::auth::DevCa;
+use wardsync::cli::client::{city_client, ward_client};
+use wardsync::cli::wait;
+use wardsync::model::WardCode;
+use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+
+/// How long any awaited condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A temp directory holding certificates and every node's data and logs.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// Certificates for the city, wards 00082 and 00145, and the office;
+    /// and, in `foreign/`, a second CA with its own ward-00082 certificate.
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::open_or_create(&dir.path().join("certs")).unwrap();
+        ca.issue_city().unwrap();
+        ca.issue("office", &["office"]).unwrap();
+        for w in ["00082", "00145"] {
+            ca.issue_ward(&WardCode::parse(w).unwrap()).unwrap();
+        }
+        let foreign = DevCa::open_or_create(&dir.path().join("foreign")).unwrap();
+        foreign.issue_ward(&WardCode::parse("00082").unwrap()).unwrap();
+        Env { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.path().join("certs")
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `wardsync` child process with its log in a file; killed on drop, and
+/// its log printed if the test is failing.
+pub struct Node {
+    pub name: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Node {
+    fn spawn(name: &str, args: Vec<String>, log: PathBuf) -> Node {
+        let mut n = Node { name: name.into(), child: None, args, log };
+        n.start();
+        n
+    }
+
+    /// (Re)starts the process with the same arguments.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
+            .args(&self.args)
+            .env("RUST_LOG", "wardsync=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        sigterm(c.id());
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(std::time::Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- last lines of {} ----", self.name);
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A city server process.
+pub struct City {
+    pub node: Node,
+    pub addr: SocketAddr,
+    certs: PathBuf,
+}
+
+impl City {
+    pub fn start(env: &Env) -> City {
+        Self::start_at(env, free_port())
+    }
+
+    pub fn start_at(env: &Env, port: u16) -> City {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let args = vec![
+            "city".into(),
+            "--data-dir".into(),
+            env.path().join("city").display().to_string(),
+            "--listen".into(),
+            addr.to_string(),
+            "--tls-dir".into(),
+            env.certs().display().to_string(),
+        ];
+        let node = Node::spawn("city", args, env.path().join("city.log"));
+        City { node, addr, certs: env.certs() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A query client with the office certificate, once the city answers.
+    pub async fn client(&self) -> CityQueryClient<Channel> {
+        let url = self.url();
+        let connect = || city_client(&url, Some(&self.certs), "office", "city");
+        wait::until(DEADLINE, "the city to accept connections", || async {
+            connect().await?.wards(pb::WardsRequest {}).await?;
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        connect().await.unwrap()
+    }
+}
+
+/// A ward agent process.
+pub struct Ward {
+    pub node: Node,
+    pub code: String,
+    pub api: SocketAddr,
+}
+
+impl Ward {
+    /// Starts ward `code` replicating to `city_addr` (the city or a relay).
+    pub fn start(env: &Env, code: &str, city_addr: SocketAddr) -> Ward {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let certs = env.certs();
+        let config = env.path().join(format!("ward-{code}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"code = "{code}"
+data_dir = "{data}"
+listen = "{api}"
+city_url = "https://{city_addr}"
+[tls]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+[replication]
+backoff_initial_ms = 50
+backoff_max_ms = 500
+ack_timeout_ms = 2000
+batch_max_entries = 64
+"#,
+                data = env.path().join(format!("ward-{code}")).display(),
+                ca = certs.join("ca.pem").display(),
+                cert = certs.join(format!("ward-{code}.pem")).display(),
+                key = certs.join(format!("ward-{code}.key")).display(),
+            ),
+        )
+        .unwrap();
+        let args = vec!["ward".into(), "--config".into(), config.display().to_string()];
+        let node = Node::spawn(&format!("ward {code}"), args, env.path().join(format!("ward-{code}.log")));
+        Ward { node, code: code.into(), api }
+    }
+
+    /// A local API client, once the agent answers.
+    pub async fn client(&self) -> WardApiClient<Channel> {
+        let url = format!("http://{}", self.api);
+        wait::until(DEADLINE, "the ward agent to accept connections", || async {
+            ward_client(&url).await?.status(pb::StatusRequest {}).await?;
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        ward_client(&url).await.unwrap()
+    }
+}
+
+/// The ward agent's status.
+pub async fn status(c: &mut WardApiClient<Channel>) -> anyhow::Result<pb::WardStatus> {
+    Ok(c.status(pb::StatusRequest {}).await?.into_inner())
+}
+
+/// Waits until the ward's backlog is empty.
+pub async fn drained(c: &mut WardApiClient<Channel>) {
+    wait::until(DEADLINE, "the backlog to drain", || {
+        let mut c = c.clone();
+        async move { Ok(status(&mut c).await?.backlog == 0) }
+    })
+    .await
+    .unwrap();
+}
+
+/// Every change the city logged, in cursor order.
+pub async fn city_log(city: &mut CityQueryClient<Channel>) -> Vec<pb::LoggedChange> {
+    let mut stream = city
+        .changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(l) = stream.message().await.unwrap() {
+        out.push(l);
+    }
+    out
+}
+
+/// Asserts the city's log holds sequences 1..=last of `ward` exactly once each, in order.
+pub fn assert_each_seq_once(log: &[pb::LoggedChange], ward: &str, last: u64) {
+    let seqs: Vec<u64> = log
+        .iter()
+        .filter(|l| l.ward == ward)
+        .map(|l| l.change.as_ref().unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "ward {ward}: each change applied once, in order");
+}
+
+/// Asserts that the ward and the city hold the same records of every kind for the ward.
+pub async fn assert_same_records(
+    ward: &mut WardApiClient<Channel>,
+    city: &mut CityQueryClient<Channel>,
+    code: &str,
+) -> usize {
+    use wardsync::cli::client::{all_city_records, all_ward_records};
+    let mut total = 0;
+    for kind in wardsync::model::Kind::ALL {
+        let w = all_ward_records(ward, kind).await.unwrap();
+        let c = all_city_records(city, kind, code).await.unwrap();
+        assert_eq!(w.len(), c.len(), "ward {code} {kind}: record counts");
+        assert_eq!(w, c, "ward {code} {kind}: records differ");
+        total += w.len();
+    }
+    total
+}
