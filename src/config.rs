@@ -166,3 +166,18 @@ mod tests {
         assert!(check_tls(&c.tls, c.insecure_dev).is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let ward: WardConfig = load(&root.join("ward.toml")).unwrap();
+        assert_eq!(ward.code, "00082");
+        assert_eq!(ward.replication, ReplicationConfig::default());
+        let city: CityConfig = load(&root.join("city.toml")).unwrap();
+        assert!(check_tls(&city.tls, city.insecure_dev).is_ok());
+    }
+}

@@ -13,15 +13,19 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use wardsync::auth::{TlsFiles, client_tls};
 use wardsync::cli::sample;
 use wardsync::model::{Change, Op, RecordKey, WardCode};
-use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use wardsync::proto::PROTOCOL_VERSION;
+use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
 struct Session {
     tx: mpsc::Sender<pb::WardMessage>,
     inbound: tonic::Streaming<pb::CityMessage>,
 }
 
-async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session, u64), tonic::Status> {
+async fn open(
+    city: &City,
+    tls: ClientTlsConfig,
+    claim: &str,
+) -> Result<(Session, u64), tonic::Status> {
     let channel = Endpoint::from_shared(city.url())
         .unwrap()
         .tls_config(tls)
@@ -40,7 +44,10 @@ async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session
     })
     .await
     .unwrap();
-    let mut inbound = CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await?.into_inner();
+    let mut inbound = CitySyncClient::new(channel)
+        .replicate(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     match inbound.message().await?.and_then(|m| m.msg) {
         Some(city_message::Msg::Welcome(w)) => Ok((Session { tx, inbound }, w.last_applied_seq)),
         other => panic!("expected Welcome, got {other:?}"),
@@ -55,7 +62,9 @@ impl Session {
     async fn send(&mut self, changes: &[Change]) -> Result<u64, tonic::Status> {
         self.tx
             .send(pb::WardMessage {
-                msg: Some(ward_message::Msg::Batch(pb::Batch { changes: changes.iter().map(Into::into).collect() })),
+                msg: Some(ward_message::Msg::Batch(pb::Batch {
+                    changes: changes.iter().map(Into::into).collect(),
+                })),
             })
             .await
             .unwrap();
@@ -69,7 +78,12 @@ impl Session {
 /// Change `seq` puts sample record `i` of ward `owner` (slot `slot`).
 fn change(seq: u64, owner: &str, slot: u32, i: u32) -> Change {
     let r = sample::record(&WardCode::parse(owner).unwrap(), slot, i, 0);
-    Change { seq, written_at_ms: 1, key: RecordKey::new(r.kind(), &r.key_id()).unwrap(), op: Op::Put(r) }
+    Change {
+        seq,
+        written_at_ms: 1,
+        key: RecordKey::new(r.kind(), &r.key_id()).unwrap(),
+        op: Op::Put(r),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,17 +91,25 @@ async fn a_resent_batch_is_applied_once() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
+        .await
+        .unwrap();
     assert_eq!(last, 0);
     let first: Vec<Change> = (1..=10).map(|n| change(n, "00082", 0, n as u32)).collect();
     assert_eq!(s.send(&first).await.unwrap(), 10);
     drop(s); // as if the ack had been lost with the connection
 
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
+        .await
+        .unwrap();
     assert_eq!(last, 10, "Welcome names the last applied sequence");
     let again: Vec<Change> = (1..=15).map(|n| change(n, "00082", 0, n as u32)).collect();
     assert_eq!(s.send(&again).await.unwrap(), 15);
-    assert_eq!(s.send(&again[..5]).await.unwrap(), 15, "a pure duplicate is acknowledged, not applied");
+    assert_eq!(
+        s.send(&again[..5]).await.unwrap(),
+        15,
+        "a pure duplicate is acknowledged, not applied"
+    );
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
 
     // A batch that skips sequences is rejected, and nothing of it applied.
@@ -104,7 +126,10 @@ async fn a_ward_cannot_write_another_wards_records() {
     let mut q = city.client().await;
 
     // Claiming another ward's code in Hello is refused outright.
-    let e = open(&city, ward_tls(&env.certs(), "00082"), "00145").await.err().expect("refused");
+    let e = open(&city, ward_tls(&env.certs(), "00082"), "00145")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     // So is a client certificate that is not a ward's.
     let office = client_tls(&TlsFiles::in_dir(&env.certs(), "office"), "city").unwrap();
@@ -113,22 +138,54 @@ async fn a_ward_cannot_write_another_wards_records() {
 
     // A record of ward 00145 inside ward 00082's stream is refused and kept
     // for the operator; the stream goes on.
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
+        .await
+        .unwrap();
     let foreign = change(1, "00145", 1, 0);
     let own = change(2, "00082", 0, 0);
     assert_eq!(s.send(&[foreign.clone(), own.clone()]).await.unwrap(), 2);
     assert_eq!(s.send(&[change(3, "00082", 0, 1)]).await.unwrap(), 3);
 
-    let refused = q.refused(pb::RefusedRequest { ward: String::new() }).await.unwrap().into_inner().refused;
+    let refused = q
+        .refused(pb::RefusedRequest {
+            ward: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .refused;
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].ward, "00082");
     assert!(refused[0].reason.contains("00145"), "{}", refused[0].reason);
     assert_eq!(refused[0].change.as_ref().unwrap().seq, 1);
-    let e = q.get(pb::CityGetRequest { key: Some((&foreign.key).into()) }).await.unwrap_err();
+    let e = q
+        .get(pb::CityGetRequest {
+            key: Some((&foreign.key).into()),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(q.get(pb::CityGetRequest { key: Some((&own.key).into()) }).await.is_ok());
-    let wards = q.wards(pb::WardsRequest {}).await.unwrap().into_inner().wards;
-    assert_eq!((wards[0].last_applied_seq, wards[0].refused, wards[0].records), (3, 1, 2));
+    assert!(
+        q.get(pb::CityGetRequest {
+            key: Some((&own.key).into())
+        })
+        .await
+        .is_ok()
+    );
+    let wards = q
+        .wards(pb::WardsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .wards;
+    assert_eq!(
+        (
+            wards[0].last_applied_seq,
+            wards[0].refused,
+            wards[0].records
+        ),
+        (3, 1, 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,20 +195,43 @@ async fn clients_without_a_certificate_of_the_city_ca_are_refused() {
     let mut q = city.client().await;
     let ca = Certificate::from_pem(std::fs::read(env.certs().join("ca.pem")).unwrap());
 
-    let no_cert = ClientTlsConfig::new().ca_certificate(ca.clone()).domain_name("city");
-    assert!(open(&city, no_cert, "00082").await.is_err(), "no client certificate");
+    let no_cert = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .domain_name("city");
+    assert!(
+        open(&city, no_cert, "00082").await.is_err(),
+        "no client certificate"
+    );
 
     let foreign = env.path().join("foreign");
-    let other_ca = ClientTlsConfig::new().ca_certificate(ca).domain_name("city").identity(Identity::from_pem(
-        std::fs::read(foreign.join("ward-00082.pem")).unwrap(),
-        std::fs::read(foreign.join("ward-00082.key")).unwrap(),
-    ));
-    assert!(open(&city, other_ca, "00082").await.is_err(), "certificate from another CA");
+    let other_ca = ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("city")
+        .identity(Identity::from_pem(
+            std::fs::read(foreign.join("ward-00082.pem")).unwrap(),
+            std::fs::read(foreign.join("ward-00082.key")).unwrap(),
+        ));
+    assert!(
+        open(&city, other_ca, "00082").await.is_err(),
+        "certificate from another CA"
+    );
 
-    let plaintext = Endpoint::from_shared(format!("http://{}", city.addr)).unwrap().connect().await;
+    let plaintext = Endpoint::from_shared(format!("http://{}", city.addr))
+        .unwrap()
+        .connect()
+        .await;
     if let Ok(ch) = plaintext {
-        let e = pb::city_query_client::CityQueryClient::new(ch).wards(pb::WardsRequest {}).await;
+        let e = pb::city_query_client::CityQueryClient::new(ch)
+            .wards(pb::WardsRequest {})
+            .await;
         assert!(e.is_err(), "plaintext is refused");
     }
-    assert!(q.wards(pb::WardsRequest {}).await.unwrap().into_inner().wards.is_empty());
+    assert!(
+        q.wards(pb::WardsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .wards
+            .is_empty()
+    );
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use wardsync::cli::wait;
 use tonic::Code;
 use wardsync::cli::relay::{LinkMode, Relay};
 use wardsync::cli::sample;
+use wardsync::cli::wait;
 use wardsync::model::{Record, RecordKey, WardCode};
 use wardsync::proto::pb;
 
@@ -17,15 +17,27 @@ fn ward_code(s: &str) -> WardCode {
     WardCode::parse(s).unwrap()
 }
 
-async fn put(c: &mut pb::ward_api_client::WardApiClient<tonic::transport::Channel>, r: &Record) -> u64 {
-    c.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap().into_inner().seq
+async fn put(
+    c: &mut pb::ward_api_client::WardApiClient<tonic::transport::Channel>,
+    r: &Record,
+) -> u64 {
+    c.put(pb::PutRequest {
+        record: Some(r.into()),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .seq
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_replicate_and_the_city_equals_the_wards() {
     let env = Env::new();
     let city = City::start(&env);
-    let wards = [Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr)];
+    let wards = [
+        Ward::start(&env, "00082", city.addr),
+        Ward::start(&env, "00145", city.addr),
+    ];
     let mut city_c = city.client().await;
     let mut expected_total = 0;
     for (slot, w) in wards.iter().enumerate() {
@@ -41,7 +53,11 @@ async fn writes_replicate_and_the_city_equals_the_wards() {
         for i in (3..150).step_by(11) {
             let r = sample::record(&code, slot as u32, i, 0);
             let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
-            c.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
+            c.delete(pb::DeleteRequest {
+                key: Some((&key).into()),
+            })
+            .await
+            .unwrap();
         }
         drained(&mut c).await;
         let s = status(&mut c).await.unwrap();
@@ -52,9 +68,20 @@ async fn writes_replicate_and_the_city_equals_the_wards() {
         let log = city_log(&mut city_c).await;
         assert_each_seq_once(&log, &w.code, s.last_seq);
     }
-    let states = city_c.wards(pb::WardsRequest {}).await.unwrap().into_inner().wards;
-    assert_eq!(states.iter().map(|s| s.records as usize).sum::<usize>(), expected_total);
+    let states = city_c
+        .wards(pb::WardsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .wards;
+    assert_eq!(
+        states.iter().map(|s| s.records as usize).sum::<usize>(),
+        expected_total
+    );
     assert!(states.iter().all(|s| s.refused == 0));
+    for mut w in wards {
+        assert!(w.node.stop(), "ward {} exits 0 on SIGTERM", w.code);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +101,10 @@ async fn the_ward_keeps_writing_while_the_city_is_down_and_catches_up() {
         put(&mut c, &sample::record(&code, 0, i, 0)).await;
     }
     let s = status(&mut c).await.unwrap();
-    assert_eq!(s.backlog, 200, "every write made during the outage is queued");
+    assert_eq!(
+        s.backlog, 200,
+        "every write made during the outage is queued"
+    );
     assert_eq!(s.acked_seq, 50);
 
     city.node.start();
@@ -100,7 +130,12 @@ async fn a_ward_killed_mid_stream_loses_nothing_acknowledged_and_applies_nothing
         writers.push(tokio::spawn(async move {
             for i in (w..4000).step_by(8) {
                 let r = sample::record(&code, 0, i, 0);
-                match c.put(pb::PutRequest { record: Some((&r).into()) }).await {
+                match c
+                    .put(pb::PutRequest {
+                        record: Some((&r).into()),
+                    })
+                    .await
+                {
                     Ok(_) => {
                         acked.lock().unwrap().insert(r.key_id(), r);
                     }
@@ -122,18 +157,26 @@ async fn a_ward_killed_mid_stream_loses_nothing_acknowledged_and_applies_nothing
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() < 4000, "the kill happened while writes were streaming");
+    assert!(
+        acked.len() < 4000,
+        "the kill happened while writes were streaming"
+    );
 
     ward.node.start();
     let mut c = ward.client().await;
     drained(&mut c).await;
     let s = status(&mut c).await.unwrap();
-    assert!(s.last_seq >= before.last_seq, "sequence numbers never move backwards");
+    assert!(
+        s.last_seq >= before.last_seq,
+        "sequence numbers never move backwards"
+    );
     let mut city_c = city.client().await;
     for (id, record) in &acked {
         let key = RecordKey::new(record.kind(), id).unwrap();
         let got = city_c
-            .get(pb::CityGetRequest { key: Some((&key).into()) })
+            .get(pb::CityGetRequest {
+                key: Some((&key).into()),
+            })
             .await
             .unwrap_or_else(|e| panic!("acknowledged {key} missing at the city: {e}"))
             .into_inner()
@@ -163,13 +206,19 @@ async fn lost_acks_cost_a_resend_never_a_duplicate() {
     for i in 20..120 {
         put(&mut c, &sample::record(&code, 0, i, 0)).await;
     }
-    wait::until(DEADLINE, "the city to apply batches whose acks are lost", || {
-        let mut city_c = city_c.clone();
-        async move {
-            let wards = city_c.wards(pb::WardsRequest {}).await?.into_inner().wards;
-            Ok(wards.iter().any(|w| w.ward == "00082" && w.last_applied_seq > 20))
-        }
-    })
+    wait::until(
+        DEADLINE,
+        "the city to apply batches whose acks are lost",
+        || {
+            let mut city_c = city_c.clone();
+            async move {
+                let wards = city_c.wards(pb::WardsRequest {}).await?.into_inner().wards;
+                Ok(wards
+                    .iter()
+                    .any(|w| w.ward == "00082" && w.last_applied_seq > 20))
+            }
+        },
+    )
     .await
     .unwrap();
     let s = status(&mut c).await.unwrap();
@@ -196,16 +245,36 @@ async fn bad_input_is_refused_with_every_field_named_and_nothing_stored() {
             ..Default::default()
         })),
     };
-    let e = c.put(pb::PutRequest { record: Some(bad) }).await.unwrap_err();
+    let e = c
+        .put(pb::PutRequest { record: Some(bad) })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("record.citizen.personal_id"), "{}", e.message());
-    assert!(e.message().contains("record.citizen.full_name"), "{}", e.message());
+    assert!(
+        e.message().contains("record.citizen.personal_id"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        e.message().contains("record.citizen.full_name"),
+        "{}",
+        e.message()
+    );
 
     let foreign = sample::record(&ward_code("00145"), 1, 0, 0);
-    let e = c.put(pb::PutRequest { record: Some((&foreign).into()) }).await.unwrap_err();
+    let e = c
+        .put(pb::PutRequest {
+            record: Some((&foreign).into()),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("00145"), "{}", e.message());
 
     let s = status(&mut c).await.unwrap();
-    assert_eq!((s.last_seq, s.records), (0, 0), "nothing of a refused request is stored");
+    assert_eq!(
+        (s.last_seq, s.records),
+        (0, 0),
+        "nothing of a refused request is stored"
+    );
 }

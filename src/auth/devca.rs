@@ -71,7 +71,8 @@ impl DevCa {
     /// given DNS names / IP addresses as subject alternative names.
     pub fn issue(&self, name: &str, sans: &[&str]) -> anyhow::Result<()> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

@@ -45,7 +45,8 @@ impl Identity {
 
     /// Parses the identity out of a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Identity, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("bad certificate: {e}"))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("bad certificate: {e}"))?;
         let cn = cert
             .subject()
             .iter_common_name()

@@ -4,10 +4,10 @@
 //! acknowledging each batch only once it is durable.
 
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::CityError;
 use crate::auth::{Identity, peer_identity};
@@ -24,7 +24,10 @@ pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
 pub fn spawn_applier(
     store: CityStore,
     max_group: usize,
-) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
+) -> (
+    GroupCommit<WardBatch, ApplyResult>,
+    tokio::task::JoinHandle<()>,
+) {
     GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
         let store = store.clone();
         let n = group.len();
@@ -99,7 +102,9 @@ impl SyncService {
                 _ = self.cancel.cancelled() => break Err(CityError::ShuttingDown),
             };
             let batch = match msg {
-                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
+                Ok(Some(pb::WardMessage {
+                    msg: Some(ward_message::Msg::Batch(b)),
+                })) => b,
                 Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
                 Ok(None) => break Ok(()),
                 Err(s) => {
@@ -109,7 +114,13 @@ impl SyncService {
             };
             match self.apply(&ward, batch).await {
                 Ok(seq) => {
-                    if tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_err() {
+                    if tx
+                        .send(message(city_message::Msg::Ack(pb::Ack {
+                            applied_seq: seq,
+                        })))
+                        .await
+                        .is_err()
+                    {
                         break Ok(());
                     }
                 }
@@ -118,7 +129,9 @@ impl SyncService {
         };
         if let Err(e) = result {
             match e {
-                CityError::ShuttingDown => tracing::info!(%ward, "closing replication stream: shutting down"),
+                CityError::ShuttingDown => {
+                    tracing::info!(%ward, "closing replication stream: shutting down")
+                }
                 _ => tracing::warn!(%ward, error = %e, "closing replication stream"),
             }
             let _ = tx.send(Err(e.into())).await;
@@ -136,7 +149,10 @@ impl SyncService {
             _ => return Ok(self.store.last_applied(ward)),
         };
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len());
-        let wb = WardBatch { ward: ward.clone(), changes };
+        let wb = WardBatch {
+            ward: ward.clone(),
+            changes,
+        };
         let applied = self
             .applier
             .submit(wb)
@@ -159,7 +175,9 @@ impl CitySync for SyncService {
         let identity = peer_identity(&req)?;
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
-            Some(pb::WardMessage { msg: Some(ward_message::Msg::Hello(h)) }) => h,
+            Some(pb::WardMessage {
+                msg: Some(ward_message::Msg::Hello(h)),
+            }) => h,
             _ => return Err(CityError::Protocol("the first message must be Hello".into()).into()),
         };
         let ward = Self::admit(&identity, &hello).inspect_err(|e| {
@@ -168,7 +186,11 @@ impl CitySync for SyncService {
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
-        let _ = tx.send(message(city_message::Msg::Welcome(pb::Welcome { last_applied_seq: last }))).await;
+        let _ = tx
+            .send(message(city_message::Msg::Welcome(pb::Welcome {
+                last_applied_seq: last,
+            })))
+            .await;
         tokio::spawn(self.clone().pump(ward, inbound, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -68,7 +68,9 @@ where
     let mut builder = Server::builder();
     match &cfg.tls {
         Some(files) => builder = builder.tls_config(server_tls(files)?)?,
-        None => tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello"),
+        None => tracing::warn!(
+            "insecure_dev: accepting plaintext connections and trusting ward codes in Hello"
+        ),
     }
     let signal = {
         let cancel = cancel.clone();

@@ -5,7 +5,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::CityError;
-use crate::model::{Kind, WardCode, ValidationError};
+use crate::model::{Kind, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
 use crate::proto::{key_from_pb, kind_from_pb};
 use crate::store::{CityStore, LoggedChange};
@@ -42,16 +42,24 @@ impl From<&LoggedChange> for pb::LoggedChange {
 
 #[tonic::async_trait]
 impl CityQuery for QueryService {
-    async fn get(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::CityGetReply>, Status> {
+    async fn get(
+        &self,
+        req: Request<pb::CityGetRequest>,
+    ) -> Result<Response<pb::CityGetReply>, Status> {
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
         let record = self.store.get(&key).map_err(CityError::from)?;
         match record {
-            Some(r) => Ok(Response::new(pb::CityGetReply { record: Some((&r).into()) })),
+            Some(r) => Ok(Response::new(pb::CityGetReply {
+                record: Some((&r).into()),
+            })),
             None => Err(Status::not_found(format!("{key} not found at the city"))),
         }
     }
 
-    async fn list(&self, req: Request<pb::CityListRequest>) -> Result<Response<pb::CityListReply>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::CityListRequest>,
+    ) -> Result<Response<pb::CityListReply>, Status> {
         let req = req.into_inner();
         let kind: Kind = kind_from_pb(req.kind, "kind").map_err(CityError::from)?;
         let ward = ward_filter(&req.ward, "ward")?;
@@ -77,7 +85,11 @@ impl CityQuery for QueryService {
         req: Request<pb::ChangesSinceRequest>,
     ) -> Result<Response<Self::ChangesSinceStream>, Status> {
         let req = req.into_inner();
-        let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
+        let limit = if req.limit == 0 {
+            u64::MAX
+        } else {
+            u64::from(req.limit)
+        };
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -104,7 +116,10 @@ impl CityQuery for QueryService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
+    async fn wards(
+        &self,
+        _req: Request<pb::WardsRequest>,
+    ) -> Result<Response<pb::WardsReply>, Status> {
         let mut wards = Vec::new();
         for (code, state) in self.store.wards() {
             wards.push(pb::WardState {
@@ -118,7 +133,10 @@ impl CityQuery for QueryService {
         Ok(Response::new(pb::WardsReply { wards }))
     }
 
-    async fn refused(&self, req: Request<pb::RefusedRequest>) -> Result<Response<pb::RefusedReply>, Status> {
+    async fn refused(
+        &self,
+        req: Request<pb::RefusedRequest>,
+    ) -> Result<Response<pb::RefusedReply>, Status> {
         let ward = ward_filter(&req.into_inner().ward, "ward")?;
         let refused = self.store.refused(ward.as_ref()).map_err(CityError::from)?;
         Ok(Response::new(pb::RefusedReply {

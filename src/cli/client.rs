@@ -18,7 +18,9 @@ pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
         .with_context(|| format!("bad ward API URL {url:?}"))?
         .connect()
         .await
-        .with_context(|| format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)"))?;
+        .with_context(|| {
+            format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)")
+        })?;
     Ok(WardApiClient::new(channel))
 }
 
@@ -29,7 +31,8 @@ pub async fn city_client(
     name: &str,
     city_name: &str,
 ) -> anyhow::Result<CityQueryClient<Channel>> {
-    let mut endpoint = Endpoint::from_shared(url.to_string()).with_context(|| format!("bad city URL {url:?}"))?;
+    let mut endpoint =
+        Endpoint::from_shared(url.to_string()).with_context(|| format!("bad city URL {url:?}"))?;
     if let Some(dir) = tls_dir {
         endpoint = endpoint.tls_config(client_tls(&TlsFiles::in_dir(dir, name), city_name)?)?;
     } else if url.starts_with("https://") {
@@ -45,12 +48,15 @@ pub async fn city_client(
 async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
     match &t.city {
         None => Ok(None),
-        Some(url) => Ok(Some(city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?)),
+        Some(url) => Ok(Some(
+            city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?,
+        )),
     }
 }
 
 fn print_record(r: Option<pb::Record>) -> anyhow::Result<()> {
-    let (record, _) = record_from_pb(r).map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
+    let (record, _) =
+        record_from_pb(r).map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
     println!("{}", serde_json::to_string(&record)?);
     Ok(())
 }
@@ -69,7 +75,8 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
                 Box::new(std::io::stdin().lock())
             } else {
                 Box::new(std::io::BufReader::new(
-                    std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+                    std::fs::File::open(path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
                 ))
             };
             reader
@@ -82,27 +89,42 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
     };
     let mut client = ward_client(&a.ward_api).await?;
     for (line, text) in lines.iter().filter(|(_, t)| !t.trim().is_empty()) {
-        let record: Record =
-            serde_json::from_str(text).with_context(|| format!("line {line}: not a record in JSON"))?;
+        let record: Record = serde_json::from_str(text)
+            .with_context(|| format!("line {line}: not a record in JSON"))?;
         let reply = client
-            .put(pb::PutRequest { record: Some((&record).into()) })
+            .put(pb::PutRequest {
+                record: Some((&record).into()),
+            })
             .await
             .map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
-        println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.into_inner().seq);
+        println!(
+            "stored {}/{} as change {}",
+            record.kind(),
+            record.key_id(),
+            reply.into_inner().seq
+        );
     }
     Ok(())
 }
 
 /// `wardsync delete`.
 pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.target.city.is_none(), "deletes go through the owning ward's agent, not the city");
+    anyhow::ensure!(
+        a.target.city.is_none(),
+        "deletes go through the owning ward's agent, not the city"
+    );
     let key = wire_key(&a)?;
     let reply = ward_client(&a.target.ward_api)
         .await?
         .delete(pb::DeleteRequest { key: Some(key) })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);
+    println!(
+        "deleted {}/{} as change {}",
+        a.kind,
+        a.key,
+        reply.into_inner().seq
+    );
     Ok(())
 }
 
@@ -110,7 +132,10 @@ pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
 pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
     let key = wire_key(&a)?;
     let record = match city_for(&a.target).await? {
-        Some(mut city) => city.get(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner().record),
+        Some(mut city) => city
+            .get(pb::CityGetRequest { key: Some(key) })
+            .await
+            .map(|r| r.into_inner().record),
         None => ward_client(&a.target.ward_api)
             .await?
             .get(pb::GetRequest { key: Some(key) })
@@ -125,18 +150,30 @@ pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
 pub async fn list(a: ListArgs) -> anyhow::Result<()> {
     let kind = pb::Kind::from(a.kind) as i32;
     let mut city = city_for(&a.target).await?;
-    anyhow::ensure!(city.is_some() || a.ward.is_none(), "--ward filters the city's records: add --city");
+    anyhow::ensure!(
+        city.is_some() || a.ward.is_none(),
+        "--ward filters the city's records: add --city"
+    );
     let mut ward = match city {
         Some(_) => None,
         None => Some(ward_client(&a.target.ward_api).await?),
     };
     let (mut after, mut printed) = (a.after.clone(), 0usize);
     loop {
-        let want = if a.limit == 0 { 1000 } else { (a.limit - printed).min(1000) } as u32;
+        let want = if a.limit == 0 {
+            1000
+        } else {
+            (a.limit - printed).min(1000)
+        } as u32;
         let (records, next) = match (&mut city, &mut ward) {
             (Some(c), _) => {
                 let r = c
-                    .list(pb::CityListRequest { kind, ward: a.ward.clone().unwrap_or_default(), after, limit: want })
+                    .list(pb::CityListRequest {
+                        kind,
+                        ward: a.ward.clone().unwrap_or_default(),
+                        after,
+                        limit: want,
+                    })
                     .await
                     .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                     .into_inner();
@@ -144,7 +181,11 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
             }
             (None, Some(w)) => {
                 let r = w
-                    .list(pb::ListRequest { kind, after, limit: want })
+                    .list(pb::ListRequest {
+                        kind,
+                        after,
+                        limit: want,
+                    })
                     .await
                     .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                     .into_inner();
@@ -173,9 +214,15 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                 .into_inner()
                 .wards;
-            println!("{:<7} {:>12} {:>10} {:>8}  last contact (ms since epoch)", "ward", "applied seq", "records", "refused");
+            println!(
+                "{:<7} {:>12} {:>10} {:>8}  last contact (ms since epoch)",
+                "ward", "applied seq", "records", "refused"
+            );
             for w in wards {
-                println!("{:<7} {:>12} {:>10} {:>8}  {}", w.ward, w.last_applied_seq, w.records, w.refused, w.last_contact_ms);
+                println!(
+                    "{:<7} {:>12} {:>10} {:>8}  {}",
+                    w.ward, w.last_applied_seq, w.records, w.refused, w.last_contact_ms
+                );
             }
         }
         None => {
@@ -192,7 +239,11 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
                 s.last_seq,
                 s.acked_seq,
                 s.backlog,
-                if s.connected { "connected" } else { "disconnected" },
+                if s.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
                 s.reconnects
             );
         }
@@ -209,7 +260,11 @@ pub async fn all_ward_records(
     let mut after = String::new();
     loop {
         let page = client
-            .list(pb::ListRequest { kind: pb::Kind::from(kind) as i32, after, limit: 1000 })
+            .list(pb::ListRequest {
+                kind: pb::Kind::from(kind) as i32,
+                after,
+                limit: 1000,
+            })
             .await?
             .into_inner();
         for r in page.records {

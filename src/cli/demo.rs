@@ -27,7 +27,11 @@ use crate::model::{Kind, RecordKey, WardCode};
 use crate::proto::pb::{self, ward_api_client::WardApiClient};
 use crate::store::{Engine, SledEngine};
 
-const WARDS: [(&str, &str); 3] = [("00082", "Cửa Nam"), ("00145", "Long Biên"), ("09784", "Đan Phượng")];
+const WARDS: [(&str, &str); 3] = [
+    ("00082", "Cửa Nam"),
+    ("00145", "Long Biên"),
+    ("09784", "Đan Phượng"),
+];
 /// Concurrent writes per ward.
 const CONCURRENCY: usize = 16;
 
@@ -46,7 +50,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let n = a.records.min(5000) as u32;
     let stop = CancellationToken::new();
     let (city_addr, mut tasks) = start_city(&dir, &stop).await?;
-    println!("city        listening on {city_addr} (mutual TLS), data in {}", dir.join("city").display());
+    println!(
+        "city        listening on {city_addr} (mutual TLS), data in {}",
+        dir.join("city").display()
+    );
     let mut wards = Vec::new();
     for (slot, (code, name)) in WARDS.iter().enumerate() {
         let code = WardCode::parse(code).expect("demo ward codes are valid");
@@ -54,8 +61,17 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         let (api, task) = start_ward(&dir, &code, relay.addr(), &stop).await?;
         tasks.push(task);
         let client = ward_client(&format!("http://{api}")).await?;
-        println!("ward {code}  {name:<11} local API on {api}, linked to the city through {}", relay.addr());
-        wards.push(DemoWard { code, name, slot: slot as u32, relay, client });
+        println!(
+            "ward {code}  {name:<11} local API on {api}, linked to the city through {}",
+            relay.addr()
+        );
+        wards.push(DemoWard {
+            code,
+            name,
+            slot: slot as u32,
+            relay,
+            client,
+        });
     }
 
     let result = scenario(&a, &dir, &mut wards, n).await;
@@ -70,7 +86,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> anyhow::Result<bool> {
+async fn scenario(
+    a: &DemoArgs,
+    dir: &Path,
+    wards: &mut [DemoWard],
+    n: u32,
+) -> anyhow::Result<bool> {
     println!("\n1. every ward writes {n} records (citizens, businesses, land parcels)");
     for w in wards.iter() {
         write_range(w, 0..n, 0).await?;
@@ -79,7 +100,10 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
     print_backlogs(wards).await?;
 
     let cut = wards.len() - 1;
-    println!("\n2. the link of ward {} ({}) to the city is cut; every ward keeps writing", wards[cut].code, wards[cut].name);
+    println!(
+        "\n2. the link of ward {} ({}) to the city is cut; every ward keeps writing",
+        wards[cut].code, wards[cut].name
+    );
     wards[cut].relay.cut();
     let step = (n / 4).max(1);
     let mut from = n;
@@ -90,29 +114,45 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
         }
         from = to;
         let s = status(&wards[cut]).await?;
-        println!("   ward {} backlog: {:>6} changes queued on its disk", s.ward, s.backlog);
+        println!(
+            "   ward {} backlog: {:>6} changes queued on its disk",
+            s.ward, s.backlog
+        );
     }
     println!("   ... and corrects and removes some earlier records");
     for w in wards.iter() {
         write_range(w, (0..n).step_by(10), 1).await?;
         delete_range(w, (5..n).step_by(20)).await?;
     }
-    println!("   ward {} backlog: {:>6}", wards[cut].code, status(&wards[cut]).await?.backlog);
+    println!(
+        "   ward {} backlog: {:>6}",
+        wards[cut].code,
+        status(&wards[cut]).await?.backlog
+    );
 
     println!("\n3. the link is restored; waiting for the backlog to drain");
     wards[cut].relay.heal();
     wait_drained(wards, Duration::from_secs(a.timeout)).await?;
 
     println!("\n4. summary");
-    let mut city = city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
+    let mut city =
+        city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
     let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
-    println!("   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}", "ward", "", "ward records", "city records", "applied seq", "backlog");
+    println!(
+        "   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}",
+        "ward", "", "ward records", "city records", "applied seq", "backlog"
+    );
     for w in wards.iter() {
         let s = status(w).await?;
         let c = states.iter().find(|c| c.ward == w.code.as_str());
         println!(
             "   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}",
-            w.code, w.name, s.records, c.map_or(0, |c| c.records), c.map_or(0, |c| c.last_applied_seq), s.backlog
+            w.code,
+            w.name,
+            s.records,
+            c.map_or(0, |c| c.records),
+            c.map_or(0, |c| c.last_applied_seq),
+            s.backlog
         );
     }
 
@@ -123,7 +163,12 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
             let at_city = all_city_records(&mut city, kind, w.code.as_str()).await?;
             if at_ward != at_city {
                 ok = false;
-                println!("   MISMATCH ward {} {kind}: ward holds {}, city holds {}", w.code, at_ward.len(), at_city.len());
+                println!(
+                    "   MISMATCH ward {} {kind}: ward holds {}, city holds {}",
+                    w.code,
+                    at_ward.len(),
+                    at_city.len()
+                );
             }
         }
     }
@@ -137,7 +182,10 @@ fn city_url(wards: &[DemoWard]) -> String {
     format!("https://{}", wards[0].relay.addr())
 }
 
-async fn start_city(dir: &Path, stop: &CancellationToken) -> anyhow::Result<(SocketAddr, Vec<JoinHandle<anyhow::Result<()>>>)> {
+async fn start_city(
+    dir: &Path,
+    stop: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, Vec<JoinHandle<anyhow::Result<()>>>)> {
     let certs = dir.join("certs");
     let ca = DevCa::open_or_create(&certs)?;
     ca.issue_city()?;
@@ -157,7 +205,13 @@ async fn start_city(dir: &Path, stop: &CancellationToken) -> anyhow::Result<(Soc
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();
     let task = tokio::spawn(async move {
-        crate::city::serve(cfg, engine, TcpListenerStream::new(listener), stop.cancelled_owned()).await
+        crate::city::serve(
+            cfg,
+            engine,
+            TcpListenerStream::new(listener),
+            stop.cancelled_owned(),
+        )
+        .await
     });
     Ok((addr, vec![task]))
 }
@@ -187,17 +241,27 @@ async fn start_ward(
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let connect = crate::ward::city_connect(&cfg)?;
     let stop = stop.clone();
-    let task = tokio::spawn(async move { crate::ward::serve(cfg, engine, listener, connect, stop.cancelled_owned()).await });
+    let task = tokio::spawn(async move {
+        crate::ward::serve(cfg, engine, listener, connect, stop.cancelled_owned()).await
+    });
     Ok((addr, task))
 }
 
-async fn write_range(w: &DemoWard, range: impl Iterator<Item = u32>, version: u32) -> anyhow::Result<()> {
+async fn write_range(
+    w: &DemoWard,
+    range: impl Iterator<Item = u32>,
+    version: u32,
+) -> anyhow::Result<()> {
     futures::stream::iter(range)
         .map(|i| {
             let mut client = w.client.clone();
             let record = sample::record(&w.code, w.slot, i, version);
             async move {
-                client.put(pb::PutRequest { record: Some((&record).into()) }).await?;
+                client
+                    .put(pb::PutRequest {
+                        record: Some((&record).into()),
+                    })
+                    .await?;
                 anyhow::Ok(())
             }
         })
@@ -210,19 +274,31 @@ async fn delete_range(w: &DemoWard, range: impl Iterator<Item = u32>) -> anyhow:
     for i in range {
         let r = sample::record(&w.code, w.slot, i, 0);
         let key = RecordKey::new(r.kind(), &r.key_id())?;
-        w.client.clone().delete(pb::DeleteRequest { key: Some((&key).into()) }).await?;
+        w.client
+            .clone()
+            .delete(pb::DeleteRequest {
+                key: Some((&key).into()),
+            })
+            .await?;
     }
     Ok(())
 }
 
 async fn status(w: &DemoWard) -> anyhow::Result<pb::WardStatus> {
-    Ok(w.client.clone().status(pb::StatusRequest {}).await?.into_inner())
+    Ok(w.client
+        .clone()
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner())
 }
 
 async fn print_backlogs(wards: &[DemoWard]) -> anyhow::Result<()> {
     for w in wards {
         let s = status(w).await?;
-        println!("   ward {}: {} records, {} changes, city applied {}, backlog {}", s.ward, s.records, s.last_seq, s.acked_seq, s.backlog);
+        println!(
+            "   ward {}: {} records, {} changes, city applied {}, backlog {}",
+            s.ward, s.records, s.last_seq, s.acked_seq, s.backlog
+        );
     }
     Ok(())
 }

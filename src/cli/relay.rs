@@ -74,7 +74,9 @@ impl Drop for Relay {
 }
 
 async fn relay(inbound: TcpStream, target: SocketAddr, mut mode: watch::Receiver<LinkMode>) {
-    let Ok(outbound) = TcpStream::connect(target).await else { return };
+    let Ok(outbound) = TcpStream::connect(target).await else {
+        return;
+    };
     let (mut client_rd, mut client_wr) = inbound.into_split();
     let (mut server_rd, mut server_wr) = outbound.into_split();
     let up = tokio::io::copy(&mut client_rd, &mut server_wr);

@@ -6,10 +6,24 @@ use rand::{Rng, SeedableRng};
 
 use crate::model::{Body, Business, Citizen, LandParcel, Record, WardCode};
 
-const FAMILY: &[&str] = &["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"];
+const FAMILY: &[&str] = &[
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
+];
 const MIDDLE: &[&str] = &["Văn", "Thị", "Hữu", "Đức", "Minh", "Thanh", "Ngọc", "Quang"];
-const GIVEN: &[&str] = &["An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hương", "Khánh", "Lan", "Long", "Mai", "Nam", "Phúc", "Quân", "Thảo", "Trang", "Tuấn", "Vy", "Yến"];
-const STREETS: &[&str] = &["Hàng Bông", "Phố Huế", "Ngọc Lâm", "Nguyễn Văn Cừ", "Tây Sơn", "Láng Hạ", "Kim Mã", "Đội Cấn"];
+const GIVEN: &[&str] = &[
+    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hương", "Khánh", "Lan", "Long", "Mai",
+    "Nam", "Phúc", "Quân", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
+];
+const STREETS: &[&str] = &[
+    "Hàng Bông",
+    "Phố Huế",
+    "Ngọc Lâm",
+    "Nguyễn Văn Cừ",
+    "Tây Sơn",
+    "Láng Hạ",
+    "Kim Mã",
+    "Đội Cấn",
+];
 const LAND_USE: &[&str] = &["ODT", "ONT", "LUC", "CLN", "BHK", "TMD"];
 
 fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
@@ -22,8 +36,18 @@ fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
 /// across slots for `i < 10_000`.
 pub fn record(ward: &WardCode, slot: u32, i: u32, version: u32) -> Record {
     let mut rng = StdRng::seed_from_u64(((slot as u64) << 40) ^ ((i as u64) << 8) ^ version as u64);
-    let name = format!("{} {} {}", pick(&mut rng, FAMILY), pick(&mut rng, MIDDLE), pick(&mut rng, GIVEN));
-    let address = format!("{} {}, {}", rng.gen_range(1..200), pick(&mut rng, STREETS), ward);
+    let name = format!(
+        "{} {} {}",
+        pick(&mut rng, FAMILY),
+        pick(&mut rng, MIDDLE),
+        pick(&mut rng, GIVEN)
+    );
+    let address = format!(
+        "{} {}, {}",
+        rng.gen_range(1..200),
+        pick(&mut rng, STREETS),
+        ward
+    );
     let body = if i % 5 == 4 {
         Body::Land(LandParcel {
             commune_code: ward.to_string(),
@@ -44,11 +68,19 @@ pub fn record(ward: &WardCode, slot: u32, i: u32, version: u32) -> Record {
         Body::Citizen(Citizen {
             personal_id: personal_id(slot, i),
             full_name: name,
-            date_of_birth: format!("{}-{:02}-{:02}", rng.gen_range(1940..2020), rng.gen_range(1..13), rng.gen_range(1..29)),
+            date_of_birth: format!(
+                "{}-{:02}-{:02}",
+                rng.gen_range(1940..2020),
+                rng.gen_range(1..13),
+                rng.gen_range(1..29)
+            ),
             permanent_address: address,
         })
     };
-    Record { ward: ward.clone(), body }
+    Record {
+        ward: ward.clone(),
+        body,
+    }
 }
 
 /// A well-formed personal id (Hanoi prefix 001), unique per (slot, i) for

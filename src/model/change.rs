@@ -97,7 +97,11 @@ mod tests {
         assert_eq!(ok.refusal(&a, None), None);
         assert_eq!(ok.refusal(&a, Some(&a)), None);
         assert!(ok.refusal(&b, None).unwrap().contains("sent by ward 00145"));
-        assert!(ok.refusal(&a, Some(&b)).unwrap().contains("belongs to ward 00145"));
+        assert!(
+            ok.refusal(&a, Some(&b))
+                .unwrap()
+                .contains("belongs to ward 00145")
+        );
         let del = Change {
             op: Op::Delete,
             ..ok.clone()
@@ -105,6 +109,11 @@ mod tests {
         assert_eq!(del.refusal(&a, None), None);
         assert!(del.refusal(&a, Some(&b)).is_some());
         let mismatched = put("00082", "001085099999");
-        assert!(mismatched.refusal(&a, None).unwrap().contains("does not match"));
+        assert!(
+            mismatched
+                .refusal(&a, None)
+                .unwrap()
+                .contains("does not match")
+        );
     }
 }

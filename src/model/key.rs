@@ -156,8 +156,7 @@ pub(crate) fn check_personal_id(id: &str) -> Result<(), String> {
 /// Checks the text of a cadastral map sheet or parcel number.
 pub(crate) fn check_cadastral_part(what: &str, s: &str) -> Result<(), String> {
     let ok = (1..=16).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-'));
     if ok {
         Ok(())

@@ -89,7 +89,9 @@ pub fn record_from_pb(r: Option<pb::Record>) -> Result<(Record, RecordKey), Vali
 /// it (an owning ward and a body); the fields are not validated.
 fn record_envelope(r: pb::Record) -> Result<Record, ValidationError> {
     let mut err = ValidationError::default();
-    let ward = WardCode::parse(&r.ward).map_err(|e| err.add("record.ward", e)).ok();
+    let ward = WardCode::parse(&r.ward)
+        .map_err(|e| err.add("record.ward", e))
+        .ok();
     let body = match r.body {
         Some(pb::record::Body::Citizen(c)) => Some(Body::Citizen(Citizen {
             personal_id: c.personal_id,
@@ -144,7 +146,12 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, ValidationError> {
     let op = match c.op {
         Some(pb::change::Op::Delete(_)) => Op::Delete,
         Some(pb::change::Op::Put(r)) => Op::Put(record_envelope(r)?),
-        None => return Err(ValidationError::single("change.op", "required: put or delete")),
+        None => {
+            return Err(ValidationError::single(
+                "change.op",
+                "required: put or delete",
+            ));
+        }
     };
     Ok(Change {
         seq: c.seq,

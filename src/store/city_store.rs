@@ -114,7 +114,11 @@ fn record_key(k: &RecordKey) -> Vec<u8> {
 fn index_key(ward: &WardCode, k: &RecordKey) -> Vec<u8> {
     key(
         BY_WARD,
-        &[ward.as_str().as_bytes(), &[k.kind().tag()], k.id().as_bytes()],
+        &[
+            ward.as_str().as_bytes(),
+            &[k.kind().tag()],
+            k.id().as_bytes(),
+        ],
     )
 }
 
@@ -134,9 +138,7 @@ fn page_start(prefix: &[u8], after: &str) -> Vec<u8> {
 impl CityStore {
     /// Opens the store and loads counters and ward states.
     pub fn open(engine: Arc<dyn Engine>) -> Result<CityStore, StoreError> {
-        let cursor = engine
-            .get(CURSOR)?
-            .map_or(Ok(0), |v| read_be(CURSOR, &v))?;
+        let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
         let mut wards = HashMap::new();
         for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
             let code = WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| {
@@ -322,7 +324,11 @@ impl CityStore {
             return Ok(Vec::new());
         }
         self.engine
-            .scan(&key(LOG, &[&be(after + 1)]), &key(LOG, &[&be(durable + 1)]), limit)?
+            .scan(
+                &key(LOG, &[&be(after + 1)]),
+                &key(LOG, &[&be(durable + 1)]),
+                limit,
+            )?
             .into_iter()
             .map(|(k, v)| decode(&k, &v))
             .collect()
@@ -331,7 +337,11 @@ impl CityStore {
     /// Every ward the city has heard from, with its state, in code order.
     pub fn wards(&self) -> Vec<(WardCode, WardState)> {
         let c = self.cache.lock().expect("poisoned");
-        let mut v: Vec<_> = c.wards.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut v: Vec<_> = c
+            .wards
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -85,7 +85,9 @@ mod tests {
         let mut handles = Vec::new();
         for i in 0..200u32 {
             let gc = gc.clone();
-            handles.push(tokio::spawn(async move { (i, gc.submit(i).await.unwrap()) }));
+            handles.push(tokio::spawn(
+                async move { (i, gc.submit(i).await.unwrap()) },
+            ));
         }
         for h in handles {
             let (i, r) = h.await.unwrap();
@@ -94,6 +96,9 @@ mod tests {
         drop(gc);
         task.await.unwrap();
         let n = groups.load(Ordering::SeqCst);
-        assert!((4..=200).contains(&n), "200 requests in groups of at most 64: {n}");
+        assert!(
+            (4..=200).contains(&n),
+            "200 requests in groups of at most 64: {n}"
+        );
     }
 }

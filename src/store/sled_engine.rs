@@ -27,7 +27,10 @@ impl SledEngine {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<SledEngine, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Io(format!("cannot create data directory {}: {e}", dir.display()))
+            StoreError::Io(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let db = sled::Config::new()
             .path(dir.join("db"))

@@ -58,7 +58,13 @@ impl WardApi for LocalApi {
         if let Some(existing) = self.store.get(&key).map_err(WardError::from)? {
             self.check_owner(&key, &existing.ward)?;
         }
-        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        let seq = self
+            .writer
+            .write(NewChange {
+                key,
+                op: Op::Put(record),
+            })
+            .await?;
         Ok(Response::new(pb::WriteReply { seq }))
     }
 
@@ -73,7 +79,13 @@ impl WardApi for LocalApi {
             .map_err(WardError::from)?
             .ok_or_else(|| WardError::NotFound(key.clone()))?;
         self.check_owner(&key, &existing.ward)?;
-        let seq = self.writer.write(NewChange { key, op: Op::Delete }).await?;
+        let seq = self
+            .writer
+            .write(NewChange {
+                key,
+                op: Op::Delete,
+            })
+            .await?;
         Ok(Response::new(pb::WriteReply { seq }))
     }
 

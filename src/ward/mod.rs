@@ -47,7 +47,9 @@ pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
             );
             endpoint = endpoint.tls_config(client_tls(files, &cfg.city_name)?)?;
         }
-        None => tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication"),
+        None => {
+            tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication")
+        }
     }
     Ok(tcp_connect(endpoint))
 }

@@ -115,7 +115,8 @@ impl Replicator {
         cancel: &CancellationToken,
         backoff: &mut backoff::ExponentialBackoff,
     ) -> SessionEnd {
-        let fail = |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
         let cfg = self.config.clone();
         let (tx, rx) = mpsc::channel(cfg.max_in_flight + 1);
         let hello = pb::WardMessage {
@@ -135,8 +136,12 @@ impl Replicator {
             Err(s) => return fail("the city refused the stream", &s),
         };
         let applied = match inbound.message().await {
-            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => w.last_applied_seq,
-            Ok(_) => return SessionEnd::Failed("the city did not answer Hello with Welcome".into()),
+            Ok(Some(pb::CityMessage {
+                msg: Some(city_message::Msg::Welcome(w)),
+            })) => w.last_applied_seq,
+            Ok(_) => {
+                return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
+            }
             Err(s) => return fail("the city closed the stream", &s),
         };
         if applied < self.store.acked_seq() {
@@ -157,11 +162,18 @@ impl Replicator {
         loop {
             while in_flight.len() < cfg.max_in_flight {
                 let durable = *self.durable.borrow_and_update();
-                let changes = match self.store.outbox_range(sent, durable, cfg.batch_max_entries, cfg.batch_max_bytes) {
+                let changes = match self.store.outbox_range(
+                    sent,
+                    durable,
+                    cfg.batch_max_entries,
+                    cfg.batch_max_bytes,
+                ) {
                     Ok(c) => c,
                     Err(e) => return fail("cannot read the outbox", &e),
                 };
-                let Some(last) = changes.last().map(|c| c.seq) else { break };
+                let Some(last) = changes.last().map(|c| c.seq) else {
+                    break;
+                };
                 let first = changes[0].seq;
                 let batch = pb::WardMessage {
                     msg: Some(ward_message::Msg::Batch(pb::Batch {
@@ -216,7 +228,9 @@ impl Replicator {
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some(&last) = in_flight.back() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
-                Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
+                Ok(Ok(Some(pb::CityMessage {
+                    msg: Some(city_message::Msg::Ack(a)),
+                }))) => {
                     let _ = self.store.ack(a.applied_seq);
                     if a.applied_seq >= last {
                         break;

@@ -12,7 +12,9 @@ use wardsync::auth::DevCa;
 use wardsync::cli::client::{city_client, ward_client};
 use wardsync::cli::wait;
 use wardsync::model::WardCode;
-use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+use wardsync::proto::pb::{
+    self, city_query_client::CityQueryClient, ward_api_client::WardApiClient,
+};
 
 /// How long any awaited condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -34,7 +36,9 @@ impl Env {
             ca.issue_ward(&WardCode::parse(w).unwrap()).unwrap();
         }
         let foreign = DevCa::open_or_create(&dir.path().join("foreign")).unwrap();
-        foreign.issue_ward(&WardCode::parse("00082").unwrap()).unwrap();
+        foreign
+            .issue_ward(&WardCode::parse("00082").unwrap())
+            .unwrap();
         Env { dir }
     }
 
@@ -49,7 +53,11 @@ impl Env {
 
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `wardsync` child process with its log in a file; killed on drop, and
@@ -63,7 +71,12 @@ pub struct Node {
 
 impl Node {
     fn spawn(name: &str, args: Vec<String>, log: PathBuf) -> Node {
-        let mut n = Node { name: name.into(), child: None, args, log };
+        let mut n = Node {
+            name: name.into(),
+            child: None,
+            args,
+            log,
+        };
         n.start();
         n
     }
@@ -71,7 +84,11 @@ impl Node {
     /// (Re)starts the process with the same arguments.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
             .args(&self.args)
             .env("RUST_LOG", "wardsync=debug")
@@ -92,21 +109,30 @@ impl Node {
 
     /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
         sigterm(c.id());
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
             if let Some(status) = c.try_wait().unwrap() {
                 return status.success();
             }
-            assert!(std::time::Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} ignored SIGTERM",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
 fn sigterm(pid: u32) {
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -148,7 +174,11 @@ impl City {
             env.certs().display().to_string(),
         ];
         let node = Node::spawn("city", args, env.path().join("city.log"));
-        City { node, addr, certs: env.certs() }
+        City {
+            node,
+            addr,
+            certs: env.certs(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -206,16 +236,31 @@ batch_max_entries = 64
             ),
         )
         .unwrap();
-        let args = vec!["ward".into(), "--config".into(), config.display().to_string()];
-        let node = Node::spawn(&format!("ward {code}"), args, env.path().join(format!("ward-{code}.log")));
-        Ward { node, code: code.into(), api }
+        let args = vec![
+            "ward".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        let node = Node::spawn(
+            &format!("ward {code}"),
+            args,
+            env.path().join(format!("ward-{code}.log")),
+        );
+        Ward {
+            node,
+            code: code.into(),
+            api,
+        }
     }
 
     /// A local API client, once the agent answers.
     pub async fn client(&self) -> WardApiClient<Channel> {
         let url = format!("http://{}", self.api);
         wait::until(DEADLINE, "the ward agent to accept connections", || async {
-            ward_client(&url).await?.status(pb::StatusRequest {}).await?;
+            ward_client(&url)
+                .await?
+                .status(pb::StatusRequest {})
+                .await?;
             Ok(true)
         })
         .await
@@ -260,7 +305,11 @@ pub fn assert_each_seq_once(log: &[pb::LoggedChange], ward: &str, last: u64) {
         .filter(|l| l.ward == ward)
         .map(|l| l.change.as_ref().unwrap().seq)
         .collect();
-    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "ward {ward}: each change applied once, in order");
+    assert_eq!(
+        seqs,
+        (1..=last).collect::<Vec<_>>(),
+        "ward {ward}: each change applied once, in order"
+    );
 }
 
 /// Asserts that the ward and the city hold the same records of every kind for the ward.
