@@ -14,6 +14,7 @@
 //! - [`city`]: the city server: replication ingest and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, dev CA.
 //! - [`config`]: TOML configuration of each node.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`cli`]: the subcommands other than `ward` and `city`: certs, put, get,
 //!   list, status, demo; and the TCP relay the demo cuts.
 //!
@@ -48,6 +49,7 @@
 pub mod auth;
 pub mod city;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod model;
 pub mod proto;

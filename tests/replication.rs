@@ -68,12 +68,7 @@ async fn writes_replicate_and_the_city_equals_the_wards() {
         let log = city_log(&mut city_c).await;
         assert_each_seq_once(&log, &w.code, s.last_seq);
     }
-    let states = city_c
-        .wards(pb::WardsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .wards;
+    let states = city_wards(&mut city_c).await.unwrap();
     assert_eq!(
         states.iter().map(|s| s.records as usize).sum::<usize>(),
         expected_total
@@ -212,7 +207,7 @@ async fn lost_acks_cost_a_resend_never_a_duplicate() {
         || {
             let mut city_c = city_c.clone();
             async move {
-                let wards = city_c.wards(pb::WardsRequest {}).await?.into_inner().wards;
+                let wards = city_wards(&mut city_c).await?;
                 Ok(wards
                     .iter()
                     .any(|w| w.ward == "00082" && w.last_applied_seq > 20))

@@ -11,11 +11,11 @@ use tracing::Instrument;
 
 use super::CityError;
 use crate::auth::{Identity, peer_identity};
+use crate::clock::now_ms;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
 use crate::store::{BatchRejected, CityStore, GroupCommit, StoreError, WardBatch};
-use crate::ward::now_ms;
 
 /// The outcome of applying one ward batch.
 pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;

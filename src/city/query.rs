@@ -7,9 +7,8 @@ use tonic::{Request, Response, Status};
 use super::CityError;
 use crate::model::{Kind, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
-use crate::proto::{key_from_pb, kind_from_pb};
+use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size};
 use crate::store::{CityStore, LoggedChange};
-use crate::ward::page_size;
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -68,13 +67,9 @@ impl CityQuery for QueryService {
             .store
             .list(kind, ward.as_ref(), &req.after, limit)
             .map_err(CityError::from)?;
-        let next_after = match records.last() {
-            Some(r) if records.len() == limit => r.key_id(),
-            _ => String::new(),
-        };
         Ok(Response::new(pb::CityListReply {
+            next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
-            next_after,
         }))
     }
 

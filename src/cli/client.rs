@@ -8,9 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::args::{KeyArgs, ListArgs, PutArgs, TargetArgs};
 use crate::auth::{TlsFiles, client_tls};
-use crate::model::{Record, RecordKey};
+use crate::model::{Kind, Record, RecordKey};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
-use crate::proto::record_from_pb;
+use crate::proto::{MAX_PAGE, record_from_pb};
 
 /// Connects to a ward agent's local API.
 pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
@@ -148,60 +148,22 @@ pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
 
 /// `wardsync list`: pages through the records, one JSON record per line.
 pub async fn list(a: ListArgs) -> anyhow::Result<()> {
-    let kind = pb::Kind::from(a.kind) as i32;
-    let mut city = city_for(&a.target).await?;
-    anyhow::ensure!(
-        city.is_some() || a.ward.is_none(),
-        "--ward filters the city's records: add --city"
-    );
-    let mut ward = match city {
-        Some(_) => None,
-        None => Some(ward_client(&a.target.ward_api).await?),
+    let mut source = match city_for(&a.target).await? {
+        Some(city) => Source::City(city, a.ward.clone().unwrap_or_default()),
+        None => {
+            anyhow::ensure!(
+                a.ward.is_none(),
+                "--ward filters the city's records: add --city"
+            );
+            Source::Ward(ward_client(&a.target.ward_api).await?)
+        }
     };
-    let (mut after, mut printed) = (a.after.clone(), 0usize);
-    loop {
-        let want = if a.limit == 0 {
-            1000
-        } else {
-            (a.limit - printed).min(1000)
-        } as u32;
-        let (records, next) = match (&mut city, &mut ward) {
-            (Some(c), _) => {
-                let r = c
-                    .list(pb::CityListRequest {
-                        kind,
-                        ward: a.ward.clone().unwrap_or_default(),
-                        after,
-                        limit: want,
-                    })
-                    .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                    .into_inner();
-                (r.records, r.next_after)
-            }
-            (None, Some(w)) => {
-                let r = w
-                    .list(pb::ListRequest {
-                        kind,
-                        after,
-                        limit: want,
-                    })
-                    .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                    .into_inner();
-                (r.records, r.next_after)
-            }
-            (None, None) => unreachable!("one target is always set"),
-        };
-        printed += records.len();
-        for r in records {
-            print_record(Some(r))?;
-        }
-        if next.is_empty() || (a.limit != 0 && printed >= a.limit) {
-            return Ok(());
-        }
-        after = next;
-    }
+    source
+        .for_each(a.kind, a.after.clone(), a.limit, |r| {
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        })
+        .await
 }
 
 /// `wardsync status`.
@@ -251,56 +213,106 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where records are listed from.
+pub enum Source {
+    /// A ward agent's local API.
+    Ward(WardApiClient<Channel>),
+    /// The city, optionally only the records of one ward (empty: all wards).
+    City(CityQueryClient<Channel>, String),
+}
+
+impl Source {
+    async fn page(
+        &mut self,
+        kind: Kind,
+        after: String,
+        limit: u32,
+    ) -> Result<(Vec<pb::Record>, String), tonic::Status> {
+        let kind = pb::Kind::from(kind) as i32;
+        Ok(match self {
+            Source::Ward(c) => {
+                let r = c
+                    .list(pb::ListRequest { kind, after, limit })
+                    .await?
+                    .into_inner();
+                (r.records, r.next_after)
+            }
+            Source::City(c, ward) => {
+                let ward = ward.clone();
+                let r = c
+                    .list(pb::CityListRequest {
+                        kind,
+                        ward,
+                        after,
+                        limit,
+                    })
+                    .await?
+                    .into_inner();
+                (r.records, r.next_after)
+            }
+        })
+    }
+
+    /// Calls `each` on the records of `kind` after key `after`, in key
+    /// order, at most `limit` of them (0: all), a page at a time.
+    pub async fn for_each(
+        &mut self,
+        kind: Kind,
+        mut after: String,
+        limit: usize,
+        mut each: impl FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut seen = 0;
+        loop {
+            let want = if limit == 0 {
+                MAX_PAGE
+            } else {
+                (limit - seen).min(MAX_PAGE)
+            };
+            let (records, next) = self
+                .page(kind, after, want as u32)
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            seen += records.len();
+            for r in records {
+                let (record, _) = record_from_pb(Some(r))
+                    .map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
+                each(record)?;
+            }
+            if next.is_empty() || (limit != 0 && seen >= limit) {
+                return Ok(());
+            }
+            after = next;
+        }
+    }
+
+    /// Every record of `kind`, in key order.
+    pub async fn all(&mut self, kind: Kind) -> anyhow::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.for_each(kind, String::new(), 0, |r| {
+            out.push(r);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
 /// Every record of `kind` a ward agent holds, in key order.
 pub async fn all_ward_records(
     client: &mut WardApiClient<Channel>,
-    kind: crate::model::Kind,
+    kind: Kind,
 ) -> anyhow::Result<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = client
-            .list(pb::ListRequest {
-                kind: pb::Kind::from(kind) as i32,
-                after,
-                limit: 1000,
-            })
-            .await?
-            .into_inner();
-        for r in page.records {
-            out.push(record_from_pb(Some(r))?.0);
-        }
-        if page.next_after.is_empty() {
-            return Ok(out);
-        }
-        after = page.next_after;
-    }
+    Source::Ward(client.clone()).all(kind).await
 }
 
 /// Every record of `kind` the city holds for `ward` (all wards if empty), in key order.
 pub async fn all_city_records(
     client: &mut CityQueryClient<Channel>,
-    kind: crate::model::Kind,
+    kind: Kind,
     ward: &str,
 ) -> anyhow::Result<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = client
-            .list(pb::CityListRequest {
-                kind: pb::Kind::from(kind) as i32,
-                ward: ward.to_string(),
-                after,
-                limit: 1000,
-            })
-            .await?
-            .into_inner();
-        for r in page.records {
-            out.push(record_from_pb(Some(r))?.0);
-        }
-        if page.next_after.is_empty() {
-            return Ok(out);
-        }
-        after = page.next_after;
-    }
+    Source::City(client.clone(), ward.to_string())
+        .all(kind)
+        .await
 }

@@ -8,9 +8,11 @@ pub mod pb {
 }
 
 mod convert;
+mod paging;
 mod status;
 
 pub use convert::{change_from_pb, key_from_pb, kind_from_pb, record_from_pb};
+pub use paging::{DEFAULT_PAGE, MAX_PAGE, next_after, page_size};
 
 /// Version of the replication protocol spoken in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;

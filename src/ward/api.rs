@@ -11,21 +11,8 @@ use super::replicator::LinkState;
 use super::{WardError, Writer};
 use crate::model::{Kind, Op, RecordKey, WardCode};
 use crate::proto::pb::{self, ward_api_server::WardApi};
-use crate::proto::{key_from_pb, kind_from_pb, record_from_pb};
+use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size, record_from_pb};
 use crate::store::{NewChange, WardStore};
-
-/// Default and largest page sizes of `List`.
-pub const DEFAULT_PAGE: usize = 100;
-/// Largest page size of `List`.
-pub const MAX_PAGE: usize = 1000;
-
-/// The page size a request asks for, within bounds.
-pub fn page_size(limit: u32) -> usize {
-    match limit as usize {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    }
-}
 
 /// State shared by the local API handlers.
 #[derive(Clone)]
@@ -109,13 +96,9 @@ impl WardApi for LocalApi {
             .store
             .list(kind, &req.after, limit)
             .map_err(WardError::from)?;
-        let next_after = match records.last() {
-            Some(r) if records.len() == limit => r.key_id(),
-            _ => String::new(),
-        };
         Ok(Response::new(pb::ListReply {
+            next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
-            next_after,
         }))
     }
 

@@ -15,10 +15,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Server};
 
-pub use api::{DEFAULT_PAGE, LocalApi, MAX_PAGE, page_size};
+pub use api::LocalApi;
 pub use error::WardError;
 pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
-pub use writer::{Writer, now_ms};
+pub use writer::Writer;
 
 use crate::auth::client_tls;
 use crate::config::{WardConfig, check_tls};
@@ -95,6 +95,9 @@ pub async fn serve(
         link,
     };
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the local API has no authentication of its own and listens beyond loopback: restrict access to it");
+    }
     tracing::info!(%ward, %addr, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
         .add_service(WardApiServer::new(api))

@@ -7,19 +7,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::WardError;
+use crate::clock::now_ms;
 use crate::store::{GroupCommit, NewChange, StoreError, WardStore};
 
 /// Submits durable writes to the ward's store.
 #[derive(Clone)]
 pub struct Writer {
     commit: GroupCommit<NewChange, Result<u64, StoreError>>,
-}
-
-/// Milliseconds since the Unix epoch, by the wall clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Writer {

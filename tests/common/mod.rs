@@ -329,3 +329,8 @@ pub async fn assert_same_records(
     }
     total
 }
+
+/// Every ward's replication state at the city.
+pub async fn city_wards(city: &mut CityQueryClient<Channel>) -> anyhow::Result<Vec<pb::WardState>> {
+    Ok(city.wards(pb::WardsRequest {}).await?.into_inner().wards)
+}
