@@ -111,6 +111,20 @@ async fn a_resent_batch_is_applied_once() {
         "a pure duplicate is acknowledged, not applied"
     );
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
+    // The change feed resumes from any cursor, a bounded number at a time.
+    let page: Vec<u64> = {
+        let mut s = q
+            .changes_since(pb::ChangesSinceRequest { after: 5, limit: 3 })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut v = Vec::new();
+        while let Some(l) = s.message().await.unwrap() {
+            v.push(l.cursor);
+        }
+        v
+    };
+    assert_eq!(page, [6, 7, 8]);
 
     // A batch that skips sequences is rejected, and nothing of it applied.
     let e = s.send(&[change(17, "00082", 0, 17)]).await.unwrap_err();

@@ -266,6 +266,26 @@ async fn bad_input_is_refused_with_every_field_named_and_nothing_stored() {
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("00145"), "{}", e.message());
 
+    let missing = RecordKey::new(wardsync::model::Kind::Citizen, "001085099999").unwrap();
+    let e = c
+        .delete(pb::DeleteRequest {
+            key: Some((&missing).into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .get(pb::GetRequest {
+            key: Some(pb::RecordKey {
+                kind: 1,
+                id: "12".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("key.id"), "{}", e.message());
+
     let s = status(&mut c).await.unwrap();
     assert_eq!(
         (s.last_seq, s.records),

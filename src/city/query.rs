@@ -115,16 +115,18 @@ impl CityQuery for QueryService {
         &self,
         _req: Request<pb::WardsRequest>,
     ) -> Result<Response<pb::WardsReply>, Status> {
-        let mut wards = Vec::new();
-        for (code, state) in self.store.wards() {
-            wards.push(pb::WardState {
-                records: self.store.count_owned(&code).map_err(CityError::from)?,
+        let wards = self
+            .store
+            .wards()
+            .into_iter()
+            .map(|(code, state)| pb::WardState {
                 ward: code.to_string(),
                 last_applied_seq: state.last_applied_seq,
                 last_contact_ms: state.last_contact_ms,
+                records: state.records,
                 refused: state.refused,
-            });
-        }
+            })
+            .collect();
         Ok(Response::new(pb::WardsReply { wards }))
     }
 

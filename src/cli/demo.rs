@@ -48,17 +48,17 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let n = a.records.min(5000) as u32;
-    let stop = CancellationToken::new();
-    let (city_addr, mut tasks) = start_city(&dir, &stop).await?;
+    let (stop_wards, stop_city) = (CancellationToken::new(), CancellationToken::new());
+    let (city_addr, city_task) = start_city(&dir, &stop_city).await?;
     println!(
         "city        listening on {city_addr} (mutual TLS), data in {}",
         dir.join("city").display()
     );
-    let mut wards = Vec::new();
+    let (mut wards, mut tasks) = (Vec::new(), Vec::new());
     for (slot, (code, name)) in WARDS.iter().enumerate() {
         let code = WardCode::parse(code).expect("demo ward codes are valid");
         let relay = Relay::start(city_addr).await?;
-        let (api, task) = start_ward(&dir, &code, relay.addr(), &stop).await?;
+        let (api, task) = start_ward(&dir, &code, relay.addr(), &stop_wards).await?;
         tasks.push(task);
         let client = ward_client(&format!("http://{api}")).await?;
         println!(
@@ -75,10 +75,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     let result = scenario(&a, &dir, &mut wards, n).await;
-    stop.cancel();
+    // Wards first, so that none sees the city go away.
+    stop_wards.cancel();
     for t in tasks {
         t.await??;
     }
+    stop_city.cancel();
+    city_task.await??;
     match result {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => Ok(ExitCode::FAILURE),
@@ -185,7 +188,7 @@ fn city_url(wards: &[DemoWard]) -> String {
 async fn start_city(
     dir: &Path,
     stop: &CancellationToken,
-) -> anyhow::Result<(SocketAddr, Vec<JoinHandle<anyhow::Result<()>>>)> {
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
     let certs = dir.join("certs");
     let ca = DevCa::open_or_create(&certs)?;
     ca.issue_city()?;
@@ -213,7 +216,7 @@ async fn start_city(
         )
         .await
     });
-    Ok((addr, vec![task]))
+    Ok((addr, task))
 }
 
 async fn start_ward(

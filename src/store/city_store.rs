@@ -42,6 +42,8 @@ pub struct WardState {
     pub last_contact_ms: i64,
     /// Changes from this ward the city refused.
     pub refused: u64,
+    /// Records the ward owns at the city.
+    pub records: u64,
 }
 
 /// One applied change in the city-wide log.
@@ -218,6 +220,9 @@ impl CityStore {
                 } else {
                     match &change.op {
                         Op::Put(r) => {
+                            if owner.is_none() {
+                                state.records += 1;
+                            }
                             batch.insert(rk.clone(), encode(r));
                             batch.insert(index_key(&r.ward, &change.key), Vec::new());
                             owners.insert(rk, Some(r.ward.clone()));
@@ -225,7 +230,9 @@ impl CityStore {
                         Op::Delete => {
                             batch.remove(rk.clone());
                             if let Some(o) = &owner {
+                                // The refusal rule guarantees `o` is the sender.
                                 batch.remove(index_key(o, &change.key));
+                                state.records = state.records.saturating_sub(1);
                             }
                             owners.insert(rk, None);
                         }
@@ -309,12 +316,6 @@ impl CityStore {
                 Ok(out)
             }
         }
-    }
-
-    /// How many records `ward` owns, over all kinds.
-    pub fn count_owned(&self, ward: &WardCode) -> Result<u64, StoreError> {
-        let prefix = key(BY_WARD, &[ward.as_str().as_bytes()]);
-        self.engine.count(&prefix, &prefix_end(&prefix))
     }
 
     /// Up to `limit` durable log entries with cursor greater than `after`.
