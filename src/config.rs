@@ -94,6 +94,10 @@ pub struct CityConfig {
     /// Most ward batches applied together in one write and one flush.
     #[serde(default = "default_max_group")]
     pub max_group: usize,
+    /// The city's 2-digit province code (e.g. "01" for Hanoi). When set,
+    /// records owned by communes of other provinces are quarantined.
+    #[serde(default)]
+    pub province: Option<String>,
 }
 
 fn default_ward_dir() -> PathBuf {

@@ -51,6 +51,7 @@ pub mod city;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod generate;
 pub mod model;
 pub mod proto;
 pub mod store;

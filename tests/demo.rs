@@ -4,20 +4,11 @@ use std::process::Command;
 
 #[test]
 fn the_demo_converges_and_exits_zero() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wardsync"))
-        .args(["demo", "--records", "300"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_wardsync")).args(["demo", "--records", "300"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("backlog:    300 changes queued"),
-        "the cut ward's backlog grows:\n{stdout}"
-    );
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("backlog:    300 changes queued"), "the cut ward's backlog grows:\n{stdout}");
     assert!(stdout.lines().any(|l| l == "converged"), "{stdout}");
     // Summary rows: every ward ends with an empty backlog and the city holds as many records.
     for code in ["00082", "00145", "09784"] {
@@ -28,10 +19,6 @@ fn the_demo_converges_and_exits_zero() {
         let cols: Vec<&str> = row.split_whitespace().collect();
         let n = cols.len();
         assert_eq!(cols[n - 1], "0", "backlog of {code}: {row}");
-        assert_eq!(
-            cols[n - 4],
-            cols[n - 3],
-            "ward and city record counts of {code}: {row}"
-        );
+        assert_eq!(cols[n - 4], cols[n - 3], "ward and city record counts of {code}: {row}");
     }
 }

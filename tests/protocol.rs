@@ -11,8 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use wardsync::auth::{TlsFiles, client_tls};
-use wardsync::cli::sample;
-use wardsync::model::{Change, Op, RecordKey, WardCode};
+use wardsync::model::{Body, Change, Op, Record, RecordKey, WardCode};
 use wardsync::proto::PROTOCOL_VERSION;
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
@@ -21,11 +20,7 @@ struct Session {
     inbound: tonic::Streaming<pb::CityMessage>,
 }
 
-async fn open(
-    city: &City,
-    tls: ClientTlsConfig,
-    claim: &str,
-) -> Result<(Session, u64), tonic::Status> {
+async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session, u64), tonic::Status> {
     let channel = Endpoint::from_shared(city.url())
         .unwrap()
         .tls_config(tls)
@@ -44,10 +39,7 @@ async fn open(
     })
     .await
     .unwrap();
-    let mut inbound = CitySyncClient::new(channel)
-        .replicate(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut inbound = CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await?.into_inner();
     match inbound.message().await?.and_then(|m| m.msg) {
         Some(city_message::Msg::Welcome(w)) => Ok((Session { tx, inbound }, w.last_applied_seq)),
         other => panic!("expected Welcome, got {other:?}"),
@@ -77,13 +69,8 @@ impl Session {
 
 /// Change `seq` puts sample record `i` of ward `owner` (slot `slot`).
 fn change(seq: u64, owner: &str, slot: u32, i: u32) -> Change {
-    let r = sample::record(&WardCode::parse(owner).unwrap(), slot, i, 0);
-    Change {
-        seq,
-        written_at_ms: 1,
-        key: RecordKey::new(r.kind(), &r.key_id()).unwrap(),
-        op: Op::Put(r),
-    }
+    let r = rec(&WardCode::parse(owner).unwrap(), slot * 1000 + i);
+    Change { seq, written_at_ms: 1, key: RecordKey::new(r.kind(), &r.key_id()).unwrap(), op: Op::Put(r) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,33 +78,22 @@ async fn a_resent_batch_is_applied_once() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
-        .await
-        .unwrap();
+    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
     assert_eq!(last, 0);
     let first: Vec<Change> = (1..=10).map(|n| change(n, "00082", 0, n as u32)).collect();
     assert_eq!(s.send(&first).await.unwrap(), 10);
     drop(s); // as if the ack had been lost with the connection
 
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
-        .await
-        .unwrap();
+    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
     assert_eq!(last, 10, "Welcome names the last applied sequence");
     let again: Vec<Change> = (1..=15).map(|n| change(n, "00082", 0, n as u32)).collect();
     assert_eq!(s.send(&again).await.unwrap(), 15);
-    assert_eq!(
-        s.send(&again[..5]).await.unwrap(),
-        15,
-        "a pure duplicate is acknowledged, not applied"
-    );
+    assert_eq!(s.send(&again[..5]).await.unwrap(), 15, "a pure duplicate is acknowledged, not applied");
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
     // The change feed resumes from any cursor, a bounded number at a time.
     let page: Vec<u64> = {
-        let mut s = q
-            .changes_since(pb::ChangesSinceRequest { after: 5, limit: 3 })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut s =
+            q.changes_since(pb::ChangesSinceRequest { after: 5, limit: 3 }).await.unwrap().into_inner();
         let mut v = Vec::new();
         while let Some(l) = s.message().await.unwrap() {
             v.push(l.cursor);
@@ -140,10 +116,7 @@ async fn a_ward_cannot_write_another_wards_records() {
     let mut q = city.client().await;
 
     // Claiming another ward's code in Hello is refused outright.
-    let e = open(&city, ward_tls(&env.certs(), "00082"), "00145")
-        .await
-        .err()
-        .expect("refused");
+    let e = open(&city, ward_tls(&env.certs(), "00082"), "00145").await.err().expect("refused");
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     // So is a client certificate that is not a ward's.
     let office = client_tls(&TlsFiles::in_dir(&env.certs(), "office"), "city").unwrap();
@@ -152,49 +125,22 @@ async fn a_ward_cannot_write_another_wards_records() {
 
     // A record of ward 00145 inside ward 00082's stream is refused and kept
     // for the operator; the stream goes on.
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082")
-        .await
-        .unwrap();
+    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
     let foreign = change(1, "00145", 1, 0);
     let own = change(2, "00082", 0, 0);
     assert_eq!(s.send(&[foreign.clone(), own.clone()]).await.unwrap(), 2);
     assert_eq!(s.send(&[change(3, "00082", 0, 1)]).await.unwrap(), 3);
 
-    let refused = q
-        .refused(pb::RefusedRequest {
-            ward: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .refused;
+    let refused = quarantine(&mut q).await;
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].ward, "00082");
     assert!(refused[0].reason.contains("00145"), "{}", refused[0].reason);
     assert_eq!(refused[0].change.as_ref().unwrap().seq, 1);
-    let e = q
-        .get(pb::CityGetRequest {
-            key: Some((&foreign.key).into()),
-        })
-        .await
-        .unwrap_err();
+    let e = q.get(pb::CityGetRequest { key: Some((&foreign.key).into()) }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(
-        q.get(pb::CityGetRequest {
-            key: Some((&own.key).into())
-        })
-        .await
-        .is_ok()
-    );
+    assert!(q.get(pb::CityGetRequest { key: Some((&own.key).into()) }).await.is_ok());
     let wards = city_wards(&mut q).await.unwrap();
-    assert_eq!(
-        (
-            wards[0].last_applied_seq,
-            wards[0].refused,
-            wards[0].records
-        ),
-        (3, 1, 2)
-    );
+    assert_eq!((wards[0].last_applied_seq, wards[0].quarantined, wards[0].records), (3, 1, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,38 +150,81 @@ async fn clients_without_a_certificate_of_the_city_ca_are_refused() {
     let mut q = city.client().await;
     let ca = Certificate::from_pem(std::fs::read(env.certs().join("ca.pem")).unwrap());
 
-    let no_cert = ClientTlsConfig::new()
-        .ca_certificate(ca.clone())
-        .domain_name("city");
-    assert!(
-        open(&city, no_cert, "00082").await.is_err(),
-        "no client certificate"
-    );
+    let no_cert = ClientTlsConfig::new().ca_certificate(ca.clone()).domain_name("city");
+    assert!(open(&city, no_cert, "00082").await.is_err(), "no client certificate");
 
     let foreign = env.path().join("foreign");
-    let other_ca = ClientTlsConfig::new()
-        .ca_certificate(ca)
-        .domain_name("city")
-        .identity(Identity::from_pem(
+    let other_ca =
+        ClientTlsConfig::new().ca_certificate(ca).domain_name("city").identity(Identity::from_pem(
             std::fs::read(foreign.join("ward-00082.pem")).unwrap(),
             std::fs::read(foreign.join("ward-00082.key")).unwrap(),
         ));
-    assert!(
-        open(&city, other_ca, "00082").await.is_err(),
-        "certificate from another CA"
-    );
+    assert!(open(&city, other_ca, "00082").await.is_err(), "certificate from another CA");
 
-    let plaintext = match Endpoint::from_shared(format!("http://{}", city.addr))
-        .unwrap()
-        .connect()
-        .await
-    {
+    let plaintext = match Endpoint::from_shared(format!("http://{}", city.addr)).unwrap().connect().await {
         Err(_) => true,
-        Ok(ch) => pb::city_query_client::CityQueryClient::new(ch)
-            .wards(pb::WardsRequest {})
-            .await
-            .is_err(),
+        Ok(ch) => pb::city_query_client::CityQueryClient::new(ch).wards(pb::WardsRequest {}).await.is_err(),
     };
     assert!(plaintext, "plaintext is refused");
     assert!(city_wards(&mut q).await.unwrap().is_empty());
+}
+
+async fn quarantine(
+    q: &mut pb::city_query_client::CityQueryClient<tonic::transport::Channel>,
+) -> Vec<pb::QuarantinedChange> {
+    q.list_quarantine(pb::QuarantineRequest { ward: String::new() }).await.unwrap().into_inner().entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+
+    // An invalid record (no name), a change whose key cannot be decoded, then a good one.
+    let mut invalid = change(1, "00082", 0, 0);
+    if let Op::Put(Record { body: Body::Citizen(c), .. }) = &mut invalid.op {
+        c.full_name.clear();
+    }
+    let mut malformed = pb::Change::from(&change(2, "00082", 0, 1));
+    malformed.key = Some(pb::RecordKey { kind: 1, id: "not-an-id".into() });
+    let good = change(3, "00082", 0, 2);
+    s.tx.send(pb::WardMessage {
+        msg: Some(ward_message::Msg::Batch(pb::Batch {
+            changes: vec![(&invalid).into(), malformed, (&good).into()],
+        })),
+    })
+    .await
+    .unwrap();
+    match s.inbound.message().await.unwrap().and_then(|m| m.msg) {
+        Some(city_message::Msg::Ack(a)) => assert_eq!(a.applied_seq, 3, "the stream is not blocked"),
+        other => panic!("expected Ack, got {other:?}"),
+    }
+    assert!(q.get(pb::CityGetRequest { key: Some((&good.key).into()) }).await.is_ok());
+
+    let entries = quarantine(&mut q).await;
+    assert_eq!(entries.len(), 2);
+    assert!(entries[0].reason.contains("record.citizen.full_name: required"), "{}", entries[0].reason);
+    assert!(entries[0].change.is_some());
+    assert!(entries[1].reason.contains("key.id"), "{}", entries[1].reason);
+    assert!(entries[1].change.is_none() && !entries[1].raw.is_empty(), "kept as received");
+
+    // Still invalid: a retry is refused and the entry stays.
+    let e = q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    // Discarding needs a reason, and keeps the count right.
+    let e = q
+        .discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: " ".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    q.discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: "corrupt key".into() })
+        .await
+        .unwrap();
+    let entries = quarantine(&mut q).await;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    assert_eq!(city_wards(&mut q).await.unwrap()[0].quarantined, 1);
+    let e = q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 2 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
 }

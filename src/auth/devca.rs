@@ -51,9 +51,7 @@ impl DevCa {
         } else {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params
-                .distinguished_name
-                .push(DnType::CommonName, "wardsync development CA");
+            params.distinguished_name.push(DnType::CommonName, "wardsync development CA");
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             let cert = params.self_signed(&key)?;
@@ -61,23 +59,17 @@ impl DevCa {
             write_private(&ca_key, &key.serialize_pem())?;
             Issuer::new(params, key)
         };
-        Ok(DevCa {
-            dir: dir.to_path_buf(),
-            issuer,
-        })
+        Ok(DevCa { dir: dir.to_path_buf(), issuer })
     }
 
     /// Issues `NAME.pem` and `NAME.key` with common name `name` and the
     /// given DNS names / IP addresses as subject alternative names.
     pub fn issue(&self, name: &str, sans: &[&str]) -> anyhow::Result<()> {
         let key = KeyPair::generate()?;
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
         fs::write(self.dir.join(format!("{name}.pem")), cert.pem())?;
         write_private(&self.dir.join(format!("{name}.key")), &key.serialize_pem())?;

@@ -45,8 +45,7 @@ impl Identity {
 
     /// Parses the identity out of a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Identity, String> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| format!("bad certificate: {e}"))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("bad certificate: {e}"))?;
         let cn = cert
             .subject()
             .iter_common_name()
@@ -63,9 +62,8 @@ pub fn peer_identity<T>(req: &Request<T>) -> Result<Identity, CityError> {
     match req.peer_certs() {
         None => Ok(Identity::Insecure),
         Some(chain) => {
-            let leaf = chain
-                .first()
-                .ok_or_else(|| CityError::PermissionDenied("empty certificate chain".into()))?;
+            let leaf =
+                chain.first().ok_or_else(|| CityError::PermissionDenied("empty certificate chain".into()))?;
             Identity::from_der(leaf.as_ref()).map_err(CityError::PermissionDenied)
         }
     }
@@ -81,13 +79,7 @@ mod tests {
             Identity::from_common_name("ward-00082"),
             Identity::Ward(WardCode::parse("00082").unwrap())
         );
-        assert_eq!(
-            Identity::from_common_name("ward-82"),
-            Identity::Named("ward-82".into())
-        );
-        assert_eq!(
-            Identity::from_common_name("office"),
-            Identity::Named("office".into())
-        );
+        assert_eq!(Identity::from_common_name("ward-82"), Identity::Named("ward-82".into()));
+        assert_eq!(Identity::from_common_name("office"), Identity::Named("office".into()));
     }
 }

@@ -29,16 +29,13 @@ impl TlsFiles {
     }
 
     fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-        std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", path.display()))
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", path.display()))
     }
 
     fn load(&self) -> anyhow::Result<(Certificate, Identity)> {
         let ca = Certificate::from_pem(Self::read(&self.ca, "CA certificate")?);
-        let id = Identity::from_pem(
-            Self::read(&self.cert, "certificate")?,
-            Self::read(&self.key, "private key")?,
-        );
+        let id =
+            Identity::from_pem(Self::read(&self.cert, "certificate")?, Self::read(&self.key, "private key")?);
         Ok((ca, id))
     }
 }
@@ -54,8 +51,5 @@ pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
 /// server to be `domain` (the city certificate's name).
 pub fn client_tls(files: &TlsFiles, domain: &str) -> anyhow::Result<ClientTlsConfig> {
     let (ca, id) = files.load()?;
-    Ok(ClientTlsConfig::new()
-        .ca_certificate(ca)
-        .identity(id)
-        .domain_name(domain))
+    Ok(ClientTlsConfig::new().ca_certificate(ca).identity(id).domain_name(domain))
 }

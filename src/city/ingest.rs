@@ -11,28 +11,29 @@ use tracing::Instrument;
 
 use super::CityError;
 use crate::auth::{Identity, peer_identity};
-use crate::clock::now_ms;
+use crate::clock::{now_ms, today};
+use crate::model::Context;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
-use crate::store::{BatchRejected, CityStore, GroupCommit, StoreError, WardBatch};
+use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, WardBatch};
 
 /// The outcome of applying one ward batch.
 pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
 
 /// Starts the city's group-commit task over `store`.
+/// `province`, if set, is the city's: records of wards elsewhere are quarantined.
 pub fn spawn_applier(
     store: CityStore,
     max_group: usize,
-) -> (
-    GroupCommit<WardBatch, ApplyResult>,
-    tokio::task::JoinHandle<()>,
-) {
+    province: Option<String>,
+) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
     GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
         let store = store.clone();
         let n = group.len();
+        let ctx = Context { today: today(), province: province.clone() };
         async move {
-            let result = match store.apply_group(&group, now_ms()) {
+            let result = match store.apply_group(&group, now_ms(), &ctx) {
                 Ok(outcomes) => store.flush().await.map(|_| outcomes),
                 Err(e) => Err(e),
             };
@@ -78,9 +79,9 @@ impl SyncService {
             Identity::Ward(w) => Err(CityError::PermissionDenied(format!(
                 "certificate of ward {w} cannot replicate as ward {claimed}"
             ))),
-            Identity::Named(n) => Err(CityError::PermissionDenied(format!(
-                "certificate {n:?} is not a ward certificate"
-            ))),
+            Identity::Named(n) => {
+                Err(CityError::PermissionDenied(format!("certificate {n:?} is not a ward certificate")))
+            }
             Identity::Insecure => {
                 tracing::warn!(ward = %claimed, "insecure dev mode: trusting the ward code in Hello");
                 Ok(claimed)
@@ -90,21 +91,14 @@ impl SyncService {
 
     /// Applies batches from `inbound` in order until it ends, fails or the
     /// server shuts down; every error ends the stream with its status.
-    async fn pump(
-        self,
-        ward: WardCode,
-        mut inbound: Streaming<pb::WardMessage>,
-        tx: mpsc::Sender<Outbound>,
-    ) {
+    async fn pump(self, ward: WardCode, mut inbound: Streaming<pb::WardMessage>, tx: mpsc::Sender<Outbound>) {
         let result = loop {
             let msg = tokio::select! {
                 m = inbound.message() => m,
                 _ = self.cancel.cancelled() => break Err(CityError::ShuttingDown),
             };
             let batch = match msg {
-                Ok(Some(pb::WardMessage {
-                    msg: Some(ward_message::Msg::Batch(b)),
-                })) => b,
+                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
                 Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
                 Ok(None) => break Ok(()),
                 Err(s) => {
@@ -114,13 +108,7 @@ impl SyncService {
             };
             match self.apply(&ward, batch).await {
                 Ok(seq) => {
-                    if tx
-                        .send(message(city_message::Msg::Ack(pb::Ack {
-                            applied_seq: seq,
-                        })))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -139,28 +127,27 @@ impl SyncService {
     }
 
     async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
-        let changes = batch
-            .changes
-            .into_iter()
-            .map(change_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
+        let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
         let (first, last) = match (changes.first(), changes.last()) {
-            (Some(f), Some(l)) => (f.seq, l.seq),
+            (Some(f), Some(l)) => (f.seq(), l.seq()),
             _ => return Ok(self.store.last_applied(ward)),
         };
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len());
-        let wb = WardBatch {
-            ward: ward.clone(),
-            changes,
-        };
-        let applied = self
-            .applier
-            .submit(wb)
-            .instrument(span)
-            .await
-            .map_err(|_| CityError::ShuttingDown)???;
+        let wb = WardBatch { ward: ward.clone(), changes };
+        let applied =
+            self.applier.submit(wb).instrument(span).await.map_err(|_| CityError::ShuttingDown)???;
         tracing::debug!(applied, "batch applied");
         Ok(applied)
+    }
+}
+
+/// A wire change as the store takes it: decoded, or kept raw for quarantine.
+pub fn incoming(c: pb::Change) -> Incoming {
+    let seq = c.seq;
+    let raw = prost::Message::encode_to_vec(&c);
+    match change_from_pb(c) {
+        Ok(change) => Incoming::Change(change),
+        Err(e) => Incoming::Malformed { seq, reason: e.to_string(), raw },
     }
 }
 
@@ -175,9 +162,7 @@ impl CitySync for SyncService {
         let identity = peer_identity(&req)?;
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
-            Some(pb::WardMessage {
-                msg: Some(ward_message::Msg::Hello(h)),
-            }) => h,
+            Some(pb::WardMessage { msg: Some(ward_message::Msg::Hello(h)) }) => h,
             _ => return Err(CityError::Protocol("the first message must be Hello".into()).into()),
         };
         let ward = Self::admit(&identity, &hello).inspect_err(|e| {
@@ -186,11 +171,7 @@ impl CitySync for SyncService {
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
-        let _ = tx
-            .send(message(city_message::Msg::Welcome(pb::Welcome {
-                last_applied_seq: last,
-            })))
-            .await;
+        let _ = tx.send(message(city_message::Msg::Welcome(pb::Welcome { last_applied_seq: last }))).await;
         tokio::spawn(self.clone().pump(ward, inbound, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -17,7 +17,7 @@ use tonic::transport::Server;
 use tonic::transport::server::Connected;
 
 pub use error::CityError;
-pub use ingest::{ApplyResult, SyncService, spawn_applier};
+pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use query::QueryService;
 
 use crate::auth::server_tls;
@@ -31,9 +31,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Runs the city server on an on-disk store until `shutdown` completes.
 pub async fn run(cfg: CityConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let listener =
+        TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
     serve(cfg, engine, TcpListenerStream::new(listener), shutdown).await
@@ -55,22 +54,16 @@ where
 {
     check_tls(&cfg.tls, cfg.insecure_dev)?;
     let store = CityStore::open(engine)?;
-    let (applier, applier_task) = spawn_applier(store.clone(), cfg.max_group);
+    let (applier, applier_task) = spawn_applier(store.clone(), cfg.max_group, cfg.province.clone());
     let cancel = CancellationToken::new();
-    let sync = SyncService {
-        store: store.clone(),
-        applier,
-        cancel: cancel.clone(),
-    };
-    let query = QueryService {
-        store: store.clone(),
-    };
+    let sync = SyncService { store: store.clone(), applier, cancel: cancel.clone() };
+    let query = QueryService { store: store.clone(), province: cfg.province.clone() };
     let mut builder = Server::builder();
     match &cfg.tls {
         Some(files) => builder = builder.tls_config(server_tls(files)?)?,
-        None => tracing::warn!(
-            "insecure_dev: accepting plaintext connections and trusting ward codes in Hello"
-        ),
+        None => {
+            tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello")
+        }
     }
     let signal = {
         let cancel = cancel.clone();

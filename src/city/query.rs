@@ -5,9 +5,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::CityError;
-use crate::model::{Kind, ValidationError, WardCode};
+use prost::Message;
+
+use crate::auth::peer_identity;
+use crate::clock::{now_ms, today};
+use crate::model::{Context, Kind, Record, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
-use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size};
+use crate::proto::{change_from_pb, key_from_pb, kind_from_pb, next_after, page_size};
 use crate::store::{CityStore, LoggedChange};
 
 /// Log entries read from the store per step of `ChangesSince`.
@@ -17,15 +21,14 @@ const LOG_CHUNK: usize = 512;
 #[derive(Clone)]
 pub struct QueryService {
     pub(super) store: CityStore,
+    pub(super) province: Option<String>,
 }
 
 fn ward_filter(s: &str, field: &str) -> Result<Option<WardCode>, CityError> {
     if s.is_empty() {
         return Ok(None);
     }
-    WardCode::parse(s)
-        .map(Some)
-        .map_err(|e| ValidationError::single(field, e).into())
+    WardCode::parse(s).map(Some).map_err(|e| ValidationError::single(field, e).into())
 }
 
 impl From<&LoggedChange> for pb::LoggedChange {
@@ -41,32 +44,21 @@ impl From<&LoggedChange> for pb::LoggedChange {
 
 #[tonic::async_trait]
 impl CityQuery for QueryService {
-    async fn get(
-        &self,
-        req: Request<pb::CityGetRequest>,
-    ) -> Result<Response<pb::CityGetReply>, Status> {
+    async fn get(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::CityGetReply>, Status> {
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
         let record = self.store.get(&key).map_err(CityError::from)?;
         match record {
-            Some(r) => Ok(Response::new(pb::CityGetReply {
-                record: Some((&r).into()),
-            })),
+            Some(r) => Ok(Response::new(pb::CityGetReply { record: Some((&r).into()) })),
             None => Err(Status::not_found(format!("{key} not found at the city"))),
         }
     }
 
-    async fn list(
-        &self,
-        req: Request<pb::CityListRequest>,
-    ) -> Result<Response<pb::CityListReply>, Status> {
+    async fn list(&self, req: Request<pb::CityListRequest>) -> Result<Response<pb::CityListReply>, Status> {
         let req = req.into_inner();
         let kind: Kind = kind_from_pb(req.kind, "kind").map_err(CityError::from)?;
         let ward = ward_filter(&req.ward, "ward")?;
         let limit = page_size(req.limit);
-        let records = self
-            .store
-            .list(kind, ward.as_ref(), &req.after, limit)
-            .map_err(CityError::from)?;
+        let records = self.store.list(kind, ward.as_ref(), &req.after, limit).map_err(CityError::from)?;
         Ok(Response::new(pb::CityListReply {
             next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
@@ -80,11 +72,7 @@ impl CityQuery for QueryService {
         req: Request<pb::ChangesSinceRequest>,
     ) -> Result<Response<Self::ChangesSinceStream>, Status> {
         let req = req.into_inner();
-        let limit = if req.limit == 0 {
-            u64::MAX
-        } else {
-            u64::from(req.limit)
-        };
+        let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -111,10 +99,7 @@ impl CityQuery for QueryService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn wards(
-        &self,
-        _req: Request<pb::WardsRequest>,
-    ) -> Result<Response<pb::WardsReply>, Status> {
+    async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
         let wards = self
             .store
             .wards()
@@ -124,28 +109,108 @@ impl CityQuery for QueryService {
                 last_applied_seq: state.last_applied_seq,
                 last_contact_ms: state.last_contact_ms,
                 records: state.records,
-                refused: state.refused,
+                quarantined: state.quarantined,
             })
             .collect();
         Ok(Response::new(pb::WardsReply { wards }))
     }
 
-    async fn refused(
+    async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::RecordsReply>, Status> {
+        let req = req.into_inner();
+        if req.query.trim().is_empty() {
+            return Err(CityError::from(ValidationError::single("query", "required")).into());
+        }
+        let kind =
+            if req.kind == 0 { None } else { Some(kind_from_pb(req.kind, "kind").map_err(CityError::from)?) };
+        let found =
+            self.store.search_name(&req.query, kind, page_size(req.limit)).map_err(CityError::from)?;
+        Ok(records_reply(&found))
+    }
+
+    async fn household(
         &self,
-        req: Request<pb::RefusedRequest>,
-    ) -> Result<Response<pb::RefusedReply>, Status> {
+        req: Request<pb::HouseholdRequest>,
+    ) -> Result<Response<pb::RecordsReply>, Status> {
+        let found = self.store.household(&req.into_inner().household_id).map_err(CityError::from)?;
+        Ok(records_reply(&found))
+    }
+
+    async fn owned_by(&self, req: Request<pb::OwnedByRequest>) -> Result<Response<pb::RecordsReply>, Status> {
+        let found = self.store.owned_by(&req.into_inner().owner_id).map_err(CityError::from)?;
+        Ok(records_reply(&found))
+    }
+
+    async fn list_quarantine(
+        &self,
+        req: Request<pb::QuarantineRequest>,
+    ) -> Result<Response<pb::QuarantineReply>, Status> {
         let ward = ward_filter(&req.into_inner().ward, "ward")?;
-        let refused = self.store.refused(ward.as_ref()).map_err(CityError::from)?;
-        Ok(Response::new(pb::RefusedReply {
-            refused: refused
+        let entries = self.store.quarantine(ward.as_ref()).map_err(CityError::from)?;
+        Ok(Response::new(pb::QuarantineReply {
+            entries: entries
                 .iter()
-                .map(|r| pb::RefusedChange {
-                    ward: r.ward.to_string(),
-                    reason: r.reason.clone(),
-                    refused_at_ms: r.refused_at_ms,
-                    change: Some((&r.change).into()),
+                .map(|q| pb::QuarantinedChange {
+                    ward: q.ward.to_string(),
+                    seq: q.seq,
+                    reason: q.reason.clone(),
+                    at_ms: q.at_ms,
+                    change: q.change.as_ref().map(Into::into),
+                    raw: q.raw.clone(),
                 })
                 .collect(),
         }))
     }
+
+    async fn retry_quarantined(
+        &self,
+        req: Request<pb::QuarantineEntry>,
+    ) -> Result<Response<pb::RetryReply>, Status> {
+        let req = req.into_inner();
+        let ward = entry_ward(&req.ward)?;
+        // A change that could not be decoded is decoded again: the reason may have been fixed.
+        let decoded = match self.store.entry(&ward, req.seq).map_err(CityError::from)? {
+            Some(q) if q.change.is_none() => {
+                pb::Change::decode(q.raw.as_slice()).ok().and_then(|c| change_from_pb(c).ok())
+            }
+            _ => None,
+        };
+        let ctx = Context { today: today(), province: self.province.clone() };
+        let cursor = self
+            .store
+            .retry(&ward, req.seq, decoded, now_ms(), &ctx)
+            .map_err(CityError::from)?
+            .map_err(CityError::from)?;
+        tracing::info!(%ward, seq = req.seq, cursor, "quarantined change applied on retry");
+        Ok(Response::new(pb::RetryReply { cursor }))
+    }
+
+    async fn discard_quarantined(
+        &self,
+        req: Request<pb::DiscardRequest>,
+    ) -> Result<Response<pb::DiscardReply>, Status> {
+        let by = peer_identity(&req)?.to_string();
+        let req = req.into_inner();
+        let ward = entry_ward(&req.ward)?;
+        if req.reason.trim().is_empty() {
+            return Err(CityError::from(ValidationError::single(
+                "reason",
+                "required: say why the change is discarded",
+            ))
+            .into());
+        }
+        self.store
+            .discard(&ward, req.seq, &req.reason, &by, now_ms())
+            .map_err(CityError::from)?
+            .map_err(CityError::from)?;
+        tracing::info!(%ward, seq = req.seq, %by, reason = %req.reason, "quarantined change discarded");
+        Ok(Response::new(pb::DiscardReply {}))
+    }
+}
+
+fn records_reply(records: &[Record]) -> Response<pb::RecordsReply> {
+    Response::new(pb::RecordsReply { records: records.iter().map(Into::into).collect() })
+}
+
+fn entry_ward(s: &str) -> Result<WardCode, CityError> {
+    ward_filter(s, "ward")?.ok_or_else(|| ValidationError::single("ward", "required").into())
 }

@@ -180,11 +180,7 @@ pub struct CertsArgs {
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
     /// The ward agent's local API.
-    #[arg(
-        long,
-        env = "WARDSYNC_WARD_API",
-        default_value = "http://127.0.0.1:7070"
-    )]
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
     /// Ask the city at this URL (https://HOST:PORT) instead of a ward agent.
     #[arg(long, env = "WARDSYNC_CITY")]
@@ -204,11 +200,7 @@ pub struct TargetArgs {
 #[derive(Debug, Args)]
 pub struct PutArgs {
     /// The ward agent's local API.
-    #[arg(
-        long,
-        env = "WARDSYNC_WARD_API",
-        default_value = "http://127.0.0.1:7070"
-    )]
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
     /// One record as JSON, e.g. '{"ward":"00082","body":{"citizen":{...}}}'.
     #[arg(long, conflicts_with = "file")]

@@ -18,10 +18,7 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
             !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'),
             "--clients: {c:?} must be letters, digits and '-'"
         );
-        anyhow::ensure!(
-            !c.starts_with("ward-"),
-            "--clients: {c:?}: ward certificates come from --wards"
-        );
+        anyhow::ensure!(!c.starts_with("ward-"), "--clients: {c:?}: ward certificates come from --wards");
     }
     let ca = DevCa::open_or_create(&args.out)?;
     ca.issue_city()?;

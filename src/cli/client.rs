@@ -18,9 +18,7 @@ pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
         .with_context(|| format!("bad ward API URL {url:?}"))?
         .connect()
         .await
-        .with_context(|| {
-            format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)")
-        })?;
+        .with_context(|| format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)"))?;
     Ok(WardApiClient::new(channel))
 }
 
@@ -38,25 +36,19 @@ pub async fn city_client(
     } else if url.starts_with("https://") {
         anyhow::bail!("--tls-dir is required to reach the city over TLS");
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the city at {url}"))?;
+    let channel = endpoint.connect().await.with_context(|| format!("cannot reach the city at {url}"))?;
     Ok(CityQueryClient::new(channel))
 }
 
 async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
     match &t.city {
         None => Ok(None),
-        Some(url) => Ok(Some(
-            city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?,
-        )),
+        Some(url) => Ok(Some(city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?)),
     }
 }
 
 fn print_record(r: Option<pb::Record>) -> anyhow::Result<()> {
-    let (record, _) =
-        record_from_pb(r).map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
+    let record = record_from_pb(r).map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
     println!("{}", serde_json::to_string(&record)?);
     Ok(())
 }
@@ -75,56 +67,36 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
                 Box::new(std::io::stdin().lock())
             } else {
                 Box::new(std::io::BufReader::new(
-                    std::fs::File::open(path)
-                        .with_context(|| format!("cannot open {}", path.display()))?,
+                    std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
                 ))
             };
-            reader
-                .lines()
-                .enumerate()
-                .map(|(i, l)| l.map(|l| (i + 1, l)))
-                .collect::<Result<_, _>>()?
+            reader.lines().enumerate().map(|(i, l)| l.map(|l| (i + 1, l))).collect::<Result<_, _>>()?
         }
         (None, None) => anyhow::bail!("give --json RECORD or --file FILE"),
     };
     let mut client = ward_client(&a.ward_api).await?;
     for (line, text) in lines.iter().filter(|(_, t)| !t.trim().is_empty()) {
-        let record: Record = serde_json::from_str(text)
-            .with_context(|| format!("line {line}: not a record in JSON"))?;
+        let record: Record =
+            serde_json::from_str(text).with_context(|| format!("line {line}: not a record in JSON"))?;
         let reply = client
-            .put(pb::PutRequest {
-                record: Some((&record).into()),
-            })
+            .put(pb::PutRequest { record: Some((&record).into()) })
             .await
             .map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
-        println!(
-            "stored {}/{} as change {}",
-            record.kind(),
-            record.key_id(),
-            reply.into_inner().seq
-        );
+        println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.into_inner().seq);
     }
     Ok(())
 }
 
 /// `wardsync delete`.
 pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.target.city.is_none(),
-        "deletes go through the owning ward's agent, not the city"
-    );
+    anyhow::ensure!(a.target.city.is_none(), "deletes go through the owning ward's agent, not the city");
     let key = wire_key(&a)?;
     let reply = ward_client(&a.target.ward_api)
         .await?
         .delete(pb::DeleteRequest { key: Some(key) })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    println!(
-        "deleted {}/{} as change {}",
-        a.kind,
-        a.key,
-        reply.into_inner().seq
-    );
+    println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);
     Ok(())
 }
 
@@ -132,10 +104,9 @@ pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
 pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
     let key = wire_key(&a)?;
     let record = match city_for(&a.target).await? {
-        Some(mut city) => city
-            .get(pb::CityGetRequest { key: Some(key) })
-            .await
-            .map(|r| r.into_inner().record),
+        Some(mut city) => {
+            city.get(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner().record)
+        }
         None => ward_client(&a.target.ward_api)
             .await?
             .get(pb::GetRequest { key: Some(key) })
@@ -151,10 +122,7 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
     let mut source = match city_for(&a.target).await? {
         Some(city) => Source::City(city, a.ward.clone().unwrap_or_default()),
         None => {
-            anyhow::ensure!(
-                a.ward.is_none(),
-                "--ward filters the city's records: add --city"
-            );
+            anyhow::ensure!(a.ward.is_none(), "--ward filters the city's records: add --city");
             Source::Ward(ward_client(&a.target.ward_api).await?)
         }
     };
@@ -177,13 +145,13 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .wards;
             println!(
-                "{:<7} {:>12} {:>10} {:>8}  last contact (ms since epoch)",
-                "ward", "applied seq", "records", "refused"
+                "{:<7} {:>12} {:>10} {:>11}  last contact (ms since epoch)",
+                "ward", "applied seq", "records", "quarantined"
             );
             for w in wards {
                 println!(
-                    "{:<7} {:>12} {:>10} {:>8}  {}",
-                    w.ward, w.last_applied_seq, w.records, w.refused, w.last_contact_ms
+                    "{:<7} {:>12} {:>10} {:>11}  {}",
+                    w.ward, w.last_applied_seq, w.records, w.quarantined, w.last_contact_ms
                 );
             }
         }
@@ -201,11 +169,7 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
                 s.last_seq,
                 s.acked_seq,
                 s.backlog,
-                if s.connected {
-                    "connected"
-                } else {
-                    "disconnected"
-                },
+                if s.connected { "connected" } else { "disconnected" },
                 s.reconnects
             );
         }
@@ -231,23 +195,12 @@ impl Source {
         let kind = pb::Kind::from(kind) as i32;
         Ok(match self {
             Source::Ward(c) => {
-                let r = c
-                    .list(pb::ListRequest { kind, after, limit })
-                    .await?
-                    .into_inner();
+                let r = c.list(pb::ListRequest { kind, after, limit }).await?.into_inner();
                 (r.records, r.next_after)
             }
             Source::City(c, ward) => {
                 let ward = ward.clone();
-                let r = c
-                    .list(pb::CityListRequest {
-                        kind,
-                        ward,
-                        after,
-                        limit,
-                    })
-                    .await?
-                    .into_inner();
+                let r = c.list(pb::CityListRequest { kind, ward, after, limit }).await?.into_inner();
                 (r.records, r.next_after)
             }
         })
@@ -264,18 +217,12 @@ impl Source {
     ) -> anyhow::Result<()> {
         let mut seen = 0;
         loop {
-            let want = if limit == 0 {
-                MAX_PAGE
-            } else {
-                (limit - seen).min(MAX_PAGE)
-            };
-            let (records, next) = self
-                .page(kind, after, want as u32)
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            let want = if limit == 0 { MAX_PAGE } else { (limit - seen).min(MAX_PAGE) };
+            let (records, next) =
+                self.page(kind, after, want as u32).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
             seen += records.len();
             for r in records {
-                let (record, _) = record_from_pb(Some(r))
+                let record = record_from_pb(Some(r))
                     .map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
                 each(record)?;
             }
@@ -312,7 +259,5 @@ pub async fn all_city_records(
     kind: Kind,
     ward: &str,
 ) -> anyhow::Result<Vec<Record>> {
-    Source::City(client.clone(), ward.to_string())
-        .all(kind)
-        .await
+    Source::City(client.clone(), ward.to_string()).all(kind).await
 }

@@ -20,25 +20,23 @@ use tonic::transport::Channel;
 use super::args::DemoArgs;
 use super::client::{all_city_records, all_ward_records, city_client, ward_client};
 use super::relay::Relay;
-use super::{sample, wait};
+use super::wait;
 use crate::auth::{DevCa, TlsFiles, ward_cert_name};
 use crate::config::{CityConfig, ReplicationConfig, WardConfig};
-use crate::model::{Kind, RecordKey, WardCode};
+use crate::generate::{amend, sample};
+use crate::model::{Kind, Record, RecordKey, WardCode};
 use crate::proto::pb::{self, ward_api_client::WardApiClient};
 use crate::store::{Engine, SledEngine};
 
-const WARDS: [(&str, &str); 3] = [
-    ("00082", "Cửa Nam"),
-    ("00145", "Long Biên"),
-    ("09784", "Đan Phượng"),
-];
+const WARDS: [(&str, &str); 3] = [("00082", "Cửa Nam"), ("00145", "Long Biên"), ("09784", "Đan Phượng")];
 /// Concurrent writes per ward.
 const CONCURRENCY: usize = 16;
 
 struct DemoWard {
     code: WardCode,
     name: &'static str,
-    slot: u32,
+    /// The records this ward writes, in writing order.
+    records: Vec<Record>,
     relay: Relay,
     client: WardApiClient<Channel>,
 }
@@ -50,28 +48,17 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let n = a.records.min(5000) as u32;
     let (stop_wards, stop_city) = (CancellationToken::new(), CancellationToken::new());
     let (city_addr, city_task) = start_city(&dir, &stop_city).await?;
-    println!(
-        "city        listening on {city_addr} (mutual TLS), data in {}",
-        dir.join("city").display()
-    );
+    println!("city        listening on {city_addr} (mutual TLS), data in {}", dir.join("city").display());
     let (mut wards, mut tasks) = (Vec::new(), Vec::new());
-    for (slot, (code, name)) in WARDS.iter().enumerate() {
+    for (code, name) in WARDS {
         let code = WardCode::parse(code).expect("demo ward codes are valid");
         let relay = Relay::start(city_addr).await?;
         let (api, task) = start_ward(&dir, &code, relay.addr(), &stop_wards).await?;
         tasks.push(task);
         let client = ward_client(&format!("http://{api}")).await?;
-        println!(
-            "ward {code}  {name:<11} local API on {api}, linked to the city through {}",
-            relay.addr()
-        );
-        wards.push(DemoWard {
-            code,
-            name,
-            slot: slot as u32,
-            relay,
-            client,
-        });
+        println!("ward {code}  {name:<11} local API on {api}, linked to the city through {}", relay.addr());
+        let records = sample(&code, 2 * n as usize, 2025);
+        wards.push(DemoWard { code, name, records, relay, client });
     }
 
     let result = scenario(&a, &dir, &mut wards, n).await;
@@ -89,12 +76,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn scenario(
-    a: &DemoArgs,
-    dir: &Path,
-    wards: &mut [DemoWard],
-    n: u32,
-) -> anyhow::Result<bool> {
+async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> anyhow::Result<bool> {
     println!("\n1. every ward writes {n} records (citizens, businesses, land parcels)");
     for w in wards.iter() {
         write_range(w, 0..n, 0).await?;
@@ -117,29 +99,21 @@ async fn scenario(
         }
         from = to;
         let s = status(&wards[cut]).await?;
-        println!(
-            "   ward {} backlog: {:>6} changes queued on its disk",
-            s.ward, s.backlog
-        );
+        println!("   ward {} backlog: {:>6} changes queued on its disk", s.ward, s.backlog);
     }
     println!("   ... and corrects and removes some earlier records");
     for w in wards.iter() {
         write_range(w, (0..n).step_by(10), 1).await?;
         delete_range(w, (5..n).step_by(20)).await?;
     }
-    println!(
-        "   ward {} backlog: {:>6}",
-        wards[cut].code,
-        status(&wards[cut]).await?.backlog
-    );
+    println!("   ward {} backlog: {:>6}", wards[cut].code, status(&wards[cut]).await?.backlog);
 
     println!("\n3. the link is restored; waiting for the backlog to drain");
     wards[cut].relay.heal();
     wait_drained(wards, Duration::from_secs(a.timeout)).await?;
 
     println!("\n4. summary");
-    let mut city =
-        city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
+    let mut city = city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
     let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
     println!(
         "   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}",
@@ -204,17 +178,12 @@ async fn start_city(
         tls: Some(TlsFiles::in_dir(&certs, "city")),
         insecure_dev: false,
         max_group: 64,
+        province: Some("01".into()),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();
     let task = tokio::spawn(async move {
-        crate::city::serve(
-            cfg,
-            engine,
-            TcpListenerStream::new(listener),
-            stop.cancelled_owned(),
-        )
-        .await
+        crate::city::serve(cfg, engine, TcpListenerStream::new(listener), stop.cancelled_owned()).await
     });
     Ok((addr, task))
 }
@@ -250,21 +219,17 @@ async fn start_ward(
     Ok((addr, task))
 }
 
-async fn write_range(
-    w: &DemoWard,
-    range: impl Iterator<Item = u32>,
-    version: u32,
-) -> anyhow::Result<()> {
+/// Writes records `range` of the ward; `version` 0 as generated, else amended.
+async fn write_range(w: &DemoWard, range: impl Iterator<Item = u32>, version: u32) -> anyhow::Result<()> {
     futures::stream::iter(range)
         .map(|i| {
             let mut client = w.client.clone();
-            let record = sample::record(&w.code, w.slot, i, version);
+            let record = match version {
+                0 => w.records[i as usize].clone(),
+                v => amend(&w.records[i as usize], v),
+            };
             async move {
-                client
-                    .put(pb::PutRequest {
-                        record: Some((&record).into()),
-                    })
-                    .await?;
+                client.put(pb::PutRequest { record: Some((&record).into()) }).await?;
                 anyhow::Ok(())
             }
         })
@@ -275,24 +240,15 @@ async fn write_range(
 
 async fn delete_range(w: &DemoWard, range: impl Iterator<Item = u32>) -> anyhow::Result<()> {
     for i in range {
-        let r = sample::record(&w.code, w.slot, i, 0);
+        let r = &w.records[i as usize];
         let key = RecordKey::new(r.kind(), &r.key_id())?;
-        w.client
-            .clone()
-            .delete(pb::DeleteRequest {
-                key: Some((&key).into()),
-            })
-            .await?;
+        w.client.clone().delete(pb::DeleteRequest { key: Some((&key).into()) }).await?;
     }
     Ok(())
 }
 
 async fn status(w: &DemoWard) -> anyhow::Result<pb::WardStatus> {
-    Ok(w.client
-        .clone()
-        .status(pb::StatusRequest {})
-        .await?
-        .into_inner())
+    Ok(w.client.clone().status(pb::StatusRequest {}).await?.into_inner())
 }
 
 async fn print_backlogs(wards: &[DemoWard]) -> anyhow::Result<()> {

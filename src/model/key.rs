@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ValidationError;
+use super::ids::{check_enterprise_code, check_personal_id};
 
 /// The three kinds of record a ward keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,9 +59,7 @@ impl FromStr for Kind {
             "citizen" => Ok(Kind::Citizen),
             "business" => Ok(Kind::Business),
             "land" => Ok(Kind::Land),
-            other => Err(format!(
-                "unknown kind {other:?}: expected citizen, business or land"
-            )),
+            other => Err(format!("unknown kind {other:?}: expected citizen, business or land")),
         }
     }
 }
@@ -104,16 +103,14 @@ pub struct RecordKey {
 impl RecordKey {
     /// Validates `id` for `kind` and builds the key.
     ///
-    /// - citizen: 12 digits (personal identification number);
-    /// - business: 10 digits, or `NNNNNNNNNN-NNN` for a branch (suffix 001-999);
+    /// - citizen: a personal identification number (12 digits, province prefix);
+    /// - business: an enterprise code (10 digits with check digit), or
+    ///   `NNNNNNNNNN-NNN` for a branch (suffix 001-999);
     /// - land: `COMMUNE:SHEET:PARCEL`, commune 5 digits, sheet and parcel
     ///   1-16 characters of letters, digits, `.`, `/` or `-`.
     pub fn new(kind: Kind, id: &str) -> Result<RecordKey, ValidationError> {
         check_id(kind, id).map_err(|reason| ValidationError::single("key.id", reason))?;
-        Ok(RecordKey {
-            kind,
-            id: id.to_string(),
-        })
+        Ok(RecordKey { kind, id: id.to_string() })
     }
 
     /// The kind of record.
@@ -142,59 +139,21 @@ fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Checks a personal identification number's structure.
-pub(crate) fn check_personal_id(id: &str) -> Result<(), String> {
-    if id.len() == 12 && all_digits(id) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{id:?} is not a personal identification number: expected 12 digits"
-        ))
-    }
-}
-
 /// Checks the text of a cadastral map sheet or parcel number.
 pub(crate) fn check_cadastral_part(what: &str, s: &str) -> Result<(), String> {
     let ok = (1..=16).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {s:?} must be 1-16 letters, digits, '.', '/' or '-'"
-        ))
-    }
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-'));
+    if ok { Ok(()) } else { Err(format!("{what} {s:?} must be 1-16 letters, digits, '.', '/' or '-'")) }
 }
 
 fn check_id(kind: Kind, id: &str) -> Result<(), String> {
     match kind {
         Kind::Citizen => check_personal_id(id),
-        Kind::Business => {
-            let (main, branch) = match id.split_once('-') {
-                Some((m, b)) => (m, Some(b)),
-                None => (id, None),
-            };
-            if main.len() != 10 || !all_digits(main) {
-                return Err(format!(
-                    "{id:?} is not an enterprise code: expected 10 digits, or NNNNNNNNNN-NNN for a branch"
-                ));
-            }
-            if let Some(b) = branch {
-                if b.len() != 3 || !all_digits(b) || b == "000" {
-                    return Err(format!(
-                        "{id:?} has a bad branch suffix: expected 001 to 999"
-                    ));
-                }
-            }
-            Ok(())
-        }
+        Kind::Business => check_enterprise_code(id),
         Kind::Land => {
             let parts: Vec<&str> = id.split(':').collect();
             let [commune, sheet, parcel] = parts[..] else {
-                return Err(format!(
-                    "{id:?} is not a land parcel key: expected COMMUNE:SHEET:PARCEL"
-                ));
+                return Err(format!("{id:?} is not a land parcel key: expected COMMUNE:SHEET:PARCEL"));
             };
             WardCode::parse(commune)
                 .and_then(|_| check_cadastral_part("map sheet", sheet))
@@ -213,18 +172,20 @@ mod tests {
         let cases: &[(Kind, &str, bool)] = &[
             (Kind::Citizen, "001085012345", true),
             (Kind::Citizen, "079301000123", true),
+            (Kind::Citizen, "003085012345", false),
             (Kind::Citizen, "00108501234", false),
             (Kind::Citizen, "0010850123456", false),
             (Kind::Citizen, "00108501234a", false),
             (Kind::Citizen, "", false),
-            (Kind::Business, "0101234567", true),
-            (Kind::Business, "0101234567-001", true),
-            (Kind::Business, "0101234567-999", true),
-            (Kind::Business, "0101234567-000", false),
-            (Kind::Business, "0101234567-01", false),
+            (Kind::Business, "0100109106", true),
+            (Kind::Business, "0100109106-001", true),
+            (Kind::Business, "0100109106-999", true),
+            (Kind::Business, "0100109105", false),
+            (Kind::Business, "0100109106-000", false),
+            (Kind::Business, "0100109106-01", false),
             (Kind::Business, "010123456", false),
             (Kind::Business, "01012345678", false),
-            (Kind::Business, "0101234567-", false),
+            (Kind::Business, "0100109106-", false),
             (Kind::Land, "00082:12:345", true),
             (Kind::Land, "00082:12a:45/2", true),
             (Kind::Land, "00082:12", false),

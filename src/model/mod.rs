@@ -1,14 +1,33 @@
-//! Domain types and rules: record kinds and keys, records, changes.
+//! Domain types and rules: record kinds and keys, records and their
+//! validation, changes and the ownership rule, reference data, text folding.
 //!
-//! Pure: no I/O, no prost, no sled. Everything here can be unit-tested
-//! with plain values, and the gRPC and storage layers convert to and from it.
+//! Pure: no I/O, no prost, no sled. What validation needs from the world
+//! (today's date, the city's province) comes in a [`Context`]. Everything
+//! here can be unit-tested with plain values.
 
 mod change;
+mod enums;
+mod ids;
 mod key;
 mod record;
+#[cfg(test)]
+mod record_tests;
+pub mod reference;
+mod text;
 mod validation;
 
 pub use change::{Change, Op};
+pub use enums::{
+    BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,
+    Sex, check_land_use,
+};
+pub use ids::{
+    century_sex_digit, check_enterprise_code, check_personal_id, check_personal_id_matches,
+    enterprise_check_digit,
+};
 pub use key::{Kind, RecordKey, WardCode};
-pub use record::{Body, Business, Citizen, LandParcel, Record};
+pub use record::{
+    Body, Business, Citizen, CivilEvent, Context, LandParcel, LandRegistration, Record, Residence,
+};
+pub use text::fold;
 pub use validation::{FieldViolation, ValidationError};

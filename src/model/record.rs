@@ -1,51 +1,149 @@
-//! The three record kinds and the record envelope that names its owning ward.
+//! The three record kinds, the record envelope that names its owning ward,
+//! and their validation.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::key::{check_cadastral_part, check_personal_id};
+use super::enums::{
+    BusinessForm, BusinessStatus, EventKind, MaritalStatus, RegistrationKind, Relationship, Sex,
+    check_land_use,
+};
+use super::ids::{check_enterprise_code, check_personal_id, check_personal_id_matches};
+use super::key::check_cadastral_part;
+use super::reference::commune;
 use super::{Kind, RecordKey, ValidationError, WardCode};
 
+/// What validation needs to know about the world: today's date and which
+/// province's communes may own records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// Dates after this day are in the future.
+    pub today: NaiveDate,
+    /// If set, the 2-digit province code every owning ward must belong to.
+    pub province: Option<String>,
+}
+
+/// An address with the commune it lies in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Residence {
+    /// Street address, e.g. "12 Hàng Bông".
+    pub address: String,
+    /// 5-digit code of the commune.
+    pub commune_code: String,
+}
+
+/// A civil-status event (birth, marriage, divorce, death).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CivilEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    pub date: NaiveDate,
+    /// Commune code of the ward that registered it.
+    pub registered_by: String,
+    /// Personal id of the spouse, for marriages and divorces; may be empty.
+    #[serde(default)]
+    pub spouse_id: String,
+}
+
 /// A resident of a ward.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Citizen {
     /// 12-digit personal identification number: the key.
     pub personal_id: String,
     /// Full name with diacritics, e.g. "Nguyễn Văn An".
     pub full_name: String,
-    /// Date of birth, `YYYY-MM-DD`.
-    pub date_of_birth: String,
-    /// Permanent residence address.
-    pub permanent_address: String,
+    /// Date of birth.
+    pub date_of_birth: NaiveDate,
+    /// Sex.
+    pub sex: Sex,
+    /// Ethnic group, e.g. "Kinh".
+    pub ethnicity: String,
+    /// Nationality, ISO 3166 two-letter code, e.g. "VN".
+    pub nationality: String,
+    /// Household book identifier; empty if not registered in a household.
+    #[serde(default)]
+    pub household_id: String,
+    /// Relationship to the head of the household.
+    pub relationship_to_head: Relationship,
+    /// Permanent residence.
+    pub permanent_residence: Residence,
+    /// Temporary residence, if registered.
+    #[serde(default)]
+    pub temporary_residence: Option<Residence>,
+    /// Marital status.
+    pub marital_status: MaritalStatus,
+    /// Contact telephone; may be empty.
+    #[serde(default)]
+    pub phone: String,
+    /// Civil-status events, oldest first.
+    #[serde(default)]
+    pub events: Vec<CivilEvent>,
 }
 
 /// An enterprise, a branch or a household business.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Business {
-    /// Enterprise code (10 digits, or `NNNNNNNNNN-NNN` for a branch): the key.
+    /// Enterprise code (10 digits with check digit, or `NNNNNNNNNN-NNN` for a
+    /// branch); for a household business, its registration (tax) number: the key.
     pub enterprise_code: String,
+    /// Legal form.
+    pub form: BusinessForm,
     /// Registered name.
     pub name: String,
-    /// Personal id of the owner or legal representative; may be empty.
+    /// Personal id of the owner or legal representative.
     pub owner_personal_id: String,
     /// Head-office address.
     pub address: String,
+    /// Main business line, VSIC code of 4 or 5 digits.
+    pub sector_code: String,
+    /// Registration status.
+    pub status: BusinessStatus,
+    /// Date of first registration.
+    pub registration_date: NaiveDate,
 }
 
-/// A land parcel as kept by the cadastral office.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// A registration recorded against a land parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandRegistration {
+    /// What was registered.
+    pub kind: RegistrationKind,
+    /// When.
+    pub date: NaiveDate,
+    /// The other party (bank, buyer, heir): personal id or enterprise code.
+    pub party: String,
+    /// Free text.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A land parcel as kept by the land registration office.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LandParcel {
-    /// Commune code the parcel was registered under.
+    /// Commune code the parcel is registered under.
     pub commune_code: String,
     /// Map sheet number (text in cadastral systems).
     pub map_sheet: String,
     /// Parcel number on the sheet (text).
     pub parcel_number: String,
+    /// Keys the parcel had before the 2025 merger (`COMMUNE:SHEET:PARCEL`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Area in square metres.
     pub area_m2: f64,
     /// Land-use type code, e.g. ODT, ONT, LUC, CLN.
     pub land_use_type: String,
     /// Personal ids or enterprise codes of the owners.
-    pub owner_ids: Vec<String>,
+    pub owners: Vec<String>,
+    /// Serial of the land-use certificate, e.g. "AB 123456"; empty if none issued.
+    #[serde(default)]
+    pub certificate_serial: String,
+    /// Address of the parcel.
+    #[serde(default)]
+    pub address: String,
+    /// Mortgages, transfers and other registrations, oldest first.
+    #[serde(default)]
+    pub registrations: Vec<LandRegistration>,
 }
 
 /// The body of a record: one of the three kinds.
@@ -69,6 +167,49 @@ pub struct Record {
     pub body: Body,
 }
 
+/// Collects violations under a field path prefix.
+struct Check<'a> {
+    err: &'a mut ValidationError,
+    ctx: &'a Context,
+    path: &'static str,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, field: &str, reason: impl Into<String>) {
+        self.err.add(format!("{}.{field}", self.path), reason);
+    }
+    fn result(&mut self, field: &str, r: Result<(), String>) {
+        if let Err(reason) = r {
+            self.fail(field, reason);
+        }
+    }
+    fn required(&mut self, field: &str, v: &str) {
+        if v.trim().is_empty() {
+            self.fail(field, "required");
+        }
+    }
+    fn max_len(&mut self, field: &str, v: &str, max: usize) {
+        if v.chars().count() > max {
+            self.fail(field, format!("longer than {max} characters"));
+        }
+    }
+    fn past(&mut self, field: &str, d: NaiveDate) {
+        if d > self.ctx.today {
+            self.fail(field, format!("{d} is in the future"));
+        }
+    }
+    fn commune(&mut self, field: &str, code: &str) {
+        if commune(code).is_none() {
+            self.fail(field, format!("{code:?} is not a commune code in force since 1 July 2025"));
+        }
+    }
+    fn party(&mut self, field: &str, id: &str) {
+        if check_personal_id(id).is_err() && check_enterprise_code(id).is_err() {
+            self.fail(field, format!("{id:?} is neither a personal id nor an enterprise code"));
+        }
+    }
+}
+
 impl Record {
     /// The kind of the record's body.
     pub fn kind(&self) -> Kind {
@@ -88,120 +229,152 @@ impl Record {
         }
     }
 
-    /// Validates the record and returns its key. Every violation is reported,
-    /// each with its field path.
-    pub fn validate(&self) -> Result<RecordKey, ValidationError> {
+    /// The name a record is searched by: a citizen's full name, a
+    /// business's name; land parcels have none.
+    pub fn name(&self) -> Option<&str> {
+        match &self.body {
+            Body::Citizen(c) => Some(&c.full_name),
+            Body::Business(b) => Some(&b.name),
+            Body::Land(_) => None,
+        }
+    }
+
+    /// Personal ids or enterprise codes this record names as owners.
+    pub fn owner_ids(&self) -> Vec<&str> {
+        match &self.body {
+            Body::Citizen(_) => Vec::new(),
+            Body::Business(b) => vec![b.owner_personal_id.as_str()],
+            Body::Land(l) => l.owners.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Validates the record and returns its key. Every violation is
+    /// reported, each with its field path (`record.citizen.sex`...).
+    pub fn validate(&self, ctx: &Context) -> Result<RecordKey, ValidationError> {
         let mut err = ValidationError::default();
+        match commune(self.ward.as_str()) {
+            None => err.add(
+                "record.ward",
+                format!("{} is not a commune code in force since 1 July 2025", self.ward),
+            ),
+            Some(c) => {
+                if let Some(p) = ctx.province.as_deref().filter(|p| *p != c.province) {
+                    err.add(
+                        "record.ward",
+                        format!("{} ({}) is not a unit of this city (province {p})", self.ward, c.name),
+                    );
+                }
+            }
+        }
         match &self.body {
             Body::Citizen(c) => {
-                if let Err(r) = check_personal_id(&c.personal_id) {
-                    err.add("record.citizen.personal_id", r);
-                }
-                if c.full_name.trim().is_empty() {
-                    err.add("record.citizen.full_name", "required");
-                }
+                validate_citizen(c, &mut Check { err: &mut err, ctx, path: "record.citizen" })
             }
             Body::Business(b) => {
-                if let Err(e) = RecordKey::new(Kind::Business, &b.enterprise_code) {
-                    err.add(
-                        "record.business.enterprise_code",
-                        e.violations[0].reason.clone(),
-                    );
-                }
-                if b.name.trim().is_empty() {
-                    err.add("record.business.name", "required");
-                }
-                if !b.owner_personal_id.is_empty() {
-                    if let Err(r) = check_personal_id(&b.owner_personal_id) {
-                        err.add("record.business.owner_personal_id", r);
-                    }
-                }
+                validate_business(b, &mut Check { err: &mut err, ctx, path: "record.business" })
             }
-            Body::Land(l) => {
-                if let Err(r) = WardCode::parse(&l.commune_code) {
-                    err.add("record.land.commune_code", r);
-                }
-                if let Err(r) = check_cadastral_part("map sheet", &l.map_sheet) {
-                    err.add("record.land.map_sheet", r);
-                }
-                if let Err(r) = check_cadastral_part("parcel number", &l.parcel_number) {
-                    err.add("record.land.parcel_number", r);
-                }
-                if !(l.area_m2.is_finite() && l.area_m2 > 0.0) {
-                    err.add(
-                        "record.land.area_m2",
-                        format!("{} is not a positive area", l.area_m2),
-                    );
-                }
-            }
+            Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
         err.into_result()?;
         RecordKey::new(self.kind(), &self.key_id())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn validate_residence(r: &Residence, field: &str, v: &mut Check) {
+    v.required(&format!("{field}.address"), &r.address);
+    v.max_len(&format!("{field}.address"), &r.address, 200);
+    v.commune(&format!("{field}.commune_code"), &r.commune_code);
+}
 
-    fn ward() -> WardCode {
-        WardCode::parse("00082").unwrap()
+fn validate_citizen(c: &Citizen, v: &mut Check) {
+    match check_personal_id(&c.personal_id) {
+        Err(e) => v.fail("personal_id", e),
+        Ok(()) => v.result("personal_id", check_personal_id_matches(&c.personal_id, c.date_of_birth, c.sex)),
     }
-
-    #[test]
-    fn valid_records_yield_their_key() {
-        let r = Record {
-            ward: ward(),
-            body: Body::Land(LandParcel {
-                commune_code: "00082".into(),
-                map_sheet: "12".into(),
-                parcel_number: "345".into(),
-                area_m2: 80.5,
-                land_use_type: "ODT".into(),
-                owner_ids: vec![],
-            }),
-        };
-        let key = r.validate().unwrap();
-        assert_eq!(key.kind(), Kind::Land);
-        assert_eq!(key.id(), "00082:12:345");
+    v.required("full_name", &c.full_name);
+    v.max_len("full_name", &c.full_name, 100);
+    v.past("date_of_birth", c.date_of_birth);
+    v.required("ethnicity", &c.ethnicity);
+    if c.nationality.len() != 2 || !c.nationality.bytes().all(|b| b.is_ascii_uppercase()) {
+        v.fail("nationality", format!("{:?} is not a two-letter country code such as VN", c.nationality));
     }
+    v.max_len("household_id", &c.household_id, 32);
+    validate_residence(&c.permanent_residence, "permanent_residence", v);
+    if let Some(t) = &c.temporary_residence {
+        validate_residence(t, "temporary_residence", v);
+    }
+    let phone_ok =
+        |p: &str| (9..=15).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit() || b == b'+');
+    if !c.phone.is_empty() && !phone_ok(&c.phone) {
+        v.fail("phone", format!("{:?} is not a telephone number", c.phone));
+    }
+    for (i, e) in c.events.iter().enumerate() {
+        let f = |name: &str| format!("events[{i}].{name}");
+        v.past(&f("date"), e.date);
+        if e.date < c.date_of_birth {
+            v.fail(&f("date"), format!("{} is before the date of birth", e.date));
+        }
+        v.commune(&f("registered_by"), &e.registered_by);
+        if !e.spouse_id.is_empty() {
+            v.result(&f("spouse_id"), check_personal_id(&e.spouse_id));
+        }
+    }
+}
 
-    #[test]
-    fn every_violation_is_reported() {
-        let r = Record {
-            ward: ward(),
-            body: Body::Business(Business {
-                enterprise_code: "12345".into(),
-                name: " ".into(),
-                owner_personal_id: "12".into(),
-                address: String::new(),
-            }),
-        };
-        let e = r.validate().unwrap_err();
-        let fields: Vec<_> = e.violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "record.business.enterprise_code",
-                "record.business.name",
-                "record.business.owner_personal_id"
-            ]
+fn validate_business(b: &Business, v: &mut Check) {
+    v.result("enterprise_code", check_enterprise_code(&b.enterprise_code));
+    let is_branch = b.enterprise_code.contains('-');
+    if is_branch != (b.form == BusinessForm::Branch) {
+        v.fail(
+            "form",
+            format!(
+                "{} does not match code {:?}: only branch codes have a -NNN suffix",
+                b.form, b.enterprise_code
+            ),
         );
     }
+    v.required("name", &b.name);
+    v.max_len("name", &b.name, 200);
+    v.result("owner_personal_id", check_personal_id(&b.owner_personal_id));
+    v.required("address", &b.address);
+    if !(4..=5).contains(&b.sector_code.len()) || !b.sector_code.bytes().all(|c| c.is_ascii_digit()) {
+        v.fail("sector_code", format!("{:?} is not a VSIC code of 4 or 5 digits", b.sector_code));
+    }
+    v.past("registration_date", b.registration_date);
+}
 
-    #[test]
-    fn land_area_must_be_positive() {
-        let r = Record {
-            ward: ward(),
-            body: Body::Land(LandParcel {
-                commune_code: "00082".into(),
-                map_sheet: "1".into(),
-                parcel_number: "2".into(),
-                area_m2: 0.0,
-                ..Default::default()
-            }),
-        };
-        let e = r.validate().unwrap_err();
-        assert_eq!(e.violations[0].field, "record.land.area_m2");
+fn validate_land(l: &LandParcel, v: &mut Check) {
+    v.commune("commune_code", &l.commune_code);
+    v.result("map_sheet", check_cadastral_part("map sheet", &l.map_sheet));
+    v.result("parcel_number", check_cadastral_part("parcel number", &l.parcel_number));
+    for (i, a) in l.aliases.iter().enumerate() {
+        if let Err(e) = RecordKey::new(Kind::Land, a) {
+            v.fail(&format!("aliases[{i}]"), e.violations[0].reason.clone());
+        }
+    }
+    if !(l.area_m2.is_finite() && l.area_m2 > 0.0) {
+        v.fail("area_m2", format!("{} is not a positive area", l.area_m2));
+    }
+    v.result("land_use_type", check_land_use(&l.land_use_type));
+    if l.owners.is_empty() {
+        v.fail("owners", "at least one owner is required");
+    }
+    for (i, o) in l.owners.iter().enumerate() {
+        v.party(&format!("owners[{i}]"), o);
+    }
+    let s = &l.certificate_serial;
+    let serial_ok = s.is_empty() || {
+        let (letters, digits) = s.split_at(s.char_indices().nth(2).map_or(s.len(), |(i, _)| i));
+        letters.chars().all(|c| c.is_uppercase())
+            && letters.chars().count() == 2
+            && (6..=8).contains(&digits.trim_start().len())
+            && digits.trim_start().bytes().all(|b| b.is_ascii_digit())
+    };
+    if !serial_ok {
+        v.fail("certificate_serial", format!("{s:?} is not a certificate serial such as \"AB 123456\""));
+    }
+    for (i, r) in l.registrations.iter().enumerate() {
+        v.past(&format!("registrations[{i}].date"), r.date);
+        v.party(&format!("registrations[{i}].party"), &r.party);
     }
 }

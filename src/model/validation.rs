@@ -21,19 +21,12 @@ pub struct ValidationError {
 impl ValidationError {
     /// Records a violation of `field`.
     pub fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.violations.push(FieldViolation {
-            field: field.into(),
-            reason: reason.into(),
-        });
+        self.violations.push(FieldViolation { field: field.into(), reason: reason.into() });
     }
 
     /// `Ok(())` when nothing was recorded, otherwise `Err(self)`.
     pub fn into_result(self) -> Result<(), ValidationError> {
-        if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(self)
-        }
+        if self.violations.is_empty() { Ok(()) } else { Err(self) }
     }
 
     /// A single-violation error.

@@ -1,41 +1,57 @@
 //! Conversions between generated protobuf types and model types. Input from
-//! the wire is validated here, with field paths in every violation.
+//! the wire is checked here, with field paths in every violation: format
+//! problems (unparseable dates, unset enumerations, missing parts) first;
+//! once the format is right, every rule of the model is checked together.
+
+use chrono::NaiveDate;
 
 use super::pb;
 use crate::model::{
-    Body, Business, Change, Citizen, Kind, LandParcel, Op, Record, RecordKey, ValidationError,
-    WardCode,
+    Body, Business, BusinessForm, BusinessStatus, Change, Citizen, CivilEvent, Context, EventKind, Kind,
+    LandParcel, LandRegistration, MaritalStatus, Op, Record, RecordKey, RegistrationKind, Relationship,
+    Residence, Sex, ValidationError, WardCode,
 };
 
-impl From<Kind> for pb::Kind {
-    fn from(k: Kind) -> Self {
-        match k {
-            Kind::Citizen => pb::Kind::Citizen,
-            Kind::Business => pb::Kind::Business,
-            Kind::Land => pb::Kind::Land,
+/// Maps a model enumeration to its wire enumeration and back; the wire
+/// variants carry the same names.
+macro_rules! enum_map {
+    ($model:ident, $fn:ident: $($v:ident),+) => {
+        impl From<$model> for pb::$model {
+            fn from(v: $model) -> Self {
+                match v { $($model::$v => pb::$model::$v),+ }
+            }
         }
-    }
+        fn $fn(v: i32) -> Option<$model> {
+            match pb::$model::try_from(v).ok()? {
+                $(pb::$model::$v => Some($model::$v),)+
+                _ => None,
+            }
+        }
+    };
 }
+
+enum_map!(Kind, kind_of: Citizen, Business, Land);
+enum_map!(Sex, sex_of: Male, Female);
+enum_map!(MaritalStatus, marital_of: Single, Married, Divorced, Widowed);
+enum_map!(Relationship, relationship_of: Head, Spouse, Child, Parent, Grandchild, Sibling, Other);
+enum_map!(EventKind, event_of: Birth, Marriage, Divorce, Death);
+enum_map!(BusinessForm, form_of: Enterprise, Branch, Household);
+enum_map!(BusinessStatus, status_of: Active, Suspended, Dissolved);
+enum_map!(RegistrationKind, registration_of: Mortgage, MortgageRelease, Transfer, Inheritance, Gift);
 
 /// The model kind of a wire kind; `field` names it in the error.
 pub fn kind_from_pb(k: i32, field: &str) -> Result<Kind, ValidationError> {
-    match pb::Kind::try_from(k) {
-        Ok(pb::Kind::Citizen) => Ok(Kind::Citizen),
-        Ok(pb::Kind::Business) => Ok(Kind::Business),
-        Ok(pb::Kind::Land) => Ok(Kind::Land),
-        _ => Err(ValidationError::single(
+    kind_of(k).ok_or_else(|| {
+        ValidationError::single(
             field,
             format!("{k} is not a record kind: expected citizen (1), business (2) or land (3)"),
-        )),
-    }
+        )
+    })
 }
 
 impl From<&RecordKey> for pb::RecordKey {
     fn from(k: &RecordKey) -> Self {
-        pb::RecordKey {
-            kind: pb::Kind::from(k.kind()) as i32,
-            id: k.id().to_string(),
-        }
+        pb::RecordKey { kind: pb::Kind::from(k.kind()) as i32, id: k.id().to_string() }
     }
 }
 
@@ -46,82 +62,238 @@ pub fn key_from_pb(k: Option<pb::RecordKey>) -> Result<RecordKey, ValidationErro
     RecordKey::new(kind, &k.id)
 }
 
+fn date_pb(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn residence_pb(r: &Residence) -> pb::Residence {
+    pb::Residence { address: r.address.clone(), commune_code: r.commune_code.clone() }
+}
+
 impl From<&Record> for pb::Record {
     fn from(r: &Record) -> Self {
         let body = match &r.body {
             Body::Citizen(c) => pb::record::Body::Citizen(pb::Citizen {
                 personal_id: c.personal_id.clone(),
                 full_name: c.full_name.clone(),
-                date_of_birth: c.date_of_birth.clone(),
-                permanent_address: c.permanent_address.clone(),
+                date_of_birth: date_pb(c.date_of_birth),
+                sex: pb::Sex::from(c.sex) as i32,
+                ethnicity: c.ethnicity.clone(),
+                nationality: c.nationality.clone(),
+                household_id: c.household_id.clone(),
+                relationship_to_head: pb::Relationship::from(c.relationship_to_head) as i32,
+                permanent_residence: Some(residence_pb(&c.permanent_residence)),
+                temporary_residence: c.temporary_residence.as_ref().map(residence_pb),
+                marital_status: pb::MaritalStatus::from(c.marital_status) as i32,
+                phone: c.phone.clone(),
+                events: c
+                    .events
+                    .iter()
+                    .map(|e| pb::CivilEvent {
+                        kind: pb::EventKind::from(e.kind) as i32,
+                        date: date_pb(e.date),
+                        registered_by: e.registered_by.clone(),
+                        spouse_id: e.spouse_id.clone(),
+                    })
+                    .collect(),
             }),
             Body::Business(b) => pb::record::Body::Business(pb::Business {
                 enterprise_code: b.enterprise_code.clone(),
+                form: pb::BusinessForm::from(b.form) as i32,
                 name: b.name.clone(),
                 owner_personal_id: b.owner_personal_id.clone(),
                 address: b.address.clone(),
+                sector_code: b.sector_code.clone(),
+                status: pb::BusinessStatus::from(b.status) as i32,
+                registration_date: date_pb(b.registration_date),
             }),
             Body::Land(l) => pb::record::Body::Land(pb::LandParcel {
                 commune_code: l.commune_code.clone(),
                 map_sheet: l.map_sheet.clone(),
                 parcel_number: l.parcel_number.clone(),
+                aliases: l.aliases.clone(),
                 area_m2: l.area_m2,
                 land_use_type: l.land_use_type.clone(),
-                owner_ids: l.owner_ids.clone(),
+                owners: l.owners.clone(),
+                certificate_serial: l.certificate_serial.clone(),
+                address: l.address.clone(),
+                registrations: l
+                    .registrations
+                    .iter()
+                    .map(|g| pb::LandRegistration {
+                        kind: pb::RegistrationKind::from(g.kind) as i32,
+                        date: date_pb(g.date),
+                        party: g.party.clone(),
+                        note: g.note.clone(),
+                    })
+                    .collect(),
             }),
         };
-        pb::Record {
-            ward: r.ward.to_string(),
-            body: Some(body),
-        }
+        pb::Record { ward: r.ward.to_string(), body: Some(body) }
     }
 }
 
-/// Converts and validates a wire record, returning it with its key.
-pub fn record_from_pb(r: Option<pb::Record>) -> Result<(Record, RecordKey), ValidationError> {
-    let r = r.ok_or_else(|| ValidationError::single("record", "required"))?;
-    let record = record_envelope(r)?;
-    let key = record.validate()?;
-    Ok((record, key))
+/// Collects format violations while converting.
+#[derive(Default)]
+struct Conv {
+    err: ValidationError,
 }
 
-/// Converts a wire record checking only what the model type needs to hold
-/// it (an owning ward and a body); the fields are not validated.
-fn record_envelope(r: pb::Record) -> Result<Record, ValidationError> {
-    let mut err = ValidationError::default();
-    let ward = WardCode::parse(&r.ward)
-        .map_err(|e| err.add("record.ward", e))
-        .ok();
-    let body = match r.body {
-        Some(pb::record::Body::Citizen(c)) => Some(Body::Citizen(Citizen {
+impl Conv {
+    fn date(&mut self, field: impl Into<String>, s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_else(|_| {
+            self.err.add(field, format!("{s:?} is not a date: expected YYYY-MM-DD"));
+            NaiveDate::MIN
+        })
+    }
+
+    fn enumeration<T: Copy>(
+        &mut self,
+        field: impl Into<String>,
+        v: i32,
+        of: fn(i32) -> Option<T>,
+        fallback: T,
+    ) -> T {
+        of(v).unwrap_or_else(|| {
+            self.err.add(
+                field,
+                if v == 0 { "required".to_string() } else { format!("{v} is not an accepted value") },
+            );
+            fallback
+        })
+    }
+
+    fn residence(&mut self, field: &str, r: Option<pb::Residence>) -> Residence {
+        match r {
+            Some(r) => Residence { address: r.address, commune_code: r.commune_code },
+            None => {
+                self.err.add(field, "required");
+                Residence::default()
+            }
+        }
+    }
+
+    fn citizen(&mut self, c: pb::Citizen) -> Citizen {
+        let p = "record.citizen";
+        Citizen {
+            date_of_birth: self.date(format!("{p}.date_of_birth"), &c.date_of_birth),
+            sex: self.enumeration(format!("{p}.sex"), c.sex, sex_of, Sex::Male),
+            relationship_to_head: self.enumeration(
+                format!("{p}.relationship_to_head"),
+                c.relationship_to_head,
+                relationship_of,
+                Relationship::Other,
+            ),
+            permanent_residence: self.residence(&format!("{p}.permanent_residence"), c.permanent_residence),
+            temporary_residence: c
+                .temporary_residence
+                .map(|r| Residence { address: r.address, commune_code: r.commune_code }),
+            marital_status: self.enumeration(
+                format!("{p}.marital_status"),
+                c.marital_status,
+                marital_of,
+                MaritalStatus::Single,
+            ),
+            events: c
+                .events
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| CivilEvent {
+                    kind: self.enumeration(
+                        format!("{p}.events[{i}].kind"),
+                        e.kind,
+                        event_of,
+                        EventKind::Birth,
+                    ),
+                    date: self.date(format!("{p}.events[{i}].date"), &e.date),
+                    registered_by: e.registered_by,
+                    spouse_id: e.spouse_id,
+                })
+                .collect(),
             personal_id: c.personal_id,
             full_name: c.full_name,
-            date_of_birth: c.date_of_birth,
-            permanent_address: c.permanent_address,
-        })),
-        Some(pb::record::Body::Business(b)) => Some(Body::Business(Business {
+            ethnicity: c.ethnicity,
+            nationality: c.nationality,
+            household_id: c.household_id,
+            phone: c.phone,
+        }
+    }
+
+    fn business(&mut self, b: pb::Business) -> Business {
+        let p = "record.business";
+        Business {
+            form: self.enumeration(format!("{p}.form"), b.form, form_of, BusinessForm::Enterprise),
+            status: self.enumeration(format!("{p}.status"), b.status, status_of, BusinessStatus::Active),
+            registration_date: self.date(format!("{p}.registration_date"), &b.registration_date),
             enterprise_code: b.enterprise_code,
             name: b.name,
             owner_personal_id: b.owner_personal_id,
             address: b.address,
-        })),
-        Some(pb::record::Body::Land(l)) => Some(Body::Land(LandParcel {
+            sector_code: b.sector_code,
+        }
+    }
+
+    fn land(&mut self, l: pb::LandParcel) -> LandParcel {
+        let p = "record.land";
+        LandParcel {
+            registrations: l
+                .registrations
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| LandRegistration {
+                    kind: self.enumeration(
+                        format!("{p}.registrations[{i}].kind"),
+                        g.kind,
+                        registration_of,
+                        RegistrationKind::Mortgage,
+                    ),
+                    date: self.date(format!("{p}.registrations[{i}].date"), &g.date),
+                    party: g.party,
+                    note: g.note,
+                })
+                .collect(),
             commune_code: l.commune_code,
             map_sheet: l.map_sheet,
             parcel_number: l.parcel_number,
+            aliases: l.aliases,
             area_m2: l.area_m2,
             land_use_type: l.land_use_type,
-            owner_ids: l.owner_ids,
-        })),
+            owners: l.owners,
+            certificate_serial: l.certificate_serial,
+            address: l.address,
+        }
+    }
+}
+
+/// Converts a wire record, checking only its format (see the module docs).
+pub fn record_from_pb(r: Option<pb::Record>) -> Result<Record, ValidationError> {
+    let r = r.ok_or_else(|| ValidationError::single("record", "required"))?;
+    let mut conv = Conv::default();
+    let ward = WardCode::parse(&r.ward).map_err(|e| conv.err.add("record.ward", e)).ok();
+    let body = match r.body {
+        Some(pb::record::Body::Citizen(c)) => Some(Body::Citizen(conv.citizen(c))),
+        Some(pb::record::Body::Business(b)) => Some(Body::Business(conv.business(b))),
+        Some(pb::record::Body::Land(l)) => Some(Body::Land(conv.land(l))),
         None => {
-            err.add("record.body", "required: one of citizen, business, land");
+            conv.err.add("record.body", "required: one of citizen, business, land");
             None
         }
     };
+    conv.err.into_result()?;
     match (ward, body) {
         (Some(ward), Some(body)) => Ok(Record { ward, body }),
-        _ => Err(err),
+        _ => unreachable!("a missing part is a recorded violation"),
     }
+}
+
+/// Converts and fully validates a wire record, returning it with its key.
+pub fn valid_record_from_pb(
+    r: Option<pb::Record>,
+    ctx: &Context,
+) -> Result<(Record, RecordKey), ValidationError> {
+    let record = record_from_pb(r)?;
+    let key = record.validate(ctx)?;
+    Ok((record, key))
 }
 
 impl From<&Change> for pb::Change {
@@ -138,60 +310,61 @@ impl From<&Change> for pb::Change {
     }
 }
 
-/// Converts a wire change. Only the key is validated here: the record of a
-/// put is kept as sent, so that the city can refuse it visibly (and keep it)
-/// rather than lose it.
+/// Converts a wire change, checking its format only: the record of a put
+/// is validated where the change is applied, so that the city can keep an
+/// invalid one in quarantine rather than lose it.
 pub fn change_from_pb(c: pb::Change) -> Result<Change, ValidationError> {
     let key = key_from_pb(c.key)?;
     let op = match c.op {
         Some(pb::change::Op::Delete(_)) => Op::Delete,
-        Some(pb::change::Op::Put(r)) => Op::Put(record_envelope(r)?),
-        None => {
-            return Err(ValidationError::single(
-                "change.op",
-                "required: put or delete",
-            ));
-        }
+        Some(pb::change::Op::Put(r)) => Op::Put(record_from_pb(Some(r))?),
+        None => return Err(ValidationError::single("change.op", "required: put or delete")),
     };
-    Ok(Change {
-        seq: c.seq,
-        written_at_ms: c.written_at_ms,
-        key,
-        op,
-    })
+    Ok(Change { seq: c.seq, written_at_ms: c.written_at_ms, key, op })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::{Plan, WardGen};
 
     #[test]
-    fn record_round_trip() {
-        let r = Record {
-            ward: WardCode::parse("00145").unwrap(),
-            body: Body::Business(Business {
-                enterprise_code: "0101234567-001".into(),
-                name: "Hộ kinh doanh Long Biên".into(),
-                owner_personal_id: "001085012345".into(),
-                address: "5 Ngọc Lâm".into(),
-            }),
-        };
-        let (back, key) = record_from_pb(Some((&r).into())).unwrap();
-        assert_eq!(back, r);
-        assert_eq!(key.id(), "0101234567-001");
+    fn records_round_trip_through_the_wire() {
+        let today: NaiveDate = "2026-11-22".parse().unwrap();
+        let ward = WardCode::parse("00145").unwrap();
+        let plan = Plan { citizens: 200, businesses: 40, parcels: 40 };
+        for r in WardGen::new(&ward, 3, today).records(plan) {
+            let back = record_from_pb(Some((&r).into())).unwrap();
+            assert_eq!(back, r);
+        }
     }
 
     #[test]
-    fn missing_parts_are_named() {
+    fn format_problems_are_named() {
+        let e = record_from_pb(Some(pb::Record { ward: "82".into(), body: None })).unwrap_err();
+        let fields: Vec<_> = e.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["record.ward", "record.body"]);
         let e = record_from_pb(Some(pb::Record {
-            ward: "82".into(),
-            body: None,
+            ward: "00082".into(),
+            body: Some(pb::record::Body::Citizen(pb::Citizen {
+                date_of_birth: "2/3/1985".into(),
+                ..Default::default()
+            })),
         }))
         .unwrap_err();
         let fields: Vec<_> = e.violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["record.ward", "record.body"]);
+        assert_eq!(
+            fields,
+            [
+                "record.citizen.date_of_birth",
+                "record.citizen.sex",
+                "record.citizen.relationship_to_head",
+                "record.citizen.permanent_residence",
+                "record.citizen.marital_status"
+            ]
+        );
+        assert!(e.violations[0].reason.contains("YYYY-MM-DD"));
         assert_eq!(key_from_pb(None).unwrap_err().violations[0].field, "key");
-        let e = kind_from_pb(0, "key.kind").unwrap_err();
-        assert!(e.violations[0].reason.contains("not a record kind"));
+        assert!(kind_from_pb(0, "key.kind").unwrap_err().violations[0].reason.contains("not a record kind"));
     }
 }

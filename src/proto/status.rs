@@ -1,15 +1,27 @@
 //! The one place where errors of every layer become gRPC status codes.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::city::CityError;
 use crate::model::ValidationError;
-use crate::store::StoreError;
+use crate::store::{RetryError, StoreError};
 use crate::ward::WardError;
 
+/// `INVALID_ARGUMENT` naming every violation in the message and, for
+/// programs, as `google.rpc.BadRequest` field violations in the details.
 impl From<ValidationError> for Status {
     fn from(e: ValidationError) -> Status {
-        Status::invalid_argument(e.to_string())
+        let violations = e
+            .violations
+            .iter()
+            .map(|v| FieldViolation::new(v.field.clone(), v.reason.clone()))
+            .collect::<Vec<_>>();
+        Status::with_error_details(
+            Code::InvalidArgument,
+            e.to_string(),
+            ErrorDetails::with_bad_request(violations),
+        )
     }
 }
 
@@ -44,6 +56,8 @@ impl From<CityError> for Status {
             CityError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             CityError::Protocol(_) => Status::failed_precondition(e.to_string()),
             CityError::Rejected(_) => Status::failed_precondition(e.to_string()),
+            CityError::Quarantine(RetryError::NotFound { .. }) => Status::not_found(e.to_string()),
+            CityError::Quarantine(_) => Status::failed_precondition(e.to_string()),
             CityError::ShuttingDown => Status::unavailable(e.to_string()),
         }
     }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::model::{Body, Change, Citizen, Kind, Op, Record, RecordKey, WardCode};
+use crate::generate::{Plan, WardGen};
+use crate::model::{Change, Context, Kind, Op, Record, RecordKey, WardCode};
 
 /// An engine under test that can be restarted, keeping what was flushed.
 trait Harness {
@@ -22,10 +23,7 @@ impl Sled {
     fn new() -> Sled {
         let dir = tempfile::tempdir().unwrap();
         let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(dir.path()).unwrap());
-        Sled {
-            dir,
-            engine: Some(engine),
-        }
+        Sled { dir, engine: Some(engine) }
     }
 }
 
@@ -51,41 +49,30 @@ impl Harness for Mem {
 }
 
 fn harnesses() -> Vec<(&'static str, Box<dyn Harness>)> {
-    vec![
-        ("sled", Box::new(Sled::new())),
-        ("mem", Box::new(Mem(MemEngine::new()))),
-    ]
+    vec![("sled", Box::new(Sled::new())), ("mem", Box::new(Mem(MemEngine::new())))]
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 }
 
 fn ward(s: &str) -> WardCode {
     WardCode::parse(s).unwrap()
 }
 
-fn citizen(owner: &str, id: &str, name: &str) -> Record {
-    Record {
-        ward: ward(owner),
-        body: Body::Citizen(Citizen {
-            personal_id: id.into(),
-            full_name: name.into(),
-            date_of_birth: "1985-03-02".into(),
-            permanent_address: "1 Hàng Bông".into(),
-        }),
-    }
+fn ctx() -> Context {
+    Context { today: "2026-11-22".parse().unwrap(), province: Some("01".into()) }
+}
+
+/// The `n`-th generated citizen of ward `owner`.
+fn citizen(owner: &str, n: u64) -> Record {
+    let plan = Plan { citizens: n + 1, ..Plan::default() };
+    WardGen::new(&ward(owner), 11, ctx().today).records(plan).nth(n as usize).unwrap()
 }
 
 fn put(owner: &str, n: u64) -> NewChange {
-    let id = format!("0010850{n:05}");
-    NewChange {
-        key: RecordKey::new(Kind::Citizen, &id).unwrap(),
-        op: Op::Put(citizen(owner, &id, &format!("Nguyễn Văn {n}"))),
-    }
+    let r = citizen(owner, n);
+    NewChange { key: RecordKey::new(Kind::Citizen, &r.key_id()).unwrap(), op: Op::Put(r) }
 }
 
 #[test]
@@ -127,16 +114,8 @@ fn flushed_batches_survive_restart() {
         drop(e);
         h.restart();
         let e = h.engine();
-        assert_eq!(
-            e.get(b"k1").unwrap().as_deref(),
-            Some(&b"one"[..]),
-            "{name}"
-        );
-        assert_eq!(
-            e.get(b"k2").unwrap().as_deref(),
-            Some(&b"two"[..]),
-            "{name}"
-        );
+        assert_eq!(e.get(b"k1").unwrap().as_deref(), Some(&b"one"[..]), "{name}");
+        assert_eq!(e.get(b"k2").unwrap().as_deref(), Some(&b"two"[..]), "{name}");
     }
 }
 
@@ -161,39 +140,22 @@ fn mem_engine_crash_loses_exactly_the_unflushed() {
 fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
     for (name, mut h) in harnesses() {
         let store = WardStore::open(h.engine(), 1000).unwrap();
-        let seqs = store
-            .append(&(1..=5).map(|n| put("00082", n)).collect::<Vec<_>>(), 7)
-            .unwrap();
+        let seqs = store.append(&(1..=5).map(|n| put("00082", n)).collect::<Vec<_>>(), 7).unwrap();
         assert_eq!(seqs, [1, 2, 3, 4, 5], "{name}");
         let seqs = store.append(&[put("00082", 6)], 8).unwrap();
         assert_eq!(seqs, [6], "{name}");
         assert_eq!(block(store.flush()).unwrap(), 6, "{name}");
 
         let all = store.outbox_range(0, 6, 100, usize::MAX).unwrap();
-        assert_eq!(
-            all.iter().map(|c| c.seq).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5, 6]
-        );
-        assert_eq!(
-            store.outbox_range(0, 4, 100, usize::MAX).unwrap().len(),
-            4,
-            "{name}"
-        );
-        assert_eq!(
-            store.outbox_range(2, 6, 2, usize::MAX).unwrap()[0].seq,
-            3,
-            "{name}"
-        );
+        assert_eq!(all.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(store.outbox_range(0, 4, 100, usize::MAX).unwrap().len(), 4, "{name}");
+        assert_eq!(store.outbox_range(2, 6, 2, usize::MAX).unwrap()[0].seq, 3, "{name}");
         // A byte bound still returns at least one entry.
         assert_eq!(store.outbox_range(0, 6, 100, 1).unwrap().len(), 1, "{name}");
 
         store.ack(3).unwrap();
         assert_eq!(store.backlog(), 3, "{name}");
-        assert_eq!(
-            store.outbox_range(0, 6, 100, usize::MAX).unwrap()[0].seq,
-            4,
-            "{name}"
-        );
+        assert_eq!(store.outbox_range(0, 6, 100, usize::MAX).unwrap()[0].seq, 4, "{name}");
         store.ack(2).unwrap(); // never backwards
         assert_eq!(store.acked_seq(), 3, "{name}");
         block(store.flush()).unwrap();
@@ -203,10 +165,7 @@ fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
         let store = WardStore::open(h.engine(), 1000).unwrap();
         assert_eq!((store.last_seq(), store.acked_seq()), (6, 3), "{name}");
         let left = store.outbox_range(store.acked_seq(), store.last_seq(), 100, usize::MAX);
-        assert_eq!(
-            left.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(),
-            [4, 5, 6]
-        );
+        assert_eq!(left.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [4, 5, 6]);
         assert_eq!(store.count(Kind::Citizen).unwrap(), 6, "{name}");
         // Numbering resumes after the last assigned sequence, even once all is acked.
         store.ack(6).unwrap();
@@ -232,51 +191,31 @@ fn unflushed_writes_are_lost_together_with_their_outbox_entries() {
 fn full_outbox_refuses_new_writes_and_keeps_queued_ones() {
     for (name, h) in harnesses() {
         let store = WardStore::open(h.engine(), 3).unwrap();
-        store
-            .append(&[put("00082", 1), put("00082", 2)], 1)
-            .unwrap();
-        let err = store
-            .append(&[put("00082", 3), put("00082", 4)], 1)
-            .unwrap_err();
+        store.append(&[put("00082", 1), put("00082", 2)], 1).unwrap();
+        let err = store.append(&[put("00082", 3), put("00082", 4)], 1).unwrap_err();
         assert!(matches!(err, StoreError::Full(_)), "{name}: {err}");
         assert_eq!(store.last_seq(), 2, "{name}");
-        assert_eq!(
-            store.outbox_range(0, 10, 10, usize::MAX).unwrap().len(),
-            2,
-            "{name}"
-        );
+        assert_eq!(store.outbox_range(0, 10, 10, usize::MAX).unwrap().len(), 2, "{name}");
         store.ack(2).unwrap();
-        assert!(
-            store.append(&[put("00082", 3), put("00082", 4)], 1).is_ok(),
-            "{name}"
-        );
+        assert!(store.append(&[put("00082", 3), put("00082", 4)], 1).is_ok(), "{name}");
     }
 }
 
-fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Change> {
-    seqs.map(|seq| {
-        let nc = put(owner, seq);
-        Change {
-            seq,
-            written_at_ms: seq as i64,
-            key: nc.key,
-            op: nc.op,
-        }
-    })
-    .collect()
+fn change(owner: &str, seq: u64) -> Change {
+    let nc = put(owner, seq);
+    Change { seq, written_at_ms: seq as i64, key: nc.key, op: nc.op }
+}
+
+fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Incoming> {
+    seqs.map(|seq| Incoming::Change(change(owner, seq))).collect()
 }
 
 /// The ward's record counter, checked against its index.
 fn owned(city: &CityStore, ward: &WardCode) -> u64 {
     let state = city.wards().into_iter().find(|(w, _)| w == ward).unwrap().1;
-    let listed: usize = Kind::ALL
-        .iter()
-        .map(|k| city.list(*k, Some(ward), "", usize::MAX).unwrap().len())
-        .sum();
-    assert_eq!(
-        state.records, listed as u64,
-        "the counter matches the index"
-    );
+    let listed: usize =
+        Kind::ALL.iter().map(|k| city.list(*k, Some(ward), "", usize::MAX).unwrap().len()).sum();
+    assert_eq!(state.records, listed as u64, "the counter matches the index");
     state.records
 }
 
@@ -285,25 +224,11 @@ fn city_applies_each_change_once_however_often_it_is_sent() {
     for (name, mut h) in harnesses() {
         let city = CityStore::open(h.engine()).unwrap();
         let a = ward("00082");
-        let b1 = WardBatch {
-            ward: a.clone(),
-            changes: changes("00082", 1..=5),
-        };
-        assert_eq!(
-            city.apply_group(std::slice::from_ref(&b1), 1).unwrap(),
-            [Ok(5)],
-            "{name}"
-        );
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        assert_eq!(city.apply_group(std::slice::from_ref(&b1), 1, &ctx()).unwrap(), [Ok(5)], "{name}");
         // The same batch again, and an overlapping one.
-        let b2 = WardBatch {
-            ward: a.clone(),
-            changes: changes("00082", 3..=8),
-        };
-        assert_eq!(
-            city.apply_group(&[b1, b2], 2).unwrap(),
-            [Ok(5), Ok(8)],
-            "{name}"
-        );
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8) };
+        assert_eq!(city.apply_group(&[b1, b2], 2, &ctx()).unwrap(), [Ok(5), Ok(8)], "{name}");
         block(city.flush()).unwrap();
         let log = city.changes_since(0, 100).unwrap();
         let seqs: Vec<u64> = log.iter().map(|l| l.change.seq).collect();
@@ -314,18 +239,11 @@ fn city_applies_each_change_once_however_often_it_is_sent() {
         h.restart();
         let city = CityStore::open(h.engine()).unwrap();
         assert_eq!(city.last_applied(&a), 8, "{name}");
-        let again = WardBatch {
-            ward: a.clone(),
-            changes: changes("00082", 1..=9),
-        };
-        assert_eq!(city.apply_group(&[again], 3).unwrap(), [Ok(9)], "{name}");
+        let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9) };
+        assert_eq!(city.apply_group(&[again], 3, &ctx()).unwrap(), [Ok(9)], "{name}");
         block(city.flush()).unwrap();
         assert_eq!(city.changes_since(0, 100).unwrap().len(), 9, "{name}");
-        assert_eq!(
-            city.list(Kind::Citizen, Some(&a), "", 100).unwrap().len(),
-            9,
-            "{name}"
-        );
+        assert_eq!(city.list(Kind::Citizen, Some(&a), "", 100).unwrap().len(), 9, "{name}");
         assert_eq!(owned(&city, &a), 9, "{name}");
     }
 }
@@ -336,130 +254,137 @@ fn city_rejects_a_gap_without_storing_anything() {
         let city = CityStore::open(h.engine()).unwrap();
         let a = ward("00082");
         let out = city
-            .apply_group(
-                &[WardBatch {
-                    ward: a.clone(),
-                    changes: changes("00082", 3..=4),
-                }],
-                1,
-            )
+            .apply_group(&[WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }], 1, &ctx())
             .unwrap();
-        assert!(
-            matches!(
-                &out[0],
-                Err(BatchRejected::Gap {
-                    expected: 1,
-                    got: 3,
-                    ..
-                })
-            ),
-            "{name}"
-        );
+        assert!(matches!(&out[0], Err(BatchRejected::Gap { expected: 1, got: 3, .. })), "{name}");
         assert_eq!(city.last_applied(&a), 0, "{name}");
-        assert!(
-            city.list(Kind::Citizen, None, "", 10).unwrap().is_empty(),
-            "{name}"
-        );
+        assert!(city.list(Kind::Citizen, None, "", 10).unwrap().is_empty(), "{name}");
     }
 }
 
+fn batch(ward: &WardCode, changes: Vec<Change>) -> WardBatch {
+    WardBatch { ward: ward.clone(), changes: changes.into_iter().map(Incoming::Change).collect() }
+}
+
 #[test]
-fn city_refuses_foreign_records_but_keeps_the_stream_moving() {
+fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
     for (name, h) in harnesses() {
         let city = CityStore::open(h.engine()).unwrap();
         let a = ward("00082");
         let b = ward("00145");
-        // Ward b sends a record that names ward a as its owner, then one of its own.
-        let mut cs = changes("00082", 1..=1);
-        cs.extend(changes("00145", 2..=2));
-        let out = city
-            .apply_group(
-                &[WardBatch {
-                    ward: b.clone(),
-                    changes: cs,
-                }],
-                5,
-            )
-            .unwrap();
-        assert_eq!(out, [Ok(2)], "{name}");
-        // Ward a owns record 2? No: b does. a may not delete it.
-        let del = Change {
-            op: Op::Delete,
-            ..changes("00145", 2..=2).remove(0)
-        };
-        let del = Change { seq: 1, ..del };
-        let out = city
-            .apply_group(
-                &[WardBatch {
-                    ward: a.clone(),
-                    changes: vec![del],
-                }],
-                6,
-            )
-            .unwrap();
-        assert_eq!(out, [Ok(1)], "{name}");
-        block(city.flush()).unwrap();
+        // Ward b sends a record of ward a, a malformed change, then one of its own.
+        let malformed = Incoming::Malformed { seq: 2, reason: "key.id: bad".into(), raw: vec![1, 2, 3] };
+        let own = Incoming::Change(change("00145", 3));
+        let group = [WardBatch {
+            ward: b.clone(),
+            changes: vec![Incoming::Change(change("00082", 1)), malformed, own],
+        }];
+        assert_eq!(city.apply_group(&group, 5, &ctx()).unwrap(), [Ok(3)], "{name}");
+        // Ward a may not delete ward b's record.
+        let del = Change { seq: 1, op: Op::Delete, ..change("00145", 3) };
+        assert_eq!(city.apply_group(&[batch(&a, vec![del])], 6, &ctx()).unwrap(), [Ok(1)], "{name}");
 
-        let refused = city.refused(None).unwrap();
-        assert_eq!(refused.len(), 2, "{name}");
-        assert!(
-            refused
-                .iter()
-                .any(|r| r.ward == b && r.reason.contains("sent by ward 00145"))
-        );
-        assert!(
-            refused
-                .iter()
-                .any(|r| r.ward == a && r.reason.contains("belongs to ward 00145"))
-        );
-        assert_eq!(city.refused(Some(&a)).unwrap().len(), 1, "{name}");
+        let q = city.quarantine(None).unwrap();
+        assert_eq!(q.len(), 3, "{name}");
+        assert!(q.iter().any(|e| e.ward == b && e.seq == 1 && e.reason.contains("sent by ward 00145")));
+        assert!(q.iter().any(|e| e.ward == b && e.seq == 2 && e.change.is_none() && e.raw == [1, 2, 3]));
+        assert!(q.iter().any(|e| e.ward == a && e.reason.contains("belongs to ward 00145")));
+        assert_eq!(city.quarantine(Some(&a)).unwrap().len(), 1, "{name}");
         let stored = city.list(Kind::Citizen, None, "", 10).unwrap();
         assert_eq!(stored.len(), 1, "{name}");
         assert_eq!(stored[0].ward, b, "{name}");
-        assert_eq!(
-            city.wards().iter().map(|(_, s)| s.refused).sum::<u64>(),
-            2,
-            "{name}"
-        );
+        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 3, "{name}");
     }
 }
 
 #[test]
-fn city_list_pages_with_a_cursor_and_deletes_leave_the_index() {
+fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
     for (name, h) in harnesses() {
         let city = CityStore::open(h.engine()).unwrap();
         let a = ward("00082");
-        city.apply_group(
-            &[WardBatch {
-                ward: a.clone(),
-                changes: changes("00082", 1..=5),
-            }],
-            1,
-        )
-        .unwrap();
+        // Valid only in a city without a province restriction.
+        let mut foreign = change("25747", 1);
+        foreign.seq = 1;
+        let hanoi = ctx();
+        let anywhere = Context { province: None, ..ctx() };
+        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
+        city.apply_group(&[wb], 1, &hanoi).unwrap();
+        let w = ward("25747");
+        let e = city.retry(&w, 1, None, 2, &hanoi).unwrap().unwrap_err();
+        assert!(
+            matches!(e, RetryError::StillRefused(ref r) if r.contains("not a unit of this city")),
+            "{name}: {e}"
+        );
+        let cursor = city.retry(&w, 1, None, 3, &anywhere).unwrap().unwrap();
+        assert_eq!(cursor, 1, "{name}");
+        assert_eq!(city.get(&foreign.key).unwrap().unwrap().ward, w, "{name}");
+        assert!(city.quarantine(None).unwrap().is_empty(), "{name}");
+        assert!(matches!(city.retry(&w, 1, None, 3, &anywhere).unwrap(), Err(RetryError::NotFound { .. })));
+
+        // A quarantined change whose record changed since cannot be retried: it is discarded.
+        let mut bad = change("00082", 1);
+        if let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &mut bad.op {
+            c.full_name.clear();
+        }
+        let good = Change { seq: 2, ..change("00082", 1) };
+        city.apply_group(&[batch(&a, vec![bad, good])], 4, &hanoi).unwrap();
+        let e = city.retry(&a, 1, None, 5, &hanoi).unwrap().unwrap_err();
+        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
+        // Discarding keeps it, with who and why.
+        city.discard(&a, 1, "superseded by change 2", "office", 6).unwrap().unwrap();
+        assert!(city.quarantine(Some(&a)).unwrap().is_empty(), "{name}");
+        let d = city.discarded(Some(&a)).unwrap();
+        assert_eq!((d.len(), d[0].by.as_str(), d[0].entry.seq), (1, "office", 1), "{name}");
+        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 0, "{name}");
+    }
+}
+
+#[test]
+fn a_retry_never_undoes_a_newer_change() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine()).unwrap();
+        let w = ward("25747");
+        let first = Change { seq: 1, ..change("25747", 1) };
+        let hanoi = ctx();
+        city.apply_group(&[batch(&w, vec![first.clone()])], 1, &hanoi).unwrap();
+        // The rule changes, a newer change to the same record is applied, then a retry is attempted.
+        let anywhere = Context { province: None, ..ctx() };
+        let newer = Change { seq: 2, ..first.clone() };
+        city.apply_group(&[batch(&w, vec![newer])], 2, &anywhere).unwrap();
+        let e = city.retry(&w, 1, None, 3, &anywhere).unwrap().unwrap_err();
+        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
+    }
+}
+
+#[test]
+fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine()).unwrap();
+        let a = ward("00082");
+        city.apply_group(&[WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }], 1, &ctx())
+            .unwrap();
         let p1 = city.list(Kind::Citizen, Some(&a), "", 2).unwrap();
         let last = p1.last().unwrap().key_id();
         let p2 = city.list(Kind::Citizen, Some(&a), &last, 10).unwrap();
         assert_eq!(p1.len() + p2.len(), 5, "{name}");
         assert!(p2.iter().all(|r| r.key_id() > last), "{name}");
-        let del = Change {
-            seq: 6,
-            op: Op::Delete,
-            ..changes("00082", 1..=1).remove(0)
-        };
-        city.apply_group(
-            &[WardBatch {
-                ward: a.clone(),
-                changes: vec![del],
-            }],
-            2,
-        )
-        .unwrap();
+
+        let first = change("00082", 1);
+        let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &first.op else { unreachable!() };
+        let folded_prefix: String =
+            crate::model::fold(&c.full_name).split(' ').take(2).collect::<Vec<_>>().join(" ");
+        assert!(
+            city.search_name(&folded_prefix, None, 100).unwrap().iter().any(|r| r.key_id() == c.personal_id)
+        );
+        assert!(city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
+
+        let del = Change { seq: 6, op: Op::Delete, ..first.clone() };
+        city.apply_group(&[batch(&a, vec![del])], 2, &ctx()).unwrap();
         assert_eq!(owned(&city, &a), 4, "{name}");
-        assert_eq!(
-            city.list(Kind::Citizen, None, "", 10).unwrap().len(),
-            4,
-            "{name}"
+        assert_eq!(city.list(Kind::Citizen, None, "", 10).unwrap().len(), 4, "{name}");
+        assert!(!city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
+        assert!(
+            !city.search_name(&c.full_name, None, 100).unwrap().iter().any(|r| r.key_id() == c.personal_id)
         );
     }
 }

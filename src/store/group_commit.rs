@@ -21,9 +21,7 @@ pub struct GroupCommit<Req, Resp> {
 
 impl<Req, Resp> Clone for GroupCommit<Req, Resp> {
     fn clone(&self) -> Self {
-        GroupCommit {
-            tx: self.tx.clone(),
-        }
+        GroupCommit { tx: self.tx.clone() }
     }
 }
 
@@ -44,8 +42,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupCommit<Req, Resp> {
         let task = tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(max_group);
             while rx.recv_many(&mut jobs, max_group.max(1)).await > 0 {
-                let (reqs, waiters): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
-                    jobs.drain(..).unzip();
+                let (reqs, waiters): (Vec<Req>, Vec<oneshot::Sender<Resp>>) = jobs.drain(..).unzip();
                 let resps = commit(reqs).await;
                 debug_assert_eq!(resps.len(), waiters.len());
                 for (w, r) in waiters.into_iter().zip(resps) {
@@ -85,9 +82,7 @@ mod tests {
         let mut handles = Vec::new();
         for i in 0..200u32 {
             let gc = gc.clone();
-            handles.push(tokio::spawn(
-                async move { (i, gc.submit(i).await.unwrap()) },
-            ));
+            handles.push(tokio::spawn(async move { (i, gc.submit(i).await.unwrap()) }));
         }
         for h in handles {
             let (i, r) = h.await.unwrap();
@@ -96,9 +91,6 @@ mod tests {
         drop(gc);
         task.await.unwrap();
         let n = groups.load(Ordering::SeqCst);
-        assert!(
-            (4..=200).contains(&n),
-            "200 requests in groups of at most 64: {n}"
-        );
+        assert!((4..=200).contains(&n), "200 requests in groups of at most 64: {n}");
     }
 }

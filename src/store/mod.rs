@@ -6,7 +6,7 @@
 //! simulation. [`WardStore`] and [`CityStore`] are written once over the
 //! trait and tested on both engines with one contract suite.
 
-mod city_store;
+mod city;
 mod codec;
 mod engine;
 mod group_commit;
@@ -17,7 +17,10 @@ mod ward_store;
 #[cfg(test)]
 mod contract_tests;
 
-pub use city_store::{BatchRejected, CityStore, LoggedChange, RefusedChange, WardBatch, WardState};
+pub use city::{
+    BatchRejected, CityStore, Discarded, Incoming, LoggedChange, Quarantined, RetryError, WardBatch,
+    WardState,
+};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;

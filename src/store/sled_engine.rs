@@ -26,22 +26,14 @@ fn err(e: sled::Error) -> StoreError {
 impl SledEngine {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<SledEngine, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let db = sled::Config::new().path(dir.join("db")).cache_capacity(64 << 20).open().map_err(|e| {
             StoreError::Io(format!(
-                "cannot create data directory {}: {e}",
+                "cannot open database in {} (is another wardsync using it?): {e}",
                 dir.display()
             ))
         })?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot open database in {} (is another wardsync using it?): {e}",
-                    dir.display()
-                ))
-            })?;
         Ok(SledEngine { db })
     }
 }

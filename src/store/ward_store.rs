@@ -60,18 +60,9 @@ fn outbox_key(seq: u64) -> Vec<u8> {
 impl WardStore {
     /// Opens the store; at most `max_outbox` entries may be queued.
     pub fn open(engine: Arc<dyn Engine>, max_outbox: u64) -> Result<WardStore, StoreError> {
-        let read = |k: &[u8]| -> Result<u64, StoreError> {
-            engine.get(k)?.map_or(Ok(0), |v| read_be(k, &v))
-        };
-        let counters = Counters {
-            last_seq: read(LAST_SEQ)?,
-            acked: read(ACKED)?,
-        };
-        Ok(WardStore {
-            engine,
-            counters: Arc::new(Mutex::new(counters)),
-            max_outbox,
-        })
+        let read = |k: &[u8]| -> Result<u64, StoreError> { engine.get(k)?.map_or(Ok(0), |v| read_be(k, &v)) };
+        let counters = Counters { last_seq: read(LAST_SEQ)?, acked: read(ACKED)? };
+        Ok(WardStore { engine, counters: Arc::new(Mutex::new(counters)), max_outbox })
     }
 
     fn counters(&self) -> Counters {
@@ -116,12 +107,7 @@ impl WardStore {
                 Op::Put(r) => batch.insert(rk, encode(r)),
                 Op::Delete => batch.remove(rk),
             }
-            let change = Change {
-                seq,
-                written_at_ms: now_ms,
-                key: ch.key.clone(),
-                op: ch.op.clone(),
-            };
+            let change = Change { seq, written_at_ms: now_ms, key: ch.key.clone(), op: ch.op.clone() };
             batch.insert(outbox_key(seq), encode(&change));
             seqs.push(seq);
         }
@@ -151,9 +137,7 @@ impl WardStore {
         if upto <= after {
             return Ok(Vec::new());
         }
-        let rows = self
-            .engine
-            .scan(&outbox_key(after + 1), &outbox_key(upto + 1), max_entries)?;
+        let rows = self.engine.scan(&outbox_key(after + 1), &outbox_key(upto + 1), max_entries)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut bytes = 0;
         for (k, v) in rows {

@@ -9,9 +9,10 @@ use tonic::{Request, Response, Status};
 
 use super::replicator::LinkState;
 use super::{WardError, Writer};
-use crate::model::{Kind, Op, RecordKey, WardCode};
+use crate::clock::today;
+use crate::model::{Context, Kind, Op, RecordKey, WardCode};
 use crate::proto::pb::{self, ward_api_server::WardApi};
-use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size, record_from_pb};
+use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb};
 use crate::store::{NewChange, WardStore};
 
 /// State shared by the local API handlers.
@@ -21,18 +22,20 @@ pub struct LocalApi {
     pub(super) store: WardStore,
     pub(super) writer: Writer,
     pub(super) link: Arc<LinkState>,
+    /// Province of this ward: its records must be owned by this ward anyway.
+    pub(super) province: String,
 }
 
 impl LocalApi {
+    fn context(&self) -> Context {
+        Context { today: today(), province: Some(self.province.clone()) }
+    }
+
     fn check_owner(&self, key: &RecordKey, owner: &WardCode) -> Result<(), WardError> {
         if owner == &self.ward {
             Ok(())
         } else {
-            Err(WardError::NotOwned {
-                key: key.clone(),
-                owner: owner.clone(),
-                this: self.ward.clone(),
-            })
+            Err(WardError::NotOwned { key: key.clone(), owner: owner.clone(), this: self.ward.clone() })
         }
     }
 }
@@ -40,72 +43,47 @@ impl LocalApi {
 #[tonic::async_trait]
 impl WardApi for LocalApi {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::WriteReply>, Status> {
-        let (record, key) = record_from_pb(req.into_inner().record).map_err(WardError::from)?;
+        let (record, key) =
+            valid_record_from_pb(req.into_inner().record, &self.context()).map_err(WardError::from)?;
         self.check_owner(&key, &record.ward)?;
         if let Some(existing) = self.store.get(&key).map_err(WardError::from)? {
             self.check_owner(&key, &existing.ward)?;
+            if existing == record {
+                // Writing what is already stored changes nothing: no outbox entry.
+                return Ok(Response::new(pb::WriteReply { seq: 0, unchanged: true }));
+            }
         }
-        let seq = self
-            .writer
-            .write(NewChange {
-                key,
-                op: Op::Put(record),
-            })
-            .await?;
-        Ok(Response::new(pb::WriteReply { seq }))
+        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 
-    async fn delete(
-        &self,
-        req: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::WriteReply>, Status> {
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteReply>, Status> {
         let key = key_from_pb(req.into_inner().key).map_err(WardError::from)?;
-        let existing = self
-            .store
-            .get(&key)
-            .map_err(WardError::from)?
-            .ok_or_else(|| WardError::NotFound(key.clone()))?;
+        let existing =
+            self.store.get(&key).map_err(WardError::from)?.ok_or_else(|| WardError::NotFound(key.clone()))?;
         self.check_owner(&key, &existing.ward)?;
-        let seq = self
-            .writer
-            .write(NewChange {
-                key,
-                op: Op::Delete,
-            })
-            .await?;
-        Ok(Response::new(pb::WriteReply { seq }))
+        let seq = self.writer.write(NewChange { key, op: Op::Delete }).await?;
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
         let key = key_from_pb(req.into_inner().key).map_err(WardError::from)?;
-        let record = self
-            .store
-            .get(&key)
-            .map_err(WardError::from)?
-            .ok_or(WardError::NotFound(key))?;
-        Ok(Response::new(pb::GetReply {
-            record: Some((&record).into()),
-        }))
+        let record = self.store.get(&key).map_err(WardError::from)?.ok_or(WardError::NotFound(key))?;
+        Ok(Response::new(pb::GetReply { record: Some((&record).into()) }))
     }
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListReply>, Status> {
         let req = req.into_inner();
         let kind: Kind = kind_from_pb(req.kind, "kind").map_err(WardError::from)?;
         let limit = page_size(req.limit);
-        let records = self
-            .store
-            .list(kind, &req.after, limit)
-            .map_err(WardError::from)?;
+        let records = self.store.list(kind, &req.after, limit).map_err(WardError::from)?;
         Ok(Response::new(pb::ListReply {
             next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
         }))
     }
 
-    async fn status(
-        &self,
-        _req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::WardStatus>, Status> {
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {
         let mut records = 0;
         for k in Kind::ALL {
             records += self.store.count(k).map_err(WardError::from)?;

@@ -10,9 +10,7 @@ pub enum WardError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// The record belongs to another ward; nothing was stored.
-    #[error(
-        "{key} is owned by ward {owner}; this agent serves ward {this} and writes only its own records"
-    )]
+    #[error("{key} is owned by ward {owner}; this agent serves ward {this} and writes only its own records")]
     NotOwned {
         /// The record.
         key: RecordKey,

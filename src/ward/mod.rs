@@ -57,9 +57,8 @@ pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
 /// Runs a ward agent on an on-disk store until `shutdown` completes: binds
 /// the local API on `cfg.listen` and replicates to the city.
 pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let listener =
+        TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let connect = city_connect(&cfg)?;
     serve(cfg, engine, listener, connect, shutdown).await
@@ -74,6 +73,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ward = WardCode::parse(&cfg.code).map_err(|e| anyhow::anyhow!("config `code`: {e}"))?;
+    let province = crate::model::reference::commune(ward.as_str())
+        .ok_or_else(|| {
+            anyhow::anyhow!("config `code`: {ward} is not a commune code in force since 1 July 2025")
+        })?
+        .province
+        .to_string();
     let store = WardStore::open(engine, cfg.replication.max_outbox)?;
     let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
     let link = Arc::new(LinkState::default());
@@ -88,12 +93,7 @@ pub async fn serve(
         link: link.clone(),
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
-    let api = LocalApi {
-        ward: ward.clone(),
-        store: store.clone(),
-        writer,
-        link,
-    };
+    let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province };
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the local API has no authentication of its own and listens beyond loopback: restrict access to it");

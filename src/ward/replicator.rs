@@ -115,8 +115,7 @@ impl Replicator {
         cancel: &CancellationToken,
         backoff: &mut backoff::ExponentialBackoff,
     ) -> SessionEnd {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
+        let fail = |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
         let cfg = self.config.clone();
         let (tx, rx) = mpsc::channel(cfg.max_in_flight + 1);
         let hello = pb::WardMessage {
@@ -136,9 +135,7 @@ impl Replicator {
             Err(s) => return fail("the city refused the stream", &s),
         };
         let applied = match inbound.message().await {
-            Ok(Some(pb::CityMessage {
-                msg: Some(city_message::Msg::Welcome(w)),
-            })) => w.last_applied_seq,
+            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => w.last_applied_seq,
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
@@ -228,9 +225,7 @@ impl Replicator {
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some(&last) = in_flight.back() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
-                Ok(Ok(Some(pb::CityMessage {
-                    msg: Some(city_message::Msg::Ack(a)),
-                }))) => {
+                Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
                     let _ = self.store.ack(a.applied_seq);
                     if a.applied_seq >= last {
                         break;

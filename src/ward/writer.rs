@@ -19,10 +19,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the commit task. Returns the writer, a receiver of the highest
     /// durable sequence number, and the task (it ends once every writer is dropped).
-    pub fn spawn(
-        store: WardStore,
-        max_group: usize,
-    ) -> (Writer, watch::Receiver<u64>, JoinHandle<()>) {
+    pub fn spawn(store: WardStore, max_group: usize) -> (Writer, watch::Receiver<u64>, JoinHandle<()>) {
         let (durable_tx, durable_rx) = watch::channel(store.last_seq());
         let (commit, task) = GroupCommit::spawn(max_group, move |group: Vec<NewChange>| {
             let store = store.clone();

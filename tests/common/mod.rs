@@ -12,9 +12,7 @@ use wardsync::auth::DevCa;
 use wardsync::cli::client::{city_client, ward_client};
 use wardsync::cli::wait;
 use wardsync::model::WardCode;
-use wardsync::proto::pb::{
-    self, city_query_client::CityQueryClient, ward_api_client::WardApiClient,
-};
+use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
 /// How long any awaited condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -36,9 +34,7 @@ impl Env {
             ca.issue_ward(&WardCode::parse(w).unwrap()).unwrap();
         }
         let foreign = DevCa::open_or_create(&dir.path().join("foreign")).unwrap();
-        foreign
-            .issue_ward(&WardCode::parse("00082").unwrap())
-            .unwrap();
+        foreign.issue_ward(&WardCode::parse("00082").unwrap()).unwrap();
         Env { dir }
     }
 
@@ -53,11 +49,7 @@ impl Env {
 
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A `wardsync` child process with its log in a file; killed on drop, and
@@ -71,12 +63,7 @@ pub struct Node {
 
 impl Node {
     fn spawn(name: &str, args: Vec<String>, log: PathBuf) -> Node {
-        let mut n = Node {
-            name: name.into(),
-            child: None,
-            args,
-            log,
-        };
+        let mut n = Node { name: name.into(), child: None, args, log };
         n.start();
         n
     }
@@ -84,11 +71,7 @@ impl Node {
     /// (Re)starts the process with the same arguments.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
             .args(&self.args)
             .env("RUST_LOG", "wardsync=debug")
@@ -118,21 +101,14 @@ impl Node {
             if let Some(status) = c.try_wait().unwrap() {
                 return status.success();
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} ignored SIGTERM",
-                self.name
-            );
+            assert!(std::time::Instant::now() < deadline, "{} ignored SIGTERM", self.name);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
 fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -174,11 +150,7 @@ impl City {
             env.certs().display().to_string(),
         ];
         let node = Node::spawn("city", args, env.path().join("city.log"));
-        City {
-            node,
-            addr,
-            certs: env.certs(),
-        }
+        City { node, addr, certs: env.certs() }
     }
 
     pub fn url(&self) -> String {
@@ -236,31 +208,16 @@ batch_max_entries = 64
             ),
         )
         .unwrap();
-        let args = vec![
-            "ward".into(),
-            "--config".into(),
-            config.display().to_string(),
-        ];
-        let node = Node::spawn(
-            &format!("ward {code}"),
-            args,
-            env.path().join(format!("ward-{code}.log")),
-        );
-        Ward {
-            node,
-            code: code.into(),
-            api,
-        }
+        let args = vec!["ward".into(), "--config".into(), config.display().to_string()];
+        let node = Node::spawn(&format!("ward {code}"), args, env.path().join(format!("ward-{code}.log")));
+        Ward { node, code: code.into(), api }
     }
 
     /// A local API client, once the agent answers.
     pub async fn client(&self) -> WardApiClient<Channel> {
         let url = format!("http://{}", self.api);
         wait::until(DEADLINE, "the ward agent to accept connections", || async {
-            ward_client(&url)
-                .await?
-                .status(pb::StatusRequest {})
-                .await?;
+            ward_client(&url).await?.status(pb::StatusRequest {}).await?;
             Ok(true)
         })
         .await
@@ -286,11 +243,8 @@ pub async fn drained(c: &mut WardApiClient<Channel>) {
 
 /// Every change the city logged, in cursor order.
 pub async fn city_log(city: &mut CityQueryClient<Channel>) -> Vec<pb::LoggedChange> {
-    let mut stream = city
-        .changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream =
+        city.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
     let mut out = Vec::new();
     while let Some(l) = stream.message().await.unwrap() {
         out.push(l);
@@ -300,16 +254,9 @@ pub async fn city_log(city: &mut CityQueryClient<Channel>) -> Vec<pb::LoggedChan
 
 /// Asserts the city's log holds sequences 1..=last of `ward` exactly once each, in order.
 pub fn assert_each_seq_once(log: &[pb::LoggedChange], ward: &str, last: u64) {
-    let seqs: Vec<u64> = log
-        .iter()
-        .filter(|l| l.ward == ward)
-        .map(|l| l.change.as_ref().unwrap().seq)
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=last).collect::<Vec<_>>(),
-        "ward {ward}: each change applied once, in order"
-    );
+    let seqs: Vec<u64> =
+        log.iter().filter(|l| l.ward == ward).map(|l| l.change.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "ward {ward}: each change applied once, in order");
 }
 
 /// Asserts that the ward and the city hold the same records of every kind for the ward.
@@ -333,4 +280,20 @@ pub async fn assert_same_records(
 /// Every ward's replication state at the city.
 pub async fn city_wards(city: &mut CityQueryClient<Channel>) -> anyhow::Result<Vec<pb::WardState>> {
     Ok(city.wards(pb::WardsRequest {}).await?.into_inner().wards)
+}
+
+/// Record `i` (< 4000) of a fixed generated workload of ward `code`.
+pub fn rec(code: &WardCode, i: u32) -> wardsync::model::Record {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cache = Mutex<HashMap<WardCode, Arc<Vec<wardsync::model::Record>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let all = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(code.clone())
+        .or_insert_with(|| Arc::new(wardsync::generate::sample(code, 4000, 1)))
+        .clone();
+    all[i as usize].clone()
 }

@@ -1,0 +1,92 @@
+//! Changing generated records: `amend` makes a plausible correction (for
+//! updates), `corrupt` breaks one validation rule (for testing rejects).
+
+use chrono::Duration;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::names;
+use crate::model::{Body, Record, Residence};
+
+fn seeded(record: &Record, salt: u64) -> StdRng {
+    let h = record
+        .key_id()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    StdRng::seed_from_u64(h ^ salt)
+}
+
+/// A corrected version of `record` (same key and owner, other details
+/// changed), deterministic in `version`.
+pub fn amend(record: &Record, version: u32) -> Record {
+    let mut rng = seeded(record, u64::from(version));
+    let mut r = record.clone();
+    match &mut r.body {
+        Body::Citizen(c) => {
+            c.phone = names::phone(&mut rng);
+            c.temporary_residence = Some(Residence {
+                address: names::address(&mut rng),
+                commune_code: c.permanent_residence.commune_code.clone(),
+            });
+        }
+        Body::Business(b) => b.address = names::address(&mut rng),
+        Body::Land(l) => l.address = names::address(&mut rng),
+    }
+    r
+}
+
+/// `record` with one rule broken, and a word on which.
+pub fn corrupt(rng: &mut StdRng, record: &Record) -> (Record, &'static str) {
+    let mut r = record.clone();
+    let what = match &mut r.body {
+        Body::Citizen(c) => match rng.gen_range(0..4) {
+            0 => {
+                c.personal_id.replace_range(0..3, "003");
+                "personal id with a province prefix that does not exist"
+            }
+            1 => {
+                c.date_of_birth += Duration::days(366 * 2);
+                "date of birth disagreeing with the personal id"
+            }
+            2 => {
+                c.full_name.clear();
+                "missing full name"
+            }
+            _ => {
+                c.permanent_residence.commune_code = "99999".into();
+                "unknown commune"
+            }
+        },
+        Body::Business(b) => match rng.gen_range(0..3) {
+            0 => {
+                let last = b.enterprise_code.as_bytes()[9];
+                let wrong = if last == b'9' { '0' } else { (last + 1) as char };
+                b.enterprise_code.replace_range(9..10, &wrong.to_string());
+                "enterprise code with a wrong check digit"
+            }
+            1 => {
+                b.sector_code = "ABCD".into();
+                "sector code that is not VSIC"
+            }
+            _ => {
+                b.registration_date = chrono::Utc::now().date_naive() + Duration::days(400);
+                "registration date in the future"
+            }
+        },
+        Body::Land(l) => match rng.gen_range(0..3) {
+            0 => {
+                l.area_m2 = -l.area_m2;
+                "negative area"
+            }
+            1 => {
+                l.land_use_type = "XXX".into();
+                "unknown land-use type"
+            }
+            _ => {
+                l.owners.clear();
+                "no owner"
+            }
+        },
+    };
+    (r, what)
+}

@@ -1,0 +1,74 @@
+//! Key layout of the city store (one sled tree):
+//!
+//! - `r<tag><id>`                 → current [`Record`];
+//! - `v<tag><id>`                 → cursor of the last change applied to the key
+//!   (kept after a delete, so an old quarantined change cannot resurrect it);
+//! - `x<ward><tag><id>`           → index by owning ward;
+//! - `h<household>\0<id>`          → index of citizens by household;
+//! - `o<owner id>\0<tag><id>`      → index of businesses and parcels by owner;
+//! - `n<folded name>\0<tag><id>`   → diacritics-insensitive name index;
+//! - `l<cursor: u64 BE>`          → [`super::LoggedChange`]: the change log;
+//! - `w<ward>`                    → [`super::WardState`];
+//! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
+//! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
+//! - `m:cursor`                   → highest cursor assigned.
+
+use crate::model::{Body, Record, RecordKey, WardCode, fold};
+use crate::store::codec::{be, key};
+
+pub(super) const RECORD: &[u8] = b"r";
+pub(super) const VERSION: &[u8] = b"v";
+pub(super) const BY_WARD: &[u8] = b"x";
+pub(super) const BY_HOUSEHOLD: &[u8] = b"h";
+pub(super) const BY_OWNER: &[u8] = b"o";
+pub(super) const BY_NAME: &[u8] = b"n";
+const LOG: &[u8] = b"l";
+pub(super) const WARD: &[u8] = b"w";
+pub(super) const QUARANTINE: &[u8] = b"q";
+pub(super) const DISCARDED: &[u8] = b"d";
+pub(super) const CURSOR: &[u8] = b"m:cursor";
+
+pub(super) fn record_key(k: &RecordKey) -> Vec<u8> {
+    key(RECORD, &[&[k.kind().tag()], k.id().as_bytes()])
+}
+
+pub(super) fn version_key(k: &RecordKey) -> Vec<u8> {
+    key(VERSION, &[&[k.kind().tag()], k.id().as_bytes()])
+}
+
+pub(super) fn ward_key(ward: &WardCode) -> Vec<u8> {
+    key(WARD, &[ward.as_str().as_bytes()])
+}
+
+pub(super) fn log_key(cursor: u64) -> Vec<u8> {
+    key(LOG, &[&be(cursor)])
+}
+
+pub(super) fn quarantine_key(prefix: &[u8], ward: &WardCode, seq: u64) -> Vec<u8> {
+    key(prefix, &[ward.as_str().as_bytes(), &be(seq)])
+}
+
+/// The tag and id at the end of an index key whose variable part ends in `\0`.
+pub(super) fn tail_after_nul(k: &[u8]) -> &[u8] {
+    k.iter().rposition(|b| *b == 0).map_or(&[][..], |i| &k[i + 1..])
+}
+
+/// Every index entry `record` (stored under `k`) has.
+pub(super) fn index_entries(k: &RecordKey, record: &Record) -> Vec<Vec<u8>> {
+    let tag_id = key(&[k.kind().tag()], &[k.id().as_bytes()]);
+    let mut out = vec![key(BY_WARD, &[record.ward.as_str().as_bytes(), &tag_id])];
+    if let Body::Citizen(c) = &record.body {
+        if !c.household_id.is_empty() {
+            out.push(key(BY_HOUSEHOLD, &[c.household_id.as_bytes(), b"\0", k.id().as_bytes()]));
+        }
+    }
+    for owner in record.owner_ids() {
+        if !owner.is_empty() {
+            out.push(key(BY_OWNER, &[owner.as_bytes(), b"\0", &tag_id]));
+        }
+    }
+    if let Some(name) = record.name() {
+        out.push(key(BY_NAME, &[fold(name).as_bytes(), b"\0", &tag_id]));
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! The quarantine: changes the city would not apply, kept with the reason,
+//! listed for the data office, retried once fixed or discarded with a
+//! reason. Nothing a ward sent is ever dropped.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{DISCARDED, QUARANTINE, quarantine_key, version_key};
+use super::{CityStore, Incoming};
+use crate::model::{Change, Context, WardCode};
+use crate::store::StoreError;
+use crate::store::codec::{decode, encode, key, read_be};
+use crate::store::engine::prefix_end;
+
+/// A change waiting in quarantine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The ward that sent it.
+    pub ward: WardCode,
+    /// Its sequence number in that ward's order.
+    pub seq: u64,
+    /// Why it was not applied.
+    pub reason: String,
+    /// City time of quarantine, ms since the epoch.
+    pub at_ms: i64,
+    /// The change, if it could be decoded.
+    pub change: Option<Change>,
+    /// The change as received, if it could not be decoded.
+    pub raw: Vec<u8>,
+    /// The city's log cursor when it was quarantined: a retry is refused
+    /// once its record has changed since.
+    pub cursor_then: u64,
+}
+
+impl Quarantined {
+    pub(super) fn new(
+        ward: &WardCode,
+        incoming: &Incoming,
+        reason: String,
+        at_ms: i64,
+        cursor_then: u64,
+    ) -> Quarantined {
+        let (change, raw) = match incoming {
+            Incoming::Change(c) => (Some(c.clone()), Vec::new()),
+            Incoming::Malformed { raw, .. } => (None, raw.clone()),
+        };
+        Quarantined { ward: ward.clone(), seq: incoming.seq(), reason, at_ms, change, raw, cursor_then }
+    }
+}
+
+/// A quarantined change an operator discarded, kept for the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// What was in quarantine.
+    pub entry: Quarantined,
+    /// Why it was discarded.
+    pub reason: String,
+    /// Who discarded it (certificate identity).
+    pub by: String,
+    /// City time, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// Why a retry did not apply the change (it stays in quarantine).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RetryError {
+    /// No such entry.
+    #[error("no quarantined change {seq} of ward {ward}")]
+    NotFound {
+        /// The ward.
+        ward: WardCode,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// The change is still not acceptable.
+    #[error("still refused: {0}")]
+    StillRefused(String),
+    /// The record changed after the quarantine: applying would undo newer data.
+    #[error("superseded: {0} was changed after this change was quarantined; discard it")]
+    Superseded(String),
+}
+
+impl CityStore {
+    /// Quarantined changes, of one ward or of all, in (ward, sequence) order.
+    pub fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError> {
+        let prefix = key(QUARANTINE, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]);
+        self.engine
+            .scan(&prefix, &prefix_end(&prefix), usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// Discarded changes, of one ward or of all.
+    pub fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError> {
+        let prefix = key(DISCARDED, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]);
+        self.engine
+            .scan(&prefix, &prefix_end(&prefix), usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// One quarantined change.
+    pub fn entry(&self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
+        let k = quarantine_key(QUARANTINE, ward, seq);
+        self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Applies a quarantined change if it is now acceptable and its record
+    /// has not changed since. `decoded` is the change decoded again from
+    /// the raw bytes of a malformed entry, if that now succeeds. On success
+    /// the change enters the log with a new cursor, which is returned.
+    pub fn retry(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        decoded: Option<Change>,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, RetryError>, StoreError> {
+        // Everything under the write lock: no group can slip in between the checks and the apply.
+        self.write(now_ms, |w, wards| {
+            let Some(entry) = self.entry(ward, seq)? else {
+                return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
+            };
+            let Some(change) = entry.change.clone().or(decoded) else {
+                return Ok(Err(RetryError::StillRefused(entry.reason)));
+            };
+            let vk = version_key(&change.key);
+            let version = w.engine.get(&vk)?.map(|v| read_be(&vk, &v)).transpose()?.unwrap_or(0);
+            if version > entry.cursor_then {
+                return Ok(Err(RetryError::Superseded(change.key.to_string())));
+            }
+            if let Some(reason) = w.refusal(ward, &change, ctx)? {
+                return Ok(Err(RetryError::StillRefused(reason)));
+            }
+            let state = wards.entry(ward.clone()).or_default();
+            w.apply(ward, state, &change)?;
+            state.quarantined = state.quarantined.saturating_sub(1);
+            w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
+            Ok(Ok(w.cursor))
+        })
+    }
+
+    /// Moves a quarantined change to the discarded list with a reason.
+    pub fn discard(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<(), RetryError>, StoreError> {
+        self.write(now_ms, |w, wards| {
+            let Some(entry) = self.entry(ward, seq)? else {
+                return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
+            };
+            let d = Discarded { entry, reason: reason.to_string(), by: by.to_string(), at_ms: now_ms };
+            w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
+            w.batch.insert(quarantine_key(DISCARDED, ward, seq), encode(&d));
+            let state = wards.entry(ward.clone()).or_default();
+            state.quarantined = state.quarantined.saturating_sub(1);
+            Ok(Ok(()))
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! Reads of the city store: records by key, lists by kind and ward, the
+//! indexes (household, owner, name) and the change log.
+
+use std::sync::atomic::Ordering;
+
+use super::keys::{BY_HOUSEHOLD, BY_NAME, BY_OWNER, BY_WARD, RECORD, log_key, record_key, tail_after_nul};
+use super::{CityStore, LoggedChange};
+use crate::model::{Kind, Record, RecordKey, WardCode, fold};
+use crate::store::StoreError;
+use crate::store::codec::{decode, key};
+use crate::store::engine::prefix_end;
+
+/// Start key for a page of ids after `after` under `prefix`.
+fn page_start(prefix: &[u8], after: &str) -> Vec<u8> {
+    let mut start = key(prefix, &[after.as_bytes()]);
+    if !after.is_empty() {
+        start.push(0);
+    }
+    start
+}
+
+impl CityStore {
+    /// The current record under `key`.
+    pub fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        self.get_raw(&record_key(key))
+    }
+
+    fn get_raw(&self, rk: &[u8]) -> Result<Option<Record>, StoreError> {
+        self.engine.get(rk)?.map(|v| decode(rk, &v)).transpose()
+    }
+
+    /// Records named by index keys ending in `<tag><id>`.
+    fn resolve(&self, index_tails: impl Iterator<Item = Vec<u8>>) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        for tail in index_tails {
+            if let Some(r) = self.get_raw(&key(RECORD, &[&tail]))? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records of `kind` (owned by `ward` if given) with ids
+    /// after `after`, in id order.
+    pub fn list(
+        &self,
+        kind: Kind,
+        ward: Option<&WardCode>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let prefix = match ward {
+            None => key(RECORD, &[&[kind.tag()]]),
+            Some(w) => key(BY_WARD, &[w.as_str().as_bytes(), &[kind.tag()]]),
+        };
+        let rows = self.engine.scan(&page_start(&prefix, after), &prefix_end(&prefix), limit)?;
+        match ward {
+            None => rows.into_iter().map(|(k, v)| decode(&k, &v)).collect(),
+            Some(_) => self.resolve(rows.into_iter().map(|(k, _)| k[prefix.len() - 1..].to_vec())),
+        }
+    }
+
+    /// Records whose name starts with `query`, ignoring case and diacritics
+    /// ("nguyen van an" finds "Nguyễn Văn An"), in folded-name order.
+    pub fn search_name(
+        &self,
+        query: &str,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let folded = fold(query);
+        if folded.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = key(BY_NAME, &[folded.as_bytes()]);
+        let mut out = Vec::new();
+        let mut start = prefix.clone();
+        // Scan in chunks so that a kind filter cannot make one call read the whole index.
+        while out.len() < limit {
+            let rows = self.engine.scan(&start, &prefix_end(&prefix), 256)?;
+            let Some((last, _)) = rows.last() else { break };
+            start = key(last, &[b"\0"]);
+            let tails = rows
+                .iter()
+                .map(|(k, _)| tail_after_nul(k).to_vec())
+                .filter(|t| kind.is_none_or(|k| t.first() == Some(&k.tag())));
+            for r in self.resolve(tails)? {
+                if out.len() < limit {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The citizens of a household.
+    pub fn household(&self, household_id: &str) -> Result<Vec<Record>, StoreError> {
+        let prefix = key(BY_HOUSEHOLD, &[household_id.as_bytes(), b"\0"]);
+        let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
+        self.resolve(rows.into_iter().map(|(k, _)| key(&[Kind::Citizen.tag()], &[tail_after_nul(&k)])))
+    }
+
+    /// Businesses and land parcels that name `owner_id` as an owner.
+    pub fn owned_by(&self, owner_id: &str) -> Result<Vec<Record>, StoreError> {
+        let prefix = key(BY_OWNER, &[owner_id.as_bytes(), b"\0"]);
+        let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
+        self.resolve(rows.into_iter().map(|(k, _)| tail_after_nul(&k).to_vec()))
+    }
+
+    /// Up to `limit` durable log entries with cursor greater than `after`.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
+        let durable = self.durable_cursor.load(Ordering::SeqCst);
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        self.engine
+            .scan(&log_key(after + 1), &log_key(durable + 1), limit)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// The highest cursor whose entry is durable.
+    pub fn durable_cursor(&self) -> u64 {
+        self.durable_cursor.load(Ordering::SeqCst)
+    }
+}
