@@ -112,7 +112,7 @@ impl CityQuery for QueryService {
                 quarantined: state.quarantined,
             })
             .collect();
-        Ok(Response::new(pb::WardsReply { wards }))
+        Ok(Response::new(pb::WardsReply { wards, log_cursor: self.store.durable_cursor() }))
     }
 
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::RecordsReply>, Status> {

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 
-use super::args::{KeyArgs, ListArgs, PutArgs, TargetArgs};
+use super::args::{KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
 use crate::auth::{TlsFiles, client_tls};
 use crate::model::{Kind, Record, RecordKey};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
@@ -260,4 +260,15 @@ pub async fn all_city_records(
     ward: &str,
 ) -> anyhow::Result<Vec<Record>> {
     Source::City(client.clone(), ward.to_string()).all(kind).await
+}
+
+/// `wardsync lookup`: a record anywhere in the city, through a ward agent.
+pub async fn lookup(a: LookupArgs) -> anyhow::Result<()> {
+    let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let reply = ward_client(&a.ward_api)
+        .await?
+        .lookup(pb::GetRequest { key: Some((&key).into()) })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    print_record(reply.into_inner().record)
 }

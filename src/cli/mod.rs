@@ -4,6 +4,11 @@ mod args;
 mod certs;
 pub mod client;
 mod demo;
+mod export;
+pub mod formats;
+mod generate;
+mod import;
+mod query;
 pub mod relay;
 pub mod wait;
 
@@ -64,6 +69,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(a) => client::get(a).await?,
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => client::status(a).await?,
+        Command::Lookup(a) => client::lookup(a).await?,
+        Command::Gen(a) => generate::run(a)?,
+        Command::Import(a) => return import::run(a).await,
+        Command::Export(a) => export::run(a).await?,
+        Command::Query(a) => query::run(a).await?,
+        Command::Quarantine(a) => query::quarantine(a).await?,
         Command::Demo(a) => return demo::run(a).await,
     }
     Ok(ExitCode::SUCCESS)

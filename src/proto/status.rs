@@ -42,7 +42,8 @@ impl From<WardError> for Status {
             WardError::Invalid(v) => v.into(),
             WardError::Store(s) => s.into(),
             WardError::NotOwned { .. } => Status::permission_denied(e.to_string()),
-            WardError::NotFound(_) => Status::not_found(e.to_string()),
+            WardError::NotFound(_) | WardError::NotFoundInCity(_) => Status::not_found(e.to_string()),
+            WardError::CityUnreachable(_) => Status::unavailable(e.to_string()),
             WardError::ShuttingDown => Status::unavailable(e.to_string()),
         }
     }

@@ -7,13 +7,16 @@ use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
-use super::replicator::LinkState;
+use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
 use crate::model::{Context, Kind, Op, RecordKey, WardCode};
-use crate::proto::pb::{self, ward_api_server::WardApi};
+use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
 use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb};
 use crate::store::{NewChange, WardStore};
+
+/// How long a look-up at the city may take.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// State shared by the local API handlers.
 #[derive(Clone)]
@@ -24,6 +27,8 @@ pub struct LocalApi {
     pub(super) link: Arc<LinkState>,
     /// Province of this ward: its records must be owned by this ward anyway.
     pub(super) province: String,
+    /// How to reach the city for look-ups.
+    pub(super) connect: Connect,
 }
 
 impl LocalApi {
@@ -81,6 +86,26 @@ impl WardApi for LocalApi {
             next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn lookup(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
+        let key = key_from_pb(req.into_inner().key).map_err(WardError::from)?;
+        if let Some(record) = self.store.get(&key).map_err(WardError::from)? {
+            return Ok(Response::new(pb::GetReply { record: Some((&record).into()) }));
+        }
+        let unreachable = |e: &dyn std::fmt::Display| WardError::CityUnreachable(e.to_string());
+        let channel = tokio::time::timeout(LOOKUP_TIMEOUT, (self.connect)())
+            .await
+            .map_err(|_| unreachable(&"no connection within 5 s"))?
+            .map_err(|e| unreachable(&e))?;
+        let mut city = CityQueryClient::new(channel);
+        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
+        request.set_timeout(LOOKUP_TIMEOUT);
+        match city.get(request).await {
+            Ok(reply) => Ok(Response::new(pb::GetReply { record: reply.into_inner().record })),
+            Err(s) if s.code() == tonic::Code::NotFound => Err(WardError::NotFoundInCity(key).into()),
+            Err(s) => Err(unreachable(&s.message()).into()),
+        }
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {

@@ -22,6 +22,12 @@ pub enum WardError {
     /// No such record here.
     #[error("{0} not found")]
     NotFound(RecordKey),
+    /// No such record anywhere in the city.
+    #[error("{0} not found anywhere in the city")]
+    NotFoundInCity(RecordKey),
+    /// The city could not answer a look-up.
+    #[error("the city cannot be reached to look up records of other wards: {0}")]
+    CityUnreachable(String),
     /// Storage failed or is full.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -88,12 +88,12 @@ pub async fn serve(
         node_id: format!("ward-{ward}@{}", hostname()),
         store: store.clone(),
         durable,
-        connect,
+        connect: connect.clone(),
         config: cfg.replication.clone(),
         link: link.clone(),
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
-    let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province };
+    let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the local API has no authentication of its own and listens beyond loopback: restrict access to it");
