@@ -109,7 +109,7 @@ pub struct RecordWriter<W: Write> {
 
 enum Inner<W: Write> {
     Jsonl(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -117,7 +117,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn new(out: W, format: Format) -> RecordWriter<W> {
         let inner = match format {
             Format::Jsonl => Inner::Jsonl(out),
-            Format::Csv => Inner::Csv(csv::Writer::from_writer(out)),
+            Format::Csv => Inner::Csv(Box::new(csv::Writer::from_writer(out))),
         };
         RecordWriter { inner }
     }
@@ -257,7 +257,7 @@ fn csv_record(row: &csv::StringRecord, headers: &csv::StringRecord, kind: Kind) 
         Kind::Citizen => {
             let r: CitizenRow = row.deserialize(Some(headers)).map_err(bad)?;
             let temporary = (!r.temporary_address.is_empty() || !r.temporary_commune.is_empty())
-                .then(|| Residence { address: r.temporary_address, commune_code: r.temporary_commune });
+                .then_some(Residence { address: r.temporary_address, commune_code: r.temporary_commune });
             Record {
                 ward: ward(&r.ward)?,
                 body: Body::Citizen(Citizen {
