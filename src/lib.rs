@@ -15,6 +15,8 @@
 //! - [`auth`]: TLS configuration, identities from certificates, dev CA.
 //! - [`config`]: TOML configuration of each node.
 //! - [`clock`]: the wall clock, read in one place.
+//! - [`net`]: accepting TCP connections (no Nagle delay).
+//! - [`generate`]: the seeded generator of realistic records.
 //! - [`cli`]: the subcommands other than `ward` and `city`: certs, put, get,
 //!   list, status, demo; and the TCP relay the demo cuts.
 //!
@@ -53,6 +55,7 @@ pub mod clock;
 pub mod config;
 pub mod generate;
 pub mod model;
+pub mod net;
 pub mod proto;
 pub mod store;
 pub mod ward;

@@ -11,7 +11,6 @@ use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::Connected;
@@ -35,7 +34,7 @@ pub async fn run(cfg: CityConfig, shutdown: impl Future<Output = ()>) -> anyhow:
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
-    serve(cfg, engine, TcpListenerStream::new(listener), shutdown).await
+    serve(cfg, engine, crate::net::incoming(listener), shutdown).await
 }
 
 /// Runs the city server over any engine and any stream of incoming

@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -183,7 +182,7 @@ async fn start_city(
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();
     let task = tokio::spawn(async move {
-        crate::city::serve(cfg, engine, TcpListenerStream::new(listener), stop.cancelled_owned()).await
+        crate::city::serve(cfg, engine, crate::net::incoming(listener), stop.cancelled_owned()).await
     });
     Ok((addr, task))
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Server};
 
@@ -101,7 +100,7 @@ pub async fn serve(
     tracing::info!(%ward, %addr, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
         .add_service(WardApiServer::new(api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(crate::net::incoming(listener), shutdown)
         .await;
     // The API is closed and its writers are gone: let the commit task finish
     // its last group, then stop replicating.

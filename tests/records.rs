@@ -1,0 +1,332 @@
+//! Records as wards keep them: generated files imported (with rejects,
+//! re-runs and interruptions), exported and re-imported, searched by name
+//! with or without diacritics, and looked up across wards through the city.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use tonic::Code;
+use wardsync::cli::wait;
+use wardsync::model::{Body, Kind, RecordKey, WardCode};
+use wardsync::proto::pb;
+
+fn wardsync(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `wardsync gen ARGS > file`; returns how many records were made invalid.
+fn gen_file(file: &Path, args: &[&str]) -> u64 {
+    let out = wardsync(&[&["gen"], args].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(file, &out.stdout).unwrap();
+    let err = stderr(&out);
+    let n = err.split('(').nth(1).and_then(|s| s.split(' ').next()).unwrap();
+    n.parse().unwrap_or_else(|_| panic!("{err}"))
+}
+
+fn lines(path: &Path) -> u64 {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count() as u64)
+}
+
+fn import(file: &Path, kind: &str, api: &str) -> Output {
+    wardsync(&["import", "--kind", kind, file.to_str().unwrap(), "--ward-api", api])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let api = format!("http://{}", ward.api);
+
+    let file = env.path().join("citizens.jsonl");
+    let invalid =
+        gen_file(&file, &["--ward", "00082", "--citizens", "400", "--seed", "3", "--invalid", "0.1"]);
+    assert!(invalid > 10, "some rows are invalid: {invalid}");
+    // Plus a line that is not JSON, a business in a citizen file, and another ward's citizen.
+    let other_ward = wardsync(&["gen", "--ward", "00145", "--citizens", "1"]);
+    let business = wardsync(&["gen", "--ward", "00082", "--businesses", "1"]);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("this is not a record\n");
+    text.push_str(stdout(&business).lines().next().unwrap());
+    text.push('\n');
+    text.push_str(stdout(&other_ward).lines().next().unwrap());
+    text.push('\n');
+    std::fs::write(&file, &text).unwrap();
+    let total = text.lines().count() as u64;
+    let rejected = invalid + 3;
+    let written = total - rejected;
+
+    let out = import(&file, "citizen", &api);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = format!("{written} written, 0 unchanged, {rejected} rejected");
+    assert!(stdout(&out).contains(&want), "{}", stdout(&out));
+    let rejects = env.path().join("citizens.jsonl.rejects");
+    assert_eq!(lines(&rejects), rejected);
+    let report = std::fs::read_to_string(&rejects).unwrap();
+    assert!(report.contains(&format!("line {}: not a record in JSON", total - 2)), "{report}");
+    assert!(
+        report.contains(&format!("line {}: a business record in a citizen import", total - 1)),
+        "{report}"
+    );
+    assert!(report.contains(&format!("line {}: ", total)) && report.contains("00145"), "{report}");
+    let s = status(&mut c).await.unwrap();
+    assert_eq!((s.records, s.last_seq), (written, written));
+
+    // The same file again: nothing new is written, nothing is duplicated.
+    let out = import(&file, "citizen", &api);
+    assert!(
+        stdout(&out).contains(&format!("0 written, {written} unchanged, {rejected} rejected")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(lines(&rejects), rejected);
+    assert_eq!(status(&mut c).await.unwrap().last_seq, written);
+
+    // CSV works the same way.
+    let csv = env.path().join("land.csv");
+    let invalid = gen_file(
+        &csv,
+        &["--ward", "00082", "--parcels", "120", "--format", "csv", "--invalid", "0.1", "--seed", "4"],
+    );
+    let out = import(&csv, "land", &api);
+    assert!(
+        stdout(&out).contains(&format!("{} written, 0 unchanged, {invalid} rejected", 120 - invalid)),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(lines(&env.path().join("land.csv.rejects")), invalid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_resumes_without_duplicates() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let api = format!("http://{}", ward.api);
+    let file = env.path().join("big.jsonl");
+    let invalid =
+        gen_file(&file, &["--ward", "00082", "--citizens", "6000", "--seed", "5", "--invalid", "0.02"]);
+    let total = lines(&file);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args([
+            "import",
+            "--kind",
+            "citizen",
+            file.to_str().unwrap(),
+            "--ward-api",
+            &api,
+            "--concurrency",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = env.path().join("big.jsonl.import-state");
+    wait::until(DEADLINE, "the import to save some progress", || {
+        let state = state.clone();
+        async move {
+            let text = std::fs::read_to_string(&state).unwrap_or_default();
+            let line = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["line"].as_u64());
+            Ok(line.is_some_and(|l| l >= 500))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the import is still running when killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = status(&mut c).await.unwrap().last_seq;
+    assert!(before > 0 && before < total - invalid, "interrupted midway: {before}");
+
+    let out = import(&file, "citizen", &api);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    let s = status(&mut c).await.unwrap();
+    assert_eq!(s.last_seq, total - invalid, "one change per valid row, none twice");
+    assert_eq!(s.records, total - invalid);
+    assert_eq!(lines(&env.path().join("big.jsonl.rejects")), invalid, "each bad row reported once");
+    assert!(!state.exists(), "a finished import leaves no progress file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_imported_into_a_fresh_ward_gives_the_same_records() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let api = format!("http://{}", ward.api);
+    let certs = env.certs();
+    for (kind, format, flag) in [
+        ("citizen", "jsonl", "--citizens"),
+        ("business", "csv", "--businesses"),
+        ("land", "jsonl", "--parcels"),
+    ] {
+        let file = env.path().join(format!("{kind}.{format}"));
+        gen_file(&file, &["--ward", "00082", flag, "150", "--format", format, "--seed", "8"]);
+        assert!(import(&file, kind, &api).status.success());
+    }
+    drained(&mut c).await;
+
+    // A second city and a fresh ward 00082 receive what the first city exports.
+    let env2 = Env::new();
+    let city2 = City::start(&env2);
+    let fresh = Ward::start(&env2, "00082", city2.addr);
+    let mut c2 = fresh.client().await;
+    let api2 = format!("http://{}", fresh.api);
+    for (kind, format) in [("citizen", "csv"), ("business", "jsonl"), ("land", "csv")] {
+        let out_file = env.path().join(format!("export-{kind}.{format}"));
+        let out = wardsync(&[
+            "export",
+            "--kind",
+            kind,
+            "--format",
+            format,
+            "--ward",
+            "00082",
+            "--out",
+            out_file.to_str().unwrap(),
+            "--city",
+            &city.url(),
+            "--tls-dir",
+            certs.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("next time use --since"), "{}", stderr(&out));
+        let out = import(&out_file, kind, &api2);
+        assert!(out.status.success() && stdout(&out).contains(" 0 rejected"), "{}", stdout(&out));
+    }
+    for kind in Kind::ALL {
+        let a = wardsync::cli::client::all_ward_records(&mut c, kind).await.unwrap();
+        let b = wardsync::cli::client::all_ward_records(&mut c2, kind).await.unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{kind}");
+    }
+
+    // --since exports only what changed after the cursor.
+    let out =
+        wardsync(&["export", "--kind", "land", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()]);
+    let cursor: u64 = stderr(&out).trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let one = wardsync::cli::client::all_ward_records(&mut c, Kind::Land).await.unwrap().remove(0);
+    let changed = wardsync::generate::amend(&one, 1);
+    c.put(pb::PutRequest { record: Some((&changed).into()) }).await.unwrap();
+    drained(&mut c).await;
+    let since = cursor.to_string();
+    let out = wardsync(&[
+        "export",
+        "--kind",
+        "land",
+        "--since",
+        &since,
+        "--city",
+        &city.url(),
+        "--tls-dir",
+        certs.to_str().unwrap(),
+    ]);
+    let exported: Vec<wardsync::model::Record> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(exported, [changed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_city_finds_names_with_or_without_diacritics_households_and_owners() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let mut q = city.client().await;
+    let code = WardCode::parse("00082").unwrap();
+    let mut citizen = (0..).map(|i| rec(&code, i)).find(|r| r.kind() == Kind::Citizen).unwrap();
+    let Body::Citizen(person) = &mut citizen.body else { unreachable!() };
+    person.full_name = "Nguyễn Văn An".into();
+    let (household, id) = (person.household_id.clone(), person.personal_id.clone());
+    let parcel = (0..).map(|i| rec(&code, i)).find(|r| r.kind() == Kind::Land).unwrap();
+    let Body::Land(land) = &parcel.body else { unreachable!() };
+    let owner = land.owners[0].clone();
+    for r in [&citizen, &parcel] {
+        c.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    drained(&mut c).await;
+
+    for query in ["nguyen van an", "Nguyễn Văn An", "NGUYEN VAN", "nguyễn văn a"] {
+        let found = q.search(pb::SearchRequest { query: query.into(), kind: 0, limit: 10 }).await.unwrap();
+        let ids: Vec<String> = found
+            .into_inner()
+            .records
+            .into_iter()
+            .map(|r| match r.body {
+                Some(pb::record::Body::Citizen(c)) => c.personal_id,
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(ids, [id.clone()], "{query}");
+    }
+    let none = q.search(pb::SearchRequest { query: "tran".into(), kind: 0, limit: 10 }).await.unwrap();
+    assert!(none.into_inner().records.is_empty());
+    let e = q.search(pb::SearchRequest { query: " ".into(), kind: 0, limit: 10 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    let members =
+        q.household(pb::HouseholdRequest { household_id: household }).await.unwrap().into_inner().records;
+    assert_eq!(members, [pb::Record::from(&citizen)]);
+    let owned = q.owned_by(pb::OwnedByRequest { owner_id: owner }).await.unwrap().into_inner().records;
+    assert_eq!(owned, [pb::Record::from(&parcel)]);
+
+    // The same through the command line, without diacritics.
+    let out = wardsync(&[
+        "query",
+        "--name",
+        "nguyen van an",
+        "--city",
+        &city.url(),
+        "--tls-dir",
+        env.certs().to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("Nguyễn Văn An"), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_looks_up_another_wards_citizen_through_the_city_and_says_when_it_cannot() {
+    let env = Env::new();
+    let mut city = City::start(&env);
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", city.addr);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let theirs = rec(&WardCode::parse("00145").unwrap(), 0);
+    let ours = rec(&WardCode::parse("00082").unwrap(), 0);
+    cb.put(pb::PutRequest { record: Some((&theirs).into()) }).await.unwrap();
+    ca.put(pb::PutRequest { record: Some((&ours).into()) }).await.unwrap();
+    drained(&mut cb).await;
+    let key =
+        |r: &wardsync::model::Record| pb::RecordKey::from(&RecordKey::new(r.kind(), &r.key_id()).unwrap());
+
+    let found = ca.lookup(pb::GetRequest { key: Some(key(&theirs)) }).await.unwrap().into_inner().record;
+    assert_eq!(found, Some((&theirs).into()), "found at the city");
+    let missing = RecordKey::new(Kind::Citizen, "001099000001").unwrap();
+    let e = ca.lookup(pb::GetRequest { key: Some((&missing).into()) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("anywhere in the city"), "{}", e.message());
+
+    assert!(city.node.stop());
+    let e = ca.lookup(pb::GetRequest { key: Some(key(&theirs)) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e}");
+    assert!(e.message().contains("cannot be reached"), "{}", e.message());
+    // The ward's own records need no city.
+    let own = ca.lookup(pb::GetRequest { key: Some(key(&ours)) }).await.unwrap().into_inner().record;
+    assert_eq!(own, Some((&ours).into()));
+}
