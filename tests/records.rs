@@ -274,7 +274,7 @@ async fn the_city_finds_names_with_or_without_diacritics_households_and_owners()
                 _ => String::new(),
             })
             .collect();
-        assert_eq!(ids, [id.clone()], "{query}");
+        assert_eq!(ids, std::slice::from_ref(&id), "{query}");
     }
     let none = q.search(pb::SearchRequest { query: "tran".into(), kind: 0, limit: 10 }).await.unwrap();
     assert!(none.into_inner().records.is_empty());
