@@ -219,9 +219,24 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    q.discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: "corrupt key".into() })
-        .await
-        .unwrap();
+    // The data office works the quarantine from the command line too.
+    let cli = |args: &[&str]| {
+        let certs = env.certs();
+        let target = ["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()];
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+            .args(["quarantine"])
+            .args(args)
+            .args(target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["list"]);
+    assert!(listed.contains("ward 00082 change 1") && listed.contains("full_name: required"), "{listed}");
+    assert!(listed.contains("ward 00082 change 2: (undecodable change)"), "{listed}");
+    let done = cli(&["discard", "--ward", "00082", "--seq", "2", "--reason", "corrupt key"]);
+    assert!(done.contains("discarded"), "{done}");
     let entries = quarantine(&mut q).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
     assert_eq!(city_wards(&mut q).await.unwrap()[0].quarantined, 1);
