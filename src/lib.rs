@@ -2,12 +2,14 @@
 //!
 //! # Code map
 //!
-//! - [`model`]: record kinds, keys, records, changes, validation and the
-//!   ownership rule. Pure: no I/O, no prost, no sled.
+//! - [`model`]: record kinds, keys, the three record schemas and their
+//!   validation, changes and the ownership rule, the official reference data
+//!   (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence behind the [`store::Engine`] facade (sled on disk,
 //!   or memory that models durability); [`store::WardStore`] (records and
-//!   outbox), [`store::CityStore`] (merged records, change log, ward state,
-//!   refused changes) and group commit. The only module that knows sled.
+//!   outbox), [`store::CityStore`] (merged records, indexes by ward,
+//!   household, owner and folded name, change log, ward state, quarantine)
+//!   and group commit. The only module that knows sled.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
 //!   the one mapping of every layer's error to a gRPC status.
 //! - [`ward`]: the ward agent: local API, writer, replicator.
@@ -17,8 +19,9 @@
 //! - [`clock`]: the wall clock, read in one place.
 //! - [`net`]: accepting TCP connections (no Nagle delay).
 //! - [`generate`]: the seeded generator of realistic records.
-//! - [`cli`]: the subcommands other than `ward` and `city`: certs, put, get,
-//!   list, status, demo; and the TCP relay the demo cuts.
+//! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
+//!   list, status, lookup, gen, import, export, query, quarantine, demo), the
+//!   CSV and JSON Lines formats, and the TCP relay the demo cuts.
 //!
 //! # Architecture invariants
 //!
@@ -33,10 +36,12 @@
 //!    ward's last applied sequence is stored in the same atomic batch as the
 //!    changes, duplicates are skipped and gaps rejected; an ack is sent only
 //!    after the flush.
-//! 5. A ward writes only records it owns. The city checks this against the
-//!    certificate's identity, never the request body, and keeps refused
-//!    changes where an operator sees them; a refusal still advances the
-//!    ward's sequence so the stream never blocks.
+//! 5. A ward writes only valid records it owns. The city re-validates every
+//!    change and checks ownership against the certificate's identity, never
+//!    the request body. What it will not apply (malformed, invalid, not the
+//!    sender's) goes to the quarantine, is never dropped, and still advances
+//!    the ward's sequence so the stream never blocks; a retry never undoes a
+//!    newer change to the same record.
 //! 6. Sequence numbers, acknowledged sequences and log cursors never move
 //!    backwards, across restarts too.
 //! 7. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and

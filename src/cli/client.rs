@@ -82,7 +82,12 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
             .put(pb::PutRequest { record: Some((&record).into()) })
             .await
             .map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
-        println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.into_inner().seq);
+        let reply = reply.into_inner();
+        if reply.unchanged {
+            println!("{}/{} unchanged: already stored exactly so", record.kind(), record.key_id());
+        } else {
+            println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.seq);
+        }
     }
     Ok(())
 }
