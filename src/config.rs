@@ -119,6 +119,32 @@ fn default_max_group() -> usize {
     64
 }
 
+impl WardConfig {
+    /// Checks what the types cannot: the ward code and the TLS settings.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            crate::model::reference::commune(&self.code).is_some(),
+            "config `code`: {:?} is not a commune code in force since 1 July 2025",
+            self.code
+        );
+        check_tls(&self.tls, self.insecure_dev)
+    }
+}
+
+impl CityConfig {
+    /// Checks what the types cannot: TLS settings and the province code.
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_tls(&self.tls, self.insecure_dev)?;
+        if let Some(p) = &self.province {
+            anyhow::ensure!(
+                crate::model::reference::province_name(p).is_some(),
+                "config `province`: {p:?} is not one of the 34 province codes in force since 1 July 2025 (Hanoi is \"01\")"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Reads a TOML file into a configuration, naming the file in every error.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)

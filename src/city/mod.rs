@@ -20,7 +20,7 @@ pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use query::QueryService;
 
 use crate::auth::server_tls;
-use crate::config::{CityConfig, check_tls};
+use crate::config::CityConfig;
 use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
 use crate::store::{CityStore, Engine, SledEngine};
@@ -30,6 +30,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Runs the city server on an on-disk store until `shutdown` completes.
 pub async fn run(cfg: CityConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
@@ -51,7 +52,7 @@ where
     IO::ConnectInfo: Clone + Send + Sync + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    check_tls(&cfg.tls, cfg.insecure_dev)?;
+    cfg.check()?;
     let store = CityStore::open(engine)?;
     let (applier, applier_task) = spawn_applier(store.clone(), cfg.max_group, cfg.province.clone());
     let cancel = CancellationToken::new();

@@ -86,6 +86,9 @@ pub struct CityArgs {
     /// Accept plaintext connections (local experiments only).
     #[arg(long)]
     pub insecure_dev: bool,
+    /// The city's 2-digit province code, e.g. 01 for Hanoi.
+    #[arg(long, env = "WARDSYNC_PROVINCE")]
+    pub province: Option<String>,
 }
 
 impl CityArgs {
@@ -99,6 +102,9 @@ impl CityArgs {
         }
         if let Some(dir) = &self.tls_dir {
             cfg.tls = Some(TlsFiles::in_dir(dir, "city"));
+        }
+        if let Some(p) = &self.province {
+            cfg.province = Some(p.clone());
         }
         if self.insecure_dev {
             cfg.insecure_dev = true;

@@ -20,7 +20,7 @@ pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
 pub use writer::Writer;
 
 use crate::auth::client_tls;
-use crate::config::{WardConfig, check_tls};
+use crate::config::WardConfig;
 use crate::model::WardCode;
 use crate::proto::pb::ward_api_server::WardApiServer;
 use crate::store::{Engine, SledEngine, WardStore};
@@ -31,7 +31,6 @@ const MAX_GROUP: usize = 1024;
 /// The channel factory for the city described by `cfg`: TCP, with mutual
 /// TLS unless `insecure_dev`.
 pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
-    check_tls(&cfg.tls, cfg.insecure_dev)?;
     let mut endpoint = Endpoint::from_shared(cfg.city_url.clone())
         .with_context(|| format!("bad city_url {:?}", cfg.city_url))?
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -56,6 +55,7 @@ pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
 /// Runs a ward agent on an on-disk store until `shutdown` completes: binds
 /// the local API on `cfg.listen` and replicates to the city.
 pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
