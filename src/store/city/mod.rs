@@ -313,6 +313,15 @@ impl CityStore {
         v
     }
 
+    /// Every value under `prefix`, decoded.
+    fn scan_decoded<T: serde::de::DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.engine
+            .scan(prefix, &prefix_end(prefix), usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.engine.size_on_disk()

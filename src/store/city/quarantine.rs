@@ -9,7 +9,6 @@ use super::{CityStore, Incoming};
 use crate::model::{Change, Context, WardCode};
 use crate::store::StoreError;
 use crate::store::codec::{decode, encode, key, read_be};
-use crate::store::engine::prefix_end;
 
 /// A change waiting in quarantine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,22 +81,12 @@ pub enum RetryError {
 impl CityStore {
     /// Quarantined changes, of one ward or of all, in (ward, sequence) order.
     pub fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError> {
-        let prefix = key(QUARANTINE, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]);
-        self.engine
-            .scan(&prefix, &prefix_end(&prefix), usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| decode(&k, &v))
-            .collect()
+        self.scan_decoded(&key(QUARANTINE, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]))
     }
 
     /// Discarded changes, of one ward or of all.
     pub fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError> {
-        let prefix = key(DISCARDED, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]);
-        self.engine
-            .scan(&prefix, &prefix_end(&prefix), usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| decode(&k, &v))
-            .collect()
+        self.scan_decoded(&key(DISCARDED, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]))
     }
 
     /// One quarantined change.
