@@ -7,8 +7,10 @@
 
 mod change;
 mod enums;
+mod hlc;
 mod ids;
 mod key;
+mod merge;
 mod record;
 #[cfg(test)]
 mod record_tests;
@@ -21,11 +23,13 @@ pub use enums::{
     BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,
     Sex, check_land_use,
 };
+pub use hlc::{CITY_WRITER, Hlc, Stamp, VersionVector, WriterId};
 pub use ids::{
     century_sex_digit, check_enterprise_code, check_personal_id, check_personal_id_matches,
     enterprise_check_digit,
 };
 pub use key::{Kind, RecordKey, WardCode};
+pub use merge::{EXISTS, FieldConflict, FieldWrite, OWNER, Policies, Policy, Versioned, flatten};
 pub use record::{
     Body, Business, Citizen, CivilEvent, Context, LandParcel, LandRegistration, Record, Residence,
 };

@@ -1,0 +1,254 @@
+//! The convergent, field-level merge used identically by the city and the
+//! wards.
+//!
+//! A record is kept as a map of fields. Each field holds the writes to it
+//! that no other known write has superseded: a write supersedes another if
+//! its writer had seen that one (its version vector includes it). One write
+//! is the usual case; several means concurrent writes by writers who had not
+//! seen each other's: a conflict when their values differ. The value shown
+//! is the largest write under the field's policy, a total order, so every
+//! replica that has received the same writes, in any order and however
+//! often, holds the same state (the merge is commutative, associative and
+//! idempotent). Deletion is a write of the pseudo-field `_exists`, so a
+//! deleted record never comes back by accident, and a delete concurrent with
+//! an edit is a conflict like any other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::hlc::{Stamp, VersionVector};
+use super::{Kind, Record, RecordKey};
+
+/// The pseudo-field that says whether the record exists.
+pub const EXISTS: &str = "_exists";
+/// The field naming the owning ward.
+pub const OWNER: &str = "ward";
+
+/// How concurrent writes to a field are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The latest write (hybrid clock, then writer) wins.
+    Lww,
+    /// The owning ward's write beats any other ward's; then latest wins.
+    OwnerWins,
+    /// The latest write is shown, but the record is disputed until someone resolves the conflict.
+    Manual,
+}
+
+/// One write of one field: its value (canonical JSON), stamp and the
+/// writer's version vector of the record when it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldWrite {
+    /// The value as JSON text.
+    pub value: String,
+    /// Who wrote it, and when.
+    pub stamp: Stamp,
+    /// What the writer had seen of the record.
+    pub context: VersionVector,
+}
+
+/// A record's replicated state: the unsuperseded writes of every field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Versioned {
+    /// Field name → its unsuperseded writes (one unless concurrent).
+    pub fields: BTreeMap<String, Vec<FieldWrite>>,
+    /// Everything this replica has seen of the record.
+    pub seen: VersionVector,
+}
+
+/// A field whose unsuperseded writes disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The field.
+    pub field: String,
+    /// Its policy.
+    pub policy: Policy,
+    /// Every contending write; the first is the one shown.
+    pub contenders: Vec<FieldWrite>,
+}
+
+/// Field policies of every kind; fields not listed use the default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policies {
+    /// Policy of fields not listed.
+    pub default: Policy,
+    /// `kind.field` → policy, e.g. `land.owners` → manual.
+    pub fields: BTreeMap<String, Policy>,
+}
+
+impl Default for Policies {
+    /// Contact and residence details last-writer-wins; owner-controlled
+    /// fields owner-wins; land ownership, area and certificates, and
+    /// civil-status fields manual.
+    fn default() -> Self {
+        let mut fields = BTreeMap::new();
+        for f in [
+            "citizen.full_name",
+            "citizen.household_id",
+            "citizen.relationship_to_head",
+            "business.name",
+            "business.status",
+            "business.sector_code",
+            "business.owner_personal_id",
+            "business.form",
+            "land.land_use_type",
+            "land.address",
+            "land.registrations",
+        ] {
+            fields.insert(f.to_string(), Policy::OwnerWins);
+        }
+        for f in [
+            "citizen.date_of_birth",
+            "citizen.sex",
+            "citizen.marital_status",
+            "citizen.events",
+            "citizen.ethnicity",
+            "citizen.nationality",
+            "land.owners",
+            "land.area_m2",
+            "land.certificate_serial",
+        ] {
+            fields.insert(f.to_string(), Policy::Manual);
+        }
+        Policies { default: Policy::Lww, fields }
+    }
+}
+
+impl Policies {
+    /// The policy of `field` of records of `kind`.
+    pub fn of(&self, kind: Kind, field: &str) -> Policy {
+        self.fields.get(&format!("{kind}.{field}")).copied().unwrap_or(self.default)
+    }
+}
+
+/// A record's fields as canonical JSON text, plus `_exists`.
+pub fn flatten(record: &Record) -> BTreeMap<String, String> {
+    let body = serde_json::to_value(&record.body).expect("records serialize");
+    let mut out = BTreeMap::new();
+    out.insert(OWNER.to_string(), serde_json::to_string(&record.ward).expect("serializes"));
+    if let serde_json::Value::Object(outer) = body {
+        for (_, inner) in outer {
+            if let serde_json::Value::Object(fields) = inner {
+                for (k, v) in fields {
+                    out.insert(k, v.to_string());
+                }
+            }
+        }
+    }
+    out.insert(EXISTS.to_string(), "true".to_string());
+    out
+}
+
+fn order_key<'a>(policy: Policy, owner: Option<&str>, w: &'a FieldWrite) -> (bool, &'a Stamp) {
+    match policy {
+        Policy::OwnerWins => (owner == Some(w.stamp.writer.as_str()), &w.stamp),
+        Policy::Lww | Policy::Manual => (false, &w.stamp),
+    }
+}
+
+impl Versioned {
+    /// Adds one write to one field (the merge step). Returns true if it changed the state.
+    pub fn merge_write(&mut self, field: &str, write: FieldWrite) -> bool {
+        let heads = self.fields.entry(field.to_string()).or_default();
+        if heads.iter().any(|h| h.stamp == write.stamp || h.context.has_seen(&write.stamp)) {
+            return false; // already here, or superseded
+        }
+        heads.retain(|h| !write.context.has_seen(&h.stamp));
+        heads.push(write);
+        heads.sort_by(|a, b| a.stamp.cmp(&b.stamp));
+        true
+    }
+
+    /// Applies a whole change: the listed fields of `values`, all with the
+    /// same stamp and context. Returns true if anything changed.
+    pub fn apply(
+        &mut self,
+        values: &BTreeMap<String, String>,
+        stamp: &Stamp,
+        context: &VersionVector,
+    ) -> bool {
+        let mut changed = false;
+        for (field, value) in values {
+            let w = FieldWrite { value: value.clone(), stamp: stamp.clone(), context: context.clone() };
+            changed |= self.merge_write(field, w);
+        }
+        self.seen.merge(context);
+        self.seen.add(stamp);
+        changed
+    }
+
+    /// Merges every write of `other` into this state.
+    pub fn merge(&mut self, other: &Versioned) {
+        for (field, writes) in &other.fields {
+            for w in writes {
+                self.merge_write(field, w.clone());
+            }
+        }
+        self.seen.merge(&other.seen);
+    }
+
+    fn owner_value(&self) -> Option<String> {
+        let heads = self.fields.get(OWNER)?;
+        let w = heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))?;
+        serde_json::from_str::<String>(&w.value).ok()
+    }
+
+    /// The write shown for `field` under `policies`.
+    pub fn winner(&self, kind: Kind, field: &str, policies: &Policies) -> Option<&FieldWrite> {
+        let heads = self.fields.get(field)?;
+        let owner = self.owner_value();
+        let policy = if field == OWNER { Policy::Lww } else { policies.of(kind, field) };
+        heads.iter().max_by(|a, b| {
+            order_key(policy, owner.as_deref(), a).cmp(&order_key(policy, owner.as_deref(), b))
+        })
+    }
+
+    /// The record as it stands, or `None` if deleted (or never complete).
+    pub fn materialize(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
+        let kind = key.kind();
+        if self.winner(kind, EXISTS, policies).is_none_or(|w| w.value != "true") {
+            return None;
+        }
+        let mut body = serde_json::Map::new();
+        let mut ward = None;
+        for field in self.fields.keys() {
+            let w = self.winner(kind, field, policies)?;
+            let v: serde_json::Value = serde_json::from_str(&w.value).ok()?;
+            match field.as_str() {
+                EXISTS => {}
+                OWNER => ward = Some(v),
+                _ => {
+                    body.insert(field.clone(), v);
+                }
+            }
+        }
+        let json = serde_json::json!({ "ward": ward?, "body": { kind.as_str(): body } });
+        serde_json::from_value(json).ok()
+    }
+
+    /// Fields whose unsuperseded writes disagree, contenders shown-first.
+    pub fn conflicts(&self, kind: Kind, policies: &Policies) -> Vec<FieldConflict> {
+        let mut out = Vec::new();
+        for (field, heads) in &self.fields {
+            if heads.len() < 2 || heads.iter().all(|h| h.value == heads[0].value) {
+                continue;
+            }
+            let winner = self.winner(kind, field, policies).expect("heads exist").clone();
+            let mut contenders = vec![winner.clone()];
+            contenders.extend(heads.iter().filter(|h| h.stamp != winner.stamp).cloned());
+            let policy = if field == OWNER { Policy::Lww } else { policies.of(kind, field) };
+            out.push(FieldConflict { field: field.clone(), policy, contenders });
+        }
+        out
+    }
+
+    /// True if a field under the manual policy has unresolved contenders.
+    pub fn disputed(&self, kind: Kind, policies: &Policies) -> bool {
+        self.conflicts(kind, policies).iter().any(|c| c.policy == Policy::Manual)
+    }
+}
+
+#[cfg(test)]
+mod tests;
