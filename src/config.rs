@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::auth::TlsFiles;
+use crate::model::{Policies, Policy};
 
 /// Configuration of a ward agent (`wardsync ward`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +101,15 @@ pub struct CityConfig {
     /// records owned by communes of other provinces are quarantined.
     #[serde(default)]
     pub province: Option<String>,
+    /// Changes stamped more than this many milliseconds ahead of the city's
+    /// clock are quarantined.
+    #[serde(default = "default_max_skew")]
+    pub max_clock_skew_ms: u64,
+    /// Merge policy overrides, `"kind.field" = "lww" | "owner-wins" | "manual"`,
+    /// over the defaults (see README, "Conflicts"); `"default"` sets the policy
+    /// of fields not listed.
+    #[serde(default)]
+    pub policies: BTreeMap<String, Policy>,
 }
 
 fn default_ward_dir() -> PathBuf {
@@ -118,6 +130,9 @@ fn default_city_name() -> String {
 fn default_max_group() -> usize {
     64
 }
+fn default_max_skew() -> u64 {
+    5 * 60 * 1000
+}
 
 impl WardConfig {
     /// Checks what the types cannot: the ward code and the TLS settings.
@@ -132,9 +147,29 @@ impl WardConfig {
 }
 
 impl CityConfig {
-    /// Checks what the types cannot: TLS settings and the province code.
+    /// The merge policies: the defaults with the configured overrides.
+    pub fn merge_policies(&self) -> Policies {
+        let mut p = Policies::default();
+        for (name, policy) in &self.policies {
+            if name == "default" {
+                p.default = *policy;
+            } else {
+                p.fields.insert(name.clone(), *policy);
+            }
+        }
+        p
+    }
+
+    /// Checks what the types cannot: TLS settings, the province code, policy names.
     pub fn check(&self) -> anyhow::Result<()> {
         check_tls(&self.tls, self.insecure_dev)?;
+        for name in self.policies.keys().filter(|n| *n != "default") {
+            let kind = name.split_once('.').and_then(|(k, _)| k.parse::<crate::model::Kind>().ok());
+            anyhow::ensure!(
+                kind.is_some(),
+                "config `policies`: {name:?} should be \"default\" or KIND.FIELD, e.g. \"land.owners\""
+            );
+        }
         if let Some(p) = &self.province {
             anyhow::ensure!(
                 crate::model::reference::province_name(p).is_some(),

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use wardsync::auth::{TlsFiles, client_tls};
-use wardsync::model::{Body, Change, Op, Record, RecordKey, WardCode};
+use wardsync::model::{Body, Change, Hlc, Op, Record, RecordKey, Stamp, WardCode, flatten};
 use wardsync::proto::PROTOCOL_VERSION;
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
@@ -70,7 +70,14 @@ impl Session {
 /// Change `seq` puts sample record `i` of ward `owner` (slot `slot`).
 fn change(seq: u64, owner: &str, slot: u32, i: u32) -> Change {
     let r = rec(&WardCode::parse(owner).unwrap(), slot * 1000 + i);
-    Change { seq, written_at_ms: 1, key: RecordKey::new(r.kind(), &r.key_id()).unwrap(), op: Op::Put(r) }
+    // Sent by ward 00082 in these tests, stamped now.
+    let stamp = Stamp {
+        hlc: Hlc { wall_ms: wardsync::clock::now_ms() as u64, logical: seq as u32 },
+        writer: "00082".into(),
+    };
+    let fields = flatten(&r).into_keys().collect();
+    let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
+    Change { seq, written_at_ms: 1, key, stamp, context: Default::default(), fields, op: Op::Put(r) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

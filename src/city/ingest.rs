@@ -27,13 +27,14 @@ pub fn spawn_applier(
     store: CityStore,
     max_group: usize,
     province: Option<String>,
+    max_skew_ms: u64,
 ) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
     GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
         let store = store.clone();
         let n = group.len();
         let ctx = Context { today: today(), province: province.clone() };
         async move {
-            let result = match store.apply_group(&group, now_ms(), &ctx) {
+            let result = match store.apply_group(&group, now_ms(), &ctx, max_skew_ms) {
                 Ok(outcomes) => store.flush().await.map(|_| outcomes),
                 Err(e) => Err(e),
             };

@@ -53,8 +53,9 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     cfg.check()?;
-    let store = CityStore::open(engine)?;
-    let (applier, applier_task) = spawn_applier(store.clone(), cfg.max_group, cfg.province.clone());
+    let store = CityStore::open(engine, cfg.merge_policies())?;
+    let (applier, applier_task) =
+        spawn_applier(store.clone(), cfg.max_group, cfg.province.clone(), cfg.max_clock_skew_ms);
     let cancel = CancellationToken::new();
     let sync = SyncService { store: store.clone(), applier, cancel: cancel.clone() };
     let query = QueryService { store: store.clone(), province: cfg.province.clone() };

@@ -35,7 +35,7 @@ impl From<&LoggedChange> for pb::LoggedChange {
     fn from(l: &LoggedChange) -> Self {
         pb::LoggedChange {
             cursor: l.cursor,
-            ward: l.ward.to_string(),
+            ward: l.writer.clone(),
             applied_at_ms: l.applied_at_ms,
             change: Some((&l.change).into()),
         }

@@ -178,6 +178,8 @@ async fn start_city(
         insecure_dev: false,
         max_group: 64,
         province: Some("01".into()),
+        max_clock_skew_ms: 300_000,
+        policies: Default::default(),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();

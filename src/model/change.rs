@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Record, RecordKey, WardCode};
+use std::collections::BTreeMap;
+
+use super::{
+    Body, Context, EXISTS, OWNER, Record, RecordKey, Stamp, VersionVector, Versioned, WardCode, flatten,
+};
 
 /// What a change does to its record.
 // Puts far outnumber deletes, so boxing the record would cost more than the padding.
@@ -16,35 +20,65 @@ pub enum Op {
     Delete,
 }
 
-/// One change, numbered in its ward's order.
+/// One change, numbered in its writer's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// Per-ward sequence number, starting at 1, without gaps.
+    /// Per-ward sequence number, starting at 1, without gaps (0 for city writes).
     pub seq: u64,
-    /// Ward wall-clock time when the write was accepted, in ms since the epoch.
+    /// Writer wall-clock time when the write was accepted, in ms since the epoch.
     pub written_at_ms: i64,
     /// The record changed.
     pub key: RecordKey,
+    /// The writer's hybrid clock and id.
+    pub stamp: Stamp,
+    /// What the writer had seen of the record when it wrote.
+    pub context: VersionVector,
+    /// The fields a put sets (those that differ from what the writer had);
+    /// empty for a delete.
+    pub fields: Vec<String>,
     /// What was done.
     pub op: Op,
 }
 
 impl Change {
+    /// The field values this change writes: the listed fields of a put's
+    /// record (and `_exists` true), or `_exists` false for a delete.
+    pub fn values(&self) -> BTreeMap<String, String> {
+        match &self.op {
+            Op::Delete => BTreeMap::from([(EXISTS.to_string(), "false".to_string())]),
+            Op::Put(r) => {
+                let all = flatten(r);
+                let mut out: BTreeMap<String, String> =
+                    self.fields.iter().filter_map(|f| all.get(f).map(|v| (f.clone(), v.clone()))).collect();
+                out.insert(EXISTS.to_string(), "true".to_string());
+                out
+            }
+        }
+    }
+
     /// Why a ward `sender` may not apply this change, or `None` if it may.
     ///
-    /// `current_owner` is the ward owning the record where the change is
-    /// applied (the city), if the record exists there. A ward writes only
-    /// records it owns: the record must name the sender as its owner, and
-    /// must not already belong to another ward. The record is re-validated
-    /// in `ctx`: the city never trusts the sender's validation.
-    pub fn refusal(
-        &self,
-        sender: &WardCode,
-        current_owner: Option<&WardCode>,
-        ctx: &Context,
-    ) -> Option<String> {
-        if let Some(owner) = current_owner.filter(|o| *o != sender) {
-            return Some(format!("{} belongs to ward {owner}; ward {sender} may not change it", self.key));
+    /// `current` is the record's state where the change is applied (the
+    /// city). A ward writes only records it owns: the record must name the
+    /// sender as its owner, and the record must not belong to another ward,
+    /// unless the change is a residence transfer into the sender (a citizen
+    /// whose permanent residence is now in the sender's commune) or the
+    /// sender had not yet seen the change of owner (concurrent writes, which
+    /// the merge settles by policy). The record is re-validated in `ctx`:
+    /// the city never trusts the sender's validation.
+    pub fn refusal(&self, sender: &WardCode, current: Option<&Versioned>, ctx: &Context) -> Option<String> {
+        let owner_write = current
+            .and_then(|v| v.fields.get(OWNER))
+            .and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)));
+        if let Some(w) = owner_write {
+            let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
+            let knew = self.context.has_seen(&w.stamp);
+            if owner != sender.as_str() && knew && !self.is_transfer_into(sender) {
+                return Some(format!(
+                    "{} belongs to ward {owner}; ward {sender} may not change it",
+                    self.key
+                ));
+            }
         }
         match &self.op {
             Op::Delete => None,
@@ -65,12 +99,26 @@ impl Change {
             }
         }
     }
+
+    /// True for a residence transfer into `ward`: a citizen put that makes
+    /// `ward` the owner and moves the permanent residence there.
+    pub fn is_transfer_into(&self, ward: &WardCode) -> bool {
+        match &self.op {
+            Op::Put(Record { ward: w, body: Body::Citizen(c) }) => {
+                w == ward
+                    && c.permanent_residence.commune_code == ward.as_str()
+                    && self.fields.iter().any(|f| f == OWNER)
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{Plan, WardGen};
+    use crate::generate::sample;
+    use crate::model::{Hlc, Kind};
 
     fn ward(s: &str) -> WardCode {
         WardCode::parse(s).unwrap()
@@ -80,42 +128,76 @@ mod tests {
         Context { today: "2026-11-22".parse().unwrap(), province: Some("01".into()) }
     }
 
-    fn put(owner: &str) -> Change {
-        let r = WardGen::new(&ward(owner), 1, ctx().today)
-            .records(Plan { citizens: 1, ..Plan::default() })
-            .next()
-            .unwrap();
-        Change {
-            seq: 1,
-            written_at_ms: 0,
-            key: RecordKey::new(r.kind(), &r.key_id()).unwrap(),
-            op: Op::Put(r),
-        }
+    fn citizen(owner: &str) -> Record {
+        sample(&ward(owner), 20, 1).into_iter().find(|r| matches!(r.body, Body::Citizen(_))).unwrap()
+    }
+
+    fn put(r: Record, writer: &str, ms: u64, context: VersionVector) -> Change {
+        let fields = flatten(&r).into_keys().collect();
+        let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
+        let stamp = Stamp { hlc: Hlc { wall_ms: ms, logical: 0 }, writer: writer.into() };
+        Change { seq: 1, written_at_ms: 0, key, stamp, context, fields, op: Op::Put(r) }
+    }
+
+    fn state_after(c: &Change) -> Versioned {
+        let mut v = Versioned::default();
+        v.apply(&c.values(), &c.stamp, &c.context);
+        v
     }
 
     #[test]
     fn ownership_rules() {
         let (a, b, ctx) = (ward("00082"), ward("00145"), ctx());
-        let ok = put("00082");
+        let ok = put(citizen("00082"), "00082", 1, VersionVector::default());
         assert_eq!(ok.refusal(&a, None, &ctx), None);
-        assert_eq!(ok.refusal(&a, Some(&a), &ctx), None);
+        let owned_by_a = state_after(&ok);
+        assert_eq!(ok.refusal(&a, Some(&owned_by_a), &ctx), None);
         assert!(ok.refusal(&b, None, &ctx).unwrap().contains("sent by ward 00145"));
-        assert!(ok.refusal(&a, Some(&b), &ctx).unwrap().contains("belongs to ward 00145"));
-        let del = Change { op: Op::Delete, ..ok.clone() };
-        assert_eq!(del.refusal(&a, None, &ctx), None);
-        assert!(del.refusal(&a, Some(&b), &ctx).is_some());
-        let other = put("00145");
-        let mismatched = Change { key: other.key.clone(), ..ok.clone() };
+
+        // Ward b writes a's record, knowing it is a's: refused.
+        let mut theirs = citizen("00082");
+        theirs.ward = b.clone();
+        let knowing = put(theirs.clone(), "00145", 2, owned_by_a.seen.clone());
+        assert!(knowing.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
+        // Not knowing (concurrent with the owner's write): accepted, the merge settles it.
+        let concurrent = put(theirs.clone(), "00145", 2, VersionVector::default());
+        assert_eq!(concurrent.refusal(&b, Some(&owned_by_a), &ctx), None);
+        // A residence transfer into b: accepted although b knew.
+        if let Body::Citizen(c) = &mut theirs.body {
+            c.permanent_residence.commune_code = "00145".into();
+        }
+        let transfer = put(theirs, "00145", 3, owned_by_a.seen.clone());
+        assert!(transfer.is_transfer_into(&b));
+        assert_eq!(transfer.refusal(&b, Some(&owned_by_a), &ctx), None);
+
+        let del = Change {
+            op: Op::Delete,
+            fields: vec![],
+            ..put(citizen("00082"), "00145", 4, owned_by_a.seen.clone())
+        };
+        assert!(del.refusal(&b, Some(&owned_by_a), &ctx).is_some());
+        let mismatched = Change { key: RecordKey::new(Kind::Citizen, "001085099999").unwrap(), ..ok.clone() };
         assert!(mismatched.refusal(&a, None, &ctx).unwrap().contains("does not match"));
     }
 
     #[test]
     fn invalid_records_are_refused_with_the_reason() {
-        let mut c = put("00082");
-        if let Op::Put(Record { body: crate::model::Body::Citizen(x), .. }) = &mut c.op {
+        let mut r = citizen("00082");
+        if let Body::Citizen(x) = &mut r.body {
             x.full_name.clear();
         }
+        let c = put(r, "00082", 1, VersionVector::default());
         let why = c.refusal(&ward("00082"), None, &ctx()).unwrap();
         assert!(why.contains("record.citizen.full_name: required"), "{why}");
+    }
+
+    #[test]
+    fn a_put_writes_its_listed_fields_and_existence() {
+        let mut c = put(citizen("00082"), "00082", 1, VersionVector::default());
+        c.fields = vec!["phone".into()];
+        let v = c.values();
+        assert_eq!(v.keys().collect::<Vec<_>>(), ["_exists", "phone"]);
+        let d = Change { op: Op::Delete, fields: vec![], ..c };
+        assert_eq!(d.values(), BTreeMap::from([(EXISTS.to_string(), "false".to_string())]));
     }
 }

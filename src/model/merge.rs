@@ -141,6 +141,24 @@ pub fn flatten(record: &Record) -> BTreeMap<String, String> {
     out
 }
 
+/// The record `values` (as made by [`flatten`]) describe, if complete and well formed.
+pub fn unflatten(kind: Kind, values: &BTreeMap<String, String>) -> Option<Record> {
+    let mut body = serde_json::Map::new();
+    let mut ward = None;
+    for (field, text) in values {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        match field.as_str() {
+            EXISTS => {}
+            OWNER => ward = Some(v),
+            _ => {
+                body.insert(field.clone(), v);
+            }
+        }
+    }
+    let json = serde_json::json!({ "ward": ward?, "body": { kind.as_str(): body } });
+    serde_json::from_value(json).ok()
+}
+
 fn order_key<'a>(policy: Policy, owner: Option<&str>, w: &'a FieldWrite) -> (bool, &'a Stamp) {
     match policy {
         Policy::OwnerWins => (owner == Some(w.stamp.writer.as_str()), &w.stamp),
@@ -207,25 +225,20 @@ impl Versioned {
 
     /// The record as it stands, or `None` if deleted (or never complete).
     pub fn materialize(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
-        let kind = key.kind();
-        if self.winner(kind, EXISTS, policies).is_none_or(|w| w.value != "true") {
+        if self.winner(key.kind(), EXISTS, policies).is_none_or(|w| w.value != "true") {
             return None;
         }
-        let mut body = serde_json::Map::new();
-        let mut ward = None;
-        for field in self.fields.keys() {
-            let w = self.winner(kind, field, policies)?;
-            let v: serde_json::Value = serde_json::from_str(&w.value).ok()?;
-            match field.as_str() {
-                EXISTS => {}
-                OWNER => ward = Some(v),
-                _ => {
-                    body.insert(field.clone(), v);
-                }
-            }
-        }
-        let json = serde_json::json!({ "ward": ward?, "body": { kind.as_str(): body } });
-        serde_json::from_value(json).ok()
+        self.view(key, policies)
+    }
+
+    /// The record the shown values make, whether or not it is deleted.
+    pub fn view(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
+        let values = self
+            .fields
+            .keys()
+            .map(|f| Some((f.clone(), self.winner(key.kind(), f, policies)?.value.clone())))
+            .collect::<Option<BTreeMap<_, _>>>()?;
+        unflatten(key.kind(), &values)
     }
 
     /// Fields whose unsuperseded writes disagree, contenders shown-first.

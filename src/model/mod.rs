@@ -29,7 +29,7 @@ pub use ids::{
     enterprise_check_digit,
 };
 pub use key::{Kind, RecordKey, WardCode};
-pub use merge::{EXISTS, FieldConflict, FieldWrite, OWNER, Policies, Policy, Versioned, flatten};
+pub use merge::{EXISTS, FieldConflict, FieldWrite, OWNER, Policies, Policy, Versioned, flatten, unflatten};
 pub use record::{
     Body, Business, Citizen, CivilEvent, Context, LandParcel, LandRegistration, Record, Residence,
 };

@@ -7,9 +7,10 @@ use chrono::NaiveDate;
 
 use super::pb;
 use crate::model::{
-    Body, Business, BusinessForm, BusinessStatus, Change, Citizen, CivilEvent, Context, EventKind, Kind,
-    LandParcel, LandRegistration, MaritalStatus, Op, Record, RecordKey, RegistrationKind, Relationship,
-    Residence, Sex, ValidationError, WardCode,
+    Body, Business, BusinessForm, BusinessStatus, Change, Citizen, CivilEvent, Context, EventKind,
+    FieldWrite, Hlc, Kind, LandParcel, LandRegistration, MaritalStatus, Op, Record, RecordKey,
+    RegistrationKind, Relationship, Residence, Sex, Stamp, ValidationError, VersionVector, Versioned,
+    WardCode,
 };
 
 /// Maps a model enumeration to its wire enumeration and back; the wire
@@ -296,6 +297,26 @@ pub fn valid_record_from_pb(
     Ok((record, key))
 }
 
+impl From<Hlc> for pb::Hlc {
+    fn from(h: Hlc) -> Self {
+        pb::Hlc { wall_ms: h.wall_ms, logical: h.logical }
+    }
+}
+
+fn hlc_of(h: Option<pb::Hlc>) -> Hlc {
+    h.map_or(Hlc::default(), |h| Hlc { wall_ms: h.wall_ms, logical: h.logical })
+}
+
+/// A version vector on the wire.
+pub fn seen_pb(v: &VersionVector) -> Vec<pb::Seen> {
+    v.0.iter().map(|(w, h)| pb::Seen { writer: w.clone(), hlc: Some((*h).into()) }).collect()
+}
+
+/// A version vector from the wire.
+pub fn seen_from_pb(v: Vec<pb::Seen>) -> VersionVector {
+    VersionVector(v.into_iter().map(|s| (s.writer, hlc_of(s.hlc))).collect())
+}
+
 impl From<&Change> for pb::Change {
     fn from(c: &Change) -> Self {
         pb::Change {
@@ -306,6 +327,10 @@ impl From<&Change> for pb::Change {
                 Op::Put(r) => pb::change::Op::Put(r.into()),
                 Op::Delete => pb::change::Op::Delete(pb::Delete {}),
             }),
+            hlc: Some(c.stamp.hlc.into()),
+            writer: c.stamp.writer.clone(),
+            context: seen_pb(&c.context),
+            fields: c.fields.clone(),
         }
     }
 }
@@ -320,7 +345,52 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, ValidationError> {
         Some(pb::change::Op::Put(r)) => Op::Put(record_from_pb(Some(r))?),
         None => return Err(ValidationError::single("change.op", "required: put or delete")),
     };
-    Ok(Change { seq: c.seq, written_at_ms: c.written_at_ms, key, op })
+    if c.writer.is_empty() {
+        return Err(ValidationError::single("change.writer", "required"));
+    }
+    Ok(Change {
+        seq: c.seq,
+        written_at_ms: c.written_at_ms,
+        key,
+        stamp: Stamp { hlc: hlc_of(c.hlc), writer: c.writer },
+        context: seen_from_pb(c.context),
+        fields: c.fields,
+        op,
+    })
+}
+
+impl From<&Versioned> for pb::RecordState {
+    fn from(v: &Versioned) -> Self {
+        let writes = v
+            .fields
+            .iter()
+            .flat_map(|(f, heads)| {
+                heads.iter().map(move |w| pb::FieldWrite {
+                    field: f.clone(),
+                    value: w.value.clone(),
+                    hlc: Some(w.stamp.hlc.into()),
+                    writer: w.stamp.writer.clone(),
+                    context: seen_pb(&w.context),
+                })
+            })
+            .collect();
+        pb::RecordState { writes, seen: seen_pb(&v.seen) }
+    }
+}
+
+/// A record's replicated state from the wire.
+pub fn versioned_from_pb(s: pb::RecordState) -> Versioned {
+    let mut v = Versioned::default();
+    for w in s.writes {
+        let write = FieldWrite {
+            value: w.value,
+            stamp: Stamp { hlc: hlc_of(w.hlc), writer: w.writer },
+            context: seen_from_pb(w.context),
+        };
+        v.merge_write(&w.field, write);
+    }
+    v.seen.merge(&seen_from_pb(s.seen));
+    v
 }
 
 #[cfg(test)]

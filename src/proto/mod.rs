@@ -11,7 +11,10 @@ mod convert;
 mod paging;
 mod status;
 
-pub use convert::{change_from_pb, key_from_pb, kind_from_pb, record_from_pb, valid_record_from_pb};
+pub use convert::{
+    change_from_pb, key_from_pb, kind_from_pb, record_from_pb, seen_from_pb, seen_pb, valid_record_from_pb,
+    versioned_from_pb,
+};
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, next_after, page_size};
 
 /// Version of the replication protocol spoken in `Hello`.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::generate::{Plan, WardGen};
-use crate::model::{Change, Context, Kind, Op, Record, RecordKey, WardCode};
+use crate::model::{
+    Change, Context, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, VersionVector, WardCode, flatten,
+};
 
 /// An engine under test that can be restarted, keeping what was flushed.
 trait Harness {
@@ -139,7 +141,7 @@ fn mem_engine_crash_loses_exactly_the_unflushed() {
 #[test]
 fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
     for (name, mut h) in harnesses() {
-        let store = WardStore::open(h.engine(), 1000).unwrap();
+        let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
         let seqs = store.append(&(1..=5).map(|n| put("00082", n)).collect::<Vec<_>>(), 7).unwrap();
         assert_eq!(seqs, [1, 2, 3, 4, 5], "{name}");
         let seqs = store.append(&[put("00082", 6)], 8).unwrap();
@@ -162,7 +164,7 @@ fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
         drop(store);
 
         h.restart();
-        let store = WardStore::open(h.engine(), 1000).unwrap();
+        let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
         assert_eq!((store.last_seq(), store.acked_seq()), (6, 3), "{name}");
         let left = store.outbox_range(store.acked_seq(), store.last_seq(), 100, usize::MAX);
         assert_eq!(left.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [4, 5, 6]);
@@ -176,12 +178,12 @@ fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
 #[test]
 fn unflushed_writes_are_lost_together_with_their_outbox_entries() {
     let mut h = Mem(MemEngine::new());
-    let store = WardStore::open(h.engine(), 1000).unwrap();
+    let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
     store.append(&[put("00082", 1)], 1).unwrap();
     block(store.flush()).unwrap();
     store.append(&[put("00082", 2)], 2).unwrap();
     h.restart();
-    let store = WardStore::open(h.engine(), 1000).unwrap();
+    let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
     assert_eq!(store.last_seq(), 1);
     assert_eq!(store.count(Kind::Citizen).unwrap(), 1);
     assert_eq!(store.outbox_range(0, 10, 10, usize::MAX).unwrap().len(), 1);
@@ -190,7 +192,7 @@ fn unflushed_writes_are_lost_together_with_their_outbox_entries() {
 #[test]
 fn full_outbox_refuses_new_writes_and_keeps_queued_ones() {
     for (name, h) in harnesses() {
-        let store = WardStore::open(h.engine(), 3).unwrap();
+        let store = WardStore::open(h.engine(), ward("00082"), 3).unwrap();
         store.append(&[put("00082", 1), put("00082", 2)], 1).unwrap();
         let err = store.append(&[put("00082", 3), put("00082", 4)], 1).unwrap_err();
         assert!(matches!(err, StoreError::Full(_)), "{name}: {err}");
@@ -201,9 +203,32 @@ fn full_outbox_refuses_new_writes_and_keeps_queued_ones() {
     }
 }
 
+/// No limit on clock skew: these tests use small clock values.
+const NO_SKEW_LIMIT: u64 = u64::MAX;
+
+/// Ward `owner`'s change number `seq`: its `seq`-th citizen, all fields, at clock `seq`.
 fn change(owner: &str, seq: u64) -> Change {
     let nc = put(owner, seq);
-    Change { seq, written_at_ms: seq as i64, key: nc.key, op: nc.op }
+    let Op::Put(r) = &nc.op else { unreachable!() };
+    let fields = flatten(r).into_keys().collect();
+    let stamp = Stamp { hlc: Hlc { wall_ms: seq, logical: 0 }, writer: owner.to_string() };
+    Change {
+        seq,
+        written_at_ms: seq as i64,
+        key: nc.key,
+        stamp,
+        context: VersionVector::default(),
+        fields,
+        op: nc.op,
+    }
+}
+
+/// `c` re-stamped by `writer` at clock `ms`, having seen `seen` (writer, clock).
+fn stamped(c: Change, writer: &str, ms: u64, seen: &[(&str, u64)]) -> Change {
+    let stamp = Stamp { hlc: Hlc { wall_ms: ms, logical: 0 }, writer: writer.to_string() };
+    let context =
+        VersionVector(seen.iter().map(|(w, t)| (w.to_string(), Hlc { wall_ms: *t, logical: 0 })).collect());
+    Change { stamp, context, ..c }
 }
 
 fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Incoming> {
@@ -222,13 +247,17 @@ fn owned(city: &CityStore, ward: &WardCode) -> u64 {
 #[test]
 fn city_applies_each_change_once_however_often_it_is_sent() {
     for (name, mut h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
-        assert_eq!(city.apply_group(std::slice::from_ref(&b1), 1, &ctx()).unwrap(), [Ok(5)], "{name}");
+        assert_eq!(
+            city.apply_group(std::slice::from_ref(&b1), 1, &ctx(), NO_SKEW_LIMIT).unwrap(),
+            [Ok(5)],
+            "{name}"
+        );
         // The same batch again, and an overlapping one.
         let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8) };
-        assert_eq!(city.apply_group(&[b1, b2], 2, &ctx()).unwrap(), [Ok(5), Ok(8)], "{name}");
+        assert_eq!(city.apply_group(&[b1, b2], 2, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(5), Ok(8)], "{name}");
         block(city.flush()).unwrap();
         let log = city.changes_since(0, 100).unwrap();
         let seqs: Vec<u64> = log.iter().map(|l| l.change.seq).collect();
@@ -237,10 +266,10 @@ fn city_applies_each_change_once_however_often_it_is_sent() {
         drop(city);
 
         h.restart();
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         assert_eq!(city.last_applied(&a), 8, "{name}");
         let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9) };
-        assert_eq!(city.apply_group(&[again], 3, &ctx()).unwrap(), [Ok(9)], "{name}");
+        assert_eq!(city.apply_group(&[again], 3, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(9)], "{name}");
         block(city.flush()).unwrap();
         assert_eq!(city.changes_since(0, 100).unwrap().len(), 9, "{name}");
         assert_eq!(city.list(Kind::Citizen, Some(&a), "", 100).unwrap().len(), 9, "{name}");
@@ -251,10 +280,15 @@ fn city_applies_each_change_once_however_often_it_is_sent() {
 #[test]
 fn city_rejects_a_gap_without_storing_anything() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         let out = city
-            .apply_group(&[WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }], 1, &ctx())
+            .apply_group(
+                &[WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }],
+                1,
+                &ctx(),
+                NO_SKEW_LIMIT,
+            )
             .unwrap();
         assert!(matches!(&out[0], Err(BatchRejected::Gap { expected: 1, got: 3, .. })), "{name}");
         assert_eq!(city.last_applied(&a), 0, "{name}");
@@ -269,7 +303,7 @@ fn batch(ward: &WardCode, changes: Vec<Change>) -> WardBatch {
 #[test]
 fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         let b = ward("00145");
         // Ward b sends a record of ward a, a malformed change, then one of its own.
@@ -279,10 +313,19 @@ fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
             ward: b.clone(),
             changes: vec![Incoming::Change(change("00082", 1)), malformed, own],
         }];
-        assert_eq!(city.apply_group(&group, 5, &ctx()).unwrap(), [Ok(3)], "{name}");
+        assert_eq!(city.apply_group(&group, 5, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(3)], "{name}");
         // Ward a may not delete ward b's record.
-        let del = Change { seq: 1, op: Op::Delete, ..change("00145", 3) };
-        assert_eq!(city.apply_group(&[batch(&a, vec![del])], 6, &ctx()).unwrap(), [Ok(1)], "{name}");
+        let del = stamped(
+            Change { seq: 1, op: Op::Delete, fields: vec![], ..change("00145", 3) },
+            "00082",
+            9,
+            &[("00145", 3)],
+        );
+        assert_eq!(
+            city.apply_group(&[batch(&a, vec![del])], 6, &ctx(), NO_SKEW_LIMIT).unwrap(),
+            [Ok(1)],
+            "{name}"
+        );
 
         let q = city.quarantine(None).unwrap();
         assert_eq!(q.len(), 3, "{name}");
@@ -300,7 +343,7 @@ fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
 #[test]
 fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         // Valid only in a city without a province restriction.
         let mut foreign = change("25747", 1);
@@ -308,7 +351,7 @@ fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         let hanoi = ctx();
         let anywhere = Context { province: None, ..ctx() };
         let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
-        city.apply_group(&[wb], 1, &hanoi).unwrap();
+        city.apply_group(&[wb], 1, &hanoi, NO_SKEW_LIMIT).unwrap();
         let w = ward("25747");
         let e = city.retry(&w, 1, None, 2, &hanoi).unwrap().unwrap_err();
         assert!(
@@ -327,7 +370,7 @@ fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
             c.full_name.clear();
         }
         let good = Change { seq: 2, ..change("00082", 1) };
-        city.apply_group(&[batch(&a, vec![bad, good])], 4, &hanoi).unwrap();
+        city.apply_group(&[batch(&a, vec![bad, good])], 4, &hanoi, NO_SKEW_LIMIT).unwrap();
         let e = city.retry(&a, 1, None, 5, &hanoi).unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
         // Discarding keeps it, with who and why.
@@ -342,15 +385,15 @@ fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
 #[test]
 fn a_retry_never_undoes_a_newer_change() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let w = ward("25747");
         let first = Change { seq: 1, ..change("25747", 1) };
         let hanoi = ctx();
-        city.apply_group(&[batch(&w, vec![first.clone()])], 1, &hanoi).unwrap();
+        city.apply_group(&[batch(&w, vec![first.clone()])], 1, &hanoi, NO_SKEW_LIMIT).unwrap();
         // The rule changes, a newer change to the same record is applied, then a retry is attempted.
         let anywhere = Context { province: None, ..ctx() };
         let newer = Change { seq: 2, ..first.clone() };
-        city.apply_group(&[batch(&w, vec![newer])], 2, &anywhere).unwrap();
+        city.apply_group(&[batch(&w, vec![newer])], 2, &anywhere, NO_SKEW_LIMIT).unwrap();
         let e = city.retry(&w, 1, None, 3, &anywhere).unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
     }
@@ -359,10 +402,15 @@ fn a_retry_never_undoes_a_newer_change() {
 #[test]
 fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine()).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
-        city.apply_group(&[WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }], 1, &ctx())
-            .unwrap();
+        city.apply_group(
+            &[WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }],
+            1,
+            &ctx(),
+            NO_SKEW_LIMIT,
+        )
+        .unwrap();
         let p1 = city.list(Kind::Citizen, Some(&a), "", 2).unwrap();
         let last = p1.last().unwrap().key_id();
         let p2 = city.list(Kind::Citizen, Some(&a), &last, 10).unwrap();
@@ -378,8 +426,13 @@ fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         );
         assert!(city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
 
-        let del = Change { seq: 6, op: Op::Delete, ..first.clone() };
-        city.apply_group(&[batch(&a, vec![del])], 2, &ctx()).unwrap();
+        let del = stamped(
+            Change { seq: 6, op: Op::Delete, fields: vec![], ..first.clone() },
+            "00082",
+            6,
+            &[("00082", 5)],
+        );
+        city.apply_group(&[batch(&a, vec![del])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
         assert_eq!(owned(&city, &a), 4, "{name}");
         assert_eq!(city.list(Kind::Citizen, None, "", 10).unwrap().len(), 4, "{name}");
         assert!(!city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));

@@ -1,30 +1,42 @@
-//! The ward's store: its records and its outbox, in one key space.
+//! The ward's store: its records (merged state and current view), its
+//! outbox, and its clocks, in one key space.
 //!
 //! Layout (one sled tree):
-//! - `r<kind tag><id>`  → the record;
-//! - `o<seq: u64 BE>`   → the queued change with that sequence number;
-//! - `m:last_seq`       → highest sequence number ever assigned;
-//! - `m:acked`          → highest sequence number the city acknowledged.
+//! - `s<tag><id>`     → the record's replicated state ([`Versioned`]);
+//! - `r<tag><id>`     → the record as it stands, if it exists and this ward owns it;
+//! - `o<seq: u64 BE>` → the queued change with that sequence number;
+//! - `m:last_seq`     → highest sequence number ever assigned;
+//! - `m:acked`        → highest sequence number the city acknowledged;
+//! - `m:hlc`          → this node's hybrid clock;
+//! - `m:down`         → cursor of the last change received from the city;
+//! - `m:policies`     → the merge policies the city announced.
 //!
-//! Why this is crash-safe without transactions: a write puts the record, its
-//! outbox entry and `m:last_seq` in one atomic batch, so after a crash either
-//! all three exist or none does, and a sequence number is never reused. The
-//! writer flushes before acknowledging; the replicator only sends entries up
-//! to the flushed watermark, so the city never sees a change a crash could
-//! take back. Deleting acknowledged entries is a second batch that also
-//! raises `m:acked`; if a crash loses it, those entries are sent again and
-//! the city skips them as duplicates.
+//! Why this is crash-safe without transactions: a write puts the record's
+//! state and view, its outbox entry, the sequence counter and the clock in
+//! one atomic batch, so after a crash either all exist or none does, and a
+//! sequence number is never reused. The writer flushes before
+//! acknowledging; the replicator only sends entries up to the flushed
+//! watermark, so the city never sees a change a crash could take back.
+//! Deleting acknowledged entries is a second batch that also raises
+//! `m:acked`; if a crash loses it, those entries are sent again and the city
+//! skips them as duplicates. Changes from the city are merged in one batch
+//! with the cursor that follows them, so a lost batch is simply fetched again.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
-use crate::model::{Change, Kind, Op, Record, RecordKey};
+use crate::model::{Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten};
 
 const RECORD: &[u8] = b"r";
+const STATE: &[u8] = b"s";
 const OUTBOX: &[u8] = b"o";
 const LAST_SEQ: &[u8] = b"m:last_seq";
 const ACKED: &[u8] = b"m:acked";
+const HLC: &[u8] = b"m:hlc";
+const DOWN: &[u8] = b"m:down";
+const POLICIES: &[u8] = b"m:policies";
 
 /// A write waiting to be numbered and stored.
 #[derive(Debug, Clone)]
@@ -35,61 +47,104 @@ pub struct NewChange {
     pub op: Op,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Counters {
+struct Inner {
     last_seq: u64,
     acked: u64,
+    hlc: Hlc,
+    down: u64,
+    policies: Policies,
 }
 
 /// Records and outbox of one ward, over any [`Engine`].
 #[derive(Clone)]
 pub struct WardStore {
     engine: Arc<dyn Engine>,
-    counters: Arc<Mutex<Counters>>,
+    ward: WardCode,
+    inner: Arc<Mutex<Inner>>,
     max_outbox: u64,
 }
 
-fn record_key(k: &RecordKey) -> Vec<u8> {
-    key(RECORD, &[&[k.kind().tag()], k.id().as_bytes()])
+fn tagged(prefix: &[u8], k: &RecordKey) -> Vec<u8> {
+    key(prefix, &[&[k.kind().tag()], k.id().as_bytes()])
 }
 
 fn outbox_key(seq: u64) -> Vec<u8> {
     key(OUTBOX, &[&be(seq)])
 }
 
+/// States read or written during one batch.
+struct Overlay<'a> {
+    engine: &'a dyn Engine,
+    states: HashMap<RecordKey, Versioned>,
+}
+
+impl Overlay<'_> {
+    fn state(&mut self, k: &RecordKey) -> Result<&mut Versioned, StoreError> {
+        if !self.states.contains_key(k) {
+            let sk = tagged(STATE, k);
+            let v = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+            self.states.insert(k.clone(), v);
+        }
+        Ok(self.states.get_mut(k).expect("just inserted"))
+    }
+}
+
 impl WardStore {
-    /// Opens the store; at most `max_outbox` entries may be queued.
-    pub fn open(engine: Arc<dyn Engine>, max_outbox: u64) -> Result<WardStore, StoreError> {
+    /// Opens the store of `ward`; at most `max_outbox` entries may be queued.
+    pub fn open(engine: Arc<dyn Engine>, ward: WardCode, max_outbox: u64) -> Result<WardStore, StoreError> {
         let read = |k: &[u8]| -> Result<u64, StoreError> { engine.get(k)?.map_or(Ok(0), |v| read_be(k, &v)) };
-        let counters = Counters { last_seq: read(LAST_SEQ)?, acked: read(ACKED)? };
-        Ok(WardStore { engine, counters: Arc::new(Mutex::new(counters)), max_outbox })
+        let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
+        let policies = engine.get(POLICIES)?.map(|v| decode(POLICIES, &v)).transpose()?.unwrap_or_default();
+        let inner =
+            Inner { last_seq: read(LAST_SEQ)?, acked: read(ACKED)?, hlc, down: read(DOWN)?, policies };
+        Ok(WardStore { engine, ward, inner: Arc::new(Mutex::new(inner)), max_outbox })
     }
 
-    fn counters(&self) -> Counters {
-        *self.counters.lock().expect("poisoned")
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("poisoned")
     }
 
     /// Highest sequence number assigned so far (0 when none).
     pub fn last_seq(&self) -> u64 {
-        self.counters().last_seq
+        self.lock().last_seq
     }
 
     /// Highest sequence number the city acknowledged.
     pub fn acked_seq(&self) -> u64 {
-        self.counters().acked
+        self.lock().acked
     }
 
     /// Entries queued and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
-        let c = self.counters();
+        let c = self.lock();
         c.last_seq - c.acked
     }
 
-    /// Numbers `changes` in order and stores each with its record update, as
-    /// one atomic batch. Not durable until [`WardStore::flush`]. Refuses the
+    /// Cursor of the last change merged from the city.
+    pub fn downstream_cursor(&self) -> u64 {
+        self.lock().down
+    }
+
+    /// The merge policies in force.
+    pub fn policies(&self) -> Policies {
+        self.lock().policies.clone()
+    }
+
+    /// Writes the state of `k` and its current view into `batch`.
+    fn put_state(&self, batch: &mut Batch, k: &RecordKey, state: &Versioned, policies: &Policies) {
+        batch.insert(tagged(STATE, k), encode(state));
+        match state.materialize(k, policies).filter(|r| r.ward == self.ward) {
+            Some(r) => batch.insert(tagged(RECORD, k), encode(&r)),
+            None => batch.remove(tagged(RECORD, k)),
+        }
+    }
+
+    /// Numbers, stamps and stores `changes` with their record states, as one
+    /// atomic batch. A put carries the fields that differ from the record as
+    /// this ward has it. Not durable until [`WardStore::flush`]. Refuses the
     /// whole group with [`StoreError::Full`] if the outbox would overflow.
     pub fn append(&self, changes: &[NewChange], now_ms: i64) -> Result<Vec<u64>, StoreError> {
-        let mut c = self.counters.lock().expect("poisoned");
+        let mut c = self.lock();
         let queued = c.last_seq - c.acked;
         if queued + changes.len() as u64 > self.max_outbox {
             return Err(StoreError::Full(format!(
@@ -98,23 +153,92 @@ impl WardStore {
             )));
         }
         let mut batch = Batch::default();
+        let mut overlay = Overlay { engine: &*self.engine, states: HashMap::new() };
         let mut seqs = Vec::with_capacity(changes.len());
-        let mut seq = c.last_seq;
+        let (mut seq, mut hlc) = (c.last_seq, c.hlc);
         for ch in changes {
             seq += 1;
-            let rk = record_key(&ch.key);
-            match &ch.op {
-                Op::Put(r) => batch.insert(rk, encode(r)),
-                Op::Delete => batch.remove(rk),
-            }
-            let change = Change { seq, written_at_ms: now_ms, key: ch.key.clone(), op: ch.op.clone() };
+            hlc = hlc.tick(now_ms.max(0) as u64);
+            let state = overlay.state(&ch.key)?;
+            let fields = match &ch.op {
+                Op::Delete => Vec::new(),
+                Op::Put(r) => {
+                    let old =
+                        state.materialize(&ch.key, &c.policies).map(|o| flatten(&o)).unwrap_or_default();
+                    flatten(r).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect()
+                }
+            };
+            let change = Change {
+                seq,
+                written_at_ms: now_ms,
+                key: ch.key.clone(),
+                stamp: Stamp { hlc, writer: self.ward.to_string() },
+                context: state.seen.clone(),
+                fields,
+                op: ch.op.clone(),
+            };
+            state.apply(&change.values(), &change.stamp, &change.context);
             batch.insert(outbox_key(seq), encode(&change));
             seqs.push(seq);
         }
+        for (k, state) in &overlay.states {
+            self.put_state(&mut batch, k, state, &c.policies);
+        }
         batch.insert(LAST_SEQ, be(seq).to_vec());
+        batch.insert(HLC, encode(&hlc));
         self.engine.apply(batch)?;
         c.last_seq = seq;
+        c.hlc = hlc;
         Ok(seqs)
+    }
+
+    /// Merges changes made elsewhere (from the city), and records `cursor`
+    /// as the point to resume from. Returns the keys whose view changed.
+    pub fn merge_downstream(
+        &self,
+        changes: &[Change],
+        cursor: u64,
+        now_ms: i64,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut c = self.lock();
+        if cursor <= c.down {
+            return Ok(Vec::new());
+        }
+        let mut batch = Batch::default();
+        let mut overlay = Overlay { engine: &*self.engine, states: HashMap::new() };
+        let mut hlc = c.hlc;
+        for ch in changes {
+            hlc = hlc.observe(ch.stamp.hlc, now_ms.max(0) as u64);
+            overlay.state(&ch.key)?.apply(&ch.values(), &ch.stamp, &ch.context);
+        }
+        for (k, state) in &overlay.states {
+            self.put_state(&mut batch, k, state, &c.policies);
+        }
+        batch.insert(HLC, encode(&hlc));
+        batch.insert(DOWN, be(cursor).to_vec());
+        self.engine.apply(batch)?;
+        c.hlc = hlc;
+        c.down = cursor;
+        Ok(overlay.states.into_keys().collect())
+    }
+
+    /// Adopts the city's merge policies; if they differ, every record's view is recomputed.
+    pub fn set_policies(&self, policies: Policies) -> Result<(), StoreError> {
+        let mut c = self.lock();
+        if c.policies == policies {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for (k, v) in self.engine.scan(STATE, &prefix_end(STATE), usize::MAX)? {
+            let state: Versioned = decode(&k, &v)?;
+            let Some(kind) = Kind::from_tag(k[1]) else { continue };
+            let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
+            self.put_state(&mut batch, &rk, &state, &policies);
+        }
+        batch.insert(POLICIES, encode(&policies));
+        self.engine.apply(batch)?;
+        c.policies = policies;
+        Ok(())
     }
 
     /// Makes everything appended so far durable and returns the highest
@@ -153,7 +277,7 @@ impl WardStore {
     /// Deletes entries up to `seq` once the city has applied them. The
     /// acknowledged sequence never moves backwards.
     pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
-        let mut c = self.counters.lock().expect("poisoned");
+        let mut c = self.lock();
         let seq = seq.min(c.last_seq);
         if seq <= c.acked {
             return Ok(());
@@ -168,13 +292,29 @@ impl WardStore {
         Ok(())
     }
 
-    /// The record under `key`, if this ward holds it.
+    /// The record under `key`, if it exists and this ward owns it.
     pub fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
-        let k = record_key(key);
+        let k = tagged(RECORD, key);
         self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
-    /// Up to `limit` records of `kind` with ids after `after`, in id order.
+    /// The replicated state of `key` as this ward knows it.
+    pub fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        let k = tagged(STATE, key);
+        self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Adopts a record's state fetched from the city (before a transfer).
+    pub fn adopt_state(&self, key: &RecordKey, state: &Versioned) -> Result<(), StoreError> {
+        let c = self.lock();
+        let mut merged = self.state(key)?.unwrap_or_default();
+        merged.merge(state);
+        let mut batch = Batch::default();
+        self.put_state(&mut batch, key, &merged, &c.policies);
+        self.engine.apply(batch)
+    }
+
+    /// Up to `limit` records of `kind` this ward owns with ids after `after`, in id order.
     pub fn list(&self, kind: Kind, after: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         let prefix = key(RECORD, &[&[kind.tag()]]);
         let mut start = key(&prefix, &[after.as_bytes()]);
@@ -188,7 +328,7 @@ impl WardStore {
             .collect()
     }
 
-    /// How many records of `kind` this ward holds.
+    /// How many records of `kind` this ward owns.
     pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
         let prefix = key(RECORD, &[&[kind.tag()]]);
         self.engine.count(&prefix, &prefix_end(&prefix))

@@ -78,7 +78,7 @@ pub async fn serve(
         })?
         .province
         .to_string();
-    let store = WardStore::open(engine, cfg.replication.max_outbox)?;
+    let store = WardStore::open(engine, ward.clone(), cfg.replication.max_outbox)?;
     let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
     let link = Arc::new(LinkState::default());
     let cancel = CancellationToken::new();

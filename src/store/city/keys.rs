@@ -11,7 +11,11 @@
 //! - `w<ward>`                    → [`super::WardState`];
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
 //! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
-//! - `m:cursor`                   → highest cursor assigned.
+//! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
+//! - `c<tag><id>\0<field>`         → an open [`super::Conflict`];
+//! - `D<ward><cursor: u64 BE>`     → a change made elsewhere that concerns the ward (downstream);
+//! - `m:cursor`                   → highest cursor assigned;
+//! - `m:hlc`                      → the city's hybrid clock.
 
 use crate::model::{Body, Record, RecordKey, WardCode, fold};
 use crate::store::codec::{be, key};
@@ -27,9 +31,25 @@ pub(super) const WARD: &[u8] = b"w";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
+pub(super) const HLC: &[u8] = b"m:hlc";
+pub(super) const STATE: &[u8] = b"s";
+pub(super) const CONFLICT: &[u8] = b"c";
+pub(super) const DOWNSTREAM: &[u8] = b"D";
 
 pub(super) fn record_key(k: &RecordKey) -> Vec<u8> {
     key(RECORD, &[&[k.kind().tag()], k.id().as_bytes()])
+}
+
+pub(super) fn state_key(k: &RecordKey) -> Vec<u8> {
+    key(STATE, &[&[k.kind().tag()], k.id().as_bytes()])
+}
+
+pub(super) fn conflict_key(k: &RecordKey, field: &str) -> Vec<u8> {
+    key(CONFLICT, &[&[k.kind().tag()], k.id().as_bytes(), b"\0", field.as_bytes()])
+}
+
+pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {
+    key(DOWNSTREAM, &[ward.as_str().as_bytes(), &be(cursor)])
 }
 
 pub(super) fn version_key(k: &RecordKey) -> Vec<u8> {

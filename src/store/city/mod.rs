@@ -10,24 +10,28 @@
 //! from disk on open and only grow, and the log is served only up to the
 //! flushed cursor.
 
+mod apply;
+mod conflicts;
 mod keys;
+mod office;
 mod quarantine;
 mod queries;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::codec::{be, decode, encode, read_be};
-use super::engine::{Batch, Engine, StoreError, prefix_end};
-use crate::model::{Change, Context, Op, Record, RecordKey, WardCode};
-use keys::{
-    CURSOR, QUARANTINE, WARD, index_entries, log_key, quarantine_key, record_key, version_key, ward_key,
-};
+use super::engine::{Engine, StoreError, prefix_end};
+use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
+use keys::{CURSOR, HLC, QUARANTINE, WARD, quarantine_key, ward_key};
 
+pub use conflicts::{Conflict, ConflictFilter};
+pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
+
+use apply::GroupWrite;
 
 /// Replication state of one ward as the city knows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -47,8 +51,8 @@ pub struct WardState {
 pub struct LoggedChange {
     /// Position in the log, from 1.
     pub cursor: u64,
-    /// The ward that sent it.
-    pub ward: WardCode,
+    /// Who wrote it: a ward's commune code, or `city`.
+    pub writer: WriterId,
     /// City time of application, ms since the epoch.
     pub applied_at_ms: i64,
     /// The change as the ward sent it.
@@ -110,6 +114,7 @@ pub enum BatchRejected {
 
 struct Cache {
     cursor: u64,
+    hlc: Hlc,
     wards: HashMap<WardCode, WardState>,
 }
 
@@ -118,86 +123,16 @@ struct Cache {
 pub struct CityStore {
     engine: Arc<dyn Engine>,
     cache: Arc<Mutex<Cache>>,
-    durable_cursor: Arc<AtomicU64>,
-}
-
-/// One atomic write being assembled: sees its own earlier changes.
-struct GroupWrite<'a> {
-    engine: &'a dyn Engine,
-    batch: Batch,
-    cursor: u64,
-    now_ms: i64,
-    records: HashMap<Vec<u8>, Option<Record>>,
-}
-
-impl GroupWrite<'_> {
-    fn current(&mut self, k: &RecordKey) -> Result<Option<Record>, StoreError> {
-        let rk = record_key(k);
-        if let Some(r) = self.records.get(&rk) {
-            return Ok(r.clone());
-        }
-        let r = self.engine.get(&rk)?.map(|v| decode(&rk, &v)).transpose()?;
-        self.records.insert(rk, r.clone());
-        Ok(r)
-    }
-
-    /// Applies an accepted change: record, indexes, version, log.
-    fn apply(&mut self, ward: &WardCode, state: &mut WardState, change: &Change) -> Result<(), StoreError> {
-        let old = self.current(&change.key)?;
-        if let Some(old) = &old {
-            for k in index_entries(&change.key, old) {
-                self.batch.remove(k);
-            }
-        }
-        let rk = record_key(&change.key);
-        match &change.op {
-            Op::Put(r) => {
-                if old.is_none() {
-                    state.records += 1;
-                }
-                self.batch.insert(rk.clone(), encode(r));
-                for k in index_entries(&change.key, r) {
-                    self.batch.insert(k, Vec::new());
-                }
-                self.records.insert(rk, Some(r.clone()));
-            }
-            Op::Delete => {
-                if old.is_some() {
-                    // The ownership rule guarantees the deleted record was the sender's.
-                    state.records = state.records.saturating_sub(1);
-                }
-                self.batch.remove(rk.clone());
-                self.records.insert(rk, None);
-            }
-        }
-        self.cursor += 1;
-        self.batch.insert(version_key(&change.key), be(self.cursor).to_vec());
-        let logged = LoggedChange {
-            cursor: self.cursor,
-            ward: ward.clone(),
-            applied_at_ms: self.now_ms,
-            change: change.clone(),
-        };
-        self.batch.insert(log_key(self.cursor), encode(&logged));
-        Ok(())
-    }
-
-    /// Why `change` from `ward` cannot be applied now, if it cannot.
-    fn refusal(
-        &mut self,
-        ward: &WardCode,
-        change: &Change,
-        ctx: &Context,
-    ) -> Result<Option<String>, StoreError> {
-        let owner = self.current(&change.key)?.map(|r| r.ward);
-        Ok(change.refusal(ward, owner.as_ref(), ctx))
-    }
+    durable_cursor: Arc<tokio::sync::watch::Sender<u64>>,
+    policies: Arc<Policies>,
 }
 
 impl CityStore {
-    /// Opens the store and loads counters and ward states.
-    pub fn open(engine: Arc<dyn Engine>) -> Result<CityStore, StoreError> {
+    /// Opens the store and loads counters and ward states; records are
+    /// merged and shown under `policies`.
+    pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
+        let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let mut wards = HashMap::new();
         for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
             let code = WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| {
@@ -207,8 +142,9 @@ impl CityStore {
         }
         Ok(CityStore {
             engine,
-            cache: Arc::new(Mutex::new(Cache { cursor, wards })),
-            durable_cursor: Arc::new(AtomicU64::new(cursor)),
+            cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards })),
+            durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
+            policies: Arc::new(policies),
         })
     }
 
@@ -226,14 +162,9 @@ impl CityStore {
     ) -> Result<T, StoreError> {
         let mut cache = self.cache.lock().expect("poisoned");
         let mut wards = cache.wards.clone();
-        let mut w = GroupWrite {
-            engine: &*self.engine,
-            batch: Batch::default(),
-            cursor: cache.cursor,
-            now_ms,
-            records: HashMap::new(),
-        };
+        let mut w = GroupWrite::new(&*self.engine, &self.policies, cache.cursor, cache.hlc, now_ms);
         let out = f(&mut w, &mut wards)?;
+        w.batch.insert(HLC, encode(&w.hlc));
         for (ward, state) in &wards {
             if cache.wards.get(ward) != Some(state) {
                 w.batch.insert(ward_key(ward), encode(state));
@@ -242,6 +173,7 @@ impl CityStore {
         w.batch.insert(CURSOR, be(w.cursor).to_vec());
         self.engine.apply(w.batch)?;
         cache.cursor = w.cursor;
+        cache.hlc = w.hlc;
         cache.wards = wards;
         Ok(out)
     }
@@ -252,11 +184,14 @@ impl CityStore {
     /// sequence, so they never block the stream. Returns, per batch, the
     /// ward's last applied sequence or why the batch was rejected. Not
     /// durable until [`CityStore::flush`].
+    /// Changes whose clock runs more than `max_skew_ms` ahead of the city's
+    /// are quarantined too.
     pub fn apply_group(
         &self,
         group: &[WardBatch],
         now_ms: i64,
         ctx: &Context,
+        max_skew_ms: u64,
     ) -> Result<Vec<Result<u64, BatchRejected>>, StoreError> {
         self.write(now_ms, |w, wards| {
             let mut outcomes = Vec::with_capacity(group.len());
@@ -274,11 +209,15 @@ impl CityStore {
                 }
                 for incoming in fresh {
                     let refusal = match incoming {
-                        Incoming::Change(change) => w.refusal(&wb.ward, change, ctx)?,
+                        Incoming::Change(change) => w.refusal(&wb.ward, change, ctx, max_skew_ms)?,
                         Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
                     };
                     match (refusal, incoming) {
-                        (None, Incoming::Change(change)) => w.apply(&wb.ward, &mut state, change)?,
+                        (None, Incoming::Change(change)) => {
+                            wards.insert(wb.ward.clone(), state.clone());
+                            w.apply(change, wards)?;
+                            state = wards[&wb.ward].clone();
+                        }
                         (Some(reason), incoming) => {
                             tracing::warn!(ward = %wb.ward, seq = incoming.seq(), %reason, "change quarantined");
                             let q = Quarantined::new(&wb.ward, incoming, reason, now_ms, w.cursor);
@@ -301,8 +240,22 @@ impl CityStore {
     pub async fn flush(&self) -> Result<(), StoreError> {
         let cursor = self.cache.lock().expect("poisoned").cursor;
         self.engine.flush().await?;
-        self.durable_cursor.fetch_max(cursor, Ordering::SeqCst);
+        self.durable_cursor.send_if_modified(|c| {
+            let newer = cursor > *c;
+            *c = (*c).max(cursor);
+            newer
+        });
         Ok(())
+    }
+
+    /// Watches the durable cursor: it changes whenever new changes become durable.
+    pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable_cursor.subscribe()
+    }
+
+    /// The merge policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// Every ward the city has heard from, with its state, in code order.

@@ -120,11 +120,12 @@ impl CityStore {
             if version > entry.cursor_then {
                 return Ok(Err(RetryError::Superseded(change.key.to_string())));
             }
-            if let Some(reason) = w.refusal(ward, &change, ctx)? {
+            // The clock limit applies on arrival only: by now the writer's time has come.
+            if let Some(reason) = w.refusal(ward, &change, ctx, u64::MAX)? {
                 return Ok(Err(RetryError::StillRefused(reason)));
             }
+            w.apply(&change, wards)?;
             let state = wards.entry(ward.clone()).or_default();
-            w.apply(ward, state, &change)?;
             state.quarantined = state.quarantined.saturating_sub(1);
             w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
             Ok(Ok(w.cursor))

@@ -1,8 +1,6 @@
 //! Reads of the city store: records by key, lists by kind and ward, the
 //! indexes (household, owner, name) and the change log.
 
-use std::sync::atomic::Ordering;
-
 use super::keys::{BY_HOUSEHOLD, BY_NAME, BY_OWNER, BY_WARD, RECORD, log_key, record_key, tail_after_nul};
 use super::{CityStore, LoggedChange};
 use crate::model::{Kind, Record, RecordKey, WardCode, fold};
@@ -30,7 +28,7 @@ impl CityStore {
     }
 
     /// Records named by index keys ending in `<tag><id>`.
-    fn resolve(&self, index_tails: impl Iterator<Item = Vec<u8>>) -> Result<Vec<Record>, StoreError> {
+    fn records_at(&self, index_tails: impl Iterator<Item = Vec<u8>>) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::new();
         for tail in index_tails {
             if let Some(r) = self.get_raw(&key(RECORD, &[&tail]))? {
@@ -56,7 +54,7 @@ impl CityStore {
         let rows = self.engine.scan(&page_start(&prefix, after), &prefix_end(&prefix), limit)?;
         match ward {
             None => rows.into_iter().map(|(k, v)| decode(&k, &v)).collect(),
-            Some(_) => self.resolve(rows.into_iter().map(|(k, _)| k[prefix.len() - 1..].to_vec())),
+            Some(_) => self.records_at(rows.into_iter().map(|(k, _)| k[prefix.len() - 1..].to_vec())),
         }
     }
 
@@ -84,7 +82,7 @@ impl CityStore {
                 .iter()
                 .map(|(k, _)| tail_after_nul(k).to_vec())
                 .filter(|t| kind.is_none_or(|k| t.first() == Some(&k.tag())));
-            for r in self.resolve(tails)? {
+            for r in self.records_at(tails)? {
                 if out.len() < limit {
                     out.push(r);
                 }
@@ -97,19 +95,19 @@ impl CityStore {
     pub fn household(&self, household_id: &str) -> Result<Vec<Record>, StoreError> {
         let prefix = key(BY_HOUSEHOLD, &[household_id.as_bytes(), b"\0"]);
         let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
-        self.resolve(rows.into_iter().map(|(k, _)| key(&[Kind::Citizen.tag()], &[tail_after_nul(&k)])))
+        self.records_at(rows.into_iter().map(|(k, _)| key(&[Kind::Citizen.tag()], &[tail_after_nul(&k)])))
     }
 
     /// Businesses and land parcels that name `owner_id` as an owner.
     pub fn owned_by(&self, owner_id: &str) -> Result<Vec<Record>, StoreError> {
         let prefix = key(BY_OWNER, &[owner_id.as_bytes(), b"\0"]);
         let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
-        self.resolve(rows.into_iter().map(|(k, _)| tail_after_nul(&k).to_vec()))
+        self.records_at(rows.into_iter().map(|(k, _)| tail_after_nul(&k).to_vec()))
     }
 
     /// Up to `limit` durable log entries with cursor greater than `after`.
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        let durable = self.durable_cursor.load(Ordering::SeqCst);
+        let durable = *self.durable_cursor.borrow();
         if after >= durable {
             return Ok(Vec::new());
         }
@@ -122,6 +120,6 @@ impl CityStore {
 
     /// The highest cursor whose entry is durable.
     pub fn durable_cursor(&self) -> u64 {
-        self.durable_cursor.load(Ordering::SeqCst)
+        *self.durable_cursor.borrow()
     }
 }

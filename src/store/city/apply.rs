@@ -1,0 +1,164 @@
+//! Applying one change at the city: merge into the record's state, refresh
+//! the view and its indexes, track conflicts, log it, and note which wards
+//! must hear of it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::conflicts::Conflict;
+use super::keys::{conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key};
+use super::{LoggedChange, WardState};
+use crate::model::{Change, Context, Hlc, Policies, RecordKey, Versioned, WardCode};
+use crate::store::StoreError;
+use crate::store::codec::{be, decode, encode};
+use crate::store::engine::{Batch, Engine};
+
+/// One atomic write being assembled: sees its own earlier changes.
+pub(super) struct GroupWrite<'a> {
+    pub(super) engine: &'a dyn Engine,
+    policies: &'a Policies,
+    pub(super) batch: Batch,
+    pub(super) cursor: u64,
+    pub(super) hlc: Hlc,
+    now_ms: i64,
+    states: HashMap<RecordKey, Versioned>,
+}
+
+impl<'a> GroupWrite<'a> {
+    pub(super) fn new(
+        engine: &'a dyn Engine,
+        policies: &'a Policies,
+        cursor: u64,
+        hlc: Hlc,
+        now_ms: i64,
+    ) -> Self {
+        GroupWrite { engine, policies, batch: Batch::default(), cursor, hlc, now_ms, states: HashMap::new() }
+    }
+
+    /// The record's state as of this write.
+    pub(super) fn current(&mut self, k: &RecordKey) -> Result<Versioned, StoreError> {
+        if let Some(s) = self.states.get(k) {
+            return Ok(s.clone());
+        }
+        let sk = state_key(k);
+        let s: Versioned = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+        self.states.insert(k.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// A new stamp for a write by the city, after everything in `state`.
+    pub(super) fn city_clock(&mut self, state: &Versioned) -> Hlc {
+        for h in state.seen.0.values() {
+            self.hlc = self.hlc.observe(*h, self.now_ms.max(0) as u64);
+        }
+        self.hlc = self.hlc.tick(self.now_ms.max(0) as u64);
+        self.hlc
+    }
+
+    /// Merges an accepted change: state, view, indexes, per-ward record
+    /// counts, conflicts, version, log and downstream notes.
+    pub(super) fn apply(
+        &mut self,
+        change: &Change,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<(), StoreError> {
+        let key = &change.key;
+        let old_state = self.current(key)?;
+        let mut state = old_state.clone();
+        state.apply(&change.values(), &change.stamp, &change.context);
+        self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
+        let old = old_state.materialize(key, self.policies);
+        let new = state.materialize(key, self.policies);
+        if old != new {
+            if let Some(o) = &old {
+                for k in index_entries(key, o) {
+                    self.batch.remove(k);
+                }
+                let e = wards.entry(o.ward.clone()).or_default();
+                e.records = e.records.saturating_sub(1);
+            }
+            match &new {
+                Some(n) => {
+                    self.batch.insert(record_key(key), encode(n));
+                    for k in index_entries(key, n) {
+                        self.batch.insert(k, Vec::new());
+                    }
+                    wards.entry(n.ward.clone()).or_default().records += 1;
+                }
+                None => self.batch.remove(record_key(key)),
+            }
+        }
+        self.track_conflicts(key, &old_state, &state)?;
+        self.batch.insert(state_key(key), encode(&state));
+        self.states.insert(key.clone(), state.clone());
+
+        self.cursor += 1;
+        self.batch.insert(version_key(key), be(self.cursor).to_vec());
+        let logged = LoggedChange {
+            cursor: self.cursor,
+            writer: change.stamp.writer.clone(),
+            applied_at_ms: self.now_ms,
+            change: change.clone(),
+        };
+        self.batch.insert(log_key(self.cursor), encode(&logged));
+        // Wards that owned the record before or after hear of changes made elsewhere.
+        let owners: BTreeSet<WardCode> = [&old, &new].into_iter().flatten().map(|r| r.ward.clone()).collect();
+        for w in owners.into_iter().filter(|w| w.as_str() != change.stamp.writer) {
+            self.batch.insert(downstream_key(&w, self.cursor), Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Opens, updates or closes conflict entries as the state changes.
+    fn track_conflicts(
+        &mut self,
+        key: &RecordKey,
+        before: &Versioned,
+        after: &Versioned,
+    ) -> Result<(), StoreError> {
+        let kind = key.kind();
+        let old = before.conflicts(kind, self.policies);
+        let new = after.conflicts(kind, self.policies);
+        for c in &new {
+            if old.contains(c) {
+                continue;
+            }
+            let ck = conflict_key(key, &c.field);
+            let opened = match self.engine.get(&ck)? {
+                Some(v) => decode::<Conflict>(&ck, &v)?.opened_at_ms,
+                None => self.now_ms,
+            };
+            let owner = after.materialize(key, self.policies).map(|r| r.ward.to_string()).unwrap_or_default();
+            let entry = Conflict::new(key, c, owner, opened, self.now_ms);
+            tracing::info!(%key, field = %c.field, contenders = c.contenders.len(), "conflict recorded");
+            self.batch.insert(ck, encode(&entry));
+        }
+        for c in old.iter().filter(|c| !new.iter().any(|n| n.field == c.field)) {
+            tracing::info!(%key, field = %c.field, "conflict settled");
+            self.batch.remove(conflict_key(key, &c.field));
+        }
+        Ok(())
+    }
+
+    /// Why `change` from `ward` cannot be applied now, if it cannot.
+    pub(super) fn refusal(
+        &mut self,
+        ward: &WardCode,
+        change: &Change,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let now = self.now_ms.max(0) as u64;
+        if change.stamp.hlc.wall_ms > now.saturating_add(max_skew_ms) {
+            return Ok(Some(format!(
+                "the writer's clock is {} s ahead of the city's (the limit is {} s): check its time",
+                (change.stamp.hlc.wall_ms - now) / 1000,
+                max_skew_ms / 1000
+            )));
+        }
+        if change.stamp.writer != ward.as_str() {
+            return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
+        }
+        let state = self.current(&change.key)?;
+        Ok(change.refusal(ward, Some(&state).filter(|s| !s.fields.is_empty()), ctx))
+    }
+}

@@ -1,0 +1,147 @@
+//! Writes by the city itself: data-office corrections and conflict
+//! resolutions. Both are ordinary changes stamped by the city, merged like
+//! any other and sent down to the wards concerned. A resolution has seen
+//! every contender, so it supersedes them all and settles the field.
+
+use std::collections::HashMap;
+
+use super::keys::{DOWNSTREAM, downstream_key, log_key, state_key};
+use super::{CityStore, LoggedChange, WardState};
+use crate::model::{
+    CITY_WRITER, Change, Context, EXISTS, Op, Record, RecordKey, Stamp, ValidationError, Versioned, WardCode,
+    flatten, unflatten,
+};
+use crate::store::StoreError;
+use crate::store::codec::{decode, key};
+use crate::store::engine::prefix_end;
+
+/// Why a city write was not made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OfficeError {
+    /// The record would not be valid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No such record.
+    #[error("{0} not found at the city")]
+    NotFound(String),
+    /// The field has no open conflict.
+    #[error("{0} has no open conflict on field {1:?}")]
+    NoConflict(String, String),
+}
+
+impl CityStore {
+    /// The replicated state of `key`, if the city has heard of it.
+    pub fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        let sk = state_key(key);
+        self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()
+    }
+
+    /// Applies a write by the city: `op` on `key`, setting `fields`.
+    fn city_write(
+        &self,
+        key: &RecordKey,
+        fields: Vec<String>,
+        op: Op,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
+            let state = w.current(key)?;
+            let hlc = w.city_clock(&state);
+            let change = Change {
+                seq: 0,
+                written_at_ms: now_ms,
+                key: key.clone(),
+                stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
+                context: state.seen.clone(),
+                fields,
+                op,
+            };
+            w.apply(&change, wards)?;
+            Ok(w.cursor)
+        })
+    }
+
+    /// A data-office correction of an existing record: the fields that
+    /// differ are written by the city. Returns the change's log cursor (the
+    /// current cursor if nothing differs).
+    pub fn office_put(
+        &self,
+        record: Record,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let key = match record.validate(ctx) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let Some(current) = self.get(&key)? else {
+            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        };
+        let old = flatten(&current);
+        let fields: Vec<String> =
+            flatten(&record).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect();
+        if fields.is_empty() {
+            return Ok(Ok(self.durable_cursor()));
+        }
+        self.city_write(&key, fields, Op::Put(record), now_ms).map(Ok)
+    }
+
+    /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
+    /// write that has seen every contender.
+    pub fn resolve(
+        &self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        if self.conflict(key, field)?.is_none() {
+            return Ok(Err(OfficeError::NoConflict(key.to_string(), field.to_string())));
+        }
+        let state = self.state(key)?.unwrap_or_default();
+        if field == EXISTS && value == "false" {
+            return self.city_write(key, Vec::new(), Op::Delete, now_ms).map(Ok);
+        }
+        let Some(view) = state.view(key, &self.policies) else {
+            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        };
+        let mut values = flatten(&view);
+        values.insert(field.to_string(), value.to_string());
+        let bad =
+            || ValidationError::single("value", format!("{value} is not a valid value for field {field}"));
+        let Some(record) = unflatten(key.kind(), &values) else {
+            return Ok(Err(bad().into()));
+        };
+        if let Err(e) = record.validate(ctx) {
+            return Ok(Err(e.into()));
+        }
+        let fields = if field == EXISTS { Vec::new() } else { vec![field.to_string()] };
+        self.city_write(key, fields, Op::Put(record), now_ms).map(Ok)
+    }
+
+    /// Changes made elsewhere that concern `ward`, after cursor `after`,
+    /// durable ones only, at most `limit`.
+    pub fn downstream(
+        &self,
+        ward: &WardCode,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let durable = self.durable_cursor();
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        let prefix = key(DOWNSTREAM, &[ward.as_str().as_bytes()]);
+        let end = downstream_key(ward, durable + 1).min(prefix_end(&prefix));
+        let mut out = Vec::new();
+        for (k, _) in self.engine.scan(&downstream_key(ward, after + 1), &end, limit)? {
+            let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor"));
+            let lk = log_key(cursor);
+            if let Some(v) = self.engine.get(&lk)? {
+                out.push(decode(&lk, &v)?);
+            }
+        }
+        Ok(out)
+    }
+}
