@@ -35,6 +35,7 @@ async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session
             node_id: "test".into(),
             protocol_version: PROTOCOL_VERSION,
             schema_version: 1,
+            downstream_cursor: 0,
         })),
     })
     .await

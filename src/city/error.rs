@@ -1,7 +1,7 @@
 //! Errors of the city server (mapped to gRPC codes in `proto::status`).
 
 use crate::model::ValidationError;
-use crate::store::{BatchRejected, RetryError, StoreError};
+use crate::store::{BatchRejected, OfficeError, RetryError, StoreError};
 
 /// Why a city operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,9 @@ pub enum CityError {
     /// A batch could not be applied in order.
     #[error(transparent)]
     Rejected(#[from] BatchRejected),
+    /// A data-office write was not made.
+    #[error(transparent)]
+    Office(#[from] OfficeError),
     /// A quarantined change could not be retried or discarded.
     #[error(transparent)]
     Quarantine(#[from] RetryError),

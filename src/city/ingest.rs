@@ -18,6 +18,9 @@ use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_mess
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
 use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, WardBatch};
 
+/// Most changes in one downstream message.
+const DOWNSTREAM_BATCH: usize = 256;
+
 /// The outcome of applying one ward batch.
 pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
 
@@ -127,6 +130,44 @@ impl SyncService {
         }
     }
 
+    /// Sends the ward, in cursor order, the durable changes made elsewhere
+    /// that concern it, starting after `cursor`, and new ones as they come.
+    async fn push_downstream(
+        self,
+        ward: WardCode,
+        mut cursor: u64,
+        tx: mpsc::Sender<Outbound>,
+        session: CancellationToken,
+    ) {
+        let mut durable = self.store.watch_durable();
+        loop {
+            let changes = match self.store.downstream(&ward, cursor, DOWNSTREAM_BATCH) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(%ward, error = %e, "cannot read changes for the ward");
+                    return;
+                }
+            };
+            if let Some(last) = changes.last() {
+                let next = last.cursor;
+                let msg = pb::Downstream {
+                    cursor: next,
+                    changes: changes.iter().map(|l| (&l.change).into()).collect(),
+                };
+                tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");
+                if tx.send(message(city_message::Msg::Downstream(msg))).await.is_err() {
+                    return;
+                }
+                cursor = next;
+                continue;
+            }
+            tokio::select! {
+                changed = durable.changed() => if changed.is_err() { return },
+                _ = session.cancelled() => return,
+            }
+        }
+    }
+
     async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
         let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
         let (first, last) = match (changes.first(), changes.last()) {
@@ -172,8 +213,22 @@ impl CitySync for SyncService {
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
-        let _ = tx.send(message(city_message::Msg::Welcome(pb::Welcome { last_applied_seq: last }))).await;
-        tokio::spawn(self.clone().pump(ward, inbound, tx));
+        let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
+        let welcome = pb::Welcome { last_applied_seq: last, policies_json };
+        let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
+        // Both halves stop when either does: the stream is one session.
+        let session = self.cancel.child_token();
+        tokio::spawn(self.clone().push_downstream(
+            ward.clone(),
+            hello.downstream_cursor,
+            tx.clone(),
+            session.clone(),
+        ));
+        let pump = self.clone().pump(ward, inbound, tx);
+        tokio::spawn(async move {
+            pump.await;
+            session.cancel();
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -9,10 +9,10 @@ use prost::Message;
 
 use crate::auth::peer_identity;
 use crate::clock::{now_ms, today};
-use crate::model::{Context, Kind, Record, ValidationError, WardCode};
+use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
-use crate::proto::{change_from_pb, key_from_pb, kind_from_pb, next_after, page_size};
-use crate::store::{CityStore, LoggedChange};
+use crate::proto::{change_from_pb, key_from_pb, kind_from_pb, next_after, page_size, record_from_pb};
+use crate::store::{CityStore, Conflict, ConflictFilter, LoggedChange, OfficeError};
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -48,7 +48,10 @@ impl CityQuery for QueryService {
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
         let record = self.store.get(&key).map_err(CityError::from)?;
         match record {
-            Some(r) => Ok(Response::new(pb::CityGetReply { record: Some((&r).into()) })),
+            Some(r) => Ok(Response::new(pb::CityGetReply {
+                record: Some((&r).into()),
+                disputed: self.disputed(&key)?,
+            })),
             None => Err(Status::not_found(format!("{key} not found at the city"))),
         }
     }
@@ -204,6 +207,134 @@ impl CityQuery for QueryService {
             .map_err(CityError::from)?;
         tracing::info!(%ward, seq = req.seq, %by, reason = %req.reason, "quarantined change discarded");
         Ok(Response::new(pb::DiscardReply {}))
+    }
+
+    async fn get_state(
+        &self,
+        req: Request<pb::CityGetRequest>,
+    ) -> Result<Response<pb::RecordStateReply>, Status> {
+        let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
+        let state = self
+            .store
+            .state(&key)
+            .map_err(CityError::from)?
+            .ok_or_else(|| Status::not_found(format!("{key} not found at the city")))?;
+        let record = state.materialize(&key, self.store.policies());
+        Ok(Response::new(pb::RecordStateReply {
+            record: record.as_ref().map(Into::into),
+            state: Some((&state).into()),
+            disputed: state.disputed(key.kind(), self.store.policies()),
+        }))
+    }
+
+    async fn edit(&self, req: Request<pb::EditRequest>) -> Result<Response<pb::EditReply>, Status> {
+        let by = peer_identity(&req)?;
+        let record = record_from_pb(req.into_inner().record).map_err(CityError::from)?;
+        let ctx = Context { today: today(), province: self.province.clone() };
+        let key = record.key_id();
+        let cursor = self
+            .store
+            .office_put(record, now_ms(), &ctx)
+            .map_err(CityError::from)?
+            .map_err(CityError::from)?;
+        self.store.flush().await.map_err(CityError::from)?;
+        tracing::info!(%by, key = %key, cursor, "office correction");
+        Ok(Response::new(pb::EditReply { cursor }))
+    }
+
+    async fn list_conflicts(
+        &self,
+        req: Request<pb::ConflictsRequest>,
+    ) -> Result<Response<pb::ConflictsReply>, Status> {
+        let req = req.into_inner();
+        let conflicts = match req.key {
+            Some(k) => {
+                let key = key_from_pb(Some(k)).map_err(CityError::from)?;
+                self.store.record_conflicts(&key)
+            }
+            None => {
+                let filter = ConflictFilter {
+                    ward: ward_filter(&req.ward, "ward")?.map(|w| w.to_string()),
+                    kind: if req.kind == 0 {
+                        None
+                    } else {
+                        Some(kind_from_pb(req.kind, "kind").map_err(CityError::from)?)
+                    },
+                    opened_before_ms: (req.older_than_s > 0)
+                        .then(|| now_ms() - req.older_than_s as i64 * 1000),
+                };
+                self.store.conflicts(&filter)
+            }
+        }
+        .map_err(CityError::from)?;
+        Ok(Response::new(pb::ConflictsReply { conflicts: conflicts.iter().map(conflict_pb).collect() }))
+    }
+
+    async fn resolve_conflict(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::EditReply>, Status> {
+        let by = peer_identity(&req)?;
+        let req = req.into_inner();
+        let key = key_from_pb(req.key).map_err(CityError::from)?;
+        let value = if req.choose == 0 {
+            if serde_json::from_str::<serde_json::Value>(&req.value).is_err() {
+                let why = format!("{:?} is not JSON (a text value needs quotes: \"...\")", req.value);
+                return Err(CityError::from(ValidationError::single("value", why)).into());
+            }
+            req.value
+        } else {
+            let conflict =
+                self.store.conflict(&key, &req.field).map_err(CityError::from)?.ok_or_else(|| {
+                    CityError::Office(OfficeError::NoConflict(key.to_string(), req.field.clone()))
+                })?;
+            let n = conflict.contenders.len();
+            match conflict.contenders.get(req.choose as usize - 1) {
+                Some(c) => c.value.clone(),
+                None => {
+                    let why = format!("there are {n} contenders; choose 1 to {n}");
+                    return Err(CityError::from(ValidationError::single("choose", why)).into());
+                }
+            }
+        };
+        let ctx = Context { today: today(), province: self.province.clone() };
+        let cursor = self
+            .store
+            .resolve(&key, &req.field, &value, now_ms(), &ctx)
+            .map_err(CityError::from)?
+            .map_err(CityError::from)?;
+        self.store.flush().await.map_err(CityError::from)?;
+        tracing::info!(%by, %key, field = %req.field, cursor, "conflict resolved");
+        Ok(Response::new(pb::EditReply { cursor }))
+    }
+}
+
+impl QueryService {
+    fn disputed(&self, key: &RecordKey) -> Result<bool, Status> {
+        let state = self.store.state(key).map_err(CityError::from)?;
+        Ok(state.is_some_and(|s| s.disputed(key.kind(), self.store.policies())))
+    }
+}
+
+fn conflict_pb(c: &Conflict) -> pb::ConflictInfo {
+    pb::ConflictInfo {
+        key: Some((&c.key).into()),
+        field: c.field.clone(),
+        policy: serde_json::to_value(c.policy)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        owner: c.owner.clone(),
+        opened_at_ms: c.opened_at_ms,
+        contenders: c
+            .contenders
+            .iter()
+            .map(|w| pb::Contender {
+                value: w.value.clone(),
+                writer: w.stamp.writer.clone(),
+                hlc: Some(w.stamp.hlc.into()),
+            })
+            .collect(),
     }
 }
 

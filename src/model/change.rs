@@ -63,8 +63,8 @@ impl Change {
     /// sender as its owner, and the record must not belong to another ward,
     /// unless the change is a residence transfer into the sender (a citizen
     /// whose permanent residence is now in the sender's commune) or the
-    /// sender had not yet seen the change of owner (concurrent writes, which
-    /// the merge settles by policy). The record is re-validated in `ctx`:
+    /// sender owned the record and had not yet seen it change hands
+    /// (concurrent writes, which the merge settles by policy). The record is re-validated in `ctx`:
     /// the city never trusts the sender's validation.
     pub fn refusal(&self, sender: &WardCode, current: Option<&Versioned>, ctx: &Context) -> Option<String> {
         let owner_write = current
@@ -72,8 +72,10 @@ impl Change {
             .and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)));
         if let Some(w) = owner_write {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
-            let knew = self.context.has_seen(&w.stamp);
-            if owner != sender.as_str() && knew && !self.is_transfer_into(sender) {
+            // The sender wrote the record before (as its owner) and had not
+            // yet seen it change hands: a concurrent write, merged by policy.
+            let concurrent = !self.context.has_seen(&w.stamp) && self.context.0.contains_key(sender.as_str());
+            if owner != sender.as_str() && !concurrent && !self.is_transfer_into(sender) {
                 return Some(format!(
                     "{} belongs to ward {owner}; ward {sender} may not change it",
                     self.key
@@ -159,8 +161,13 @@ mod tests {
         theirs.ward = b.clone();
         let knowing = put(theirs.clone(), "00145", 2, owned_by_a.seen.clone());
         assert!(knowing.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
-        // Not knowing (concurrent with the owner's write): accepted, the merge settles it.
-        let concurrent = put(theirs.clone(), "00145", 2, VersionVector::default());
+        // Never having written it: refused too, or any ward could take any record.
+        let stranger = put(theirs.clone(), "00145", 2, VersionVector::default());
+        assert!(stranger.refusal(&b, Some(&owned_by_a), &ctx).is_some());
+        // Having owned it, not knowing it changed hands: accepted, the merge settles it.
+        let mut own_history = VersionVector::default();
+        own_history.add(&Stamp { hlc: Hlc { wall_ms: 0, logical: 0 }, writer: "00145".into() });
+        let concurrent = put(theirs.clone(), "00145", 2, own_history);
         assert_eq!(concurrent.refusal(&b, Some(&owned_by_a), &ctx), None);
         // A residence transfer into b: accepted although b knew.
         if let Body::Citizen(c) = &mut theirs.body {

@@ -5,7 +5,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::city::CityError;
 use crate::model::ValidationError;
-use crate::store::{RetryError, StoreError};
+use crate::store::{OfficeError, RetryError, StoreError};
 use crate::ward::WardError;
 
 /// `INVALID_ARGUMENT` naming every violation in the message and, for
@@ -59,6 +59,9 @@ impl From<CityError> for Status {
             CityError::Rejected(_) => Status::failed_precondition(e.to_string()),
             CityError::Quarantine(RetryError::NotFound { .. }) => Status::not_found(e.to_string()),
             CityError::Quarantine(_) => Status::failed_precondition(e.to_string()),
+            CityError::Office(OfficeError::Invalid(v)) => v.into(),
+            CityError::Office(OfficeError::NotFound(_)) => Status::not_found(e.to_string()),
+            CityError::Office(OfficeError::NoConflict(..)) => Status::failed_precondition(e.to_string()),
             CityError::ShuttingDown => Status::unavailable(e.to_string()),
         }
     }

@@ -10,9 +10,11 @@ use tonic::{Request, Response, Status};
 use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
-use crate::model::{Context, Kind, Op, RecordKey, WardCode};
+use crate::model::{Body, Context, Kind, Op, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
-use crate::proto::{key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb};
+use crate::proto::{
+    key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb, versioned_from_pb,
+};
 use crate::store::{NewChange, WardStore};
 
 /// How long a look-up at the city may take.
@@ -32,6 +34,15 @@ pub struct LocalApi {
 }
 
 impl LocalApi {
+    /// A query client to the city, or why it cannot be reached.
+    async fn city(&self) -> Result<CityQueryClient<tonic::transport::Channel>, WardError> {
+        let channel = tokio::time::timeout(LOOKUP_TIMEOUT, (self.connect)())
+            .await
+            .map_err(|_| WardError::CityUnreachable("no connection within 5 s".into()))?
+            .map_err(|e| WardError::CityUnreachable(e.to_string()))?;
+        Ok(CityQueryClient::new(channel))
+    }
+
     fn context(&self) -> Context {
         Context { today: today(), province: Some(self.province.clone()) }
     }
@@ -93,19 +104,41 @@ impl WardApi for LocalApi {
         if let Some(record) = self.store.get(&key).map_err(WardError::from)? {
             return Ok(Response::new(pb::GetReply { record: Some((&record).into()) }));
         }
-        let unreachable = |e: &dyn std::fmt::Display| WardError::CityUnreachable(e.to_string());
-        let channel = tokio::time::timeout(LOOKUP_TIMEOUT, (self.connect)())
-            .await
-            .map_err(|_| unreachable(&"no connection within 5 s"))?
-            .map_err(|e| unreachable(&e))?;
-        let mut city = CityQueryClient::new(channel);
+        let mut city = self.city().await?;
         let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
         request.set_timeout(LOOKUP_TIMEOUT);
         match city.get(request).await {
             Ok(reply) => Ok(Response::new(pb::GetReply { record: reply.into_inner().record })),
             Err(s) if s.code() == tonic::Code::NotFound => Err(WardError::NotFoundInCity(key).into()),
-            Err(s) => Err(unreachable(&s.message()).into()),
+            Err(s) => Err(WardError::CityUnreachable(s.message().to_string()).into()),
         }
+    }
+
+    async fn transfer(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let (record, key) =
+            valid_record_from_pb(req.into_inner().record, &self.context()).map_err(WardError::from)?;
+        let moving_in = matches!(&record.body, Body::Citizen(c) if c.permanent_residence.commune_code == self.ward.as_str());
+        if record.ward != self.ward || !moving_in {
+            return Err(WardError::Invalid(ValidationError::single(
+                "record",
+                format!(
+                    "a transfer into ward {} is a citizen owned by it whose permanent residence is here",
+                    self.ward
+                ),
+            ))
+            .into());
+        }
+        let mut city = self.city().await?;
+        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
+        request.set_timeout(LOOKUP_TIMEOUT);
+        let state = match city.get_state(request).await {
+            Ok(reply) => reply.into_inner().state.unwrap_or_default(),
+            Err(s) if s.code() == tonic::Code::NotFound => return Err(WardError::NotFoundInCity(key).into()),
+            Err(s) => return Err(WardError::CityUnreachable(s.message().to_string()).into()),
+        };
+        self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(WardError::from)?;
+        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {

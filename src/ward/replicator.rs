@@ -22,10 +22,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::clock::now_ms;
 use crate::config::ReplicationConfig;
+use crate::model::Policies;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
-use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION};
+use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb};
 use crate::store::WardStore;
 
 /// Opens a channel to the city. The seam for other transports: TCP by
@@ -124,6 +126,7 @@ impl Replicator {
                 node_id: self.node_id.clone(),
                 protocol_version: PROTOCOL_VERSION,
                 schema_version: SCHEMA_VERSION,
+                downstream_cursor: self.store.downstream_cursor(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -135,7 +138,17 @@ impl Replicator {
             Err(s) => return fail("the city refused the stream", &s),
         };
         let applied = match inbound.message().await {
-            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => w.last_applied_seq,
+            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
+                match serde_json::from_str::<Policies>(&w.policies_json) {
+                    Ok(p) => {
+                        if let Err(e) = self.store.set_policies(p) {
+                            return fail("cannot store the city's merge policies", &e);
+                        }
+                    }
+                    Err(e) => return fail("the city sent unreadable merge policies", &e),
+                }
+                w.last_applied_seq
+            }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
@@ -198,6 +211,11 @@ impl Replicator {
                         }
                         ack_deadline = Instant::now() + ack_timeout;
                     }
+                    Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Downstream(d)) })) => {
+                        if let Err(e) = self.merge_downstream(d) {
+                            return SessionEnd::Failed(e);
+                        }
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) => return SessionEnd::Failed("the city ended the stream".into()),
                     Err(s) => return fail("replication stream failed", &s),
@@ -214,6 +232,22 @@ impl Replicator {
                 _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
             }
         }
+    }
+
+    /// Merges changes made elsewhere, with the same function as the city.
+    fn merge_downstream(&self, d: pb::Downstream) -> Result<(), String> {
+        let changes = d
+            .changes
+            .into_iter()
+            .map(change_from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the city sent a change this ward cannot read: {e}"))?;
+        let merged = self
+            .store
+            .merge_downstream(&changes, d.cursor, now_ms())
+            .map_err(|e| format!("cannot store changes from the city: {e}"))?;
+        tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), "merged changes made elsewhere");
+        Ok(())
     }
 
     /// On shutdown: wait briefly for the acks of batches already sent.
