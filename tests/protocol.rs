@@ -251,3 +251,27 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
     let e = q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 2 }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_stamped_too_far_ahead_of_the_city_clock_is_quarantined() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let mut ahead = change(1, "00082", 0, 0);
+    ahead.stamp.hlc.wall_ms += 60 * 60 * 1000; // an hour fast
+    let fine = change(2, "00082", 0, 1);
+    assert_eq!(s.send(&[ahead.clone(), fine.clone()]).await.unwrap(), 2);
+    let entries = quarantine(&mut q).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].seq, 1);
+    assert!(
+        entries[0].reason.contains("clock is 3599 s ahead")
+            || entries[0].reason.contains("clock is 3600 s ahead"),
+        "{}",
+        entries[0].reason
+    );
+    assert!(q.get(pb::CityGetRequest { key: Some((&fine.key).into()) }).await.is_ok());
+    let e = q.get(pb::CityGetRequest { key: Some((&ahead.key).into()) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}

@@ -1,0 +1,260 @@
+//! Conflicts end to end, with a real city, real wards and cut links: office
+//! corrections against offline edits, a disputed land parcel resolved by the
+//! office, a delete against a concurrent edit, and a residence transfer
+//! followed by offline edits from both wards.
+
+mod common;
+
+use common::*;
+use tonic::transport::Channel;
+use wardsync::cli::client::{all_city_records, all_ward_records};
+use wardsync::cli::relay::Relay;
+use wardsync::cli::wait;
+use wardsync::model::{Body, Kind, Record, RecordKey, WardCode};
+use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+
+type WardClient = WardApiClient<Channel>;
+type CityClient = CityQueryClient<Channel>;
+
+fn key_of(r: &Record) -> RecordKey {
+    RecordKey::new(r.kind(), &r.key_id()).unwrap()
+}
+
+fn first(code: &str, kind: Kind) -> Record {
+    let code = WardCode::parse(code).unwrap();
+    (0..).map(|i| rec(&code, i)).find(|r| r.kind() == kind).unwrap()
+}
+
+async fn put(c: &mut WardClient, r: &Record) {
+    c.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+}
+
+async fn city_get(q: &mut CityClient, key: &RecordKey) -> (Option<Record>, bool) {
+    match q.get(pb::CityGetRequest { key: Some(key.into()) }).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            (Some(wardsync::proto::record_from_pb(r.record).unwrap()), r.disputed)
+        }
+        Err(e) if e.code() == tonic::Code::NotFound => (None, false),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn office_edit(q: &mut CityClient, key: &RecordKey, edit: impl FnOnce(&mut Record)) {
+    let mut r = city_get(q, key).await.0.expect("the record exists at the city");
+    edit(&mut r);
+    q.edit(pb::EditRequest { record: Some((&r).into()) }).await.unwrap();
+}
+
+async fn conflicts(q: &mut CityClient, key: &RecordKey) -> Vec<pb::ConflictInfo> {
+    q.list_conflicts(pb::ConflictsRequest { key: Some(key.into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .conflicts
+}
+
+/// Waits until the ward's records and the city's copy of them are identical, and the backlog is empty.
+async fn converged(w: &mut WardClient, q: &mut CityClient, code: &str) {
+    wait::until(DEADLINE, "the ward and the city to converge", || {
+        let (mut w, mut q) = (w.clone(), q.clone());
+        async move {
+            if status(&mut w).await?.backlog > 0 {
+                return Ok(false);
+            }
+            for kind in Kind::ALL {
+                if all_ward_records(&mut w, kind).await? != all_city_records(&mut q, kind, code).await? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    })
+    .await
+    .unwrap();
+}
+
+fn phone(r: &Record) -> String {
+    match &r.body {
+        Body::Citizen(c) => c.phone.clone(),
+        _ => panic!("not a citizen"),
+    }
+}
+
+fn set_phone(r: &mut Record, p: &str) {
+    if let Body::Citizen(c) = &mut r.body {
+        c.phone = p.into();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_correction_and_an_offline_edit_of_the_same_field_converge_with_the_conflict_recorded() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let ward = Ward::start(&env, "00082", relay.addr());
+    let (mut w, mut q) = (ward.client().await, city.client().await);
+    let mut r = first("00082", Kind::Citizen);
+    let key = key_of(&r);
+    put(&mut w, &r).await;
+    drained(&mut w).await;
+
+    relay.cut();
+    set_phone(&mut r, "0911111111");
+    put(&mut w, &r).await; // the ward's edit, queued
+    office_edit(&mut q, &key, |r| set_phone(r, "0922222222")).await; // later: the office's
+    relay.heal();
+    converged(&mut w, &mut q, "00082").await;
+
+    let (at_city, disputed) = city_get(&mut q, &key).await;
+    assert_eq!(phone(&at_city.unwrap()), "0922222222", "the later write wins (last-writer-wins)");
+    assert!(!disputed, "phone numbers are not under the manual policy");
+    let c = conflicts(&mut q, &key).await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!((c[0].field.as_str(), c[0].policy.as_str(), c[0].contenders.len()), ("phone", "lww", 2));
+    let writers: Vec<&str> = c[0].contenders.iter().map(|x| x.writer.as_str()).collect();
+    assert_eq!(writers, ["city", "00082"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_reaches_the_ward() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let ward = Ward::start(&env, "00082", relay.addr());
+    let (mut w, mut q) = (ward.client().await, city.client().await);
+    let mut parcel = first("00082", Kind::Land);
+    let key = key_of(&parcel);
+    put(&mut w, &parcel).await;
+    drained(&mut w).await;
+
+    relay.cut();
+    let set_owners = |r: &mut Record, owners: &[&str]| {
+        if let Body::Land(l) = &mut r.body {
+            l.owners = owners.iter().map(|s| s.to_string()).collect();
+        }
+    };
+    set_owners(&mut parcel, &["001085012345"]);
+    put(&mut w, &parcel).await;
+    office_edit(&mut q, &key, |r| set_owners(r, &["001185004001"])).await;
+    relay.heal();
+    converged(&mut w, &mut q, "00082").await;
+
+    let (_, disputed) = city_get(&mut q, &key).await;
+    assert!(disputed, "ownership is under the manual policy");
+    let c = conflicts(&mut q, &key).await;
+    assert_eq!((c[0].field.as_str(), c[0].policy.as_str(), c[0].contenders.len()), ("owners", "manual", 2));
+    let ward_value = c[0].contenders.iter().position(|x| x.writer == "00082").unwrap() as u32 + 1;
+
+    // The office keeps the ward's value; the resolution flows back to the ward.
+    let e = q
+        .resolve_conflict(pb::ResolveRequest {
+            key: Some((&key).into()),
+            field: "owners".into(),
+            choose: 9,
+            value: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    q.resolve_conflict(pb::ResolveRequest {
+        key: Some((&key).into()),
+        field: "owners".into(),
+        choose: ward_value,
+        value: String::new(),
+    })
+    .await
+    .unwrap();
+    converged(&mut w, &mut q, "00082").await;
+    let (at_city, disputed) = city_get(&mut q, &key).await;
+    assert!(!disputed);
+    assert!(conflicts(&mut q, &key).await.is_empty());
+    let Body::Land(l) = at_city.unwrap().body else { unreachable!() };
+    assert_eq!(l.owners, ["001085012345"]);
+    let at_ward = w.get(pb::GetRequest { key: Some((&key).into()) }).await.unwrap().into_inner().record;
+    assert_eq!(wardsync::proto::record_from_pb(at_ward).unwrap().body, Body::Land(l));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_sides_agree() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let ward = Ward::start(&env, "00082", relay.addr());
+    let (mut w, mut q) = (ward.client().await, city.client().await);
+    let r = first("00082", Kind::Business);
+    let key = key_of(&r);
+    put(&mut w, &r).await;
+    drained(&mut w).await;
+
+    relay.cut();
+    w.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
+    office_edit(&mut q, &key, |r| {
+        if let Body::Business(b) = &mut r.body {
+            b.address = "1 Tràng Tiền".into();
+        }
+    })
+    .await;
+    relay.heal();
+    converged(&mut w, &mut q, "00082").await;
+
+    let c = conflicts(&mut q, &key).await;
+    assert!(c.iter().any(|c| c.field == "_exists"), "{c:?}");
+    // The office's edit came later: the record lives, with the correction, on both sides.
+    let (at_city, _) = city_get(&mut q, &key).await;
+    let Body::Business(b) = at_city.expect("kept by the later edit").body else { unreachable!() };
+    assert_eq!(b.address, "1 Tràng Tiền");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_residence_transfer_offline_edits_from_both_wards_become_conflicts_not_overwrites() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let (relay_a, relay_b) = (Relay::start(city.addr).await.unwrap(), Relay::start(city.addr).await.unwrap());
+    let a = Ward::start(&env, "00082", relay_a.addr());
+    let b = Ward::start(&env, "00145", relay_b.addr());
+    let (mut ca, mut cb, mut q) = (a.client().await, b.client().await, city.client().await);
+    let citizen = first("00082", Kind::Citizen);
+    let key = key_of(&citizen);
+    put(&mut ca, &citizen).await;
+    drained(&mut ca).await;
+
+    // Ward A goes offline; ward B registers the citizen's new permanent residence.
+    relay_a.cut();
+    let mut moved = citizen.clone();
+    moved.ward = WardCode::parse("00145").unwrap();
+    if let Body::Citizen(c) = &mut moved.body {
+        c.permanent_residence.commune_code = "00145".into();
+        c.permanent_residence.address = "5 Ngọc Lâm".into();
+    }
+    let reply = cb.transfer(pb::PutRequest { record: Some((&moved).into()) }).await.unwrap();
+    assert!(reply.into_inner().seq > 0);
+    drained(&mut cb).await;
+    let (at_city, _) = city_get(&mut q, &key).await;
+    assert_eq!(at_city.unwrap().ward.as_str(), "00145", "ownership moved to B");
+
+    // Both wards now edit the phone while cut off.
+    relay_b.cut();
+    let mut a_edit = citizen.clone();
+    set_phone(&mut a_edit, "0933333333");
+    put(&mut ca, &a_edit).await;
+    let mut b_edit = moved.clone();
+    set_phone(&mut b_edit, "0944444444");
+    put(&mut cb, &b_edit).await;
+    relay_a.heal();
+    relay_b.heal();
+    converged(&mut ca, &mut q, "00082").await;
+    converged(&mut cb, &mut q, "00145").await;
+
+    let c = conflicts(&mut q, &key).await;
+    let phone_conflict = c.iter().find(|c| c.field == "phone").expect("recorded, not silently overwritten");
+    assert_eq!(phone_conflict.contenders.len(), 2);
+    let (at_city, _) = city_get(&mut q, &key).await;
+    let at_city = at_city.unwrap();
+    assert_eq!(at_city.ward.as_str(), "00145", "A's offline edit does not take the citizen back");
+    assert_eq!(phone(&at_city), "0944444444", "the later edit wins");
+    assert!(
+        all_ward_records(&mut ca, Kind::Citizen).await.unwrap().iter().all(|r| key_of(r) != key),
+        "A no longer lists it"
+    );
+}
