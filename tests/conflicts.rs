@@ -157,14 +157,37 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    q.resolve_conflict(pb::ResolveRequest {
-        key: Some((&key).into()),
-        field: "owners".into(),
-        choose: ward_value,
-        value: String::new(),
-    })
-    .await
-    .unwrap();
+    // The same through the command line the data office uses.
+    let certs = env.certs();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+            .args(args)
+            .args(["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = cli(&["conflicts", "show", "--kind", "land", "--key", key.id()]);
+    assert!(shown.contains("disputed: awaiting resolution"), "{shown}");
+    let contender = format!("{ward_value}. [\"001085012345\"] by 00082");
+    assert!(shown.contains("field owners (manual") && shown.contains(&contender), "{shown}");
+    let listed = cli(&["conflicts", "list", "--ward", "00082"]);
+    assert!(listed.contains("field owners"), "{listed}");
+    let choice = ward_value.to_string();
+    let done = cli(&[
+        "conflicts",
+        "resolve",
+        "--kind",
+        "land",
+        "--key",
+        key.id(),
+        "--field",
+        "owners",
+        "--choose",
+        &choice,
+    ]);
+    assert!(done.contains("resolved"), "{done}");
     converged(&mut w, &mut q, "00082").await;
     let (at_city, disputed) = city_get(&mut q, &key).await;
     assert!(!disputed);
@@ -189,12 +212,18 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
 
     relay.cut();
     w.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
-    office_edit(&mut q, &key, |r| {
-        if let Body::Business(b) = &mut r.body {
-            b.address = "1 Tràng Tiền".into();
-        }
-    })
-    .await;
+    // The office corrects the address from the command line.
+    let mut corrected = city_get(&mut q, &key).await.0.unwrap();
+    if let Body::Business(b) = &mut corrected.body {
+        b.address = "1 Tràng Tiền".into();
+    }
+    let json = serde_json::to_string(&corrected).unwrap();
+    let certs = env.certs();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(["edit", "--json", &json, "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     relay.heal();
     converged(&mut w, &mut q, "00082").await;
 

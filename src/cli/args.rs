@@ -64,6 +64,10 @@ pub enum Command {
     Query(QueryArgs),
     /// List, retry or discard the changes the city quarantined.
     Quarantine(QuarantineArgs),
+    /// Review and resolve conflicting concurrent writes at the city.
+    Conflicts(ConflictsArgs),
+    /// Correct a record at the city (data office); the correction reaches the owning ward.
+    Edit(EditArgs),
     /// Start a city and three wards on loopback, cut one off, heal, and check convergence.
     Demo(DemoArgs),
 }
@@ -227,6 +231,9 @@ pub struct PutArgs {
     /// A file of records, one JSON record per line ("-" for standard input).
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Register citizens moving into this ward from another (the agent asks the city for their records).
+    #[arg(long)]
+    pub transfer: bool,
 }
 
 /// Flags naming one record.
@@ -448,4 +455,76 @@ pub enum QuarantineAction {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+/// Flags of `wardsync conflicts`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConflictsAction,
+}
+
+/// Actions of `wardsync conflicts`.
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// List open conflicts.
+    List {
+        /// Only records this ward owns.
+        #[arg(long)]
+        ward: Option<String>,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<Kind>,
+        /// Only conflicts open at least this many seconds.
+        #[arg(long, default_value_t = 0)]
+        older_than: u64,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show a record and every contender of its conflicts, numbered.
+    Show {
+        /// citizen, business or land.
+        #[arg(long)]
+        kind: Kind,
+        /// The record's key.
+        #[arg(long)]
+        key: String,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Settle a conflict: keep contender N, or give a value.
+    Resolve {
+        /// citizen, business or land.
+        #[arg(long)]
+        kind: Kind,
+        /// The record's key.
+        #[arg(long)]
+        key: String,
+        /// The field in conflict.
+        #[arg(long)]
+        field: String,
+        /// The contender to keep, as numbered by `conflicts show`.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        choose: Option<u32>,
+        /// A new value, as JSON (text in quotes: '"12 Hàng Bông"').
+        #[arg(long)]
+        value: Option<String>,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Flags of `wardsync edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The corrected record as JSON.
+    #[arg(long)]
+    pub json: String,
+    /// The city (--city and --tls-dir).
+    #[command(flatten)]
+    pub target: TargetArgs,
 }

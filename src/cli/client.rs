@@ -40,6 +40,16 @@ pub async fn city_client(
     Ok(CityQueryClient::new(channel))
 }
 
+/// The city a command must talk to (`--city` is required).
+pub(super) async fn city_required(t: &TargetArgs) -> anyhow::Result<CityQueryClient<Channel>> {
+    city_for(t).await?.ok_or_else(|| anyhow::anyhow!("give --city URL (and --tls-dir)"))
+}
+
+/// A gRPC error as a command-line error: its message, which names the problem.
+pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", s.message())
+}
+
 async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
     match &t.city {
         None => Ok(None),
@@ -78,10 +88,9 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
     for (line, text) in lines.iter().filter(|(_, t)| !t.trim().is_empty()) {
         let record: Record =
             serde_json::from_str(text).with_context(|| format!("line {line}: not a record in JSON"))?;
-        let reply = client
-            .put(pb::PutRequest { record: Some((&record).into()) })
-            .await
-            .map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
+        let request = pb::PutRequest { record: Some((&record).into()) };
+        let reply = if a.transfer { client.transfer(request).await } else { client.put(request).await };
+        let reply = reply.map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
         let reply = reply.into_inner();
         if reply.unchanged {
             println!("{}/{} unchanged: already stored exactly so", record.kind(), record.key_id());
@@ -100,7 +109,7 @@ pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
         .await?
         .delete(pb::DeleteRequest { key: Some(key) })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        .map_err(status_error)?;
     println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);
     Ok(())
 }
@@ -118,7 +127,7 @@ pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
             .await
             .map(|r| r.into_inner().record),
     }
-    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    .map_err(status_error)?;
     print_record(record)
 }
 
@@ -143,12 +152,7 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
 pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
     match city_for(&t).await? {
         Some(mut city) => {
-            let wards = city
-                .wards(pb::WardsRequest {})
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner()
-                .wards;
+            let wards = city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
             println!(
                 "{:<7} {:>12} {:>10} {:>11}  last contact (ms since epoch)",
                 "ward", "applied seq", "records", "quarantined"
@@ -165,7 +169,7 @@ pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
                 .await?
                 .status(pb::StatusRequest {})
                 .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .map_err(status_error)?
                 .into_inner();
             println!(
                 "ward {}: {} records, last change {}, city applied {}, backlog {}, {} ({} reconnects)",
@@ -223,8 +227,7 @@ impl Source {
         let mut seen = 0;
         loop {
             let want = if limit == 0 { MAX_PAGE } else { (limit - seen).min(MAX_PAGE) };
-            let (records, next) =
-                self.page(kind, after, want as u32).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            let (records, next) = self.page(kind, after, want as u32).await.map_err(status_error)?;
             seen += records.len();
             for r in records {
                 let record = record_from_pb(Some(r))
@@ -274,6 +277,6 @@ pub async fn lookup(a: LookupArgs) -> anyhow::Result<()> {
         .await?
         .lookup(pb::GetRequest { key: Some((&key).into()) })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        .map_err(status_error)?;
     print_record(reply.into_inner().record)
 }

@@ -3,6 +3,7 @@
 mod args;
 mod certs;
 pub mod client;
+mod conflicts;
 mod demo;
 mod export;
 pub mod formats;
@@ -75,6 +76,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a).await?,
         Command::Query(a) => query::run(a).await?,
         Command::Quarantine(a) => query::quarantine(a).await?,
+        Command::Conflicts(a) => conflicts::run(a).await?,
+        Command::Edit(a) => conflicts::edit(a).await?,
         Command::Demo(a) => return demo::run(a).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -1,24 +1,13 @@
 //! `wardsync query` (search the city) and `wardsync quarantine` (review
 //! what the city would not apply).
 
-use super::args::{QuarantineAction, QuarantineArgs, QueryArgs, TargetArgs};
-use super::client::city_client;
+use super::args::{QuarantineAction, QuarantineArgs, QueryArgs};
+use super::client::{city_required, status_error};
 use crate::proto::{pb, record_from_pb};
-
-async fn city(
-    t: &TargetArgs,
-) -> anyhow::Result<pb::city_query_client::CityQueryClient<tonic::transport::Channel>> {
-    let url = t.city.as_deref().ok_or_else(|| anyhow::anyhow!("give --city URL (and --tls-dir)"))?;
-    city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await
-}
-
-fn status(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}", s.message())
-}
 
 /// Runs `wardsync query`: prints matching records, one JSON record per line.
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
-    let mut c = city(&a.target).await?;
+    let mut c = city_required(&a.target).await?;
     let records = match (a.name, a.household, a.owner) {
         (Some(text), _, _) => {
             let kind = a.kind.map_or(0, |k| pb::Kind::from(k) as i32);
@@ -28,7 +17,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         (_, _, Some(id)) => c.owned_by(pb::OwnedByRequest { owner_id: id }).await,
         _ => unreachable!("clap requires one of --name, --household, --owner"),
     }
-    .map_err(status)?
+    .map_err(status_error)?
     .into_inner()
     .records;
     for r in records {
@@ -43,11 +32,11 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
 pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
     match a.action {
         QuarantineAction::List { ward, target } => {
-            let mut c = city(&target).await?;
+            let mut c = city_required(&target).await?;
             let entries = c
                 .list_quarantine(pb::QuarantineRequest { ward: ward.unwrap_or_default() })
                 .await
-                .map_err(status)?
+                .map_err(status_error)?
                 .into_inner()
                 .entries;
             if entries.is_empty() {
@@ -63,20 +52,20 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             }
         }
         QuarantineAction::Retry { ward, seq, target } => {
-            let mut c = city(&target).await?;
+            let mut c = city_required(&target).await?;
             let cursor = c
                 .retry_quarantined(pb::QuarantineEntry { ward: ward.clone(), seq })
                 .await
-                .map_err(status)?
+                .map_err(status_error)?
                 .into_inner()
                 .cursor;
             println!("change {seq} of ward {ward} applied (log cursor {cursor})");
         }
         QuarantineAction::Discard { ward, seq, reason, target } => {
-            let mut c = city(&target).await?;
+            let mut c = city_required(&target).await?;
             c.discard_quarantined(pb::DiscardRequest { ward: ward.clone(), seq, reason })
                 .await
-                .map_err(status)?;
+                .map_err(status_error)?;
             println!("change {seq} of ward {ward} discarded");
         }
     }

@@ -1,0 +1,109 @@
+//! `wardsync conflicts list|show|resolve` and `wardsync edit`: the data
+//! office's side of conflicts and corrections.
+
+use chrono::TimeZone;
+
+use super::args::{ConflictsAction, ConflictsArgs, EditArgs};
+use super::client::{city_required, status_error};
+use crate::model::{Record, RecordKey};
+use crate::proto::{pb, record_from_pb};
+
+fn when(ms: i64) -> String {
+    chrono::Utc
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or(ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn print_conflict(c: &pb::ConflictInfo) {
+    let key = c.key.as_ref().map_or(String::new(), |k| k.id.clone());
+    println!(
+        "{key} field {} ({}, owner {}), open since {}",
+        c.field,
+        c.policy,
+        c.owner,
+        when(c.opened_at_ms)
+    );
+    for (i, x) in c.contenders.iter().enumerate() {
+        let at = x.hlc.as_ref().map_or(0, |h| h.wall_ms as i64);
+        let shown = if i == 0 { "  (shown)" } else { "" };
+        println!("  {}. {} by {} at {}{shown}", i + 1, x.value, x.writer, when(at));
+    }
+}
+
+/// Runs `wardsync conflicts`.
+pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
+    match a.action {
+        ConflictsAction::List { ward, kind, older_than, target } => {
+            let req = pb::ConflictsRequest {
+                ward: ward.unwrap_or_default(),
+                kind: kind.map_or(0, |k| pb::Kind::from(k) as i32),
+                older_than_s: older_than,
+                key: None,
+            };
+            let found = city_required(&target)
+                .await?
+                .list_conflicts(req)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .conflicts;
+            if found.is_empty() {
+                println!("no open conflicts");
+            }
+            for c in &found {
+                print_conflict(c);
+            }
+        }
+        ConflictsAction::Show { kind, key, target } => {
+            let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let mut c = city_required(&target).await?;
+            let state = c
+                .get_state(pb::CityGetRequest { key: Some((&key).into()) })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            match state.record {
+                Some(r) => println!("{}", serde_json::to_string(&record_from_pb(Some(r))?)?),
+                None => println!("{key} is deleted"),
+            }
+            println!("{}", if state.disputed { "disputed: awaiting resolution" } else { "not disputed" });
+            let req = pb::ConflictsRequest { key: Some((&key).into()), ..Default::default() };
+            for conflict in c.list_conflicts(req).await.map_err(status_error)?.into_inner().conflicts {
+                print_conflict(&conflict);
+            }
+        }
+        ConflictsAction::Resolve { kind, key, field, choose, value, target } => {
+            let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let req = pb::ResolveRequest {
+                key: Some((&key).into()),
+                field: field.clone(),
+                choose: choose.unwrap_or(0),
+                value: value.unwrap_or_default(),
+            };
+            let cursor = city_required(&target)
+                .await?
+                .resolve_conflict(req)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .cursor;
+            println!("{key} field {field} resolved (log cursor {cursor}); the owning ward receives it");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `wardsync edit`.
+pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
+    let record: Record =
+        serde_json::from_str(&a.json).map_err(|e| anyhow::anyhow!("--json: not a record: {e}"))?;
+    let req = pb::EditRequest { record: Some((&record).into()) };
+    let cursor = city_required(&a.target).await?.edit(req).await.map_err(status_error)?.into_inner().cursor;
+    println!(
+        "{}/{} corrected (log cursor {cursor}); the owning ward receives it",
+        record.kind(),
+        record.key_id()
+    );
+    Ok(())
+}
