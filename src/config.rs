@@ -224,6 +224,23 @@ mod tests {
     }
 
     #[test]
+    fn policy_overrides_apply_over_the_defaults() {
+        let c: CityConfig = toml::from_str(
+            "insecure_dev = true\n[policies]\ndefault = \"owner-wins\"\n\"citizen.phone\" = \"manual\"\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        let p = c.merge_policies();
+        assert_eq!(p.default, Policy::OwnerWins);
+        assert_eq!(p.of(crate::model::Kind::Citizen, "phone"), Policy::Manual);
+        assert_eq!(p.of(crate::model::Kind::Land, "owners"), Policy::Manual, "defaults stay");
+        let bad: CityConfig =
+            toml::from_str("insecure_dev = true\n[policies]\n\"house.owner\" = \"lww\"\n").unwrap();
+        assert!(bad.check().unwrap_err().to_string().contains("KIND.FIELD"));
+        assert!(toml::from_str::<CityConfig>("[policies]\n\"land.owners\" = \"vote\"\n").is_err());
+    }
+
+    #[test]
     fn unknown_fields_and_missing_tls_are_errors() {
         let e = toml::from_str::<CityConfig>("listn = \"0.0.0.0:1\"").unwrap_err();
         assert!(e.to_string().contains("listn"), "{e}");

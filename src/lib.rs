@@ -3,8 +3,9 @@
 //! # Code map
 //!
 //! - [`model`]: record kinds, keys, the three record schemas and their
-//!   validation, changes and the ownership rule, the official reference data
-//!   (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
+//!   validation, changes and the ownership rule, hybrid clocks and the
+//!   field-level convergent merge with its policies, the official reference
+//!   data (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence behind the [`store::Engine`] facade (sled on disk,
 //!   or memory that models durability); [`store::WardStore`] (records and
 //!   outbox), [`store::CityStore`] (merged records, indexes by ward,
@@ -42,9 +43,13 @@
 //!    sender's) goes to the quarantine, is never dropped, and still advances
 //!    the ward's sequence so the stream never blocks; a retry never undoes a
 //!    newer change to the same record.
-//! 6. Sequence numbers, acknowledged sequences and log cursors never move
-//!    backwards, across restarts too.
-//! 7. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and
+//! 6. Sequence numbers, acknowledged sequences, log and downstream cursors
+//!    and hybrid clocks never move backwards, across restarts too.
+//! 7. City and wards merge with the same pure function, whose result does
+//!    not depend on the order or repetition of changes: once every change
+//!    has reached both, a ward's records and the city's copy are identical.
+//!    Concurrent disagreeing writes are recorded as conflicts, never lost.
+//! 8. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and
 //!    never drops queued ones.
 //!
 //! Deliberately absent: multi-tree sled transactions (they deadlocked with

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and one module per subcommand.
 
 mod args;
+mod args_data;
 mod certs;
 pub mod client;
 mod conflicts;

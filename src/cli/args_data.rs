@@ -1,0 +1,242 @@
+//! Command-line arguments of the data commands: generating, importing,
+//! exporting, searching, and the data office's quarantine, conflicts and
+//! corrections.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::args::TargetArgs;
+use super::formats::Format;
+use crate::model::Kind;
+
+/// Flags of `wardsync gen`.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Generate one ward (5-digit commune code).
+    #[arg(long, conflicts_with = "city", required_unless_present = "city")]
+    pub ward: Option<String>,
+    /// Generate every ward of a province (2-digit code, e.g. 01 for Hanoi),
+    /// with long-tailed populations of 6,500 to 215,000 times --scale.
+    #[arg(long)]
+    pub city: Option<String>,
+    /// With --city: fraction of the real population to generate.
+    #[arg(long, default_value_t = 0.01)]
+    pub scale: f64,
+    /// With --ward: citizens to generate (whole households, so a few more).
+    #[arg(long, default_value_t = 0)]
+    pub citizens: u64,
+    /// With --ward: businesses to generate.
+    #[arg(long, default_value_t = 0)]
+    pub businesses: u64,
+    /// With --ward: land parcels to generate.
+    #[arg(long, default_value_t = 0)]
+    pub parcels: u64,
+    /// Seed: the same seed gives the same records.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+    /// Fraction of records (0 to 1) to corrupt so that they fail validation.
+    #[arg(long, default_value_t = 0.0)]
+    pub invalid: f64,
+    /// Write one file per ward and kind (WARD-KIND.EXT) into this directory
+    /// instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Flags of `wardsync import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The kind of the records in the file.
+    #[arg(long)]
+    pub kind: Kind,
+    /// The file: CSV (by its .csv extension) or JSON Lines.
+    pub file: PathBuf,
+    /// Override the format the extension suggests.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The ward agent's local API.
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
+    pub ward_api: String,
+    /// Where rejected lines go, with line numbers and reasons [default: FILE.rejects].
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Writes in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Ignore the progress saved by an interrupted run and start from the first line.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+/// Flags of `wardsync export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// citizen, business or land.
+    #[arg(long)]
+    pub kind: Kind,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+    /// Only records owned by this ward.
+    #[arg(long)]
+    pub ward: Option<String>,
+    /// Only records changed after this change-log cursor (printed by the previous export).
+    #[arg(long)]
+    pub since: Option<u64>,
+    /// Output file [default: standard output].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The city to export from.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `wardsync query`: one of --name, --household, --owner.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["name", "household", "owner"])))]
+pub struct QueryArgs {
+    /// Records whose name starts with this text, with or without diacritics,
+    /// e.g. "nguyen van an".
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The citizens of this household.
+    #[arg(long)]
+    pub household: Option<String>,
+    /// Businesses and land parcels owned by this personal id or enterprise code.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// With --name: only this kind.
+    #[arg(long)]
+    pub kind: Option<Kind>,
+    /// With --name: most results.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// The city to ask (--city and --tls-dir).
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `wardsync quarantine`.
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: QuarantineAction,
+}
+
+/// Actions of `wardsync quarantine`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// List quarantined changes with their reasons.
+    List {
+        /// Only this ward's.
+        #[arg(long)]
+        ward: Option<String>,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Apply a quarantined change if it is now acceptable.
+    Retry {
+        /// The ward that sent it.
+        #[arg(long)]
+        ward: String,
+        /// Its sequence number.
+        #[arg(long)]
+        seq: u64,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Set a quarantined change aside for good, saying why.
+    Discard {
+        /// The ward that sent it.
+        #[arg(long)]
+        ward: String,
+        /// Its sequence number.
+        #[arg(long)]
+        seq: u64,
+        /// Why it is discarded (kept with it).
+        #[arg(long)]
+        reason: String,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Flags of `wardsync conflicts`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConflictsAction,
+}
+
+/// Actions of `wardsync conflicts`.
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// List open conflicts.
+    List {
+        /// Only records this ward owns.
+        #[arg(long)]
+        ward: Option<String>,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<Kind>,
+        /// Only conflicts open at least this many seconds.
+        #[arg(long, default_value_t = 0)]
+        older_than: u64,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show a record and every contender of its conflicts, numbered.
+    Show {
+        /// citizen, business or land.
+        #[arg(long)]
+        kind: Kind,
+        /// The record's key.
+        #[arg(long)]
+        key: String,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Settle a conflict: keep contender N, or give a value.
+    Resolve {
+        /// citizen, business or land.
+        #[arg(long)]
+        kind: Kind,
+        /// The record's key.
+        #[arg(long)]
+        key: String,
+        /// The field in conflict.
+        #[arg(long)]
+        field: String,
+        /// The contender to keep, as numbered by `conflicts show`.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        choose: Option<u32>,
+        /// A new value, as JSON (text in quotes: '"12 Hàng Bông"').
+        #[arg(long)]
+        value: Option<String>,
+        /// The city (--city and --tls-dir).
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Flags of `wardsync edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The corrected record as JSON.
+    #[arg(long)]
+    pub json: String,
+    /// The city (--city and --tls-dir).
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
