@@ -287,3 +287,31 @@ async fn after_a_residence_transfer_offline_edits_from_both_wards_become_conflic
         "A no longer lists it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_office_moves_to_another_ward_reaches_it_whole() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", city.addr);
+    let (mut ca, mut cb, mut q) = (a.client().await, b.client().await, city.client().await);
+    let citizen = first("00082", Kind::Citizen);
+    let key = key_of(&citizen);
+    put(&mut ca, &citizen).await;
+    drained(&mut ca).await;
+
+    office_edit(&mut q, &key, |r| {
+        r.ward = WardCode::parse("00145").unwrap();
+        if let Body::Citizen(c) = &mut r.body {
+            c.permanent_residence.commune_code = "00145".into();
+        }
+    })
+    .await;
+    converged(&mut cb, &mut q, "00145").await;
+    converged(&mut ca, &mut q, "00082").await;
+    let at_b = all_ward_records(&mut cb, Kind::Citizen).await.unwrap();
+    assert_eq!(at_b.len(), 1, "B holds the whole record");
+    assert_eq!(at_b[0].ward.as_str(), "00145");
+    assert_eq!(phone(&at_b[0]), phone(&citizen), "fields the office did not change came along");
+    assert!(all_ward_records(&mut ca, Kind::Citizen).await.unwrap().is_empty(), "A no longer lists it");
+}

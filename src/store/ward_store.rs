@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
-use crate::model::{Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten};
+use crate::model::{
+    Change, EXISTS, Hlc, Kind, OWNER, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten,
+};
 
 const RECORD: &[u8] = b"r";
 const STATE: &[u8] = b"s";
@@ -302,6 +304,18 @@ impl WardStore {
     pub fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
         let k = tagged(STATE, key);
         self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// True if, by its state, this ward owns `key` but lacks fields to show
+    /// it: the record was handed over by a change that carried only what
+    /// changed. The full state must then be fetched from the city.
+    pub fn needs_full_state(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        let Some(state) = self.state(key)? else { return Ok(false) };
+        let p = self.policies();
+        let kind = key.kind();
+        let owner = state.winner(kind, OWNER, &p).and_then(|w| serde_json::from_str::<String>(&w.value).ok());
+        let exists = state.winner(kind, EXISTS, &p).is_some_and(|w| w.value == "true");
+        Ok(owner.as_deref() == Some(self.ward.as_str()) && exists && state.materialize(key, &p).is_none())
     }
 
     /// Adopts a record's state fetched from the city (before a transfer).

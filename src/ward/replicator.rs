@@ -26,8 +26,9 @@ use crate::clock::now_ms;
 use crate::config::ReplicationConfig;
 use crate::model::Policies;
 use crate::model::WardCode;
+use crate::proto::pb::city_query_client::CityQueryClient;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
-use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb};
+use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, versioned_from_pb};
 use crate::store::WardStore;
 
 /// Opens a channel to the city. The seam for other transports: TCP by
@@ -130,6 +131,7 @@ impl Replicator {
             })),
         };
         let _ = tx.send(hello).await;
+        let mut query = CityQueryClient::new(channel.clone());
         let mut client = CitySyncClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
@@ -212,7 +214,7 @@ impl Replicator {
                         ack_deadline = Instant::now() + ack_timeout;
                     }
                     Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Downstream(d)) })) => {
-                        if let Err(e) = self.merge_downstream(d) {
+                        if let Err(e) = self.merge_downstream(d, &mut query).await {
                             return SessionEnd::Failed(e);
                         }
                     }
@@ -235,7 +237,11 @@ impl Replicator {
     }
 
     /// Merges changes made elsewhere, with the same function as the city.
-    fn merge_downstream(&self, d: pb::Downstream) -> Result<(), String> {
+    async fn merge_downstream(
+        &self,
+        d: pb::Downstream,
+        query: &mut CityQueryClient<Channel>,
+    ) -> Result<(), String> {
         let changes = d
             .changes
             .into_iter()
@@ -247,6 +253,21 @@ impl Replicator {
             .merge_downstream(&changes, d.cursor, now_ms())
             .map_err(|e| format!("cannot store changes from the city: {e}"))?;
         tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), "merged changes made elsewhere");
+        for key in merged {
+            if !self.store.needs_full_state(&key).map_err(|e| e.to_string())? {
+                continue;
+            }
+            // Handed over with only the changed fields: fetch the rest.
+            let state = query
+                .get_state(pb::CityGetRequest { key: Some((&key).into()) })
+                .await
+                .map_err(|s| format!("cannot fetch {key} handed over by the city: {}", s.message()))?
+                .into_inner()
+                .state
+                .unwrap_or_default();
+            self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(|e| e.to_string())?;
+            tracing::info!(ward = %self.ward, %key, "record handed over by the city fetched whole");
+        }
         Ok(())
     }
 
