@@ -35,7 +35,17 @@ impl Harness for Sled {
     }
     fn restart(&mut self) {
         self.engine = None;
-        self.engine = Some(Arc::new(SledEngine::open(self.dir.path()).unwrap()));
+        // sled's background flusher lets go of the file lock shortly after
+        // the last handle is dropped: retry until it has, with a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let engine = loop {
+            match SledEngine::open(self.dir.path()) {
+                Ok(e) => break e,
+                Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                Err(e) => panic!("cannot reopen the database: {e}"),
+            }
+        };
+        self.engine = Some(Arc::new(engine));
     }
 }
 
