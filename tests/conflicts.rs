@@ -314,4 +314,8 @@ async fn a_record_the_office_moves_to_another_ward_reaches_it_whole() {
     assert_eq!(at_b[0].ward.as_str(), "00145");
     assert_eq!(phone(&at_b[0]), phone(&citizen), "fields the office did not change came along");
     assert!(all_ward_records(&mut ca, Kind::Citizen).await.unwrap().is_empty(), "A no longer lists it");
+    // Knowing it has moved, A may no longer write it.
+    let e = ca.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("owned by ward 00145"), "{}", e.message());
 }
