@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::auth::TlsFiles;
+use crate::auth::{Access, Role, TlsFiles};
 use crate::model::{Policies, Policy};
 
 /// Configuration of a ward agent (`wardsync ward`).
@@ -110,6 +110,15 @@ pub struct CityConfig {
     /// of fields not listed.
     #[serde(default)]
     pub policies: BTreeMap<String, Policy>,
+    /// Roles of client certificates, by common name: `ward`, `office-reader`,
+    /// `office-editor`, `ops`. Ward certificates (`ward-NNNNN`) of the city's
+    /// communes have the ward role without being listed. Reloaded on SIGHUP.
+    #[serde(default = "default_roles")]
+    pub roles: BTreeMap<String, Vec<Role>>,
+    /// Revoked certificates: serial numbers or SHA-256 fingerprints in hex
+    /// (colons allowed). Reloaded on SIGHUP; revoked nodes are disconnected.
+    #[serde(default)]
+    pub revoked: Vec<String>,
 }
 
 fn default_ward_dir() -> PathBuf {
@@ -130,6 +139,9 @@ fn default_city_name() -> String {
 fn default_max_group() -> usize {
     64
 }
+fn default_roles() -> BTreeMap<String, Vec<Role>> {
+    BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor]), ("ops".to_string(), vec![Role::Ops])])
+}
 fn default_max_skew() -> u64 {
     5 * 60 * 1000
 }
@@ -147,6 +159,15 @@ impl WardConfig {
 }
 
 impl CityConfig {
+    /// Roles and revocations as the city enforces them.
+    pub fn access(&self) -> Access {
+        Access {
+            roles: self.roles.iter().map(|(cn, r)| (cn.clone(), r.iter().copied().collect())).collect(),
+            revoked: self.revoked.iter().map(|s| s.replace(':', "").to_lowercase()).collect(),
+            province: self.province.clone(),
+        }
+    }
+
     /// The merge policies: the defaults with the configured overrides.
     pub fn merge_policies(&self) -> Policies {
         let mut p = Policies::default();

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::CityError;
-use crate::auth::{Identity, peer_identity};
+use crate::auth::{Identity, Peer, Role};
 use crate::clock::{now_ms, today};
 use crate::model::Context;
 use crate::model::WardCode;
@@ -57,6 +57,7 @@ pub fn spawn_applier(
 #[derive(Clone)]
 pub struct SyncService {
     pub(super) store: CityStore,
+    pub(super) guard: super::Guard,
     pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
     pub(super) cancel: CancellationToken,
 }
@@ -95,11 +96,26 @@ impl SyncService {
 
     /// Applies batches from `inbound` in order until it ends, fails or the
     /// server shuts down; every error ends the stream with its status.
-    async fn pump(self, ward: WardCode, mut inbound: Streaming<pb::WardMessage>, tx: mpsc::Sender<Outbound>) {
+    async fn pump(
+        self,
+        ward: WardCode,
+        peer: Peer,
+        mut inbound: Streaming<pb::WardMessage>,
+        tx: mpsc::Sender<Outbound>,
+    ) {
+        let mut guard = self.guard.clone();
         let result = loop {
             let msg = tokio::select! {
                 m = inbound.message() => m,
                 _ = self.cancel.cancelled() => break Err(CityError::ShuttingDown),
+                _ = guard.changed() => {
+                    // The rules were reloaded: a revoked node is disconnected.
+                    if let Err(status) = guard.recheck(&peer, &[Role::Ward], "Replicate") {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    continue;
+                }
             };
             let batch = match msg {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
@@ -201,7 +217,8 @@ impl CitySync for SyncService {
         &self,
         req: Request<Streaming<pb::WardMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
-        let identity = peer_identity(&req)?;
+        let peer = self.guard.admit(&req, &[Role::Ward], "Replicate")?;
+        let identity = peer.identity.clone();
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
             Some(pb::WardMessage { msg: Some(ward_message::Msg::Hello(h)) }) => h,
@@ -224,7 +241,7 @@ impl CitySync for SyncService {
             tx.clone(),
             session.clone(),
         ));
-        let pump = self.clone().pump(ward, inbound, tx);
+        let pump = self.clone().pump(ward, peer, inbound, tx);
         tokio::spawn(async move {
             pump.await;
             session.cancel();

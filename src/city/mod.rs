@@ -1,6 +1,7 @@
 //! The city server: replication ingest from every ward and the query API.
 
 mod error;
+mod guard;
 mod ingest;
 mod query;
 
@@ -16,10 +17,13 @@ use tonic::transport::Server;
 use tonic::transport::server::Connected;
 
 pub use error::CityError;
+pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use query::QueryService;
 
-use crate::auth::server_tls;
+use tokio::sync::watch;
+
+use crate::auth::{Access, server_tls};
 use crate::config::CityConfig;
 use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
@@ -28,14 +32,19 @@ use crate::store::{CityStore, Engine, SledEngine};
 /// Largest message the city accepts (a batch of changes).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Runs the city server on an on-disk store until `shutdown` completes.
-pub async fn run(cfg: CityConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the city server on an on-disk store until `shutdown` completes;
+/// `access` carries the roles and revocations, replaced on reload.
+pub async fn run(
+    cfg: CityConfig,
+    access: watch::Receiver<Arc<Access>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
-    serve(cfg, engine, crate::net::incoming(listener), shutdown).await
+    serve(cfg, engine, crate::net::incoming(listener), access, shutdown).await
 }
 
 /// Runs the city server over any engine and any stream of incoming
@@ -44,6 +53,7 @@ pub async fn serve<I, IO, IE>(
     cfg: CityConfig,
     engine: Arc<dyn Engine>,
     incoming: I,
+    access: watch::Receiver<Arc<Access>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()>
 where
@@ -57,8 +67,9 @@ where
     let (applier, applier_task) =
         spawn_applier(store.clone(), cfg.max_group, cfg.province.clone(), cfg.max_clock_skew_ms);
     let cancel = CancellationToken::new();
-    let sync = SyncService { store: store.clone(), applier, cancel: cancel.clone() };
-    let query = QueryService { store: store.clone(), province: cfg.province.clone() };
+    let guard = Guard::new(access, store.clone());
+    let sync = SyncService { store: store.clone(), applier, cancel: cancel.clone(), guard: guard.clone() };
+    let query = QueryService { store: store.clone(), guard: guard.clone(), province: cfg.province.clone() };
     let mut builder = Server::builder();
     match &cfg.tls {
         Some(files) => builder = builder.tls_config(server_tls(files)?)?,

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::CityError;
 use prost::Message;
 
-use crate::auth::peer_identity;
+use crate::auth::Role;
 use crate::clock::{now_ms, today};
 use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
@@ -21,6 +21,7 @@ const LOG_CHUNK: usize = 512;
 #[derive(Clone)]
 pub struct QueryService {
     pub(super) store: CityStore,
+    pub(super) guard: super::Guard,
     pub(super) province: Option<String>,
 }
 
@@ -45,6 +46,7 @@ impl From<&LoggedChange> for pb::LoggedChange {
 #[tonic::async_trait]
 impl CityQuery for QueryService {
     async fn get(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::CityGetReply>, Status> {
+        self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "Get")?;
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
         let record = self.store.get(&key).map_err(CityError::from)?;
         match record {
@@ -57,6 +59,7 @@ impl CityQuery for QueryService {
     }
 
     async fn list(&self, req: Request<pb::CityListRequest>) -> Result<Response<pb::CityListReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "List")?;
         let req = req.into_inner();
         let kind: Kind = kind_from_pb(req.kind, "kind").map_err(CityError::from)?;
         let ward = ward_filter(&req.ward, "ward")?;
@@ -74,6 +77,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::ChangesSinceRequest>,
     ) -> Result<Response<Self::ChangesSinceStream>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "ChangesSince")?;
         let req = req.into_inner();
         let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let store = self.store.clone();
@@ -103,6 +107,7 @@ impl CityQuery for QueryService {
     }
 
     async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
+        self.guard.admit(&_req, &[Role::Ops, Role::OfficeReader], "Wards")?;
         let wards = self
             .store
             .wards()
@@ -119,6 +124,7 @@ impl CityQuery for QueryService {
     }
 
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::RecordsReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "Search")?;
         let req = req.into_inner();
         if req.query.trim().is_empty() {
             return Err(CityError::from(ValidationError::single("query", "required")).into());
@@ -134,11 +140,13 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::HouseholdRequest>,
     ) -> Result<Response<pb::RecordsReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "Household")?;
         let found = self.store.household(&req.into_inner().household_id).map_err(CityError::from)?;
         Ok(records_reply(&found))
     }
 
     async fn owned_by(&self, req: Request<pb::OwnedByRequest>) -> Result<Response<pb::RecordsReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "OwnedBy")?;
         let found = self.store.owned_by(&req.into_inner().owner_id).map_err(CityError::from)?;
         Ok(records_reply(&found))
     }
@@ -147,6 +155,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::QuarantineRequest>,
     ) -> Result<Response<pb::QuarantineReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "ListQuarantine")?;
         let ward = ward_filter(&req.into_inner().ward, "ward")?;
         let entries = self.store.quarantine(ward.as_ref()).map_err(CityError::from)?;
         Ok(Response::new(pb::QuarantineReply {
@@ -168,6 +177,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::QuarantineEntry>,
     ) -> Result<Response<pb::RetryReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeEditor], "RetryQuarantined")?;
         let req = req.into_inner();
         let ward = entry_ward(&req.ward)?;
         // A change that could not be decoded is decoded again: the reason may have been fixed.
@@ -191,7 +201,8 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::DiscardRequest>,
     ) -> Result<Response<pb::DiscardReply>, Status> {
-        let by = peer_identity(&req)?.to_string();
+        let peer = self.guard.admit(&req, &[Role::OfficeEditor], "DiscardQuarantined")?;
+        let by = peer.identity.to_string();
         let req = req.into_inner();
         let ward = entry_ward(&req.ward)?;
         if req.reason.trim().is_empty() {
@@ -213,6 +224,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::CityGetRequest>,
     ) -> Result<Response<pb::RecordStateReply>, Status> {
+        self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "GetState")?;
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
         let state = self
             .store
@@ -228,17 +240,17 @@ impl CityQuery for QueryService {
     }
 
     async fn edit(&self, req: Request<pb::EditRequest>) -> Result<Response<pb::EditReply>, Status> {
-        let by = peer_identity(&req)?;
+        let peer = self.guard.admit(&req, &[Role::OfficeEditor], "Edit")?;
         let record = record_from_pb(req.into_inner().record).map_err(CityError::from)?;
         let ctx = Context { today: today(), province: self.province.clone() };
         let key = record.key_id();
         let cursor = self
             .store
-            .office_put(record, now_ms(), &ctx)
+            .office_put(record, &peer.identity.to_string(), now_ms(), &ctx)
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;
-        tracing::info!(%by, key = %key, cursor, "office correction");
+        tracing::info!(by = %peer.identity, key = %key, cursor, "office correction");
         Ok(Response::new(pb::EditReply { cursor }))
     }
 
@@ -246,6 +258,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::ConflictsRequest>,
     ) -> Result<Response<pb::ConflictsReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "ListConflicts")?;
         let req = req.into_inner();
         let conflicts = match req.key {
             Some(k) => {
@@ -274,7 +287,7 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::EditReply>, Status> {
-        let by = peer_identity(&req)?;
+        let peer = self.guard.admit(&req, &[Role::OfficeEditor], "ResolveConflict")?;
         let req = req.into_inner();
         let key = key_from_pb(req.key).map_err(CityError::from)?;
         let value = if req.choose == 0 {
@@ -300,11 +313,11 @@ impl CityQuery for QueryService {
         let ctx = Context { today: today(), province: self.province.clone() };
         let cursor = self
             .store
-            .resolve(&key, &req.field, &value, now_ms(), &ctx)
+            .resolve(&key, &req.field, &value, &peer.identity.to_string(), now_ms(), &ctx)
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;
-        tracing::info!(%by, %key, field = %req.field, cursor, "conflict resolved");
+        tracing::info!(by = %peer.identity, %key, field = %req.field, cursor, "conflict resolved");
         Ok(Response::new(pb::EditReply { cursor }))
     }
 }

@@ -20,7 +20,9 @@ use super::args::DemoArgs;
 use super::client::{all_city_records, all_ward_records, city_client, ward_client};
 use super::relay::Relay;
 use super::wait;
-use crate::auth::{DevCa, TlsFiles, ward_cert_name};
+use std::collections::BTreeMap;
+
+use crate::auth::{DevCa, Role, TlsFiles, ward_cert_name};
 use crate::config::{CityConfig, ReplicationConfig, WardConfig};
 use crate::generate::{amend, sample};
 use crate::model::{Kind, Record, RecordKey, WardCode};
@@ -180,11 +182,14 @@ async fn start_city(
         province: Some("01".into()),
         max_clock_skew_ms: 300_000,
         policies: Default::default(),
+        roles: BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor])]),
+        revoked: Vec::new(),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();
     let task = tokio::spawn(async move {
-        crate::city::serve(cfg, engine, crate::net::incoming(listener), stop.cancelled_owned()).await
+        let access = tokio::sync::watch::channel(std::sync::Arc::new(cfg.access())).1;
+        crate::city::serve(cfg, engine, crate::net::incoming(listener), access, stop.cancelled_owned()).await
     });
     Ok((addr, task))
 }

@@ -50,12 +50,37 @@ pub async fn shutdown_signal() {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::City(a) => {
-            let mut cfg: CityConfig = match &a.config {
-                Some(path) => config::load(path)?,
-                None => toml::from_str("")?,
+            let load = move || -> anyhow::Result<CityConfig> {
+                let mut cfg: CityConfig = match &a.config {
+                    Some(path) => config::load(path)?,
+                    None => toml::from_str("")?,
+                };
+                a.apply(&mut cfg);
+                Ok(cfg)
             };
-            a.apply(&mut cfg);
-            crate::city::run(cfg, shutdown_signal()).await?;
+            let cfg = load()?;
+            let (access_tx, access_rx) = tokio::sync::watch::channel(std::sync::Arc::new(cfg.access()));
+            // SIGHUP re-reads the roles and the deny list without a restart.
+            tokio::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match load().and_then(|c| c.check().map(|_| c)) {
+                        Ok(c) => {
+                            access_tx.send_replace(std::sync::Arc::new(c.access()));
+                            tracing::info!(
+                                revoked = c.revoked.len(),
+                                roles = c.roles.len(),
+                                "access rules reloaded"
+                            );
+                        }
+                        Err(e) => tracing::error!("reload failed, keeping the rules in force: {e:#}"),
+                    }
+                }
+            });
+            crate::city::run(cfg, access_rx, shutdown_signal()).await?;
         }
         Command::Ward(a) => {
             let mut cfg: WardConfig = match &a.config {

@@ -18,8 +18,8 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    BatchRejected, CityStore, Conflict, ConflictFilter, Discarded, Incoming, LoggedChange, OfficeError,
-    Quarantined, RetryError, WardBatch, WardState,
+    BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LoggedChange,
+    OfficeError, Quarantined, RetryError, WardBatch, WardState,
 };
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};

@@ -59,6 +59,7 @@ impl<'a> GroupWrite<'a> {
     pub(super) fn apply(
         &mut self,
         change: &Change,
+        by: &str,
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<(), StoreError> {
         let key = &change.key;
@@ -96,6 +97,7 @@ impl<'a> GroupWrite<'a> {
         let logged = LoggedChange {
             cursor: self.cursor,
             writer: change.stamp.writer.clone(),
+            by: by.to_string(),
             applied_at_ms: self.now_ms,
             change: change.clone(),
         };

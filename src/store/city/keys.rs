@@ -14,6 +14,7 @@
 //! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
 //! - `c<tag><id>\0<field>`         → an open [`super::Conflict`];
 //! - `D<ward><cursor: u64 BE>`     → a change made elsewhere that concerns the ward (downstream);
+//! - `A<ms: u64 BE><n: u64 BE>`   → a denied call ([`super::Denial`]);
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock.
 
@@ -31,6 +32,7 @@ pub(super) const WARD: &[u8] = b"w";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
+pub(super) const AUDIT: &[u8] = b"A";
 pub(super) const HLC: &[u8] = b"m:hlc";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";

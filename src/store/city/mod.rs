@@ -11,6 +11,7 @@
 //! flushed cursor.
 
 mod apply;
+mod audit;
 mod conflicts;
 mod keys;
 mod office;
@@ -27,6 +28,7 @@ use super::engine::{Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
 use keys::{CURSOR, HLC, QUARANTINE, WARD, quarantine_key, ward_key};
 
+pub use audit::Denial;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
@@ -53,6 +55,8 @@ pub struct LoggedChange {
     pub cursor: u64,
     /// Who wrote it: a ward's commune code, or `city`.
     pub writer: WriterId,
+    /// The authenticated identity that submitted it (the audit trail).
+    pub by: String,
     /// City time of application, ms since the epoch.
     pub applied_at_ms: i64,
     /// The change as the ward sent it.
@@ -125,6 +129,7 @@ pub struct CityStore {
     cache: Arc<Mutex<Cache>>,
     durable_cursor: Arc<tokio::sync::watch::Sender<u64>>,
     policies: Arc<Policies>,
+    denials: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CityStore {
@@ -145,6 +150,7 @@ impl CityStore {
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
             policies: Arc::new(policies),
+            denials: Arc::default(),
         })
     }
 
@@ -215,7 +221,7 @@ impl CityStore {
                     match (refusal, incoming) {
                         (None, Incoming::Change(change)) => {
                             wards.insert(wb.ward.clone(), state.clone());
-                            w.apply(change, wards)?;
+                            w.apply(change, &format!("ward {}", wb.ward), wards)?;
                             state = wards[&wb.ward].clone();
                         }
                         (Some(reason), incoming) => {

@@ -42,6 +42,7 @@ impl CityStore {
         key: &RecordKey,
         fields: Vec<String>,
         op: Op,
+        by: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
@@ -56,7 +57,7 @@ impl CityStore {
                 fields,
                 op,
             };
-            w.apply(&change, wards)?;
+            w.apply(&change, by, wards)?;
             Ok(w.cursor)
         })
     }
@@ -67,6 +68,7 @@ impl CityStore {
     pub fn office_put(
         &self,
         record: Record,
+        by: &str,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
@@ -83,7 +85,7 @@ impl CityStore {
         if fields.is_empty() {
             return Ok(Ok(self.durable_cursor()));
         }
-        self.city_write(&key, fields, Op::Put(record), now_ms).map(Ok)
+        self.city_write(&key, fields, Op::Put(record), by, now_ms).map(Ok)
     }
 
     /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
@@ -93,6 +95,7 @@ impl CityStore {
         key: &RecordKey,
         field: &str,
         value: &str,
+        by: &str,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
@@ -101,7 +104,7 @@ impl CityStore {
         }
         let state = self.state(key)?.unwrap_or_default();
         if field == EXISTS && value == "false" {
-            return self.city_write(key, Vec::new(), Op::Delete, now_ms).map(Ok);
+            return self.city_write(key, Vec::new(), Op::Delete, by, now_ms).map(Ok);
         }
         let Some(view) = state.view(key, &self.policies) else {
             return Ok(Err(OfficeError::NotFound(key.to_string())));
@@ -117,7 +120,7 @@ impl CityStore {
             return Ok(Err(e.into()));
         }
         let fields = if field == EXISTS { Vec::new() } else { vec![field.to_string()] };
-        self.city_write(key, fields, Op::Put(record), now_ms).map(Ok)
+        self.city_write(key, fields, Op::Put(record), by, now_ms).map(Ok)
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,

@@ -124,7 +124,7 @@ impl CityStore {
             if let Some(reason) = w.refusal(ward, &change, ctx, u64::MAX)? {
                 return Ok(Err(RetryError::StillRefused(reason)));
             }
-            w.apply(&change, wards)?;
+            w.apply(&change, &format!("ward {ward} (retried by the office)"), wards)?;
             let state = wards.entry(ward.clone()).or_default();
             state.quarantined = state.quarantined.saturating_sub(1);
             w.batch.remove(quarantine_key(QUARANTINE, ward, seq));

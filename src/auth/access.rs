@@ -1,0 +1,160 @@
+//! Who may do what at the city: roles bound to certificate identities, the
+//! deny list of revoked certificates, and the check every RPC makes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tonic::Request;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::Identity;
+use crate::city::CityError;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A ward agent: replicates its own records, looks up others' through the city.
+    Ward,
+    /// Reads the city's records, history, quarantine and conflicts.
+    OfficeReader,
+    /// Also corrects records and settles quarantine and conflicts.
+    OfficeEditor,
+    /// Sees replication status only.
+    Ops,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s =
+            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// The authenticated peer of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Who it is.
+    pub identity: Identity,
+    /// Its certificate's serial number, lower-case hex (empty without a certificate).
+    pub serial: String,
+    /// SHA-256 of its certificate, lower-case hex (empty without a certificate).
+    pub fingerprint: String,
+}
+
+impl Peer {
+    /// The peer of `req`, from its TLS certificate (none only under `--insecure-dev`).
+    pub fn of<T>(req: &Request<T>) -> Result<Peer, CityError> {
+        let Some(chain) = req.peer_certs() else {
+            return Ok(Peer {
+                identity: Identity::Insecure,
+                serial: String::new(),
+                fingerprint: String::new(),
+            });
+        };
+        let leaf =
+            chain.first().ok_or_else(|| CityError::PermissionDenied("empty certificate chain".into()))?;
+        let der = leaf.as_ref();
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CityError::PermissionDenied(format!("unreadable certificate: {e}")))?;
+        let identity = Identity::from_der(der).map_err(CityError::PermissionDenied)?;
+        let serial = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+        let fingerprint = ring::digest::digest(&ring::digest::SHA256, der)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Peer { identity, serial, fingerprint })
+    }
+}
+
+/// Roles and revocations in force; replaced as a whole when the city
+/// configuration is reloaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Access {
+    /// Certificate common name → roles.
+    pub roles: BTreeMap<String, BTreeSet<Role>>,
+    /// Revoked certificates: serial numbers or SHA-256 fingerprints, lower-case hex.
+    pub revoked: BTreeSet<String>,
+    /// If set, only wards of this province have the ward role.
+    pub province: Option<String>,
+}
+
+impl Access {
+    /// The roles of `identity`.
+    pub fn roles_of(&self, identity: &Identity) -> BTreeSet<Role> {
+        match identity {
+            Identity::Insecure => [Role::Ward, Role::OfficeReader, Role::OfficeEditor, Role::Ops].into(),
+            Identity::Ward(w) => {
+                let mut roles = self.roles.get(&format!("ward-{w}")).cloned().unwrap_or_default();
+                let ours = crate::model::reference::commune(w.as_str())
+                    .is_some_and(|c| self.province.as_deref().is_none_or(|p| p == c.province));
+                if ours {
+                    roles.insert(Role::Ward);
+                }
+                roles
+            }
+            Identity::Named(n) => {
+                let mut roles = self.roles.get(n).cloned().unwrap_or_default();
+                if roles.contains(&Role::OfficeEditor) {
+                    roles.insert(Role::OfficeReader);
+                }
+                roles
+            }
+        }
+    }
+
+    /// Admits `peer` if its certificate is not revoked and it has one of `any_of`.
+    pub fn check(&self, peer: &Peer, any_of: &[Role], rpc: &str) -> Result<(), CityError> {
+        if !peer.serial.is_empty()
+            && (self.revoked.contains(&peer.serial) || self.revoked.contains(&peer.fingerprint))
+        {
+            return Err(CityError::PermissionDenied(format!(
+                "the certificate of {} is revoked",
+                peer.identity
+            )));
+        }
+        let roles = self.roles_of(&peer.identity);
+        if any_of.iter().any(|r| roles.contains(r)) {
+            return Ok(());
+        }
+        let need: Vec<String> = any_of.iter().map(Role::to_string).collect();
+        Err(CityError::PermissionDenied(format!(
+            "{} may not call {rpc}: it needs the role {}",
+            peer.identity,
+            need.join(" or ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WardCode;
+
+    fn peer(identity: Identity) -> Peer {
+        Peer { identity, serial: "0a".into(), fingerprint: "ff".into() }
+    }
+
+    #[test]
+    fn roles_revocation_and_provinces() {
+        let mut a = Access { province: Some("01".into()), ..Access::default() };
+        a.roles.insert("office".into(), [Role::OfficeEditor].into());
+        a.roles.insert("grafana".into(), [Role::Ops].into());
+        let hanoi = peer(Identity::Ward(WardCode::parse("00082").unwrap()));
+        let saigon = peer(Identity::Ward(WardCode::parse("25747").unwrap()));
+        let office = peer(Identity::Named("office".into()));
+        let ops = peer(Identity::Named("grafana".into()));
+        let stranger = peer(Identity::Named("someone".into()));
+        assert!(a.check(&hanoi, &[Role::Ward], "Replicate").is_ok());
+        assert!(a.check(&saigon, &[Role::Ward], "Replicate").is_err(), "another province's ward");
+        assert!(a.check(&office, &[Role::OfficeReader], "Get").is_ok(), "editors read too");
+        assert!(a.check(&ops, &[Role::OfficeReader], "Get").is_err());
+        let e = a.check(&stranger, &[Role::Ops, Role::OfficeReader], "Wards").unwrap_err();
+        assert!(e.to_string().contains("needs the role ops or office-reader"), "{e}");
+        a.revoked.insert("0a".into());
+        assert!(a.check(&office, &[Role::OfficeReader], "Get").unwrap_err().to_string().contains("revoked"));
+    }
+}

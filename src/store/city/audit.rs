@@ -1,0 +1,72 @@
+//! The audit trail: every accepted write is in the change log with the
+//! identity that submitted it; every denied call is recorded here.
+
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::AUDIT;
+use super::{CityStore, LoggedChange};
+use crate::store::StoreError;
+use crate::store::codec::{be, encode, key};
+use crate::store::engine::Batch;
+
+/// A call the city refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Denial {
+    /// City time, ms since the epoch.
+    pub at_ms: i64,
+    /// The caller's certificate identity.
+    pub identity: String,
+    /// The RPC it called.
+    pub rpc: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl CityStore {
+    /// Records a denied call (durable with the next flush).
+    pub fn record_denial(
+        &self,
+        identity: &str,
+        rpc: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let n = self.denials.fetch_add(1, Ordering::Relaxed);
+        let d = Denial {
+            at_ms: now_ms,
+            identity: identity.to_string(),
+            rpc: rpc.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut batch = Batch::default();
+        batch.insert(key(AUDIT, &[&be(now_ms.max(0) as u64), &be(n)]), encode(&d));
+        self.engine.apply(batch)
+    }
+
+    /// Denied calls since `since_ms`, oldest first.
+    pub fn denials(&self, since_ms: i64) -> Result<Vec<Denial>, StoreError> {
+        let start = key(AUDIT, &[&be(since_ms.max(0) as u64)]);
+        let end = crate::store::engine::prefix_end(AUDIT);
+        self.engine
+            .scan(&start, &end, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| crate::store::codec::decode(&k, &v))
+            .collect()
+    }
+
+    /// Accepted writes since `since_ms`, oldest first, at most `limit`.
+    pub fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        while out.len() < limit {
+            let chunk = self.changes_since(after, 1024)?;
+            let Some(last) = chunk.last() else { break };
+            after = last.cursor;
+            out.extend(chunk.into_iter().filter(|l| l.applied_at_ms >= since_ms));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}
