@@ -119,6 +119,37 @@ pub struct CityConfig {
     /// (colons allowed). Reloaded on SIGHUP; revoked nodes are disconnected.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// Limits that keep one client from hurting the others.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Limits on what one client may send (city `[limits]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Most changes in one replication batch.
+    pub max_batch_changes: usize,
+    /// Replication streams one ward may have open at once.
+    pub max_streams_per_ward: usize,
+    /// Query requests per second one identity may make, on average.
+    pub requests_per_second: u32,
+    /// Query requests one identity may make in a burst.
+    pub request_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 << 20,
+            max_batch_changes: 10_000,
+            max_streams_per_ward: 2,
+            requests_per_second: 1000,
+            request_burst: 5000,
+        }
+    }
 }
 
 fn default_ward_dir() -> PathBuf {

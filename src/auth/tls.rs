@@ -33,11 +33,29 @@ impl TlsFiles {
     }
 
     fn load(&self) -> anyhow::Result<(Certificate, Identity)> {
+        check_private(&self.key)?;
         let ca = Certificate::from_pem(Self::read(&self.ca, "CA certificate")?);
         let id =
             Identity::from_pem(Self::read(&self.cert, "certificate")?, Self::read(&self.key, "private key")?);
         Ok((ca, id))
     }
+}
+
+/// Refuses a private key file that users other than its owner may read or write.
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("cannot read private key {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "private key {} is open to other users (mode {:o}): run `chmod 600 {}`",
+        path.display(),
+        mode & 0o777,
+        path.display()
+    );
+    Ok(())
 }
 
 /// Server side: present our certificate, require a client certificate
@@ -52,4 +70,22 @@ pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
 pub fn client_tls(files: &TlsFiles, domain: &str) -> anyhow::Result<ClientTlsConfig> {
     let (ca, id) = files.load()?;
     Ok(ClientTlsConfig::new().ca_certificate(ca).identity(id).domain_name(domain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keys_open_to_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("node.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private(&key).is_ok());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_private(&key).unwrap_err().to_string();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+    }
 }

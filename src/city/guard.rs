@@ -2,13 +2,17 @@
 //! be revoked and must carry a role that allows the call. Denials are
 //! logged, counted and written to the audit trail.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use tokio::sync::watch;
 use tonic::{Request, Status};
 
 use crate::auth::{Access, Peer, Role};
 use crate::clock::now_ms;
+use crate::config::Limits;
 use crate::store::CityStore;
 
 /// Admits or refuses callers against the access rules in force.
@@ -16,18 +20,31 @@ use crate::store::CityStore;
 pub struct Guard {
     access: watch::Receiver<Arc<Access>>,
     store: CityStore,
+    rate: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl Guard {
-    /// A guard over `access`, which the configuration reload replaces.
-    pub fn new(access: watch::Receiver<Arc<Access>>, store: CityStore) -> Guard {
-        Guard { access, store }
+    /// A guard over `access`, which the configuration reload replaces,
+    /// allowing each identity `limits.requests_per_second` on average.
+    pub fn new(access: watch::Receiver<Arc<Access>>, store: CityStore, limits: &Limits) -> Guard {
+        let per_second = NonZeroU32::new(limits.requests_per_second.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(limits.request_burst.max(1)).expect("at least 1");
+        let rate = Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)));
+        Guard { access, store, rate }
     }
 
-    /// The peer of `req` if it may call `rpc` (one of `any_of`), else `PERMISSION_DENIED`.
+    /// The peer of `req` if it may call `rpc` (one of `any_of`) and is
+    /// within its request rate; else `PERMISSION_DENIED` or `RESOURCE_EXHAUSTED`.
     pub fn admit<T>(&self, req: &Request<T>, any_of: &[Role], rpc: &str) -> Result<Peer, Status> {
         let peer = Peer::of(req)?;
         self.recheck(&peer, any_of, rpc)?;
+        if self.rate.check_key(&peer.identity.to_string()).is_err() {
+            tracing::warn!(identity = %peer.identity, rpc, "request rate exceeded");
+            return Err(Status::resource_exhausted(format!(
+                "too many requests from {}: slow down and retry",
+                peer.identity
+            )));
+        }
         Ok(peer)
     }
 

@@ -3,6 +3,9 @@
 //! task shared by every ward (one atomic write and one flush per group),
 //! acknowledging each batch only once it is durable.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +20,38 @@ use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
 use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, WardBatch};
+
+/// One open replication stream of a ward, counted while it lives.
+struct StreamSlot {
+    streams: Arc<Mutex<HashMap<WardCode, usize>>>,
+    ward: WardCode,
+}
+
+impl StreamSlot {
+    fn take(
+        streams: &Arc<Mutex<HashMap<WardCode, usize>>>,
+        ward: &WardCode,
+        max: usize,
+    ) -> Result<StreamSlot, Status> {
+        let mut open = streams.lock().expect("poisoned");
+        let n = open.entry(ward.clone()).or_default();
+        if *n >= max {
+            return Err(Status::resource_exhausted(format!(
+                "ward {ward} already has {n} replication streams open (the limit is {max})"
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot { streams: streams.clone(), ward: ward.clone() })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Some(n) = self.streams.lock().expect("poisoned").get_mut(&self.ward) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
 
 /// Most changes in one downstream message.
 const DOWNSTREAM_BATCH: usize = 256;
@@ -58,6 +93,9 @@ pub fn spawn_applier(
 pub struct SyncService {
     pub(super) store: CityStore,
     pub(super) guard: super::Guard,
+    pub(super) limits: crate::config::Limits,
+    /// Open replication streams per ward.
+    pub(super) streams: Arc<Mutex<HashMap<WardCode, usize>>>,
     pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
     pub(super) cancel: CancellationToken,
 }
@@ -185,6 +223,16 @@ impl SyncService {
     }
 
     async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
+        if batch.changes.len() > self.limits.max_batch_changes {
+            return Err(CityError::Invalid(crate::model::ValidationError::single(
+                "batch.changes",
+                format!(
+                    "{} changes exceed the limit of {} per batch",
+                    batch.changes.len(),
+                    self.limits.max_batch_changes
+                ),
+            )));
+        }
         let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
@@ -227,6 +275,7 @@ impl CitySync for SyncService {
         let ward = Self::admit(&identity, &hello).inspect_err(|e| {
             tracing::warn!(%identity, claimed = %hello.ward_code, error = %e, "replication refused");
         })?;
+        let slot = StreamSlot::take(&self.streams, &ward, self.limits.max_streams_per_ward)?;
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
@@ -245,6 +294,7 @@ impl CitySync for SyncService {
         tokio::spawn(async move {
             pump.await;
             session.cancel();
+            drop(slot);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -29,9 +29,6 @@ use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
 use crate::store::{CityStore, Engine, SledEngine};
 
-/// Largest message the city accepts (a batch of changes).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
 /// Runs the city server on an on-disk store until `shutdown` completes;
 /// `access` carries the roles and revocations, replaced on reload.
 pub async fn run(
@@ -67,8 +64,15 @@ where
     let (applier, applier_task) =
         spawn_applier(store.clone(), cfg.max_group, cfg.province.clone(), cfg.max_clock_skew_ms);
     let cancel = CancellationToken::new();
-    let guard = Guard::new(access, store.clone());
-    let sync = SyncService { store: store.clone(), applier, cancel: cancel.clone(), guard: guard.clone() };
+    let guard = Guard::new(access, store.clone(), &cfg.limits);
+    let sync = SyncService {
+        store: store.clone(),
+        applier,
+        cancel: cancel.clone(),
+        guard: guard.clone(),
+        limits: cfg.limits.clone(),
+        streams: Default::default(),
+    };
     let query = QueryService { store: store.clone(), guard: guard.clone(), province: cfg.province.clone() };
     let mut builder = Server::builder();
     match &cfg.tls {
@@ -88,10 +92,14 @@ where
     let served = builder
         .add_service(
             CitySyncServer::new(sync)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(cfg.limits.max_message_bytes)
+                .max_encoding_message_size(cfg.limits.max_message_bytes),
         )
-        .add_service(CityQueryServer::new(query))
+        .add_service(
+            CityQueryServer::new(query)
+                .max_decoding_message_size(cfg.limits.max_message_bytes)
+                .max_encoding_message_size(cfg.limits.max_message_bytes),
+        )
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     cancel.cancel();

@@ -283,6 +283,54 @@ impl CityQuery for QueryService {
         Ok(Response::new(pb::ConflictsReply { conflicts: conflicts.iter().map(conflict_pb).collect() }))
     }
 
+    async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "Audit")?;
+        let req = req.into_inner();
+        let ward = ward_filter(&req.ward, "ward")?.map(|w| w.to_string());
+        let limit = match req.limit {
+            0 => 1000,
+            n => n as usize,
+        };
+        let concerns = |identity: &str, writer: &str| {
+            ward.as_ref().is_none_or(|w| writer == w || identity.ends_with(w.as_str()))
+        };
+        let mut entries: Vec<pb::AuditEntry> = self
+            .store
+            .history(req.since_ms, usize::MAX)
+            .map_err(CityError::from)?
+            .into_iter()
+            .filter(|l| concerns(&l.by, &l.writer))
+            .map(|l| pb::AuditEntry {
+                at_ms: l.applied_at_ms,
+                identity: l.by.clone(),
+                denied: false,
+                action: format!(
+                    "{} {}",
+                    if matches!(l.change.op, crate::model::Op::Delete) { "delete" } else { "put" },
+                    l.change.key
+                ),
+                detail: format!("change {} by writer {}, log cursor {}", l.change.seq, l.writer, l.cursor),
+            })
+            .collect();
+        entries.extend(
+            self.store
+                .denials(req.since_ms)
+                .map_err(CityError::from)?
+                .into_iter()
+                .filter(|d| concerns(&d.identity, ""))
+                .map(|d| pb::AuditEntry {
+                    at_ms: d.at_ms,
+                    identity: d.identity,
+                    denied: true,
+                    action: d.rpc,
+                    detail: d.reason,
+                }),
+        );
+        entries.sort_by_key(|e| e.at_ms);
+        entries.truncate(limit);
+        Ok(Response::new(pb::AuditReply { entries }))
+    }
+
     async fn resolve_conflict(
         &self,
         req: Request<pb::ResolveRequest>,

@@ -67,6 +67,8 @@ pub enum Command {
     Conflicts(ConflictsArgs),
     /// Correct a record at the city (data office); the correction reaches the owning ward.
     Edit(EditArgs),
+    /// The audit trail: accepted writes with who submitted them, and refused calls.
+    Audit(AuditArgs),
     /// Start a city and three wards on loopback, cut one off, heal, and check convergence.
     Demo(DemoArgs),
 }

@@ -240,3 +240,20 @@ pub struct EditArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 }
+
+/// Flags of `wardsync audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this ward's writes and calls.
+    #[arg(long)]
+    pub ward: Option<String>,
+    /// Only from this time on: YYYY-MM-DD or an RFC 3339 time (2026-11-22T08:00:00+07:00).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Most entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    /// The city (--city and --tls-dir).
+    #[command(flatten)]
+    pub target: TargetArgs,
+}

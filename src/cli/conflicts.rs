@@ -3,7 +3,7 @@
 
 use chrono::TimeZone;
 
-use super::args::{ConflictsAction, ConflictsArgs, EditArgs};
+use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs};
 use super::client::{city_required, status_error};
 use crate::model::{Record, RecordKey};
 use crate::proto::{pb, record_from_pb};
@@ -105,5 +105,28 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
         record.kind(),
         record.key_id()
     );
+    Ok(())
+}
+
+/// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
+fn since_ms(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| anyhow::anyhow!("--since {s:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+    Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis())
+}
+
+/// Runs `wardsync audit`.
+pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
+    let since = a.since.as_deref().map(since_ms).transpose()?.unwrap_or(0);
+    let req = pb::AuditRequest { ward: a.ward.unwrap_or_default(), since_ms: since, limit: a.limit };
+    let entries =
+        city_required(&a.target).await?.audit(req).await.map_err(status_error)?.into_inner().entries;
+    for e in entries {
+        let what = if e.denied { "DENIED" } else { "write " };
+        println!("{}  {what}  {:<22} {}  ({})", when(e.at_ms), e.identity, e.action, e.detail);
+    }
     Ok(())
 }

@@ -184,6 +184,7 @@ async fn start_city(
         policies: Default::default(),
         roles: BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor])]),
         revoked: Vec::new(),
+        limits: Default::default(),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();

@@ -104,6 +104,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine(a) => query::quarantine(a).await?,
         Command::Conflicts(a) => conflicts::run(a).await?,
         Command::Edit(a) => conflicts::edit(a).await?,
+        Command::Audit(a) => conflicts::audit(a).await?,
         Command::Demo(a) => return demo::run(a).await,
     }
     Ok(ExitCode::SUCCESS)
