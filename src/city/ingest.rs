@@ -160,8 +160,11 @@ impl SyncService {
                 Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
                 Ok(None) => break Ok(()),
                 Err(s) => {
+                    // A message too large or undecodable, or the ward went away:
+                    // say why, in case it is still listening.
                     tracing::debug!(%ward, status = %s, "ward stream ended");
-                    break Ok(());
+                    let _ = tx.send(Err(s)).await;
+                    return;
                 }
             };
             match self.apply(&ward, batch).await {

@@ -82,6 +82,13 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// Sends a signal by name (e.g. "HUP") to the running process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill").args([format!("-{sig}"), pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILL: no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -153,6 +160,23 @@ impl City {
         City { node, addr, certs: env.certs() }
     }
 
+    /// A city started with a config file: `extra` is TOML appended after
+    /// the data directory, address and certificates (tables allowed).
+    pub fn start_configured(env: &Env, extra: &str) -> City {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = env.path().join("city.toml");
+        write_city_config(env, &config, addr, extra);
+        let args = vec!["city".into(), "--config".into(), config.display().to_string()];
+        let node = Node::spawn("city", args, env.path().join("city.log"));
+        City { node, addr, certs: env.certs() }
+    }
+
+    /// Rewrites the config file (same address and data) and sends SIGHUP.
+    pub fn reconfigure(&self, env: &Env, extra: &str) {
+        write_city_config(env, &env.path().join("city.toml"), self.addr, extra);
+        self.node.signal("HUP");
+    }
+
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
@@ -169,6 +193,18 @@ impl City {
         .unwrap();
         connect().await.unwrap()
     }
+}
+
+fn write_city_config(env: &Env, path: &Path, addr: SocketAddr, extra: &str) {
+    let certs = env.certs();
+    let text = format!(
+        "data_dir = \"{}\"\nlisten = \"{addr}\"\ntls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}\n{extra}\n",
+        env.path().join("city").display(),
+        certs.join("ca.pem").display(),
+        certs.join("city.pem").display(),
+        certs.join("city.key").display(),
+    );
+    std::fs::write(path, text).unwrap();
 }
 
 /// A ward agent process.

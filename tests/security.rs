@@ -1,0 +1,339 @@
+//! Security end to end against a real city process: every role against
+//! every RPC, revocation live and after reconnecting, expired and foreign
+//! certificates, oversized messages and batches, stream and rate limits,
+//! and the audit trail.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use wardsync::auth::{DevCa, TlsFiles, client_tls};
+use wardsync::cli::wait;
+use wardsync::model::{Change, Hlc, Op, RecordKey, Stamp, WardCode, flatten};
+use wardsync::proto::PROTOCOL_VERSION;
+use wardsync::proto::pb::{
+    self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
+};
+
+const ROLES: &str = r#"
+[roles]
+office = ["office-editor"]
+reader = ["office-reader"]
+ops = ["ops"]
+"#;
+
+fn issue_clients(env: &Env) {
+    let ca = DevCa::open_or_create(&env.certs()).unwrap();
+    for name in ["reader", "ops", "stranger"] {
+        ca.issue(name, &[name]).unwrap();
+    }
+}
+
+fn tls(certs: &Path, name: &str) -> ClientTlsConfig {
+    client_tls(&TlsFiles::in_dir(certs, name), "city").unwrap()
+}
+
+async fn channel(city: &City, tls: ClientTlsConfig) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await
+}
+
+fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
+    r.map_or_else(|s| s.code(), |_| Code::Ok)
+}
+
+/// Calls one CityQuery RPC with a minimal request; returns its status code.
+async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
+    let key = Some(pb::RecordKey { kind: 1, id: "001085012345".into() });
+    match rpc {
+        "Get" => code(c.get(pb::CityGetRequest { key }).await),
+        "GetState" => code(c.get_state(pb::CityGetRequest { key }).await),
+        "List" => code(c.list(pb::CityListRequest { kind: 1, ..Default::default() }).await),
+        "ChangesSince" => code(c.changes_since(pb::ChangesSinceRequest { after: 0, limit: 1 }).await),
+        "Wards" => code(c.wards(pb::WardsRequest {}).await),
+        "Search" => code(c.search(pb::SearchRequest { query: "an".into(), kind: 0, limit: 1 }).await),
+        "Household" => code(c.household(pb::HouseholdRequest { household_id: "x".into() }).await),
+        "OwnedBy" => code(c.owned_by(pb::OwnedByRequest { owner_id: "x".into() }).await),
+        "ListQuarantine" => code(c.list_quarantine(pb::QuarantineRequest::default()).await),
+        "RetryQuarantined" => {
+            code(c.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await)
+        }
+        "DiscardQuarantined" => code(
+            c.discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 1, reason: "x".into() })
+                .await,
+        ),
+        "Edit" => code(c.edit(pb::EditRequest { record: None }).await),
+        "ListConflicts" => code(c.list_conflicts(pb::ConflictsRequest::default()).await),
+        "ResolveConflict" => code(
+            c.resolve_conflict(pb::ResolveRequest {
+                key,
+                field: "phone".into(),
+                choose: 1,
+                value: String::new(),
+            })
+            .await,
+        ),
+        "Audit" => code(c.audit(pb::AuditRequest::default()).await),
+        other => panic!("unknown rpc {other}"),
+    }
+}
+
+/// Opens a replication stream as `claim`; returns the status code of the answer.
+async fn replicate(ch: Channel, claim: &str) -> Code {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(hello(claim)).await.unwrap();
+    match CitySyncClient::new(ch).replicate(ReceiverStream::new(rx)).await {
+        Ok(mut s) => match s.get_mut().message().await {
+            Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(_)) })) => Code::Ok,
+            Ok(_) => Code::Unknown,
+            Err(s) => s.code(),
+        },
+        Err(s) => s.code(),
+    }
+}
+
+fn hello(claim: &str) -> pb::WardMessage {
+    pb::WardMessage {
+        msg: Some(ward_message::Msg::Hello(pb::Hello {
+            ward_code: claim.into(),
+            node_id: "test".into(),
+            protocol_version: PROTOCOL_VERSION,
+            schema_version: 1,
+            downstream_cursor: 0,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_against_every_rpc() {
+    let env = Env::new();
+    issue_clients(&env);
+    let city = City::start_configured(&env, ROLES);
+    city.client().await;
+    let certs = env.certs();
+    const READS: &[&str] = &[
+        "Get",
+        "GetState",
+        "List",
+        "ChangesSince",
+        "Wards",
+        "Search",
+        "Household",
+        "OwnedBy",
+        "ListQuarantine",
+        "ListConflicts",
+        "Audit",
+    ];
+    const EDITS: &[&str] = &["RetryQuarantined", "DiscardQuarantined", "Edit", "ResolveConflict"];
+    let all: Vec<&str> = READS.iter().chain(EDITS).copied().collect();
+    // (certificate, RPCs it may call; Replicate separately)
+    let table: &[(&str, Vec<&str>, bool)] = &[
+        ("ward-00082", vec!["Get", "GetState"], true),
+        ("reader", READS.to_vec(), false),
+        ("office", all.clone(), false),
+        ("ops", vec!["Wards"], false),
+        ("stranger", vec![], false),
+    ];
+    for (cert, allowed, may_replicate) in table {
+        let mut c = CityQueryClient::new(channel(&city, tls(&certs, cert)).await.unwrap());
+        for rpc in &all {
+            let got = call(&mut c, rpc).await;
+            if allowed.contains(rpc) {
+                assert_ne!(got, Code::PermissionDenied, "{cert} may call {rpc}");
+            } else {
+                assert_eq!(got, Code::PermissionDenied, "{cert} may not call {rpc}");
+            }
+        }
+        let got = replicate(channel(&city, tls(&certs, cert)).await.unwrap(), "00082").await;
+        assert_eq!(got == Code::Ok, *may_replicate, "{cert} replicating: {got:?}");
+    }
+
+    // Every refusal is in the audit trail, with the identity.
+    let mut office = city.client().await;
+    let audit = office.audit(pb::AuditRequest::default()).await.unwrap().into_inner().entries;
+    let denied: Vec<_> = audit.iter().filter(|e| e.denied).collect();
+    let expected =
+        table.iter().map(|(_, allowed, rep)| all.len() - allowed.len() + usize::from(!rep)).sum::<usize>();
+    assert_eq!(denied.len(), expected);
+    assert!(denied.iter().any(|e| e.identity == "stranger" && e.action == "Edit"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(["audit", "--since", "2020-01-01", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DENIED") && text.contains("stranger"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn serial_of(pem_path: &Path) -> String {
+    let pem = std::fs::read(pem_path).unwrap();
+    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = p.parse_x509().unwrap();
+    cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_ward_is_cut_off_live_and_after_reconnecting_and_an_unrevoked_one_catches_up() {
+    let env = Env::new();
+    let city = City::start_configured(&env, ROLES);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut w = ward.client().await;
+    let code82 = WardCode::parse("00082").unwrap();
+    w.put(pb::PutRequest { record: Some((&rec(&code82, 0)).into()) }).await.unwrap();
+    drained(&mut w).await;
+
+    let serial = serial_of(&env.certs().join("ward-00082.pem"));
+    city.reconfigure(&env, &format!("revoked = [\"{serial}\"]\n{ROLES}"));
+    wait::until(DEADLINE, "the revoked ward to be disconnected", || {
+        let mut w = w.clone();
+        async move { Ok(!status(&mut w).await?.connected) }
+    })
+    .await
+    .unwrap();
+    // It keeps accepting local writes; the city refuses it on every reconnect.
+    for i in 1..4 {
+        w.put(pb::PutRequest { record: Some((&rec(&code82, i)).into()) }).await.unwrap();
+    }
+    let mut q = city.client().await;
+    wait::until(DEADLINE, "reconnects to be refused too", || {
+        let mut q = q.clone();
+        async move {
+            let audit = q.audit(pb::AuditRequest::default()).await?.into_inner().entries;
+            Ok(audit.iter().filter(|e| e.denied && e.detail.contains("revoked")).count() >= 2)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status(&mut w).await.unwrap().backlog, 3, "nothing was accepted from a revoked ward");
+
+    city.reconfigure(&env, ROLES);
+    drained(&mut w).await;
+    assert_same_records(&mut w, &mut q, "00082").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_foreign_certificates_are_refused() {
+    let env = Env::new();
+    let city = City::start(&env);
+    city.client().await;
+    // An expired ward certificate from the right CA.
+    let certs = env.certs();
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(certs.join("ca.key")).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(certs.join("ca.pem")).unwrap(), ca_key)
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["ward-00082".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ward-00082");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let expired = ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(certs.join("ca.pem")).unwrap()))
+        .identity(tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem()))
+        .domain_name("city");
+    let refused = match channel(&city, expired).await {
+        Err(_) => true,
+        Ok(ch) => replicate(ch, "00082").await != Code::Ok,
+    };
+    assert!(refused, "an expired certificate is refused");
+    let foreign = tls(&env.path().join("foreign"), "ward-00082");
+    let foreign = foreign.ca_certificate(tonic::transport::Certificate::from_pem(
+        std::fs::read(certs.join("ca.pem")).unwrap(),
+    ));
+    let refused = match channel(&city, foreign).await {
+        Err(_) => true,
+        Ok(ch) => replicate(ch, "00082").await != Code::Ok,
+    };
+    assert!(refused, "a certificate from another CA is refused");
+}
+
+fn change(seq: u64, i: u32) -> Change {
+    let r = rec(&WardCode::parse("00082").unwrap(), i);
+    let stamp = Stamp {
+        hlc: Hlc { wall_ms: wardsync::clock::now_ms() as u64, logical: seq as u32 },
+        writer: "00082".into(),
+    };
+    let fields = flatten(&r).into_keys().collect();
+    Change {
+        seq,
+        written_at_ms: 0,
+        key: RecordKey::new(r.kind(), &r.key_id()).unwrap(),
+        stamp,
+        context: Default::default(),
+        fields,
+        op: Op::Put(r),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_batches_too_many_streams_and_floods_are_refused() {
+    let env = Env::new();
+    issue_clients(&env);
+    let limits = "[limits]\nmax_message_bytes = 65536\nmax_batch_changes = 50\nmax_streams_per_ward = 1\nrequests_per_second = 5\nrequest_burst = 5\n";
+    let city = City::start_configured(&env, &format!("{ROLES}{limits}"));
+    city.client().await;
+    let certs = env.certs();
+    let ward_tls = || tls(&certs, "ward-00082");
+
+    // One stream per ward; a second is refused while the first is open.
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(hello("00082")).await.unwrap();
+    let mut first = CitySyncClient::new(channel(&city, ward_tls()).await.unwrap())
+        .replicate(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        first.message().await.unwrap().and_then(|m| m.msg),
+        Some(city_message::Msg::Welcome(_))
+    ));
+    assert_eq!(replicate(channel(&city, ward_tls()).await.unwrap(), "00082").await, Code::ResourceExhausted);
+
+    // A batch over the change limit, then one over the size limit.
+    let batch = |changes: Vec<Change>| pb::WardMessage {
+        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: changes.iter().map(Into::into).collect() })),
+    };
+    tx.send(batch((1..=51).map(|s| change(s, s as u32)).collect())).await.unwrap();
+    let e = first.message().await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("exceed the limit of 50"), "{}", e.message());
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(hello("00082")).await.unwrap();
+    let mut second = CitySyncClient::new(channel(&city, ward_tls()).await.unwrap())
+        .max_encoding_message_size(1 << 24)
+        .replicate(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    second.message().await.unwrap();
+    let mut big = change(1, 0);
+    if let Op::Put(r) = &mut big.op {
+        if let wardsync::model::Body::Citizen(c) = &mut r.body {
+            c.full_name = "x".repeat(100_000);
+        }
+    }
+    tx.send(batch(vec![big])).await.unwrap();
+    let e = second.message().await.unwrap_err();
+    assert!(matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange), "{e}");
+
+    // One identity flooding queries is slowed down; another is served.
+    let mut flood = CityQueryClient::new(channel(&city, tls(&certs, "reader")).await.unwrap());
+    let mut exhausted = false;
+    for _ in 0..50 {
+        if call(&mut flood, "Wards").await == Code::ResourceExhausted {
+            exhausted = true;
+            break;
+        }
+    }
+    assert!(exhausted, "a flood hits the rate limit");
+    let mut other = CityQueryClient::new(channel(&city, tls(&certs, "office")).await.unwrap());
+    assert_eq!(call(&mut other, "Wards").await, Code::Ok, "another identity is still served");
+}
