@@ -26,6 +26,9 @@ pub struct WardConfig {
     /// the local API has no authentication of its own.
     #[serde(default = "default_ward_listen")]
     pub listen: SocketAddr,
+    /// Serve the local API on this Unix socket (mode 660) instead of `listen`.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
     /// URL of the city server, `https://HOST:PORT` (`http://` only with `insecure_dev`).
     pub city_url: String,
     /// Name the city's certificate must carry (its DNS SAN).

@@ -337,3 +337,68 @@ async fn oversized_messages_and_batches_too_many_streams_and_floods_are_refused(
     let mut other = CityQueryClient::new(channel(&city, tls(&certs, "office")).await.unwrap());
     assert_eq!(call(&mut other, "Wards").await, Code::Ok, "another identity is still served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_api_can_listen_on_a_unix_socket_only_its_owner_and_group_may_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let city = City::start(&env);
+    let socket = env.path().join("ward.sock");
+    let _ward = Ward::start_with(&env, "00082", city.addr, &format!("socket = \"{}\"", socket.display()));
+    let url = format!("unix:{}", socket.display());
+    wait::until(DEADLINE, "the socket to accept connections", || {
+        let url = url.clone();
+        async move {
+            Ok(wardsync::cli::client::ward_client(&url).await?.status(pb::StatusRequest {}).await.is_ok())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o660);
+    let mut w = wardsync::cli::client::ward_client(&url).await.unwrap();
+    w.put(pb::PutRequest { record: Some((&rec(&WardCode::parse("00082").unwrap(), 0)).into()) })
+        .await
+        .unwrap();
+    drained(&mut w).await;
+    let mut q = city.client().await;
+    assert_same_records(&mut w, &mut q, "00082").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_replaying_another_wards_changes_is_refused() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let certs = env.certs();
+    // Ward 00145 sends changes stamped and owned by ward 00082.
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(hello("00145")).await.unwrap();
+    let mut s = CitySyncClient::new(channel(&city, tls(&certs, "ward-00145")).await.unwrap())
+        .replicate(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    s.message().await.unwrap();
+    let replayed: Vec<Change> = (1..=3).map(|n| change(n, n as u32)).collect();
+    tx.send(pb::WardMessage {
+        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: replayed.iter().map(Into::into).collect() })),
+    })
+    .await
+    .unwrap();
+    match s.message().await.unwrap().and_then(|m| m.msg) {
+        Some(city_message::Msg::Ack(a)) => {
+            assert_eq!(a.applied_seq, 3, "kept in quarantine, the stream goes on")
+        }
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    let entries = q.list_quarantine(pb::QuarantineRequest::default()).await.unwrap().into_inner().entries;
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries.iter().all(|e| e.ward == "00145" && e.reason.contains("sent by ward 00145")),
+        "{entries:?}"
+    );
+    for c in &replayed {
+        let e = q.get(pb::CityGetRequest { key: Some((&c.key).into()) }).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+}

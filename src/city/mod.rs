@@ -74,7 +74,8 @@ where
         streams: Default::default(),
     };
     let query = QueryService { store: store.clone(), guard: guard.clone(), province: cfg.province.clone() };
-    let mut builder = Server::builder();
+    // Every call must produce its response in time (a stream: its first message).
+    let mut builder = Server::builder().timeout(crate::net::RPC_DEADLINE);
     match &cfg.tls {
         Some(files) => builder = builder.tls_config(server_tls(files)?)?,
         None => {

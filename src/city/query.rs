@@ -216,7 +216,8 @@ impl CityQuery for QueryService {
             .discard(&ward, req.seq, &req.reason, &by, now_ms())
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
-        tracing::info!(%ward, seq = req.seq, %by, reason = %req.reason, "quarantined change discarded");
+        tracing::info!(%ward, seq = req.seq, %by, "quarantined change discarded");
+        tracing::debug!(reason = %req.reason, "discard reason");
         Ok(Response::new(pb::DiscardReply {}))
     }
 
@@ -250,7 +251,8 @@ impl CityQuery for QueryService {
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;
-        tracing::info!(by = %peer.identity, key = %key, cursor, "office correction");
+        tracing::info!(by = %peer.identity, cursor, "office correction");
+        tracing::debug!(%key, "office correction of");
         Ok(Response::new(pb::EditReply { cursor }))
     }
 
@@ -365,7 +367,8 @@ impl CityQuery for QueryService {
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;
-        tracing::info!(by = %peer.identity, %key, field = %req.field, cursor, "conflict resolved");
+        tracing::info!(by = %peer.identity, kind = %key.kind(), field = %req.field, cursor, "conflict resolved");
+        tracing::debug!(%key, "conflict resolved on");
         Ok(Response::new(pb::EditReply { cursor }))
     }
 }

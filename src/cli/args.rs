@@ -133,6 +133,9 @@ pub struct WardArgs {
     /// Address of the local API, e.g. 127.0.0.1:7070.
     #[arg(long, env = "WARDSYNC_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve the local API on this Unix socket (mode 660) instead.
+    #[arg(long, env = "WARDSYNC_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// City server URL, e.g. https://city.example:7443.
     #[arg(long, env = "WARDSYNC_CITY_URL")]
     pub city_url: Option<String>,
@@ -154,6 +157,7 @@ impl WardArgs {
             code: code.clone(),
             data_dir: PathBuf::from("/var/lib/wardsync/ward"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            socket: None,
             city_url: city_url.clone(),
             city_name: "city".into(),
             tls: None,
@@ -172,6 +176,9 @@ impl WardArgs {
         }
         if let Some(l) = self.listen {
             cfg.listen = l;
+        }
+        if let Some(s) = &self.socket {
+            cfg.socket = Some(s.clone());
         }
         if let Some(u) = &self.city_url {
             cfg.city_url = u.clone();
@@ -203,7 +210,7 @@ pub struct CertsArgs {
 /// Which node a client command talks to.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
-    /// The ward agent's local API.
+    /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
     /// Ask the city at this URL (https://HOST:PORT) instead of a ward agent.
@@ -223,7 +230,7 @@ pub struct TargetArgs {
 /// Flags of `wardsync put`.
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// The ward agent's local API.
+    /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
     /// One record as JSON, e.g. '{"ward":"00082","body":{"citizen":{...}}}'.
@@ -294,7 +301,7 @@ pub struct LookupArgs {
     /// The key: personal id, enterprise code, or COMMUNE:SHEET:PARCEL.
     #[arg(long)]
     pub key: String,
-    /// The ward agent's local API.
+    /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
 }

@@ -58,7 +58,7 @@ pub struct ImportArgs {
     /// Override the format the extension suggests.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// The ward agent's local API.
+    /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
     /// Where rejected lines go, with line numbers and reasons [default: FILE.rejects].

@@ -12,13 +12,33 @@ use crate::model::{Kind, Record, RecordKey};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 use crate::proto::{MAX_PAGE, record_from_pb};
 
-/// Connects to a ward agent's local API.
+/// Connects to a ward agent's local API: `http://HOST:PORT`, or
+/// `unix:/path/to/socket` for an agent listening on a Unix socket.
 pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
-    let channel = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("bad ward API URL {url:?}"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)"))?;
+    let unreachable = || format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)");
+    let channel = match url.strip_prefix("unix:") {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            Endpoint::from_static("http://local.ward")
+                .timeout(crate::net::RPC_DEADLINE)
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .with_context(unreachable)?
+        }
+        None => Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("bad ward API URL {url:?}"))?
+            .timeout(crate::net::RPC_DEADLINE)
+            .connect()
+            .await
+            .with_context(unreachable)?,
+    };
     Ok(WardApiClient::new(channel))
 }
 
@@ -29,8 +49,9 @@ pub async fn city_client(
     name: &str,
     city_name: &str,
 ) -> anyhow::Result<CityQueryClient<Channel>> {
-    let mut endpoint =
-        Endpoint::from_shared(url.to_string()).with_context(|| format!("bad city URL {url:?}"))?;
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("bad city URL {url:?}"))?
+        .timeout(crate::net::RPC_DEADLINE);
     if let Some(dir) = tls_dir {
         endpoint = endpoint.tls_config(client_tls(&TlsFiles::in_dir(dir, name), city_name)?)?;
     } else if url.starts_with("https://") {

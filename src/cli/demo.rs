@@ -207,6 +207,7 @@ async fn start_ward(
         code: code.to_string(),
         data_dir: dir.join(format!("ward-{code}")),
         listen: addr,
+        socket: None,
         city_url: format!("https://{city}"),
         city_name: "city".into(),
         tls: Some(TlsFiles::in_dir(&dir.join("certs"), &ward_cert_name(code))),
@@ -221,7 +222,7 @@ async fn start_ward(
     let connect = crate::ward::city_connect(&cfg)?;
     let stop = stop.clone();
     let task = tokio::spawn(async move {
-        crate::ward::serve(cfg, engine, listener, connect, stop.cancelled_owned()).await
+        crate::ward::serve(cfg, engine, crate::net::incoming(listener), connect, stop.cancelled_owned()).await
     });
     Ok((addr, task))
 }

@@ -10,8 +10,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
 use tonic::transport::{Endpoint, Server};
 
 pub use api::LocalApi;
@@ -56,21 +59,43 @@ pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
 /// the local API on `cfg.listen` and replicates to the city.
 pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     cfg.check()?;
-    let listener =
-        TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let connect = city_connect(&cfg)?;
-    serve(cfg, engine, listener, connect, shutdown).await
+    match cfg.socket.clone() {
+        Some(path) => {
+            let listener = crate::net::unix_listener(&path)?;
+            tracing::info!(socket = %path.display(), "local API on a Unix socket (mode 660)");
+            serve(cfg, engine, tokio_stream::wrappers::UnixListenerStream::new(listener), connect, shutdown)
+                .await
+        }
+        None => {
+            let listener = TcpListener::bind(cfg.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+            let addr = listener.local_addr()?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "the local API has no authentication of its own and listens beyond loopback: restrict access to it");
+            }
+            tracing::info!(%addr, "local API on TCP");
+            serve(cfg, engine, crate::net::incoming(listener), connect, shutdown).await
+        }
+    }
 }
 
-/// Runs a ward agent over any engine, local listener and city connector.
-pub async fn serve(
+/// Runs a ward agent over any engine, stream of local connections and city connector.
+pub async fn serve<I, IO, IE>(
     cfg: WardConfig,
     engine: Arc<dyn Engine>,
-    listener: TcpListener,
+    incoming: I,
     connect: Connect,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let ward = WardCode::parse(&cfg.code).map_err(|e| anyhow::anyhow!("config `code`: {e}"))?;
     let province = crate::model::reference::commune(ward.as_str())
         .ok_or_else(|| {
@@ -93,14 +118,11 @@ pub async fn serve(
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
     let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the local API has no authentication of its own and listens beyond loopback: restrict access to it");
-    }
-    tracing::info!(%ward, %addr, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
+    tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
+        .timeout(crate::net::RPC_DEADLINE)
         .add_service(WardApiServer::new(api))
-        .serve_with_incoming_shutdown(crate::net::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     // The API is closed and its writers are gone: let the commit task finish
     // its last group, then stop replicating.

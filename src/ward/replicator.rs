@@ -266,7 +266,7 @@ impl Replicator {
                 .state
                 .unwrap_or_default();
             self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(|e| e.to_string())?;
-            tracing::info!(ward = %self.ward, %key, "record handed over by the city fetched whole");
+            tracing::info!(ward = %self.ward, kind = %key.kind(), "record handed over by the city fetched whole");
         }
         Ok(())
     }

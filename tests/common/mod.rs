@@ -217,6 +217,11 @@ pub struct Ward {
 impl Ward {
     /// Starts ward `code` replicating to `city_addr` (the city or a relay).
     pub fn start(env: &Env, code: &str, city_addr: SocketAddr) -> Ward {
+        Self::start_with(env, code, city_addr, "")
+    }
+
+    /// Like [`Ward::start`], with extra top-level config lines.
+    pub fn start_with(env: &Env, code: &str, city_addr: SocketAddr, extra: &str) -> Ward {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let certs = env.certs();
         let config = env.path().join(format!("ward-{code}.toml"));
@@ -227,6 +232,7 @@ impl Ward {
 data_dir = "{data}"
 listen = "{api}"
 city_url = "https://{city_addr}"
+{extra}
 [tls]
 ca = "{ca}"
 cert = "{cert}"

@@ -131,11 +131,12 @@ impl<'a> GroupWrite<'a> {
             };
             let owner = after.materialize(key, self.policies).map(|r| r.ward.to_string()).unwrap_or_default();
             let entry = Conflict::new(key, c, owner, opened, self.now_ms);
-            tracing::info!(%key, field = %c.field, contenders = c.contenders.len(), "conflict recorded");
+            tracing::info!(kind = %key.kind(), field = %c.field, contenders = c.contenders.len(), "conflict recorded");
+            tracing::debug!(%key, "conflict on");
             self.batch.insert(ck, encode(&entry));
         }
         for c in old.iter().filter(|c| !new.iter().any(|n| n.field == c.field)) {
-            tracing::info!(%key, field = %c.field, "conflict settled");
+            tracing::info!(kind = %key.kind(), field = %c.field, "conflict settled");
             self.batch.remove(conflict_key(key, &c.field));
         }
         Ok(())

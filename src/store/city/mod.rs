@@ -203,8 +203,10 @@ impl CityStore {
             let mut outcomes = Vec::with_capacity(group.len());
             for wb in group {
                 let mut state = wards.get(&wb.ward).cloned().unwrap_or_default();
-                let fresh: Vec<&Incoming> = wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
-                let contiguous = fresh.iter().enumerate().all(|(i, c)| c.seq() == state.last_applied_seq + 1 + i as u64);
+                let fresh: Vec<&Incoming> =
+                    wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
+                let contiguous =
+                    fresh.iter().enumerate().all(|(i, c)| c.seq() == state.last_applied_seq + 1 + i as u64);
                 if !contiguous {
                     outcomes.push(Err(BatchRejected::Gap {
                         ward: wb.ward.clone(),
@@ -225,12 +227,15 @@ impl CityStore {
                             state = wards[&wb.ward].clone();
                         }
                         (Some(reason), incoming) => {
-                            tracing::warn!(ward = %wb.ward, seq = incoming.seq(), %reason, "change quarantined");
+                            tracing::warn!(ward = %wb.ward, seq = incoming.seq(), "change quarantined");
+                            tracing::debug!(%reason, "quarantine reason");
                             let q = Quarantined::new(&wb.ward, incoming, reason, now_ms, w.cursor);
                             w.batch.insert(quarantine_key(QUARANTINE, &wb.ward, incoming.seq()), encode(&q));
                             state.quarantined += 1;
                         }
-                        (None, Incoming::Malformed { .. }) => unreachable!("malformed changes are always refused"),
+                        (None, Incoming::Malformed { .. }) => {
+                            unreachable!("malformed changes are always refused")
+                        }
                     }
                     state.last_applied_seq = incoming.seq();
                 }
