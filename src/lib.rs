@@ -20,6 +20,7 @@
 //! - [`clock`]: the wall clock, read in one place.
 //! - [`net`]: accepting TCP connections (no Nagle delay).
 //! - [`generate`]: the seeded generator of realistic records.
+//! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
 //! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
 //!   list, status, lookup, gen, import, export, query, quarantine, demo), the
 //!   CSV and JSON Lines formats, and the TCP relay the demo cuts.
@@ -63,6 +64,7 @@ pub mod city;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fuzzing;
 pub mod generate;
 pub mod model;
 pub mod net;
