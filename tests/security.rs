@@ -152,13 +152,15 @@ async fn every_role_against_every_rpc() {
         assert_eq!(got == Code::Ok, *may_replicate, "{cert} replicating: {got:?}");
     }
 
-    // Every refusal is in the audit trail, with the identity.
+    // Every refusal is counted and in the audit trail, with the identity.
     let mut office = city.client().await;
+    let counted = office.wards(pb::WardsRequest {}).await.unwrap().into_inner().denied_calls;
     let audit = office.audit(pb::AuditRequest::default()).await.unwrap().into_inner().entries;
     let denied: Vec<_> = audit.iter().filter(|e| e.denied).collect();
     let expected =
         table.iter().map(|(_, allowed, rep)| all.len() - allowed.len() + usize::from(!rep)).sum::<usize>();
     assert_eq!(denied.len(), expected);
+    assert_eq!(counted as usize, expected);
     assert!(denied.iter().any(|e| e.identity == "stranger" && e.action == "Edit"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
         .args(["audit", "--since", "2020-01-01", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])

@@ -120,7 +120,11 @@ impl CityQuery for QueryService {
                 quarantined: state.quarantined,
             })
             .collect();
-        Ok(Response::new(pb::WardsReply { wards, log_cursor: self.store.durable_cursor() }))
+        Ok(Response::new(pb::WardsReply {
+            wards,
+            log_cursor: self.store.durable_cursor(),
+            denied_calls: self.store.denied_calls(),
+        }))
     }
 
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::RecordsReply>, Status> {

@@ -45,6 +45,11 @@ impl CityStore {
         self.engine.apply(batch)
     }
 
+    /// Calls refused since this store was opened.
+    pub fn denied_calls(&self) -> u64 {
+        self.denials.load(Ordering::Relaxed)
+    }
+
     /// Denied calls since `since_ms`, oldest first.
     pub fn denials(&self, since_ms: i64) -> Result<Vec<Denial>, StoreError> {
         let start = key(AUDIT, &[&be(since_ms.max(0) as u64)]);
