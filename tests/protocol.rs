@@ -12,7 +12,6 @@ use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use wardsync::auth::{TlsFiles, client_tls};
 use wardsync::model::{Body, Change, Hlc, Op, Record, RecordKey, Stamp, WardCode, flatten};
-use wardsync::proto::PROTOCOL_VERSION;
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
 struct Session {
@@ -29,17 +28,7 @@ async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session
         .await
         .map_err(|e| tonic::Status::unavailable(format!("{e:?}")))?;
     let (tx, rx) = mpsc::channel(8);
-    tx.send(pb::WardMessage {
-        msg: Some(ward_message::Msg::Hello(pb::Hello {
-            ward_code: claim.into(),
-            node_id: "test".into(),
-            protocol_version: PROTOCOL_VERSION,
-            schema_version: 1,
-            downstream_cursor: 0,
-        })),
-    })
-    .await
-    .unwrap();
+    tx.send(hello(claim)).await.unwrap();
     let mut inbound = CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await?.into_inner();
     match inbound.message().await?.and_then(|m| m.msg) {
         Some(city_message::Msg::Welcome(w)) => Ok((Session { tx, inbound }, w.last_applied_seq)),

@@ -15,7 +15,6 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wardsync::auth::{DevCa, TlsFiles, client_tls};
 use wardsync::cli::wait;
 use wardsync::model::{Change, Hlc, Op, RecordKey, Stamp, WardCode, flatten};
-use wardsync::proto::PROTOCOL_VERSION;
 use wardsync::proto::pb::{
     self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
 };
@@ -93,18 +92,6 @@ async fn replicate(ch: Channel, claim: &str) -> Code {
             Err(s) => s.code(),
         },
         Err(s) => s.code(),
-    }
-}
-
-fn hello(claim: &str) -> pb::WardMessage {
-    pb::WardMessage {
-        msg: Some(ward_message::Msg::Hello(pb::Hello {
-            ward_code: claim.into(),
-            node_id: "test".into(),
-            protocol_version: PROTOCOL_VERSION,
-            schema_version: 1,
-            downstream_cursor: 0,
-        })),
     }
 }
 

@@ -339,3 +339,16 @@ pub fn rec(code: &WardCode, i: u32) -> wardsync::model::Record {
         .clone();
     all[i as usize].clone()
 }
+
+/// The Hello a ward agent would send, claiming ward `claim`.
+pub fn hello(claim: &str) -> pb::WardMessage {
+    pb::WardMessage {
+        msg: Some(pb::ward_message::Msg::Hello(pb::Hello {
+            ward_code: claim.into(),
+            node_id: "test".into(),
+            protocol_version: wardsync::proto::PROTOCOL_VERSION,
+            schema_version: wardsync::proto::SCHEMA_VERSION,
+            downstream_cursor: 0,
+        })),
+    }
+}
