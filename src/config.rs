@@ -63,6 +63,8 @@ pub struct ReplicationConfig {
     pub ack_timeout_ms: u64,
     /// Most entries the outbox may hold; beyond it writes fail with RESOURCE_EXHAUSTED.
     pub max_outbox: u64,
+    /// How often the ward tells the city its backlog, in milliseconds.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -75,6 +77,7 @@ impl Default for ReplicationConfig {
             backoff_max_ms: 30_000,
             ack_timeout_ms: 15_000,
             max_outbox: 20_000_000,
+            heartbeat_ms: 5_000,
         }
     }
 }
@@ -122,6 +125,10 @@ pub struct CityConfig {
     /// (colons allowed). Reloaded on SIGHUP; revoked nodes are disconnected.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// The wards expected to replicate (commune codes); those never heard
+    /// from are listed as `never-seen` by `wardsync status`.
+    #[serde(default)]
+    pub wards: Vec<String>,
     /// Limits that keep one client from hurting the others.
     #[serde(default)]
     pub limits: Limits,
@@ -218,6 +225,12 @@ impl CityConfig {
     /// Checks what the types cannot: TLS settings, the province code, policy names.
     pub fn check(&self) -> anyhow::Result<()> {
         check_tls(&self.tls, self.insecure_dev)?;
+        for w in &self.wards {
+            anyhow::ensure!(
+                crate::model::reference::commune(w).is_some(),
+                "config `wards`: {w:?} is not a commune code in force since 1 July 2025"
+            );
+        }
         for name in self.policies.keys().filter(|n| *n != "default") {
             let kind = name.split_once('.').and_then(|(k, _)| k.parse::<crate::model::Kind>().ok());
             anyhow::ensure!(

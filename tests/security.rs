@@ -333,7 +333,7 @@ async fn the_local_api_can_listen_on_a_unix_socket_only_its_owner_and_group_may_
     let env = Env::new();
     let city = City::start(&env);
     let socket = env.path().join("ward.sock");
-    let _ward = Ward::start_with(&env, "00082", city.addr, &format!("socket = \"{}\"", socket.display()));
+    let _ward = Ward::start_with(&env, "00082", city.addr, &format!("socket = \"{}\"", socket.display()), "");
     let url = format!("unix:{}", socket.display());
     wait::until(DEADLINE, "the socket to accept connections", || {
         let url = url.clone();

@@ -3,16 +3,13 @@
 //! task shared by every ward (one atomic write and one flush per group),
 //! acknowledging each batch only once it is durable.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::CityError;
+use super::{CityError, Live};
 use crate::auth::{Identity, Peer, Role};
 use crate::clock::{now_ms, today};
 use crate::model::Context;
@@ -23,32 +20,37 @@ use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, 
 
 /// One open replication stream of a ward, counted while it lives.
 struct StreamSlot {
-    streams: Arc<Mutex<HashMap<WardCode, usize>>>,
+    live: Live,
     ward: WardCode,
 }
 
 impl StreamSlot {
-    fn take(
-        streams: &Arc<Mutex<HashMap<WardCode, usize>>>,
-        ward: &WardCode,
-        max: usize,
-    ) -> Result<StreamSlot, Status> {
-        let mut open = streams.lock().expect("poisoned");
-        let n = open.entry(ward.clone()).or_default();
-        if *n >= max {
+    fn take(live: &Live, ward: &WardCode, max: usize) -> Result<StreamSlot, Status> {
+        let mut all = live.lock().expect("poisoned");
+        let w = all.entry(ward.clone()).or_default();
+        if w.streams >= max {
             return Err(Status::resource_exhausted(format!(
-                "ward {ward} already has {n} replication streams open (the limit is {max})"
+                "ward {ward} already has {} replication streams open (the limit is {max})",
+                w.streams
             )));
         }
-        *n += 1;
-        Ok(StreamSlot { streams: streams.clone(), ward: ward.clone() })
+        w.streams += 1;
+        w.last_seen_ms = now_ms();
+        Ok(StreamSlot { live: live.clone(), ward: ward.clone() })
+    }
+
+    fn heartbeat(&self, h: pb::Heartbeat) {
+        let mut all = self.live.lock().expect("poisoned");
+        let w = all.entry(self.ward.clone()).or_default();
+        w.heartbeat = Some(h);
+        w.last_seen_ms = now_ms();
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        if let Some(n) = self.streams.lock().expect("poisoned").get_mut(&self.ward) {
-            *n = n.saturating_sub(1);
+        if let Some(w) = self.live.lock().expect("poisoned").get_mut(&self.ward) {
+            w.streams = w.streams.saturating_sub(1);
         }
     }
 }
@@ -94,8 +96,8 @@ pub struct SyncService {
     pub(super) store: CityStore,
     pub(super) guard: super::Guard,
     pub(super) limits: crate::config::Limits,
-    /// Open replication streams per ward.
-    pub(super) streams: Arc<Mutex<HashMap<WardCode, usize>>>,
+    /// Streams and heartbeats of each ward.
+    pub(super) live: Live,
     pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
     pub(super) cancel: CancellationToken,
 }
@@ -140,6 +142,7 @@ impl SyncService {
         peer: Peer,
         mut inbound: Streaming<pb::WardMessage>,
         tx: mpsc::Sender<Outbound>,
+        slot: StreamSlot,
     ) {
         let mut guard = self.guard.clone();
         let result = loop {
@@ -157,6 +160,10 @@ impl SyncService {
             };
             let batch = match msg {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
+                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(h)) })) => {
+                    slot.heartbeat(h);
+                    continue;
+                }
                 Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
                 Ok(None) => break Ok(()),
                 Err(s) => {
@@ -278,7 +285,7 @@ impl CitySync for SyncService {
         let ward = Self::admit(&identity, &hello).inspect_err(|e| {
             tracing::warn!(%identity, claimed = %hello.ward_code, error = %e, "replication refused");
         })?;
-        let slot = StreamSlot::take(&self.streams, &ward, self.limits.max_streams_per_ward)?;
+        let slot = StreamSlot::take(&self.live, &ward, self.limits.max_streams_per_ward)?;
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
@@ -293,11 +300,10 @@ impl CitySync for SyncService {
             tx.clone(),
             session.clone(),
         ));
-        let pump = self.clone().pump(ward, peer, inbound, tx);
+        let pump = self.clone().pump(ward, peer, inbound, tx, slot);
         tokio::spawn(async move {
             pump.await;
             session.cancel();
-            drop(slot);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

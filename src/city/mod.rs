@@ -3,6 +3,7 @@
 mod error;
 mod guard;
 mod ingest;
+mod live;
 mod query;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use tonic::transport::server::Connected;
 pub use error::CityError;
 pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
+pub use live::{Lag, Live, LiveWard, lag};
 pub use query::QueryService;
 
 use tokio::sync::watch;
@@ -65,15 +67,23 @@ where
         spawn_applier(store.clone(), cfg.max_group, cfg.province.clone(), cfg.max_clock_skew_ms);
     let cancel = CancellationToken::new();
     let guard = Guard::new(access, store.clone(), &cfg.limits);
+    let live = Live::default();
     let sync = SyncService {
         store: store.clone(),
         applier,
         cancel: cancel.clone(),
         guard: guard.clone(),
         limits: cfg.limits.clone(),
-        streams: Default::default(),
+        live: live.clone(),
     };
-    let query = QueryService { store: store.clone(), guard: guard.clone(), province: cfg.province.clone() };
+    let expected = cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();
+    let query = QueryService {
+        store: store.clone(),
+        guard: guard.clone(),
+        province: cfg.province.clone(),
+        live,
+        expected,
+    };
     // Every call must produce its response in time (a stream: its first message).
     let mut builder = Server::builder().timeout(crate::net::RPC_DEADLINE);
     match &cfg.tls {

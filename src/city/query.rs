@@ -23,6 +23,9 @@ pub struct QueryService {
     pub(super) store: CityStore,
     pub(super) guard: super::Guard,
     pub(super) province: Option<String>,
+    pub(super) live: super::Live,
+    /// Wards the configuration expects to hear from.
+    pub(super) expected: Vec<WardCode>,
 }
 
 fn ward_filter(s: &str, field: &str) -> Result<Option<WardCode>, CityError> {
@@ -108,16 +111,43 @@ impl CityQuery for QueryService {
 
     async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
         self.guard.admit(&_req, &[Role::Ops, Role::OfficeReader], "Wards")?;
-        let wards = self
-            .store
-            .wards()
+        let now = now_ms();
+        let live = self.live.lock().expect("poisoned").clone();
+        let mut known = self.store.wards();
+        for w in &self.expected {
+            if !known.iter().any(|(k, _)| k == w) {
+                known.push((w.clone(), Default::default()));
+            }
+        }
+        let conflicts = self.store.conflicts(&ConflictFilter::default()).map_err(CityError::from)?;
+        let wards = known
             .into_iter()
-            .map(|(code, state)| pb::WardState {
-                ward: code.to_string(),
-                last_applied_seq: state.last_applied_seq,
-                last_contact_ms: state.last_contact_ms,
-                records: state.records,
-                quarantined: state.quarantined,
+            .map(|(code, state)| {
+                let l = live.get(&code);
+                let heartbeat = l.and_then(|l| l.heartbeat.as_ref());
+                let lag = super::lag(heartbeat, state.last_applied_seq, now);
+                let connected = l.is_some_and(|l| l.streams > 0);
+                let seen = state.last_contact_ms > 0 || l.is_some();
+                pb::WardState {
+                    state: if connected {
+                        "connected"
+                    } else if seen {
+                        "disconnected"
+                    } else {
+                        "never-seen"
+                    }
+                    .into(),
+                    lag_seconds: lag.seconds,
+                    backlog: lag.backlog,
+                    backlog_bytes: if lag.backlog > 0 { heartbeat.map_or(0, |h| h.backlog_bytes) } else { 0 },
+                    oldest_queued_ms: lag.oldest_queued_ms,
+                    open_conflicts: conflicts.iter().filter(|c| c.owner == code.as_str()).count() as u64,
+                    last_contact_ms: state.last_contact_ms.max(l.map_or(0, |l| l.last_seen_ms)),
+                    ward: code.to_string(),
+                    last_applied_seq: state.last_applied_seq,
+                    records: state.records,
+                    quarantined: state.quarantined,
+                }
             })
             .collect();
         Ok(Response::new(pb::WardsReply {

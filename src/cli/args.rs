@@ -50,7 +50,7 @@ pub enum Command {
     /// List records of one kind from a ward agent or from the city.
     List(ListArgs),
     /// Show a ward agent's replication state, or every ward's state at the city.
-    Status(TargetArgs),
+    Status(StatusArgs),
     /// Find a record anywhere in the city through a ward agent (asks the city).
     Lookup(LookupArgs),
     /// Generate realistic records for a ward or a whole city (seeded).
@@ -225,6 +225,20 @@ pub struct TargetArgs {
     /// Name in the city's certificate.
     #[arg(long, default_value = "city")]
     pub city_name: String,
+}
+
+/// Flags of `wardsync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (one object per ward) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<u64>,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Flags of `wardsync put`.

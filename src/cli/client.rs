@@ -71,7 +71,7 @@ pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", s.message())
 }
 
-async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
+pub(super) async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
     match &t.city {
         None => Ok(None),
         Some(url) => Ok(Some(city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?)),
@@ -167,44 +167,6 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
             Ok(())
         })
         .await
-}
-
-/// `wardsync status`.
-pub async fn status(t: TargetArgs) -> anyhow::Result<()> {
-    match city_for(&t).await? {
-        Some(mut city) => {
-            let wards = city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
-            println!(
-                "{:<7} {:>12} {:>10} {:>11}  last contact (ms since epoch)",
-                "ward", "applied seq", "records", "quarantined"
-            );
-            for w in wards {
-                println!(
-                    "{:<7} {:>12} {:>10} {:>11}  {}",
-                    w.ward, w.last_applied_seq, w.records, w.quarantined, w.last_contact_ms
-                );
-            }
-        }
-        None => {
-            let s = ward_client(&t.ward_api)
-                .await?
-                .status(pb::StatusRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            println!(
-                "ward {}: {} records, last change {}, city applied {}, backlog {}, {} ({} reconnects)",
-                s.ward,
-                s.records,
-                s.last_seq,
-                s.acked_seq,
-                s.backlog,
-                if s.connected { "connected" } else { "disconnected" },
-                s.reconnects
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Where records are listed from.

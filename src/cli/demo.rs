@@ -185,6 +185,7 @@ async fn start_city(
         roles: BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor])]),
         revoked: Vec::new(),
         limits: Default::default(),
+        wards: WARDS.iter().map(|(c, _)| c.to_string()).collect(),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
     let stop = stop.clone();

@@ -12,6 +12,7 @@ mod generate;
 mod import;
 mod query;
 pub mod relay;
+mod status;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -95,7 +96,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(a) => client::delete(a).await?,
         Command::Get(a) => client::get(a).await?,
         Command::List(a) => client::list(a).await?,
-        Command::Status(a) => client::status(a).await?,
+        Command::Status(a) => status::run(a).await?,
         Command::Lookup(a) => client::lookup(a).await?,
         Command::Gen(a) => generate::run(a)?,
         Command::Import(a) => return import::run(a).await,

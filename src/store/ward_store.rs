@@ -50,6 +50,8 @@ pub struct NewChange {
 }
 
 struct Inner {
+    /// Bytes of the queued outbox entries.
+    queued_bytes: u64,
     last_seq: u64,
     acked: u64,
     hlc: Hlc,
@@ -97,8 +99,16 @@ impl WardStore {
         let read = |k: &[u8]| -> Result<u64, StoreError> { engine.get(k)?.map_or(Ok(0), |v| read_be(k, &v)) };
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let policies = engine.get(POLICIES)?.map(|v| decode(POLICIES, &v)).transpose()?.unwrap_or_default();
-        let inner =
-            Inner { last_seq: read(LAST_SEQ)?, acked: read(ACKED)?, hlc, down: read(DOWN)?, policies };
+        let queued_bytes =
+            engine.scan(OUTBOX, &prefix_end(OUTBOX), usize::MAX)?.iter().map(|(_, v)| v.len() as u64).sum();
+        let inner = Inner {
+            queued_bytes,
+            last_seq: read(LAST_SEQ)?,
+            acked: read(ACKED)?,
+            hlc,
+            down: read(DOWN)?,
+            policies,
+        };
         Ok(WardStore { engine, ward, inner: Arc::new(Mutex::new(inner)), max_outbox })
     }
 
@@ -120,6 +130,17 @@ impl WardStore {
     pub fn backlog(&self) -> u64 {
         let c = self.lock();
         c.last_seq - c.acked
+    }
+
+    /// Bytes the queued entries take.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.lock().queued_bytes
+    }
+
+    /// Ward time (ms) of the oldest queued change, if any.
+    pub fn oldest_queued_ms(&self) -> Result<Option<i64>, StoreError> {
+        let after = self.acked_seq();
+        Ok(self.outbox_range(after, u64::MAX - 1, 1, usize::MAX)?.first().map(|c| c.written_at_ms))
     }
 
     /// Cursor of the last change merged from the city.
@@ -180,7 +201,9 @@ impl WardStore {
                 op: ch.op.clone(),
             };
             state.apply(&change.values(), &change.stamp, &change.context);
-            batch.insert(outbox_key(seq), encode(&change));
+            let bytes = encode(&change);
+            c.queued_bytes += bytes.len() as u64;
+            batch.insert(outbox_key(seq), bytes);
             seqs.push(seq);
         }
         for (k, state) in &overlay.states {
@@ -285,12 +308,15 @@ impl WardStore {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for s in c.acked + 1..=seq {
-            batch.remove(outbox_key(s));
+        let mut freed = 0;
+        for (k, v) in self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), usize::MAX)? {
+            freed += v.len() as u64;
+            batch.remove(k);
         }
         batch.insert(ACKED, be(seq).to_vec());
         self.engine.apply(batch)?;
         c.acked = seq;
+        c.queued_bytes = c.queued_bytes.saturating_sub(freed);
         Ok(())
     }
 

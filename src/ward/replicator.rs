@@ -171,6 +171,7 @@ impl Replicator {
         let mut in_flight: VecDeque<u64> = VecDeque::new();
         let ack_timeout = Duration::from_millis(cfg.ack_timeout_ms);
         let mut ack_deadline = Instant::now() + ack_timeout;
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(100)));
         loop {
             while in_flight.len() < cfg.max_in_flight {
                 let durable = *self.durable.borrow_and_update();
@@ -231,9 +232,30 @@ impl Replicator {
                 _ = tokio::time::sleep_until(ack_deadline), if !in_flight.is_empty() => {
                     return SessionEnd::Failed(format!("no ack from the city for {} ms", cfg.ack_timeout_ms));
                 }
+                _ = heartbeat.tick() => {
+                    let beat = match self.heartbeat() {
+                        Ok(b) => b,
+                        Err(e) => return fail("cannot read the outbox", &e),
+                    };
+                    if tx.send(beat).await.is_err() {
+                        return SessionEnd::Failed("the stream to the city closed".into());
+                    }
+                }
                 _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
             }
         }
+    }
+
+    /// What this ward has queued, for the city to compute its lag.
+    fn heartbeat(&self) -> Result<pb::WardMessage, crate::store::StoreError> {
+        let beat = pb::Heartbeat {
+            last_seq: self.store.last_seq(),
+            backlog: self.store.backlog(),
+            backlog_bytes: self.store.backlog_bytes(),
+            oldest_queued_ms: self.store.oldest_queued_ms()?.unwrap_or(0),
+            sent_at_ms: now_ms(),
+        };
+        Ok(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(beat)) })
     }
 
     /// Merges changes made elsewhere, with the same function as the city.

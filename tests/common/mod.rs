@@ -217,11 +217,12 @@ pub struct Ward {
 impl Ward {
     /// Starts ward `code` replicating to `city_addr` (the city or a relay).
     pub fn start(env: &Env, code: &str, city_addr: SocketAddr) -> Ward {
-        Self::start_with(env, code, city_addr, "")
+        Self::start_with(env, code, city_addr, "", "")
     }
 
-    /// Like [`Ward::start`], with extra top-level config lines.
-    pub fn start_with(env: &Env, code: &str, city_addr: SocketAddr, extra: &str) -> Ward {
+    /// Like [`Ward::start`], with extra top-level config lines and extra
+    /// `[replication]` settings (which override the test defaults).
+    pub fn start_with(env: &Env, code: &str, city_addr: SocketAddr, extra: &str, replication: &str) -> Ward {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let certs = env.certs();
         let config = env.path().join(format!("ward-{code}.toml"));
@@ -238,15 +239,13 @@ ca = "{ca}"
 cert = "{cert}"
 key = "{key}"
 [replication]
-backoff_initial_ms = 50
-backoff_max_ms = 500
-ack_timeout_ms = 2000
-batch_max_entries = 64
+{replication}
 "#,
                 data = env.path().join(format!("ward-{code}")).display(),
                 ca = certs.join("ca.pem").display(),
                 cert = certs.join(format!("ward-{code}.pem")).display(),
                 key = certs.join(format!("ward-{code}.key")).display(),
+                replication = with_defaults(replication),
             ),
         )
         .unwrap();
@@ -266,6 +265,23 @@ batch_max_entries = 64
         .unwrap();
         ward_client(&url).await.unwrap()
     }
+}
+
+/// `[replication]` lines: the test defaults, except those `overrides` sets.
+fn with_defaults(overrides: &str) -> String {
+    let defaults = [
+        ("backoff_initial_ms", "50"),
+        ("backoff_max_ms", "500"),
+        ("ack_timeout_ms", "2000"),
+        ("batch_max_entries", "64"),
+    ];
+    let mut lines: Vec<String> = overrides.lines().map(String::from).collect();
+    for (k, v) in defaults {
+        if !overrides.lines().any(|l| l.trim_start().starts_with(k)) {
+            lines.push(format!("{k} = {v}"));
+        }
+    }
+    lines.join("\n")
 }
 
 /// The ward agent's status.
