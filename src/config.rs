@@ -29,6 +29,9 @@ pub struct WardConfig {
     /// Serve the local API on this Unix socket (mode 660) instead of `listen`.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Address of the Prometheus `/metrics` endpoint; none if unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// URL of the city server, `https://HOST:PORT` (`http://` only with `insecure_dev`).
     pub city_url: String,
     /// Name the city's certificate must carry (its DNS SAN).
@@ -125,6 +128,9 @@ pub struct CityConfig {
     /// (colons allowed). Reloaded on SIGHUP; revoked nodes are disconnected.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// Address of the HTTP endpoint for Prometheus (`/metrics`); none if unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// The wards expected to replicate (commune codes); those never heard
     /// from are listed as `never-seen` by `wardsync status`.
     #[serde(default)]

@@ -18,7 +18,8 @@
 //! - [`auth`]: TLS configuration, identities from certificates, dev CA.
 //! - [`config`]: TOML configuration of each node.
 //! - [`clock`]: the wall clock, read in one place.
-//! - [`net`]: accepting TCP connections (no Nagle delay).
+//! - [`net`]: accepting TCP connections (no Nagle delay), deadlines.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`generate`]: the seeded generator of realistic records.
 //! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
 //! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
@@ -66,6 +67,7 @@ pub mod clock;
 pub mod config;
 pub mod fuzzing;
 pub mod generate;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod proto;

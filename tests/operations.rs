@@ -9,6 +9,23 @@ use wardsync::cli::wait;
 use wardsync::model::WardCode;
 use wardsync::proto::pb;
 
+/// Scrapes `/metrics` at `addr`: `name{labels}` → value.
+async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return out };
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if let Some((name, value)) = line.rsplit_once(' ') {
+            out.insert(name.to_string(), value.parse().unwrap_or(f64::NAN));
+        }
+    }
+    out
+}
+
 /// `wardsync status --json` against the city, as parsed JSON.
 fn status_json(city: &City, env: &Env) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
@@ -26,12 +43,18 @@ fn ward<'a>(all: &'a [serde_json::Value], code: &str) -> &'a serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
     let env = Env::new();
-    let city = City::start_configured(&env, "wards = [\"00082\", \"00145\"]\n");
+    let city_metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ward_metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let city = City::start_configured(
+        &env,
+        &format!("wards = [\"00082\", \"00145\"]\nmetrics_listen = \"{city_metrics}\"\n"),
+    );
     let relay = Relay::start(city.addr).await.unwrap();
     // One change per batch, one batch in flight, frequent heartbeats: a
     // catch-up long enough for the city to report it.
     let slow = "batch_max_entries = 1\nmax_in_flight = 1\nheartbeat_ms = 50\nbackoff_max_ms = 200";
-    let w = Ward::start_with(&env, "00082", relay.addr(), "", slow);
+    let w =
+        Ward::start_with(&env, "00082", relay.addr(), &format!("metrics_listen = \"{ward_metrics}\""), slow);
     let mut c = w.client().await;
     let code = WardCode::parse("00082").unwrap();
     c.put(pb::PutRequest { record: Some((&rec(&code, 0)).into()) }).await.unwrap();
@@ -67,6 +90,14 @@ async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
     }))
     .await;
     assert_eq!(status(&mut c).await.unwrap().backlog, 599);
+    let m = scrape(ward_metrics).await;
+    assert_eq!(m["wardsync_outbox_depth"], 599.0, "{m:?}");
+    assert_eq!(m["wardsync_connected"], 0.0);
+    assert!(m["wardsync_outbox_bytes"] > 100_000.0, "{m:?}");
+    assert!(m["wardsync_outbox_oldest_age_seconds"] >= 0.0);
+    let m = scrape(city_metrics).await;
+    assert_eq!(m[r#"wardsync_ward_connected{ward="00082"}"#], 0.0, "{m:?}");
+    assert_eq!(m[r#"wardsync_ward_last_applied_seq{ward="00082"}"#], 1.0);
 
     // On reconnecting, the ward reports its backlog; the city shows the lag
     // while it catches up.
@@ -86,4 +117,24 @@ async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
     })
     .await
     .unwrap();
+
+    // The metrics agree with the status: back to zero, connected.
+    wait::until(DEADLINE, "the metrics to show the ward caught up", || async move {
+        let m = scrape(city_metrics).await;
+        Ok(m.get(r#"wardsync_ward_connected{ward="00082"}"#) == Some(&1.0)
+            && m.get(r#"wardsync_ward_lag_seconds{ward="00082"}"#) == Some(&0.0)
+            && m.get(r#"wardsync_ward_backlog{ward="00082"}"#) == Some(&0.0)
+            && m.get(r#"wardsync_ward_last_applied_seq{ward="00082"}"#) == Some(&600.0))
+    })
+    .await
+    .unwrap();
+    let m = scrape(city_metrics).await;
+    assert_eq!(m[r#"wardsync_ward_connected{ward="00145"}"#], 0.0, "the never-seen ward is exported too");
+    assert!(m["wardsync_apply_latency_seconds_count"] > 0.0, "{m:?}");
+    let m = scrape(ward_metrics).await;
+    assert_eq!((m["wardsync_outbox_depth"], m["wardsync_connected"]), (0.0, 1.0));
+    assert!(
+        m["wardsync_batches_sent_total"] >= 600.0 && m["wardsync_ack_latency_seconds_count"] >= 600.0,
+        "{m:?}"
+    );
 }

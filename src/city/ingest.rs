@@ -68,16 +68,20 @@ pub fn spawn_applier(
     max_group: usize,
     province: Option<String>,
     max_skew_ms: u64,
+    apply_latency: prometheus_client::metrics::histogram::Histogram,
 ) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
     GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
         let store = store.clone();
         let n = group.len();
         let ctx = Context { today: today(), province: province.clone() };
+        let apply_latency = apply_latency.clone();
         async move {
+            let started = std::time::Instant::now();
             let result = match store.apply_group(&group, now_ms(), &ctx, max_skew_ms) {
                 Ok(outcomes) => store.flush().await.map(|_| outcomes),
                 Err(e) => Err(e),
             };
+            apply_latency.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(e) => {

@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::CityError;
 use crate::model::WardCode;
 use crate::proto::pb;
+use crate::store::{CityStore, ConflictFilter};
 
 /// The live view of one ward.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +46,55 @@ pub fn lag(heartbeat: Option<&pb::Heartbeat>, applied: u64, now_ms: i64) -> Lag 
         },
         _ => Lag { backlog: 0, seconds: 0.0, oldest_queued_ms: 0 },
     }
+}
+
+/// Every ward the city knows or expects, with its state, lag and backlog as
+/// of `now_ms`: what `Wards`, `wardsync status` and the metrics show.
+pub fn ward_states(
+    store: &CityStore,
+    live: &Live,
+    expected: &[WardCode],
+    now_ms: i64,
+) -> Result<Vec<pb::WardState>, CityError> {
+    let now = now_ms;
+    let live = live.lock().expect("poisoned").clone();
+    let mut known = store.wards();
+    for w in expected {
+        if !known.iter().any(|(k, _)| k == w) {
+            known.push((w.clone(), Default::default()));
+        }
+    }
+    let conflicts = store.conflicts(&ConflictFilter::default())?;
+    Ok(known
+        .into_iter()
+        .map(|(code, state)| {
+            let l = live.get(&code);
+            let heartbeat = l.and_then(|l| l.heartbeat.as_ref());
+            let lag = lag(heartbeat, state.last_applied_seq, now);
+            let connected = l.is_some_and(|l| l.streams > 0);
+            let seen = state.last_contact_ms > 0 || l.is_some();
+            pb::WardState {
+                state: if connected {
+                    "connected"
+                } else if seen {
+                    "disconnected"
+                } else {
+                    "never-seen"
+                }
+                .into(),
+                lag_seconds: lag.seconds,
+                backlog: lag.backlog,
+                backlog_bytes: if lag.backlog > 0 { heartbeat.map_or(0, |h| h.backlog_bytes) } else { 0 },
+                oldest_queued_ms: lag.oldest_queued_ms,
+                open_conflicts: conflicts.iter().filter(|c| c.owner == code.as_str()).count() as u64,
+                last_contact_ms: state.last_contact_ms.max(l.map_or(0, |l| l.last_seen_ms)),
+                ward: code.to_string(),
+                last_applied_seq: state.last_applied_seq,
+                records: state.records,
+                quarantined: state.quarantined,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ mod error;
 mod guard;
 mod ingest;
 mod live;
+mod metrics;
 mod query;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use tonic::transport::server::Connected;
 pub use error::CityError;
 pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
-pub use live::{Lag, Live, LiveWard, lag};
+pub use live::{Lag, Live, LiveWard, lag, ward_states};
 pub use query::QueryService;
 
 use tokio::sync::watch;
@@ -63,8 +64,14 @@ where
 {
     cfg.check()?;
     let store = CityStore::open(engine, cfg.merge_policies())?;
-    let (applier, applier_task) =
-        spawn_applier(store.clone(), cfg.max_group, cfg.province.clone(), cfg.max_clock_skew_ms);
+    let apply_latency = crate::metrics::latency_histogram();
+    let (applier, applier_task) = spawn_applier(
+        store.clone(),
+        cfg.max_group,
+        cfg.province.clone(),
+        cfg.max_clock_skew_ms,
+        apply_latency.clone(),
+    );
     let cancel = CancellationToken::new();
     let guard = Guard::new(access, store.clone(), &cfg.limits);
     let live = Live::default();
@@ -76,7 +83,17 @@ where
         limits: cfg.limits.clone(),
         live: live.clone(),
     };
-    let expected = cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();
+    let expected: Vec<crate::model::WardCode> =
+        cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();
+    let metrics_task = cfg.metrics_listen.map(|addr| {
+        let exporter = metrics::exporter(store.clone(), live.clone(), expected.clone(), apply_latency);
+        tokio::spawn(crate::metrics::serve(
+            addr,
+            Arc::new(exporter),
+            axum::Router::new(),
+            cancel.clone().cancelled_owned(),
+        ))
+    });
     let query = QueryService {
         store: store.clone(),
         guard: guard.clone(),
@@ -115,6 +132,9 @@ where
         .await;
     cancel.cancel();
     applier_task.await.ok();
+    if let Some(t) = metrics_task {
+        t.await??;
+    }
     store.flush().await?;
     tracing::info!("city server stopped");
     served.context("city server failed")

@@ -111,45 +111,7 @@ impl CityQuery for QueryService {
 
     async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
         self.guard.admit(&_req, &[Role::Ops, Role::OfficeReader], "Wards")?;
-        let now = now_ms();
-        let live = self.live.lock().expect("poisoned").clone();
-        let mut known = self.store.wards();
-        for w in &self.expected {
-            if !known.iter().any(|(k, _)| k == w) {
-                known.push((w.clone(), Default::default()));
-            }
-        }
-        let conflicts = self.store.conflicts(&ConflictFilter::default()).map_err(CityError::from)?;
-        let wards = known
-            .into_iter()
-            .map(|(code, state)| {
-                let l = live.get(&code);
-                let heartbeat = l.and_then(|l| l.heartbeat.as_ref());
-                let lag = super::lag(heartbeat, state.last_applied_seq, now);
-                let connected = l.is_some_and(|l| l.streams > 0);
-                let seen = state.last_contact_ms > 0 || l.is_some();
-                pb::WardState {
-                    state: if connected {
-                        "connected"
-                    } else if seen {
-                        "disconnected"
-                    } else {
-                        "never-seen"
-                    }
-                    .into(),
-                    lag_seconds: lag.seconds,
-                    backlog: lag.backlog,
-                    backlog_bytes: if lag.backlog > 0 { heartbeat.map_or(0, |h| h.backlog_bytes) } else { 0 },
-                    oldest_queued_ms: lag.oldest_queued_ms,
-                    open_conflicts: conflicts.iter().filter(|c| c.owner == code.as_str()).count() as u64,
-                    last_contact_ms: state.last_contact_ms.max(l.map_or(0, |l| l.last_seen_ms)),
-                    ward: code.to_string(),
-                    last_applied_seq: state.last_applied_seq,
-                    records: state.records,
-                    quarantined: state.quarantined,
-                }
-            })
-            .collect();
+        let wards = super::ward_states(&self.store, &self.live, &self.expected, now_ms())?;
         Ok(Response::new(pb::WardsReply {
             wards,
             log_cursor: self.store.durable_cursor(),

@@ -94,6 +94,9 @@ pub struct CityArgs {
     /// The city's 2-digit province code, e.g. 01 for Hanoi.
     #[arg(long, env = "WARDSYNC_PROVINCE")]
     pub province: Option<String>,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics).
+    #[arg(long, env = "WARDSYNC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl CityArgs {
@@ -110,6 +113,9 @@ impl CityArgs {
         }
         if let Some(p) = &self.province {
             cfg.province = Some(p.clone());
+        }
+        if let Some(m) = self.metrics_listen {
+            cfg.metrics_listen = Some(m);
         }
         if self.insecure_dev {
             cfg.insecure_dev = true;
@@ -136,6 +142,9 @@ pub struct WardArgs {
     /// Serve the local API on this Unix socket (mode 660) instead.
     #[arg(long, env = "WARDSYNC_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics).
+    #[arg(long, env = "WARDSYNC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// City server URL, e.g. https://city.example:7443.
     #[arg(long, env = "WARDSYNC_CITY_URL")]
     pub city_url: Option<String>,
@@ -158,6 +167,7 @@ impl WardArgs {
             data_dir: PathBuf::from("/var/lib/wardsync/ward"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             socket: None,
+            metrics_listen: None,
             city_url: city_url.clone(),
             city_name: "city".into(),
             tls: None,
@@ -179,6 +189,9 @@ impl WardArgs {
         }
         if let Some(s) = &self.socket {
             cfg.socket = Some(s.clone());
+        }
+        if let Some(m) = self.metrics_listen {
+            cfg.metrics_listen = Some(m);
         }
         if let Some(u) = &self.city_url {
             cfg.city_url = u.clone();

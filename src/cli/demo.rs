@@ -185,6 +185,7 @@ async fn start_city(
         roles: BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor])]),
         revoked: Vec::new(),
         limits: Default::default(),
+        metrics_listen: None,
         wards: WARDS.iter().map(|(c, _)| c.to_string()).collect(),
     };
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
@@ -209,6 +210,7 @@ async fn start_ward(
         data_dir: dir.join(format!("ward-{code}")),
         listen: addr,
         socket: None,
+        metrics_listen: None,
         city_url: format!("https://{city}"),
         city_name: "city".into(),
         tls: Some(TlsFiles::in_dir(&dir.join("certs"), &ward_cert_name(code))),

@@ -154,7 +154,7 @@ impl WardApi for LocalApi {
             acked_seq: self.store.acked_seq(),
             backlog: self.store.backlog(),
             connected: self.link.connected.load(Ordering::Relaxed),
-            reconnects: self.link.reconnects.load(Ordering::Relaxed),
+            reconnects: self.link.reconnects.get(),
             records,
         }))
     }

@@ -117,6 +117,15 @@ where
         link: link.clone(),
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
+    let metrics_task = cfg.metrics_listen.map(|addr| {
+        let exporter = std::sync::Arc::new(ward_metrics(&store, &link));
+        tokio::spawn(crate::metrics::serve(
+            addr,
+            exporter,
+            axum::Router::new(),
+            cancel.clone().cancelled_owned(),
+        ))
+    });
     let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
     tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
@@ -129,9 +138,44 @@ where
     writer_task.await.ok();
     cancel.cancel();
     replicator_task.await.ok();
+    if let Some(t) = metrics_task {
+        t.await??;
+    }
     store.flush().await?;
     tracing::info!(%ward, backlog = store.backlog(), "ward agent stopped");
     served.context("local API server failed")
+}
+
+/// The ward's metrics: outbox depth, bytes and oldest age, link state,
+/// reconnects, batches sent and ack latency.
+fn ward_metrics(store: &WardStore, link: &Arc<LinkState>) -> crate::metrics::Exporter {
+    use prometheus_client::metrics::gauge::Gauge;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut r = prometheus_client::registry::Registry::with_prefix("wardsync");
+    let depth = Gauge::<i64>::default();
+    let bytes = Gauge::<i64>::default();
+    let oldest = Gauge::<f64, AtomicU64>::default();
+    let connected = Gauge::<i64>::default();
+    r.register("outbox_depth", "Changes queued for the city, not yet acknowledged", depth.clone());
+    r.register("outbox_bytes", "Bytes of the queued changes", bytes.clone());
+    r.register("outbox_oldest_age_seconds", "Age of the oldest queued change", oldest.clone());
+    r.register("connected", "1 while a replication stream to the city is open", connected.clone());
+    r.register("reconnects", "Connection attempts after the first", link.reconnects.clone());
+    r.register("batches_sent", "Batches sent to the city", link.batches_sent.clone());
+    r.register("ack_latency_seconds", "Time from sending a batch to its ack", link.ack_latency.clone());
+    let (store, link) = (store.clone(), link.clone());
+    let refresh = move || {
+        depth.set(store.backlog() as i64);
+        bytes.set(store.backlog_bytes() as i64);
+        let age = store
+            .oldest_queued_ms()
+            .ok()
+            .flatten()
+            .map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
+        oldest.set(age);
+        connected.set(i64::from(link.connected.load(Ordering::Relaxed)));
+    };
+    crate::metrics::Exporter::new(r, Box::new(refresh))
 }
 
 fn hostname() -> String {

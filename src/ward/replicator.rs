@@ -11,7 +11,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
@@ -45,12 +48,27 @@ pub fn tcp_connect(endpoint: Endpoint) -> Connect {
 }
 
 /// The state of the link to the city, for status reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LinkState {
     /// True while a stream is open and the city has answered `Hello`.
     pub connected: AtomicBool,
     /// Connection attempts after the first.
-    pub reconnects: AtomicU64,
+    pub reconnects: Counter,
+    /// Batches sent to the city.
+    pub batches_sent: Counter,
+    /// Time from sending a batch to its ack.
+    pub ack_latency: Histogram,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        LinkState {
+            connected: AtomicBool::new(false),
+            reconnects: Counter::default(),
+            batches_sent: Counter::default(),
+            ack_latency: crate::metrics::latency_histogram(),
+        }
+    }
 }
 
 /// Streams the outbox to the city until cancelled.
@@ -91,7 +109,7 @@ impl Replicator {
         let mut first = true;
         loop {
             if !first {
-                self.link.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.link.reconnects.inc();
             }
             first = false;
             let outcome = match (self.connect)().await {
@@ -168,7 +186,7 @@ impl Replicator {
         tracing::info!(ward = %self.ward, resume_after = applied, backlog = self.store.backlog(), "connected to the city");
 
         let mut sent = applied.max(self.store.acked_seq());
-        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
         let ack_timeout = Duration::from_millis(cfg.ack_timeout_ms);
         let mut ack_deadline = Instant::now() + ack_timeout;
         let mut heartbeat = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(100)));
@@ -201,7 +219,8 @@ impl Replicator {
                 }
                 tracing::debug!(ward = %self.ward, first, last, count = changes.len(), "batch sent");
                 sent = last;
-                in_flight.push_back(last);
+                in_flight.push_back((last, Instant::now()));
+                self.link.batches_sent.inc();
             }
             tokio::select! {
                 msg = inbound.message() => match msg {
@@ -209,7 +228,8 @@ impl Replicator {
                         if let Err(e) = self.store.ack(a.applied_seq) {
                             return fail("cannot delete acknowledged entries", &e);
                         }
-                        while in_flight.front().is_some_and(|s| *s <= a.applied_seq) {
+                        while let Some((_, sent)) = in_flight.front().filter(|(s, _)| *s <= a.applied_seq) {
+                            self.link.ack_latency.observe(sent.elapsed().as_secs_f64());
                             in_flight.pop_front();
                         }
                         ack_deadline = Instant::now() + ack_timeout;
@@ -297,10 +317,10 @@ impl Replicator {
     async fn drain(
         &self,
         inbound: &mut tonic::Streaming<pb::CityMessage>,
-        in_flight: &mut VecDeque<u64>,
+        in_flight: &mut VecDeque<(u64, Instant)>,
     ) -> SessionEnd {
         let deadline = Instant::now() + Duration::from_secs(2);
-        while let Some(&last) = in_flight.back() {
+        while let Some(&(last, _)) = in_flight.back() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
                 Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
                     let _ = self.store.ack(a.applied_seq);

@@ -1,0 +1,93 @@
+//! The city's Prometheus metrics: per ward (label `ward`) the last applied
+//! sequence, lag, backlog, last contact, connection, records, conflicts and
+//! quarantine; city-wide open conflicts, quarantined changes, refused calls
+//! and the latency of applying ward batches.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::{Live, ward_states};
+use crate::clock::now_ms;
+use crate::metrics::Exporter;
+use crate::model::WardCode;
+use crate::store::CityStore;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WardLabel {
+    ward: String,
+}
+
+type PerWard = Family<WardLabel, Gauge>;
+type PerWardF = Family<WardLabel, Gauge<f64, AtomicU64>>;
+
+/// The city's exporter over its store and live ward views.
+pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_latency: Histogram) -> Exporter {
+    let mut r = Registry::with_prefix("wardsync");
+    let applied = PerWard::default();
+    let lag = PerWardF::default();
+    let backlog = PerWard::default();
+    let contact = PerWardF::default();
+    let connected = PerWard::default();
+    let records = PerWard::default();
+    let conflicts = PerWard::default();
+    let quarantined = PerWard::default();
+    let conflicts_open = Gauge::<i64>::default();
+    let quarantined_all = Gauge::<i64>::default();
+    let denied = Gauge::<i64>::default();
+    r.register("ward_last_applied_seq", "Last sequence number applied for the ward", applied.clone());
+    r.register(
+        "ward_lag_seconds",
+        "Now minus the ward time of its oldest change not yet applied; 0 when caught up",
+        lag.clone(),
+    );
+    r.register(
+        "ward_backlog",
+        "Changes the ward holds that the city has not applied, as last reported",
+        backlog.clone(),
+    );
+    r.register(
+        "ward_last_contact_age_seconds",
+        "Seconds since the ward was last heard from",
+        contact.clone(),
+    );
+    r.register("ward_connected", "1 while the ward has a replication stream open", connected.clone());
+    r.register("ward_records", "Records the ward owns at the city", records.clone());
+    r.register("ward_conflicts_open", "Open conflicts on the ward's records", conflicts.clone());
+    r.register("ward_quarantined", "The ward's changes in quarantine", quarantined.clone());
+    r.register("conflicts_open", "Open conflicts", conflicts_open.clone());
+    r.register("quarantined", "Changes in quarantine", quarantined_all.clone());
+    r.register("denied_calls", "Calls refused since the city started", denied.clone());
+    r.register("apply_latency_seconds", "Time to apply and flush a group of ward batches", apply_latency);
+    let refresh = move || {
+        let now = now_ms();
+        let Ok(states) = ward_states(&store, &live, &expected, now) else { return };
+        let (mut open, mut quarantine) = (0, 0);
+        for w in states {
+            let label = WardLabel { ward: w.ward.clone() };
+            applied.get_or_create(&label).set(w.last_applied_seq as i64);
+            lag.get_or_create(&label).set(w.lag_seconds);
+            backlog.get_or_create(&label).set(w.backlog as i64);
+            let age = if w.last_contact_ms > 0 {
+                (now - w.last_contact_ms).max(0) as f64 / 1000.0
+            } else {
+                f64::NAN
+            };
+            contact.get_or_create(&label).set(age);
+            connected.get_or_create(&label).set(i64::from(w.state == "connected"));
+            records.get_or_create(&label).set(w.records as i64);
+            conflicts.get_or_create(&label).set(w.open_conflicts as i64);
+            quarantined.get_or_create(&label).set(w.quarantined as i64);
+            open += w.open_conflicts as i64;
+            quarantine += w.quarantined as i64;
+        }
+        conflicts_open.set(open);
+        quarantined_all.set(quarantine);
+        denied.set(store.denied_calls() as i64);
+    };
+    Exporter::new(r, Box::new(refresh))
+}
