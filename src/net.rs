@@ -29,3 +29,28 @@ pub fn unix_listener(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixL
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
 }
+
+/// gRPC health (`grpc.health.v1`, reporting SERVING for `services`) and
+/// server reflection, so that standard tools and load balancers work.
+pub async fn health_and_reflection(
+    services: &[&str],
+) -> anyhow::Result<(
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for s in services {
+        reporter.set_service_status(*s, tonic_health::ServingStatus::Serving).await;
+    }
+    reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for s in services {
+        builder = builder.with_service_name(*s);
+    }
+    let reflection = builder.build_v1()?;
+    Ok((health, reflection))
+}

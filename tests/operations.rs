@@ -138,3 +138,72 @@ async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
         "{m:?}"
     );
 }
+
+/// The services a gRPC server lists through reflection.
+async fn list_services(ch: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match replies.message().await.unwrap().and_then(|r| r.message_response) {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            let mut names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("unexpected reflection reply {other:?}"),
+    }
+}
+
+async fn serving(ch: tonic::transport::Channel, service: &str) -> bool {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let r = HealthClient::new(ch).check(HealthCheckRequest { service: service.into() }).await.unwrap();
+    r.into_inner().status == ServingStatus::Serving as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_grpc_tools_see_health_and_every_service() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    ward.client().await;
+    city.client().await;
+    let ward_ch = tonic::transport::Endpoint::from_shared(format!("http://{}", ward.api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        list_services(ward_ch.clone()).await,
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "wardsync.v1.WardApi"]
+    );
+    assert!(serving(ward_ch, "wardsync.v1.WardApi").await);
+    let tls = wardsync::auth::client_tls(&wardsync::auth::TlsFiles::in_dir(&env.certs(), "office"), "city")
+        .unwrap();
+    let city_ch = tonic::transport::Endpoint::from_shared(city.url())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let services = list_services(city_ch.clone()).await;
+    assert!(
+        services.contains(&"wardsync.v1.CitySync".to_string())
+            && services.contains(&"wardsync.v1.CityQuery".to_string()),
+        "{services:?}"
+    );
+    assert!(serving(city_ch.clone(), "wardsync.v1.CitySync").await);
+    assert!(serving(city_ch, "").await);
+}

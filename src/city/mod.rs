@@ -117,7 +117,11 @@ where
             cancel.cancel();
         }
     };
+    let (health, reflection) =
+        crate::net::health_and_reflection(&["wardsync.v1.CitySync", "wardsync.v1.CityQuery"]).await?;
     let served = builder
+        .add_service(health)
+        .add_service(reflection)
         .add_service(
             CitySyncServer::new(sync)
                 .max_decoding_message_size(cfg.limits.max_message_bytes)

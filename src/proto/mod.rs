@@ -17,6 +17,9 @@ pub use convert::{
 };
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, next_after, page_size};
 
+/// The encoded descriptors of every service and message, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wardsync_descriptor.bin"));
+
 /// Version of the replication protocol spoken in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Version of the record schema carried in changes.

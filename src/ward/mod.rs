@@ -128,8 +128,11 @@ where
     });
     let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
     tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
+    let (health, reflection) = crate::net::health_and_reflection(&["wardsync.v1.WardApi"]).await?;
     let served = Server::builder()
         .timeout(crate::net::RPC_DEADLINE)
+        .add_service(health)
+        .add_service(reflection)
         .add_service(WardApiServer::new(api))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
