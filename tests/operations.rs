@@ -26,6 +26,29 @@ async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String
     out
 }
 
+/// The DOM of `url` after headless Chromium has loaded it.
+fn dump_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .expect("chromium is installed (Debian package chromium; .ci/run installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `wardsync status --json` against the city, as parsed JSON.
 fn status_json(city: &City, env: &Env) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
@@ -133,6 +156,16 @@ async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
     assert!(m["wardsync_apply_latency_seconds_count"] > 0.0, "{m:?}");
     let m = scrape(ward_metrics).await;
     assert_eq!((m["wardsync_outbox_depth"], m["wardsync_connected"]), (0.0, 1.0));
+
+    // The status page, as a real browser renders it, shows the same.
+    let dom = dump_dom(&format!("http://{city_metrics}/status"));
+    assert!(dom.contains("2 wards, 1 cut off or behind."), "{dom}");
+    let row = |code: &str| {
+        dom.lines().find(|l| l.contains(&format!("data-ward=\"{code}\""))).unwrap_or_default().to_string()
+    };
+    assert!(row("00082").contains("<td>connected</td><td>0.0 s</td><td>0</td>"), "{dom}");
+    assert!(row("00145").contains("never-seen") && row("00145").contains("class=\"bad\""), "{dom}");
+    assert!(dom.find("00145").unwrap() < dom.find("data-ward=\"00082\"").unwrap(), "worst first");
     assert!(
         m["wardsync_batches_sent_total"] >= 600.0 && m["wardsync_ack_latency_seconds_count"] >= 600.0,
         "{m:?}"

@@ -97,6 +97,20 @@ pub fn ward_states(
         .collect())
 }
 
+/// Sorts wards worst first: cut off before never seen before connected,
+/// then by lag and backlog.
+pub fn worst_first(wards: &mut [pb::WardState]) {
+    let severity = |w: &pb::WardState| {
+        let rank = match w.state.as_str() {
+            "disconnected" => 2,
+            "never-seen" => 1,
+            _ => 0,
+        };
+        (rank, (w.lag_seconds * 1000.0) as u64, w.backlog)
+    };
+    wards.sort_by_key(|w| std::cmp::Reverse(severity(w)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ mod guard;
 mod ingest;
 mod live;
 mod metrics;
+mod page;
 mod query;
 
 use std::future::Future;
@@ -21,7 +22,7 @@ use tonic::transport::server::Connected;
 pub use error::CityError;
 pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
-pub use live::{Lag, Live, LiveWard, lag, ward_states};
+pub use live::{Lag, Live, LiveWard, lag, ward_states, worst_first};
 pub use query::QueryService;
 
 use tokio::sync::watch;
@@ -87,10 +88,11 @@ where
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();
     let metrics_task = cfg.metrics_listen.map(|addr| {
         let exporter = metrics::exporter(store.clone(), live.clone(), expected.clone(), apply_latency);
+        let status = page::route(store.clone(), live.clone(), expected.clone());
         tokio::spawn(crate::metrics::serve(
             addr,
             Arc::new(exporter),
-            axum::Router::new(),
+            status,
             cancel.clone().cancelled_owned(),
         ))
     });

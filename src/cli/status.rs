@@ -11,16 +11,6 @@ use super::client::{city_for, status_error, ward_client};
 use crate::clock::now_ms;
 use crate::proto::pb;
 
-/// Orders wards worst first: cut off before connected, then by lag and backlog.
-fn severity(w: &pb::WardState) -> (u8, u64, u64) {
-    let rank = match w.state.as_str() {
-        "disconnected" => 2,
-        "never-seen" => 1,
-        _ => 0,
-    };
-    (rank, (w.lag_seconds * 1000.0) as u64, w.backlog)
-}
-
 fn age(ms: i64, now: i64) -> String {
     if ms <= 0 {
         return "never".into();
@@ -79,7 +69,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
             Some(mut city) => {
                 let mut wards =
                     city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
-                wards.sort_by_key(|w| std::cmp::Reverse(severity(w)));
+                crate::city::worst_first(&mut wards);
                 if a.json {
                     println!("{}", serde_json::Value::Array(wards.iter().map(json).collect()));
                 } else {

@@ -1,0 +1,76 @@
+//! The deployment files: Prometheus alert rules and configuration pass
+//! promtool, and the Grafana dashboard queries only metrics wardsync exports.
+
+use std::path::Path;
+use std::process::Command;
+
+fn deploy(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?}: {text}");
+    text
+}
+
+/// Metric names the code registers (with the `wardsync_` prefix and the
+/// suffixes Prometheus adds to counters and histograms).
+fn exported() -> Vec<String> {
+    let mut names = Vec::new();
+    for file in ["src/city/metrics.rs", "src/ward/mod.rs"] {
+        let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        for part in src.split(".register(").skip(1) {
+            let Some(name) = part.trim_start().strip_prefix('"').and_then(|p| p.split('"').next()) else {
+                continue;
+            };
+            for suffix in ["", "_total", "_bucket", "_count", "_sum"] {
+                names.push(format!("wardsync_{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn alert_rules_and_prometheus_config_pass_promtool() {
+    let rules = deploy("prometheus/alerts.yml");
+    let out = promtool(&["check", "rules", rules.to_str().unwrap()]);
+    assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
+    promtool(&["check", "config", deploy("prometheus/prometheus.yml").to_str().unwrap()]);
+    // Every metric an alert uses is one wardsync exports.
+    let text = std::fs::read_to_string(rules).unwrap();
+    let names = exported();
+    for word in
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("wardsync_"))
+    {
+        assert!(names.iter().any(|n| n == word), "alerts use {word}, which is not exported");
+    }
+}
+
+#[test]
+fn the_dashboard_queries_exported_metrics() {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/wardsync-dashboard.json")).unwrap())
+            .unwrap();
+    let names = exported();
+    let panels = json["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let used: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("wardsync_"))
+                .collect();
+            assert!(!used.is_empty(), "{expr}");
+            for w in used {
+                assert!(names.iter().any(|n| n == w), "panel {} uses {w}, which is not exported", p["title"]);
+            }
+        }
+    }
+}
