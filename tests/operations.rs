@@ -154,6 +154,10 @@ async fn status_shows_the_lag_and_backlog_of_a_ward_cut_off_and_catching_up() {
     let m = scrape(city_metrics).await;
     assert_eq!(m[r#"wardsync_ward_connected{ward="00145"}"#], 0.0, "the never-seen ward is exported too");
     assert!(m["wardsync_apply_latency_seconds_count"] > 0.0, "{m:?}");
+    let by_kind = m[r#"wardsync_records{kind="citizen"}"#]
+        + m[r#"wardsync_records{kind="business"}"#]
+        + m[r#"wardsync_records{kind="land"}"#];
+    assert_eq!(by_kind, m[r#"wardsync_ward_records{ward="00082"}"#], "{m:?}");
     let m = scrape(ward_metrics).await;
     assert_eq!((m["wardsync_outbox_depth"], m["wardsync_connected"]), (0.0, 1.0));
 

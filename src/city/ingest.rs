@@ -252,11 +252,17 @@ impl SyncService {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
             _ => return Ok(self.store.last_applied(ward)),
         };
-        let span = tracing::info_span!("batch", %ward, first, last, count = changes.len());
+        let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
+        let started = std::time::Instant::now();
         let wb = WardBatch { ward: ward.clone(), changes };
-        let applied =
-            self.applier.submit(wb).instrument(span).await.map_err(|_| CityError::ShuttingDown)???;
-        tracing::debug!(applied, "batch applied");
+        let applied = self
+            .applier
+            .submit(wb)
+            .instrument(span.clone())
+            .await
+            .map_err(|_| CityError::ShuttingDown)???;
+        span.record("duration_ms", started.elapsed().as_millis() as u64);
+        tracing::debug!(parent: &span, applied, "batch applied");
         Ok(applied)
     }
 }

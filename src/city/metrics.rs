@@ -22,6 +22,11 @@ struct WardLabel {
     ward: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
 type PerWard = Family<WardLabel, Gauge>;
 type PerWardF = Family<WardLabel, Gauge<f64, AtomicU64>>;
 
@@ -39,6 +44,8 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     let conflicts_open = Gauge::<i64>::default();
     let quarantined_all = Gauge::<i64>::default();
     let denied = Gauge::<i64>::default();
+    let by_kind = Family::<KindLabel, Gauge>::default();
+    r.register("records", "Records the city holds, by kind", by_kind.clone());
     r.register("ward_last_applied_seq", "Last sequence number applied for the ward", applied.clone());
     r.register(
         "ward_lag_seconds",
@@ -88,6 +95,9 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
         conflicts_open.set(open);
         quarantined_all.set(quarantine);
         denied.set(store.denied_calls() as i64);
+        for (kind, n) in store.records_by_kind() {
+            by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
+        }
     };
     Exporter::new(r, Box::new(refresh))
 }

@@ -35,17 +35,27 @@ fn json(w: &pb::WardState) -> serde_json::Value {
 fn table(wards: &[pb::WardState]) {
     let now = now_ms();
     println!(
-        "{:<7} {:<13} {:>9} {:>9} {:>11} {:>12} {:>10} {:>9} {:>11}",
-        "ward", "state", "lag", "backlog", "bytes", "last contact", "records", "conflicts", "quarantined"
+        "{:<7} {:<13} {:>9} {:>9} {:>11} {:>12} {:>12} {:>10} {:>9} {:>11}",
+        "ward",
+        "state",
+        "lag",
+        "backlog",
+        "bytes",
+        "oldest queued",
+        "last contact",
+        "records",
+        "conflicts",
+        "quarantined"
     );
     for w in wards {
         let line = format!(
-            "{:<7} {:<13} {:>8.1}s {:>9} {:>11} {:>12} {:>10} {:>9} {:>11}",
+            "{:<7} {:<13} {:>8.1}s {:>9} {:>11} {:>12} {:>12} {:>10} {:>9} {:>11}",
             w.ward,
             w.state,
             w.lag_seconds,
             w.backlog,
             w.backlog_bytes,
+            if w.oldest_queued_ms > 0 { age(w.oldest_queued_ms, now) } else { "-".into() },
             age(w.last_contact_ms, now),
             w.records,
             w.open_conflicts,

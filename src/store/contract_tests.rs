@@ -251,6 +251,12 @@ fn owned(city: &CityStore, ward: &WardCode) -> u64 {
     let listed: usize =
         Kind::ALL.iter().map(|k| city.list(*k, Some(ward), "", usize::MAX).unwrap().len()).sum();
     assert_eq!(state.records, listed as u64, "the counter matches the index");
+    let total: usize = Kind::ALL.iter().map(|k| city.list(*k, None, "", usize::MAX).unwrap().len()).sum();
+    assert_eq!(
+        city.records_by_kind().iter().map(|(_, n)| *n as usize).sum::<usize>(),
+        total,
+        "kind counters"
+    );
     state.records
 }
 

@@ -21,6 +21,12 @@ pub(super) struct GroupWrite<'a> {
     pub(super) hlc: Hlc,
     now_ms: i64,
     states: HashMap<RecordKey, Versioned>,
+    /// Records gained or lost per kind (in `Kind::ALL` order).
+    pub(super) kind_delta: [i64; 3],
+}
+
+fn kind_index(k: &RecordKey) -> usize {
+    crate::model::Kind::ALL.iter().position(|x| *x == k.kind()).expect("every kind is listed")
 }
 
 impl<'a> GroupWrite<'a> {
@@ -31,7 +37,16 @@ impl<'a> GroupWrite<'a> {
         hlc: Hlc,
         now_ms: i64,
     ) -> Self {
-        GroupWrite { engine, policies, batch: Batch::default(), cursor, hlc, now_ms, states: HashMap::new() }
+        GroupWrite {
+            engine,
+            policies,
+            batch: Batch::default(),
+            cursor,
+            hlc,
+            now_ms,
+            states: HashMap::new(),
+            kind_delta: [0; 3],
+        }
     }
 
     /// The record's state as of this write.
@@ -76,6 +91,7 @@ impl<'a> GroupWrite<'a> {
                 }
                 let e = wards.entry(o.ward.clone()).or_default();
                 e.records = e.records.saturating_sub(1);
+                self.kind_delta[kind_index(key)] -= 1;
             }
             match &new {
                 Some(n) => {
@@ -84,6 +100,7 @@ impl<'a> GroupWrite<'a> {
                         self.batch.insert(k, Vec::new());
                     }
                     wards.entry(n.ward.clone()).or_default().records += 1;
+                    self.kind_delta[kind_index(key)] += 1;
                 }
                 None => self.batch.remove(record_key(key)),
             }

@@ -120,6 +120,8 @@ struct Cache {
     cursor: u64,
     hlc: Hlc,
     wards: HashMap<WardCode, WardState>,
+    /// Records per kind (in `Kind::ALL` order), counted at open, kept since.
+    kinds: [u64; 3],
 }
 
 /// The city database over any [`Engine`].
@@ -138,6 +140,11 @@ impl CityStore {
     pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
+        let mut kinds = [0; 3];
+        for (n, kind) in kinds.iter_mut().zip(crate::model::Kind::ALL) {
+            let prefix = [keys::RECORD, &[kind.tag()]].concat();
+            *n = engine.count(&prefix, &prefix_end(&prefix))?;
+        }
         let mut wards = HashMap::new();
         for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
             let code = WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| {
@@ -147,7 +154,7 @@ impl CityStore {
         }
         Ok(CityStore {
             engine,
-            cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards })),
+            cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
             policies: Arc::new(policies),
             denials: Arc::default(),
@@ -181,6 +188,9 @@ impl CityStore {
         cache.cursor = w.cursor;
         cache.hlc = w.hlc;
         cache.wards = wards;
+        for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
+            *n = n.saturating_add_signed(d);
+        }
         Ok(out)
     }
 
@@ -267,6 +277,12 @@ impl CityStore {
     /// The merge policies in force.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// How many records of each kind the city holds.
+    pub fn records_by_kind(&self) -> Vec<(crate::model::Kind, u64)> {
+        let c = self.cache.lock().expect("poisoned");
+        crate::model::Kind::ALL.into_iter().zip(c.kinds).collect()
     }
 
     /// Every ward the city has heard from, with its state, in code order.
