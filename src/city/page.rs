@@ -40,11 +40,13 @@ pub fn render(wards: &[pb::WardState], now: i64) -> String {
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-ward=\"{ward}\"><td>{ward}</td><td>{state}</td><td>{lag:.1} s</td><td>{backlog}</td>\
-             <td>{contact}</td><td>{conflicts}</td><td>{quarantined}</td><td>{records}</td></tr>",
+             <td>{bytes}</td><td>{oldest}</td><td>{contact}</td><td>{conflicts}</td><td>{quarantined}</td><td>{records}</td></tr>",
             ward = escape(&w.ward),
             state = escape(&w.state),
             lag = w.lag_seconds,
             backlog = w.backlog,
+            bytes = w.backlog_bytes,
+            oldest = if w.oldest_queued_ms > 0 { age(w.oldest_queued_ms, now) } else { "-".into() },
             contact = age(w.last_contact_ms, now),
             conflicts = w.open_conflicts,
             quarantined = w.quarantined,
@@ -69,7 +71,7 @@ tr.bad {{ background: #fdd; }} tr.warn {{ background: #ffd; }}
 <h1>Replication status</h1>
 <p id="summary">{n} wards, {behind} cut off or behind.</p>
 <div class="wrap"><table>
-<thead><tr><th>ward</th><th>state</th><th>lag</th><th>backlog</th><th>last contact</th><th>conflicts</th><th>quarantined</th><th>records</th></tr></thead>
+<thead><tr><th>ward</th><th>state</th><th>lag</th><th>backlog</th><th>bytes</th><th>oldest queued</th><th>last contact</th><th>conflicts</th><th>quarantined</th><th>records</th></tr></thead>
 <tbody>
 {rows}</tbody></table></div>
 </body></html>
