@@ -112,9 +112,15 @@ impl Replicator {
                 self.link.reconnects.inc();
             }
             first = false;
-            let outcome = match (self.connect)().await {
-                Ok(channel) => self.session(channel, &cancel, &mut backoff).await,
-                Err(e) => SessionEnd::Failed(format!("cannot connect to the city: {e}")),
+            // Whatever the transport, a connection or session that does not
+            // come up in time is abandoned and retried.
+            let setup = Duration::from_millis(self.config.ack_timeout_ms);
+            let outcome = match tokio::time::timeout(setup, (self.connect)()).await {
+                Ok(Ok(channel)) => self.session(channel, &cancel, &mut backoff).await,
+                Ok(Err(e)) => SessionEnd::Failed(format!("cannot connect to the city: {e}")),
+                Err(_) => {
+                    SessionEnd::Failed(format!("no connection to the city within {} ms", setup.as_millis()))
+                }
             };
             self.link.connected.store(false, Ordering::Relaxed);
             let reason = match outcome {
@@ -153,11 +159,18 @@ impl Replicator {
         let mut client = CitySyncClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        let mut inbound = match client.replicate(ReceiverStream::new(rx)).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => return fail("the city refused the stream", &s),
+        let setup = Duration::from_millis(cfg.ack_timeout_ms);
+        let opened = tokio::time::timeout(setup, client.replicate(ReceiverStream::new(rx))).await;
+        let mut inbound = match opened {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => return fail("the city refused the stream", &s),
+            Err(_) => return SessionEnd::Failed("the city did not answer the stream in time".into()),
         };
-        let applied = match inbound.message().await {
+        let welcome = match tokio::time::timeout(setup, inbound.message()).await {
+            Ok(m) => m,
+            Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
+        };
+        let applied = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
