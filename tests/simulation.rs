@@ -1,6 +1,7 @@
 //! Deterministic simulation: the real city and ward code, over the real
-//! tonic and rustls stack, on turmoil's simulated network, with partitions
-//! and lost acks; after each run the invariants are checked: no
+//! tonic and rustls stack, on turmoil's simulated network, with partitions,
+//! lost acks and ward crashes (unflushed writes lost); after each run the
+//! invariants are checked: no
 //! acknowledged write lost, no change applied twice, the ward's records and
 //! the city's copy identical, the backlog drained.
 
@@ -116,6 +117,8 @@ fn run_seed(seed: u64, certs: &std::path::Path) -> Result<(), String> {
         let (engine, certs) = (ward_engine.clone(), certs.clone());
         sim.host("ward", move || {
             let (engine, certs) = (engine.clone(), certs.clone());
+            // A (re)start sees only what was flushed: a crash loses the rest.
+            engine.crash();
             async move {
                 let cfg = WardConfig {
                     code: "00082".into(),
@@ -149,9 +152,11 @@ fn run_seed(seed: u64, certs: &std::path::Path) -> Result<(), String> {
         });
     }
     let acked: Arc<Mutex<BTreeMap<String, Record>>> = Arc::default();
+    let progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let outcome: Arc<Mutex<Option<String>>> = Arc::default();
     {
-        let (acked, outcome, certs) = (acked.clone(), outcome.clone(), certs.clone());
+        let (acked, outcome, certs, progress) =
+            (acked.clone(), outcome.clone(), certs.clone(), progress.clone());
         sim.client("driver", async move {
             let code = WardCode::parse("00082").unwrap();
             let records = wardsync::generate::sample(&code, 120, seed);
@@ -172,19 +177,21 @@ fn run_seed(seed: u64, certs: &std::path::Path) -> Result<(), String> {
                     90 => turmoil::repair("ward", "city"),
                     _ => {}
                 }
+                progress.store(i, std::sync::atomic::Ordering::SeqCst);
                 if ward.put(pb::PutRequest { record: Some(r.into()) }).await.is_ok() {
                     acked.lock().unwrap().insert(r.key_id(), r.clone());
                 }
             }
-            // Heal and wait for the backlog to drain.
+            // Wait for the backlog to drain (the ward may still be restarting).
             let tls = client_tls(&TlsFiles::in_dir(&certs, "office"), "city").unwrap();
             let mut city = pb::city_query_client::CityQueryClient::new(
                 sim_channel("city", 7443, Some(tls)).await.unwrap(),
             );
             loop {
-                let s = ward.status(pb::StatusRequest {}).await.unwrap().into_inner();
-                if s.backlog == 0 {
-                    break;
+                if let Ok(s) = ward.status(pb::StatusRequest {}).await {
+                    if s.into_inner().backlog == 0 {
+                        break;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -214,7 +221,19 @@ fn run_seed(seed: u64, certs: &std::path::Path) -> Result<(), String> {
             Ok(())
         });
     }
-    sim.run().map_err(|e| format!("seed {seed}: simulation failed: {e}"))?;
+    // The ward crashes and restarts twice while the driver writes.
+    let mut crashes = [20usize, 75].into_iter().peekable();
+    loop {
+        if crashes.peek().is_some_and(|at| progress.load(std::sync::atomic::Ordering::SeqCst) >= *at) {
+            crashes.next();
+            sim.bounce("ward");
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(format!("seed {seed}: simulation failed: {e}")),
+        }
+    }
     match outcome.lock().unwrap().take() {
         Some(p) if p.is_empty() => Ok(()),
         Some(p) => Err(format!("seed {seed}: {p}")),
@@ -223,7 +242,7 @@ fn run_seed(seed: u64, certs: &std::path::Path) -> Result<(), String> {
 }
 
 #[test]
-fn replication_keeps_its_invariants_under_partitions_and_lost_acks() {
+fn replication_keeps_its_invariants_under_partitions_lost_acks_and_crashes() {
     let certs = tempfile::tempdir().unwrap();
     let ca = DevCa::open_or_create(certs.path()).unwrap();
     ca.issue_city().unwrap();
