@@ -4,6 +4,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 
+/// A connection a gRPC server can serve: TCP, a Unix socket, or a
+/// simulated network in the tests. The city and the ward agent take a
+/// stream of these, which is how the simulation runs them.
+pub trait ServerConn:
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected<ConnectInfo: Clone + Send + Sync + 'static>
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<T> ServerConn for T where
+    T: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected<ConnectInfo: Clone + Send + Sync + 'static>
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// How long any unary call, or the start of a stream, may take.
 pub const RPC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -12,12 +12,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::Connected;
 
 pub use error::CityError;
 pub use guard::Guard;
@@ -59,8 +57,7 @@ pub async fn serve<I, IO, IE>(
 ) -> anyhow::Result<()>
 where
     I: Stream<Item = Result<IO, IE>>,
-    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
-    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IO: crate::net::ServerConn,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     cfg.check()?;

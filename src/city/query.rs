@@ -294,10 +294,9 @@ impl CityQuery for QueryService {
         };
         let mut entries: Vec<pb::AuditEntry> = self
             .store
-            .history(req.since_ms, usize::MAX)
+            .history(req.since_ms, limit, |l| concerns(&l.by, &l.writer))
             .map_err(CityError::from)?
             .into_iter()
-            .filter(|l| concerns(&l.by, &l.writer))
             .map(|l| pb::AuditEntry {
                 at_ms: l.applied_at_ms,
                 identity: l.by.clone(),

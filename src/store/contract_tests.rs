@@ -457,3 +457,30 @@ fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         );
     }
 }
+
+#[test]
+fn history_starts_at_the_first_change_since_a_time() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+        let a = ward("00082");
+        for seq in 1..=9u64 {
+            // Applied at city times 10, 20, ... 90.
+            city.apply_group(
+                &[batch(&a, vec![change("00082", seq)])],
+                seq as i64 * 10,
+                &ctx(),
+                NO_SKEW_LIMIT,
+            )
+            .unwrap();
+        }
+        block(city.flush()).unwrap();
+        let since =
+            |t, limit| city.history(t, limit, |_| true).unwrap().iter().map(|l| l.cursor).collect::<Vec<_>>();
+        assert_eq!(since(0, 100), (1..=9).collect::<Vec<_>>(), "{name}");
+        assert_eq!(since(45, 100), [5, 6, 7, 8, 9], "{name}");
+        assert_eq!(since(50, 2), [5, 6], "{name}");
+        assert!(since(91, 100).is_empty(), "{name}");
+        let odd = city.history(0, 3, |l| l.cursor % 2 == 1).unwrap();
+        assert_eq!(odd.iter().map(|l| l.cursor).collect::<Vec<_>>(), [1, 3, 5], "{name}");
+    }
+}

@@ -10,11 +10,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Connected;
 use tonic::transport::{Endpoint, Server};
 
 pub use api::LocalApi;
@@ -92,8 +90,7 @@ pub async fn serve<I, IO, IE>(
 ) -> anyhow::Result<()>
 where
     I: Stream<Item = Result<IO, IE>>,
-    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
-    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IO: crate::net::ServerConn,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let ward = WardCode::parse(&cfg.code).map_err(|e| anyhow::anyhow!("config `code`: {e}"))?;

@@ -61,15 +61,31 @@ impl CityStore {
             .collect()
     }
 
-    /// Accepted writes since `since_ms`, oldest first, at most `limit`.
-    pub fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        let mut out = Vec::new();
-        let mut after = 0;
+    /// Accepted writes since `since_ms` that `keep` selects, oldest first, at
+    /// most `limit`. Log entries are appended in time order, so the first one
+    /// is found by bisection rather than by reading the log from its start.
+    pub fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        keep: impl Fn(&LoggedChange) -> bool,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let (mut lo, mut hi) = (1, self.durable_cursor() + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self.changes_since(mid - 1, 1)?.first().map_or(i64::MAX, |l| l.applied_at_ms);
+            if at < since_ms {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let (mut after, mut out) = (lo - 1, Vec::new());
         while out.len() < limit {
             let chunk = self.changes_since(after, 1024)?;
             let Some(last) = chunk.last() else { break };
             after = last.cursor;
-            out.extend(chunk.into_iter().filter(|l| l.applied_at_ms >= since_ms));
+            out.extend(chunk.into_iter().filter(&keep));
         }
         out.truncate(limit);
         Ok(out)
