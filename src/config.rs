@@ -148,7 +148,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Most changes in one replication batch.
     pub max_batch_changes: usize,
-    /// Replication streams one ward may have open at once.
+    /// Replication streams one ward may have open at once; a further one
+    /// closes the oldest.
     pub max_streams_per_ward: usize,
     /// Query requests per second one identity may make, on average.
     pub requests_per_second: u32,
@@ -212,6 +213,7 @@ impl CityConfig {
             roles: self.roles.iter().map(|(cn, r)| (cn.clone(), r.iter().copied().collect())).collect(),
             revoked: self.revoked.iter().map(|s| s.replace(':', "").to_lowercase()).collect(),
             province: self.province.clone(),
+            insecure_dev: self.insecure_dev,
         }
     }
 

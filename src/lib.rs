@@ -17,7 +17,10 @@
 //! - [`city`]: the city server: replication ingest and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, dev CA.
 //! - [`config`]: TOML configuration of each node.
-//! - [`clock`]: the wall clock, read in one place.
+//! - [`clock`]: the wall clock and the retry jitter, read in one place, so a
+//!   deterministic simulation can replace both.
+//! - [`mutation`]: deliberate bugs a test switches on to prove the
+//!   simulation catches them.
 //! - [`net`]: accepting TCP connections (no Nagle delay), deadlines.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`generate`]: the seeded generator of realistic records.
@@ -69,6 +72,7 @@ pub mod fuzzing;
 pub mod generate;
 pub mod metrics;
 pub mod model;
+pub mod mutation;
 pub mod net;
 pub mod proto;
 pub mod store;

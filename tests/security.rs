@@ -263,7 +263,7 @@ fn change(seq: u64, i: u32) -> Change {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_messages_and_batches_too_many_streams_and_floods_are_refused() {
+async fn oversized_messages_batches_and_floods_are_refused_and_a_new_stream_replaces_the_oldest() {
     let env = Env::new();
     issue_clients(&env);
     let limits = "[limits]\nmax_message_bytes = 65536\nmax_batch_changes = 50\nmax_streams_per_ward = 1\nrequests_per_second = 5\nrequest_burst = 5\n";
@@ -272,7 +272,16 @@ async fn oversized_messages_and_batches_too_many_streams_and_floods_are_refused(
     let certs = env.certs();
     let ward_tls = || tls(&certs, "ward-00082");
 
-    // One stream per ward; a second is refused while the first is open.
+    // One stream per ward: a second takes the place of the first (a ward
+    // whose old connection died silently is never locked out).
+    let (old_tx, rx) = mpsc::channel(8);
+    old_tx.send(hello("00082")).await.unwrap();
+    let mut old = CitySyncClient::new(channel(&city, ward_tls()).await.unwrap())
+        .replicate(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(old.message().await.unwrap().and_then(|m| m.msg), Some(city_message::Msg::Welcome(_))));
     let (tx, rx) = mpsc::channel(8);
     tx.send(hello("00082")).await.unwrap();
     let mut first = CitySyncClient::new(channel(&city, ward_tls()).await.unwrap())
@@ -284,7 +293,9 @@ async fn oversized_messages_and_batches_too_many_streams_and_floods_are_refused(
         first.message().await.unwrap().and_then(|m| m.msg),
         Some(city_message::Msg::Welcome(_))
     ));
-    assert_eq!(replicate(channel(&city, ward_tls()).await.unwrap(), "00082").await, Code::ResourceExhausted);
+    let e = old.message().await.unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    assert!(e.message().contains("replaced by a newer replication stream"), "{}", e.message());
 
     // A batch over the change limit, then one over the size limit.
     let batch = |changes: Vec<Change>| pb::WardMessage {

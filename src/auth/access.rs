@@ -80,13 +80,20 @@ pub struct Access {
     pub revoked: BTreeSet<String>,
     /// If set, only wards of this province have the ward role.
     pub province: Option<String>,
+    /// Plaintext without certificates is allowed (`insecure_dev`), and a
+    /// peer without a certificate may do anything. Otherwise such a peer
+    /// (a transport that carries no TLS identity) is refused outright.
+    pub insecure_dev: bool,
 }
 
 impl Access {
     /// The roles of `identity`.
     pub fn roles_of(&self, identity: &Identity) -> BTreeSet<Role> {
         match identity {
-            Identity::Insecure => [Role::Ward, Role::OfficeReader, Role::OfficeEditor, Role::Ops].into(),
+            Identity::Insecure if self.insecure_dev => {
+                [Role::Ward, Role::OfficeReader, Role::OfficeEditor, Role::Ops].into()
+            }
+            Identity::Insecure => BTreeSet::new(),
             Identity::Ward(w) => {
                 let mut roles = self.roles.get(&format!("ward-{w}")).cloned().unwrap_or_default();
                 let ours = crate::model::reference::commune(w.as_str())
@@ -114,6 +121,11 @@ impl Access {
             return Err(CityError::PermissionDenied(format!(
                 "the certificate of {} is revoked",
                 peer.identity
+            )));
+        }
+        if peer.identity == Identity::Insecure && !self.insecure_dev {
+            return Err(CityError::PermissionDenied(format!(
+                "no client certificate: {rpc} needs mutual TLS with a certificate of this city's CA"
             )));
         }
         let roles = self.roles_of(&peer.identity);
@@ -156,5 +168,16 @@ mod tests {
         assert!(e.to_string().contains("needs the role ops or office-reader"), "{e}");
         a.revoked.insert("0a".into());
         assert!(a.check(&office, &[Role::OfficeReader], "Get").unwrap_err().to_string().contains("revoked"));
+    }
+
+    #[test]
+    fn a_peer_without_a_certificate_is_refused_unless_insecure_dev() {
+        let nobody = Peer { identity: Identity::Insecure, serial: String::new(), fingerprint: String::new() };
+        let strict = Access::default();
+        let e = strict.check(&nobody, &[Role::Ward], "Replicate").unwrap_err();
+        assert!(e.to_string().contains("no client certificate"), "{e}");
+        assert!(strict.roles_of(&nobody.identity).is_empty());
+        let dev = Access { insecure_dev: true, ..Access::default() };
+        assert!(dev.check(&nobody, &[Role::Ward], "Replicate").is_ok());
     }
 }

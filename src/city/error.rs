@@ -27,6 +27,9 @@ pub enum CityError {
     /// Storage failed or is full.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A newer replication stream of the same ward took this one's place.
+    #[error("replaced by a newer replication stream from ward {0}")]
+    Replaced(crate::model::WardCode),
     /// The server is stopping.
     #[error("the city server is shutting down")]
     ShuttingDown,

@@ -22,21 +22,30 @@ use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, 
 struct StreamSlot {
     live: Live,
     ward: WardCode,
+    id: u64,
 }
 
+/// Numbers replication streams, to tell a ward's streams apart.
+static STREAM_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl StreamSlot {
-    fn take(live: &Live, ward: &WardCode, max: usize) -> Result<StreamSlot, Status> {
+    /// Counts a new stream of `ward`, which `session` ends. If the ward
+    /// already has `max` open, the oldest is ended: a ward reconnecting
+    /// after its old connection died silently is never locked out, and a
+    /// ward opening stream after stream still holds at most `max`.
+    fn take(live: &Live, ward: &WardCode, max: usize, session: CancellationToken) -> StreamSlot {
         let mut all = live.lock().expect("poisoned");
         let w = all.entry(ward.clone()).or_default();
-        if w.streams >= max {
-            return Err(Status::resource_exhausted(format!(
-                "ward {ward} already has {} replication streams open (the limit is {max})",
-                w.streams
-            )));
+        while w.streams.len() >= max.max(1) {
+            if let Some((_, oldest)) = w.streams.pop_front() {
+                tracing::warn!(%ward, limit = max, "a new replication stream replaces the oldest one");
+                oldest.cancel();
+            }
         }
-        w.streams += 1;
+        let id = STREAM_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        w.streams.push_back((id, session));
         w.last_seen_ms = now_ms();
-        Ok(StreamSlot { live: live.clone(), ward: ward.clone() })
+        StreamSlot { live: live.clone(), ward: ward.clone(), id }
     }
 
     fn heartbeat(&self, h: pb::Heartbeat) {
@@ -50,7 +59,7 @@ impl StreamSlot {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         if let Some(w) = self.live.lock().expect("poisoned").get_mut(&self.ward) {
-            w.streams = w.streams.saturating_sub(1);
+            w.streams.retain(|(id, _)| *id != self.id);
         }
     }
 }
@@ -147,12 +156,17 @@ impl SyncService {
         mut inbound: Streaming<pb::WardMessage>,
         tx: mpsc::Sender<Outbound>,
         slot: StreamSlot,
+        session: CancellationToken,
     ) {
         let mut guard = self.guard.clone();
         let result = loop {
             let msg = tokio::select! {
                 m = inbound.message() => m,
-                _ = self.cancel.cancelled() => break Err(CityError::ShuttingDown),
+                _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
+                    CityError::ShuttingDown
+                } else {
+                    CityError::Replaced(ward.clone())
+                }),
                 _ = guard.changed() => {
                     // The rules were reloaded: a revoked node is disconnected.
                     if let Err(status) = guard.recheck(&peer, &[Role::Ward], "Replicate") {
@@ -216,11 +230,14 @@ impl SyncService {
                     return;
                 }
             };
-            if let Some(last) = changes.last() {
+            if let Some((last, _)) = changes.last() {
                 let next = last.cursor;
+                let whole: std::collections::BTreeSet<&crate::model::RecordKey> =
+                    changes.iter().filter(|(_, whole)| *whole).map(|(l, _)| &l.change.key).collect();
                 let msg = pb::Downstream {
                     cursor: next,
-                    changes: changes.iter().map(|l| (&l.change).into()).collect(),
+                    changes: changes.iter().map(|(l, _)| (&l.change).into()).collect(),
+                    fetch_whole: whole.into_iter().map(Into::into).collect(),
                 };
                 tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");
                 if tx.send(message(city_message::Msg::Downstream(msg))).await.is_err() {
@@ -295,22 +312,22 @@ impl CitySync for SyncService {
         let ward = Self::admit(&identity, &hello).inspect_err(|e| {
             tracing::warn!(%identity, claimed = %hello.ward_code, error = %e, "replication refused");
         })?;
-        let slot = StreamSlot::take(&self.live, &ward, self.limits.max_streams_per_ward)?;
+        // Both halves stop when either does: the stream is one session.
+        let session = self.cancel.child_token();
+        let slot = StreamSlot::take(&self.live, &ward, self.limits.max_streams_per_ward, session.clone());
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
         let welcome = pb::Welcome { last_applied_seq: last, policies_json };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
-        // Both halves stop when either does: the stream is one session.
-        let session = self.cancel.child_token();
         tokio::spawn(self.clone().push_downstream(
             ward.clone(),
             hello.downstream_cursor,
             tx.clone(),
             session.clone(),
         ));
-        let pump = self.clone().pump(ward, peer, inbound, tx, slot);
+        let pump = self.clone().pump(ward, peer, inbound, tx, slot, session.clone());
         tokio::spawn(async move {
             pump.await;
             session.cancel();

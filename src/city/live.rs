@@ -12,8 +12,8 @@ use crate::store::{CityStore, ConflictFilter};
 /// The live view of one ward.
 #[derive(Debug, Clone, Default)]
 pub struct LiveWard {
-    /// Replication streams open now.
-    pub streams: usize,
+    /// Replication streams open now, oldest first: an id and what ends it.
+    pub streams: std::collections::VecDeque<(u64, tokio_util::sync::CancellationToken)>,
     /// The latest heartbeat received.
     pub heartbeat: Option<pb::Heartbeat>,
     /// City time of the latest message from the ward, ms since the epoch.
@@ -71,7 +71,7 @@ pub fn ward_states(
             let l = live.get(&code);
             let heartbeat = l.and_then(|l| l.heartbeat.as_ref());
             let lag = lag(heartbeat, state.last_applied_seq, now);
-            let connected = l.is_some_and(|l| l.streams > 0);
+            let connected = l.is_some_and(|l| !l.streams.is_empty());
             let seen = state.last_contact_ms > 0 || l.is_some();
             pb::WardState {
                 state: if connected {

@@ -101,7 +101,11 @@ where
         expected,
     };
     // Every call must produce its response in time (a stream: its first message).
-    let mut builder = Server::builder().timeout(crate::net::RPC_DEADLINE);
+    // Keep-alive pings find connections that died silently and free their streams.
+    let mut builder = Server::builder()
+        .timeout(crate::net::RPC_DEADLINE)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     match &cfg.tls {
         Some(files) => builder = builder.tls_config(server_tls(files)?)?,
         None => {

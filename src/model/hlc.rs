@@ -66,6 +66,11 @@ impl VersionVector {
         self.0.get(&s.writer).is_some_and(|h| *h >= s.hlc)
     }
 
+    /// True if everything `other` includes is included here too.
+    pub fn covers(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(w, h)| self.0.get(w).is_some_and(|mine| mine >= h))
+    }
+
     /// Includes the write stamped `s`.
     pub fn add(&mut self, s: &Stamp) {
         let e = self.0.entry(s.writer.clone()).or_default();

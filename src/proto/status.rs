@@ -63,6 +63,7 @@ impl From<CityError> for Status {
             CityError::Office(OfficeError::NotFound(_)) => Status::not_found(e.to_string()),
             CityError::Office(OfficeError::NoConflict(..)) => Status::failed_precondition(e.to_string()),
             CityError::ShuttingDown => Status::unavailable(e.to_string()),
+            CityError::Replaced(_) => Status::aborted(e.to_string()),
         }
     }
 }

@@ -27,9 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
-use crate::model::{
-    Change, EXISTS, Hlc, Kind, OWNER, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten,
-};
+use crate::model::{Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten};
 
 const RECORD: &[u8] = b"r";
 const STATE: &[u8] = b"s";
@@ -217,11 +215,13 @@ impl WardStore {
         Ok(seqs)
     }
 
-    /// Merges changes made elsewhere (from the city), and records `cursor`
-    /// as the point to resume from. Returns the keys whose view changed.
+    /// Merges changes made elsewhere (from the city) and the whole states
+    /// fetched for the records the city named, and records `cursor` as the
+    /// point to resume from, all in one batch. Returns the keys merged.
     pub fn merge_downstream(
         &self,
         changes: &[Change],
+        whole: &[(RecordKey, Versioned)],
         cursor: u64,
         now_ms: i64,
     ) -> Result<Vec<RecordKey>, StoreError> {
@@ -235,6 +235,12 @@ impl WardStore {
         for ch in changes {
             hlc = hlc.observe(ch.stamp.hlc, now_ms.max(0) as u64);
             overlay.state(&ch.key)?.apply(&ch.values(), &ch.stamp, &ch.context);
+        }
+        for (k, state) in whole {
+            for h in state.seen.0.values() {
+                hlc = hlc.observe(*h, now_ms.max(0) as u64);
+            }
+            overlay.state(k)?.merge(state);
         }
         for (k, state) in &overlay.states {
             self.put_state(&mut batch, k, state, &c.policies);
@@ -330,18 +336,6 @@ impl WardStore {
     pub fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
         let k = tagged(STATE, key);
         self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
-    }
-
-    /// True if, by its state, this ward owns `key` but lacks fields to show
-    /// it: the record was handed over by a change that carried only what
-    /// changed. The full state must then be fetched from the city.
-    pub fn needs_full_state(&self, key: &RecordKey) -> Result<bool, StoreError> {
-        let Some(state) = self.state(key)? else { return Ok(false) };
-        let p = self.policies();
-        let kind = key.kind();
-        let owner = state.winner(kind, OWNER, &p).and_then(|w| serde_json::from_str::<String>(&w.value).ok());
-        let exists = state.winner(kind, EXISTS, &p).is_some_and(|w| w.value == "true");
-        Ok(owner.as_deref() == Some(self.ward.as_str()) && exists && state.materialize(key, &p).is_none())
     }
 
     /// Adopts a record's state fetched from the city (before a transfer).

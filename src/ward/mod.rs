@@ -32,6 +32,13 @@ const MAX_GROUP: usize = 1024;
 /// The channel factory for the city described by `cfg`: TCP, with mutual
 /// TLS unless `insecure_dev`.
 pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
+    Ok(tcp_connect(city_endpoint(cfg)?))
+}
+
+/// The city's endpoint as `cfg` describes it, with its TLS settings and
+/// HTTP/2 keep-alive pings (a connection that stops answering them is
+/// dropped and replaced, whichever direction died).
+pub fn city_endpoint(cfg: &WardConfig) -> anyhow::Result<Endpoint> {
     let mut endpoint = Endpoint::from_shared(cfg.city_url.clone())
         .with_context(|| format!("bad city_url {:?}", cfg.city_url))?
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -50,7 +57,7 @@ pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
             tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication")
         }
     }
-    Ok(tcp_connect(endpoint))
+    Ok(endpoint)
 }
 
 /// Runs a ward agent on an on-disk store until `shutdown` completes: binds

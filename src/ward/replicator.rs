@@ -31,7 +31,7 @@ use crate::model::Policies;
 use crate::model::WardCode;
 use crate::proto::pb::city_query_client::CityQueryClient;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
-use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, versioned_from_pb};
+use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, key_from_pb, versioned_from_pb};
 use crate::store::WardStore;
 
 /// Opens a channel to the city. The seam for other transports: TCP by
@@ -102,7 +102,8 @@ impl Replicator {
             initial_interval: Duration::from_millis(self.config.backoff_initial_ms),
             max_interval: Duration::from_millis(self.config.backoff_max_ms),
             multiplier: 2.0,
-            randomization_factor: 0.5,
+            // Jitter is added by `clock::jitter`, which a simulation can replay.
+            randomization_factor: 0.0,
             max_elapsed_time: None,
             ..Default::default()
         };
@@ -127,7 +128,7 @@ impl Replicator {
                 SessionEnd::Cancelled => return,
                 SessionEnd::Failed(reason) => reason,
             };
-            let delay = backoff.next_backoff().unwrap_or(backoff.max_interval);
+            let delay = crate::clock::jitter(backoff.next_backoff().unwrap_or(backoff.max_interval), 0.5);
             tracing::warn!(ward = %self.ward, %reason, retry_in_ms = delay.as_millis() as u64, backlog = self.store.backlog(), "replication interrupted");
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -292,6 +293,8 @@ impl Replicator {
     }
 
     /// Merges changes made elsewhere, with the same function as the city.
+    /// Records the city names are fetched whole first, so that the changes,
+    /// the states and the cursor are stored together or not at all.
     async fn merge_downstream(
         &self,
         d: pb::Downstream,
@@ -303,26 +306,21 @@ impl Replicator {
             .map(change_from_pb)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the city sent a change this ward cannot read: {e}"))?;
+        let mut whole = Vec::with_capacity(d.fetch_whole.len());
+        for key in d.fetch_whole {
+            let reply = query
+                .get_state(pb::CityGetRequest { key: Some(key.clone()) })
+                .await
+                .map_err(|s| format!("cannot fetch a record from the city: {}", s.message()))?
+                .into_inner();
+            let key = key_from_pb(Some(key)).map_err(|e| format!("the city named a bad record key: {e}"))?;
+            whole.push((key, versioned_from_pb(reply.state.unwrap_or_default())));
+        }
         let merged = self
             .store
-            .merge_downstream(&changes, d.cursor, now_ms())
+            .merge_downstream(&changes, &whole, d.cursor, now_ms())
             .map_err(|e| format!("cannot store changes from the city: {e}"))?;
-        tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), "merged changes made elsewhere");
-        for key in merged {
-            if !self.store.needs_full_state(&key).map_err(|e| e.to_string())? {
-                continue;
-            }
-            // Handed over with only the changed fields: fetch the rest.
-            let state = query
-                .get_state(pb::CityGetRequest { key: Some((&key).into()) })
-                .await
-                .map_err(|s| format!("cannot fetch {key} handed over by the city: {}", s.message()))?
-                .into_inner()
-                .state
-                .unwrap_or_default();
-            self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(|e| e.to_string())?;
-            tracing::info!(ward = %self.ward, kind = %key.kind(), "record handed over by the city fetched whole");
-        }
+        tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), fetched_whole = whole.len(), "merged changes made elsewhere");
         Ok(())
     }
 

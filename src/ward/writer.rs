@@ -27,6 +27,10 @@ impl Writer {
             async move {
                 let n = group.len();
                 let result = match store.append(&group, now_ms()) {
+                    Ok(seqs) if crate::mutation::active(crate::mutation::Mutation::AckBeforeFlush) => {
+                        durable_tx.send_replace(store.last_seq());
+                        Ok(seqs)
+                    }
                     Ok(seqs) => store.flush().await.map(|upto| {
                         durable_tx.send_replace(upto);
                         seqs

@@ -2,6 +2,8 @@
 //! ports, with real TLS certificates and on-disk databases in a temp dir.
 #![allow(dead_code)]
 
+pub mod ledger;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

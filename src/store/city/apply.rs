@@ -5,7 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::conflicts::Conflict;
-use super::keys::{conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key};
+use super::keys::{
+    WHOLE, conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key,
+};
 use super::{LoggedChange, WardState};
 use crate::model::{Change, Context, Hlc, Policies, RecordKey, Versioned, WardCode};
 use crate::store::StoreError;
@@ -119,10 +121,22 @@ impl<'a> GroupWrite<'a> {
             change: change.clone(),
         };
         self.batch.insert(log_key(self.cursor), encode(&logged));
-        // Wards that owned the record before or after hear of changes made elsewhere.
+        // Wards that owned the record before or after hear of changes made
+        // elsewhere. Those that cannot rebuild it from the change alone are
+        // told to fetch it whole: a ward it was just handed to, and a writer
+        // whose change raced writes it had not seen (else it would keep its
+        // own view of the record, not the merged one).
         let owners: BTreeSet<WardCode> = [&old, &new].into_iter().flatten().map(|r| r.ward.clone()).collect();
-        for w in owners.into_iter().filter(|w| w.as_str() != change.stamp.writer) {
-            self.batch.insert(downstream_key(&w, self.cursor), Vec::new());
+        for w in owners.iter().filter(|w| w.as_str() != change.stamp.writer) {
+            let gained =
+                new.as_ref().is_some_and(|n| &n.ward == w) && old.as_ref().is_none_or(|o| &o.ward != w);
+            self.batch
+                .insert(downstream_key(w, self.cursor), if gained { WHOLE.to_vec() } else { Vec::new() });
+        }
+        if let Ok(writer) = WardCode::parse(&change.stamp.writer) {
+            if !change.context.covers(&old_state.seen) {
+                self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
+            }
         }
         Ok(())
     }

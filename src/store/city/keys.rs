@@ -37,6 +37,8 @@ pub(super) const HLC: &[u8] = b"m:hlc";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";
 pub(super) const DOWNSTREAM: &[u8] = b"D";
+/// The value of a downstream note telling the ward to fetch the record whole.
+pub(super) const WHOLE: &[u8] = b"w";
 
 pub(super) fn record_key(k: &RecordKey) -> Vec<u8> {
     key(RECORD, &[&[k.kind().tag()], k.id().as_bytes()])

@@ -213,7 +213,7 @@ impl CityStore {
             let mut outcomes = Vec::with_capacity(group.len());
             for wb in group {
                 let mut state = wards.get(&wb.ward).cloned().unwrap_or_default();
-                let fresh: Vec<&Incoming> =
+                let mut fresh: Vec<&Incoming> =
                     wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
                 let contiguous =
                     fresh.iter().enumerate().all(|(i, c)| c.seq() == state.last_applied_seq + 1 + i as u64);
@@ -224,6 +224,9 @@ impl CityStore {
                         got: fresh[0].seq(),
                     }));
                     continue;
+                }
+                if crate::mutation::active(crate::mutation::Mutation::ApplyDuplicates) {
+                    fresh = wb.changes.iter().collect();
                 }
                 for incoming in fresh {
                     let refusal = match incoming {
@@ -247,7 +250,7 @@ impl CityStore {
                             unreachable!("malformed changes are always refused")
                         }
                     }
-                    state.last_applied_seq = incoming.seq();
+                    state.last_applied_seq = state.last_applied_seq.max(incoming.seq());
                 }
                 state.last_contact_ms = now_ms;
                 outcomes.push(Ok(state.last_applied_seq));

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::keys::{DOWNSTREAM, downstream_key, log_key, state_key};
+use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, WardState};
 use crate::model::{
     CITY_WRITER, Change, Context, EXISTS, Op, Record, RecordKey, Stamp, ValidationError, Versioned, WardCode,
@@ -124,13 +124,14 @@ impl CityStore {
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,
-    /// durable ones only, at most `limit`.
+    /// durable ones only, at most `limit`; each with whether the ward must
+    /// fetch the record whole (the change alone cannot bring it up to date).
     pub fn downstream(
         &self,
         ward: &WardCode,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<LoggedChange>, StoreError> {
+    ) -> Result<Vec<(LoggedChange, bool)>, StoreError> {
         let durable = self.durable_cursor();
         if after >= durable {
             return Ok(Vec::new());
@@ -138,11 +139,11 @@ impl CityStore {
         let prefix = key(DOWNSTREAM, &[ward.as_str().as_bytes()]);
         let end = downstream_key(ward, durable + 1).min(prefix_end(&prefix));
         let mut out = Vec::new();
-        for (k, _) in self.engine.scan(&downstream_key(ward, after + 1), &end, limit)? {
+        for (k, note) in self.engine.scan(&downstream_key(ward, after + 1), &end, limit)? {
             let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor"));
             let lk = log_key(cursor);
             if let Some(v) = self.engine.get(&lk)? {
-                out.push(decode(&lk, &v)?);
+                out.push((decode(&lk, &v)?, note == WHOLE));
             }
         }
         Ok(out)

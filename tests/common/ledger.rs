@@ -1,0 +1,265 @@
+//! The reference model the fault tests check a run against: every write a
+//! client attempted and which of them it was told were accepted, plus what
+//! was observed along the way; and, once the faults have healed, the
+//! invariants: no acknowledged write lost, no (ward, sequence) applied
+//! twice, every ward's records equal to the city's, backlogs drained,
+//! sequences and cursors never moving backwards.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use wardsync::cli::client::{all_city_records, all_ward_records};
+use wardsync::cli::wait;
+use wardsync::model::{Kind, Record, RecordKey};
+use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+
+/// The record's key.
+pub fn key_of(r: &Record) -> RecordKey {
+    RecordKey::new(r.kind(), &r.key_id()).unwrap()
+}
+
+/// One attempted write: the record written (`None` for a delete) and
+/// whether the client was told it was accepted.
+#[derive(Clone, Debug)]
+struct Write {
+    value: Option<Record>,
+    acked: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Acknowledged changes: (ward, sequence) → key.
+    acked: BTreeMap<(String, u64), RecordKey>,
+    /// Who attempted writes to each key (a ward code, or "office").
+    writers: BTreeMap<RecordKey, BTreeSet<String>>,
+    /// Each key's attempted writes, in the order they were made.
+    history: BTreeMap<RecordKey, Vec<Write>>,
+    /// Per ward, the last applied sequence the city reported, and its log cursor.
+    city_applied: BTreeMap<String, u64>,
+    log_cursor: u64,
+    /// Invariants seen broken while the run went on.
+    problems: Vec<String>,
+}
+
+/// What clients were told and what was observed; shared by the workload's
+/// tasks (a plain mutex: it is never held across an await).
+#[derive(Default)]
+pub struct Ledger(Mutex<Inner>);
+
+/// A write in flight: [`Attempt::acked`] once the client is told it was accepted.
+pub struct Attempt {
+    key: RecordKey,
+    index: usize,
+}
+
+impl Ledger {
+    /// Notes that `writer` is about to write `value` (`None`: delete) under `key`.
+    pub fn attempt(&self, writer: &str, key: &RecordKey, value: Option<&Record>) -> Attempt {
+        let mut l = self.0.lock().unwrap();
+        l.writers.entry(key.clone()).or_default().insert(writer.to_string());
+        let h = l.history.entry(key.clone()).or_default();
+        h.push(Write { value: value.cloned(), acked: false });
+        Attempt { key: key.clone(), index: h.len() - 1 }
+    }
+
+    /// Notes that an attempt was accepted by `ward` as change `seq` (0 when
+    /// the record was already stored exactly so, or for office edits).
+    pub fn acked(&self, attempt: Attempt, ward: &str, seq: u64) {
+        let mut l = self.0.lock().unwrap();
+        l.history.get_mut(&attempt.key).unwrap()[attempt.index].acked = true;
+        if seq > 0 {
+            l.acked.insert((ward.to_string(), seq), attempt.key);
+        }
+    }
+
+    /// The highest sequence `ward` has acknowledged so far.
+    pub fn max_acked(&self, ward: &str) -> u64 {
+        let l = self.0.lock().unwrap();
+        l.acked
+            .range((ward.to_string(), 0)..=(ward.to_string(), u64::MAX))
+            .next_back()
+            .map_or(0, |(k, _)| k.1)
+    }
+
+    /// Records a violation seen during the run.
+    pub fn problem(&self, p: String) {
+        self.0.lock().unwrap().problems.push(p);
+    }
+
+    /// Checks a ward's status, asked for after `max_acked` was read: its
+    /// last sequence never falls below what it acknowledged.
+    pub fn observe_ward(&self, ward: &str, max_acked_before: u64, status: &pb::WardStatus) {
+        if status.last_seq < max_acked_before {
+            self.problem(format!(
+                "ward {ward} reports last sequence {} after acknowledging {max_acked_before}",
+                status.last_seq
+            ));
+        }
+    }
+
+    /// Checks the city's ward table: applied sequences and the log cursor
+    /// never move backwards.
+    pub fn observe_city(&self, reply: &pb::WardsReply) {
+        let mut l = self.0.lock().unwrap();
+        let mut problems = Vec::new();
+        if reply.log_cursor < l.log_cursor {
+            problems.push(format!("city log cursor went back from {} to {}", l.log_cursor, reply.log_cursor));
+        }
+        l.log_cursor = l.log_cursor.max(reply.log_cursor);
+        for w in &reply.wards {
+            let seen = l.city_applied.entry(w.ward.clone()).or_default();
+            if w.last_applied_seq < *seen {
+                problems.push(format!(
+                    "city's last applied sequence of ward {} went back from {seen} to {}",
+                    w.ward, w.last_applied_seq
+                ));
+            }
+            *seen = (*seen).max(w.last_applied_seq);
+        }
+        l.problems.extend(problems);
+    }
+
+    /// Waits (up to `timeout`) until every ward's backlog is empty and its
+    /// records equal the city's copy of them.
+    pub async fn settle(
+        &self,
+        wards: &[(String, WardApiClient<Channel>)],
+        city: &CityQueryClient<Channel>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        wait::until(timeout, "every ward to drain and equal the city", || async {
+            for (code, w) in wards {
+                let mut w = w.clone();
+                let status = w.status(pb::StatusRequest {}).await?.into_inner();
+                if status.backlog > 0 {
+                    anyhow::bail!("ward {code} still holds {} changes", status.backlog);
+                }
+                for kind in Kind::ALL {
+                    let at_ward = all_ward_records(&mut w, kind).await?;
+                    let at_city = all_city_records(&mut city.clone(), kind, code).await?;
+                    if at_ward != at_city {
+                        anyhow::bail!(
+                            "ward {code}'s {kind:?} records differ from the city's: {}",
+                            diff(&at_ward, &at_city)
+                        );
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Checks the healed system against the model; returns every violation.
+    pub async fn check(&self, city: &mut CityQueryClient<Channel>) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.0.lock().unwrap().problems);
+        let log = match read_log(city).await {
+            Ok(log) => log,
+            Err(e) => return vec![format!("cannot read the city's log: {e}")],
+        };
+        // No (ward, sequence) applied twice; none applied out of order.
+        let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut logged: BTreeMap<(String, u64), RecordKey> = BTreeMap::new();
+        for l in log.iter().filter(|l| l.ward != wardsync::model::CITY_WRITER) {
+            let change = l.change.as_ref().unwrap();
+            let prev = last.insert(&l.ward, change.seq).unwrap_or(0);
+            if change.seq <= prev {
+                problems.push(format!("ward {} change {} logged after {prev}", l.ward, change.seq));
+            }
+            let key = wardsync::proto::key_from_pb(change.key.clone()).unwrap();
+            logged.insert((l.ward.clone(), change.seq), key);
+        }
+        match city.list_quarantine(pb::QuarantineRequest::default()).await {
+            Ok(q) => problems.extend(
+                q.into_inner()
+                    .entries
+                    .iter()
+                    .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
+            ),
+            Err(e) => problems.push(format!("cannot read the quarantine: {e}")),
+        }
+        let l = self.0.lock().unwrap().clone_model();
+        // No acknowledged change lost.
+        for ((ward, seq), key) in &l.acked {
+            match logged.get(&(ward.clone(), *seq)) {
+                Some(k) if k == key => {}
+                Some(k) => {
+                    problems.push(format!("ward {ward} change {seq} was {key} but the city logged {k}"))
+                }
+                None => {
+                    problems.push(format!("ward {ward} acknowledged change {seq} ({key}) is not at the city"))
+                }
+            }
+        }
+        // A record only one ward ever wrote shows its last acknowledged
+        // write, or a later one whose outcome the client never learned.
+        for (key, writers) in &l.writers {
+            if writers.len() > 1 || writers.contains("office") {
+                continue;
+            }
+            let history = &l.history[key];
+            let from = history.iter().rposition(|w| w.acked);
+            let mut possible: Vec<Option<&Record>> =
+                history[from.unwrap_or(0)..].iter().map(|w| w.value.as_ref()).collect();
+            if from.is_none() {
+                possible.push(None);
+            }
+            let at_city = match city.get(pb::CityGetRequest { key: Some(key.into()) }).await {
+                Ok(r) => Some(wardsync::proto::record_from_pb(r.into_inner().record).unwrap()),
+                Err(e) if e.code() == tonic::Code::NotFound => None,
+                Err(e) => {
+                    problems.push(format!("cannot read {key} at the city: {e}"));
+                    continue;
+                }
+            };
+            if !possible.contains(&at_city.as_ref()) {
+                problems.push(format!("{key} at the city is {at_city:?}, not its last acknowledged write"));
+            }
+        }
+        problems
+    }
+
+    /// The number of acknowledged changes so far.
+    pub fn acked_count(&self) -> usize {
+        self.0.lock().unwrap().acked.len()
+    }
+}
+
+impl Inner {
+    fn clone_model(&self) -> Inner {
+        Inner {
+            acked: self.acked.clone(),
+            writers: self.writers.clone(),
+            history: self.history.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Every change the city logged, in cursor order.
+pub async fn read_log(city: &mut CityQueryClient<Channel>) -> Result<Vec<pb::LoggedChange>, tonic::Status> {
+    let mut stream = city.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(l) = stream.message().await? {
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// The keys present on one side only, or held differently.
+fn diff(ward: &[Record], city: &[Record]) -> String {
+    let w: BTreeMap<String, &Record> = ward.iter().map(|r| (r.key_id(), r)).collect();
+    let c: BTreeMap<String, &Record> = city.iter().map(|r| (r.key_id(), r)).collect();
+    let only_ward: Vec<&String> = w.keys().filter(|k| !c.contains_key(*k)).collect();
+    let only_city: Vec<&String> = c.keys().filter(|k| !w.contains_key(*k)).collect();
+    let differ: Vec<&String> =
+        w.iter().filter(|(k, r)| c.get(*k).is_some_and(|x| x != *r)).map(|(k, _)| k).collect();
+    let first = differ.first().map(|k| format!("; {k} at the ward: {:?}; at the city: {:?}", w[*k], c[*k]));
+    format!(
+        "only at the ward {only_ward:?}, only at the city {only_city:?}, different {differ:?}{}",
+        first.unwrap_or_default()
+    )
+}
