@@ -160,13 +160,15 @@ impl SyncService {
     ) {
         let mut guard = self.guard.clone();
         let result = loop {
+            // Biased (in this order): a seeded simulation then replays exactly.
             let msg = tokio::select! {
-                m = inbound.message() => m,
+                biased;
                 _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
                     CityError::ShuttingDown
                 } else {
                     CityError::Replaced(ward.clone())
                 }),
+                m = inbound.message() => m,
                 _ = guard.changed() => {
                     // The rules were reloaded: a revoked node is disconnected.
                     if let Err(status) = guard.recheck(&peer, &[Role::Ward], "Replicate") {
@@ -247,6 +249,7 @@ impl SyncService {
                 continue;
             }
             tokio::select! {
+                biased;
                 changed = durable.changed() => if changed.is_err() { return },
                 _ = session.cancelled() => return,
             }

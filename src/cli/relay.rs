@@ -1,6 +1,7 @@
 //! A TCP relay that can break a link: the demo puts one between a ward and
-//! the city to show an outage, and the tests use it to cut connections and
-//! to lose the city's replies (acks) while the ward's requests get through.
+//! the city to show an outage, and the tests use it to cut connections, to
+//! lose the city's replies (acks) while the ward's requests get through, and
+//! to slow a link down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub enum LinkMode {
     Cut,
     /// Forward client to server; discard everything server to client.
     DropReplies,
+    /// Forward both ways, holding every chunk this many milliseconds.
+    Delay(u64),
 }
 
 /// A running relay from its own loopback port to a target address.
@@ -77,27 +80,36 @@ async fn relay(inbound: TcpStream, target: SocketAddr, mut mode: watch::Receiver
     let Ok(outbound) = TcpStream::connect(target).await else {
         return;
     };
-    let (mut client_rd, mut client_wr) = inbound.into_split();
-    let (mut server_rd, mut server_wr) = outbound.into_split();
-    let up = tokio::io::copy(&mut client_rd, &mut server_wr);
-    let replies = {
-        let mode = mode.clone();
-        async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = server_rd.read(&mut buf).await?;
-                if n == 0 {
-                    return std::io::Result::Ok(());
-                }
-                if *mode.borrow() != LinkMode::DropReplies {
-                    client_wr.write_all(&buf[..n]).await?;
-                }
-            }
-        }
-    };
+    let (client_rd, client_wr) = inbound.into_split();
+    let (server_rd, server_wr) = outbound.into_split();
     tokio::select! {
-        _ = up => {}
-        _ = replies => {}
+        _ = forward(client_rd, server_wr, mode.clone(), None) => {}
+        _ = forward(server_rd, client_wr, mode.clone(), Some(LinkMode::DropReplies)) => {}
         _ = mode.wait_for(|m| *m == LinkMode::Cut) => {}
+    }
+}
+
+/// Copies `rd` to `wr` as the mode says, discarding what is read while the
+/// mode is `discard_in`.
+async fn forward(
+    mut rd: impl AsyncReadExt + Unpin,
+    mut wr: impl AsyncWriteExt + Unpin,
+    mode: watch::Receiver<LinkMode>,
+    discard_in: Option<LinkMode>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let now = *mode.borrow();
+        if Some(now) == discard_in {
+            continue;
+        }
+        if let LinkMode::Delay(ms) = now {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        wr.write_all(&buf[..n]).await?;
     }
 }

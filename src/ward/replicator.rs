@@ -131,6 +131,7 @@ impl Replicator {
             let delay = crate::clock::jitter(backoff.next_backoff().unwrap_or(backoff.max_interval), 0.5);
             tracing::warn!(ward = %self.ward, %reason, retry_in_ms = delay.as_millis() as u64, backlog = self.store.backlog(), "replication interrupted");
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
@@ -236,7 +237,10 @@ impl Replicator {
                 in_flight.push_back((last, Instant::now()));
                 self.link.batches_sent.inc();
             }
+            // Biased (in this order): a seeded simulation then replays exactly.
             tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
                 msg = inbound.message() => match msg {
                     Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) })) => {
                         if let Err(e) = self.store.ack(a.applied_seq) {
@@ -275,7 +279,6 @@ impl Replicator {
                         return SessionEnd::Failed("the stream to the city closed".into());
                     }
                 }
-                _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
             }
         }
     }

@@ -1,0 +1,218 @@
+//! Process-level chaos: the real binary as a city and three wards, a TCP
+//! fault proxy between each ward and the city (cut, lost replies, delay),
+//! and, under a steady load of writes and office edits, repeated SIGKILLs
+//! of wards and of the city for a bounded time. Then every fault is healed
+//! and the run is checked against what clients were told was accepted
+//! (the same ledger and invariants as the simulation, `common/ledger.rs`).
+//!
+//! `WARDSYNC_CHAOS_SECS` (default 20) and `WARDSYNC_CHAOS_SEED` (default 1)
+//! set the length and the fault schedule.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::ledger::{Ledger, key_of};
+use common::{City, Env, Ward};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+use wardsync::auth::DevCa;
+use wardsync::cli::client::ward_client;
+use wardsync::cli::relay::{LinkMode, Relay};
+use wardsync::generate::{amend, sample};
+use wardsync::model::{Record, WardCode};
+use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
+
+const WARDS: [&str; 3] = ["00082", "00145", "00004"];
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Writes new records, amendments and deletions to one ward until `stop`.
+async fn load(ledger: Arc<Ledger>, code: &'static str, url: String, seed: u64, stop: Arc<AtomicBool>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut pool = sample(&WardCode::parse(code).unwrap(), 5000, seed).into_iter();
+    let mut mine: Vec<Record> = Vec::new();
+    let mut client: Option<WardApiClient<Channel>> = None;
+    let mut n = 0u32;
+    while !stop.load(Ordering::SeqCst) {
+        let Some(ward) = client.as_mut() else {
+            client = ward_client(&url).await.ok();
+            if client.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            continue;
+        };
+        n += 1;
+        let roll = rng.gen_range(0..100);
+        let ok = if roll < 25 && !mine.is_empty() {
+            let i = rng.gen_range(0..mine.len());
+            let r = amend(&mine[i], n);
+            let attempt = ledger.attempt(code, &key_of(&r), Some(&r));
+            match ward.put(pb::PutRequest { record: Some((&r).into()) }).await {
+                Ok(reply) => {
+                    ledger.acked(attempt, code, reply.into_inner().seq);
+                    mine[i] = r;
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if roll < 35 && !mine.is_empty() {
+            let r = mine.swap_remove(rng.gen_range(0..mine.len()));
+            let key = key_of(&r);
+            let attempt = ledger.attempt(code, &key, None);
+            match ward.delete(pb::DeleteRequest { key: Some((&key).into()) }).await {
+                Ok(reply) => {
+                    ledger.acked(attempt, code, reply.into_inner().seq);
+                    true
+                }
+                Err(_) => false,
+            }
+        } else {
+            let Some(r) = pool.next() else { break };
+            let attempt = ledger.attempt(code, &key_of(&r), Some(&r));
+            match ward.put(pb::PutRequest { record: Some((&r).into()) }).await {
+                Ok(reply) => {
+                    ledger.acked(attempt, code, reply.into_inner().seq);
+                    mine.push(r);
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        if !ok {
+            // The agent may be down: reconnect after a moment.
+            client = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The office: edits records now and then, and watches the counters.
+async fn office(
+    ledger: Arc<Ledger>,
+    city: CityQueryClient<Channel>,
+    wards: Vec<(String, WardApiClient<Channel>)>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut city, mut wards) = (city, wards);
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        for (code, w) in &mut wards {
+            let before = ledger.max_acked(code);
+            if let Ok(s) = w.status(pb::StatusRequest {}).await {
+                ledger.observe_ward(code, before, s.get_ref());
+            }
+        }
+        if let Ok(w) = city.wards(pb::WardsRequest {}).await {
+            ledger.observe_city(w.get_ref());
+        }
+        // Edit a record some ward listed a moment ago.
+        let (_, w) = &mut wards[rng.gen_range(0..WARDS.len())];
+        let listed =
+            w.list(pb::ListRequest { kind: pb::Kind::Citizen as i32, after: String::new(), limit: 50 }).await;
+        if let Ok(listed) = listed {
+            let records = listed.into_inner().records;
+            if !records.is_empty() {
+                let r =
+                    wardsync::proto::record_from_pb(Some(records[rng.gen_range(0..records.len())].clone()))
+                        .unwrap();
+                let edited = amend(&r, 100_000 + n);
+                let attempt = ledger.attempt("office", &key_of(&edited), Some(&edited));
+                if city.edit(pb::EditRequest { record: Some((&edited).into()) }).await.is_ok() {
+                    ledger.acked(attempt, "city", 0);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
+    let secs = env_u64("WARDSYNC_CHAOS_SECS", 20);
+    let seed = env_u64("WARDSYNC_CHAOS_SEED", 1);
+    eprintln!("chaos for {secs} s with seed {seed} (WARDSYNC_CHAOS_SECS, WARDSYNC_CHAOS_SEED)");
+    let env = Env::new();
+    DevCa::open_or_create(&env.certs()).unwrap().issue_ward(&WardCode::parse("00004").unwrap()).unwrap();
+    let mut city = City::start(&env);
+    let mut relays = Vec::new();
+    let mut wards = Vec::new();
+    for code in WARDS {
+        let relay = Relay::start(city.addr).await.unwrap();
+        wards.push(Ward::start(&env, code, relay.addr()));
+        relays.push(relay);
+    }
+    let city_client = city.client().await;
+    let mut clients = Vec::new();
+    for w in &wards {
+        clients.push((w.code.clone(), w.client().await));
+    }
+
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (i, w) in wards.iter().enumerate() {
+        let url = format!("http://{}", w.api);
+        tasks.push(tokio::spawn(load(ledger.clone(), WARDS[i], url, seed * 7 + i as u64, stop.clone())));
+    }
+    tasks.push(tokio::spawn(office(
+        ledger.clone(),
+        city_client.clone(),
+        clients.clone(),
+        seed,
+        stop.clone(),
+    )));
+
+    // Faults, one every 300 to 800 ms.
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut ward_kills, mut city_kills) = (0, 0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..800))).await;
+        let i = rng.gen_range(0..WARDS.len());
+        match rng.gen_range(0..100) {
+            0..20 => {
+                wards[i].node.kill();
+                wards[i].node.start();
+                ward_kills += 1;
+            }
+            20..30 => {
+                city.node.kill();
+                city.node.start();
+                city_kills += 1;
+            }
+            30..45 => relays[i].cut(),
+            45..55 => relays[i].set(LinkMode::DropReplies),
+            55..65 => relays[i].set(LinkMode::Delay(rng.gen_range(50..400))),
+            _ => relays[i].heal(),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for r in &relays {
+        r.heal();
+    }
+    eprintln!(
+        "{ward_kills} ward and {city_kills} city SIGKILLs; {} changes acknowledged",
+        ledger.acked_count()
+    );
+    assert!(ward_kills > 0 && city_kills > 0, "the schedule killed both kinds of node");
+    assert!(ledger.acked_count() > 100, "the load was written");
+
+    let mut city_client = city.client().await;
+    if let Err(e) = ledger.settle(&clients, &city_client, common::DEADLINE).await {
+        panic!("{e}");
+    }
+    let problems = ledger.check(&mut city_client).await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
