@@ -34,8 +34,10 @@
 //! 1. A write acknowledged to a client is durable: its record and outbox
 //!    entry are written in one atomic batch and flushed before the reply
 //!    (`ward::Writer`).
-//! 2. Sequence numbers are assigned once, without gaps, and never reused:
-//!    the counter is stored in the same batch as the entry it numbers.
+//! 2. Sequence numbers are assigned once, without gaps, and never reused
+//!    once flushed: the counter is stored in the same batch as the entry it
+//!    numbers (a number lost unflushed in a crash was never acknowledged
+//!    nor sent).
 //! 3. The ward sends only flushed entries, so the city never holds a change
 //!    a ward crash could take back.
 //! 4. The city applies each (ward, sequence) at most once and in order: the
@@ -48,14 +50,26 @@
 //!    sender's) goes to the quarantine, is never dropped, and still advances
 //!    the ward's sequence so the stream never blocks; a retry never undoes a
 //!    newer change to the same record.
-//! 6. Sequence numbers, acknowledged sequences, log and downstream cursors
-//!    and hybrid clocks never move backwards, across restarts too.
+//! 6. What is durable never moves backwards, across crashes too: the
+//!    ward's sequence numbers and clock, the city's applied sequence per
+//!    ward and its log cursor. A ward's notes of what the city acknowledged
+//!    and of what it merged from the city are not flushed on their own: after
+//!    a crash they may fall back, and the next `Welcome` or downstream
+//!    message moves them on (re-sent and re-merged changes are harmless).
 //! 7. City and wards merge with the same pure function, whose result does
 //!    not depend on the order or repetition of changes: once every change
 //!    has reached both, a ward's records and the city's copy are identical.
 //!    Concurrent disagreeing writes are recorded as conflicts, never lost.
+//!    Where changes alone cannot bring a ward's copy up to date (it was just
+//!    handed the record, or its write raced writes it had not seen), the
+//!    city tells it to fetch the record's whole state.
 //! 8. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and
 //!    never drops queued ones.
+//! 9. A ward is never locked out by its own dead connections: a new
+//!    replication stream closes the oldest once the per-ward limit is
+//!    reached, and keep-alive pings close connections that stopped answering.
+//! 10. Only `insecure_dev` trusts a peer without a certificate; otherwise a
+//!    transport that carries no TLS identity is refused.
 //!
 //! Deliberately absent: multi-tree sled transactions (they deadlocked with
 //! flushes in our measurements), holding the whole outbox in memory, and

@@ -196,6 +196,13 @@ impl Ledger {
         }
         // A record only one ward ever wrote shows its last acknowledged
         // write, or a later one whose outcome the client never learned.
+        let mut at_city: BTreeMap<RecordKey, Record> = BTreeMap::new();
+        for kind in Kind::ALL {
+            match all_city_records(city, kind, "").await {
+                Ok(records) => at_city.extend(records.into_iter().map(|r| (key_of(&r), r))),
+                Err(e) => problems.push(format!("cannot list the city's {kind:?} records: {e:#}")),
+            }
+        }
         for (key, writers) in &l.writers {
             if writers.len() > 1 || writers.contains("office") {
                 continue;
@@ -207,16 +214,9 @@ impl Ledger {
             if from.is_none() {
                 possible.push(None);
             }
-            let at_city = match city.get(pb::CityGetRequest { key: Some(key.into()) }).await {
-                Ok(r) => Some(wardsync::proto::record_from_pb(r.into_inner().record).unwrap()),
-                Err(e) if e.code() == tonic::Code::NotFound => None,
-                Err(e) => {
-                    problems.push(format!("cannot read {key} at the city: {e}"));
-                    continue;
-                }
-            };
-            if !possible.contains(&at_city.as_ref()) {
-                problems.push(format!("{key} at the city is {at_city:?}, not its last acknowledged write"));
+            let found = at_city.get(key);
+            if !possible.contains(&found) {
+                problems.push(format!("{key} at the city is {found:?}, not its last acknowledged write"));
             }
         }
         problems
