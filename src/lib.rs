@@ -69,7 +69,7 @@
 //!    replication stream closes the oldest once the per-ward limit is
 //!    reached, and keep-alive pings close connections that stopped answering.
 //! 10. Only `insecure_dev` trusts a peer without a certificate; otherwise a
-//!    transport that carries no TLS identity is refused.
+//!     transport that carries no TLS identity is refused.
 //!
 //! Deliberately absent: multi-tree sled transactions (they deadlocked with
 //! flushes in our measurements), holding the whole outbox in memory, and
