@@ -71,6 +71,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Start a city and three wards on loopback, cut one off, heal, and check convergence.
     Demo(DemoArgs),
+    /// Measure throughput, latency, lag and memory on this machine (see BENCHMARKS.md).
+    Bench(BenchArgs),
 }
 
 /// Flags of `wardsync city`.
@@ -317,6 +319,50 @@ pub struct DemoArgs {
     /// Seconds to wait for convergence after the link is restored.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+}
+
+/// Flags of `wardsync bench`. The defaults finish in a few minutes on 2 cores.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Phases to run, comma-separated: write, load, stream, outage, update, steady, get.
+    #[arg(long, value_delimiter = ',', default_value = "write,load,stream,outage,update,steady,get")]
+    pub phases: Vec<String>,
+    /// Records the ward phases write (and update) each time.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: usize,
+    /// Writes by the single client of the write phase.
+    #[arg(long, default_value_t = 5_000)]
+    pub single: usize,
+    /// Concurrent clients of the ward's local API, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Synthetic wards of the steady phase.
+    #[arg(long, default_value_t = 170)]
+    pub wards: usize,
+    /// Changes per second each of them writes.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Seconds the steady phase is measured (after 2 s of warm-up).
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Records loaded into the city for the get phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub get_records: usize,
+    /// Synthetic wards those records come from.
+    #[arg(long, default_value_t = 10)]
+    pub get_wards: usize,
+    /// Gets by key measured, one at a time.
+    #[arg(long, default_value_t = 20_000)]
+    pub gets: usize,
+    /// Seed of the generated records.
+    #[arg(long, default_value_t = 2025)]
+    pub seed: u64,
+    /// Keep the data here instead of a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Flags of `wardsync lookup`.

@@ -2,6 +2,7 @@
 
 mod args;
 mod args_data;
+mod bench;
 mod certs;
 pub mod client;
 mod conflicts;
@@ -107,6 +108,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edit(a) => conflicts::edit(a).await?,
         Command::Audit(a) => conflicts::audit(a).await?,
         Command::Demo(a) => return demo::run(a).await,
+        Command::Bench(a) => bench::run(a).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
