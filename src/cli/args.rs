@@ -363,6 +363,10 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Instead of measuring, write the ward phases' records as CSV rows for
+    /// the PostgreSQL peer (scripts/bench.sh) into this directory.
+    #[arg(long)]
+    pub export_rows: Option<PathBuf>,
 }
 
 /// Flags of `wardsync lookup`.

@@ -45,6 +45,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Runs the phases `a` names and prints their figures.
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.export_rows {
+        return export_rows(&a, dir);
+    }
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -57,10 +60,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut report = Report::default();
     println!("wardsync bench: {} cores, data in {}", num_cpus(), dir.display());
 
-    let mut records = sample(&ward_code, 2 * a.records + a.single, a.seed).into_iter();
-    let first: Vec<Record> = records.by_ref().take(a.records).collect();
-    let single: Vec<Record> = records.by_ref().take(a.single).collect();
-    let second: Vec<Record> = records.collect();
+    let Workload { first, single, second } = Workload::new(&ward_code, &a);
     let (ward_node, ward_url) = lab.ward(&ward_code).await?;
     let mut ward_client = crate::cli::client::ward_client(&ward_url).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -157,6 +157,50 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report.0)?)?;
         println!("figures written to {}", path.display());
     }
+    Ok(())
+}
+
+/// The ward phases' records: `first` (written by many clients, then
+/// queued for the load, then updated), `single` (written by one client),
+/// `second` (streamed).
+struct Workload {
+    first: Vec<Record>,
+    single: Vec<Record>,
+    second: Vec<Record>,
+}
+
+impl Workload {
+    fn new(ward: &WardCode, a: &BenchArgs) -> Workload {
+        let mut records = sample(ward, 2 * a.records + a.single, a.seed).into_iter();
+        let first: Vec<Record> = records.by_ref().take(a.records).collect();
+        let single: Vec<Record> = records.by_ref().take(a.single).collect();
+        Workload { first, single, second: records.collect() }
+    }
+}
+
+/// Writes the ward phases' rows for the PostgreSQL peer, as CSV (key,
+/// ward, JSON body): `load.csv` (what the load phase drains), `stream.csv`,
+/// `update1.csv` and `update2.csv` (the outage's and the update phase's).
+fn export_rows(a: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let w = Workload::new(&WardCode::parse(WARD).expect("a valid ward code"), a);
+    std::fs::create_dir_all(dir)?;
+    let write = |name: &str, records: &mut dyn Iterator<Item = Record>| -> anyhow::Result<()> {
+        let mut out = csv::Writer::from_path(dir.join(name))?;
+        for r in records {
+            out.write_record([
+                format!("{}/{}", r.kind(), r.key_id()),
+                r.ward.to_string(),
+                serde_json::to_string(&r)?,
+            ])?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    write("load.csv", &mut w.first.iter().chain(&w.single).cloned())?;
+    write("stream.csv", &mut w.second.iter().cloned())?;
+    write("update1.csv", &mut w.first.iter().map(|r| amend(r, 1)))?;
+    write("update2.csv", &mut w.first.iter().map(|r| amend(r, 2)))?;
+    println!("rows written to {}", dir.display());
     Ok(())
 }
 
