@@ -9,6 +9,9 @@
 #
 #   scripts/bench.sh [RECORDS] [-- extra wardsync bench flags]
 #
+# The generator repeats a key now and then (a record written twice): for
+# PostgreSQL the second is an update (ON CONFLICT), as it is for wardsync.
+#
 # PostgreSQL phases, timed until the subscriber has flushed everything
 # (the publication slot's confirmed_flush_lsn reaches the publisher's LSN):
 #   load    rows already in the publisher's table; CREATE SUBSCRIPTION copies them
@@ -77,14 +80,15 @@ clients() { # SQL: one statement per transaction, by 64 clients, once per stagin
     printf '%s\n' "$1" >"$work/step.sql"
     chmod a+r "$work/step.sql"
     as_pg "$pg/pgbench" -n -h 127.0.0.1 -p "$ward_port" -U postgres -c 64 -j 2 -t $((n / 64)) -f "$work/step.sql" postgres >/dev/null
-    ward -c "INSERT INTO records SELECT key, ward, body FROM staging WHERE id > $(( (n / 64) * 64 )) ON CONFLICT (key) DO UPDATE SET body = excluded.body" >/dev/null
+    ward -c "INSERT INTO records SELECT DISTINCT ON (key) key, ward, body FROM staging WHERE id > $(( (n / 64) * 64 )) ORDER BY key, id DESC
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body" >/dev/null
 }
 declare -A pg_rate
 rows() { wc -l <"$work/rows/$1"; }
 
 # load: the rows are there before the subscription; it copies them.
 load_staging load.csv
-ward -c "INSERT INTO records SELECT key, ward, body FROM staging"
+ward -c "INSERT INTO records SELECT DISTINCT ON (key) key, ward, body FROM staging ORDER BY key, id DESC"
 t0=$(now)
 city -c "CREATE SUBSCRIPTION citysub CONNECTION 'host=127.0.0.1 port=$ward_port user=postgres dbname=postgres' PUBLICATION wardpub"
 until [[ $(city -At -c "SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate <> 'r'") == t ]]; do sleep 0.02; done
@@ -96,7 +100,7 @@ printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' load "$(rows load.
 # stream: single-row inserts by 64 clients while subscribed.
 load_staging stream.csv
 t0=$(now)
-clients "WITH n AS (SELECT nextval('pick') AS id) INSERT INTO records SELECT s.key, s.ward, s.body FROM staging s, n WHERE s.id = n.id;"
+clients "WITH n AS (SELECT nextval('pick') AS id) INSERT INTO records SELECT s.key, s.ward, s.body FROM staging s, n WHERE s.id = n.id ON CONFLICT (key) DO UPDATE SET body = excluded.body;"
 caught_up
 t=$(calc "$(now) - $t0")
 pg_rate[stream]=$(calc "$(rows stream.csv) / $t")
@@ -122,8 +126,6 @@ t=$(calc "$(now) - $t0")
 pg_rate[update]=$(calc "$(rows update2.csv) / $t")
 printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' update "$(rows update2.csv) updates written and replicated" "$t" update "rows/s, flushed at the subscriber" "${pg_rate[update]}"
 held=$(city -At -c "SELECT count(*) FROM records")
-expected=$(( $(rows load.csv) + $(rows stream.csv) ))
-[[ $held == "$expected" ]] || { echo "the subscriber holds $held rows, not $expected" >&2; exit 1; }
 digest="SELECT md5(string_agg(key || body::text, ',' ORDER BY key)) FROM records"
 [[ $(ward -At -c "$digest") == $(city -At -c "$digest") ]] || { echo "the subscriber's rows differ" >&2; exit 1; }
 echo "  (the subscriber holds all $held rows, identical to the publisher's)"

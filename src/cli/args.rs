@@ -346,7 +346,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
     /// Records loaded into the city for the get phase.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub get_records: usize,
     /// Synthetic wards those records come from.
     #[arg(long, default_value_t = 10)]

@@ -254,7 +254,7 @@ async fn get(a: &BenchArgs, lab: &Lab, wards: &[WardCode], report: &mut Report) 
         loaded += records.len();
     }
     let t = started.elapsed();
-    report.add("get", &format!("{loaded} records loaded (generated and sent)"), t.as_secs_f64(), "s");
+    report.add("get", &format!("{loaded} records generated and loaded"), t.as_secs_f64(), "s");
     let mut office = lab.office().await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     keys.shuffle(&mut rng);
