@@ -85,6 +85,13 @@ clients() { # SQL: one statement per transaction, by 64 clients, once per stagin
 }
 declare -A pg_rate
 rows() { wc -l <"$work/rows/$1"; }
+report() { # PHASE FILE WHAT T0: the time since T0 and the rate of FILE's rows
+    local t n
+    t=$(calc "$(now) - $4")
+    n=$(rows "$2")
+    pg_rate[$1]=$(calc "$n / $t")
+    printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' "$1" "$n $3" "$t" "$1" "rows/s, flushed at the subscriber" "${pg_rate[$1]}"
+}
 
 # load: the rows are there before the subscription; it copies them.
 load_staging load.csv
@@ -93,18 +100,14 @@ t0=$(now)
 city -c "CREATE SUBSCRIPTION citysub CONNECTION 'host=127.0.0.1 port=$ward_port user=postgres dbname=postgres' PUBLICATION wardpub"
 until [[ $(city -At -c "SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate <> 'r'") == t ]]; do sleep 0.02; done
 caught_up
-t=$(calc "$(now) - $t0")
-pg_rate[load]=$(calc "$(rows load.csv) / $t")
-printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' load "$(rows load.csv) rows, initial sync" "$t" load "rows/s, flushed at the subscriber" "${pg_rate[load]}"
+report load load.csv "rows, initial sync" "$t0"
 
 # stream: single-row inserts by 64 clients while subscribed.
 load_staging stream.csv
 t0=$(now)
 clients "WITH n AS (SELECT nextval('pick') AS id) INSERT INTO records SELECT s.key, s.ward, s.body FROM staging s, n WHERE s.id = n.id ON CONFLICT (key) DO UPDATE SET body = excluded.body;"
 caught_up
-t=$(calc "$(now) - $t0")
-pg_rate[stream]=$(calc "$(rows stream.csv) / $t")
-printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' stream "$(rows stream.csv) rows inserted and replicated" "$t" stream "rows/s, flushed at the subscriber" "${pg_rate[stream]}"
+report stream stream.csv "rows inserted and replicated" "$t0"
 
 # outage: subscription disabled, single-row updates queued, enabled.
 load_staging update1.csv
@@ -113,18 +116,14 @@ clients "WITH n AS (SELECT nextval('pick') AS id) UPDATE records r SET body = s.
 t0=$(now)
 city -c "ALTER SUBSCRIPTION citysub ENABLE"
 caught_up
-t=$(calc "$(now) - $t0")
-pg_rate[outage]=$(calc "$(rows update1.csv) / $t")
-printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' outage "$(rows update1.csv) queued updates drained" "$t" outage "rows/s, flushed at the subscriber" "${pg_rate[outage]}"
+report outage update1.csv "queued updates drained" "$t0"
 
 # update: single-row updates by 64 clients while subscribed.
 load_staging update2.csv
 t0=$(now)
 clients "WITH n AS (SELECT nextval('pick') AS id) UPDATE records r SET body = s.body FROM staging s, n WHERE s.id = n.id AND r.key = s.key;"
 caught_up
-t=$(calc "$(now) - $t0")
-pg_rate[update]=$(calc "$(rows update2.csv) / $t")
-printf '  %-10s %-34s %14.2f s\n  %-10s %-34s %14.0f rec/s\n' update "$(rows update2.csv) updates written and replicated" "$t" update "rows/s, flushed at the subscriber" "${pg_rate[update]}"
+report update update2.csv "updates written and replicated" "$t0"
 held=$(city -At -c "SELECT count(*) FROM records")
 digest="SELECT md5(string_agg(key || body::text, ',' ORDER BY key)) FROM records"
 [[ $(ward -At -c "$digest") == $(city -At -c "$digest") ]] || { echo "the subscriber's rows differ" >&2; exit 1; }

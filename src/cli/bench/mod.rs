@@ -85,26 +85,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut city = lab.city().await?;
     if phase("write") || phase("load") {
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
-        report.add("load", &format!("{queued} queued records into an empty city"), t.as_secs_f64(), "s");
-        report.add("load", "records/s, durable at the city", queued as f64 / t.as_secs_f64(), "rec/s");
+        report.drained("load", "queued records into an empty city", queued, t);
         report.add("load", "MB/s (changes as sent)", mb_per_s(queued_bytes, t), "MB/s");
     }
     if phase("stream") {
         let started = Instant::now();
         ward::write(&ward_url, &second, a.clients).await?;
         let t = ward::drained(&mut ward_client, started, DRAIN_TIMEOUT).await?;
-        report.add(
-            "stream",
-            &format!("{} records written and replicated", second.len()),
-            t.as_secs_f64(),
-            "s",
-        );
-        report.add(
-            "stream",
-            "records/s, durable at the city",
-            second.len() as f64 / t.as_secs_f64(),
-            "rec/s",
-        );
+        report.drained("stream", "records written and replicated", second.len(), t);
     }
     if phase("outage") {
         city.stop()?;
@@ -112,31 +100,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         ward::write(&ward_url, &updates, a.clients).await?;
         city = lab.city().await?;
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
-        report.add("outage", &format!("{} queued updates drained", updates.len()), t.as_secs_f64(), "s");
-        report.add(
-            "outage",
-            "records/s, durable at the city",
-            updates.len() as f64 / t.as_secs_f64(),
-            "rec/s",
-        );
+        report.drained("outage", "queued updates drained", updates.len(), t);
     }
     if phase("update") {
         let updates: Vec<Record> = first.iter().map(|r| amend(r, 2)).collect();
         let started = Instant::now();
         ward::write(&ward_url, &updates, a.clients).await?;
         let t = ward::drained(&mut ward_client, started, DRAIN_TIMEOUT).await?;
-        report.add(
-            "update",
-            &format!("{} updates written and replicated", updates.len()),
-            t.as_secs_f64(),
-            "s",
-        );
-        report.add(
-            "update",
-            "records/s, durable at the city",
-            updates.len() as f64 / t.as_secs_f64(),
-            "rec/s",
-        );
+        report.drained("update", "updates written and replicated", updates.len(), t);
     }
     let m = ward_node.memory();
     report.add("memory", "ward agent RSS, peak", mib(m.peak), "MiB");

@@ -60,6 +60,13 @@ impl Report {
         self.0.push(Figure { phase: phase.into(), metric: metric.into(), value, unit: unit.into() });
     }
 
+    /// Adds how long `count` records took in `phase` (`what`), and their rate
+    /// durable at the city.
+    pub fn drained(&mut self, phase: &str, what: &str, count: usize, t: Duration) {
+        self.add(phase, &format!("{count} {what}"), t.as_secs_f64(), "s");
+        self.add(phase, "records/s, durable at the city", count as f64 / t.as_secs_f64(), "rec/s");
+    }
+
     /// Adds the p50, p95 and p99 of `l`, in ms.
     pub fn percentiles(&mut self, phase: &str, what: &str, l: &Latencies) {
         for (name, q) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
