@@ -26,8 +26,9 @@
 //! - [`generate`]: the seeded generator of realistic records.
 //! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
 //! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
-//!   list, status, lookup, gen, import, export, query, quarantine, demo), the
-//!   CSV and JSON Lines formats, and the TCP relay the demo cuts.
+//!   list, status, lookup, gen, import, export, query, quarantine, demo,
+//!   bench), the CSV and JSON Lines formats, and the TCP relay the demo and
+//!   the fault tests cut, drop and slow down.
 //!
 //! # Architecture invariants
 //!
