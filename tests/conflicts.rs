@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ledger::key_of;
 use common::*;
 use tonic::transport::Channel;
 use wardsync::cli::client::{all_city_records, all_ward_records};
@@ -15,10 +16,6 @@ use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_cli
 
 type WardClient = WardApiClient<Channel>;
 type CityClient = CityQueryClient<Channel>;
-
-fn key_of(r: &Record) -> RecordKey {
-    RecordKey::new(r.kind(), &r.key_id()).unwrap()
-}
 
 fn first(code: &str, kind: Kind) -> Record {
     let code = WardCode::parse(code).unwrap();

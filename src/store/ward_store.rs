@@ -55,6 +55,9 @@ struct Inner {
     hlc: Hlc,
     down: u64,
     policies: Policies,
+    /// Records this ward shows, per kind (in `Kind::ALL` order): counted on
+    /// opening, then kept up to date by every write, so status never scans.
+    records: [u64; 3],
 }
 
 /// Records and outbox of one ward, over any [`Engine`].
@@ -77,18 +80,43 @@ fn outbox_key(seq: u64) -> Vec<u8> {
 /// States read or written during one batch.
 struct Overlay<'a> {
     engine: &'a dyn Engine,
-    states: HashMap<RecordKey, Versioned>,
+    ward: &'a WardCode,
+    policies: &'a Policies,
+    /// Each key's state, and whether the ward showed the record before.
+    states: HashMap<RecordKey, (Versioned, bool)>,
 }
 
-impl Overlay<'_> {
+impl<'a> Overlay<'a> {
+    fn new(engine: &'a dyn Engine, ward: &'a WardCode, policies: &'a Policies) -> Self {
+        Overlay { engine, ward, policies, states: HashMap::new() }
+    }
+
     fn state(&mut self, k: &RecordKey) -> Result<&mut Versioned, StoreError> {
         if !self.states.contains_key(k) {
             let sk = tagged(STATE, k);
-            let v = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
-            self.states.insert(k.clone(), v);
+            let v: Versioned =
+                self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+            let shown = v.materialize(k, self.policies).is_some_and(|r| &r.ward == self.ward);
+            self.states.insert(k.clone(), (v, shown));
         }
-        Ok(self.states.get_mut(k).expect("just inserted"))
+        Ok(&mut self.states.get_mut(k).expect("just inserted").0)
     }
+}
+
+/// Changes to the per-kind record counts that a batch makes once applied.
+#[derive(Default)]
+struct CountDelta([i64; 3]);
+
+impl CountDelta {
+    fn apply(self, to: &mut [u64; 3]) {
+        for (n, d) in to.iter_mut().zip(self.0) {
+            *n = n.saturating_add_signed(d);
+        }
+    }
+}
+
+fn kind_index(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
 }
 
 impl WardStore {
@@ -99,6 +127,11 @@ impl WardStore {
         let policies = engine.get(POLICIES)?.map(|v| decode(POLICIES, &v)).transpose()?.unwrap_or_default();
         let queued_bytes =
             engine.scan(OUTBOX, &prefix_end(OUTBOX), usize::MAX)?.iter().map(|(_, v)| v.len() as u64).sum();
+        let mut records = [0; 3];
+        for kind in Kind::ALL {
+            let prefix = key(RECORD, &[&[kind.tag()]]);
+            records[kind_index(kind)] = engine.count(&prefix, &prefix_end(&prefix))?;
+        }
         let inner = Inner {
             queued_bytes,
             last_seq: read(LAST_SEQ)?,
@@ -106,6 +139,7 @@ impl WardStore {
             hlc,
             down: read(DOWN)?,
             policies,
+            records,
         };
         Ok(WardStore { engine, ward, inner: Arc::new(Mutex::new(inner)), max_outbox })
     }
@@ -151,10 +185,20 @@ impl WardStore {
         self.lock().policies.clone()
     }
 
-    /// Writes the state of `k` and its current view into `batch`.
-    fn put_state(&self, batch: &mut Batch, k: &RecordKey, state: &Versioned, policies: &Policies) {
+    /// Writes the state of `k` and its current view into `batch`; `shown`
+    /// says whether the ward showed the record before, for `delta`.
+    fn put_state(
+        &self,
+        batch: &mut Batch,
+        delta: &mut CountDelta,
+        k: &RecordKey,
+        (state, shown): (&Versioned, bool),
+        policies: &Policies,
+    ) {
         batch.insert(tagged(STATE, k), encode(state));
-        match state.materialize(k, policies).filter(|r| r.ward == self.ward) {
+        let view = state.materialize(k, policies).filter(|r| r.ward == self.ward);
+        delta.0[kind_index(k.kind())] += i64::from(view.is_some()) - i64::from(shown);
+        match view {
             Some(r) => batch.insert(tagged(RECORD, k), encode(&r)),
             None => batch.remove(tagged(RECORD, k)),
         }
@@ -174,7 +218,8 @@ impl WardStore {
             )));
         }
         let mut batch = Batch::default();
-        let mut overlay = Overlay { engine: &*self.engine, states: HashMap::new() };
+        let policies = c.policies.clone();
+        let mut overlay = Overlay::new(&*self.engine, &self.ward, &policies);
         let mut seqs = Vec::with_capacity(changes.len());
         let (mut seq, mut hlc) = (c.last_seq, c.hlc);
         for ch in changes {
@@ -204,12 +249,14 @@ impl WardStore {
             batch.insert(outbox_key(seq), bytes);
             seqs.push(seq);
         }
-        for (k, state) in &overlay.states {
-            self.put_state(&mut batch, k, state, &c.policies);
+        let mut delta = CountDelta::default();
+        for (k, (state, shown)) in &overlay.states {
+            self.put_state(&mut batch, &mut delta, k, (state, *shown), &policies);
         }
         batch.insert(LAST_SEQ, be(seq).to_vec());
         batch.insert(HLC, encode(&hlc));
         self.engine.apply(batch)?;
+        delta.apply(&mut c.records);
         c.last_seq = seq;
         c.hlc = hlc;
         Ok(seqs)
@@ -230,7 +277,8 @@ impl WardStore {
             return Ok(Vec::new());
         }
         let mut batch = Batch::default();
-        let mut overlay = Overlay { engine: &*self.engine, states: HashMap::new() };
+        let policies = c.policies.clone();
+        let mut overlay = Overlay::new(&*self.engine, &self.ward, &policies);
         let mut hlc = c.hlc;
         for ch in changes {
             hlc = hlc.observe(ch.stamp.hlc, now_ms.max(0) as u64);
@@ -242,12 +290,14 @@ impl WardStore {
             }
             overlay.state(k)?.merge(state);
         }
-        for (k, state) in &overlay.states {
-            self.put_state(&mut batch, k, state, &c.policies);
+        let mut delta = CountDelta::default();
+        for (k, (state, shown)) in &overlay.states {
+            self.put_state(&mut batch, &mut delta, k, (state, *shown), &policies);
         }
         batch.insert(HLC, encode(&hlc));
         batch.insert(DOWN, be(cursor).to_vec());
         self.engine.apply(batch)?;
+        delta.apply(&mut c.records);
         c.hlc = hlc;
         c.down = cursor;
         Ok(overlay.states.into_keys().collect())
@@ -260,14 +310,18 @@ impl WardStore {
             return Ok(());
         }
         let mut batch = Batch::default();
+        // Every view is rewritten: count them afresh (from nothing shown).
+        let mut delta = CountDelta::default();
         for (k, v) in self.engine.scan(STATE, &prefix_end(STATE), usize::MAX)? {
             let state: Versioned = decode(&k, &v)?;
             let Some(kind) = Kind::from_tag(k[1]) else { continue };
             let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
-            self.put_state(&mut batch, &rk, &state, &policies);
+            self.put_state(&mut batch, &mut delta, &rk, (&state, false), &policies);
         }
         batch.insert(POLICIES, encode(&policies));
         self.engine.apply(batch)?;
+        c.records = [0; 3];
+        delta.apply(&mut c.records);
         c.policies = policies;
         Ok(())
     }
@@ -340,12 +394,17 @@ impl WardStore {
 
     /// Adopts a record's state fetched from the city (before a transfer).
     pub fn adopt_state(&self, key: &RecordKey, state: &Versioned) -> Result<(), StoreError> {
-        let c = self.lock();
+        let mut c = self.lock();
+        let shown = self.get(key)?.is_some();
         let mut merged = self.state(key)?.unwrap_or_default();
         merged.merge(state);
         let mut batch = Batch::default();
-        self.put_state(&mut batch, key, &merged, &c.policies);
-        self.engine.apply(batch)
+        let mut delta = CountDelta::default();
+        let policies = c.policies.clone();
+        self.put_state(&mut batch, &mut delta, key, (&merged, shown), &policies);
+        self.engine.apply(batch)?;
+        delta.apply(&mut c.records);
+        Ok(())
     }
 
     /// Up to `limit` records of `kind` this ward owns with ids after `after`, in id order.
@@ -362,10 +421,9 @@ impl WardStore {
             .collect()
     }
 
-    /// How many records of `kind` this ward owns.
-    pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
-        let prefix = key(RECORD, &[&[kind.tag()]]);
-        self.engine.count(&prefix, &prefix_end(&prefix))
+    /// How many records of `kind` this ward owns (kept in memory: no scan).
+    pub fn count(&self, kind: Kind) -> u64 {
+        self.lock().records[kind_index(kind)]
     }
 
     /// Bytes on disk.

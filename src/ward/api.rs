@@ -144,10 +144,7 @@ impl WardApi for LocalApi {
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {
-        let mut records = 0;
-        for k in Kind::ALL {
-            records += self.store.count(k).map_err(WardError::from)?;
-        }
+        let records = Kind::ALL.iter().map(|k| self.store.count(*k)).sum();
         Ok(Response::new(pb::WardStatus {
             ward: self.ward.to_string(),
             last_seq: self.store.last_seq(),
