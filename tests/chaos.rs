@@ -52,37 +52,21 @@ async fn load(ledger: Arc<Ledger>, code: &'static str, url: String, seed: u64, s
         let ok = if roll < 25 && !mine.is_empty() {
             let i = rng.gen_range(0..mine.len());
             let r = amend(&mine[i], n);
-            let attempt = ledger.attempt(code, &key_of(&r), Some(&r));
-            match ward.put(pb::PutRequest { record: Some((&r).into()) }).await {
-                Ok(reply) => {
-                    ledger.acked(attempt, code, reply.into_inner().seq);
-                    mine[i] = r;
-                    true
-                }
-                Err(_) => false,
+            let done = ledger.put(ward, code, &r, false).await.is_some();
+            if done {
+                mine[i] = r;
             }
+            done
         } else if roll < 35 && !mine.is_empty() {
             let r = mine.swap_remove(rng.gen_range(0..mine.len()));
-            let key = key_of(&r);
-            let attempt = ledger.attempt(code, &key, None);
-            match ward.delete(pb::DeleteRequest { key: Some((&key).into()) }).await {
-                Ok(reply) => {
-                    ledger.acked(attempt, code, reply.into_inner().seq);
-                    true
-                }
-                Err(_) => false,
-            }
+            ledger.delete(ward, code, &key_of(&r)).await.is_some()
         } else {
             let Some(r) = pool.next() else { break };
-            let attempt = ledger.attempt(code, &key_of(&r), Some(&r));
-            match ward.put(pb::PutRequest { record: Some((&r).into()) }).await {
-                Ok(reply) => {
-                    ledger.acked(attempt, code, reply.into_inner().seq);
-                    mine.push(r);
-                    true
-                }
-                Err(_) => false,
+            let done = ledger.put(ward, code, &r, false).await.is_some();
+            if done {
+                mine.push(r);
             }
+            done
         };
         if !ok {
             // The agent may be down: reconnect after a moment.
@@ -105,15 +89,7 @@ async fn office(
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
-        for (code, w) in &mut wards {
-            let before = ledger.max_acked(code);
-            if let Ok(s) = w.status(pb::StatusRequest {}).await {
-                ledger.observe_ward(code, before, s.get_ref());
-            }
-        }
-        if let Ok(w) = city.wards(pb::WardsRequest {}).await {
-            ledger.observe_city(w.get_ref());
-        }
+        ledger.observe(&mut wards, &mut city).await;
         // Edit a record some ward listed a moment ago.
         let (_, w) = &mut wards[rng.gen_range(0..WARDS.len())];
         let listed =

@@ -74,6 +74,55 @@ impl Ledger {
         }
     }
 
+    /// Puts `r` through `ward`'s agent (a residence transfer if `transfer`)
+    /// and notes the outcome; the sequence if accepted.
+    pub async fn put(
+        &self,
+        ward: &mut WardApiClient<Channel>,
+        code: &str,
+        r: &Record,
+        transfer: bool,
+    ) -> Option<u64> {
+        let attempt = self.attempt(code, &key_of(r), Some(r));
+        let req = pb::PutRequest { record: Some(r.into()) };
+        let reply = if transfer { ward.transfer(req).await } else { ward.put(req).await };
+        let seq = reply.ok()?.into_inner().seq;
+        self.acked(attempt, code, seq);
+        Some(seq)
+    }
+
+    /// Deletes `key` through `ward`'s agent and notes the outcome; the
+    /// sequence if accepted.
+    pub async fn delete(
+        &self,
+        ward: &mut WardApiClient<Channel>,
+        code: &str,
+        key: &RecordKey,
+    ) -> Option<u64> {
+        let attempt = self.attempt(code, key, None);
+        let seq = ward.delete(pb::DeleteRequest { key: Some(key.into()) }).await.ok()?.into_inner().seq;
+        self.acked(attempt, code, seq);
+        Some(seq)
+    }
+
+    /// Asks every ward and the city for their counters and checks that
+    /// none moved backwards (unreachable nodes are skipped).
+    pub async fn observe(
+        &self,
+        wards: &mut [(String, WardApiClient<Channel>)],
+        city: &mut CityQueryClient<Channel>,
+    ) {
+        for (code, w) in wards.iter_mut() {
+            let before = self.max_acked(code);
+            if let Ok(s) = w.status(pb::StatusRequest {}).await {
+                self.observe_ward(code, before, s.get_ref());
+            }
+        }
+        if let Ok(w) = city.wards(pb::WardsRequest {}).await {
+            self.observe_city(w.get_ref());
+        }
+    }
+
     /// The highest sequence `ward` has acknowledged so far.
     pub fn max_acked(&self, ward: &str) -> u64 {
         let l = self.0.lock().unwrap();
@@ -90,7 +139,7 @@ impl Ledger {
 
     /// Checks a ward's status, asked for after `max_acked` was read: its
     /// last sequence never falls below what it acknowledged.
-    pub fn observe_ward(&self, ward: &str, max_acked_before: u64, status: &pb::WardStatus) {
+    fn observe_ward(&self, ward: &str, max_acked_before: u64, status: &pb::WardStatus) {
         if status.last_seq < max_acked_before {
             self.problem(format!(
                 "ward {ward} reports last sequence {} after acknowledging {max_acked_before}",
@@ -101,7 +150,7 @@ impl Ledger {
 
     /// Checks the city's ward table: applied sequences and the log cursor
     /// never move backwards.
-    pub fn observe_city(&self, reply: &pb::WardsReply) {
+    fn observe_city(&self, reply: &pb::WardsReply) {
         let mut l = self.0.lock().unwrap();
         let mut problems = Vec::new();
         if reply.log_cursor < l.log_cursor {

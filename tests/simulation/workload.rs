@@ -71,15 +71,12 @@ pub async fn drive(
         if roll < 25 && !mine.is_empty() {
             let i = rng.gen_range(0..mine.len());
             let r = amend(&mine[i], n as u32);
-            if put(&shared, &mut ward, code, &r, false).await.is_some() {
+            if shared.ledger.put(&mut ward, code, &r, false).await.is_some() {
                 replace(&shared, code, r);
             }
         } else if roll < 35 && !mine.is_empty() {
             let r = &mine[rng.gen_range(0..mine.len())];
-            let key = key_of(r);
-            let attempt = shared.ledger.attempt(code, &key, None);
-            if let Ok(reply) = ward.delete(pb::DeleteRequest { key: Some((&key).into()) }).await {
-                shared.ledger.acked(attempt, code, reply.into_inner().seq);
+            if shared.ledger.delete(&mut ward, code, &key_of(r)).await.is_some() {
                 shared.owned.lock().unwrap().get_mut(code).unwrap().retain(|x| x.key_id() != r.key_id());
             }
         } else if roll < 45 {
@@ -89,13 +86,13 @@ pub async fn drive(
             if let Body::Citizen(c) = &mut moved.body {
                 c.permanent_residence.commune_code = code.into();
             }
-            if put(&shared, &mut ward, code, &moved, true).await.is_some() {
+            if shared.ledger.put(&mut ward, code, &moved, true).await.is_some() {
                 let mut owned = shared.owned.lock().unwrap();
                 owned.get_mut(from).unwrap().retain(|x| x.key_id() != moved.key_id());
                 owned.get_mut(code).unwrap().push(moved);
             }
         } else if let Some(r) = pool.next() {
-            if put(&shared, &mut ward, code, &r, false).await.is_some() {
+            if shared.ledger.put(&mut ward, code, &r, false).await.is_some() {
                 shared.owned.lock().unwrap().get_mut(code).unwrap().push(r);
             }
         }
@@ -103,22 +100,6 @@ pub async fn drive(
     }
     shared.done.fetch_add(1, Ordering::SeqCst);
     Ok(())
-}
-
-/// Puts (or transfers in) `r` through the ward; the sequence if accepted.
-async fn put(
-    shared: &Shared,
-    ward: &mut WardApiClient<Channel>,
-    code: &str,
-    r: &Record,
-    transfer: bool,
-) -> Option<u64> {
-    let attempt = shared.ledger.attempt(code, &key_of(r), Some(r));
-    let req = pb::PutRequest { record: Some(r.into()) };
-    let reply = if transfer { ward.transfer(req).await } else { ward.put(req).await };
-    let seq = reply.ok()?.into_inner().seq;
-    shared.ledger.acked(attempt, code, seq);
-    Some(seq)
 }
 
 fn replace(shared: &Shared, code: &str, r: Record) {
@@ -166,15 +147,7 @@ pub async fn office(
     while !shared.healed.load(Ordering::SeqCst) {
         n += 1;
         // Watch: sequences and cursors never move backwards.
-        for (code, w) in &mut clients {
-            let before = shared.ledger.max_acked(code);
-            if let Ok(s) = w.status(pb::StatusRequest {}).await {
-                shared.ledger.observe_ward(code, before, s.get_ref());
-            }
-        }
-        if let Ok(w) = city.wards(pb::WardsRequest {}).await {
-            shared.ledger.observe_city(w.get_ref());
-        }
+        shared.ledger.observe(&mut clients, &mut city).await;
         // Edit: a correction by the office to a record some ward holds.
         if rng.gen_bool(0.5) {
             let target = {
