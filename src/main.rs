@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc: the daemons allocate and free many small buffers per change
+/// (records, encodings, storage nodes); glibc's allocator took a quarter
+/// of the ward's time under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = wardsync::cli::Cli::parse();
     wardsync::cli::init_tracing(&cli);

@@ -80,13 +80,15 @@ pub fn spawn_applier(
     apply_latency: prometheus_client::metrics::histogram::Histogram,
 ) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
     GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
-        let store = store.clone();
         let n = group.len();
+        let span = tracing::debug_span!("apply_group", batches = n);
+        let started = std::time::Instant::now();
         let ctx = Context { today: today(), province: province.clone() };
-        let apply_latency = apply_latency.clone();
+        // Applied now, in group order; made durable by the future.
+        let applied = span.in_scope(|| store.apply_group(&group, now_ms(), &ctx, max_skew_ms));
+        let (store, apply_latency) = (store.clone(), apply_latency.clone());
         async move {
-            let started = std::time::Instant::now();
-            let result = match store.apply_group(&group, now_ms(), &ctx, max_skew_ms) {
+            let result = match applied {
                 Ok(outcomes) => store.flush().await.map(|_| outcomes),
                 Err(e) => Err(e),
             };
@@ -99,7 +101,7 @@ pub fn spawn_applier(
                 }
             }
         }
-        .instrument(tracing::debug_span!("apply_group", batches = n))
+        .instrument(span)
     })
 }
 

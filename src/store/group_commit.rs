@@ -1,20 +1,28 @@
 //! Group commit: many concurrent writers share one atomic batch and one flush.
 //!
 //! Writers submit requests over a channel; one task takes everything queued
-//! (up to a bound), hands the group to a commit function that writes and
-//! flushes it once, and answers every writer. While one group is flushing
-//! the next one gathers, so throughput grows with concurrency while each
-//! writer still waits for its own data to be durable.
+//! (up to a bound) and hands the group to a commit function, which writes it
+//! at once and returns a future that makes it durable and yields one answer
+//! per writer. Groups are pipelined: while one group is flushing, the next
+//! one is gathered and written, and answers go out in group order, each only
+//! once its own flush is done. So throughput grows with concurrency while
+//! each writer still waits for its own data to be durable.
 
 use std::future::Future;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 type Job<Req, Resp> = (Req, oneshot::Sender<Resp>);
 
+/// Groups written and not yet durable at any time: one flushing while the
+/// next is written. More would only queue flushes behind each other.
+const IN_FLIGHT: usize = 2;
+
 /// Handle for submitting requests to a group-commit task. Cloneable; the
-/// task ends, after finishing its current group, once every handle is gone.
+/// task ends, after finishing the groups it holds, once every handle is gone.
 pub struct GroupCommit<Req, Resp> {
     tx: mpsc::Sender<Job<Req, Resp>>,
 }
@@ -31,23 +39,36 @@ impl<Req, Resp> Clone for GroupCommit<Req, Resp> {
 pub struct Closed;
 
 impl<Req: Send + 'static, Resp: Send + 'static> GroupCommit<Req, Resp> {
-    /// Starts the commit task. `commit` receives each group and must return
-    /// one response per request, in order.
+    /// Starts the commit task. `commit` receives each group, writes it
+    /// before returning (groups are written in order, one at a time), and
+    /// returns a future that makes the group durable and yields one
+    /// response per request, in order. A group's future may assume that
+    /// every earlier group's future has completed or is running.
     pub fn spawn<F, Fut>(max_group: usize, mut commit: F) -> (Self, JoinHandle<()>)
     where
         F: FnMut(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Resp>> + Send,
+        Fut: Future<Output = Vec<Resp>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Job<Req, Resp>>(max_group.max(1) * 2);
         let task = tokio::spawn(async move {
+            let mut flushing = FuturesOrdered::new();
+            let mut open = true;
             let mut jobs = Vec::with_capacity(max_group);
-            while rx.recv_many(&mut jobs, max_group.max(1)).await > 0 {
-                let (reqs, waiters): (Vec<Req>, Vec<oneshot::Sender<Resp>>) = jobs.drain(..).unzip();
-                let resps = commit(reqs).await;
-                debug_assert_eq!(resps.len(), waiters.len());
-                for (w, r) in waiters.into_iter().zip(resps) {
-                    // A writer that gave up waiting is not an error: its data is stored.
-                    let _ = w.send(r);
+            while open || !flushing.is_empty() {
+                tokio::select! {
+                    biased;
+                    Some((resps, waiters)) = flushing.next(), if !flushing.is_empty() => {
+                        answer(resps, waiters);
+                    }
+                    n = rx.recv_many(&mut jobs, max_group.max(1)), if open && flushing.len() < IN_FLIGHT => {
+                        if n == 0 {
+                            open = false;
+                            continue;
+                        }
+                        let (reqs, waiters): (Vec<Req>, Vec<oneshot::Sender<Resp>>) = jobs.drain(..).unzip();
+                        let durable = commit(reqs);
+                        flushing.push_back(async move { (durable.await, waiters) });
+                    }
                 }
             }
         });
@@ -59,6 +80,15 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupCommit<Req, Resp> {
         let (tx, rx) = oneshot::channel();
         self.tx.send((req, tx)).await.map_err(|_| Closed)?;
         rx.await.map_err(|_| Closed)
+    }
+}
+
+/// Sends each writer its response.
+fn answer<Resp>(resps: Vec<Resp>, waiters: Vec<oneshot::Sender<Resp>>) {
+    debug_assert_eq!(resps.len(), waiters.len());
+    for (w, r) in waiters.into_iter().zip(resps) {
+        // A writer that gave up waiting is not an error: its data is stored.
+        let _ = w.send(r);
     }
 }
 
@@ -92,5 +122,42 @@ mod tests {
         task.await.unwrap();
         let n = groups.load(Ordering::SeqCst);
         assert!((4..=200).contains(&n), "200 requests in groups of at most 64: {n}");
+    }
+
+    #[tokio::test]
+    async fn the_next_group_is_written_while_one_flushes_and_answers_keep_group_order() {
+        // The first group's flush holds until a later group has been written.
+        let (release, held) = oneshot::channel::<()>();
+        let mut held = Some(held);
+        let mut release = Some(release);
+        let (written_tx, mut written) = mpsc::unbounded_channel();
+        let (gc, task) = GroupCommit::spawn(1, move |reqs: Vec<u32>| {
+            written_tx.send(reqs.clone()).unwrap();
+            let wait = held.take();
+            if reqs == [2] {
+                let _ = release.take().unwrap().send(());
+            }
+            async move {
+                if let Some(wait) = wait {
+                    wait.await.unwrap();
+                }
+                reqs
+            }
+        });
+        let submit = |n: u32| {
+            let gc = gc.clone();
+            tokio::spawn(async move { gc.submit(n).await.unwrap() })
+        };
+        let first = submit(1);
+        assert_eq!(written.recv().await, Some(vec![1]));
+        let second = submit(2);
+        // Without pipelining the first flush would wait forever.
+        let answers = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            (first.await.unwrap(), second.await.unwrap())
+        });
+        assert_eq!(answers.await.expect("group 2 is written while group 1 flushes"), (1, 2));
+        assert_eq!(written.recv().await, Some(vec![2]));
+        drop(gc);
+        task.await.unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! The ward's write path: validated changes are numbered, stored with their
 //! outbox entries in one atomic batch per group, flushed once per group, and
-//! only then acknowledged. The flushed watermark is published for the
+//! only then acknowledged (the next group is written while one flushes). The flushed watermark is published for the
 //! replicator, which never sends past it.
 
 use tokio::sync::watch;
@@ -22,17 +22,22 @@ impl Writer {
     pub fn spawn(store: WardStore, max_group: usize) -> (Writer, watch::Receiver<u64>, JoinHandle<()>) {
         let (durable_tx, durable_rx) = watch::channel(store.last_seq());
         let (commit, task) = GroupCommit::spawn(max_group, move |group: Vec<NewChange>| {
-            let store = store.clone();
-            let durable_tx = durable_tx.clone();
+            let n = group.len();
+            // Written now, in group order; made durable by the future.
+            let appended = store.append(&group, now_ms());
+            let (store, durable_tx) = (store.clone(), durable_tx.clone());
             async move {
-                let n = group.len();
-                let result = match store.append(&group, now_ms()) {
+                let result = match appended {
                     Ok(seqs) if crate::mutation::active(crate::mutation::Mutation::AckBeforeFlush) => {
                         durable_tx.send_replace(store.last_seq());
                         Ok(seqs)
                     }
                     Ok(seqs) => store.flush().await.map(|upto| {
-                        durable_tx.send_replace(upto);
+                        durable_tx.send_if_modified(|d| {
+                            let newer = upto > *d;
+                            *d = (*d).max(upto);
+                            newer
+                        });
                         seqs
                     }),
                     Err(e) => Err(e),
