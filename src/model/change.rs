@@ -40,19 +40,27 @@ pub struct Change {
     pub op: Op,
 }
 
+/// The values a delete writes: `_exists` false.
+pub fn deleted() -> BTreeMap<String, String> {
+    BTreeMap::from([(EXISTS.to_string(), "false".to_string())])
+}
+
+/// The values a put writes: `fields` of the record's flattened values
+/// `all`, and `_exists` true.
+pub fn put_values(all: &BTreeMap<String, String>, fields: &[String]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> =
+        fields.iter().filter_map(|f| all.get(f).map(|v| (f.clone(), v.clone()))).collect();
+    out.insert(EXISTS.to_string(), "true".to_string());
+    out
+}
+
 impl Change {
     /// The field values this change writes: the listed fields of a put's
     /// record (and `_exists` true), or `_exists` false for a delete.
     pub fn values(&self) -> BTreeMap<String, String> {
         match &self.op {
-            Op::Delete => BTreeMap::from([(EXISTS.to_string(), "false".to_string())]),
-            Op::Put(r) => {
-                let all = flatten(r);
-                let mut out: BTreeMap<String, String> =
-                    self.fields.iter().filter_map(|f| all.get(f).map(|v| (f.clone(), v.clone()))).collect();
-                out.insert(EXISTS.to_string(), "true".to_string());
-                out
-            }
+            Op::Delete => deleted(),
+            Op::Put(r) => put_values(&flatten(r), &self.fields),
         }
     }
 

@@ -215,12 +215,32 @@ impl Versioned {
 
     /// The write shown for `field` under `policies`.
     pub fn winner(&self, kind: Kind, field: &str, policies: &Policies) -> Option<&FieldWrite> {
+        self.winner_given(kind, field, policies, self.owner_value().as_deref())
+    }
+
+    /// [`Versioned::winner`] with the owner already read.
+    fn winner_given(
+        &self,
+        kind: Kind,
+        field: &str,
+        policies: &Policies,
+        owner: Option<&str>,
+    ) -> Option<&FieldWrite> {
         let heads = self.fields.get(field)?;
-        let owner = self.owner_value();
         let policy = if field == OWNER { Policy::Lww } else { policies.of(kind, field) };
-        heads.iter().max_by(|a, b| {
-            order_key(policy, owner.as_deref(), a).cmp(&order_key(policy, owner.as_deref(), b))
-        })
+        heads.iter().max_by(|a, b| order_key(policy, owner, a).cmp(&order_key(policy, owner, b)))
+    }
+
+    /// The value shown for every field (as [`flatten`] makes them), whether
+    /// or not the record is deleted.
+    pub fn shown(&self, kind: Kind, policies: &Policies) -> BTreeMap<String, String> {
+        let owner = self.owner_value();
+        self.fields
+            .keys()
+            .filter_map(|f| {
+                Some((f.clone(), self.winner_given(kind, f, policies, owner.as_deref())?.value.clone()))
+            })
+            .collect()
     }
 
     /// The record as it stands, or `None` if deleted (or never complete).
@@ -233,22 +253,19 @@ impl Versioned {
 
     /// The record the shown values make, whether or not it is deleted.
     pub fn view(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
-        let values = self
-            .fields
-            .keys()
-            .map(|f| Some((f.clone(), self.winner(key.kind(), f, policies)?.value.clone())))
-            .collect::<Option<BTreeMap<_, _>>>()?;
-        unflatten(key.kind(), &values)
+        unflatten(key.kind(), &self.shown(key.kind(), policies))
     }
 
     /// Fields whose unsuperseded writes disagree, contenders shown-first.
     pub fn conflicts(&self, kind: Kind, policies: &Policies) -> Vec<FieldConflict> {
         let mut out = Vec::new();
+        let mut owner = None;
         for (field, heads) in &self.fields {
             if heads.len() < 2 || heads.iter().all(|h| h.value == heads[0].value) {
                 continue;
             }
-            let winner = self.winner(kind, field, policies).expect("heads exist").clone();
+            let owner = owner.get_or_insert_with(|| self.owner_value()).as_deref();
+            let winner = self.winner_given(kind, field, policies, owner).expect("heads exist").clone();
             let mut contenders = vec![winner.clone()];
             contenders.extend(heads.iter().filter(|h| h.stamp != winner.stamp).cloned());
             let policy = if field == OWNER { Policy::Lww } else { policies.of(kind, field) };

@@ -18,7 +18,7 @@ pub mod reference;
 mod text;
 mod validation;
 
-pub use change::{Change, Op};
+pub use change::{Change, Op, deleted, put_values};
 pub use enums::{
     BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,
     Sex, check_land_use,

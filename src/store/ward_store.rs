@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
-use crate::model::{Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, flatten};
+use crate::model::{
+    Change, EXISTS, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, deleted, flatten,
+    put_values,
+};
 
 const RECORD: &[u8] = b"r";
 const STATE: &[u8] = b"s";
@@ -80,15 +83,15 @@ fn outbox_key(seq: u64) -> Vec<u8> {
 /// States read or written during one batch.
 struct Overlay<'a> {
     engine: &'a dyn Engine,
-    ward: &'a WardCode,
-    policies: &'a Policies,
     /// Each key's state, and whether the ward showed the record before.
     states: HashMap<RecordKey, (Versioned, bool)>,
+    /// Records just written whole: their view, if the merged state shows exactly it.
+    written: HashMap<RecordKey, Record>,
 }
 
 impl<'a> Overlay<'a> {
-    fn new(engine: &'a dyn Engine, ward: &'a WardCode, policies: &'a Policies) -> Self {
-        Overlay { engine, ward, policies, states: HashMap::new() }
+    fn new(engine: &'a dyn Engine) -> Self {
+        Overlay { engine, states: HashMap::new(), written: HashMap::new() }
     }
 
     fn state(&mut self, k: &RecordKey) -> Result<&mut Versioned, StoreError> {
@@ -96,7 +99,8 @@ impl<'a> Overlay<'a> {
             let sk = tagged(STATE, k);
             let v: Versioned =
                 self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
-            let shown = v.materialize(k, self.policies).is_some_and(|r| &r.ward == self.ward);
+            // The view is stored exactly when the ward shows the record.
+            let shown = !v.fields.is_empty() && self.engine.get(&tagged(RECORD, k))?.is_some();
             self.states.insert(k.clone(), (v, shown));
         }
         Ok(&mut self.states.get_mut(k).expect("just inserted").0)
@@ -187,16 +191,23 @@ impl WardStore {
 
     /// Writes the state of `k` and its current view into `batch`; `shown`
     /// says whether the ward showed the record before, for `delta`.
+    /// `written` is the record a put just wrote, which is the view when the
+    /// merged state shows exactly its values (saves rebuilding it).
     fn put_state(
         &self,
         batch: &mut Batch,
         delta: &mut CountDelta,
         k: &RecordKey,
         (state, shown): (&Versioned, bool),
+        written: Option<&Record>,
         policies: &Policies,
     ) {
         batch.insert(tagged(STATE, k), encode(state));
-        let view = state.materialize(k, policies).filter(|r| r.ward == self.ward);
+        let view = match written {
+            Some(r) if state.shown(k.kind(), policies) == flatten(r) => Some(r.clone()),
+            _ => state.materialize(k, policies),
+        }
+        .filter(|r| r.ward == self.ward);
         delta.0[kind_index(k.kind())] += i64::from(view.is_some()) - i64::from(shown);
         match view {
             Some(r) => batch.insert(tagged(RECORD, k), encode(&r)),
@@ -219,19 +230,23 @@ impl WardStore {
         }
         let mut batch = Batch::default();
         let policies = c.policies.clone();
-        let mut overlay = Overlay::new(&*self.engine, &self.ward, &policies);
+        let mut overlay = Overlay::new(&*self.engine);
         let mut seqs = Vec::with_capacity(changes.len());
         let (mut seq, mut hlc) = (c.last_seq, c.hlc);
         for ch in changes {
             seq += 1;
             hlc = hlc.tick(now_ms.max(0) as u64);
             let state = overlay.state(&ch.key)?;
-            let fields = match &ch.op {
-                Op::Delete => Vec::new(),
+            let (fields, values) = match &ch.op {
+                Op::Delete => (Vec::new(), deleted()),
                 Op::Put(r) => {
-                    let old =
-                        state.materialize(&ch.key, &c.policies).map(|o| flatten(&o)).unwrap_or_default();
-                    flatten(r).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect()
+                    let exists =
+                        state.winner(ch.key.kind(), EXISTS, &policies).is_some_and(|w| w.value == "true");
+                    let old = if exists { state.shown(ch.key.kind(), &policies) } else { Default::default() };
+                    let all = flatten(r);
+                    let fields: Vec<String> =
+                        all.iter().filter(|(f, v)| old.get(*f) != Some(v)).map(|(f, _)| f.clone()).collect();
+                    (fields.clone(), put_values(&all, &fields))
                 }
             };
             let change = Change {
@@ -243,7 +258,11 @@ impl WardStore {
                 fields,
                 op: ch.op.clone(),
             };
-            state.apply(&change.values(), &change.stamp, &change.context);
+            state.apply(&values, &change.stamp, &change.context);
+            match &ch.op {
+                Op::Put(r) => overlay.written.insert(ch.key.clone(), r.clone()),
+                Op::Delete => overlay.written.remove(&ch.key),
+            };
             let bytes = encode(&change);
             c.queued_bytes += bytes.len() as u64;
             batch.insert(outbox_key(seq), bytes);
@@ -251,7 +270,7 @@ impl WardStore {
         }
         let mut delta = CountDelta::default();
         for (k, (state, shown)) in &overlay.states {
-            self.put_state(&mut batch, &mut delta, k, (state, *shown), &policies);
+            self.put_state(&mut batch, &mut delta, k, (state, *shown), overlay.written.get(k), &policies);
         }
         batch.insert(LAST_SEQ, be(seq).to_vec());
         batch.insert(HLC, encode(&hlc));
@@ -278,7 +297,7 @@ impl WardStore {
         }
         let mut batch = Batch::default();
         let policies = c.policies.clone();
-        let mut overlay = Overlay::new(&*self.engine, &self.ward, &policies);
+        let mut overlay = Overlay::new(&*self.engine);
         let mut hlc = c.hlc;
         for ch in changes {
             hlc = hlc.observe(ch.stamp.hlc, now_ms.max(0) as u64);
@@ -292,7 +311,7 @@ impl WardStore {
         }
         let mut delta = CountDelta::default();
         for (k, (state, shown)) in &overlay.states {
-            self.put_state(&mut batch, &mut delta, k, (state, *shown), &policies);
+            self.put_state(&mut batch, &mut delta, k, (state, *shown), None, &policies);
         }
         batch.insert(HLC, encode(&hlc));
         batch.insert(DOWN, be(cursor).to_vec());
@@ -316,7 +335,7 @@ impl WardStore {
             let state: Versioned = decode(&k, &v)?;
             let Some(kind) = Kind::from_tag(k[1]) else { continue };
             let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
-            self.put_state(&mut batch, &mut delta, &rk, (&state, false), &policies);
+            self.put_state(&mut batch, &mut delta, &rk, (&state, false), None, &policies);
         }
         batch.insert(POLICIES, encode(&policies));
         self.engine.apply(batch)?;
@@ -401,7 +420,7 @@ impl WardStore {
         let mut batch = Batch::default();
         let mut delta = CountDelta::default();
         let policies = c.policies.clone();
-        self.put_state(&mut batch, &mut delta, key, (&merged, shown), &policies);
+        self.put_state(&mut batch, &mut delta, key, (&merged, shown), None, &policies);
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         Ok(())

@@ -62,9 +62,17 @@ impl WardApi for LocalApi {
         let (record, key) =
             valid_record_from_pb(req.into_inner().record, &self.context()).map_err(WardError::from)?;
         self.check_owner(&key, &record.ward)?;
-        // The record as this ward knows it, even if it has passed to another ward.
-        let state = self.store.state(&key).map_err(WardError::from)?;
-        if let Some(existing) = state.and_then(|s| s.materialize(&key, &self.store.policies())) {
+        // The record as this ward knows it, even if it has passed to another
+        // ward (only then is its state read and rebuilt).
+        let existing = match self.store.get(&key).map_err(WardError::from)? {
+            Some(shown) => Some(shown),
+            None => self
+                .store
+                .state(&key)
+                .map_err(WardError::from)?
+                .and_then(|s| s.materialize(&key, &self.store.policies())),
+        };
+        if let Some(existing) = existing {
             self.check_owner(&key, &existing.ward)?;
             if existing == record {
                 // Writing what is already stored changes nothing: no outbox entry.

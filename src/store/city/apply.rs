@@ -9,7 +9,9 @@ use super::keys::{
     WHOLE, conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key,
 };
 use super::{LoggedChange, WardState};
-use crate::model::{Change, Context, Hlc, Policies, RecordKey, Versioned, WardCode};
+use crate::model::{
+    Change, Context, Hlc, Op, Policies, Record, RecordKey, Versioned, WardCode, deleted, flatten, put_values,
+};
 use crate::store::StoreError;
 use crate::store::codec::{be, decode, encode};
 use crate::store::engine::{Batch, Engine};
@@ -22,7 +24,8 @@ pub(super) struct GroupWrite<'a> {
     pub(super) cursor: u64,
     pub(super) hlc: Hlc,
     now_ms: i64,
-    states: HashMap<RecordKey, Versioned>,
+    /// Each record's state as of this write, and the record it shows.
+    states: HashMap<RecordKey, (Versioned, Option<Record>)>,
     /// Records gained or lost per kind (in `Kind::ALL` order).
     pub(super) kind_delta: [i64; 3],
 }
@@ -52,14 +55,20 @@ impl<'a> GroupWrite<'a> {
     }
 
     /// The record's state as of this write.
-    pub(super) fn current(&mut self, k: &RecordKey) -> Result<Versioned, StoreError> {
-        if let Some(s) = self.states.get(k) {
-            return Ok(s.clone());
+    pub(super) fn current(&mut self, k: &RecordKey) -> Result<&Versioned, StoreError> {
+        Ok(&self.current_shown(k)?.0)
+    }
+
+    /// The record's state as of this write, and the record it shows.
+    fn current_shown(&mut self, k: &RecordKey) -> Result<&(Versioned, Option<Record>), StoreError> {
+        if !self.states.contains_key(k) {
+            let sk = state_key(k);
+            let s: Versioned =
+                self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+            let shown = s.materialize(k, self.policies);
+            self.states.insert(k.clone(), (s, shown));
         }
-        let sk = state_key(k);
-        let s: Versioned = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
-        self.states.insert(k.clone(), s.clone());
-        Ok(s)
+        Ok(&self.states[k])
     }
 
     /// A new stamp for a write by the city, after everything in `state`.
@@ -80,17 +89,35 @@ impl<'a> GroupWrite<'a> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<(), StoreError> {
         let key = &change.key;
-        let old_state = self.current(key)?;
+        let (old_state, old) = self.current_shown(key)?.clone();
         let mut state = old_state.clone();
-        state.apply(&change.values(), &change.stamp, &change.context);
+        let written = match &change.op {
+            Op::Put(r) => {
+                let all = flatten(r);
+                state.apply(&put_values(&all, &change.fields), &change.stamp, &change.context);
+                // Most often the merged state shows just what was written.
+                Some(r).filter(|_| state.shown(key.kind(), self.policies) == all)
+            }
+            Op::Delete => {
+                state.apply(&deleted(), &change.stamp, &change.context);
+                None
+            }
+        };
         self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
-        let old = old_state.materialize(key, self.policies);
-        let new = state.materialize(key, self.policies);
+        let new = match written {
+            Some(r) => Some(r.clone()),
+            None => state.materialize(key, self.policies),
+        };
         if old != new {
+            let old_entries = old.as_ref().map(|o| index_entries(key, o)).unwrap_or_default();
+            let new_entries = new.as_ref().map(|n| index_entries(key, n)).unwrap_or_default();
+            for k in old_entries.iter().filter(|k| !new_entries.contains(k)) {
+                self.batch.remove(k.clone());
+            }
+            for k in new_entries.iter().filter(|k| !old_entries.contains(k)) {
+                self.batch.insert(k.clone(), Vec::new());
+            }
             if let Some(o) = &old {
-                for k in index_entries(key, o) {
-                    self.batch.remove(k);
-                }
                 let e = wards.entry(o.ward.clone()).or_default();
                 e.records = e.records.saturating_sub(1);
                 self.kind_delta[kind_index(key)] -= 1;
@@ -98,18 +125,15 @@ impl<'a> GroupWrite<'a> {
             match &new {
                 Some(n) => {
                     self.batch.insert(record_key(key), encode(n));
-                    for k in index_entries(key, n) {
-                        self.batch.insert(k, Vec::new());
-                    }
                     wards.entry(n.ward.clone()).or_default().records += 1;
                     self.kind_delta[kind_index(key)] += 1;
                 }
                 None => self.batch.remove(record_key(key)),
             }
         }
-        self.track_conflicts(key, &old_state, &state)?;
+        self.track_conflicts(key, &old_state, &state, new.as_ref())?;
         self.batch.insert(state_key(key), encode(&state));
-        self.states.insert(key.clone(), state.clone());
+        self.states.insert(key.clone(), (state, new.clone()));
 
         self.cursor += 1;
         self.batch.insert(version_key(key), be(self.cursor).to_vec());
@@ -147,6 +171,7 @@ impl<'a> GroupWrite<'a> {
         key: &RecordKey,
         before: &Versioned,
         after: &Versioned,
+        shown: Option<&Record>,
     ) -> Result<(), StoreError> {
         let kind = key.kind();
         let old = before.conflicts(kind, self.policies);
@@ -160,7 +185,7 @@ impl<'a> GroupWrite<'a> {
                 Some(v) => decode::<Conflict>(&ck, &v)?.opened_at_ms,
                 None => self.now_ms,
             };
-            let owner = after.materialize(key, self.policies).map(|r| r.ward.to_string()).unwrap_or_default();
+            let owner = shown.map(|r| r.ward.to_string()).unwrap_or_default();
             let entry = Conflict::new(key, c, owner, opened, self.now_ms);
             tracing::info!(kind = %key.kind(), field = %c.field, contenders = c.contenders.len(), "conflict recorded");
             tracing::debug!(%key, "conflict on");
@@ -193,6 +218,6 @@ impl<'a> GroupWrite<'a> {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
         let state = self.current(&change.key)?;
-        Ok(change.refusal(ward, Some(&state).filter(|s| !s.fields.is_empty()), ctx))
+        Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
     }
 }

@@ -46,7 +46,7 @@ impl CityStore {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
-            let state = w.current(key)?;
+            let state = w.current(key)?.clone();
             let hlc = w.city_clock(&state);
             let change = Change {
                 seq: 0,
