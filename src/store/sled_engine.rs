@@ -73,7 +73,14 @@ impl Engine for SledEngine {
 
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let db = self.db.clone();
-        Box::pin(async move { db.flush_async().await.map(|_| ()).map_err(err) })
+        // sled's own flush_async hands the work to its thread pool and back;
+        // a blocking thread that flushes and answers saves a hop.
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || db.flush()).await {
+                Ok(r) => r.map(|_| ()).map_err(err),
+                Err(e) => Err(StoreError::Io(format!("flush task failed: {e}"))),
+            }
+        })
     }
 
     fn size_on_disk(&self) -> u64 {
