@@ -43,6 +43,10 @@ pub struct WardConfig {
     /// Talk to the city in plaintext. For local experiments only; logs a warning.
     #[serde(default)]
     pub insecure_dev: bool,
+    /// Memory for the database's page cache, in MiB (more keeps more of a
+    /// large ward's records in memory; the agent's idle footprint stays small).
+    #[serde(default = "default_ward_cache_mb")]
+    pub cache_mb: u64,
     /// Replication tuning.
     #[serde(default)]
     pub replication: ReplicationConfig,
@@ -106,6 +110,10 @@ pub struct CityConfig {
     /// Most ward batches applied together in one write and one flush.
     #[serde(default = "default_max_group")]
     pub max_group: usize,
+    /// Memory for the database's page cache, in MiB. Too small a cache
+    /// makes every write read index pages back from disk.
+    #[serde(default = "default_city_cache_mb")]
+    pub cache_mb: u64,
     /// The city's 2-digit province code (e.g. "01" for Hanoi). When set,
     /// records owned by communes of other provinces are quarantined.
     #[serde(default)]
@@ -187,11 +195,29 @@ fn default_city_name() -> String {
 fn default_max_group() -> usize {
     64
 }
+/// Default page cache of a ward's database, MiB.
+pub const WARD_CACHE_MB: u64 = 64;
+/// Default page cache of the city's database, MiB.
+pub const CITY_CACHE_MB: u64 = 512;
+fn default_ward_cache_mb() -> u64 {
+    WARD_CACHE_MB
+}
+fn default_city_cache_mb() -> u64 {
+    CITY_CACHE_MB
+}
 fn default_roles() -> BTreeMap<String, Vec<Role>> {
     BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor]), ("ops".to_string(), vec![Role::Ops])])
 }
 fn default_max_skew() -> u64 {
     5 * 60 * 1000
+}
+
+fn check_cache(mb: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=1 << 20).contains(&mb),
+        "config `cache_mb`: {mb} MiB is out of range (1 to 1048576)"
+    );
+    Ok(())
 }
 
 impl WardConfig {
@@ -202,6 +228,7 @@ impl WardConfig {
             "config `code`: {:?} is not a commune code in force since 1 July 2025",
             self.code
         );
+        check_cache(self.cache_mb)?;
         check_tls(&self.tls, self.insecure_dev)
     }
 }
@@ -233,6 +260,7 @@ impl CityConfig {
     /// Checks what the types cannot: TLS settings, the province code, policy names.
     pub fn check(&self) -> anyhow::Result<()> {
         check_tls(&self.tls, self.insecure_dev)?;
+        check_cache(self.cache_mb)?;
         for w in &self.wards {
             anyhow::ensure!(
                 crate::model::reference::commune(w).is_some(),
@@ -296,7 +324,16 @@ mod tests {
         assert_eq!(c.listen, default_ward_listen());
         assert_eq!(c.replication.max_in_flight, 8);
         assert_eq!(c.replication.batch_max_entries, 512);
+        assert_eq!(c.cache_mb, WARD_CACHE_MB);
         assert!(check_tls(&c.tls, c.insecure_dev).is_ok());
+    }
+
+    #[test]
+    fn the_page_cache_is_sized_by_role_and_checked() {
+        let c: CityConfig = toml::from_str("insecure_dev = true").unwrap();
+        assert_eq!(c.cache_mb, CITY_CACHE_MB);
+        let c: CityConfig = toml::from_str("insecure_dev = true\ncache_mb = 0").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("cache_mb"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub async fn run(
     cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
     serve(cfg, engine, crate::net::incoming(listener), access, shutdown).await
 }

@@ -174,6 +174,7 @@ impl WardArgs {
             city_name: "city".into(),
             tls: None,
             insecure_dev: false,
+            cache_mb: crate::config::WARD_CACHE_MB,
             replication: ReplicationConfig::default(),
         })
     }

@@ -179,6 +179,7 @@ async fn start_city(
         tls: Some(TlsFiles::in_dir(&certs, "city")),
         insecure_dev: false,
         max_group: 64,
+        cache_mb: crate::config::CITY_CACHE_MB,
         province: Some("01".into()),
         max_clock_skew_ms: 300_000,
         policies: Default::default(),
@@ -188,7 +189,7 @@ async fn start_city(
         metrics_listen: None,
         wards: WARDS.iter().map(|(c, _)| c.to_string()).collect(),
     };
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
     let stop = stop.clone();
     let task = tokio::spawn(async move {
         let access = tokio::sync::watch::channel(std::sync::Arc::new(cfg.access())).1;
@@ -215,13 +216,14 @@ async fn start_ward(
         city_name: "city".into(),
         tls: Some(TlsFiles::in_dir(&dir.join("certs"), &ward_cert_name(code))),
         insecure_dev: false,
+        cache_mb: crate::config::WARD_CACHE_MB,
         replication: ReplicationConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 1000,
             ..Default::default()
         },
     };
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
     let connect = crate::ward::city_connect(&cfg)?;
     let stop = stop.clone();
     let task = tokio::spawn(async move {

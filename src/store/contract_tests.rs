@@ -24,7 +24,7 @@ struct Sled {
 impl Sled {
     fn new() -> Sled {
         let dir = tempfile::tempdir().unwrap();
-        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(dir.path()).unwrap());
+        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(dir.path(), 16).unwrap());
         Sled { dir, engine: Some(engine) }
     }
 }
@@ -39,7 +39,7 @@ impl Harness for Sled {
         // the last handle is dropped: retry until it has, with a deadline.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let engine = loop {
-            match SledEngine::open(self.dir.path()) {
+            match SledEngine::open(self.dir.path(), 16) {
                 Ok(e) => break e,
                 Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
                 Err(e) => panic!("cannot reopen the database: {e}"),

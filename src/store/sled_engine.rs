@@ -24,16 +24,19 @@ fn err(e: sled::Error) -> StoreError {
 }
 
 impl SledEngine {
-    /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<SledEngine, StoreError> {
+    /// Opens (or creates) the database in `dir`, with a page cache of about `cache_mb` MiB.
+    pub fn open(dir: &Path, cache_mb: u64) -> Result<SledEngine, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
-        let db = sled::Config::new().path(dir.join("db")).cache_capacity(64 << 20).open().map_err(|e| {
-            StoreError::Io(format!(
-                "cannot open database in {} (is another wardsync using it?): {e}",
-                dir.display()
-            ))
-        })?;
+        let db =
+            sled::Config::new().path(dir.join("db")).cache_capacity(cache_mb.max(1) << 20).open().map_err(
+                |e| {
+                    StoreError::Io(format!(
+                        "cannot open database in {} (is another wardsync using it?): {e}",
+                        dir.display()
+                    ))
+                },
+            )?;
         Ok(SledEngine { db })
     }
 }

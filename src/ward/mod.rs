@@ -64,7 +64,7 @@ pub fn city_endpoint(cfg: &WardConfig) -> anyhow::Result<Endpoint> {
 /// the local API on `cfg.listen` and replicates to the city.
 pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     cfg.check()?;
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir)?);
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
     let connect = city_connect(&cfg)?;
     match cfg.socket.clone() {
         Some(path) => {

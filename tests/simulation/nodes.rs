@@ -60,6 +60,7 @@ pub fn ward(
                 city_name: "city".into(),
                 tls: Some(TlsFiles::in_dir(&certs, &format!("ward-{code}"))),
                 insecure_dev: false,
+                cache_mb: wardsync::config::WARD_CACHE_MB,
                 replication: ReplicationConfig {
                     backoff_initial_ms: 100,
                     backoff_max_ms: 2000,
