@@ -34,7 +34,10 @@ fn every_phase_runs_and_reports_its_figures() {
         let of_phase: Vec<&serde_json::Value> = figures.iter().filter(|f| f["phase"] == phase).collect();
         assert!(!of_phase.is_empty(), "no figure for {phase}: {stdout}");
         for f in of_phase {
-            assert!(f["value"].as_f64().unwrap() > 0.0, "{f}");
+            // CPU time is counted in 10 ms ticks: a tiny phase may take none.
+            let cpu = f["metric"].as_str().unwrap().contains("CPU");
+            let v = f["value"].as_f64().unwrap();
+            assert!(if cpu { v >= 0.0 } else { v > 0.0 }, "{f}");
         }
     }
     let measured =

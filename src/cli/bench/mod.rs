@@ -67,7 +67,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     report.add("write", "ward agent RSS, idle", mib(ward_node.memory().now), "MiB");
 
     if phase("write") || phase("load") {
+        let cpu = (ward_node.cpu(), nodes::cpu_of("self"));
         let (t, lat) = ward::write(&ward_url, &first, a.clients).await?;
+        let per_write = |d: Duration| d.as_secs_f64() * 1e6 / first.len() as f64;
+        report.add("write", "ward agent CPU per write", per_write(ward_node.cpu() - cpu.0), "µs");
+        report.add("write", "clients' CPU per write", per_write(nodes::cpu_of("self") - cpu.1), "µs");
         report.add(
             "write",
             &format!("{} clients: durable writes/s", a.clients),
@@ -84,8 +88,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 
     let mut city = lab.city().await?;
     if phase("write") || phase("load") {
+        let cpu = (city.cpu(), ward_node.cpu());
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
         report.drained("load", "queued records into an empty city", queued, t);
+        let per_record = |d: Duration| d.as_secs_f64() * 1e6 / queued as f64;
+        report.add("load", "city CPU per record", per_record(city.cpu() - cpu.0), "µs");
+        report.add("load", "ward agent CPU per record", per_record(ward_node.cpu() - cpu.1), "µs");
         report.add("load", "MB/s (changes as sent)", mb_per_s(queued_bytes, t), "MB/s");
     }
     if phase("stream") {

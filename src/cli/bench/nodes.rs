@@ -65,6 +65,11 @@ impl Node {
         Memory { peak: field("VmHWM:"), now: field("VmRSS:") }
     }
 
+    /// CPU time it has used so far (user and system, every thread).
+    pub fn cpu(&self) -> Duration {
+        cpu_of(&self.child.id().to_string())
+    }
+
     /// Bytes its data directory takes on disk.
     pub fn disk(&self) -> u64 {
         dir_size(&self.data)
@@ -76,6 +81,18 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time used by process `pid` (or `self`), from /proc/PID/stat.
+pub fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s (Linux's USER_HZ).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Resident memory of a process.
