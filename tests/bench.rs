@@ -21,6 +21,8 @@ fn every_phase_runs_and_reports_its_figures() {
             "3",
             "--seconds",
             "1",
+            "--engine-records",
+            "2000",
         ])
         .args(["--get-records", "400", "--get-wards", "2", "--gets", "50", "--json"])
         .arg(&json)
@@ -30,7 +32,8 @@ fn every_phase_runs_and_reports_its_figures() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let figures: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for phase in ["write", "load", "stream", "outage", "update", "steady", "get", "memory", "disk"] {
+    for phase in ["engine", "write", "load", "stream", "outage", "update", "steady", "get", "memory", "disk"]
+    {
         let of_phase: Vec<&serde_json::Value> = figures.iter().filter(|f| f["phase"] == phase).collect();
         assert!(!of_phase.is_empty(), "no figure for {phase}: {stdout}");
         for f in of_phase {

@@ -325,9 +325,19 @@ pub struct DemoArgs {
 /// Flags of `wardsync bench`. The defaults finish in a few minutes on 2 cores.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Phases to run, comma-separated: write, load, stream, outage, update, steady, get.
-    #[arg(long, value_delimiter = ',', default_value = "write,load,stream,outage,update,steady,get")]
+    /// Phases to run, comma-separated: engine, write, load, stream, outage, update, steady, get.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "engine,write,load,stream,outage,update,steady,get",
+        value_parser = clap::builder::PossibleValuesParser::new(
+            ["engine", "write", "load", "stream", "outage", "update", "steady", "get"]
+        )
+    )]
     pub phases: Vec<String>,
+    /// Records the engine phase inserts in each of its batched measurements.
+    #[arg(long, default_value_t = 200_000)]
+    pub engine_records: usize,
     /// Records the ward phases write (and update) each time.
     #[arg(long, default_value_t = 100_000)]
     pub records: usize,
@@ -355,6 +365,12 @@ pub struct BenchArgs {
     /// Gets by key measured, one at a time.
     #[arg(long, default_value_t = 20_000)]
     pub gets: usize,
+    /// Page cache of the city's database, MiB (its `cache_mb`).
+    #[arg(long, default_value_t = crate::config::CITY_CACHE_MB)]
+    pub city_cache_mb: u64,
+    /// Page cache of the ward agent's database, MiB (its `cache_mb`).
+    #[arg(long, default_value_t = crate::config::WARD_CACHE_MB)]
+    pub ward_cache_mb: u64,
     /// Seed of the generated records.
     #[arg(long, default_value_t = 2025)]
     pub seed: u64,

@@ -4,6 +4,9 @@
 //! `scripts/bench.sh` sets them beside PostgreSQL's.
 //!
 //! Phases, in order (each may be left out with `--phases`):
+//! - `engine`: the storage engine alone (no node): `--engine-records`
+//!   inserts of 1 KB values in batches, one key per record and then with
+//!   the city's shape, and one insert then flush at a time: the ceiling;
 //! - `write`: one ward agent (the city not running): `--clients` concurrent
 //!   clients, then a single client, writing generated records; durable
 //!   writes/s and latency percentiles; the agent's memory idle and after;
@@ -21,6 +24,7 @@
 //!   gets by key one at a time: latency percentiles; the city's memory and
 //!   disk use.
 
+mod engine;
 mod nodes;
 mod stats;
 mod synthetic;
@@ -55,11 +59,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let ward_code = WardCode::parse(WARD).expect("a valid ward code");
     let mut certified = synthetic.clone();
     certified.push(ward_code.clone());
-    let lab = Lab::new(&dir, &certified)?;
+    let lab = Lab::new(&dir, &certified, (a.city_cache_mb, a.ward_cache_mb))?;
     let phase = |name: &str| a.phases.iter().any(|p| p == name);
     let mut report = Report::default();
     println!("wardsync bench: {} cores, data in {}", num_cpus(), dir.display());
 
+    if phase("engine") {
+        engine::run(a.engine_records, a.single.min(2_000), &dir, &mut report).await?;
+    }
     let Workload { first, single, second } = Workload::new(&ward_code, &a);
     let (ward_node, ward_url) = lab.ward(&ward_code).await?;
     let mut ward_client = crate::cli::client::ward_client(&ward_url).await?;

@@ -123,11 +123,14 @@ pub struct Lab {
     certs: PathBuf,
     /// The city's address (fixed, so that it can be restarted).
     pub city_addr: SocketAddr,
+    /// Page cache of the city's and the agents' databases, MiB.
+    cache_mb: (u64, u64),
 }
 
 impl Lab {
-    /// Certificates for the city, the office and `wards`, in `dir`.
-    pub fn new(dir: &Path, wards: &[WardCode]) -> anyhow::Result<Lab> {
+    /// Certificates for the city, the office and `wards`, in `dir`; the
+    /// nodes' page caches of `cache_mb` (city, agent) MiB.
+    pub fn new(dir: &Path, wards: &[WardCode], cache_mb: (u64, u64)) -> anyhow::Result<Lab> {
         let certs = dir.join("certs");
         let ca = DevCa::open_or_create(&certs)?;
         ca.issue_city()?;
@@ -135,7 +138,7 @@ impl Lab {
         for w in wards {
             ca.issue_ward(w)?;
         }
-        Ok(Lab { dir: dir.to_path_buf(), certs, city_addr: free_addr()? })
+        Ok(Lab { dir: dir.to_path_buf(), certs, city_addr: free_addr()?, cache_mb })
     }
 
     /// The certificates directory.
@@ -151,9 +154,10 @@ impl Lab {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\nlisten = \"{}\"\n{tls}\n[limits]\nrequests_per_second = 1000000\nrequest_burst = 1000000\n",
+                "data_dir = \"{}\"\nlisten = \"{}\"\ncache_mb = {}\n{tls}\n[limits]\nrequests_per_second = 1000000\nrequest_burst = 1000000\n",
                 data.display(),
-                self.city_addr
+                self.city_addr,
+                self.cache_mb.0
             ),
         )?;
         let node = Node::spawn(&config, "city", data, &self.dir.join("city.log"))?;
@@ -181,9 +185,10 @@ impl Lab {
         std::fs::write(
             &config,
             format!(
-                "code = \"{ward}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\ncity_url = \"https://{}\"\n{tls}\n[replication]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
+                "code = \"{ward}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\ncity_url = \"https://{}\"\ncache_mb = {}\n{tls}\n[replication]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
                 data.display(),
-                self.city_addr
+                self.city_addr,
+                self.cache_mb.1
             ),
         )?;
         let node = Node::spawn(&config, "ward", data, &self.dir.join(format!("ward-{ward}.log")))?;

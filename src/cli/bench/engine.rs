@@ -1,0 +1,72 @@
+//! The `engine` phase: what the storage engine alone does on this machine,
+//! the ceiling under every other figure. It writes through [`SledEngine`]
+//! (the engine the nodes use) in a directory of its own, with values of
+//! 1 KB of random bytes (not compressible) under random keys.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+
+use super::stats::Report;
+use crate::store::{Batch, Engine, SledEngine};
+
+/// Records per atomic batch in the batched measurements.
+const BATCH: usize = 1_000;
+/// Small keys written beside each 1 KB value in the city-shaped measurement
+/// (a new record at the city: its state, version, log entry and indexes).
+const CITY_KEYS: usize = 7;
+
+/// Measures `records` inserts in batches of one key per record, then
+/// with the city's shape, then `single` one-insert batches each flushed.
+pub async fn run(
+    records: usize,
+    single: usize,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut value = || {
+        let mut v = vec![0u8; 1000];
+        rng.fill(&mut v[..]);
+        v
+    };
+    let engine = SledEngine::open(&dir.join("engine"), crate::config::CITY_CACHE_MB)?;
+    let mut keys = rand::rngs::StdRng::seed_from_u64(12);
+    for (extra, what) in
+        [(0, "1 KB values, 1 key per record"), (CITY_KEYS, "1 KB value + 7 small keys per record")]
+    {
+        let started = Instant::now();
+        for _ in 0..records.div_ceil(BATCH) {
+            let mut batch = Batch::default();
+            for _ in 0..BATCH {
+                let id: u64 = keys.r#gen();
+                batch.insert([b"r".as_slice(), &id.to_be_bytes()].concat(), value());
+                for k in 0..extra {
+                    batch.insert(
+                        [&[b'a' + k as u8][..], &id.to_be_bytes()].concat(),
+                        id.to_be_bytes().to_vec(),
+                    );
+                }
+            }
+            engine.apply(batch)?;
+            engine.flush().await?;
+        }
+        let per_s = (records.div_ceil(BATCH) * BATCH) as f64 / started.elapsed().as_secs_f64();
+        report.add("engine", &format!("{what}: records/s"), per_s, "rec/s");
+    }
+    let started = Instant::now();
+    for _ in 0..single {
+        let mut batch = Batch::default();
+        let id: u64 = keys.r#gen();
+        batch.insert([b"s".as_slice(), &id.to_be_bytes()].concat(), value());
+        engine.apply(batch)?;
+        engine.flush().await?;
+    }
+    report.add(
+        "engine",
+        "1 KB insert then flush, one at a time",
+        single as f64 / started.elapsed().as_secs_f64(),
+        "ops/s",
+    );
+    Ok(())
+}
