@@ -34,7 +34,10 @@
 //!
 //! 1. A write acknowledged to a client is durable: its record and outbox
 //!    entry are written in one atomic batch and flushed before the reply
-//!    (`ward::Writer`).
+//!    (`ward::Writer`). Group commit writes the next group while one
+//!    flushes, but answers each group only after a flush that began after
+//!    it was written (`store::GroupCommit`); the same holds for the city's
+//!    acks.
 //! 2. Sequence numbers are assigned once, without gaps, and never reused
 //!    once flushed: the counter is stored in the same batch as the entry it
 //!    numbers (a number lost unflushed in a crash was never acknowledged
