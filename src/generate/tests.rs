@@ -88,6 +88,34 @@ fn corrupted_records_fail_and_amended_ones_pass() {
     }
 }
 
+#[test]
+fn a_put_shows_the_record_written_unless_the_merge_keeps_another_value() {
+    use crate::model::{Hlc, Policies, Policy, Stamp, VersionVector, Versioned, flatten, put_values};
+    // Latest write wins everywhere, so a later edit always shows.
+    let policies = Policies { default: Policy::Lww, fields: Default::default() };
+    let stamp = |ms, writer: &str| Stamp { hlc: Hlc { wall_ms: ms, logical: 0 }, writer: writer.into() };
+    for r in sample(&ward("00082"), 30, 5) {
+        let key = r.validate(&ctx()).unwrap();
+        let all = flatten(&r);
+        let fields: Vec<String> = all.keys().cloned().collect();
+        let mut state = Versioned::default();
+        state.apply(&put_values(&all, &fields), &stamp(1, "00082"), &VersionVector::default());
+        assert_eq!(state.materialize_put(&key, &policies, &r, &all), Some(r.clone()));
+        assert_eq!(state.materialize(&key, &policies), Some(r.clone()));
+        // A later write the ward had not seen keeps its value: not the record written.
+        let edited = amend(&r, 3);
+        let theirs = flatten(&edited);
+        let changed: Vec<String> =
+            theirs.iter().filter(|(f, v)| all.get(*f) != Some(v)).map(|(f, _)| f.clone()).collect();
+        let mut raced = Versioned::default();
+        raced.apply(&put_values(&theirs, &changed), &stamp(9, "city"), &VersionVector::default());
+        raced.apply(&put_values(&all, &fields), &stamp(1, "00082"), &VersionVector::default());
+        let shown = raced.materialize_put(&key, &policies, &r, &all);
+        assert_eq!(shown, raced.materialize(&key, &policies));
+        assert_ne!(shown, Some(r.clone()), "{key}: the later write shows");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]

@@ -251,6 +251,24 @@ impl Versioned {
         self.view(key, policies)
     }
 
+    /// The record as it stands just after a put of `written`, whose
+    /// [`flatten`]ed values are `all`: `written` itself when the merge shows
+    /// exactly its values (the usual case, and no rebuilding), else as
+    /// [`Versioned::materialize`] makes it.
+    pub fn materialize_put(
+        &self,
+        key: &RecordKey,
+        policies: &Policies,
+        written: &Record,
+        all: &BTreeMap<String, String>,
+    ) -> Option<Record> {
+        if &self.shown(key.kind(), policies) == all {
+            Some(written.clone())
+        } else {
+            self.materialize(key, policies)
+        }
+    }
+
     /// The record the shown values make, whether or not it is deleted.
     pub fn view(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
         unflatten(key.kind(), &self.shown(key.kind(), policies))

@@ -22,7 +22,7 @@
 //! skips them as duplicates. Changes from the city are merged in one batch
 //! with the cursor that follows them, so a lost batch is simply fetched again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
@@ -85,8 +85,8 @@ struct Overlay<'a> {
     engine: &'a dyn Engine,
     /// Each key's state, and whether the ward showed the record before.
     states: HashMap<RecordKey, (Versioned, bool)>,
-    /// Records just written whole: their view, if the merged state shows exactly it.
-    written: HashMap<RecordKey, Record>,
+    /// Records a put just wrote whole, and their flattened values.
+    written: HashMap<RecordKey, (Record, BTreeMap<String, String>)>,
 }
 
 impl<'a> Overlay<'a> {
@@ -191,21 +191,20 @@ impl WardStore {
 
     /// Writes the state of `k` and its current view into `batch`; `shown`
     /// says whether the ward showed the record before, for `delta`.
-    /// `written` is the record a put just wrote, which is the view when the
-    /// merged state shows exactly its values (saves rebuilding it).
+    /// `written` is the record a put just wrote and its flattened values.
     fn put_state(
         &self,
         batch: &mut Batch,
         delta: &mut CountDelta,
         k: &RecordKey,
         (state, shown): (&Versioned, bool),
-        written: Option<&Record>,
+        written: Option<&(Record, BTreeMap<String, String>)>,
         policies: &Policies,
     ) {
         batch.insert(tagged(STATE, k), encode(state));
         let view = match written {
-            Some(r) if state.shown(k.kind(), policies) == flatten(r) => Some(r.clone()),
-            _ => state.materialize(k, policies),
+            Some((r, all)) => state.materialize_put(k, policies, r, all),
+            None => state.materialize(k, policies),
         }
         .filter(|r| r.ward == self.ward);
         delta.0[kind_index(k.kind())] += i64::from(view.is_some()) - i64::from(shown);
@@ -237,8 +236,8 @@ impl WardStore {
             seq += 1;
             hlc = hlc.tick(now_ms.max(0) as u64);
             let state = overlay.state(&ch.key)?;
-            let (fields, values) = match &ch.op {
-                Op::Delete => (Vec::new(), deleted()),
+            let (fields, values, written) = match &ch.op {
+                Op::Delete => (Vec::new(), deleted(), None),
                 Op::Put(r) => {
                     let exists =
                         state.winner(ch.key.kind(), EXISTS, &policies).is_some_and(|w| w.value == "true");
@@ -246,7 +245,8 @@ impl WardStore {
                     let all = flatten(r);
                     let fields: Vec<String> =
                         all.iter().filter(|(f, v)| old.get(*f) != Some(v)).map(|(f, _)| f.clone()).collect();
-                    (fields.clone(), put_values(&all, &fields))
+                    let values = put_values(&all, &fields);
+                    (fields, values, Some((r.clone(), all)))
                 }
             };
             let change = Change {
@@ -259,9 +259,9 @@ impl WardStore {
                 op: ch.op.clone(),
             };
             state.apply(&values, &change.stamp, &change.context);
-            match &ch.op {
-                Op::Put(r) => overlay.written.insert(ch.key.clone(), r.clone()),
-                Op::Delete => overlay.written.remove(&ch.key),
+            match written {
+                Some(w) => overlay.written.insert(ch.key.clone(), w),
+                None => overlay.written.remove(&ch.key),
             };
             let bytes = encode(&change);
             c.queued_bytes += bytes.len() as u64;

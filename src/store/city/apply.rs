@@ -91,23 +91,18 @@ impl<'a> GroupWrite<'a> {
         let key = &change.key;
         let (old_state, old) = self.current_shown(key)?.clone();
         let mut state = old_state.clone();
-        let written = match &change.op {
+        let new = match &change.op {
             Op::Put(r) => {
                 let all = flatten(r);
                 state.apply(&put_values(&all, &change.fields), &change.stamp, &change.context);
-                // Most often the merged state shows just what was written.
-                Some(r).filter(|_| state.shown(key.kind(), self.policies) == all)
+                state.materialize_put(key, self.policies, r, &all)
             }
             Op::Delete => {
                 state.apply(&deleted(), &change.stamp, &change.context);
-                None
+                state.materialize(key, self.policies)
             }
         };
         self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
-        let new = match written {
-            Some(r) => Some(r.clone()),
-            None => state.materialize(key, self.policies),
-        };
         if old != new {
             let old_entries = old.as_ref().map(|o| index_entries(key, o)).unwrap_or_default();
             let new_entries = new.as_ref().map(|n| index_entries(key, n)).unwrap_or_default();
