@@ -17,7 +17,8 @@ const BATCH: usize = 1_000;
 const CITY_KEYS: usize = 7;
 
 /// Measures `records` inserts in batches of one key per record, then
-/// with the city's shape, then `single` one-insert batches each flushed.
+/// with the city's shape, then `single` one-insert batches each flushed;
+/// removes what it wrote.
 pub async fn run(
     records: usize,
     single: usize,
@@ -30,7 +31,8 @@ pub async fn run(
         rng.fill(&mut v[..]);
         v
     };
-    let engine = SledEngine::open(&dir.join("engine"), crate::config::CITY_CACHE_MB)?;
+    let path = dir.join("engine");
+    let engine = SledEngine::open(&path, crate::config::CITY_CACHE_MB)?;
     let mut keys = rand::rngs::StdRng::seed_from_u64(12);
     for (extra, what) in
         [(0, "1 KB values, 1 key per record"), (CITY_KEYS, "1 KB value + 7 small keys per record")]
@@ -68,5 +70,7 @@ pub async fn run(
         single as f64 / started.elapsed().as_secs_f64(),
         "ops/s",
     );
+    drop(engine);
+    std::fs::remove_dir_all(&path)?;
     Ok(())
 }

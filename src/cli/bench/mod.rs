@@ -6,7 +6,8 @@
 //! Phases, in order (each may be left out with `--phases`):
 //! - `engine`: the storage engine alone (no node): `--engine-records`
 //!   inserts of 1 KB values in batches, one key per record and then with
-//!   the city's shape, and one insert then flush at a time: the ceiling;
+//!   the city's shape, and `--single` (at most 2,000) inserts each flushed
+//!   alone: the ceiling under the other figures;
 //! - `write`: one ward agent (the city not running): `--clients` concurrent
 //!   clients, then a single client, writing generated records; durable
 //!   writes/s and latency percentiles; the agent's memory idle and after;
@@ -77,8 +78,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let cpu = (ward_node.cpu(), nodes::cpu_of("self"));
         let (t, lat) = ward::write(&ward_url, &first, a.clients).await?;
         let per_write = |d: Duration| d.as_secs_f64() * 1e6 / first.len() as f64;
-        report.add("write", "ward agent CPU per write", per_write(ward_node.cpu() - cpu.0), "µs");
-        report.add("write", "clients' CPU per write", per_write(nodes::cpu_of("self") - cpu.1), "µs");
+        report.add(
+            "write",
+            "ward agent CPU per write",
+            per_write(ward_node.cpu().saturating_sub(cpu.0)),
+            "µs",
+        );
+        report.add(
+            "write",
+            "clients' CPU per write",
+            per_write(nodes::cpu_of("self").saturating_sub(cpu.1)),
+            "µs",
+        );
         report.add(
             "write",
             &format!("{} clients: durable writes/s", a.clients),
@@ -99,8 +110,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
         report.drained("load", "queued records into an empty city", queued, t);
         let per_record = |d: Duration| d.as_secs_f64() * 1e6 / queued as f64;
-        report.add("load", "city CPU per record", per_record(city.cpu() - cpu.0), "µs");
-        report.add("load", "ward agent CPU per record", per_record(ward_node.cpu() - cpu.1), "µs");
+        report.add("load", "city CPU per record", per_record(city.cpu().saturating_sub(cpu.0)), "µs");
+        report.add(
+            "load",
+            "ward agent CPU per record",
+            per_record(ward_node.cpu().saturating_sub(cpu.1)),
+            "µs",
+        );
         report.add("load", "MB/s (changes as sent)", mb_per_s(queued_bytes, t), "MB/s");
     }
     if phase("stream") {
