@@ -4,17 +4,29 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::WardState;
 use super::conflicts::Conflict;
 use super::keys::{
     WHOLE, conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key,
 };
-use super::{LoggedChange, WardState};
 use crate::model::{
-    Change, Context, Hlc, Op, Policies, Record, RecordKey, Versioned, WardCode, deleted, flatten, put_values,
+    Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Versioned, WardCode, deleted,
+    flatten, put_values,
 };
 use crate::store::StoreError;
 use crate::store::codec::{be, decode, encode};
 use crate::store::engine::{Batch, Engine};
+
+/// A [`super::LoggedChange`] as it is encoded, borrowing the change
+/// instead of copying it (the same fields in the same order: the same bytes).
+#[derive(serde::Serialize)]
+pub(super) struct LoggedRef<'a> {
+    pub(super) cursor: u64,
+    pub(super) writer: &'a str,
+    pub(super) by: &'a str,
+    pub(super) applied_at_ms: i64,
+    pub(super) change: &'a Change,
+}
 
 /// One atomic write being assembled: sees its own earlier changes.
 pub(super) struct GroupWrite<'a> {
@@ -71,6 +83,12 @@ impl<'a> GroupWrite<'a> {
         Ok(&self.states[k])
     }
 
+    /// Like [`GroupWrite::current_shown`], taken out to be changed and put back.
+    fn take_shown(&mut self, k: &RecordKey) -> Result<(Versioned, Option<Record>), StoreError> {
+        self.current_shown(k)?;
+        Ok(self.states.remove(k).expect("just read"))
+    }
+
     /// A new stamp for a write by the city, after everything in `state`.
     pub(super) fn city_clock(&mut self, state: &Versioned) -> Hlc {
         for h in state.seen.0.values() {
@@ -89,8 +107,9 @@ impl<'a> GroupWrite<'a> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<(), StoreError> {
         let key = &change.key;
-        let (old_state, old) = self.current_shown(key)?.clone();
-        let mut state = old_state.clone();
+        let (mut state, old) = self.take_shown(key)?;
+        let old_conflicts = state.conflicts(key.kind(), self.policies);
+        let raced = !change.context.covers(&state.seen);
         let new = match &change.op {
             Op::Put(r) => {
                 let all = flatten(r);
@@ -126,18 +145,17 @@ impl<'a> GroupWrite<'a> {
                 None => self.batch.remove(record_key(key)),
             }
         }
-        self.track_conflicts(key, &old_state, &state, new.as_ref())?;
+        self.track_conflicts(key, &old_conflicts, &state, new.as_ref())?;
         self.batch.insert(state_key(key), encode(&state));
-        self.states.insert(key.clone(), (state, new.clone()));
 
         self.cursor += 1;
         self.batch.insert(version_key(key), be(self.cursor).to_vec());
-        let logged = LoggedChange {
+        let logged = LoggedRef {
             cursor: self.cursor,
-            writer: change.stamp.writer.clone(),
-            by: by.to_string(),
+            writer: &change.stamp.writer,
+            by,
             applied_at_ms: self.now_ms,
-            change: change.clone(),
+            change,
         };
         self.batch.insert(log_key(self.cursor), encode(&logged));
         // Wards that owned the record before or after hear of changes made
@@ -153,10 +171,11 @@ impl<'a> GroupWrite<'a> {
                 .insert(downstream_key(w, self.cursor), if gained { WHOLE.to_vec() } else { Vec::new() });
         }
         if let Ok(writer) = WardCode::parse(&change.stamp.writer) {
-            if !change.context.covers(&old_state.seen) {
+            if raced {
                 self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
             }
         }
+        self.states.insert(key.clone(), (state, new));
         Ok(())
     }
 
@@ -164,13 +183,11 @@ impl<'a> GroupWrite<'a> {
     fn track_conflicts(
         &mut self,
         key: &RecordKey,
-        before: &Versioned,
+        old: &[FieldConflict],
         after: &Versioned,
         shown: Option<&Record>,
     ) -> Result<(), StoreError> {
-        let kind = key.kind();
-        let old = before.conflicts(kind, self.policies);
-        let new = after.conflicts(kind, self.policies);
+        let new = after.conflicts(key.kind(), self.policies);
         for c in &new {
             if old.contains(c) {
                 continue;
@@ -214,5 +231,37 @@ impl<'a> GroupWrite<'a> {
         }
         let state = self.current(&change.key)?;
         Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Stamp, VersionVector};
+
+    #[test]
+    fn a_borrowed_log_entry_encodes_as_the_stored_one() {
+        let ward = WardCode::parse("00082").unwrap();
+        let record = crate::generate::sample(&ward, 1, 7).remove(0);
+        let key = RecordKey::new(record.kind(), &record.key_id()).unwrap();
+        let change = Change {
+            seq: 3,
+            written_at_ms: 1_700_000_000_000,
+            key,
+            stamp: Stamp { hlc: Hlc { wall_ms: 1_700_000_000_000, logical: 2 }, writer: "00082".into() },
+            context: VersionVector::default(),
+            fields: vec!["phone".into()],
+            op: Op::Put(record),
+        };
+        let borrowed =
+            LoggedRef { cursor: 9, writer: "00082", by: "ward 00082", applied_at_ms: 5, change: &change };
+        let owned = super::super::LoggedChange {
+            cursor: 9,
+            writer: "00082".into(),
+            by: "ward 00082".into(),
+            applied_at_ms: 5,
+            change: change.clone(),
+        };
+        assert_eq!(encode(&borrowed), encode(&owned));
     }
 }
