@@ -7,7 +7,7 @@
 //! trait and tested on both engines with one contract suite.
 
 mod city;
-mod codec;
+pub(crate) mod codec;
 mod engine;
 mod group_commit;
 mod mem_engine;

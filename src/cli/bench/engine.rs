@@ -1,13 +1,15 @@
 //! The `engine` phase: what the storage engine alone does on this machine,
 //! the ceiling under every other figure. It writes through [`SledEngine`]
 //! (the engine the nodes use) in a directory of its own, with values of
-//! 1 KB of random bytes (not compressible) under random keys.
+//! 1 KB of random bytes (not compressible) under random keys. It also
+//! reports how big records, states and outbox entries are as stored.
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
 use super::stats::Report;
+use crate::store::codec::encode;
 use crate::store::{Batch, Engine, SledEngine};
 
 /// Records per atomic batch in the batched measurements.
@@ -15,6 +17,38 @@ const BATCH: usize = 1_000;
 /// Small keys written beside each 1 KB value in the city-shaped measurement
 /// (a new record at the city: its state, version, log entry and indexes).
 const CITY_KEYS: usize = 7;
+
+/// Adds the mean sizes, as stored, of a generated record, of its state
+/// after one put, and of that put's outbox entry.
+fn stored_sizes(report: &mut Report) {
+    use crate::model::{Change, Hlc, Op, Stamp, VersionVector, Versioned, WardCode, flatten, put_values};
+    let ward = WardCode::parse("00082").expect("a valid ward code");
+    let stamp = Stamp { hlc: Hlc { wall_ms: 1_790_000_000_000, logical: 0 }, writer: ward.to_string() };
+    let records = crate::generate::sample(&ward, 1_000, 3);
+    let mut sizes = [0usize; 3];
+    for (seq, r) in (1..).zip(&records) {
+        let all = flatten(r);
+        let fields: Vec<String> = all.keys().cloned().collect();
+        let mut state = Versioned::default();
+        state.apply(&put_values(&all, &fields), &stamp, &VersionVector::default());
+        let key = crate::model::RecordKey::new(r.kind(), &r.key_id()).expect("generated keys are valid");
+        let change = Change {
+            seq,
+            written_at_ms: 0,
+            key,
+            stamp: stamp.clone(),
+            context: VersionVector::default(),
+            fields,
+            op: Op::Put(r.clone()),
+        };
+        for (n, bytes) in sizes.iter_mut().zip([encode(r), encode(&state), encode(&change)]) {
+            *n += bytes.len();
+        }
+    }
+    for (what, n) in ["a record", "its state after a put", "the put's outbox entry"].iter().zip(sizes) {
+        report.add("engine", &format!("stored size of {what}"), n as f64 / records.len() as f64, "bytes");
+    }
+}
 
 /// Measures `records` inserts in batches of one key per record, then
 /// with the city's shape, then `single` one-insert batches each flushed;
@@ -25,6 +59,7 @@ pub async fn run(
     dir: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    stored_sizes(report);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut value = || {
         let mut v = vec![0u8; 1000];
