@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::ledger::{Ledger, key_of};
+use common::ledger::Ledger;
 use common::{City, Env, Ward};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -59,7 +59,7 @@ async fn load(ledger: Arc<Ledger>, code: &'static str, url: String, seed: u64, s
             done
         } else if roll < 35 && !mine.is_empty() {
             let r = mine.swap_remove(rng.gen_range(0..mine.len()));
-            ledger.delete(ward, code, &key_of(&r)).await.is_some()
+            ledger.delete(ward, code, &r.key().unwrap()).await.is_some()
         } else {
             let Some(r) = pool.next() else { break };
             let done = ledger.put(ward, code, &r, false).await.is_some();
@@ -101,7 +101,7 @@ async fn office(
                     wardsync::proto::record_from_pb(Some(records[rng.gen_range(0..records.len())].clone()))
                         .unwrap();
                 let edited = amend(&r, 100_000 + n);
-                let attempt = ledger.attempt("office", &key_of(&edited), Some(&edited));
+                let attempt = ledger.attempt("office", &edited.key().unwrap(), Some(&edited));
                 if city.edit(pb::EditRequest { record: Some((&edited).into()) }).await.is_ok() {
                     ledger.acked(attempt, "city", 0);
                 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use common::ledger::key_of;
 use common::*;
 use tonic::transport::Channel;
 use wardsync::cli::client::{all_city_records, all_ward_records};
@@ -92,7 +91,7 @@ async fn an_office_correction_and_an_offline_edit_of_the_same_field_converge_wit
     let ward = Ward::start(&env, "00082", relay.addr());
     let (mut w, mut q) = (ward.client().await, city.client().await);
     let mut r = first("00082", Kind::Citizen);
-    let key = key_of(&r);
+    let key = r.key().unwrap();
     put(&mut w, &r).await;
     drained(&mut w).await;
 
@@ -121,7 +120,7 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     let ward = Ward::start(&env, "00082", relay.addr());
     let (mut w, mut q) = (ward.client().await, city.client().await);
     let mut parcel = first("00082", Kind::Land);
-    let key = key_of(&parcel);
+    let key = parcel.key().unwrap();
     put(&mut w, &parcel).await;
     drained(&mut w).await;
 
@@ -203,7 +202,7 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
     let ward = Ward::start(&env, "00082", relay.addr());
     let (mut w, mut q) = (ward.client().await, city.client().await);
     let r = first("00082", Kind::Business);
-    let key = key_of(&r);
+    let key = r.key().unwrap();
     put(&mut w, &r).await;
     drained(&mut w).await;
 
@@ -241,7 +240,7 @@ async fn after_a_residence_transfer_offline_edits_from_both_wards_become_conflic
     let b = Ward::start(&env, "00145", relay_b.addr());
     let (mut ca, mut cb, mut q) = (a.client().await, b.client().await, city.client().await);
     let citizen = first("00082", Kind::Citizen);
-    let key = key_of(&citizen);
+    let key = citizen.key().unwrap();
     put(&mut ca, &citizen).await;
     drained(&mut ca).await;
 
@@ -280,7 +279,7 @@ async fn after_a_residence_transfer_offline_edits_from_both_wards_become_conflic
     assert_eq!(at_city.ward.as_str(), "00145", "A's offline edit does not take the citizen back");
     assert_eq!(phone(&at_city), "0944444444", "the later edit wins");
     assert!(
-        all_ward_records(&mut ca, Kind::Citizen).await.unwrap().iter().all(|r| key_of(r) != key),
+        all_ward_records(&mut ca, Kind::Citizen).await.unwrap().iter().all(|r| r.key().unwrap() != key),
         "A no longer lists it"
     );
 }
@@ -293,7 +292,7 @@ async fn a_record_the_office_moves_to_another_ward_reaches_it_whole() {
     let b = Ward::start(&env, "00145", city.addr);
     let (mut ca, mut cb, mut q) = (a.client().await, b.client().await, city.client().await);
     let citizen = first("00082", Kind::Citizen);
-    let key = key_of(&citizen);
+    let key = citizen.key().unwrap();
     put(&mut ca, &citizen).await;
     drained(&mut ca).await;
 

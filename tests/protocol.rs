@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use wardsync::auth::{TlsFiles, client_tls};
-use wardsync::model::{Body, Change, Hlc, Op, Record, RecordKey, Stamp, WardCode, flatten};
+use wardsync::model::{Body, Change, Hlc, Op, Record, Stamp, WardCode, flatten};
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
 struct Session {
@@ -66,7 +66,7 @@ fn change(seq: u64, owner: &str, slot: u32, i: u32) -> Change {
         writer: "00082".into(),
     };
     let fields = flatten(&r).into_keys().collect();
-    let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
+    let key = r.key().unwrap();
     Change { seq, written_at_ms: 1, key, stamp, context: Default::default(), fields, op: Op::Put(r) }
 }
 

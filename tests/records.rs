@@ -312,8 +312,7 @@ async fn a_ward_looks_up_another_wards_citizen_through_the_city_and_says_when_it
     cb.put(pb::PutRequest { record: Some((&theirs).into()) }).await.unwrap();
     ca.put(pb::PutRequest { record: Some((&ours).into()) }).await.unwrap();
     drained(&mut cb).await;
-    let key =
-        |r: &wardsync::model::Record| pb::RecordKey::from(&RecordKey::new(r.kind(), &r.key_id()).unwrap());
+    let key = |r: &wardsync::model::Record| pb::RecordKey::from(&r.key().unwrap());
 
     let found = ca.lookup(pb::GetRequest { key: Some(key(&theirs)) }).await.unwrap().into_inner().record;
     assert_eq!(found, Some((&theirs).into()), "found at the city");

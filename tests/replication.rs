@@ -41,7 +41,7 @@ async fn writes_replicate_and_the_city_equals_the_wards() {
         }
         for i in (3..150).step_by(11) {
             let r = rec(&code, i);
-            let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
+            let key = r.key().unwrap();
             c.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
         }
         drained(&mut c).await;

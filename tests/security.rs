@@ -14,7 +14,7 @@ use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wardsync::auth::{DevCa, TlsFiles, client_tls};
 use wardsync::cli::wait;
-use wardsync::model::{Change, Hlc, Op, RecordKey, Stamp, WardCode, flatten};
+use wardsync::model::{Change, Hlc, Op, Stamp, WardCode, flatten};
 use wardsync::proto::pb::{
     self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
 };
@@ -254,7 +254,7 @@ fn change(seq: u64, i: u32) -> Change {
     Change {
         seq,
         written_at_ms: 0,
-        key: RecordKey::new(r.kind(), &r.key_id()).unwrap(),
+        key: r.key().unwrap(),
         stamp,
         context: Default::default(),
         fields,

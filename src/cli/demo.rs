@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use crate::auth::{DevCa, Role, TlsFiles, ward_cert_name};
 use crate::config::{CityConfig, ReplicationConfig, WardConfig};
 use crate::generate::{amend, sample};
-use crate::model::{Kind, Record, RecordKey, WardCode};
+use crate::model::{Kind, Record, WardCode};
 use crate::proto::pb::{self, ward_api_client::WardApiClient};
 use crate::store::{Engine, SledEngine};
 
@@ -254,7 +254,7 @@ async fn write_range(w: &DemoWard, range: impl Iterator<Item = u32>, version: u3
 async fn delete_range(w: &DemoWard, range: impl Iterator<Item = u32>) -> anyhow::Result<()> {
     for i in range {
         let r = &w.records[i as usize];
-        let key = RecordKey::new(r.kind(), &r.key_id())?;
+        let key = r.key()?;
         w.client.clone().delete(pb::DeleteRequest { key: Some((&key).into()) }).await?;
     }
     Ok(())

@@ -144,7 +144,7 @@ mod tests {
 
     fn put(r: Record, writer: &str, ms: u64, context: VersionVector) -> Change {
         let fields = flatten(&r).into_keys().collect();
-        let key = RecordKey::new(r.kind(), &r.key_id()).unwrap();
+        let key = r.key().unwrap();
         let stamp = Stamp { hlc: Hlc { wall_ms: ms, logical: 0 }, writer: writer.into() };
         Change { seq: 1, written_at_ms: 0, key, stamp, context, fields, op: Op::Put(r) }
     }

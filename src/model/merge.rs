@@ -245,10 +245,15 @@ impl Versioned {
 
     /// The record as it stands, or `None` if deleted (or never complete).
     pub fn materialize(&self, key: &RecordKey, policies: &Policies) -> Option<Record> {
-        if self.winner(key.kind(), EXISTS, policies).is_none_or(|w| w.value != "true") {
+        if !self.exists(key.kind(), policies) {
             return None;
         }
         self.view(key, policies)
+    }
+
+    /// True if the record exists: its `_exists` write shown is true.
+    pub fn exists(&self, kind: Kind, policies: &Policies) -> bool {
+        self.winner(kind, EXISTS, policies).is_some_and(|w| w.value == "true")
     }
 
     /// The record as it stands just after a put of `written`, whose

@@ -229,6 +229,11 @@ impl Record {
         }
     }
 
+    /// The record's key, if the id its body carries is well formed.
+    pub fn key(&self) -> Result<RecordKey, ValidationError> {
+        RecordKey::new(self.kind(), &self.key_id())
+    }
+
     /// The name a record is searched by: a citizen's full name, a
     /// business's name; land parcels have none.
     pub fn name(&self) -> Option<&str> {
@@ -276,7 +281,7 @@ impl Record {
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
         err.into_result()?;
-        RecordKey::new(self.kind(), &self.key_id())
+        self.key()
     }
 }
 

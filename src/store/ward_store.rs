@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{
-    Change, EXISTS, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, deleted, flatten,
+    Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, deleted, flatten,
     put_values,
 };
 
@@ -239,9 +239,11 @@ impl WardStore {
             let (fields, values, written) = match &ch.op {
                 Op::Delete => (Vec::new(), deleted(), None),
                 Op::Put(r) => {
-                    let exists =
-                        state.winner(ch.key.kind(), EXISTS, &policies).is_some_and(|w| w.value == "true");
-                    let old = if exists { state.shown(ch.key.kind(), &policies) } else { Default::default() };
+                    let old = if state.exists(ch.key.kind(), &policies) {
+                        state.shown(ch.key.kind(), &policies)
+                    } else {
+                        Default::default()
+                    };
                     let all = flatten(r);
                     let fields: Vec<String> =
                         all.iter().filter(|(f, v)| old.get(*f) != Some(v)).map(|(f, _)| f.clone()).collect();

@@ -15,11 +15,6 @@ use wardsync::cli::wait;
 use wardsync::model::{Kind, Record, RecordKey};
 use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
-/// The record's key.
-pub fn key_of(r: &Record) -> RecordKey {
-    RecordKey::new(r.kind(), &r.key_id()).unwrap()
-}
-
 /// One attempted write: the record written (`None` for a delete) and
 /// whether the client was told it was accepted.
 #[derive(Clone, Debug)]
@@ -83,7 +78,7 @@ impl Ledger {
         r: &Record,
         transfer: bool,
     ) -> Option<u64> {
-        let attempt = self.attempt(code, &key_of(r), Some(r));
+        let attempt = self.attempt(code, &r.key().unwrap(), Some(r));
         let req = pb::PutRequest { record: Some(r.into()) };
         let reply = if transfer { ward.transfer(req).await } else { ward.put(req).await };
         let seq = reply.ok()?.into_inner().seq;
@@ -248,7 +243,7 @@ impl Ledger {
         let mut at_city: BTreeMap<RecordKey, Record> = BTreeMap::new();
         for kind in Kind::ALL {
             match all_city_records(city, kind, "").await {
-                Ok(records) => at_city.extend(records.into_iter().map(|r| (key_of(&r), r))),
+                Ok(records) => at_city.extend(records.into_iter().map(|r| (r.key().unwrap(), r))),
                 Err(e) => problems.push(format!("cannot list the city's {kind:?} records: {e:#}")),
             }
         }

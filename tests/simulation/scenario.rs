@@ -15,7 +15,6 @@ use wardsync::auth::DevCa;
 use wardsync::model::WardCode;
 use wardsync::store::MemEngine;
 
-use super::common::ledger::key_of;
 use super::nodes;
 use super::workload::{self, Shared};
 
@@ -85,7 +84,7 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
         // Records another ward's pool already holds would be that ward's.
         let pool: Vec<_> = wardsync::generate::sample(&WardCode::parse(code).unwrap(), OPS, ward_seed)
             .into_iter()
-            .filter(|r| taken.insert(key_of(r)))
+            .filter(|r| taken.insert(r.key().unwrap()))
             .collect();
         sim.client(
             format!("driver-{code}"),

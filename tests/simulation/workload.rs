@@ -16,7 +16,7 @@ use wardsync::generate::amend;
 use wardsync::model::{Body, Record, WardCode};
 use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
-use super::common::ledger::{Ledger, key_of};
+use super::common::ledger::Ledger;
 use super::net::channel;
 use super::nodes::{CITY_PORT, WARD_PORT};
 
@@ -76,7 +76,7 @@ pub async fn drive(
             }
         } else if roll < 35 && !mine.is_empty() {
             let r = &mine[rng.gen_range(0..mine.len())];
-            if shared.ledger.delete(&mut ward, code, &key_of(r)).await.is_some() {
+            if shared.ledger.delete(&mut ward, code, &r.key().unwrap()).await.is_some() {
                 shared.owned.lock().unwrap().get_mut(code).unwrap().retain(|x| x.key_id() != r.key_id());
             }
         } else if roll < 45 {
@@ -156,7 +156,7 @@ pub async fn office(
                 (!all.is_empty()).then(|| all[rng.gen_range(0..all.len())].clone())
             };
             if let Some(r) = target {
-                let key = key_of(&r);
+                let key = r.key().unwrap();
                 if let Ok(current) = city.get(pb::CityGetRequest { key: Some((&key).into()) }).await {
                     let current = wardsync::proto::record_from_pb(current.into_inner().record).unwrap();
                     let edited = amend(&current, 10_000 + n);

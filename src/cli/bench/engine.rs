@@ -31,7 +31,7 @@ fn stored_sizes(report: &mut Report) {
         let fields: Vec<String> = all.keys().cloned().collect();
         let mut state = Versioned::default();
         state.apply(&put_values(&all, &fields), &stamp, &VersionVector::default());
-        let key = crate::model::RecordKey::new(r.kind(), &r.key_id()).expect("generated keys are valid");
+        let key = r.key().expect("generated keys are valid");
         let change = Change {
             seq,
             written_at_ms: 0,

@@ -250,7 +250,7 @@ async fn get(a: &BenchArgs, lab: &Lab, wards: &[WardCode], report: &mut Report) 
     let mut loaded = 0;
     for (i, w) in wards.iter().enumerate() {
         let records = sample(w, per_ward, a.seed + 1000 + i as u64);
-        keys.extend(records.iter().map(|r| RecordKey::new(r.kind(), &r.key_id()).expect("valid")));
+        keys.extend(records.iter().map(|r| r.key().expect("valid")));
         let mut stream = synthetic::Stream::open(lab.city_addr, lab.certs(), w).await?;
         synthetic::load(&mut stream, &records, 1000, 4).await?;
         loaded += records.len();

@@ -16,7 +16,7 @@ use tonic::transport::Endpoint;
 
 use super::stats::Latencies;
 use crate::auth::{TlsFiles, client_tls, ward_cert_name};
-use crate::model::{Change, Hlc, Op, Record, RecordKey, Stamp, VersionVector, WardCode, flatten};
+use crate::model::{Change, Hlc, Op, Record, Stamp, VersionVector, WardCode, flatten};
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION};
 
@@ -83,7 +83,7 @@ impl Sender {
                 let change = Change {
                     seq: self.seq,
                     written_at_ms: now,
-                    key: RecordKey::new(r.kind(), &r.key_id()).expect("generated keys are valid"),
+                    key: r.key().expect("generated keys are valid"),
                     stamp: Stamp { hlc: self.hlc, writer: self.ward.to_string() },
                     context: VersionVector::default(),
                     fields: flatten(r).into_keys().collect(),

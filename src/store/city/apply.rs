@@ -74,19 +74,26 @@ impl<'a> GroupWrite<'a> {
     /// The record's state as of this write, and the record it shows.
     fn current_shown(&mut self, k: &RecordKey) -> Result<&(Versioned, Option<Record>), StoreError> {
         if !self.states.contains_key(k) {
-            let sk = state_key(k);
-            let s: Versioned =
-                self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
-            let shown = s.materialize(k, self.policies);
-            self.states.insert(k.clone(), (s, shown));
+            let stored = self.stored(k)?;
+            self.states.insert(k.clone(), stored);
         }
         Ok(&self.states[k])
     }
 
     /// Like [`GroupWrite::current_shown`], taken out to be changed and put back.
     fn take_shown(&mut self, k: &RecordKey) -> Result<(Versioned, Option<Record>), StoreError> {
-        self.current_shown(k)?;
-        Ok(self.states.remove(k).expect("just read"))
+        match self.states.remove(k) {
+            Some(s) => Ok(s),
+            None => self.stored(k),
+        }
+    }
+
+    /// The record's state as stored, and the record it shows.
+    fn stored(&self, k: &RecordKey) -> Result<(Versioned, Option<Record>), StoreError> {
+        let sk = state_key(k);
+        let s: Versioned = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+        let shown = s.materialize(k, self.policies);
+        Ok((s, shown))
     }
 
     /// A new stamp for a write by the city, after everything in `state`.
@@ -243,7 +250,7 @@ mod tests {
     fn a_borrowed_log_entry_encodes_as_the_stored_one() {
         let ward = WardCode::parse("00082").unwrap();
         let record = crate::generate::sample(&ward, 1, 7).remove(0);
-        let key = RecordKey::new(record.kind(), &record.key_id()).unwrap();
+        let key = record.key().unwrap();
         let change = Change {
             seq: 3,
             written_at_ms: 1_700_000_000_000,
