@@ -11,6 +11,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = wardsync::cli::Cli::parse();
     wardsync::cli::init_tracing(&cli);
+    #[cfg(feature = "mutation")]
+    let _bug = match wardsync::mutation::from_env() {
+        Ok(bug) => bug,
+        Err(e) => {
+            eprintln!("error: WARDSYNC_MUTATION: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,8 +1,13 @@
-//! Deliberate bugs a test can switch on, to prove that the simulation's
-//! invariant checks catch them (a harness that never fails proves nothing).
-//! Off unless a test turns one on for its own thread with [`inject`].
-
-use std::cell::Cell;
+//! Deliberate bugs a test can switch on, to prove that its invariant checks
+//! catch them (a harness that never fails proves nothing).
+//!
+//! Only built with the `mutation` feature, which the test build turns on
+//! (`wardsync` is its own dev-dependency with that feature); in any other
+//! build [`active`] is a constant `false` and the bugs cannot be switched
+//! on. A mutation is process-wide: the simulation runs each seed in a
+//! process of its own and calls [`inject`]; a `wardsync` process started
+//! by a fault test reads it from the `WARDSYNC_MUTATION` environment
+//! variable ([`from_env`]).
 
 /// A bug that can be injected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,29 +16,89 @@ pub enum Mutation {
     ApplyDuplicates,
     /// The ward acknowledges writes without flushing them to disk.
     AckBeforeFlush,
+    /// The city's `Welcome` reports a ward's changes as applied before
+    /// they are durable.
+    WelcomeBeforeFlush,
+    /// A flush returns before its data is durable (the engine's old flush:
+    /// sled's `sync_file_range` without an fsync); it becomes durable only
+    /// with a later flush.
+    FlushNotDurable,
 }
 
-thread_local! {
-    static ACTIVE: Cell<Option<Mutation>> = const { Cell::new(None) };
+impl Mutation {
+    /// Every mutation.
+    pub const ALL: [Mutation; 4] = [
+        Mutation::ApplyDuplicates,
+        Mutation::AckBeforeFlush,
+        Mutation::WelcomeBeforeFlush,
+        Mutation::FlushNotDurable,
+    ];
+
+    /// The mutation's name on command lines and in `WARDSYNC_MUTATION`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::ApplyDuplicates => "apply-duplicates",
+            Mutation::AckBeforeFlush => "ack-before-flush",
+            Mutation::WelcomeBeforeFlush => "welcome-before-flush",
+            Mutation::FlushNotDurable => "flush-not-durable",
+        }
+    }
+
+    /// The mutation called `name`, or an error listing every name.
+    pub fn parse(name: &str) -> Result<Mutation, String> {
+        Mutation::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown mutation {name:?} (one of {})", names.join(", "))
+        })
+    }
 }
 
-/// True if `m` is switched on for this thread.
+#[cfg(feature = "mutation")]
+static ACTIVE: std::sync::Mutex<Option<Mutation>> = std::sync::Mutex::new(None);
+
+/// True if `m` is switched on in this process.
 pub fn active(m: Mutation) -> bool {
-    ACTIVE.with(|a| a.get() == Some(m))
+    #[cfg(feature = "mutation")]
+    {
+        *ACTIVE.lock().expect("poisoned") == Some(m)
+    }
+    #[cfg(not(feature = "mutation"))]
+    {
+        let _ = m;
+        false
+    }
 }
 
-/// Switches `m` on for this thread until the returned guard is dropped.
+/// Switches `m` on until the returned guard is dropped.
+#[cfg(feature = "mutation")]
 pub fn inject(m: Mutation) -> Injected {
-    ACTIVE.with(|a| a.set(Some(m)));
+    *ACTIVE.lock().expect("poisoned") = Some(m);
     Injected(())
 }
 
+/// Switches on the mutation named by `WARDSYNC_MUTATION`, if set (for a
+/// `wardsync` process a fault test starts); the guard lives as long as the
+/// process.
+#[cfg(feature = "mutation")]
+pub fn from_env() -> Result<Option<Injected>, String> {
+    match std::env::var("WARDSYNC_MUTATION") {
+        Ok(name) if !name.is_empty() => {
+            let m = Mutation::parse(&name)?;
+            tracing::warn!(mutation = name, "a deliberate bug is switched on (test build)");
+            Ok(Some(inject(m)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Switches the mutation off when dropped (see [`inject`]).
+#[cfg(feature = "mutation")]
 #[must_use = "the mutation is switched off when this guard is dropped"]
 pub struct Injected(());
 
+#[cfg(feature = "mutation")]
 impl Drop for Injected {
     fn drop(&mut self) {
-        ACTIVE.with(|a| a.set(None));
+        *ACTIVE.lock().expect("poisoned") = None;
     }
 }

@@ -258,6 +258,24 @@ impl SyncService {
         }
     }
 
+    /// The ward says the city acknowledged its changes up to `acked`; if the
+    /// city holds less, it lost them (restored from an older backup, or a
+    /// disk fault). The loss is recorded durably and replication resumes
+    /// after `acked`, since the ward no longer holds those changes: a city
+    /// that lost data never wedges a ward. Returns how many were lost.
+    async fn find_lost(&self, ward: &WardCode, acked: u64) -> Result<u64, CityError> {
+        if acked <= self.store.last_applied(ward) {
+            return Ok(0);
+        }
+        let Some((first, last)) = self.store.acknowledged_lost(ward, acked, now_ms())? else {
+            return Ok(0);
+        };
+        self.store.flush().await?;
+        tracing::error!(%ward, first, last, lost = last - first + 1,
+            "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
+        Ok(last - first + 1)
+    }
+
     async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
         if batch.changes.len() > self.limits.max_batch_changes {
             return Err(CityError::Invalid(crate::model::ValidationError::single(
@@ -320,11 +338,12 @@ impl CitySync for SyncService {
         // Both halves stop when either does: the stream is one session.
         let session = self.cancel.child_token();
         let slot = StreamSlot::take(&self.live, &ward, self.limits.max_streams_per_ward, session.clone());
+        let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
-        let welcome = pb::Welcome { last_applied_seq: last, policies_json };
+        let welcome = pb::Welcome { last_applied_seq: last, policies_json, lost_changes };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(
             ward.clone(),

@@ -92,6 +92,8 @@ pub fn ward_states(
                 last_applied_seq: state.last_applied_seq,
                 records: state.records,
                 quarantined: state.quarantined,
+                lost_changes: state.lost.changes,
+                lost_found_at_ms: state.lost.found_at_ms,
             }
         })
         .collect())

@@ -41,6 +41,7 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     let records = PerWard::default();
     let conflicts = PerWard::default();
     let quarantined = PerWard::default();
+    let lost = PerWard::default();
     let conflicts_open = Gauge::<i64>::default();
     let quarantined_all = Gauge::<i64>::default();
     let denied = Gauge::<i64>::default();
@@ -66,6 +67,11 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     r.register("ward_records", "Records the ward owns at the city", records.clone());
     r.register("ward_conflicts_open", "Open conflicts on the ward's records", conflicts.clone());
     r.register("ward_quarantined", "The ward's changes in quarantine", quarantined.clone());
+    r.register(
+        "ward_lost_changes",
+        "Changes the city acknowledged to the ward and later no longer held (restored from an older backup?)",
+        lost.clone(),
+    );
     r.register("conflicts_open", "Open conflicts", conflicts_open.clone());
     r.register("quarantined", "Changes in quarantine", quarantined_all.clone());
     r.register("denied_calls", "Calls refused since the city started", denied.clone());
@@ -89,6 +95,7 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
             records.get_or_create(&label).set(w.records as i64);
             conflicts.get_or_create(&label).set(w.open_conflicts as i64);
             quarantined.get_or_create(&label).set(w.quarantined as i64);
+            lost.get_or_create(&label).set(w.lost_changes as i64);
             open += w.open_conflicts as i64;
             quarantine += w.quarantined as i64;
         }

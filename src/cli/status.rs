@@ -29,6 +29,7 @@ fn json(w: &pb::WardState) -> serde_json::Value {
         "backlog_bytes": w.backlog_bytes, "oldest_queued_ms": w.oldest_queued_ms,
         "last_contact_ms": w.last_contact_ms, "last_applied_seq": w.last_applied_seq,
         "records": w.records, "open_conflicts": w.open_conflicts, "quarantined": w.quarantined,
+        "lost_changes": w.lost_changes, "lost_found_at_ms": w.lost_found_at_ms,
     })
 }
 
@@ -70,6 +71,15 @@ fn table(wards: &[pb::WardState]) {
         };
         println!("{styled}");
     }
+    for w in wards.iter().filter(|w| w.lost_changes > 0) {
+        let line = format!(
+            "ward {}: the city lost {} changes it had acknowledged (last found {}); replication resumed after them",
+            w.ward,
+            w.lost_changes,
+            age(w.lost_found_at_ms, now)
+        );
+        println!("{}", style(line).red());
+    }
 }
 
 /// Runs `wardsync status`.
@@ -100,6 +110,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
                     let v = serde_json::json!({
                         "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
                         "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
+                        "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
                     });
                     println!("{v}");
                 } else {
@@ -113,6 +124,20 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
                         if s.connected { "connected" } else { "disconnected" },
                         s.reconnects
                     );
+                    if s.sequence_jumps > 0 {
+                        let line = format!(
+                            "this ward lost data: {} time(s) the city had applied more changes than it had numbered; its numbering moved past the city's (see its log)",
+                            s.sequence_jumps
+                        );
+                        println!("{}", style(line).red());
+                    }
+                    if s.city_lost_changes > 0 {
+                        let line = format!(
+                            "the city lost {} changes it had acknowledged to this ward (restored from an older backup?); replication resumed after them",
+                            s.city_lost_changes
+                        );
+                        println!("{}", style(line).red());
+                    }
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! An in-memory engine that models durability, for simulation and tests.
 //!
 //! It keeps two maps: what readers see, and what a crash would leave. A
-//! batch reaches the durable map only through [`Engine::flush`];
-//! [`MemEngine::crash`] throws away everything not flushed, as a power cut
-//! would.
+//! batch reaches the durable map only through a completed [`Engine::flush`],
+//! which covers the batches applied before it was called and, like a disk,
+//! may take time ([`MemEngine::with_flush_time`]): a crash while it runs
+//! keeps nothing of it. [`MemEngine::crash`] throws away everything not
+//! durable, as a power cut would.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,12 @@ use super::engine::{Batch, Engine, Entry, StoreError};
 struct State {
     live: BTreeMap<Vec<u8>, Vec<u8>>,
     durable: BTreeMap<Vec<u8>, Vec<u8>>,
-    unflushed: Vec<Batch>,
+    /// Batches applied and not yet durable, numbered in order.
+    unflushed: Vec<(u64, Batch)>,
+    /// Batches applied so far.
+    applied: u64,
+    /// What the last completed flush covered (for the flush-not-durable mutation).
+    last_covered: u64,
 }
 
 fn apply_to(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: &Batch) {
@@ -32,15 +39,22 @@ fn apply_to(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: &Batch) {
 #[derive(Clone, Default)]
 pub struct MemEngine {
     state: Arc<Mutex<State>>,
+    flush_time: std::time::Duration,
 }
 
 impl MemEngine {
-    /// An empty engine.
+    /// An empty engine whose flush completes at once.
     pub fn new() -> MemEngine {
         MemEngine::default()
     }
 
-    /// Simulates a crash: every batch not flushed is lost.
+    /// An empty engine whose flush takes `t` (on tokio's clock, so a
+    /// simulation's clock drives it), as a disk's sync does.
+    pub fn with_flush_time(t: std::time::Duration) -> MemEngine {
+        MemEngine { flush_time: t, ..MemEngine::default() }
+    }
+
+    /// Simulates a power cut: every batch not covered by a completed flush is lost.
     pub fn crash(&self) {
         let mut s = self.state.lock().expect("mem engine poisoned");
         s.live = s.durable.clone();
@@ -70,16 +84,34 @@ impl Engine for MemEngine {
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut s = self.state.lock().expect("poisoned");
         apply_to(&mut s.live, &batch);
-        s.unflushed.push(batch);
+        s.applied += 1;
+        let n = s.applied;
+        s.unflushed.push((n, batch));
         Ok(())
     }
 
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let state = self.state.clone();
+        // What this flush covers is fixed when it is called.
+        let covers = state.lock().expect("poisoned").applied;
+        let time = self.flush_time;
         Box::pin(async move {
+            if !time.is_zero() {
+                tokio::time::sleep(time).await;
+            }
             let mut s = state.lock().expect("poisoned");
-            let pending = std::mem::take(&mut s.unflushed);
-            for b in &pending {
+            // The old sled flush: it returns, and what it covered becomes
+            // durable only with a later one.
+            let upto = if crate::mutation::active(crate::mutation::Mutation::FlushNotDurable) {
+                let before = s.last_covered;
+                s.last_covered = before.max(covers);
+                before
+            } else {
+                covers
+            };
+            let done = s.unflushed.iter().take_while(|(n, _)| *n <= upto).count();
+            let durable: Vec<(u64, Batch)> = s.unflushed.drain(..done).collect();
+            for (_, b) in &durable {
                 apply_to(&mut s.durable, b);
             }
             Ok(())

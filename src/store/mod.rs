@@ -8,6 +8,7 @@
 
 mod city;
 pub(crate) mod codec;
+mod disk_sync;
 mod engine;
 mod group_commit;
 mod mem_engine;
@@ -18,7 +19,7 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LoggedChange,
+    BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LoggedChange, Loss,
     OfficeError, Quarantined, RetryError, WardBatch, WardState,
 };
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

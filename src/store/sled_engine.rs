@@ -3,17 +3,24 @@
 //! Only single-tree atomic batches are used. Multi-tree sled transactions
 //! combined with flushes deadlocked in our measurements (DESIGN.md section 5),
 //! so this module deliberately offers no transactions.
+//!
+//! sled's own flush is not durable against a power cut: each flush is
+//! followed by [`DiskSync`], which syncs what sled leaves unsynced.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use super::disk_sync::DiskSync;
 use super::engine::{Batch, Engine, Entry, StoreError};
+use crate::mutation::{Mutation, active};
 
 /// A sled database used as one ordered key space.
 #[derive(Clone)]
 pub struct SledEngine {
     db: sled::Db,
+    disk: Arc<DiskSync>,
 }
 
 fn err(e: sled::Error) -> StoreError {
@@ -28,16 +35,18 @@ impl SledEngine {
     pub fn open(dir: &Path, cache_mb: u64) -> Result<SledEngine, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join("db");
         let db =
-            sled::Config::new().path(dir.join("db")).cache_capacity(cache_mb.max(1) << 20).open().map_err(
-                |e| {
-                    StoreError::Io(format!(
-                        "cannot open database in {} (is another wardsync using it?): {e}",
-                        dir.display()
-                    ))
-                },
-            )?;
-        Ok(SledEngine { db })
+            sled::Config::new().path(&path).cache_capacity(cache_mb.max(1) << 20).open().map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot open database in {} (is another wardsync using it?): {e}",
+                    dir.display()
+                ))
+            })?;
+        let disk = DiskSync::open(&path).map_err(|e| {
+            StoreError::Io(format!("cannot sync the new database files in {}: {e}", path.display()))
+        })?;
+        Ok(SledEngine { db, disk: Arc::new(disk) })
     }
 }
 
@@ -75,12 +84,22 @@ impl Engine for SledEngine {
     }
 
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
-        let db = self.db.clone();
+        let (db, disk) = (self.db.clone(), self.disk.clone());
         // sled's own flush_async hands the work to its thread pool and back;
         // a blocking thread that flushes and answers saves a hop.
+        let durable = move || -> Result<(), StoreError> {
+            db.flush().map_err(err)?;
+            if active(Mutation::FlushNotDurable) {
+                return Ok(());
+            }
+            disk.sync().map_err(|e| match StoreError::from_io(e) {
+                StoreError::Io(m) => StoreError::Io(format!("cannot sync the database to disk: {m}")),
+                other => other,
+            })
+        };
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || db.flush()).await {
-                Ok(r) => r.map(|_| ()).map_err(err),
+            match tokio::task::spawn_blocking(durable).await {
+                Ok(r) => r,
                 Err(e) => Err(StoreError::Io(format!("flush task failed: {e}"))),
             }
         })

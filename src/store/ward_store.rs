@@ -401,6 +401,45 @@ impl WardStore {
         Ok(())
     }
 
+    /// The city has applied this ward's changes up to `city_applied`, a
+    /// number this ward never reached: it lost data (a disk fault, a
+    /// restored backup), and numbers it handed out since may already mean
+    /// other changes at the city. Renumbers every queued entry, in order,
+    /// right after `city_applied`, and moves the counter and the
+    /// acknowledged mark there, so no number the city applied is used
+    /// again and nothing queued is lost. Returns how many entries were
+    /// renumbered. Not durable until [`WardStore::flush`].
+    pub fn move_past(&self, city_applied: u64) -> Result<u64, StoreError> {
+        let mut c = self.lock();
+        if city_applied <= c.last_seq {
+            return Ok(0);
+        }
+        let mut batch = Batch::default();
+        let (mut seq, mut bytes) = (city_applied, 0);
+        let mut renumbered = Vec::new();
+        // Old and new numbers may overlap: every removal before any insert.
+        for (k, v) in self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(c.last_seq + 1), usize::MAX)? {
+            let mut change: Change = decode(&k, &v)?;
+            seq += 1;
+            change.seq = seq;
+            batch.remove(k);
+            renumbered.push(change);
+        }
+        for change in &renumbered {
+            let v = encode(change);
+            bytes += v.len() as u64;
+            batch.insert(outbox_key(change.seq), v);
+        }
+        batch.insert(LAST_SEQ, be(seq).to_vec());
+        batch.insert(ACKED, be(city_applied).to_vec());
+        self.engine.apply(batch)?;
+        let moved = seq - city_applied;
+        c.last_seq = seq;
+        c.acked = city_applied;
+        c.queued_bytes = bytes;
+        Ok(moved)
+    }
+
     /// The record under `key`, if it exists and this ward owns it.
     pub fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         let k = tagged(RECORD, key);

@@ -161,6 +161,8 @@ impl WardApi for LocalApi {
             connected: self.link.connected.load(Ordering::Relaxed),
             reconnects: self.link.reconnects.get(),
             records,
+            sequence_jumps: self.link.sequence_jumps.get(),
+            city_lost_changes: self.link.city_lost_changes.get(),
         }))
     }
 }

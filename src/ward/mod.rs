@@ -119,6 +119,7 @@ where
         connect: connect.clone(),
         config: cfg.replication.clone(),
         link: link.clone(),
+        floor: 0,
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
     let metrics_task = cfg.metrics_listen.map(|addr| {
@@ -170,6 +171,16 @@ fn ward_metrics(store: &WardStore, link: &Arc<LinkState>) -> crate::metrics::Exp
     r.register("reconnects", "Connection attempts after the first", link.reconnects.clone());
     r.register("batches_sent", "Batches sent to the city", link.batches_sent.clone());
     r.register("ack_latency_seconds", "Time from sending a batch to its ack", link.ack_latency.clone());
+    r.register(
+        "sequence_jumps",
+        "Times the city had applied more changes than this ward numbered (this ward lost data)",
+        link.sequence_jumps.clone(),
+    );
+    r.register(
+        "city_lost_changes",
+        "Changes the city acknowledged to this ward and later no longer held",
+        link.city_lost_changes.clone(),
+    );
     let (store, link) = (store.clone(), link.clone());
     let refresh = move || {
         depth.set(store.backlog() as i64);

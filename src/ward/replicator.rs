@@ -58,6 +58,10 @@ pub struct LinkState {
     pub batches_sent: Counter,
     /// Time from sending a batch to its ack.
     pub ack_latency: Histogram,
+    /// Times the city had applied more changes than this ward numbered.
+    pub sequence_jumps: Counter,
+    /// Changes the city acknowledged and later no longer held.
+    pub city_lost_changes: Counter,
 }
 
 impl Default for LinkState {
@@ -67,6 +71,8 @@ impl Default for LinkState {
             reconnects: Counter::default(),
             batches_sent: Counter::default(),
             ack_latency: crate::metrics::latency_histogram(),
+            sequence_jumps: Counter::default(),
+            city_lost_changes: Counter::default(),
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct Replicator {
     pub config: ReplicationConfig,
     /// Shared with the status API.
     pub link: Arc<LinkState>,
+    /// Entries up to here are durable whatever the writer last reported
+    /// (set when queued entries are renumbered past the city's sequence).
+    pub floor: u64,
 }
 
 enum SessionEnd {
@@ -154,6 +163,7 @@ impl Replicator {
                 protocol_version: PROTOCOL_VERSION,
                 schema_version: SCHEMA_VERSION,
                 downstream_cursor: self.store.downstream_cursor(),
+                acked_seq: self.store.acked_seq(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -172,7 +182,7 @@ impl Replicator {
             Ok(m) => m,
             Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
         };
-        let applied = match welcome {
+        let (applied, lost) = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
@@ -182,16 +192,38 @@ impl Replicator {
                     }
                     Err(e) => return fail("the city sent unreadable merge policies", &e),
                 }
-                w.last_applied_seq
+                (w.last_applied_seq, w.lost_changes)
             }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
+        if lost > 0 {
+            self.link.city_lost_changes.inc_by(lost);
+            tracing::error!(ward = %self.ward, lost, resumed_after = applied,
+                "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
+        }
         if applied < self.store.acked_seq() {
             tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
-                "the city reports fewer applied changes than it acknowledged before; its database may have been restored from an old backup");
+                "the city reports fewer applied changes than it acknowledged before");
+        }
+        if applied > self.store.last_seq() {
+            // Only a ward that lost data can be behind what the city applied:
+            // its numbers from here on would be taken for duplicates.
+            let last = self.store.last_seq();
+            match self.store.move_past(applied) {
+                Ok(moved) => {
+                    if let Err(e) = self.store.flush().await {
+                        return fail("cannot store the new numbering", &e);
+                    }
+                    self.floor = self.store.last_seq();
+                    self.link.sequence_jumps.inc();
+                    tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
+                        "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's and its queued changes are renumbered after it");
+                }
+                Err(e) => return fail("cannot move the numbering past the city's", &e),
+            }
         }
         if let Err(e) = self.store.ack(applied) {
             return fail("cannot delete acknowledged entries", &e);
@@ -207,7 +239,7 @@ impl Replicator {
         let mut heartbeat = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(100)));
         loop {
             while in_flight.len() < cfg.max_in_flight {
-                let durable = *self.durable.borrow_and_update();
+                let durable = (*self.durable.borrow_and_update()).max(self.floor);
                 let changes = match self.store.outbox_range(
                     sent,
                     durable,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ledger;
+pub mod powercut;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// A temp directory holding certificates and every node's data and logs.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Environment variables every node started in this environment gets.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -37,7 +40,7 @@ impl Env {
         }
         let foreign = DevCa::open_or_create(&dir.path().join("foreign")).unwrap();
         foreign.issue_ward(&WardCode::parse("00082").unwrap()).unwrap();
-        Env { dir }
+        Env { dir, node_env: Vec::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -60,12 +63,13 @@ pub struct Node {
     pub name: String,
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
 impl Node {
-    fn spawn(name: &str, args: Vec<String>, log: PathBuf) -> Node {
-        let mut n = Node { name: name.into(), child: None, args, log };
+    fn spawn(name: &str, args: Vec<String>, env: &Env, log: PathBuf) -> Node {
+        let mut n = Node { name: name.into(), child: None, args, env: env.node_env.clone(), log };
         n.start();
         n
     }
@@ -77,6 +81,7 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
             .args(&self.args)
             .env("RUST_LOG", "wardsync=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -158,7 +163,7 @@ impl City {
             "--tls-dir".into(),
             env.certs().display().to_string(),
         ];
-        let node = Node::spawn("city", args, env.path().join("city.log"));
+        let node = Node::spawn("city", args, env, env.path().join("city.log"));
         City { node, addr, certs: env.certs() }
     }
 
@@ -169,7 +174,7 @@ impl City {
         let config = env.path().join("city.toml");
         write_city_config(env, &config, addr, extra);
         let args = vec!["city".into(), "--config".into(), config.display().to_string()];
-        let node = Node::spawn("city", args, env.path().join("city.log"));
+        let node = Node::spawn("city", args, env, env.path().join("city.log"));
         City { node, addr, certs: env.certs() }
     }
 
@@ -252,7 +257,8 @@ key = "{key}"
         )
         .unwrap();
         let args = vec!["ward".into(), "--config".into(), config.display().to_string()];
-        let node = Node::spawn(&format!("ward {code}"), args, env.path().join(format!("ward-{code}.log")));
+        let node =
+            Node::spawn(&format!("ward {code}"), args, env, env.path().join(format!("ward-{code}.log")));
         Ward { node, code: code.into(), api }
     }
 
@@ -361,6 +367,7 @@ pub fn hello(claim: &str) -> pb::WardMessage {
             protocol_version: wardsync::proto::PROTOCOL_VERSION,
             schema_version: wardsync::proto::SCHEMA_VERSION,
             downstream_cursor: 0,
+            acked_seq: 0,
         })),
     }
 }

@@ -19,8 +19,10 @@
 //!   `WARDSYNC_SIM_SEEDS`) keep every invariant;
 //! - replay: two seeds run twice give the same run (the city's whole log
 //!   with stamps and times, and the simulated time it ended at);
-//! - the harness bites: with a bug injected (`--mutation ack-before-flush`,
-//!   `--mutation apply-duplicates`), some seed of the first 40 fails.
+//! - the harness bites: with each bug of `wardsync::mutation` injected
+//!   (`--mutation ack-before-flush`, `apply-duplicates`,
+//!   `welcome-before-flush`, `flush-not-durable`), some seed of the first
+//!   40 fails.
 //!
 //! `scripts/soak.sh` runs thousands of seeds.
 
@@ -40,11 +42,8 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return; // `cargo test -- --list`: no named tests here
     }
-    let mutation = value("--mutation").map(|m| match m.as_str() {
-        "ack-before-flush" => Mutation::AckBeforeFlush,
-        "apply-duplicates" => Mutation::ApplyDuplicates,
-        other => panic!("unknown --mutation {other:?} (ack-before-flush or apply-duplicates)"),
-    });
+    let mutation =
+        value("--mutation").map(|m| Mutation::parse(&m).unwrap_or_else(|e| panic!("--mutation: {e}")));
     let number =
         |name: &str| value(name).map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name} {v:?}")));
     match number("--seed") {

@@ -94,10 +94,9 @@ pub fn all(seeds: std::ops::Range<u64>) -> bool {
         }
     }
 
-    for (name, m) in
-        [("ack-before-flush", Mutation::AckBeforeFlush), ("apply-duplicates", Mutation::ApplyDuplicates)]
-    {
-        let caught = run((0..40).collect(), Some(name), true).into_iter().find(|r| !r.problems.is_empty());
+    for m in Mutation::ALL {
+        let caught =
+            run((0..40).collect(), Some(m.name()), true).into_iter().find(|r| !r.problems.is_empty());
         match caught {
             Some(r) => {
                 let first: String = r.problems[0].chars().take(200).collect();

@@ -9,6 +9,7 @@
 //! - `n<folded name>\0<tag><id>`   → diacritics-insensitive name index;
 //! - `l<cursor: u64 BE>`          → [`super::LoggedChange`]: the change log;
 //! - `w<ward>`                    → [`super::WardState`];
+//! - `L<ward>`                    → [`super::Loss`]: acknowledged changes the city lost;
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
 //! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
 //! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
@@ -29,6 +30,7 @@ pub(super) const BY_OWNER: &[u8] = b"o";
 pub(super) const BY_NAME: &[u8] = b"n";
 const LOG: &[u8] = b"l";
 pub(super) const WARD: &[u8] = b"w";
+pub(super) const LOSS: &[u8] = b"L";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
@@ -66,6 +68,10 @@ pub(super) fn ward_key(ward: &WardCode) -> Vec<u8> {
 
 pub(super) fn log_key(cursor: u64) -> Vec<u8> {
     key(LOG, &[&be(cursor)])
+}
+
+pub(super) fn loss_key(ward: &WardCode) -> Vec<u8> {
+    key(LOSS, &[ward.as_str().as_bytes()])
 }
 
 pub(super) fn quarantine_key(prefix: &[u8], ward: &WardCode, seq: u64) -> Vec<u8> {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{be, decode, encode, read_be};
 use super::engine::{Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
-use keys::{CURSOR, HLC, QUARANTINE, WARD, quarantine_key, ward_key};
+use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_key};
 
 pub use audit::Denial;
 pub use conflicts::{Conflict, ConflictFilter};
@@ -38,6 +38,10 @@ use apply::GroupWrite;
 /// Replication state of one ward as the city knows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WardState {
+    /// Changes the city had acknowledged to the ward and no longer held
+    /// (stored under a key of its own, [`keys::loss_key`]).
+    #[serde(skip)]
+    pub lost: Loss,
     /// Highest sequence number durably applied (or quarantined) for the ward.
     pub last_applied_seq: u64,
     /// City time of the last batch, ms since the epoch.
@@ -46,6 +50,19 @@ pub struct WardState {
     pub quarantined: u64,
     /// Records the ward owns at the city.
     pub records: u64,
+}
+
+/// Changes the city acknowledged to a ward and then no longer held (its
+/// database restored from an older backup, or lost to a disk fault), as
+/// the ward reported on reconnecting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Loss {
+    /// How many changes, in all.
+    pub changes: u64,
+    /// The last range lost, first and last sequence.
+    pub last_range: (u64, u64),
+    /// City time when the last loss was found, ms since the epoch.
+    pub found_at_ms: i64,
 }
 
 /// One applied change in the city-wide log.
@@ -130,6 +147,9 @@ pub struct CityStore {
     engine: Arc<dyn Engine>,
     cache: Arc<Mutex<Cache>>,
     durable_cursor: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Each ward's last applied sequence as of the last completed flush:
+    /// what the city may report to the ward.
+    durable_applied: Arc<Mutex<HashMap<WardCode, u64>>>,
     policies: Arc<Policies>,
     denials: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -145,26 +165,65 @@ impl CityStore {
             let prefix = [keys::RECORD, &[kind.tag()]].concat();
             *n = engine.count(&prefix, &prefix_end(&prefix))?;
         }
+        let code = |k: &[u8]| {
+            WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                reason,
+            })
+        };
         let mut wards = HashMap::new();
         for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
-            let code = WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| {
-                StoreError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), reason }
-            })?;
-            wards.insert(code, decode(&k, &v)?);
+            wards.insert(code(&k)?, decode(&k, &v)?);
         }
+        for (k, v) in engine.scan(LOSS, &prefix_end(LOSS), usize::MAX)? {
+            wards.entry(code(&k)?).or_insert_with(WardState::default).lost = decode(&k, &v)?;
+        }
+        let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
         Ok(CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
+            durable_applied: Arc::new(Mutex::new(durable_applied)),
             policies: Arc::new(policies),
             denials: Arc::default(),
         })
     }
 
-    /// The last sequence durably applied for `ward` (0 if never seen).
+    /// The last sequence durably applied for `ward` (0 if never seen): the
+    /// only figure the city may report to the ward, which deletes what it
+    /// covers. Changes applied and not yet flushed are not included.
     pub fn last_applied(&self, ward: &WardCode) -> u64 {
-        let c = self.cache.lock().expect("poisoned");
-        c.wards.get(ward).map_or(0, |s| s.last_applied_seq)
+        if crate::mutation::active(crate::mutation::Mutation::WelcomeBeforeFlush) {
+            let c = self.cache.lock().expect("poisoned");
+            return c.wards.get(ward).map_or(0, |s| s.last_applied_seq);
+        }
+        self.durable_applied.lock().expect("poisoned").get(ward).copied().unwrap_or(0)
+    }
+
+    /// The ward says this city had acknowledged its changes up to `acked`,
+    /// beyond what the city holds: they were lost (the database was restored
+    /// from an older backup, or lost to a disk fault). Records the loss and
+    /// moves the ward's last applied sequence to `acked`, so that its new
+    /// changes are applied again (the ward no longer holds the lost ones).
+    /// Returns the range lost, if any. Not durable until [`CityStore::flush`].
+    pub fn acknowledged_lost(
+        &self,
+        ward: &WardCode,
+        acked: u64,
+        now_ms: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        self.write(now_ms, |_, wards| {
+            let state = wards.entry(ward.clone()).or_default();
+            if acked <= state.last_applied_seq {
+                return Ok(None);
+            }
+            let range = (state.last_applied_seq + 1, acked);
+            state.lost.changes += acked - state.last_applied_seq;
+            state.lost.last_range = range;
+            state.lost.found_at_ms = now_ms;
+            state.last_applied_seq = acked;
+            Ok(Some(range))
+        })
     }
 
     /// Runs `f` over one atomic write and commits it with the ward states it returns.
@@ -179,8 +238,12 @@ impl CityStore {
         let out = f(&mut w, &mut wards)?;
         w.batch.insert(HLC, encode(&w.hlc));
         for (ward, state) in &wards {
-            if cache.wards.get(ward) != Some(state) {
+            let before = cache.wards.get(ward);
+            if before != Some(state) {
                 w.batch.insert(ward_key(ward), encode(state));
+            }
+            if before.map(|b| &b.lost) != Some(&state.lost) && state.lost != Loss::default() {
+                w.batch.insert(loss_key(ward), encode(&state.lost));
             }
         }
         w.batch.insert(CURSOR, be(w.cursor).to_vec());
@@ -262,8 +325,17 @@ impl CityStore {
 
     /// Makes every applied group durable and publishes the log up to it.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let cursor = self.cache.lock().expect("poisoned").cursor;
+        let (cursor, applied): (u64, Vec<(WardCode, u64)>) = {
+            let c = self.cache.lock().expect("poisoned");
+            (c.cursor, c.wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect())
+        };
         self.engine.flush().await?;
+        let mut durable = self.durable_applied.lock().expect("poisoned");
+        for (ward, seq) in applied {
+            let d = durable.entry(ward).or_default();
+            *d = (*d).max(seq);
+        }
+        drop(durable);
         self.durable_cursor.send_if_modified(|c| {
             let newer = cursor > *c;
             *c = (*c).max(cursor);
