@@ -58,6 +58,13 @@ fn clock(seed: u64) -> Rc<dyn Fn() -> i64> {
     Rc::new(clock)
 }
 
+/// How long a flush takes on a ward's disk and on the city's (busier), as
+/// a disk's sync does: a crash while it runs keeps nothing of it, and
+/// whatever a node reports before it completes (the `welcome-before-flush`
+/// mutation) can be lost.
+const FLUSH_TIME: Duration = Duration::from_millis(4);
+const CITY_FLUSH_TIME: Duration = Duration::from_millis(150);
+
 pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
     let clock = clock(seed);
     let jitter = Rc::new(RefCell::new(StdRng::seed_from_u64(seed ^ 0x717e)));
@@ -70,11 +77,11 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
         .max_message_latency(Duration::from_millis(20))
         .build();
     // Hosts are registered one tick apart so the clock can tell them apart.
-    let city_engine = MemEngine::new();
+    let city_engine = MemEngine::with_flush_time(CITY_FLUSH_TIME);
     nodes::city(&mut sim, &city_engine, certs);
     for (code, host) in WARDS {
         sim.step().unwrap();
-        nodes::ward(&mut sim, host, code, &MemEngine::new(), certs);
+        nodes::ward(&mut sim, host, code, &MemEngine::with_flush_time(FLUSH_TIME), certs);
     }
     sim.step().unwrap();
     let shared = Arc::new(Shared::new(&WARDS));
@@ -101,8 +108,9 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
                 faults.heal_all(&mut sim);
                 shared.healed.store(true, Ordering::SeqCst);
             } else if ticks % 100 == 0 {
-                faults.maybe_inject(&mut sim);
+                faults.maybe_inject(&mut sim, ticks);
             }
+            faults.due(&mut sim, ticks);
         }
         ticks += 1;
         match sim.step() {
@@ -126,15 +134,25 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
 struct Faults {
     rng: StdRng,
     crashes: usize,
+    /// The tick at which the city crashes, if one is scheduled.
+    city_crash_at: Option<u64>,
 }
 
 impl Faults {
     fn new(seed: u64) -> Faults {
-        Faults { rng: StdRng::seed_from_u64(seed ^ 0xfa17), crashes: 0 }
+        Faults { rng: StdRng::seed_from_u64(seed ^ 0xfa17), crashes: 0, city_crash_at: None }
     }
 
-    /// Every 100 ms of simulated time: perhaps one fault, or one repair.
-    fn maybe_inject(&mut self, sim: &mut turmoil::Sim<'_>) {
+    /// Crashes the city if it is time to.
+    fn due(&mut self, sim: &mut turmoil::Sim<'_>, tick: u64) {
+        if self.city_crash_at.is_some_and(|at| at <= tick) {
+            self.city_crash_at = None;
+            sim.bounce("city");
+        }
+    }
+
+    /// Every 100 ms of simulated time (`tick`, in ms): perhaps one fault, or one repair.
+    fn maybe_inject(&mut self, sim: &mut turmoil::Sim<'_>, tick: u64) {
         let (_, host) = WARDS[self.rng.gen_range(0..WARDS.len())];
         match self.rng.gen_range(0..100) {
             0..6 => sim.partition(host, "city"),
@@ -151,6 +169,13 @@ impl Faults {
             37..38 if self.crashes < 4 => {
                 self.crashes += 1;
                 sim.bounce("city");
+            }
+            // A power cut of a ward, and of the city a moment later (while
+            // the ward reconnects and what it sent last is being flushed).
+            38..42 if self.crashes < 3 => {
+                self.crashes += 2;
+                sim.bounce(host);
+                self.city_crash_at = Some(tick + self.rng.gen_range(20..400));
             }
             _ => {}
         }

@@ -360,10 +360,13 @@ impl CityStore {
         crate::model::Kind::ALL.into_iter().zip(c.kinds).collect()
     }
 
-    /// Every ward the city has heard from, with its state, in code order.
+    /// Every ward the city has heard from, with its state, in code order;
+    /// the last applied sequence is the durable one, which never goes back.
     pub fn wards(&self) -> Vec<(WardCode, WardState)> {
-        let c = self.cache.lock().expect("poisoned");
-        let mut v: Vec<_> = c.wards.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut v: Vec<_> = self.cache.lock().expect("poisoned").wards.clone().into_iter().collect();
+        for (ward, state) in &mut v {
+            state.last_applied_seq = self.last_applied(ward);
+        }
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
