@@ -503,3 +503,5 @@ fn history_starts_at_the_first_change_since_a_time() {
         assert_eq!(odd.iter().map(|l| l.cursor).collect::<Vec<_>>(), [1, 3, 5], "{name}");
     }
 }
+
+mod durability;
