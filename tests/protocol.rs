@@ -264,3 +264,49 @@ async fn a_change_stamped_too_far_ahead_of_the_city_clock_is_quarantined() {
     let e = q.get(pb::CityGetRequest { key: Some((&ahead.key).into()) }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
+    let env = Env::new();
+    let disk = common::powercut::Disk::mount(&env.path().join("city")).unwrap();
+    // A city that quarantines changes stamped more than 100 ms ahead of it.
+    let mut city = City::start_configured(&env, "max_clock_skew_ms = 100");
+    city.client().await;
+    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let mut changes: Vec<Change> = (1..=4).map(|n| change(n, "00082", 0, n as u32)).collect();
+    let ahead = wardsync::clock::now_ms() as u64 + 2000;
+    for c in &mut changes[..3] {
+        c.stamp.hlc.wall_ms = ahead;
+    }
+    assert_eq!(s.send(&changes).await.unwrap(), 4);
+    drop(s);
+    let mut q = city.client().await;
+    assert_eq!(quarantine(&mut q).await.len(), 3);
+    wardsync::cli::wait::until(DEADLINE, "the city's clock to pass the changes' stamps", || async {
+        Ok(wardsync::clock::now_ms() as u64 > ahead + 100)
+    })
+    .await
+    .unwrap();
+
+    // Each answer comes once its effect is durable.
+    let edited = match &changes[3].op {
+        Op::Put(r) => wardsync::generate::amend(r, 1),
+        Op::Delete => unreachable!(),
+    };
+    q.edit(pb::EditRequest { record: Some((&edited).into()) }).await.unwrap();
+    q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await.unwrap();
+    let discard = pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: "a duplicate".into() };
+    q.discard_quarantined(discard).await.unwrap();
+
+    city.node.kill();
+    disk.cut();
+    city.node.start();
+    let mut q = city.client().await;
+    let got = |r: pb::CityGetReply| wardsync::proto::record_from_pb(r.record).unwrap();
+    let e = q.get(pb::CityGetRequest { key: Some((&edited.key().unwrap()).into()) }).await.unwrap();
+    assert_eq!(got(e.into_inner()), edited, "the office's edit");
+    let retried = q.get(pb::CityGetRequest { key: Some((&changes[0].key).into()) }).await;
+    assert!(retried.is_ok(), "the retried change is applied");
+    let left: Vec<u64> = quarantine(&mut q).await.iter().map(|e| e.seq).collect();
+    assert_eq!(left, [3], "retried and discarded entries have left the quarantine");
+}

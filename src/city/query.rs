@@ -189,6 +189,7 @@ impl CityQuery for QueryService {
             .retry(&ward, req.seq, decoded, now_ms(), &ctx)
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
+        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(%ward, seq = req.seq, cursor, "quarantined change applied on retry");
         Ok(Response::new(pb::RetryReply { cursor }))
     }
@@ -212,6 +213,7 @@ impl CityQuery for QueryService {
             .discard(&ward, req.seq, &req.reason, &by, now_ms())
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
+        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(%ward, seq = req.seq, %by, "quarantined change discarded");
         tracing::debug!(reason = %req.reason, "discard reason");
         Ok(Response::new(pb::DiscardReply {}))

@@ -180,8 +180,13 @@ impl City {
 
     /// Rewrites the config file (same address and data) and sends SIGHUP.
     pub fn reconfigure(&self, env: &Env, extra: &str) {
-        write_city_config(env, &env.path().join("city.toml"), self.addr, extra);
+        self.rewrite_config(env, extra);
         self.node.signal("HUP");
+    }
+
+    /// Rewrites the config file (same address and data), for the next start.
+    pub fn rewrite_config(&self, env: &Env, extra: &str) {
+        write_city_config(env, &env.path().join("city.toml"), self.addr, extra);
     }
 
     pub fn url(&self) -> String {
