@@ -53,6 +53,17 @@ pub fn render(wards: &[pb::WardState], now: i64) -> String {
             records = w.records,
         );
     }
+    let mut losses = String::new();
+    for w in wards.iter().filter(|w| w.lost_changes > 0) {
+        let _ = writeln!(
+            losses,
+            "<p class=\"bad loss\" data-ward=\"{ward}\">Ward {ward}: the city lost {n} changes it had acknowledged \
+             (found {found}; restored from an older backup?). Replication resumed after them.</p>",
+            ward = escape(&w.ward),
+            n = w.lost_changes,
+            found = age(w.lost_found_at_ms, now),
+        );
+    }
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -64,13 +75,13 @@ body {{ font-family: system-ui, sans-serif; margin: 1rem; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 0.95rem; }}
 th, td {{ padding: 0.35rem 0.5rem; border-bottom: 1px solid #ddd; text-align: right; }}
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
-tr.bad {{ background: #fdd; }} tr.warn {{ background: #ffd; }}
+tr.bad, p.bad {{ background: #fdd; }} tr.warn {{ background: #ffd; }}
 .wrap {{ overflow-x: auto; }}
 </style></head>
 <body>
 <h1>Replication status</h1>
 <p id="summary">{n} wards, {behind} cut off or behind.</p>
-<div class="wrap"><table>
+{losses}<div class="wrap"><table>
 <thead><tr><th>ward</th><th>state</th><th>lag</th><th>backlog</th><th>bytes</th><th>oldest queued</th><th>last contact</th><th>conflicts</th><th>quarantined</th><th>records</th></tr></thead>
 <tbody>
 {rows}</tbody></table></div>
@@ -94,4 +105,26 @@ pub fn route(store: CityStore, live: Live, expected: Vec<WardCode>) -> axum::Rou
             }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_city_that_lost_acknowledged_changes_says_so_on_the_page() {
+        let ward = |code: &str, lost: u64| pb::WardState {
+            ward: code.into(),
+            state: "connected".into(),
+            lost_changes: lost,
+            lost_found_at_ms: if lost > 0 { 40_000 } else { 0 },
+            ..Default::default()
+        };
+        let page = render(&[ward("00082", 20), ward("00145", 0)], 100_000);
+        assert!(
+            page.contains("Ward 00082: the city lost 20 changes it had acknowledged (found 60 s ago"),
+            "{page}"
+        );
+        assert!(!page.contains("Ward 00145: the city lost"), "{page}");
+    }
 }
