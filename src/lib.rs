@@ -7,7 +7,8 @@
 //!   field-level convergent merge with its policies, the official reference
 //!   data (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence behind the [`store::Engine`] facade (sled on disk,
-//!   or memory that models durability); [`store::WardStore`] (records and
+//!   synced so that a flush survives a power cut, or memory that models a
+//!   flush that takes time); [`store::WardStore`] (records and
 //!   outbox), [`store::CityStore`] (merged records, indexes by ward,
 //!   household, owner and folded name, change log, ward state, quarantine)
 //!   and group commit. The only module that knows sled.
@@ -20,7 +21,7 @@
 //! - [`clock`]: the wall clock and the retry jitter, read in one place, so a
 //!   deterministic simulation can replace both.
 //! - [`mutation`]: deliberate bugs a test switches on to prove the
-//!   simulation catches them.
+//!   simulation and the power-loss tests catch them (test build only).
 //! - [`net`]: accepting TCP connections (no Nagle delay), deadlines.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`generate`]: the seeded generator of realistic records.
@@ -32,31 +33,39 @@
 //!
 //! # Architecture invariants
 //!
-//! 1. A write acknowledged to a client is durable: its record and outbox
-//!    entry are written in one atomic batch and flushed before the reply
-//!    (`ward::Writer`). Group commit writes the next group while one
-//!    flushes, but answers each group only after a flush that began after
-//!    it was written (`store::GroupCommit`); the same holds for the city's
-//!    acks.
-//! 2. Sequence numbers are assigned once, without gaps, and never reused
-//!    once flushed: the counter is stored in the same batch as the entry it
-//!    numbers (a number lost unflushed in a crash was never acknowledged
-//!    nor sent).
+//! 1. A write acknowledged to a client is durable, against a power cut and
+//!    not only a crash: its record and outbox entry are written in one
+//!    atomic batch and flushed before the reply (`ward::Writer`), and a
+//!    flush syncs what sled's own flush leaves in the page cache (its data
+//!    file, new blob files, changed directories: `store::SledEngine`).
+//!    Group commit writes the next group while one flushes, but answers
+//!    each group only after a flush that began after it was written
+//!    (`store::GroupCommit`); the same holds for the city's acks, office
+//!    edits and quarantine decisions.
+//! 2. Sequence numbers are assigned once, without gaps, and never reused:
+//!    the counter is stored in the same batch as the entry it numbers (a
+//!    number lost unflushed in a crash was never acknowledged nor sent),
+//!    and a ward that finds the city has applied a number it never reached
+//!    (it lost data) renumbers its queue past the city's before sending.
 //! 3. The ward sends only flushed entries, so the city never holds a change
 //!    a ward crash could take back.
 //! 4. The city applies each (ward, sequence) at most once and in order: the
 //!    ward's last applied sequence is stored in the same atomic batch as the
-//!    changes, duplicates are skipped and gaps rejected; an ack is sent only
-//!    after the flush.
+//!    changes, duplicates are skipped and gaps rejected. What the city
+//!    reports as applied (acks, `Welcome`, its ward table) is only ever what
+//!    is durable.
 //! 5. A ward writes only valid records it owns. The city re-validates every
 //!    change and checks ownership against the certificate's identity, never
 //!    the request body. What it will not apply (malformed, invalid, not the
 //!    sender's) goes to the quarantine, is never dropped, and still advances
 //!    the ward's sequence so the stream never blocks; a retry never undoes a
 //!    newer change to the same record.
-//! 6. What is durable never moves backwards, across crashes too: the
-//!    ward's sequence numbers and clock, the city's applied sequence per
-//!    ward and its log cursor. A ward's notes of what the city acknowledged
+//! 6. What is durable never moves backwards, across crashes and power cuts
+//!    too: the ward's sequence numbers and clock, the city's applied
+//!    sequence per ward and its log cursor. A node restored from an older
+//!    copy is the exception that cannot be prevented: a city found holding
+//!    less than it acknowledged records the loss, reports it, and resumes
+//!    after it, so the ward is never wedged. A ward's notes of what the city acknowledged
 //!    and of what it merged from the city are not flushed on their own: after
 //!    a crash they may fall back, and the next `Welcome` or downstream
 //!    message moves them on (re-sent and re-merged changes are harmless).
