@@ -5,9 +5,9 @@
 //! (`wardsync` is its own dev-dependency with that feature); in any other
 //! build [`active`] is a constant `false` and the bugs cannot be switched
 //! on. A mutation is process-wide: the simulation runs each seed in a
-//! process of its own and calls [`inject`]; a `wardsync` process started
+//! process of its own and calls `inject`; a `wardsync` process started
 //! by a fault test reads it from the `WARDSYNC_MUTATION` environment
-//! variable ([`from_env`]).
+//! variable (`from_env`).
 
 /// A bug that can be injected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

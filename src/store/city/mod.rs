@@ -39,7 +39,7 @@ use apply::GroupWrite;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WardState {
     /// Changes the city had acknowledged to the ward and no longer held
-    /// (stored under a key of its own, [`keys::loss_key`]).
+    /// (stored under a key of its own, `L<ward>`).
     #[serde(skip)]
     pub lost: Loss,
     /// Highest sequence number durably applied (or quarantined) for the ward.
