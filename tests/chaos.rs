@@ -15,65 +15,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::ledger::Ledger;
+use common::load::writer;
 use common::{City, Env, Ward};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 use wardsync::auth::DevCa;
-use wardsync::cli::client::ward_client;
 use wardsync::cli::relay::{LinkMode, Relay};
 use wardsync::generate::{amend, sample};
-use wardsync::model::{Record, WardCode};
+use wardsync::model::WardCode;
 use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
 const WARDS: [&str; 3] = ["00082", "00145", "00004"];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Writes new records, amendments and deletions to one ward until `stop`.
-async fn load(ledger: Arc<Ledger>, code: &'static str, url: String, seed: u64, stop: Arc<AtomicBool>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut pool = sample(&WardCode::parse(code).unwrap(), 5000, seed).into_iter();
-    let mut mine: Vec<Record> = Vec::new();
-    let mut client: Option<WardApiClient<Channel>> = None;
-    let mut n = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        let Some(ward) = client.as_mut() else {
-            client = ward_client(&url).await.ok();
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            continue;
-        };
-        n += 1;
-        let roll = rng.gen_range(0..100);
-        let ok = if roll < 25 && !mine.is_empty() {
-            let i = rng.gen_range(0..mine.len());
-            let r = amend(&mine[i], n);
-            let done = ledger.put(ward, code, &r, false).await.is_some();
-            if done {
-                mine[i] = r;
-            }
-            done
-        } else if roll < 35 && !mine.is_empty() {
-            let r = mine.swap_remove(rng.gen_range(0..mine.len()));
-            ledger.delete(ward, code, &r.key().unwrap()).await.is_some()
-        } else {
-            let Some(r) = pool.next() else { break };
-            let done = ledger.put(ward, code, &r, false).await.is_some();
-            if done {
-                mine.push(r);
-            }
-            done
-        };
-        if !ok {
-            // The agent may be down: reconnect after a moment.
-            client = None;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// The office: edits records now and then, and watches the counters.
@@ -137,7 +93,9 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
     let mut tasks = Vec::new();
     for (i, w) in wards.iter().enumerate() {
         let url = format!("http://{}", w.api);
-        tasks.push(tokio::spawn(load(ledger.clone(), WARDS[i], url, seed * 7 + i as u64, stop.clone())));
+        let s = seed * 7 + i as u64;
+        let pool = sample(&WardCode::parse(WARDS[i]).unwrap(), 5000, s);
+        tasks.push(tokio::spawn(writer(ledger.clone(), WARDS[i], url, pool, s, stop.clone())));
     }
     tasks.push(tokio::spawn(office(
         ledger.clone(),

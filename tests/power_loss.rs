@@ -27,15 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::ledger::Ledger;
+use common::load::writer;
 use common::powercut::Disk;
 use common::{City, Env, Ward};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::Channel;
-use wardsync::cli::client::ward_client;
-use wardsync::generate::{amend, sample};
+use wardsync::generate::sample;
 use wardsync::model::{Record, WardCode};
-use wardsync::proto::pb::ward_api_client::WardApiClient;
 use wardsync::store::{Batch, Engine, SledEngine};
 
 const WARDS: [&str; 2] = ["00082", "00145"];
@@ -146,53 +144,6 @@ fn sled_keeps_every_flushed_batch_across_a_power_cut() {
 
 // ---------------------------------------------------------------- system
 
-/// One client of a ward: new records and amendments, until `stop`.
-async fn client(
-    ledger: Arc<Ledger>,
-    code: &'static str,
-    url: String,
-    pool: Vec<Record>,
-    seed: u64,
-    stop: Arc<AtomicBool>,
-) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut pool = pool.into_iter();
-    let mut mine: Vec<Record> = Vec::new();
-    let mut conn: Option<WardApiClient<Channel>> = None;
-    let mut n = 0;
-    while !stop.load(Ordering::SeqCst) {
-        let Some(ward) = conn.as_mut() else {
-            conn = ward_client(&url).await.ok();
-            if conn.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            continue;
-        };
-        n += 1;
-        let ok = if rng.gen_range(0..100) < 30 && !mine.is_empty() {
-            let i = rng.gen_range(0..mine.len());
-            let r = amend(&mine[i], n);
-            let done = ledger.put(ward, code, &r, false).await.is_some();
-            if done {
-                mine[i] = r;
-            }
-            done
-        } else {
-            let Some(r) = pool.next() else { break };
-            let done = ledger.put(ward, code, &r, false).await.is_some();
-            if done {
-                mine.push(r);
-            }
-            done
-        };
-        if !ok {
-            // The agent is down (a cut): reconnect once it is back.
-            conn = None;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 /// What a run of power cuts under load left behind.
 struct Run {
     problems: Vec<String>,
@@ -226,7 +177,7 @@ async fn power_cuts_under_load(secs: u64, seed: u64, mutation: Option<&str>, set
             let pool: Vec<Record> = records.iter().skip(c).step_by(CLIENTS).cloned().collect();
             let url = format!("http://{}", w.api);
             let s = seed * 101 + (i * CLIENTS + c) as u64;
-            tasks.push(tokio::spawn(client(ledger.clone(), code, url, pool, s, stop.clone())));
+            tasks.push(tokio::spawn(writer(ledger.clone(), code, url, pool, s, stop.clone())));
         }
     }
 

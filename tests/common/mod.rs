@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ledger;
+pub mod load;
 pub mod powercut;
 
 use std::net::{SocketAddr, TcpListener};

@@ -141,7 +141,6 @@ pub struct Lost {
 struct State {
     nodes: HashMap<u64, Node>,
     next: u64,
-    syncs: u64,
 }
 
 const ROOT: u64 = 1;
@@ -150,7 +149,7 @@ impl State {
     fn new() -> State {
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, Node::Dir { live: BTreeMap::new(), durable: BTreeMap::new() });
-        State { nodes, next: ROOT + 1, syncs: 0 }
+        State { nodes, next: ROOT + 1 }
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
@@ -207,6 +206,17 @@ impl State {
         self.nodes.insert(ino, node);
         self.dir(parent)?.insert(name.to_os_string(), ino);
         Ok(self.attr(ino).expect("just created"))
+    }
+
+    /// fsync, fdatasync (a file's content and length) or fsync of a
+    /// directory (its names): what programs see becomes what a cut keeps.
+    fn sync(&mut self, ino: u64) -> Result<(), Errno> {
+        match self.nodes.get_mut(&ino) {
+            Some(Node::File(f)) => f.sync(),
+            Some(Node::Dir { live, durable }) => *durable = live.clone(),
+            None => return Err(Errno::ENOENT),
+        }
+        Ok(())
     }
 
     fn cut(&mut self) -> Lost {
@@ -426,14 +436,10 @@ impl Filesystem for Fs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let mut s = self.state();
-        s.syncs += 1;
-        match s.nodes.get_mut(&ino.0) {
-            Some(Node::File(f)) => f.sync(),
-            Some(Node::Dir { live, durable }) => *durable = live.clone(),
-            None => return reply.error(Errno::ENOENT),
+        match self.state().sync(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -457,15 +463,9 @@ impl Filesystem for Fs {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let mut s = self.state();
-        s.syncs += 1;
-        match s.nodes.get_mut(&ino.0) {
-            Some(Node::Dir { live, durable }) => {
-                *durable = live.clone();
-                reply.ok()
-            }
-            Some(Node::File(_)) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
+        match self.state().sync(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -500,10 +500,5 @@ impl Disk {
     /// The power cut: everything not synced is gone. Stop the node first.
     pub fn cut(&self) -> Lost {
         self.state.lock().unwrap().cut()
-    }
-
-    /// fsync, fdatasync and directory fsync requests served so far.
-    pub fn syncs(&self) -> u64 {
-        self.state.lock().unwrap().syncs
     }
 }
