@@ -72,7 +72,8 @@ impl DiskSync {
         sync.sync()?;
         // The data directory, and its parent, may just have been created.
         for parent in dir.ancestors().skip(1).take(2) {
-            sync_dir(parent)?;
+            // A relative path's last ancestor is "": the working directory.
+            sync_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?;
         }
         Ok(sync)
     }
@@ -95,5 +96,17 @@ impl DiskSync {
             known.0 = top;
         }
         self.data.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_database_in_a_directory_named_relative_to_the_working_directory_opens() {
+        // One component: its parent is "" (the working directory).
+        let name = format!(".wardsync-test-{}", std::process::id());
+        let opened = crate::store::SledEngine::open(std::path::Path::new(&name), 1).map(drop);
+        std::fs::remove_dir_all(&name).ok();
+        assert!(opened.is_ok(), "{:?}", opened.err());
     }
 }
