@@ -65,10 +65,11 @@
 //!    sequence per ward and its log cursor. A node restored from an older
 //!    copy is the exception that cannot be prevented: a city found holding
 //!    less than it acknowledged records the loss, reports it, and resumes
-//!    after it, so the ward is never wedged. A ward's notes of what the city acknowledged
-//!    and of what it merged from the city are not flushed on their own: after
-//!    a crash they may fall back, and the next `Welcome` or downstream
-//!    message moves them on (re-sent and re-merged changes are harmless).
+//!    after it, so the ward is never wedged. A ward's notes of what the
+//!    city acknowledged and of what it merged from the city are not flushed
+//!    on their own: after a crash they may fall back, and the next
+//!    `Welcome` or downstream message moves them on (re-sent and re-merged
+//!    changes are harmless).
 //! 7. City and wards merge with the same pure function, whose result does
 //!    not depend on the order or repetition of changes: once every change
 //!    has reached both, a ward's records and the city's copy are identical.

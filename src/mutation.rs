@@ -1,10 +1,10 @@
 //! Deliberate bugs a test can switch on, to prove that its invariant checks
 //! catch them (a harness that never fails proves nothing).
 //!
-//! Only built with the `mutation` feature, which the test build turns on
-//! (`wardsync` is its own dev-dependency with that feature); in any other
-//! build [`active`] is a constant `false` and the bugs cannot be switched
-//! on. A mutation is process-wide: the simulation runs each seed in a
+//! The switches exist only with the `mutation` feature, which the test
+//! build turns on (`wardsync` is its own dev-dependency with that feature);
+//! in any other build [`active`] is a constant `false` and no bug can be
+//! switched on. A mutation is process-wide: the simulation runs each seed in a
 //! process of its own and calls `inject`; a `wardsync` process started
 //! by a fault test reads it from the `WARDSYNC_MUTATION` environment
 //! variable (`from_env`).

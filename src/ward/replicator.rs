@@ -199,31 +199,8 @@ impl Replicator {
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
-        if lost > 0 {
-            self.link.city_lost_changes.inc_by(lost);
-            tracing::error!(ward = %self.ward, lost, resumed_after = applied,
-                "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
-        }
-        if applied < self.store.acked_seq() {
-            tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
-                "the city reports fewer applied changes than it acknowledged before");
-        }
-        if applied > self.store.last_seq() {
-            // Only a ward that lost data can be behind what the city applied:
-            // its numbers from here on would be taken for duplicates.
-            let last = self.store.last_seq();
-            match self.store.move_past(applied) {
-                Ok(moved) => {
-                    if let Err(e) = self.store.flush().await {
-                        return fail("cannot store the new numbering", &e);
-                    }
-                    self.floor = self.store.last_seq();
-                    self.link.sequence_jumps.inc();
-                    tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
-                        "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's and its queued changes are renumbered after it");
-                }
-                Err(e) => return fail("cannot move the numbering past the city's", &e),
-            }
+        if let Err(e) = self.reconcile(applied, lost).await {
+            return SessionEnd::Failed(e);
         }
         if let Err(e) = self.store.ack(applied) {
             return fail("cannot delete acknowledged entries", &e);
@@ -313,6 +290,37 @@ impl Replicator {
                 }
             }
         }
+    }
+
+    /// Takes in what `Welcome` said: the city's last durably applied
+    /// sequence, and how many acknowledged changes it found it had lost.
+    /// A city ahead of anything this ward numbered means this ward lost
+    /// data: its queue is renumbered past the city's (never reusing a
+    /// number the city applied) and made durable before anything is sent.
+    async fn reconcile(&mut self, applied: u64, lost: u64) -> Result<(), String> {
+        if lost > 0 {
+            self.link.city_lost_changes.inc_by(lost);
+            tracing::error!(ward = %self.ward, lost, resumed_after = applied,
+                "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
+        }
+        if applied < self.store.acked_seq() {
+            tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
+                "the city reports fewer applied changes than it acknowledged before");
+        }
+        let last = self.store.last_seq();
+        if applied <= last {
+            return Ok(());
+        }
+        let moved = self
+            .store
+            .move_past(applied)
+            .map_err(|e| format!("cannot move the numbering past the city's: {e}"))?;
+        self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
+        self.floor = self.store.last_seq();
+        self.link.sequence_jumps.inc();
+        tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
+            "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's and its queued changes are renumbered after it");
+        Ok(())
     }
 
     /// What this ward has queued, for the city to compute its lag.
