@@ -19,25 +19,35 @@ pub struct Hlc {
 }
 
 impl Hlc {
+    /// The smallest clock value after `wall_ms`.`logical`: the counter
+    /// moves on, or, at its largest, the next millisecond begins (it never
+    /// wraps around, whatever a peer sent).
+    fn after(wall_ms: u64, logical: u32) -> Hlc {
+        match logical.checked_add(1) {
+            Some(logical) => Hlc { wall_ms, logical },
+            None if wall_ms == u64::MAX => Hlc { wall_ms, logical: u32::MAX },
+            None => Hlc { wall_ms: wall_ms + 1, logical: 0 },
+        }
+    }
+
     /// The clock for a new local event at wall time `now_ms`.
     pub fn tick(self, now_ms: u64) -> Hlc {
         if now_ms > self.wall_ms {
             Hlc { wall_ms: now_ms, logical: 0 }
         } else {
-            Hlc { wall_ms: self.wall_ms, logical: self.logical + 1 }
+            Hlc::after(self.wall_ms, self.logical)
         }
     }
 
     /// The clock after receiving `remote` at wall time `now_ms`: past both.
     pub fn observe(self, remote: Hlc, now_ms: u64) -> Hlc {
         let wall = self.wall_ms.max(remote.wall_ms).max(now_ms);
-        let logical = match (wall == self.wall_ms, wall == remote.wall_ms) {
-            (true, true) => self.logical.max(remote.logical) + 1,
-            (true, false) => self.logical + 1,
-            (false, true) => remote.logical + 1,
-            (false, false) => 0,
-        };
-        Hlc { wall_ms: wall, logical }
+        match (wall == self.wall_ms, wall == remote.wall_ms) {
+            (true, true) => Hlc::after(wall, self.logical.max(remote.logical)),
+            (true, false) => Hlc::after(wall, self.logical),
+            (false, true) => Hlc::after(wall, remote.logical),
+            (false, false) => Hlc { wall_ms: wall, logical: 0 },
+        }
     }
 }
 
@@ -109,6 +119,20 @@ mod tests {
         assert_eq!(seen, Hlc { wall_ms: 5000, logical: 8 });
         assert_eq!(local.observe(Hlc { wall_ms: 1000, logical: 9 }, 10), Hlc { wall_ms: 1000, logical: 10 });
         assert_eq!(local.observe(ahead, 9000), Hlc { wall_ms: 9000, logical: 0 });
+    }
+
+    #[test]
+    fn a_counter_at_its_largest_moves_to_the_next_millisecond_instead_of_wrapping() {
+        let full = Hlc { wall_ms: 1000, logical: u32::MAX };
+        let next = full.tick(10);
+        assert!(next > full, "{next:?}");
+        assert_eq!(next, Hlc { wall_ms: 1001, logical: 0 });
+        let seen = Hlc { wall_ms: 1000, logical: 3 }.observe(full, 10);
+        assert!(seen > full, "{seen:?}");
+        let both = full.observe(full, 1000);
+        assert!(both > full);
+        let top = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
+        assert_eq!(top.tick(0), top, "the very last value stays (saturates) rather than wrapping to 0");
     }
 
     #[test]
