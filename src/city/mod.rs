@@ -97,6 +97,7 @@ where
         store: store.clone(),
         guard: guard.clone(),
         province: cfg.province.clone(),
+        max_skew_ms: cfg.max_clock_skew_ms,
         live,
         expected,
     };

@@ -23,6 +23,8 @@ pub struct QueryService {
     pub(super) store: CityStore,
     pub(super) guard: super::Guard,
     pub(super) province: Option<String>,
+    /// Changes stamped further ahead of the city's clock are refused, on retry too.
+    pub(super) max_skew_ms: u64,
     pub(super) live: super::Live,
     /// Wards the configuration expects to hear from.
     pub(super) expected: Vec<WardCode>,
@@ -186,7 +188,7 @@ impl CityQuery for QueryService {
         let ctx = Context { today: today(), province: self.province.clone() };
         let cursor = self
             .store
-            .retry(&ward, req.seq, decoded, now_ms(), &ctx)
+            .retry(&ward, req.seq, decoded, now_ms(), &ctx, self.max_skew_ms)
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;
@@ -230,6 +232,10 @@ impl CityQuery for QueryService {
             .state(&key)
             .map_err(CityError::from)?
             .ok_or_else(|| Status::not_found(format!("{key} not found at the city")))?;
+        // A ward builds on this state (its next write says it has seen it):
+        // answer only once everything in it is durable, so that a city crash
+        // cannot take back a write the ward has seen.
+        self.store.flush().await.map_err(CityError::from)?;
         let record = state.materialize(&key, self.store.policies());
         Ok(Response::new(pb::RecordStateReply {
             record: record.as_ref().map(Into::into),

@@ -80,9 +80,12 @@ impl Change {
             .and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)));
         if let Some(w) = owner_write {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
-            // The sender wrote the record before (as its owner) and had not
-            // yet seen it change hands: a concurrent write, merged by policy.
-            let concurrent = !self.context.has_seen(&w.stamp) && self.context.0.contains_key(sender.as_str());
+            // The sender wrote the record before (as its owner, or moving
+            // it in), as the state here shows, and had not yet seen it
+            // change hands: a concurrent write, merged by policy. Judged on
+            // the state, never on the sender's own claims.
+            let wrote_before = current.is_some_and(|v| v.seen.0.contains_key(sender.as_str()));
+            let concurrent = !self.context.has_seen(&w.stamp) && wrote_before;
             if owner != sender.as_str() && !concurrent && !self.is_transfer_into(sender) {
                 return Some(format!(
                     "{} belongs to ward {owner}; ward {sender} may not change it",
@@ -91,6 +94,9 @@ impl Change {
             }
         }
         match &self.op {
+            Op::Delete if owner_write.is_none() => {
+                Some(format!("{} is not a record the city holds; ward {sender} may not delete it", self.key))
+            }
             Op::Delete => None,
             Op::Put(r) => {
                 if &r.ward != sender {
@@ -169,14 +175,23 @@ mod tests {
         theirs.ward = b.clone();
         let knowing = put(theirs.clone(), "00145", 2, owned_by_a.seen.clone());
         assert!(knowing.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
-        // Never having written it: refused too, or any ward could take any record.
+        // Never having written it: refused too, or any ward could take any
+        // record, whatever it claims to have written before.
         let stranger = put(theirs.clone(), "00145", 2, VersionVector::default());
         assert!(stranger.refusal(&b, Some(&owned_by_a), &ctx).is_some());
-        // Having owned it, not knowing it changed hands: accepted, the merge settles it.
-        let mut own_history = VersionVector::default();
-        own_history.add(&Stamp { hlc: Hlc { wall_ms: 0, logical: 0 }, writer: "00145".into() });
-        let concurrent = put(theirs.clone(), "00145", 2, own_history);
-        assert_eq!(concurrent.refusal(&b, Some(&owned_by_a), &ctx), None);
+        let mut claimed = VersionVector::default();
+        claimed.add(&Stamp { hlc: Hlc { wall_ms: 0, logical: 0 }, writer: "00145".into() });
+        let claiming = put(theirs.clone(), "00145", 2, claimed);
+        assert!(claiming.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
+        // Having owned it (the state shows b's write before a's), not knowing
+        // it changed hands: accepted, the merge settles it.
+        let b_first = put(theirs.clone(), "00145", 1, VersionVector::default());
+        let mut passed_to_a = state_after(&b_first);
+        let b_saw = passed_to_a.seen.clone();
+        let to_a = put(citizen("00082"), "00082", 3, b_saw.clone());
+        passed_to_a.apply(&to_a.values(), &to_a.stamp, &to_a.context);
+        let concurrent = put(theirs.clone(), "00145", 2, b_saw);
+        assert_eq!(concurrent.refusal(&b, Some(&passed_to_a), &ctx), None);
         // A residence transfer into b: accepted although b knew.
         if let Body::Citizen(c) = &mut theirs.body {
             c.permanent_residence.commune_code = "00145".into();
@@ -191,6 +206,13 @@ mod tests {
             ..put(citizen("00082"), "00145", 4, owned_by_a.seen.clone())
         };
         assert!(del.refusal(&b, Some(&owned_by_a), &ctx).is_some());
+        // A delete of a record the city does not hold is not the sender's to make.
+        let unknown = Change {
+            op: Op::Delete,
+            fields: vec![],
+            ..put(citizen("00082"), "00082", 5, VersionVector::default())
+        };
+        assert!(unknown.refusal(&a, None, &ctx).unwrap().contains("not a record the city holds"));
         let mismatched = Change { key: RecordKey::new(Kind::Citizen, "001085099999").unwrap(), ..ok.clone() };
         assert!(mismatched.refusal(&a, None, &ctx).unwrap().contains("does not match"));
     }

@@ -237,6 +237,18 @@ impl<'a> GroupWrite<'a> {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
         let state = self.current(&change.key)?;
+        // What the writer says it had seen of the record can only be writes
+        // the city holds: more is a forgery, or depends on a change the city
+        // has not applied (quarantined), and is held with it.
+        for (writer, hlc) in &change.context.0 {
+            if state.seen.0.get(writer).is_none_or(|known| hlc > known) {
+                return Ok(Some(format!(
+                    "it says its writer had seen a write by {writer} (clock {}.{}) that the city does not hold: \
+                     it depends on a change the city has not applied, or its version vector is forged",
+                    hlc.wall_ms, hlc.logical
+                )));
+            }
+        }
         Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
     }
 }

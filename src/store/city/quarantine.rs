@@ -106,6 +106,7 @@ impl CityStore {
         decoded: Option<Change>,
         now_ms: i64,
         ctx: &Context,
+        max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         // Everything under the write lock: no group can slip in between the checks and the apply.
         self.write(now_ms, |w, wards| {
@@ -117,11 +118,17 @@ impl CityStore {
             };
             let vk = version_key(&change.key);
             let version = w.engine.get(&vk)?.map(|v| read_be(&vk, &v)).transpose()?.unwrap_or(0);
-            if version > entry.cursor_then {
+            // Changed since: a retry must not undo what its writer never saw.
+            // What it built on (it had seen every write the record holds,
+            // such as the quarantined change it followed, retried first) is
+            // no reason to refuse it.
+            if version > entry.cursor_then && !change.context.covers(&w.current(&change.key)?.seen) {
                 return Ok(Err(RetryError::Superseded(change.key.to_string())));
             }
-            // The clock limit applies on arrival only: by now the writer's time has come.
-            if let Some(reason) = w.refusal(ward, &change, ctx, u64::MAX)? {
+            // Checked as on arrival, clock limit included: a change stamped
+            // ahead is applied once the city's time has come near it, and
+            // never moves the city's clock further.
+            if let Some(reason) = w.refusal(ward, &change, ctx, max_skew_ms)? {
                 return Ok(Err(RetryError::StillRefused(reason)));
             }
             w.apply(&change, &format!("ward {ward} (retried by the office)"), wards)?;

@@ -388,16 +388,19 @@ fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
         city.apply_group(&[wb], 1, &hanoi, NO_SKEW_LIMIT).unwrap();
         let w = ward("25747");
-        let e = city.retry(&w, 1, None, 2, &hanoi).unwrap().unwrap_err();
+        let e = city.retry(&w, 1, None, 2, &hanoi, NO_SKEW_LIMIT).unwrap().unwrap_err();
         assert!(
             matches!(e, RetryError::StillRefused(ref r) if r.contains("not a unit of this city")),
             "{name}: {e}"
         );
-        let cursor = city.retry(&w, 1, None, 3, &anywhere).unwrap().unwrap();
+        let cursor = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap().unwrap();
         assert_eq!(cursor, 1, "{name}");
         assert_eq!(city.get(&foreign.key).unwrap().unwrap().ward, w, "{name}");
         assert!(city.quarantine(None).unwrap().is_empty(), "{name}");
-        assert!(matches!(city.retry(&w, 1, None, 3, &anywhere).unwrap(), Err(RetryError::NotFound { .. })));
+        assert!(matches!(
+            city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap(),
+            Err(RetryError::NotFound { .. })
+        ));
 
         // A quarantined change whose record changed since cannot be retried: it is discarded.
         let mut bad = change("00082", 1);
@@ -406,7 +409,7 @@ fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         }
         let good = Change { seq: 2, ..change("00082", 1) };
         city.apply_group(&[batch(&a, vec![bad, good])], 4, &hanoi, NO_SKEW_LIMIT).unwrap();
-        let e = city.retry(&a, 1, None, 5, &hanoi).unwrap().unwrap_err();
+        let e = city.retry(&a, 1, None, 5, &hanoi, NO_SKEW_LIMIT).unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
         // Discarding keeps it, with who and why.
         city.discard(&a, 1, "superseded by change 2", "office", 6).unwrap().unwrap();
@@ -429,7 +432,7 @@ fn a_retry_never_undoes_a_newer_change() {
         let anywhere = Context { province: None, ..ctx() };
         let newer = Change { seq: 2, ..first.clone() };
         city.apply_group(&[batch(&w, vec![newer])], 2, &anywhere, NO_SKEW_LIMIT).unwrap();
-        let e = city.retry(&w, 1, None, 3, &anywhere).unwrap().unwrap_err();
+        let e = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
     }
 }
@@ -461,11 +464,12 @@ fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         );
         assert!(city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
 
+        // The ward had seen its own create of the record (at clock 1).
         let del = stamped(
             Change { seq: 6, op: Op::Delete, fields: vec![], ..first.clone() },
             "00082",
             6,
-            &[("00082", 5)],
+            &[("00082", 1)],
         );
         city.apply_group(&[batch(&a, vec![del])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
         assert_eq!(owned(&city, &a), 4, "{name}");

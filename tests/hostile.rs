@@ -1,0 +1,193 @@
+//! A hostile ward: ward 00145's real certificate on a raw `Replicate`
+//! stream, against a real city holding ward 00082's records (written by
+//! 00082's real agent). Every forged claim a change can carry (version
+//! vector, owner, clock, counter) is refused or neutralised: nothing of
+//! 00082's records changes, the city's clock does not move, the attempt is
+//! kept in the quarantine with its reason, and the city goes on serving
+//! 00082.
+
+mod common;
+
+use common::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use wardsync::auth::{TlsFiles, client_tls};
+use wardsync::model::{Body, Change, Hlc, Op, Record, RecordKey, Stamp, VersionVector, WardCode, flatten};
+use wardsync::proto::pb::{
+    self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
+};
+
+/// A raw replication stream with a ward's certificate.
+struct Forger {
+    tx: mpsc::Sender<pb::WardMessage>,
+    inbound: tonic::Streaming<pb::CityMessage>,
+    seq: u64,
+}
+
+impl Forger {
+    async fn open(city: &City, env: &Env, code: &str) -> Forger {
+        let tls = client_tls(&TlsFiles::in_dir(&env.certs(), &format!("ward-{code}")), "city").unwrap();
+        let channel =
+            Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(hello(code)).await.unwrap();
+        let mut inbound =
+            CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let seq = match inbound.message().await.unwrap().and_then(|m| m.msg) {
+            Some(city_message::Msg::Welcome(w)) => w.last_applied_seq,
+            other => panic!("expected Welcome, got {other:?}"),
+        };
+        Forger { tx, inbound, seq }
+    }
+
+    /// Sends one change as 00145, stamped now (plus `ahead_ms`), and waits for its ack.
+    async fn send(&mut self, key: &RecordKey, op: Op, context: VersionVector, hlc: Option<Hlc>) {
+        self.seq += 1;
+        let now = wardsync::clock::now_ms() as u64;
+        let fields = match &op {
+            Op::Put(r) => flatten(r).into_keys().collect(),
+            Op::Delete => Vec::new(),
+        };
+        let change = Change {
+            seq: self.seq,
+            written_at_ms: now as i64,
+            key: key.clone(),
+            stamp: Stamp { hlc: hlc.unwrap_or(Hlc { wall_ms: now, logical: 0 }), writer: "00145".into() },
+            context,
+            fields,
+            op,
+        };
+        let batch = pb::Batch { changes: vec![(&change).into()] };
+        self.tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await.unwrap();
+        loop {
+            match self.inbound.message().await.unwrap().and_then(|m| m.msg) {
+                Some(city_message::Msg::Ack(a)) => break assert_eq!(a.applied_seq, self.seq),
+                Some(city_message::Msg::Downstream(_)) => {}
+                other => panic!("expected Ack, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn vv(entries: &[(&str, Hlc)]) -> VersionVector {
+    VersionVector(entries.iter().map(|(w, h)| (w.to_string(), *h)).collect())
+}
+
+async fn city_record(q: &mut CityQueryClient<Channel>, key: &RecordKey) -> Option<Record> {
+    match q.get(pb::CityGetRequest { key: Some(key.into()) }).await {
+        Ok(r) => Some(wardsync::proto::record_from_pb(r.into_inner().record).unwrap()),
+        Err(s) if s.code() == tonic::Code::NotFound => None,
+        Err(s) => panic!("{s}"),
+    }
+}
+
+/// The first generated records of ward `code` of each kind.
+fn samples(code: &str) -> (Record, Record, Record) {
+    let ward = WardCode::parse(code).unwrap();
+    let all: Vec<Record> = (0..200).map(|i| rec(&ward, i)).collect();
+    let of = |pick: fn(&Body) -> bool| all.iter().find(|r| pick(&r.body)).unwrap().clone();
+    (
+        of(|b| matches!(b, Body::Citizen(_))),
+        of(|b| matches!(b, Body::Business(_))),
+        of(|b| matches!(b, Body::Land(_))),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let mut w = owner.client().await;
+    let (_, business, parcel) = samples("00082");
+    for r in [&business, &parcel] {
+        w.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    drained(&mut w).await;
+    let mut q = city.client().await;
+    let (bkey, pkey) = (business.key().unwrap(), parcel.key().unwrap());
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let own_empty = vv(&[("00145", Hlc::default())]);
+
+    // 1. Take over 00082's parcel and business, claiming a concurrent write.
+    let mut taken = parcel.clone();
+    taken.ward = WardCode::parse("00145").unwrap();
+    if let Body::Land(l) = &mut taken.body {
+        l.owners = vec!["001085012345".into()];
+        l.address = "stolen".into();
+    }
+    forger.send(&pkey, Op::Put(taken), own_empty.clone(), None).await;
+    let mut taken = business.clone();
+    taken.ward = WardCode::parse("00145").unwrap();
+    if let Body::Business(b) = &mut taken.body {
+        b.name = "Stolen Ltd".into();
+    }
+    forger.send(&bkey, Op::Put(taken), own_empty.clone(), None).await;
+    // 2. Delete 00082's parcel.
+    forger.send(&pkey, Op::Delete, own_empty.clone(), None).await;
+    assert_eq!(city_record(&mut q, &pkey).await.as_ref(), Some(&parcel), "the parcel is 00082's, unchanged");
+    assert_eq!(city_record(&mut q, &bkey).await.as_ref(), Some(&business), "the business too");
+
+    // 3. A delete of a key the city never saw, stamped two minutes ahead,
+    // must not hide the parcel 00082 creates afterwards.
+    let later = {
+        let ward = WardCode::parse("00082").unwrap();
+        (200..400).map(|i| rec(&ward, i)).find(|r| matches!(r.body, Body::Land(_))).unwrap()
+    };
+    let lkey = later.key().unwrap();
+    let ahead = Hlc { wall_ms: wardsync::clock::now_ms() as u64 + 120_000, logical: 0 };
+    forger.send(&lkey, Op::Delete, VersionVector::default(), Some(ahead)).await;
+    w.put(pb::PutRequest { record: Some((&later).into()) }).await.unwrap();
+    drained(&mut w).await;
+    assert_eq!(city_record(&mut q, &lkey).await.as_ref(), Some(&later), "00082's new parcel is visible");
+
+    // 4. Contexts that claim writes the city never had, and clocks at their limits,
+    // on 00145's own record: the office's next edit still shows.
+    let (mine, _, _) = samples("00145");
+    let mkey = mine.key().unwrap();
+    forger.send(&mkey, Op::Put(mine.clone()), VersionVector::default(), None).await;
+    let far = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
+    forger.send(&mkey, Op::Put(mine.clone()), vv(&[("00082", far), ("city", far)]), None).await;
+    let now = wardsync::clock::now_ms() as u64;
+    forger
+        .send(
+            &mkey,
+            Op::Put(mine.clone()),
+            VersionVector::default(),
+            Some(Hlc { wall_ms: now, logical: u32::MAX }),
+        )
+        .await;
+    forger
+        .send(
+            &mkey,
+            Op::Put(mine.clone()),
+            VersionVector::default(),
+            Some(Hlc { wall_ms: 1 << 63, logical: 0 }),
+        )
+        .await;
+    let edited = wardsync::generate::amend(&mine, 1);
+    q.edit(pb::EditRequest { record: Some((&edited).into()) }).await.unwrap();
+    assert_eq!(city_record(&mut q, &mkey).await.as_ref(), Some(&edited), "the office's edit shows");
+    let state = q.get_state(pb::CityGetRequest { key: Some((&mkey).into()) }).await.unwrap().into_inner();
+    let state = wardsync::proto::versioned_from_pb(state.state.unwrap());
+    let limit = wardsync::clock::now_ms() as u64 + 10 * 60 * 1000;
+    assert!(
+        state.seen.0.values().all(|h| h.wall_ms < limit),
+        "no clock from the future in the record's state: {:?}",
+        state.seen
+    );
+
+    // The attempts are kept, with their reasons; 00082 is still served.
+    let entries =
+        q.list_quarantine(pb::QuarantineRequest { ward: "00145".into() }).await.unwrap().into_inner().entries;
+    let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    for seq in [1, 2, 3, 4, 6, 8] {
+        assert!(refused.contains(&seq), "forged change {seq} is in the quarantine: {entries:#?}");
+    }
+    let (citizen, _, _) = samples("00082");
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+    assert_eq!(city_record(&mut q, &citizen.key().unwrap()).await.as_ref(), Some(&citizen));
+    assert_same_records(&mut w, &mut q, "00082").await;
+}
