@@ -41,6 +41,12 @@ const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
 
+/// A stored clock further ahead of the wall clock than this (the city's
+/// default skew limit) was set by a wrong time, since corrected: the ward
+/// stamps from the wall clock again, or the city would refuse its writes
+/// as "ahead" until real time caught up.
+const CLOCK_AHEAD_LIMIT_MS: u64 = 5 * 60 * 1000;
+
 /// A write waiting to be numbered and stored.
 #[derive(Debug, Clone)]
 pub struct NewChange {
@@ -231,11 +237,24 @@ impl WardStore {
         let policies = c.policies.clone();
         let mut overlay = Overlay::new(&*self.engine);
         let mut seqs = Vec::with_capacity(changes.len());
+        let now = now_ms.max(0) as u64;
         let (mut seq, mut hlc) = (c.last_seq, c.hlc);
+        if hlc.wall_ms > now.saturating_add(CLOCK_AHEAD_LIMIT_MS) {
+            tracing::warn!(ward = %self.ward, clock_ms = hlc.wall_ms, now_ms = now,
+                "this ward's clock had run ahead of its wall clock (its time was wrong and has been corrected): stamping from the wall clock again; records written while it was ahead keep their order");
+            hlc = Hlc { wall_ms: now, logical: 0 };
+        }
         for ch in changes {
             seq += 1;
-            hlc = hlc.tick(now_ms.max(0) as u64);
+            hlc = hlc.tick(now);
             let state = overlay.state(&ch.key)?;
+            // A writer's stamps on one record only grow (a version vector
+            // keeps the largest): past the ward's own last write to it,
+            // even one stamped while its clock ran ahead.
+            let stamp_hlc = match state.seen.0.get(self.ward.as_str()) {
+                Some(own) if *own >= hlc => own.tick(0),
+                _ => hlc,
+            };
             let (fields, values, written) = match &ch.op {
                 Op::Delete => (Vec::new(), deleted(), None),
                 Op::Put(r) => {
@@ -255,7 +274,7 @@ impl WardStore {
                 seq,
                 written_at_ms: now_ms,
                 key: ch.key.clone(),
-                stamp: Stamp { hlc, writer: self.ward.to_string() },
+                stamp: Stamp { hlc: stamp_hlc, writer: self.ward.to_string() },
                 context: state.seen.clone(),
                 fields,
                 op: ch.op.clone(),

@@ -508,4 +508,5 @@ fn history_starts_at_the_first_change_since_a_time() {
     }
 }
 
+mod clocks;
 mod durability;

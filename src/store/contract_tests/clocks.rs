@@ -1,0 +1,30 @@
+//! A ward's clock after its time was wrong: it recovers without breaking
+//! the order of its own writes.
+
+use super::*;
+
+const HOUR: i64 = 3_600_000;
+
+#[test]
+fn a_ward_whose_clock_ran_ahead_stamps_from_the_wall_clock_once_its_time_is_corrected() {
+    for (name, mut h) in harnesses() {
+        let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
+        let now = 1_780_000_000_000;
+        // Written while the machine's time was ten hours fast.
+        store.append(&[put("00082", 1)], now + 10 * HOUR).unwrap();
+        block(store.flush()).unwrap();
+        drop(store);
+        h.restart();
+        let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
+        // The time is right again: a new record is stamped now, not ten hours ahead.
+        store.append(&[put("00082", 2)], now).unwrap();
+        // The record written while ahead gets a stamp past its earlier one,
+        // so the ward's own later write still supersedes it.
+        store.append(&[put("00082", 1)], now).unwrap();
+        let queued = store.outbox_range(0, 3, 10, usize::MAX).unwrap();
+        let stamps: Vec<u64> = queued.iter().map(|c| c.stamp.hlc.wall_ms).collect();
+        assert_eq!(stamps[1], now as u64, "{name}: {stamps:?}");
+        assert!(queued[2].stamp.hlc > queued[0].stamp.hlc, "{name}: {stamps:?}");
+        assert!(queued[2].context.has_seen(&queued[0].stamp), "{name}");
+    }
+}
