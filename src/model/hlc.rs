@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A node's stored clock further ahead of its wall clock than this (the
+/// city's default skew limit) was set from a wrong time, since corrected
+/// ([`Hlc::recover`]).
+pub const CLOCK_AHEAD_LIMIT_MS: u64 = 5 * 60 * 1000;
+
 /// A hybrid logical clock value. Ordered by wall time, then counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Hlc {
@@ -36,6 +41,20 @@ impl Hlc {
             Hlc { wall_ms: now_ms, logical: 0 }
         } else {
             Hlc::after(self.wall_ms, self.logical)
+        }
+    }
+
+    /// This node's clock, unless it is more than `limit_ms` ahead of the
+    /// wall clock `now_ms` (it was set from a wrong time, since corrected):
+    /// then the wall clock, so the node's new writes are not refused as
+    /// "ahead" until real time catches up. True if it was reset. A
+    /// writer's stamps on one record must still grow: callers stamp past
+    /// what the record has seen of them.
+    pub fn recover(self, now_ms: u64, limit_ms: u64) -> (Hlc, bool) {
+        if self.wall_ms > now_ms.saturating_add(limit_ms) {
+            (Hlc { wall_ms: now_ms, logical: 0 }, true)
+        } else {
+            (self, false)
         }
     }
 

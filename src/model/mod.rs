@@ -23,7 +23,7 @@ pub use enums::{
     BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,
     Sex, check_land_use,
 };
-pub use hlc::{CITY_WRITER, Hlc, Stamp, VersionVector, WriterId};
+pub use hlc::{CITY_WRITER, CLOCK_AHEAD_LIMIT_MS, Hlc, Stamp, VersionVector, WriterId};
 pub use ids::{
     century_sex_digit, check_enterprise_code, check_personal_id, check_personal_id_matches,
     enterprise_check_digit,

@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{
-    Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode, deleted, flatten,
-    put_values,
+    CLOCK_AHEAD_LIMIT_MS, Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode,
+    deleted, flatten, put_values,
 };
 
 const RECORD: &[u8] = b"r";
@@ -40,12 +40,6 @@ const ACKED: &[u8] = b"m:acked";
 const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
-
-/// A stored clock further ahead of the wall clock than this (the city's
-/// default skew limit) was set by a wrong time, since corrected: the ward
-/// stamps from the wall clock again, or the city would refuse its writes
-/// as "ahead" until real time caught up.
-const CLOCK_AHEAD_LIMIT_MS: u64 = 5 * 60 * 1000;
 
 /// A write waiting to be numbered and stored.
 #[derive(Debug, Clone)]
@@ -238,12 +232,12 @@ impl WardStore {
         let mut overlay = Overlay::new(&*self.engine);
         let mut seqs = Vec::with_capacity(changes.len());
         let now = now_ms.max(0) as u64;
-        let (mut seq, mut hlc) = (c.last_seq, c.hlc);
-        if hlc.wall_ms > now.saturating_add(CLOCK_AHEAD_LIMIT_MS) {
-            tracing::warn!(ward = %self.ward, clock_ms = hlc.wall_ms, now_ms = now,
+        let (mut hlc, reset) = c.hlc.recover(now, CLOCK_AHEAD_LIMIT_MS);
+        if reset {
+            tracing::warn!(ward = %self.ward, clock_ms = c.hlc.wall_ms, now_ms = now,
                 "this ward's clock had run ahead of its wall clock (its time was wrong and has been corrected): stamping from the wall clock again; records written while it was ahead keep their order");
-            hlc = Hlc { wall_ms: now, logical: 0 };
         }
+        let mut seq = c.last_seq;
         for ch in changes {
             seq += 1;
             hlc = hlc.tick(now);

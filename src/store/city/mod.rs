@@ -234,7 +234,15 @@ impl CityStore {
     ) -> Result<T, StoreError> {
         let mut cache = self.cache.lock().expect("poisoned");
         let mut wards = cache.wards.clone();
-        let mut w = GroupWrite::new(&*self.engine, &self.policies, cache.cursor, cache.hlc, now_ms);
+        let (hlc, reset) = cache.hlc.recover(now_ms.max(0) as u64, crate::model::CLOCK_AHEAD_LIMIT_MS);
+        if reset {
+            tracing::warn!(
+                clock_ms = cache.hlc.wall_ms,
+                now_ms,
+                "the city's clock had run ahead of its wall clock (set from a wrong time, or by a peer before stamps were checked): stamping from the wall clock again"
+            );
+        }
+        let mut w = GroupWrite::new(&*self.engine, &self.policies, cache.cursor, hlc, now_ms);
         let out = f(&mut w, &mut wards)?;
         w.batch.insert(HLC, encode(&w.hlc));
         for (ward, state) in &wards {

@@ -28,3 +28,28 @@ fn a_ward_whose_clock_ran_ahead_stamps_from_the_wall_clock_once_its_time_is_corr
         assert!(queued[2].context.has_seen(&queued[0].stamp), "{name}");
     }
 }
+
+#[test]
+fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_past_what_each_record_saw() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+        let a = ward("00082");
+        let now: u64 = 1_780_000_000_000;
+        // Two records; the second written by a ward ten hours ahead (with no
+        // skew limit, as a city before stamps were checked would have).
+        let first = stamped(change("00082", 1), "00082", now, &[]);
+        let ahead = stamped(change("00082", 2), "00082", now + 10 * HOUR as u64, &[]);
+        let group = [batch(&a, vec![first.clone(), ahead.clone()])];
+        city.apply_group(&group, now as i64, &ctx(), NO_SKEW_LIMIT).unwrap();
+        let edit = |c: &Change, n: u32| {
+            let Op::Put(r) = &c.op else { unreachable!() };
+            city.office_put(crate::generate::amend(r, n), "office", now as i64, &ctx()).unwrap().unwrap();
+            city.state(&c.key).unwrap().unwrap().seen.0[crate::model::CITY_WRITER]
+        };
+        assert!(edit(&first, 1).wall_ms < now + 1000, "{name}: the other record's edit is stamped now");
+        assert!(
+            edit(&ahead, 2) > ahead.stamp.hlc,
+            "{name}: an edit of the record written ahead still comes after it"
+        );
+    }
+}
