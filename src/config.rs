@@ -132,8 +132,10 @@ pub struct CityConfig {
     /// communes have the ward role without being listed. Reloaded on SIGHUP.
     #[serde(default = "default_roles")]
     pub roles: BTreeMap<String, Vec<Role>>,
-    /// Revoked certificates: serial numbers or SHA-256 fingerprints in hex
-    /// (colons allowed). Reloaded on SIGHUP; revoked nodes are disconnected.
+    /// Revoked certificates: serial numbers or SHA-256 fingerprints, as
+    /// `openssl x509 -noout -serial` or `-fingerprint -sha256` print them
+    /// (with or without colons, the `serial=` prefix or leading zeros).
+    /// Reloaded on SIGHUP; every open stream of a revoked node ends at once.
     #[serde(default)]
     pub revoked: Vec<String>,
     /// Address of the HTTP endpoint for Prometheus (`/metrics`); none if unset.
@@ -238,7 +240,7 @@ impl CityConfig {
     pub fn access(&self) -> Access {
         Access {
             roles: self.roles.iter().map(|(cn, r)| (cn.clone(), r.iter().copied().collect())).collect(),
-            revoked: self.revoked.iter().map(|s| s.replace(':', "").to_lowercase()).collect(),
+            revoked: self.revoked.iter().map(|s| crate::auth::hex_id(s)).collect(),
             province: self.province.clone(),
             insecure_dev: self.insecure_dev,
         }

@@ -161,11 +161,12 @@ async fn every_role_against_every_rpc() {
     );
 }
 
+/// The certificate's serial as `openssl x509 -noout -serial` prints it.
 fn serial_of(pem_path: &Path) -> String {
     let pem = std::fs::read(pem_path).unwrap();
     let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    let cert = p.parse_x509().unwrap();
-    cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect()
+    let hex = p.parse_x509().unwrap().serial.to_str_radix(16).to_uppercase();
+    format!("serial={}{hex}", if hex.len() % 2 == 1 { "0" } else { "" })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,4 +402,55 @@ async fn a_ward_replaying_another_wards_changes_is_refused() {
         let e = q.get(pb::CityGetRequest { key: Some((&c.key).into()) }).await.unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not_reading() {
+    let env = Env::new();
+    issue_clients(&env);
+    let city = City::start_configured(&env, ROLES);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut w = ward.client().await;
+    let code82 = WardCode::parse("00082").unwrap();
+    const WRITES: u32 = 600;
+    for i in 0..WRITES {
+        w.put(pb::PutRequest { record: Some((&rec(&code82, i)).into()) }).await.unwrap();
+    }
+    drained(&mut w).await;
+
+    // The reader takes one entry, then stops reading: the city's sender is
+    // blocked on a full stream.
+    // Small HTTP/2 windows: the city's sender blocks after some 64 KiB.
+    let small = Endpoint::from_shared(city.url())
+        .unwrap()
+        .tls_config(tls(&env.certs(), "reader"))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535);
+    let mut reader = CityQueryClient::new(small.connect().await.unwrap());
+    let mut feed =
+        reader.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
+    feed.message().await.unwrap().unwrap();
+    let serial = serial_of(&env.certs().join("reader.pem"));
+    city.reconfigure(&env, &format!("revoked = [\"{serial}\"]\n{ROLES}"));
+    let mut q = city.client().await;
+    wait::until(DEADLINE, "the city to deny the revoked reader's feed", || {
+        let mut q = q.clone();
+        async move {
+            let audit = q.audit(pb::AuditRequest::default()).await?.into_inner().entries;
+            Ok(audit.iter().any(|e| e.denied && e.action.contains("ChangesSince")))
+        }
+    })
+    .await
+    .unwrap();
+    // What was already on its way arrives, then the feed ends.
+    let mut received = 1;
+    let ended = loop {
+        match feed.message().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => break Code::Ok,
+            Err(s) => break s.code(),
+        }
+    };
+    assert!(received < WRITES, "the feed ended after {received} of {WRITES} entries ({ended:?})");
 }

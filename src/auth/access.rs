@@ -38,9 +38,9 @@ impl fmt::Display for Role {
 pub struct Peer {
     /// Who it is.
     pub identity: Identity,
-    /// Its certificate's serial number, lower-case hex (empty without a certificate).
+    /// Its certificate's serial number, as [`hex_id`] writes it (empty without a certificate).
     pub serial: String,
-    /// SHA-256 of its certificate, lower-case hex (empty without a certificate).
+    /// SHA-256 of its certificate, as [`hex_id`] writes it (empty without a certificate).
     pub fingerprint: String,
 }
 
@@ -56,18 +56,38 @@ impl Peer {
         };
         let leaf =
             chain.first().ok_or_else(|| CityError::PermissionDenied("empty certificate chain".into()))?;
-        let der = leaf.as_ref();
+        Peer::from_der(leaf.as_ref())
+    }
+
+    /// The peer a DER certificate names.
+    pub fn from_der(der: &[u8]) -> Result<Peer, CityError> {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| CityError::PermissionDenied(format!("unreadable certificate: {e}")))?;
         let identity = Identity::from_der(der).map_err(CityError::PermissionDenied)?;
-        let serial = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+        // The serial's value, not its DER bytes (which carry a leading 00
+        // when the top bit is set): as `openssl x509 -serial` shows it.
+        let serial = hex_id(&cert.serial.to_str_radix(16));
         let fingerprint = ring::digest::digest(&ring::digest::SHA256, der)
             .as_ref()
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Peer { identity, serial, fingerprint })
+            .collect::<String>();
+        Ok(Peer { identity, serial, fingerprint: hex_id(&fingerprint) })
     }
+}
+
+/// A serial number or fingerprint as operators write them, in one form:
+/// `serial=0A1B...` or `8F:01:...` as `openssl x509 -serial` or
+/// `-fingerprint -sha256` print them (upper or lower case, with or without
+/// colons, a `name=` prefix, a `0x` prefix or leading zeros) → lower-case
+/// hex without leading zeros.
+pub fn hex_id(written: &str) -> String {
+    let value = written.rsplit('=').next().unwrap_or(written).trim();
+    let value = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")).unwrap_or(value);
+    let hex: String =
+        value.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect::<String>().to_lowercase();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() && !hex.is_empty() { "0".into() } else { trimmed.into() }
 }
 
 /// Roles and revocations in force; replaced as a whole when the city
@@ -76,7 +96,7 @@ impl Peer {
 pub struct Access {
     /// Certificate common name → roles.
     pub roles: BTreeMap<String, BTreeSet<Role>>,
-    /// Revoked certificates: serial numbers or SHA-256 fingerprints, lower-case hex.
+    /// Revoked certificates: serial numbers or SHA-256 fingerprints, as [`hex_id`] writes them.
     pub revoked: BTreeSet<String>,
     /// If set, only wards of this province have the ward role.
     pub province: Option<String>,
@@ -168,6 +188,35 @@ mod tests {
         assert!(e.to_string().contains("needs the role ops or office-reader"), "{e}");
         a.revoked.insert("0a".into());
         assert!(a.check(&office, &[Role::OfficeReader], "Get").unwrap_err().to_string().contains("revoked"));
+    }
+
+    #[test]
+    fn revoked_serials_and_fingerprints_match_however_operators_write_them() {
+        // A serial whose top bit is set: DER stores it with a leading 00.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["ward-00082".into()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "ward-00082");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x8f, 0x01, 0x0a]));
+        let cert = params.self_signed(&key).unwrap();
+        let peer = Peer::from_der(cert.der()).unwrap();
+        let fingerprint: Vec<String> = ring::digest::digest(&ring::digest::SHA256, cert.der())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        for written in [
+            "serial=8F010A".to_string(),
+            "8F:01:0A".into(),
+            "008f010a".into(),
+            "0x8F010A".into(),
+            format!("SHA256 Fingerprint={}", fingerprint.join(":")),
+            fingerprint.concat().to_lowercase(),
+        ] {
+            let a = Access { revoked: [hex_id(&written)].into(), ..Access::default() };
+            let e = a.check(&peer, &[Role::Ward], "Replicate").unwrap_err();
+            assert!(e.to_string().contains("revoked"), "{written}: {e}");
+        }
+        assert_eq!(hex_id("00"), "0");
     }
 
     #[test]

@@ -62,10 +62,21 @@ impl Guard {
         })
     }
 
-    /// Completes when the access rules are replaced (or the city stops).
-    pub async fn changed(&mut self) {
-        if self.access.changed().await.is_err() {
-            std::future::pending::<()>().await;
+    /// Completes, with the status to end it with, once a reload of the
+    /// access rules denies `peer` what a long-lived stream of `rpc` needs
+    /// (its certificate revoked, or its role withdrawn). A stream runs
+    /// under `select!` with it, so it ends whatever it is waiting for,
+    /// sending included.
+    pub async fn until_denied(&self, peer: &Peer, any_of: &[Role], rpc: &str) -> Status {
+        let mut access = self.access.clone();
+        loop {
+            if access.changed().await.is_err() {
+                // The city is stopping: the stream ends with it.
+                std::future::pending::<()>().await;
+            }
+            if let Err(status) = self.recheck(peer, any_of, rpc) {
+                return status;
+            }
         }
     }
 }

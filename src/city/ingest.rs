@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::{CityError, Live};
-use crate::auth::{Identity, Peer, Role};
+use crate::auth::{Identity, Role};
 use crate::clock::{now_ms, today};
 use crate::model::Context;
 use crate::model::WardCode;
@@ -154,13 +154,11 @@ impl SyncService {
     async fn pump(
         self,
         ward: WardCode,
-        peer: Peer,
         mut inbound: Streaming<pb::WardMessage>,
         tx: mpsc::Sender<Outbound>,
         slot: StreamSlot,
         session: CancellationToken,
     ) {
-        let mut guard = self.guard.clone();
         let result = loop {
             // Biased (in this order): a seeded simulation then replays exactly.
             let msg = tokio::select! {
@@ -171,14 +169,6 @@ impl SyncService {
                     CityError::Replaced(ward.clone())
                 }),
                 m = inbound.message() => m,
-                _ = guard.changed() => {
-                    // The rules were reloaded: a revoked node is disconnected.
-                    if let Err(status) = guard.recheck(&peer, &[Role::Ward], "Replicate") {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    continue;
-                }
             };
             let batch = match msg {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
@@ -351,9 +341,19 @@ impl CitySync for SyncService {
             tx.clone(),
             session.clone(),
         ));
-        let pump = self.clone().pump(ward, peer, inbound, tx, slot, session.clone());
+        let (guard, denied_tx) = (self.guard.clone(), tx.clone());
+        let pump = self.clone().pump(ward, inbound, tx, slot, session.clone());
         tokio::spawn(async move {
-            pump.await;
+            // Biased: a seeded simulation then replays exactly.
+            tokio::select! {
+                biased;
+                _ = pump => {}
+                // The rules were reloaded and deny this node: it is
+                // disconnected, whatever the stream was waiting for.
+                status = guard.until_denied(&peer, &[Role::Ward], "Replicate") => {
+                    let _ = denied_tx.try_send(Err(status));
+                }
+            }
             session.cancel();
         });
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -82,12 +82,13 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::ChangesSinceRequest>,
     ) -> Result<Response<Self::ChangesSinceStream>, Status> {
-        self.guard.admit(&req, &[Role::OfficeReader], "ChangesSince")?;
+        let peer = self.guard.admit(&req, &[Role::OfficeReader], "ChangesSince")?;
         let req = req.into_inner();
         let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        let (guard, denied_tx) = (self.guard.clone(), tx.clone());
+        let feed = async move {
             let (mut after, mut sent) = (req.after, 0u64);
             while sent < limit {
                 let want = LOG_CHUNK.min((limit - sent) as usize);
@@ -105,6 +106,15 @@ impl CityQuery for QueryService {
                     if tx.send(Ok(l.into())).await.is_err() {
                         return;
                     }
+                }
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = feed => {}
+                status = guard.until_denied(&peer, &[Role::OfficeReader], "ChangesSince") => {
+                    // The reader may not be reading: never wait to tell it.
+                    let _ = denied_tx.try_send(Err(status));
                 }
             }
         });
