@@ -433,7 +433,7 @@ async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not
     feed.message().await.unwrap().unwrap();
     let serial = serial_of(&env.certs().join("reader.pem"));
     city.reconfigure(&env, &format!("revoked = [\"{serial}\"]\n{ROLES}"));
-    let mut q = city.client().await;
+    let q = city.client().await;
     wait::until(DEADLINE, "the city to deny the revoked reader's feed", || {
         let mut q = q.clone();
         async move {
