@@ -1,6 +1,8 @@
 //! The check at the top of every city RPC: the caller's certificate must not
 //! be revoked and must carry a role that allows the call. Denials are
-//! logged, counted and written to the audit trail.
+//! counted, and logged and written to the audit trail at a bounded rate per
+//! identity (a flood of refused calls, a revoked certificate's included,
+//! cannot fill the city's disk).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -21,7 +23,14 @@ pub struct Guard {
     access: watch::Receiver<Arc<Access>>,
     store: CityStore,
     rate: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Denials written to the audit trail, per identity.
+    audit_rate: Arc<DefaultKeyedRateLimiter<String>>,
 }
+
+/// Denials of one identity written to the audit trail: this many a second
+/// on average, in bursts of [`DENIALS_BURST`]; the rest are only counted.
+const DENIALS_PER_SECOND: u32 = 2;
+const DENIALS_BURST: u32 = 20;
 
 impl Guard {
     /// A guard over `access`, which the configuration reload replaces,
@@ -30,7 +39,9 @@ impl Guard {
         let per_second = NonZeroU32::new(limits.requests_per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(limits.request_burst.max(1)).expect("at least 1");
         let rate = Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)));
-        Guard { access, store, rate }
+        let audit = Quota::per_second(NonZeroU32::new(DENIALS_PER_SECOND).expect("not 0"))
+            .allow_burst(NonZeroU32::new(DENIALS_BURST).expect("not 0"));
+        Guard { access, store, rate, audit_rate: Arc::new(RateLimiter::keyed(audit)) }
     }
 
     /// The peer of `req` if it may call `rpc` (one of `any_of`) and is
@@ -52,10 +63,14 @@ impl Guard {
     pub fn recheck(&self, peer: &Peer, any_of: &[Role], rpc: &str) -> Result<(), Status> {
         let access = self.access.borrow().clone();
         access.check(peer, any_of, rpc).map_err(|e| {
-            tracing::warn!(identity = %peer.identity, serial = %peer.serial, rpc, "denied: {e}");
-            if let Err(err) =
-                self.store.record_denial(&peer.identity.to_string(), rpc, &e.to_string(), now_ms())
-            {
+            let identity = peer.identity.to_string();
+            if self.audit_rate.check_key(&identity).is_err() {
+                // Counted, not written: the trail already shows this identity being refused.
+                self.store.count_denial();
+                return e.into();
+            }
+            tracing::warn!(%identity, serial = %peer.serial, rpc, "denied: {e}");
+            if let Err(err) = self.store.record_denial(&identity, rpc, &e.to_string(), now_ms()) {
                 tracing::error!(error = %err, "cannot write the denial to the audit trail");
             }
             e.into()
@@ -78,5 +93,30 @@ impl Guard {
                 return status;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+    use crate::store::MemEngine;
+
+    #[test]
+    fn a_flood_of_refused_calls_is_counted_but_written_at_a_bounded_rate() {
+        let store = CityStore::open(Arc::new(MemEngine::new()), Default::default()).unwrap();
+        let access = Access { revoked: ["0a".into()].into(), ..Access::default() };
+        let guard = Guard::new(watch::channel(Arc::new(access)).1, store.clone(), &Limits::default());
+        let revoked = Peer {
+            identity: Identity::Named("office".into()),
+            serial: "0a".into(),
+            fingerprint: "ff".into(),
+        };
+        for _ in 0..1000 {
+            assert!(guard.recheck(&revoked, &[Role::OfficeReader], "Get").is_err());
+        }
+        assert_eq!(store.denied_calls(), 1000, "every refusal is counted");
+        let written = store.denials(0).unwrap().len() as u32;
+        assert!((DENIALS_BURST..DENIALS_BURST + 10).contains(&written), "{written} written");
     }
 }

@@ -11,6 +11,9 @@ use crate::store::StoreError;
 use crate::store::codec::{be, encode, key};
 use crate::store::engine::Batch;
 
+/// Denied calls kept in the audit trail at the most.
+pub const MAX_DENIALS: u64 = 10_000;
+
 /// A call the city refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Denial {
@@ -25,7 +28,8 @@ pub struct Denial {
 }
 
 impl CityStore {
-    /// Records a denied call (durable with the next flush).
+    /// Records a denied call (durable with the next flush). At most
+    /// [`MAX_DENIALS`] are kept: beyond, the oldest makes room.
     pub fn record_denial(
         &self,
         identity: &str,
@@ -40,9 +44,23 @@ impl CityStore {
             rpc: rpc.to_string(),
             reason: reason.to_string(),
         };
+        let mut stored = self.stored_denials.lock().expect("poisoned");
         let mut batch = Batch::default();
+        if *stored >= MAX_DENIALS {
+            for (oldest, _) in self.engine.scan(AUDIT, &crate::store::engine::prefix_end(AUDIT), 1)? {
+                batch.remove(oldest);
+                *stored -= 1;
+            }
+        }
         batch.insert(key(AUDIT, &[&be(now_ms.max(0) as u64), &be(n)]), encode(&d));
-        self.engine.apply(batch)
+        self.engine.apply(batch)?;
+        *stored += 1;
+        Ok(())
+    }
+
+    /// Counts a denied call without writing it (see [`crate::city::Guard`]).
+    pub fn count_denial(&self) {
+        self.denials.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Calls refused since this store was opened.

@@ -28,7 +28,7 @@ use super::engine::{Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
 use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_key};
 
-pub use audit::Denial;
+pub use audit::{Denial, MAX_DENIALS};
 pub use conflicts::{Conflict, ConflictFilter};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
@@ -152,6 +152,8 @@ pub struct CityStore {
     durable_applied: Arc<Mutex<HashMap<WardCode, u64>>>,
     policies: Arc<Policies>,
     denials: Arc<std::sync::atomic::AtomicU64>,
+    /// Denials in the audit trail (at most [`audit::MAX_DENIALS`]).
+    stored_denials: Arc<Mutex<u64>>,
 }
 
 impl CityStore {
@@ -179,6 +181,7 @@ impl CityStore {
             wards.entry(code(&k)?).or_insert_with(WardState::default).lost = decode(&k, &v)?;
         }
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
+        let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
         Ok(CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
@@ -186,6 +189,7 @@ impl CityStore {
             durable_applied: Arc::new(Mutex::new(durable_applied)),
             policies: Arc::new(policies),
             denials: Arc::default(),
+            stored_denials: Arc::new(Mutex::new(stored_denials)),
         })
     }
 

@@ -508,5 +508,6 @@ fn history_starts_at_the_first_change_since_a_time() {
     }
 }
 
+mod bounds;
 mod clocks;
 mod durability;
