@@ -9,7 +9,8 @@
 //! - `m:acked`        → highest sequence number the city acknowledged;
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
-//! - `m:policies`     → the merge policies the city announced.
+//! - `m:policies`     → the merge policies the city announced;
+//! - `m:bytes`        → bytes of the queued outbox entries.
 //!
 //! Why this is crash-safe without transactions: a write puts the record's
 //! state and view, its outbox entry, the sequence counter and the clock in
@@ -40,6 +41,12 @@ const ACKED: &[u8] = b"m:acked";
 const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
+const BYTES: &[u8] = b"m:bytes";
+
+/// Keys read or written per batch when the work is proportional to the
+/// outbox or to the records (acknowledging a long backlog, recomputing
+/// every view), so memory stays bounded however large they grow.
+const CHUNK: usize = if cfg!(test) { 100 } else { 10_000 };
 
 /// A write waiting to be numbered and stored.
 #[derive(Debug, Clone)]
@@ -123,14 +130,30 @@ fn kind_index(kind: Kind) -> usize {
     Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
 }
 
+/// Bytes of every queued outbox entry, read a chunk at a time (for a store
+/// written before the count was kept under `m:bytes`).
+fn outbox_bytes(engine: &dyn Engine) -> Result<u64, StoreError> {
+    let (mut start, end, mut total) = (OUTBOX.to_vec(), prefix_end(OUTBOX), 0);
+    loop {
+        let rows = engine.scan(&start, &end, CHUNK)?;
+        total += rows.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
+        match rows.last() {
+            Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
+            _ => return Ok(total),
+        }
+    }
+}
+
 impl WardStore {
     /// Opens the store of `ward`; at most `max_outbox` entries may be queued.
     pub fn open(engine: Arc<dyn Engine>, ward: WardCode, max_outbox: u64) -> Result<WardStore, StoreError> {
         let read = |k: &[u8]| -> Result<u64, StoreError> { engine.get(k)?.map_or(Ok(0), |v| read_be(k, &v)) };
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let policies = engine.get(POLICIES)?.map(|v| decode(POLICIES, &v)).transpose()?.unwrap_or_default();
-        let queued_bytes =
-            engine.scan(OUTBOX, &prefix_end(OUTBOX), usize::MAX)?.iter().map(|(_, v)| v.len() as u64).sum();
+        let queued_bytes = match engine.get(BYTES)? {
+            Some(v) => read_be(BYTES, &v)?,
+            None => outbox_bytes(&*engine)?,
+        };
         let mut records = [0; 3];
         for kind in Kind::ALL {
             let prefix = key(RECORD, &[&[kind.tag()]]);
@@ -237,7 +260,7 @@ impl WardStore {
             tracing::warn!(ward = %self.ward, clock_ms = c.hlc.wall_ms, now_ms = now,
                 "this ward's clock had run ahead of its wall clock (its time was wrong and has been corrected): stamping from the wall clock again; records written while it was ahead keep their order");
         }
-        let mut seq = c.last_seq;
+        let (mut seq, mut queued) = (c.last_seq, c.queued_bytes);
         for ch in changes {
             seq += 1;
             hlc = hlc.tick(now);
@@ -279,7 +302,7 @@ impl WardStore {
                 None => overlay.written.remove(&ch.key),
             };
             let bytes = encode(&change);
-            c.queued_bytes += bytes.len() as u64;
+            queued += bytes.len() as u64;
             batch.insert(outbox_key(seq), bytes);
             seqs.push(seq);
         }
@@ -289,10 +312,12 @@ impl WardStore {
         }
         batch.insert(LAST_SEQ, be(seq).to_vec());
         batch.insert(HLC, encode(&hlc));
+        batch.insert(BYTES, be(queued).to_vec());
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         c.last_seq = seq;
         c.hlc = hlc;
+        c.queued_bytes = queued;
         Ok(seqs)
     }
 
@@ -343,15 +368,27 @@ impl WardStore {
         if c.policies == policies {
             return Ok(());
         }
-        let mut batch = Batch::default();
-        // Every view is rewritten: count them afresh (from nothing shown).
+        // Every view is rewritten, a chunk at a time, and counted afresh
+        // (from nothing shown); the policies are stored last, so a crash
+        // midway leaves the old ones, and the next Welcome starts again.
         let mut delta = CountDelta::default();
-        for (k, v) in self.engine.scan(STATE, &prefix_end(STATE), usize::MAX)? {
-            let state: Versioned = decode(&k, &v)?;
-            let Some(kind) = Kind::from_tag(k[1]) else { continue };
-            let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
-            self.put_state(&mut batch, &mut delta, &rk, (&state, false), None, &policies);
+        let (mut start, end) = (STATE.to_vec(), prefix_end(STATE));
+        loop {
+            let rows = self.engine.scan(&start, &end, CHUNK)?;
+            let mut batch = Batch::default();
+            for (k, v) in &rows {
+                let state: Versioned = decode(k, v)?;
+                let Some(kind) = Kind::from_tag(k[1]) else { continue };
+                let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
+                self.put_state(&mut batch, &mut delta, &rk, (&state, false), None, &policies);
+            }
+            self.engine.apply(batch)?;
+            match rows.last() {
+                Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
+                _ => break,
+            }
         }
+        let mut batch = Batch::default();
         batch.insert(POLICIES, encode(&policies));
         self.engine.apply(batch)?;
         c.records = [0; 3];
@@ -393,24 +430,33 @@ impl WardStore {
         Ok(out)
     }
 
-    /// Deletes entries up to `seq` once the city has applied them. The
+    /// Deletes entries up to `seq` once the city has applied them, a
+    /// bounded number per batch (each batch raises the acknowledged mark to
+    /// what it deleted, so a crash between batches loses nothing). The
     /// acknowledged sequence never moves backwards.
     pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
         let mut c = self.lock();
         let seq = seq.min(c.last_seq);
-        if seq <= c.acked {
-            return Ok(());
+        while c.acked < seq {
+            let rows = self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), CHUNK)?;
+            let upto = if rows.len() < CHUNK {
+                seq
+            } else {
+                read_be(OUTBOX, &rows[rows.len() - 1].0[OUTBOX.len()..])?
+            };
+            let mut batch = Batch::default();
+            let mut freed = 0;
+            for (k, v) in rows {
+                freed += v.len() as u64;
+                batch.remove(k);
+            }
+            let queued = c.queued_bytes.saturating_sub(freed);
+            batch.insert(ACKED, be(upto).to_vec());
+            batch.insert(BYTES, be(queued).to_vec());
+            self.engine.apply(batch)?;
+            c.acked = upto;
+            c.queued_bytes = queued;
         }
-        let mut batch = Batch::default();
-        let mut freed = 0;
-        for (k, v) in self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), usize::MAX)? {
-            freed += v.len() as u64;
-            batch.remove(k);
-        }
-        batch.insert(ACKED, be(seq).to_vec());
-        self.engine.apply(batch)?;
-        c.acked = seq;
-        c.queued_bytes = c.queued_bytes.saturating_sub(freed);
         Ok(())
     }
 
@@ -445,6 +491,7 @@ impl WardStore {
         }
         batch.insert(LAST_SEQ, be(seq).to_vec());
         batch.insert(ACKED, be(city_applied).to_vec());
+        batch.insert(BYTES, be(bytes).to_vec());
         self.engine.apply(batch)?;
         let moved = seq - city_applied;
         c.last_seq = seq;
