@@ -45,19 +45,33 @@ impl CityStore {
         by: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        self.city_writes(key, vec![(fields, op)], by, now_ms)
+    }
+
+    /// Applies writes by the city to `key` in one atomic write, each having
+    /// seen the ones before it.
+    fn city_writes(
+        &self,
+        key: &RecordKey,
+        writes: Vec<(Vec<String>, Op)>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
-            let state = w.current(key)?.clone();
-            let hlc = w.city_clock(&state);
-            let change = Change {
-                seq: 0,
-                written_at_ms: now_ms,
-                key: key.clone(),
-                stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
-                context: state.seen.clone(),
-                fields,
-                op,
-            };
-            w.apply(&change, by, wards)?;
+            for (fields, op) in writes {
+                let state = w.current(key)?.clone();
+                let hlc = w.city_clock(&state);
+                let change = Change {
+                    seq: 0,
+                    written_at_ms: now_ms,
+                    key: key.clone(),
+                    stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
+                    context: state.seen.clone(),
+                    fields,
+                    op,
+                };
+                w.apply(&change, by, wards)?;
+            }
             Ok(w.cursor)
         })
     }
@@ -119,8 +133,17 @@ impl CityStore {
         if let Err(e) = record.validate(ctx) {
             return Ok(Err(e.into()));
         }
-        let fields = if field == EXISTS { Vec::new() } else { vec![field.to_string()] };
-        self.city_write(key, fields, Op::Put(record), by, now_ms).map(Ok)
+        if field == EXISTS {
+            return self.city_write(key, Vec::new(), Op::Put(record), by, now_ms).map(Ok);
+        }
+        let mut writes = vec![(vec![field.to_string()], Op::Put(record))];
+        if !state.exists(key.kind(), &self.policies) {
+            // A put also says the record exists: settling a field of a
+            // deleted record must not bring it back, so it is deleted again
+            // by a write that has seen the put.
+            writes.push((Vec::new(), Op::Delete));
+        }
+        self.city_writes(key, writes, by, now_ms).map(Ok)
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,

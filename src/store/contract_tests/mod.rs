@@ -511,3 +511,4 @@ fn history_starts_at_the_first_change_since_a_time() {
 mod bounds;
 mod clocks;
 mod durability;
+mod office;
