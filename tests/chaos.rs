@@ -58,7 +58,7 @@ async fn office(
                         .unwrap();
                 let edited = amend(&r, 100_000 + n);
                 let attempt = ledger.attempt("office", &edited.key().unwrap(), Some(&edited));
-                if city.edit(pb::EditRequest { record: Some((&edited).into()) }).await.is_ok() {
+                if city.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.is_ok() {
                     ledger.acked(attempt, "city", 0);
                 }
             }

@@ -39,7 +39,7 @@ async fn city_get(q: &mut CityClient, key: &RecordKey) -> (Option<Record>, bool)
 async fn office_edit(q: &mut CityClient, key: &RecordKey, edit: impl FnOnce(&mut Record)) {
     let mut r = city_get(q, key).await.0.expect("the record exists at the city");
     edit(&mut r);
-    q.edit(pb::EditRequest { record: Some((&r).into()) }).await.unwrap();
+    q.edit(pb::EditRequest { record: Some((&r).into()), seen: vec![] }).await.unwrap();
 }
 
 async fn conflicts(q: &mut CityClient, key: &RecordKey) -> Vec<pb::ConflictInfo> {

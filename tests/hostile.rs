@@ -167,7 +167,7 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
         )
         .await;
     let edited = wardsync::generate::amend(&mine, 1);
-    q.edit(pb::EditRequest { record: Some((&edited).into()) }).await.unwrap();
+    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
     assert_eq!(city_record(&mut q, &mkey).await.as_ref(), Some(&edited), "the office's edit shows");
     let state = q.get_state(pb::CityGetRequest { key: Some((&mkey).into()) }).await.unwrap().into_inner();
     let state = wardsync::proto::versioned_from_pb(state.state.unwrap());

@@ -293,7 +293,7 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
         Op::Put(r) => wardsync::generate::amend(r, 1),
         Op::Delete => unreachable!(),
     };
-    q.edit(pb::EditRequest { record: Some((&edited).into()) }).await.unwrap();
+    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
     q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await.unwrap();
     let discard = pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: "a duplicate".into() };
     q.discard_quarantined(discard).await.unwrap();

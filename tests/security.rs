@@ -65,7 +65,7 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
             c.discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 1, reason: "x".into() })
                 .await,
         ),
-        "Edit" => code(c.edit(pb::EditRequest { record: None }).await),
+        "Edit" => code(c.edit(pb::EditRequest { record: None, seen: vec![] }).await),
         "ListConflicts" => code(c.list_conflicts(pb::ConflictsRequest::default()).await),
         "ResolveConflict" => code(
             c.resolve_conflict(pb::ResolveRequest {

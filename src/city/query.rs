@@ -11,7 +11,9 @@ use crate::auth::Role;
 use crate::clock::{now_ms, today};
 use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
-use crate::proto::{change_from_pb, key_from_pb, kind_from_pb, next_after, page_size, record_from_pb};
+use crate::proto::{
+    change_from_pb, key_from_pb, kind_from_pb, next_after, page_size, record_from_pb, seen_from_pb,
+};
 use crate::store::{CityStore, Conflict, ConflictFilter, LoggedChange, OfficeError};
 
 /// Log entries read from the store per step of `ChangesSince`.
@@ -256,12 +258,14 @@ impl CityQuery for QueryService {
 
     async fn edit(&self, req: Request<pb::EditRequest>) -> Result<Response<pb::EditReply>, Status> {
         let peer = self.guard.admit(&req, &[Role::OfficeEditor], "Edit")?;
-        let record = record_from_pb(req.into_inner().record).map_err(CityError::from)?;
+        let req = req.into_inner();
+        let seen = (!req.seen.is_empty()).then(|| seen_from_pb(req.seen));
+        let record = record_from_pb(req.record).map_err(CityError::from)?;
         let ctx = Context { today: today(), province: self.province.clone() };
         let key = record.key_id();
         let cursor = self
             .store
-            .office_put(record, &peer.identity.to_string(), now_ms(), &ctx)
+            .office_put(record, seen, &peer.identity.to_string(), now_ms(), &ctx)
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
         self.store.flush().await.map_err(CityError::from)?;

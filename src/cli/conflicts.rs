@@ -98,7 +98,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
 pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
     let record: Record =
         serde_json::from_str(&a.json).map_err(|e| anyhow::anyhow!("--json: not a record: {e}"))?;
-    let req = pb::EditRequest { record: Some((&record).into()) };
+    let req = pb::EditRequest { record: Some((&record).into()), seen: vec![] };
     let cursor = city_required(&a.target).await?.edit(req).await.map_err(status_error)?.into_inner().cursor;
     println!(
         "{}/{} corrected (log cursor {cursor}); the owning ward receives it",

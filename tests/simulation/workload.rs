@@ -161,7 +161,11 @@ pub async fn office(
                     let current = wardsync::proto::record_from_pb(current.into_inner().record).unwrap();
                     let edited = amend(&current, 10_000 + n);
                     let attempt = shared.ledger.attempt("office", &key, Some(&edited));
-                    if city.edit(pb::EditRequest { record: Some((&edited).into()) }).await.is_ok() {
+                    if city
+                        .edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] })
+                        .await
+                        .is_ok()
+                    {
                         shared.ledger.acked(attempt, "city", 0);
                     }
                 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, WardState};
 use crate::model::{
-    CITY_WRITER, Change, Context, EXISTS, Op, Record, RecordKey, Stamp, ValidationError, Versioned, WardCode,
-    flatten, unflatten,
+    CITY_WRITER, Change, Context, EXISTS, Op, Record, RecordKey, Stamp, ValidationError, VersionVector,
+    Versioned, WardCode, flatten, unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
@@ -45,18 +45,20 @@ impl CityStore {
         by: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        self.city_writes(key, vec![(fields, op)], by, now_ms)
+        self.city_writes(key, vec![(fields, op)], None, by, now_ms)
     }
 
     /// Applies writes by the city to `key` in one atomic write, each having
-    /// seen the ones before it.
+    /// seen the ones before it (the first: `based_on`, or all the record holds).
     fn city_writes(
         &self,
         key: &RecordKey,
         writes: Vec<(Vec<String>, Op)>,
+        based_on: Option<VersionVector>,
         by: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        let mut based_on = based_on;
         self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
             for (fields, op) in writes {
                 let state = w.current(key)?.clone();
@@ -66,7 +68,7 @@ impl CityStore {
                     written_at_ms: now_ms,
                     key: key.clone(),
                     stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
-                    context: state.seen.clone(),
+                    context: based_on.take().unwrap_or(state.seen),
                     fields,
                     op,
                 };
@@ -77,11 +79,15 @@ impl CityStore {
     }
 
     /// A data-office correction of an existing record: the fields that
-    /// differ are written by the city. Returns the change's log cursor (the
+    /// differ are written by the city. `seen` is what the editor had read of
+    /// the record (its version vector): writes it had not seen are
+    /// concurrent with the correction, never silently reverted by it; none:
+    /// the record as it stands. Returns the change's log cursor (the
     /// current cursor if nothing differs).
     pub fn office_put(
         &self,
         record: Record,
+        seen: Option<VersionVector>,
         by: &str,
         now_ms: i64,
         ctx: &Context,
@@ -99,7 +105,14 @@ impl CityStore {
         if fields.is_empty() {
             return Ok(Ok(self.durable_cursor()));
         }
-        self.city_write(&key, fields, Op::Put(record), by, now_ms).map(Ok)
+        if let Some(seen) = &seen {
+            let held = self.state(&key)?.unwrap_or_default().seen;
+            if let Some((writer, _)) = seen.0.iter().find(|(w, h)| held.0.get(*w).is_none_or(|k| *h > k)) {
+                let why = format!("says the editor had seen a write by {writer} that the city does not hold");
+                return Ok(Err(ValidationError::single("seen", why).into()));
+            }
+        }
+        self.city_writes(&key, vec![(fields, Op::Put(record))], seen, by, now_ms).map(Ok)
     }
 
     /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
@@ -143,7 +156,7 @@ impl CityStore {
             // by a write that has seen the put.
             writes.push((Vec::new(), Op::Delete));
         }
-        self.city_writes(key, writes, by, now_ms).map(Ok)
+        self.city_writes(key, writes, None, by, now_ms).map(Ok)
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,

@@ -38,9 +38,7 @@ fn a_long_outbox_is_counted_acknowledged_and_recomputed_a_chunk_at_a_time() {
             .sum();
         assert_eq!(bytes, listed, "{name}");
         // Policies changed: every view recomputed, in chunks.
-        let mut p = Policies::default();
-        p.default = crate::model::Policy::Manual;
-        store.set_policies(p).unwrap();
+        store.set_policies(Policies { default: crate::model::Policy::Manual, ..Default::default() }).unwrap();
         assert_eq!(store.count(Kind::Citizen), 250, "{name}");
         // The city acknowledges 230 of them: deleted in chunks.
         store.ack(230).unwrap();

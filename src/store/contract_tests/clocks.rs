@@ -43,7 +43,9 @@ fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_past_wh
         city.apply_group(&group, now as i64, &ctx(), NO_SKEW_LIMIT).unwrap();
         let edit = |c: &Change, n: u32| {
             let Op::Put(r) = &c.op else { unreachable!() };
-            city.office_put(crate::generate::amend(r, n), "office", now as i64, &ctx()).unwrap().unwrap();
+            city.office_put(crate::generate::amend(r, n), None, "office", now as i64, &ctx())
+                .unwrap()
+                .unwrap();
             city.state(&c.key).unwrap().unwrap().seen.0[crate::model::CITY_WRITER]
         };
         assert!(edit(&first, 1).wall_ms < now + 1000, "{name}: the other record's edit is stamped now");

@@ -37,3 +37,43 @@ fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
         assert_eq!(owned(&city, &a), 0, "{name}");
     }
 }
+
+#[test]
+fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+        let a = ward("00082");
+        let create = change("00082", 1);
+        let key = create.key.clone();
+        let Op::Put(read) = &create.op else { unreachable!() };
+        city.apply_group(&[batch(&a, vec![create.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+        // The editor reads the record and what it has seen of it...
+        let seen = city.state(&key).unwrap().unwrap().seen;
+        // ...the ward changes the phone meanwhile...
+        let mut newer = read.clone();
+        let crate::model::Body::Citizen(c) = &mut newer.body else { unreachable!() };
+        c.phone = "0911111111".into();
+        let phone =
+            partial(&Change { op: Op::Put(newer), ..create.clone() }, 2, &["phone"], 2, &[("00082", 1)]);
+        city.apply_group(&[batch(&a, vec![phone])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
+        // ...and the editor corrects the name on the copy it read (old phone).
+        let mut edited = read.clone();
+        let crate::model::Body::Citizen(c) = &mut edited.body else { unreachable!() };
+        c.full_name = "Nguyễn Văn Sửa".into();
+        city.office_put(edited, Some(seen), "office", 3, &ctx()).unwrap().unwrap();
+        let conflict = city.conflict(&key, "phone").unwrap();
+        assert!(
+            conflict.is_some(),
+            "{name}: the stale phone and the ward's newer one are a conflict, not a silent revert"
+        );
+        let shown = city.get(&key).unwrap().unwrap();
+        let crate::model::Body::Citizen(c) = &shown.body else { unreachable!() };
+        assert_eq!(c.full_name, "Nguyễn Văn Sửa", "{name}");
+
+        // Claiming to have seen more than the city holds is refused.
+        let forged =
+            crate::model::VersionVector([("00082".to_string(), Hlc { wall_ms: 99, logical: 0 })].into());
+        let e = city.office_put(read.clone(), Some(forged), "office", 4, &ctx()).unwrap().unwrap_err();
+        assert!(e.to_string().contains("does not hold"), "{name}: {e}");
+    }
+}
