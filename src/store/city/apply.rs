@@ -129,29 +129,7 @@ impl<'a> GroupWrite<'a> {
             }
         };
         self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
-        if old != new {
-            let old_entries = old.as_ref().map(|o| index_entries(key, o)).unwrap_or_default();
-            let new_entries = new.as_ref().map(|n| index_entries(key, n)).unwrap_or_default();
-            for k in old_entries.iter().filter(|k| !new_entries.contains(k)) {
-                self.batch.remove(k.clone());
-            }
-            for k in new_entries.iter().filter(|k| !old_entries.contains(k)) {
-                self.batch.insert(k.clone(), Vec::new());
-            }
-            if let Some(o) = &old {
-                let e = wards.entry(o.ward.clone()).or_default();
-                e.records = e.records.saturating_sub(1);
-                self.kind_delta[kind_index(key)] -= 1;
-            }
-            match &new {
-                Some(n) => {
-                    self.batch.insert(record_key(key), encode(n));
-                    wards.entry(n.ward.clone()).or_default().records += 1;
-                    self.kind_delta[kind_index(key)] += 1;
-                }
-                None => self.batch.remove(record_key(key)),
-            }
-        }
+        self.replace_view(key, old.as_ref(), new.as_ref(), wards);
         self.track_conflicts(key, &old_conflicts, &state, new.as_ref())?;
         self.batch.insert(state_key(key), encode(&state));
 
@@ -181,6 +159,65 @@ impl<'a> GroupWrite<'a> {
             if raced {
                 self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
             }
+        }
+        self.states.insert(key.clone(), (state, new));
+        Ok(())
+    }
+
+    /// Replaces the record `key` shows, `old`, by `new`: the stored view,
+    /// its index entries and the per-ward and per-kind record counts.
+    fn replace_view(
+        &mut self,
+        key: &RecordKey,
+        old: Option<&Record>,
+        new: Option<&Record>,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) {
+        if old == new {
+            return;
+        }
+        let old_entries = old.map(|o| index_entries(key, o)).unwrap_or_default();
+        let new_entries = new.map(|n| index_entries(key, n)).unwrap_or_default();
+        for k in old_entries.iter().filter(|k| !new_entries.contains(k)) {
+            self.batch.remove(k.clone());
+        }
+        for k in new_entries.iter().filter(|k| !old_entries.contains(k)) {
+            self.batch.insert(k.clone(), Vec::new());
+        }
+        if let Some(o) = old {
+            let e = wards.entry(o.ward.clone()).or_default();
+            e.records = e.records.saturating_sub(1);
+            self.kind_delta[kind_index(key)] -= 1;
+        }
+        match new {
+            Some(n) => {
+                self.batch.insert(record_key(key), encode(n));
+                wards.entry(n.ward.clone()).or_default().records += 1;
+                self.kind_delta[kind_index(key)] += 1;
+            }
+            None => self.batch.remove(record_key(key)),
+        }
+    }
+
+    /// Shows the stored record `key` as the policies in force make it (they
+    /// changed since it was written): its view, indexes, counts and
+    /// conflicts. Nothing is logged: no write happened.
+    pub(super) fn refresh(
+        &mut self,
+        key: &RecordKey,
+        stored_conflicts: &[String],
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<(), StoreError> {
+        let (state, _) = self.take_shown(key)?;
+        let rk = record_key(key);
+        let old: Option<Record> = self.engine.get(&rk)?.map(|v| decode(&rk, &v)).transpose()?;
+        let new = state.materialize(key, self.policies);
+        self.replace_view(key, old.as_ref(), new.as_ref(), wards);
+        // Every conflict written again (its policy and order may differ), the others closed.
+        self.track_conflicts(key, &[], &state, new.as_ref())?;
+        let open = state.conflicts(key.kind(), self.policies);
+        for field in stored_conflicts.iter().filter(|f| !open.iter().any(|c| &c.field == *f)) {
+            self.batch.remove(conflict_key(key, field));
         }
         self.states.insert(key.clone(), (state, new));
         Ok(())

@@ -15,6 +15,7 @@ mod audit;
 mod conflicts;
 mod keys;
 mod office;
+mod policies;
 mod quarantine;
 mod queries;
 
@@ -158,7 +159,8 @@ pub struct CityStore {
 
 impl CityStore {
     /// Opens the store and loads counters and ward states; records are
-    /// merged and shown under `policies`.
+    /// merged and shown under `policies` (stored records are shown again,
+    /// with their indexes and conflicts, if the policies changed).
     pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
@@ -182,7 +184,7 @@ impl CityStore {
         }
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
-        Ok(CityStore {
+        let store = CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
@@ -190,7 +192,9 @@ impl CityStore {
             policies: Arc::new(policies),
             denials: Arc::default(),
             stored_denials: Arc::new(Mutex::new(stored_denials)),
-        })
+        };
+        store.reapply_policies(crate::clock::now_ms())?;
+        Ok(store)
     }
 
     /// The last sequence durably applied for `ward` (0 if never seen): the

@@ -512,3 +512,4 @@ mod bounds;
 mod clocks;
 mod durability;
 mod office;
+mod policies;
