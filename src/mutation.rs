@@ -23,15 +23,19 @@ pub enum Mutation {
     /// sled's `sync_file_range` without an fsync); it becomes durable only
     /// with a later flush.
     FlushNotDurable,
+    /// The city believes the version vector a ward sends: it neither checks
+    /// it against the writes it holds nor judges ownership on its own state.
+    TrustClaims,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 5] = [
         Mutation::ApplyDuplicates,
         Mutation::AckBeforeFlush,
         Mutation::WelcomeBeforeFlush,
         Mutation::FlushNotDurable,
+        Mutation::TrustClaims,
     ];
 
     /// The mutation's name on command lines and in `WARDSYNC_MUTATION`.
@@ -41,6 +45,7 @@ impl Mutation {
             Mutation::AckBeforeFlush => "ack-before-flush",
             Mutation::WelcomeBeforeFlush => "welcome-before-flush",
             Mutation::FlushNotDurable => "flush-not-durable",
+            Mutation::TrustClaims => "trust-claims",
         }
     }
 

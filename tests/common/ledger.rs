@@ -36,6 +36,8 @@ struct Inner {
     log_cursor: u64,
     /// Invariants seen broken while the run went on.
     problems: Vec<String>,
+    /// Hostile wards, whose changes the city is expected to refuse.
+    hostile: BTreeSet<String>,
 }
 
 /// What clients were told and what was observed; shared by the workload's
@@ -98,6 +100,11 @@ impl Ledger {
         let seq = ward.delete(pb::DeleteRequest { key: Some(key.into()) }).await.ok()?.into_inner().seq;
         self.acked(attempt, code, seq);
         Some(seq)
+    }
+
+    /// Notes that `ward` is hostile: its changes belong in the quarantine.
+    pub fn expect_refused(&self, ward: &str) {
+        self.0.lock().unwrap().hostile.insert(ward.to_string());
     }
 
     /// Asks every ward and the city for their counters and checks that
@@ -207,8 +214,12 @@ impl Ledger {
         // No (ward, sequence) applied twice; none applied out of order.
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
         let mut logged: BTreeMap<(String, u64), RecordKey> = BTreeMap::new();
+        let hostile = self.0.lock().unwrap().hostile.clone();
         for l in log.iter().filter(|l| l.ward != wardsync::model::CITY_WRITER) {
             let change = l.change.as_ref().unwrap();
+            if hostile.contains(&l.ward) {
+                problems.push(format!("hostile ward {}'s change {} was applied", l.ward, change.seq));
+            }
             let prev = last.insert(&l.ward, change.seq).unwrap_or(0);
             if change.seq <= prev {
                 problems.push(format!("ward {} change {} logged after {prev}", l.ward, change.seq));
@@ -221,6 +232,7 @@ impl Ledger {
                 q.into_inner()
                     .entries
                     .iter()
+                    .filter(|e| !hostile.contains(&e.ward))
                     .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
             ),
             Err(e) => problems.push(format!("cannot read the quarantine: {e}")),

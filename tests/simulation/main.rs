@@ -28,6 +28,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod forger;
 mod net;
 mod nodes;
 mod scenario;

@@ -36,7 +36,7 @@ pub fn certificates() -> tempfile::TempDir {
     let ca = DevCa::open_or_create(certs.path()).unwrap();
     ca.issue_city().unwrap();
     ca.issue("office", &["office"]).unwrap();
-    for (code, _) in WARDS {
+    for code in WARDS.iter().map(|(code, _)| *code).chain([super::forger::FORGER]) {
         ca.issue_ward(&WardCode::parse(code).unwrap()).unwrap();
     }
     certs
@@ -99,6 +99,8 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
         );
     }
     sim.client("office", workload::office(shared.clone(), WARDS.to_vec(), certs.to_path_buf(), seed));
+    shared.ledger.expect_refused(super::forger::FORGER);
+    sim.client("forger", super::forger::forge(shared.clone(), WARDS.len(), certs.to_path_buf(), seed));
 
     let mut faults = Faults::new(seed);
     let mut ticks = 0u64;

@@ -274,6 +274,11 @@ impl<'a> GroupWrite<'a> {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
         let state = self.current(&change.key)?;
+        if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
+            let mut believed = state.clone();
+            believed.seen.merge(&change.context);
+            return Ok(change.refusal(ward, Some(&believed).filter(|s| !s.fields.is_empty()), ctx));
+        }
         // What the writer says it had seen of the record can only be writes
         // the city holds: more is a forgery, or depends on a change the city
         // has not applied (quarantined), and is held with it.
