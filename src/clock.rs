@@ -25,8 +25,21 @@ pub fn now_ms() -> i64 {
 
 /// Today's date in Vietnam (UTC+7), against which "not in the future" is judged.
 pub fn today() -> chrono::NaiveDate {
-    let utc = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
+    date_at(now_ms())
+}
+
+/// The date in Vietnam (UTC+7) at `ms` since the epoch.
+pub fn date_at(ms: i64) -> chrono::NaiveDate {
+    let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     (utc + chrono::Duration::hours(7)).date_naive()
+}
+
+/// The latest date a ward's change may carry as "today": the date as far
+/// ahead as the clock skew the city accepts, so a ward a few minutes ahead
+/// around midnight does not see its records of today refused as dated in
+/// the future.
+pub fn ward_today(max_skew_ms: u64) -> chrono::NaiveDate {
+    date_at(now_ms().saturating_add(i64::try_from(max_skew_ms).unwrap_or(i64::MAX)))
 }
 
 /// `delay` spread at random over ±`spread` of itself (0 ≤ spread ≤ 1), so
@@ -74,5 +87,20 @@ mod tests {
             let d = jitter(Duration::from_millis(1000), 0.5);
             assert!(d >= Duration::from_millis(500) && d <= Duration::from_millis(1500), "{d:?}");
         }
+    }
+
+    #[test]
+    fn a_ward_minutes_ahead_at_midnight_may_write_tomorrows_date() {
+        // 23:58 in Vietnam (16:58 UTC) on 2026-11-30.
+        let ms = chrono::NaiveDate::from_ymd_opt(2026, 11, 30)
+            .unwrap()
+            .and_hms_opt(16, 58, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        let _sim = simulate(Rc::new(move || ms), Rc::new(|| 0.5));
+        assert_eq!(today().to_string(), "2026-11-30");
+        assert_eq!(ward_today(5 * 60 * 1000).to_string(), "2026-12-01", "dates the skew limit allows");
+        assert_eq!(ward_today(60 * 1000).to_string(), "2026-11-30");
     }
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::{CityError, Live};
 use crate::auth::{Identity, Role};
-use crate::clock::{now_ms, today};
+use crate::clock::{now_ms, ward_today};
 use crate::model::Context;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
@@ -83,7 +83,7 @@ pub fn spawn_applier(
         let n = group.len();
         let span = tracing::debug_span!("apply_group", batches = n);
         let started = std::time::Instant::now();
-        let ctx = Context { today: today(), province: province.clone() };
+        let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
         // Applied now, in group order; made durable by the future.
         let applied = span.in_scope(|| store.apply_group(&group, now_ms(), &ctx, max_skew_ms));
         let (store, apply_latency) = (store.clone(), apply_latency.clone());

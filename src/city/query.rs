@@ -197,7 +197,8 @@ impl CityQuery for QueryService {
             }
             _ => None,
         };
-        let ctx = Context { today: today(), province: self.province.clone() };
+        let ctx =
+            Context { today: crate::clock::ward_today(self.max_skew_ms), province: self.province.clone() };
         let cursor = self
             .store
             .retry(&ward, req.seq, decoded, now_ms(), &ctx, self.max_skew_ms)

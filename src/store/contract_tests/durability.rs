@@ -119,6 +119,9 @@ fn a_change_that_claims_writes_the_city_does_not_hold_is_held_with_what_it_depen
         assert!(held[1].1.contains("does not hold"), "{name}: {}", held[1].1);
         assert!(held[2].1.contains("write by city"), "{name}: {}", held[2].1);
         assert!(city.state(&key).unwrap().is_none(), "{name}: nothing of the held changes applied");
+        // A retry before its time has come is refused again: it would move the city's clock.
+        let e = city.retry(&a, 2, None, 5, &ctx(), 60_000).unwrap().unwrap_err();
+        assert!(e.to_string().contains("ahead"), "{name}: {e}");
         // Once the first is retried (its time has come), the one that built on it follows.
         let later = 3_600_000;
         assert!(city.retry(&a, 2, None, later, &ctx(), 60_000).unwrap().is_ok(), "{name}");
