@@ -185,6 +185,10 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
     for seq in [1, 2, 3, 4, 6, 8] {
         assert!(refused.contains(&seq), "forged change {seq} is in the quarantine: {entries:#?}");
     }
+    let audit =
+        q.audit(pb::AuditRequest { ward: "00145".into(), ..Default::default() }).await.unwrap().into_inner();
+    let attempts = audit.entries.iter().filter(|e| e.denied && e.identity == "ward 00145").count();
+    assert!(attempts >= 6, "the audit trail records the attempts: {:#?}", audit.entries);
     let (citizen, _, _) = samples("00082");
     w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
     drained(&mut w).await;

@@ -307,7 +307,8 @@ impl CityQuery for QueryService {
     async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "Audit")?;
         let req = req.into_inner();
-        let ward = ward_filter(&req.ward, "ward")?.map(|w| w.to_string());
+        let ward_code = ward_filter(&req.ward, "ward")?;
+        let ward = ward_code.as_ref().map(|w| w.to_string());
         let limit = match req.limit {
             0 => 1000,
             n => n as usize,
@@ -346,6 +347,30 @@ impl CityQuery for QueryService {
                     detail: d.reason,
                 }),
         );
+        // Changes refused from wards: in quarantine, or discarded since.
+        let refused = |q: &crate::store::Quarantined| pb::AuditEntry {
+            at_ms: q.at_ms,
+            identity: format!("ward {}", q.ward),
+            denied: true,
+            action: match &q.change {
+                Some(c) => format!(
+                    "change {} ({} {})",
+                    q.seq,
+                    if matches!(c.op, crate::model::Op::Delete) { "delete" } else { "put" },
+                    c.key
+                ),
+                None => format!("change {} (undecodable)", q.seq),
+            },
+            detail: q.reason.clone(),
+        };
+        let quarantined = self.store.quarantine(ward_code.as_ref()).map_err(CityError::from)?;
+        entries.extend(quarantined.iter().filter(|q| q.at_ms >= req.since_ms).map(refused));
+        let discarded = self.store.discarded(ward_code.as_ref()).map_err(CityError::from)?;
+        entries.extend(discarded.iter().filter(|d| d.entry.at_ms >= req.since_ms).map(|d| {
+            let mut e = refused(&d.entry);
+            e.detail = format!("{}; discarded by {}: {}", e.detail, d.by, d.reason);
+            e
+        }));
         entries.sort_by_key(|e| e.at_ms);
         entries.truncate(limit);
         Ok(Response::new(pb::AuditReply { entries }))
