@@ -5,7 +5,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::city::CityError;
 use crate::model::ValidationError;
-use crate::store::{OfficeError, RetryError, StoreError};
+use crate::store::{BatchRejected, OfficeError, RetryError, StoreError};
 use crate::ward::WardError;
 
 /// `INVALID_ARGUMENT` naming every violation in the message and, for
@@ -56,6 +56,9 @@ impl From<CityError> for Status {
             CityError::Store(s) => s.into(),
             CityError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             CityError::Protocol(_) => Status::failed_precondition(e.to_string()),
+            CityError::Rejected(BatchRejected::QuarantineFull { .. }) => {
+                Status::resource_exhausted(e.to_string())
+            }
             CityError::Rejected(_) => Status::failed_precondition(e.to_string()),
             CityError::Quarantine(RetryError::NotFound { .. }) => Status::not_found(e.to_string()),
             CityError::Quarantine(_) => Status::failed_precondition(e.to_string()),

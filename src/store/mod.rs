@@ -20,7 +20,7 @@ mod contract_tests;
 
 pub use city::{
     BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LoggedChange, Loss,
-    MAX_DENIALS, OfficeError, Quarantined, RetryError, WardBatch, WardState,
+    MAX_DENIALS, MAX_QUARANTINED, OfficeError, Quarantined, RetryError, WardBatch, WardState,
 };
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};

@@ -132,7 +132,23 @@ pub enum BatchRejected {
         /// What the batch contained.
         got: u64,
     },
+    /// The ward already has as many changes in quarantine as the city
+    /// keeps for one ward: nothing more is taken from it until the data
+    /// office settles them (so no ward can fill the city's disk).
+    #[error(
+        "ward {ward} has {held} changes in quarantine, the most the city keeps for one ward: \
+         the data office must retry or discard them before more are accepted"
+    )]
+    QuarantineFull {
+        /// The sending ward.
+        ward: WardCode,
+        /// Its changes in quarantine.
+        held: u64,
+    },
 }
+
+/// Changes of one ward the city keeps in quarantine at the most.
+pub const MAX_QUARANTINED: u64 = if cfg!(test) { 3 } else { 100_000 };
 
 struct Cache {
     cursor: u64,
@@ -301,6 +317,13 @@ impl CityStore {
                         ward: wb.ward.clone(),
                         expected: state.last_applied_seq + 1,
                         got: fresh[0].seq(),
+                    }));
+                    continue;
+                }
+                if !fresh.is_empty() && state.quarantined >= MAX_QUARANTINED {
+                    outcomes.push(Err(BatchRejected::QuarantineFull {
+                        ward: wb.ward.clone(),
+                        held: state.quarantined,
                     }));
                     continue;
                 }

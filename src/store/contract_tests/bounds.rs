@@ -58,3 +58,25 @@ fn a_long_outbox_is_counted_acknowledged_and_recomputed_a_chunk_at_a_time() {
         assert_eq!(store.backlog_bytes(), left, "{name}");
     }
 }
+
+#[test]
+fn a_ward_with_a_full_quarantine_is_refused_until_the_office_settles_it() {
+    for (name, h) in harnesses() {
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+        let a = ward("00082");
+        // Changes naming another ward as owner: each one refused.
+        let refused: Vec<Change> = (1..=MAX_QUARANTINED).map(|n| change("00145", n)).collect();
+        let out = city.apply_group(&[batch(&a, refused)], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+        assert_eq!(out, [Ok(MAX_QUARANTINED)], "{name}");
+        let next = change("00082", MAX_QUARANTINED + 1);
+        let out = city.apply_group(&[batch(&a, vec![next.clone()])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
+        assert!(
+            matches!(&out[0], Err(BatchRejected::QuarantineFull { held, .. }) if *held == MAX_QUARANTINED),
+            "{name}: {out:?}"
+        );
+        assert_eq!(city.quarantine(None).unwrap().len() as u64, MAX_QUARANTINED, "{name}: nothing more kept");
+        city.discard(&a, 1, "taken over by mistake", "office", 3).unwrap().unwrap();
+        let out = city.apply_group(&[batch(&a, vec![next])], 4, &ctx(), NO_SKEW_LIMIT).unwrap();
+        assert_eq!(out, [Ok(MAX_QUARANTINED + 1)], "{name}");
+    }
+}
