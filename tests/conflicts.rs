@@ -315,3 +315,52 @@ async fn a_record_the_office_moves_to_another_ward_reaches_it_whole() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     assert!(e.message().contains("owned by ward 00145"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut q) = (ward.client().await, city.client().await);
+    let r = first("00082", Kind::Business);
+    let key = r.key().unwrap();
+    put(&mut w, &r).await;
+    drained(&mut w).await;
+    let certs = env.certs();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+            .args(args)
+            .args(["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The office reads the record, and the version it read.
+    let (json, said) = cli(&["get", "--kind", "business", "--key", key.id()]);
+    let version =
+        said.lines().find_map(|l| l.strip_prefix("version: ")).expect("get prints the version").to_string();
+    // The ward moves the business meanwhile.
+    let mut moved = r.clone();
+    if let Body::Business(b) = &mut moved.body {
+        b.address = "5 Lý Thái Tổ".into();
+    }
+    put(&mut w, &moved).await;
+    drained(&mut w).await;
+    // The office corrects the name on the copy it read (with the old address).
+    let mut corrected: Record = serde_json::from_str(json.trim()).unwrap();
+    if let Body::Business(b) = &mut corrected.body {
+        b.name = "Công ty Sửa Tên".into();
+    }
+    let json = serde_json::to_string(&corrected).unwrap();
+    cli(&["edit", "--json", &json, "--based-on", &version]);
+    converged(&mut w, &mut q, "00082").await;
+    let c = conflicts(&mut q, &key).await;
+    assert!(
+        c.iter().any(|c| c.field == "address"),
+        "the old address and the ward's new one are a conflict: {c:?}"
+    );
+    let (at_city, _) = city_get(&mut q, &key).await;
+    let Body::Business(b) = at_city.unwrap().body else { unreachable!() };
+    assert_eq!(b.name, "Công ty Sửa Tên");
+}

@@ -236,6 +236,12 @@ pub struct EditArgs {
     /// The corrected record as JSON.
     #[arg(long)]
     pub json: String,
+    /// The version of the record the correction was made from, as `wardsync
+    /// get --city` printed it: what wards wrote since is then not reverted but
+    /// a conflict where it disagrees. Without it, the correction is made to
+    /// the record as it stands now.
+    #[arg(long, value_name = "VERSION")]
+    pub based_on: Option<String>,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
     pub target: TargetArgs,

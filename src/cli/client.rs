@@ -140,7 +140,16 @@ pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
     let key = wire_key(&a)?;
     let record = match city_for(&a.target).await? {
         Some(mut city) => {
-            city.get(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner().record)
+            let reply = city.get_state(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner());
+            if let Ok(state) = &reply {
+                // For `wardsync edit --based-on`; on stderr, so stdout stays one JSON record.
+                let seen = crate::proto::seen_from_pb(state.state.clone().unwrap_or_default().seen);
+                eprintln!("version: {}", seen.to_token());
+            }
+            match reply {
+                Ok(r) if r.record.is_none() => anyhow::bail!("{}/{} is deleted at the city", a.kind, a.key),
+                other => other.map(|r| r.record),
+            }
         }
         None => ward_client(&a.target.ward_api)
             .await?

@@ -98,7 +98,13 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
 pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
     let record: Record =
         serde_json::from_str(&a.json).map_err(|e| anyhow::anyhow!("--json: not a record: {e}"))?;
-    let req = pb::EditRequest { record: Some((&record).into()), seen: vec![] };
+    let seen = match &a.based_on {
+        Some(token) => {
+            crate::model::VersionVector::from_token(token).map_err(|e| anyhow::anyhow!("--based-on: {e}"))?
+        }
+        None => Default::default(),
+    };
+    let req = pb::EditRequest { record: Some((&record).into()), seen: crate::proto::seen_pb(&seen) };
     let cursor = city_required(&a.target).await?.edit(req).await.map_err(status_error)?.into_inner().cursor;
     println!(
         "{}/{} corrected (log cursor {cursor}); the owning ward receives it",

@@ -106,6 +106,30 @@ impl VersionVector {
         *e = (*e).max(s.hlc);
     }
 
+    /// The vector as one line a person can copy: `writer@wall.logical`,
+    /// comma-separated (`00082@1780000000000.0,city@1780000000500.2`).
+    pub fn to_token(&self) -> String {
+        let parts: Vec<String> =
+            self.0.iter().map(|(w, h)| format!("{w}@{}.{}", h.wall_ms, h.logical)).collect();
+        parts.join(",")
+    }
+
+    /// Reads a vector written by [`VersionVector::to_token`].
+    pub fn from_token(token: &str) -> Result<VersionVector, String> {
+        let bad = |part: &str| format!("{part:?} is not writer@wall.logical (as `wardsync get` prints it)");
+        let mut v = VersionVector::default();
+        for part in token.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (writer, clock) = part.split_once('@').ok_or_else(|| bad(part))?;
+            let (wall, logical) = clock.split_once('.').ok_or_else(|| bad(part))?;
+            let hlc = Hlc {
+                wall_ms: wall.parse().map_err(|_| bad(part))?,
+                logical: logical.parse().map_err(|_| bad(part))?,
+            };
+            v.0.insert(writer.to_string(), hlc);
+        }
+        Ok(v)
+    }
+
     /// Includes everything `other` includes.
     pub fn merge(&mut self, other: &VersionVector) {
         for (w, h) in &other.0 {
@@ -152,6 +176,16 @@ mod tests {
         assert!(both > full);
         let top = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
         assert_eq!(top.tick(0), top, "the very last value stays (saturates) rather than wrapping to 0");
+    }
+
+    #[test]
+    fn a_version_vector_survives_its_printed_token() {
+        let mut v = VersionVector::default();
+        v.add(&Stamp { hlc: Hlc { wall_ms: 1_780_000_000_000, logical: 0 }, writer: "00082".into() });
+        v.add(&Stamp { hlc: Hlc { wall_ms: 1_780_000_000_500, logical: 2 }, writer: CITY_WRITER.into() });
+        assert_eq!(v.to_token(), "00082@1780000000000.0,city@1780000000500.2");
+        assert_eq!(VersionVector::from_token(&v.to_token()), Ok(v));
+        assert!(VersionVector::from_token("00082@soon").unwrap_err().contains("writer@wall.logical"));
     }
 
     #[test]

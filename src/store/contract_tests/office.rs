@@ -3,9 +3,27 @@
 use super::*;
 
 /// Change `c` with only `fields` written, re-stamped by its owner at `ms` having seen `seen`.
-fn partial(c: &Change, seq: u64, fields: &[&str], ms: u64, seen: &[(&str, u64)]) -> Change {
+pub(super) fn partial(c: &Change, seq: u64, fields: &[&str], ms: u64, seen: &[(&str, u64)]) -> Change {
     let fields = fields.iter().map(|f| f.to_string()).collect();
     stamped(Change { seq, fields, ..c.clone() }, "00082", ms, seen)
+}
+
+/// Ward 00082's citizen 1 as its create writes it, with `edit` made to it.
+pub(super) fn citizen_edited(create: &Change, edit: impl FnOnce(&mut crate::model::Citizen)) -> Record {
+    let Op::Put(mut r) = create.op.clone() else { unreachable!("a create is a put") };
+    let crate::model::Body::Citizen(c) = &mut r.body else { unreachable!("citizen 1 is a citizen") };
+    edit(c);
+    r
+}
+
+/// A city holding ward 00082's citizen 1 (created at clock 1); its create,
+/// and what the city has seen of the record then.
+pub(super) fn city_with_one_citizen(h: &dyn Harness) -> (CityStore, Change, VersionVector) {
+    let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+    let create = change("00082", 1);
+    city.apply_group(&[batch(&ward("00082"), vec![create.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+    let seen = city.state(&create.key).unwrap().unwrap().seen;
+    (city, create, seen)
 }
 
 #[test]
@@ -15,12 +33,8 @@ fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
         let a = ward("00082");
         let create = change("00082", 1);
         let key = create.key.clone();
-        let Op::Put(record) = &create.op else { unreachable!() };
-        let (mut x, mut y) = (record.clone(), record.clone());
-        let crate::model::Body::Citizen(cx) = &mut x.body else { unreachable!() };
-        cx.phone = "0900000001".into();
-        let crate::model::Body::Citizen(cy) = &mut y.body else { unreachable!() };
-        cy.phone = "0900000002".into();
+        let x = citizen_edited(&create, |c| c.phone = "0900000001".into());
+        let y = citizen_edited(&create, |c| c.phone = "0900000002".into());
         // Two writes of the phone, neither having seen the other, then a delete.
         let one = partial(&Change { op: Op::Put(x), ..create.clone() }, 2, &["phone"], 2, &[("00082", 1)]);
         let other = partial(&Change { op: Op::Put(y), ..create.clone() }, 3, &["phone"], 3, &[("00082", 1)]);
@@ -41,25 +55,16 @@ fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
 #[test]
 fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it() {
     for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        let create = change("00082", 1);
-        let key = create.key.clone();
-        let Op::Put(read) = &create.op else { unreachable!() };
-        city.apply_group(&[batch(&a, vec![create.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
-        // The editor reads the record and what it has seen of it...
-        let seen = city.state(&key).unwrap().unwrap().seen;
+        // The editor reads the record and what the city has seen of it...
+        let (city, create, seen) = city_with_one_citizen(h.as_ref());
+        let (a, key) = (ward("00082"), create.key.clone());
         // ...the ward changes the phone meanwhile...
-        let mut newer = read.clone();
-        let crate::model::Body::Citizen(c) = &mut newer.body else { unreachable!() };
-        c.phone = "0911111111".into();
+        let newer = citizen_edited(&create, |c| c.phone = "0911111111".into());
         let phone =
             partial(&Change { op: Op::Put(newer), ..create.clone() }, 2, &["phone"], 2, &[("00082", 1)]);
         city.apply_group(&[batch(&a, vec![phone])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
         // ...and the editor corrects the name on the copy it read (old phone).
-        let mut edited = read.clone();
-        let crate::model::Body::Citizen(c) = &mut edited.body else { unreachable!() };
-        c.full_name = "Nguyễn Văn Sửa".into();
+        let edited = citizen_edited(&create, |c| c.full_name = "Nguyễn Văn Sửa".into());
         city.office_put(edited, Some(seen), "office", 3, &ctx()).unwrap().unwrap();
         let conflict = city.conflict(&key, "phone").unwrap();
         assert!(
@@ -73,7 +78,8 @@ fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it
         // Claiming to have seen more than the city holds is refused.
         let forged =
             crate::model::VersionVector([("00082".to_string(), Hlc { wall_ms: 99, logical: 0 })].into());
-        let e = city.office_put(read.clone(), Some(forged), "office", 4, &ctx()).unwrap().unwrap_err();
+        let read = citizen_edited(&create, |_| {});
+        let e = city.office_put(read, Some(forged), "office", 4, &ctx()).unwrap().unwrap_err();
         assert!(e.to_string().contains("does not hold"), "{name}: {e}");
     }
 }

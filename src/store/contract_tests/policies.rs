@@ -6,27 +6,19 @@ use crate::model::Policy;
 #[test]
 fn a_policy_change_shows_stored_records_indexes_and_conflicts_under_the_new_policies() {
     for (name, mut h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        let create = change("00082", 1);
-        let key = create.key.clone();
-        let Op::Put(read) = &create.op else { unreachable!() };
-        city.apply_group(&[batch(&a, vec![create.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
-        let seen = city.state(&key).unwrap().unwrap().seen;
+        let (city, create, seen) = super::office::city_with_one_citizen(h.as_ref());
+        let (a, key) = (ward("00082"), create.key.clone());
         // The ward renames its citizen; the office, not having seen that, too.
-        let mut by_ward = read.clone();
-        let crate::model::Body::Citizen(c) = &mut by_ward.body else { unreachable!() };
-        c.full_name = "Trần Thị Phường".into();
-        let rename = stamped(
-            Change { seq: 2, fields: vec!["full_name".into()], op: Op::Put(by_ward), ..create.clone() },
-            "00082",
+        let by_ward = super::office::citizen_edited(&create, |c| c.full_name = "Trần Thị Phường".into());
+        let rename = super::office::partial(
+            &Change { op: Op::Put(by_ward), ..create.clone() },
+            2,
+            &["full_name"],
             2,
             &[("00082", 1)],
         );
         city.apply_group(&[batch(&a, vec![rename])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
-        let mut by_office = read.clone();
-        let crate::model::Body::Citizen(c) = &mut by_office.body else { unreachable!() };
-        c.full_name = "Lê Văn Thành Phố".into();
+        let by_office = super::office::citizen_edited(&create, |c| c.full_name = "Lê Văn Thành Phố".into());
         city.office_put(by_office, Some(seen), "office", 3, &ctx()).unwrap().unwrap();
         let name_of = |city: &CityStore| {
             let crate::model::Body::Citizen(c) = city.get(&key).unwrap().unwrap().body else {
