@@ -10,7 +10,8 @@
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
 //! - `m:policies`     → the merge policies the city announced;
-//! - `m:bytes`        → bytes of the queued outbox entries.
+//! - `m:bytes`        → bytes of the queued outbox entries;
+//! - `m:shift`        → a renumbering of the queued entries in progress.
 //!
 //! Why this is crash-safe without transactions: a write puts the record's
 //! state and view, its outbox entry, the sequence counter and the clock in
@@ -42,6 +43,7 @@ const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
+const SHIFT: &[u8] = b"m:shift";
 
 /// Keys read or written per batch when the work is proportional to the
 /// outbox or to the records (acknowledging a long backlog, recomputing
@@ -130,6 +132,64 @@ fn kind_index(kind: Kind) -> usize {
     Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
 }
 
+/// A renumbering of the queued entries in progress (stored under
+/// `m:shift` while it runs, so that a crash midway is finished on opening):
+/// entries `low < seq <= below` still have their old numbers; those above
+/// have moved up `by`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Shift {
+    by: u64,
+    low: u64,
+    below: u64,
+}
+
+/// Moves the queued entries up by `shift.by` (more than there are of
+/// them, so old and new numbers never overlap), a chunk at a time from the
+/// highest, each chunk one batch with the progress mark; the counter and
+/// the acknowledged mark move last. At most `steps` chunks (a crash, in tests).
+fn finish_shift(
+    engine: &dyn Engine,
+    c: &mut Inner,
+    mut shift: Shift,
+    steps: usize,
+) -> Result<(), StoreError> {
+    for _ in 0..steps {
+        let mut batch = Batch::default();
+        if shift.below <= shift.low {
+            // Done: the counter and the acknowledged mark move past the city's.
+            let (last, acked) = (c.last_seq + shift.by, shift.low + shift.by);
+            batch.insert(LAST_SEQ, be(last).to_vec());
+            batch.insert(ACKED, be(acked).to_vec());
+            batch.remove(SHIFT);
+            engine.apply(batch)?;
+            (c.last_seq, c.acked) = (last, acked);
+            return Ok(());
+        }
+        let start = shift.below.saturating_sub(CHUNK as u64 - 1).max(shift.low + 1);
+        let rows = engine.scan(&outbox_key(start), &outbox_key(shift.below + 1), CHUNK)?;
+        let mut moved = Vec::with_capacity(rows.len());
+        let mut bytes = c.queued_bytes;
+        for (k, v) in rows {
+            let mut change: Change = decode(&k, &v)?;
+            change.seq += shift.by;
+            bytes = bytes.saturating_sub(v.len() as u64);
+            batch.remove(k);
+            moved.push(change);
+        }
+        for change in &moved {
+            let v = encode(change);
+            bytes += v.len() as u64;
+            batch.insert(outbox_key(change.seq), v);
+        }
+        shift.below = start - 1;
+        batch.insert(SHIFT, encode(&shift));
+        batch.insert(BYTES, be(bytes).to_vec());
+        engine.apply(batch)?;
+        c.queued_bytes = bytes;
+    }
+    Ok(())
+}
+
 /// Bytes of every queued outbox entry, read a chunk at a time (for a store
 /// written before the count was kept under `m:bytes`).
 fn outbox_bytes(engine: &dyn Engine) -> Result<u64, StoreError> {
@@ -159,7 +219,7 @@ impl WardStore {
             let prefix = key(RECORD, &[&[kind.tag()]]);
             records[kind_index(kind)] = engine.count(&prefix, &prefix_end(&prefix))?;
         }
-        let inner = Inner {
+        let mut inner = Inner {
             queued_bytes,
             last_seq: read(LAST_SEQ)?,
             acked: read(ACKED)?,
@@ -168,6 +228,10 @@ impl WardStore {
             policies,
             records,
         };
+        if let Some(shift) = engine.get(SHIFT)?.map(|v| decode::<Shift>(SHIFT, &v)).transpose()? {
+            tracing::warn!(%ward, "finishing the renumbering of queued changes that a stop interrupted");
+            finish_shift(&*engine, &mut inner, shift, usize::MAX)?;
+        }
         Ok(WardStore { engine, ward, inner: Arc::new(Mutex::new(inner)), max_outbox })
     }
 
@@ -469,34 +533,19 @@ impl WardStore {
     /// again and nothing queued is lost. Returns how many entries were
     /// renumbered. Not durable until [`WardStore::flush`].
     pub fn move_past(&self, city_applied: u64) -> Result<u64, StoreError> {
+        self.move_past_steps(city_applied, usize::MAX)
+    }
+
+    /// [`WardStore::move_past`], stopping after `steps` chunks as a crash would.
+    pub(crate) fn move_past_steps(&self, city_applied: u64, steps: usize) -> Result<u64, StoreError> {
         let mut c = self.lock();
         if city_applied <= c.last_seq {
             return Ok(0);
         }
-        let mut batch = Batch::default();
-        let (mut seq, mut bytes) = (city_applied, 0);
-        let mut renumbered = Vec::new();
-        // Old and new numbers may overlap: every removal before any insert.
-        for (k, v) in self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(c.last_seq + 1), usize::MAX)? {
-            let mut change: Change = decode(&k, &v)?;
-            seq += 1;
-            change.seq = seq;
-            batch.remove(k);
-            renumbered.push(change);
-        }
-        for change in &renumbered {
-            let v = encode(change);
-            bytes += v.len() as u64;
-            batch.insert(outbox_key(change.seq), v);
-        }
-        batch.insert(LAST_SEQ, be(seq).to_vec());
-        batch.insert(ACKED, be(city_applied).to_vec());
-        batch.insert(BYTES, be(bytes).to_vec());
-        self.engine.apply(batch)?;
-        let moved = seq - city_applied;
-        c.last_seq = seq;
-        c.acked = city_applied;
-        c.queued_bytes = bytes;
+        let by = city_applied - c.acked;
+        let shift = Shift { by, low: c.acked, below: c.last_seq };
+        let moved = c.last_seq - c.acked;
+        finish_shift(&*self.engine, &mut c, shift, steps)?;
         Ok(moved)
     }
 

@@ -80,3 +80,31 @@ fn a_ward_with_a_full_quarantine_is_refused_until_the_office_settles_it() {
         assert_eq!(out, [Ok(MAX_QUARANTINED + 1)], "{name}");
     }
 }
+
+#[test]
+fn a_long_queue_is_renumbered_past_the_city_a_chunk_at_a_time_and_a_stop_midway_is_finished() {
+    for (name, mut h) in harnesses() {
+        let store = WardStore::open(h.engine(), ward("00082"), 100_000).unwrap();
+        let puts: Vec<NewChange> = (1..=250).map(|n| put("00082", n)).collect();
+        store.append(&puts, 1).unwrap();
+        store.ack(20).unwrap();
+        // The city applied up to 260: the 230 queued entries move to 261..=490.
+        // The ward stops after the first chunk.
+        store.move_past_steps(260, 1).unwrap();
+        block(store.flush()).unwrap();
+        drop(store);
+        h.restart();
+        let store = WardStore::open(h.engine(), ward("00082"), 100_000).unwrap();
+        assert_eq!((store.last_seq(), store.acked_seq(), store.backlog()), (490, 260, 230), "{name}");
+        let queued = store.outbox_range(260, 490, 1000, usize::MAX).unwrap();
+        assert_eq!(
+            queued.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            (261..=490).collect::<Vec<_>>(),
+            "{name}"
+        );
+        let keys: Vec<&RecordKey> = queued.iter().map(|c| &c.key).collect();
+        assert_eq!(keys, puts[20..].iter().map(|p| &p.key).collect::<Vec<_>>(), "{name}: in order");
+        let listed: u64 = queued.iter().map(|c| crate::store::codec::encode(c).len() as u64).sum();
+        assert_eq!(store.backlog_bytes(), listed, "{name}");
+    }
+}

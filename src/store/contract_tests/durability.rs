@@ -50,8 +50,8 @@ fn a_ward_behind_the_city_renumbers_its_queue_past_the_city_and_keeps_it() {
         store.append(&puts, 1).unwrap();
         store.ack(2).unwrap();
         assert_eq!(store.move_past(5).unwrap(), 0, "{name}: not behind the city: nothing to do");
-        // The city applied up to 12, past this ward's 10: the old and new
-        // numbers of the eight queued entries overlap.
+        // The city applied up to 12, past this ward's 10: the eight queued
+        // entries move to 13..=20.
         assert_eq!(store.move_past(12).unwrap(), 8, "{name}");
         let check = |store: &WardStore| {
             assert_eq!((store.last_seq(), store.acked_seq(), store.backlog()), (20, 12, 8), "{name}");
