@@ -10,8 +10,8 @@ use super::keys::{
     WHOLE, conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key,
 };
 use crate::model::{
-    Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Versioned, WardCode, deleted,
-    flatten, put_values,
+    CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, VersionVector,
+    Versioned, WardCode, deleted, flatten, put_values,
 };
 use crate::store::StoreError;
 use crate::store::codec::{be, decode, encode};
@@ -94,6 +94,62 @@ impl<'a> GroupWrite<'a> {
         let s: Versioned = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
         let shown = s.materialize(k, self.policies);
         Ok((s, shown))
+    }
+
+    /// Applies a write by the city to `key`: `op` setting `fields`, having
+    /// seen `context` (none: everything the record holds).
+    pub(super) fn city_change(
+        &mut self,
+        key: &RecordKey,
+        fields: Vec<String>,
+        op: Op,
+        context: Option<VersionVector>,
+        by: &str,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<(), StoreError> {
+        let state = self.current(key)?.clone();
+        let hlc = self.city_clock(&state);
+        let change = Change {
+            seq: 0,
+            written_at_ms: self.now_ms,
+            key: key.clone(),
+            stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
+            context: context.unwrap_or(state.seen),
+            fields,
+            op,
+        };
+        self.apply(&change, by, wards)
+    }
+
+    /// After the office discards `ward`'s quarantined `change` to its own
+    /// record: a city write that has seen it and restores, at the ward, what
+    /// the city holds (the fields it wrote; the record deleted if the city
+    /// never had it), so ward and city do not stay apart for good. A change
+    /// to a record that was not the ward's needs nothing: the ward does not
+    /// show it.
+    pub(super) fn overrule(
+        &mut self,
+        ward: &WardCode,
+        change: &Change,
+        by: &str,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<(), StoreError> {
+        let key = &change.key;
+        let shown = self.current_shown(key)?.clone();
+        let (fields, op) = match (&shown.1, &change.op) {
+            (Some(r), _) if &r.ward == ward => {
+                let all = flatten(r);
+                (change.fields.iter().filter(|f| all.contains_key(*f)).cloned().collect(), Op::Put(r.clone()))
+            }
+            (None, Op::Put(r)) if &r.ward == ward => (Vec::new(), Op::Delete),
+            _ => return Ok(()),
+        };
+        let mut seen = shown.0.seen;
+        seen.add(&change.stamp);
+        self.city_change(key, fields, op, Some(seen), by, wards)?;
+        // The ward hears of it even when neither view names it (a create undone).
+        self.batch.insert(downstream_key(ward, self.cursor), Vec::new());
+        Ok(())
     }
 
     /// A new stamp for a write by the city, after everything in `state`.

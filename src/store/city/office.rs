@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, WardState};
 use crate::model::{
-    CITY_WRITER, Change, Context, EXISTS, Op, Record, RecordKey, Stamp, ValidationError, VersionVector,
-    Versioned, WardCode, flatten, unflatten,
+    Context, EXISTS, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode, flatten,
+    unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
@@ -61,18 +61,7 @@ impl CityStore {
         let mut based_on = based_on;
         self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
             for (fields, op) in writes {
-                let state = w.current(key)?.clone();
-                let hlc = w.city_clock(&state);
-                let change = Change {
-                    seq: 0,
-                    written_at_ms: now_ms,
-                    key: key.clone(),
-                    stamp: Stamp { hlc, writer: CITY_WRITER.to_string() },
-                    context: based_on.take().unwrap_or(state.seen),
-                    fields,
-                    op,
-                };
-                w.apply(&change, by, wards)?;
+                w.city_change(key, fields, op, based_on.take(), by, wards)?;
             }
             Ok(w.cursor)
         })

@@ -152,6 +152,9 @@ impl CityStore {
             let Some(entry) = self.entry(ward, seq)? else {
                 return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
             };
+            if let Some(change) = &entry.change {
+                w.overrule(ward, change, &format!("{by} (discarding ward {ward}'s change {seq})"), wards)?;
+            }
             let d = Discarded { entry, reason: reason.to_string(), by: by.to_string(), at_ms: now_ms };
             w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
             w.batch.insert(quarantine_key(DISCARDED, ward, seq), encode(&d));

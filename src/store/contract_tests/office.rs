@@ -83,3 +83,55 @@ fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it
         assert!(e.to_string().contains("does not hold"), "{name}: {e}");
     }
 }
+
+/// What the ward shows after applying `changes` in order.
+fn ward_view(changes: &[&Change]) -> Option<Record> {
+    let mut state = crate::model::Versioned::default();
+    for c in changes {
+        state.apply(&c.values(), &c.stamp, &c.context);
+    }
+    state.materialize(&changes[0].key, &Policies::default())
+}
+
+#[test]
+fn discarding_a_wards_change_brings_the_ward_back_to_what_the_city_holds() {
+    for (name, h) in harnesses() {
+        let (city, create, _) = city_with_one_citizen(h.as_ref());
+        let (a, key) = (ward("00082"), create.key.clone());
+        // A phone change stamped an hour ahead: quarantined. The ward shows it.
+        let newer = citizen_edited(&create, |c| c.phone = "0922222222".into());
+        let ahead = partial(
+            &Change { op: Op::Put(newer), ..create.clone() },
+            2,
+            &["phone"],
+            3_600_000,
+            &[("00082", 1)],
+        );
+        city.apply_group(&[batch(&a, vec![ahead.clone()])], 2, &ctx(), 60_000).unwrap();
+        assert_eq!(city.quarantine(None).unwrap().len(), 1, "{name}");
+        city.discard(&a, 2, "the ward's clock was wrong", "office", 3).unwrap().unwrap();
+        block(city.flush()).unwrap();
+        // The city's answer reaches the ward, which then shows what the city holds.
+        let log = city.changes_since(0, 100).unwrap();
+        let overruled = &log.last().unwrap().change;
+        assert_eq!(overruled.stamp.writer, crate::model::CITY_WRITER, "{name}");
+        let view = ward_view(&[&create, &ahead, overruled]);
+        assert_eq!(view, city.get(&key).unwrap(), "{name}: ward and city agree again");
+
+        // A create the office discards: the ward no longer shows it either.
+        let other = stamped(change("00082", 3), "00082", 3_600_000, &[]);
+        city.apply_group(&[batch(&a, vec![other.clone()])], 4, &ctx(), 60_000).unwrap();
+        city.discard(&a, 3, "not ours", "office", 5).unwrap().unwrap();
+        block(city.flush()).unwrap();
+        let overruled = &city.changes_since(0, 100).unwrap().last().unwrap().change.clone();
+        let view = ward_view(&[&other, overruled]);
+        assert_eq!(view, None, "{name}");
+        assert_eq!(city.get(&other.key).unwrap(), None, "{name}");
+        let told: Vec<RecordKey> =
+            city.downstream(&a, 0, 100).unwrap().into_iter().map(|(l, _)| l.change.key).collect();
+        assert!(
+            told.contains(&key) && told.contains(&other.key),
+            "{name}: the ward is told of both: {told:?}"
+        );
+    }
+}
