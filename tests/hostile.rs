@@ -195,3 +195,41 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
     assert_eq!(city_record(&mut q, &citizen.key().unwrap()).await.as_ref(), Some(&citizen));
     assert_same_records(&mut w, &mut q, "00082").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_claims_at_their_limits_are_refused_and_the_city_keeps_serving() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let mut w = owner.client().await;
+    let mut q = city.client().await;
+    // A Hello claiming the city acknowledged the largest sequences there are.
+    let tls = client_tls(&TlsFiles::in_dir(&env.certs(), "ward-00145"), "city").unwrap();
+    for claim in [u64::MAX, 1 << 62] {
+        let channel = Endpoint::from_shared(city.url())
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(2);
+        let mut hello = hello("00145");
+        if let Some(ward_message::Msg::Hello(h)) = &mut hello.msg {
+            h.acked_seq = claim;
+        }
+        tx.send(hello).await.unwrap();
+        let refused = match CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await {
+            Err(s) => s,
+            Ok(mut s) => s.get_mut().message().await.expect_err("a claim this large is refused"),
+        };
+        assert!(refused.message().contains("acked_seq"), "{refused}");
+    }
+    // Ward 00145's next, honest stream starts where it should, and 00082 is served throughout.
+    let forger = Forger::open(&city, &env, "00145").await;
+    assert_eq!(forger.seq, 0);
+    let (citizen, _, _) = samples("00082");
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+    assert_eq!(city_record(&mut q, &citizen.key().unwrap()).await.as_ref(), Some(&citizen));
+}

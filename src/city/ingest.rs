@@ -64,6 +64,10 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Sequence numbers at or above this are refused as claims (2^62: no ward
+/// writes that many changes), leaving room to number what follows.
+const MAX_SEQ: u64 = 1 << 62;
+
 /// Most changes in one downstream message.
 const DOWNSTREAM_BATCH: usize = 256;
 
@@ -256,6 +260,13 @@ impl SyncService {
     async fn find_lost(&self, ward: &WardCode, acked: u64) -> Result<u64, CityError> {
         if acked <= self.store.last_applied(ward) {
             return Ok(0);
+        }
+        // No ward numbers this many changes: a corrupt or forged claim, which
+        // would leave no room to number the ward's next changes.
+        if acked >= MAX_SEQ {
+            return Err(CityError::Protocol(format!(
+                "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
+            )));
         }
         let Some((first, last)) = self.store.acknowledged_lost(ward, acked, now_ms())? else {
             return Ok(0);

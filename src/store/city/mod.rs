@@ -310,12 +310,14 @@ impl CityStore {
                 let mut state = wards.get(&wb.ward).cloned().unwrap_or_default();
                 let mut fresh: Vec<&Incoming> =
                     wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
-                let contiguous =
-                    fresh.iter().enumerate().all(|(i, c)| c.seq() == state.last_applied_seq + 1 + i as u64);
+                let contiguous = fresh
+                    .iter()
+                    .enumerate()
+                    .all(|(i, c)| c.seq() == state.last_applied_seq.saturating_add(1 + i as u64));
                 if !contiguous {
                     outcomes.push(Err(BatchRejected::Gap {
                         ward: wb.ward.clone(),
-                        expected: state.last_applied_seq + 1,
+                        expected: state.last_applied_seq.saturating_add(1),
                         got: fresh[0].seq(),
                     }));
                     continue;
