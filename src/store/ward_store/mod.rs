@@ -29,10 +29,15 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
+mod outbox;
+mod renumber;
+
 use crate::model::{
     CLOCK_AHEAD_LIMIT_MS, Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode,
     deleted, flatten, put_values,
 };
+use outbox::outbox_bytes;
+use renumber::{SHIFT, Shift, finish_shift};
 
 const RECORD: &[u8] = b"r";
 const STATE: &[u8] = b"s";
@@ -43,7 +48,6 @@ const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
-const SHIFT: &[u8] = b"m:shift";
 
 /// Keys read or written per batch when the work is proportional to the
 /// outbox or to the records (acknowledging a long backlog, recomputing
@@ -130,78 +134,6 @@ impl CountDelta {
 
 fn kind_index(kind: Kind) -> usize {
     Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
-}
-
-/// A renumbering of the queued entries in progress (stored under
-/// `m:shift` while it runs, so that a crash midway is finished on opening):
-/// entries `low < seq <= below` still have their old numbers; those above
-/// have moved up `by`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Shift {
-    by: u64,
-    low: u64,
-    below: u64,
-}
-
-/// Moves the queued entries up by `shift.by` (more than there are of
-/// them, so old and new numbers never overlap), a chunk at a time from the
-/// highest, each chunk one batch with the progress mark; the counter and
-/// the acknowledged mark move last. At most `steps` chunks (a crash, in tests).
-fn finish_shift(
-    engine: &dyn Engine,
-    c: &mut Inner,
-    mut shift: Shift,
-    steps: usize,
-) -> Result<(), StoreError> {
-    for _ in 0..steps {
-        let mut batch = Batch::default();
-        if shift.below <= shift.low {
-            // Done: the counter and the acknowledged mark move past the city's.
-            let (last, acked) = (c.last_seq + shift.by, shift.low + shift.by);
-            batch.insert(LAST_SEQ, be(last).to_vec());
-            batch.insert(ACKED, be(acked).to_vec());
-            batch.remove(SHIFT);
-            engine.apply(batch)?;
-            (c.last_seq, c.acked) = (last, acked);
-            return Ok(());
-        }
-        let start = shift.below.saturating_sub(CHUNK as u64 - 1).max(shift.low + 1);
-        let rows = engine.scan(&outbox_key(start), &outbox_key(shift.below + 1), CHUNK)?;
-        let mut moved = Vec::with_capacity(rows.len());
-        let mut bytes = c.queued_bytes;
-        for (k, v) in rows {
-            let mut change: Change = decode(&k, &v)?;
-            change.seq += shift.by;
-            bytes = bytes.saturating_sub(v.len() as u64);
-            batch.remove(k);
-            moved.push(change);
-        }
-        for change in &moved {
-            let v = encode(change);
-            bytes += v.len() as u64;
-            batch.insert(outbox_key(change.seq), v);
-        }
-        shift.below = start - 1;
-        batch.insert(SHIFT, encode(&shift));
-        batch.insert(BYTES, be(bytes).to_vec());
-        engine.apply(batch)?;
-        c.queued_bytes = bytes;
-    }
-    Ok(())
-}
-
-/// Bytes of every queued outbox entry, read a chunk at a time (for a store
-/// written before the count was kept under `m:bytes`).
-fn outbox_bytes(engine: &dyn Engine) -> Result<u64, StoreError> {
-    let (mut start, end, mut total) = (OUTBOX.to_vec(), prefix_end(OUTBOX), 0);
-    loop {
-        let rows = engine.scan(&start, &end, CHUNK)?;
-        total += rows.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
-        match rows.last() {
-            Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
-            _ => return Ok(total),
-        }
-    }
 }
 
 impl WardStore {
@@ -467,86 +399,6 @@ impl WardStore {
         let upto = self.last_seq();
         self.engine.flush().await?;
         Ok(upto)
-    }
-
-    /// Queued changes with `after < seq <= upto`, in order, at most
-    /// `max_entries` of them and about `max_bytes` (always at least one).
-    pub fn outbox_range(
-        &self,
-        after: u64,
-        upto: u64,
-        max_entries: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<Change>, StoreError> {
-        if upto <= after {
-            return Ok(Vec::new());
-        }
-        let rows = self.engine.scan(&outbox_key(after + 1), &outbox_key(upto + 1), max_entries)?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut bytes = 0;
-        for (k, v) in rows {
-            bytes += v.len();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(decode::<Change>(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    /// Deletes entries up to `seq` once the city has applied them, a
-    /// bounded number per batch (each batch raises the acknowledged mark to
-    /// what it deleted, so a crash between batches loses nothing). The
-    /// acknowledged sequence never moves backwards.
-    pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
-        let mut c = self.lock();
-        let seq = seq.min(c.last_seq);
-        while c.acked < seq {
-            let rows = self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), CHUNK)?;
-            let upto = if rows.len() < CHUNK {
-                seq
-            } else {
-                read_be(OUTBOX, &rows[rows.len() - 1].0[OUTBOX.len()..])?
-            };
-            let mut batch = Batch::default();
-            let mut freed = 0;
-            for (k, v) in rows {
-                freed += v.len() as u64;
-                batch.remove(k);
-            }
-            let queued = c.queued_bytes.saturating_sub(freed);
-            batch.insert(ACKED, be(upto).to_vec());
-            batch.insert(BYTES, be(queued).to_vec());
-            self.engine.apply(batch)?;
-            c.acked = upto;
-            c.queued_bytes = queued;
-        }
-        Ok(())
-    }
-
-    /// The city has applied this ward's changes up to `city_applied`, a
-    /// number this ward never reached: it lost data (a disk fault, a
-    /// restored backup), and numbers it handed out since may already mean
-    /// other changes at the city. Renumbers every queued entry, in order,
-    /// right after `city_applied`, and moves the counter and the
-    /// acknowledged mark there, so no number the city applied is used
-    /// again and nothing queued is lost. Returns how many entries were
-    /// renumbered. Not durable until [`WardStore::flush`].
-    pub fn move_past(&self, city_applied: u64) -> Result<u64, StoreError> {
-        self.move_past_steps(city_applied, usize::MAX)
-    }
-
-    /// [`WardStore::move_past`], stopping after `steps` chunks as a crash would.
-    pub(crate) fn move_past_steps(&self, city_applied: u64, steps: usize) -> Result<u64, StoreError> {
-        let mut c = self.lock();
-        if city_applied <= c.last_seq {
-            return Ok(0);
-        }
-        let by = city_applied - c.acked;
-        let shift = Shift { by, low: c.acked, below: c.last_seq };
-        let moved = c.last_seq - c.acked;
-        finish_shift(&*self.engine, &mut c, shift, steps)?;
-        Ok(moved)
     }
 
     /// The record under `key`, if it exists and this ward owns it.

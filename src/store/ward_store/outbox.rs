@@ -1,0 +1,78 @@
+//! The outbox: queued changes read in order, a bounded batch at a time,
+//! and deleted once the city has applied them, a chunk at a time.
+
+use super::{ACKED, BYTES, CHUNK, OUTBOX, WardStore, outbox_key};
+use crate::model::Change;
+use crate::store::codec::{be, decode, read_be};
+use crate::store::engine::{Batch, Engine, StoreError, prefix_end};
+
+/// Bytes of every queued outbox entry, read a chunk at a time (for a store
+/// written before the count was kept under `m:bytes`).
+pub(super) fn outbox_bytes(engine: &dyn Engine) -> Result<u64, StoreError> {
+    let (mut start, end, mut total) = (OUTBOX.to_vec(), prefix_end(OUTBOX), 0);
+    loop {
+        let rows = engine.scan(&start, &end, CHUNK)?;
+        total += rows.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
+        match rows.last() {
+            Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
+            _ => return Ok(total),
+        }
+    }
+}
+
+impl WardStore {
+    /// Queued changes with `after < seq <= upto`, in order, at most
+    /// `max_entries` of them and about `max_bytes` (always at least one).
+    pub fn outbox_range(
+        &self,
+        after: u64,
+        upto: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let rows = self.engine.scan(&outbox_key(after + 1), &outbox_key(upto + 1), max_entries)?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        for (k, v) in rows {
+            bytes += v.len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(decode::<Change>(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes entries up to `seq` once the city has applied them, a
+    /// bounded number per batch (each batch raises the acknowledged mark to
+    /// what it deleted, so a crash between batches loses nothing). The
+    /// acknowledged sequence never moves backwards.
+    pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
+        let mut c = self.lock();
+        let seq = seq.min(c.last_seq);
+        while c.acked < seq {
+            let rows = self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), CHUNK)?;
+            let upto = if rows.len() < CHUNK {
+                seq
+            } else {
+                read_be(OUTBOX, &rows[rows.len() - 1].0[OUTBOX.len()..])?
+            };
+            let mut batch = Batch::default();
+            let mut freed = 0;
+            for (k, v) in rows {
+                freed += v.len() as u64;
+                batch.remove(k);
+            }
+            let queued = c.queued_bytes.saturating_sub(freed);
+            batch.insert(ACKED, be(upto).to_vec());
+            batch.insert(BYTES, be(queued).to_vec());
+            self.engine.apply(batch)?;
+            c.acked = upto;
+            c.queued_bytes = queued;
+        }
+        Ok(())
+    }
+}
