@@ -55,11 +55,16 @@
 //!    reports as applied (acks, `Welcome`, its ward table) is only ever what
 //!    is durable.
 //! 5. A ward writes only valid records it owns. The city re-validates every
-//!    change and checks ownership against the certificate's identity, never
-//!    the request body. What it will not apply (malformed, invalid, not the
-//!    sender's) goes to the quarantine, is never dropped, and still advances
-//!    the ward's sequence so the stream never blocks; a retry never undoes a
-//!    newer change to the same record.
+//!    change and checks every claim it carries against what the city
+//!    holds, never the sender's word: identity from the certificate,
+//!    ownership from the city's copy, a version vector no further than the
+//!    writes the city holds, a clock within the skew limit (which no peer's
+//!    stamp can move the city's clock past). What it will not apply
+//!    (malformed, invalid, not the sender's, built on a refused change)
+//!    goes to the quarantine, is never dropped, and still advances the
+//!    ward's sequence so the stream never blocks; a retry never undoes a
+//!    newer change the writer had not seen, and a discard sends the ward
+//!    what the city holds.
 //! 6. What is durable never moves backwards, across crashes and power cuts
 //!    too: the ward's sequence numbers and clock, the city's applied
 //!    sequence per ward and its log cursor. A node restored from an older
