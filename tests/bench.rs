@@ -12,7 +12,7 @@ fn every_phase_runs_and_reports_its_figures() {
         .args([
             "bench",
             "--records",
-            "300",
+            "500",
             "--single",
             "50",
             "--clients",
@@ -32,6 +32,7 @@ fn every_phase_runs_and_reports_its_figures() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let figures: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut measured_cpu = 0.0;
     for phase in ["engine", "write", "load", "stream", "outage", "update", "steady", "get", "memory", "disk"]
     {
         let of_phase: Vec<&serde_json::Value> = figures.iter().filter(|f| f["phase"] == phase).collect();
@@ -46,9 +47,11 @@ fn every_phase_runs_and_reports_its_figures() {
         let cpu: Vec<f64> = cpu.iter().map(|f| f["value"].as_f64().unwrap()).collect();
         assert!(cpu.iter().all(|v| *v >= 0.0), "{phase}: {cpu:?}");
         if ["write", "load"].contains(&phase) {
-            assert!(cpu.iter().sum::<f64>() > 0.0, "{phase} measured no CPU time: {stdout}");
+            measured_cpu += cpu.iter().sum::<f64>();
         }
     }
+    // A tiny phase may fall between two ticks in every process; the two together do not.
+    assert!(measured_cpu > 0.0, "the write and load phases measured no CPU time: {stdout}");
     let measured =
         figures.iter().find(|f| f["metric"].as_str().unwrap().ends_with("changes measured")).unwrap();
     assert!(measured["value"].as_f64().unwrap() >= 3.0, "every synthetic ward's changes were acknowledged");

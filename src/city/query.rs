@@ -261,7 +261,7 @@ impl CityQuery for QueryService {
         let peer = self.guard.admit(&req, &[Role::OfficeEditor], "Edit")?;
         let req = req.into_inner();
         let seen = (!req.seen.is_empty()).then(|| seen_from_pb(req.seen));
-        let record = record_from_pb(req.record).map_err(CityError::from)?;
+        let record = record_from_pb(req.record).map_err(CityError::from)?.normalized();
         let ctx = Context { today: today(), province: self.province.clone() };
         let key = record.key_id();
         let cursor = self

@@ -9,12 +9,15 @@ mod change;
 mod enums;
 mod hlc;
 mod ids;
+#[cfg(test)]
+mod input_tests;
 mod key;
 mod merge;
 mod record;
 #[cfg(test)]
 mod record_tests;
 pub mod reference;
+pub mod strict;
 mod text;
 mod validation;
 

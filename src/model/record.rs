@@ -25,6 +25,7 @@ pub struct Context {
 
 /// An address with the commune it lies in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Residence {
     /// Street address, e.g. "12 Hàng Bông".
     pub address: String,
@@ -34,10 +35,12 @@ pub struct Residence {
 
 /// A civil-status event (birth, marriage, divorce, death).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CivilEvent {
     /// What happened.
     pub kind: EventKind,
     /// When.
+    #[serde(with = "super::strict::date")]
     pub date: NaiveDate,
     /// Commune code of the ward that registered it.
     pub registered_by: String,
@@ -48,12 +51,14 @@ pub struct CivilEvent {
 
 /// A resident of a ward.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Citizen {
     /// 12-digit personal identification number: the key.
     pub personal_id: String,
     /// Full name with diacritics, e.g. "Nguyễn Văn An".
     pub full_name: String,
     /// Date of birth.
+    #[serde(with = "super::strict::date")]
     pub date_of_birth: NaiveDate,
     /// Sex.
     pub sex: Sex,
@@ -83,6 +88,7 @@ pub struct Citizen {
 
 /// An enterprise, a branch or a household business.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Business {
     /// Enterprise code (10 digits with check digit, or `NNNNNNNNNN-NNN` for a
     /// branch); for a household business, its registration (tax) number: the key.
@@ -100,15 +106,18 @@ pub struct Business {
     /// Registration status.
     pub status: BusinessStatus,
     /// Date of first registration.
+    #[serde(with = "super::strict::date")]
     pub registration_date: NaiveDate,
 }
 
 /// A registration recorded against a land parcel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LandRegistration {
     /// What was registered.
     pub kind: RegistrationKind,
     /// When.
+    #[serde(with = "super::strict::date")]
     pub date: NaiveDate,
     /// The other party (bank, buyer, heir): personal id or enterprise code.
     pub party: String,
@@ -119,6 +128,7 @@ pub struct LandRegistration {
 
 /// A land parcel as kept by the land registration office.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LandParcel {
     /// Commune code the parcel is registered under.
     pub commune_code: String,
@@ -160,6 +170,7 @@ pub enum Body {
 
 /// A record with the ward that owns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Record {
     /// The owning ward.
     pub ward: WardCode,
@@ -196,6 +207,13 @@ impl Check<'_> {
     fn past(&mut self, field: &str, d: NaiveDate) {
         if d > self.ctx.today {
             self.fail(field, format!("{d} is in the future"));
+        } else if d < super::strict::earliest_date() {
+            self.fail(field, format!("{d} is before {}", super::strict::earliest_date()));
+        }
+    }
+    fn at_most(&mut self, field: &str, n: usize, max: usize) {
+        if n > max {
+            self.fail(field, format!("{n} entries; the limit is {max}"));
         }
     }
     fn commune(&mut self, field: &str, code: &str) {
@@ -280,8 +298,55 @@ impl Record {
             }
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
+        check_text(&serde_json::to_value(&self.body).expect("records serialize"), "record", &mut err);
+        let size = serde_json::to_vec(self).expect("records serialize").len();
+        if size > super::strict::MAX_RECORD_BYTES {
+            err.add(
+                "record",
+                format!("is {size} bytes as JSON; the limit is {}", super::strict::MAX_RECORD_BYTES),
+            );
+        }
         err.into_result()?;
         self.key()
+    }
+
+    /// The record with every text in Unicode NFC, as every entry point
+    /// stores it (the same name typed in NFC or NFD is one value).
+    pub fn normalized(self) -> Record {
+        fn nfc(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::String(s) => *s = super::strict::nfc(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(nfc),
+                serde_json::Value::Object(o) => o.values_mut().for_each(nfc),
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(&self).expect("records serialize");
+        nfc(&mut v);
+        serde_json::from_value(v).unwrap_or(self)
+    }
+}
+
+/// Every text of a record (a JSON value, at `path`): no control or
+/// invisible characters, NFC, at most [`super::strict::MAX_TEXT`] characters.
+fn check_text(v: &serde_json::Value, path: &str, err: &mut ValidationError) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Some(why) = super::strict::text_problem(s, super::strict::MAX_TEXT) {
+                err.add(path.to_string(), why);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                check_text(x, &format!("{path}[{i}]"), err);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                check_text(x, &format!("{path}.{k}"), err);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -313,6 +378,7 @@ fn validate_citizen(c: &Citizen, v: &mut Check) {
     if !c.phone.is_empty() && !phone_ok(&c.phone) {
         v.fail("phone", format!("{:?} is not a telephone number", c.phone));
     }
+    v.at_most("events", c.events.len(), 50);
     for (i, e) in c.events.iter().enumerate() {
         let f = |name: &str| format!("events[{i}].{name}");
         v.past(&f("date"), e.date);
@@ -352,13 +418,17 @@ fn validate_land(l: &LandParcel, v: &mut Check) {
     v.commune("commune_code", &l.commune_code);
     v.result("map_sheet", check_cadastral_part("map sheet", &l.map_sheet));
     v.result("parcel_number", check_cadastral_part("parcel number", &l.parcel_number));
+    v.at_most("aliases", l.aliases.len(), 20);
+    v.at_most("owners", l.owners.len(), 20);
+    v.at_most("registrations", l.registrations.len(), 100);
     for (i, a) in l.aliases.iter().enumerate() {
         if let Err(e) = RecordKey::new(Kind::Land, a) {
             v.fail(&format!("aliases[{i}]"), e.violations[0].reason.clone());
         }
     }
-    if !(l.area_m2.is_finite() && l.area_m2 > 0.0) {
-        v.fail("area_m2", format!("{} is not a positive area", l.area_m2));
+    // From a tenth of a square metre to 1,000 km² (a parcel larger than a commune is a typo).
+    if !(l.area_m2.is_finite() && (0.1..=1e9).contains(&l.area_m2)) {
+        v.fail("area_m2", format!("{} is not an area from 0.1 to 1,000,000,000 m²", l.area_m2));
     }
     v.result("land_use_type", check_land_use(&l.land_use_type));
     if l.owners.is_empty() {
@@ -366,17 +436,23 @@ fn validate_land(l: &LandParcel, v: &mut Check) {
     }
     for (i, o) in l.owners.iter().enumerate() {
         v.party(&format!("owners[{i}]"), o);
+        if l.owners[..i].contains(o) {
+            v.fail(&format!("owners[{i}]"), format!("{o:?} is listed twice"));
+        }
     }
     let s = &l.certificate_serial;
     let serial_ok = s.is_empty() || {
         let (letters, digits) = s.split_at(s.char_indices().nth(2).map_or(s.len(), |(i, _)| i));
-        letters.chars().all(|c| c.is_uppercase())
+        letters.chars().all(|c| c.is_ascii_uppercase())
             && letters.chars().count() == 2
             && (6..=8).contains(&digits.trim_start().len())
             && digits.trim_start().bytes().all(|b| b.is_ascii_digit())
     };
     if !serial_ok {
-        v.fail("certificate_serial", format!("{s:?} is not a certificate serial such as \"AB 123456\""));
+        v.fail(
+            "certificate_serial",
+            format!("{s:?} is not a certificate serial such as \"AB 123456\" (two letters A-Z, then 6 to 8 digits)"),
+        );
     }
     for (i, r) in l.registrations.iter().enumerate() {
         v.past(&format!("registrations[{i}].date"), r.date);

@@ -191,8 +191,8 @@ fn business_rules() {
 fn land_rules() {
     type Mutation = fn(&mut LandParcel);
     let cases: &[(Mutation, &[(&str, &str)])] = &[
-        (|l| l.area_m2 = 0.0, &[("record.land.area_m2", "positive")]),
-        (|l| l.area_m2 = f64::NAN, &[("record.land.area_m2", "positive")]),
+        (|l| l.area_m2 = 0.0, &[("record.land.area_m2", "0.1 to")]),
+        (|l| l.area_m2 = f64::NAN, &[("record.land.area_m2", "0.1 to")]),
         (|l| l.land_use_type = "XYZ".into(), &[("record.land.land_use_type", "land-use type")]),
         (|l| l.owners.clear(), &[("record.land.owners", "at least one")]),
         (|l| l.owners[1] = "0100109107".into(), &[("record.land.owners[1]", "neither")]),

@@ -292,7 +292,9 @@ pub fn valid_record_from_pb(
     r: Option<pb::Record>,
     ctx: &Context,
 ) -> Result<(Record, RecordKey), ValidationError> {
-    let record = record_from_pb(r)?;
+    // Every entry point stores text in NFC: the same name typed in NFC or
+    // NFD is one value, and the "unchanged" check sees it so.
+    let record = record_from_pb(r)?.normalized();
     let key = record.validate(ctx)?;
     Ok((record, key))
 }
