@@ -4,7 +4,6 @@
 //! next time is printed at the end.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context as _;
@@ -16,6 +15,15 @@ use super::formats::RecordWriter;
 use crate::model::{RecordKey, WardCode};
 use crate::proto::{change_from_pb, pb};
 
+/// A temporary file in the directory of `path` (so that renaming it there is atomic).
+fn temp_beside(path: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".wardsync-export-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))
+}
+
 /// Runs `wardsync export`.
 pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
     let url = a.target.city.clone().context("give --city URL (and --tls-dir) to export from the city")?;
@@ -23,8 +31,11 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         a.ward.as_deref().map(WardCode::parse).transpose().map_err(|e| anyhow::anyhow!("--ward: {e}"))?;
     let mut city =
         city_client(&url, a.target.tls_dir.as_deref(), &a.target.tls_name, &a.target.city_name).await?;
-    let out: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+    // A file is written beside its final name and takes it only once
+    // complete: a failed export never replaces the previous one.
+    let temp = a.out.as_deref().map(temp_beside).transpose()?;
+    let out: Box<dyn Write> = match &temp {
+        Some(t) => Box::new(t.reopen().context("cannot write the export")?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut writer = RecordWriter::new(BufWriter::new(out), a.format);
@@ -80,6 +91,10 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         }
     };
     writer.finish()?;
+    if let (Some(t), Some(path)) = (temp, &a.out) {
+        t.as_file().sync_all().context("cannot write the export")?;
+        t.persist(path).with_context(|| format!("cannot rename the export to {}", path.display()))?;
+    }
     bar.finish_and_clear();
     eprintln!("exported {count} {} records; next time use --since {cursor}", a.kind);
     Ok(())

@@ -40,10 +40,12 @@ impl Format {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CitizenRow {
     ward: String,
     personal_id: String,
     full_name: String,
+    #[serde(with = "crate::model::strict::date")]
     date_of_birth: NaiveDate,
     sex: Sex,
     ethnicity: String,
@@ -60,6 +62,7 @@ struct CitizenRow {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BusinessRow {
     ward: String,
     enterprise_code: String,
@@ -69,10 +72,12 @@ struct BusinessRow {
     address: String,
     sector_code: String,
     status: BusinessStatus,
+    #[serde(with = "crate::model::strict::date")]
     registration_date: NaiveDate,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LandRow {
     ward: String,
     commune_code: String,
@@ -85,6 +90,53 @@ struct LandRow {
     certificate_serial: String,
     address: String,
     registrations: String,
+}
+
+/// Characters that make a spreadsheet run a cell as a formula when they
+/// begin it (`=HYPERLINK(...)`, `+`, `-`, `@`, and tab or carriage return
+/// before them).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell a spreadsheet would run as a formula, made inert with a leading
+/// `'` (which spreadsheets hide); [`unneutralise`] takes it off on import,
+/// so every value survives an export and a re-import unchanged.
+fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_START) || (cell.starts_with('\'') && escaped(cell)) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// True if, past any leading `'`, the cell begins like a formula.
+fn escaped(cell: &str) -> bool {
+    cell.trim_start_matches('\'').starts_with(FORMULA_START)
+}
+
+/// The cell as it was before [`neutralise`].
+fn unneutralise(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if escaped(cell) => rest,
+        _ => cell,
+    }
+}
+
+/// Writes one CSV row with every cell a spreadsheet would run made inert.
+fn write_row<W: Write, R: Serialize>(w: &mut csv::Writer<W>, header: &mut bool, row: R) -> csv::Result<()> {
+    let mut cells = csv::Writer::from_writer(Vec::new());
+    cells.serialize(row)?;
+    let bytes = cells.into_inner().map_err(|e| e.into_error())?;
+    let mut rows = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes.as_slice());
+    let mut records = rows.records();
+    let names = records.next().expect("a serialized row has a header")?;
+    if !*header {
+        w.write_record(&names)?;
+        *header = true;
+    }
+    for rec in records {
+        w.write_record(rec?.iter().map(|c| neutralise(c).into_owned()))?;
+    }
+    Ok(())
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -109,7 +161,8 @@ pub struct RecordWriter<W: Write> {
 
 enum Inner<W: Write> {
     Jsonl(W),
-    Csv(Box<csv::Writer<W>>),
+    /// The writer, and whether the header row is written.
+    Csv(Box<csv::Writer<W>>, bool),
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -117,7 +170,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn new(out: W, format: Format) -> RecordWriter<W> {
         let inner = match format {
             Format::Jsonl => Inner::Jsonl(out),
-            Format::Csv => Inner::Csv(Box::new(csv::Writer::from_writer(out))),
+            Format::Csv => Inner::Csv(Box::new(csv::Writer::from_writer(out)), false),
         };
         RecordWriter { inner }
     }
@@ -129,63 +182,75 @@ impl<W: Write> RecordWriter<W> {
                 serde_json::to_writer(&mut *w, r)?;
                 w.write_all(b"\n")?;
             }
-            Inner::Csv(w) => match &r.body {
-                Body::Citizen(c) => w.serialize(CitizenRow {
-                    ward: r.ward.to_string(),
-                    personal_id: c.personal_id.clone(),
-                    full_name: c.full_name.clone(),
-                    date_of_birth: c.date_of_birth,
-                    sex: c.sex,
-                    ethnicity: c.ethnicity.clone(),
-                    nationality: c.nationality.clone(),
-                    household_id: c.household_id.clone(),
-                    relationship_to_head: c.relationship_to_head,
-                    permanent_address: c.permanent_residence.address.clone(),
-                    permanent_commune: c.permanent_residence.commune_code.clone(),
-                    temporary_address: c
-                        .temporary_residence
-                        .as_ref()
-                        .map_or(String::new(), |t| t.address.clone()),
-                    temporary_commune: c
-                        .temporary_residence
-                        .as_ref()
-                        .map_or(String::new(), |t| t.commune_code.clone()),
-                    marital_status: c.marital_status,
-                    phone: c.phone.clone(),
-                    events: if c.events.is_empty() {
-                        String::new()
-                    } else {
-                        serde_json::to_string(&c.events)?
+            Inner::Csv(w, header) => match &r.body {
+                Body::Citizen(c) => write_row(
+                    w,
+                    header,
+                    CitizenRow {
+                        ward: r.ward.to_string(),
+                        personal_id: c.personal_id.clone(),
+                        full_name: c.full_name.clone(),
+                        date_of_birth: c.date_of_birth,
+                        sex: c.sex,
+                        ethnicity: c.ethnicity.clone(),
+                        nationality: c.nationality.clone(),
+                        household_id: c.household_id.clone(),
+                        relationship_to_head: c.relationship_to_head,
+                        permanent_address: c.permanent_residence.address.clone(),
+                        permanent_commune: c.permanent_residence.commune_code.clone(),
+                        temporary_address: c
+                            .temporary_residence
+                            .as_ref()
+                            .map_or(String::new(), |t| t.address.clone()),
+                        temporary_commune: c
+                            .temporary_residence
+                            .as_ref()
+                            .map_or(String::new(), |t| t.commune_code.clone()),
+                        marital_status: c.marital_status,
+                        phone: c.phone.clone(),
+                        events: if c.events.is_empty() {
+                            String::new()
+                        } else {
+                            serde_json::to_string(&c.events)?
+                        },
                     },
-                })?,
-                Body::Business(b) => w.serialize(BusinessRow {
-                    ward: r.ward.to_string(),
-                    enterprise_code: b.enterprise_code.clone(),
-                    form: b.form,
-                    name: b.name.clone(),
-                    owner_personal_id: b.owner_personal_id.clone(),
-                    address: b.address.clone(),
-                    sector_code: b.sector_code.clone(),
-                    status: b.status,
-                    registration_date: b.registration_date,
-                })?,
-                Body::Land(l) => w.serialize(LandRow {
-                    ward: r.ward.to_string(),
-                    commune_code: l.commune_code.clone(),
-                    map_sheet: l.map_sheet.clone(),
-                    parcel_number: l.parcel_number.clone(),
-                    aliases: l.aliases.join(";"),
-                    area_m2: l.area_m2,
-                    land_use_type: l.land_use_type.clone(),
-                    owners: l.owners.join(";"),
-                    certificate_serial: l.certificate_serial.clone(),
-                    address: l.address.clone(),
-                    registrations: if l.registrations.is_empty() {
-                        String::new()
-                    } else {
-                        serde_json::to_string(&l.registrations)?
+                )?,
+                Body::Business(b) => write_row(
+                    w,
+                    header,
+                    BusinessRow {
+                        ward: r.ward.to_string(),
+                        enterprise_code: b.enterprise_code.clone(),
+                        form: b.form,
+                        name: b.name.clone(),
+                        owner_personal_id: b.owner_personal_id.clone(),
+                        address: b.address.clone(),
+                        sector_code: b.sector_code.clone(),
+                        status: b.status,
+                        registration_date: b.registration_date,
                     },
-                })?,
+                )?,
+                Body::Land(l) => write_row(
+                    w,
+                    header,
+                    LandRow {
+                        ward: r.ward.to_string(),
+                        commune_code: l.commune_code.clone(),
+                        map_sheet: l.map_sheet.clone(),
+                        parcel_number: l.parcel_number.clone(),
+                        aliases: l.aliases.join(";"),
+                        area_m2: l.area_m2,
+                        land_use_type: l.land_use_type.clone(),
+                        owners: l.owners.join(";"),
+                        certificate_serial: l.certificate_serial.clone(),
+                        address: l.address.clone(),
+                        registrations: if l.registrations.is_empty() {
+                            String::new()
+                        } else {
+                            serde_json::to_string(&l.registrations)?
+                        },
+                    },
+                )?,
             },
         }
         Ok(())
@@ -195,7 +260,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn finish(self) -> anyhow::Result<()> {
         match self.inner {
             Inner::Jsonl(mut w) => w.flush()?,
-            Inner::Csv(mut w) => w.flush()?,
+            Inner::Csv(mut w, _) => w.flush()?,
         }
         Ok(())
     }
@@ -244,6 +309,7 @@ pub fn read_records<R: BufRead + 'static>(
                 Ok(rec) => {
                     let (line, bytes) = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
                     let bytes = bytes + rec.as_slice().len() as u64 + rec.len() as u64;
+                    let rec: csv::StringRecord = rec.iter().map(unneutralise).collect();
                     (line, bytes, csv_record(&rec, &headers, kind))
                 }
             }))
@@ -347,6 +413,51 @@ mod tests {
                 round_trip(format, kind, &records);
             }
         }
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_made_inert_and_come_back_unchanged() {
+        let plan = Plan { citizens: 6, ..Plan::default() };
+        let mut records: Vec<Record> = WardGen::new(
+            &WardCode::parse("00082").unwrap(),
+            5,
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        )
+        .records(plan)
+        .collect();
+        let names = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2", "@SUM(A1)", "'=quoted", "''+twice"];
+        for (r, name) in records.iter_mut().zip(names) {
+            if let Body::Citizen(c) = &mut r.body {
+                c.full_name = name.into();
+                c.phone = "+84912345678".into();
+            }
+        }
+        let mut out = Vec::new();
+        let mut w = RecordWriter::new(&mut out, Format::Csv);
+        for r in &records {
+            w.write(r).unwrap();
+        }
+        w.finish().unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        for row in csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes()).records() {
+            for cell in row.unwrap().iter() {
+                assert!(!cell.starts_with(FORMULA_START), "a spreadsheet would run {cell:?}");
+            }
+        }
+        let back: Vec<Record> = read_records(std::io::Cursor::new(out), Format::Csv, Kind::Citizen)
+            .map(|(_, _, r)| r.unwrap())
+            .collect();
+        assert_eq!(back, records);
+    }
+
+    #[test]
+    fn an_unknown_column_is_an_error_naming_it() {
+        let csv = "ward,enterprise_code,form,name,owner_personal_id,address,sector_code,status,registration_date,fax\n";
+        let row = "00082,0100000035,enterprise,X,001085012345,1 Hàng Bông,4711,active,2020-01-02,0243\n";
+        let rows: Vec<Row> =
+            read_records(std::io::Cursor::new(format!("{csv}{row}")), Format::Csv, Kind::Business).collect();
+        let e = rows[0].2.clone().unwrap_err();
+        assert!(e.contains("fax"), "{e}");
     }
 
     #[test]
