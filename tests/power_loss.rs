@@ -52,7 +52,7 @@ const CHILD_DIR: &str = "WARDSYNC_POWERCUT_ENGINE_DIR";
 /// The value stored under key `i`: every seventh one large enough to go to
 /// one of sled's blob files.
 fn value(i: u64) -> Vec<u8> {
-    let len = if i % 7 == 0 { 200_000 } else { 300 + (i as usize * 37) % 2000 };
+    let len = if i.is_multiple_of(7) { 200_000 } else { 300 + (i as usize * 37) % 2000 };
     (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
 }
 
@@ -118,12 +118,10 @@ fn cut_engine_child(mutation: Option<&str>, after: u64) -> (Vec<u64>, usize) {
 #[test]
 fn sled_keeps_every_flushed_batch_across_a_power_cut() {
     if let Ok(dir) = std::env::var(CHILD_DIR) {
-        if let Ok(m) = std::env::var("WARDSYNC_MUTATION") {
-            if !m.is_empty() {
-                std::mem::forget(wardsync::mutation::inject(
-                    wardsync::mutation::Mutation::parse(&m).unwrap(),
-                ));
-            }
+        if let Ok(m) = std::env::var("WARDSYNC_MUTATION")
+            && !m.is_empty()
+        {
+            std::mem::forget(wardsync::mutation::inject(wardsync::mutation::Mutation::parse(&m).unwrap()));
         }
         return engine_child(&dir);
     }

@@ -329,3 +329,95 @@ async fn a_ward_looks_up_another_wards_citizen_through_the_city_and_says_when_it
     let own = ca.lookup(pb::GetRequest { key: Some(key(&ours)) }).await.unwrap().into_inner().record;
     assert_eq!(own, Some((&ours).into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_applies_the_rows_of_a_key_in_file_order() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let api = format!("http://{}", ward.api);
+    // Every record, then at once its correction: both in flight together.
+    let code = WardCode::parse("00082").unwrap();
+    let first: Vec<wardsync::model::Record> = (0..200).map(|i| rec(&code, i)).collect();
+    let corrected: Vec<wardsync::model::Record> =
+        first.iter().map(|r| wardsync::generate::amend(r, 1)).collect();
+    let mut text = String::new();
+    for (a, b) in first.iter().zip(&corrected) {
+        text += &format!("{}\n{}\n", serde_json::to_string(a).unwrap(), serde_json::to_string(b).unwrap());
+    }
+    for kind in Kind::ALL {
+        let file = env.path().join(format!("{kind}.jsonl"));
+        let rows: String =
+            text.lines().filter(|l| l.contains(&format!("\"{kind}\":"))).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, rows).unwrap();
+        let out = import(&file, kind.as_str(), &api);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for kind in Kind::ALL {
+        let want: Vec<&wardsync::model::Record> = corrected.iter().filter(|r| r.kind() == kind).collect();
+        let mut have = wardsync::cli::client::all_ward_records(&mut c, kind).await.unwrap();
+        have.sort_by_key(|r| r.key_id());
+        let mut want: Vec<wardsync::model::Record> = want.into_iter().cloned().collect();
+        want.sort_by_key(|r| r.key_id());
+        assert_eq!(have, want, "{kind}: every key shows its later row");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_resumes_only_over_the_same_file_content() {
+    let env = Env::new();
+    // No city, and room for ten changes: the import stops at the eleventh.
+    let nowhere: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ward = Ward::start_with(&env, "00082", nowhere, "", "max_outbox = 10");
+    ward.client().await;
+    let api = format!("http://{}", ward.api);
+    let file = env.path().join("citizens.jsonl");
+    gen_file(&file, &["--ward", "00082", "--citizens", "30", "--seed", "4"]);
+    let one_at_a_time = |f: &Path| {
+        wardsync(&[
+            "import",
+            "--kind",
+            "citizen",
+            f.to_str().unwrap(),
+            "--ward-api",
+            &api,
+            "--concurrency",
+            "1",
+        ])
+    };
+    let out = one_at_a_time(&file);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stopped at line 11"), "{}", stderr(&out));
+    // Line 5 corrected, same length: the saved progress is not for this content.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut r: wardsync::model::Record = serde_json::from_str(&lines[4]).unwrap();
+    if let Body::Citizen(c) = &mut r.body {
+        let last = c.phone.pop().unwrap();
+        c.phone.push(if last == '9' { '8' } else { '9' });
+    }
+    let edited = serde_json::to_string(&r).unwrap();
+    assert_eq!(edited.len(), lines[4].len());
+    lines[4] = edited;
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = one_at_a_time(&file);
+    assert!(!stderr(&out).contains("resuming"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped at line 5"), "the edited line is written again: {}", stderr(&out));
+    // A second import of the same file while one runs is refused.
+    let lock = env.path().join("citizens.jsonl.import-lock");
+    std::fs::write(&lock, "4242\n").unwrap();
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let out = one_at_a_time(&file);
+    assert!(
+        stderr(&out).contains("another import of this file is running (process 4242)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(lock.exists(), "the other import's lock is left alone");
+    // Once that one ends (or is killed: the system lets go of its lock), imports run again.
+    drop(held);
+    let out = one_at_a_time(&file);
+    assert!(stderr(&out).contains("stopped at line"), "{}", stderr(&out));
+}

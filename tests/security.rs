@@ -316,10 +316,10 @@ async fn oversized_messages_batches_and_floods_are_refused_and_a_new_stream_repl
         .into_inner();
     second.message().await.unwrap();
     let mut big = change(1, 0);
-    if let Op::Put(r) = &mut big.op {
-        if let wardsync::model::Body::Citizen(c) = &mut r.body {
-            c.full_name = "x".repeat(100_000);
-        }
+    if let Op::Put(r) = &mut big.op
+        && let wardsync::model::Body::Citizen(c) = &mut r.body
+    {
+        c.full_name = "x".repeat(100_000);
     }
     tx.send(batch(vec![big])).await.unwrap();
     let e = second.message().await.unwrap_err();

@@ -1,12 +1,17 @@
 //! `wardsync import`: streams a CSV or JSON Lines file into a ward agent.
 //!
-//! Valid rows are written through the agent's API (several in flight);
-//! rows that cannot be read or that the agent refuses go to a reject file
-//! with their line number and reasons. Progress is saved beside the file
-//! (`FILE.import-state`) as lines complete, so an interrupted import
-//! resumes after the last line known done; a row written again is
-//! recognised by the agent as unchanged, so nothing is duplicated, and a
-//! second run over the same file changes nothing.
+//! Valid rows are written through the agent's API (several in flight, but
+//! the rows of one key one after another, in file order, so a later
+//! correction always wins); rows that cannot be read or that the agent
+//! refuses go to a reject file with their line number and reasons, and the
+//! import goes on. Progress is saved beside the file (`FILE.import-state`)
+//! as lines complete, so an interrupted import resumes after the last line
+//! known done, but only for the same file content (a hash of it), the same
+//! ward agent and kind; anything else starts over. A lock
+//! (`FILE.import-lock`) keeps a second import of the same file from running
+//! at once. A row written again is recognised by the agent as unchanged,
+//! so nothing is duplicated, and a second run over the same file changes
+//! nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
@@ -28,8 +33,11 @@ use crate::proto::pb;
 /// Progress of an import, saved as it goes.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct State {
-    /// Size of the file when the import started: a different size starts over.
-    file_len: u64,
+    /// What is imported: the file's content (SHA-256), the agent and the kind.
+    /// Anything different starts over.
+    file_sha256: String,
+    ward_api: String,
+    kind: String,
     /// Every line up to this one is done.
     line: u64,
     written: u64,
@@ -53,6 +61,57 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// SHA-256 of the file at `path`, read a block at a time.
+fn sha256(path: &Path) -> anyhow::Result<String> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Holds `FILE.import-lock` (an advisory lock, which the system releases
+/// if the import is killed) while an import of the file runs.
+struct Lock(PathBuf, #[allow(dead_code)] File);
+
+impl Lock {
+    fn take(path: PathBuf) -> anyhow::Result<Lock> {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => {
+                f.set_len(0)?;
+                writeln!(f, "{}", std::process::id())?;
+                Ok(Lock(path, f))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!("another import of this file is running (process {})", pid.trim())
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn save(path: &Path, state: &State) -> anyhow::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     std::fs::write(&tmp, serde_json::to_vec(state)?)
@@ -61,21 +120,35 @@ fn save(path: &Path, state: &State) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Completion of a row's write, awaited by the next row of the same key.
+type Done = futures::future::Shared<tokio::sync::oneshot::Receiver<()>>;
+
+/// Most writes in flight at once, whatever `--concurrency` asks.
+const CONCURRENCY_CAP: usize = 256;
+
 /// Runs `wardsync import`; exits 1 if it had to stop before the end.
 pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let format = a.format.unwrap_or_else(|| Format::from_path(&a.file));
+    let _lock = Lock::take(with_suffix(&a.file, ".import-lock"))?;
     let file = File::open(&a.file).with_context(|| format!("cannot open {}", a.file.display()))?;
     let file_len = file.metadata()?.len();
     let state_path = with_suffix(&a.file, ".import-state");
     let rejects_path = a.rejects.clone().unwrap_or_else(|| with_suffix(&a.file, ".rejects"));
 
+    let fresh = State {
+        file_sha256: sha256(&a.file)?,
+        ward_api: a.ward_api.clone(),
+        kind: a.kind.to_string(),
+        ..State::default()
+    };
+    let same = |s: &State| {
+        (&s.file_sha256, &s.ward_api, &s.kind) == (&fresh.file_sha256, &fresh.ward_api, &fresh.kind)
+    };
     let saved: Option<State> = match std::fs::read(&state_path) {
-        Ok(bytes) if !a.restart => {
-            serde_json::from_slice::<State>(&bytes).ok().filter(|s| s.file_len == file_len)
-        }
+        Ok(bytes) if !a.restart => serde_json::from_slice::<State>(&bytes).ok().filter(same),
         _ => None,
     };
-    let mut state = saved.clone().unwrap_or(State { file_len, ..State::default() });
+    let mut state = saved.clone().unwrap_or(fresh);
     if saved.is_some() {
         eprintln!("resuming {} after line {}", a.file.display(), state.line);
     }
@@ -96,25 +169,47 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     );
     let skip = state.line;
     let rows = read_records(BufReader::new(file), format, a.kind).filter(move |(line, _, _)| *line > skip);
+    // The rows of one key go one after another: each waits for the last
+    // one of its key started before it.
+    let mut last_of_key: std::collections::HashMap<String, Done> = std::collections::HashMap::new();
     let mut outcomes = futures::stream::iter(rows)
         .map(|(line, bytes, parsed)| {
             let mut client = client.clone();
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let finished: Done = futures::FutureExt::shared(finished);
+            let before = match &parsed {
+                Ok(r) => last_of_key.insert(r.key_id(), finished),
+                Err(_) => None,
+            };
+            if last_of_key.len() > 4 * CONCURRENCY_CAP {
+                last_of_key.retain(|_, f| f.peek().is_none());
+            }
             async move {
+                if let Some(before) = before {
+                    let _ = before.await;
+                }
                 let outcome = match parsed {
                     Err(reason) => Outcome::Rejected(reason),
                     Ok(record) => match client.put(pb::PutRequest { record: Some((&record).into()) }).await {
                         Ok(r) if r.get_ref().unchanged => Outcome::Unchanged,
                         Ok(_) => Outcome::Written,
-                        Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied) => {
+                        // A row the agent refuses, or too large to send: rejected, and the import goes on.
+                        Err(s)
+                            if matches!(
+                                s.code(),
+                                Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange
+                            ) =>
+                        {
                             Outcome::Rejected(s.message().to_string())
                         }
                         Err(s) => Outcome::Stop(format!("{}: {}", s.code(), s.message())),
                     },
                 };
+                let _ = done.send(());
                 (line, bytes, outcome)
             }
         })
-        .buffered(a.concurrency.max(1));
+        .buffered(a.concurrency.clamp(1, CONCURRENCY_CAP));
 
     let mut last_save = Instant::now();
     let mut stopped = None;

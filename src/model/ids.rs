@@ -93,10 +93,10 @@ pub fn check_enterprise_code(code: &str) -> Result<(), String> {
         }
         Some(_) => {}
     }
-    if let Some(b) = branch {
-        if b.len() != 3 || !b.bytes().all(|c| c.is_ascii_digit()) || b == "000" {
-            return Err(format!("{code:?} has a bad branch suffix: expected 001 to 999"));
-        }
+    if let Some(b) = branch
+        && (b.len() != 3 || !b.bytes().all(|c| c.is_ascii_digit()) || b == "000")
+    {
+        return Err(format!("{code:?} has a bad branch suffix: expected 001 to 999"));
     }
     Ok(())
 }

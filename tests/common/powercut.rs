@@ -88,7 +88,7 @@ impl File {
 
     fn truncate(&mut self, size: u64) {
         if size < self.len {
-            if size % PAGE != 0 {
+            if !size.is_multiple_of(PAGE) {
                 let o = (size % PAGE) as usize;
                 self.page_mut(size / PAGE)[o..].fill(0);
             }

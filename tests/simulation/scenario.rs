@@ -109,7 +109,7 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
             if shared.done.load(Ordering::SeqCst) == WARDS.len() {
                 faults.heal_all(&mut sim);
                 shared.healed.store(true, Ordering::SeqCst);
-            } else if ticks % 100 == 0 {
+            } else if ticks.is_multiple_of(100) {
                 faults.maybe_inject(&mut sim, ticks);
             }
             faults.due(&mut sim, ticks);

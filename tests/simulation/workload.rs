@@ -91,10 +91,10 @@ pub async fn drive(
                 owned.get_mut(from).unwrap().retain(|x| x.key_id() != moved.key_id());
                 owned.get_mut(code).unwrap().push(moved);
             }
-        } else if let Some(r) = pool.next() {
-            if shared.ledger.put(&mut ward, code, &r, false).await.is_some() {
-                shared.owned.lock().unwrap().get_mut(code).unwrap().push(r);
-            }
+        } else if let Some(r) = pool.next()
+            && shared.ledger.put(&mut ward, code, &r, false).await.is_some()
+        {
+            shared.owned.lock().unwrap().get_mut(code).unwrap().push(r);
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
     }

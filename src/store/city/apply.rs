@@ -211,10 +211,8 @@ impl<'a> GroupWrite<'a> {
             self.batch
                 .insert(downstream_key(w, self.cursor), if gained { WHOLE.to_vec() } else { Vec::new() });
         }
-        if let Ok(writer) = WardCode::parse(&change.stamp.writer) {
-            if raced {
-                self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
-            }
+        if raced && let Ok(writer) = WardCode::parse(&change.stamp.writer) {
+            self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
         }
         self.states.insert(key.clone(), (state, new));
         Ok(())

@@ -89,10 +89,10 @@ pub(super) fn tail_after_nul(k: &[u8]) -> &[u8] {
 pub(super) fn index_entries(k: &RecordKey, record: &Record) -> Vec<Vec<u8>> {
     let tag_id = key(&[k.kind().tag()], &[k.id().as_bytes()]);
     let mut out = vec![key(BY_WARD, &[record.ward.as_str().as_bytes(), &tag_id])];
-    if let Body::Citizen(c) = &record.body {
-        if !c.household_id.is_empty() {
-            out.push(key(BY_HOUSEHOLD, &[c.household_id.as_bytes(), b"\0", k.id().as_bytes()]));
-        }
+    if let Body::Citizen(c) = &record.body
+        && !c.household_id.is_empty()
+    {
+        out.push(key(BY_HOUSEHOLD, &[c.household_id.as_bytes(), b"\0", k.id().as_bytes()]));
     }
     for owner in record.owner_ids() {
         if !owner.is_empty() {
