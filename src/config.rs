@@ -270,10 +270,18 @@ impl CityConfig {
             );
         }
         for name in self.policies.keys().filter(|n| *n != "default") {
-            let kind = name.split_once('.').and_then(|(k, _)| k.parse::<crate::model::Kind>().ok());
+            let parsed =
+                name.split_once('.').and_then(|(k, f)| Some((k.parse::<crate::model::Kind>().ok()?, f)));
+            let Some((kind, field)) = parsed else {
+                anyhow::bail!(
+                    "config `policies`: {name:?} should be \"default\" or KIND.FIELD, e.g. \"land.owners\""
+                )
+            };
+            let fields = crate::model::field_names(kind);
             anyhow::ensure!(
-                kind.is_some(),
-                "config `policies`: {name:?} should be \"default\" or KIND.FIELD, e.g. \"land.owners\""
+                fields.contains(&field),
+                "config `policies`: {kind} records have no field {field:?}; they have {}",
+                fields.join(", ")
             );
         }
         if let Some(p) = &self.province {
@@ -352,6 +360,10 @@ mod tests {
         let bad: CityConfig =
             toml::from_str("insecure_dev = true\n[policies]\n\"house.owner\" = \"lww\"\n").unwrap();
         assert!(bad.check().unwrap_err().to_string().contains("KIND.FIELD"));
+        let typo: CityConfig =
+            toml::from_str("insecure_dev = true\n[policies]\n\"citizen.fullname\" = \"lww\"\n").unwrap();
+        let e = typo.check().unwrap_err().to_string();
+        assert!(e.contains("no field \"fullname\"") && e.contains("full_name"), "{e}");
         assert!(toml::from_str::<CityConfig>("[policies]\n\"land.owners\" = \"vote\"\n").is_err());
     }
 

@@ -137,3 +137,15 @@ fn implausible_land_values_are_refused() {
     let serial = land_with(|l| l.certificate_serial = "ĐĂ 123456".into());
     assert!(refused_at(&serial, "record.land.certificate_serial").contains("A-Z"));
 }
+
+#[test]
+fn the_field_names_policies_may_use_are_the_fields_records_have() {
+    let ward = WardCode::parse("00082").unwrap();
+    for r in sample(&ward, 40, 3) {
+        let mut have: Vec<String> = flatten(&r).into_keys().filter(|f| f != OWNER && f != EXISTS).collect();
+        have.sort();
+        let mut listed: Vec<String> = field_names(r.kind()).iter().map(|f| f.to_string()).collect();
+        listed.sort();
+        assert_eq!(have, listed, "{}", r.kind());
+    }
+}

@@ -116,6 +116,50 @@ impl Default for Policies {
     }
 }
 
+/// The fields of a record of `kind`, as [`flatten`] names them (besides
+/// `ward` and `_exists`): what a policy may name.
+pub fn field_names(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Citizen => &[
+            "personal_id",
+            "full_name",
+            "date_of_birth",
+            "sex",
+            "ethnicity",
+            "nationality",
+            "household_id",
+            "relationship_to_head",
+            "permanent_residence",
+            "temporary_residence",
+            "marital_status",
+            "phone",
+            "events",
+        ],
+        Kind::Business => &[
+            "enterprise_code",
+            "form",
+            "name",
+            "owner_personal_id",
+            "address",
+            "sector_code",
+            "status",
+            "registration_date",
+        ],
+        Kind::Land => &[
+            "commune_code",
+            "map_sheet",
+            "parcel_number",
+            "aliases",
+            "area_m2",
+            "land_use_type",
+            "owners",
+            "certificate_serial",
+            "address",
+            "registrations",
+        ],
+    }
+}
+
 impl Policies {
     /// The policy of `field` of records of `kind`.
     pub fn of(&self, kind: Kind, field: &str) -> Policy {

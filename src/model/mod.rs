@@ -32,7 +32,9 @@ pub use ids::{
     enterprise_check_digit,
 };
 pub use key::{Kind, RecordKey, WardCode};
-pub use merge::{EXISTS, FieldConflict, FieldWrite, OWNER, Policies, Policy, Versioned, flatten, unflatten};
+pub use merge::{
+    EXISTS, FieldConflict, FieldWrite, OWNER, Policies, Policy, Versioned, field_names, flatten, unflatten,
+};
 pub use record::{
     Body, Business, Citizen, CivilEvent, Context, LandParcel, LandRegistration, Record, Residence,
 };
