@@ -454,3 +454,30 @@ async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not
     };
     assert!(received < WRITES, "the feed ended after {received} of {WRITES} entries ({ended:?})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_reader_that_stopped_reading_does_not_hold_the_city_at_shutdown() {
+    let env = Env::new();
+    issue_clients(&env);
+    let mut city = City::start_configured(&env, ROLES);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut w = ward.client().await;
+    let code82 = WardCode::parse("00082").unwrap();
+    for i in 0..300 {
+        w.put(pb::PutRequest { record: Some((&rec(&code82, i)).into()) }).await.unwrap();
+    }
+    drained(&mut w).await;
+    let small = Endpoint::from_shared(city.url())
+        .unwrap()
+        .tls_config(tls(&env.certs(), "reader"))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535);
+    let mut reader = CityQueryClient::new(small.connect().await.unwrap());
+    let mut feed =
+        reader.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
+    feed.message().await.unwrap().unwrap();
+    // The reader reads no more; the city is told to stop, and does (exit 0).
+    assert!(city.node.stop(), "the city exits cleanly");
+    drop(feed);
+}

@@ -31,6 +31,9 @@ use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
 use crate::store::{CityStore, Engine, SledEngine};
 
+/// How long open streams get to finish once the city is told to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the city server on an on-disk store until `shutdown` completes;
 /// `access` carries the roles and revocations, replaced on reload.
 pub async fn run(
@@ -113,13 +116,23 @@ where
             tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello")
         }
     }
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let signal = {
         let cancel = cancel.clone();
         async move {
             shutdown.await;
             // End the long-lived replication streams so connections can close.
             cancel.cancel();
+            let _ = stopping_tx.send(());
         }
+    };
+    // Streams get a moment to finish; one a client stopped reading does not
+    // hold the city up longer.
+    let deadline = async move {
+        if stopping.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     let (health, reflection) =
         crate::net::health_and_reflection(&["wardsync.v1.CitySync", "wardsync.v1.CityQuery"]).await?;
@@ -136,10 +149,22 @@ where
                 .max_decoding_message_size(cfg.limits.max_message_bytes)
                 .max_encoding_message_size(cfg.limits.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await;
+        .serve_with_incoming_shutdown(incoming, signal);
+    let (served, cut) = tokio::select! {
+        served = served => (served, false),
+        _ = deadline => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "streams still open at shutdown were cut");
+            (Ok(()), true)
+        }
+    };
     cancel.cancel();
-    applier_task.await.ok();
+    // The applier ends once every stream's handle is gone; connections cut
+    // at the deadline may still hold one: what it applied is flushed below
+    // either way, and nothing unflushed was acknowledged.
+    let wait = if cut { std::time::Duration::from_secs(1) } else { SHUTDOWN_GRACE };
+    if tokio::time::timeout(wait, applier_task).await.is_err() {
+        tracing::warn!("connections cut at shutdown still held the applier: flushing without it");
+    }
     if let Some(t) = metrics_task {
         t.await??;
     }
