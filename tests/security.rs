@@ -404,23 +404,19 @@ async fn a_ward_replaying_another_wards_changes_is_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not_reading() {
-    let env = Env::new();
-    issue_clients(&env);
-    let city = City::start_configured(&env, ROLES);
-    let ward = Ward::start(&env, "00082", city.addr);
+/// A city holding `writes` changes of ward 00082, and a change feed of the
+/// reader's that took one entry and then stopped reading (small HTTP/2
+/// windows: the city's sender blocks after some 64 KiB).
+async fn stalled_feed(env: &Env, writes: u32) -> (City, Ward, tonic::Streaming<pb::LoggedChange>) {
+    issue_clients(env);
+    let city = City::start_configured(env, ROLES);
+    let ward = Ward::start(env, "00082", city.addr);
     let mut w = ward.client().await;
     let code82 = WardCode::parse("00082").unwrap();
-    const WRITES: u32 = 600;
-    for i in 0..WRITES {
+    for i in 0..writes {
         w.put(pb::PutRequest { record: Some((&rec(&code82, i)).into()) }).await.unwrap();
     }
     drained(&mut w).await;
-
-    // The reader takes one entry, then stops reading: the city's sender is
-    // blocked on a full stream.
-    // Small HTTP/2 windows: the city's sender blocks after some 64 KiB.
     let small = Endpoint::from_shared(city.url())
         .unwrap()
         .tls_config(tls(&env.certs(), "reader"))
@@ -431,6 +427,14 @@ async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not
     let mut feed =
         reader.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
     feed.message().await.unwrap().unwrap();
+    (city, ward, feed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not_reading() {
+    let env = Env::new();
+    const WRITES: u32 = 600;
+    let (city, _ward, mut feed) = stalled_feed(&env, WRITES).await;
     let serial = serial_of(&env.certs().join("reader.pem"));
     city.reconfigure(&env, &format!("revoked = [\"{serial}\"]\n{ROLES}"));
     let q = city.client().await;
@@ -458,25 +462,7 @@ async fn a_change_feed_whose_reader_is_revoked_ends_even_while_its_reader_is_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_feed_reader_that_stopped_reading_does_not_hold_the_city_at_shutdown() {
     let env = Env::new();
-    issue_clients(&env);
-    let mut city = City::start_configured(&env, ROLES);
-    let ward = Ward::start(&env, "00082", city.addr);
-    let mut w = ward.client().await;
-    let code82 = WardCode::parse("00082").unwrap();
-    for i in 0..300 {
-        w.put(pb::PutRequest { record: Some((&rec(&code82, i)).into()) }).await.unwrap();
-    }
-    drained(&mut w).await;
-    let small = Endpoint::from_shared(city.url())
-        .unwrap()
-        .tls_config(tls(&env.certs(), "reader"))
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535);
-    let mut reader = CityQueryClient::new(small.connect().await.unwrap());
-    let mut feed =
-        reader.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
-    feed.message().await.unwrap().unwrap();
+    let (mut city, _ward, feed) = stalled_feed(&env, 300).await;
     // The reader reads no more; the city is told to stop, and does (exit 0).
     assert!(city.node.stop(), "the city exits cleanly");
     drop(feed);

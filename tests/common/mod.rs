@@ -53,9 +53,23 @@ impl Env {
     }
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port for a node to listen on. Taken below Linux's
+/// ephemeral range (32768 and up), where the system never hands a port to
+/// an outgoing connection meanwhile, and in a sequence of this process's
+/// own (started from its pid), so two tests never get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ =
+        NEXT.compare_exchange(u32::MAX, std::process::id() * 101 % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A `wardsync` child process with its log in a file; killed on drop, and
