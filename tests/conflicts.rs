@@ -16,6 +16,19 @@ use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_cli
 type WardClient = WardApiClient<Channel>;
 type CityClient = CityQueryClient<Channel>;
 
+/// Runs the data office's command line against `city`; asserts it succeeds
+/// and returns what it printed on stdout and stderr.
+fn office_cli(env: &Env, city: &City, args: &[&str]) -> (String, String) {
+    let certs = env.certs();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(args)
+        .args(["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn first(code: &str, kind: Kind) -> Record {
     let code = WardCode::parse(code).unwrap();
     (0..).map(|i| rec(&code, i)).find(|r| r.kind() == kind).unwrap()
@@ -154,16 +167,7 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     // The same through the command line the data office uses.
-    let certs = env.certs();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
-            .args(args)
-            .args(["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| office_cli(&env, &city, args).0;
     let shown = cli(&["conflicts", "show", "--kind", "land", "--key", key.id()]);
     assert!(shown.contains("disputed: awaiting resolution"), "{shown}");
     let contender = format!("{ward_value}. [\"001085012345\"] by 00082");
@@ -214,12 +218,7 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
         b.address = "1 Tràng Tiền".into();
     }
     let json = serde_json::to_string(&corrected).unwrap();
-    let certs = env.certs();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
-        .args(["edit", "--json", &json, "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    office_cli(&env, &city, &["edit", "--json", &json]);
     relay.heal();
     converged(&mut w, &mut q, "00082").await;
 
@@ -326,16 +325,7 @@ async fn a_correction_from_a_stale_copy_races_the_wards_newer_write_instead_of_r
     let key = r.key().unwrap();
     put(&mut w, &r).await;
     drained(&mut w).await;
-    let certs = env.certs();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
-            .args(args)
-            .args(["--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let cli = |args: &[&str]| office_cli(&env, &city, args);
     // The office reads the record, and the version it read.
     let (json, said) = cli(&["get", "--kind", "business", "--key", key.id()]);
     let version =

@@ -37,7 +37,14 @@ pub(super) struct DiskSync {
     /// sled's data file, opened read-only: fsync acts on the file, not the descriptor.
     data: File,
     /// Names in sled's directory and in `blobs/` as last made durable.
-    known: Mutex<(BTreeSet<OsString>, BTreeSet<OsString>)>,
+    known: Mutex<Known>,
+}
+
+/// The names [`DiskSync`] last made durable.
+#[derive(Default)]
+struct Known {
+    top: BTreeSet<OsString>,
+    blobs: BTreeSet<OsString>,
 }
 
 fn names(dir: &Path) -> io::Result<BTreeSet<OsString>> {
@@ -83,17 +90,17 @@ impl DiskSync {
         let mut known = self.known.lock().expect("poisoned");
         let blobs_dir = self.dir.join("blobs");
         let blobs = names(&blobs_dir)?;
-        if blobs != known.1 {
-            for new in blobs.difference(&known.1) {
+        if blobs != known.blobs {
+            for new in blobs.difference(&known.blobs) {
                 sync_file(&blobs_dir.join(new))?;
             }
             sync_dir(&blobs_dir)?;
-            known.1 = blobs;
+            known.blobs = blobs;
         }
         let top = names(&self.dir)?;
-        if top != known.0 {
+        if top != known.top {
             sync_dir(&self.dir)?;
-            known.0 = top;
+            known.top = top;
         }
         self.data.sync_data()
     }
