@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = wardsync::cli::Cli::parse();
     wardsync::cli::init_tracing(&cli);
+    wardsync::cli::stop_on_panic();
     #[cfg(feature = "mutation")]
     let _bug = match wardsync::mutation::from_env() {
         Ok(bug) => bug,

@@ -26,17 +26,28 @@ pub enum Mutation {
     /// The city believes the version vector a ward sends: it neither checks
     /// it against the writes it holds nor judges ownership on its own state.
     TrustClaims,
+    /// The ward's replication task panics once the city has welcomed it
+    /// (a bug of any kind in a task of its own).
+    ReplicatorPanics,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 5] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::ApplyDuplicates,
         Mutation::AckBeforeFlush,
         Mutation::WelcomeBeforeFlush,
         Mutation::FlushNotDurable,
         Mutation::TrustClaims,
+        Mutation::ReplicatorPanics,
     ];
+
+    /// True for the bugs that break the data's invariants (those the
+    /// simulation must catch); the others are crashes, which the fault
+    /// tests of the process itself catch.
+    pub fn breaks_invariants(self) -> bool {
+        self != Mutation::ReplicatorPanics
+    }
 
     /// The mutation's name on command lines and in `WARDSYNC_MUTATION`.
     pub fn name(self) -> &'static str {
@@ -46,6 +57,7 @@ impl Mutation {
             Mutation::WelcomeBeforeFlush => "welcome-before-flush",
             Mutation::FlushNotDurable => "flush-not-durable",
             Mutation::TrustClaims => "trust-claims",
+            Mutation::ReplicatorPanics => "replicator-panics",
         }
     }
 

@@ -162,8 +162,9 @@ where
     // at the deadline may still hold one: what it applied is flushed below
     // either way, and nothing unflushed was acknowledged.
     let wait = if cut { std::time::Duration::from_secs(1) } else { SHUTDOWN_GRACE };
-    if tokio::time::timeout(wait, applier_task).await.is_err() {
-        tracing::warn!("connections cut at shutdown still held the applier: flushing without it");
+    match tokio::time::timeout(wait, applier_task).await {
+        Ok(applied) => applied.context("the apply task failed")?,
+        Err(_) => tracing::warn!("connections cut at shutdown still held the applier: flushing without it"),
     }
     if let Some(t) = metrics_task {
         t.await??;

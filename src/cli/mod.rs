@@ -38,6 +38,24 @@ pub fn init_tracing(cli: &Cli) {
     }
 }
 
+/// Exit status of a process stopped by a panic (`EX_SOFTWARE`).
+pub const PANIC_EXIT: i32 = 70;
+
+/// Makes a panic in any thread or task stop the whole process with
+/// [`PANIC_EXIT`], after the usual message and an error log. Tokio would
+/// otherwise end only the panicking task: a node whose replication or
+/// commit task died would go on answering, or exit 0, with nothing
+/// replicated. Stopping is safe: nothing unflushed was ever acknowledged,
+/// and a supervisor (systemd's `Restart=on-failure`) starts it again.
+pub fn stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, exit = PANIC_EXIT, "a task panicked: stopping the process");
+        std::process::exit(PANIC_EXIT);
+    }));
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

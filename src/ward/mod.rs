@@ -143,9 +143,11 @@ where
         .await;
     // The API is closed and its writers are gone: let the commit task finish
     // its last group, then stop replicating.
-    writer_task.await.ok();
+    let committed = writer_task.await;
     cancel.cancel();
-    replicator_task.await.ok();
+    let replicated = replicator_task.await;
+    committed.context("the commit task failed")?;
+    replicated.context("the replication task failed")?;
     if let Some(t) = metrics_task {
         t.await??;
     }

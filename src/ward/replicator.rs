@@ -192,6 +192,9 @@ impl Replicator {
                     }
                     Err(e) => return fail("the city sent unreadable merge policies", &e),
                 }
+                if crate::mutation::active(crate::mutation::Mutation::ReplicatorPanics) {
+                    panic!("deliberate bug (replicator-panics): the replicator panics after Welcome");
+                }
                 (w.last_applied_seq, w.lost_changes)
             }
             Ok(_) => {

@@ -136,6 +136,27 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Waits for the process to exit by itself; its exit status.
+    pub fn exited(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} is still running", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 fn sigterm(pid: u32) {
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());

@@ -94,7 +94,7 @@ pub fn all(seeds: std::ops::Range<u64>) -> bool {
         }
     }
 
-    for m in Mutation::ALL {
+    for m in Mutation::ALL.into_iter().filter(|m| m.breaks_invariants()) {
         let caught =
             run((0..40).collect(), Some(m.name()), true).into_iter().find(|r| !r.problems.is_empty());
         match caught {
