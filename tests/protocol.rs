@@ -89,8 +89,11 @@ async fn a_resent_batch_is_applied_once() {
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
     // The change feed resumes from any cursor, a bounded number at a time.
     let page: Vec<u64> = {
-        let mut s =
-            q.changes_since(pb::ChangesSinceRequest { after: 5, limit: 3 }).await.unwrap().into_inner();
+        let mut s = q
+            .changes_since(pb::ChangesSinceRequest { after: 5, limit: 3, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         let mut v = Vec::new();
         while let Some(l) = s.message().await.unwrap() {
             v.push(l.cursor);

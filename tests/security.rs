@@ -52,7 +52,9 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
         "Get" => code(c.get(pb::CityGetRequest { key }).await),
         "GetState" => code(c.get_state(pb::CityGetRequest { key }).await),
         "List" => code(c.list(pb::CityListRequest { kind: 1, ..Default::default() }).await),
-        "ChangesSince" => code(c.changes_since(pb::ChangesSinceRequest { after: 0, limit: 1 }).await),
+        "ChangesSince" => {
+            code(c.changes_since(pb::ChangesSinceRequest { after: 0, limit: 1, ..Default::default() }).await)
+        }
         "Wards" => code(c.wards(pb::WardsRequest {}).await),
         "Search" => code(c.search(pb::SearchRequest { query: "an".into(), kind: 0, limit: 1 }).await),
         "Household" => code(c.household(pb::HouseholdRequest { household_id: "x".into() }).await),
@@ -424,8 +426,11 @@ async fn stalled_feed(env: &Env, writes: u32) -> (City, Ward, tonic::Streaming<p
         .initial_stream_window_size(65_535)
         .initial_connection_window_size(65_535);
     let mut reader = CityQueryClient::new(small.connect().await.unwrap());
-    let mut feed =
-        reader.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await.unwrap().into_inner();
+    let mut feed = reader
+        .changes_since(pb::ChangesSinceRequest { after: 0, limit: 0, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     feed.message().await.unwrap().unwrap();
     (city, ward, feed)
 }

@@ -14,7 +14,7 @@ use crate::proto::pb::{self, city_query_server::CityQuery};
 use crate::proto::{
     change_from_pb, key_from_pb, kind_from_pb, next_after, page_size, record_from_pb, seen_from_pb,
 };
-use crate::store::{CityStore, Conflict, ConflictFilter, LoggedChange, OfficeError};
+use crate::store::{CityStore, Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError};
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -86,6 +86,14 @@ impl CityQuery for QueryService {
     ) -> Result<Response<Self::ChangesSinceStream>, Status> {
         let peer = self.guard.admit(&req, &[Role::OfficeReader], "ChangesSince")?;
         let req = req.into_inner();
+        let filter = LogFilter {
+            kind: if req.kind == 0 {
+                None
+            } else {
+                Some(kind_from_pb(req.kind, "kind").map_err(CityError::from)?)
+            },
+            ward: ward_filter(&req.ward, "ward")?,
+        };
         let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(64);
@@ -93,18 +101,19 @@ impl CityQuery for QueryService {
         let feed = async move {
             let (mut after, mut sent) = (req.after, 0u64);
             while sent < limit {
-                let want = LOG_CHUNK.min((limit - sent) as usize);
-                let chunk = match store.changes_since(after, want) {
+                let (chunk, last) = match store.changes_matching(after, LOG_CHUNK, &filter) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(CityError::from(e).into())).await;
                         return;
                     }
                 };
-                let Some(last) = chunk.last() else { return };
-                after = last.cursor;
-                sent += chunk.len() as u64;
-                for l in &chunk {
+                if last == after {
+                    return;
+                }
+                after = last;
+                for l in chunk.iter().take((limit - sent) as usize) {
+                    sent += 1;
                     if tx.send(Ok(l.into())).await.is_err() {
                         return;
                     }

@@ -1,7 +1,9 @@
 //! `wardsync export`: streams records of one kind from the city to a CSV or
 //! JSON Lines file, with progress on a terminal. With `--since CURSOR`, only
-//! records changed after that point of the change log; the cursor to give
-//! next time is printed at the end.
+//! what changed after that point of the change log: each record changed as
+//! it stands now, and a `gone` line for each deleted (or, with `--ward`,
+//! taken by another ward); the cursor to give next time is printed at the
+//! end. Every change after the cursor is in the file at least once.
 
 use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
@@ -12,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::args::ExportArgs;
 use super::client::{Source, city_client};
 use super::formats::RecordWriter;
-use crate::model::{RecordKey, WardCode};
+use crate::model::WardCode;
 use crate::proto::{change_from_pb, pb};
 
 /// A temporary file in the directory of `path` (so that renaming it there is atomic).
@@ -38,7 +40,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         Some(t) => Box::new(t.reopen().context("cannot write the export")?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut writer = RecordWriter::new(BufWriter::new(out), a.format);
+    let mut writer = RecordWriter::new(BufWriter::new(out), a.format, a.kind, a.since.is_some())?;
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} records {per_sec} {msg}").expect("valid template"),
     );
@@ -58,36 +60,43 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
             before
         }
         Some(after) => {
-            // Keys changed since the cursor, then their current state.
+            // The keys whose records changed for the selection since the
+            // cursor, then how each stands now.
+            let before = city.wards(pb::WardsRequest {}).await?.into_inner().log_cursor;
             let mut keys = BTreeSet::new();
             let mut last = after;
-            let mut stream =
-                city.changes_since(pb::ChangesSinceRequest { after, limit: 0 }).await?.into_inner();
+            let req = pb::ChangesSinceRequest {
+                after,
+                limit: 0,
+                kind: pb::Kind::from(a.kind).into(),
+                ward: ward.as_ref().map_or(String::new(), ToString::to_string),
+            };
+            let mut stream = city.changes_since(req).await?.into_inner();
             while let Some(l) = stream.message().await? {
                 last = l.cursor;
                 let Some(c) = l.change else { continue };
                 let change =
                     change_from_pb(c).map_err(|e| anyhow::anyhow!("the city sent a bad change: {e}"))?;
-                let owner_ok = ward.as_ref().is_none_or(|w| w.as_str() == l.ward);
-                if change.key.kind() == a.kind && owner_ok {
-                    keys.insert(change.key.id().to_string());
-                }
+                keys.insert(change.key);
             }
-            for id in keys {
-                let key = RecordKey::new(a.kind, &id)?;
+            for key in keys {
                 match city.get(pb::CityGetRequest { key: Some((&key).into()) }).await {
                     Ok(r) => {
                         let record = crate::proto::record_from_pb(r.into_inner().record)
                             .map_err(|e| anyhow::anyhow!("the city sent a bad record: {e}"))?;
-                        writer.write(&record)?;
-                        count += 1;
-                        bar.inc(1);
+                        match &ward {
+                            Some(w) if &record.ward != w => writer.gone(&key, Some(w), Some(&record.ward))?,
+                            _ => writer.write(&record)?,
+                        }
                     }
-                    Err(s) if s.code() == tonic::Code::NotFound => {} // deleted since
+                    Err(s) if s.code() == tonic::Code::NotFound => writer.gone(&key, ward.as_ref(), None)?,
                     Err(s) => anyhow::bail!("{}", s.message()),
                 }
+                count += 1;
+                bar.inc(1);
             }
-            last
+            // Every entry up to the later of the two was read or passed over.
+            last.max(before)
         }
     };
     writer.finish()?;

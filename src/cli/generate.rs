@@ -55,7 +55,8 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(a.seed ^ 0xbad);
     let (mut total, mut bad) = (0u64, 0u64);
     let stdout = std::io::stdout();
-    let mut to_stdout = RecordWriter::new(BufWriter::new(stdout.lock()), a.format);
+    // Made for the first record (a CSV file's header is its kind's).
+    let mut to_stdout = None;
     for (ward, plan) in wards {
         let mut files: Vec<(Kind, RecordWriter<BufWriter<File>>)> = Vec::new();
         for r in WardGen::new(&ward, a.seed, today).records(plan) {
@@ -67,14 +68,20 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
             };
             total += 1;
             match &a.out {
-                None => to_stdout.write(&r)?,
+                None => {
+                    if to_stdout.is_none() {
+                        let out = BufWriter::new(stdout.lock());
+                        to_stdout = Some(RecordWriter::new(out, a.format, r.kind(), false)?);
+                    }
+                    to_stdout.as_mut().expect("just made").write(&r)?
+                }
                 Some(dir) => {
                     let kind = r.kind();
                     if !files.iter().any(|(k, _)| *k == kind) {
                         let path = dir.join(format!("{ward}-{kind}.{}", a.format.extension()));
                         let f = File::create(&path)
                             .with_context(|| format!("cannot create {}", path.display()))?;
-                        files.push((kind, RecordWriter::new(BufWriter::new(f), a.format)));
+                        files.push((kind, RecordWriter::new(BufWriter::new(f), a.format, kind, false)?));
                     }
                     let (_, w) = files.iter_mut().find(|(k, _)| *k == kind).expect("just added");
                     w.write(&r)?;
@@ -85,7 +92,9 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
             w.finish()?;
         }
     }
-    to_stdout.finish()?;
+    if let Some(w) = to_stdout {
+        w.finish()?;
+    }
     std::io::stdout().flush()?;
     eprintln!("generated {total} records ({bad} made invalid on purpose)");
     Ok(())

@@ -4,7 +4,9 @@
 //! the rows of one key one after another, in file order, so a later
 //! correction always wins); rows that cannot be read or that the agent
 //! refuses go to a reject file with their line number and reasons, and the
-//! import goes on. Progress is saved beside the file (`FILE.import-state`)
+//! import goes on. The `gone` lines of an incremental export are applied
+//! too: a deleted record is deleted, one another ward took is left alone.
+//! Progress is saved beside the file (`FILE.import-state`)
 //! as lines complete, so an interrupted import resumes after the last line
 //! known done, but only for the same file content (a hash of it), the same
 //! ward agent and kind; anything else starts over. A lock
@@ -27,8 +29,9 @@ use tonic::Code;
 
 use super::args::ImportArgs;
 use super::client::ward_client;
-use super::formats::{Format, read_records};
-use crate::proto::pb;
+use super::formats::{Entry, Format, read_records};
+use crate::proto::pb::{self, ward_api_client::WardApiClient};
+use tonic::transport::Channel;
 
 /// Progress of an import, saved as it goes.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +123,30 @@ fn save(path: &Path, state: &State) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes one entry through the agent: a record is put; a deleted one is
+/// deleted (already gone: unchanged); one another ward took is left to it.
+async fn apply(client: &mut WardApiClient<Channel>, entry: Entry) -> Outcome {
+    let written = match entry {
+        Entry::Record(record) => client.put(pb::PutRequest { record: Some((&record).into()) }).await,
+        Entry::Gone { moved_to: Some(_), .. } => return Outcome::Unchanged,
+        Entry::Gone { key, .. } => {
+            match client.delete(pb::DeleteRequest { key: Some((&key).into()) }).await {
+                Err(s) if s.code() == Code::NotFound => return Outcome::Unchanged,
+                other => other,
+            }
+        }
+    };
+    match written {
+        Ok(r) if r.get_ref().unchanged => Outcome::Unchanged,
+        Ok(_) => Outcome::Written,
+        // A row the agent refuses, or too large to send: rejected, and the import goes on.
+        Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange) => {
+            Outcome::Rejected(s.message().to_string())
+        }
+        Err(s) => Outcome::Stop(format!("{}: {}", s.code(), s.message())),
+    }
+}
+
 /// Completion of a row's write, awaited by the next row of the same key.
 type Done = futures::future::Shared<tokio::sync::oneshot::Receiver<()>>;
 
@@ -178,7 +205,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
             let (done, finished) = tokio::sync::oneshot::channel::<()>();
             let finished: Done = futures::FutureExt::shared(finished);
             let before = match &parsed {
-                Ok(r) => last_of_key.insert(r.key_id(), finished),
+                Ok(e) => last_of_key.insert(e.key_id(), finished),
                 Err(_) => None,
             };
             if last_of_key.len() > 4 * CONCURRENCY_CAP {
@@ -190,20 +217,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 }
                 let outcome = match parsed {
                     Err(reason) => Outcome::Rejected(reason),
-                    Ok(record) => match client.put(pb::PutRequest { record: Some((&record).into()) }).await {
-                        Ok(r) if r.get_ref().unchanged => Outcome::Unchanged,
-                        Ok(_) => Outcome::Written,
-                        // A row the agent refuses, or too large to send: rejected, and the import goes on.
-                        Err(s)
-                            if matches!(
-                                s.code(),
-                                Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange
-                            ) =>
-                        {
-                            Outcome::Rejected(s.message().to_string())
-                        }
-                        Err(s) => Outcome::Stop(format!("{}: {}", s.code(), s.message())),
-                    },
+                    Ok(entry) => apply(&mut client, entry).await,
                 };
                 let _ = done.send(());
                 (line, bytes, outcome)

@@ -19,8 +19,8 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LoggedChange, Loss,
-    MAX_DENIALS, MAX_QUARANTINED, OfficeError, Quarantined, RetryError, WardBatch, WardState,
+    BatchRejected, CityStore, Conflict, ConflictFilter, Denial, Discarded, Incoming, LogFilter, LoggedChange,
+    Loss, MAX_DENIALS, MAX_QUARANTINED, OfficeError, Quarantined, RetryError, WardBatch, WardState,
 };
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};

@@ -297,7 +297,10 @@ impl Inner {
 
 /// Every change the city logged, in cursor order.
 pub async fn read_log(city: &mut CityQueryClient<Channel>) -> Result<Vec<pb::LoggedChange>, tonic::Status> {
-    let mut stream = city.changes_since(pb::ChangesSinceRequest { after: 0, limit: 0 }).await?.into_inner();
+    let mut stream = city
+        .changes_since(pb::ChangesSinceRequest { after: 0, limit: 0, ..Default::default() })
+        .await?
+        .into_inner();
     let mut out = Vec::new();
     while let Some(l) = stream.message().await? {
         out.push(l);

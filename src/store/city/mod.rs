@@ -33,6 +33,7 @@ pub use audit::{Denial, MAX_DENIALS};
 pub use conflicts::{Conflict, ConflictFilter};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
+pub use queries::LogFilter;
 
 use apply::GroupWrite;
 

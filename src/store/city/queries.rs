@@ -1,7 +1,9 @@
 //! Reads of the city store: records by key, lists by kind and ward, the
 //! indexes (household, owner, name) and the change log.
 
-use super::keys::{BY_HOUSEHOLD, BY_NAME, BY_OWNER, BY_WARD, RECORD, log_key, record_key, tail_after_nul};
+use super::keys::{
+    BY_HOUSEHOLD, BY_NAME, BY_OWNER, BY_WARD, RECORD, downstream_key, log_key, record_key, tail_after_nul,
+};
 use super::{CityStore, LoggedChange};
 use crate::model::{Kind, Record, RecordKey, WardCode, fold};
 use crate::store::StoreError;
@@ -15,6 +17,16 @@ fn page_start(prefix: &[u8], after: &str) -> Vec<u8> {
         start.push(0);
     }
     start
+}
+
+/// Which change-log entries a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only changes to records of this kind.
+    pub kind: Option<Kind>,
+    /// Only changes that concern this ward: written by it, or to a record
+    /// it owned before or after the change.
+    pub ward: Option<WardCode>,
 }
 
 impl CityStore {
@@ -116,6 +128,42 @@ impl CityStore {
             .into_iter()
             .map(|(k, v)| decode(&k, &v))
             .collect()
+    }
+
+    /// The durable log entries `filter` selects among the first `chunk`
+    /// after `after`, and the cursor of the last entry read (`after` when
+    /// there were none: the reader has seen the whole log).
+    pub fn changes_matching(
+        &self,
+        after: u64,
+        chunk: usize,
+        filter: &LogFilter,
+    ) -> Result<(Vec<LoggedChange>, u64), StoreError> {
+        let read = self.changes_since(after, chunk)?;
+        let (Some(first), Some(last)) = (read.first().map(|l| l.cursor), read.last().map(|l| l.cursor))
+        else {
+            return Ok((Vec::new(), after));
+        };
+        // A change concerns a ward that did not write it when it touched a
+        // record the ward owned before or after: then the ward was sent a
+        // downstream note under the change's cursor.
+        let noted: std::collections::HashSet<u64> = match &filter.ward {
+            None => Default::default(),
+            Some(w) => self
+                .engine
+                .scan(&downstream_key(w, first), &downstream_key(w, last + 1), usize::MAX)?
+                .into_iter()
+                .map(|(k, _)| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor")))
+                .collect(),
+        };
+        let keep = read
+            .into_iter()
+            .filter(|l| filter.kind.is_none_or(|k| l.change.key.kind() == k))
+            .filter(|l| {
+                filter.ward.as_ref().is_none_or(|w| l.writer == w.as_str() || noted.contains(&l.cursor))
+            })
+            .collect();
+        Ok((keep, last))
     }
 
     /// The highest cursor whose entry is durable.
