@@ -26,7 +26,14 @@ pub struct WardConfig {
     /// the local API has no authentication of its own.
     #[serde(default = "default_ward_listen")]
     pub listen: SocketAddr,
+    /// Let `listen` be an address beyond loopback. The local API has no
+    /// authentication of its own and answers for the ward city-wide (its
+    /// lookups reach any citizen through the ward's identity): set this only
+    /// where a firewall admits nothing but the ward's own software.
+    #[serde(default)]
+    pub api_beyond_loopback: bool,
     /// Serve the local API on this Unix socket (mode 660) instead of `listen`.
+    /// The path must not exist, or be a socket (left by an earlier run).
     #[serde(default)]
     pub socket: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint; none if unset.
@@ -231,6 +238,14 @@ impl WardConfig {
             self.code
         );
         check_cache(self.cache_mb)?;
+        anyhow::ensure!(
+            self.socket.is_some() || self.listen.ip().is_loopback() || self.api_beyond_loopback,
+            "config `listen`: {} is not a loopback address, and the local API has no authentication \
+             of its own (it can look up any citizen city-wide as this ward): listen on 127.0.0.1, \
+             or use `socket`, or, if a firewall admits only the ward's own software, set \
+             `api_beyond_loopback = true` (flag --api-beyond-loopback)",
+            self.listen
+        );
         check_tls(&self.tls, self.insecure_dev)
     }
 }

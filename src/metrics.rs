@@ -31,6 +31,17 @@ impl Exporter {
         Exporter { registry, refresh }
     }
 
+    /// Adds `certificate_expiry_days`, for the certificate `expiry` tracks.
+    pub fn with_certificate(mut self, expiry: &crate::auth::Expiry) -> Exporter {
+        let set = expiry.register(&mut self.registry);
+        let refresh = self.refresh;
+        self.refresh = Box::new(move || {
+            refresh();
+            set();
+        });
+        self
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         (self.refresh)();

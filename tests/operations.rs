@@ -9,23 +9,6 @@ use wardsync::cli::wait;
 use wardsync::model::WardCode;
 use wardsync::proto::pb;
 
-/// Scrapes `/metrics` at `addr`: `name{labels}` → value.
-async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return out };
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await.unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        if let Some((name, value)) = line.rsplit_once(' ') {
-            out.insert(name.to_string(), value.parse().unwrap_or(f64::NAN));
-        }
-    }
-    out
-}
-
 /// The DOM of `url` after headless Chromium has loaded it.
 fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();

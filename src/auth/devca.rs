@@ -15,6 +15,9 @@ use rcgen::{
 
 use crate::model::WardCode;
 
+/// How long the certificates `wardsync certs` issues are valid, in days.
+pub const CERT_DAYS: u32 = 825;
+
 /// The certificate name of a ward: `ward-NNNNN`.
 pub fn ward_cert_name(ward: &WardCode) -> String {
     format!("ward-{ward}")
@@ -63,10 +66,19 @@ impl DevCa {
     }
 
     /// Issues `NAME.pem` and `NAME.key` with common name `name` and the
-    /// given DNS names / IP addresses as subject alternative names.
+    /// given DNS names / IP addresses as subject alternative names, valid
+    /// for [`CERT_DAYS`].
     pub fn issue(&self, name: &str, sans: &[&str]) -> anyhow::Result<()> {
+        self.issue_for(name, sans, CERT_DAYS)
+    }
+
+    /// [`DevCa::issue`], valid from an hour ago for `days` days.
+    pub fn issue_for(&self, name: &str, sans: &[&str], days: u32) -> anyhow::Result<()> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(i64::from(days));
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];

@@ -2,11 +2,13 @@
 //! development certificate authority.
 
 mod access;
+mod certificate;
 mod devca;
 mod identity;
 mod tls;
 
 pub use access::{Access, Peer, Role, hex_id};
-pub use devca::{DevCa, ward_cert_name};
+pub use certificate::{EXPIRY_WARNING_DAYS, Expiry, OwnCertificate, watch_expiry};
+pub use devca::{CERT_DAYS, DevCa, ward_cert_name};
 pub use identity::{Identity, peer_identity};
-pub use tls::{TlsFiles, client_tls, server_tls};
+pub use tls::{TlsFiles, client_tls, server_config};

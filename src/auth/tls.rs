@@ -1,9 +1,12 @@
-//! Loading PEM files into tonic's rustls configuration (mutual TLS).
+//! Loading PEM files into rustls configurations (mutual TLS): the city's
+//! server side, the clients' through tonic.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use std::sync::Arc;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// The three PEM files a node needs for mutual TLS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,10 +62,39 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Server side: present our certificate, require a client certificate
-/// signed by the CA.
-pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
-    let (ca, id) = files.load()?;
-    Ok(ServerTlsConfig::new().identity(id).client_ca_root(ca))
+/// signed by the CA, speak HTTP/2. Read afresh on every call, so a reload
+/// picks up renewed files.
+pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    check_private(&files.key)?;
+    let pem_error = |what: &str, path: &Path| {
+        let path = path.display().to_string();
+        let what = what.to_string();
+        move |e: rustls::pki_types::pem::Error| anyhow::anyhow!("cannot read {what} {path}: {e}")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&files.ca).map_err(pem_error("CA certificate", &files.ca))? {
+        roots.add(ca.map_err(pem_error("CA certificate", &files.ca))?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(pem_error("certificate", &files.cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error("certificate", &files.cert))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem_error("private key", &files.key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            anyhow::anyhow!("certificate {} and key {}: {e}", files.cert.display(), files.key.display())
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Client side: trust only the CA, present our certificate, and expect the

@@ -25,7 +25,7 @@ pub use query::QueryService;
 
 use tokio::sync::watch;
 
-use crate::auth::{Access, server_tls};
+use crate::auth::{Access, Expiry, OwnCertificate, TlsFiles, server_config};
 use crate::config::CityConfig;
 use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
@@ -33,6 +33,44 @@ use crate::store::{CityStore, Engine, SledEngine};
 
 /// How long open streams get to finish once the city is told to stop.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The city's TLS configuration, read again whenever `access` changes (a
+/// reload, on SIGHUP): renewed certificates apply from the next connection.
+/// A reload that cannot read them keeps those in use, and says why.
+fn tls_reloader(
+    files: TlsFiles,
+    mut access: watch::Receiver<Arc<Access>>,
+    expiry: Expiry,
+    stop: CancellationToken,
+) -> anyhow::Result<watch::Receiver<Arc<rustls::ServerConfig>>> {
+    let read = move |files: &TlsFiles| -> anyhow::Result<_> {
+        let cert = OwnCertificate::read(files)?;
+        Ok((server_config(files)?, cert))
+    };
+    let (config, cert) = read(&files)?;
+    expiry.set(&cert);
+    cert.warn_if_expiring(crate::clock::now_ms());
+    crate::auth::watch_expiry(files.clone(), expiry.clone(), stop.clone());
+    let (tx, rx) = watch::channel(config);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = access.changed() => if changed.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+            match read(&files) {
+                Ok((config, cert)) => {
+                    tx.send_replace(config);
+                    expiry.set(&cert);
+                    let days_left = cert.warn_if_expiring(crate::clock::now_ms()).floor();
+                    tracing::info!(certificate = %files.cert.display(), days_left, "certificates reloaded");
+                }
+                Err(e) => tracing::error!("cannot reload the certificates, keeping those in use: {e:#}"),
+            }
+        }
+    });
+    Ok(rx)
+}
 
 /// Runs the city server on an on-disk store until `shutdown` completes;
 /// `access` carries the roles and revocations, replaced on reload.
@@ -59,11 +97,21 @@ pub async fn serve<I, IO, IE>(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()>
 where
-    I: Stream<Item = Result<IO, IE>>,
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
     IO: crate::net::ServerConn,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     cfg.check()?;
+    let expiry = Expiry::default();
+    let cancel = CancellationToken::new();
+    // Read before anything starts: bad files stop the city at once.
+    let tls = match &cfg.tls {
+        Some(files) => Some(tls_reloader(files.clone(), access.clone(), expiry.clone(), cancel.clone())?),
+        None => {
+            tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello");
+            None
+        }
+    };
     let store = CityStore::open(engine, cfg.merge_policies())?;
     let apply_latency = crate::metrics::latency_histogram();
     let (applier, applier_task) = spawn_applier(
@@ -73,7 +121,6 @@ where
         cfg.max_clock_skew_ms,
         apply_latency.clone(),
     );
-    let cancel = CancellationToken::new();
     let guard = Guard::new(access, store.clone(), &cfg.limits);
     let live = Live::default();
     let sync = SyncService {
@@ -87,7 +134,8 @@ where
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();
     let metrics_task = cfg.metrics_listen.map(|addr| {
-        let exporter = metrics::exporter(store.clone(), live.clone(), expected.clone(), apply_latency);
+        let exporter = metrics::exporter(store.clone(), live.clone(), expected.clone(), apply_latency)
+            .with_certificate(&expiry);
         let status = page::route(store.clone(), live.clone(), expected.clone());
         tokio::spawn(crate::metrics::serve(
             addr,
@@ -110,12 +158,6 @@ where
         .timeout(crate::net::RPC_DEADLINE)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
-    match &cfg.tls {
-        Some(files) => builder = builder.tls_config(server_tls(files)?)?,
-        None => {
-            tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello")
-        }
-    }
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let signal = {
         let cancel = cancel.clone();
@@ -136,7 +178,7 @@ where
     };
     let (health, reflection) =
         crate::net::health_and_reflection(&["wardsync.v1.CitySync", "wardsync.v1.CityQuery"]).await?;
-    let served = builder
+    let router = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(
@@ -148,8 +190,14 @@ where
             CityQueryServer::new(query)
                 .max_decoding_message_size(cfg.limits.max_message_bytes)
                 .max_encoding_message_size(cfg.limits.max_message_bytes),
-        )
-        .serve_with_incoming_shutdown(incoming, signal);
+        );
+    use futures::future::Either;
+    let served = match tls {
+        Some(tls) => {
+            Either::Left(router.serve_with_incoming_shutdown(crate::net::tls_incoming(incoming, tls), signal))
+        }
+        None => Either::Right(router.serve_with_incoming_shutdown(incoming, signal)),
+    };
     let (served, cut) = tokio::select! {
         served = served => (served, false),
         _ = deadline => {

@@ -141,6 +141,10 @@ pub struct WardArgs {
     /// Address of the local API, e.g. 127.0.0.1:7070.
     #[arg(long, env = "WARDSYNC_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Let --listen be beyond loopback (the local API has no authentication
+    /// of its own: only where a firewall admits just the ward's software).
+    #[arg(long, env = "WARDSYNC_API_BEYOND_LOOPBACK")]
+    pub api_beyond_loopback: bool,
     /// Serve the local API on this Unix socket (mode 660) instead.
     #[arg(long, env = "WARDSYNC_SOCKET")]
     pub socket: Option<PathBuf>,
@@ -168,6 +172,7 @@ impl WardArgs {
             code: code.clone(),
             data_dir: PathBuf::from("/var/lib/wardsync/ward"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            api_beyond_loopback: false,
             socket: None,
             metrics_listen: None,
             city_url: city_url.clone(),
@@ -189,6 +194,9 @@ impl WardArgs {
         }
         if let Some(l) = self.listen {
             cfg.listen = l;
+        }
+        if self.api_beyond_loopback {
+            cfg.api_beyond_loopback = true;
         }
         if let Some(s) = &self.socket {
             cfg.socket = Some(s.clone());

@@ -210,6 +210,7 @@ async fn start_ward(
         code: code.to_string(),
         data_dir: dir.join(format!("ward-{code}")),
         listen: addr,
+        api_beyond_loopback: false,
         socket: None,
         metrics_listen: None,
         city_url: format!("https://{city}"),

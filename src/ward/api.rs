@@ -39,7 +39,7 @@ impl LocalApi {
         let channel = tokio::time::timeout(LOOKUP_TIMEOUT, (self.connect)())
             .await
             .map_err(|_| WardError::CityUnreachable("no connection within 5 s".into()))?
-            .map_err(|e| WardError::CityUnreachable(e.to_string()))?;
+            .map_err(|e| WardError::CityUnreachable(format!("{e:#}")))?;
         Ok(CityQueryClient::new(channel))
     }
 

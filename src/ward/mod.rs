@@ -20,7 +20,7 @@ pub use error::WardError;
 pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
 pub use writer::Writer;
 
-use crate::auth::client_tls;
+use crate::auth::{Expiry, OwnCertificate, client_tls};
 use crate::config::WardConfig;
 use crate::model::WardCode;
 use crate::proto::pb::ward_api_server::WardApiServer;
@@ -30,9 +30,22 @@ use crate::store::{Engine, SledEngine, WardStore};
 const MAX_GROUP: usize = 1024;
 
 /// The channel factory for the city described by `cfg`: TCP, with mutual
-/// TLS unless `insecure_dev`.
+/// TLS unless `insecure_dev`. The certificate files are read again for
+/// every connection, so a renewed certificate is used from the next one.
 pub fn city_connect(cfg: &WardConfig) -> anyhow::Result<Connect> {
-    Ok(tcp_connect(city_endpoint(cfg)?))
+    let endpoint = city_endpoint(cfg)?;
+    if cfg.tls.is_none() {
+        tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication");
+        return Ok(tcp_connect(endpoint));
+    }
+    let cfg = cfg.clone();
+    Ok(Arc::new(move || {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            check_certificate(&cfg)?;
+            Ok(city_endpoint(&cfg)?.connect().await?)
+        })
+    }))
 }
 
 /// The city's endpoint as `cfg` describes it, with its TLS settings and
@@ -45,25 +58,57 @@ pub fn city_endpoint(cfg: &WardConfig) -> anyhow::Result<Endpoint> {
         .http2_keep_alive_interval(std::time::Duration::from_secs(10))
         .keep_alive_timeout(std::time::Duration::from_secs(10))
         .keep_alive_while_idle(true);
-    match &cfg.tls {
-        Some(files) => {
-            anyhow::ensure!(
-                cfg.city_url.starts_with("https://"),
-                "city_url must start with https:// when TLS is configured"
-            );
-            endpoint = endpoint.tls_config(client_tls(files, &cfg.city_name)?)?;
-        }
-        None => {
-            tracing::warn!("insecure_dev: talking to the city in plaintext, without authentication")
-        }
+    if let Some(files) = &cfg.tls {
+        anyhow::ensure!(
+            cfg.city_url.starts_with("https://"),
+            "city_url must start with https:// when TLS is configured"
+        );
+        endpoint = endpoint.tls_config(client_tls(files, &cfg.city_name)?)?;
     }
     Ok(endpoint)
+}
+
+/// Checks the ward's own certificate: it must be this ward's (the city
+/// would refuse every change otherwise, and they would queue up unsent).
+/// Returns it, if the ward uses TLS.
+pub fn check_certificate(cfg: &WardConfig) -> anyhow::Result<Option<OwnCertificate>> {
+    let ward = WardCode::parse(&cfg.code).map_err(|e| anyhow::anyhow!("config `code`: {e}"))?;
+    let Some(files) = &cfg.tls else { return Ok(None) };
+    let cert = OwnCertificate::read(files)?;
+    cert.check_ward(&ward)?;
+    Ok(Some(cert))
+}
+
+/// On SIGHUP: the certificate is checked and its expiry reported (the next
+/// connection to the city uses the files as they are then).
+fn reload_on_hangup(cfg: WardConfig) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match check_certificate(&cfg) {
+                Ok(Some(cert)) => {
+                    let days_left = cert.warn_if_expiring(crate::clock::now_ms()).floor();
+                    tracing::info!(certificate = %cert.path.display(), days_left, "certificates reloaded: the next connection to the city uses them");
+                }
+                Ok(None) => tracing::info!("SIGHUP: no certificates to reload (insecure_dev)"),
+                Err(e) => tracing::error!(
+                    "the certificate files are not usable, connections to the city will fail: {e:#}"
+                ),
+            }
+        }
+    });
 }
 
 /// Runs a ward agent on an on-disk store until `shutdown` completes: binds
 /// the local API on `cfg.listen` and replicates to the city.
 pub async fn run(cfg: WardConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     cfg.check()?;
+    if let Some(cert) = check_certificate(&cfg)? {
+        cert.warn_if_expiring(crate::clock::now_ms());
+    }
+    reload_on_hangup(cfg.clone());
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
     let connect = city_connect(&cfg)?;
     match cfg.socket.clone() {
@@ -122,8 +167,15 @@ where
         floor: 0,
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
+    if let Some(files) = &cfg.tls {
+        crate::auth::watch_expiry(files.clone(), Expiry::File(files.clone()), cancel.clone());
+    }
     let metrics_task = cfg.metrics_listen.map(|addr| {
-        let exporter = std::sync::Arc::new(ward_metrics(&store, &link));
+        let mut exporter = ward_metrics(&store, &link);
+        if let Some(files) = &cfg.tls {
+            exporter = exporter.with_certificate(&Expiry::File(files.clone()));
+        }
+        let exporter = Arc::new(exporter);
         tokio::spawn(crate::metrics::serve(
             addr,
             exporter,

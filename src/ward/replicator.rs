@@ -36,14 +36,13 @@ use crate::store::WardStore;
 
 /// Opens a channel to the city. The seam for other transports: TCP by
 /// default ([`tcp_connect`]), a simulated network in the simulation.
-pub type Connect =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<Channel, tonic::transport::Error>> + Send + Sync>;
+pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Channel>> + Send + Sync>;
 
 /// Connects over TCP to `endpoint` (which carries the TLS settings).
 pub fn tcp_connect(endpoint: Endpoint) -> Connect {
     Arc::new(move || {
         let e = endpoint.clone();
-        Box::pin(async move { e.connect().await })
+        Box::pin(async move { Ok(e.connect().await?) })
     })
 }
 
@@ -127,7 +126,7 @@ impl Replicator {
             let setup = Duration::from_millis(self.config.ack_timeout_ms);
             let outcome = match tokio::time::timeout(setup, (self.connect)()).await {
                 Ok(Ok(channel)) => self.session(channel, &cancel, &mut backoff).await,
-                Ok(Err(e)) => SessionEnd::Failed(format!("cannot connect to the city: {e}")),
+                Ok(Err(e)) => SessionEnd::Failed(format!("cannot connect to the city: {e:#}")),
                 Err(_) => {
                     SessionEnd::Failed(format!("no connection to the city within {} ms", setup.as_millis()))
                 }

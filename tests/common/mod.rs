@@ -83,7 +83,8 @@ pub struct Node {
 }
 
 impl Node {
-    fn spawn(name: &str, args: Vec<String>, env: &Env, log: PathBuf) -> Node {
+    /// Starts `wardsync ARGS` with its log in `log`.
+    pub fn spawn(name: &str, args: Vec<String>, env: &Env, log: PathBuf) -> Node {
         let mut n = Node { name: name.into(), child: None, args, env: env.node_env.clone(), log };
         n.start();
         n
@@ -376,6 +377,23 @@ pub async fn assert_same_records(
         total += w.len();
     }
     total
+}
+
+/// Scrapes `/metrics` at `addr`: `name{labels}` → value.
+pub async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return out };
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if let Some((name, value)) = line.rsplit_once(' ') {
+            out.insert(name.to_string(), value.parse().unwrap_or(f64::NAN));
+        }
+    }
+    out
 }
 
 /// Every ward's replication state at the city.

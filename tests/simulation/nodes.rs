@@ -54,6 +54,8 @@ pub fn ward(
                 code: code.into(),
                 data_dir: "/unused".into(),
                 listen: "0.0.0.0:7070".parse().unwrap(),
+                // The simulated clients write from hosts of their own.
+                api_beyond_loopback: true,
                 socket: None,
                 metrics_listen: None,
                 city_url: format!("https://city:{CITY_PORT}"),
@@ -73,7 +75,7 @@ pub fn ward(
             let endpoint = wardsync::ward::city_endpoint(&cfg)?;
             let connect: wardsync::ward::Connect = Arc::new(move || {
                 let endpoint = endpoint.clone();
-                Box::pin(async move { connect(endpoint, "city", CITY_PORT).await })
+                Box::pin(async move { Ok(connect(endpoint, "city", CITY_PORT).await?) })
             });
             let engine: Arc<dyn Engine> = Arc::new(engine);
             wardsync::ward::serve(cfg, engine, incoming(WARD_PORT), connect, std::future::pending()).await?;
