@@ -179,8 +179,12 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
     );
 
     // The attempts are kept, with their reasons; 00082 is still served.
-    let entries =
-        q.list_quarantine(pb::QuarantineRequest { ward: "00145".into() }).await.unwrap().into_inner().entries;
+    let entries = q
+        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
     let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
     for seq in [1, 2, 3, 4, 6, 8] {
         assert!(refused.contains(&seq), "forged change {seq} is in the quarantine: {entries:#?}");

@@ -172,7 +172,7 @@ async fn clients_without_a_certificate_of_the_city_ca_are_refused() {
 async fn quarantine(
     q: &mut pb::city_query_client::CityQueryClient<tonic::transport::Channel>,
 ) -> Vec<pb::QuarantinedChange> {
-    q.list_quarantine(pb::QuarantineRequest { ward: String::new() }).await.unwrap().into_inner().entries
+    q.list_quarantine(pb::QuarantineRequest::default()).await.unwrap().into_inner().entries
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,7 +264,10 @@ async fn the_city_finds_names_with_or_without_diacritics_households_and_owners()
     drained(&mut c).await;
 
     for query in ["nguyen van an", "Nguyễn Văn An", "NGUYEN VAN", "nguyễn văn a"] {
-        let found = q.search(pb::SearchRequest { query: query.into(), kind: 0, limit: 10 }).await.unwrap();
+        let found = q
+            .search(pb::SearchRequest { query: query.into(), kind: 0, limit: 10, ..Default::default() })
+            .await
+            .unwrap();
         let ids: Vec<String> = found
             .into_inner()
             .records
@@ -276,15 +279,30 @@ async fn the_city_finds_names_with_or_without_diacritics_households_and_owners()
             .collect();
         assert_eq!(ids, std::slice::from_ref(&id), "{query}");
     }
-    let none = q.search(pb::SearchRequest { query: "tran".into(), kind: 0, limit: 10 }).await.unwrap();
+    let none = q
+        .search(pb::SearchRequest { query: "tran".into(), kind: 0, limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert!(none.into_inner().records.is_empty());
-    let e = q.search(pb::SearchRequest { query: " ".into(), kind: 0, limit: 10 }).await.unwrap_err();
+    let e = q
+        .search(pb::SearchRequest { query: " ".into(), kind: 0, limit: 10, ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    let members =
-        q.household(pb::HouseholdRequest { household_id: household }).await.unwrap().into_inner().records;
+    let members = q
+        .household(pb::HouseholdRequest { household_id: household, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
     assert_eq!(members, [pb::Record::from(&citizen)]);
-    let owned = q.owned_by(pb::OwnedByRequest { owner_id: owner }).await.unwrap().into_inner().records;
+    let owned = q
+        .owned_by(pb::OwnedByRequest { owner_id: owner, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
     assert_eq!(owned, [pb::Record::from(&parcel)]);
 
     // The same through the command line, without diacritics.

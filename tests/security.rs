@@ -56,9 +56,15 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
             code(c.changes_since(pb::ChangesSinceRequest { after: 0, limit: 1, ..Default::default() }).await)
         }
         "Wards" => code(c.wards(pb::WardsRequest {}).await),
-        "Search" => code(c.search(pb::SearchRequest { query: "an".into(), kind: 0, limit: 1 }).await),
-        "Household" => code(c.household(pb::HouseholdRequest { household_id: "x".into() }).await),
-        "OwnedBy" => code(c.owned_by(pb::OwnedByRequest { owner_id: "x".into() }).await),
+        "Search" => code(
+            c.search(pb::SearchRequest { query: "an".into(), kind: 0, limit: 1, ..Default::default() }).await,
+        ),
+        "Household" => {
+            code(c.household(pb::HouseholdRequest { household_id: "x".into(), ..Default::default() }).await)
+        }
+        "OwnedBy" => {
+            code(c.owned_by(pb::OwnedByRequest { owner_id: "x".into(), ..Default::default() }).await)
+        }
         "ListQuarantine" => code(c.list_quarantine(pb::QuarantineRequest::default()).await),
         "RetryQuarantined" => {
             code(c.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await)
@@ -151,6 +157,24 @@ async fn every_role_against_every_rpc() {
     assert_eq!(denied.len(), expected);
     assert_eq!(counted as usize, expected);
     assert!(denied.iter().any(|e| e.identity == "stranger" && e.action == "Edit"));
+    // Paged, one or seven at a time (many fall in the same millisecond):
+    // the same entries, each once, in the same order.
+    for size in [1, 7] {
+        let paged = wardsync::cli::client::pages(usize::MAX, |after| {
+            let mut office = office.clone();
+            async move {
+                let r = office.audit(pb::AuditRequest { limit: size, after, ..Default::default() }).await?;
+                let r = r.into_inner();
+                assert!(r.entries.len() <= size as usize);
+                Ok((r.entries, r.next_after))
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(paged, audit, "pages of {size}");
+    }
+    let e = office.audit(pb::AuditRequest { after: "x".into(), ..Default::default() }).await.unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().contains("next_after"), "{e:?}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
         .args(["audit", "--since", "2020-01-01", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()])
         .output()

@@ -12,9 +12,10 @@ use crate::clock::{now_ms, today};
 use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
 use crate::proto::{
-    change_from_pb, key_from_pb, kind_from_pb, next_after, page_size, record_from_pb, seen_from_pb,
+    MAX_PAGE, change_from_pb, cursor_in, cursor_out, key_from_pb, kind_from_pb, next_after, page_size,
+    record_from_pb, seen_from_pb,
 };
-use crate::store::{CityStore, Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError};
+use crate::store::{CityStore, Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError, Page};
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -150,9 +151,12 @@ impl CityQuery for QueryService {
         }
         let kind =
             if req.kind == 0 { None } else { Some(kind_from_pb(req.kind, "kind").map_err(CityError::from)?) };
-        let found =
-            self.store.search_name(&req.query, kind, page_size(req.limit)).map_err(CityError::from)?;
-        Ok(records_reply(&found))
+        let after = cursor_in(&req.after).map_err(CityError::from)?;
+        let found = self
+            .store
+            .search_name(&req.query, kind, &after, page_size(req.limit))
+            .map_err(CityError::from)?;
+        Ok(records_reply(found))
     }
 
     async fn household(
@@ -160,14 +164,20 @@ impl CityQuery for QueryService {
         req: Request<pb::HouseholdRequest>,
     ) -> Result<Response<pb::RecordsReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "Household")?;
-        let found = self.store.household(&req.into_inner().household_id).map_err(CityError::from)?;
-        Ok(records_reply(&found))
+        let req = req.into_inner();
+        let after = cursor_in(&req.after).map_err(CityError::from)?;
+        let found =
+            self.store.household(&req.household_id, &after, page_size(req.limit)).map_err(CityError::from)?;
+        Ok(records_reply(found))
     }
 
     async fn owned_by(&self, req: Request<pb::OwnedByRequest>) -> Result<Response<pb::RecordsReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "OwnedBy")?;
-        let found = self.store.owned_by(&req.into_inner().owner_id).map_err(CityError::from)?;
-        Ok(records_reply(&found))
+        let req = req.into_inner();
+        let after = cursor_in(&req.after).map_err(CityError::from)?;
+        let found =
+            self.store.owned_by(&req.owner_id, &after, page_size(req.limit)).map_err(CityError::from)?;
+        Ok(records_reply(found))
     }
 
     async fn list_quarantine(
@@ -175,10 +185,17 @@ impl CityQuery for QueryService {
         req: Request<pb::QuarantineRequest>,
     ) -> Result<Response<pb::QuarantineReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "ListQuarantine")?;
-        let ward = ward_filter(&req.into_inner().ward, "ward")?;
-        let entries = self.store.quarantine(ward.as_ref()).map_err(CityError::from)?;
+        let req = req.into_inner();
+        let ward = ward_filter(&req.ward, "ward")?;
+        let after = cursor_in(&req.after).map_err(CityError::from)?;
+        let page = self
+            .store
+            .quarantine_page(ward.as_ref(), &after, page_size(req.limit))
+            .map_err(CityError::from)?;
         Ok(Response::new(pb::QuarantineReply {
-            entries: entries
+            next_after: cursor_out(page.next),
+            entries: page
+                .items
                 .iter()
                 .map(|q| pb::QuarantinedChange {
                     ward: q.ward.to_string(),
@@ -290,10 +307,12 @@ impl CityQuery for QueryService {
     ) -> Result<Response<pb::ConflictsReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "ListConflicts")?;
         let req = req.into_inner();
-        let conflicts = match req.key {
+        let after = cursor_in(&req.after).map_err(CityError::from)?;
+        let page = match req.key {
             Some(k) => {
                 let key = key_from_pb(Some(k)).map_err(CityError::from)?;
-                self.store.record_conflicts(&key)
+                // A record has a conflict per field at most: one page.
+                self.store.record_conflicts(&key).map(|items| crate::store::Page { items, next: None })
             }
             None => {
                 let filter = ConflictFilter {
@@ -306,11 +325,14 @@ impl CityQuery for QueryService {
                     opened_before_ms: (req.older_than_s > 0)
                         .then(|| now_ms() - req.older_than_s as i64 * 1000),
                 };
-                self.store.conflicts(&filter)
+                self.store.conflicts_page(&filter, &after, page_size(req.limit))
             }
         }
         .map_err(CityError::from)?;
-        Ok(Response::new(pb::ConflictsReply { conflicts: conflicts.iter().map(conflict_pb).collect() }))
+        Ok(Response::new(pb::ConflictsReply {
+            conflicts: page.items.iter().map(conflict_pb).collect(),
+            next_after: cursor_out(page.next),
+        }))
     }
 
     async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
@@ -319,15 +341,21 @@ impl CityQuery for QueryService {
         let ward_code = ward_filter(&req.ward, "ward")?;
         let ward = ward_code.as_ref().map(|w| w.to_string());
         let limit = match req.limit {
-            0 => 1000,
-            n => n as usize,
+            0 => MAX_PAGE,
+            n => (n as usize).min(MAX_PAGE),
         };
+        // The cursor: the time of the last entry sent, and how many entries
+        // of that millisecond were sent.
+        let (since_ms, skip) = audit_cursor(&req.after, req.since_ms)?;
+        // Each source is in time order: the first `skip + limit` of the
+        // merge are among the first `skip + limit + 1` of each.
+        let want = skip.saturating_add(limit).saturating_add(1);
         let concerns = |identity: &str, writer: &str| {
             ward.as_ref().is_none_or(|w| writer == w || identity.ends_with(w.as_str()))
         };
         let mut entries: Vec<pb::AuditEntry> = self
             .store
-            .history(req.since_ms, limit, |l| concerns(&l.by, &l.writer))
+            .history(since_ms, want, |l| concerns(&l.by, &l.writer))
             .map_err(CityError::from)?
             .into_iter()
             .map(|l| pb::AuditEntry {
@@ -344,7 +372,7 @@ impl CityQuery for QueryService {
             .collect();
         entries.extend(
             self.store
-                .denials(req.since_ms)
+                .denials(since_ms, want)
                 .map_err(CityError::from)?
                 .into_iter()
                 .filter(|d| concerns(&d.identity, ""))
@@ -373,16 +401,27 @@ impl CityQuery for QueryService {
             detail: q.reason.clone(),
         };
         let quarantined = self.store.quarantine(ward_code.as_ref()).map_err(CityError::from)?;
-        entries.extend(quarantined.iter().filter(|q| q.at_ms >= req.since_ms).map(refused));
+        entries.extend(quarantined.iter().filter(|q| q.at_ms >= since_ms).map(refused));
         let discarded = self.store.discarded(ward_code.as_ref()).map_err(CityError::from)?;
-        entries.extend(discarded.iter().filter(|d| d.entry.at_ms >= req.since_ms).map(|d| {
+        entries.extend(discarded.iter().filter(|d| d.entry.at_ms >= since_ms).map(|d| {
             let mut e = refused(&d.entry);
             e.detail = format!("{}; discarded by {}: {}", e.detail, d.by, d.reason);
             e
         }));
         entries.sort_by_key(|e| e.at_ms);
+        let skipped = entries.iter().take(skip).take_while(|e| e.at_ms == since_ms).count();
+        let mut entries = entries.split_off(skipped);
+        let next_after = match entries.get(limit) {
+            None => String::new(),
+            Some(_) => {
+                let last = entries[limit - 1].at_ms;
+                let same = entries[..limit].iter().filter(|e| e.at_ms == last).count();
+                let before = if last == since_ms { skipped } else { 0 };
+                format!("{last}.{}", before + same)
+            }
+        };
         entries.truncate(limit);
-        Ok(Response::new(pb::AuditReply { entries }))
+        Ok(Response::new(pb::AuditReply { entries, next_after }))
     }
 
     async fn resolve_conflict(
@@ -454,8 +493,24 @@ fn conflict_pb(c: &Conflict) -> pb::ConflictInfo {
     }
 }
 
-fn records_reply(records: &[Record]) -> Response<pb::RecordsReply> {
-    Response::new(pb::RecordsReply { records: records.iter().map(Into::into).collect() })
+fn records_reply(page: Page<Record>) -> Response<pb::RecordsReply> {
+    Response::new(pb::RecordsReply {
+        records: page.items.iter().map(Into::into).collect(),
+        next_after: cursor_out(page.next),
+    })
+}
+
+/// An `Audit` cursor, `MS.N`: the time of the last entry sent and how many
+/// entries of that millisecond were sent; none: from `since_ms`.
+fn audit_cursor(after: &str, since_ms: i64) -> Result<(i64, usize), CityError> {
+    if after.is_empty() {
+        return Ok((since_ms, 0));
+    }
+    let parsed = after.split_once('.').and_then(|(ms, n)| Some((ms.parse::<i64>().ok()?, n.parse().ok()?)));
+    let (ms, n) = parsed.ok_or_else(|| {
+        ValidationError::single("after", "not a cursor this service returned: send `next_after` unchanged")
+    })?;
+    Ok(if since_ms > ms { (since_ms, 0) } else { (ms, n) })
 }
 
 fn entry_ward(s: &str) -> Result<WardCode, CityError> {

@@ -89,6 +89,26 @@ fn wire_key(a: &KeyArgs) -> anyhow::Result<pb::RecordKey> {
     Ok((&key).into())
 }
 
+/// Every item of a paged call, in order, up to `max`: `fetch(after)` asks
+/// for the page after the cursor `after` and returns its items and its
+/// `next_after` (empty at the end).
+pub async fn pages<T, F, Fut>(max: usize, mut fetch: F) -> Result<Vec<T>, tonic::Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let (mut all, mut after) = (Vec::new(), String::new());
+    loop {
+        let (items, next) = fetch(after).await?;
+        all.extend(items);
+        if next.is_empty() || all.len() >= max {
+            all.truncate(max);
+            return Ok(all);
+        }
+        after = next;
+    }
+}
+
 /// `wardsync put`.
 pub async fn put(a: PutArgs) -> anyhow::Result<()> {
     let lines: Vec<(usize, String)> = match (&a.json, &a.file) {

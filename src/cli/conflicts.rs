@@ -4,9 +4,9 @@
 use chrono::TimeZone;
 
 use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs};
-use super::client::{city_required, status_error};
+use super::client::{city_required, pages, status_error};
 use crate::model::{Record, RecordKey};
-use crate::proto::{pb, record_from_pb};
+use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
 fn when(ms: i64) -> String {
     chrono::Utc
@@ -39,15 +39,19 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 ward: ward.unwrap_or_default(),
                 kind: kind.map_or(0, |k| pb::Kind::from(k) as i32),
                 older_than_s: older_than,
-                key: None,
+                limit: MAX_PAGE as u32,
+                ..Default::default()
             };
-            let found = city_required(&target)
-                .await?
-                .list_conflicts(req)
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .conflicts;
+            let c = city_required(&target).await?;
+            let found = pages(usize::MAX, |after| {
+                let (mut c, req) = (c.clone(), pb::ConflictsRequest { after, ..req.clone() });
+                async move {
+                    let r = c.list_conflicts(req).await?.into_inner();
+                    Ok((r.conflicts, r.next_after))
+                }
+            })
+            .await
+            .map_err(status_error)?;
             if found.is_empty() {
                 println!("no open conflicts");
             }
@@ -127,9 +131,22 @@ fn since_ms(s: &str) -> anyhow::Result<i64> {
 /// Runs `wardsync audit`.
 pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     let since = a.since.as_deref().map(since_ms).transpose()?.unwrap_or(0);
-    let req = pb::AuditRequest { ward: a.ward.unwrap_or_default(), since_ms: since, limit: a.limit };
-    let entries =
-        city_required(&a.target).await?.audit(req).await.map_err(status_error)?.into_inner().entries;
+    let req = pb::AuditRequest {
+        ward: a.ward.unwrap_or_default(),
+        since_ms: since,
+        limit: a.limit.min(MAX_PAGE as u32),
+        after: String::new(),
+    };
+    let c = city_required(&a.target).await?;
+    let entries = pages(a.limit as usize, |after| {
+        let (mut c, req) = (c.clone(), pb::AuditRequest { after, ..req.clone() });
+        async move {
+            let r = c.audit(req).await?.into_inner();
+            Ok((r.entries, r.next_after))
+        }
+    })
+    .await
+    .map_err(status_error)?;
     for e in entries {
         let what = if e.denied { "DENIED" } else { "write " };
         println!("{}  {what}  {:<22} {}  ({})", when(e.at_ms), e.identity, e.action, e.detail);

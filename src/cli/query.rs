@@ -2,24 +2,37 @@
 //! what the city would not apply).
 
 use super::args::{QuarantineAction, QuarantineArgs, QueryArgs};
-use super::client::{city_required, status_error};
-use crate::proto::{pb, record_from_pb};
+use super::client::{city_required, pages, status_error};
+use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
 /// Runs `wardsync query`: prints matching records, one JSON record per line.
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
-    let mut c = city_required(&a.target).await?;
-    let records = match (a.name, a.household, a.owner) {
-        (Some(text), _, _) => {
-            let kind = a.kind.map_or(0, |k| pb::Kind::from(k) as i32);
-            c.search(pb::SearchRequest { query: text, kind, limit: a.limit }).await
+    let c = city_required(&a.target).await?;
+    let kind = a.kind.map_or(0, |k| pb::Kind::from(k) as i32);
+    // A name search stops at --limit; a household or an owner's list is whole.
+    let max = if a.name.is_some() { a.limit as usize } else { usize::MAX };
+    let records = pages(max, |after| {
+        let (mut c, name, household, owner) =
+            (c.clone(), a.name.clone(), a.household.clone(), a.owner.clone());
+        async move {
+            let reply = match (name, household, owner) {
+                (Some(query), _, _) => {
+                    c.search(pb::SearchRequest { query, kind, limit: MAX_PAGE as u32, after }).await
+                }
+                (_, Some(household_id), _) => {
+                    c.household(pb::HouseholdRequest { household_id, after, limit: MAX_PAGE as u32 }).await
+                }
+                (_, _, Some(owner_id)) => {
+                    c.owned_by(pb::OwnedByRequest { owner_id, after, limit: MAX_PAGE as u32 }).await
+                }
+                _ => unreachable!("clap requires one of --name, --household, --owner"),
+            }?
+            .into_inner();
+            Ok((reply.records, reply.next_after))
         }
-        (_, Some(id), _) => c.household(pb::HouseholdRequest { household_id: id }).await,
-        (_, _, Some(id)) => c.owned_by(pb::OwnedByRequest { owner_id: id }).await,
-        _ => unreachable!("clap requires one of --name, --household, --owner"),
-    }
-    .map_err(status_error)?
-    .into_inner()
-    .records;
+    })
+    .await
+    .map_err(status_error)?;
     for r in records {
         let record =
             record_from_pb(Some(r)).map_err(|e| anyhow::anyhow!("the city sent a bad record: {e}"))?;
@@ -32,13 +45,20 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
 pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
     match a.action {
         QuarantineAction::List { ward, target } => {
-            let mut c = city_required(&target).await?;
-            let entries = c
-                .list_quarantine(pb::QuarantineRequest { ward: ward.unwrap_or_default() })
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .entries;
+            let c = city_required(&target).await?;
+            let ward = ward.unwrap_or_default();
+            let entries = pages(usize::MAX, |after| {
+                let (mut c, ward) = (c.clone(), ward.clone());
+                async move {
+                    let r = c
+                        .list_quarantine(pb::QuarantineRequest { ward, after, limit: MAX_PAGE as u32 })
+                        .await?;
+                    let r = r.into_inner();
+                    Ok((r.entries, r.next_after))
+                }
+            })
+            .await
+            .map_err(status_error)?;
             if entries.is_empty() {
                 println!("the quarantine is empty");
             }

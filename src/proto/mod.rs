@@ -15,7 +15,7 @@ pub use convert::{
     change_from_pb, key_from_pb, kind_from_pb, record_from_pb, seen_from_pb, seen_pb, valid_record_from_pb,
     versioned_from_pb,
 };
-pub use paging::{DEFAULT_PAGE, MAX_PAGE, next_after, page_size};
+pub use paging::{DEFAULT_PAGE, MAX_PAGE, cursor_in, cursor_out, next_after, page_size};
 
 /// The encoded descriptors of every service and message, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wardsync_descriptor.bin"));

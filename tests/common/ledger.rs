@@ -227,11 +227,18 @@ impl Ledger {
             let key = wardsync::proto::key_from_pb(change.key.clone()).unwrap();
             logged.insert((l.ward.clone(), change.seq), key);
         }
-        match city.list_quarantine(pb::QuarantineRequest::default()).await {
+        let quarantined = wardsync::cli::client::pages(usize::MAX, |after| {
+            let mut city = city.clone();
+            async move {
+                let q = city.list_quarantine(pb::QuarantineRequest { after, ..Default::default() }).await?;
+                let q = q.into_inner();
+                Ok((q.entries, q.next_after))
+            }
+        })
+        .await;
+        match quarantined {
             Ok(q) => problems.extend(
-                q.into_inner()
-                    .entries
-                    .iter()
+                q.iter()
                     .filter(|e| !hostile.contains(&e.ward))
                     .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
             ),

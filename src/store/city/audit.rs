@@ -68,12 +68,12 @@ impl CityStore {
         self.denials.load(Ordering::Relaxed)
     }
 
-    /// Denied calls since `since_ms`, oldest first.
-    pub fn denials(&self, since_ms: i64) -> Result<Vec<Denial>, StoreError> {
+    /// Denied calls since `since_ms`, oldest first, at most `limit`.
+    pub fn denials(&self, since_ms: i64, limit: usize) -> Result<Vec<Denial>, StoreError> {
         let start = key(AUDIT, &[&be(since_ms.max(0) as u64)]);
         let end = crate::store::engine::prefix_end(AUDIT);
         self.engine
-            .scan(&start, &end, usize::MAX)?
+            .scan(&start, &end, limit)?
             .into_iter()
             .map(|(k, v)| crate::store::codec::decode(&k, &v))
             .collect()

@@ -66,6 +66,22 @@ impl CityStore {
             .collect())
     }
 
+    /// Open conflicts matching `filter`: one page after the cursor `after`.
+    pub fn conflicts_page(
+        &self,
+        filter: &ConflictFilter,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<super::Page<Conflict>, StoreError> {
+        let tag = filter.kind.map(|k| vec![k.tag()]).unwrap_or_default();
+        self.page(&key(CONFLICT, &[&tag]), after, limit, |_, k, v| {
+            let c: Conflict = decode(k, v)?;
+            let wanted = filter.ward.as_ref().is_none_or(|w| *w == c.owner)
+                && filter.opened_before_ms.is_none_or(|t| c.opened_at_ms <= t);
+            Ok(wanted.then_some(c))
+        })
+    }
+
     /// The open conflicts of one record.
     pub fn record_conflicts(&self, record: &RecordKey) -> Result<Vec<Conflict>, StoreError> {
         let prefix = key(&conflict_key(record, ""), &[]);

@@ -33,7 +33,7 @@ pub use audit::{Denial, MAX_DENIALS};
 pub use conflicts::{Conflict, ConflictFilter};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
-pub use queries::LogFilter;
+pub use queries::{LogFilter, PAGE_SCAN, Page};
 
 use apply::GroupWrite;
 

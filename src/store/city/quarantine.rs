@@ -84,6 +84,18 @@ impl CityStore {
         self.scan_decoded(&key(QUARANTINE, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]))
     }
 
+    /// Quarantined changes, of one ward or of all: one page after the
+    /// cursor `after`.
+    pub fn quarantine_page(
+        &self,
+        ward: Option<&WardCode>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<super::Page<Quarantined>, StoreError> {
+        let prefix = key(QUARANTINE, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]);
+        self.page(&prefix, after, limit, |_, k, v| decode(k, v).map(Some))
+    }
+
     /// Discarded changes, of one ward or of all.
     pub fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError> {
         self.scan_decoded(&key(DISCARDED, &[ward.map_or(&b""[..], |w| w.as_str().as_bytes())]))

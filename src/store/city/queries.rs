@@ -19,6 +19,22 @@ fn page_start(prefix: &[u8], after: &str) -> Vec<u8> {
     start
 }
 
+/// Most entries one page reads from an index, whatever its filter keeps
+/// (a filter that keeps few returns a short page and a cursor).
+pub const PAGE_SCAN: usize = if cfg!(test) { 8 } else { 10_000 };
+/// Entries read from the engine at a time.
+const PAGE_CHUNK: usize = if cfg!(test) { 3 } else { 256 };
+
+/// One page of a list: its items, and the key to continue after (`None`
+/// when the list is done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in index order.
+    pub items: Vec<T>,
+    /// The cursor of the next page: the last key read.
+    pub next: Option<Vec<u8>>,
+}
+
 /// Which change-log entries a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -70,51 +86,88 @@ impl CityStore {
         }
     }
 
+    /// One page of an index: the entries under `prefix` after the key
+    /// `after` (empty: from the start) that `keep` turns into items, at
+    /// most `limit` of them, reading at most [`PAGE_SCAN`] entries whatever
+    /// `keep` rejects. A cursor that is not a key under `prefix` (one from
+    /// another list) gives an empty page.
+    pub(super) fn page<T>(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+        mut keep: impl FnMut(&CityStore, &[u8], &[u8]) -> Result<Option<T>, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        if !after.is_empty() && !after.starts_with(prefix) {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let end = prefix_end(prefix);
+        let mut start = if after.is_empty() { prefix.to_vec() } else { key(after, &[b"\0"]) };
+        let (mut items, mut read) = (Vec::new(), 0);
+        loop {
+            let rows = self.engine.scan(&start, &end, PAGE_CHUNK.min(PAGE_SCAN - read))?;
+            let more = rows.len() == PAGE_CHUNK.min(PAGE_SCAN - read);
+            for (k, v) in rows {
+                read += 1;
+                if let Some(item) = keep(self, &k, &v)? {
+                    items.push(item);
+                }
+                if items.len() >= limit || read >= PAGE_SCAN {
+                    return Ok(Page { items, next: Some(k) });
+                }
+                start = key(&k, &[b"\0"]);
+            }
+            if !more {
+                return Ok(Page { items, next: None });
+            }
+        }
+    }
+
+    /// The record an index key ending in `<tag><id>` after a `\0` names.
+    fn indexed(&self, index_key: &[u8], tag: Option<u8>) -> Result<Option<Record>, StoreError> {
+        let tail = tail_after_nul(index_key);
+        if tag.is_some_and(|t| tail.first() != Some(&t)) {
+            return Ok(None);
+        }
+        self.get_raw(&key(RECORD, &[tail]))
+    }
+
     /// Records whose name starts with `query`, ignoring case and diacritics
-    /// ("nguyen van an" finds "Nguyễn Văn An"), in folded-name order.
+    /// ("nguyen van an" finds "Nguyễn Văn An"), in folded-name order, of
+    /// `kind` if given: one page after the cursor `after`.
     pub fn search_name(
         &self,
         query: &str,
         kind: Option<Kind>,
+        after: &[u8],
         limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Page<Record>, StoreError> {
         let folded = fold(query);
         if folded.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Page { items: Vec::new(), next: None });
         }
-        let prefix = key(BY_NAME, &[folded.as_bytes()]);
-        let mut out = Vec::new();
-        let mut start = prefix.clone();
-        // Scan in chunks so that a kind filter cannot make one call read the whole index.
-        while out.len() < limit {
-            let rows = self.engine.scan(&start, &prefix_end(&prefix), 256)?;
-            let Some((last, _)) = rows.last() else { break };
-            start = key(last, &[b"\0"]);
-            let tails = rows
-                .iter()
-                .map(|(k, _)| tail_after_nul(k).to_vec())
-                .filter(|t| kind.is_none_or(|k| t.first() == Some(&k.tag())));
-            for r in self.records_at(tails)? {
-                if out.len() < limit {
-                    out.push(r);
-                }
-            }
-        }
-        Ok(out)
+        let tag = kind.map(Kind::tag);
+        self.page(&key(BY_NAME, &[folded.as_bytes()]), after, limit, |s, k, _| s.indexed(k, tag))
     }
 
-    /// The citizens of a household.
-    pub fn household(&self, household_id: &str) -> Result<Vec<Record>, StoreError> {
+    /// The citizens of a household: one page after the cursor `after`.
+    pub fn household(
+        &self,
+        household_id: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Record>, StoreError> {
         let prefix = key(BY_HOUSEHOLD, &[household_id.as_bytes(), b"\0"]);
-        let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
-        self.records_at(rows.into_iter().map(|(k, _)| key(&[Kind::Citizen.tag()], &[tail_after_nul(&k)])))
+        self.page(&prefix, after, limit, |s, k, _| {
+            s.get_raw(&key(RECORD, &[&[Kind::Citizen.tag()], tail_after_nul(k)]))
+        })
     }
 
-    /// Businesses and land parcels that name `owner_id` as an owner.
-    pub fn owned_by(&self, owner_id: &str) -> Result<Vec<Record>, StoreError> {
+    /// Businesses and land parcels that name `owner_id` as an owner: one
+    /// page after the cursor `after`.
+    pub fn owned_by(&self, owner_id: &str, after: &[u8], limit: usize) -> Result<Page<Record>, StoreError> {
         let prefix = key(BY_OWNER, &[owner_id.as_bytes(), b"\0"]);
-        let rows = self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)?;
-        self.records_at(rows.into_iter().map(|(k, _)| tail_after_nul(&k).to_vec()))
+        self.page(&prefix, after, limit, |s, k, _| s.indexed(k, None))
     }
 
     /// Up to `limit` durable log entries with cursor greater than `after`.

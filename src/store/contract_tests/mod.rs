@@ -460,9 +460,19 @@ fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         let folded_prefix: String =
             crate::model::fold(&c.full_name).split(' ').take(2).collect::<Vec<_>>().join(" ");
         assert!(
-            city.search_name(&folded_prefix, None, 100).unwrap().iter().any(|r| r.key_id() == c.personal_id)
+            city.search_name(&folded_prefix, None, b"", 100)
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
         );
-        assert!(city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
+        assert!(
+            city.household(&c.household_id, b"", 100)
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
 
         // The ward had seen its own create of the record (at clock 1).
         let del = stamped(
@@ -474,9 +484,21 @@ fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         city.apply_group(&[batch(&a, vec![del])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
         assert_eq!(owned(&city, &a), 4, "{name}");
         assert_eq!(city.list(Kind::Citizen, None, "", 10).unwrap().len(), 4, "{name}");
-        assert!(!city.household(&c.household_id).unwrap().iter().any(|r| r.key_id() == c.personal_id));
         assert!(
-            !city.search_name(&c.full_name, None, 100).unwrap().iter().any(|r| r.key_id() == c.personal_id)
+            !city
+                .household(&c.household_id, b"", 100)
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
+        assert!(
+            !city
+                .search_name(&c.full_name, None, b"", 100)
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
         );
     }
 }
@@ -512,4 +534,5 @@ mod bounds;
 mod clocks;
 mod durability;
 mod office;
+mod pages;
 mod policies;

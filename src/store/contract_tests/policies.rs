@@ -41,14 +41,15 @@ fn a_policy_change_shows_stored_records_indexes_and_conflicts_under_the_new_poli
         let shown = city.state(&key).unwrap().unwrap().materialize(&key, &lww).unwrap();
         assert_eq!(city.get(&key).unwrap().unwrap(), shown, "{name}: Get and GetState agree");
         assert!(
-            city.search_name("le van thanh pho", None, 10)
+            city.search_name("le van thanh pho", None, b"", 10)
                 .unwrap()
+                .items
                 .iter()
                 .any(|r| r.key() == Ok(key.clone())),
             "{name}"
         );
         assert!(
-            city.search_name("tran thi phuong", None, 10).unwrap().is_empty(),
+            city.search_name("tran thi phuong", None, b"", 10).unwrap().items.is_empty(),
             "{name}: the old name's index entry is gone"
         );
         assert_eq!(city.conflict(&key, "full_name").unwrap().unwrap().policy, Policy::Lww, "{name}");
