@@ -16,13 +16,17 @@
 //!   the one mapping of every layer's error to a gRPC status.
 //! - [`ward`]: the ward agent: local API, writer, replicator.
 //! - [`city`]: the city server: replication ingest and the query API.
-//! - [`auth`]: TLS configuration, identities from certificates, dev CA.
+//! - [`auth`]: TLS configuration, identities from certificates, a node's
+//!   checks of its own certificate (whose it is, days left), dev CA.
 //! - [`config`]: TOML configuration of each node.
 //! - [`clock`]: the wall clock and the retry jitter, read in one place, so a
 //!   deterministic simulation can replace both.
 //! - [`mutation`]: deliberate bugs a test switches on to prove the
 //!   simulation and the power-loss tests catch them (test build only).
-//! - [`net`]: accepting TCP connections (no Nagle delay), deadlines.
+//! - [`net`]: accepting connections: TCP (no Nagle delay), the city's TLS
+//!   handshakes (each on its own, with the configuration of the moment, so
+//!   a reload applies to the next), the ward's private Unix socket;
+//!   deadlines.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`generate`]: the seeded generator of realistic records.
 //! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
@@ -89,6 +93,11 @@
 //!    reached, and keep-alive pings close connections that stopped answering.
 //! 10. Only `insecure_dev` trusts a peer without a certificate; otherwise a
 //!     transport that carries no TLS identity is refused.
+//! 11. Nothing unbounded is read or kept on a peer's or a file's say: records
+//!     and messages have size limits, every list and search is paged with a
+//!     bounded read per page, the quarantine and the audit trail are capped.
+//! 12. A node never runs half-dead: a panic in any task stops the process
+//!     (exit 70) for its supervisor to restart, which invariant 1 makes safe.
 //!
 //! Deliberately absent: multi-tree sled transactions (they deadlocked with
 //! flushes in our measurements), holding the whole outbox in memory, and
