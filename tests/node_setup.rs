@@ -175,6 +175,9 @@ async fn served_certificate_days(env: &Env, addr: std::net::SocketAddr) -> f64 {
     left_s as f64 / 86_400.0
 }
 
+/// A day in seconds.
+const DAY: f64 = 86_400.0;
+
 /// Waits until the metric `name` at `metrics` is within `range`.
 async fn metric_within(metrics: std::net::SocketAddr, name: &str, range: std::ops::RangeInclusive<f64>) {
     let what = format!("{name} within {range:?}");
@@ -200,8 +203,13 @@ async fn nodes_warn_before_their_certificate_expires_and_reload_a_renewed_one_on
     let ward =
         Ward::start_with(&env, "00082", city.addr, &format!("metrics_listen = \"{ward_metrics}\""), "");
     let mut c = ward.client().await;
-    metric_within(city_metrics, "wardsync_certificate_expiry_days", 4.9..=5.0).await;
-    metric_within(ward_metrics, "wardsync_certificate_expiry_days", 11.9..=12.0).await;
+    metric_within(city_metrics, "wardsync_certificate_expiry_seconds", 4.9 * DAY..=5.0 * DAY).await;
+    metric_within(
+        ward_metrics,
+        r#"wardsync_certificate_expiry_seconds{ward="00082"}"#,
+        11.9 * DAY..=12.0 * DAY,
+    )
+    .await;
     let served = served_certificate_days(&env, city.addr).await;
     assert!((4.9..=5.0).contains(&served), "{served}");
     for log in [city.node.log(), ward.node.log()] {
@@ -214,8 +222,13 @@ async fn nodes_warn_before_their_certificate_expires_and_reload_a_renewed_one_on
     ca.issue_for("ward-00082", &["ward-00082"], 400).unwrap();
     city.reconfigure(&env, &extra);
     ward.node.signal("HUP");
-    metric_within(city_metrics, "wardsync_certificate_expiry_days", 399.9..=400.0).await;
-    metric_within(ward_metrics, "wardsync_certificate_expiry_days", 399.9..=400.0).await;
+    metric_within(city_metrics, "wardsync_certificate_expiry_seconds", 399.9 * DAY..=400.0 * DAY).await;
+    metric_within(
+        ward_metrics,
+        r#"wardsync_certificate_expiry_seconds{ward="00082"}"#,
+        399.9 * DAY..=400.0 * DAY,
+    )
+    .await;
     let served = served_certificate_days(&env, city.addr).await;
     assert!((399.9..=400.0).contains(&served), "{served}");
     wardsync::cli::wait::until(DEADLINE, "both to log the reload", || async {

@@ -2,7 +2,7 @@
 //! (a ward's certificate must be that ward's), and how long it has left.
 //! A certificate that expires stops replication at its next connection, so
 //! the node warns well before: in its log (at start, on reload and daily)
-//! and in the `wardsync_certificate_expiry_days` metric.
+//! and in the `wardsync_certificate_expiry_seconds` metric (time left).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -116,7 +116,7 @@ impl Expiry {
         Some((not_after_ms - now_ms) as f64 / 86_400_000.0)
     }
 
-    /// Registers `certificate_expiry_days` in `registry`; the returned
+    /// Registers `certificate_expiry_seconds` in `registry`; the returned
     /// closure sets it (call it on every scrape).
     pub fn register(
         &self,
@@ -125,14 +125,14 @@ impl Expiry {
         use prometheus_client::metrics::gauge::Gauge;
         let gauge = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
-            "certificate_expiry_days",
-            "Days until this node's TLS certificate expires (negative once expired)",
+            "certificate_expiry_seconds",
+            "Time left until this node's TLS certificate expires (negative once expired)",
             gauge.clone(),
         );
         let expiry = self.clone();
         move || {
             if let Some(d) = expiry.days_left(crate::clock::now_ms()) {
-                gauge.set(d);
+                gauge.set(d * 86_400.0);
             }
         }
     }

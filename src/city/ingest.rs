@@ -21,6 +21,7 @@ use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, 
 /// One open replication stream of a ward, counted while it lives.
 struct StreamSlot {
     live: Live,
+    store: CityStore,
     ward: WardCode,
     id: u64,
 }
@@ -33,9 +34,18 @@ impl StreamSlot {
     /// already has `max` open, the oldest is ended: a ward reconnecting
     /// after its old connection died silently is never locked out, and a
     /// ward opening stream after stream still holds at most `max`.
-    fn take(live: &Live, ward: &WardCode, max: usize, session: CancellationToken) -> StreamSlot {
+    fn take(
+        live: &Live,
+        store: &CityStore,
+        ward: &WardCode,
+        max: usize,
+        session: CancellationToken,
+    ) -> StreamSlot {
         let mut all = live.lock().expect("poisoned");
         let w = all.entry(ward.clone()).or_default();
+        if w.streams.is_empty() {
+            w.outages.reconnected(ward, now_ms());
+        }
         while w.streams.len() >= max.max(1) {
             if let Some((_, oldest)) = w.streams.pop_front() {
                 tracing::warn!(%ward, limit = max, "a new replication stream replaces the oldest one");
@@ -45,14 +55,30 @@ impl StreamSlot {
         let id = STREAM_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         w.streams.push_back((id, session));
         w.last_seen_ms = now_ms();
-        StreamSlot { live: live.clone(), ward: ward.clone(), id }
+        StreamSlot { live: live.clone(), store: store.clone(), ward: ward.clone(), id }
     }
 
     fn heartbeat(&self, h: pb::Heartbeat) {
+        let now = now_ms();
+        {
+            let mut all = self.live.lock().expect("poisoned");
+            let w = all.entry(self.ward.clone()).or_default();
+            w.heartbeat = Some(h);
+            w.heartbeat_at_ms = now;
+            w.last_seen_ms = now;
+        }
+        self.progress();
+    }
+
+    /// Follows a catch-up after an outage: the ward's lag from its last
+    /// report and what the city has applied since.
+    fn progress(&self) {
+        let (now, applied) = (now_ms(), self.store.last_applied(&self.ward));
         let mut all = self.live.lock().expect("poisoned");
         let w = all.entry(self.ward.clone()).or_default();
-        w.heartbeat = Some(h);
-        w.last_seen_ms = now_ms();
+        let lag = super::lag(w.heartbeat.as_ref(), applied, now);
+        let reported_ms = w.heartbeat_at_ms;
+        w.outages.reported(&self.ward, &lag, reported_ms, applied, now);
     }
 }
 
@@ -60,6 +86,9 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         if let Some(w) = self.live.lock().expect("poisoned").get_mut(&self.ward) {
             w.streams.retain(|(id, _)| *id != self.id);
+            if w.streams.is_empty() {
+                w.outages.disconnected(&self.ward, now_ms(), self.store.last_applied(&self.ward));
+            }
         }
     }
 }
@@ -192,6 +221,7 @@ impl SyncService {
             };
             match self.apply(&ward, batch).await {
                 Ok(seq) => {
+                    slot.progress();
                     if tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_err() {
                         break Ok(());
                     }
@@ -338,7 +368,13 @@ impl CitySync for SyncService {
         })?;
         // Both halves stop when either does: the stream is one session.
         let session = self.cancel.child_token();
-        let slot = StreamSlot::take(&self.live, &ward, self.limits.max_streams_per_ward, session.clone());
+        let slot = StreamSlot::take(
+            &self.live,
+            &self.store,
+            &ward,
+            self.limits.max_streams_per_ward,
+            session.clone(),
+        );
         let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
         let last = self.store.last_applied(&ward);
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");

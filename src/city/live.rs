@@ -16,8 +16,12 @@ pub struct LiveWard {
     pub streams: std::collections::VecDeque<(u64, tokio_util::sync::CancellationToken)>,
     /// The latest heartbeat received.
     pub heartbeat: Option<pb::Heartbeat>,
+    /// City time of the latest heartbeat.
+    pub heartbeat_at_ms: i64,
     /// City time of the latest message from the ward, ms since the epoch.
     pub last_seen_ms: i64,
+    /// Its outages since the city started.
+    pub outages: super::Outages,
 }
 
 /// Live views of every ward, shared by the replication and query services.
@@ -73,7 +77,18 @@ pub fn ward_states(
             let lag = lag(heartbeat, state.last_applied_seq, now);
             let connected = l.is_some_and(|l| !l.streams.is_empty());
             let seen = state.last_contact_ms > 0 || l.is_some();
+            let last_contact_ms = state.last_contact_ms.max(l.map_or(0, |l| l.last_seen_ms));
+            // Cut off, the ward may have written since it was last heard
+            // from: its lag is at least that long.
+            let lower_bound = seen && !connected;
+            let silent_s = if lower_bound { (now - last_contact_ms).max(0) as f64 / 1000.0 } else { 0.0 };
             pb::WardState {
+                lag_is_lower_bound: lower_bound,
+                backlog_as_of_ms: l.map_or(0, |l| l.heartbeat_at_ms),
+                outages: l.map_or_else(Vec::new, |l| l.outages.to_pb(now)),
+                outage_count: l.map_or(0, |l| l.outages.total()),
+                name: crate::model::reference::commune(code.as_str())
+                    .map_or(String::new(), |c| c.name.to_string()),
                 state: if connected {
                     "connected"
                 } else if seen {
@@ -82,12 +97,12 @@ pub fn ward_states(
                     "never-seen"
                 }
                 .into(),
-                lag_seconds: lag.seconds,
+                lag_seconds: lag.seconds.max(silent_s),
                 backlog: lag.backlog,
                 backlog_bytes: if lag.backlog > 0 { heartbeat.map_or(0, |h| h.backlog_bytes) } else { 0 },
                 oldest_queued_ms: lag.oldest_queued_ms,
                 open_conflicts: conflicts.iter().filter(|c| c.owner == code.as_str()).count() as u64,
-                last_contact_ms: state.last_contact_ms.max(l.map_or(0, |l| l.last_seen_ms)),
+                last_contact_ms,
                 ward: code.to_string(),
                 last_applied_seq: state.last_applied_seq,
                 records: state.records,
@@ -99,16 +114,13 @@ pub fn ward_states(
         .collect())
 }
 
-/// Sorts wards worst first: cut off before never seen before connected,
-/// then by lag and backlog.
+/// Sorts wards worst first: by how long they have been cut off or behind
+/// (the lag, which for a ward cut off counts from its last contact), then
+/// wards never seen, then by backlog.
 pub fn worst_first(wards: &mut [pb::WardState]) {
     let severity = |w: &pb::WardState| {
-        let rank = match w.state.as_str() {
-            "disconnected" => 2,
-            "never-seen" => 1,
-            _ => 0,
-        };
-        (rank, (w.lag_seconds * 1000.0) as u64, w.backlog)
+        let never = u8::from(w.state == "never-seen");
+        ((w.lag_seconds * 1000.0) as u64, never, w.backlog)
     };
     wards.sort_by_key(|w| std::cmp::Reverse(severity(w)));
 }

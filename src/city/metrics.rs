@@ -1,5 +1,6 @@
 //! The city's Prometheus metrics: per ward (label `ward`) the last applied
-//! sequence, lag, backlog, last contact, connection, records, conflicts and
+//! sequence, lag (a lower bound while cut off), backlog and the age of its
+//! report, last contact, connection, outages, records, conflicts and
 //! quarantine; city-wide open conflicts, quarantined changes, refused calls
 //! and the latency of applying ward batches.
 
@@ -42,9 +43,12 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     let conflicts = PerWard::default();
     let quarantined = PerWard::default();
     let lost = PerWard::default();
+    let report_age = PerWardF::default();
+    let outages = Family::<WardLabel, prometheus_client::metrics::counter::Counter>::default();
+    let outage_s = PerWardF::default();
     let conflicts_open = Gauge::<i64>::default();
     let quarantined_all = Gauge::<i64>::default();
-    let denied = Gauge::<i64>::default();
+    let denied = prometheus_client::metrics::counter::Counter::<u64>::default();
     let by_kind = Family::<KindLabel, Gauge>::default();
     r.register("records", "Records the city holds, by kind", by_kind.clone());
     r.register("ward_last_applied_seq", "Last sequence number applied for the ward", applied.clone());
@@ -64,6 +68,21 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
         contact.clone(),
     );
     r.register("ward_connected", "1 while the ward has a replication stream open", connected.clone());
+    r.register(
+        "ward_backlog_report_age_seconds",
+        "Seconds since the ward last reported its backlog (it may have grown since while cut off)",
+        report_age.clone(),
+    );
+    r.register(
+        "ward_outages",
+        "Times the ward's link to the city went down since the city started",
+        outages.clone(),
+    );
+    r.register(
+        "ward_last_outage_seconds",
+        "How long the ward's latest outage lasted (so far, if it is cut off now)",
+        outage_s.clone(),
+    );
     r.register("ward_records", "Records the ward owns at the city", records.clone());
     r.register("ward_conflicts_open", "Open conflicts on the ward's records", conflicts.clone());
     r.register("ward_quarantined", "The ward's changes in quarantine", quarantined.clone());
@@ -75,6 +94,7 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     r.register("conflicts_open", "Open conflicts", conflicts_open.clone());
     r.register("quarantined", "Changes in quarantine", quarantined_all.clone());
     r.register("denied_calls", "Calls refused since the city started", denied.clone());
+    crate::metrics::register_build_info(&mut r, "city");
     r.register("apply_latency_seconds", "Time to apply and flush a group of ward batches", apply_latency);
     let refresh = move || {
         let now = now_ms();
@@ -92,6 +112,14 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
             };
             contact.get_or_create(&label).set(age);
             connected.get_or_create(&label).set(i64::from(w.state == "connected"));
+            let since = |t: i64| if t > 0 { (now - t).max(0) as f64 / 1000.0 } else { f64::NAN };
+            report_age.get_or_create(&label).set(since(w.backlog_as_of_ms));
+            let counted = outages.get_or_create(&label);
+            counted.inc_by(w.outage_count.saturating_sub(counted.get()));
+            if let Some(o) = w.outages.first() {
+                let end = if o.end_ms > 0 { o.end_ms } else { now };
+                outage_s.get_or_create(&label).set((end - o.start_ms).max(0) as f64 / 1000.0);
+            }
             records.get_or_create(&label).set(w.records as i64);
             conflicts.get_or_create(&label).set(w.open_conflicts as i64);
             quarantined.get_or_create(&label).set(w.quarantined as i64);
@@ -101,7 +129,8 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
         }
         conflicts_open.set(open);
         quarantined_all.set(quarantine);
-        denied.set(store.denied_calls() as i64);
+        // The store counts since the start; the counter catches up to it.
+        denied.inc_by(store.denied_calls().saturating_sub(denied.get()));
         for (kind, n) in store.records_by_kind() {
             by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
         }

@@ -5,8 +5,10 @@ mod guard;
 mod ingest;
 mod live;
 mod metrics;
+mod outages;
 mod page;
 mod query;
+pub mod report;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub use error::CityError;
 pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use live::{Lag, Live, LiveWard, lag, ward_states, worst_first};
+pub use outages::{Outage, Outages};
 pub use query::QueryService;
 
 use tokio::sync::watch;

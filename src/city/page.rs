@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::report::{self, Severity};
 use super::{Live, ward_states, worst_first};
 use crate::model::WardCode;
 use crate::proto::pb;
@@ -13,56 +14,63 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn age(ms: i64, now: i64) -> String {
-    if ms <= 0 {
-        return "never".into();
-    }
-    let s = (now - ms).max(0) / 1000;
-    match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        _ => format!("{} h ago", s / 3600),
-    }
-}
-
 /// The page for `wards` (already sorted worst first) at city time `now`.
+/// On a narrow screen (a phone) only the columns that answer "which ward is
+/// behind, and by how much" stay: ward, state, lag, last contact.
 pub fn render(wards: &[pb::WardState], now: i64) -> String {
-    let behind = wards.iter().filter(|w| w.state != "connected" || w.backlog > 0).count();
+    let behind = wards.iter().filter(|w| report::severity(w) != Severity::Ok).count();
     let mut rows = String::new();
     for w in wards {
-        let class = if w.state != "connected" || w.lag_seconds > 300.0 {
-            "bad"
-        } else if w.lag_seconds > 60.0 || w.backlog > 0 {
-            "warn"
-        } else {
-            "ok"
+        let class = match report::severity(w) {
+            Severity::Bad => "bad",
+            Severity::Warn => "warn",
+            Severity::Ok => "ok",
         };
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\" data-ward=\"{ward}\"><td>{ward}</td><td>{state}</td><td>{lag:.1} s</td><td>{backlog}</td>\
-             <td>{bytes}</td><td>{oldest}</td><td>{contact}</td><td>{conflicts}</td><td>{quarantined}</td><td>{records}</td></tr>",
+            "<tr class=\"{class}\" data-ward=\"{ward}\"><td data-col=\"ward\">{ward}<br><small>{name}</small></td>\
+             <td data-col=\"state\">{state}</td><td data-col=\"lag\">{lag}</td><td data-col=\"contact\">{contact}</td>\
+             <td class=\"more\">{backlog}</td><td class=\"more\">{oldest}</td><td class=\"more\">{outage}</td>\
+             <td class=\"more\">{conflicts}</td><td class=\"more\">{quarantined}</td><td class=\"more\">{records}</td></tr>",
             ward = escape(&w.ward),
+            name = escape(&w.name),
             state = escape(&w.state),
-            lag = w.lag_seconds,
-            backlog = w.backlog,
-            bytes = w.backlog_bytes,
-            oldest = if w.oldest_queued_ms > 0 { age(w.oldest_queued_ms, now) } else { "-".into() },
-            contact = age(w.last_contact_ms, now),
+            lag = escape(&report::lag(w)),
+            contact = report::ago(w.last_contact_ms, now),
+            backlog = escape(&report::backlog(w, now)),
+            oldest = if w.oldest_queued_ms > 0 { report::ago(w.oldest_queued_ms, now) } else { "-".into() },
+            outage = escape(&report::last_outage(w, now).unwrap_or_else(|| "none".into())),
             conflicts = w.open_conflicts,
             quarantined = w.quarantined,
             records = w.records,
         );
     }
-    let mut losses = String::new();
+    let mut notes = String::new();
     for w in wards.iter().filter(|w| w.lost_changes > 0) {
         let _ = writeln!(
-            losses,
+            notes,
             "<p class=\"bad loss\" data-ward=\"{ward}\">Ward {ward}: the city lost {n} changes it had acknowledged \
              (found {found}; restored from an older backup?). Replication resumed after them.</p>",
             ward = escape(&w.ward),
             n = w.lost_changes,
-            found = age(w.lost_found_at_ms, now),
+            found = report::ago(w.lost_found_at_ms, now),
         );
+    }
+    let mut outages = String::new();
+    for w in wards {
+        for o in &w.outages {
+            let text = report::outage(o, now);
+            let _ = writeln!(
+                outages,
+                "<li data-ward=\"{ward}\">{ward} {name}: {text}</li>",
+                ward = escape(&w.ward),
+                name = escape(&w.name),
+                text = escape(&text)
+            );
+        }
+    }
+    if outages.is_empty() {
+        outages = "<li>none since the city started</li>".into();
     }
     format!(
         r#"<!doctype html>
@@ -71,22 +79,27 @@ pub fn render(wards: &[pb::WardState], now: i64) -> String {
 <meta http-equiv="refresh" content="5">
 <title>wardsync: replication status</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 1rem; }}
+body {{ font-family: system-ui, sans-serif; margin: 0.5rem; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 0.95rem; }}
-th, td {{ padding: 0.35rem 0.5rem; border-bottom: 1px solid #ddd; text-align: right; }}
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
+th, td {{ padding: 0.3rem 0.4rem; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }}
+small {{ color: #555; }}
 tr.bad, p.bad {{ background: #fdd; }} tr.warn {{ background: #ffd; }}
-.wrap {{ overflow-x: auto; }}
+@media (max-width: 700px) {{ .more {{ display: none; }} }}
 </style></head>
 <body>
 <h1>Replication status</h1>
-<p id="summary">{n} wards, {behind} cut off or behind.</p>
-{losses}<div class="wrap"><table>
-<thead><tr><th>ward</th><th>state</th><th>lag</th><th>backlog</th><th>bytes</th><th>oldest queued</th><th>last contact</th><th>conflicts</th><th>quarantined</th><th>records</th></tr></thead>
+<p id="summary">As of <span id="asof">{asof}</span> UTC (refreshed every 5 s): {n} wards, {behind} cut off or behind.
+A ward cut off shows its lag as at least the time since it was last heard from.</p>
+{notes}<table>
+<thead><tr><th>ward</th><th>state</th><th>lag</th><th>last contact</th><th class="more">backlog</th><th class="more">oldest queued</th><th class="more">last outage</th><th class="more">conflicts</th><th class="more">quarantined</th><th class="more">records</th></tr></thead>
 <tbody>
-{rows}</tbody></table></div>
+{rows}</tbody></table>
+<h2>Outages</h2>
+<ul id="outages">
+{outages}</ul>
 </body></html>
 "#,
+        asof = report::clock(now),
         n = wards.len()
     )
 }
@@ -122,7 +135,7 @@ mod tests {
         };
         let page = render(&[ward("00082", 20), ward("00145", 0)], 100_000);
         assert!(
-            page.contains("Ward 00082: the city lost 20 changes it had acknowledged (found 60 s ago"),
+            page.contains("Ward 00082: the city lost 20 changes it had acknowledged (found 1 min 0 s ago"),
             "{page}"
         );
         assert!(!page.contains("Ward 00145: the city lost"), "{page}");

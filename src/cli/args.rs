@@ -260,6 +260,10 @@ pub struct StatusArgs {
     /// Refresh every N seconds until interrupted.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     pub watch: Option<u64>,
+    /// A ward further behind than this many seconds makes the exit status 2
+    /// (a ward cut off or never seen: 3).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub max_lag: f64,
     /// Which node to ask.
     #[command(flatten)]
     pub target: TargetArgs,

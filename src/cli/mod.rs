@@ -115,7 +115,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(a) => client::delete(a).await?,
         Command::Get(a) => client::get(a).await?,
         Command::List(a) => client::list(a).await?,
-        Command::Status(a) => status::run(a).await?,
+        Command::Status(a) => return status::run(a).await,
         Command::Lookup(a) => client::lookup(a).await?,
         Command::Gen(a) => generate::run(a)?,
         Command::Import(a) => return import::run(a).await,

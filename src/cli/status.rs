@@ -1,149 +1,184 @@
 //! `wardsync status`: replication state at a glance. Against the city: every
 //! ward, worst first (state, lag, backlog, last contact, conflicts,
-//! quarantine). Against a ward agent: its own backlog and link.
+//! quarantine, its latest outage). Against a ward agent: its own backlog
+//! and link. The exit status says whether all is well, for scripts.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use console::style;
 
 use super::args::StatusArgs;
 use super::client::{city_for, status_error, ward_client};
+use crate::city::report::{self, Severity};
 use crate::clock::now_ms;
 use crate::proto::pb;
 
-fn age(ms: i64, now: i64) -> String {
-    if ms <= 0 {
-        return "never".into();
-    }
-    let s = (now - ms).max(0) / 1000;
-    match s {
-        0..=119 => format!("{s}s ago"),
-        120..=7199 => format!("{}m ago", s / 60),
-        _ => format!("{}h ago", s / 3600),
-    }
-}
+/// Exit status: every ward connected and within `--max-lag`.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a ward is connected but behind beyond `--max-lag`.
+pub const EXIT_BEHIND: u8 = 2;
+/// Exit status: a ward is cut off, or expected and never seen (against a
+/// ward agent: its link to the city is down).
+pub const EXIT_CUT_OFF: u8 = 3;
 
 fn json(w: &pb::WardState) -> serde_json::Value {
+    let outages: Vec<serde_json::Value> = w
+        .outages
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "start_ms": o.start_ms, "end_ms": o.end_ms, "longest_lag_seconds": o.longest_lag_seconds,
+                "caught_up_ms": o.caught_up_ms, "changes_caught_up": o.changes_caught_up,
+            })
+        })
+        .collect();
     serde_json::json!({
-        "ward": w.ward, "state": w.state, "lag_seconds": w.lag_seconds, "backlog": w.backlog,
-        "backlog_bytes": w.backlog_bytes, "oldest_queued_ms": w.oldest_queued_ms,
-        "last_contact_ms": w.last_contact_ms, "last_applied_seq": w.last_applied_seq,
-        "records": w.records, "open_conflicts": w.open_conflicts, "quarantined": w.quarantined,
-        "lost_changes": w.lost_changes, "lost_found_at_ms": w.lost_found_at_ms,
+        "ward": w.ward, "name": w.name, "state": w.state, "lag_seconds": w.lag_seconds,
+        "lag_is_lower_bound": w.lag_is_lower_bound, "backlog": w.backlog,
+        "backlog_as_of_ms": w.backlog_as_of_ms, "backlog_bytes": w.backlog_bytes,
+        "oldest_queued_ms": w.oldest_queued_ms, "last_contact_ms": w.last_contact_ms,
+        "last_applied_seq": w.last_applied_seq, "records": w.records, "open_conflicts": w.open_conflicts,
+        "quarantined": w.quarantined, "lost_changes": w.lost_changes, "lost_found_at_ms": w.lost_found_at_ms,
+        "outage_count": w.outage_count, "outages": outages,
     })
 }
 
-fn table(wards: &[pb::WardState]) {
+fn table(wards: &[pb::WardState], out: &mut String) {
     let now = now_ms();
-    println!(
-        "{:<7} {:<13} {:>9} {:>9} {:>11} {:>12} {:>12} {:>10} {:>9} {:>11}",
-        "ward",
-        "state",
-        "lag",
-        "backlog",
-        "bytes",
-        "oldest queued",
-        "last contact",
-        "records",
-        "conflicts",
-        "quarantined"
+    let _ = writeln!(out, "as of {} UTC", report::clock(now));
+    let _ = writeln!(
+        out,
+        "{:<7} {:<22} {:<13} {:>14} {:>22} {:>16} {:>10} {:>9} {:>11}",
+        "ward", "name", "state", "lag", "backlog", "last contact", "records", "conflicts", "quarantined"
     );
     for w in wards {
         let line = format!(
-            "{:<7} {:<13} {:>8.1}s {:>9} {:>11} {:>12} {:>12} {:>10} {:>9} {:>11}",
+            "{:<7} {:<22} {:<13} {:>14} {:>22} {:>16} {:>10} {:>9} {:>11}",
             w.ward,
+            w.name.chars().take(22).collect::<String>(),
             w.state,
-            w.lag_seconds,
-            w.backlog,
-            w.backlog_bytes,
-            if w.oldest_queued_ms > 0 { age(w.oldest_queued_ms, now) } else { "-".into() },
-            age(w.last_contact_ms, now),
+            report::lag(w),
+            report::backlog(w, now),
+            report::ago(w.last_contact_ms, now),
             w.records,
             w.open_conflicts,
             w.quarantined
         );
-        let styled = if w.state != "connected" || w.lag_seconds > 300.0 {
-            style(line).red()
-        } else if w.lag_seconds > 60.0 || w.backlog > 0 {
-            style(line).yellow()
-        } else {
-            style(line).green()
+        let styled = match report::severity(w) {
+            Severity::Bad => style(line).red(),
+            Severity::Warn => style(line).yellow(),
+            Severity::Ok => style(line).green(),
         };
-        println!("{styled}");
+        let _ = writeln!(out, "{styled}");
+    }
+    for w in wards {
+        if let Some(o) = report::last_outage(w, now) {
+            let _ = writeln!(out, "ward {} last outage: {o}", w.ward);
+        }
     }
     for w in wards.iter().filter(|w| w.lost_changes > 0) {
         let line = format!(
             "ward {}: the city lost {} changes it had acknowledged (last found {}); replication resumed after them",
             w.ward,
             w.lost_changes,
-            age(w.lost_found_at_ms, now)
+            report::ago(w.lost_found_at_ms, now)
         );
-        println!("{}", style(line).red());
+        let _ = writeln!(out, "{}", style(line).red());
     }
 }
 
-/// Runs `wardsync status`.
-pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
-    loop {
-        match city_for(&a.target).await? {
-            Some(mut city) => {
-                let mut wards =
-                    city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
-                crate::city::worst_first(&mut wards);
-                if a.json {
-                    println!("{}", serde_json::Value::Array(wards.iter().map(json).collect()));
-                } else {
-                    if a.watch.is_some() {
-                        print!("\x1b[2J\x1b[H");
-                    }
-                    table(&wards);
-                }
+/// The exit status for `wards` with lag threshold `max_lag_s`.
+fn exit_status(wards: &[pb::WardState], max_lag_s: f64) -> u8 {
+    if wards.iter().any(|w| w.state != "connected") {
+        EXIT_CUT_OFF
+    } else if wards.iter().any(|w| w.lag_seconds > max_lag_s) {
+        EXIT_BEHIND
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The report of the node `a` names, and the exit status it calls for.
+async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
+    let mut out = String::new();
+    match city_for(&a.target).await? {
+        Some(mut city) => {
+            let mut wards = city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
+            crate::city::worst_first(&mut wards);
+            if a.json {
+                let _ = writeln!(out, "{}", serde_json::Value::Array(wards.iter().map(json).collect()));
+            } else {
+                table(&wards, &mut out);
             }
-            None => {
-                let s = ward_client(&a.target.ward_api)
-                    .await?
-                    .status(pb::StatusRequest {})
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                if a.json {
-                    let v = serde_json::json!({
-                        "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
-                        "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
-                        "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
-                    });
-                    println!("{v}");
-                } else {
-                    println!(
-                        "ward {}: {} records, last change {}, city applied {}, backlog {}, {} ({} reconnects)",
-                        s.ward,
-                        s.records,
-                        s.last_seq,
-                        s.acked_seq,
-                        s.backlog,
-                        if s.connected { "connected" } else { "disconnected" },
-                        s.reconnects
-                    );
-                    if s.sequence_jumps > 0 {
-                        let line = format!(
-                            "this ward lost data: {} time(s) the city had applied more changes than it had numbered; its numbering moved past the city's (see its log)",
-                            s.sequence_jumps
-                        );
-                        println!("{}", style(line).red());
-                    }
-                    if s.city_lost_changes > 0 {
-                        let line = format!(
-                            "the city lost {} changes it had acknowledged to this ward (restored from an older backup?); replication resumed after them",
-                            s.city_lost_changes
-                        );
-                        println!("{}", style(line).red());
-                    }
-                }
-            }
+            Ok((out, exit_status(&wards, a.max_lag)))
         }
+        None => {
+            let s = ward_client(&a.target.ward_api)
+                .await?
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if a.json {
+                let v = serde_json::json!({
+                    "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
+                    "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
+                    "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
+                });
+                let _ = writeln!(out, "{v}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "ward {}: {} records, last change {}, city applied {}, backlog {}, {} ({} reconnects)",
+                    s.ward,
+                    s.records,
+                    s.last_seq,
+                    s.acked_seq,
+                    s.backlog,
+                    if s.connected { "connected" } else { "disconnected" },
+                    s.reconnects
+                );
+                if s.sequence_jumps > 0 {
+                    let line = format!(
+                        "this ward lost data: {} time(s) the city had applied more changes than it had numbered; its numbering moved past the city's (see its log)",
+                        s.sequence_jumps
+                    );
+                    let _ = writeln!(out, "{}", style(line).red());
+                }
+                if s.city_lost_changes > 0 {
+                    let line = format!(
+                        "the city lost {} changes it had acknowledged to this ward (restored from an older backup?); replication resumed after them",
+                        s.city_lost_changes
+                    );
+                    let _ = writeln!(out, "{}", style(line).red());
+                }
+            }
+            Ok((out, if s.connected { EXIT_OK } else { EXIT_CUT_OFF }))
+        }
+    }
+}
+
+/// Runs `wardsync status`: exits [`EXIT_OK`], [`EXIT_BEHIND`] or
+/// [`EXIT_CUT_OFF`] (1 if the node cannot be asked). A reader that closes
+/// the pipe (`| head`) ends it quietly.
+pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    loop {
+        let (text, code) = report_once(&a).await?;
+        let clear = if a.watch.is_some() && !a.json { "\x1b[2J\x1b[H" } else { "" };
+        let mut stdout = std::io::stdout().lock();
+        let written = write!(stdout, "{clear}{text}").and_then(|_| stdout.flush());
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::from(code)),
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        drop(stdout);
         match a.watch {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
-            None => return Ok(()),
+            None => return Ok(ExitCode::from(code)),
         }
     }
 }

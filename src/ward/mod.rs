@@ -171,7 +171,7 @@ where
         crate::auth::watch_expiry(files.clone(), Expiry::File(files.clone()), cancel.clone());
     }
     let metrics_task = cfg.metrics_listen.map(|addr| {
-        let mut exporter = ward_metrics(&store, &link);
+        let mut exporter = ward_metrics(&ward, &store, &link);
         if let Some(files) = &cfg.tls {
             exporter = exporter.with_certificate(&Expiry::File(files.clone()));
         }
@@ -210,10 +210,14 @@ where
 
 /// The ward's metrics: outbox depth, bytes and oldest age, link state,
 /// reconnects, batches sent and ack latency.
-fn ward_metrics(store: &WardStore, link: &Arc<LinkState>) -> crate::metrics::Exporter {
+/// Every metric carries the label `ward`, so that a dashboard tells wards apart.
+fn ward_metrics(ward: &WardCode, store: &WardStore, link: &Arc<LinkState>) -> crate::metrics::Exporter {
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let mut r = prometheus_client::registry::Registry::with_prefix("wardsync");
+    let label = (std::borrow::Cow::Borrowed("ward"), std::borrow::Cow::Owned(ward.to_string()));
+    let mut r =
+        prometheus_client::registry::Registry::with_prefix_and_labels("wardsync", std::iter::once(label));
+    crate::metrics::register_build_info(&mut r, "ward");
     let depth = Gauge::<i64>::default();
     let bytes = Gauge::<i64>::default();
     let oldest = Gauge::<f64, AtomicU64>::default();

@@ -379,16 +379,21 @@ pub async fn assert_same_records(
     total
 }
 
-/// Scrapes `/metrics` at `addr`: `name{labels}` → value.
-pub async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+/// The text of `/metrics` at `addr` (the Prometheus text format a plain
+/// client gets), or empty if it does not answer.
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return out };
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
     conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut text = String::new();
     conn.read_to_string(&mut text).await.unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+}
+
+/// Scrapes `/metrics` at `addr`: `name{labels}` → value.
+pub async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in metrics_text(addr).await.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         if let Some((name, value)) = line.rsplit_once(' ') {
             out.insert(name.to_string(), value.parse().unwrap_or(f64::NAN));
         }
