@@ -79,6 +79,10 @@ pub struct ReplicationConfig {
     pub max_outbox: u64,
     /// How often the ward tells the city its backlog, in milliseconds.
     pub heartbeat_ms: u64,
+    /// Cut off from the city this long (ms), the ward reports its
+    /// replication NOT_SERVING (gRPC health `wardsync.v1.Replication`, and
+    /// HTTP `/health` on the metrics listener).
+    pub unhealthy_after_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -92,6 +96,7 @@ impl Default for ReplicationConfig {
             ack_timeout_ms: 15_000,
             max_outbox: 20_000_000,
             heartbeat_ms: 5_000,
+            unhealthy_after_ms: 120_000,
         }
     }
 }

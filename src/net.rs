@@ -134,12 +134,14 @@ pub fn unix_listener(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixL
 }
 
 /// gRPC health (`grpc.health.v1`, reporting SERVING for `services`) and
-/// server reflection, so that standard tools and load balancers work.
+/// server reflection, so that standard tools and load balancers work; with
+/// the reporter that changes what health says.
 pub async fn health_and_reflection(
     services: &[&str],
 ) -> anyhow::Result<(
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_health::server::HealthReporter,
 )> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in services {
@@ -155,5 +157,5 @@ pub async fn health_and_reflection(
         builder = builder.with_service_name(*s);
     }
     let reflection = builder.build_v1()?;
-    Ok((health, reflection))
+    Ok((health, reflection, reporter))
 }

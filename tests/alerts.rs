@@ -1,7 +1,8 @@
-//! The shipped alert rules, run by a real Prometheus against a city whose
-//! ward is cut off: the disconnected, lag and silent alerts fire during the
-//! cut and resolve once the ward is back and caught up. The rules are the
-//! files in deploy/, with their durations and thresholds shortened.
+//! A ward cut off, as monitoring sees it: the shipped alert rules, run by a
+//! real Prometheus against the city, fire (disconnected, lag, silent)
+//! during the cut and resolve once the ward is back and caught up (the
+//! rules are the files in deploy/, with their durations and thresholds
+//! shortened); the ward's replication health turns NOT_SERVING and back.
 
 mod common;
 
@@ -85,6 +86,26 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Va
     Ok(serde_json::from_str(body)?)
 }
 
+/// The HTTP status of `GET path` on `addr`.
+async fn http_status(addr: SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: node\r\n\r\n").as_bytes()).await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The gRPC health of `service` on the ward agent at `api`.
+async fn grpc_health(api: SocketAddr, service: &str) -> i32 {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{api}")).unwrap().connect().await.unwrap();
+    let reply =
+        HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.unwrap();
+    reply.into_inner().status
+}
+
 /// The alerts firing for `ward`, by name, as Prometheus's API reports them.
 async fn firing(prometheus: SocketAddr, ward: &str) -> anyhow::Result<Vec<String>> {
     let reply = get_json(prometheus, "/api/v1/alerts").await?;
@@ -104,9 +125,17 @@ async fn firing(prometheus: SocketAddr, ward: &str) -> anyhow::Result<Vec<String
 async fn alerts_fire_while_a_ward_is_cut_off_and_resolve_after() {
     let env = Env::new();
     let city_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let city = City::start_configured(&env, &format!("wards = [\"00082\"]\nmetrics_listen = \"{city_metrics}\""));
+    let city =
+        City::start_configured(&env, &format!("wards = [\"00082\"]\nmetrics_listen = \"{city_metrics}\""));
     let relay = Relay::start(city.addr).await.unwrap();
-    let ward = Ward::start_with(&env, "00082", relay.addr(), "", "heartbeat_ms = 200\nbackoff_max_ms = 300");
+    let ward_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ward = Ward::start_with(
+        &env,
+        "00082",
+        relay.addr(),
+        &format!("metrics_listen = \"{ward_metrics}\""),
+        "heartbeat_ms = 200\nbackoff_max_ms = 300\nunhealthy_after_ms = 1000",
+    );
     let mut c = ward.client().await;
     let code = WardCode::parse("00082").unwrap();
     c.put(pb::PutRequest { record: Some((&rec(&code, 0)).into()) }).await.unwrap();
@@ -119,6 +148,12 @@ async fn alerts_fire_while_a_ward_is_cut_off_and_resolve_after() {
     .await
     .unwrap();
     assert!(firing(prometheus.addr, "00082").await.unwrap().is_empty());
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
+    let replication = wardsync::ward::REPLICATION_HEALTH;
+    assert_eq!(grpc_health(ward.api, replication).await, SERVING);
+    assert_eq!(http_status(ward_metrics, "/health").await, 200);
+    assert_eq!(http_status(city_metrics, "/health").await, 200, "no client certificate needed");
 
     // Cut off while caught up, the ward goes on writing.
     relay.cut();
@@ -135,11 +170,27 @@ async fn alerts_fire_while_a_ward_is_cut_off_and_resolve_after() {
     })
     .await
     .unwrap();
+    // The agent is up and takes writes; its replication is not.
+    wait::until(DEADLINE, "replication health to say NOT_SERVING", || async {
+        Ok(grpc_health(ward.api, replication).await == NOT_SERVING
+            && http_status(ward_metrics, "/health").await == 503)
+    })
+    .await
+    .unwrap();
+    assert_eq!(grpc_health(ward.api, "").await, SERVING);
 
-    // Back, and caught up: every alert resolves.
+    // Back, and caught up: every alert resolves, health is back.
     relay.heal();
     drained(&mut c).await;
-    wait::until(DEADLINE, "the alerts to resolve", || async { Ok(firing(prometheus.addr, "00082").await?.is_empty()) })
-        .await
-        .unwrap();
+    wait::until(DEADLINE, "the alerts to resolve", || async {
+        Ok(firing(prometheus.addr, "00082").await?.is_empty())
+    })
+    .await
+    .unwrap();
+    wait::until(DEADLINE, "replication health to say SERVING", || async {
+        Ok(grpc_health(ward.api, replication).await == SERVING
+            && http_status(ward_metrics, "/health").await == 200)
+    })
+    .await
+    .unwrap();
 }

@@ -139,7 +139,9 @@ where
     let metrics_task = cfg.metrics_listen.map(|addr| {
         let exporter = metrics::exporter(store.clone(), live.clone(), expected.clone(), apply_latency)
             .with_certificate(&expiry);
-        let status = page::route(store.clone(), live.clone(), expected.clone());
+        // For load balancers and probes: no client certificate needed here.
+        let status = page::route(store.clone(), live.clone(), expected.clone())
+            .route("/health", axum::routing::get(|| async { "serving\n" }));
         tokio::spawn(crate::metrics::serve(
             addr,
             Arc::new(exporter),
@@ -179,7 +181,7 @@ where
         }
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let (health, reflection) =
+    let (health, reflection, _) =
         crate::net::health_and_reflection(&["wardsync.v1.CitySync", "wardsync.v1.CityQuery"]).await?;
     let router = builder
         .add_service(health)

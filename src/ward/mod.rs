@@ -3,11 +3,13 @@
 
 mod api;
 mod error;
+mod health;
 mod replicator;
 mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -17,6 +19,7 @@ use tonic::transport::{Endpoint, Server};
 
 pub use api::LocalApi;
 pub use error::WardError;
+pub use health::SERVICE as REPLICATION_HEALTH;
 pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
 pub use writer::Writer;
 
@@ -170,6 +173,9 @@ where
     if let Some(files) = &cfg.tls {
         crate::auth::watch_expiry(files.clone(), Expiry::File(files.clone()), cancel.clone());
     }
+    let (health, reflection, reporter) = crate::net::health_and_reflection(&["wardsync.v1.WardApi"]).await?;
+    let unhealthy_after = Duration::from_millis(cfg.replication.unhealthy_after_ms);
+    let cut_off = health::watch(link.clone(), reporter, unhealthy_after, cancel.clone());
     let metrics_task = cfg.metrics_listen.map(|addr| {
         let mut exporter = ward_metrics(&ward, &store, &link);
         if let Some(files) = &cfg.tls {
@@ -179,13 +185,12 @@ where
         tokio::spawn(crate::metrics::serve(
             addr,
             exporter,
-            axum::Router::new(),
+            health::route(cut_off, unhealthy_after),
             cancel.clone().cancelled_owned(),
         ))
     });
     let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
     tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
-    let (health, reflection) = crate::net::health_and_reflection(&["wardsync.v1.WardApi"]).await?;
     let served = Server::builder()
         .timeout(crate::net::RPC_DEADLINE)
         .add_service(health)
