@@ -10,6 +10,13 @@ fn the_demo_converges_and_exits_zero() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("backlog:    300 changes queued"), "the cut ward's backlog grows:\n{stdout}");
     assert!(stdout.lines().any(|l| l == "converged"), "{stdout}");
+    // What ops see during the cut, and the outage on record after it.
+    assert!(stdout.contains("the city sees ward 09784: disconnected, lag ≥ "), "{stdout}");
+    assert!(
+        stdout.contains("the city recorded the outage of ward 09784: ")
+            && stdout.contains("caught up 345 changes"),
+        "{stdout}"
+    );
     // Summary rows: every ward ends with an empty backlog and the city holds as many records.
     for code in ["00082", "00145", "09784"] {
         let row = stdout

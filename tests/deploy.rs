@@ -85,7 +85,10 @@ fn the_compose_file_keeps_every_data_directory_and_no_key_leaks_into_the_image()
         ("ward-00145", "ward-00145-data"),
         ("ward-09784", "ward-09784-data"),
     ] {
-        assert!(compose.contains(&format!("\"{volume}:/var/lib/wardsync\"")), "{service} keeps its data in {volume}");
+        assert!(
+            compose.contains(&format!("\"{volume}:/var/lib/wardsync\"")),
+            "{service} keeps its data in {volume}"
+        );
         assert!(compose.contains(&format!("\n  {volume}: {{}}")), "{volume} is declared");
     }
     for volume in ["prometheus-data", "alertmanager-data", "grafana-data", "certs"] {
@@ -99,7 +102,8 @@ fn the_compose_file_keeps_every_data_directory_and_no_key_leaks_into_the_image()
     assert!(!compose.contains("--api-beyond-loopback") && !compose.contains("0.0.0.0:7070"));
     // Keys are made in the volume by the containers' user, never copied in.
     assert!(compose.contains("\"certs\", \"--out\", \"/etc/wardsync\""));
-    let ignored = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dockerignore")).unwrap();
+    let ignored =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dockerignore")).unwrap();
     for path in ["target/", "deploy/certs/", ".git/"] {
         assert!(ignored.lines().any(|l| l == path), ".dockerignore leaves out {path}");
     }

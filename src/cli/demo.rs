@@ -26,7 +26,7 @@ use crate::auth::{DevCa, Role, TlsFiles, ward_cert_name};
 use crate::config::{CityConfig, ReplicationConfig, WardConfig};
 use crate::generate::{amend, sample};
 use crate::model::{Kind, Record, WardCode};
-use crate::proto::pb::{self, ward_api_client::WardApiClient};
+use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 use crate::store::{Engine, SledEngine};
 
 const WARDS: [(&str, &str); 3] = [("00082", "Cửa Nam"), ("00145", "Long Biên"), ("09784", "Đan Phượng")];
@@ -91,6 +91,7 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
         wards[cut].code, wards[cut].name
     );
     wards[cut].relay.cut();
+    let mut city = city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
     let step = (n / 4).max(1);
     let mut from = n;
     while from < 2 * n {
@@ -101,6 +102,7 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
         from = to;
         let s = status(&wards[cut]).await?;
         println!("   ward {} backlog: {:>6} changes queued on its disk", s.ward, s.backlog);
+        print_city_view(&mut city, &wards[cut].code).await?;
     }
     println!("   ... and corrects and removes some earlier records");
     for w in wards.iter() {
@@ -112,9 +114,25 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
     println!("\n3. the link is restored; waiting for the backlog to drain");
     wards[cut].relay.heal();
     wait_drained(wards, Duration::from_secs(a.timeout)).await?;
+    // The city marks the catch-up at the ward's next report of its backlog.
+    let code = wards[cut].code.to_string();
+    let recorded = wait::until(Duration::from_secs(a.timeout), "the city to record the catch-up", || {
+        let (mut city, code) = (city.clone(), code.clone());
+        async move {
+            let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
+            Ok(states.iter().any(|w| w.ward == code && w.outages.first().is_some_and(|o| o.caught_up_ms > 0)))
+        }
+    })
+    .await;
+    if recorded.is_ok() {
+        let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
+        if let Some(w) = states.iter().find(|w| w.ward == code) {
+            let outage = crate::city::report::last_outage(w, crate::clock::now_ms()).unwrap_or_default();
+            println!("   the city recorded the outage of ward {code}: {outage}");
+        }
+    }
 
     println!("\n4. summary");
-    let mut city = city_client(&city_url(wards), Some(&dir.join("certs")), "office", "city").await?;
     let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
     println!(
         "   {:<6} {:<11} {:>13} {:>13} {:>12} {:>8}",
@@ -153,6 +171,22 @@ async fn scenario(a: &DemoArgs, dir: &Path, wards: &mut [DemoWard], n: u32) -> a
     println!();
     println!("{}", if ok { "converged" } else { "NOT converged" });
     Ok(ok)
+}
+
+/// What ops see of `ward` at the city: its state, lag and backlog.
+async fn print_city_view(city: &mut CityQueryClient<Channel>, ward: &WardCode) -> anyhow::Result<()> {
+    let states = city.wards(pb::WardsRequest {}).await?.into_inner().wards;
+    if let Some(w) = states.iter().find(|w| w.ward == ward.as_str()) {
+        let now = crate::clock::now_ms();
+        println!(
+            "   the city sees ward {}: {}, lag {}, backlog {}",
+            w.ward,
+            w.state,
+            crate::city::report::lag(w),
+            crate::city::report::backlog(w, now)
+        );
+    }
+    Ok(())
 }
 
 fn city_url(wards: &[DemoWard]) -> String {
