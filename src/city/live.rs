@@ -143,4 +143,24 @@ mod tests {
         assert_eq!(lag(Some(&hb), 120, 75_000).seconds, 0.0, "applied everything it reported");
         assert_eq!(lag(None, 0, 75_000).backlog, 0);
     }
+
+    #[test]
+    fn the_ward_cut_off_longest_comes_first() {
+        let w = |ward: &str, state: &str, lag_seconds: f64| pb::WardState {
+            ward: ward.into(),
+            state: state.into(),
+            lag_seconds,
+            ..Default::default()
+        };
+        let mut wards = vec![
+            w("00001", "connected", 0.0),
+            w("00002", "disconnected", 47.0),
+            w("00003", "never-seen", 0.0),
+            w("00004", "disconnected", 240.0),
+            w("00005", "connected", 90.0),
+        ];
+        worst_first(&mut wards);
+        let order: Vec<&str> = wards.iter().map(|w| w.ward.as_str()).collect();
+        assert_eq!(order, ["00004", "00005", "00002", "00003", "00001"]);
+    }
 }
