@@ -53,6 +53,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Find a record anywhere in the city through a ward agent (asks the city).
     Lookup(LookupArgs),
+    /// Register a marriage, divorce or death as this ward's registrar.
+    Register(super::register::RegisterArgs),
     /// Generate realistic records for a ward or a whole city (seeded).
     Gen(GenArgs),
     /// Import a CSV or JSON Lines file of records into a ward agent.

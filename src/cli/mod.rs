@@ -12,6 +12,7 @@ pub mod formats;
 mod generate;
 mod import;
 mod query;
+mod register;
 pub mod relay;
 mod status;
 pub mod wait;
@@ -117,6 +118,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => return status::run(a).await,
         Command::Lookup(a) => client::lookup(a).await?,
+        Command::Register(a) => register::run(a).await?,
         Command::Gen(a) => generate::run(a)?,
         Command::Import(a) => return import::run(a).await,
         Command::Export(a) => export::run(a).await?,

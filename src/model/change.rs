@@ -75,6 +75,11 @@ impl Change {
     /// (concurrent writes, which the merge settles by policy). The record is re-validated in `ctx`:
     /// the city never trusts the sender's validation.
     pub fn refusal(&self, sender: &WardCode, current: Option<&Versioned>, ctx: &Context) -> Option<String> {
+        let registered = match self.registration_check(sender, current) {
+            Some(Err(why)) => return Some(format!("{}: {why}", self.key)),
+            Some(Ok(())) => true,
+            None => false,
+        };
         let owner_write = current
             .and_then(|v| v.fields.get(OWNER))
             .and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)));
@@ -86,7 +91,7 @@ impl Change {
             // the state, never on the sender's own claims.
             let wrote_before = current.is_some_and(|v| v.seen.0.contains_key(sender.as_str()));
             let concurrent = !self.context.has_seen(&w.stamp) && wrote_before;
-            if owner != sender.as_str() && !concurrent && !self.is_transfer_into(sender) {
+            if owner != sender.as_str() && !concurrent && !self.is_transfer_into(sender) && !registered {
                 return Some(format!(
                     "{} belongs to ward {owner}; ward {sender} may not change it",
                     self.key
@@ -99,7 +104,7 @@ impl Change {
             }
             Op::Delete => None,
             Op::Put(r) => {
-                if &r.ward != sender {
+                if &r.ward != sender && !registered {
                     return Some(format!(
                         "{} names ward {} as owner but was sent by ward {sender}",
                         self.key, r.ward
@@ -114,6 +119,41 @@ impl Change {
                 }
             }
         }
+    }
+
+    /// For a put by `sender` that sets only the fields a civil-status
+    /// registration sets, on a citizen the city holds under another ward:
+    /// whether it is one (see [`super::civil::registration_refusal`]),
+    /// judged on the city's state `current`. `None` for any other change.
+    fn registration_check(
+        &self,
+        sender: &WardCode,
+        current: Option<&Versioned>,
+    ) -> Option<Result<(), String>> {
+        use super::civil::{REGISTRATION_FIELDS, registration_refusal};
+        let Op::Put(Record { ward: owner, body: Body::Citizen(c) }) = &self.op else { return None };
+        let attempt =
+            !self.fields.is_empty() && self.fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str()));
+        let state = current.filter(|v| !v.fields.is_empty())?;
+        let newest = |field: &str| {
+            state.fields.get(field).and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)))
+        };
+        let held_by = newest(OWNER).and_then(|w| serde_json::from_str::<String>(&w.value).ok())?;
+        if owner == sender || !attempt || held_by != owner.as_str() {
+            return None;
+        }
+        let events = |value: &str| serde_json::from_str::<Vec<super::CivilEvent>>(value).ok();
+        let heads = state.fields.get("events").map_or(&[][..], |h| h.as_slice());
+        let seen: Vec<Vec<super::CivilEvent>> = heads
+            .iter()
+            .filter(|h| self.context.has_seen(&h.stamp))
+            .filter_map(|h| events(&h.value))
+            .collect();
+        let latest = newest("events").and_then(|w| events(&w.value));
+        Some(match registration_refusal(sender, &self.fields, c, &seen, latest.as_deref()) {
+            None => Ok(()),
+            Some(why) => Err(why),
+        })
     }
 
     /// True for a residence transfer into `ward`: a citizen put that makes

@@ -6,6 +6,7 @@
 //! here can be unit-tested with plain values.
 
 mod change;
+pub mod civil;
 mod enums;
 mod hlc;
 mod ids;

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
-use crate::model::{Body, Context, Kind, Op, RecordKey, ValidationError, WardCode};
+use crate::model::{Body, Context, Kind, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
 use crate::proto::{
     key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb, versioned_from_pb,
@@ -18,7 +18,7 @@ use crate::proto::{
 use crate::store::{NewChange, WardStore};
 
 /// How long a look-up at the city may take.
-const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// State shared by the local API handlers.
 #[derive(Clone)]
@@ -35,7 +35,7 @@ pub struct LocalApi {
 
 impl LocalApi {
     /// A query client to the city, or why it cannot be reached.
-    async fn city(&self) -> Result<CityQueryClient<tonic::transport::Channel>, WardError> {
+    pub(super) async fn city(&self) -> Result<CityQueryClient<tonic::transport::Channel>, WardError> {
         let channel = tokio::time::timeout(LOOKUP_TIMEOUT, (self.connect)())
             .await
             .map_err(|_| WardError::CityUnreachable("no connection within 5 s".into()))?
@@ -79,7 +79,7 @@ impl WardApi for LocalApi {
                 return Ok(Response::new(pb::WriteReply { seq: 0, unchanged: true }));
             }
         }
-        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        let seq = self.writer.write(NewChange::put(key, record)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 
@@ -88,7 +88,7 @@ impl WardApi for LocalApi {
         let existing =
             self.store.get(&key).map_err(WardError::from)?.ok_or_else(|| WardError::NotFound(key.clone()))?;
         self.check_owner(&key, &existing.ward)?;
-        let seq = self.writer.write(NewChange { key, op: Op::Delete }).await?;
+        let seq = self.writer.write(NewChange::delete(key)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 
@@ -147,8 +147,15 @@ impl WardApi for LocalApi {
             Err(s) => return Err(WardError::CityUnreachable(s.message().to_string()).into()),
         };
         self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(WardError::from)?;
-        let seq = self.writer.write(NewChange { key, op: Op::Put(record) }).await?;
+        let seq = self.writer.write(NewChange::put(key, record)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
+    }
+
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
+        Ok(Response::new(self.register_civil(req.into_inner()).await?))
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {

@@ -28,6 +28,9 @@ pub enum WardError {
     /// The city could not answer a look-up.
     #[error("the city cannot be reached to look up records of other wards: {0}")]
     CityUnreachable(String),
+    /// A registrar would refuse this registration; nothing was stored.
+    #[error("not registered: {0}")]
+    RegistrarRefused(String),
     /// Storage failed or is full.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -4,6 +4,7 @@
 mod api;
 mod error;
 mod health;
+mod register;
 mod replicator;
 mod writer;
 

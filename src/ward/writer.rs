@@ -10,10 +10,12 @@ use super::WardError;
 use crate::clock::now_ms;
 use crate::store::{GroupCommit, NewChange, StoreError, WardStore};
 
-/// Submits durable writes to the ward's store.
+/// Submits durable writes to the ward's store. A write is one or more
+/// changes, stored in the same atomic batch (a registration that concerns
+/// two citizens is both or neither).
 #[derive(Clone)]
 pub struct Writer {
-    commit: GroupCommit<NewChange, Result<u64, StoreError>>,
+    commit: GroupCommit<Vec<NewChange>, Result<Vec<u64>, StoreError>>,
 }
 
 impl Writer {
@@ -21,8 +23,10 @@ impl Writer {
     /// durable sequence number, and the task (it ends once every writer is dropped).
     pub fn spawn(store: WardStore, max_group: usize) -> (Writer, watch::Receiver<u64>, JoinHandle<()>) {
         let (durable_tx, durable_rx) = watch::channel(store.last_seq());
-        let (commit, task) = GroupCommit::spawn(max_group, move |group: Vec<NewChange>| {
-            let n = group.len();
+        let (commit, task) = GroupCommit::spawn(max_group, move |writes: Vec<Vec<NewChange>>| {
+            let n = writes.len();
+            let sizes: Vec<usize> = writes.iter().map(Vec::len).collect();
+            let group: Vec<NewChange> = writes.into_iter().flatten().collect();
             // Written now, in group order; made durable by the future.
             let appended = store.append(&group, now_ms());
             let (store, durable_tx) = (store.clone(), durable_tx.clone());
@@ -43,7 +47,10 @@ impl Writer {
                     Err(e) => Err(e),
                 };
                 match result {
-                    Ok(seqs) => seqs.into_iter().map(Ok).collect(),
+                    Ok(seqs) => {
+                        let mut seqs = seqs.into_iter();
+                        sizes.iter().map(|k| Ok(seqs.by_ref().take(*k).collect())).collect()
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, writes = n, "write group failed");
                         vec![Err(e); n]
@@ -56,7 +63,13 @@ impl Writer {
 
     /// Stores one change durably and returns its sequence number.
     pub async fn write(&self, change: NewChange) -> Result<u64, WardError> {
-        match self.commit.submit(change).await {
+        let seqs = self.write_all(vec![change]).await?;
+        Ok(seqs[0])
+    }
+
+    /// Stores `changes` durably, all in one atomic batch; their sequence numbers.
+    pub async fn write_all(&self, changes: Vec<NewChange>) -> Result<Vec<u64>, WardError> {
+        match self.commit.submit(changes).await {
             Err(_) => Err(WardError::ShuttingDown),
             Ok(r) => Ok(r?),
         }

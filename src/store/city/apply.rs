@@ -211,7 +211,13 @@ impl<'a> GroupWrite<'a> {
             self.batch
                 .insert(downstream_key(w, self.cursor), if gained { WHOLE.to_vec() } else { Vec::new() });
         }
-        if raced && let Ok(writer) = WardCode::parse(&change.stamp.writer) {
+        // (A ward that registered an event on another ward's citizen, a
+        // record naming that ward, keeps no copy of it to bring up to date.)
+        let names_another = matches!(&change.op, Op::Put(r) if r.ward.as_str() != change.stamp.writer);
+        if raced
+            && let Ok(writer) = WardCode::parse(&change.stamp.writer)
+            && (owners.contains(&writer) || !names_another)
+        {
             self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
         }
         self.states.insert(key.clone(), (state, new));

@@ -84,7 +84,7 @@ fn citizen(owner: &str, n: u64) -> Record {
 
 fn put(owner: &str, n: u64) -> NewChange {
     let r = citizen(owner, n);
-    NewChange { key: RecordKey::new(Kind::Citizen, &r.key_id()).unwrap(), op: Op::Put(r) }
+    NewChange::put(RecordKey::new(Kind::Citizen, &r.key_id()).unwrap(), r)
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn record_counts_follow_puts_and_deletes_and_match_a_recount_after_restart() {
         store.append(&puts, 1).unwrap();
         store.append(&[put("00082", 2)], 2).unwrap(); // an update: no new record
         assert_eq!(store.count(Kind::Citizen), 5, "{name}");
-        let delete = NewChange { key: puts[2].key.clone(), op: Op::Delete };
+        let delete = NewChange::delete(puts[2].key.clone());
         store.append(&[delete, put("00082", 6)], 3).unwrap();
         assert_eq!((store.count(Kind::Citizen), store.count(Kind::Land)), (5, 0), "{name}");
         block(store.flush()).unwrap();
@@ -531,6 +531,7 @@ fn history_starts_at_the_first_change_since_a_time() {
 }
 
 mod bounds;
+mod civil;
 mod clocks;
 mod durability;
 mod office;

@@ -61,6 +61,27 @@ pub struct NewChange {
     pub key: RecordKey,
     /// What is done to it.
     pub op: Op,
+    /// For a record another ward owns (a civil-status registration): its
+    /// state at the city, which the change is built on; the ward sends the
+    /// change but keeps no copy of the record.
+    pub base: Option<Box<Versioned>>,
+}
+
+impl NewChange {
+    /// A put of a record this ward keeps.
+    pub fn put(key: RecordKey, record: Record) -> NewChange {
+        NewChange { key, op: Op::Put(record), base: None }
+    }
+
+    /// A delete of a record this ward keeps.
+    pub fn delete(key: RecordKey) -> NewChange {
+        NewChange { key, op: Op::Delete, base: None }
+    }
+
+    /// A put of another ward's record, built on its state at the city.
+    pub fn foreign(key: RecordKey, record: Record, base: Versioned) -> NewChange {
+        NewChange { key, op: Op::Put(record), base: Some(Box::new(base)) }
+    }
 }
 
 struct Inner {
@@ -257,10 +278,17 @@ impl WardStore {
                 "this ward's clock had run ahead of its wall clock (its time was wrong and has been corrected): stamping from the wall clock again; records written while it was ahead keep their order");
         }
         let (mut seq, mut queued) = (c.last_seq, c.queued_bytes);
+        let mut foreign;
         for ch in changes {
             seq += 1;
             hlc = hlc.tick(now);
-            let state = overlay.state(&ch.key)?;
+            let state = match &ch.base {
+                Some(base) => {
+                    foreign = (**base).clone();
+                    &mut foreign
+                }
+                None => overlay.state(&ch.key)?,
+            };
             // A writer's stamps on one record only grow (a version vector
             // keeps the largest): past the ward's own last write to it,
             // even one stamped while its clock ran ahead.
@@ -294,6 +322,7 @@ impl WardStore {
             };
             state.apply(&values, &change.stamp, &change.context);
             match written {
+                _ if ch.base.is_some() => None,
                 Some(w) => overlay.written.insert(ch.key.clone(), w),
                 None => overlay.written.remove(&ch.key),
             };

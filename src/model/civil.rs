@@ -1,0 +1,247 @@
+//! Civil-status registration as a registrar performs it (Law on Civil
+//! Status): a marriage, a divorce (as recorded from a court decision) or a
+//! death; what must hold before it is accepted, and what it changes in the
+//! records of the persons it concerns. Pure: the caller finds the records.
+
+use chrono::{Datelike, NaiveDate};
+
+use super::{Citizen, CivilEvent, EventKind, MaritalStatus, Sex, WardCode};
+
+/// The fields a registration changes in a citizen's record; a ward may
+/// change them in another ward's citizen only through a registration.
+pub const REGISTRATION_FIELDS: [&str; 2] = ["events", "marital_status"];
+
+/// Minimum age at marriage: men 20, women 18 (Law on Marriage and Family, art. 8).
+pub fn marriage_age(sex: Sex) -> u32 {
+    match sex {
+        Sex::Male => 20,
+        Sex::Female => 18,
+    }
+}
+
+/// A civil-status registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// A marriage of two persons.
+    Marriage {
+        /// Their personal ids.
+        spouses: [String; 2],
+        /// The date of registration.
+        date: NaiveDate,
+    },
+    /// A divorce of two spouses, as decided by a court.
+    Divorce {
+        /// Their personal ids.
+        spouses: [String; 2],
+        /// The date the decision took effect.
+        date: NaiveDate,
+    },
+    /// A death.
+    Death {
+        /// The deceased's personal id.
+        person: String,
+        /// The date of death.
+        date: NaiveDate,
+    },
+}
+
+/// The age in whole years on `at` of someone born on `born`.
+fn age(born: NaiveDate, at: NaiveDate) -> i32 {
+    let mut years = at.year() - born.year();
+    if (at.month(), at.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    years
+}
+
+/// The spouse `c`'s events say `c` is married to now, if any: the last
+/// marriage not followed by a divorce from that spouse.
+pub fn current_spouse(c: &Citizen) -> Option<&str> {
+    let mut spouse = None;
+    for e in &c.events {
+        match e.kind {
+            EventKind::Marriage => spouse = Some(e.spouse_id.as_str()),
+            EventKind::Divorce if spouse == Some(e.spouse_id.as_str()) => spouse = None,
+            _ => {}
+        }
+    }
+    spouse
+}
+
+/// True if `c`'s record registers a death.
+pub fn is_dead(c: &Citizen) -> bool {
+    c.events.iter().any(|e| e.kind == EventKind::Death)
+}
+
+impl Registration {
+    /// What is registered.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Registration::Marriage { .. } => EventKind::Marriage,
+            Registration::Divorce { .. } => EventKind::Divorce,
+            Registration::Death { .. } => EventKind::Death,
+        }
+    }
+
+    /// The personal ids of the persons it concerns, in order.
+    pub fn persons(&self) -> Vec<&str> {
+        match self {
+            Registration::Marriage { spouses, .. } | Registration::Divorce { spouses, .. } => {
+                vec![spouses[0].as_str(), spouses[1].as_str()]
+            }
+            Registration::Death { person, .. } => vec![person.as_str()],
+        }
+    }
+
+    fn date(&self) -> NaiveDate {
+        match self {
+            Registration::Marriage { date, .. }
+            | Registration::Divorce { date, .. }
+            | Registration::Death { date, .. } => *date,
+        }
+    }
+
+    /// Why a registrar would refuse it on `today`, given the current records
+    /// of the persons it concerns (in [`Registration::persons`] order), or
+    /// `None` if it may be registered.
+    pub fn refusal(&self, records: &[&Citizen], today: NaiveDate) -> Option<String> {
+        let date = self.date();
+        if date > today {
+            return Some(format!("the date {date} is in the future"));
+        }
+        if records.len() != self.persons().len() {
+            return Some("every person concerned must have a record".into());
+        }
+        for c in records {
+            if date < c.date_of_birth {
+                return Some(format!("{} was born on {}, after {date}", c.personal_id, c.date_of_birth));
+            }
+            if is_dead(c) {
+                return Some(format!("{} ({}) is registered as deceased", c.personal_id, c.full_name));
+            }
+        }
+        match self {
+            Registration::Marriage { .. } => {
+                let (a, b) = (records[0], records[1]);
+                if a.personal_id == b.personal_id {
+                    return Some("a person cannot marry themselves".into());
+                }
+                for c in [a, b] {
+                    let min = marriage_age(c.sex);
+                    if age(c.date_of_birth, date) < min as i32 {
+                        return Some(format!(
+                            "{} ({}) is under the legal age of marriage ({min} for a {}) on {date}",
+                            c.personal_id, c.full_name, c.sex
+                        ));
+                    }
+                    if let Some(s) = current_spouse(c) {
+                        return Some(format!("{} ({}) is married (to {s})", c.personal_id, c.full_name));
+                    }
+                    if c.marital_status == MaritalStatus::Married {
+                        return Some(format!("{} ({}) is recorded as married", c.personal_id, c.full_name));
+                    }
+                }
+                None
+            }
+            Registration::Divorce { .. } => {
+                let (a, b) = (records[0], records[1]);
+                if current_spouse(a) != Some(b.personal_id.as_str())
+                    || current_spouse(b) != Some(a.personal_id.as_str())
+                {
+                    return Some(format!(
+                        "{} and {} are not married to each other in their records",
+                        a.personal_id, b.personal_id
+                    ));
+                }
+                None
+            }
+            Registration::Death { .. } => None,
+        }
+    }
+
+    /// The records of the persons concerned (in [`Registration::persons`]
+    /// order) once `ward` registers it: each with the event, and the
+    /// marital status it implies.
+    pub fn apply(&self, records: &[Citizen], ward: &WardCode) -> Vec<Citizen> {
+        let persons = self.persons();
+        records
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                let spouse_id = match persons.as_slice() {
+                    [a, b] if *a == c.personal_id => b.to_string(),
+                    [a, _] => a.to_string(),
+                    _ => String::new(),
+                };
+                c.events.push(CivilEvent {
+                    kind: self.kind(),
+                    date: self.date(),
+                    registered_by: ward.to_string(),
+                    spouse_id,
+                });
+                match self {
+                    Registration::Marriage { .. } => c.marital_status = MaritalStatus::Married,
+                    Registration::Divorce { .. } => c.marital_status = MaritalStatus::Divorced,
+                    Registration::Death { .. } => {}
+                }
+                c
+            })
+            .collect()
+    }
+}
+
+/// Why a change by ward `sender` to another ward's citizen is not a
+/// registration, or `None` if it is one: it sets only
+/// [`REGISTRATION_FIELDS`], appends exactly one marriage, divorce or death
+/// registered by `sender` to the events it had seen (`seen_events`: every
+/// value of the events field the writer had seen, which its list must keep
+/// whole), and sets the marital status that event implies (a death sets
+/// none). Concurrent registrations both pass, and the merge makes them a
+/// conflict for the data office.
+pub fn registration_refusal(
+    sender: &WardCode,
+    fields: &[String],
+    new: &Citizen,
+    seen_events: &[Vec<CivilEvent>],
+    latest_events: Option<&[CivilEvent]>,
+) -> Option<String> {
+    if fields.is_empty() || !fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str())) {
+        return Some(format!(
+            "a ward changes another ward's citizen only by registering a marriage, divorce or death \
+             (fields events and marital_status); this change sets {}",
+            fields.join(", ")
+        ));
+    }
+    let Some((last, before)) = new.events.split_last() else {
+        return Some("a registration appends an event".into());
+    };
+    if last.registered_by != sender.as_str() || last.kind == EventKind::Birth {
+        return Some(format!(
+            "the event a ward registers must be a marriage, divorce or death registered by it (ward {sender})"
+        ));
+    }
+    // Built on what it had seen: every event kept, in order.
+    let kept = match seen_events {
+        [] => latest_events.is_none_or(|latest| latest.starts_with(before)),
+        seen => seen.iter().all(|s| s.as_slice() == before),
+    };
+    if !kept {
+        return Some("a registration keeps every event already registered, and adds one".into());
+    }
+    let implied = match last.kind {
+        EventKind::Marriage => Some(MaritalStatus::Married),
+        EventKind::Divorce => Some(MaritalStatus::Divorced),
+        _ => None,
+    };
+    let sets_status = fields.iter().any(|f| f == "marital_status");
+    match implied {
+        Some(s) if sets_status && new.marital_status != s => {
+            Some(format!("a {} implies the marital status {s}", last.kind))
+        }
+        None if sets_status => Some(format!("a {} does not change the marital status", last.kind)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

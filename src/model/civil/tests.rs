@@ -1,0 +1,156 @@
+//! What a registrar refuses, what a registration changes, and which
+//! cross-ward changes pass as registrations.
+
+use super::*;
+use crate::model::{Body, Record};
+
+fn person(id_seed: usize, sex: Sex, born: &str) -> Citizen {
+    let ward = WardCode::parse("00082").unwrap();
+    let mut c = crate::generate::sample(&ward, 200, 3)
+        .into_iter()
+        .filter_map(|r: Record| match r.body {
+            Body::Citizen(c) => Some(c),
+            _ => None,
+        })
+        .nth(id_seed)
+        .unwrap();
+    c.sex = sex;
+    c.date_of_birth = born.parse().unwrap();
+    c.marital_status = MaritalStatus::Single;
+    c.events.clear();
+    c
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn ward(s: &str) -> WardCode {
+    WardCode::parse(s).unwrap()
+}
+
+#[test]
+fn a_registrar_checks_age_life_and_existing_marriages() {
+    let today = day("2026-11-30");
+    let man = person(0, Sex::Male, "2000-05-01");
+    let woman = person(1, Sex::Female, "2008-11-30");
+    let marriage = |a: &Citizen, b: &Citizen, date: &str| Registration::Marriage {
+        spouses: [a.personal_id.clone(), b.personal_id.clone()],
+        date: day(date),
+    };
+    assert_eq!(marriage(&man, &woman, "2026-11-30").refusal(&[&man, &woman], today), None, "18 today");
+    let e = marriage(&man, &woman, "2026-11-29").refusal(&[&man, &woman], today).unwrap();
+    assert!(e.contains("under the legal age of marriage (18 for a female)"), "{e}");
+    let young = person(2, Sex::Male, "2007-01-01");
+    let e = marriage(&young, &woman, "2026-11-30").refusal(&[&young, &woman], today).unwrap();
+    assert!(e.contains("(20 for a male)"), "{e}");
+    assert!(marriage(&man, &woman, "2026-12-01").refusal(&[&man, &woman], today).unwrap().contains("future"));
+    assert!(marriage(&man, &man, "2026-11-30").refusal(&[&man, &man], today).unwrap().contains("themselves"));
+
+    // Married: both records say so, and neither may marry again until divorced.
+    let wed = marriage(&man, &woman, "2026-11-30");
+    let [m, w]: [Citizen; 2] = wed.apply(&[man.clone(), woman.clone()], &ward("00082")).try_into().unwrap();
+    assert_eq!(
+        (m.marital_status, current_spouse(&m)),
+        (MaritalStatus::Married, Some(woman.personal_id.as_str()))
+    );
+    assert_eq!(w.events.last().unwrap().spouse_id, man.personal_id);
+    assert_eq!(w.events.last().unwrap().registered_by, "00082");
+    let other = person(3, Sex::Female, "1990-01-01");
+    let e = marriage(&m, &other, "2026-11-30").refusal(&[&m, &other], today).unwrap();
+    assert!(e.contains("is married (to"), "{e}");
+    let divorce =
+        Registration::Divorce { spouses: [m.personal_id.clone(), w.personal_id.clone()], date: today };
+    assert_eq!(divorce.refusal(&[&m, &w], today), None);
+    assert!(divorce.refusal(&[&m, &other], today).unwrap().contains("not married to each other"));
+    let [m, _]: [Citizen; 2] = divorce.apply(&[m, w], &ward("00145")).try_into().unwrap();
+    assert_eq!((m.marital_status, current_spouse(&m)), (MaritalStatus::Divorced, None));
+    assert_eq!(
+        marriage(&m, &other, "2026-11-30").refusal(&[&m, &other], today),
+        None,
+        "divorced: free to marry"
+    );
+
+    // A death: only of the living, never before birth.
+    let death = Registration::Death { person: m.personal_id.clone(), date: today };
+    assert_eq!(death.refusal(&[&m], today), None);
+    let dead = death.apply(std::slice::from_ref(&m), &ward("00082")).remove(0);
+    assert!(is_dead(&dead));
+    assert!(death.refusal(&[&dead], today).unwrap().contains("deceased"));
+    assert!(
+        marriage(&dead, &other, "2026-11-30").refusal(&[&dead, &other], today).unwrap().contains("deceased")
+    );
+    let early = Registration::Death { person: m.personal_id.clone(), date: day("1999-01-01") };
+    assert!(early.refusal(&[&m], today).unwrap().contains("was born on"));
+}
+
+#[test]
+fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
+    let (a, b) = (ward("00082"), ward("00145"));
+    let theirs = person(0, Sex::Male, "1990-01-01");
+    let wife = person(1, Sex::Female, "1992-01-01");
+    let wed = Registration::Marriage {
+        spouses: [theirs.personal_id.clone(), wife.personal_id.clone()],
+        date: day("2026-11-30"),
+    };
+    let married = wed.apply(&[theirs.clone(), wife], &a).remove(0);
+    let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let before = theirs.events.clone();
+    let ok = registration_refusal(
+        &a,
+        &fields(&["events", "marital_status"]),
+        &married,
+        std::slice::from_ref(&before),
+        None,
+    );
+    assert_eq!(ok, None);
+    // Concurrent with another registration it had not seen: it passes (and
+    // the merge makes the two a conflict).
+    let mut elsewhere = before.clone();
+    elsewhere.push(CivilEvent {
+        kind: EventKind::Death,
+        date: day("2026-11-29"),
+        registered_by: b.to_string(),
+        spouse_id: String::new(),
+    });
+    assert_eq!(
+        registration_refusal(&a, &fields(&["events", "marital_status"]), &married, &[], Some(&elsewhere)),
+        None
+    );
+    // Anything else is refused.
+    let e = registration_refusal(
+        &a,
+        &fields(&["events", "phone"]),
+        &married,
+        std::slice::from_ref(&before),
+        None,
+    )
+    .unwrap();
+    assert!(e.contains("only by registering"), "{e}");
+    let e = registration_refusal(
+        &b,
+        &fields(&["events", "marital_status"]),
+        &married,
+        std::slice::from_ref(&before),
+        None,
+    );
+    assert!(e.unwrap().contains("registered by it (ward 00145)"));
+    let mut forged = married.clone();
+    forged.marital_status = MaritalStatus::Widowed;
+    let e = registration_refusal(
+        &a,
+        &fields(&["events", "marital_status"]),
+        &forged,
+        std::slice::from_ref(&before),
+        None,
+    );
+    assert!(e.unwrap().contains("implies the marital status married"));
+    // Erasing an event it had seen, to replace it: refused.
+    let e = registration_refusal(&a, &fields(&["events"]), &married, std::slice::from_ref(&elsewhere), None);
+    assert!(e.unwrap().contains("keeps every event"));
+    let mut erased = married.clone();
+    erased.events.remove(0);
+    let seen_one = vec![married.events[0].clone()];
+    let e = registration_refusal(&a, &fields(&["events"]), &erased, &[seen_one], None);
+    assert!(e.is_some());
+}

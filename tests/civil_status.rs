@@ -1,0 +1,181 @@
+//! Interconnected procedures across wards: ward 00082 registers the
+//! marriage of its resident and a resident of ward 00145; both records show
+//! it at the city and in 00145's agent, 00082 keeps no copy of the other
+//! ward's citizen; a registrar's checks refuse what they must; a
+//! registration that needs another ward's citizen needs the city; and
+//! registrations made concurrently in two wards become a conflict.
+
+mod common;
+
+use common::*;
+use tonic::Code;
+use wardsync::cli::relay::Relay;
+use wardsync::cli::wait;
+use wardsync::model::{Body, Citizen, EventKind, MaritalStatus, Record, RecordKey, Sex, WardCode};
+use wardsync::proto::pb;
+
+/// The `n`-th generated citizen of `ward` of `sex` born in `years`, made
+/// single with no events.
+fn resident(ward: &str, n: usize, sex: Sex, years: std::ops::Range<i32>) -> Record {
+    use chrono::Datelike;
+    let code = WardCode::parse(ward).unwrap();
+    let mut r = (0..4000)
+        .map(|i| rec(&code, i))
+        .filter(|r| matches!(&r.body, Body::Citizen(c) if c.sex == sex && years.contains(&c.date_of_birth.year())))
+        .nth(n)
+        .unwrap();
+    if let Body::Citizen(c) = &mut r.body {
+        c.marital_status = MaritalStatus::Single;
+        c.events.clear();
+    }
+    r
+}
+
+fn citizen(r: &Record) -> &Citizen {
+    match &r.body {
+        Body::Citizen(c) => c,
+        _ => unreachable!(),
+    }
+}
+
+fn register(kind: &str, persons: &[&Record], date: &str) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        kind: kind.into(),
+        persons: persons.iter().map(|r| citizen(r).personal_id.clone()).collect(),
+        date: date.into(),
+        reference: "123/2026".into(),
+    }
+}
+
+fn key(r: &Record) -> Option<pb::RecordKey> {
+    Some((&r.key().unwrap()).into())
+}
+
+/// Waits until the city's copy of `r` satisfies `ok`.
+async fn at_city(city: &City, r: &Record, what: &str, ok: impl Fn(&Citizen) -> bool) {
+    let q = city.client().await;
+    let k = key(r);
+    wait::until(DEADLINE, what, || {
+        let (mut q, k) = (q.clone(), k.clone());
+        let ok = &ok;
+        async move {
+            let got = q.get(pb::CityGetRequest { key: k }).await?.into_inner().record;
+            let got = wardsync::proto::record_from_pb(got)?;
+            Ok(matches!(&got.body, Body::Citizen(c) if ok(c)))
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay_b = Relay::start(city.addr).await.unwrap();
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", relay_b.addr());
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let adults = 1940..2000;
+    let (man, other_man) =
+        (resident("00082", 0, Sex::Male, adults.clone()), resident("00082", 1, Sex::Male, adults.clone()));
+    let (woman, minor) =
+        (resident("00145", 0, Sex::Female, adults), resident("00145", 0, Sex::Female, 2012..2020));
+    for r in [&man, &other_man] {
+        ca.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    for r in [&woman, &minor] {
+        cb.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    drained(&mut ca).await;
+    drained(&mut cb).await;
+
+    // Ward 00082 registers the marriage of its resident and 00145's.
+    let reply = ca.register(register("marriage", &[&man, &woman], "2026-11-30")).await.unwrap().into_inner();
+    assert_eq!(reply.seqs.len(), 2, "one change per spouse, written together");
+    drained(&mut ca).await;
+    let (man_id, woman_id) = (citizen(&man).personal_id.clone(), citizen(&woman).personal_id.clone());
+    let married_to = |spouse: String| {
+        move |c: &Citizen| {
+            c.marital_status == MaritalStatus::Married
+                && c.events.last().is_some_and(|e| {
+                    e.kind == EventKind::Marriage && e.registered_by == "00082" && e.spouse_id == spouse
+                })
+        }
+    };
+    at_city(
+        &city,
+        &woman,
+        "the city's copy of 00145's resident to show the marriage",
+        married_to(man_id.clone()),
+    )
+    .await;
+    at_city(
+        &city,
+        &man,
+        "the city's copy of 00082's resident to show the marriage",
+        married_to(woman_id.clone()),
+    )
+    .await;
+    // It reaches the owning ward's own copy; 00082 keeps none.
+    wait::until(DEADLINE, "ward 00145's copy to show the marriage", || {
+        let (mut cb, k) = (cb.clone(), key(&woman));
+        let married = married_to(man_id.clone());
+        async move {
+            let got = cb.get(pb::GetRequest { key: k }).await?.into_inner().record;
+            let got = wardsync::proto::record_from_pb(got)?;
+            Ok(matches!(&got.body, Body::Citizen(c) if married(c)))
+        }
+    })
+    .await
+    .unwrap();
+    let e = ca.get(pb::GetRequest { key: key(&woman) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "00082 keeps no copy of 00145's citizen");
+    // The audit names the registering ward as the writer of 00145's record.
+    let mut q = city.client().await;
+    let audit = q.audit(pb::AuditRequest::default()).await.unwrap().into_inner().entries;
+    let woman_key = RecordKey::new(wardsync::model::Kind::Citizen, &woman_id).unwrap().to_string();
+    assert!(
+        audit
+            .iter()
+            .any(|e| !e.denied && e.identity == "ward 00082" && e.action == format!("put {woman_key}")),
+        "{audit:?}"
+    );
+
+    // What a registrar refuses.
+    let refused = |r: Result<tonic::Response<pb::RegisterReply>, tonic::Status>| r.unwrap_err();
+    let e = refused(ca.register(register("marriage", &[&other_man, &woman], "2026-11-30")).await);
+    assert!(e.code() == Code::FailedPrecondition && e.message().contains("is married"), "{e:?}");
+    let e = refused(ca.register(register("marriage", &[&other_man, &minor], "2026-11-30")).await);
+    assert!(e.message().contains("under the legal age of marriage"), "{e:?}");
+    let e = refused(ca.register(register("marriage", &[&other_man, &woman], "2999-01-01")).await);
+    assert!(e.message().contains("future"), "{e:?}");
+    let e = refused(ca.register(register("wedding", &[&other_man, &woman], "2026-11-30")).await);
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+
+    // Another ward's citizen needs the city: with it unreachable, nothing is
+    // queued unchecked; this ward's own citizens can still be registered.
+    relay_b.cut();
+    let e = refused(cb.register(register("marriage", &[&minor, &other_man], "2026-11-30")).await);
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("needs the city-wide view"), "{e:?}");
+
+    // Concurrent: ward 00145, cut off, registers its resident's death while
+    // ward 00082 registers her divorce at the city. Neither overwrites the
+    // other: the data office gets a conflict.
+    cb.register(register("death", &[&woman], "2026-11-30")).await.unwrap();
+    ca.register(register("divorce", &[&man, &woman], "2026-11-30")).await.unwrap();
+    drained(&mut ca).await;
+    relay_b.heal();
+    drained(&mut cb).await;
+    wait::until(DEADLINE, "a conflict on the woman's events", || {
+        let (mut q, k) = (q.clone(), key(&woman));
+        async move {
+            let c =
+                q.list_conflicts(pb::ConflictsRequest { key: k, ..Default::default() }).await?.into_inner();
+            Ok(c.conflicts.iter().any(|c| c.field == "events" && c.contenders.len() == 2))
+        }
+    })
+    .await
+    .unwrap();
+}
