@@ -99,7 +99,10 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
         move |c: &Citizen| {
             c.marital_status == MaritalStatus::Married
                 && c.events.last().is_some_and(|e| {
-                    e.kind == EventKind::Marriage && e.registered_by == "00082" && e.spouse_id == spouse
+                    e.kind == EventKind::Marriage
+                        && e.registered_by == "00082"
+                        && e.spouse_id == spouse
+                        && e.reference == "123/2026"
                 })
         }
     };
@@ -142,6 +145,27 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
         "{audit:?}"
     );
 
+    // A death likewise: registered by 00082 (where it occurred), for a
+    // resident of 00145, it reaches 00145's copy.
+    let third = resident("00145", 1, Sex::Female, 1940..2000);
+    cb.put(pb::PutRequest { record: Some((&third).into()) }).await.unwrap();
+    drained(&mut cb).await;
+    ca.register(register("death", &[&third], "2026-11-29")).await.unwrap();
+    drained(&mut ca).await;
+    wait::until(DEADLINE, "ward 00145's copy to show the death", || {
+        let (mut cb, k) = (cb.clone(), key(&third));
+        async move {
+            let got = cb.get(pb::GetRequest { key: k }).await?.into_inner().record;
+            let got = wardsync::proto::record_from_pb(got)?;
+            Ok(matches!(&got.body, Body::Citizen(c) if c.events.last().is_some_and(|e|
+                e.kind == EventKind::Death && e.registered_by == "00082")))
+        }
+    })
+    .await
+    .unwrap();
+    let e = ca.register(register("death", &[&third], "2026-11-30")).await.unwrap_err();
+    assert!(e.message().contains("deceased"), "{e:?}");
+
     // What a registrar refuses.
     let refused = |r: Result<tonic::Response<pb::RegisterReply>, tonic::Status>| r.unwrap_err();
     let e = refused(ca.register(register("marriage", &[&other_man, &woman], "2026-11-30")).await);
@@ -178,4 +202,88 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     })
     .await
     .unwrap();
+}
+
+/// `wardsync ARGS`.
+fn wardsync(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answers_from_any_ward() {
+    let env = Env::new();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let city = City::start_configured(&env, &format!("metrics_listen = \"{metrics}\""));
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", city.addr);
+    let mut ca = a.client().await;
+    let file = env.path().join("citizens.jsonl");
+    let out = wardsync(&["gen", "--ward", "00082", "--citizens", "600", "--seed", "5", "--invalid", "0.05"]);
+    assert!(out.status.success());
+    std::fs::write(&file, &out.stdout).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let planted = |code: &str| -> u64 {
+        said.split(&format!(" {code}"))
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (status_only, unknown, claimed) =
+        (planted("marriage-without-status"), planted("spouse-unknown"), planted("married-without-marriage"));
+    assert!(status_only > 0 && unknown > 0 && claimed > 0, "the generator plants each kind: {said}");
+    let api = format!("http://{}", a.api);
+    let imported = wardsync(&["import", "--kind", "citizen", file.to_str().unwrap(), "--ward-api", &api]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    drained(&mut ca).await;
+
+    let certs = env.certs();
+    let report = wardsync(&["civil-report", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let text = String::from_utf8_lossy(&report.stdout).to_string();
+    let found = |code: &str| text.lines().filter(|l| l.contains(&format!(" {code}: "))).count() as u64;
+    assert_eq!(found("marriage-without-status"), status_only, "{text}");
+    assert_eq!(found("married-without-marriage"), claimed, "{text}");
+    // A spouse id changed to one that exists nowhere: unknown on one side,
+    // not named back on the other (unless the spouse's row was itself made invalid).
+    assert!(found("spouse-unknown") >= unknown && found("spouse-not-reciprocal") >= 1, "{text}");
+    assert!(text.contains("ward 00082: "), "{text}");
+    // The same figures as metrics, by ward and kind.
+    let want =
+        r#"wardsync_civil_status_problems{ward="00082",problem="married-without-marriage"}"#.to_string();
+    wait::until(DEADLINE, "the metrics to count the problems", || {
+        let want = want.clone();
+        async move { Ok(scrape(metrics).await.get(&want) == Some(&(claimed as f64))) }
+    })
+    .await
+    .unwrap();
+
+    // Marital-status confirmation of a 00082 citizen, from ward 00145's agent.
+    let married: Record = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .find(|r| {
+            matches!(&r.body, Body::Citizen(c) if c.marital_status == MaritalStatus::Married
+                && wardsync::model::civil::current_spouse(c).is_some())
+        })
+        .unwrap();
+    let id = citizen(&married).personal_id.clone();
+    let confirm =
+        wardsync(&["confirm-marital-status", &id, "--json", "--ward-api", &format!("http://{}", b.api)]);
+    assert!(confirm.status.success(), "{}", String::from_utf8_lossy(&confirm.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&confirm.stdout).unwrap();
+    assert_eq!(v["marital_status"], "married", "{v}");
+    assert_eq!(v["ward"], "00082", "{v}");
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "marriage" && e["registered_by"] == "00082"),
+        "{v}"
+    );
+    assert_eq!(v["disputed"], false);
+    let nobody =
+        wardsync(&["confirm-marital-status", "001099999999", "--ward-api", &format!("http://{}", b.api)]);
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("anywhere in the city"), "{nobody:?}");
 }

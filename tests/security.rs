@@ -85,6 +85,10 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
             .await,
         ),
         "Audit" => code(c.audit(pb::AuditRequest::default()).await),
+        "CivilStatus" => {
+            code(c.civil_status(pb::CivilStatusRequest { personal_id: "001085012345".into() }).await)
+        }
+        "CivilReport" => code(c.civil_report(pb::CivilReportRequest::default()).await),
         other => panic!("unknown rpc {other}"),
     }
 }
@@ -122,12 +126,14 @@ async fn every_role_against_every_rpc() {
         "ListQuarantine",
         "ListConflicts",
         "Audit",
+        "CivilStatus",
+        "CivilReport",
     ];
     const EDITS: &[&str] = &["RetryQuarantined", "DiscardQuarantined", "Edit", "ResolveConflict"];
     let all: Vec<&str> = READS.iter().chain(EDITS).copied().collect();
     // (certificate, RPCs it may call; Replicate separately)
     let table: &[(&str, Vec<&str>, bool)] = &[
-        ("ward-00082", vec!["Get", "GetState"], true),
+        ("ward-00082", vec!["Get", "GetState", "CivilStatus"], true),
         ("reader", READS.to_vec(), false),
         ("office", all.clone(), false),
         ("ops", vec!["Wards"], false),

@@ -1,7 +1,7 @@
 //! The city's Prometheus metrics: per ward (label `ward`) the last applied
 //! sequence, lag (a lower bound while cut off), backlog and the age of its
-//! report, last contact, connection, outages, records, conflicts and
-//! quarantine; city-wide open conflicts, quarantined changes, refused calls
+//! report, last contact, connection, outages, records, conflicts,
+//! quarantine and civil-status problems by kind; city-wide open conflicts, quarantined changes, refused calls
 //! and the latency of applying ward batches.
 
 use std::sync::atomic::AtomicU64;
@@ -21,6 +21,12 @@ use crate::store::CityStore;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WardLabel {
     ward: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProblemLabel {
+    ward: String,
+    problem: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +56,13 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     let quarantined_all = Gauge::<i64>::default();
     let denied = prometheus_client::metrics::counter::Counter::<u64>::default();
     let by_kind = Family::<KindLabel, Gauge>::default();
+    let civil = Family::<ProblemLabel, Gauge>::default();
+    let civil_counts = super::civil::ProblemCounts::default();
+    r.register(
+        "civil_status_problems",
+        "Civil-status inconsistencies in the ward's citizens' records, by kind (recounted at most once a minute)",
+        civil.clone(),
+    );
     r.register("records", "Records the city holds, by kind", by_kind.clone());
     r.register("ward_last_applied_seq", "Last sequence number applied for the ward", applied.clone());
     r.register(
@@ -100,6 +113,7 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
         let now = now_ms();
         let Ok(states) = ward_states(&store, &live, &expected, now) else { return };
         let (mut open, mut quarantine) = (0, 0);
+        let wards_seen: Vec<String> = states.iter().map(|w| w.ward.clone()).collect();
         for w in states {
             let label = WardLabel { ward: w.ward.clone() };
             applied.get_or_create(&label).set(w.last_applied_seq as i64);
@@ -131,6 +145,16 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
         quarantined_all.set(quarantine);
         // The store counts since the start; the counter catches up to it.
         denied.inc_by(store.denied_calls().saturating_sub(denied.get()));
+        // Every ward and kind, so a problem fixed shows as 0.
+        let counts = civil_counts.current(&store);
+        for ward in &wards_seen {
+            for problem in crate::model::civil::Problem::CODES {
+                let n = counts.get(&(ward.clone(), problem)).copied().unwrap_or(0);
+                civil
+                    .get_or_create(&ProblemLabel { ward: ward.clone(), problem: problem.into() })
+                    .set(n as i64);
+            }
+        }
         for (kind, n) in store.records_by_kind() {
             by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
         }

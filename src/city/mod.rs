@@ -1,5 +1,6 @@
 //! The city server: replication ingest from every ward and the query API.
 
+mod civil;
 mod error;
 mod guard;
 mod ingest;
@@ -19,6 +20,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+pub use civil::civil_status_reply;
 pub use error::CityError;
 pub use guard::Guard;
 pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};

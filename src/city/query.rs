@@ -424,6 +424,22 @@ impl CityQuery for QueryService {
         Ok(Response::new(pb::AuditReply { entries, next_after }))
     }
 
+    async fn civil_status(
+        &self,
+        req: Request<pb::CivilStatusRequest>,
+    ) -> Result<Response<pb::CivilStatusReply>, Status> {
+        self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "CivilStatus")?;
+        Ok(Response::new(self.civil_status_of(&req.into_inner().personal_id)?))
+    }
+
+    async fn civil_report(
+        &self,
+        req: Request<pb::CivilReportRequest>,
+    ) -> Result<Response<pb::CivilReportReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "CivilReport")?;
+        Ok(Response::new(self.civil_report_page(req.into_inner())?))
+    }
+
     async fn resolve_conflict(
         &self,
         req: Request<pb::ResolveRequest>,

@@ -54,7 +54,11 @@ pub enum Command {
     /// Find a record anywhere in the city through a ward agent (asks the city).
     Lookup(LookupArgs),
     /// Register a marriage, divorce or death as this ward's registrar.
-    Register(super::register::RegisterArgs),
+    Register(super::civil::RegisterArgs),
+    /// Confirm a person's marital status city-wide (events, registering wards, disputes).
+    ConfirmMaritalStatus(super::civil::ConfirmArgs),
+    /// The data office's list of civil-status inconsistencies, by ward.
+    CivilReport(super::civil::CivilReportArgs),
     /// Generate realistic records for a ward or a whole city (seeded).
     Gen(GenArgs),
     /// Import a CSV or JSON Lines file of records into a ward agent.

@@ -38,7 +38,9 @@ pub struct GenArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
-    /// Fraction of records (0 to 1) to corrupt so that they fail validation.
+    /// Fraction of records (0 to 1) to corrupt so that they fail validation;
+    /// as many again of the valid citizens are made inconsistent with the
+    /// civil-status register (for `wardsync civil-report`).
     #[arg(long, default_value_t = 0.0)]
     pub invalid: f64,
     /// Write one file per ward and kind (WARD-KIND.EXT) into this directory

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use super::args::GenArgs;
 use super::formats::{Format, RecordWriter};
-use crate::generate::{Plan, WardGen, city_populations, corrupt};
+use crate::generate::{Plan, WardGen, city_populations, corrupt, plant_civil};
 use crate::model::reference::{commune, province_name};
 use crate::model::{Kind, Record, WardCode};
 
@@ -54,6 +54,7 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
     let today = crate::clock::today();
     let mut rng = StdRng::seed_from_u64(a.seed ^ 0xbad);
     let (mut total, mut bad) = (0u64, 0u64);
+    let mut inconsistent = std::collections::BTreeMap::new();
     let stdout = std::io::stdout();
     // Made for the first record (a CSV file's header is its kind's).
     let mut to_stdout = None;
@@ -63,6 +64,14 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
             let r: Record = if a.invalid > 0.0 && rng.gen_bool(a.invalid) {
                 bad += 1;
                 corrupt(&mut rng, &r).0
+            } else if a.invalid > 0.0 && rng.gen_bool(a.invalid) {
+                match plant_civil(&mut rng, &r) {
+                    Some((planted, what)) => {
+                        *inconsistent.entry(what).or_insert(0u64) += 1;
+                        planted
+                    }
+                    None => r,
+                }
             } else {
                 r
             };
@@ -96,6 +105,10 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
         w.finish()?;
     }
     std::io::stdout().flush()?;
-    eprintln!("generated {total} records ({bad} made invalid on purpose)");
+    let planted: Vec<String> = inconsistent.iter().map(|(what, n)| format!("{n} {what}")).collect();
+    eprintln!(
+        "generated {total} records ({bad} made invalid on purpose; civil-status inconsistencies planted in valid ones: {})",
+        if planted.is_empty() { "none".to_string() } else { planted.join(", ") }
+    );
     Ok(())
 }

@@ -4,6 +4,7 @@ mod args;
 mod args_data;
 mod bench;
 mod certs;
+mod civil;
 pub mod client;
 mod conflicts;
 mod demo;
@@ -12,7 +13,6 @@ pub mod formats;
 mod generate;
 mod import;
 mod query;
-mod register;
 pub mod relay;
 mod status;
 pub mod wait;
@@ -118,7 +118,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => return status::run(a).await,
         Command::Lookup(a) => client::lookup(a).await?,
-        Command::Register(a) => register::run(a).await?,
+        Command::Register(a) => civil::run(a).await?,
+        Command::ConfirmMaritalStatus(a) => civil::confirm(a).await?,
+        Command::CivilReport(a) => civil::report(a).await?,
         Command::Gen(a) => generate::run(a)?,
         Command::Import(a) => return import::run(a).await,
         Command::Export(a) => export::run(a).await?,

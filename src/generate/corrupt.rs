@@ -35,6 +35,38 @@ pub fn amend(record: &Record, version: u32) -> Record {
     r
 }
 
+/// A valid citizen `record` made inconsistent with the civil-status register
+/// (for the data-quality report), and the problem's code; `None` if the
+/// record has nothing to break. A married citizen gets a single status or
+/// a spouse id that exists nowhere (which also leaves the spouse's record
+/// not named back); an adult with no marriage gets a married status.
+pub fn plant_civil(rng: &mut StdRng, record: &Record) -> Option<(Record, &'static str)> {
+    use crate::model::MaritalStatus;
+    use crate::model::civil::current_spouse;
+    let mut r = record.clone();
+    let Body::Citizen(c) = &mut r.body else { return None };
+    let what = if current_spouse(c).is_some() {
+        if rng.gen_bool(0.5) {
+            c.marital_status = MaritalStatus::Single;
+            "marriage-without-status"
+        } else {
+            let e = c.events.iter_mut().rev().find(|e| e.kind == crate::model::EventKind::Marriage)?;
+            let (head, serial) = e.spouse_id.split_at(6);
+            let other = (serial.parse::<u32>().ok()? + 500_000) % 1_000_000;
+            e.spouse_id = format!("{head}{other:06}");
+            "spouse-unknown"
+        }
+    } else if c.marital_status == MaritalStatus::Single
+        && c.relationship_to_head == crate::model::Relationship::Head
+    {
+        c.marital_status = MaritalStatus::Married;
+        "married-without-marriage"
+    } else {
+        return None;
+    };
+    Some((r, what))
+}
+
 /// `record` with one rule broken, and a word on which.
 pub fn corrupt(rng: &mut StdRng, record: &Record) -> (Record, &'static str) {
     let mut r = record.clone();

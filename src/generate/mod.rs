@@ -13,7 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use corrupt::{amend, corrupt};
+pub use corrupt::{amend, corrupt, plant_civil};
 
 use crate::model::reference::{PERSONAL_ID_PREFIXES, commune, communes_of};
 use crate::model::{
@@ -199,6 +199,7 @@ impl WardGen {
                 date: born,
                 registered_by,
                 spouse_id: String::new(),
+                reference: String::new(),
             }],
         };
         if age >= 18 && self.adults.len() < 20_000 {
@@ -228,6 +229,7 @@ impl WardGen {
                 date: wed,
                 registered_by: self.ward.to_string(),
                 spouse_id: spouse_id.to_string(),
+                reference: String::new(),
             };
             let head = &mut members[0];
             head.marital_status = MaritalStatus::Married;

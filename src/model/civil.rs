@@ -160,9 +160,10 @@ impl Registration {
     }
 
     /// The records of the persons concerned (in [`Registration::persons`]
-    /// order) once `ward` registers it: each with the event, and the
-    /// marital status it implies.
-    pub fn apply(&self, records: &[Citizen], ward: &WardCode) -> Vec<Citizen> {
+    /// order) once `ward` registers it with `reference` (the certificate
+    /// number, court decision or place of death): each with the event, and
+    /// the marital status it implies.
+    pub fn apply(&self, records: &[Citizen], ward: &WardCode, reference: &str) -> Vec<Citizen> {
         let persons = self.persons();
         records
             .iter()
@@ -178,6 +179,7 @@ impl Registration {
                     date: self.date(),
                     registered_by: ward.to_string(),
                     spouse_id,
+                    reference: reference.to_string(),
                 });
                 match self {
                     Registration::Marriage { .. } => c.marital_status = MaritalStatus::Married,
@@ -241,6 +243,91 @@ pub fn registration_refusal(
         None if sets_status => Some(format!("a {} does not change the marital status", last.kind)),
         _ => None,
     }
+}
+
+/// A civil-status inconsistency in a citizen's record that the data office
+/// should fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Recorded as married, with no marriage in the events.
+    MarriedWithoutMarriage,
+    /// Married in the events, but another marital status recorded.
+    MarriageWithoutStatus(MaritalStatus),
+    /// The spouse the events name has no record anywhere in the city.
+    SpouseUnknown(String),
+    /// The spouse's record does not name this citizen back.
+    SpouseNotReciprocal(String),
+    /// An event registered after the death.
+    EventAfterDeath(EventKind),
+}
+
+impl Problem {
+    /// A short name, for metrics and reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::MarriedWithoutMarriage => "married-without-marriage",
+            Problem::MarriageWithoutStatus(_) => "marriage-without-status",
+            Problem::SpouseUnknown(_) => "spouse-unknown",
+            Problem::SpouseNotReciprocal(_) => "spouse-not-reciprocal",
+            Problem::EventAfterDeath(_) => "event-after-death",
+        }
+    }
+
+    /// Every code, in a fixed order.
+    pub const CODES: [&'static str; 5] = [
+        "married-without-marriage",
+        "marriage-without-status",
+        "spouse-unknown",
+        "spouse-not-reciprocal",
+        "event-after-death",
+    ];
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::MarriedWithoutMarriage => {
+                f.write_str("recorded as married, but no marriage is registered")
+            }
+            Problem::MarriageWithoutStatus(s) => {
+                write!(f, "a marriage is registered, but the marital status is {s}")
+            }
+            Problem::SpouseUnknown(id) => write!(f, "the spouse {id} has no record anywhere in the city"),
+            Problem::SpouseNotReciprocal(id) => {
+                write!(f, "the spouse {id}'s record does not name this citizen")
+            }
+            Problem::EventAfterDeath(k) => write!(f, "a {k} is registered after the death"),
+        }
+    }
+}
+
+/// The civil-status problems of `c`; `spouse(id)` is the record of a
+/// spouse `c`'s events name, if the city holds one.
+pub fn problems(c: &Citizen, spouse: impl Fn(&str) -> Option<Citizen>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(death) = c.events.iter().position(|e| e.kind == EventKind::Death) {
+        let died = c.events[death].date;
+        for e in c.events.iter().enumerate().filter(|(i, e)| *i > death || e.date > died).map(|(_, e)| e) {
+            out.push(Problem::EventAfterDeath(e.kind));
+        }
+    }
+    match current_spouse(c) {
+        None if c.marital_status == MaritalStatus::Married => out.push(Problem::MarriedWithoutMarriage),
+        None => {}
+        Some(s) => {
+            if c.marital_status != MaritalStatus::Married && !is_dead(c) {
+                out.push(Problem::MarriageWithoutStatus(c.marital_status));
+            }
+            match spouse(s) {
+                None => out.push(Problem::SpouseUnknown(s.to_string())),
+                Some(other) if current_spouse(&other) != Some(c.personal_id.as_str()) => {
+                    out.push(Problem::SpouseNotReciprocal(s.to_string()))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ pub struct CivilEvent {
     /// Personal id of the spouse, for marriages and divorces; may be empty.
     #[serde(default)]
     pub spouse_id: String,
+    /// What the register records with it: the marriage certificate number,
+    /// the court decision of a divorce, the place of death; may be empty.
+    #[serde(default)]
+    pub reference: String,
 }
 
 /// A resident of a ward.
@@ -389,6 +393,7 @@ fn validate_citizen(c: &Citizen, v: &mut Check) {
         if !e.spouse_id.is_empty() {
             v.result(&f("spouse_id"), check_personal_id(&e.spouse_id));
         }
+        v.max_len(&f("reference"), &e.reference, 200);
     }
 }
 

@@ -30,6 +30,7 @@ fn citizen() -> Citizen {
             date: "2010-05-20".parse().unwrap(),
             registered_by: "00082".into(),
             spouse_id: "001083000777".into(),
+            reference: String::new(),
         }],
     }
 }

@@ -95,6 +95,7 @@ impl From<&Record> for pb::Record {
                         date: date_pb(e.date),
                         registered_by: e.registered_by.clone(),
                         spouse_id: e.spouse_id.clone(),
+                        reference: e.reference.clone(),
                     })
                     .collect(),
             }),
@@ -209,6 +210,7 @@ impl Conv {
                     date: self.date(format!("{p}.events[{i}].date"), &e.date),
                     registered_by: e.registered_by,
                     spouse_id: e.spouse_id,
+                    reference: e.reference,
                 })
                 .collect(),
             personal_id: c.personal_id,

@@ -158,6 +158,20 @@ impl WardApi for LocalApi {
         Ok(Response::new(self.register_civil(req.into_inner()).await?))
     }
 
+    async fn confirm_marital_status(
+        &self,
+        req: Request<pb::CivilStatusRequest>,
+    ) -> Result<Response<pb::CivilStatusReply>, Status> {
+        let mut city = self.city().await?;
+        let mut request = Request::new(req.into_inner());
+        request.set_timeout(LOOKUP_TIMEOUT);
+        match city.civil_status(request).await {
+            Ok(reply) => Ok(reply),
+            Err(s) if s.code() == tonic::Code::NotFound || s.code() == tonic::Code::InvalidArgument => Err(s),
+            Err(s) => Err(WardError::CityUnreachable(s.message().to_string()).into()),
+        }
+    }
+
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::WardStatus>, Status> {
         let records = Kind::ALL.iter().map(|k| self.store.count(*k)).sum();
         Ok(Response::new(pb::WardStatus {

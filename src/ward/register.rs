@@ -96,7 +96,7 @@ impl LocalApi {
             return Err(WardError::RegistrarRefused(why));
         }
         let current: Vec<Citizen> = found.iter().map(|(c, _)| c.clone()).collect();
-        let updated = registration.apply(&current, &self.ward);
+        let updated = registration.apply(&current, &self.ward, &req.reference);
         let (mut changes, mut records) = (Vec::new(), Vec::new());
         for (citizen, (_, base)) in updated.into_iter().zip(found) {
             let key = RecordKey::new(Kind::Citizen, &citizen.personal_id)?;

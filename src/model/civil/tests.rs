@@ -49,13 +49,15 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
 
     // Married: both records say so, and neither may marry again until divorced.
     let wed = marriage(&man, &woman, "2026-11-30");
-    let [m, w]: [Citizen; 2] = wed.apply(&[man.clone(), woman.clone()], &ward("00082")).try_into().unwrap();
+    let [m, w]: [Citizen; 2] =
+        wed.apply(&[man.clone(), woman.clone()], &ward("00082"), "12/2026").try_into().unwrap();
     assert_eq!(
         (m.marital_status, current_spouse(&m)),
         (MaritalStatus::Married, Some(woman.personal_id.as_str()))
     );
     assert_eq!(w.events.last().unwrap().spouse_id, man.personal_id);
     assert_eq!(w.events.last().unwrap().registered_by, "00082");
+    assert_eq!(w.events.last().unwrap().reference, "12/2026");
     let other = person(3, Sex::Female, "1990-01-01");
     let e = marriage(&m, &other, "2026-11-30").refusal(&[&m, &other], today).unwrap();
     assert!(e.contains("is married (to"), "{e}");
@@ -63,7 +65,7 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
         Registration::Divorce { spouses: [m.personal_id.clone(), w.personal_id.clone()], date: today };
     assert_eq!(divorce.refusal(&[&m, &w], today), None);
     assert!(divorce.refusal(&[&m, &other], today).unwrap().contains("not married to each other"));
-    let [m, _]: [Citizen; 2] = divorce.apply(&[m, w], &ward("00145")).try_into().unwrap();
+    let [m, _]: [Citizen; 2] = divorce.apply(&[m, w], &ward("00145"), "TAND 45/2026").try_into().unwrap();
     assert_eq!((m.marital_status, current_spouse(&m)), (MaritalStatus::Divorced, None));
     assert_eq!(
         marriage(&m, &other, "2026-11-30").refusal(&[&m, &other], today),
@@ -74,7 +76,7 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
     // A death: only of the living, never before birth.
     let death = Registration::Death { person: m.personal_id.clone(), date: today };
     assert_eq!(death.refusal(&[&m], today), None);
-    let dead = death.apply(std::slice::from_ref(&m), &ward("00082")).remove(0);
+    let dead = death.apply(std::slice::from_ref(&m), &ward("00082"), "Bạch Mai").remove(0);
     assert!(is_dead(&dead));
     assert!(death.refusal(&[&dead], today).unwrap().contains("deceased"));
     assert!(
@@ -93,7 +95,7 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
         spouses: [theirs.personal_id.clone(), wife.personal_id.clone()],
         date: day("2026-11-30"),
     };
-    let married = wed.apply(&[theirs.clone(), wife], &a).remove(0);
+    let married = wed.apply(&[theirs.clone(), wife], &a, "").remove(0);
     let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let before = theirs.events.clone();
     let ok = registration_refusal(
@@ -112,6 +114,7 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
         date: day("2026-11-29"),
         registered_by: b.to_string(),
         spouse_id: String::new(),
+        reference: String::new(),
     });
     assert_eq!(
         registration_refusal(&a, &fields(&["events", "marital_status"]), &married, &[], Some(&elsewhere)),
@@ -153,4 +156,53 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let seen_one = vec![married.events[0].clone()];
     let e = registration_refusal(&a, &fields(&["events"]), &erased, &[seen_one], None);
     assert!(e.is_some());
+}
+
+#[test]
+fn the_report_finds_each_kind_of_inconsistency() {
+    let a = ward("00082");
+    let man = person(0, Sex::Male, "1990-01-01");
+    let woman = person(1, Sex::Female, "1992-01-01");
+    let wed = Registration::Marriage {
+        spouses: [man.personal_id.clone(), woman.personal_id.clone()],
+        date: day("2020-01-01"),
+    };
+    let [m, w]: [Citizen; 2] = wed.apply(&[man.clone(), woman.clone()], &a, "").try_into().unwrap();
+    let both = |id: &str| [m.clone(), w.clone()].into_iter().find(|c| c.personal_id == id);
+    assert!(problems(&m, both).is_empty() && problems(&w, both).is_empty(), "a consistent couple");
+    // Married in the events, single in the status; married in the status only.
+    let mut single = m.clone();
+    single.marital_status = MaritalStatus::Single;
+    assert_eq!(problems(&single, both), [Problem::MarriageWithoutStatus(MaritalStatus::Single)]);
+    let mut claimed = man.clone();
+    claimed.marital_status = MaritalStatus::Married;
+    assert_eq!(problems(&claimed, both), [Problem::MarriedWithoutMarriage]);
+    // A spouse who exists nowhere, or who does not name them back.
+    assert_eq!(problems(&m, |_| None), [Problem::SpouseUnknown(woman.personal_id.clone())]);
+    let other = person(2, Sex::Male, "1985-01-01");
+    let with_other = |id: &str| {
+        (id == w.personal_id).then(|| {
+            let mut w2 = w.clone();
+            w2.events.last_mut().unwrap().spouse_id = other.personal_id.clone();
+            w2
+        })
+    };
+    assert_eq!(problems(&m, with_other), [Problem::SpouseNotReciprocal(woman.personal_id.clone())]);
+    // Something registered after a death.
+    let mut dead = Registration::Death { person: man.personal_id.clone(), date: day("2021-01-01") }
+        .apply(std::slice::from_ref(&man), &a, "")
+        .remove(0);
+    dead.events.push(CivilEvent {
+        kind: EventKind::Marriage,
+        date: day("2022-01-01"),
+        registered_by: "00145".into(),
+        spouse_id: w.personal_id.clone(),
+        reference: String::new(),
+    });
+    dead.marital_status = MaritalStatus::Married;
+    let found = problems(&dead, both);
+    assert!(found.contains(&Problem::EventAfterDeath(EventKind::Marriage)), "{found:?}");
+    for p in &found {
+        assert!(Problem::CODES.contains(&p.code()));
+    }
 }

@@ -12,6 +12,7 @@
 
 mod apply;
 mod audit;
+mod civil;
 mod conflicts;
 mod keys;
 mod office;
@@ -30,6 +31,7 @@ use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
 use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_key};
 
 pub use audit::{Denial, MAX_DENIALS};
+pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};

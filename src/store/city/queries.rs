@@ -51,7 +51,7 @@ impl CityStore {
         self.get_raw(&record_key(key))
     }
 
-    fn get_raw(&self, rk: &[u8]) -> Result<Option<Record>, StoreError> {
+    pub(super) fn get_raw(&self, rk: &[u8]) -> Result<Option<Record>, StoreError> {
         self.engine.get(rk)?.map(|v| decode(rk, &v)).transpose()
     }
 

@@ -27,7 +27,7 @@ fn a_registration_of_another_wards_citizen_is_applied_and_anything_else_quaranti
             spouses: [single.personal_id.clone(), "001090000123".into()],
             date: "2026-11-01".parse().unwrap(),
         };
-        let married = marriage.apply(std::slice::from_ref(&body(record)), &a).remove(0);
+        let married = marriage.apply(std::slice::from_ref(&body(record)), &a, "7/2026").remove(0);
         let written = Record { ward: b.clone(), body: Body::Citizen(married) };
         let registration = |seq: u64, fields: &[&str], record: Record| Change {
             seq,
