@@ -218,7 +218,7 @@ async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answe
     let b = Ward::start(&env, "00145", city.addr);
     let mut ca = a.client().await;
     let file = env.path().join("citizens.jsonl");
-    let out = wardsync(&["gen", "--ward", "00082", "--citizens", "600", "--seed", "5", "--invalid", "0.05"]);
+    let out = wardsync(&["gen", "--ward", "00082", "--citizens", "1000", "--seed", "7", "--invalid", "0.1"]);
     assert!(out.status.success());
     std::fs::write(&file, &out.stdout).unwrap();
     let said = String::from_utf8_lossy(&out.stderr).to_string();
@@ -229,9 +229,13 @@ async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answe
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
-    let (status_only, unknown, claimed) =
-        (planted("marriage-without-status"), planted("spouse-unknown"), planted("married-without-marriage"));
-    assert!(status_only > 0 && unknown > 0 && claimed > 0, "the generator plants each kind: {said}");
+    let (status_only, unknown, claimed, after_death) = (
+        planted("marriage-without-status"),
+        planted("spouse-unknown"),
+        planted("married-without-marriage"),
+        planted("event-after-death"),
+    );
+    assert!(status_only > 0 && unknown > 0 && claimed > 0 && after_death > 0, "each kind is planted: {said}");
     let api = format!("http://{}", a.api);
     let imported = wardsync(&["import", "--kind", "citizen", file.to_str().unwrap(), "--ward-api", &api]);
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
@@ -244,6 +248,7 @@ async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answe
     let found = |code: &str| text.lines().filter(|l| l.contains(&format!(" {code}: "))).count() as u64;
     assert_eq!(found("marriage-without-status"), status_only, "{text}");
     assert_eq!(found("married-without-marriage"), claimed, "{text}");
+    assert_eq!(found("event-after-death"), after_death, "{text}");
     // A spouse id changed to one that exists nowhere: unknown on one side,
     // not named back on the other (unless the spouse's row was itself made invalid).
     assert!(found("spouse-unknown") >= unknown && found("spouse-not-reciprocal") >= 1, "{text}");

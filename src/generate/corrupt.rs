@@ -39,7 +39,8 @@ pub fn amend(record: &Record, version: u32) -> Record {
 /// (for the data-quality report), and the problem's code; `None` if the
 /// record has nothing to break. A married citizen gets a single status or
 /// a spouse id that exists nowhere (which also leaves the spouse's record
-/// not named back); an adult with no marriage gets a married status.
+/// not named back); a single household head gets a married status, or a
+/// death registered twice (the second after the first).
 pub fn plant_civil(rng: &mut StdRng, record: &Record) -> Option<(Record, &'static str)> {
     use crate::model::MaritalStatus;
     use crate::model::civil::current_spouse;
@@ -59,8 +60,24 @@ pub fn plant_civil(rng: &mut StdRng, record: &Record) -> Option<(Record, &'stati
     } else if c.marital_status == MaritalStatus::Single
         && c.relationship_to_head == crate::model::Relationship::Head
     {
-        c.marital_status = MaritalStatus::Married;
-        "married-without-marriage"
+        if rng.gen_bool(0.5) {
+            c.marital_status = MaritalStatus::Married;
+            "married-without-marriage"
+        } else {
+            // Registered dead twice: the second, later, follows the death.
+            let today = crate::clock::today();
+            let died = (today - Duration::days(400)).max(c.date_of_birth);
+            for date in [died, died + Duration::days(100)] {
+                c.events.push(crate::model::CivilEvent {
+                    kind: crate::model::EventKind::Death,
+                    date: date.min(today),
+                    registered_by: c.permanent_residence.commune_code.clone(),
+                    spouse_id: String::new(),
+                    reference: String::new(),
+                });
+            }
+            "event-after-death"
+        }
     } else {
         return None;
     };
