@@ -4,8 +4,10 @@
 //!
 //! - [`model`]: record kinds, keys, the three record schemas and their
 //!   validation, changes and the ownership rule, hybrid clocks and the
-//!   field-level convergent merge with its policies, the official reference
-//!   data (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
+//!   field-level convergent merge with its policies, civil-status
+//!   registration (a registrar's checks, what a marriage, divorce or death
+//!   changes, the data-quality problems), the official reference data
+//!   (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence behind the [`store::Engine`] facade (sled on disk,
 //!   synced so that a flush survives a power cut, or memory that models a
 //!   flush that takes time); [`store::WardStore`] (records and
@@ -58,7 +60,12 @@
 //!    changes, duplicates are skipped and gaps rejected. What the city
 //!    reports as applied (acks, `Welcome`, its ward table) is only ever what
 //!    is durable.
-//! 5. A ward writes only valid records it owns. The city re-validates every
+//! 5. A ward writes only valid records it owns, with one exception: a
+//!    civil-status registration (marriage, divorce, death) it makes sets the
+//!    events and marital status of another ward's citizen, built on the
+//!    city's state of the record, checked again by the city (one event added
+//!    by the sender, every event it had seen kept, the status it implies),
+//!    and never kept in the registering ward's copy. The city re-validates every
 //!    change and checks every claim it carries against what the city
 //!    holds, never the sender's word: identity from the certificate,
 //!    ownership from the city's copy, a version vector no further than the
