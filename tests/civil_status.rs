@@ -68,6 +68,27 @@ async fn at_city(city: &City, r: &Record, what: &str, ok: impl Fn(&Citizen) -> b
     .unwrap();
 }
 
+/// Waits until ward agent `agent`'s own copy of `r` satisfies `ok`.
+async fn at_ward(
+    agent: &wardsync::proto::pb::ward_api_client::WardApiClient<tonic::transport::Channel>,
+    r: &Record,
+    what: &str,
+    ok: impl Fn(&Citizen) -> bool,
+) {
+    let k = key(r);
+    wait::until(DEADLINE, what, || {
+        let (mut agent, k) = (agent.clone(), k.clone());
+        let ok = &ok;
+        async move {
+            let got = agent.get(pb::GetRequest { key: k }).await?.into_inner().record;
+            let got = wardsync::proto::record_from_pb(got)?;
+            Ok(matches!(&got.body, Body::Citizen(c) if ok(c)))
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent() {
     let env = Env::new();
@@ -121,17 +142,7 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     )
     .await;
     // It reaches the owning ward's own copy; 00082 keeps none.
-    wait::until(DEADLINE, "ward 00145's copy to show the marriage", || {
-        let (mut cb, k) = (cb.clone(), key(&woman));
-        let married = married_to(man_id.clone());
-        async move {
-            let got = cb.get(pb::GetRequest { key: k }).await?.into_inner().record;
-            let got = wardsync::proto::record_from_pb(got)?;
-            Ok(matches!(&got.body, Body::Citizen(c) if married(c)))
-        }
-    })
-    .await
-    .unwrap();
+    at_ward(&cb, &woman, "ward 00145's copy to show the marriage", married_to(man_id.clone())).await;
     let e = ca.get(pb::GetRequest { key: key(&woman) }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "00082 keeps no copy of 00145's citizen");
     // The audit names the registering ward as the writer of 00145's record.
@@ -152,17 +163,10 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     drained(&mut cb).await;
     ca.register(register("death", &[&third], "2026-11-29")).await.unwrap();
     drained(&mut ca).await;
-    wait::until(DEADLINE, "ward 00145's copy to show the death", || {
-        let (mut cb, k) = (cb.clone(), key(&third));
-        async move {
-            let got = cb.get(pb::GetRequest { key: k }).await?.into_inner().record;
-            let got = wardsync::proto::record_from_pb(got)?;
-            Ok(matches!(&got.body, Body::Citizen(c) if c.events.last().is_some_and(|e|
-                e.kind == EventKind::Death && e.registered_by == "00082")))
-        }
+    at_ward(&cb, &third, "ward 00145's copy to show the death", |c| {
+        c.events.last().is_some_and(|e| e.kind == EventKind::Death && e.registered_by == "00082")
     })
-    .await
-    .unwrap();
+    .await;
     let e = ca.register(register("death", &[&third], "2026-11-30")).await.unwrap_err();
     assert!(e.message().contains("deceased"), "{e:?}");
 
