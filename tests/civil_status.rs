@@ -187,6 +187,9 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     let e = refused(cb.register(register("marriage", &[&minor, &other_man], "2026-11-30")).await);
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("needs the city-wide view"), "{e:?}");
+    let ask = pb::CivilStatusRequest { personal_id: citizen(&man).personal_id.clone() };
+    let e = cb.confirm_marital_status(ask).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "confirmation is answered by the city: {e:?}");
 
     // Concurrent: ward 00145, cut off, registers its resident's death while
     // ward 00082 registers her divorce at the city. Neither overwrites the
