@@ -4,7 +4,8 @@
 //! flush. [`SledEngine`] keeps it on disk; [`MemEngine`] keeps it in memory
 //! and models durability (a crash loses what was not flushed) for the
 //! simulation. [`WardStore`] and [`CityStore`] are written once over the
-//! trait and tested on both engines with one contract suite.
+//! trait and tested on both engines with one contract suite. [`pg`] is the
+//! city store on PostgreSQL, being built: its schema and migrations.
 
 mod city;
 pub(crate) mod codec;
@@ -12,6 +13,7 @@ mod disk_sync;
 mod engine;
 mod group_commit;
 mod mem_engine;
+pub mod pg;
 mod sled_engine;
 mod ward_store;
 

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod load;
+pub mod pg;
 pub mod powercut;
 
 use std::net::{SocketAddr, TcpListener};

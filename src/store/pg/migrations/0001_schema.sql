@@ -1,0 +1,167 @@
+-- wardsync city database, schema version 1: one table per record kind with
+-- typed columns for the data office, the change log, per-ward replication
+-- state, conflicts, quarantine and the audit trail.
+--
+-- Distribution (Citus): records are distributed by their key (a transfer
+-- changes a record's ward, and a distribution column cannot change), the
+-- log and downstream notes by the ward they concern; every primary and
+-- unique key includes its table's distribution column, and no foreign key
+-- crosses tables.
+
+CREATE EXTENSION IF NOT EXISTS unaccent;
+
+-- Folding for name search without diacritics, as wardsync's own `fold`:
+-- lower case, no diacritics, đ as d. IMMUTABLE so that it can be indexed.
+CREATE FUNCTION wardsync_fold(text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+    AS $$ SELECT lower(translate(public.unaccent('public.unaccent', $1), 'ĐđÐðƉɖ', 'dddddd')) $$;
+
+CREATE TABLE citizens (
+    personal_id          text PRIMARY KEY,
+    ward                 text NOT NULL,
+    full_name            text NOT NULL,
+    folded_name          text NOT NULL GENERATED ALWAYS AS (wardsync_fold(full_name)) STORED,
+    date_of_birth        date NOT NULL,
+    sex                  text NOT NULL,
+    ethnicity            text NOT NULL,
+    nationality          text NOT NULL,
+    household_id         text NOT NULL,
+    relationship_to_head text NOT NULL,
+    permanent_address    text NOT NULL,
+    permanent_commune    text NOT NULL,
+    temporary_address    text,
+    temporary_commune    text,
+    marital_status       text NOT NULL,
+    phone                text NOT NULL,
+    events               jsonb NOT NULL,
+    disputed             boolean NOT NULL DEFAULT false,
+    last_cursor          bigint NOT NULL,
+    last_changed_at      timestamptz NOT NULL
+);
+CREATE INDEX citizens_ward ON citizens (ward);
+CREATE INDEX citizens_household ON citizens (household_id) WHERE household_id <> '';
+CREATE INDEX citizens_name ON citizens (folded_name text_pattern_ops);
+
+CREATE TABLE businesses (
+    enterprise_code   text PRIMARY KEY,
+    ward              text NOT NULL,
+    form              text NOT NULL,
+    name              text NOT NULL,
+    folded_name       text NOT NULL GENERATED ALWAYS AS (wardsync_fold(name)) STORED,
+    owner_personal_id text NOT NULL,
+    address           text NOT NULL,
+    sector_code       text NOT NULL,
+    status            text NOT NULL,
+    registration_date date NOT NULL,
+    disputed          boolean NOT NULL DEFAULT false,
+    last_cursor       bigint NOT NULL,
+    last_changed_at   timestamptz NOT NULL
+);
+CREATE INDEX businesses_ward ON businesses (ward);
+CREATE INDEX businesses_owner ON businesses (owner_personal_id);
+CREATE INDEX businesses_name ON businesses (folded_name text_pattern_ops);
+
+CREATE TABLE land_parcels (
+    parcel_id          text PRIMARY KEY,   -- commune:sheet:parcel
+    ward               text NOT NULL,
+    commune_code       text NOT NULL,
+    map_sheet          text NOT NULL,
+    parcel_number      text NOT NULL,
+    aliases            text[] NOT NULL,
+    area_m2            double precision NOT NULL,
+    land_use_type      text NOT NULL,
+    owners             text[] NOT NULL,
+    certificate_serial text NOT NULL,
+    address            text NOT NULL,
+    registrations      jsonb NOT NULL,
+    disputed           boolean NOT NULL DEFAULT false,
+    last_cursor        bigint NOT NULL,
+    last_changed_at    timestamptz NOT NULL
+);
+CREATE INDEX land_parcels_ward ON land_parcels (ward);
+CREATE INDEX land_parcels_owners ON land_parcels USING gin (owners);
+
+-- Every record's replicated state (every unsuperseded write), deleted
+-- records included, so that a late change never resurrects one.
+CREATE TABLE record_states (
+    kind        text NOT NULL,
+    id          text NOT NULL,
+    state       jsonb NOT NULL,
+    last_cursor bigint NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+
+-- The change log: every applied change, with who wrote it and who sent it.
+CREATE TABLE change_log (
+    cursor      bigint NOT NULL,
+    ward        text NOT NULL,          -- the writing ward, or 'city'
+    identity    text NOT NULL,          -- the authenticated identity that submitted it
+    applied_at  timestamptz NOT NULL,
+    kind        text NOT NULL,
+    id          text NOT NULL,
+    seq         bigint NOT NULL,
+    fields      text[] NOT NULL,
+    field_values jsonb NOT NULL,        -- the fields' new values (old ones: the previous entry of the record)
+    deleted     boolean NOT NULL,
+    change      bytea NOT NULL,         -- the change as applied
+    PRIMARY KEY (cursor)
+);
+CREATE INDEX change_log_record ON change_log (kind, id, cursor);
+CREATE INDEX change_log_time ON change_log (applied_at);
+
+CREATE TABLE ward_state (
+    ward              text PRIMARY KEY,
+    last_applied_seq  bigint NOT NULL,
+    last_contact      timestamptz,
+    records           bigint NOT NULL,
+    quarantined       bigint NOT NULL,
+    lost_changes      bigint NOT NULL DEFAULT 0,
+    lost_first_seq    bigint,
+    lost_last_seq     bigint,
+    lost_found_at     timestamptz
+);
+
+CREATE TABLE downstream (
+    ward    text NOT NULL,
+    cursor  bigint NOT NULL,
+    whole   boolean NOT NULL,
+    PRIMARY KEY (ward, cursor)
+);
+
+CREATE TABLE conflicts (
+    kind       text NOT NULL,
+    id         text NOT NULL,
+    field      text NOT NULL,
+    owner      text NOT NULL,
+    policy     text NOT NULL,
+    contenders jsonb NOT NULL,
+    opened_at  timestamptz NOT NULL,
+    PRIMARY KEY (kind, id, field)
+);
+CREATE INDEX conflicts_owner ON conflicts (owner);
+
+CREATE TABLE quarantine (
+    ward      text NOT NULL,
+    seq       bigint NOT NULL,
+    reason    text NOT NULL,
+    at        timestamptz NOT NULL,
+    change    bytea,
+    raw       bytea NOT NULL,
+    discarded_by     text,
+    discarded_reason text,
+    PRIMARY KEY (ward, seq)
+);
+
+CREATE TABLE denied_calls (
+    at       timestamptz NOT NULL,
+    n        bigint NOT NULL,
+    identity text NOT NULL,
+    rpc      text NOT NULL,
+    reason   text NOT NULL,
+    PRIMARY KEY (at, n)
+);
+
+CREATE TABLE meta (
+    name  text PRIMARY KEY,
+    value jsonb NOT NULL
+);

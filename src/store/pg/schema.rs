@@ -1,0 +1,59 @@
+//! Versioned migrations: each applied once, in order, in a transaction
+//! that also records it in `schema_version`. A database whose schema is
+//! newer than this build knows is refused with a clear message: an older
+//! wardsync must never write to a schema it does not understand.
+
+use tokio_postgres::Client;
+
+/// The migrations, in order: version, what it does, the SQL.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "records by kind, change log, replication state, conflicts, quarantine, audit",
+    include_str!("migrations/0001_schema.sql"),
+)];
+
+/// The newest schema version this build knows.
+pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The database was migrated by a newer wardsync.
+    #[error(
+        "the database's schema is version {found}, newer than this wardsync knows ({LATEST}): \
+         run the newer wardsync, or point `[database] url` at another database"
+    )]
+    Newer {
+        /// The version found.
+        found: i32,
+    },
+    /// PostgreSQL refused a statement.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Applies the migrations the database lacks; returns the schema version.
+/// Concurrent callers (city processes starting together) serialise on an
+/// advisory lock.
+pub async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7031002)", &[]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version    integer PRIMARY KEY,
+             what       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let found: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[]).await?.get(0);
+    if found > LATEST {
+        return Err(SchemaError::Newer { found });
+    }
+    for (version, what, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_version (version, what) VALUES ($1, $2)", &[version, what]).await?;
+        tracing::info!(version, what, "database schema migrated");
+    }
+    tx.commit().await?;
+    Ok(LATEST)
+}

@@ -1,0 +1,111 @@
+//! A throwaway PostgreSQL cluster for a test: `initdb` into a temp dir,
+//! started on a free loopback port with its socket in that dir, stopped
+//! (immediately, as a crash would) and removed on drop. The server
+//! binaries are Debian's (`/usr/lib/postgresql/15/bin`, package
+//! `postgresql`, which scripts/test.sh installs); as root they run as the
+//! `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where Debian puts the server binaries.
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A running throwaway cluster.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+fn as_owner(program: &str) -> Command {
+    let path = Path::new(BIN).join(program);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(mut c: Command, what: &str) {
+    let out =
+        c.output().unwrap_or_else(|e| panic!("{what}: {e} (is the Debian package postgresql installed?)"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    /// Creates and starts a cluster with a database `wardsync`.
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["postgres:postgres", dir.path().to_str().unwrap()]);
+                    c
+                },
+                "chown",
+            );
+        }
+        let data = dir.path().join("data");
+        let mut init = as_owner("initdb");
+        init.args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
+        run(init, "initdb");
+        let port = super::free_port();
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
+            dir.path().display()
+        );
+        let mut start = as_owner("pg_ctl");
+        start.args(["-D", data.to_str().unwrap(), "-o", &options, "-l"]);
+        start.arg(dir.path().join("postgres.log")).args(["-w", "start"]);
+        run(start, "pg_ctl start");
+        let pg = Postgres { dir, port };
+        let mut create = as_owner("createdb");
+        create.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "wardsync"]);
+        run(create, "createdb");
+        pg
+    }
+
+    /// A connection URL for the database `wardsync`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/wardsync", self.port)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut stop = as_owner("pg_ctl");
+        stop.args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"]);
+        let _ = stop.output();
+    }
+}
