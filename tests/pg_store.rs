@@ -1,7 +1,8 @@
 //! The city database on PostgreSQL: the schema migrates a fresh database,
 //! a second run changes nothing, and a database migrated by a newer
 //! wardsync is refused with a message that says what to do. Names are
-//! searchable without diacritics through the schema's own folding.
+//! searchable without diacritics through the schema's own folding, and the
+//! keys follow the rules a Citus cluster needs to shard the tables.
 
 mod common;
 
@@ -41,6 +42,37 @@ async fn the_schema_migrates_once_and_refuses_a_newer_one() {
         client.query_one("SELECT wardsync_fold('ĐẶNG Văn Hải, Nguyễn Thị Ánh')", &[]).await.unwrap().get(0);
     assert_eq!(folded, "dang van hai, nguyen thi anh");
     assert_eq!(folded, wardsync::model::fold("ĐẶNG Văn Hải, Nguyễn Thị Ánh"));
+    // Shardable by Citus: each distributed table's primary key holds its
+    // distribution column, and no foreign key crosses tables.
+    let distribution = [
+        ("citizens", "personal_id"),
+        ("businesses", "enterprise_code"),
+        ("land_parcels", "parcel_id"),
+        ("record_states", "id"),
+        ("conflicts", "id"),
+        ("change_log", "ward"),
+        ("downstream", "ward"),
+        ("ward_state", "ward"),
+        ("quarantine", "ward"),
+    ];
+    for (table, column) in distribution {
+        let pk: Vec<String> = client
+            .query(
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
+                   ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(pk.iter().any(|c| c == column), "{table}: primary key {pk:?} lacks {column}");
+    }
+    let foreign: i64 =
+        client.query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", &[]).await.unwrap().get(0);
+    assert_eq!(foreign, 0, "no foreign keys");
     // A newer wardsync migrated it: this one refuses, saying what to do.
     client
         .execute("INSERT INTO schema_version (version, what) VALUES (99, 'from the future')", &[])

@@ -2,11 +2,12 @@
 -- typed columns for the data office, the change log, per-ward replication
 -- state, conflicts, quarantine and the audit trail.
 --
--- Distribution (Citus): records are distributed by their key (a transfer
--- changes a record's ward, and a distribution column cannot change), the
--- log and downstream notes by the ward they concern; every primary and
--- unique key includes its table's distribution column, and no foreign key
--- crosses tables.
+-- Distribution (Citus): records, their states and conflicts are
+-- distributed by the record's id (a transfer changes a record's ward, and a
+-- distribution column cannot change); the change log, downstream notes,
+-- replication state and quarantine by ward; denied_calls and meta are small
+-- reference tables. Every primary and unique key includes its table's
+-- distribution column, and no foreign key crosses tables.
 
 CREATE EXTENSION IF NOT EXISTS unaccent;
 
@@ -104,8 +105,9 @@ CREATE TABLE change_log (
     field_values jsonb NOT NULL,        -- the fields' new values (old ones: the previous entry of the record)
     deleted     boolean NOT NULL,
     change      bytea NOT NULL,         -- the change as applied
-    PRIMARY KEY (cursor)
+    PRIMARY KEY (ward, cursor)
 );
+CREATE INDEX change_log_cursor ON change_log (cursor);
 CREATE INDEX change_log_record ON change_log (kind, id, cursor);
 CREATE INDEX change_log_time ON change_log (applied_at);
 
