@@ -59,7 +59,7 @@ async fn at_city(city: &City, r: &Record, what: &str, ok: impl Fn(&Citizen) -> b
         let (mut q, k) = (q.clone(), k.clone());
         let ok = &ok;
         async move {
-            let got = q.get(pb::CityGetRequest { key: k }).await?.into_inner().record;
+            let got = q.get(pb::CityGetRequest { key: k, ..Default::default() }).await?.into_inner().record;
             let got = wardsync::proto::record_from_pb(got)?;
             Ok(matches!(&got.body, Body::Citizen(c) if ok(c)))
         }

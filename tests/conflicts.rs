@@ -39,7 +39,7 @@ async fn put(c: &mut WardClient, r: &Record) {
 }
 
 async fn city_get(q: &mut CityClient, key: &RecordKey) -> (Option<Record>, bool) {
-    match q.get(pb::CityGetRequest { key: Some(key.into()) }).await {
+    match q.get(pb::CityGetRequest { key: Some(key.into()), ..Default::default() }).await {
         Ok(r) => {
             let r = r.into_inner();
             (Some(wardsync::proto::record_from_pb(r.record).unwrap()), r.disputed)

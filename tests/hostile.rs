@@ -75,7 +75,7 @@ fn vv(entries: &[(&str, Hlc)]) -> VersionVector {
 }
 
 async fn city_record(q: &mut CityQueryClient<Channel>, key: &RecordKey) -> Option<Record> {
-    match q.get(pb::CityGetRequest { key: Some(key.into()) }).await {
+    match q.get(pb::CityGetRequest { key: Some(key.into()), ..Default::default() }).await {
         Ok(r) => Some(wardsync::proto::record_from_pb(r.into_inner().record).unwrap()),
         Err(s) if s.code() == tonic::Code::NotFound => None,
         Err(s) => panic!("{s}"),
@@ -169,7 +169,11 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
     let edited = wardsync::generate::amend(&mine, 1);
     q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
     assert_eq!(city_record(&mut q, &mkey).await.as_ref(), Some(&edited), "the office's edit shows");
-    let state = q.get_state(pb::CityGetRequest { key: Some((&mkey).into()) }).await.unwrap().into_inner();
+    let state = q
+        .get_state(pb::CityGetRequest { key: Some((&mkey).into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     let state = wardsync::proto::versioned_from_pb(state.state.unwrap());
     let limit = wardsync::clock::now_ms() as u64 + 10 * 60 * 1000;
     assert!(

@@ -136,9 +136,12 @@ async fn a_ward_cannot_write_another_wards_records() {
     assert_eq!(refused[0].ward, "00082");
     assert!(refused[0].reason.contains("00145"), "{}", refused[0].reason);
     assert_eq!(refused[0].change.as_ref().unwrap().seq, 1);
-    let e = q.get(pb::CityGetRequest { key: Some((&foreign.key).into()) }).await.unwrap_err();
+    let e = q
+        .get(pb::CityGetRequest { key: Some((&foreign.key).into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(q.get(pb::CityGetRequest { key: Some((&own.key).into()) }).await.is_ok());
+    assert!(q.get(pb::CityGetRequest { key: Some((&own.key).into()), ..Default::default() }).await.is_ok());
     let wards = city_wards(&mut q).await.unwrap();
     assert_eq!((wards[0].last_applied_seq, wards[0].quarantined, wards[0].records), (3, 1, 2));
 }
@@ -201,7 +204,7 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
         Some(city_message::Msg::Ack(a)) => assert_eq!(a.applied_seq, 3, "the stream is not blocked"),
         other => panic!("expected Ack, got {other:?}"),
     }
-    assert!(q.get(pb::CityGetRequest { key: Some((&good.key).into()) }).await.is_ok());
+    assert!(q.get(pb::CityGetRequest { key: Some((&good.key).into()), ..Default::default() }).await.is_ok());
 
     let entries = quarantine(&mut q).await;
     assert_eq!(entries.len(), 2);
@@ -263,8 +266,9 @@ async fn a_change_stamped_too_far_ahead_of_the_city_clock_is_quarantined() {
         "{}",
         entries[0].reason
     );
-    assert!(q.get(pb::CityGetRequest { key: Some((&fine.key).into()) }).await.is_ok());
-    let e = q.get(pb::CityGetRequest { key: Some((&ahead.key).into()) }).await.unwrap_err();
+    assert!(q.get(pb::CityGetRequest { key: Some((&fine.key).into()), ..Default::default() }).await.is_ok());
+    let e =
+        q.get(pb::CityGetRequest { key: Some((&ahead.key).into()), ..Default::default() }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
 
@@ -306,9 +310,13 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
     city.node.start();
     let mut q = city.client().await;
     let got = |r: pb::CityGetReply| wardsync::proto::record_from_pb(r.record).unwrap();
-    let e = q.get(pb::CityGetRequest { key: Some((&edited.key().unwrap()).into()) }).await.unwrap();
+    let e = q
+        .get(pb::CityGetRequest { key: Some((&edited.key().unwrap()).into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(got(e.into_inner()), edited, "the office's edit");
-    let retried = q.get(pb::CityGetRequest { key: Some((&changes[0].key).into()) }).await;
+    let retried =
+        q.get(pb::CityGetRequest { key: Some((&changes[0].key).into()), ..Default::default() }).await;
     assert!(retried.is_ok(), "the retried change is applied");
     let left: Vec<u64> = quarantine(&mut q).await.iter().map(|e| e.seq).collect();
     assert_eq!(left, [3], "retried and discarded entries have left the quarantine");

@@ -139,7 +139,7 @@ async fn a_ward_killed_mid_stream_loses_nothing_acknowledged_and_applies_nothing
     for (id, record) in &acked {
         let key = RecordKey::new(record.kind(), id).unwrap();
         let got = city_c
-            .get(pb::CityGetRequest { key: Some((&key).into()) })
+            .get(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() })
             .await
             .unwrap_or_else(|e| panic!("acknowledged {key} missing at the city: {e}"))
             .into_inner()

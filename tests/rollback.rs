@@ -55,7 +55,10 @@ async fn at_city(
     let code = WardCode::parse("00082").unwrap();
     for i in range {
         let r = rec(&code, i);
-        let got = city.get(pb::CityGetRequest { key: Some((&r.key().unwrap()).into()) }).await.unwrap();
+        let got = city
+            .get(pb::CityGetRequest { key: Some((&r.key().unwrap()).into()), ..Default::default() })
+            .await
+            .unwrap();
         let got = wardsync::proto::record_from_pb(got.into_inner().record).unwrap();
         assert_eq!(got, r, "record {i} at the city");
     }

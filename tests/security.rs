@@ -49,8 +49,15 @@ fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
 async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
     let key = Some(pb::RecordKey { kind: 1, id: "001085012345".into() });
     match rpc {
-        "Get" => code(c.get(pb::CityGetRequest { key }).await),
-        "GetState" => code(c.get_state(pb::CityGetRequest { key }).await),
+        "Get" => code(c.get(pb::CityGetRequest { key, ..Default::default() }).await),
+        "GetState" => code(c.get_state(pb::CityGetRequest { key, ..Default::default() }).await),
+        "History" => code(
+            c.history(pb::CityGetRequest {
+                key: Some(pb::RecordKey { kind: 1, id: "001085012345".into() }),
+                ..Default::default()
+            })
+            .await,
+        ),
         "List" => code(c.list(pb::CityListRequest { kind: 1, ..Default::default() }).await),
         "ChangesSince" => {
             code(c.changes_since(pb::ChangesSinceRequest { after: 0, limit: 1, ..Default::default() }).await)
@@ -128,6 +135,7 @@ async fn every_role_against_every_rpc() {
         "Audit",
         "CivilStatus",
         "CivilReport",
+        "History",
     ];
     const EDITS: &[&str] = &["RetryQuarantined", "DiscardQuarantined", "Edit", "ResolveConflict"];
     let all: Vec<&str> = READS.iter().chain(EDITS).copied().collect();
@@ -431,7 +439,8 @@ async fn a_ward_replaying_another_wards_changes_is_refused() {
         "{entries:?}"
     );
     for c in &replayed {
-        let e = q.get(pb::CityGetRequest { key: Some((&c.key).into()) }).await.unwrap_err();
+        let e =
+            q.get(pb::CityGetRequest { key: Some((&c.key).into()), ..Default::default() }).await.unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
     }
 }

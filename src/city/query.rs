@@ -55,13 +55,22 @@ impl From<&LoggedChange> for pb::LoggedChange {
 impl CityQuery for QueryService {
     async fn get(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::CityGetReply>, Status> {
         self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "Get")?;
-        let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
-        let record = self.store.get(&key).map_err(CityError::from)?;
+        let req = req.into_inner();
+        let key = key_from_pb(req.key).map_err(CityError::from)?;
+        let record = match req.as_of_ms {
+            0 => self.store.get(&key),
+            at => self.store.as_of(&key, at),
+        }
+        .map_err(CityError::from)?;
         match record {
             Some(r) => Ok(Response::new(pb::CityGetReply {
                 record: Some((&r).into()),
                 disputed: self.disputed(&key)?,
             })),
+            None if req.as_of_ms > 0 => Err(Status::not_found(format!(
+                "{key} did not exist at the city at {}",
+                super::report::clock(req.as_of_ms)
+            ))),
             None => Err(Status::not_found(format!("{key} not found at the city"))),
         }
     }
@@ -438,6 +447,37 @@ impl CityQuery for QueryService {
     ) -> Result<Response<pb::CivilReportReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "CivilReport")?;
         Ok(Response::new(self.civil_report_page(req.into_inner())?))
+    }
+
+    async fn history(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+        self.guard.admit(&req, &[Role::OfficeReader], "History")?;
+        let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
+        let entries = self.store.record_history(&key).map_err(CityError::from)?;
+        if entries.is_empty() {
+            return Err(Status::not_found(format!("{key}: the city has applied no change to it")));
+        }
+        Ok(Response::new(pb::HistoryReply {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::HistoryEntry {
+                    cursor: e.logged.cursor,
+                    applied_at_ms: e.logged.applied_at_ms,
+                    writer: e.logged.writer.clone(),
+                    identity: e.logged.by.clone(),
+                    op: if matches!(e.logged.change.op, crate::model::Op::Delete) { "delete" } else { "put" }
+                        .into(),
+                    fields: e
+                        .fields
+                        .into_iter()
+                        .map(|(field, before, after)| pb::FieldChange {
+                            field,
+                            before: before.unwrap_or_default(),
+                            after: after.unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
     }
 
     async fn resolve_conflict(

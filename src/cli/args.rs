@@ -45,8 +45,10 @@ pub enum Command {
     Put(PutArgs),
     /// Delete a record through a ward agent.
     Delete(KeyArgs),
-    /// Read one record from a ward agent or from the city.
-    Get(KeyArgs),
+    /// Read one record from a ward agent or from the city (now, or --as-of a past time).
+    Get(GetArgs),
+    /// Every change the city applied to one record: who, when, which fields, before and after.
+    History(KeyArgs),
     /// List records of one kind from a ward agent or from the city.
     List(ListArgs),
     /// Show a ward agent's replication state, or every ward's state at the city.
@@ -304,6 +306,18 @@ pub struct KeyArgs {
     /// Where to send the request.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Flags of `wardsync get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The record, and where to ask.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// At the city: the record as it stood at this time (YYYY-MM-DD for
+    /// midnight UTC, or an RFC 3339 time).
+    #[arg(long)]
+    pub as_of: Option<String>,
 }
 
 /// Flags of `wardsync list`.

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 
-use super::args::{KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
+use super::args::{GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
 use crate::auth::{TlsFiles, client_tls};
 use crate::model::{Kind, Record, RecordKey};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
@@ -156,11 +156,19 @@ pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
 }
 
 /// `wardsync get`.
-pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
+pub async fn get(g: GetArgs) -> anyhow::Result<()> {
+    let a = g.key;
     let key = wire_key(&a)?;
     let record = match city_for(&a.target).await? {
+        Some(mut city) if g.as_of.is_some() => {
+            let at = super::conflicts::time_ms("--as-of", g.as_of.as_deref().unwrap_or_default())?;
+            city.get(pb::CityGetRequest { key: Some(key), as_of_ms: at }).await.map(|r| r.into_inner().record)
+        }
         Some(mut city) => {
-            let reply = city.get_state(pb::CityGetRequest { key: Some(key) }).await.map(|r| r.into_inner());
+            let reply = city
+                .get_state(pb::CityGetRequest { key: Some(key), ..Default::default() })
+                .await
+                .map(|r| r.into_inner());
             if let Ok(state) = &reply {
                 // For `wardsync edit --based-on`; on stderr, so stdout stays one JSON record.
                 let seen = crate::proto::seen_from_pb(state.state.clone().unwrap_or_default().seen);
@@ -170,6 +178,9 @@ pub async fn get(a: KeyArgs) -> anyhow::Result<()> {
                 Ok(r) if r.record.is_none() => anyhow::bail!("{}/{} is deleted at the city", a.kind, a.key),
                 other => other.map(|r| r.record),
             }
+        }
+        None if g.as_of.is_some() => {
+            anyhow::bail!("--as-of reads the city's history: give --city and --tls-dir")
         }
         None => ward_client(&a.target.ward_api)
             .await?

@@ -3,7 +3,7 @@
 
 use chrono::TimeZone;
 
-use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs};
+use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs, KeyArgs};
 use super::client::{city_required, pages, status_error};
 use crate::model::{Record, RecordKey};
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
@@ -63,7 +63,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
             let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
             let mut c = city_required(&target).await?;
             let state = c
-                .get_state(pb::CityGetRequest { key: Some((&key).into()) })
+                .get_state(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() })
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -120,11 +120,16 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
 
 /// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
 fn since_ms(s: &str) -> anyhow::Result<i64> {
+    time_ms("--since", s)
+}
+
+/// Parses the time flag `flag`: a date (midnight UTC) or an RFC 3339 time.
+pub(super) fn time_ms(flag: &str, s: &str) -> anyhow::Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| anyhow::anyhow!("--since {s:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+        .map_err(|_| anyhow::anyhow!("{flag} {s:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
     Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis())
 }
 
@@ -150,6 +155,29 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     for e in entries {
         let what = if e.denied { "DENIED" } else { "write " };
         println!("{}  {what}  {:<22} {}  ({})", when(e.at_ms), e.identity, e.action, e.detail);
+    }
+    Ok(())
+}
+
+/// Runs `wardsync history`: one line per change, then its fields.
+pub async fn history(a: KeyArgs) -> anyhow::Result<()> {
+    let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let req = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
+    let entries =
+        city_required(&a.target).await?.history(req).await.map_err(status_error)?.into_inner().entries;
+    for e in entries {
+        println!(
+            "{}  {} by {} ({}), log cursor {}",
+            when(e.applied_at_ms),
+            e.op,
+            e.writer,
+            e.identity,
+            e.cursor
+        );
+        for f in e.fields {
+            let before = if f.before.is_empty() { "(none)" } else { f.before.as_str() };
+            println!("    {}: {before} -> {}", f.field, f.after);
+        }
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
                 keys.insert(change.key);
             }
             for key in keys {
-                match city.get(pb::CityGetRequest { key: Some((&key).into()) }).await {
+                match city.get(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() }).await {
                     Ok(r) => {
                         let record = crate::proto::record_from_pb(r.into_inner().record)
                             .map_err(|e| anyhow::anyhow!("the city sent a bad record: {e}"))?;

@@ -115,6 +115,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Put(a) => client::put(a).await?,
         Command::Delete(a) => client::delete(a).await?,
         Command::Get(a) => client::get(a).await?,
+        Command::History(a) => conflicts::history(a).await?,
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => return status::run(a).await,
         Command::Lookup(a) => client::lookup(a).await?,

@@ -115,7 +115,7 @@ impl WardApi for LocalApi {
             return Ok(Response::new(pb::GetReply { record: Some((&record).into()) }));
         }
         let mut city = self.city().await?;
-        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
+        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() });
         request.set_timeout(LOOKUP_TIMEOUT);
         match city.get(request).await {
             Ok(reply) => Ok(Response::new(pb::GetReply { record: reply.into_inner().record })),
@@ -139,7 +139,7 @@ impl WardApi for LocalApi {
             .into());
         }
         let mut city = self.city().await?;
-        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
+        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() });
         request.set_timeout(LOOKUP_TIMEOUT);
         let state = match city.get_state(request).await {
             Ok(reply) => reply.into_inner().state.unwrap_or_default(),

@@ -67,7 +67,7 @@ impl LocalApi {
             ))
         };
         let mut city = self.city().await.map_err(|e| unreachable(e.to_string()))?;
-        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()) });
+        let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() });
         request.set_timeout(super::api::LOOKUP_TIMEOUT);
         let reply = match city.get_state(request).await {
             Ok(r) => r.into_inner(),

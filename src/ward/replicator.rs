@@ -354,7 +354,7 @@ impl Replicator {
         let mut whole = Vec::with_capacity(d.fetch_whole.len());
         for key in d.fetch_whole {
             let reply = query
-                .get_state(pb::CityGetRequest { key: Some(key.clone()) })
+                .get_state(pb::CityGetRequest { key: Some(key.clone()), ..Default::default() })
                 .await
                 .map_err(|s| format!("cannot fetch a record from the city: {}", s.message()))?
                 .into_inner();

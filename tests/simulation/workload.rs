@@ -157,7 +157,9 @@ pub async fn office(
             };
             if let Some(r) = target {
                 let key = r.key().unwrap();
-                if let Ok(current) = city.get(pb::CityGetRequest { key: Some((&key).into()) }).await {
+                if let Ok(current) =
+                    city.get(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() }).await
+                {
                     let current = wardsync::proto::record_from_pb(current.into_inner().record).unwrap();
                     let edited = amend(&current, 10_000 + n);
                     let attempt = shared.ledger.attempt("office", &key, Some(&edited));

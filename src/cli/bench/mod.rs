@@ -264,7 +264,7 @@ async fn get(a: &BenchArgs, lab: &Lab, wards: &[WardCode], report: &mut Report) 
     for _ in 0..a.gets {
         let key = &keys[rng.gen_range(0..keys.len())];
         let t = Instant::now();
-        office.get(pb::CityGetRequest { key: Some(key.into()) }).await?;
+        office.get(pb::CityGetRequest { key: Some(key.into()), ..Default::default() }).await?;
         lat.record(t.elapsed());
     }
     report.percentiles("get", &format!("get by key ({} gets)", a.gets), &lat);

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::WardState;
 use super::conflicts::Conflict;
 use super::keys::{
-    WHOLE, conflict_key, downstream_key, index_entries, log_key, record_key, state_key, version_key,
+    WHOLE, conflict_key, downstream_key, history_key, index_entries, log_key, record_key, state_key,
+    version_key,
 };
 use crate::model::{
     CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, VersionVector,
@@ -199,6 +200,7 @@ impl<'a> GroupWrite<'a> {
             change,
         };
         self.batch.insert(log_key(self.cursor), encode(&logged));
+        self.batch.insert(history_key(key, self.cursor), Vec::new());
         // Wards that owned the record before or after hear of changes made
         // elsewhere. Those that cannot rebuild it from the change alone are
         // told to fetch it whole: a ward it was just handed to, and a writer

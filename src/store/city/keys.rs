@@ -8,6 +8,7 @@
 //! - `o<owner id>\0<tag><id>`      → index of businesses and parcels by owner;
 //! - `n<folded name>\0<tag><id>`   → diacritics-insensitive name index;
 //! - `l<cursor: u64 BE>`          → [`super::LoggedChange`]: the change log;
+//! - `K<tag><id>\0<cursor: u64 BE>` → (empty) index of the log by record (history);
 //! - `w<ward>`                    → [`super::WardState`];
 //! - `L<ward>`                    → [`super::Loss`]: acknowledged changes the city lost;
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
@@ -41,6 +42,7 @@ pub(super) const POLICIES: &[u8] = b"m:policies";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";
 pub(super) const DOWNSTREAM: &[u8] = b"D";
+pub(super) const HISTORY: &[u8] = b"K";
 /// The value of a downstream note telling the ward to fetch the record whole.
 pub(super) const WHOLE: &[u8] = b"w";
 
@@ -54,6 +56,11 @@ pub(super) fn state_key(k: &RecordKey) -> Vec<u8> {
 
 pub(super) fn conflict_key(k: &RecordKey, field: &str) -> Vec<u8> {
     key(CONFLICT, &[&[k.kind().tag()], k.id().as_bytes(), b"\0", field.as_bytes()])
+}
+
+/// The history index entry of the change at `cursor` to `k`.
+pub(super) fn history_key(k: &RecordKey, cursor: u64) -> Vec<u8> {
+    key(HISTORY, &[&[k.kind().tag()], k.id().as_bytes(), b"\0", &be(cursor)])
 }
 
 pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {

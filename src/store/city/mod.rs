@@ -14,6 +14,7 @@ mod apply;
 mod audit;
 mod civil;
 mod conflicts;
+mod history;
 mod keys;
 mod office;
 mod policies;
@@ -33,6 +34,7 @@ use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_k
 pub use audit::{Denial, MAX_DENIALS};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
+pub use history::{HistoryEntry, MAX_HISTORY};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};

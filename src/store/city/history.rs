@@ -1,0 +1,74 @@
+//! A record's history, for records that are legal documents: every change
+//! the city applied to it (who, when, which fields, their values before
+//! and after), and the record as it stood at any past time, rebuilt by
+//! replaying its changes with the same merge.
+
+use super::keys::{HISTORY, log_key};
+use super::{CityStore, LoggedChange};
+use crate::model::{EXISTS, Op, Record, RecordKey, Versioned};
+use crate::store::StoreError;
+use crate::store::codec::{decode, key};
+use crate::store::engine::prefix_end;
+
+/// Most changes of one record that history reads.
+pub const MAX_HISTORY: usize = 10_000;
+
+/// One applied change of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The change as logged (cursor, writer, identity, time, change).
+    pub logged: LoggedChange,
+    /// Each field it wrote: the value shown before it (`None`: none) and after it.
+    pub fields: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl CityStore {
+    /// The changes applied to `key`, oldest first (at most [`MAX_HISTORY`]).
+    fn changes_of(&self, key_: &RecordKey) -> Result<Vec<LoggedChange>, StoreError> {
+        let prefix = key(HISTORY, &[&[key_.kind().tag()], key_.id().as_bytes(), b"\0"]);
+        let mut out = Vec::new();
+        for (k, _) in self.engine.scan(&prefix, &prefix_end(&prefix), MAX_HISTORY)? {
+            let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor"));
+            let lk = log_key(cursor);
+            if let Some(v) = self.engine.get(&lk)? {
+                out.push(decode(&lk, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every change applied to `key`, oldest first, with the values shown
+    /// before and after it for each field it wrote.
+    pub fn record_history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError> {
+        let policies = self.policies();
+        let mut state = Versioned::default();
+        let mut out = Vec::new();
+        for logged in self.changes_of(key)? {
+            let before = state.shown(key.kind(), policies);
+            let values = logged.change.values();
+            state.apply(&values, &logged.change.stamp, &logged.change.context);
+            let after = state.shown(key.kind(), policies);
+            let mut written: Vec<&String> = values.keys().filter(|f| f.as_str() != EXISTS).collect();
+            if matches!(logged.change.op, Op::Delete) || before.get(EXISTS) != after.get(EXISTS) {
+                written
+                    .push(values.keys().find(|f| f.as_str() == EXISTS).expect("every change writes _exists"));
+            }
+            let fields = written
+                .into_iter()
+                .map(|f| (f.clone(), before.get(f).cloned(), after.get(f).cloned()))
+                .collect();
+            out.push(HistoryEntry { logged, fields });
+        }
+        Ok(out)
+    }
+
+    /// The record `key` as it stood at city time `at_ms` (after every change
+    /// applied until then), or `None` if it did not exist then.
+    pub fn as_of(&self, key: &RecordKey, at_ms: i64) -> Result<Option<Record>, StoreError> {
+        let mut state = Versioned::default();
+        for logged in self.changes_of(key)?.into_iter().take_while(|l| l.applied_at_ms <= at_ms) {
+            state.apply(&logged.change.values(), &logged.change.stamp, &logged.change.context);
+        }
+        Ok(state.materialize(key, self.policies()))
+    }
+}
