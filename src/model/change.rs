@@ -138,8 +138,7 @@ impl Change {
         let newest = |field: &str| {
             state.fields.get(field).and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)))
         };
-        let held_by = newest(OWNER).and_then(|w| serde_json::from_str::<String>(&w.value).ok())?;
-        if owner == sender || !attempt || held_by != owner.as_str() {
+        if owner == sender || !attempt || state.owner_value()? != owner.as_str() {
             return None;
         }
         let events = |value: &str| serde_json::from_str::<Vec<super::CivilEvent>>(value).ok();

@@ -117,7 +117,10 @@ impl Registration {
                 return Some(format!("{} was born on {}, after {date}", c.personal_id, c.date_of_birth));
             }
             if is_dead(c) {
-                return Some(format!("{} ({}) is registered as deceased", c.personal_id, c.full_name));
+                return Some(format!(
+                    "{} ({}) is registered as deceased (if that is wrong, the data office corrects the record)",
+                    c.personal_id, c.full_name
+                ));
             }
         }
         match self {
@@ -135,10 +138,17 @@ impl Registration {
                         ));
                     }
                     if let Some(s) = current_spouse(c) {
-                        return Some(format!("{} ({}) is married (to {s})", c.personal_id, c.full_name));
+                        return Some(format!(
+                            "{} ({}) is married (to {s}): a divorce or the spouse's death must be registered first",
+                            c.personal_id, c.full_name
+                        ));
                     }
                     if c.marital_status == MaritalStatus::Married {
-                        return Some(format!("{} ({}) is recorded as married", c.personal_id, c.full_name));
+                        return Some(format!(
+                            "{} ({}) is recorded as married, with no marriage registered: the data office \
+                             corrects the status (see wardsync civil-report) before a new marriage",
+                            c.personal_id, c.full_name
+                        ));
                     }
                 }
                 None

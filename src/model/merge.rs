@@ -251,7 +251,8 @@ impl Versioned {
         self.seen.merge(&other.seen);
     }
 
-    fn owner_value(&self) -> Option<String> {
+    /// The owning ward the state shows: its latest `ward` write.
+    pub fn owner_value(&self) -> Option<String> {
         let heads = self.fields.get(OWNER)?;
         let w = heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))?;
         serde_json::from_str::<String>(&w.value).ok()

@@ -66,7 +66,10 @@ impl LocalApi {
                 self.ward
             ))
         };
-        let mut city = self.city().await.map_err(|e| unreachable(e.to_string()))?;
+        let mut city = self.city().await.map_err(|e| match e {
+            WardError::CityUnreachable(why) => unreachable(why),
+            other => other,
+        })?;
         let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() });
         request.set_timeout(super::api::LOOKUP_TIMEOUT);
         let reply = match city.get_state(request).await {
@@ -100,7 +103,10 @@ impl LocalApi {
         let (mut changes, mut records) = (Vec::new(), Vec::new());
         for (citizen, (_, base)) in updated.into_iter().zip(found) {
             let key = RecordKey::new(Kind::Citizen, &citizen.personal_id)?;
-            let owner = base.as_ref().and_then(state_owner).unwrap_or_else(|| self.ward.clone());
+            let owner = base
+                .as_ref()
+                .and_then(|state| crate::model::WardCode::parse(&state.owner_value()?).ok())
+                .unwrap_or_else(|| self.ward.clone());
             let record = Record { ward: owner, body: Body::Citizen(citizen) };
             records.push(pb::Record::from(&record));
             changes.push(match base {
@@ -113,11 +119,4 @@ impl LocalApi {
         tracing::debug!(persons = ?req.persons, reference = %req.reference, "registration of");
         Ok(pb::RegisterReply { seqs, records })
     }
-}
-
-/// The owning ward a record's state shows.
-fn state_owner(state: &Versioned) -> Option<crate::model::WardCode> {
-    let heads = state.fields.get(crate::model::OWNER)?;
-    let w = heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))?;
-    crate::model::WardCode::parse(&serde_json::from_str::<String>(&w.value).ok()?).ok()
 }

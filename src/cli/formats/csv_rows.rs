@@ -13,59 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::Entry;
 use crate::model::{
     Body, Business, BusinessForm, BusinessStatus, Citizen, CivilEvent, Kind, LandParcel, LandRegistration,
-    MaritalStatus, Record, RecordKey, Relationship, Residence, Sex, WardCode,
+    MaritalStatus, Record, RecordKey, Relationship, Residence, Sex, WardCode, field_names,
 };
 
 /// The last column of an incremental export.
 pub(super) const GONE: &str = "gone";
-
-/// The columns of a kind, in file order (the fields of its row type).
-pub(super) fn columns(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Citizen => &[
-            "ward",
-            "personal_id",
-            "full_name",
-            "date_of_birth",
-            "sex",
-            "ethnicity",
-            "nationality",
-            "household_id",
-            "relationship_to_head",
-            "permanent_address",
-            "permanent_commune",
-            "temporary_address",
-            "temporary_commune",
-            "marital_status",
-            "phone",
-            "events",
-        ],
-        Kind::Business => &[
-            "ward",
-            "enterprise_code",
-            "form",
-            "name",
-            "owner_personal_id",
-            "address",
-            "sector_code",
-            "status",
-            "registration_date",
-        ],
-        Kind::Land => &[
-            "ward",
-            "commune_code",
-            "map_sheet",
-            "parcel_number",
-            "aliases",
-            "area_m2",
-            "land_use_type",
-            "owners",
-            "certificate_serial",
-            "address",
-            "registrations",
-        ],
-    }
-}
 
 /// The columns that make a kind's key, in the order its id joins them.
 fn key_columns(kind: Kind) -> &'static [&'static str] {
@@ -173,11 +125,19 @@ fn ward(s: &str) -> Result<WardCode, String> {
     WardCode::parse(s).map_err(|e| format!("column ward: {e}"))
 }
 
-/// The header row: the kind's columns, and `gone` in an incremental export.
-pub(super) fn header(kind: Kind, incremental: bool) -> Vec<&'static str> {
-    let mut h = columns(kind).to_vec();
+/// The header row: `ward`, then the kind's fields in model order (see
+/// [`field_names`]) with each residence in two columns, address and commune
+/// (the fields of the kind's row type); and `gone` in an incremental export.
+pub(super) fn header(kind: Kind, incremental: bool) -> Vec<String> {
+    let mut h = vec!["ward".to_string()];
+    for f in field_names(kind) {
+        match f.strip_suffix("_residence") {
+            Some(which) => h.extend([format!("{which}_address"), format!("{which}_commune")]),
+            None => h.push(f.to_string()),
+        }
+    }
     if incremental {
-        h.push(GONE);
+        h.push(GONE.to_string());
     }
     h
 }
@@ -278,8 +238,8 @@ pub(super) fn write_gone<W: Write>(
 ) -> anyhow::Result<()> {
     let mut parts = key.id().split(':');
     let cells: Vec<String> = header(key.kind(), true)
-        .into_iter()
-        .map(|c| match c {
+        .iter()
+        .map(|c| match c.as_str() {
             "ward" => ward.map_or(String::new(), ToString::to_string),
             GONE => moved_to.map_or("deleted".into(), |m| format!("moved to {m}")),
             c if key_columns(key.kind()).contains(&c) => parts.next().unwrap_or_default().to_string(),

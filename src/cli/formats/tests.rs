@@ -27,7 +27,7 @@ fn records_of(kind: Kind, records: &[Record]) -> Vec<Entry> {
     records.iter().filter(|r| r.kind() == kind).cloned().map(Entry::Record).collect()
 }
 
-/// Also proves that [`csv_rows::columns`] names each row type's fields in
+/// Also proves that [`csv_rows::header`] names each row type's fields in
 /// order: the header is written from it and read back by name.
 fn round_trip(format: Format, kind: Kind, records: &[Record]) {
     let want = records_of(kind, records);
