@@ -347,89 +347,24 @@ impl CityQuery for QueryService {
     async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "Audit")?;
         let req = req.into_inner();
-        let ward_code = ward_filter(&req.ward, "ward")?;
-        let ward = ward_code.as_ref().map(|w| w.to_string());
+        let ward = ward_filter(&req.ward, "ward")?;
         let limit = match req.limit {
             0 => MAX_PAGE,
             n => (n as usize).min(MAX_PAGE),
         };
-        // The cursor: the time of the last entry sent, and how many entries
-        // of that millisecond were sent.
-        let (since_ms, skip) = audit_cursor(&req.after, req.since_ms)?;
-        // Each source is in time order: the first `skip + limit` of the
-        // merge are among the first `skip + limit + 1` of each.
-        let want = skip.saturating_add(limit).saturating_add(1);
-        let concerns = |identity: &str, writer: &str| {
-            ward.as_ref().is_none_or(|w| writer == w || identity.ends_with(w.as_str()))
-        };
-        let mut entries: Vec<pb::AuditEntry> = self
-            .store
-            .history(since_ms, want, |l| concerns(&l.by, &l.writer))
-            .map_err(CityError::from)?
+        let from = audit_cursor(&req.after, req.since_ms)?;
+        let (entries, next) = self.store.audit_trail(ward.as_ref(), from, limit).map_err(CityError::from)?;
+        let entries = entries
             .into_iter()
-            .map(|l| pb::AuditEntry {
-                at_ms: l.applied_at_ms,
-                identity: l.by.clone(),
-                denied: false,
-                action: format!(
-                    "{} {}",
-                    if matches!(l.change.op, crate::model::Op::Delete) { "delete" } else { "put" },
-                    l.change.key
-                ),
-                detail: format!("change {} by writer {}, log cursor {}", l.change.seq, l.writer, l.cursor),
+            .map(|e| pb::AuditEntry {
+                at_ms: e.at_ms,
+                identity: e.identity,
+                denied: e.denied,
+                action: e.action,
+                detail: e.detail,
             })
             .collect();
-        entries.extend(
-            self.store
-                .denials(since_ms, want)
-                .map_err(CityError::from)?
-                .into_iter()
-                .filter(|d| concerns(&d.identity, ""))
-                .map(|d| pb::AuditEntry {
-                    at_ms: d.at_ms,
-                    identity: d.identity,
-                    denied: true,
-                    action: d.rpc,
-                    detail: d.reason,
-                }),
-        );
-        // Changes refused from wards: in quarantine, or discarded since.
-        let refused = |q: &crate::store::Quarantined| pb::AuditEntry {
-            at_ms: q.at_ms,
-            identity: format!("ward {}", q.ward),
-            denied: true,
-            action: match &q.change {
-                Some(c) => format!(
-                    "change {} ({} {})",
-                    q.seq,
-                    if matches!(c.op, crate::model::Op::Delete) { "delete" } else { "put" },
-                    c.key
-                ),
-                None => format!("change {} (undecodable)", q.seq),
-            },
-            detail: q.reason.clone(),
-        };
-        let quarantined = self.store.quarantine(ward_code.as_ref()).map_err(CityError::from)?;
-        entries.extend(quarantined.iter().filter(|q| q.at_ms >= since_ms).map(refused));
-        let discarded = self.store.discarded(ward_code.as_ref()).map_err(CityError::from)?;
-        entries.extend(discarded.iter().filter(|d| d.entry.at_ms >= since_ms).map(|d| {
-            let mut e = refused(&d.entry);
-            e.detail = format!("{}; discarded by {}: {}", e.detail, d.by, d.reason);
-            e
-        }));
-        entries.sort_by_key(|e| e.at_ms);
-        let skipped = entries.iter().take(skip).take_while(|e| e.at_ms == since_ms).count();
-        let mut entries = entries.split_off(skipped);
-        let next_after = match entries.get(limit) {
-            None => String::new(),
-            Some(_) => {
-                let last = entries[limit - 1].at_ms;
-                let same = entries[..limit].iter().filter(|e| e.at_ms == last).count();
-                let before = if last == since_ms { skipped } else { 0 };
-                format!("{last}.{}", before + same)
-            }
-        };
-        entries.truncate(limit);
+        let next_after = next.map_or(String::new(), |(ms, n)| format!("{ms}.{n}"));
         Ok(Response::new(pb::AuditReply { entries, next_after }))
     }
 
@@ -556,9 +491,9 @@ fn records_reply(page: Page<Record>) -> Response<pb::RecordsReply> {
     })
 }
 
-/// An `Audit` cursor, `MS.N`: the time of the last entry sent and how many
-/// entries of that millisecond were sent; none: from `since_ms`.
-fn audit_cursor(after: &str, since_ms: i64) -> Result<(i64, usize), CityError> {
+/// An `Audit` cursor, `MS.N` (see [`crate::store::AuditCursor`]); none:
+/// from `since_ms`.
+fn audit_cursor(after: &str, since_ms: i64) -> Result<crate::store::AuditCursor, CityError> {
     if after.is_empty() {
         return Ok((since_ms, 0));
     }

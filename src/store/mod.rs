@@ -21,9 +21,9 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial, Discarded, HistoryEntry,
-    Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY, MAX_QUARANTINED, OfficeError,
-    PAGE_SCAN, Page, Quarantined, RetryError, WardBatch, WardState,
+    AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial,
+    Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
+    MAX_QUARANTINED, OfficeError, PAGE_SCAN, Page, Quarantined, RetryError, WardBatch, WardState,
 };
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};

@@ -109,3 +109,95 @@ impl CityStore {
         Ok(out)
     }
 }
+
+/// One line of the audit trail: an accepted write, a refused call, or a
+/// change refused from a ward (quarantined, or discarded since).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// City time, ms since the epoch.
+    pub at_ms: i64,
+    /// The authenticated identity.
+    pub identity: String,
+    /// A refusal rather than an accepted write.
+    pub denied: bool,
+    /// What was done or attempted, e.g. "put citizen/001085012345".
+    pub action: String,
+    /// Change and log cursor, or why it was refused.
+    pub detail: String,
+}
+
+/// Where a page of the audit trail resumes: the time of the last entry
+/// given, and how many entries of that millisecond were given.
+pub type AuditCursor = (i64, usize);
+
+fn put_or_delete(op: &crate::model::Op) -> &'static str {
+    if matches!(op, crate::model::Op::Delete) { "delete" } else { "put" }
+}
+
+impl CityStore {
+    /// A page of the audit trail, oldest first: entries (concerning `ward`
+    /// if given) from `from` (a time, and how many entries of that
+    /// millisecond to pass over), at most `limit`; and where the next page
+    /// resumes, if there is more.
+    pub fn audit_trail(
+        &self,
+        ward: Option<&crate::model::WardCode>,
+        from: AuditCursor,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError> {
+        let (since_ms, skip) = from;
+        let concerns = |identity: &str, writer: &str| {
+            ward.is_none_or(|w| writer == w.as_str() || identity.ends_with(w.as_str()))
+        };
+        // Each source is in time order: the first `skip + limit` of the
+        // merge are among the first `skip + limit + 1` of each.
+        let want = skip.saturating_add(limit).saturating_add(1);
+        let mut entries: Vec<AuditEntry> = self
+            .history(since_ms, want, |l| concerns(&l.by, &l.writer))?
+            .into_iter()
+            .map(|l| AuditEntry {
+                at_ms: l.applied_at_ms,
+                identity: l.by.clone(),
+                denied: false,
+                action: format!("{} {}", put_or_delete(&l.change.op), l.change.key),
+                detail: format!("change {} by writer {}, log cursor {}", l.change.seq, l.writer, l.cursor),
+            })
+            .collect();
+        entries.extend(self.denials(since_ms, want)?.into_iter().filter(|d| concerns(&d.identity, "")).map(
+            |d| AuditEntry {
+                at_ms: d.at_ms,
+                identity: d.identity,
+                denied: true,
+                action: d.rpc,
+                detail: d.reason,
+            },
+        ));
+        // Changes refused from wards: in quarantine, or discarded since.
+        let refused = |q: &super::Quarantined| AuditEntry {
+            at_ms: q.at_ms,
+            identity: format!("ward {}", q.ward),
+            denied: true,
+            action: match &q.change {
+                Some(c) => format!("change {} ({} {})", q.seq, put_or_delete(&c.op), c.key),
+                None => format!("change {} (undecodable)", q.seq),
+            },
+            detail: q.reason.clone(),
+        };
+        entries.extend(self.quarantine(ward)?.iter().filter(|q| q.at_ms >= since_ms).map(refused));
+        entries.extend(self.discarded(ward)?.iter().filter(|d| d.entry.at_ms >= since_ms).map(|d| {
+            let mut e = refused(&d.entry);
+            e.detail = format!("{}; discarded by {}: {}", e.detail, d.by, d.reason);
+            e
+        }));
+        entries.sort_by_key(|e| e.at_ms);
+        let skipped = entries.iter().take(skip).take_while(|e| e.at_ms == since_ms).count();
+        let mut entries = entries.split_off(skipped);
+        let next = entries.get(limit).map(|_| {
+            let last = entries[limit - 1].at_ms;
+            let same = entries[..limit].iter().filter(|e| e.at_ms == last).count();
+            (last, if last == since_ms { skipped + same } else { same })
+        });
+        entries.truncate(limit);
+        Ok((entries, next))
+    }
+}

@@ -31,7 +31,7 @@ use super::engine::{Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
 use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_key};
 
-pub use audit::{Denial, MAX_DENIALS};
+pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use history::{HistoryEntry, MAX_HISTORY};
