@@ -18,8 +18,16 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Something that refreshes gauges before a scrape.
-pub type Refresh = Box<dyn Fn() + Send + Sync>;
+/// Something that refreshes gauges before a scrape (it may read the database).
+pub type Refresh = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// A [`Refresh`] that reads only memory.
+pub fn refresh_now(f: impl Fn() + Send + Sync + 'static) -> Refresh {
+    Box::new(move || {
+        f();
+        Box::pin(std::future::ready(()))
+    })
+}
 
 /// A registry and how to refresh it.
 pub struct Exporter {
@@ -35,18 +43,21 @@ impl Exporter {
 
     /// Adds `certificate_expiry_seconds`, for the certificate `expiry` tracks.
     pub fn with_certificate(mut self, expiry: &crate::auth::Expiry) -> Exporter {
-        let set = expiry.register(&mut self.registry);
+        let set = std::sync::Arc::new(expiry.register(&mut self.registry));
         let refresh = self.refresh;
         self.refresh = Box::new(move || {
-            refresh();
-            set();
+            let (before, set) = (refresh(), set.clone());
+            Box::pin(async move {
+                before.await;
+                set();
+            })
         });
         self
     }
 
     /// The metrics in the OpenMetrics text format.
-    pub fn render(&self) -> String {
-        (self.refresh)();
+    pub async fn render(&self) -> String {
+        (self.refresh)().await;
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -116,10 +127,11 @@ pub async fn serve(
                 let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 if accept.contains("application/openmetrics-text") {
                     let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-                    ([(header::CONTENT_TYPE, kind)], exporter.render()).into_response()
+                    ([(header::CONTENT_TYPE, kind)], exporter.render().await).into_response()
                 } else {
                     let kind = "text/plain; version=0.0.4; charset=utf-8";
-                    ([(header::CONTENT_TYPE, kind)], to_prometheus_text(&exporter.render())).into_response()
+                    ([(header::CONTENT_TYPE, kind)], to_prometheus_text(&exporter.render().await))
+                        .into_response()
                 }
             }
         }),
@@ -142,7 +154,8 @@ mod tests {
         r.register("reconnects", "Connection attempts after the first", c);
         r.register("outbox_depth", "Changes queued", Gauge::<i64>::default());
         register_build_info(&mut r, "ward");
-        let text = to_prometheus_text(&Exporter::new(r, Box::new(|| {})).render());
+        let rendered = futures::executor::block_on(Exporter::new(r, refresh_now(|| {})).render());
+        let text = to_prometheus_text(&rendered);
         assert!(text.contains("# HELP wardsync_reconnects_total Connection attempts"), "{text}");
         assert!(
             text.contains("# TYPE wardsync_reconnects_total counter\nwardsync_reconnects_total 1\n"),

@@ -45,18 +45,18 @@ fn problems_pb(p: &CitizenProblems) -> impl Iterator<Item = pb::CivilProblem> + 
 
 impl QueryService {
     /// The civil status of `personal_id`, city-wide.
-    pub(super) fn civil_status_of(&self, personal_id: &str) -> Result<pb::CivilStatusReply, Status> {
+    pub(super) async fn civil_status_of(&self, personal_id: &str) -> Result<pb::CivilStatusReply, Status> {
         let key = RecordKey::new(Kind::Citizen, personal_id).map_err(CityError::from)?;
-        let record = self.store.get(&key).map_err(CityError::from)?;
+        let record = self.store.get(&key).await.map_err(CityError::from)?;
         let Some(crate::model::Record { ward, body: Body::Citizen(c) }) = record else {
             return Err(Status::not_found(format!("no citizen {personal_id} anywhere in the city")));
         };
-        let disputed = !self.store.record_conflicts(&key).map_err(CityError::from)?.is_empty();
+        let disputed = !self.store.record_conflicts(&key).await.map_err(CityError::from)?.is_empty();
         Ok(civil_status_reply(&c, &ward, disputed))
     }
 
     /// A page of the civil-status report.
-    pub(super) fn civil_report_page(
+    pub(super) async fn civil_report_page(
         &self,
         req: pb::CivilReportRequest,
     ) -> Result<pb::CivilReportReply, Status> {
@@ -65,8 +65,11 @@ impl QueryService {
             w => Some(WardCode::parse(w).map_err(|e| CityError::from(ValidationError::single("ward", e)))?),
         };
         let after = cursor_in(&req.after).map_err(CityError::from)?;
-        let page =
-            self.store.civil_report(ward.as_ref(), &after, page_size(req.limit)).map_err(CityError::from)?;
+        let page = self
+            .store
+            .civil_report(ward.as_ref(), &after, page_size(req.limit))
+            .await
+            .map_err(CityError::from)?;
         Ok(pb::CivilReportReply {
             problems: page.items.iter().flat_map(problems_pb).collect(),
             next_after: cursor_out(page.next),
@@ -92,7 +95,7 @@ impl ProblemCounts {
     /// minute old (or none yet) and none is running.
     pub fn current(
         &self,
-        store: &crate::store::CityStore,
+        store: &super::ingest::Db,
     ) -> std::collections::BTreeMap<(String, &'static str), u64> {
         let mut c = self.0.lock().expect("poisoned");
         let stale = c.computed.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(60));
@@ -102,8 +105,8 @@ impl ProblemCounts {
         {
             c.running = true;
             let (store, shared) = (store.clone(), self.0.clone());
-            rt.spawn_blocking(move || {
-                let counted = count(&store);
+            rt.spawn(async move {
+                let counted = count(&*store).await;
                 let mut c = shared.lock().expect("poisoned");
                 c.running = false;
                 if let Some(by) = counted {
@@ -117,11 +120,13 @@ impl ProblemCounts {
 }
 
 /// Every problem of every citizen, counted by ward and kind.
-fn count(store: &crate::store::CityStore) -> Option<std::collections::BTreeMap<(String, &'static str), u64>> {
+async fn count(
+    store: &dyn crate::store::CityDb,
+) -> Option<std::collections::BTreeMap<(String, &'static str), u64>> {
     let mut by = std::collections::BTreeMap::new();
     let mut after = Vec::new();
     loop {
-        let page = store.civil_report(None, &after, crate::proto::MAX_PAGE).ok()?;
+        let page = store.civil_report(None, &after, crate::proto::MAX_PAGE).await.ok()?;
         for p in &page.items {
             for x in &p.problems {
                 *by.entry((p.ward.to_string(), x.code())).or_insert(0) += 1;

@@ -16,12 +16,15 @@ use crate::model::Context;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
-use crate::store::{BatchRejected, CityStore, GroupCommit, Incoming, StoreError, WardBatch};
+use crate::store::{BatchRejected, CityDb, GroupCommit, Incoming, StoreError, WardBatch};
+
+/// The city database, shared by every task.
+pub type Db = std::sync::Arc<dyn CityDb>;
 
 /// One open replication stream of a ward, counted while it lives.
 struct StreamSlot {
     live: Live,
-    store: CityStore,
+    store: Db,
     ward: WardCode,
     id: u64,
 }
@@ -34,13 +37,7 @@ impl StreamSlot {
     /// already has `max` open, the oldest is ended: a ward reconnecting
     /// after its old connection died silently is never locked out, and a
     /// ward opening stream after stream still holds at most `max`.
-    fn take(
-        live: &Live,
-        store: &CityStore,
-        ward: &WardCode,
-        max: usize,
-        session: CancellationToken,
-    ) -> StreamSlot {
+    fn take(live: &Live, store: &Db, ward: &WardCode, max: usize, session: CancellationToken) -> StreamSlot {
         let mut all = live.lock().expect("poisoned");
         let w = all.entry(ward.clone()).or_default();
         if w.streams.is_empty() {
@@ -106,7 +103,7 @@ pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
 /// Starts the city's group-commit task over `store`.
 /// `province`, if set, is the city's: records of wards elsewhere are quarantined.
 pub fn spawn_applier(
-    store: CityStore,
+    store: Db,
     max_group: usize,
     province: Option<String>,
     max_skew_ms: u64,
@@ -117,14 +114,11 @@ pub fn spawn_applier(
         let span = tracing::debug_span!("apply_group", batches = n);
         let started = std::time::Instant::now();
         let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
-        // Applied now, in group order; made durable by the future.
-        let applied = span.in_scope(|| store.apply_group(&group, now_ms(), &ctx, max_skew_ms));
-        let (store, apply_latency) = (store.clone(), apply_latency.clone());
+        // Applied in group order; the future resolves once durable.
+        let durable = span.in_scope(|| store.apply_group(group, now_ms(), ctx, max_skew_ms));
+        let apply_latency = apply_latency.clone();
         async move {
-            let result = match applied {
-                Ok(outcomes) => store.flush().await.map(|_| outcomes),
-                Err(e) => Err(e),
-            };
+            let result = durable.await;
             apply_latency.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
@@ -141,7 +135,7 @@ pub fn spawn_applier(
 /// The replication service.
 #[derive(Clone)]
 pub struct SyncService {
-    pub(super) store: CityStore,
+    pub(super) store: Db,
     pub(super) guard: super::Guard,
     pub(super) limits: crate::config::Limits,
     /// Streams and heartbeats of each ward.
@@ -251,7 +245,7 @@ impl SyncService {
     ) {
         let mut durable = self.store.watch_durable();
         loop {
-            let changes = match self.store.downstream(&ward, cursor, DOWNSTREAM_BATCH) {
+            let changes = match self.store.downstream(&ward, cursor, DOWNSTREAM_BATCH).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(%ward, error = %e, "cannot read changes for the ward");
@@ -298,10 +292,9 @@ impl SyncService {
                 "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
             )));
         }
-        let Some((first, last)) = self.store.acknowledged_lost(ward, acked, now_ms())? else {
+        let Some((first, last)) = self.store.acknowledged_lost(ward, acked, now_ms()).await? else {
             return Ok(0);
         };
-        self.store.flush().await?;
         tracing::error!(%ward, first, last, lost = last - first + 1,
             "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
         Ok(last - first + 1)

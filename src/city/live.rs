@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::CityError;
 use crate::model::WardCode;
 use crate::proto::pb;
-use crate::store::{CityStore, ConflictFilter};
+use crate::store::CityDb;
 
 /// The live view of one ward.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +54,8 @@ pub fn lag(heartbeat: Option<&pb::Heartbeat>, applied: u64, now_ms: i64) -> Lag 
 
 /// Every ward the city knows or expects, with its state, lag and backlog as
 /// of `now_ms`: what `Wards`, `wardsync status` and the metrics show.
-pub fn ward_states(
-    store: &CityStore,
+pub async fn ward_states(
+    store: &dyn CityDb,
     live: &Live,
     expected: &[WardCode],
     now_ms: i64,
@@ -68,7 +68,7 @@ pub fn ward_states(
             known.push((w.clone(), Default::default()));
         }
     }
-    let conflicts = store.conflicts(&ConflictFilter::default())?;
+    let conflicts: HashMap<String, u64> = store.conflicts_by_ward().await?.into_iter().collect();
     Ok(known
         .into_iter()
         .map(|(code, state)| {
@@ -101,7 +101,7 @@ pub fn ward_states(
                 backlog: lag.backlog,
                 backlog_bytes: if lag.backlog > 0 { heartbeat.map_or(0, |h| h.backlog_bytes) } else { 0 },
                 oldest_queued_ms: lag.oldest_queued_ms,
-                open_conflicts: conflicts.iter().filter(|c| c.owner == code.as_str()).count() as u64,
+                open_conflicts: conflicts.get(code.as_str()).copied().unwrap_or(0),
                 last_contact_ms,
                 ward: code.to_string(),
                 last_applied_seq: state.last_applied_seq,

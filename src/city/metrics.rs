@@ -16,7 +16,6 @@ use super::{Live, ward_states};
 use crate::clock::now_ms;
 use crate::metrics::Exporter;
 use crate::model::WardCode;
-use crate::store::CityStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WardLabel {
@@ -37,8 +36,38 @@ struct KindLabel {
 type PerWard = Family<WardLabel, Gauge>;
 type PerWardF = Family<WardLabel, Gauge<f64, AtomicU64>>;
 
+/// The gauges refreshed at each scrape, and what they are read from.
+struct Gauges {
+    store: super::ingest::Db,
+    live: Live,
+    expected: Vec<WardCode>,
+    applied: PerWard,
+    lag: PerWardF,
+    backlog: PerWard,
+    contact: PerWardF,
+    connected: PerWard,
+    records: PerWard,
+    conflicts: PerWard,
+    quarantined: PerWard,
+    lost: PerWard,
+    report_age: PerWardF,
+    outages: Family<WardLabel, prometheus_client::metrics::counter::Counter>,
+    outage_s: PerWardF,
+    conflicts_open: Gauge<i64>,
+    quarantined_all: Gauge<i64>,
+    denied: prometheus_client::metrics::counter::Counter<u64>,
+    by_kind: Family<KindLabel, Gauge>,
+    civil: Family<ProblemLabel, Gauge>,
+    civil_counts: super::civil::ProblemCounts,
+}
+
 /// The city's exporter over its store and live ward views.
-pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_latency: Histogram) -> Exporter {
+pub fn exporter(
+    store: super::ingest::Db,
+    live: Live,
+    expected: Vec<WardCode>,
+    apply_latency: Histogram,
+) -> Exporter {
     let mut r = Registry::with_prefix("wardsync");
     let applied = PerWard::default();
     let lag = PerWardF::default();
@@ -109,55 +138,87 @@ pub fn exporter(store: CityStore, live: Live, expected: Vec<WardCode>, apply_lat
     r.register("denied_calls", "Calls refused since the city started", denied.clone());
     crate::metrics::register_build_info(&mut r, "city");
     r.register("apply_latency_seconds", "Time to apply and flush a group of ward batches", apply_latency);
-    let refresh = move || {
+    let g = std::sync::Arc::new(Gauges {
+        store,
+        live,
+        expected,
+        applied,
+        lag,
+        backlog,
+        contact,
+        connected,
+        records,
+        conflicts,
+        quarantined,
+        lost,
+        report_age,
+        outages,
+        outage_s,
+        conflicts_open,
+        quarantined_all,
+        denied,
+        by_kind,
+        civil,
+        civil_counts,
+    });
+    let refresh: crate::metrics::Refresh = Box::new(move || {
+        let g = g.clone();
+        Box::pin(async move { g.refresh().await })
+    });
+    Exporter::new(r, refresh)
+}
+
+impl Gauges {
+    /// Sets every gauge from the store and the live views.
+    async fn refresh(&self) {
+        let g = self;
         let now = now_ms();
-        let Ok(states) = ward_states(&store, &live, &expected, now) else { return };
+        let Ok(states) = ward_states(&*g.store, &g.live, &g.expected, now).await else { return };
         let (mut open, mut quarantine) = (0, 0);
         let wards_seen: Vec<String> = states.iter().map(|w| w.ward.clone()).collect();
         for w in states {
             let label = WardLabel { ward: w.ward.clone() };
-            applied.get_or_create(&label).set(w.last_applied_seq as i64);
-            lag.get_or_create(&label).set(w.lag_seconds);
-            backlog.get_or_create(&label).set(w.backlog as i64);
+            g.applied.get_or_create(&label).set(w.last_applied_seq as i64);
+            g.lag.get_or_create(&label).set(w.lag_seconds);
+            g.backlog.get_or_create(&label).set(w.backlog as i64);
             let age = if w.last_contact_ms > 0 {
                 (now - w.last_contact_ms).max(0) as f64 / 1000.0
             } else {
                 f64::NAN
             };
-            contact.get_or_create(&label).set(age);
-            connected.get_or_create(&label).set(i64::from(w.state == "connected"));
+            g.contact.get_or_create(&label).set(age);
+            g.connected.get_or_create(&label).set(i64::from(w.state == "connected"));
             let since = |t: i64| if t > 0 { (now - t).max(0) as f64 / 1000.0 } else { f64::NAN };
-            report_age.get_or_create(&label).set(since(w.backlog_as_of_ms));
-            let counted = outages.get_or_create(&label);
+            g.report_age.get_or_create(&label).set(since(w.backlog_as_of_ms));
+            let counted = g.outages.get_or_create(&label);
             counted.inc_by(w.outage_count.saturating_sub(counted.get()));
             if let Some(o) = w.outages.first() {
                 let end = if o.end_ms > 0 { o.end_ms } else { now };
-                outage_s.get_or_create(&label).set((end - o.start_ms).max(0) as f64 / 1000.0);
+                g.outage_s.get_or_create(&label).set((end - o.start_ms).max(0) as f64 / 1000.0);
             }
-            records.get_or_create(&label).set(w.records as i64);
-            conflicts.get_or_create(&label).set(w.open_conflicts as i64);
-            quarantined.get_or_create(&label).set(w.quarantined as i64);
-            lost.get_or_create(&label).set(w.lost_changes as i64);
+            g.records.get_or_create(&label).set(w.records as i64);
+            g.conflicts.get_or_create(&label).set(w.open_conflicts as i64);
+            g.quarantined.get_or_create(&label).set(w.quarantined as i64);
+            g.lost.get_or_create(&label).set(w.lost_changes as i64);
             open += w.open_conflicts as i64;
             quarantine += w.quarantined as i64;
         }
-        conflicts_open.set(open);
-        quarantined_all.set(quarantine);
+        g.conflicts_open.set(open);
+        g.quarantined_all.set(quarantine);
         // The store counts since the start; the counter catches up to it.
-        denied.inc_by(store.denied_calls().saturating_sub(denied.get()));
+        g.denied.inc_by(g.store.denied_calls().saturating_sub(g.denied.get()));
         // Every ward and kind, so a problem fixed shows as 0.
-        let counts = civil_counts.current(&store);
+        let counts = g.civil_counts.current(&g.store);
         for ward in &wards_seen {
             for problem in crate::model::civil::Problem::CODES {
                 let n = counts.get(&(ward.clone(), problem)).copied().unwrap_or(0);
-                civil
+                g.civil
                     .get_or_create(&ProblemLabel { ward: ward.clone(), problem: problem.into() })
                     .set(n as i64);
             }
         }
-        for (kind, n) in store.records_by_kind() {
-            by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
+        for (kind, n) in g.store.records_by_kind() {
+            g.by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
         }
-    };
-    Exporter::new(r, Box::new(refresh))
+    }
 }

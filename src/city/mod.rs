@@ -34,7 +34,7 @@ use crate::auth::{Access, Expiry, OwnCertificate, TlsFiles, server_config};
 use crate::config::CityConfig;
 use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
-use crate::store::{CityStore, Engine, SledEngine};
+use crate::store::{CityDb, CityStore, Engine, SledEngine};
 
 /// How long open streams get to finish once the city is told to stop.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -117,7 +117,7 @@ where
             None
         }
     };
-    let store = CityStore::open(engine, cfg.merge_policies())?;
+    let store: Arc<dyn CityDb> = Arc::new(CityStore::open(engine, cfg.merge_policies())?);
     let apply_latency = crate::metrics::latency_histogram();
     let (applier, applier_task) = spawn_applier(
         store.clone(),

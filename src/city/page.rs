@@ -8,7 +8,6 @@ use super::report::{self, Severity};
 use super::{Live, ward_states, worst_first};
 use crate::model::WardCode;
 use crate::proto::pb;
-use crate::store::CityStore;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -105,14 +104,14 @@ A ward cut off shows its lag as at least the time since it was last heard from.<
 }
 
 /// The `/status` route.
-pub fn route(store: CityStore, live: Live, expected: Vec<WardCode>) -> axum::Router {
+pub fn route(store: super::ingest::Db, live: Live, expected: Vec<WardCode>) -> axum::Router {
     axum::Router::new().route(
         "/status",
         axum::routing::get(move || {
             let (store, live, expected) = (store.clone(), live.clone(), expected.clone());
             async move {
                 let now = crate::clock::now_ms();
-                let mut wards = ward_states(&store, &live, &expected, now).unwrap_or_default();
+                let mut wards = ward_states(&*store, &live, &expected, now).await.unwrap_or_default();
                 worst_first(&mut wards);
                 axum::response::Html(render(&wards, now))
             }

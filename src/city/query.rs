@@ -15,7 +15,7 @@ use crate::proto::{
     MAX_PAGE, change_from_pb, cursor_in, cursor_out, key_from_pb, kind_from_pb, next_after, page_size,
     record_from_pb, seen_from_pb,
 };
-use crate::store::{CityStore, Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError, Page};
+use crate::store::{Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError, Page};
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -23,7 +23,7 @@ const LOG_CHUNK: usize = 512;
 /// The query service.
 #[derive(Clone)]
 pub struct QueryService {
-    pub(super) store: CityStore,
+    pub(super) store: super::ingest::Db,
     pub(super) guard: super::Guard,
     pub(super) province: Option<String>,
     /// Changes stamped further ahead of the city's clock are refused, on retry too.
@@ -58,14 +58,14 @@ impl CityQuery for QueryService {
         let req = req.into_inner();
         let key = key_from_pb(req.key).map_err(CityError::from)?;
         let record = match req.as_of_ms {
-            0 => self.store.get(&key),
-            at => self.store.as_of(&key, at),
+            0 => self.store.get(&key).await,
+            at => self.store.as_of(&key, at).await,
         }
         .map_err(CityError::from)?;
         match record {
             Some(r) => Ok(Response::new(pb::CityGetReply {
                 record: Some((&r).into()),
-                disputed: self.disputed(&key)?,
+                disputed: self.disputed(&key).await?,
             })),
             None if req.as_of_ms > 0 => Err(Status::not_found(format!(
                 "{key} did not exist at the city at {}",
@@ -81,7 +81,8 @@ impl CityQuery for QueryService {
         let kind: Kind = kind_from_pb(req.kind, "kind").map_err(CityError::from)?;
         let ward = ward_filter(&req.ward, "ward")?;
         let limit = page_size(req.limit);
-        let records = self.store.list(kind, ward.as_ref(), &req.after, limit).map_err(CityError::from)?;
+        let records =
+            self.store.list(kind, ward.as_ref(), &req.after, limit).await.map_err(CityError::from)?;
         Ok(Response::new(pb::CityListReply {
             next_after: next_after(&records, limit),
             records: records.iter().map(Into::into).collect(),
@@ -111,7 +112,7 @@ impl CityQuery for QueryService {
         let feed = async move {
             let (mut after, mut sent) = (req.after, 0u64);
             while sent < limit {
-                let (chunk, last) = match store.changes_matching(after, LOG_CHUNK, &filter) {
+                let (chunk, last) = match store.changes_matching(after, LOG_CHUNK, &filter).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(CityError::from(e).into())).await;
@@ -144,7 +145,7 @@ impl CityQuery for QueryService {
 
     async fn wards(&self, _req: Request<pb::WardsRequest>) -> Result<Response<pb::WardsReply>, Status> {
         self.guard.admit(&_req, &[Role::Ops, Role::OfficeReader], "Wards")?;
-        let wards = super::ward_states(&self.store, &self.live, &self.expected, now_ms())?;
+        let wards = super::ward_states(&*self.store, &self.live, &self.expected, now_ms()).await?;
         Ok(Response::new(pb::WardsReply {
             wards,
             log_cursor: self.store.durable_cursor(),
@@ -164,6 +165,7 @@ impl CityQuery for QueryService {
         let found = self
             .store
             .search_name(&req.query, kind, &after, page_size(req.limit))
+            .await
             .map_err(CityError::from)?;
         Ok(records_reply(found))
     }
@@ -175,8 +177,11 @@ impl CityQuery for QueryService {
         self.guard.admit(&req, &[Role::OfficeReader], "Household")?;
         let req = req.into_inner();
         let after = cursor_in(&req.after).map_err(CityError::from)?;
-        let found =
-            self.store.household(&req.household_id, &after, page_size(req.limit)).map_err(CityError::from)?;
+        let found = self
+            .store
+            .household(&req.household_id, &after, page_size(req.limit))
+            .await
+            .map_err(CityError::from)?;
         Ok(records_reply(found))
     }
 
@@ -184,8 +189,11 @@ impl CityQuery for QueryService {
         self.guard.admit(&req, &[Role::OfficeReader], "OwnedBy")?;
         let req = req.into_inner();
         let after = cursor_in(&req.after).map_err(CityError::from)?;
-        let found =
-            self.store.owned_by(&req.owner_id, &after, page_size(req.limit)).map_err(CityError::from)?;
+        let found = self
+            .store
+            .owned_by(&req.owner_id, &after, page_size(req.limit))
+            .await
+            .map_err(CityError::from)?;
         Ok(records_reply(found))
     }
 
@@ -200,6 +208,7 @@ impl CityQuery for QueryService {
         let page = self
             .store
             .quarantine_page(ward.as_ref(), &after, page_size(req.limit))
+            .await
             .map_err(CityError::from)?;
         Ok(Response::new(pb::QuarantineReply {
             next_after: cursor_out(page.next),
@@ -226,7 +235,7 @@ impl CityQuery for QueryService {
         let req = req.into_inner();
         let ward = entry_ward(&req.ward)?;
         // A change that could not be decoded is decoded again: the reason may have been fixed.
-        let decoded = match self.store.entry(&ward, req.seq).map_err(CityError::from)? {
+        let decoded = match self.store.entry(&ward, req.seq).await.map_err(CityError::from)? {
             Some(q) if q.change.is_none() => {
                 pb::Change::decode(q.raw.as_slice()).ok().and_then(|c| change_from_pb(c).ok())
             }
@@ -237,9 +246,9 @@ impl CityQuery for QueryService {
         let cursor = self
             .store
             .retry(&ward, req.seq, decoded, now_ms(), &ctx, self.max_skew_ms)
+            .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
-        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(%ward, seq = req.seq, cursor, "quarantined change applied on retry");
         Ok(Response::new(pb::RetryReply { cursor }))
     }
@@ -261,9 +270,9 @@ impl CityQuery for QueryService {
         }
         self.store
             .discard(&ward, req.seq, &req.reason, &by, now_ms())
+            .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
-        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(%ward, seq = req.seq, %by, "quarantined change discarded");
         tracing::debug!(reason = %req.reason, "discard reason");
         Ok(Response::new(pb::DiscardReply {}))
@@ -278,6 +287,7 @@ impl CityQuery for QueryService {
         let state = self
             .store
             .state(&key)
+            .await
             .map_err(CityError::from)?
             .ok_or_else(|| Status::not_found(format!("{key} not found at the city")))?;
         // A ward builds on this state (its next write says it has seen it):
@@ -302,9 +312,9 @@ impl CityQuery for QueryService {
         let cursor = self
             .store
             .office_put(record, seen, &peer.identity.to_string(), now_ms(), &ctx)
+            .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
-        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(by = %peer.identity, cursor, "office correction");
         tracing::debug!(%key, "office correction of");
         Ok(Response::new(pb::EditReply { cursor }))
@@ -321,7 +331,7 @@ impl CityQuery for QueryService {
             Some(k) => {
                 let key = key_from_pb(Some(k)).map_err(CityError::from)?;
                 // A record has a conflict per field at most: one page.
-                self.store.record_conflicts(&key).map(|items| crate::store::Page { items, next: None })
+                self.store.record_conflicts(&key).await.map(|items| crate::store::Page { items, next: None })
             }
             None => {
                 let filter = ConflictFilter {
@@ -334,7 +344,7 @@ impl CityQuery for QueryService {
                     opened_before_ms: (req.older_than_s > 0)
                         .then(|| now_ms() - req.older_than_s as i64 * 1000),
                 };
-                self.store.conflicts_page(&filter, &after, page_size(req.limit))
+                self.store.conflicts_page(&filter, &after, page_size(req.limit)).await
             }
         }
         .map_err(CityError::from)?;
@@ -353,7 +363,8 @@ impl CityQuery for QueryService {
             n => (n as usize).min(MAX_PAGE),
         };
         let from = audit_cursor(&req.after, req.since_ms)?;
-        let (entries, next) = self.store.audit_trail(ward.as_ref(), from, limit).map_err(CityError::from)?;
+        let (entries, next) =
+            self.store.audit_trail(ward.as_ref(), from, limit).await.map_err(CityError::from)?;
         let entries = entries
             .into_iter()
             .map(|e| pb::AuditEntry {
@@ -373,7 +384,7 @@ impl CityQuery for QueryService {
         req: Request<pb::CivilStatusRequest>,
     ) -> Result<Response<pb::CivilStatusReply>, Status> {
         self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "CivilStatus")?;
-        Ok(Response::new(self.civil_status_of(&req.into_inner().personal_id)?))
+        Ok(Response::new(self.civil_status_of(&req.into_inner().personal_id).await?))
     }
 
     async fn civil_report(
@@ -381,13 +392,13 @@ impl CityQuery for QueryService {
         req: Request<pb::CivilReportRequest>,
     ) -> Result<Response<pb::CivilReportReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "CivilReport")?;
-        Ok(Response::new(self.civil_report_page(req.into_inner())?))
+        Ok(Response::new(self.civil_report_page(req.into_inner()).await?))
     }
 
     async fn history(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::HistoryReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "History")?;
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
-        let entries = self.store.record_history(&key).map_err(CityError::from)?;
+        let entries = self.store.record_history(&key).await.map_err(CityError::from)?;
         if entries.is_empty() {
             return Err(Status::not_found(format!("{key}: the city has applied no change to it")));
         }
@@ -430,7 +441,7 @@ impl CityQuery for QueryService {
             req.value
         } else {
             let conflict =
-                self.store.conflict(&key, &req.field).map_err(CityError::from)?.ok_or_else(|| {
+                self.store.conflict(&key, &req.field).await.map_err(CityError::from)?.ok_or_else(|| {
                     CityError::Office(OfficeError::NoConflict(key.to_string(), req.field.clone()))
                 })?;
             let n = conflict.contenders.len();
@@ -446,9 +457,9 @@ impl CityQuery for QueryService {
         let cursor = self
             .store
             .resolve(&key, &req.field, &value, &peer.identity.to_string(), now_ms(), &ctx)
+            .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
-        self.store.flush().await.map_err(CityError::from)?;
         tracing::info!(by = %peer.identity, kind = %key.kind(), field = %req.field, cursor, "conflict resolved");
         tracing::debug!(%key, "conflict resolved on");
         Ok(Response::new(pb::EditReply { cursor }))
@@ -456,8 +467,8 @@ impl CityQuery for QueryService {
 }
 
 impl QueryService {
-    fn disputed(&self, key: &RecordKey) -> Result<bool, Status> {
-        let state = self.store.state(key).map_err(CityError::from)?;
+    async fn disputed(&self, key: &RecordKey) -> Result<bool, Status> {
+        let state = self.store.state(key).await.map_err(CityError::from)?;
         Ok(state.is_some_and(|s| s.disputed(key.kind(), self.store.policies())))
     }
 }

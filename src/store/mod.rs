@@ -8,6 +8,7 @@
 //! city store on PostgreSQL, being built: its schema and migrations.
 
 mod city;
+mod city_db;
 pub(crate) mod codec;
 mod disk_sync;
 mod engine;
@@ -25,6 +26,7 @@ pub use city::{
     Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
     MAX_QUARANTINED, OfficeError, PAGE_SCAN, Page, Quarantined, RetryError, WardBatch, WardState,
 };
+pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;

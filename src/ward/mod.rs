@@ -257,7 +257,7 @@ fn ward_metrics(ward: &WardCode, store: &WardStore, link: &Arc<LinkState>) -> cr
         oldest.set(age);
         connected.set(i64::from(link.connected.load(Ordering::Relaxed)));
     };
-    crate::metrics::Exporter::new(r, Box::new(refresh))
+    crate::metrics::Exporter::new(r, crate::metrics::refresh_now(refresh))
 }
 
 fn hostname() -> String {

@@ -1,79 +1,101 @@
-//! Applying one change at the city: merge into the record's state, refresh
-//! the view and its indexes, track conflicts, log it, and note which wards
-//! must hear of it.
+//! Applying one change at the city, shared by both stores: merge into the
+//! record's state, refresh the view, track conflicts, log it, and note
+//! which wards must hear of it. What is read and written goes through a
+//! [`Target`]: the embedded store's engine, or a PostgreSQL transaction.
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::WardState;
 use super::conflicts::Conflict;
-use super::keys::{
-    WHOLE, conflict_key, downstream_key, history_key, index_entries, log_key, record_key, state_key,
-    version_key,
-};
+use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
 use crate::model::{
     CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, VersionVector,
     Versioned, WardCode, deleted, flatten, put_values,
 };
 use crate::store::StoreError;
-use crate::store::codec::{be, decode, encode};
-use crate::store::engine::{Batch, Engine};
+
+/// Where a city write reads the stored state and puts what it changes.
+/// Writes are one atomic unit with the rest of the write (the caller
+/// commits them together with the wards' states, cursor and clock).
+pub(crate) trait Target {
+    /// The record's stored state, if the city has heard of it.
+    fn state(&mut self, key: &RecordKey) -> Result<Option<Versioned>, StoreError>;
+    /// The record as stored for the office (under the policies it was shown under).
+    fn view(&mut self, key: &RecordKey) -> Result<Option<Record>, StoreError>;
+    /// The cursor of the last change applied to the record (0: none).
+    fn version(&mut self, key: &RecordKey) -> Result<u64, StoreError>;
+    /// The open conflict on a field.
+    fn conflict(&mut self, key: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError>;
+    /// A quarantined change.
+    fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
+
+    /// Stores the record's state, changed by the change at `cursor`.
+    fn put_state(&mut self, key: &RecordKey, state: &Versioned, cursor: u64);
+    /// Replaces the record shown (`old`) by `new` (`None`: deleted).
+    fn put_view(
+        &mut self,
+        key: &RecordKey,
+        old: Option<&Record>,
+        new: Option<&Record>,
+        cursor: u64,
+        at_ms: i64,
+    );
+    /// Opens or updates a conflict.
+    fn put_conflict(&mut self, conflict: &Conflict);
+    /// Closes a conflict.
+    fn remove_conflict(&mut self, key: &RecordKey, field: &str);
+    /// Appends an applied change to the log.
+    fn log(&mut self, logged: &LoggedRef);
+    /// Notes that the change at `cursor` concerns `ward` (`whole`: it must fetch the record).
+    fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool);
+    /// Puts a change in quarantine.
+    fn quarantine(&mut self, entry: &Quarantined);
+    /// Takes a change out of quarantine: applied, or discarded (then kept as such).
+    fn settle(&mut self, ward: &WardCode, seq: u64, discarded: Option<&Discarded>);
+}
 
 /// A [`super::LoggedChange`] as it is encoded, borrowing the change
 /// instead of copying it (the same fields in the same order: the same bytes).
 #[derive(serde::Serialize)]
-pub(super) struct LoggedRef<'a> {
-    pub(super) cursor: u64,
-    pub(super) writer: &'a str,
-    pub(super) by: &'a str,
-    pub(super) applied_at_ms: i64,
-    pub(super) change: &'a Change,
+pub(crate) struct LoggedRef<'a> {
+    pub(crate) cursor: u64,
+    pub(crate) writer: &'a str,
+    pub(crate) by: &'a str,
+    pub(crate) applied_at_ms: i64,
+    pub(crate) change: &'a Change,
 }
 
 /// One atomic write being assembled: sees its own earlier changes.
-pub(super) struct GroupWrite<'a> {
-    pub(super) engine: &'a dyn Engine,
-    policies: &'a Policies,
-    pub(super) batch: Batch,
-    pub(super) cursor: u64,
-    pub(super) hlc: Hlc,
-    now_ms: i64,
+pub(crate) struct GroupWrite<'a, T: Target> {
+    pub(crate) target: T,
+    pub(crate) policies: &'a Policies,
+    pub(crate) cursor: u64,
+    pub(crate) hlc: Hlc,
+    pub(crate) now_ms: i64,
     /// Each record's state as of this write, and the record it shows.
     states: HashMap<RecordKey, (Versioned, Option<Record>)>,
     /// Records gained or lost per kind (in `Kind::ALL` order).
-    pub(super) kind_delta: [i64; 3],
+    pub(crate) kind_delta: [i64; 3],
 }
 
 fn kind_index(k: &RecordKey) -> usize {
     crate::model::Kind::ALL.iter().position(|x| *x == k.kind()).expect("every kind is listed")
 }
 
-impl<'a> GroupWrite<'a> {
-    pub(super) fn new(
-        engine: &'a dyn Engine,
-        policies: &'a Policies,
-        cursor: u64,
-        hlc: Hlc,
-        now_ms: i64,
-    ) -> Self {
-        GroupWrite {
-            engine,
-            policies,
-            batch: Batch::default(),
-            cursor,
-            hlc,
-            now_ms,
-            states: HashMap::new(),
-            kind_delta: [0; 3],
-        }
+impl<'a, T: Target> GroupWrite<'a, T> {
+    pub(crate) fn new(target: T, policies: &'a Policies, cursor: u64, hlc: Hlc, now_ms: i64) -> Self {
+        GroupWrite { target, policies, cursor, hlc, now_ms, states: HashMap::new(), kind_delta: [0; 3] }
     }
 
     /// The record's state as of this write.
-    pub(super) fn current(&mut self, k: &RecordKey) -> Result<&Versioned, StoreError> {
+    pub(crate) fn current(&mut self, k: &RecordKey) -> Result<&Versioned, StoreError> {
         Ok(&self.current_shown(k)?.0)
     }
 
     /// The record's state as of this write, and the record it shows.
-    fn current_shown(&mut self, k: &RecordKey) -> Result<&(Versioned, Option<Record>), StoreError> {
+    pub(crate) fn current_shown(
+        &mut self,
+        k: &RecordKey,
+    ) -> Result<&(Versioned, Option<Record>), StoreError> {
         if !self.states.contains_key(k) {
             let stored = self.stored(k)?;
             self.states.insert(k.clone(), stored);
@@ -90,16 +112,15 @@ impl<'a> GroupWrite<'a> {
     }
 
     /// The record's state as stored, and the record it shows.
-    fn stored(&self, k: &RecordKey) -> Result<(Versioned, Option<Record>), StoreError> {
-        let sk = state_key(k);
-        let s: Versioned = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?.unwrap_or_default();
+    fn stored(&mut self, k: &RecordKey) -> Result<(Versioned, Option<Record>), StoreError> {
+        let s = self.target.state(k)?.unwrap_or_default();
         let shown = s.materialize(k, self.policies);
         Ok((s, shown))
     }
 
     /// Applies a write by the city to `key`: `op` setting `fields`, having
     /// seen `context` (none: everything the record holds).
-    pub(super) fn city_change(
+    pub(crate) fn city_change(
         &mut self,
         key: &RecordKey,
         fields: Vec<String>,
@@ -128,7 +149,7 @@ impl<'a> GroupWrite<'a> {
     /// never had it), so ward and city do not stay apart for good. A change
     /// to a record that was not the ward's needs nothing: the ward does not
     /// show it.
-    pub(super) fn overrule(
+    pub(crate) fn overrule(
         &mut self,
         ward: &WardCode,
         change: &Change,
@@ -149,12 +170,12 @@ impl<'a> GroupWrite<'a> {
         seen.add(&change.stamp);
         self.city_change(key, fields, op, Some(seen), by, wards)?;
         // The ward hears of it even when neither view names it (a create undone).
-        self.batch.insert(downstream_key(ward, self.cursor), Vec::new());
+        self.target.downstream(ward, self.cursor, false);
         Ok(())
     }
 
     /// A new stamp for a write by the city, after everything in `state`.
-    pub(super) fn city_clock(&mut self, state: &Versioned) -> Hlc {
+    pub(crate) fn city_clock(&mut self, state: &Versioned) -> Hlc {
         for h in state.seen.0.values() {
             self.hlc = self.hlc.observe(*h, self.now_ms.max(0) as u64);
         }
@@ -164,7 +185,7 @@ impl<'a> GroupWrite<'a> {
 
     /// Merges an accepted change: state, view, indexes, per-ward record
     /// counts, conflicts, version, log and downstream notes.
-    pub(super) fn apply(
+    pub(crate) fn apply(
         &mut self,
         change: &Change,
         by: &str,
@@ -186,12 +207,10 @@ impl<'a> GroupWrite<'a> {
             }
         };
         self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
+        self.cursor += 1;
         self.replace_view(key, old.as_ref(), new.as_ref(), wards);
         self.track_conflicts(key, &old_conflicts, &state, new.as_ref())?;
-        self.batch.insert(state_key(key), encode(&state));
-
-        self.cursor += 1;
-        self.batch.insert(version_key(key), be(self.cursor).to_vec());
+        self.target.put_state(key, &state, self.cursor);
         let logged = LoggedRef {
             cursor: self.cursor,
             writer: &change.stamp.writer,
@@ -199,8 +218,7 @@ impl<'a> GroupWrite<'a> {
             applied_at_ms: self.now_ms,
             change,
         };
-        self.batch.insert(log_key(self.cursor), encode(&logged));
-        self.batch.insert(history_key(key, self.cursor), Vec::new());
+        self.target.log(&logged);
         // Wards that owned the record before or after hear of changes made
         // elsewhere. Those that cannot rebuild it from the change alone are
         // told to fetch it whole: a ward it was just handed to, and a writer
@@ -210,8 +228,7 @@ impl<'a> GroupWrite<'a> {
         for w in owners.iter().filter(|w| w.as_str() != change.stamp.writer) {
             let gained =
                 new.as_ref().is_some_and(|n| &n.ward == w) && old.as_ref().is_none_or(|o| &o.ward != w);
-            self.batch
-                .insert(downstream_key(w, self.cursor), if gained { WHOLE.to_vec() } else { Vec::new() });
+            self.target.downstream(w, self.cursor, gained);
         }
         // (A ward that registered an event on another ward's citizen, a
         // record naming that ward, keeps no copy of it to bring up to date.)
@@ -220,7 +237,7 @@ impl<'a> GroupWrite<'a> {
             && let Ok(writer) = WardCode::parse(&change.stamp.writer)
             && (owners.contains(&writer) || !names_another)
         {
-            self.batch.insert(downstream_key(&writer, self.cursor), WHOLE.to_vec());
+            self.target.downstream(&writer, self.cursor, true);
         }
         self.states.insert(key.clone(), (state, new));
         Ok(())
@@ -238,48 +255,36 @@ impl<'a> GroupWrite<'a> {
         if old == new {
             return;
         }
-        let old_entries = old.map(|o| index_entries(key, o)).unwrap_or_default();
-        let new_entries = new.map(|n| index_entries(key, n)).unwrap_or_default();
-        for k in old_entries.iter().filter(|k| !new_entries.contains(k)) {
-            self.batch.remove(k.clone());
-        }
-        for k in new_entries.iter().filter(|k| !old_entries.contains(k)) {
-            self.batch.insert(k.clone(), Vec::new());
-        }
+        self.target.put_view(key, old, new, self.cursor, self.now_ms);
         if let Some(o) = old {
             let e = wards.entry(o.ward.clone()).or_default();
             e.records = e.records.saturating_sub(1);
             self.kind_delta[kind_index(key)] -= 1;
         }
-        match new {
-            Some(n) => {
-                self.batch.insert(record_key(key), encode(n));
-                wards.entry(n.ward.clone()).or_default().records += 1;
-                self.kind_delta[kind_index(key)] += 1;
-            }
-            None => self.batch.remove(record_key(key)),
+        if let Some(n) = new {
+            wards.entry(n.ward.clone()).or_default().records += 1;
+            self.kind_delta[kind_index(key)] += 1;
         }
     }
 
     /// Shows the stored record `key` as the policies in force make it (they
     /// changed since it was written): its view, indexes, counts and
     /// conflicts. Nothing is logged: no write happened.
-    pub(super) fn refresh(
+    pub(crate) fn refresh(
         &mut self,
         key: &RecordKey,
         stored_conflicts: &[String],
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<(), StoreError> {
         let (state, _) = self.take_shown(key)?;
-        let rk = record_key(key);
-        let old: Option<Record> = self.engine.get(&rk)?.map(|v| decode(&rk, &v)).transpose()?;
+        let old = self.target.view(key)?;
         let new = state.materialize(key, self.policies);
         self.replace_view(key, old.as_ref(), new.as_ref(), wards);
         // Every conflict written again (its policy and order may differ), the others closed.
         self.track_conflicts(key, &[], &state, new.as_ref())?;
         let open = state.conflicts(key.kind(), self.policies);
         for field in stored_conflicts.iter().filter(|f| !open.iter().any(|c| &c.field == *f)) {
-            self.batch.remove(conflict_key(key, field));
+            self.target.remove_conflict(key, field);
         }
         self.states.insert(key.clone(), (state, new));
         Ok(())
@@ -298,26 +303,90 @@ impl<'a> GroupWrite<'a> {
             if old.contains(c) {
                 continue;
             }
-            let ck = conflict_key(key, &c.field);
-            let opened = match self.engine.get(&ck)? {
-                Some(v) => decode::<Conflict>(&ck, &v)?.opened_at_ms,
-                None => self.now_ms,
-            };
+            let opened = self.target.conflict(key, &c.field)?.map_or(self.now_ms, |c| c.opened_at_ms);
             let owner = shown.map(|r| r.ward.to_string()).unwrap_or_default();
             let entry = Conflict::new(key, c, owner, opened, self.now_ms);
             tracing::info!(kind = %key.kind(), field = %c.field, contenders = c.contenders.len(), "conflict recorded");
             tracing::debug!(%key, "conflict on");
-            self.batch.insert(ck, encode(&entry));
+            self.target.put_conflict(&entry);
         }
         for c in old.iter().filter(|c| !new.iter().any(|n| n.field == c.field)) {
             tracing::info!(kind = %key.kind(), field = %c.field, "conflict settled");
-            self.batch.remove(conflict_key(key, &c.field));
+            self.target.remove_conflict(key, &c.field);
         }
         Ok(())
     }
 
+    /// Applies a group of ward batches (see [`crate::store::CityDb::apply_group`]):
+    /// duplicates skipped, what the city will not apply quarantined, a
+    /// batch with a gap or from a ward whose quarantine is full rejected.
+    pub(crate) fn apply_batches(
+        &mut self,
+        group: &[WardBatch],
+        ctx: &Context,
+        max_skew_ms: u64,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Vec<Result<u64, BatchRejected>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(group.len());
+        for wb in group {
+            let mut state = wards.get(&wb.ward).cloned().unwrap_or_default();
+            let mut fresh: Vec<&Incoming> =
+                wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
+            let contiguous = fresh
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.seq() == state.last_applied_seq.saturating_add(1 + i as u64));
+            if !contiguous {
+                outcomes.push(Err(BatchRejected::Gap {
+                    ward: wb.ward.clone(),
+                    expected: state.last_applied_seq.saturating_add(1),
+                    got: fresh[0].seq(),
+                }));
+                continue;
+            }
+            if !fresh.is_empty() && state.quarantined >= MAX_QUARANTINED {
+                outcomes.push(Err(BatchRejected::QuarantineFull {
+                    ward: wb.ward.clone(),
+                    held: state.quarantined,
+                }));
+                continue;
+            }
+            if crate::mutation::active(crate::mutation::Mutation::ApplyDuplicates) {
+                fresh = wb.changes.iter().collect();
+            }
+            for incoming in fresh {
+                let refusal = match incoming {
+                    Incoming::Change(change) => self.refusal(&wb.ward, change, ctx, max_skew_ms)?,
+                    Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
+                };
+                match (refusal, incoming) {
+                    (None, Incoming::Change(change)) => {
+                        wards.insert(wb.ward.clone(), state.clone());
+                        self.apply(change, &format!("ward {}", wb.ward), wards)?;
+                        state = wards[&wb.ward].clone();
+                    }
+                    (Some(reason), incoming) => {
+                        tracing::warn!(ward = %wb.ward, seq = incoming.seq(), "change quarantined");
+                        tracing::debug!(%reason, "quarantine reason");
+                        let q = Quarantined::new(&wb.ward, incoming, reason, self.now_ms, self.cursor);
+                        self.target.quarantine(&q);
+                        state.quarantined += 1;
+                    }
+                    (None, Incoming::Malformed { .. }) => {
+                        unreachable!("malformed changes are always refused")
+                    }
+                }
+                state.last_applied_seq = state.last_applied_seq.max(incoming.seq());
+            }
+            state.last_contact_ms = self.now_ms;
+            outcomes.push(Ok(state.last_applied_seq));
+            wards.insert(wb.ward.clone(), state);
+        }
+        Ok(outcomes)
+    }
+
     /// Why `change` from `ward` cannot be applied now, if it cannot.
-    pub(super) fn refusal(
+    pub(crate) fn refusal(
         &mut self,
         ward: &WardCode,
         change: &Change,
@@ -361,6 +430,7 @@ impl<'a> GroupWrite<'a> {
 mod tests {
     use super::*;
     use crate::model::{Stamp, VersionVector};
+    use crate::store::codec::encode;
 
     #[test]
     fn a_borrowed_log_entry_encodes_as_the_stored_one() {

@@ -14,8 +14,10 @@ mod apply;
 mod audit;
 mod civil;
 mod conflicts;
+mod db;
 mod history;
 mod keys;
+mod kv_target;
 mod office;
 mod policies;
 mod quarantine;
@@ -27,9 +29,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{be, decode, encode, read_be};
-use super::engine::{Engine, StoreError, prefix_end};
+use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
-use keys::{CURSOR, HLC, LOSS, QUARANTINE, WARD, loss_key, quarantine_key, ward_key};
+use keys::{CURSOR, HLC, LOSS, WARD, loss_key, ward_key};
 
 pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
 pub use civil::CitizenProblems;
@@ -40,6 +42,7 @@ pub use quarantine::{Discarded, Quarantined, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
 
 use apply::GroupWrite;
+use kv_target::KvTarget;
 
 /// Replication state of one ward as the city knows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -259,7 +262,7 @@ impl CityStore {
     fn write<T>(
         &self,
         now_ms: i64,
-        f: impl FnOnce(&mut GroupWrite, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut GroupWrite<KvTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut cache = self.cache.lock().expect("poisoned");
         let mut wards = cache.wards.clone();
@@ -271,20 +274,22 @@ impl CityStore {
                 "the city's clock had run ahead of its wall clock (set from a wrong time, or by a peer before stamps were checked): stamping from the wall clock again"
             );
         }
-        let mut w = GroupWrite::new(&*self.engine, &self.policies, cache.cursor, hlc, now_ms);
+        let target = KvTarget { engine: &*self.engine, batch: Batch::default() };
+        let mut w = GroupWrite::new(target, &self.policies, cache.cursor, hlc, now_ms);
         let out = f(&mut w, &mut wards)?;
-        w.batch.insert(HLC, encode(&w.hlc));
+        let batch = &mut w.target.batch;
+        batch.insert(HLC, encode(&w.hlc));
         for (ward, state) in &wards {
             let before = cache.wards.get(ward);
             if before != Some(state) {
-                w.batch.insert(ward_key(ward), encode(state));
+                batch.insert(ward_key(ward), encode(state));
             }
             if before.map(|b| &b.lost) != Some(&state.lost) && state.lost != Loss::default() {
-                w.batch.insert(loss_key(ward), encode(&state.lost));
+                batch.insert(loss_key(ward), encode(&state.lost));
             }
         }
-        w.batch.insert(CURSOR, be(w.cursor).to_vec());
-        self.engine.apply(w.batch)?;
+        batch.insert(CURSOR, be(w.cursor).to_vec());
+        self.engine.apply(std::mem::take(batch))?;
         cache.cursor = w.cursor;
         cache.hlc = w.hlc;
         cache.wards = wards;
@@ -309,64 +314,7 @@ impl CityStore {
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Vec<Result<u64, BatchRejected>>, StoreError> {
-        self.write(now_ms, |w, wards| {
-            let mut outcomes = Vec::with_capacity(group.len());
-            for wb in group {
-                let mut state = wards.get(&wb.ward).cloned().unwrap_or_default();
-                let mut fresh: Vec<&Incoming> =
-                    wb.changes.iter().filter(|c| c.seq() > state.last_applied_seq).collect();
-                let contiguous = fresh
-                    .iter()
-                    .enumerate()
-                    .all(|(i, c)| c.seq() == state.last_applied_seq.saturating_add(1 + i as u64));
-                if !contiguous {
-                    outcomes.push(Err(BatchRejected::Gap {
-                        ward: wb.ward.clone(),
-                        expected: state.last_applied_seq.saturating_add(1),
-                        got: fresh[0].seq(),
-                    }));
-                    continue;
-                }
-                if !fresh.is_empty() && state.quarantined >= MAX_QUARANTINED {
-                    outcomes.push(Err(BatchRejected::QuarantineFull {
-                        ward: wb.ward.clone(),
-                        held: state.quarantined,
-                    }));
-                    continue;
-                }
-                if crate::mutation::active(crate::mutation::Mutation::ApplyDuplicates) {
-                    fresh = wb.changes.iter().collect();
-                }
-                for incoming in fresh {
-                    let refusal = match incoming {
-                        Incoming::Change(change) => w.refusal(&wb.ward, change, ctx, max_skew_ms)?,
-                        Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
-                    };
-                    match (refusal, incoming) {
-                        (None, Incoming::Change(change)) => {
-                            wards.insert(wb.ward.clone(), state.clone());
-                            w.apply(change, &format!("ward {}", wb.ward), wards)?;
-                            state = wards[&wb.ward].clone();
-                        }
-                        (Some(reason), incoming) => {
-                            tracing::warn!(ward = %wb.ward, seq = incoming.seq(), "change quarantined");
-                            tracing::debug!(%reason, "quarantine reason");
-                            let q = Quarantined::new(&wb.ward, incoming, reason, now_ms, w.cursor);
-                            w.batch.insert(quarantine_key(QUARANTINE, &wb.ward, incoming.seq()), encode(&q));
-                            state.quarantined += 1;
-                        }
-                        (None, Incoming::Malformed { .. }) => {
-                            unreachable!("malformed changes are always refused")
-                        }
-                    }
-                    state.last_applied_seq = state.last_applied_seq.max(incoming.seq());
-                }
-                state.last_contact_ms = now_ms;
-                outcomes.push(Ok(state.last_applied_seq));
-                wards.insert(wb.ward.clone(), state);
-            }
-            Ok(outcomes)
-        })
+        self.write(now_ms, |w, wards| w.apply_batches(group, ctx, max_skew_ms, wards))
     }
 
     /// Makes every applied group durable and publishes the log up to it.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::apply::{GroupWrite, Target};
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, WardState};
 use crate::model::{
@@ -36,37 +37,6 @@ impl CityStore {
         self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()
     }
 
-    /// Applies a write by the city: `op` on `key`, setting `fields`.
-    fn city_write(
-        &self,
-        key: &RecordKey,
-        fields: Vec<String>,
-        op: Op,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        self.city_writes(key, vec![(fields, op)], None, by, now_ms)
-    }
-
-    /// Applies writes by the city to `key` in one atomic write, each having
-    /// seen the ones before it (the first: `based_on`, or all the record holds).
-    fn city_writes(
-        &self,
-        key: &RecordKey,
-        writes: Vec<(Vec<String>, Op)>,
-        based_on: Option<VersionVector>,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        let mut based_on = based_on;
-        self.write(now_ms, |w, wards: &mut HashMap<WardCode, WardState>| {
-            for (fields, op) in writes {
-                w.city_change(key, fields, op, based_on.take(), by, wards)?;
-            }
-            Ok(w.cursor)
-        })
-    }
-
     /// A data-office correction of an existing record: the fields that
     /// differ are written by the city. `seen` is what the editor had read of
     /// the record (its version vector): writes it had not seen are
@@ -81,27 +51,7 @@ impl CityStore {
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        let key = match record.validate(ctx) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let Some(current) = self.get(&key)? else {
-            return Ok(Err(OfficeError::NotFound(key.to_string())));
-        };
-        let old = flatten(&current);
-        let fields: Vec<String> =
-            flatten(&record).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect();
-        if fields.is_empty() {
-            return Ok(Ok(self.durable_cursor()));
-        }
-        if let Some(seen) = &seen {
-            let held = self.state(&key)?.unwrap_or_default().seen;
-            if let Some((writer, _)) = seen.0.iter().find(|(w, h)| held.0.get(*w).is_none_or(|k| *h > k)) {
-                let why = format!("says the editor had seen a write by {writer} that the city does not hold");
-                return Ok(Err(ValidationError::single("seen", why).into()));
-            }
-        }
-        self.city_writes(&key, vec![(fields, Op::Put(record))], seen, by, now_ms).map(Ok)
+        self.write(now_ms, |w, wards| w.office_put(record, seen, by, ctx, wards))
     }
 
     /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
@@ -115,37 +65,7 @@ impl CityStore {
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        if self.conflict(key, field)?.is_none() {
-            return Ok(Err(OfficeError::NoConflict(key.to_string(), field.to_string())));
-        }
-        let state = self.state(key)?.unwrap_or_default();
-        if field == EXISTS && value == "false" {
-            return self.city_write(key, Vec::new(), Op::Delete, by, now_ms).map(Ok);
-        }
-        let Some(view) = state.view(key, &self.policies) else {
-            return Ok(Err(OfficeError::NotFound(key.to_string())));
-        };
-        let mut values = flatten(&view);
-        values.insert(field.to_string(), value.to_string());
-        let bad =
-            || ValidationError::single("value", format!("{value} is not a valid value for field {field}"));
-        let Some(record) = unflatten(key.kind(), &values) else {
-            return Ok(Err(bad().into()));
-        };
-        if let Err(e) = record.validate(ctx) {
-            return Ok(Err(e.into()));
-        }
-        if field == EXISTS {
-            return self.city_write(key, Vec::new(), Op::Put(record), by, now_ms).map(Ok);
-        }
-        let mut writes = vec![(vec![field.to_string()], Op::Put(record))];
-        if !state.exists(key.kind(), &self.policies) {
-            // A put also says the record exists: settling a field of a
-            // deleted record must not bring it back, so it is deleted again
-            // by a write that has seen the put.
-            writes.push((Vec::new(), Op::Delete));
-        }
-        self.city_writes(key, writes, None, by, now_ms).map(Ok)
+        self.write(now_ms, |w, wards| w.resolve(key, field, value, by, ctx, wards))
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,
@@ -172,5 +92,106 @@ impl CityStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// The office's writes, the same on both stores.
+impl<T: Target> GroupWrite<'_, T> {
+    /// Applies writes by the city to `key` in one atomic write, each having
+    /// seen the ones before it (the first: `based_on`, or all the record holds).
+    fn city_writes(
+        &mut self,
+        key: &RecordKey,
+        writes: Vec<(Vec<String>, Op)>,
+        based_on: Option<VersionVector>,
+        by: &str,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<u64, StoreError> {
+        let mut based_on = based_on;
+        for (fields, op) in writes {
+            self.city_change(key, fields, op, based_on.take(), by, wards)?;
+        }
+        Ok(self.cursor)
+    }
+
+    /// A data-office correction of an existing record: the fields that
+    /// differ are written by the city. `seen` is what the editor had read of
+    /// the record (its version vector): writes it had not seen are
+    /// concurrent with the correction, never silently reverted by it; none:
+    /// the record as it stands. Returns the change's log cursor (the
+    /// current cursor if nothing differs).
+    pub(crate) fn office_put(
+        &mut self,
+        record: Record,
+        seen: Option<VersionVector>,
+        by: &str,
+        ctx: &Context,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let key = match record.validate(ctx) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let Some(current) = self.current_shown(&key)?.1.clone() else {
+            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        };
+        let old = flatten(&current);
+        let fields: Vec<String> =
+            flatten(&record).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect();
+        if fields.is_empty() {
+            return Ok(Ok(self.cursor));
+        }
+        if let Some(seen) = &seen {
+            let held = &self.current(&key)?.seen;
+            if let Some((writer, _)) = seen.0.iter().find(|(w, h)| held.0.get(*w).is_none_or(|k| *h > k)) {
+                let why = format!("says the editor had seen a write by {writer} that the city does not hold");
+                return Ok(Err(ValidationError::single("seen", why).into()));
+            }
+        }
+        self.city_writes(&key, vec![(fields, Op::Put(record))], seen, by, wards).map(Ok)
+    }
+
+    /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
+    /// write that has seen every contender.
+    pub(crate) fn resolve(
+        &mut self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        by: &str,
+        ctx: &Context,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        if self.target.conflict(key, field)?.is_none() {
+            return Ok(Err(OfficeError::NoConflict(key.to_string(), field.to_string())));
+        }
+        let state = self.current(key)?.clone();
+        if field == EXISTS && value == "false" {
+            return self.city_writes(key, vec![(Vec::new(), Op::Delete)], None, by, wards).map(Ok);
+        }
+        let Some(view) = state.view(key, self.policies) else {
+            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        };
+        let mut values = flatten(&view);
+        values.insert(field.to_string(), value.to_string());
+        let bad =
+            || ValidationError::single("value", format!("{value} is not a valid value for field {field}"));
+        let Some(record) = unflatten(key.kind(), &values) else {
+            return Ok(Err(bad().into()));
+        };
+        if let Err(e) = record.validate(ctx) {
+            return Ok(Err(e.into()));
+        }
+        if field == EXISTS {
+            return self.city_writes(key, vec![(Vec::new(), Op::Put(record))], None, by, wards).map(Ok);
+        }
+        let mut writes = vec![(vec![field.to_string()], Op::Put(record))];
+        if !state.exists(key.kind(), self.policies) {
+            // A put also says the record exists: settling a field of a
+            // deleted record must not bring it back, so it is deleted again
+            // by a write that has seen the put.
+            writes.push((Vec::new(), Op::Delete));
+        }
+        self.city_writes(key, writes, None, by, wards).map(Ok)
     }
 }

@@ -4,11 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::{DISCARDED, QUARANTINE, quarantine_key, version_key};
-use super::{CityStore, Incoming};
+use std::collections::HashMap;
+
+use super::apply::{GroupWrite, Target};
+use super::keys::{DISCARDED, QUARANTINE, quarantine_key};
+use super::{CityStore, Incoming, WardState};
 use crate::model::{Change, Context, WardCode};
 use crate::store::StoreError;
-use crate::store::codec::{decode, encode, key, read_be};
+use crate::store::codec::{decode, key};
 
 /// A change waiting in quarantine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +34,7 @@ pub struct Quarantined {
 }
 
 impl Quarantined {
-    pub(super) fn new(
+    pub(crate) fn new(
         ward: &WardCode,
         incoming: &Incoming,
         reason: String,
@@ -121,34 +124,7 @@ impl CityStore {
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         // Everything under the write lock: no group can slip in between the checks and the apply.
-        self.write(now_ms, |w, wards| {
-            let Some(entry) = self.entry(ward, seq)? else {
-                return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
-            };
-            let Some(change) = entry.change.clone().or(decoded) else {
-                return Ok(Err(RetryError::StillRefused(entry.reason)));
-            };
-            let vk = version_key(&change.key);
-            let version = w.engine.get(&vk)?.map(|v| read_be(&vk, &v)).transpose()?.unwrap_or(0);
-            // Changed since: a retry must not undo what its writer never saw.
-            // What it built on (it had seen every write the record holds,
-            // such as the quarantined change it followed, retried first) is
-            // no reason to refuse it.
-            if version > entry.cursor_then && !change.context.covers(&w.current(&change.key)?.seen) {
-                return Ok(Err(RetryError::Superseded(change.key.to_string())));
-            }
-            // Checked as on arrival, clock limit included: a change stamped
-            // ahead is applied once the city's time has come near it, and
-            // never moves the city's clock further.
-            if let Some(reason) = w.refusal(ward, &change, ctx, max_skew_ms)? {
-                return Ok(Err(RetryError::StillRefused(reason)));
-            }
-            w.apply(&change, &format!("ward {ward} (retried by the office)"), wards)?;
-            let state = wards.entry(ward.clone()).or_default();
-            state.quarantined = state.quarantined.saturating_sub(1);
-            w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
-            Ok(Ok(w.cursor))
-        })
+        self.write(now_ms, |w, wards| w.retry(ward, seq, decoded, ctx, max_skew_ms, wards))
     }
 
     /// Moves a quarantined change to the discarded list with a reason.
@@ -160,19 +136,68 @@ impl CityStore {
         by: &str,
         now_ms: i64,
     ) -> Result<Result<(), RetryError>, StoreError> {
-        self.write(now_ms, |w, wards| {
-            let Some(entry) = self.entry(ward, seq)? else {
-                return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
-            };
-            if let Some(change) = &entry.change {
-                w.overrule(ward, change, &format!("{by} (discarding ward {ward}'s change {seq})"), wards)?;
-            }
-            let d = Discarded { entry, reason: reason.to_string(), by: by.to_string(), at_ms: now_ms };
-            w.batch.remove(quarantine_key(QUARANTINE, ward, seq));
-            w.batch.insert(quarantine_key(DISCARDED, ward, seq), encode(&d));
-            let state = wards.entry(ward.clone()).or_default();
-            state.quarantined = state.quarantined.saturating_sub(1);
-            Ok(Ok(()))
-        })
+        self.write(now_ms, |w, wards| w.discard(ward, seq, reason, by, wards))
+    }
+}
+
+/// Settling the quarantine, the same on both stores.
+impl<T: Target> GroupWrite<'_, T> {
+    /// See [`CityStore::retry`].
+    pub(crate) fn retry(
+        &mut self,
+        ward: &WardCode,
+        seq: u64,
+        decoded: Option<Change>,
+        ctx: &Context,
+        max_skew_ms: u64,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Result<u64, RetryError>, StoreError> {
+        let Some(entry) = self.target.quarantined(ward, seq)? else {
+            return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
+        };
+        let Some(change) = entry.change.clone().or(decoded) else {
+            return Ok(Err(RetryError::StillRefused(entry.reason)));
+        };
+        let version = self.target.version(&change.key)?;
+        // Changed since: a retry must not undo what its writer never saw.
+        // What it built on (it had seen every write the record holds,
+        // such as the quarantined change it followed, retried first) is
+        // no reason to refuse it.
+        if version > entry.cursor_then && !change.context.covers(&self.current(&change.key)?.seen) {
+            return Ok(Err(RetryError::Superseded(change.key.to_string())));
+        }
+        // Checked as on arrival, clock limit included: a change stamped
+        // ahead is applied once the city's time has come near it, and
+        // never moves the city's clock further.
+        if let Some(reason) = self.refusal(ward, &change, ctx, max_skew_ms)? {
+            return Ok(Err(RetryError::StillRefused(reason)));
+        }
+        self.apply(&change, &format!("ward {ward} (retried by the office)"), wards)?;
+        let state = wards.entry(ward.clone()).or_default();
+        state.quarantined = state.quarantined.saturating_sub(1);
+        self.target.settle(ward, seq, None);
+        Ok(Ok(self.cursor))
+    }
+
+    /// See [`CityStore::discard`].
+    pub(crate) fn discard(
+        &mut self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Result<(), RetryError>, StoreError> {
+        let Some(entry) = self.target.quarantined(ward, seq)? else {
+            return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
+        };
+        if let Some(change) = &entry.change {
+            self.overrule(ward, change, &format!("{by} (discarding ward {ward}'s change {seq})"), wards)?;
+        }
+        let d = Discarded { entry, reason: reason.to_string(), by: by.to_string(), at_ms: self.now_ms };
+        self.target.settle(ward, seq, Some(&d));
+        let state = wards.entry(ward.clone()).or_default();
+        state.quarantined = state.quarantined.saturating_sub(1);
+        Ok(Ok(()))
     }
 }

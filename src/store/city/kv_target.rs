@@ -1,0 +1,97 @@
+//! The embedded store as a [`Target`] of city writes: reads from the
+//! engine, writes into one atomic batch (layout in [`super::keys`]).
+
+use super::apply::{LoggedRef, Target};
+use super::conflicts::Conflict;
+use super::keys::{
+    DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, index_entries, log_key,
+    quarantine_key, record_key, state_key, version_key,
+};
+use super::{Discarded, Quarantined};
+use crate::model::{Record, RecordKey, Versioned, WardCode};
+use crate::store::StoreError;
+use crate::store::codec::{be, decode, encode, read_be};
+use crate::store::engine::{Batch, Engine};
+
+/// Reads from `engine`; what is written goes into `batch`.
+pub(super) struct KvTarget<'a> {
+    pub(super) engine: &'a dyn Engine,
+    pub(super) batch: Batch,
+}
+
+impl KvTarget<'_> {
+    fn read<T: serde::de::DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        self.engine.get(k)?.map(|v| decode(k, &v)).transpose()
+    }
+}
+
+impl Target for KvTarget<'_> {
+    fn state(&mut self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        self.read(&state_key(key))
+    }
+
+    fn view(&mut self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        self.read(&record_key(key))
+    }
+
+    fn version(&mut self, key: &RecordKey) -> Result<u64, StoreError> {
+        let vk = version_key(key);
+        Ok(self.engine.get(&vk)?.map(|v| read_be(&vk, &v)).transpose()?.unwrap_or(0))
+    }
+
+    fn conflict(&mut self, key: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError> {
+        self.read(&conflict_key(key, field))
+    }
+
+    fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
+        self.read(&quarantine_key(QUARANTINE, ward, seq))
+    }
+
+    fn put_state(&mut self, key: &RecordKey, state: &Versioned, cursor: u64) {
+        self.batch.insert(state_key(key), encode(state));
+        self.batch.insert(version_key(key), be(cursor).to_vec());
+    }
+
+    fn put_view(&mut self, key: &RecordKey, old: Option<&Record>, new: Option<&Record>, _: u64, _: i64) {
+        let old_entries = old.map(|o| index_entries(key, o)).unwrap_or_default();
+        let new_entries = new.map(|n| index_entries(key, n)).unwrap_or_default();
+        for k in old_entries.iter().filter(|k| !new_entries.contains(k)) {
+            self.batch.remove(k.clone());
+        }
+        for k in new_entries.iter().filter(|k| !old_entries.contains(k)) {
+            self.batch.insert(k.clone(), Vec::new());
+        }
+        match new {
+            Some(n) => self.batch.insert(record_key(key), encode(n)),
+            None => self.batch.remove(record_key(key)),
+        }
+    }
+
+    fn put_conflict(&mut self, conflict: &Conflict) {
+        self.batch.insert(conflict_key(&conflict.key, &conflict.field), encode(conflict));
+    }
+
+    fn remove_conflict(&mut self, key: &RecordKey, field: &str) {
+        self.batch.remove(conflict_key(key, field));
+    }
+
+    fn log(&mut self, logged: &LoggedRef) {
+        self.batch.insert(log_key(logged.cursor), encode(logged));
+        self.batch.insert(history_key(&logged.change.key, logged.cursor), Vec::new());
+    }
+
+    fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {
+        self.batch.insert(downstream_key(ward, cursor), if whole { WHOLE.to_vec() } else { Vec::new() });
+    }
+
+    fn quarantine(&mut self, entry: &Quarantined) {
+        self.batch.insert(quarantine_key(QUARANTINE, &entry.ward, entry.seq), encode(entry));
+    }
+
+    fn settle(&mut self, ward: &WardCode, seq: u64, discarded: Option<&Discarded>) {
+        self.batch.remove(quarantine_key(QUARANTINE, ward, seq));
+        if let Some(d) = discarded {
+            self.batch.insert(quarantine_key(DISCARDED, ward, seq), encode(d));
+        }
+    }
+}

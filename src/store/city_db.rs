@@ -1,0 +1,262 @@
+//! The city database's contract: the city's own operations, not a
+//! key-value engine. Two stores keep it, and differ in how they keep
+//! records: [`super::CityStore`] embedded in the city process (over an
+//! [`super::Engine`]: sled on disk, or memory in the simulation), and
+//! [`super::pg::PgCityStore`] on PostgreSQL, shared by several city
+//! processes. One contract suite runs against every store.
+//!
+//! Every write returns once it is durable (the embedded store has flushed,
+//! PostgreSQL has committed), so whatever a caller acknowledges on its
+//! strength survives a crash. Reads see only durable changes of the log.
+
+use futures::future::BoxFuture;
+
+use super::{
+    AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial, Discarded,
+    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RetryError, StoreError, WardBatch,
+    WardState,
+};
+use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+
+/// What applying one group of ward batches yields: per batch, the ward's
+/// last applied sequence or why the batch was rejected.
+pub type GroupOutcome = Result<Vec<Result<u64, BatchRejected>>, StoreError>;
+
+/// The city database: replication, the data office's queries and writes,
+/// quarantine and the audit trail.
+#[async_trait::async_trait]
+pub trait CityDb: Send + Sync + 'static {
+    // ---- Replication ----
+
+    /// The last sequence durably applied for `ward` (0 if never seen), as
+    /// this process knows it: the only figure the city may report to the
+    /// ward, which deletes what it covers.
+    fn last_applied(&self, ward: &WardCode) -> u64;
+
+    /// Applies a group of batches as one atomic write: duplicates skipped,
+    /// what the city will not apply quarantined (still advancing the
+    /// ward's sequence), a batch with a gap rejected whole. Groups are
+    /// applied in the order of the calls, each seeing every earlier one;
+    /// the future resolves once the group is durable, never before.
+    /// Changes whose clock runs more than `max_skew_ms` ahead are quarantined.
+    fn apply_group(
+        &self,
+        group: Vec<WardBatch>,
+        now_ms: i64,
+        ctx: Context,
+        max_skew_ms: u64,
+    ) -> BoxFuture<'static, GroupOutcome>;
+
+    /// The ward says the city had acknowledged its changes up to `acked`,
+    /// beyond what the city holds: records the loss and moves the ward's
+    /// last applied sequence to `acked`. Returns the range lost, if any.
+    async fn acknowledged_lost(
+        &self,
+        ward: &WardCode,
+        acked: u64,
+        now_ms: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// Makes every write made so far durable (they already are on return,
+    /// but a caller stopping wants the certainty).
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// The highest durable log cursor; the log is served up to it.
+    fn durable_cursor(&self) -> u64;
+
+    /// Watches the durable cursor: it changes whenever new changes become durable.
+    fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Up to `limit` logged changes after cursor `after`, durable ones only.
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError>;
+
+    /// The changes `filter` keeps among the next `chunk` after `after`, and
+    /// the last cursor read (to continue from).
+    async fn changes_matching(
+        &self,
+        after: u64,
+        chunk: usize,
+        filter: &LogFilter,
+    ) -> Result<(Vec<LoggedChange>, u64), StoreError>;
+
+    /// Changes made elsewhere that concern `ward`, after cursor `after`,
+    /// durable ones only, at most `limit`; each with whether the ward must
+    /// fetch the record whole.
+    async fn downstream(
+        &self,
+        ward: &WardCode,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(LoggedChange, bool)>, StoreError>;
+
+    /// Every ward the city has heard from, with its state, in code order.
+    fn wards(&self) -> Vec<(WardCode, WardState)>;
+
+    /// How many records of each kind the city holds.
+    fn records_by_kind(&self) -> Vec<(Kind, u64)>;
+
+    /// Open conflicts per owning ward.
+    async fn conflicts_by_ward(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The merge policies in force.
+    fn policies(&self) -> &Policies;
+
+    // ---- Records ----
+
+    /// The current record under `key`.
+    async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError>;
+
+    /// The record as it stood at city time `at_ms`.
+    async fn as_of(&self, key: &RecordKey, at_ms: i64) -> Result<Option<Record>, StoreError>;
+
+    /// The replicated state of `key`, if the city has heard of it.
+    async fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError>;
+
+    /// Records of `kind` (of `ward`, if given) with ids after `after`, at most `limit`.
+    async fn list(
+        &self,
+        kind: Kind,
+        ward: Option<&WardCode>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Records whose name starts with `query`, diacritics and case ignored.
+    async fn search_name(
+        &self,
+        query: &str,
+        kind: Option<Kind>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Record>, StoreError>;
+
+    /// The citizens of a household.
+    async fn household(
+        &self,
+        household_id: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Record>, StoreError>;
+
+    /// The businesses and parcels of an owner.
+    async fn owned_by(&self, owner_id: &str, after: &[u8], limit: usize) -> Result<Page<Record>, StoreError>;
+
+    /// Every change applied to `key`, oldest first, with the values shown before and after.
+    async fn record_history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The civil-status problems of the citizens (of `ward`, if given).
+    async fn civil_report(
+        &self,
+        ward: Option<&WardCode>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<CitizenProblems>, StoreError>;
+
+    // ---- Conflicts and the data office ----
+
+    /// Open conflicts matching `filter`.
+    async fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<Conflict>, StoreError>;
+
+    /// One page of the open conflicts matching `filter`.
+    async fn conflicts_page(
+        &self,
+        filter: &ConflictFilter,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Conflict>, StoreError>;
+
+    /// The open conflicts of one record.
+    async fn record_conflicts(&self, record: &RecordKey) -> Result<Vec<Conflict>, StoreError>;
+
+    /// The open conflict on `field` of `record`.
+    async fn conflict(&self, record: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError>;
+
+    /// A data-office correction of an existing record (see [`super::CityStore::office_put`]).
+    async fn office_put(
+        &self,
+        record: Record,
+        seen: Option<VersionVector>,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError>;
+
+    /// Settles the conflict on `field` of `key` with `value` (JSON).
+    async fn resolve(
+        &self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError>;
+
+    // ---- Quarantine ----
+
+    /// The changes in quarantine (of `ward`, if given).
+    async fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError>;
+
+    /// One page of the quarantine.
+    async fn quarantine_page(
+        &self,
+        ward: Option<&WardCode>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Quarantined>, StoreError>;
+
+    /// The discarded changes (of `ward`, if given).
+    async fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError>;
+
+    /// One quarantined change.
+    async fn entry(&self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
+
+    /// Applies a quarantined change if it is now acceptable; returns its new cursor.
+    async fn retry(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        decoded: Option<Change>,
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<Result<u64, RetryError>, StoreError>;
+
+    /// Moves a quarantined change to the discarded list with a reason.
+    async fn discard(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<(), RetryError>, StoreError>;
+
+    // ---- Audit ----
+
+    /// Records a denied call in the audit trail.
+    async fn record_denial(
+        &self,
+        identity: &str,
+        rpc: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Counts a denied call without writing it (the trail already shows the caller refused).
+    fn count_denial(&self);
+
+    /// Calls denied since the city started.
+    fn denied_calls(&self) -> u64;
+
+    /// Denied calls since `since_ms`, oldest first, at most `limit`.
+    async fn denials(&self, since_ms: i64, limit: usize) -> Result<Vec<Denial>, StoreError>;
+
+    /// The audit trail (accepted writes and denied calls, by time) from `from`.
+    async fn audit_trail(
+        &self,
+        ward: Option<&WardCode>,
+        from: AuditCursor,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError>;
+}
