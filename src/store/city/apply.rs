@@ -28,8 +28,8 @@ pub(crate) trait Target {
     /// A quarantined change.
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
 
-    /// Stores the record's state, changed by the change at `cursor`.
-    fn put_state(&mut self, key: &RecordKey, state: &Versioned, cursor: u64);
+    /// Stores the record's state, changed by the change at `cursor`, and the record it shows.
+    fn put_state(&mut self, key: &RecordKey, state: &Versioned, shown: Option<&Record>, cursor: u64);
     /// Replaces the record shown (`old`) by `new` (`None`: deleted).
     fn put_view(
         &mut self,
@@ -79,6 +79,20 @@ pub(crate) struct GroupWrite<'a, T: Target> {
 
 fn kind_index(k: &RecordKey) -> usize {
     crate::model::Kind::ALL.iter().position(|x| *x == k.kind()).expect("every kind is listed")
+}
+
+/// The city's clock for a write at `now_ms`: `stored`, or the wall clock
+/// if the stored one ran ahead of it beyond the limit (then said in the log).
+pub(crate) fn city_clock_at(stored: Hlc, now_ms: i64) -> Hlc {
+    let (hlc, reset) = stored.recover(now_ms.max(0) as u64, crate::model::CLOCK_AHEAD_LIMIT_MS);
+    if reset {
+        tracing::warn!(
+            clock_ms = stored.wall_ms,
+            now_ms,
+            "the city's clock had run ahead of its wall clock (set from a wrong time, or by a peer before stamps were checked): stamping from the wall clock again"
+        );
+    }
+    hlc
 }
 
 impl<'a, T: Target> GroupWrite<'a, T> {
@@ -210,7 +224,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         self.cursor += 1;
         self.replace_view(key, old.as_ref(), new.as_ref(), wards);
         self.track_conflicts(key, &old_conflicts, &state, new.as_ref())?;
-        self.target.put_state(key, &state, self.cursor);
+        self.target.put_state(key, &state, new.as_ref(), self.cursor);
         let logged = LoggedRef {
             cursor: self.cursor,
             writer: &change.stamp.writer,

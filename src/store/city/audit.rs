@@ -146,14 +146,46 @@ impl CityStore {
         limit: usize,
     ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError> {
         let (since_ms, skip) = from;
-        let concerns = |identity: &str, writer: &str| {
-            ward.is_none_or(|w| writer == w.as_str() || identity.ends_with(w.as_str()))
+        let want = skip.saturating_add(limit).saturating_add(1);
+        let concerns =
+            |l: &LoggedChange| ward.is_none_or(|w| l.writer == w.as_str() || l.by.ends_with(w.as_str()));
+        let sources = AuditSources {
+            writes: self.history(since_ms, want, concerns)?,
+            denials: self.denials(since_ms, want)?,
+            quarantined: self.quarantine(ward)?,
+            discarded: self.discarded(ward)?,
         };
+        Ok(sources.page(ward, from, limit))
+    }
+}
+
+/// What the audit trail is merged from, each in time order from the page's
+/// start: at least `skip + limit + 1` accepted writes and denials (or all
+/// there are), and the quarantine and discarded changes.
+pub(crate) struct AuditSources {
+    /// Accepted writes (concerning the ward, if one is asked for).
+    pub(crate) writes: Vec<LoggedChange>,
+    /// Denied calls.
+    pub(crate) denials: Vec<Denial>,
+    /// Changes in quarantine (of the ward).
+    pub(crate) quarantined: Vec<super::Quarantined>,
+    /// Discarded changes (of the ward).
+    pub(crate) discarded: Vec<super::Discarded>,
+}
+
+impl AuditSources {
+    /// One page of the merged trail from `from`, and where the next resumes.
+    pub(crate) fn page(
+        self,
+        ward: Option<&crate::model::WardCode>,
+        from: AuditCursor,
+        limit: usize,
+    ) -> (Vec<AuditEntry>, Option<AuditCursor>) {
+        let (since_ms, skip) = from;
         // Each source is in time order: the first `skip + limit` of the
         // merge are among the first `skip + limit + 1` of each.
-        let want = skip.saturating_add(limit).saturating_add(1);
         let mut entries: Vec<AuditEntry> = self
-            .history(since_ms, want, |l| concerns(&l.by, &l.writer))?
+            .writes
             .into_iter()
             .map(|l| AuditEntry {
                 at_ms: l.applied_at_ms,
@@ -163,15 +195,14 @@ impl CityStore {
                 detail: format!("change {} by writer {}, log cursor {}", l.change.seq, l.writer, l.cursor),
             })
             .collect();
-        entries.extend(self.denials(since_ms, want)?.into_iter().filter(|d| concerns(&d.identity, "")).map(
-            |d| AuditEntry {
-                at_ms: d.at_ms,
-                identity: d.identity,
-                denied: true,
-                action: d.rpc,
-                detail: d.reason,
-            },
-        ));
+        let concerns = |identity: &str| ward.is_none_or(|w| identity.ends_with(w.as_str()));
+        entries.extend(self.denials.into_iter().filter(|d| concerns(&d.identity)).map(|d| AuditEntry {
+            at_ms: d.at_ms,
+            identity: d.identity,
+            denied: true,
+            action: d.rpc,
+            detail: d.reason,
+        }));
         // Changes refused from wards: in quarantine, or discarded since.
         let refused = |q: &super::Quarantined| AuditEntry {
             at_ms: q.at_ms,
@@ -183,8 +214,8 @@ impl CityStore {
             },
             detail: q.reason.clone(),
         };
-        entries.extend(self.quarantine(ward)?.iter().filter(|q| q.at_ms >= since_ms).map(refused));
-        entries.extend(self.discarded(ward)?.iter().filter(|d| d.entry.at_ms >= since_ms).map(|d| {
+        entries.extend(self.quarantined.iter().filter(|q| q.at_ms >= since_ms).map(refused));
+        entries.extend(self.discarded.iter().filter(|d| d.entry.at_ms >= since_ms).map(|d| {
             let mut e = refused(&d.entry);
             e.detail = format!("{}; discarded by {}: {}", e.detail, d.by, d.reason);
             e
@@ -198,6 +229,6 @@ impl CityStore {
             (last, if last == since_ms { skipped + same } else { same })
         });
         entries.truncate(limit);
-        Ok((entries, next))
+        (entries, next)
     }
 }

@@ -40,35 +40,51 @@ impl CityStore {
     /// Every change applied to `key`, oldest first, with the values shown
     /// before and after it for each field it wrote.
     pub fn record_history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError> {
-        let policies = self.policies();
-        let mut state = Versioned::default();
-        let mut out = Vec::new();
-        for logged in self.changes_of(key)? {
-            let before = state.shown(key.kind(), policies);
-            let values = logged.change.values();
-            state.apply(&values, &logged.change.stamp, &logged.change.context);
-            let after = state.shown(key.kind(), policies);
-            let mut written: Vec<&String> = values.keys().filter(|f| f.as_str() != EXISTS).collect();
-            if matches!(logged.change.op, Op::Delete) || before.get(EXISTS) != after.get(EXISTS) {
-                written
-                    .push(values.keys().find(|f| f.as_str() == EXISTS).expect("every change writes _exists"));
-            }
-            let fields = written
-                .into_iter()
-                .map(|f| (f.clone(), before.get(f).cloned(), after.get(f).cloned()))
-                .collect();
-            out.push(HistoryEntry { logged, fields });
-        }
-        Ok(out)
+        Ok(replay_history(self.changes_of(key)?, key, self.policies()))
     }
 
     /// The record `key` as it stood at city time `at_ms` (after every change
     /// applied until then), or `None` if it did not exist then.
     pub fn as_of(&self, key: &RecordKey, at_ms: i64) -> Result<Option<Record>, StoreError> {
-        let mut state = Versioned::default();
-        for logged in self.changes_of(key)?.into_iter().take_while(|l| l.applied_at_ms <= at_ms) {
-            state.apply(&logged.change.values(), &logged.change.stamp, &logged.change.context);
-        }
-        Ok(state.materialize(key, self.policies()))
+        Ok(replay_as_of(self.changes_of(key)?, key, at_ms, self.policies()))
     }
+}
+
+/// The history of `key` from its changes, oldest first: each with the
+/// values shown before and after it for each field it wrote.
+pub(crate) fn replay_history(
+    changes: Vec<LoggedChange>,
+    key: &RecordKey,
+    policies: &crate::model::Policies,
+) -> Vec<HistoryEntry> {
+    let mut state = Versioned::default();
+    let mut out = Vec::new();
+    for logged in changes {
+        let before = state.shown(key.kind(), policies);
+        let values = logged.change.values();
+        state.apply(&values, &logged.change.stamp, &logged.change.context);
+        let after = state.shown(key.kind(), policies);
+        let mut written: Vec<&String> = values.keys().filter(|f| f.as_str() != EXISTS).collect();
+        if matches!(logged.change.op, Op::Delete) || before.get(EXISTS) != after.get(EXISTS) {
+            written.push(values.keys().find(|f| f.as_str() == EXISTS).expect("every change writes _exists"));
+        }
+        let fields =
+            written.into_iter().map(|f| (f.clone(), before.get(f).cloned(), after.get(f).cloned())).collect();
+        out.push(HistoryEntry { logged, fields });
+    }
+    out
+}
+
+/// The record `key` as it stood at city time `at_ms`, replayed from its changes.
+pub(crate) fn replay_as_of(
+    changes: Vec<LoggedChange>,
+    key: &RecordKey,
+    at_ms: i64,
+    policies: &crate::model::Policies,
+) -> Option<Record> {
+    let mut state = Versioned::default();
+    for logged in changes.into_iter().take_while(|l| l.applied_at_ms <= at_ms) {
+        state.apply(&logged.change.values(), &logged.change.stamp, &logged.change.context);
+    }
+    state.materialize(key, policies)
 }

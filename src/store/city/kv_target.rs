@@ -47,7 +47,7 @@ impl Target for KvTarget<'_> {
         self.read(&quarantine_key(QUARANTINE, ward, seq))
     }
 
-    fn put_state(&mut self, key: &RecordKey, state: &Versioned, cursor: u64) {
+    fn put_state(&mut self, key: &RecordKey, state: &Versioned, _: Option<&Record>, cursor: u64) {
         self.batch.insert(state_key(key), encode(state));
         self.batch.insert(version_key(key), be(cursor).to_vec());
     }

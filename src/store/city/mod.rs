@@ -10,12 +10,12 @@
 //! from disk on open and only grow, and the log is served only up to the
 //! flushed cursor.
 
-mod apply;
-mod audit;
+pub(crate) mod apply;
+pub(crate) mod audit;
 mod civil;
 mod conflicts;
 mod db;
-mod history;
+pub(crate) mod history;
 mod keys;
 mod kv_target;
 mod office;
@@ -266,14 +266,7 @@ impl CityStore {
     ) -> Result<T, StoreError> {
         let mut cache = self.cache.lock().expect("poisoned");
         let mut wards = cache.wards.clone();
-        let (hlc, reset) = cache.hlc.recover(now_ms.max(0) as u64, crate::model::CLOCK_AHEAD_LIMIT_MS);
-        if reset {
-            tracing::warn!(
-                clock_ms = cache.hlc.wall_ms,
-                now_ms,
-                "the city's clock had run ahead of its wall clock (set from a wrong time, or by a peer before stamps were checked): stamping from the wall clock again"
-            );
-        }
+        let hlc = apply::city_clock_at(cache.hlc, now_ms);
         let target = KvTarget { engine: &*self.engine, batch: Batch::default() };
         let mut w = GroupWrite::new(target, &self.policies, cache.cursor, hlc, now_ms);
         let out = f(&mut w, &mut wards)?;

@@ -5,8 +5,8 @@
 -- Distribution (Citus): records, their states and conflicts are
 -- distributed by the record's id (a transfer changes a record's ward, and a
 -- distribution column cannot change); the change log, downstream notes,
--- replication state and quarantine by ward; denied_calls and meta are small
--- reference tables. Every primary and unique key includes its table's
+-- replication state and quarantine by ward; denied_calls and city_clock are
+-- small reference tables. Every primary and unique key includes its table's
 -- distribution column, and no foreign key crosses tables.
 
 CREATE EXTENSION IF NOT EXISTS unaccent;
@@ -82,12 +82,14 @@ CREATE TABLE land_parcels (
 CREATE INDEX land_parcels_ward ON land_parcels (ward);
 CREATE INDEX land_parcels_owners ON land_parcels USING gin (owners);
 
--- Every record's replicated state (every unsuperseded write), deleted
--- records included, so that a late change never resurrects one.
+-- Every record's replicated state (every unsuperseded write, in
+-- wardsync's compact binary encoding), deleted records included, so that a
+-- late change never resurrects one; and the record it shows, encoded.
 CREATE TABLE record_states (
     kind        text NOT NULL,
     id          text NOT NULL,
-    state       jsonb NOT NULL,
+    state       bytea NOT NULL,
+    shown       bytea,                  -- NULL: deleted
     last_cursor bigint NOT NULL,
     PRIMARY KEY (kind, id)
 );
@@ -104,7 +106,7 @@ CREATE TABLE change_log (
     fields      text[] NOT NULL,
     field_values jsonb NOT NULL,        -- the fields' new values (old ones: the previous entry of the record)
     deleted     boolean NOT NULL,
-    change      bytea NOT NULL,         -- the change as applied
+    entry       bytea NOT NULL,         -- the logged change, encoded
     PRIMARY KEY (ward, cursor)
 );
 CREATE INDEX change_log_cursor ON change_log (cursor);
@@ -114,7 +116,7 @@ CREATE INDEX change_log_time ON change_log (applied_at);
 CREATE TABLE ward_state (
     ward              text PRIMARY KEY,
     last_applied_seq  bigint NOT NULL,
-    last_contact      timestamptz,
+    last_contact      timestamptz,      -- NULL: never
     records           bigint NOT NULL,
     quarantined       bigint NOT NULL,
     lost_changes      bigint NOT NULL DEFAULT 0,
@@ -138,32 +140,41 @@ CREATE TABLE conflicts (
     policy     text NOT NULL,
     contenders jsonb NOT NULL,
     opened_at  timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    entry      bytea NOT NULL,          -- the conflict, encoded
     PRIMARY KEY (kind, id, field)
 );
 CREATE INDEX conflicts_owner ON conflicts (owner);
 
+-- Changes the city would not apply; discarded ones stay, marked.
 CREATE TABLE quarantine (
     ward      text NOT NULL,
     seq       bigint NOT NULL,
     reason    text NOT NULL,
     at        timestamptz NOT NULL,
-    change    bytea,
-    raw       bytea NOT NULL,
-    discarded_by     text,
+    discarded_by     text,              -- NULL: still in quarantine
     discarded_reason text,
+    discarded_at     timestamptz,
+    entry     bytea NOT NULL,           -- the quarantined change, encoded
     PRIMARY KEY (ward, seq)
 );
 
 CREATE TABLE denied_calls (
     at       timestamptz NOT NULL,
-    n        bigint NOT NULL,
+    n        bigserial NOT NULL,
     identity text NOT NULL,
     rpc      text NOT NULL,
     reason   text NOT NULL,
     PRIMARY KEY (at, n)
 );
 
-CREATE TABLE meta (
-    name  text PRIMARY KEY,
-    value jsonb NOT NULL
+-- The city's log cursor and clock: one row, which every write locks
+-- until it commits, so that cursors become visible in their order.
+CREATE TABLE city_clock (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    cursor      bigint NOT NULL,
+    hlc_wall_ms bigint NOT NULL,
+    hlc_logical bigint NOT NULL,
+    policies    bytea                   -- the merge policies records are shown under
 );
+INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL);
