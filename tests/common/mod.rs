@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod load;
+#[path = "../../src/store/pg/test_cluster.rs"]
 pub mod pg;
 pub mod powercut;
 

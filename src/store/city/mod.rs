@@ -155,6 +155,26 @@ pub enum BatchRejected {
     },
 }
 
+/// Records that `ward`'s changes up to `acked` were acknowledged and lost
+/// (see [`CityStore::acknowledged_lost`]); returns the range lost, if any.
+pub(crate) fn record_loss(
+    wards: &mut HashMap<WardCode, WardState>,
+    ward: &WardCode,
+    acked: u64,
+    now_ms: i64,
+) -> Option<(u64, u64)> {
+    let state = wards.entry(ward.clone()).or_default();
+    if acked <= state.last_applied_seq {
+        return None;
+    }
+    let range = (state.last_applied_seq + 1, acked);
+    state.lost.changes += acked - state.last_applied_seq;
+    state.lost.last_range = range;
+    state.lost.found_at_ms = now_ms;
+    state.last_applied_seq = acked;
+    Some(range)
+}
+
 /// Changes of one ward the city keeps in quarantine at the most.
 pub const MAX_QUARANTINED: u64 = if cfg!(test) { 3 } else { 100_000 };
 
@@ -244,18 +264,7 @@ impl CityStore {
         acked: u64,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        self.write(now_ms, |_, wards| {
-            let state = wards.entry(ward.clone()).or_default();
-            if acked <= state.last_applied_seq {
-                return Ok(None);
-            }
-            let range = (state.last_applied_seq + 1, acked);
-            state.lost.changes += acked - state.last_applied_seq;
-            state.lost.last_range = range;
-            state.lost.found_at_ms = now_ms;
-            state.last_applied_seq = acked;
-            Ok(Some(range))
-        })
+        self.write(now_ms, |_, wards| Ok(record_loss(wards, ward, acked, now_ms)))
     }
 
     /// Runs `f` over one atomic write and commits it with the ward states it returns.

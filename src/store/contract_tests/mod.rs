@@ -64,6 +64,36 @@ fn harnesses() -> Vec<(&'static str, Box<dyn Harness>)> {
     vec![("sled", Box::new(Sled::new())), ("mem", Box::new(Mem(MemEngine::new())))]
 }
 
+/// A city database under test, on an engine or on PostgreSQL.
+enum City {
+    Engine(Box<dyn Harness>),
+    Postgres(pg::test_cluster::Postgres),
+}
+
+impl City {
+    /// Opens the database (again), on what was made durable.
+    async fn open(&mut self, policies: Policies) -> Arc<dyn CityDb> {
+        match self {
+            City::Engine(h) => Arc::new(CityStore::open(h.engine(), policies).unwrap()),
+            City::Postgres(pg) => Arc::new(pg::PgCityStore::open(&pg.url(), policies).await.unwrap()),
+        }
+    }
+
+    /// Loses what was not made durable, as a crash would (every handle dropped first).
+    fn restart(&mut self) {
+        if let City::Engine(h) = self {
+            h.restart();
+        }
+    }
+}
+
+/// Every city store: the embedded one on both engines, and PostgreSQL.
+fn cities() -> Vec<(&'static str, City)> {
+    let mut all: Vec<_> = harnesses().into_iter().map(|(n, h)| (n, City::Engine(h))).collect();
+    all.push(("postgres", City::Postgres(pg::test_cluster::Postgres::start())));
+    all
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 }
@@ -265,12 +295,14 @@ fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Incoming> {
 }
 
 /// The ward's record counter, checked against its index.
-fn owned(city: &CityStore, ward: &WardCode) -> u64 {
+async fn owned(city: &dyn CityDb, ward: &WardCode) -> u64 {
     let state = city.wards().into_iter().find(|(w, _)| w == ward).unwrap().1;
-    let listed: usize =
-        Kind::ALL.iter().map(|k| city.list(*k, Some(ward), "", usize::MAX).unwrap().len()).sum();
+    let (mut listed, mut total) = (0, 0);
+    for k in Kind::ALL {
+        listed += city.list(k, Some(ward), "", usize::MAX).await.unwrap().len();
+        total += city.list(k, None, "", usize::MAX).await.unwrap().len();
+    }
     assert_eq!(state.records, listed as u64, "the counter matches the index");
-    let total: usize = Kind::ALL.iter().map(|k| city.list(*k, None, "", usize::MAX).unwrap().len()).sum();
     assert_eq!(
         city.records_by_kind().iter().map(|(_, n)| *n as usize).sum::<usize>(),
         total,
@@ -279,228 +311,8 @@ fn owned(city: &CityStore, ward: &WardCode) -> u64 {
     state.records
 }
 
-#[test]
-fn city_applies_each_change_once_however_often_it_is_sent() {
-    for (name, mut h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
-        assert_eq!(
-            city.apply_group(std::slice::from_ref(&b1), 1, &ctx(), NO_SKEW_LIMIT).unwrap(),
-            [Ok(5)],
-            "{name}"
-        );
-        // The same batch again, and an overlapping one.
-        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8) };
-        assert_eq!(city.apply_group(&[b1, b2], 2, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(5), Ok(8)], "{name}");
-        block(city.flush()).unwrap();
-        let log = city.changes_since(0, 100).unwrap();
-        let seqs: Vec<u64> = log.iter().map(|l| l.change.seq).collect();
-        assert_eq!(seqs, (1..=8).collect::<Vec<_>>(), "{name}");
-        assert_eq!(log.last().unwrap().cursor, 8, "{name}");
-        drop(city);
-
-        h.restart();
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        assert_eq!(city.last_applied(&a), 8, "{name}");
-        let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9) };
-        assert_eq!(city.apply_group(&[again], 3, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(9)], "{name}");
-        block(city.flush()).unwrap();
-        assert_eq!(city.changes_since(0, 100).unwrap().len(), 9, "{name}");
-        assert_eq!(city.list(Kind::Citizen, Some(&a), "", 100).unwrap().len(), 9, "{name}");
-        assert_eq!(owned(&city, &a), 9, "{name}");
-    }
-}
-
-#[test]
-fn city_rejects_a_gap_without_storing_anything() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        let out = city
-            .apply_group(
-                &[WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }],
-                1,
-                &ctx(),
-                NO_SKEW_LIMIT,
-            )
-            .unwrap();
-        assert!(matches!(&out[0], Err(BatchRejected::Gap { expected: 1, got: 3, .. })), "{name}");
-        assert_eq!(city.last_applied(&a), 0, "{name}");
-        assert!(city.list(Kind::Citizen, None, "", 10).unwrap().is_empty(), "{name}");
-    }
-}
-
 fn batch(ward: &WardCode, changes: Vec<Change>) -> WardBatch {
     WardBatch { ward: ward.clone(), changes: changes.into_iter().map(Incoming::Change).collect() }
-}
-
-#[test]
-fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        let b = ward("00145");
-        // Ward b sends a record of ward a, a malformed change, then one of its own.
-        let malformed = Incoming::Malformed { seq: 2, reason: "key.id: bad".into(), raw: vec![1, 2, 3] };
-        let own = Incoming::Change(change("00145", 3));
-        let group = [WardBatch {
-            ward: b.clone(),
-            changes: vec![Incoming::Change(change("00082", 1)), malformed, own],
-        }];
-        assert_eq!(city.apply_group(&group, 5, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(3)], "{name}");
-        // Ward a may not delete ward b's record.
-        let del = stamped(
-            Change { seq: 1, op: Op::Delete, fields: vec![], ..change("00145", 3) },
-            "00082",
-            9,
-            &[("00145", 3)],
-        );
-        assert_eq!(
-            city.apply_group(&[batch(&a, vec![del])], 6, &ctx(), NO_SKEW_LIMIT).unwrap(),
-            [Ok(1)],
-            "{name}"
-        );
-
-        let q = city.quarantine(None).unwrap();
-        assert_eq!(q.len(), 3, "{name}");
-        assert!(q.iter().any(|e| e.ward == b && e.seq == 1 && e.reason.contains("sent by ward 00145")));
-        assert!(q.iter().any(|e| e.ward == b && e.seq == 2 && e.change.is_none() && e.raw == [1, 2, 3]));
-        assert!(q.iter().any(|e| e.ward == a && e.reason.contains("belongs to ward 00145")));
-        assert_eq!(city.quarantine(Some(&a)).unwrap().len(), 1, "{name}");
-        let stored = city.list(Kind::Citizen, None, "", 10).unwrap();
-        assert_eq!(stored.len(), 1, "{name}");
-        assert_eq!(stored[0].ward, b, "{name}");
-        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 3, "{name}");
-    }
-}
-
-#[test]
-fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        // Valid only in a city without a province restriction.
-        let mut foreign = change("25747", 1);
-        foreign.seq = 1;
-        let hanoi = ctx();
-        let anywhere = Context { province: None, ..ctx() };
-        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
-        city.apply_group(&[wb], 1, &hanoi, NO_SKEW_LIMIT).unwrap();
-        let w = ward("25747");
-        let e = city.retry(&w, 1, None, 2, &hanoi, NO_SKEW_LIMIT).unwrap().unwrap_err();
-        assert!(
-            matches!(e, RetryError::StillRefused(ref r) if r.contains("not a unit of this city")),
-            "{name}: {e}"
-        );
-        let cursor = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap().unwrap();
-        assert_eq!(cursor, 1, "{name}");
-        assert_eq!(city.get(&foreign.key).unwrap().unwrap().ward, w, "{name}");
-        assert!(city.quarantine(None).unwrap().is_empty(), "{name}");
-        assert!(matches!(
-            city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap(),
-            Err(RetryError::NotFound { .. })
-        ));
-
-        // A quarantined change whose record changed since cannot be retried: it is discarded.
-        let mut bad = change("00082", 1);
-        if let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &mut bad.op {
-            c.full_name.clear();
-        }
-        let good = Change { seq: 2, ..change("00082", 1) };
-        city.apply_group(&[batch(&a, vec![bad, good])], 4, &hanoi, NO_SKEW_LIMIT).unwrap();
-        let e = city.retry(&a, 1, None, 5, &hanoi, NO_SKEW_LIMIT).unwrap().unwrap_err();
-        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
-        // Discarding keeps it, with who and why.
-        city.discard(&a, 1, "superseded by change 2", "office", 6).unwrap().unwrap();
-        assert!(city.quarantine(Some(&a)).unwrap().is_empty(), "{name}");
-        let d = city.discarded(Some(&a)).unwrap();
-        assert_eq!((d.len(), d[0].by.as_str(), d[0].entry.seq), (1, "office", 1), "{name}");
-        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 0, "{name}");
-    }
-}
-
-#[test]
-fn a_retry_never_undoes_a_newer_change() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let w = ward("25747");
-        let first = Change { seq: 1, ..change("25747", 1) };
-        let hanoi = ctx();
-        city.apply_group(&[batch(&w, vec![first.clone()])], 1, &hanoi, NO_SKEW_LIMIT).unwrap();
-        // The rule changes, a newer change to the same record is applied, then a retry is attempted.
-        let anywhere = Context { province: None, ..ctx() };
-        let newer = Change { seq: 2, ..first.clone() };
-        city.apply_group(&[batch(&w, vec![newer])], 2, &anywhere, NO_SKEW_LIMIT).unwrap();
-        let e = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).unwrap().unwrap_err();
-        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
-    }
-}
-
-#[test]
-fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        let a = ward("00082");
-        city.apply_group(
-            &[WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }],
-            1,
-            &ctx(),
-            NO_SKEW_LIMIT,
-        )
-        .unwrap();
-        let p1 = city.list(Kind::Citizen, Some(&a), "", 2).unwrap();
-        let last = p1.last().unwrap().key_id();
-        let p2 = city.list(Kind::Citizen, Some(&a), &last, 10).unwrap();
-        assert_eq!(p1.len() + p2.len(), 5, "{name}");
-        assert!(p2.iter().all(|r| r.key_id() > last), "{name}");
-
-        let first = change("00082", 1);
-        let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &first.op else { unreachable!() };
-        let folded_prefix: String =
-            crate::model::fold(&c.full_name).split(' ').take(2).collect::<Vec<_>>().join(" ");
-        assert!(
-            city.search_name(&folded_prefix, None, b"", 100)
-                .unwrap()
-                .items
-                .iter()
-                .any(|r| r.key_id() == c.personal_id)
-        );
-        assert!(
-            city.household(&c.household_id, b"", 100)
-                .unwrap()
-                .items
-                .iter()
-                .any(|r| r.key_id() == c.personal_id)
-        );
-
-        // The ward had seen its own create of the record (at clock 1).
-        let del = stamped(
-            Change { seq: 6, op: Op::Delete, fields: vec![], ..first.clone() },
-            "00082",
-            6,
-            &[("00082", 1)],
-        );
-        city.apply_group(&[batch(&a, vec![del])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
-        assert_eq!(owned(&city, &a), 4, "{name}");
-        assert_eq!(city.list(Kind::Citizen, None, "", 10).unwrap().len(), 4, "{name}");
-        assert!(
-            !city
-                .household(&c.household_id, b"", 100)
-                .unwrap()
-                .items
-                .iter()
-                .any(|r| r.key_id() == c.personal_id)
-        );
-        assert!(
-            !city
-                .search_name(&c.full_name, None, b"", 100)
-                .unwrap()
-                .items
-                .iter()
-                .any(|r| r.key_id() == c.personal_id)
-        );
-    }
 }
 
 #[test]
@@ -531,6 +343,7 @@ fn history_starts_at_the_first_change_since_a_time() {
 }
 
 mod bounds;
+mod city;
 mod civil;
 mod clocks;
 mod durability;

@@ -18,18 +18,20 @@ pub(super) fn citizen_edited(create: &Change, edit: impl FnOnce(&mut crate::mode
 
 /// A city holding ward 00082's citizen 1 (created at clock 1); its create,
 /// and what the city has seen of the record then.
-pub(super) fn city_with_one_citizen(h: &dyn Harness) -> (CityStore, Change, VersionVector) {
-    let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+pub(super) async fn city_with_one_citizen(h: &mut City) -> (Arc<dyn CityDb>, Change, VersionVector) {
+    let city = h.open(Policies::default()).await;
     let create = change("00082", 1);
-    city.apply_group(&[batch(&ward("00082"), vec![create.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
-    let seen = city.state(&create.key).unwrap().unwrap().seen;
+    city.apply_group(vec![batch(&ward("00082"), vec![create.clone()])], 1, ctx(), NO_SKEW_LIMIT)
+        .await
+        .unwrap();
+    let seen = city.state(&create.key).await.unwrap().unwrap().seen;
     (city, create, seen)
 }
 
-#[test]
-fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let a = ward("00082");
         let create = change("00082", 1);
         let key = create.key.clone();
@@ -41,37 +43,41 @@ fn settling_a_conflict_on_a_deleted_record_does_not_bring_it_back() {
         let delete =
             Change { op: Op::Delete, fields: vec![], ..partial(&create, 4, &[], 4, &[("00082", 3)]) };
         let group = [batch(&a, vec![create.clone(), one, other, delete])];
-        assert_eq!(city.apply_group(&group, 5, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(4)], "{name}");
-        assert!(city.get(&key).unwrap().is_none(), "{name}: deleted");
-        assert!(city.conflict(&key, "phone").unwrap().is_some(), "{name}: the phone conflict is open");
+        assert_eq!(
+            city.apply_group(group.to_vec(), 5, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(4)],
+            "{name}"
+        );
+        assert!(city.get(&key).await.unwrap().is_none(), "{name}: deleted");
+        assert!(city.conflict(&key, "phone").await.unwrap().is_some(), "{name}: the phone conflict is open");
 
-        city.resolve(&key, "phone", "\"0900000002\"", "office", 6, &ctx()).unwrap().unwrap();
-        assert!(city.get(&key).unwrap().is_none(), "{name}: still deleted");
-        assert!(city.conflict(&key, "phone").unwrap().is_none(), "{name}: the conflict is settled");
-        assert_eq!(owned(&city, &a), 0, "{name}");
+        city.resolve(&key, "phone", "\"0900000002\"", "office", 6, &ctx()).await.unwrap().unwrap();
+        assert!(city.get(&key).await.unwrap().is_none(), "{name}: still deleted");
+        assert!(city.conflict(&key, "phone").await.unwrap().is_none(), "{name}: the conflict is settled");
+        assert_eq!(owned(&*city, &a).await, 0, "{name}");
     }
 }
 
-#[test]
-fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it() {
-    for (name, h) in harnesses() {
+#[tokio::test]
+async fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it() {
+    for (name, mut h) in cities() {
         // The editor reads the record and what the city has seen of it...
-        let (city, create, seen) = city_with_one_citizen(h.as_ref());
+        let (city, create, seen) = city_with_one_citizen(&mut h).await;
         let (a, key) = (ward("00082"), create.key.clone());
         // ...the ward changes the phone meanwhile...
         let newer = citizen_edited(&create, |c| c.phone = "0911111111".into());
         let phone =
             partial(&Change { op: Op::Put(newer), ..create.clone() }, 2, &["phone"], 2, &[("00082", 1)]);
-        city.apply_group(&[batch(&a, vec![phone])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
+        city.apply_group(vec![batch(&a, vec![phone])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
         // ...and the editor corrects the name on the copy it read (old phone).
         let edited = citizen_edited(&create, |c| c.full_name = "Nguyễn Văn Sửa".into());
-        city.office_put(edited, Some(seen), "office", 3, &ctx()).unwrap().unwrap();
-        let conflict = city.conflict(&key, "phone").unwrap();
+        city.office_put(edited, Some(seen), "office", 3, &ctx()).await.unwrap().unwrap();
+        let conflict = city.conflict(&key, "phone").await.unwrap();
         assert!(
             conflict.is_some(),
             "{name}: the stale phone and the ward's newer one are a conflict, not a silent revert"
         );
-        let shown = city.get(&key).unwrap().unwrap();
+        let shown = city.get(&key).await.unwrap().unwrap();
         let crate::model::Body::Citizen(c) = &shown.body else { unreachable!() };
         assert_eq!(c.full_name, "Nguyễn Văn Sửa", "{name}");
 
@@ -79,7 +85,7 @@ fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_reverting_it
         let forged =
             crate::model::VersionVector([("00082".to_string(), Hlc { wall_ms: 99, logical: 0 })].into());
         let read = citizen_edited(&create, |_| {});
-        let e = city.office_put(read, Some(forged), "office", 4, &ctx()).unwrap().unwrap_err();
+        let e = city.office_put(read, Some(forged), "office", 4, &ctx()).await.unwrap().unwrap_err();
         assert!(e.to_string().contains("does not hold"), "{name}: {e}");
     }
 }
@@ -93,10 +99,10 @@ fn ward_view(changes: &[&Change]) -> Option<Record> {
     state.materialize(&changes[0].key, &Policies::default())
 }
 
-#[test]
-fn discarding_a_wards_change_brings_the_ward_back_to_what_the_city_holds() {
-    for (name, h) in harnesses() {
-        let (city, create, _) = city_with_one_citizen(h.as_ref());
+#[tokio::test]
+async fn discarding_a_wards_change_brings_the_ward_back_to_what_the_city_holds() {
+    for (name, mut h) in cities() {
+        let (city, create, _) = city_with_one_citizen(&mut h).await;
         let (a, key) = (ward("00082"), create.key.clone());
         // A phone change stamped an hour ahead: quarantined. The ward shows it.
         let newer = citizen_edited(&create, |c| c.phone = "0922222222".into());
@@ -107,28 +113,28 @@ fn discarding_a_wards_change_brings_the_ward_back_to_what_the_city_holds() {
             3_600_000,
             &[("00082", 1)],
         );
-        city.apply_group(&[batch(&a, vec![ahead.clone()])], 2, &ctx(), 60_000).unwrap();
-        assert_eq!(city.quarantine(None).unwrap().len(), 1, "{name}");
-        city.discard(&a, 2, "the ward's clock was wrong", "office", 3).unwrap().unwrap();
-        block(city.flush()).unwrap();
+        city.apply_group(vec![batch(&a, vec![ahead.clone()])], 2, ctx(), 60_000).await.unwrap();
+        assert_eq!(city.quarantine(None).await.unwrap().len(), 1, "{name}");
+        city.discard(&a, 2, "the ward's clock was wrong", "office", 3).await.unwrap().unwrap();
+        city.flush().await.unwrap();
         // The city's answer reaches the ward, which then shows what the city holds.
-        let log = city.changes_since(0, 100).unwrap();
+        let log = city.changes_since(0, 100).await.unwrap();
         let overruled = &log.last().unwrap().change;
         assert_eq!(overruled.stamp.writer, crate::model::CITY_WRITER, "{name}");
         let view = ward_view(&[&create, &ahead, overruled]);
-        assert_eq!(view, city.get(&key).unwrap(), "{name}: ward and city agree again");
+        assert_eq!(view, city.get(&key).await.unwrap(), "{name}: ward and city agree again");
 
         // A create the office discards: the ward no longer shows it either.
         let other = stamped(change("00082", 3), "00082", 3_600_000, &[]);
-        city.apply_group(&[batch(&a, vec![other.clone()])], 4, &ctx(), 60_000).unwrap();
-        city.discard(&a, 3, "not ours", "office", 5).unwrap().unwrap();
-        block(city.flush()).unwrap();
-        let overruled = &city.changes_since(0, 100).unwrap().last().unwrap().change.clone();
+        city.apply_group(vec![batch(&a, vec![other.clone()])], 4, ctx(), 60_000).await.unwrap();
+        city.discard(&a, 3, "not ours", "office", 5).await.unwrap().unwrap();
+        city.flush().await.unwrap();
+        let overruled = &city.changes_since(0, 100).await.unwrap().last().unwrap().change.clone();
         let view = ward_view(&[&other, overruled]);
         assert_eq!(view, None, "{name}");
-        assert_eq!(city.get(&other.key).unwrap(), None, "{name}");
+        assert_eq!(city.get(&other.key).await.unwrap(), None, "{name}");
         let told: Vec<RecordKey> =
-            city.downstream(&a, 0, 100).unwrap().into_iter().map(|(l, _)| l.change.key).collect();
+            city.downstream(&a, 0, 100).await.unwrap().into_iter().map(|(l, _)| l.change.key).collect();
         assert!(
             told.contains(&key) && told.contains(&other.key),
             "{name}: the ward is told of both: {told:?}"

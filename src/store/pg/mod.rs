@@ -1,11 +1,143 @@
-//! The city store on PostgreSQL: a schema made for the data office (one
-//! table per record kind with typed columns, the change log, replication
-//! state, conflicts, quarantine, audit) and its versioned migrations.
+//! The city store on PostgreSQL ([`PgCityStore`]): a schema made for the
+//! data office (one table per record kind with typed columns, the change
+//! log, replication state, conflicts, quarantine, audit), its versioned
+//! migrations, and the city's operations over it. Several city processes
+//! may share one database.
 //!
 //! The client is tokio-postgres: asynchronous like the rest of the city,
 //! no database needed to compile (sqlx's checked queries need one), and
-//! pipelined statements and binary COPY for bulk loads.
+//! array parameters for one statement per table and write. deadpool keeps
+//! the connections and replaces broken ones (a restarted database).
+//!
+//! Every write is one transaction that first locks the single row of
+//! `city_clock` and holds it until COMMIT: writes of every city process
+//! are serialised there, so log cursors are assigned and become visible in
+//! the same order, and a reader of the log (`cursor > n ORDER BY cursor`)
+//! can never see a cursor before an earlier one. A ward's last applied
+//! sequence is read inside that transaction, so a ward that reconnects to
+//! another city process, or re-sends after one was killed, has each change
+//! applied once. Acknowledgements follow COMMIT.
 
+mod db;
+mod policies;
+mod read;
+mod rows;
 mod schema;
+mod target;
+#[cfg(test)]
+pub(crate) mod test_cluster;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use schema::{LATEST, SchemaError, migrate};
+
+use super::{StoreError, WardState};
+use crate::model::{Policies, WardCode};
+
+/// Connections a city process keeps open to the database at the most.
+const POOL_SIZE: usize = 8;
+
+/// The city database on PostgreSQL.
+#[derive(Clone)]
+pub struct PgCityStore {
+    pool: Pool,
+    policies: Arc<Policies>,
+    /// What this process last read or wrote: ward states and record counts.
+    cache: Arc<Mutex<Cache>>,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
+    denials: Arc<AtomicU64>,
+    /// The end of the chain of groups waiting to be written, in call order.
+    tail: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    wards: HashMap<WardCode, WardState>,
+    kinds: [u64; 3],
+}
+
+/// A PostgreSQL error as a storage error: a full disk says so.
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
+            StoreError::Full(format!("PostgreSQL: {e}"))
+        }
+        _ => StoreError::Io(format!(
+            "PostgreSQL: {}",
+            e.as_db_error().map_or(e.to_string(), |d| d.to_string())
+        )),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+        e => StoreError::Io(format!("cannot reach the city database: {e}")),
+    }
+}
+
+impl PgCityStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), brings its
+    /// schema up to date (refusing a newer one) and loads the ward states.
+    /// Records are shown under `policies` (shown again if they changed).
+    pub async fn open(url: &str, policies: Policies) -> Result<PgCityStore, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Io(format!("[database] url {url:?} is not a PostgreSQL URL ({e}): write postgres://USER@HOST:PORT/DATABASE"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot set up connections to the city database: {e}")))?;
+        let mut client = pool.get().await.map_err(pool_err)?;
+        migrate(&mut client).await.map_err(|e| match e {
+            SchemaError::Postgres(e) => pg_err(e),
+            e => StoreError::Io(e.to_string()),
+        })?;
+        let cursor: i64 =
+            client.query_one("SELECT cursor FROM city_clock", &[]).await.map_err(pg_err)?.get(0);
+        drop(client);
+        let store = PgCityStore {
+            pool,
+            policies: Arc::new(policies),
+            cache: Arc::default(),
+            durable: Arc::new(tokio::sync::watch::channel(cursor as u64).0),
+            denials: Arc::default(),
+            tail: Arc::default(),
+        };
+        store.reload().await?;
+        store.reapply_policies().await?;
+        Ok(store)
+    }
+
+    /// Reads the ward states and record counts again (other city processes write too).
+    async fn reload(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let wards = rows::load_wards(&**client).await?;
+        let mut kinds = [0; 3];
+        for row in client
+            .query("SELECT kind, count(*) FROM record_states WHERE shown IS NOT NULL GROUP BY kind", &[])
+            .await
+            .map_err(pg_err)?
+        {
+            let kind: &str = row.get(0);
+            if let Some(i) = crate::model::Kind::ALL.iter().position(|k| k.as_str() == kind) {
+                kinds[i] = row.get::<_, i64>(1) as u64;
+            }
+        }
+        let mut cache = self.cache.lock().expect("poisoned");
+        cache.wards = wards;
+        cache.kinds = kinds;
+        Ok(())
+    }
+}

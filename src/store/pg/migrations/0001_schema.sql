@@ -40,8 +40,8 @@ CREATE TABLE citizens (
     last_changed_at      timestamptz NOT NULL
 );
 CREATE INDEX citizens_ward ON citizens (ward);
-CREATE INDEX citizens_household ON citizens (household_id) WHERE household_id <> '';
-CREATE INDEX citizens_name ON citizens (folded_name text_pattern_ops);
+CREATE INDEX citizens_household ON citizens (household_id, personal_id) WHERE household_id <> '';
+CREATE INDEX citizens_name ON citizens (folded_name COLLATE "C", personal_id);
 
 CREATE TABLE businesses (
     enterprise_code   text PRIMARY KEY,
@@ -60,7 +60,7 @@ CREATE TABLE businesses (
 );
 CREATE INDEX businesses_ward ON businesses (ward);
 CREATE INDEX businesses_owner ON businesses (owner_personal_id);
-CREATE INDEX businesses_name ON businesses (folded_name text_pattern_ops);
+CREATE INDEX businesses_name ON businesses (folded_name COLLATE "C", enterprise_code);
 
 CREATE TABLE land_parcels (
     parcel_id          text PRIMARY KEY,   -- commune:sheet:parcel
@@ -90,9 +90,11 @@ CREATE TABLE record_states (
     id          text NOT NULL,
     state       bytea NOT NULL,
     shown       bytea,                  -- NULL: deleted
+    ward        text,                   -- the owning ward; NULL: deleted
     last_cursor bigint NOT NULL,
     PRIMARY KEY (kind, id)
 );
+CREATE INDEX record_states_ward ON record_states (kind, ward, id) WHERE shown IS NOT NULL;
 
 -- The change log: every applied change, with who wrote it and who sent it.
 CREATE TABLE change_log (

@@ -3,7 +3,9 @@
 //! (immediately, as a crash would) and removed on drop. The server
 //! binaries are Debian's (`/usr/lib/postgresql/15/bin`, package
 //! `postgresql`, which scripts/test.sh installs); as root they run as the
-//! `postgres` user.
+//! `postgres` user. Test scaffolding only: compiled into the library's
+//! unit tests, and into the integration tests (tests/common/mod.rs).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,7 +74,7 @@ impl Postgres {
             "--locale=C.UTF-8",
         ]);
         run(init, "initdb");
-        let port = super::free_port();
+        let port = free_port();
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
             dir.path().display()
@@ -90,12 +92,33 @@ impl Postgres {
 
     /// A connection URL for the database `wardsync`.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/wardsync", self.port)
+        self.url_of("wardsync")
+    }
+
+    /// A connection URL for the database `db`.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates the database `db`; returns its URL.
+    pub fn create(&self, db: &str) -> String {
+        let mut create = as_owner("createdb");
+        create.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", db]);
+        run(create, "createdb");
+        self.url_of(db)
     }
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl Drop for Postgres {

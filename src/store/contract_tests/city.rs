@@ -1,0 +1,240 @@
+//! The city database's contract, on every store: the embedded store on
+//! sled and in memory, and PostgreSQL.
+
+use super::*;
+
+#[tokio::test]
+async fn city_applies_each_change_once_however_often_it_is_sent() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        assert_eq!(
+            city.apply_group(vec![b1.clone()], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(5)],
+            "{name}"
+        );
+        // The same batch again, and an overlapping one.
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8) };
+        assert_eq!(
+            city.apply_group(vec![b1, b2], 2, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(5), Ok(8)],
+            "{name}"
+        );
+        city.flush().await.unwrap();
+        let log = city.changes_since(0, 100).await.unwrap();
+        let seqs: Vec<u64> = log.iter().map(|l| l.change.seq).collect();
+        assert_eq!(seqs, (1..=8).collect::<Vec<_>>(), "{name}");
+        assert_eq!(log.last().unwrap().cursor, 8, "{name}");
+        drop(city);
+
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        assert_eq!(city.last_applied(&a), 8, "{name}");
+        let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9) };
+        assert_eq!(city.apply_group(vec![again], 3, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(9)], "{name}");
+        city.flush().await.unwrap();
+        assert_eq!(city.changes_since(0, 100).await.unwrap().len(), 9, "{name}");
+        assert_eq!(city.list(Kind::Citizen, Some(&a), "", 100).await.unwrap().len(), 9, "{name}");
+        assert_eq!(owned(&*city, &a).await, 9, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn city_rejects_a_gap_without_storing_anything() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let out = city
+            .apply_group(
+                vec![WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }],
+                1,
+                ctx(),
+                NO_SKEW_LIMIT,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&out[0], Err(BatchRejected::Gap { expected: 1, got: 3, .. })), "{name}");
+        assert_eq!(city.last_applied(&a), 0, "{name}");
+        assert!(city.list(Kind::Citizen, None, "", 10).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let b = ward("00145");
+        // Ward b sends a record of ward a, a malformed change, then one of its own.
+        let malformed = Incoming::Malformed { seq: 2, reason: "key.id: bad".into(), raw: vec![1, 2, 3] };
+        let own = Incoming::Change(change("00145", 3));
+        let group = [WardBatch {
+            ward: b.clone(),
+            changes: vec![Incoming::Change(change("00082", 1)), malformed, own],
+        }];
+        assert_eq!(
+            city.apply_group(group.to_vec(), 5, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(3)],
+            "{name}"
+        );
+        // Ward a may not delete ward b's record.
+        let del = stamped(
+            Change { seq: 1, op: Op::Delete, fields: vec![], ..change("00145", 3) },
+            "00082",
+            9,
+            &[("00145", 3)],
+        );
+        assert_eq!(
+            city.apply_group(vec![batch(&a, vec![del])], 6, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(1)],
+            "{name}"
+        );
+
+        let q = city.quarantine(None).await.unwrap();
+        assert_eq!(q.len(), 3, "{name}");
+        assert!(q.iter().any(|e| e.ward == b && e.seq == 1 && e.reason.contains("sent by ward 00145")));
+        assert!(q.iter().any(|e| e.ward == b && e.seq == 2 && e.change.is_none() && e.raw == [1, 2, 3]));
+        assert!(q.iter().any(|e| e.ward == a && e.reason.contains("belongs to ward 00145")));
+        assert_eq!(city.quarantine(Some(&a)).await.unwrap().len(), 1, "{name}");
+        let stored = city.list(Kind::Citizen, None, "", 10).await.unwrap();
+        assert_eq!(stored.len(), 1, "{name}");
+        assert_eq!(stored[0].ward, b, "{name}");
+        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 3, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        // Valid only in a city without a province restriction.
+        let mut foreign = change("25747", 1);
+        foreign.seq = 1;
+        let hanoi = ctx();
+        let anywhere = Context { province: None, ..ctx() };
+        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
+        city.apply_group(vec![wb], 1, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
+        let w = ward("25747");
+        let e = city.retry(&w, 1, None, 2, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        assert!(
+            matches!(e, RetryError::StillRefused(ref r) if r.contains("not a unit of this city")),
+            "{name}: {e}"
+        );
+        let cursor = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap();
+        assert_eq!(cursor, 1, "{name}");
+        assert_eq!(city.get(&foreign.key).await.unwrap().unwrap().ward, w, "{name}");
+        assert!(city.quarantine(None).await.unwrap().is_empty(), "{name}");
+        assert!(matches!(
+            city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap(),
+            Err(RetryError::NotFound { .. })
+        ));
+
+        // A quarantined change whose record changed since cannot be retried: it is discarded.
+        let mut bad = change("00082", 1);
+        if let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &mut bad.op {
+            c.full_name.clear();
+        }
+        let good = Change { seq: 2, ..change("00082", 1) };
+        city.apply_group(vec![batch(&a, vec![bad, good])], 4, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
+        let e = city.retry(&a, 1, None, 5, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
+        // Discarding keeps it, with who and why.
+        city.discard(&a, 1, "superseded by change 2", "office", 6).await.unwrap().unwrap();
+        assert!(city.quarantine(Some(&a)).await.unwrap().is_empty(), "{name}");
+        let d = city.discarded(Some(&a)).await.unwrap();
+        assert_eq!((d.len(), d[0].by.as_str(), d[0].entry.seq), (1, "office", 1), "{name}");
+        assert_eq!(city.wards().iter().map(|(_, s)| s.quarantined).sum::<u64>(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_never_undoes_a_newer_change() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let w = ward("25747");
+        let first = Change { seq: 1, ..change("25747", 1) };
+        let hanoi = ctx();
+        city.apply_group(vec![batch(&w, vec![first.clone()])], 1, hanoi.clone(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
+        // The rule changes, a newer change to the same record is applied, then a retry is attempted.
+        let anywhere = Context { province: None, ..ctx() };
+        let newer = Change { seq: 2, ..first.clone() };
+        city.apply_group(vec![batch(&w, vec![newer])], 2, anywhere.clone(), NO_SKEW_LIMIT).await.unwrap();
+        let e = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        city.apply_group(
+            vec![WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }],
+            1,
+            ctx(),
+            NO_SKEW_LIMIT,
+        )
+        .await
+        .unwrap();
+        let p1 = city.list(Kind::Citizen, Some(&a), "", 2).await.unwrap();
+        let last = p1.last().unwrap().key_id();
+        let p2 = city.list(Kind::Citizen, Some(&a), &last, 10).await.unwrap();
+        assert_eq!(p1.len() + p2.len(), 5, "{name}");
+        assert!(p2.iter().all(|r| r.key_id() > last), "{name}");
+
+        let first = change("00082", 1);
+        let Op::Put(Record { body: crate::model::Body::Citizen(c), .. }) = &first.op else { unreachable!() };
+        let folded_prefix: String =
+            crate::model::fold(&c.full_name).split(' ').take(2).collect::<Vec<_>>().join(" ");
+        assert!(
+            city.search_name(&folded_prefix, None, b"", 100)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
+        assert!(
+            city.household(&c.household_id, b"", 100)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
+
+        // The ward had seen its own create of the record (at clock 1).
+        let del = stamped(
+            Change { seq: 6, op: Op::Delete, fields: vec![], ..first.clone() },
+            "00082",
+            6,
+            &[("00082", 1)],
+        );
+        city.apply_group(vec![batch(&a, vec![del])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(owned(&*city, &a).await, 4, "{name}");
+        assert_eq!(city.list(Kind::Citizen, None, "", 10).await.unwrap().len(), 4, "{name}");
+        assert!(
+            !city
+                .household(&c.household_id, b"", 100)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
+        assert!(
+            !city
+                .search_name(&c.full_name, None, b"", 100)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|r| r.key_id() == c.personal_id)
+        );
+    }
+}

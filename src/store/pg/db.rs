@@ -1,0 +1,584 @@
+//! [`PgCityStore`] under the city database's contract ([`CityDb`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use futures::future::BoxFuture;
+
+use super::read::{cursor_of, cursor_parts, page};
+use super::rows::{ms, ts};
+use super::write::ReadAhead;
+use super::{PgCityStore, pg_err};
+use crate::model::civil::problems;
+use crate::model::{
+    Body, Change, Citizen, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode,
+    fold,
+};
+use crate::store::city::audit::AuditSources;
+use crate::store::city::history::{replay_as_of, replay_history};
+use crate::store::city::record_loss;
+use crate::store::codec::decode;
+use crate::store::{
+    AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
+    GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, PAGE_SCAN, Page,
+    Quarantined, RetryError, StoreError, WardBatch, WardState,
+};
+
+/// The smallest string greater than every string starting with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32) {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    char::MAX.to_string()
+}
+
+impl PgCityStore {
+    async fn quarantined_entries(
+        &self,
+        ward: Option<&WardCode>,
+        discarded: bool,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let w = ward.map(WardCode::as_str);
+        self.rows(
+            "SELECT entry, discarded_reason, discarded_by, discarded_at FROM quarantine
+             WHERE ($1::text IS NULL OR ward = $1) AND (discarded_by IS NOT NULL) = $2 ORDER BY ward, seq",
+            &[&w, &discarded],
+        )
+        .await
+    }
+
+    /// The citizens `ids` the city holds.
+    async fn citizens(&self, ids: &[String]) -> Result<HashMap<String, Citizen>, StoreError> {
+        let records = self
+            .records(
+                "SELECT shown FROM record_states WHERE kind = 'citizen' AND id = ANY($1) AND shown IS NOT NULL",
+                &[&ids],
+            )
+            .await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| match r.body {
+                Body::Citizen(c) => Some((c.personal_id.clone(), c)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl CityDb for PgCityStore {
+    fn last_applied(&self, ward: &WardCode) -> u64 {
+        self.cache.lock().expect("poisoned").wards.get(ward).map_or(0, |s| s.last_applied_seq)
+    }
+
+    fn apply_group(
+        &self,
+        group: Vec<WardBatch>,
+        now_ms: i64,
+        ctx: Context,
+        max_skew_ms: u64,
+    ) -> BoxFuture<'static, GroupOutcome> {
+        self.apply_group_in_order(group, now_ms, ctx, max_skew_ms)
+    }
+
+    async fn acknowledged_lost(
+        &self,
+        ward: &WardCode,
+        acked: u64,
+        now_ms: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        self.write(now_ms, ReadAhead::default(), |_, wards| Ok(record_loss(wards, ward, acked, now_ms))).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every write has committed before it returned.
+        Ok(())
+    }
+
+    fn durable_cursor(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
+        let changes = self
+            .logged(
+                "SELECT entry FROM change_log WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+                &[&(after as i64), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        if let Some(last) = changes.last() {
+            self.published(last.cursor);
+        }
+        Ok(changes)
+    }
+
+    async fn changes_matching(
+        &self,
+        after: u64,
+        chunk: usize,
+        filter: &LogFilter,
+    ) -> Result<(Vec<LoggedChange>, u64), StoreError> {
+        let read = self.changes_since(after, chunk).await?;
+        let (Some(first), Some(last)) = (read.first().map(|l| l.cursor), read.last().map(|l| l.cursor))
+        else {
+            return Ok((Vec::new(), after));
+        };
+        // Changes made elsewhere that concern the ward have a downstream note.
+        let noted: HashSet<u64> = match &filter.ward {
+            None => HashSet::new(),
+            Some(w) => self
+                .rows(
+                    "SELECT cursor FROM downstream WHERE ward = $1 AND cursor BETWEEN $2 AND $3",
+                    &[&w.as_str(), &(first as i64), &(last as i64)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .collect(),
+        };
+        let keep = read
+            .into_iter()
+            .filter(|l| filter.kind.is_none_or(|k| l.change.key.kind() == k))
+            .filter(|l| {
+                filter.ward.as_ref().is_none_or(|w| l.writer == w.as_str() || noted.contains(&l.cursor))
+            })
+            .collect();
+        Ok((keep, last))
+    }
+
+    async fn downstream(
+        &self,
+        ward: &WardCode,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(LoggedChange, bool)>, StoreError> {
+        self.rows(
+            "SELECT l.entry, d.whole FROM downstream d JOIN change_log l ON l.cursor = d.cursor
+             WHERE d.ward = $1 AND d.cursor > $2 ORDER BY d.cursor LIMIT $3",
+            &[&ward.as_str(), &(after as i64), &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((decode(b"change_log.entry", r.get(0))?, r.get(1))))
+        .collect()
+    }
+
+    fn wards(&self) -> Vec<(WardCode, WardState)> {
+        let mut v: Vec<_> = self.cache.lock().expect("poisoned").wards.clone().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn records_by_kind(&self) -> Vec<(Kind, u64)> {
+        Kind::ALL.into_iter().zip(self.cache.lock().expect("poisoned").kinds).collect()
+    }
+
+    async fn conflicts_by_ward(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows =
+            self.rows("SELECT owner, count(*) FROM conflicts GROUP BY owner ORDER BY owner", &[]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+    }
+
+    fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        let sql = "SELECT shown FROM record_states WHERE kind = $1 AND id = $2 AND shown IS NOT NULL";
+        Ok(self.records(sql, &[&key.kind().as_str(), &key.id()]).await?.pop())
+    }
+
+    async fn as_of(&self, key: &RecordKey, at_ms: i64) -> Result<Option<Record>, StoreError> {
+        Ok(replay_as_of(self.changes_of(key).await?, key, at_ms, &self.policies))
+    }
+
+    async fn state(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT state FROM record_states WHERE kind = $1 AND id = $2",
+                &[&key.kind().as_str(), &key.id()],
+            )
+            .await?;
+        rows.first().map(|r| decode(b"record_states.state", r.get(0))).transpose()
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        ward: Option<&WardCode>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        match ward {
+            None => {
+                self.records(
+                    "SELECT shown FROM record_states WHERE kind = $1 AND shown IS NOT NULL AND id > $2
+                     ORDER BY id LIMIT $3",
+                    &[&kind.as_str(), &after, &limit],
+                )
+                .await
+            }
+            Some(w) => {
+                self.records(
+                    "SELECT shown FROM record_states WHERE kind = $1 AND ward = $2 AND shown IS NOT NULL
+                     AND id > $3 ORDER BY id LIMIT $4",
+                    &[&kind.as_str(), &w.as_str(), &after, &limit],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn search_name(
+        &self,
+        query: &str,
+        kind: Option<Kind>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Record>, StoreError> {
+        let prefix = fold(query);
+        let end = prefix_end(&prefix);
+        let from =
+            cursor_parts(after, 3)?.unwrap_or_else(|| vec![prefix.clone(), String::new(), String::new()]);
+        let kind = kind.map(Kind::as_str);
+        let rows = self
+            .rows(
+                r#"SELECT r.shown, n.f, n.kind, n.id FROM (
+                     SELECT folded_name COLLATE "C" AS f, 'citizen' AS kind, personal_id AS id FROM citizens
+                     UNION ALL
+                     SELECT folded_name COLLATE "C", 'business', enterprise_code FROM businesses) n
+                   JOIN record_states r ON r.kind = n.kind AND r.id = n.id
+                   WHERE n.f >= $1 AND n.f < $2 AND (n.f, n.kind, n.id) > ($3 COLLATE "C", $4, $5)
+                     AND ($6::text IS NULL OR n.kind = $6)
+                   ORDER BY n.f, n.kind, n.id LIMIT $7"#,
+                &[&prefix, &end, &from[0], &from[1], &from[2], &kind, &(limit as i64)],
+            )
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in &rows {
+            items.push(decode(b"record_states.shown", r.get(0))?);
+            last = Some(cursor_of(&[r.get(1), r.get(2), r.get(3)]));
+        }
+        Ok(Page { next: if items.len() >= limit { last } else { None }, items })
+    }
+
+    async fn household(
+        &self,
+        household_id: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Record>, StoreError> {
+        let from = cursor_parts(after, 1)?.map_or(String::new(), |p| p[0].clone());
+        let records = self
+            .records(
+                "SELECT r.shown FROM citizens c JOIN record_states r ON r.kind = 'citizen' AND r.id = c.personal_id
+                 WHERE c.household_id = $1 AND c.personal_id > $2 ORDER BY c.personal_id LIMIT $3",
+                &[&household_id, &from, &(limit as i64)],
+            )
+            .await?;
+        Ok(page(records, limit, |r| cursor_of(&[&r.key_id()])))
+    }
+
+    async fn owned_by(&self, owner_id: &str, after: &[u8], limit: usize) -> Result<Page<Record>, StoreError> {
+        let from = cursor_parts(after, 2)?.unwrap_or_else(|| vec![String::new(), String::new()]);
+        let rows = self
+            .rows(
+                "SELECT r.shown, o.kind, o.id FROM (
+                     SELECT 'business' AS kind, enterprise_code AS id FROM businesses WHERE owner_personal_id = $1
+                     UNION ALL
+                     SELECT 'land', parcel_id FROM land_parcels WHERE $1 = ANY(owners)) o
+                 JOIN record_states r ON r.kind = o.kind AND r.id = o.id
+                 WHERE (o.kind, o.id) > ($2, $3) ORDER BY o.kind, o.id LIMIT $4",
+                &[&owner_id, &from[0], &from[1], &(limit as i64)],
+            )
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in &rows {
+            items.push(decode(b"record_states.shown", r.get(0))?);
+            last = Some(cursor_of(&[r.get(1), r.get(2)]));
+        }
+        Ok(Page { next: if items.len() >= limit { last } else { None }, items })
+    }
+
+    async fn record_history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(replay_history(self.changes_of(key).await?, key, &self.policies))
+    }
+
+    async fn civil_report(
+        &self,
+        ward: Option<&WardCode>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<CitizenProblems>, StoreError> {
+        let from = cursor_parts(after, 1)?.map_or(String::new(), |p| p[0].clone());
+        let w = ward.map(WardCode::as_str);
+        let read = self
+            .records(
+                "SELECT shown FROM record_states WHERE kind = 'citizen' AND shown IS NOT NULL AND id > $1
+                 AND ($2::text IS NULL OR ward = $2) ORDER BY id LIMIT $3",
+                &[&from, &w, &(PAGE_SCAN as i64)],
+            )
+            .await?;
+        // The records the checks look up (spouses), asked for first, then read at once.
+        let wanted = std::cell::RefCell::new(HashSet::new());
+        for r in &read {
+            if let Body::Citizen(c) = &r.body {
+                problems(c, |id| {
+                    wanted.borrow_mut().insert(id.to_string());
+                    None
+                });
+            }
+        }
+        let found = self.citizens(&wanted.into_inner().into_iter().collect::<Vec<_>>()).await?;
+        let mut items = Vec::new();
+        let mut next = None;
+        for (i, r) in read.iter().enumerate() {
+            let Body::Citizen(c) = &r.body else { continue };
+            let p = problems(c, |id| found.get(id).cloned());
+            if !p.is_empty() {
+                items.push(CitizenProblems {
+                    ward: r.ward.clone(),
+                    personal_id: c.personal_id.clone(),
+                    problems: p,
+                });
+            }
+            if items.len() >= limit || i + 1 == PAGE_SCAN {
+                next = Some(cursor_of(&[&c.personal_id]));
+                break;
+            }
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<Conflict>, StoreError> {
+        Ok(self.conflicts_page(filter, &[], usize::MAX).await?.items)
+    }
+
+    async fn conflicts_page(
+        &self,
+        filter: &ConflictFilter,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Conflict>, StoreError> {
+        let from = cursor_parts(after, 3)?.unwrap_or_else(|| vec![String::new(); 3]);
+        let kind = filter.kind.map(Kind::as_str);
+        let before = filter.opened_before_ms.map(ts);
+        let rows = self
+            .rows(
+                "SELECT entry FROM conflicts WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR owner = $2)
+                 AND ($3::timestamptz IS NULL OR opened_at <= $3) AND (kind, id, field) > ($4, $5, $6)
+                 ORDER BY kind, id, field LIMIT $7",
+                &[&kind, &filter.ward, &before, &from[0], &from[1], &from[2], &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        let items: Vec<Conflict> =
+            rows.iter().map(|r| decode(b"conflicts.entry", r.get(0))).collect::<Result<_, _>>()?;
+        Ok(page(items, limit, |c| cursor_of(&[c.key.kind().as_str(), c.key.id(), &c.field])))
+    }
+
+    async fn record_conflicts(&self, record: &RecordKey) -> Result<Vec<Conflict>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT entry FROM conflicts WHERE kind = $1 AND id = $2 ORDER BY field",
+                &[&record.kind().as_str(), &record.id()],
+            )
+            .await?;
+        rows.iter().map(|r| decode(b"conflicts.entry", r.get(0))).collect()
+    }
+
+    async fn conflict(&self, record: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError> {
+        Ok(self.record_conflicts(record).await?.into_iter().find(|c| c.field == field))
+    }
+
+    async fn office_put(
+        &self,
+        record: Record,
+        seen: Option<VersionVector>,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let key = match record.key() {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let ahead = ReadAhead { keys: vec![key], quarantined: None };
+        self.write(now_ms, ahead, |w, wards| w.office_put(record, seen, by, ctx, wards)).await
+    }
+
+    async fn resolve(
+        &self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let ahead = ReadAhead { keys: vec![key.clone()], quarantined: None };
+        self.write(now_ms, ahead, |w, wards| w.resolve(key, field, value, by, ctx, wards)).await
+    }
+
+    async fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError> {
+        self.quarantined_entries(ward, false)
+            .await?
+            .iter()
+            .map(|r| decode(b"quarantine.entry", r.get(0)))
+            .collect()
+    }
+
+    async fn quarantine_page(
+        &self,
+        ward: Option<&WardCode>,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<Quarantined>, StoreError> {
+        let from = cursor_parts(after, 2)?.unwrap_or_else(|| vec![String::new(), "0".into()]);
+        let seq: i64 = from[1].parse().map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(after).into_owned(),
+            reason: "not a quarantine page cursor".into(),
+        })?;
+        let w = ward.map(WardCode::as_str);
+        let rows = self
+            .rows(
+                "SELECT entry FROM quarantine WHERE discarded_by IS NULL AND ($1::text IS NULL OR ward = $1)
+                 AND (ward, seq) > ($2, $3) ORDER BY ward, seq LIMIT $4",
+                &[&w, &from[0], &seq, &(limit as i64)],
+            )
+            .await?;
+        let items: Vec<Quarantined> =
+            rows.iter().map(|r| decode(b"quarantine.entry", r.get(0))).collect::<Result<_, _>>()?;
+        Ok(page(items, limit, |q| cursor_of(&[q.ward.as_str(), &q.seq.to_string()])))
+    }
+
+    async fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError> {
+        self.quarantined_entries(ward, true)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Discarded {
+                    entry: decode(b"quarantine.entry", r.get(0))?,
+                    reason: r.get(1),
+                    by: r.get(2),
+                    at_ms: ms(r.get(3)),
+                })
+            })
+            .collect()
+    }
+
+    async fn entry(&self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT entry FROM quarantine WHERE ward = $1 AND seq = $2 AND discarded_by IS NULL",
+                &[&ward.as_str(), &(seq as i64)],
+            )
+            .await?;
+        rows.first().map(|r| decode(b"quarantine.entry", r.get(0))).transpose()
+    }
+
+    async fn retry(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        decoded: Option<Change>,
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<Result<u64, RetryError>, StoreError> {
+        let ahead = ReadAhead {
+            keys: decoded.iter().map(|c| c.key.clone()).collect(),
+            quarantined: Some((ward.clone(), seq)),
+        };
+        self.write(now_ms, ahead, |w, wards| w.retry(ward, seq, decoded, ctx, max_skew_ms, wards)).await
+    }
+
+    async fn discard(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<(), RetryError>, StoreError> {
+        let ahead = ReadAhead { keys: Vec::new(), quarantined: Some((ward.clone(), seq)) };
+        self.write(now_ms, ahead, |w, wards| w.discard(ward, seq, reason, by, wards)).await
+    }
+
+    async fn record_denial(
+        &self,
+        identity: &str,
+        rpc: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.denials.fetch_add(1, Ordering::Relaxed);
+        let client = self.client().await?;
+        client
+            .execute(
+                "WITH added AS (INSERT INTO denied_calls (at, identity, rpc, reason) VALUES ($1, $2, $3, $4))
+                 DELETE FROM denied_calls WHERE (at, n) IN (
+                     SELECT at, n FROM denied_calls ORDER BY at, n
+                     LIMIT greatest(0, (SELECT count(*) FROM denied_calls) + 1 - $5))",
+                &[&ts(now_ms), &identity, &rpc, &reason, &(MAX_DENIALS as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    fn count_denial(&self) {
+        self.denials.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn denied_calls(&self) -> u64 {
+        self.denials.load(Ordering::Relaxed)
+    }
+
+    async fn denials(&self, since_ms: i64, limit: usize) -> Result<Vec<Denial>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT at, identity, rpc, reason FROM denied_calls WHERE at >= $1 ORDER BY at, n LIMIT $2",
+                &[&ts(since_ms.max(0)), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Denial { at_ms: ms(r.get(0)), identity: r.get(1), rpc: r.get(2), reason: r.get(3) })
+            .collect())
+    }
+
+    async fn audit_trail(
+        &self,
+        ward: Option<&WardCode>,
+        from: AuditCursor,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError> {
+        let want = from.1.saturating_add(limit).saturating_add(1).min(i64::MAX as usize) as i64;
+        let w = ward.map(WardCode::as_str);
+        let writes = self
+            .logged(
+                "SELECT entry FROM change_log WHERE applied_at >= $1
+                 AND ($2::text IS NULL OR ward = $2 OR identity LIKE '%' || $2) ORDER BY cursor LIMIT $3",
+                &[&ts(from.0.max(0)), &w, &want],
+            )
+            .await?;
+        let sources = AuditSources {
+            writes,
+            denials: self.denials(from.0, want as usize).await?,
+            quarantined: self.quarantine(ward).await?,
+            discarded: self.discarded(ward).await?,
+        };
+        Ok(sources.page(ward, from, limit))
+    }
+}

@@ -1,0 +1,435 @@
+//! A PostgreSQL transaction as a [`Target`] of city writes. The shared
+//! merge is synchronous, so what it may read is read ahead (the states,
+//! conflicts and quarantine entries of the records the write names), and
+//! what it writes is gathered and written after it, one statement per
+//! table, in the same transaction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use super::pg_err;
+use super::rows::{Shown, ts, write_typed};
+use crate::model::{Kind, Policies, Record, RecordKey, Versioned, WardCode};
+use crate::store::city::apply::{LoggedRef, Target};
+use crate::store::codec::{decode, encode};
+use crate::store::{Conflict, Discarded, Quarantined, StoreError};
+
+/// A record as read ahead: its state, the record it shows, its version.
+#[derive(Clone)]
+struct Stored {
+    state: Versioned,
+    shown: Option<Record>,
+    version: u64,
+}
+
+/// The reads of one write, done ahead, and its writes, gathered.
+#[derive(Default)]
+pub(super) struct PgTarget {
+    read: HashMap<RecordKey, Option<Stored>>,
+    conflicts: HashMap<(RecordKey, String), Conflict>,
+    quarantined: HashMap<(WardCode, u64), Quarantined>,
+    states: HashMap<RecordKey, (Versioned, Option<Record>, u64)>,
+    views: HashMap<RecordKey, (Option<Record>, u64, i64)>,
+    conflict_writes: HashMap<(RecordKey, String), Option<Conflict>>,
+    log: Vec<LogRow>,
+    downstream: BTreeMap<(WardCode, u64), bool>,
+    quarantine: Vec<Quarantined>,
+    settled: Vec<(WardCode, u64, Option<Discarded>)>,
+}
+
+/// One change-log row.
+struct LogRow {
+    cursor: i64,
+    ward: String,
+    identity: String,
+    at_ms: i64,
+    key: RecordKey,
+    seq: i64,
+    fields: Vec<String>,
+    values: serde_json::Value,
+    deleted: bool,
+    entry: Vec<u8>,
+}
+
+fn not_read(what: &str) -> StoreError {
+    StoreError::Io(format!("internal error: {what} was not read ahead of the write"))
+}
+
+impl PgTarget {
+    /// Reads ahead the records `keys` and their open conflicts.
+    pub(super) async fn read_ahead(
+        &mut self,
+        client: &impl GenericClient,
+        keys: &[RecordKey],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<&RecordKey> =
+            keys.iter().collect::<HashSet<_>>().into_iter().filter(|k| !self.read.contains_key(*k)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = keys.iter().map(|k| k.kind().as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.id()).collect();
+        let params: [&(dyn ToSql + Sync); 2] = [&kinds, &ids];
+        for k in &keys {
+            self.read.insert((*k).clone(), None);
+        }
+        for row in client
+            .query(
+                "SELECT s.kind, s.id, s.state, s.shown, s.last_cursor
+                 FROM unnest($1::text[], $2::text[]) AS k(kind, id)
+                 JOIN record_states s ON s.kind = k.kind AND s.id = k.id",
+                &params,
+            )
+            .await
+            .map_err(pg_err)?
+        {
+            let key = row_key(&row, 0, 1)?;
+            let state: Versioned = decode(b"record_states.state", row.get(2))?;
+            let shown: Option<Record> =
+                row.get::<_, Option<&[u8]>>(3).map(|b| decode(b"record_states.shown", b)).transpose()?;
+            let version = row.get::<_, i64>(4) as u64;
+            self.read.insert(key, Some(Stored { state, shown, version }));
+        }
+        for row in client
+            .query(
+                "SELECT c.entry FROM unnest($1::text[], $2::text[]) AS k(kind, id)
+                 JOIN conflicts c ON c.kind = k.kind AND c.id = k.id",
+                &params,
+            )
+            .await
+            .map_err(pg_err)?
+        {
+            let c: Conflict = decode(b"conflicts.entry", row.get(0))?;
+            self.conflicts.insert((c.key.clone(), c.field.clone()), c);
+        }
+        Ok(())
+    }
+
+    /// Reads ahead a quarantined change; returns it.
+    pub(super) async fn read_quarantined(
+        &mut self,
+        client: &impl GenericClient,
+        ward: &WardCode,
+        seq: u64,
+    ) -> Result<Option<Quarantined>, StoreError> {
+        let row = client
+            .query_opt(
+                "SELECT entry FROM quarantine WHERE ward = $1 AND seq = $2 AND discarded_by IS NULL",
+                &[&ward.as_str(), &(seq as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        let q: Option<Quarantined> = row.map(|r| decode(b"quarantine.entry", r.get(0))).transpose()?;
+        if let Some(q) = &q {
+            self.quarantined.insert((ward.clone(), seq), q.clone());
+        }
+        Ok(q)
+    }
+
+    /// Writes everything gathered.
+    pub(super) async fn write(
+        &self,
+        client: &impl GenericClient,
+        policies: &Policies,
+    ) -> Result<(), StoreError> {
+        self.write_states(client, policies).await?;
+        self.write_conflicts(client).await?;
+        self.write_log(client).await?;
+        if !self.downstream.is_empty() {
+            let wards: Vec<&str> = self.downstream.keys().map(|(w, _)| w.as_str()).collect();
+            let cursors: Vec<i64> = self.downstream.keys().map(|(_, c)| *c as i64).collect();
+            let whole: Vec<bool> = self.downstream.values().copied().collect();
+            client
+                .execute(
+                    "INSERT INTO downstream (ward, cursor, whole)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[])
+                     ON CONFLICT (ward, cursor) DO UPDATE SET whole = EXCLUDED.whole",
+                    &[&wards, &cursors, &whole],
+                )
+                .await
+                .map_err(pg_err)?;
+        }
+        for q in &self.quarantine {
+            client
+                .execute(
+                    "INSERT INTO quarantine (ward, seq, reason, at, entry) VALUES ($1, $2, $3, $4, $5)",
+                    &[&q.ward.as_str(), &(q.seq as i64), &q.reason, &ts(q.at_ms), &encode(q)],
+                )
+                .await
+                .map_err(pg_err)?;
+        }
+        for (ward, seq, discarded) in &self.settled {
+            let (ward, seq) = (ward.as_str(), *seq as i64);
+            match discarded {
+                None => {
+                    client
+                        .execute("DELETE FROM quarantine WHERE ward = $1 AND seq = $2", &[&ward, &seq])
+                        .await
+                }
+                Some(d) => {
+                    let at = ts(d.at_ms);
+                    client
+                        .execute(
+                            "UPDATE quarantine SET discarded_by = $3, discarded_reason = $4, discarded_at = $5
+                             WHERE ward = $1 AND seq = $2",
+                            &[&ward, &seq, &d.by, &d.reason, &at],
+                        )
+                        .await
+                }
+            }
+            .map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    /// The records' states, what they show, and the office's typed rows.
+    async fn write_states(&self, client: &impl GenericClient, policies: &Policies) -> Result<(), StoreError> {
+        // Every record whose state or view changed, as it stands after the write.
+        let mut last: BTreeMap<&RecordKey, (Versioned, Option<Record>, u64, i64)> = BTreeMap::new();
+        for (key, (state, shown, cursor)) in &self.states {
+            last.insert(key, (state.clone(), shown.clone(), *cursor, 0));
+        }
+        for (key, (shown, cursor, at_ms)) in &self.views {
+            let e = last.entry(key).or_insert_with(|| {
+                let s = self.read.get(key).cloned().flatten();
+                let state = s.as_ref().map(|s| s.state.clone()).unwrap_or_default();
+                (state, None, s.map_or(*cursor, |s| s.version), *at_ms)
+            });
+            e.1 = shown.clone();
+            e.3 = *at_ms;
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = last.keys().map(|k| k.kind().as_str()).collect();
+        let ids: Vec<&str> = last.keys().map(|k| k.id()).collect();
+        let states: Vec<Vec<u8>> = last.values().map(|(s, ..)| encode(s)).collect();
+        let shown: Vec<Option<Vec<u8>>> = last.values().map(|(_, r, ..)| r.as_ref().map(encode)).collect();
+        let wards: Vec<Option<&str>> =
+            last.values().map(|(_, r, ..)| r.as_ref().map(|r| r.ward.as_str())).collect();
+        let cursors: Vec<i64> = last.values().map(|(_, _, c, _)| *c as i64).collect();
+        client
+            .execute(
+                "INSERT INTO record_states (kind, id, state, shown, ward, last_cursor)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bigint[])
+                 ON CONFLICT (kind, id) DO UPDATE SET state = EXCLUDED.state, shown = EXCLUDED.shown,
+                     ward = EXCLUDED.ward, last_cursor = EXCLUDED.last_cursor",
+                &[&kinds, &ids, &states, &shown, &wards, &cursors],
+            )
+            .await
+            .map_err(pg_err)?;
+        // The at-time of a state change is that of its log entry.
+        let at_of: HashMap<&RecordKey, i64> = self.log.iter().map(|l| (&l.key, l.at_ms)).collect();
+        for kind in Kind::ALL {
+            let mut deleted = Vec::new();
+            let mut rows = Vec::new();
+            for (key, (state, shown, cursor, at_ms)) in last.iter().filter(|(k, _)| k.kind() == kind) {
+                match shown {
+                    None => deleted.push(key.id()),
+                    Some(record) => rows.push(Shown {
+                        key,
+                        record,
+                        disputed: state.disputed(kind, policies),
+                        cursor: *cursor,
+                        at_ms: at_of.get(key).copied().unwrap_or(*at_ms),
+                    }),
+                }
+            }
+            write_typed(client, kind, &deleted, &rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_conflicts(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        let (gone, open): (Vec<_>, Vec<_>) = self.conflict_writes.iter().partition(|(_, c)| c.is_none());
+        if !gone.is_empty() {
+            let kinds: Vec<&str> = gone.iter().map(|((k, _), _)| k.kind().as_str()).collect();
+            let ids: Vec<&str> = gone.iter().map(|((k, _), _)| k.id()).collect();
+            let fields: Vec<&str> = gone.iter().map(|((_, f), _)| f.as_str()).collect();
+            client
+                .execute(
+                    "DELETE FROM conflicts c USING unnest($1::text[], $2::text[], $3::text[]) AS g(kind, id, field)
+                     WHERE c.kind = g.kind AND c.id = g.id AND c.field = g.field",
+                    &[&kinds, &ids, &fields],
+                )
+                .await
+                .map_err(pg_err)?;
+        }
+        let open: Vec<&Conflict> = open.into_iter().filter_map(|(_, c)| c.as_ref()).collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = open.iter().map(|c| c.key.kind().as_str()).collect();
+        let ids: Vec<&str> = open.iter().map(|c| c.key.id()).collect();
+        let fields: Vec<&str> = open.iter().map(|c| c.field.as_str()).collect();
+        let owners: Vec<&str> = open.iter().map(|c| c.owner.as_str()).collect();
+        let policies: Vec<String> = open.iter().map(|c| format!("{:?}", c.policy).to_lowercase()).collect();
+        let contenders: Vec<serde_json::Value> =
+            open.iter().map(|c| serde_json::to_value(&c.contenders).expect("contenders serialize")).collect();
+        let opened: Vec<_> = open.iter().map(|c| ts(c.opened_at_ms)).collect();
+        let updated: Vec<_> = open.iter().map(|c| ts(c.updated_at_ms)).collect();
+        let entries: Vec<Vec<u8>> = open.iter().map(|c| encode(*c)).collect();
+        client
+            .execute(
+                "INSERT INTO conflicts (kind, id, field, owner, policy, contenders, opened_at, updated_at, entry)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+                                      $7::timestamptz[], $8::timestamptz[], $9::bytea[])
+                 ON CONFLICT (kind, id, field) DO UPDATE SET owner = EXCLUDED.owner, policy = EXCLUDED.policy,
+                     contenders = EXCLUDED.contenders, opened_at = EXCLUDED.opened_at,
+                     updated_at = EXCLUDED.updated_at, entry = EXCLUDED.entry",
+                &[&kinds, &ids, &fields, &owners, &policies, &contenders, &opened, &updated, &entries],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn write_log(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        if self.log.is_empty() {
+            return Ok(());
+        }
+        let l = &self.log;
+        let cursors: Vec<i64> = l.iter().map(|r| r.cursor).collect();
+        let wards: Vec<&str> = l.iter().map(|r| r.ward.as_str()).collect();
+        let identities: Vec<&str> = l.iter().map(|r| r.identity.as_str()).collect();
+        let at: Vec<_> = l.iter().map(|r| ts(r.at_ms)).collect();
+        let kinds: Vec<&str> = l.iter().map(|r| r.key.kind().as_str()).collect();
+        let ids: Vec<&str> = l.iter().map(|r| r.key.id()).collect();
+        let seqs: Vec<i64> = l.iter().map(|r| r.seq).collect();
+        let fields: Vec<serde_json::Value> = l.iter().map(|r| serde_json::json!(r.fields)).collect();
+        let values: Vec<&serde_json::Value> = l.iter().map(|r| &r.values).collect();
+        let deleted: Vec<bool> = l.iter().map(|r| r.deleted).collect();
+        let entries: Vec<&[u8]> = l.iter().map(|r| r.entry.as_slice()).collect();
+        client
+            .execute(
+                "INSERT INTO change_log (cursor, ward, identity, applied_at, kind, id, seq, fields,
+                                         field_values, deleted, entry)
+                 SELECT c, w, i, a, k, d, s, ARRAY(SELECT jsonb_array_elements_text(f)), v, x, e
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                             $7::bigint[], $8::jsonb[], $9::jsonb[], $10::bool[], $11::bytea[])
+                      AS t(c, w, i, a, k, d, s, f, v, x, e)",
+                &[
+                    &cursors,
+                    &wards,
+                    &identities,
+                    &at,
+                    &kinds,
+                    &ids,
+                    &seqs,
+                    &fields,
+                    &values,
+                    &deleted,
+                    &entries,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+/// The record key in columns `kind` and `id` of a row.
+pub(super) fn row_key(row: &tokio_postgres::Row, kind: usize, id: usize) -> Result<RecordKey, StoreError> {
+    let (k, i): (&str, &str) = (row.get(kind), row.get(id));
+    let corrupt = |reason: String| StoreError::Corrupt { key: format!("{k}/{i}"), reason };
+    RecordKey::new(k.parse::<Kind>().map_err(corrupt)?, i).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Target for PgTarget {
+    fn state(&mut self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        match self.read.get(key) {
+            Some(s) => Ok(s.as_ref().map(|s| s.state.clone())),
+            None => Err(not_read(&format!("the state of {key}"))),
+        }
+    }
+
+    fn view(&mut self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        match self.read.get(key) {
+            Some(s) => Ok(s.as_ref().and_then(|s| s.shown.clone())),
+            None => Err(not_read(&format!("the record {key}"))),
+        }
+    }
+
+    fn version(&mut self, key: &RecordKey) -> Result<u64, StoreError> {
+        match self.read.get(key) {
+            Some(s) => Ok(s.as_ref().map_or(0, |s| s.version)),
+            None => Err(not_read(&format!("the version of {key}"))),
+        }
+    }
+
+    fn conflict(&mut self, key: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError> {
+        if !self.read.contains_key(key) {
+            return Err(not_read(&format!("the conflicts of {key}")));
+        }
+        Ok(self.conflicts.get(&(key.clone(), field.to_string())).cloned())
+    }
+
+    fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
+        Ok(self.quarantined.get(&(ward.clone(), seq)).cloned())
+    }
+
+    fn put_state(&mut self, key: &RecordKey, state: &Versioned, shown: Option<&Record>, cursor: u64) {
+        self.states.insert(key.clone(), (state.clone(), shown.cloned(), cursor));
+        self.views.remove(key);
+    }
+
+    fn put_view(
+        &mut self,
+        key: &RecordKey,
+        _: Option<&Record>,
+        new: Option<&Record>,
+        cursor: u64,
+        at_ms: i64,
+    ) {
+        match self.states.get_mut(key) {
+            Some(s) => s.1 = new.cloned(),
+            None => {
+                self.views.insert(key.clone(), (new.cloned(), cursor, at_ms));
+            }
+        }
+    }
+
+    fn put_conflict(&mut self, conflict: &Conflict) {
+        self.conflict_writes.insert((conflict.key.clone(), conflict.field.clone()), Some(conflict.clone()));
+    }
+
+    fn remove_conflict(&mut self, key: &RecordKey, field: &str) {
+        self.conflict_writes.insert((key.clone(), field.to_string()), None);
+    }
+
+    fn log(&mut self, logged: &LoggedRef) {
+        let change = logged.change;
+        let values = change.values();
+        let written: serde_json::Map<String, serde_json::Value> = values
+            .iter()
+            .filter(|(f, _)| change.fields.contains(f) || f.as_str() == crate::model::EXISTS)
+            .map(|(f, v)| (f.clone(), serde_json::from_str(v).unwrap_or_else(|_| serde_json::json!(v))))
+            .collect();
+        self.log.push(LogRow {
+            cursor: logged.cursor as i64,
+            ward: logged.writer.to_string(),
+            identity: logged.by.to_string(),
+            at_ms: logged.applied_at_ms,
+            key: change.key.clone(),
+            seq: change.seq as i64,
+            fields: change.fields.clone(),
+            values: serde_json::Value::Object(written),
+            deleted: matches!(change.op, crate::model::Op::Delete),
+            entry: encode(logged),
+        });
+    }
+
+    fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {
+        self.downstream.insert((ward.clone(), cursor), whole);
+    }
+
+    fn quarantine(&mut self, entry: &Quarantined) {
+        self.quarantine.push(entry.clone());
+    }
+
+    fn settle(&mut self, ward: &WardCode, seq: u64, discarded: Option<&Discarded>) {
+        self.settled.push((ward.clone(), seq, discarded.cloned()));
+    }
+}

@@ -1,0 +1,123 @@
+//! Writes on PostgreSQL: one transaction per write, holding the lock on
+//! `city_clock` from its first statement to COMMIT (see the module docs of
+//! [`super`]); the shared merge runs in between over what was read ahead.
+
+use std::collections::HashMap;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::target::PgTarget;
+use super::{PgCityStore, pg_err, pool_err, rows};
+use crate::model::{Hlc, RecordKey, WardCode};
+use crate::store::city::apply::{GroupWrite, city_clock_at};
+use crate::store::{GroupOutcome, Incoming, StoreError, WardBatch, WardState};
+
+/// What a write reads ahead besides the ward states.
+#[derive(Default)]
+pub(super) struct ReadAhead {
+    /// Records the write may read or change.
+    pub(super) keys: Vec<RecordKey>,
+    /// A quarantined change it settles (its record is read too).
+    pub(super) quarantined: Option<(WardCode, u64)>,
+}
+
+impl PgCityStore {
+    /// Runs `f` over one transaction and commits it; returns once committed.
+    pub(super) async fn write<T: Send>(
+        &self,
+        now_ms: i64,
+        mut ahead: ReadAhead,
+        f: impl FnOnce(&mut GroupWrite<PgTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>
+        + Send,
+    ) -> Result<T, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let clock = tx
+            .query_one("SELECT cursor, hlc_wall_ms, hlc_logical FROM city_clock WHERE id = 1 FOR UPDATE", &[])
+            .await
+            .map_err(pg_err)?;
+        let cursor = clock.get::<_, i64>(0) as u64;
+        let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
+        let before = rows::load_wards(&*tx).await?;
+        let mut target = PgTarget::default();
+        if let Some((ward, seq)) = &ahead.quarantined
+            && let Some(q) = target.read_quarantined(&*tx, ward, *seq).await?
+            && let Some(c) = &q.change
+        {
+            ahead.keys.push(c.key.clone());
+        }
+        target.read_ahead(&*tx, &ahead.keys).await?;
+        let mut w = GroupWrite::new(target, &self.policies, cursor, city_clock_at(stored, now_ms), now_ms);
+        let mut wards = before.clone();
+        let out = f(&mut w, &mut wards)?;
+        w.target.write(&*tx, &self.policies).await?;
+        rows::save_wards(&*tx, &before, &wards).await?;
+        tx.execute(
+            "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3 WHERE id = 1",
+            &[&(w.cursor as i64), &(w.hlc.wall_ms as i64), &i64::from(w.hlc.logical)],
+        )
+        .await
+        .map_err(pg_err)?;
+        if w.cursor > cursor {
+            // Heard by every city process once committed: their wards are sent the new changes.
+            tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&w.cursor.to_string()])
+                .await
+                .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        let mut cache = self.cache.lock().expect("poisoned");
+        cache.wards = wards;
+        for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
+            *n = n.saturating_add_signed(d);
+        }
+        drop(cache);
+        self.published(w.cursor);
+        Ok(out)
+    }
+
+    /// Publishes the log up to `cursor` (committed).
+    pub(super) fn published(&self, cursor: u64) {
+        self.durable.send_if_modified(|c| {
+            let newer = cursor > *c;
+            *c = (*c).max(cursor);
+            newer
+        });
+    }
+
+    /// See [`crate::store::CityDb::apply_group`]: each group waits for the
+    /// one before it, so groups are written in the order of the calls.
+    pub(super) fn apply_group_in_order(
+        &self,
+        group: Vec<WardBatch>,
+        now_ms: i64,
+        ctx: crate::model::Context,
+        max_skew_ms: u64,
+    ) -> BoxFuture<'static, GroupOutcome> {
+        let (done, next) = tokio::sync::oneshot::channel::<()>();
+        let before = self.tail.lock().expect("poisoned").replace(next);
+        let store = self.clone();
+        async move {
+            if let Some(before) = before {
+                // Done, failed or dropped: either way its turn is over.
+                let _ = before.await;
+            }
+            let keys = group
+                .iter()
+                .flat_map(|b| &b.changes)
+                .filter_map(|c| match c {
+                    Incoming::Change(c) => Some(c.key.clone()),
+                    Incoming::Malformed { .. } => None,
+                })
+                .collect();
+            let out = store
+                .write(now_ms, ReadAhead { keys, quarantined: None }, |w, wards| {
+                    w.apply_batches(&group, &ctx, max_skew_ms, wards)
+                })
+                .await;
+            drop(done);
+            out
+        }
+        .boxed()
+    }
+}
