@@ -3,24 +3,24 @@
 
 use super::*;
 
-#[test]
-fn the_audit_trail_keeps_at_most_its_cap_of_denials_dropping_the_oldest() {
-    for (name, mut h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn the_audit_trail_keeps_at_most_its_cap_of_denials_dropping_the_oldest() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let extra = 5;
         for i in 0..MAX_DENIALS + extra {
-            city.record_denial("stranger", "Get", "no role", i as i64).unwrap();
+            city.record_denial("stranger", "Get", "no role", i as i64).await.unwrap();
         }
-        let kept = city.denials(0, usize::MAX).unwrap();
+        let kept = city.denials(0, usize::MAX).await.unwrap();
         assert_eq!(kept.len() as u64, MAX_DENIALS, "{name}");
         assert_eq!(kept[0].at_ms, extra as i64, "{name}: the oldest made room");
-        block(city.flush()).unwrap();
+        city.flush().await.unwrap();
         drop(city);
         h.restart();
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
-        city.record_denial("stranger", "Get", "no role", 1 << 40).unwrap();
+        let city = h.open(Policies::default()).await;
+        city.record_denial("stranger", "Get", "no role", 1 << 40).await.unwrap();
         assert_eq!(
-            city.denials(0, usize::MAX).unwrap().len() as u64,
+            city.denials(0, usize::MAX).await.unwrap().len() as u64,
             MAX_DENIALS,
             "{name}: counted again on opening"
         );
@@ -63,24 +63,29 @@ fn a_long_outbox_is_counted_acknowledged_and_recomputed_a_chunk_at_a_time() {
     }
 }
 
-#[test]
-fn a_ward_with_a_full_quarantine_is_refused_until_the_office_settles_it() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn a_ward_with_a_full_quarantine_is_refused_until_the_office_settles_it() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let a = ward("00082");
         // Changes naming another ward as owner: each one refused.
         let refused: Vec<Change> = (1..=MAX_QUARANTINED).map(|n| change("00145", n)).collect();
-        let out = city.apply_group(&[batch(&a, refused)], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+        let out = city.apply_group(vec![batch(&a, refused)], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(out, [Ok(MAX_QUARANTINED)], "{name}");
         let next = change("00082", MAX_QUARANTINED + 1);
-        let out = city.apply_group(&[batch(&a, vec![next.clone()])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
+        let out =
+            city.apply_group(vec![batch(&a, vec![next.clone()])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert!(
             matches!(&out[0], Err(BatchRejected::QuarantineFull { held, .. }) if *held == MAX_QUARANTINED),
             "{name}: {out:?}"
         );
-        assert_eq!(city.quarantine(None).unwrap().len() as u64, MAX_QUARANTINED, "{name}: nothing more kept");
-        city.discard(&a, 1, "taken over by mistake", "office", 3).unwrap().unwrap();
-        let out = city.apply_group(&[batch(&a, vec![next])], 4, &ctx(), NO_SKEW_LIMIT).unwrap();
+        assert_eq!(
+            city.quarantine(None).await.unwrap().len() as u64,
+            MAX_QUARANTINED,
+            "{name}: nothing more kept"
+        );
+        city.discard(&a, 1, "taken over by mistake", "office", 3).await.unwrap().unwrap();
+        let out = city.apply_group(vec![batch(&a, vec![next])], 4, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(out, [Ok(MAX_QUARANTINED + 1)], "{name}");
     }
 }

@@ -238,3 +238,80 @@ async fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        assert_eq!(city.apply_group(vec![b1], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(5)], "{name}");
+        assert_eq!(city.last_applied(&a), 5, "{name}: durable on return");
+        // The ward was told 9 were applied: 6 to 9 were lost.
+        assert_eq!(city.acknowledged_lost(&a, 9, 77).await.unwrap(), Some((6, 9)), "{name}");
+        assert_eq!(city.acknowledged_lost(&a, 9, 78).await.unwrap(), None, "{name}: found once");
+        drop(city);
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        assert_eq!(city.last_applied(&a), 9, "{name}");
+        let lost = &city.wards()[0].1.lost;
+        assert_eq!(*lost, Loss { changes: 4, last_range: (6, 9), found_at_ms: 77 }, "{name}");
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11) };
+        assert_eq!(city.apply_group(vec![b2], 2, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(11)], "{name}");
+        assert_eq!(owned(&*city, &a).await, 7, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn history_as_of_and_the_audit_trail_replay_what_was_applied() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let create = change("00082", 1);
+        let key = create.key.clone();
+        let renamed = super::office::citizen_edited(&create, |c| c.phone = "0900000009".into());
+        let phone = super::office::partial(
+            &Change { op: Op::Put(renamed), ..create.clone() },
+            2,
+            &["phone"],
+            2,
+            &[("00082", 1)],
+        );
+        let delete = Change {
+            op: Op::Delete,
+            fields: vec![],
+            ..super::office::partial(&create, 3, &[], 3, &[("00082", 2)])
+        };
+        for (at, c) in [(10, create.clone()), (20, phone), (30, delete)] {
+            city.apply_group(vec![batch(&a, vec![c])], at, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        }
+        let history = city.record_history(&key).await.unwrap();
+        assert_eq!(history.iter().map(|e| e.logged.cursor).collect::<Vec<_>>(), [1, 2, 3], "{name}");
+        let phone_field = history[1].fields.iter().find(|(f, ..)| f == "phone").unwrap();
+        assert_eq!(phone_field.2.as_deref(), Some("\"0900000009\""), "{name}: {phone_field:?}");
+        assert_ne!(phone_field.1, phone_field.2, "{name}: before and after");
+        let phone_of = |r: Option<Record>| match r.map(|r| r.body) {
+            Some(crate::model::Body::Citizen(c)) => Some(c.phone),
+            _ => None,
+        };
+        let original = phone_of(city.as_of(&key, 15).await.unwrap());
+        assert!(original.is_some() && original.as_deref() != Some("0900000009"), "{name}");
+        assert_eq!(phone_of(city.as_of(&key, 25).await.unwrap()).as_deref(), Some("0900000009"), "{name}");
+        assert!(city.as_of(&key, 35).await.unwrap().is_none(), "{name}: deleted then");
+        assert!(city.as_of(&key, 5).await.unwrap().is_none(), "{name}: not yet created");
+        assert!(city.get(&key).await.unwrap().is_none(), "{name}");
+        // The audit trail: the three writes, in pages of two.
+        let (first, next) = city.audit_trail(Some(&a), (0, 0), 2).await.unwrap();
+        assert_eq!(first.iter().map(|e| e.at_ms).collect::<Vec<_>>(), [10, 20], "{name}");
+        let (rest, end) = city.audit_trail(Some(&a), next.unwrap(), 2).await.unwrap();
+        assert_eq!((rest.len(), rest[0].action.starts_with("delete"), end), (1, true, None), "{name}");
+        assert!(city.audit_trail(Some(&ward("00145")), (0, 0), 10).await.unwrap().0.is_empty(), "{name}");
+        // The change log, by kind and by ward.
+        let filter = LogFilter { kind: Some(Kind::Citizen), ward: Some(a.clone()) };
+        let (mine, last) = city.changes_matching(0, 10, &filter).await.unwrap();
+        assert_eq!((mine.len(), last), (3, 3), "{name}");
+        let other = LogFilter { kind: None, ward: Some(ward("00145")) };
+        assert!(city.changes_matching(0, 10, &other).await.unwrap().0.is_empty(), "{name}");
+        assert_eq!(city.durable_cursor(), 3, "{name}");
+    }
+}

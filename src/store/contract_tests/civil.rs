@@ -12,13 +12,13 @@ fn body(r: &Record) -> Citizen {
     }
 }
 
-#[test]
-fn a_registration_of_another_wards_citizen_is_applied_and_anything_else_quarantined() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn a_registration_of_another_wards_citizen_is_applied_and_anything_else_quarantined() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let (a, b) = (ward("00082"), ward("00145"));
         let hers = change("00145", 1);
-        city.apply_group(&[batch(&b, vec![hers.clone()])], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+        city.apply_group(vec![batch(&b, vec![hers.clone()])], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
         let Op::Put(record) = &hers.op else { unreachable!() };
         let mut single = body(record);
         single.marital_status = crate::model::MaritalStatus::Single;
@@ -42,18 +42,19 @@ fn a_registration_of_another_wards_citizen_is_applied_and_anything_else_quaranti
         }
         let forged = registration(1, &["events", "marital_status", "phone"], phone);
         let proper = registration(2, &["events", "marital_status"], written.clone());
-        let out = city.apply_group(&[batch(&a, vec![forged, proper])], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
+        let out =
+            city.apply_group(vec![batch(&a, vec![forged, proper])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(out, [Ok(2)], "{name}");
-        let q = city.quarantine(Some(&a)).unwrap();
+        let q = city.quarantine(Some(&a)).await.unwrap();
         assert_eq!(q.len(), 1, "{name}: {q:?}");
         assert!(q[0].reason.contains("belongs to ward 00145"), "{name}: {}", q[0].reason);
-        let shown = city.get(&hers.key).unwrap().unwrap();
+        let shown = city.get(&hers.key).await.unwrap().unwrap();
         assert_eq!(shown.ward, b, "{name}: still 00145's");
         assert_eq!(body(&shown).marital_status, crate::model::MaritalStatus::Married, "{name}");
         assert_eq!(body(&shown).events.last().unwrap().registered_by, "00082", "{name}");
         // The owning ward hears of it (once durable).
-        block(city.flush()).unwrap();
-        let notes = city.downstream(&b, 0, 10).unwrap();
+        city.flush().await.unwrap();
+        let notes = city.downstream(&b, 0, 10).await.unwrap();
         assert!(notes.iter().any(|(l, _)| l.change.key == hers.key && l.writer == "00082"), "{name}");
     }
 }

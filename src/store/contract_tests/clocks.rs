@@ -29,10 +29,10 @@ fn a_ward_whose_clock_ran_ahead_stamps_from_the_wall_clock_once_its_time_is_corr
     }
 }
 
-#[test]
-fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_past_what_each_record_saw() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_past_what_each_record_saw() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let a = ward("00082");
         let now: u64 = 1_780_000_000_000;
         // Two records; the second written by a ward ten hours ahead (with no
@@ -40,17 +40,18 @@ fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_past_wh
         let first = stamped(change("00082", 1), "00082", now, &[]);
         let ahead = stamped(change("00082", 2), "00082", now + 10 * HOUR as u64, &[]);
         let group = [batch(&a, vec![first.clone(), ahead.clone()])];
-        city.apply_group(&group, now as i64, &ctx(), NO_SKEW_LIMIT).unwrap();
-        let edit = |c: &Change, n: u32| {
+        city.apply_group(group.to_vec(), now as i64, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let edit = async |c: &Change, n: u32| {
             let Op::Put(r) = &c.op else { unreachable!() };
             city.office_put(crate::generate::amend(r, n), None, "office", now as i64, &ctx())
+                .await
                 .unwrap()
                 .unwrap();
-            city.state(&c.key).unwrap().unwrap().seen.0[crate::model::CITY_WRITER]
+            city.state(&c.key).await.unwrap().unwrap().seen.0[crate::model::CITY_WRITER]
         };
-        assert!(edit(&first, 1).wall_ms < now + 1000, "{name}: the other record's edit is stamped now");
+        assert!(edit(&first, 1).await.wall_ms < now + 1000, "{name}: the other record's edit is stamped now");
         assert!(
-            edit(&ahead, 2) > ahead.stamp.hlc,
+            edit(&ahead, 2).await > ahead.stamp.hlc,
             "{name}: an edit of the record written ahead still comes after it"
         );
     }

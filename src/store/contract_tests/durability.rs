@@ -97,10 +97,10 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
     }
 }
 
-#[test]
-fn a_change_that_claims_writes_the_city_does_not_hold_is_held_with_what_it_depends_on() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn a_change_that_claims_writes_the_city_does_not_hold_is_held_with_what_it_depends_on() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let a = ward("00082");
         let create = change("00082", 1);
         // Stamped an hour ahead: quarantined on arrival.
@@ -112,21 +112,21 @@ fn a_change_that_claims_writes_the_city_does_not_hold_is_held_with_what_it_depen
         // And a forged claim to have seen the office's writes of the first record.
         let forged = stamped(Change { seq: 4, ..create.clone() }, "00082", 5, &[("city", 9), ("00082", 1)]);
         let group = [batch(&a, vec![create, ahead, next, forged])];
-        assert_eq!(city.apply_group(&group, 1, &ctx(), 60_000).unwrap(), [Ok(4)], "{name}");
+        assert_eq!(city.apply_group(group.to_vec(), 1, ctx(), 60_000).await.unwrap(), [Ok(4)], "{name}");
         let held: Vec<(u64, String)> =
-            city.quarantine(None).unwrap().into_iter().map(|q| (q.seq, q.reason)).collect();
+            city.quarantine(None).await.unwrap().into_iter().map(|q| (q.seq, q.reason)).collect();
         assert_eq!(held.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3, 4], "{name}: {held:?}");
         assert!(held[1].1.contains("does not hold"), "{name}: {}", held[1].1);
         assert!(held[2].1.contains("write by city"), "{name}: {}", held[2].1);
-        assert!(city.state(&key).unwrap().is_none(), "{name}: nothing of the held changes applied");
+        assert!(city.state(&key).await.unwrap().is_none(), "{name}: nothing of the held changes applied");
         // A retry before its time has come is refused again: it would move the city's clock.
-        let e = city.retry(&a, 2, None, 5, &ctx(), 60_000).unwrap().unwrap_err();
+        let e = city.retry(&a, 2, None, 5, &ctx(), 60_000).await.unwrap().unwrap_err();
         assert!(e.to_string().contains("ahead"), "{name}: {e}");
         // Once the first is retried (its time has come), the one that built on it follows.
         let later = 3_600_000;
-        assert!(city.retry(&a, 2, None, later, &ctx(), 60_000).unwrap().is_ok(), "{name}");
-        assert!(city.retry(&a, 3, None, later, &ctx(), 60_000).unwrap().is_ok(), "{name}");
-        let state = city.state(&key).unwrap().unwrap();
+        assert!(city.retry(&a, 2, None, later, &ctx(), 60_000).await.unwrap().is_ok(), "{name}");
+        assert!(city.retry(&a, 3, None, later, &ctx(), 60_000).await.unwrap().is_ok(), "{name}");
+        let state = city.state(&key).await.unwrap().unwrap();
         assert!(
             state.fields.values().flatten().all(|w| w.stamp.hlc.wall_ms == 4),
             "{name}: the later write shows"

@@ -6,10 +6,10 @@ use super::*;
 
 /// Every item of a paged read, and how many pages it took; `read(after)`
 /// gives one page.
-fn walk<T>(mut read: impl FnMut(&[u8]) -> Page<T>, limit: usize) -> (Vec<T>, usize) {
+async fn walk<T>(mut read: impl AsyncFnMut(Vec<u8>) -> Page<T>, limit: usize) -> (Vec<T>, usize) {
     let (mut all, mut pages, mut after) = (Vec::new(), 0, Vec::new());
     loop {
-        let page = read(&after);
+        let page = read(after.clone()).await;
         assert!(page.items.len() <= limit, "a page holds at most its size");
         pages += 1;
         all.extend(page.items);
@@ -21,10 +21,10 @@ fn walk<T>(mut read: impl FnMut(&[u8]) -> Page<T>, limit: usize) -> (Vec<T>, usi
     }
 }
 
-#[test]
-fn searches_households_owners_quarantine_and_conflicts_come_in_pages() {
-    for (name, h) in harnesses() {
-        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
+#[tokio::test]
+async fn searches_households_owners_quarantine_and_conflicts_come_in_pages() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
         let a = ward("00082");
         // 25 citizens of one household, all named alike.
         let household = citizen("00082", 0).key_id();
@@ -40,35 +40,44 @@ fn searches_households_owners_quarantine_and_conflicts_come_in_pages() {
             .collect();
         let mut ids: Vec<String> = people.iter().map(|c| c.key.id().to_string()).collect();
         ids.sort();
-        assert_eq!(city.apply_group(&[batch(&a, people)], 1, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(25)]);
+        assert_eq!(
+            city.apply_group(vec![batch(&a, people)], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(25)]
+        );
 
-        let (found, pages) = walk(|after| city.search_name("nguyen van an", None, after, 7).unwrap(), 7);
+        let (found, pages) =
+            walk(async |after| city.search_name("nguyen van an", None, &after, 7).await.unwrap(), 7).await;
         let mut found: Vec<String> = found.iter().map(Record::key_id).collect();
         found.sort();
         assert_eq!((found, pages), (ids.clone(), 4), "{name}: 25 in pages of 7");
         let hk = format!("HK-00082-{household}");
-        let (members, _) = walk(|after| city.household(&hk, after, 10).unwrap(), 10);
+        let (members, _) = walk(async |after| city.household(&hk, &after, 10).await.unwrap(), 10).await;
         assert_eq!(members.len(), 25, "{name}");
         // A kind filter that keeps nothing still reads a bounded page at a time.
         let (none, pages) =
-            walk(|after| city.search_name("nguyen", Some(Kind::Business), after, 5).unwrap(), 5);
+            walk(async |after| city.search_name("nguyen", Some(Kind::Business), &after, 5).await.unwrap(), 5)
+                .await;
         assert!(none.is_empty(), "{name}");
-        assert_eq!(pages, 25 / PAGE_SCAN + 1, "{name}: {PAGE_SCAN} index entries read per page at most");
-        let (owned, _) = walk(|after| city.owned_by("001085012345", after, 5).unwrap(), 5);
+        // (PostgreSQL filters with its indexes: the work of a page is bounded there.)
+        if name != "postgres" {
+            assert_eq!(pages, 25 / PAGE_SCAN + 1, "{name}: {PAGE_SCAN} index entries read per page at most");
+        }
+        let (owned, _) = walk(async |after| city.owned_by("001085012345", &after, 5).await.unwrap(), 5).await;
         assert!(owned.is_empty(), "{name}");
 
         // The quarantine (as many as a test city keeps), two at a time.
         let strangers: Vec<Change> = (26..26 + MAX_QUARANTINED).map(|seq| change("00145", seq)).collect();
-        city.apply_group(&[batch(&a, strangers)], 2, &ctx(), NO_SKEW_LIMIT).unwrap();
-        let (q, pages) = walk(|after| city.quarantine_page(None, after, 2).unwrap(), 2);
+        city.apply_group(vec![batch(&a, strangers)], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let (q, pages) = walk(async |after| city.quarantine_page(None, &after, 2).await.unwrap(), 2).await;
         assert_eq!((q.len() as u64, pages), (MAX_QUARANTINED, 2), "{name}");
-        let (theirs, _) = walk(|after| city.quarantine_page(Some(&ward("00145")), after, 2).unwrap(), 2);
+        let (theirs, _) =
+            walk(async |after| city.quarantine_page(Some(&ward("00145")), &after, 2).await.unwrap(), 2).await;
         assert!(theirs.is_empty(), "{name}: listed under the ward that sent them");
 
         // A cursor from another list gives nothing.
-        let foreign = city.search_name("nguyen van an", None, b"", 1).unwrap().next.unwrap();
-        assert!(city.quarantine_page(None, &foreign, 5).unwrap().items.is_empty(), "{name}");
-        let conflicts = city.conflicts_page(&ConflictFilter::default(), b"", 5).unwrap();
+        let foreign = city.search_name("nguyen van an", None, b"", 1).await.unwrap().next.unwrap();
+        assert!(city.quarantine_page(None, &foreign, 5).await.unwrap().items.is_empty(), "{name}");
+        let conflicts = city.conflicts_page(&ConflictFilter::default(), b"", 5).await.unwrap();
         assert_eq!((conflicts.items.len(), conflicts.next), (0, None), "{name}");
     }
 }

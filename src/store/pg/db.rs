@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 
-use super::read::{cursor_of, cursor_parts, page};
+use super::read::{cursor_of, cursor_parts, nothing, page};
 use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
@@ -247,8 +247,8 @@ impl CityDb for PgCityStore {
     ) -> Result<Page<Record>, StoreError> {
         let prefix = fold(query);
         let end = prefix_end(&prefix);
-        let from =
-            cursor_parts(after, 3)?.unwrap_or_else(|| vec![prefix.clone(), String::new(), String::new()]);
+        let from = cursor_parts(after, "name", 3).or(vec![prefix.clone(), String::new(), String::new()]);
+        let Some(from) = from else { return Ok(nothing()) };
         let kind = kind.map(Kind::as_str);
         let rows = self
             .rows(
@@ -267,7 +267,7 @@ impl CityDb for PgCityStore {
         let mut last = None;
         for r in &rows {
             items.push(decode(b"record_states.shown", r.get(0))?);
-            last = Some(cursor_of(&[r.get(1), r.get(2), r.get(3)]));
+            last = Some(cursor_of("name", &[r.get(1), r.get(2), r.get(3)]));
         }
         Ok(Page { next: if items.len() >= limit { last } else { None }, items })
     }
@@ -278,19 +278,23 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<Record>, StoreError> {
-        let from = cursor_parts(after, 1)?.map_or(String::new(), |p| p[0].clone());
+        let Some(from) = cursor_parts(after, "household", 1).or(vec![String::new()]) else {
+            return Ok(nothing());
+        };
         let records = self
             .records(
                 "SELECT r.shown FROM citizens c JOIN record_states r ON r.kind = 'citizen' AND r.id = c.personal_id
                  WHERE c.household_id = $1 AND c.personal_id > $2 ORDER BY c.personal_id LIMIT $3",
-                &[&household_id, &from, &(limit as i64)],
+                &[&household_id, &from[0], &(limit as i64)],
             )
             .await?;
-        Ok(page(records, limit, |r| cursor_of(&[&r.key_id()])))
+        Ok(page(records, limit, |r| cursor_of("household", &[&r.key_id()])))
     }
 
     async fn owned_by(&self, owner_id: &str, after: &[u8], limit: usize) -> Result<Page<Record>, StoreError> {
-        let from = cursor_parts(after, 2)?.unwrap_or_else(|| vec![String::new(), String::new()]);
+        let Some(from) = cursor_parts(after, "owned", 2).or(vec![String::new(), String::new()]) else {
+            return Ok(nothing());
+        };
         let rows = self
             .rows(
                 "SELECT r.shown, o.kind, o.id FROM (
@@ -306,7 +310,7 @@ impl CityDb for PgCityStore {
         let mut last = None;
         for r in &rows {
             items.push(decode(b"record_states.shown", r.get(0))?);
-            last = Some(cursor_of(&[r.get(1), r.get(2)]));
+            last = Some(cursor_of("owned", &[r.get(1), r.get(2)]));
         }
         Ok(Page { next: if items.len() >= limit { last } else { None }, items })
     }
@@ -321,13 +325,15 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<CitizenProblems>, StoreError> {
-        let from = cursor_parts(after, 1)?.map_or(String::new(), |p| p[0].clone());
+        let Some(from) = cursor_parts(after, "civil", 1).or(vec![String::new()]) else {
+            return Ok(nothing());
+        };
         let w = ward.map(WardCode::as_str);
         let read = self
             .records(
                 "SELECT shown FROM record_states WHERE kind = 'citizen' AND shown IS NOT NULL AND id > $1
                  AND ($2::text IS NULL OR ward = $2) ORDER BY id LIMIT $3",
-                &[&from, &w, &(PAGE_SCAN as i64)],
+                &[&from[0], &w, &(PAGE_SCAN as i64)],
             )
             .await?;
         // The records the checks look up (spouses), asked for first, then read at once.
@@ -354,7 +360,7 @@ impl CityDb for PgCityStore {
                 });
             }
             if items.len() >= limit || i + 1 == PAGE_SCAN {
-                next = Some(cursor_of(&[&c.personal_id]));
+                next = Some(cursor_of("civil", &[&c.personal_id]));
                 break;
             }
         }
@@ -371,7 +377,9 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<Conflict>, StoreError> {
-        let from = cursor_parts(after, 3)?.unwrap_or_else(|| vec![String::new(); 3]);
+        let Some(from) = cursor_parts(after, "conflicts", 3).or(vec![String::new(); 3]) else {
+            return Ok(nothing());
+        };
         let kind = filter.kind.map(Kind::as_str);
         let before = filter.opened_before_ms.map(ts);
         let rows = self
@@ -384,7 +392,7 @@ impl CityDb for PgCityStore {
             .await?;
         let items: Vec<Conflict> =
             rows.iter().map(|r| decode(b"conflicts.entry", r.get(0))).collect::<Result<_, _>>()?;
-        Ok(page(items, limit, |c| cursor_of(&[c.key.kind().as_str(), c.key.id(), &c.field])))
+        Ok(page(items, limit, |c| cursor_of("conflicts", &[c.key.kind().as_str(), c.key.id(), &c.field])))
     }
 
     async fn record_conflicts(&self, record: &RecordKey) -> Result<Vec<Conflict>, StoreError> {
@@ -444,22 +452,21 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<Quarantined>, StoreError> {
-        let from = cursor_parts(after, 2)?.unwrap_or_else(|| vec![String::new(), "0".into()]);
-        let seq: i64 = from[1].parse().map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(after).into_owned(),
-            reason: "not a quarantine page cursor".into(),
-        })?;
+        let from = cursor_parts(after, "quarantine", 2).or(vec![String::new(), "0".into()]);
+        let Some((from, Ok(seq))) = from.map(|f| (f[0].clone(), f[1].parse::<i64>())) else {
+            return Ok(nothing());
+        };
         let w = ward.map(WardCode::as_str);
         let rows = self
             .rows(
                 "SELECT entry FROM quarantine WHERE discarded_by IS NULL AND ($1::text IS NULL OR ward = $1)
                  AND (ward, seq) > ($2, $3) ORDER BY ward, seq LIMIT $4",
-                &[&w, &from[0], &seq, &(limit as i64)],
+                &[&w, &from, &seq, &(limit as i64)],
             )
             .await?;
         let items: Vec<Quarantined> =
             rows.iter().map(|r| decode(b"quarantine.entry", r.get(0))).collect::<Result<_, _>>()?;
-        Ok(page(items, limit, |q| cursor_of(&[q.ward.as_str(), &q.seq.to_string()])))
+        Ok(page(items, limit, |q| cursor_of("quarantine", &[q.ward.as_str(), &q.seq.to_string()])))
     }
 
     async fn discarded(&self, ward: Option<&WardCode>) -> Result<Vec<Discarded>, StoreError> {

@@ -7,35 +7,58 @@ use tokio_postgres::types::ToSql;
 use super::{PgCityStore, pg_err, pool_err};
 use crate::model::{Record, RecordKey};
 use crate::store::codec::decode;
-use crate::store::{LoggedChange, Page, StoreError};
+use crate::store::{LoggedChange, StoreError};
 
 /// Parameters of a statement.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
-/// The parts of a page cursor (`after`), `n` of them; none for the first page.
-pub(super) fn cursor_parts(after: &[u8], n: usize) -> Result<Option<Vec<String>>, StoreError> {
-    if after.is_empty() {
-        return Ok(None);
-    }
-    let parts: Vec<String> = String::from_utf8_lossy(after).split('\0').map(str::to_string).collect();
-    if parts.len() != n {
-        return Err(StoreError::Corrupt {
-            key: String::from_utf8_lossy(after).into_owned(),
-            reason: format!("a page cursor of this list has {n} parts"),
-        });
-    }
-    Ok(Some(parts))
+/// Where a page starts.
+pub(super) enum From {
+    /// At the start of the list.
+    Start,
+    /// After the row with these ordering columns.
+    After(Vec<String>),
+    /// The cursor is another list's (or garbled): the page is empty.
+    Elsewhere,
 }
 
-/// A page cursor from its parts.
-pub(super) fn cursor_of(parts: &[&str]) -> Vec<u8> {
-    parts.join("\0").into_bytes()
+impl From {
+    /// The ordering columns to continue after, `start` for the first page.
+    pub(super) fn or(self, start: Vec<String>) -> Option<Vec<String>> {
+        match self {
+            From::Start => Some(start),
+            From::After(parts) => Some(parts),
+            From::Elsewhere => None,
+        }
+    }
+}
+
+/// Where a page of `list` starts, from its cursor `after` (`n` ordering columns).
+pub(super) fn cursor_parts(after: &[u8], list: &str, n: usize) -> From {
+    if after.is_empty() {
+        return From::Start;
+    }
+    let mut parts = String::from_utf8_lossy(after).split('\0').map(str::to_string).collect::<Vec<_>>();
+    if parts.len() != n + 1 || parts.remove(0) != list {
+        return From::Elsewhere;
+    }
+    From::After(parts)
+}
+
+/// A page cursor of `list` after the row with ordering columns `parts`.
+pub(super) fn cursor_of(list: &str, parts: &[&str]) -> Vec<u8> {
+    [&[list][..], parts].concat().join("\0").into_bytes()
 }
 
 /// `items` as a page of at most `limit`, continuing after the last one's cursor.
-pub(super) fn page<T>(items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> Vec<u8>) -> Page<T> {
+pub(super) fn page<T>(items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> Vec<u8>) -> crate::store::Page<T> {
     let next = (items.len() >= limit && limit > 0).then(|| items.last().map(&cursor)).flatten();
-    Page { items, next }
+    crate::store::Page { items, next }
+}
+
+/// An empty last page.
+pub(super) fn nothing<T>() -> crate::store::Page<T> {
+    crate::store::Page { items: Vec::new(), next: None }
 }
 
 impl PgCityStore {
