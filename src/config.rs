@@ -105,9 +105,12 @@ impl Default for ReplicationConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CityConfig {
-    /// Directory of the city database. Created if missing.
+    /// Directory of the city database (the embedded store). Created if missing.
     #[serde(default = "default_city_dir")]
     pub data_dir: PathBuf,
+    /// The city database on PostgreSQL instead (`[database] url`).
+    #[serde(default)]
+    pub database: Database,
     /// Address the gRPC server (replication and queries) listens on.
     #[serde(default = "default_city_listen")]
     pub listen: SocketAddr,
@@ -160,6 +163,24 @@ pub struct CityConfig {
     /// Limits that keep one client from hurting the others.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// Where the city keeps its database (city `[database]`).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// A PostgreSQL URL, `postgres://USER:PASSWORD@HOST:PORT/DATABASE`:
+    /// the city database on PostgreSQL, which several city processes may
+    /// share. Unset: the embedded store in `data_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for Database {
+    // The URL may hold a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("url", &self.url.as_ref().map(|_| "(set)")).finish()
+    }
 }
 
 /// Limits on what one client may send (city `[limits]`).

@@ -29,24 +29,29 @@ pub enum Mutation {
     /// The ward's replication task panics once the city has welcomed it
     /// (a bug of any kind in a task of its own).
     ReplicatorPanics,
+    /// The city on PostgreSQL commits with `synchronous_commit = off`: the
+    /// database confirms a COMMIT before its WAL is on disk.
+    PgAsyncCommit,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::ApplyDuplicates,
         Mutation::AckBeforeFlush,
         Mutation::WelcomeBeforeFlush,
         Mutation::FlushNotDurable,
         Mutation::TrustClaims,
         Mutation::ReplicatorPanics,
+        Mutation::PgAsyncCommit,
     ];
 
-    /// True for the bugs that break the data's invariants (those the
-    /// simulation must catch); the others are crashes, which the fault
-    /// tests of the process itself catch.
+    /// True for the bugs of the embedded stores that break the data's
+    /// invariants (those the simulation must catch); the others are
+    /// crashes, which the fault tests of the process itself catch, and bugs
+    /// of the PostgreSQL store, which its crash test catches.
     pub fn breaks_invariants(self) -> bool {
-        self != Mutation::ReplicatorPanics
+        !matches!(self, Mutation::ReplicatorPanics | Mutation::PgAsyncCommit)
     }
 
     /// The mutation's name on command lines and in `WARDSYNC_MUTATION`.
@@ -58,6 +63,7 @@ impl Mutation {
             Mutation::FlushNotDurable => "flush-not-durable",
             Mutation::TrustClaims => "trust-claims",
             Mutation::ReplicatorPanics => "replicator-panics",
+            Mutation::PgAsyncCommit => "pg-async-commit",
         }
     }
 

@@ -282,7 +282,7 @@ impl SyncService {
     /// after `acked`, since the ward no longer holds those changes: a city
     /// that lost data never wedges a ward. Returns how many were lost.
     async fn find_lost(&self, ward: &WardCode, acked: u64) -> Result<u64, CityError> {
-        if acked <= self.store.last_applied(ward) {
+        if acked <= self.store.resume_point(ward).await? {
             return Ok(0);
         }
         // No ward numbers this many changes: a corrupt or forged claim, which
@@ -369,7 +369,7 @@ impl CitySync for SyncService {
             session.clone(),
         );
         let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
-        let last = self.store.last_applied(&ward);
+        let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");

@@ -34,6 +34,7 @@ use crate::auth::{Access, Expiry, OwnCertificate, TlsFiles, server_config};
 use crate::config::CityConfig;
 use crate::proto::pb::city_query_server::CityQueryServer;
 use crate::proto::pb::city_sync_server::CitySyncServer;
+use crate::store::pg::PgCityStore;
 use crate::store::{CityDb, CityStore, Engine, SledEngine};
 
 /// How long open streams get to finish once the city is told to stop.
@@ -87,16 +88,45 @@ pub async fn run(
     cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
-    serve(cfg, engine, crate::net::incoming(listener), access, shutdown).await
+    let store: Arc<dyn CityDb> = match &cfg.database.url {
+        Some(url) => {
+            let store = PgCityStore::open(url, cfg.merge_policies())
+                .await
+                .context("cannot open the city database on PostgreSQL ([database] url)")?;
+            tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL");
+            Arc::new(store)
+        }
+        None => {
+            let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
+            tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
+            Arc::new(CityStore::open(engine, cfg.merge_policies())?)
+        }
+    };
+    serve_store(cfg, store, crate::net::incoming(listener), access, shutdown).await
 }
 
-/// Runs the city server over any engine and any stream of incoming
-/// connections (TCP, or a simulated network).
+/// Runs the city server over the embedded store on any engine and any
+/// stream of incoming connections (TCP, or a simulated network).
 pub async fn serve<I, IO, IE>(
     cfg: CityConfig,
     engine: Arc<dyn Engine>,
+    incoming: I,
+    access: watch::Receiver<Arc<Access>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: crate::net::ServerConn,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let store = Arc::new(CityStore::open(engine, cfg.merge_policies())?);
+    serve_store(cfg, store, incoming, access, shutdown).await
+}
+
+/// Runs the city server over any city database.
+pub async fn serve_store<I, IO, IE>(
+    cfg: CityConfig,
+    store: Arc<dyn CityDb>,
     incoming: I,
     access: watch::Receiver<Arc<Access>>,
     shutdown: impl Future<Output = ()>,
@@ -117,7 +147,6 @@ where
             None
         }
     };
-    let store: Arc<dyn CityDb> = Arc::new(CityStore::open(engine, cfg.merge_policies())?);
     let apply_latency = crate::metrics::latency_histogram();
     let (applier, applier_task) = spawn_applier(
         store.clone(),

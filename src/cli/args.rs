@@ -92,6 +92,9 @@ pub struct CityArgs {
     /// Database directory.
     #[arg(long, env = "WARDSYNC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the city database on PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, env = "WARDSYNC_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Address to listen on, e.g. 0.0.0.0:7443.
     #[arg(long, env = "WARDSYNC_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -114,6 +117,9 @@ impl CityArgs {
     pub fn apply(&self, cfg: &mut CityConfig) {
         if let Some(d) = &self.data_dir {
             cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            cfg.database.url = Some(u.clone());
         }
         if let Some(l) = self.listen {
             cfg.listen = l;

@@ -209,6 +209,7 @@ async fn start_city(
     let addr = listener.local_addr()?;
     let cfg = CityConfig {
         data_dir: dir.join("city"),
+        database: Default::default(),
         listen: addr,
         tls: Some(TlsFiles::in_dir(&certs, "city")),
         insecure_dev: false,

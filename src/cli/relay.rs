@@ -28,6 +28,7 @@ pub enum LinkMode {
 pub struct Relay {
     addr: SocketAddr,
     mode: Arc<watch::Sender<LinkMode>>,
+    target: Arc<watch::Sender<SocketAddr>>,
     task: JoinHandle<()>,
 }
 
@@ -37,16 +38,17 @@ impl Relay {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let mode = Arc::new(watch::channel(LinkMode::Up).0);
-        let relay_mode = mode.clone();
+        let target = Arc::new(watch::channel(target).0);
+        let (relay_mode, relay_target) = (mode.clone(), target.clone());
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if *relay_mode.borrow() == LinkMode::Cut {
                     continue; // dropped at once
                 }
-                tokio::spawn(relay(inbound, target, relay_mode.subscribe()));
+                tokio::spawn(relay(inbound, relay_target.subscribe(), relay_mode.subscribe()));
             }
         });
-        Ok(Relay { addr, mode, task })
+        Ok(Relay { addr, mode, target, task })
     }
 
     /// The address to connect to instead of the target.
@@ -68,6 +70,12 @@ impl Relay {
     pub fn heal(&self) {
         self.set(LinkMode::Up);
     }
+
+    /// Relays to `target` from now on: open connections are closed (the
+    /// client reconnects, to the new target).
+    pub fn retarget(&self, target: SocketAddr) {
+        self.target.send_replace(target);
+    }
 }
 
 impl Drop for Relay {
@@ -76,8 +84,13 @@ impl Drop for Relay {
     }
 }
 
-async fn relay(inbound: TcpStream, target: SocketAddr, mut mode: watch::Receiver<LinkMode>) {
-    let Ok(outbound) = TcpStream::connect(target).await else {
+async fn relay(
+    inbound: TcpStream,
+    mut target: watch::Receiver<SocketAddr>,
+    mut mode: watch::Receiver<LinkMode>,
+) {
+    let to = *target.borrow_and_update();
+    let Ok(outbound) = TcpStream::connect(to).await else {
         return;
     };
     let (client_rd, client_wr) = inbound.into_split();
@@ -86,6 +99,7 @@ async fn relay(inbound: TcpStream, target: SocketAddr, mut mode: watch::Receiver
         _ = forward(client_rd, server_wr, mode.clone(), None) => {}
         _ = forward(server_rd, client_wr, mode.clone(), Some(LinkMode::DropReplies)) => {}
         _ = mode.wait_for(|m| *m == LinkMode::Cut) => {}
+        _ = target.changed() => {}
     }
 }
 

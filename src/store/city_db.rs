@@ -33,6 +33,11 @@ pub trait CityDb: Send + Sync + 'static {
     /// ward, which deletes what it covers.
     fn last_applied(&self, ward: &WardCode) -> u64;
 
+    /// The last sequence durably applied for `ward`, read afresh (another
+    /// city process sharing the database may have applied more): what the
+    /// city tells a ward that connects.
+    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError>;
+
     /// Applies a group of batches as one atomic write: duplicates skipped,
     /// what the city will not apply quarantined (still advancing the
     /// ward's sequence), a batch with a gap rejected whole. Groups are

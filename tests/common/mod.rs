@@ -209,11 +209,17 @@ impl City {
     /// A city started with a config file: `extra` is TOML appended after
     /// the data directory, address and certificates (tables allowed).
     pub fn start_configured(env: &Env, extra: &str) -> City {
+        Self::start_named(env, "city", extra)
+    }
+
+    /// Like [`City::start_configured`], with its own config file and log
+    /// (`NAME.toml`, `NAME.log`), for several city processes.
+    pub fn start_named(env: &Env, name: &str, extra: &str) -> City {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = env.path().join("city.toml");
+        let config = env.path().join(format!("{name}.toml"));
         write_city_config(env, &config, addr, extra);
         let args = vec!["city".into(), "--config".into(), config.display().to_string()];
-        let node = Node::spawn("city", args, env, env.path().join("city.log"));
+        let node = Node::spawn(name, args, env, env.path().join(format!("{name}.log")));
         City { node, addr, certs: env.certs() }
     }
 

@@ -27,6 +27,10 @@ impl CityDb for CityStore {
         CityStore::last_applied(self, ward)
     }
 
+    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError> {
+        Ok(CityStore::last_applied(self, ward))
+    }
+
     fn apply_group(
         &self,
         group: Vec<WardBatch>,

@@ -75,6 +75,16 @@ impl CityDb for PgCityStore {
         self.cache.lock().expect("poisoned").wards.get(ward).map_or(0, |s| s.last_applied_seq)
     }
 
+    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError> {
+        let rows =
+            self.rows("SELECT last_applied_seq FROM ward_state WHERE ward = $1", &[&ward.as_str()]).await?;
+        let seq = rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64);
+        let mut cache = self.cache.lock().expect("poisoned");
+        let known = &mut cache.wards.entry(ward.clone()).or_default().last_applied_seq;
+        *known = (*known).max(seq);
+        Ok(*known)
+    }
+
     fn apply_group(
         &self,
         group: Vec<WardBatch>,
@@ -115,7 +125,7 @@ impl CityDb for PgCityStore {
             )
             .await?;
         if let Some(last) = changes.last() {
-            self.published(last.cursor);
+            super::write::publish(&self.durable, last.cursor);
         }
         Ok(changes)
     }

@@ -104,40 +104,111 @@ impl PgCityStore {
             SchemaError::Postgres(e) => pg_err(e),
             e => StoreError::Io(e.to_string()),
         })?;
-        let cursor: i64 =
-            client.query_one("SELECT cursor FROM city_clock", &[]).await.map_err(pg_err)?.get(0);
         drop(client);
         let store = PgCityStore {
-            pool,
+            pool: pool.clone(),
             policies: Arc::new(policies),
             cache: Arc::default(),
-            durable: Arc::new(tokio::sync::watch::channel(cursor as u64).0),
+            durable: Arc::new(tokio::sync::watch::channel(0).0),
             denials: Arc::default(),
             tail: Arc::default(),
         };
         store.reload().await?;
         store.reapply_policies().await?;
+        let listener: tokio_postgres::Config = url.parse().expect("parsed above");
+        tokio::spawn(follow(listener, pool, Arc::downgrade(&store.cache), Arc::downgrade(&store.durable)));
         Ok(store)
     }
 
-    /// Reads the ward states and record counts again (other city processes write too).
+    /// Reads the ward states, record counts and log cursor again (other
+    /// city processes write too).
     async fn reload(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        let wards = rows::load_wards(&**client).await?;
-        let mut kinds = [0; 3];
-        for row in client
-            .query("SELECT kind, count(*) FROM record_states WHERE shown IS NOT NULL GROUP BY kind", &[])
-            .await
-            .map_err(pg_err)?
-        {
-            let kind: &str = row.get(0);
-            if let Some(i) = crate::model::Kind::ALL.iter().position(|k| k.as_str() == kind) {
-                kinds[i] = row.get::<_, i64>(1) as u64;
+        reload(&client, &self.cache, &self.durable).await
+    }
+}
+
+async fn reload(
+    client: &tokio_postgres::Client,
+    cache: &Mutex<Cache>,
+    durable: &tokio::sync::watch::Sender<u64>,
+) -> Result<(), StoreError> {
+    let wards = rows::load_wards(client).await?;
+    let row = client.query_one("SELECT cursor, records FROM city_clock", &[]).await.map_err(pg_err)?;
+    let counts: Vec<i64> = row.get(1);
+    let mut c = cache.lock().expect("poisoned");
+    // A write of this process may have committed after the read: what it
+    // applied is never taken back.
+    for (ward, state) in wards {
+        let applied = c.wards.get(&ward).map_or(0, |s| s.last_applied_seq);
+        let seq = state.last_applied_seq.max(applied);
+        c.wards.insert(ward, WardState { last_applied_seq: seq, ..state });
+    }
+    for (n, counted) in c.kinds.iter_mut().zip(counts) {
+        *n = counted.max(0) as u64;
+    }
+    drop(c);
+    write::publish(durable, row.get::<_, i64>(0) as u64);
+    Ok(())
+}
+
+/// How often a city process reads the other processes' progress (ward
+/// states, counts, the log cursor) even if no notification came.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Follows what the other city processes commit: each write notifies
+/// `wardsync_log` with its cursor, which wakes the wards' downstream
+/// streams here at once; ward states and counts are read again every
+/// [`RELOAD_EVERY`]. Reconnects after the database restarts; ends once
+/// the store is dropped.
+async fn follow(
+    config: tokio_postgres::Config,
+    pool: Pool,
+    cache: std::sync::Weak<Mutex<Cache>>,
+    durable: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
+) {
+    use futures::StreamExt;
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let connected = config.connect(tokio_postgres::NoTls).await;
+        let Ok((client, mut connection)) = connected else {
+            tick.tick().await;
+            if durable.strong_count() == 0 {
+                return;
+            }
+            continue;
+        };
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let listen = client.batch_execute("LISTEN wardsync_log");
+        let mut listening = std::pin::pin!(listen);
+        let mut listened = false;
+        loop {
+            tokio::select! {
+                done = &mut listening, if !listened => {
+                    listened = true;
+                    if done.is_err() { break }
+                }
+                message = messages.next() => match message {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        let Some(durable) = durable.upgrade() else { return };
+                        if let Ok(cursor) = n.payload().parse() {
+                            write::publish(&durable, cursor);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // The connection is gone (the database restarted): connect again.
+                    Some(Err(_)) | None => break,
+                },
+                _ = tick.tick() => {
+                    let (Some(cache), Some(durable)) = (cache.upgrade(), durable.upgrade()) else { return };
+                    if let Ok(c) = pool.get().await
+                        && let Err(e) = reload(&c, &cache, &durable).await
+                    {
+                        tracing::debug!(error = %e, "cannot read the other city processes' progress");
+                    }
+                }
             }
         }
-        let mut cache = self.cache.lock().expect("poisoned");
-        cache.wards = wards;
-        cache.kinds = kinds;
-        Ok(())
     }
 }

@@ -74,19 +74,9 @@ impl Postgres {
             "--locale=C.UTF-8",
         ]);
         run(init, "initdb");
-        let port = free_port();
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
-            dir.path().display()
-        );
-        let mut start = as_owner("pg_ctl");
-        start.args(["-D", data.to_str().unwrap(), "-o", &options, "-l"]);
-        start.arg(dir.path().join("postgres.log")).args(["-w", "start"]);
-        run(start, "pg_ctl start");
-        let pg = Postgres { dir, port };
-        let mut create = as_owner("createdb");
-        create.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "wardsync"]);
-        run(create, "createdb");
+        let pg = Postgres { dir, port: free_port() };
+        pg.start_again();
+        pg.create("wardsync");
         pg
     }
 
@@ -110,6 +100,27 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Starts the server (again, after [`Postgres::crash`]) on its port.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut start = as_owner("pg_ctl");
+        start.args(["-D", self.data().to_str().unwrap(), "-o", &options, "-l"]);
+        start.arg(self.dir.path().join("postgres.log")).args(["-w", "start"]);
+        run(start, "pg_ctl start");
+    }
+
+    /// Stops the server at once, without a checkpoint (`pg_ctl stop -m
+    /// immediate`): what it committed must come back from its WAL.
+    pub fn crash(&self) {
+        let mut stop = as_owner("pg_ctl");
+        stop.args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        run(stop, "pg_ctl stop -m immediate");
     }
 }
 

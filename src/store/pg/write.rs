@@ -13,6 +13,15 @@ use crate::model::{Hlc, RecordKey, WardCode};
 use crate::store::city::apply::{GroupWrite, city_clock_at};
 use crate::store::{GroupOutcome, Incoming, StoreError, WardBatch, WardState};
 
+/// Publishes the log up to `cursor` (committed): readers waiting on it wake.
+pub(super) fn publish(durable: &tokio::sync::watch::Sender<u64>, cursor: u64) {
+    durable.send_if_modified(|c| {
+        let newer = cursor > *c;
+        *c = (*c).max(cursor);
+        newer
+    });
+}
+
 /// What a write reads ahead besides the ward states.
 #[derive(Default)]
 pub(super) struct ReadAhead {
@@ -33,6 +42,9 @@ impl PgCityStore {
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(pg_err)?;
+        if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
+            tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_err)?;
+        }
         let clock = tx
             .query_one("SELECT cursor, hlc_wall_ms, hlc_logical FROM city_clock WHERE id = 1 FOR UPDATE", &[])
             .await
@@ -53,9 +65,13 @@ impl PgCityStore {
         let out = f(&mut w, &mut wards)?;
         w.target.write(&*tx, &self.policies).await?;
         rows::save_wards(&*tx, &before, &wards).await?;
+        let counted = w.kind_delta.to_vec();
         tx.execute(
-            "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3 WHERE id = 1",
-            &[&(w.cursor as i64), &(w.hlc.wall_ms as i64), &i64::from(w.hlc.logical)],
+            "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3,
+                 records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
+                                records[3] + ($4::bigint[])[3]]
+             WHERE id = 1",
+            &[&(w.cursor as i64), &(w.hlc.wall_ms as i64), &i64::from(w.hlc.logical), &counted],
         )
         .await
         .map_err(pg_err)?;
@@ -72,17 +88,8 @@ impl PgCityStore {
             *n = n.saturating_add_signed(d);
         }
         drop(cache);
-        self.published(w.cursor);
+        publish(&self.durable, w.cursor);
         Ok(out)
-    }
-
-    /// Publishes the log up to `cursor` (committed).
-    pub(super) fn published(&self, cursor: u64) {
-        self.durable.send_if_modified(|c| {
-            let newer = cursor > *c;
-            *c = (*c).max(cursor);
-            newer
-        });
     }
 
     /// See [`crate::store::CityDb::apply_group`]: each group waits for the

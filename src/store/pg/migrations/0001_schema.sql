@@ -177,6 +177,7 @@ CREATE TABLE city_clock (
     cursor      bigint NOT NULL,
     hlc_wall_ms bigint NOT NULL,
     hlc_logical bigint NOT NULL,
-    policies    bytea                   -- the merge policies records are shown under
+    policies    bytea,                  -- the merge policies records are shown under
+    records     bigint[] NOT NULL       -- records held: citizens, businesses, land parcels
 );
-INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL);
+INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL, '{0,0,0}');

@@ -1,0 +1,157 @@
+//! The city database on PostgreSQL, with real processes: two city
+//! processes share one database; a ward moves from one to the other while
+//! it writes, and one of them is killed mid-stream. Each change is applied
+//! exactly once, in order, whichever process a ward reaches; a change made
+//! through one process reaches a ward connected to the other; and the
+//! database crashing (`pg_ctl stop -m immediate`) loses nothing a ward was
+//! told was applied.
+
+mod common;
+
+use common::pg::Postgres;
+use common::*;
+use wardsync::cli::relay::Relay;
+use wardsync::generate::amend;
+use wardsync::model::{Record, WardCode};
+use wardsync::proto::pb;
+
+async fn put(c: &mut pb::ward_api_client::WardApiClient<tonic::transport::Channel>, r: &Record) -> u64 {
+    c.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap().into_inner().seq
+}
+
+fn database(pg: &Postgres) -> String {
+    format!("[database]\nurl = \"{}\"\n", pg.url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_city_processes_on_one_database_apply_each_change_once() {
+    let pg = Postgres::start();
+    let env = Env::new();
+    let mut city_a = City::start_named(&env, "city-a", &database(&pg));
+    let city_b = City::start_named(&env, "city-b", &database(&pg));
+    // Ward 00082 reaches the city through a relay that can move it; 00145 talks to B.
+    let relay = Relay::start(city_a.addr).await.unwrap();
+    let moving = Ward::start(&env, "00082", relay.addr());
+    let staying = Ward::start(&env, "00145", city_b.addr);
+    let (mut m, mut s) = (moving.client().await, staying.client().await);
+    let (code_m, code_s) = (WardCode::parse("00082").unwrap(), WardCode::parse("00145").unwrap());
+
+    for i in 0..60 {
+        put(&mut m, &rec(&code_m, i)).await;
+    }
+    drained(&mut m).await;
+    // Moved to the other process mid-stream, still writing.
+    relay.retarget(city_b.addr);
+    for i in 60..120 {
+        put(&mut m, &rec(&code_m, i)).await;
+    }
+    drained(&mut m).await;
+    // Back to A, which is then killed while the ward writes: it goes on through B.
+    relay.retarget(city_a.addr);
+    for i in 120..150 {
+        put(&mut m, &rec(&code_m, i)).await;
+    }
+    city_a.node.kill();
+    relay.retarget(city_b.addr);
+    for i in 150..200 {
+        put(&mut m, &amend(&rec(&code_m, i - 100), 1)).await;
+    }
+    drained(&mut m).await;
+
+    // A change made through B reaches the ward connected to A (restarted).
+    for i in 0..20 {
+        put(&mut s, &rec(&code_s, i)).await;
+    }
+    drained(&mut s).await;
+    city_a.node.start();
+    relay.retarget(city_a.addr);
+    let mut office_b = city_b.client().await;
+    let target = amend(&rec(&code_m, 7), 9);
+    office_b.edit(pb::EditRequest { record: Some((&target).into()), seen: vec![] }).await.unwrap();
+    wardsync::cli::wait::until(
+        DEADLINE,
+        "the office's edit to reach the ward through the other process",
+        || {
+            let (mut m, key) = (m.clone(), target.key().unwrap());
+            let want = target.clone();
+            async move {
+                let got = m.get(pb::GetRequest { key: Some((&key).into()) }).await?.into_inner();
+                Ok(got.record.and_then(|r| wardsync::proto::record_from_pb(Some(r)).ok()) == Some(want))
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    // Every change once, in order; the city equals the wards; both processes agree.
+    let mut office_a = city_a.client().await;
+    for (ward, client) in [(&moving, &mut m), (&staying, &mut s)] {
+        drained(client).await;
+        let st = status(client).await.unwrap();
+        for office in [&mut office_a, &mut office_b] {
+            let log = city_log(office).await;
+            assert_each_seq_once(&log, &ward.code, st.last_seq);
+            assert_same_records(client, office, &ward.code).await;
+        }
+    }
+    assert_eq!(city_log(&mut office_a).await, city_log(&mut office_b).await, "one log, read from either");
+}
+
+/// Ward 00082 writes 400 changes while its city's database crashes
+/// (`pg_ctl stop -m immediate`) `crashes` times mid-replication; returns
+/// what is wrong with the city's log afterwards, if anything.
+async fn crash_under_load(mutation: Option<&str>, crashes: usize) -> Result<(), String> {
+    let pg = Postgres::start();
+    let mut env = Env::new();
+    if let Some(m) = mutation {
+        env.node_env.push(("WARDSYNC_MUTATION".into(), m.into()));
+    }
+    let city = City::start_named(&env, "city", &database(&pg));
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let code = WardCode::parse("00082").unwrap();
+    // The ward deletes what the city acknowledged: anything acknowledged
+    // and not committed would be missing from the log for good.
+    let writer = {
+        let (mut c, code) = (c.clone(), code.clone());
+        tokio::spawn(async move {
+            for i in 0..400 {
+                put(&mut c, &rec(&code, i)).await;
+            }
+        })
+    };
+    for n in 1..=crashes as u64 {
+        wardsync::cli::wait::until(DEADLINE, "replication under way", || {
+            let mut c = c.clone();
+            async move { Ok(status(&mut c).await?.acked_seq > 100 * n) }
+        })
+        .await
+        .unwrap();
+        pg.crash();
+        pg.start_again();
+    }
+    writer.await.unwrap();
+    drained(&mut c).await;
+    let mut office = city.client().await;
+    let log = city_log(&mut office).await;
+    let seqs: Vec<u64> =
+        log.iter().filter(|l| l.ward == "00082").map(|l| l.change.as_ref().unwrap().seq).collect();
+    if seqs != (1..=400).collect::<Vec<_>>() {
+        let missing = (1..=400).filter(|s| !seqs.contains(s)).count();
+        return Err(format!("{} entries in the log, {missing} acknowledged changes missing", seqs.len()));
+    }
+    assert_same_records(&mut c, &mut office, "00082").await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_loses_nothing_a_ward_was_told_was_applied() {
+    crash_under_load(None, 3).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crash_test_catches_a_city_that_acknowledges_before_the_wal_is_on_disk() {
+    let caught = crash_under_load(Some("pg-async-commit"), 3).await;
+    assert!(caught.is_err(), "with synchronous_commit off, a crash loses acknowledged changes");
+    eprintln!("caught: {}", caught.unwrap_err());
+}
