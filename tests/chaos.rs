@@ -5,6 +5,10 @@
 //! and the run is checked against what clients were told was accepted
 //! (the same ledger and invariants as the simulation, `common/ledger.rs`).
 //!
+//! With the city database on PostgreSQL, two city processes share it,
+//! wards are moved between them, and the database itself is crashed
+//! (`pg_ctl stop -m immediate`) and restarted under the same load.
+//!
 //! `WARDSYNC_CHAOS_SECS` (default 20) and `WARDSYNC_CHAOS_SEED` (default 1)
 //! set the length and the fault schedule.
 
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use common::ledger::Ledger;
 use common::load::writer;
+use common::pg::Postgres;
 use common::{City, Env, Ward};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,20 +74,37 @@ async fn office(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
+    chaos(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_wards_cities_and_their_postgresql_under_load_loses_nothing_acknowledged() {
+    chaos(Some(Postgres::start())).await;
+}
+
+/// The chaos run, with the embedded city store or with two city processes
+/// on the PostgreSQL `pg`.
+async fn chaos(pg: Option<Postgres>) {
     let secs = env_u64("WARDSYNC_CHAOS_SECS", 20);
     let seed = env_u64("WARDSYNC_CHAOS_SEED", 1);
     eprintln!("chaos for {secs} s with seed {seed} (WARDSYNC_CHAOS_SECS, WARDSYNC_CHAOS_SEED)");
     let env = Env::new();
     DevCa::open_or_create(&env.certs()).unwrap().issue_ward(&WardCode::parse("00004").unwrap()).unwrap();
-    let mut city = City::start(&env);
+    let mut cities = match &pg {
+        None => vec![City::start(&env)],
+        Some(pg) => {
+            let db = format!("[database]\nurl = \"{}\"\n", pg.url());
+            vec![City::start_named(&env, "city-a", &db), City::start_named(&env, "city-b", &db)]
+        }
+    };
     let mut relays = Vec::new();
     let mut wards = Vec::new();
-    for code in WARDS {
-        let relay = Relay::start(city.addr).await.unwrap();
+    for (i, code) in WARDS.iter().enumerate() {
+        let relay = Relay::start(cities[i % cities.len()].addr).await.unwrap();
         wards.push(Ward::start(&env, code, relay.addr()));
         relays.push(relay);
     }
-    let city_client = city.client().await;
+    let city_client = cities[0].client().await;
     let mut clients = Vec::new();
     for w in &wards {
         clients.push((w.code.clone(), w.client().await));
@@ -107,7 +129,7 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
 
     // Faults, one every 300 to 800 ms.
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut ward_kills, mut city_kills) = (0, 0);
+    let (mut ward_kills, mut city_kills, mut db_crashes, mut moves) = (0, 0, 0, 0);
     let until = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut step = 0;
     while tokio::time::Instant::now() < until {
@@ -115,10 +137,13 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
         let i = rng.gen_range(0..WARDS.len());
         let roll = rng.gen_range(0..100);
         step += 1;
-        // Whatever the seed, at least one ward and the city are killed.
+        // Whatever the seed, at least one ward and the city are killed (and
+        // on PostgreSQL, the database crashes and a ward moves).
         let roll = match step {
             2 => 0,
             5 => 20,
+            7 if pg.is_some() => 65,
+            9 if pg.is_some() => 70,
             _ => roll,
         };
         match roll {
@@ -128,6 +153,8 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
                 ward_kills += 1;
             }
             20..30 => {
+                let n = rng.gen_range(0..cities.len());
+                let city = &mut cities[n];
                 city.node.kill();
                 city.node.start();
                 city_kills += 1;
@@ -135,6 +162,17 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
             30..45 => relays[i].cut(),
             45..55 => relays[i].set(LinkMode::DropReplies),
             55..65 => relays[i].set(LinkMode::Delay(rng.gen_range(50..400))),
+            65..70 if pg.is_some() => {
+                let pg = pg.as_ref().expect("on PostgreSQL");
+                pg.crash();
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
+                pg.start_again();
+                db_crashes += 1;
+            }
+            70..78 if pg.is_some() => {
+                relays[i].retarget(cities[rng.gen_range(0..cities.len())].addr);
+                moves += 1;
+            }
             _ => relays[i].heal(),
         }
     }
@@ -146,13 +184,14 @@ async fn killing_wards_and_the_city_under_load_loses_nothing_acknowledged() {
         r.heal();
     }
     eprintln!(
-        "{ward_kills} ward and {city_kills} city SIGKILLs; {} changes acknowledged",
+        "{ward_kills} ward and {city_kills} city SIGKILLs, {db_crashes} database crashes, {moves} moves; {} changes acknowledged",
         ledger.acked_count()
     );
     assert!(ward_kills > 0 && city_kills > 0, "the schedule killed both kinds of node");
+    assert!(pg.is_none() || (db_crashes > 0 && moves > 0), "the database crashed and a ward moved");
     assert!(ledger.acked_count() > 100, "the load was written");
 
-    let mut city_client = city.client().await;
+    let mut city_client = cities[0].client().await;
     if let Err(e) = ledger.settle(&clients, &city_client, common::DEADLINE).await {
         panic!("{e}");
     }
