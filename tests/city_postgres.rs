@@ -155,3 +155,104 @@ async fn the_crash_test_catches_a_city_that_acknowledges_before_the_wal_is_on_di
     assert!(caught.is_err(), "with synchronous_commit off, a crash loses acknowledged changes");
     eprintln!("caught: {}", caught.unwrap_err());
 }
+
+/// The ```sql blocks of the README's section on PostgreSQL, with each
+/// psql variable (`\set name 'value'`, used as `:'name'`) replaced by the
+/// value `values` gives for it.
+fn readme_queries(values: &std::collections::HashMap<&str, String>) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## The city database on PostgreSQL").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let mut out = Vec::new();
+    for block in section.split("```sql\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let mut sql = String::new();
+        for line in block.lines() {
+            if let Some(var) = line.strip_prefix("\\set ") {
+                let name = var.split_whitespace().next().unwrap();
+                assert!(values.contains_key(name), "a value for :'{name}'");
+                continue;
+            }
+            sql.push_str(line);
+            sql.push('\n');
+        }
+        for (name, value) in values {
+            sql = sql.replace(&format!(":'{name}'"), &format!("'{}'", value.replace('\'', "''")));
+        }
+        out.push(sql);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_office_reads_the_city_in_sql_with_a_role_that_writes_nothing() {
+    use wardsync::model::Body;
+    let pg = Postgres::start();
+    let env = Env::new();
+    let city = City::start_named(&env, "city", &database(&pg));
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    let code = WardCode::parse("00082").unwrap();
+    let records: Vec<Record> = (0..300).map(|i| rec(&code, i)).collect();
+    for r in &records {
+        put(&mut c, r).await;
+    }
+    let citizen = records.iter().find_map(|r| match &r.body {
+        Body::Citizen(p) if !p.household_id.is_empty() => Some(p.clone()),
+        _ => None,
+    });
+    let citizen = citizen.expect("a citizen in a household");
+    let amended = records.iter().find(|r| r.key_id() == citizen.personal_id).unwrap();
+    put(&mut c, &amend(amended, 1)).await;
+    drained(&mut c).await;
+    let owner = records
+        .iter()
+        .find_map(|r| match &r.body {
+            Body::Land(l) => l.owners.first().cloned(),
+            _ => None,
+        })
+        .expect("a parcel with an owner");
+
+    let (admin, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    admin.batch_execute("CREATE ROLE lan LOGIN IN ROLE wardsync_office").await.unwrap();
+    let url = pg.url().replace("postgres@", "lan@");
+    let (office, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    let name: String =
+        wardsync::model::fold(&citizen.full_name).split(' ').take(2).collect::<Vec<_>>().join(" ");
+    let values = std::collections::HashMap::from([
+        ("household", citizen.household_id.clone()),
+        ("owner", owner.clone()),
+        ("name", name.clone()),
+        ("id", citizen.personal_id.clone()),
+    ]);
+    let queries = readme_queries(&values);
+    assert_eq!(queries.len(), 5, "the README's five examples");
+    let mut answers = Vec::new();
+    for q in &queries {
+        let rows = office.query(q.as_str(), &[]).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(!rows.is_empty(), "{q}: no rows");
+        answers.push(rows);
+    }
+    let total: i64 = answers[0].iter().map(|r| r.get::<_, i64>(2)).sum();
+    assert_eq!(total, 300, "every record counted once");
+    assert!(answers[1].iter().any(|r| r.get::<_, &str>(0) == citizen.personal_id), "the household");
+    assert!(answers[3].iter().all(|r| wardsync::model::fold(r.get::<_, &str>(1)).starts_with(&name)));
+    assert_eq!(answers[4].len(), 2, "created, then amended");
+    let fields: Vec<String> = answers[4][1].get(4);
+    assert!(!fields.is_empty() && !fields.contains(&"personal_id".to_string()), "{fields:?}");
+
+    // Reading is all it may do.
+    for denied in [
+        "DELETE FROM citizens",
+        "UPDATE land_parcels SET area_m2 = 0",
+        "INSERT INTO ward_state (ward, last_applied_seq, records, quarantined) VALUES ('00001', 0, 0, 0)",
+        "SELECT * FROM record_states",
+    ] {
+        let e = office.batch_execute(denied).await.unwrap_err();
+        let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        assert!(message.contains("permission denied"), "{denied}: {e:?}");
+    }
+}

@@ -42,26 +42,33 @@ async fn the_schema_migrates_once_and_refuses_a_newer_one() {
         client.query_one("SELECT wardsync_fold('ĐẶNG Văn Hải, Nguyễn Thị Ánh')", &[]).await.unwrap().get(0);
     assert_eq!(folded, "dang van hai, nguyen thi anh");
     assert_eq!(folded, wardsync::model::fold("ĐẶNG Văn Hải, Nguyễn Thị Ánh"));
-    // Shardable by Citus: each distributed table's primary key holds its
-    // distribution column, and no foreign key crosses tables.
-    let distribution = [
-        ("citizens", "personal_id"),
-        ("businesses", "enterprise_code"),
-        ("land_parcels", "parcel_id"),
-        ("record_states", "id"),
-        ("conflicts", "id"),
-        ("change_log", "ward"),
-        ("downstream", "ward"),
-        ("ward_state", "ward"),
-        ("quarantine", "ward"),
-    ];
-    for (table, column) in distribution {
+    // Shardable by Citus as deploy/citus.sql distributes it: each
+    // distributed table's primary key holds its distribution column, every
+    // table is distributed or a reference table, and no foreign key crosses
+    // tables.
+    let ddl = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/citus.sql")).unwrap();
+    let quoted = |call: &str| -> Vec<Vec<String>> {
+        ddl.lines()
+            .filter(|l| l.starts_with(&format!("SELECT {call}(")))
+            .map(|l| l.split('\'').skip(1).step_by(2).map(String::from).collect())
+            .collect()
+    };
+    let distribution: Vec<(String, String)> =
+        quoted("create_distributed_table").into_iter().map(|q| (q[0].clone(), q[1].clone())).collect();
+    let reference: Vec<String> = quoted("create_reference_table").into_iter().map(|q| q[0].clone()).collect();
+    for t in &tables {
+        assert!(
+            distribution.iter().any(|(d, _)| d == t) || reference.contains(t),
+            "deploy/citus.sql neither distributes {t} nor makes it a reference table"
+        );
+    }
+    for (table, column) in &distribution {
         let pk: Vec<String> = client
             .query(
                 "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
                    ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                  WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
-                &[&table],
+                &[table],
             )
             .await
             .unwrap()

@@ -263,9 +263,9 @@ impl CityDb for PgCityStore {
         let rows = self
             .rows(
                 r#"SELECT r.shown, n.f, n.kind, n.id FROM (
-                     SELECT folded_name COLLATE "C" AS f, 'citizen' AS kind, personal_id AS id FROM citizens
+                     SELECT folded_name AS f, 'citizen' AS kind, personal_id AS id FROM citizens
                      UNION ALL
-                     SELECT folded_name COLLATE "C", 'business', enterprise_code FROM businesses) n
+                     SELECT folded_name, 'business', enterprise_code FROM businesses) n
                    JOIN record_states r ON r.kind = n.kind AND r.id = n.id
                    WHERE n.f >= $1 AND n.f < $2 AND (n.f, n.kind, n.id) > ($3 COLLATE "C", $4, $5)
                      AND ($6::text IS NULL OR n.kind = $6)
@@ -310,7 +310,7 @@ impl CityDb for PgCityStore {
                 "SELECT r.shown, o.kind, o.id FROM (
                      SELECT 'business' AS kind, enterprise_code AS id FROM businesses WHERE owner_personal_id = $1
                      UNION ALL
-                     SELECT 'land', parcel_id FROM land_parcels WHERE $1 = ANY(owners)) o
+                     SELECT 'land', parcel_id FROM land_parcels WHERE owners @> ARRAY[$1]) o
                  JOIN record_states r ON r.kind = o.kind AND r.id = o.id
                  WHERE (o.kind, o.id) > ($2, $3) ORDER BY o.kind, o.id LIMIT $4",
                 &[&owner_id, &from[0], &from[1], &(limit as i64)],

@@ -21,7 +21,7 @@ CREATE TABLE citizens (
     personal_id          text PRIMARY KEY,
     ward                 text NOT NULL,
     full_name            text NOT NULL,
-    folded_name          text NOT NULL GENERATED ALWAYS AS (wardsync_fold(full_name)) STORED,
+    folded_name          text COLLATE "C" NOT NULL GENERATED ALWAYS AS (wardsync_fold(full_name)) STORED,
     date_of_birth        date NOT NULL,
     sex                  text NOT NULL,
     ethnicity            text NOT NULL,
@@ -41,14 +41,14 @@ CREATE TABLE citizens (
 );
 CREATE INDEX citizens_ward ON citizens (ward);
 CREATE INDEX citizens_household ON citizens (household_id, personal_id) WHERE household_id <> '';
-CREATE INDEX citizens_name ON citizens (folded_name COLLATE "C", personal_id);
+CREATE INDEX citizens_name ON citizens (folded_name, personal_id);
 
 CREATE TABLE businesses (
     enterprise_code   text PRIMARY KEY,
     ward              text NOT NULL,
     form              text NOT NULL,
     name              text NOT NULL,
-    folded_name       text NOT NULL GENERATED ALWAYS AS (wardsync_fold(name)) STORED,
+    folded_name       text COLLATE "C" NOT NULL GENERATED ALWAYS AS (wardsync_fold(name)) STORED,
     owner_personal_id text NOT NULL,
     address           text NOT NULL,
     sector_code       text NOT NULL,
@@ -60,7 +60,7 @@ CREATE TABLE businesses (
 );
 CREATE INDEX businesses_ward ON businesses (ward);
 CREATE INDEX businesses_owner ON businesses (owner_personal_id);
-CREATE INDEX businesses_name ON businesses (folded_name COLLATE "C", enterprise_code);
+CREATE INDEX businesses_name ON businesses (folded_name, enterprise_code);
 
 CREATE TABLE land_parcels (
     parcel_id          text PRIMARY KEY,   -- commune:sheet:parcel
@@ -181,3 +181,17 @@ CREATE TABLE city_clock (
     records     bigint[] NOT NULL       -- records held: citizens, businesses, land parcels
 );
 INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL, '{0,0,0}');
+
+-- The data office reads with a role of its own: members of
+-- wardsync_office may read the office's tables, and write nothing.
+-- (Creating it needs CREATEROLE; a DBA can create it beforehand.)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wardsync_office') THEN
+        CREATE ROLE wardsync_office NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO wardsync_office;
+GRANT SELECT ON citizens, businesses, land_parcels, change_log, ward_state, conflicts, quarantine,
+    denied_calls TO wardsync_office;
