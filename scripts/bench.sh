@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Benchmarks wardsync (`wardsync bench`, release build) and, side by side on
-# the same machine and the same generated rows, PostgreSQL logical
+# Benchmarks wardsync (`wardsync bench`, release build) with both city
+# stores (embedded, and on a PostgreSQL cluster of its own) and, side by
+# side on the same machine and the same generated rows, PostgreSQL logical
 # replication between two clusters on loopback ports (a publication on the
-# "ward", a subscription on the "city"); prints both, and the ratio
-# wardsync / PostgreSQL per phase (records/s: above 1, wardsync is faster).
+# "ward", a subscription on the "city", which keeps the same secondary
+# indexes as the city: by ward, household, owner and folded name); prints
+# all three, and the ratio wardsync / PostgreSQL per phase (records/s:
+# above 1, wardsync is faster).
 # Installs PostgreSQL from Debian if it is missing. Figures are printed, and
 # written as JSON to target/bench/.
 #
@@ -34,24 +37,33 @@ pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 cargo build --release -q
 bin=target/release/wardsync
 
-echo "== wardsync"
-"$bin" bench --records "$records" --json "$out/wardsync.json" "$@"
-
-echo "== PostgreSQL ($("$pg/postgres" --version))"
 work=$(mktemp -d /tmp/wardsync-pg.XXXXXX)
-trap 'as_pg "$pg/pg_ctl" -D "$work/ward" stop -m immediate >/dev/null 2>&1 || true;
-      as_pg "$pg/pg_ctl" -D "$work/city" stop -m immediate >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'for n in ward city store; do as_pg "$pg/pg_ctl" -D "$work/$n" stop -m immediate >/dev/null 2>&1 || true; done
+      rm -rf "$work"' EXIT
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [[ $(id -u) == 0 ]] && chown postgres "$work"
-"$bin" bench --records "$records" --export-rows "$work/rows" "$@" >/dev/null
-chmod -R a+rX "$work/rows"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ward_port=$(free_port)
 city_port=$(free_port)
-for node in ward city; do
-    as_pg "$pg/initdb" -D "$work/$node" -A trust -U postgres >/dev/null
+store_port=$(free_port)
+for node in ward city store; do
+    as_pg "$pg/initdb" -D "$work/$node" -A trust -U postgres --locale=C.UTF-8 -E UTF8 >/dev/null
 done
 common="-c listen_addresses=127.0.0.1 -c unix_socket_directories=$work -c fsync=on -c synchronous_commit=on"
+
+echo "== wardsync, embedded city store"
+"$bin" bench --records "$records" --json "$out/wardsync.json" "$@"
+
+echo "== wardsync, city store on PostgreSQL ($("$pg/postgres" --version))"
+as_pg "$pg/pg_ctl" -D "$work/store" -l "$work/store.log" -w start -o "-p $store_port $common" >/dev/null
+as_pg "$pg/createdb" -h 127.0.0.1 -p "$store_port" -U postgres wardsync
+"$bin" bench --records "$records" --json "$out/wardsync-pg.json" \
+    --database-url "postgres://postgres@127.0.0.1:$store_port/wardsync" "$@"
+as_pg "$pg/pg_ctl" -D "$work/store" stop -m fast >/dev/null
+
+echo "== PostgreSQL logical replication"
+"$bin" bench --records "$records" --export-rows "$work/rows" "$@" >/dev/null
+chmod -R a+rX "$work/rows"
 as_pg "$pg/pg_ctl" -D "$work/ward" -l "$work/ward.log" -w start \
     -o "-p $ward_port $common -c wal_level=logical -c max_wal_senders=10 -c max_replication_slots=10" >/dev/null
 as_pg "$pg/pg_ctl" -D "$work/city" -l "$work/city.log" -w start \
@@ -61,7 +73,17 @@ city() { as_pg "$pg/psql" -X -q -h 127.0.0.1 -p "$city_port" -U postgres -d post
 schema="CREATE TABLE records (key text PRIMARY KEY, ward text NOT NULL, body jsonb NOT NULL);"
 ward -c "$schema" -c "CREATE TABLE staging (id bigserial PRIMARY KEY, key text, ward text, body jsonb);
                       CREATE SEQUENCE pick; CREATE PUBLICATION wardpub FOR TABLE records;"
-city -c "$schema"
+# The subscriber keeps the secondary indexes the city keeps: by ward,
+# household, owner (of businesses and parcels) and folded name.
+city -c "$schema" -c "CREATE EXTENSION unaccent;
+    CREATE FUNCTION fold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+        AS \$\$ SELECT lower(translate(public.unaccent('public.unaccent', \$1), 'ĐđÐðƉɖ', 'dddddd')) \$\$;
+    CREATE INDEX ON records (ward);
+    CREATE INDEX ON records ((body->'body'->'citizen'->>'household_id'));
+    CREATE INDEX ON records ((body->'body'->'business'->>'owner_personal_id'));
+    CREATE INDEX ON records USING gin ((body->'body'->'land'->'owners'));
+    CREATE INDEX ON records ((fold(coalesce(body->'body'->'citizen'->>'full_name',
+                                              body->'body'->'business'->>'name'))) COLLATE \"C\");"
 load_staging() { # FILE: the rows to insert or update, numbered from 1
     ward -c "TRUNCATE staging RESTART IDENTITY; ALTER SEQUENCE pick RESTART;" \
          -c "\\copy staging (key, ward, body) FROM '$work/rows/$1' WITH (FORMAT csv)"
@@ -129,18 +151,23 @@ digest="SELECT md5(string_agg(key || body::text, ',' ORDER BY key)) FROM records
 [[ $(ward -At -c "$digest") == $(city -At -c "$digest") ]] || { echo "the subscriber's rows differ" >&2; exit 1; }
 echo "  (the subscriber holds all $held rows, identical to the publisher's)"
 
-echo "== wardsync / PostgreSQL, records per second"
+echo "== wardsync / PostgreSQL logical replication, records per second"
 PG_LOAD=${pg_rate[load]} PG_STREAM=${pg_rate[stream]} PG_OUTAGE=${pg_rate[outage]} PG_UPDATE=${pg_rate[update]} \
-python3 - "$out/wardsync.json" "$out/comparison.json" <<'PY'
+python3 - "$out/wardsync.json" "$out/wardsync-pg.json" "$out/comparison.json" <<'PY'
 import json, os, sys
-ours = {f["phase"]: f["value"] for f in json.load(open(sys.argv[1])) if f["unit"] == "rec/s"}
+def rates(path):
+    return {f["phase"]: f["value"] for f in json.load(open(path)) if f["unit"] == "rec/s"}
+embedded, on_pg = rates(sys.argv[1]), rates(sys.argv[2])
 table = {}
+print(f"  {'phase':<8} {'embedded':>10} {'on PG':>10} {'logical':>10}   ratios (embedded, on PG)")
 for phase in ["load", "stream", "outage", "update"]:
     pg = float(os.environ["PG_" + phase.upper()])
-    if phase not in ours:
+    if phase not in embedded or phase not in on_pg:
         continue
-    table[phase] = {"wardsync": ours[phase], "postgresql": pg, "ratio": ours[phase] / pg}
-    print(f"  {phase:<8} wardsync {ours[phase]:>10.0f} rec/s   PostgreSQL {pg:>10.0f} rec/s   ratio {ours[phase] / pg:5.2f}")
-json.dump(table, open(sys.argv[2], "w"), indent=2)
+    table[phase] = {"embedded": embedded[phase], "postgresql_store": on_pg[phase], "logical_replication": pg,
+                    "ratio_embedded": embedded[phase] / pg, "ratio_postgresql_store": on_pg[phase] / pg}
+    print(f"  {phase:<8} {embedded[phase]:>10.0f} {on_pg[phase]:>10.0f} {pg:>10.0f}   "
+          f"{embedded[phase] / pg:5.2f}  {on_pg[phase] / pg:5.2f}")
+json.dump(table, open(sys.argv[3], "w"), indent=2)
 PY
-echo "figures: $out/wardsync.json, $out/comparison.json"
+echo "figures: $out/wardsync.json, $out/wardsync-pg.json, $out/comparison.json"

@@ -8,12 +8,17 @@
 //!   registration (a registrar's checks, what a marriage, divorce or death
 //!   changes, the data-quality problems), the official reference data
 //!   (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
-//! - [`store`]: persistence behind the [`store::Engine`] facade (sled on disk,
-//!   synced so that a flush survives a power cut, or memory that models a
-//!   flush that takes time); [`store::WardStore`] (records and
-//!   outbox), [`store::CityStore`] (merged records, indexes by ward,
-//!   household, owner and folded name, change log, ward state, quarantine)
-//!   and group commit. The only module that knows sled.
+//! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
+//!   outbox) over the [`store::Engine`] facade (sled on disk, synced so
+//!   that a flush survives a power cut, or memory that models a flush that
+//!   takes time), and group commit. The city database's contract is the
+//!   city's own operations, [`store::CityDb`], kept by two stores:
+//!   [`store::CityStore`], embedded over an engine (merged records, indexes
+//!   by ward, household, owner and folded name, change log, ward state,
+//!   quarantine), and [`store::pg::PgCityStore`] on PostgreSQL (typed
+//!   tables for the data office, several city processes on one database).
+//!   Both apply changes with one shared merge (`store::city::apply`,
+//!   writing through a `Target`). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
 //!   the one mapping of every layer's error to a gRPC status.
 //! - [`ward`]: the ward agent: local API, writer, replicator.
@@ -56,10 +61,13 @@
 //! 3. The ward sends only flushed entries, so the city never holds a change
 //!    a ward crash could take back.
 //! 4. The city applies each (ward, sequence) at most once and in order: the
-//!    ward's last applied sequence is stored in the same atomic batch as the
-//!    changes, duplicates are skipped and gaps rejected. What the city
-//!    reports as applied (acks, `Welcome`, its ward table) is only ever what
-//!    is durable.
+//!    ward's last applied sequence is stored in the same atomic batch (on
+//!    PostgreSQL, the same transaction, which reads it) as the changes,
+//!    duplicates are skipped and gaps rejected. What the city reports as
+//!    applied (acks, `Welcome`, its ward table) is only ever what is
+//!    durable (flushed; on PostgreSQL, committed). On PostgreSQL every
+//!    write holds the lock on the `city_clock` row until COMMIT, so log
+//!    cursors become visible in their order, whichever city process wrote.
 //! 5. A ward writes only valid records it owns, with one exception: a
 //!    civil-status registration (marriage, divorce, death) it makes sets the
 //!    events and marital status of another ward's citizen, built on the

@@ -422,6 +422,9 @@ pub struct BenchArgs {
     /// the PostgreSQL peer (scripts/bench.sh) into this directory.
     #[arg(long)]
     pub export_rows: Option<PathBuf>,
+    /// Run the city with its database on this (empty) PostgreSQL database.
+    #[arg(long, hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Flags of `wardsync lookup`.

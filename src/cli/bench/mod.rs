@@ -60,7 +60,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let ward_code = WardCode::parse(WARD).expect("a valid ward code");
     let mut certified = synthetic.clone();
     certified.push(ward_code.clone());
-    let lab = Lab::new(&dir, &certified, (a.city_cache_mb, a.ward_cache_mb))?;
+    let lab = Lab::new(&dir, &certified, (a.city_cache_mb, a.ward_cache_mb), a.database_url.clone())?;
     let phase = |name: &str| a.phases.iter().any(|p| p == name);
     let mut report = Report::default();
     println!("wardsync bench: {} cores, data in {}", num_cpus(), dir.display());
@@ -154,6 +154,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let m = city.memory();
     report.add("memory", "city RSS, peak", mib(m.peak), "MiB");
     report.add("disk", "city data", mib(city.disk()), "MiB");
+    if let Some(url) = &a.database_url {
+        let (bytes, records) = nodes::database_size(url).await?;
+        report.add("disk", "city database on PostgreSQL", mib(bytes), "MiB");
+        report.add("disk", "bytes per record (PostgreSQL)", bytes as f64 / records.max(1) as f64, "B");
+    }
     city.stop()?;
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.0)?)?;

@@ -125,12 +125,19 @@ pub struct Lab {
     pub city_addr: SocketAddr,
     /// Page cache of the city's and the agents' databases, MiB.
     cache_mb: (u64, u64),
+    /// The city's database on PostgreSQL, if not embedded.
+    database_url: Option<String>,
 }
 
 impl Lab {
     /// Certificates for the city, the office and `wards`, in `dir`; the
     /// nodes' page caches of `cache_mb` (city, agent) MiB.
-    pub fn new(dir: &Path, wards: &[WardCode], cache_mb: (u64, u64)) -> anyhow::Result<Lab> {
+    pub fn new(
+        dir: &Path,
+        wards: &[WardCode],
+        cache_mb: (u64, u64),
+        database_url: Option<String>,
+    ) -> anyhow::Result<Lab> {
         let certs = dir.join("certs");
         let ca = DevCa::open_or_create(&certs)?;
         ca.issue_city()?;
@@ -138,7 +145,7 @@ impl Lab {
         for w in wards {
             ca.issue_ward(w)?;
         }
-        Ok(Lab { dir: dir.to_path_buf(), certs, city_addr: free_addr()?, cache_mb })
+        Ok(Lab { dir: dir.to_path_buf(), certs, city_addr: free_addr()?, cache_mb, database_url })
     }
 
     /// The certificates directory.
@@ -151,10 +158,12 @@ impl Lab {
         let config = self.dir.join("city.toml");
         let data = self.dir.join("city");
         let tls = self.tls("city");
+        let database =
+            self.database_url.as_ref().map_or(String::new(), |u| format!("[database]\nurl = {u:?}\n"));
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\nlisten = \"{}\"\ncache_mb = {}\n{tls}\n[limits]\nrequests_per_second = 1000000\nrequest_burst = 1000000\n",
+                "data_dir = \"{}\"\nlisten = \"{}\"\ncache_mb = {}\n{tls}\n[limits]\nrequests_per_second = 1000000\nrequest_burst = 1000000\n{database}",
                 data.display(),
                 self.city_addr,
                 self.cache_mb.0
@@ -210,4 +219,17 @@ impl Lab {
             c.join(format!("{name}.key")).display()
         )
     }
+}
+
+/// The size of the city's PostgreSQL database, bytes, and the records it holds.
+pub async fn database_size(url: &str) -> anyhow::Result<(u64, u64)> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT pg_database_size(current_database()), (SELECT count(*) FROM record_states WHERE shown IS NOT NULL)",
+            &[],
+        )
+        .await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }

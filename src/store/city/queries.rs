@@ -45,6 +45,25 @@ pub struct LogFilter {
     pub ward: Option<WardCode>,
 }
 
+impl LogFilter {
+    /// The entries of `read` the filter keeps; `noted` holds the cursors of
+    /// the changes made elsewhere that concern the filter's ward (those
+    /// with a downstream note for it): a change concerns a ward that did
+    /// not write it when it touched a record the ward owned before or after.
+    pub(crate) fn keep(
+        &self,
+        read: Vec<LoggedChange>,
+        noted: &std::collections::HashSet<u64>,
+    ) -> Vec<LoggedChange> {
+        read.into_iter()
+            .filter(|l| self.kind.is_none_or(|k| l.change.key.kind() == k))
+            .filter(|l| {
+                self.ward.as_ref().is_none_or(|w| l.writer == w.as_str() || noted.contains(&l.cursor))
+            })
+            .collect()
+    }
+}
+
 impl CityStore {
     /// The current record under `key`.
     pub fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
@@ -197,9 +216,6 @@ impl CityStore {
         else {
             return Ok((Vec::new(), after));
         };
-        // A change concerns a ward that did not write it when it touched a
-        // record the ward owned before or after: then the ward was sent a
-        // downstream note under the change's cursor.
         let noted: std::collections::HashSet<u64> = match &filter.ward {
             None => Default::default(),
             Some(w) => self
@@ -209,14 +225,7 @@ impl CityStore {
                 .map(|(k, _)| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor")))
                 .collect(),
         };
-        let keep = read
-            .into_iter()
-            .filter(|l| filter.kind.is_none_or(|k| l.change.key.kind() == k))
-            .filter(|l| {
-                filter.ward.as_ref().is_none_or(|w| l.writer == w.as_str() || noted.contains(&l.cursor))
-            })
-            .collect();
-        Ok((keep, last))
+        Ok((filter.keep(read, &noted), last))
     }
 
     /// The highest cursor whose entry is durable.

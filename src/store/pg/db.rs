@@ -141,7 +141,6 @@ impl CityDb for PgCityStore {
         else {
             return Ok((Vec::new(), after));
         };
-        // Changes made elsewhere that concern the ward have a downstream note.
         let noted: HashSet<u64> = match &filter.ward {
             None => HashSet::new(),
             Some(w) => self
@@ -154,14 +153,7 @@ impl CityDb for PgCityStore {
                 .map(|r| r.get::<_, i64>(0) as u64)
                 .collect(),
         };
-        let keep = read
-            .into_iter()
-            .filter(|l| filter.kind.is_none_or(|k| l.change.key.kind() == k))
-            .filter(|l| {
-                filter.ward.as_ref().is_none_or(|w| l.writer == w.as_str() || noted.contains(&l.cursor))
-            })
-            .collect();
-        Ok((keep, last))
+        Ok((filter.keep(read, &noted), last))
     }
 
     async fn downstream(

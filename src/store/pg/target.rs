@@ -75,16 +75,22 @@ impl PgTarget {
         for k in &keys {
             self.read.insert((*k).clone(), None);
         }
-        for row in client
-            .query(
+        // Both at once: statements on one connection are pipelined.
+        let (states, conflicts) = futures::try_join!(
+            client.query(
                 "SELECT s.kind, s.id, s.state, s.shown, s.last_cursor
                  FROM unnest($1::text[], $2::text[]) AS k(kind, id)
                  JOIN record_states s ON s.kind = k.kind AND s.id = k.id",
                 &params,
-            )
-            .await
-            .map_err(pg_err)?
-        {
+            ),
+            client.query(
+                "SELECT c.entry FROM unnest($1::text[], $2::text[]) AS k(kind, id)
+                 JOIN conflicts c ON c.kind = k.kind AND c.id = k.id",
+                &params,
+            ),
+        )
+        .map_err(pg_err)?;
+        for row in states {
             let key = row_key(&row, 0, 1)?;
             let state: Versioned = decode(b"record_states.state", row.get(2))?;
             let shown: Option<Record> =
@@ -92,15 +98,7 @@ impl PgTarget {
             let version = row.get::<_, i64>(4) as u64;
             self.read.insert(key, Some(Stored { state, shown, version }));
         }
-        for row in client
-            .query(
-                "SELECT c.entry FROM unnest($1::text[], $2::text[]) AS k(kind, id)
-                 JOIN conflicts c ON c.kind = k.kind AND c.id = k.id",
-                &params,
-            )
-            .await
-            .map_err(pg_err)?
-        {
+        for row in conflicts {
             let c: Conflict = decode(b"conflicts.entry", row.get(0))?;
             self.conflicts.insert((c.key.clone(), c.field.clone()), c);
         }
@@ -128,15 +126,24 @@ impl PgTarget {
         Ok(q)
     }
 
-    /// Writes everything gathered.
+    /// Writes everything gathered, every table's statement at once (they
+    /// are pipelined on the connection: one round trip, not one a table).
     pub(super) async fn write(
         &self,
         client: &impl GenericClient,
         policies: &Policies,
     ) -> Result<(), StoreError> {
-        self.write_states(client, policies).await?;
-        self.write_conflicts(client).await?;
-        self.write_log(client).await?;
+        futures::try_join!(
+            self.write_states(client, policies),
+            self.write_conflicts(client),
+            self.write_log(client),
+            self.write_downstream(client),
+            self.write_quarantine(client),
+        )?;
+        Ok(())
+    }
+
+    async fn write_downstream(&self, client: &impl GenericClient) -> Result<(), StoreError> {
         if !self.downstream.is_empty() {
             let wards: Vec<&str> = self.downstream.keys().map(|(w, _)| w.as_str()).collect();
             let cursors: Vec<i64> = self.downstream.keys().map(|(_, c)| *c as i64).collect();
@@ -151,6 +158,10 @@ impl PgTarget {
                 .await
                 .map_err(pg_err)?;
         }
+        Ok(())
+    }
+
+    async fn write_quarantine(&self, client: &impl GenericClient) -> Result<(), StoreError> {
         for q in &self.quarantine {
             client
                 .execute(
@@ -210,18 +221,21 @@ impl PgTarget {
         let wards: Vec<Option<&str>> =
             last.values().map(|(_, r, ..)| r.as_ref().map(|r| r.ward.as_str())).collect();
         let cursors: Vec<i64> = last.values().map(|(_, _, c, _)| *c as i64).collect();
-        client
-            .execute(
-                "INSERT INTO record_states (kind, id, state, shown, ward, last_cursor)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bigint[])
-                 ON CONFLICT (kind, id) DO UPDATE SET state = EXCLUDED.state, shown = EXCLUDED.shown,
-                     ward = EXCLUDED.ward, last_cursor = EXCLUDED.last_cursor",
-                &[&kinds, &ids, &states, &shown, &wards, &cursors],
-            )
-            .await
-            .map_err(pg_err)?;
+        let states_written = async {
+            client
+                .execute(
+                    "INSERT INTO record_states (kind, id, state, shown, ward, last_cursor)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bigint[])
+                     ON CONFLICT (kind, id) DO UPDATE SET state = EXCLUDED.state, shown = EXCLUDED.shown,
+                         ward = EXCLUDED.ward, last_cursor = EXCLUDED.last_cursor",
+                    &[&kinds, &ids, &states, &shown, &wards, &cursors],
+                )
+                .await
+                .map_err(pg_err)
+        };
         // The at-time of a state change is that of its log entry.
         let at_of: HashMap<&RecordKey, i64> = self.log.iter().map(|l| (&l.key, l.at_ms)).collect();
+        let mut typed: Vec<(Kind, Vec<&str>, Vec<Shown>)> = Vec::new();
         for kind in Kind::ALL {
             let mut deleted = Vec::new();
             let mut rows = Vec::new();
@@ -237,8 +251,12 @@ impl PgTarget {
                     }),
                 }
             }
-            write_typed(client, kind, &deleted, &rows).await?;
+            typed.push((kind, deleted, rows));
         }
+        let typed_written = futures::future::try_join_all(
+            typed.iter().map(|(kind, deleted, rows)| write_typed(client, *kind, deleted, rows)),
+        );
+        futures::try_join!(states_written, typed_written)?;
         Ok(())
     }
 

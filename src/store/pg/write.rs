@@ -45,13 +45,13 @@ impl PgCityStore {
         if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
             tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_err)?;
         }
+        // The lock first, and only then what it guards is read.
         let clock = tx
             .query_one("SELECT cursor, hlc_wall_ms, hlc_logical FROM city_clock WHERE id = 1 FOR UPDATE", &[])
             .await
             .map_err(pg_err)?;
         let cursor = clock.get::<_, i64>(0) as u64;
         let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
-        let before = rows::load_wards(&*tx).await?;
         let mut target = PgTarget::default();
         if let Some((ward, seq)) = &ahead.quarantined
             && let Some(q) = target.read_quarantined(&*tx, ward, *seq).await?
@@ -59,28 +59,36 @@ impl PgCityStore {
         {
             ahead.keys.push(c.key.clone());
         }
-        target.read_ahead(&*tx, &ahead.keys).await?;
+        let (before, ()) = futures::try_join!(rows::load_wards(&*tx), target.read_ahead(&*tx, &ahead.keys))?;
         let mut w = GroupWrite::new(target, &self.policies, cursor, city_clock_at(stored, now_ms), now_ms);
         let mut wards = before.clone();
         let out = f(&mut w, &mut wards)?;
-        w.target.write(&*tx, &self.policies).await?;
-        rows::save_wards(&*tx, &before, &wards).await?;
         let counted = w.kind_delta.to_vec();
-        tx.execute(
-            "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3,
-                 records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
-                                records[3] + ($4::bigint[])[3]]
-             WHERE id = 1",
-            &[&(w.cursor as i64), &(w.hlc.wall_ms as i64), &i64::from(w.hlc.logical), &counted],
-        )
-        .await
-        .map_err(pg_err)?;
-        if w.cursor > cursor {
-            // Heard by every city process once committed: their wards are sent the new changes.
-            tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&w.cursor.to_string()])
-                .await
-                .map_err(pg_err)?;
-        }
+        let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
+        let clock_written = async {
+            tx.execute(
+                "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3,
+                     records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
+                                    records[3] + ($4::bigint[])[3]]
+                 WHERE id = 1",
+                &[&new_cursor, &wall, &logical, &counted],
+            )
+            .await
+            .map_err(pg_err)?;
+            if new_cursor as u64 > cursor {
+                // Heard by every city process once committed: their wards are sent the new changes.
+                tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&new_cursor.to_string()])
+                    .await
+                    .map_err(pg_err)?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        // Every table's statement at once: pipelined, one round trip.
+        futures::try_join!(
+            w.target.write(&*tx, &self.policies),
+            rows::save_wards(&*tx, &before, &wards),
+            clock_written
+        )?;
         tx.commit().await.map_err(pg_err)?;
         let mut cache = self.cache.lock().expect("poisoned");
         cache.wards = wards;
