@@ -244,7 +244,16 @@ impl SyncService {
         session: CancellationToken,
     ) {
         let mut durable = self.store.watch_durable();
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) && !self.store.may_have_downstream(&ward, cursor) {
+                tokio::select! {
+                    biased;
+                    changed = durable.changed() => if changed.is_err() { return },
+                    _ = session.cancelled() => return,
+                }
+                continue;
+            }
             let changes = match self.store.downstream(&ward, cursor, DOWNSTREAM_BATCH).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -94,6 +94,13 @@ pub trait CityDb: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(LoggedChange, bool)>, StoreError>;
 
+    /// Whether changes may wait for `ward` after cursor `after`: a check in
+    /// memory before [`CityDb::downstream`], which every new durable change
+    /// would otherwise run for every connected ward. True when unsure.
+    fn may_have_downstream(&self, _ward: &WardCode, _after: u64) -> bool {
+        true
+    }
+
     /// Every ward the city has heard from, with its state, in code order.
     fn wards(&self) -> Vec<(WardCode, WardState)>;
 

@@ -173,6 +173,10 @@ impl CityDb for PgCityStore {
         .collect()
     }
 
+    fn may_have_downstream(&self, ward: &WardCode, after: u64) -> bool {
+        self.notes.lock().expect("poisoned").get(ward).is_some_and(|c| *c > after)
+    }
+
     fn wards(&self) -> Vec<(WardCode, WardState)> {
         let mut v: Vec<_> = self.cache.lock().expect("poisoned").wards.clone().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

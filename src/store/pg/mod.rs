@@ -51,6 +51,9 @@ pub struct PgCityStore {
     cache: Arc<Mutex<Cache>>,
     durable: Arc<tokio::sync::watch::Sender<u64>>,
     denials: Arc<AtomicU64>,
+    /// The highest cursor of a downstream note for each ward, as far as
+    /// this process knows (its own writes, the others' notifications).
+    notes: Arc<Mutex<HashMap<WardCode, u64>>>,
     /// The end of the chain of groups waiting to be written, in call order.
     tail: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
 }
@@ -111,12 +114,19 @@ impl PgCityStore {
             cache: Arc::default(),
             durable: Arc::new(tokio::sync::watch::channel(0).0),
             denials: Arc::default(),
+            notes: Arc::default(),
             tail: Arc::default(),
         };
         store.reload().await?;
         store.reapply_policies().await?;
         let listener: tokio_postgres::Config = url.parse().expect("parsed above");
-        tokio::spawn(follow(listener, pool, Arc::downgrade(&store.cache), Arc::downgrade(&store.durable)));
+        let follower = Follower {
+            pool,
+            cache: Arc::downgrade(&store.cache),
+            durable: Arc::downgrade(&store.durable),
+            notes: Arc::downgrade(&store.notes),
+        };
+        tokio::spawn(follower.follow(listener));
         Ok(store)
     }
 
@@ -156,59 +166,114 @@ async fn reload(
 /// states, counts, the log cursor) even if no notification came.
 const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Follows what the other city processes commit: each write notifies
-/// `wardsync_log` with its cursor, which wakes the wards' downstream
-/// streams here at once; ward states and counts are read again every
-/// [`RELOAD_EVERY`]. Reconnects after the database restarts; ends once
-/// the store is dropped.
-async fn follow(
-    config: tokio_postgres::Config,
+/// What follows the other city processes' commits, holding the store's
+/// shared state weakly: it ends once the store is dropped.
+struct Follower {
     pool: Pool,
     cache: std::sync::Weak<Mutex<Cache>>,
     durable: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
-) {
-    use futures::StreamExt;
-    let mut tick = tokio::time::interval(RELOAD_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let connected = config.connect(tokio_postgres::NoTls).await;
-        let Ok((client, mut connection)) = connected else {
-            tick.tick().await;
-            if durable.strong_count() == 0 {
-                return;
-            }
-            continue;
-        };
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        let listen = client.batch_execute("LISTEN wardsync_log");
-        let mut listening = std::pin::pin!(listen);
-        let mut listened = false;
+    notes: std::sync::Weak<Mutex<HashMap<WardCode, u64>>>,
+}
+
+impl Follower {
+    /// Follows what the other city processes commit: each write notifies
+    /// `wardsync_log` with its cursor and the wards it left notes for,
+    /// which wakes those wards' downstream streams here at once; ward
+    /// states and counts are read again every [`RELOAD_EVERY`]. Reconnects
+    /// after the database restarts, and then reads the notes it may have
+    /// missed.
+    async fn follow(self, config: tokio_postgres::Config) {
+        use futures::StreamExt;
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                done = &mut listening, if !listened => {
-                    listened = true;
-                    if done.is_err() { break }
+            let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await else {
+                tick.tick().await;
+                if self.durable.strong_count() == 0 {
+                    return;
                 }
-                message = messages.next() => match message {
-                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        let Some(durable) = durable.upgrade() else { return };
-                        if let Ok(cursor) = n.payload().parse() {
-                            write::publish(&durable, cursor);
+                continue;
+            };
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let mut listening = std::pin::pin!(client.batch_execute("LISTEN wardsync_log"));
+            let mut listened = false;
+            loop {
+                tokio::select! {
+                    done = &mut listening, if !listened => {
+                        listened = true;
+                        // Notes left while nobody listened are read once.
+                        if done.is_err() || self.catch_up().await.is_err() {
+                            break;
                         }
                     }
-                    Some(Ok(_)) => {}
-                    // The connection is gone (the database restarted): connect again.
-                    Some(Err(_)) | None => break,
-                },
-                _ = tick.tick() => {
-                    let (Some(cache), Some(durable)) = (cache.upgrade(), durable.upgrade()) else { return };
-                    if let Ok(c) = pool.get().await
-                        && let Err(e) = reload(&c, &cache, &durable).await
-                    {
-                        tracing::debug!(error = %e, "cannot read the other city processes' progress");
+                    message = messages.next() => match message {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                            // Too many wards to name: their notes are read.
+                            if n.payload().ends_with(" *") && self.catch_up().await.is_err() {
+                                break;
+                            }
+                            if !self.heard(n.payload()) {
+                                return;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        // The connection is gone (the database restarted): connect again.
+                        Some(Err(_)) | None => break,
+                    },
+                    _ = tick.tick() => {
+                        let (Some(cache), Some(durable)) = (self.cache.upgrade(), self.durable.upgrade()) else {
+                            return;
+                        };
+                        if let Ok(c) = self.pool.get().await
+                            && let Err(e) = reload(&c, &cache, &durable).await
+                        {
+                            tracing::debug!(error = %e, "cannot read the other city processes' progress");
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// A notification, `CURSOR WARD,WARD,...` (the wards given notes);
+    /// false once the store is gone.
+    fn heard(&self, payload: &str) -> bool {
+        let (Some(durable), Some(notes)) = (self.durable.upgrade(), self.notes.upgrade()) else {
+            return false;
+        };
+        let (cursor, wards) = payload.split_once(' ').unwrap_or((payload, ""));
+        if let Ok(cursor) = cursor.parse() {
+            note(&notes, wards.split(',').filter_map(|w| WardCode::parse(w).ok()), cursor);
+            write::publish(&durable, cursor);
+        }
+        true
+    }
+
+    /// Reads the notes left since the last cursor this process knew.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let (Some(durable), Some(notes)) = (self.durable.upgrade(), self.notes.upgrade()) else {
+            return Ok(());
+        };
+        let after = *durable.borrow() as i64;
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query("SELECT ward, max(cursor) FROM downstream WHERE cursor > $1 GROUP BY ward", &[&after])
+            .await
+            .map_err(pg_err)?;
+        for r in rows {
+            if let Ok(ward) = WardCode::parse(r.get(0)) {
+                note(&notes, [ward], r.get::<_, i64>(1) as u64);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Notes that `wards` have downstream changes up to `cursor`.
+fn note(notes: &Mutex<HashMap<WardCode, u64>>, wards: impl IntoIterator<Item = WardCode>, cursor: u64) {
+    let mut notes = notes.lock().expect("poisoned");
+    for ward in wards {
+        let c = notes.entry(ward).or_default();
+        *c = (*c).max(cursor);
     }
 }

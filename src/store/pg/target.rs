@@ -105,6 +105,11 @@ impl PgTarget {
         Ok(())
     }
 
+    /// The wards this write leaves downstream notes for.
+    pub(super) fn noted(&self) -> std::collections::BTreeSet<WardCode> {
+        self.downstream.keys().map(|(w, _)| w.clone()).collect()
+    }
+
     /// Reads ahead a quarantined change; returns it.
     pub(super) async fn read_quarantined(
         &mut self,

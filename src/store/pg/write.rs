@@ -64,6 +64,7 @@ impl PgCityStore {
         let mut wards = before.clone();
         let out = f(&mut w, &mut wards)?;
         let counted = w.kind_delta.to_vec();
+        let noted = w.target.noted();
         let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
         let clock_written = async {
             tx.execute(
@@ -76,10 +77,15 @@ impl PgCityStore {
             .await
             .map_err(pg_err)?;
             if new_cursor as u64 > cursor {
-                // Heard by every city process once committed: their wards are sent the new changes.
-                tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&new_cursor.to_string()])
-                    .await
-                    .map_err(pg_err)?;
+                // Heard by every city process once committed: the wards
+                // named are sent the new changes (a payload has room for
+                // about 1,300 wards; beyond, the processes read the notes).
+                let mut wards: Vec<&str> = noted.iter().map(|w| w.as_str()).collect();
+                if wards.len() > 1000 {
+                    wards = vec!["*"];
+                }
+                let payload = format!("{new_cursor} {}", wards.join(","));
+                tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&payload]).await.map_err(pg_err)?;
             }
             Ok::<_, StoreError>(())
         };
@@ -90,6 +96,7 @@ impl PgCityStore {
             clock_written
         )?;
         tx.commit().await.map_err(pg_err)?;
+        super::note(&self.notes, noted, w.cursor);
         let mut cache = self.cache.lock().expect("poisoned");
         cache.wards = wards;
         for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
