@@ -422,6 +422,18 @@ mod example_tests {
     use super::*;
 
     #[test]
+    fn a_database_url_is_read_and_never_printed() {
+        let c: CityConfig = toml::from_str(
+            "insecure_dev = true\n[database]\nurl = \"postgres://city:s3cret@db:5432/wardsync\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.database.url.as_deref(), Some("postgres://city:s3cret@db:5432/wardsync"));
+        let printed = format!("{c:?}");
+        assert!(printed.contains("database") && !printed.contains("s3cret"), "{printed}");
+        assert!(toml::from_str::<CityConfig>("[database]\nurl = \"x\"\nuser = \"y\"\n").is_err());
+    }
+
+    #[test]
     fn the_shipped_example_configs_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
         let ward: WardConfig = load(&root.join("ward.toml")).unwrap();

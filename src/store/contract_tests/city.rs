@@ -348,3 +348,23 @@ async fn a_log_reader_never_skips_a_cursor_while_two_processes_write() {
     }
     assert!(reader.changes_since(120, 10).await.unwrap().is_empty());
 }
+
+/// What a PostgreSQL city process reports of a ward (its counters) never
+/// goes back to an older figure when it re-reads the database (once a
+/// second) while it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_city_never_reports_an_older_ward_state_than_it_wrote() {
+    let pg = pg::test_cluster::Postgres::start();
+    let city = pg::PgCityStore::open(&pg.url(), Policies::default()).await.unwrap();
+    let a = ward("00082");
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    let mut seq = 0;
+    while std::time::Instant::now() < until {
+        seq += 1;
+        let group = vec![WardBatch { ward: a.clone(), changes: changes("00082", seq..=seq) }];
+        city.apply_group(group, seq as i64, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let state = city.wards().into_iter().find(|(w, _)| *w == a).unwrap().1;
+        assert_eq!((state.last_applied_seq, state.records), (seq, seq), "after write {seq}");
+    }
+    assert!(seq > 10, "{seq} writes");
+}

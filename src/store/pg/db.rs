@@ -1,6 +1,6 @@
 //! [`PgCityStore`] under the city database's contract ([`CityDb`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
@@ -9,32 +9,16 @@ use super::read::{cursor_of, cursor_parts, nothing, page};
 use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
-use crate::model::civil::problems;
-use crate::model::{
-    Body, Change, Citizen, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode,
-    fold,
-};
+use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::record_loss;
 use crate::store::codec::decode;
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
-    GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, PAGE_SCAN, Page,
-    Quarantined, RetryError, StoreError, WardBatch, WardState,
+    GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
+    RetryError, StoreError, WardBatch, WardState,
 };
-
-/// The smallest string greater than every string starting with `prefix`.
-fn prefix_end(prefix: &str) -> String {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32) {
-            chars.push(next);
-            return chars.into_iter().collect();
-        }
-    }
-    char::MAX.to_string()
-}
 
 impl PgCityStore {
     async fn quarantined_entries(
@@ -49,23 +33,6 @@ impl PgCityStore {
             &[&w, &discarded],
         )
         .await
-    }
-
-    /// The citizens `ids` the city holds.
-    async fn citizens(&self, ids: &[String]) -> Result<HashMap<String, Citizen>, StoreError> {
-        let records = self
-            .records(
-                "SELECT shown FROM record_states WHERE kind = 'citizen' AND id = ANY($1) AND shown IS NOT NULL",
-                &[&ids],
-            )
-            .await?;
-        Ok(records
-            .into_iter()
-            .filter_map(|r| match r.body {
-                Body::Citizen(c) => Some((c.personal_id.clone(), c)),
-                _ => None,
-            })
-            .collect())
     }
 }
 
@@ -251,31 +218,7 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<Record>, StoreError> {
-        let prefix = fold(query);
-        let end = prefix_end(&prefix);
-        let from = cursor_parts(after, "name", 3).or(vec![prefix.clone(), String::new(), String::new()]);
-        let Some(from) = from else { return Ok(nothing()) };
-        let kind = kind.map(Kind::as_str);
-        let rows = self
-            .rows(
-                r#"SELECT r.shown, n.f, n.kind, n.id FROM (
-                     SELECT folded_name AS f, 'citizen' AS kind, personal_id AS id FROM citizens
-                     UNION ALL
-                     SELECT folded_name, 'business', enterprise_code FROM businesses) n
-                   JOIN record_states r ON r.kind = n.kind AND r.id = n.id
-                   WHERE n.f >= $1 AND n.f < $2 AND (n.f, n.kind, n.id) > ($3 COLLATE "C", $4, $5)
-                     AND ($6::text IS NULL OR n.kind = $6)
-                   ORDER BY n.f, n.kind, n.id LIMIT $7"#,
-                &[&prefix, &end, &from[0], &from[1], &from[2], &kind, &(limit as i64)],
-            )
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for r in &rows {
-            items.push(decode(b"record_states.shown", r.get(0))?);
-            last = Some(cursor_of("name", &[r.get(1), r.get(2), r.get(3)]));
-        }
-        Ok(Page { next: if items.len() >= limit { last } else { None }, items })
+        self.name_page(query, kind, after, limit).await
     }
 
     async fn household(
@@ -284,41 +227,11 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<Record>, StoreError> {
-        let Some(from) = cursor_parts(after, "household", 1).or(vec![String::new()]) else {
-            return Ok(nothing());
-        };
-        let records = self
-            .records(
-                "SELECT r.shown FROM citizens c JOIN record_states r ON r.kind = 'citizen' AND r.id = c.personal_id
-                 WHERE c.household_id = $1 AND c.personal_id > $2 ORDER BY c.personal_id LIMIT $3",
-                &[&household_id, &from[0], &(limit as i64)],
-            )
-            .await?;
-        Ok(page(records, limit, |r| cursor_of("household", &[&r.key_id()])))
+        self.household_page(household_id, after, limit).await
     }
 
     async fn owned_by(&self, owner_id: &str, after: &[u8], limit: usize) -> Result<Page<Record>, StoreError> {
-        let Some(from) = cursor_parts(after, "owned", 2).or(vec![String::new(), String::new()]) else {
-            return Ok(nothing());
-        };
-        let rows = self
-            .rows(
-                "SELECT r.shown, o.kind, o.id FROM (
-                     SELECT 'business' AS kind, enterprise_code AS id FROM businesses WHERE owner_personal_id = $1
-                     UNION ALL
-                     SELECT 'land', parcel_id FROM land_parcels WHERE owners @> ARRAY[$1]) o
-                 JOIN record_states r ON r.kind = o.kind AND r.id = o.id
-                 WHERE (o.kind, o.id) > ($2, $3) ORDER BY o.kind, o.id LIMIT $4",
-                &[&owner_id, &from[0], &from[1], &(limit as i64)],
-            )
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for r in &rows {
-            items.push(decode(b"record_states.shown", r.get(0))?);
-            last = Some(cursor_of("owned", &[r.get(1), r.get(2)]));
-        }
-        Ok(Page { next: if items.len() >= limit { last } else { None }, items })
+        self.owned_page(owner_id, after, limit).await
     }
 
     async fn record_history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -331,46 +244,7 @@ impl CityDb for PgCityStore {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<CitizenProblems>, StoreError> {
-        let Some(from) = cursor_parts(after, "civil", 1).or(vec![String::new()]) else {
-            return Ok(nothing());
-        };
-        let w = ward.map(WardCode::as_str);
-        let read = self
-            .records(
-                "SELECT shown FROM record_states WHERE kind = 'citizen' AND shown IS NOT NULL AND id > $1
-                 AND ($2::text IS NULL OR ward = $2) ORDER BY id LIMIT $3",
-                &[&from[0], &w, &(PAGE_SCAN as i64)],
-            )
-            .await?;
-        // The records the checks look up (spouses), asked for first, then read at once.
-        let wanted = std::cell::RefCell::new(HashSet::new());
-        for r in &read {
-            if let Body::Citizen(c) = &r.body {
-                problems(c, |id| {
-                    wanted.borrow_mut().insert(id.to_string());
-                    None
-                });
-            }
-        }
-        let found = self.citizens(&wanted.into_inner().into_iter().collect::<Vec<_>>()).await?;
-        let mut items = Vec::new();
-        let mut next = None;
-        for (i, r) in read.iter().enumerate() {
-            let Body::Citizen(c) = &r.body else { continue };
-            let p = problems(c, |id| found.get(id).cloned());
-            if !p.is_empty() {
-                items.push(CitizenProblems {
-                    ward: r.ward.clone(),
-                    personal_id: c.personal_id.clone(),
-                    problems: p,
-                });
-            }
-            if items.len() >= limit || i + 1 == PAGE_SCAN {
-                next = Some(cursor_of("civil", &[&c.personal_id]));
-                break;
-            }
-        }
-        Ok(Page { items, next })
+        self.civil_page(ward, after, limit).await
     }
 
     async fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<Conflict>, StoreError> {

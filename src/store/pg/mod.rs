@@ -62,6 +62,9 @@ pub struct PgCityStore {
 struct Cache {
     wards: HashMap<WardCode, WardState>,
     kinds: [u64; 3],
+    /// The number of the last write these figures include
+    /// (`city_clock.writes`): older reads never replace them.
+    writes: i64,
 }
 
 /// A PostgreSQL error as a storage error: a full disk says so.
@@ -86,15 +89,18 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 }
 
 impl PgCityStore {
-    /// Connects to `url` (`postgres://user@host:port/db`), brings its
+    /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), brings its
     /// schema up to date (refusing a newer one) and loads the ward states.
     /// Records are shown under `policies` (shown again if they changed).
     pub async fn open(url: &str, policies: Policies) -> Result<PgCityStore, StoreError> {
+        // The URL may hold a password: the message never repeats it.
         let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Io(format!("[database] url {url:?} is not a PostgreSQL URL ({e}): write postgres://USER@HOST:PORT/DATABASE"))
+            StoreError::Io(format!(
+                "[database] url is not a PostgreSQL URL ({e}): write postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            ))
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -119,52 +125,61 @@ impl PgCityStore {
         };
         store.reload().await?;
         store.reapply_policies().await?;
-        let listener: tokio_postgres::Config = url.parse().expect("parsed above");
         let follower = Follower {
             pool,
             cache: Arc::downgrade(&store.cache),
             durable: Arc::downgrade(&store.durable),
             notes: Arc::downgrade(&store.notes),
         };
-        tokio::spawn(follower.follow(listener));
+        tokio::spawn(follower.follow(config));
         Ok(store)
     }
 
     /// Reads the ward states, record counts and log cursor again (other
     /// city processes write too).
     async fn reload(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_err)?;
-        reload(&client, &self.cache, &self.durable).await
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        reload(&mut client, &self.cache, &self.durable).await
     }
 }
 
+/// Reads the ward states, counts and log cursor, in one snapshot; they
+/// replace what the cache holds unless a write of this process committed
+/// after the snapshot was taken.
 async fn reload(
-    client: &tokio_postgres::Client,
+    client: &mut deadpool_postgres::Object,
     cache: &Mutex<Cache>,
     durable: &tokio::sync::watch::Sender<u64>,
 ) -> Result<(), StoreError> {
-    let wards = rows::load_wards(client).await?;
-    let row = client.query_one("SELECT cursor, records FROM city_clock", &[]).await.map_err(pg_err)?;
-    let counts: Vec<i64> = row.get(1);
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_err)?;
+    let row = tx.query_one("SELECT writes, cursor, records FROM city_clock", &[]).await.map_err(pg_err)?;
+    let wards = rows::load_wards(&*tx).await?;
+    tx.commit().await.map_err(pg_err)?;
+    let (writes, counts): (i64, Vec<i64>) = (row.get(0), row.get(2));
     let mut c = cache.lock().expect("poisoned");
-    // A write of this process may have committed after the read: what it
-    // applied is never taken back.
-    for (ward, state) in wards {
-        let applied = c.wards.get(&ward).map_or(0, |s| s.last_applied_seq);
-        let seq = state.last_applied_seq.max(applied);
-        c.wards.insert(ward, WardState { last_applied_seq: seq, ..state });
-    }
-    for (n, counted) in c.kinds.iter_mut().zip(counts) {
-        *n = counted.max(0) as u64;
+    if writes >= c.writes {
+        c.wards = wards;
+        for (n, counted) in c.kinds.iter_mut().zip(counts) {
+            *n = counted.max(0) as u64;
+        }
+        c.writes = writes;
     }
     drop(c);
-    write::publish(durable, row.get::<_, i64>(0) as u64);
+    write::publish(durable, row.get::<_, i64>(1) as u64);
     Ok(())
 }
 
 /// How often a city process reads the other processes' progress (ward
 /// states, counts, the log cursor) even if no notification came.
-const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// (Often in the unit tests, so that a re-read races the writes.)
+const RELOAD_EVERY: std::time::Duration =
+    std::time::Duration::from_millis(if cfg!(test) { 5 } else { 1000 });
 
 /// What follows the other city processes' commits, holding the store's
 /// shared state weakly: it ends once the store is dropped.
@@ -224,8 +239,8 @@ impl Follower {
                         let (Some(cache), Some(durable)) = (self.cache.upgrade(), self.durable.upgrade()) else {
                             return;
                         };
-                        if let Ok(c) = self.pool.get().await
-                            && let Err(e) = reload(&c, &cache, &durable).await
+                        if let Ok(mut c) = self.pool.get().await
+                            && let Err(e) = reload(&mut c, &cache, &durable).await
                         {
                             tracing::debug!(error = %e, "cannot read the other city processes' progress");
                         }

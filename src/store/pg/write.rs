@@ -47,11 +47,15 @@ impl PgCityStore {
         }
         // The lock first, and only then what it guards is read.
         let clock = tx
-            .query_one("SELECT cursor, hlc_wall_ms, hlc_logical FROM city_clock WHERE id = 1 FOR UPDATE", &[])
+            .query_one(
+                "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE",
+                &[],
+            )
             .await
             .map_err(pg_err)?;
         let cursor = clock.get::<_, i64>(0) as u64;
         let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
+        let writes = clock.get::<_, i64>(3) + 1;
         let mut target = PgTarget::default();
         if let Some((ward, seq)) = &ahead.quarantined
             && let Some(q) = target.read_quarantined(&*tx, ward, *seq).await?
@@ -68,7 +72,7 @@ impl PgCityStore {
         let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
         let clock_written = async {
             tx.execute(
-                "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3,
+                "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
                      records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
                                     records[3] + ($4::bigint[])[3]]
                  WHERE id = 1",
@@ -98,9 +102,13 @@ impl PgCityStore {
         tx.commit().await.map_err(pg_err)?;
         super::note(&self.notes, noted, w.cursor);
         let mut cache = self.cache.lock().expect("poisoned");
-        cache.wards = wards;
-        for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
-            *n = n.saturating_add_signed(d);
+        // A reload that read after this commit may have come first.
+        if writes > cache.writes {
+            cache.wards = wards;
+            for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
+                *n = n.saturating_add_signed(d);
+            }
+            cache.writes = writes;
         }
         drop(cache);
         publish(&self.durable, w.cursor);

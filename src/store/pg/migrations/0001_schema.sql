@@ -178,9 +178,10 @@ CREATE TABLE city_clock (
     hlc_wall_ms bigint NOT NULL,
     hlc_logical bigint NOT NULL,
     policies    bytea,                  -- the merge policies records are shown under
-    records     bigint[] NOT NULL       -- records held: citizens, businesses, land parcels
+    records     bigint[] NOT NULL,      -- records held: citizens, businesses, land parcels
+    writes      bigint NOT NULL         -- writes committed, each numbered
 );
-INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL, '{0,0,0}');
+INSERT INTO city_clock VALUES (1, 0, 0, 0, NULL, '{0,0,0}', 0);
 
 -- The data office reads with a role of its own: members of
 -- wardsync_office may read the office's tables, and write nothing.
