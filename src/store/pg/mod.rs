@@ -178,8 +178,7 @@ async fn reload(
 /// How often a city process reads the other processes' progress (ward
 /// states, counts, the log cursor) even if no notification came.
 /// (Often in the unit tests, so that a re-read races the writes.)
-const RELOAD_EVERY: std::time::Duration =
-    std::time::Duration::from_millis(if cfg!(test) { 5 } else { 1000 });
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_millis(if cfg!(test) { 5 } else { 1000 });
 
 /// What follows the other city processes' commits, holding the store's
 /// shared state weakly: it ends once the store is dropped.
