@@ -71,15 +71,17 @@ impl PgCityStore {
         let noted = w.target.noted();
         let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
         let clock_written = async {
-            tx.execute(
-                "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
-                     records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
-                                    records[3] + ($4::bigint[])[3]]
-                 WHERE id = 1",
-                &[&new_cursor, &wall, &logical, &counted],
-            )
-            .await
-            .map_err(pg_err)?;
+            let records: Vec<i64> = tx
+                .query_one(
+                    "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
+                         records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
+                                        records[3] + ($4::bigint[])[3]]
+                     WHERE id = 1 RETURNING records",
+                    &[&new_cursor, &wall, &logical, &counted],
+                )
+                .await
+                .map_err(pg_err)?
+                .get(0);
             if new_cursor as u64 > cursor {
                 // Heard by every city process once committed: the wards
                 // named are sent the new changes (a payload has room for
@@ -91,10 +93,10 @@ impl PgCityStore {
                 let payload = format!("{new_cursor} {}", wards.join(","));
                 tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&payload]).await.map_err(pg_err)?;
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(records)
         };
         // Every table's statement at once: pipelined, one round trip.
-        futures::try_join!(
+        let ((), (), records) = futures::try_join!(
             w.target.write(&*tx, &self.policies),
             rows::save_wards(&*tx, &before, &wards),
             clock_written
@@ -105,8 +107,8 @@ impl PgCityStore {
         // A reload that read after this commit may have come first.
         if writes > cache.writes {
             cache.wards = wards;
-            for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {
-                *n = n.saturating_add_signed(d);
+            for (n, counted) in cache.kinds.iter_mut().zip(records) {
+                *n = counted.max(0) as u64;
             }
             cache.writes = writes;
         }
