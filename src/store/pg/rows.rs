@@ -105,6 +105,21 @@ pub(super) async fn save_wards(
     Ok(())
 }
 
+/// Separates the items of a list sent as one text (arrays of arrays cannot
+/// be unnested row by row): the ASCII unit separator, which no field name,
+/// id or alias contains.
+const SEPARATOR: char = '\u{1f}';
+
+/// A list as one text, for [`split`] to take apart in SQL.
+pub(super) fn joined(items: &[String]) -> String {
+    items.join(&SEPARATOR.to_string())
+}
+
+/// The SQL that takes a [`joined`] list in `column` apart into a text array.
+pub(super) fn split(column: &str) -> String {
+    format!("string_to_array({column}, E'\\x1F')")
+}
+
 /// The typed table of a kind and its key column.
 pub(super) fn table(kind: Kind) -> (&'static str, &'static str) {
     match kind {
@@ -257,9 +272,8 @@ pub(super) async fn write_typed(
                 .collect();
             let text =
                 |f: fn(&crate::model::LandParcel) -> &str| l.iter().map(|l| f(l)).collect::<Vec<&str>>();
-            // Arrays of arrays cannot be unnested row by row: lists go as JSON.
             let list = |f: fn(&crate::model::LandParcel) -> &Vec<String>| {
-                l.iter().map(|l| serde_json::json!(f(l))).collect::<Vec<serde_json::Value>>()
+                l.iter().map(|l| joined(f(l))).collect::<Vec<String>>()
             };
             let areas: Vec<f64> = l.iter().map(|l| l.area_m2).collect();
             let registrations: Vec<serde_json::Value> = l
@@ -270,10 +284,9 @@ pub(super) async fn write_typed(
                 "INSERT INTO land_parcels (parcel_id, ward, commune_code, map_sheet, parcel_number, aliases,
                      area_m2, land_use_type, owners, certificate_serial, address, registrations,
                      disputed, last_cursor, last_changed_at)
-                 SELECT p, w, c, s, n, ARRAY(SELECT jsonb_array_elements_text(a)), ar, u,
-                        ARRAY(SELECT jsonb_array_elements_text(o)), cs, ad, r, d, lc, la
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
-                     $7::float8[], $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::jsonb[],
+                 SELECT p, w, c, s, n, {split_a}, ar, u, {split_o}, cs, ad, r, d, lc, la
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[],
                      $13::bool[], $14::bigint[], $15::timestamptz[])
                      AS t(p, w, c, s, n, a, ar, u, o, cs, ad, r, d, lc, la)
                  ON CONFLICT (parcel_id) DO UPDATE SET commune_code = EXCLUDED.commune_code,
@@ -281,7 +294,9 @@ pub(super) async fn write_typed(
                      aliases = EXCLUDED.aliases, area_m2 = EXCLUDED.area_m2,
                      land_use_type = EXCLUDED.land_use_type, owners = EXCLUDED.owners,
                      certificate_serial = EXCLUDED.certificate_serial, address = EXCLUDED.address,
-                     registrations = EXCLUDED.registrations, {common}"
+                     registrations = EXCLUDED.registrations, {common}",
+                split_a = split("a"),
+                split_o = split("o"),
             );
             client
                 .execute(

@@ -321,18 +321,22 @@ impl PgTarget {
         let kinds: Vec<&str> = l.iter().map(|r| r.key.kind().as_str()).collect();
         let ids: Vec<&str> = l.iter().map(|r| r.key.id()).collect();
         let seqs: Vec<i64> = l.iter().map(|r| r.seq).collect();
-        let fields: Vec<serde_json::Value> = l.iter().map(|r| serde_json::json!(r.fields)).collect();
+        let fields: Vec<String> = l.iter().map(|r| super::rows::joined(&r.fields)).collect();
         let values: Vec<&serde_json::Value> = l.iter().map(|r| &r.values).collect();
         let deleted: Vec<bool> = l.iter().map(|r| r.deleted).collect();
         let entries: Vec<&[u8]> = l.iter().map(|r| r.entry.as_slice()).collect();
+        let sql = format!(
+            "INSERT INTO change_log (cursor, ward, identity, applied_at, kind, id, seq, fields,
+                                     field_values, deleted, entry)
+             SELECT c, w, i, a, k, d, s, {split_f}, v, x, e
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                         $7::bigint[], $8::text[], $9::jsonb[], $10::bool[], $11::bytea[])
+                  AS t(c, w, i, a, k, d, s, f, v, x, e)",
+            split_f = super::rows::split("f")
+        );
         client
             .execute(
-                "INSERT INTO change_log (cursor, ward, identity, applied_at, kind, id, seq, fields,
-                                         field_values, deleted, entry)
-                 SELECT c, w, i, a, k, d, s, ARRAY(SELECT jsonb_array_elements_text(f)), v, x, e
-                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                             $7::bigint[], $8::jsonb[], $9::jsonb[], $10::bool[], $11::bytea[])
-                      AS t(c, w, i, a, k, d, s, f, v, x, e)",
+                &sql,
                 &[
                     &cursors,
                     &wards,
