@@ -171,54 +171,53 @@ pub fn exporter(
 impl Gauges {
     /// Sets every gauge from the store and the live views.
     async fn refresh(&self) {
-        let g = self;
         let now = now_ms();
-        let Ok(states) = ward_states(&*g.store, &g.live, &g.expected, now).await else { return };
+        let Ok(states) = ward_states(&*self.store, &self.live, &self.expected, now).await else { return };
         let (mut open, mut quarantine) = (0, 0);
         let wards_seen: Vec<String> = states.iter().map(|w| w.ward.clone()).collect();
         for w in states {
             let label = WardLabel { ward: w.ward.clone() };
-            g.applied.get_or_create(&label).set(w.last_applied_seq as i64);
-            g.lag.get_or_create(&label).set(w.lag_seconds);
-            g.backlog.get_or_create(&label).set(w.backlog as i64);
+            self.applied.get_or_create(&label).set(w.last_applied_seq as i64);
+            self.lag.get_or_create(&label).set(w.lag_seconds);
+            self.backlog.get_or_create(&label).set(w.backlog as i64);
             let age = if w.last_contact_ms > 0 {
                 (now - w.last_contact_ms).max(0) as f64 / 1000.0
             } else {
                 f64::NAN
             };
-            g.contact.get_or_create(&label).set(age);
-            g.connected.get_or_create(&label).set(i64::from(w.state == "connected"));
+            self.contact.get_or_create(&label).set(age);
+            self.connected.get_or_create(&label).set(i64::from(w.state == "connected"));
             let since = |t: i64| if t > 0 { (now - t).max(0) as f64 / 1000.0 } else { f64::NAN };
-            g.report_age.get_or_create(&label).set(since(w.backlog_as_of_ms));
-            let counted = g.outages.get_or_create(&label);
+            self.report_age.get_or_create(&label).set(since(w.backlog_as_of_ms));
+            let counted = self.outages.get_or_create(&label);
             counted.inc_by(w.outage_count.saturating_sub(counted.get()));
             if let Some(o) = w.outages.first() {
                 let end = if o.end_ms > 0 { o.end_ms } else { now };
-                g.outage_s.get_or_create(&label).set((end - o.start_ms).max(0) as f64 / 1000.0);
+                self.outage_s.get_or_create(&label).set((end - o.start_ms).max(0) as f64 / 1000.0);
             }
-            g.records.get_or_create(&label).set(w.records as i64);
-            g.conflicts.get_or_create(&label).set(w.open_conflicts as i64);
-            g.quarantined.get_or_create(&label).set(w.quarantined as i64);
-            g.lost.get_or_create(&label).set(w.lost_changes as i64);
+            self.records.get_or_create(&label).set(w.records as i64);
+            self.conflicts.get_or_create(&label).set(w.open_conflicts as i64);
+            self.quarantined.get_or_create(&label).set(w.quarantined as i64);
+            self.lost.get_or_create(&label).set(w.lost_changes as i64);
             open += w.open_conflicts as i64;
             quarantine += w.quarantined as i64;
         }
-        g.conflicts_open.set(open);
-        g.quarantined_all.set(quarantine);
+        self.conflicts_open.set(open);
+        self.quarantined_all.set(quarantine);
         // The store counts since the start; the counter catches up to it.
-        g.denied.inc_by(g.store.denied_calls().saturating_sub(g.denied.get()));
+        self.denied.inc_by(self.store.denied_calls().saturating_sub(self.denied.get()));
         // Every ward and kind, so a problem fixed shows as 0.
-        let counts = g.civil_counts.current(&g.store);
+        let counts = self.civil_counts.current(&self.store);
         for ward in &wards_seen {
             for problem in crate::model::civil::Problem::CODES {
                 let n = counts.get(&(ward.clone(), problem)).copied().unwrap_or(0);
-                g.civil
+                self.civil
                     .get_or_create(&ProblemLabel { ward: ward.clone(), problem: problem.into() })
                     .set(n as i64);
             }
         }
-        for (kind, n) in g.store.records_by_kind() {
-            g.by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
+        for (kind, n) in self.store.records_by_kind() {
+            self.by_kind.get_or_create(&KindLabel { kind: kind.to_string() }).set(n as i64);
         }
     }
 }

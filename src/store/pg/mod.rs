@@ -83,8 +83,13 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
+        deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => StoreError::Io(format!(
+            "cannot connect to the city database ({e}): check that PostgreSQL runs and that [database] url names it, with the right user and password"
+        )),
         deadpool_postgres::PoolError::Backend(e) => pg_err(e),
-        e => StoreError::Io(format!("cannot reach the city database: {e}")),
+        e => StoreError::Io(format!(
+            "cannot reach the city database ({e}): check that PostgreSQL runs and that [database] url names it"
+        )),
     }
 }
 
