@@ -174,12 +174,21 @@ pub struct Database {
     /// share. Unset: the embedded store in `data_dir`.
     #[serde(default)]
     pub url: Option<String>,
+    /// The CA certificate (PEM) that signed the database server's
+    /// certificate: the city then speaks TLS to PostgreSQL, checks the
+    /// server's certificate and name, and never falls back to plain text.
+    /// Unset: plain text (a database on this machine or a private network).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Database {
     // The URL may hold a password: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("url", &self.url.as_ref().map(|_| "(set)")).finish()
+        f.debug_struct("Database")
+            .field("url", &self.url.as_ref().map(|_| "(set)"))
+            .field("ca", &self.ca)
+            .finish()
     }
 }
 

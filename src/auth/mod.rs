@@ -11,4 +11,4 @@ pub use access::{Access, Peer, Role, hex_id};
 pub use certificate::{EXPIRY_WARNING_DAYS, Expiry, OwnCertificate, watch_expiry};
 pub use devca::{CERT_DAYS, DevCa, ward_cert_name};
 pub use identity::{Identity, peer_identity};
-pub use tls::{TlsFiles, client_tls, server_config};
+pub use tls::{TlsFiles, client_tls, roots, server_config};

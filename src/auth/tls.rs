@@ -61,6 +61,21 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The certificates in the PEM file `ca`, as the only roots to trust.
+pub fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: rustls::pki_types::pem::Error| {
+        anyhow::anyhow!("cannot read CA certificate {}: {e}", ca.display())
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(bad)? {
+        roots.add(cert.map_err(bad)?)?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", ca.display());
+    Ok(roots)
+}
+
 /// Server side: present our certificate, require a client certificate
 /// signed by the CA, speak HTTP/2. Read afresh on every call, so a reload
 /// picks up renewed files.
@@ -73,10 +88,7 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfi
         let what = what.to_string();
         move |e: rustls::pki_types::pem::Error| anyhow::anyhow!("cannot read {what} {path}: {e}")
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&files.ca).map_err(pem_error("CA certificate", &files.ca))? {
-        roots.add(ca.map_err(pem_error("CA certificate", &files.ca))?)?;
-    }
+    let roots = roots(&files.ca)?;
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .map_err(pem_error("certificate", &files.cert))?
         .collect::<Result<Vec<_>, _>>()

@@ -90,7 +90,7 @@ pub async fn run(
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let store: Arc<dyn CityDb> = match &cfg.database.url {
         Some(url) => {
-            let store = PgCityStore::open(url, cfg.merge_policies())
+            let store = PgCityStore::open(url, cfg.database.ca.as_deref(), cfg.merge_policies())
                 .await
                 .context("cannot open the city database on PostgreSQL ([database] url)")?;
             tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL");

@@ -95,6 +95,9 @@ pub struct CityArgs {
     /// Keep the city database on PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
     #[arg(long, env = "WARDSYNC_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Speak TLS to PostgreSQL, trusting only this CA certificate (PEM).
+    #[arg(long, env = "WARDSYNC_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
     /// Address to listen on, e.g. 0.0.0.0:7443.
     #[arg(long, env = "WARDSYNC_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -120,6 +123,9 @@ impl CityArgs {
         }
         if let Some(u) = &self.database_url {
             cfg.database.url = Some(u.clone());
+        }
+        if let Some(ca) = &self.database_ca {
+            cfg.database.ca = Some(ca.clone());
         }
         if let Some(l) = self.listen {
             cfg.listen = l;

@@ -75,7 +75,7 @@ impl City {
     async fn open(&mut self, policies: Policies) -> Arc<dyn CityDb> {
         match self {
             City::Engine(h) => Arc::new(CityStore::open(h.engine(), policies).unwrap()),
-            City::Postgres(pg) => Arc::new(pg::PgCityStore::open(&pg.url(), policies).await.unwrap()),
+            City::Postgres(pg) => Arc::new(pg::PgCityStore::open(&pg.url(), None, policies).await.unwrap()),
         }
     }
 
@@ -350,3 +350,4 @@ mod durability;
 mod office;
 mod pages;
 mod policies;
+mod postgres;

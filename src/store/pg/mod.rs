@@ -18,6 +18,7 @@
 //! another city process, or re-sends after one was killed, has each change
 //! applied once. Acknowledgements follow COMMIT.
 
+mod connect;
 mod db;
 mod policies;
 mod read;
@@ -29,10 +30,13 @@ pub(crate) mod test_cluster;
 mod write;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
+
+use connect::Connect;
 
 pub use schema::{LATEST, SchemaError, migrate};
 
@@ -83,9 +87,9 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => StoreError::Io(format!(
-            "cannot connect to the city database ({e}): check that PostgreSQL runs and that [database] url names it, with the right user and password"
-        )),
+        deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => {
+            StoreError::Io(connect_err(&e))
+        }
         deadpool_postgres::PoolError::Backend(e) => pg_err(e),
         e => StoreError::Io(format!(
             "cannot reach the city database ({e}): check that PostgreSQL runs and that [database] url names it"
@@ -93,23 +97,34 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// Why a connection could not be made, with its causes, and what to check.
+fn connect_err(e: &tokio_postgres::Error) -> String {
+    let mut why = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        why = format!("{why}: {c}");
+        cause = c.source();
+    }
+    if why.contains("TLS") {
+        format!(
+            "the city database's certificate is not accepted ({why}): check that [database] ca is the CA that signed it and that the host in [database] url is a name the certificate holds"
+        )
+    } else {
+        format!(
+            "cannot connect to the city database ({why}): check that PostgreSQL runs and that [database] url names it, with the right user and password"
+        )
+    }
+}
+
 impl PgCityStore {
-    /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), brings its
-    /// schema up to date (refusing a newer one) and loads the ward states.
-    /// Records are shown under `policies` (shown again if they changed).
-    pub async fn open(url: &str, policies: Policies) -> Result<PgCityStore, StoreError> {
-        // The URL may hold a password: the message never repeats it.
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Io(format!(
-                "[database] url is not a PostgreSQL URL ({e}): write postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-            ))
-        })?;
-        let manager = Manager::from_config(
-            config.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
-        let pool = Pool::builder(manager)
+    /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`),
+    /// over TLS verified against the CA certificate file `ca` if one is
+    /// given, brings its schema up to date (refusing a newer one) and loads
+    /// the ward states. Records are shown under `policies` (shown again if
+    /// they changed).
+    pub async fn open(url: &str, ca: Option<&Path>, policies: Policies) -> Result<PgCityStore, StoreError> {
+        let connect = Connect::new(url, ca)?;
+        let pool = Pool::builder(connect.manager())
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Io(format!("cannot set up connections to the city database: {e}")))?;
@@ -136,7 +151,7 @@ impl PgCityStore {
             durable: Arc::downgrade(&store.durable),
             notes: Arc::downgrade(&store.notes),
         };
-        tokio::spawn(follower.follow(config));
+        tokio::spawn(follower.follow(connect));
         Ok(store)
     }
 
@@ -201,12 +216,12 @@ impl Follower {
     /// states and counts are read again every [`RELOAD_EVERY`]. Reconnects
     /// after the database restarts, and then reads the notes it may have
     /// missed.
-    async fn follow(self, config: tokio_postgres::Config) {
+    async fn follow(self, connect: Connect) {
         use futures::StreamExt;
         let mut tick = tokio::time::interval(RELOAD_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await else {
+            let Ok((client, mut connection)) = connect.connect().await else {
                 tick.tick().await;
                 if self.durable.strong_count() == 0 {
                     return;

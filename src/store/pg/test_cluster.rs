@@ -18,6 +18,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Whether it accepts only TLS connections.
+    tls: bool,
 }
 
 fn as_owner(program: &str) -> Command {
@@ -50,22 +52,38 @@ fn run(mut c: Command, what: &str) {
 impl Postgres {
     /// Creates and starts a cluster with a database `wardsync`.
     pub fn start() -> Postgres {
-        let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.args(["postgres:postgres", dir.path().to_str().unwrap()]);
-                    c
-                },
-                "chown",
-            );
+        let pg = Postgres::init(false);
+        pg.start_again();
+        pg.create("wardsync");
+        pg
+    }
+
+    /// [`Postgres::start`], accepting only TLS connections on 127.0.0.1,
+    /// with the certificate `cert` and its private key `key` (PEM).
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        let pg = Postgres::init(true);
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = pg.data().join(to);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            pg.give(&to);
         }
-        let data = dir.path().join("data");
+        let hba =
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n";
+        std::fs::write(pg.data().join("pg_hba.conf"), hba).unwrap();
+        pg.start_again();
+        pg.create("wardsync");
+        pg
+    }
+
+    /// Creates a cluster, not started.
+    fn init(tls: bool) -> Postgres {
+        let pg = Postgres { dir: tempfile::tempdir().unwrap(), port: free_port(), tls };
+        pg.give(pg.dir.path());
         let mut init = as_owner("initdb");
         init.args([
             "-D",
-            data.to_str().unwrap(),
+            pg.data().to_str().unwrap(),
             "-U",
             "postgres",
             "--auth=trust",
@@ -74,10 +92,16 @@ impl Postgres {
             "--locale=C.UTF-8",
         ]);
         run(init, "initdb");
-        let pg = Postgres { dir, port: free_port() };
-        pg.start_again();
-        pg.create("wardsync");
         pg
+    }
+
+    /// Makes `path` the server's own (when the tests run as root).
+    fn give(&self, path: &Path) {
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.arg("postgres:postgres").arg(path);
+            run(c, "chown");
+        }
     }
 
     /// A connection URL for the database `wardsync`.
@@ -108,7 +132,7 @@ impl Postgres {
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
             self.port,
             self.dir.path().display()
-        );
+        ) + if self.tls { " -c ssl=on" } else { "" };
         let mut start = as_owner("pg_ctl");
         start.args(["-D", self.data().to_str().unwrap(), "-o", &options, "-l"]);
         start.arg(self.dir.path().join("postgres.log")).args(["-w", "start"]);
