@@ -1,5 +1,5 @@
 //! Power cuts, the way they really happen: each node's data directory is a
-//! FUSE file system (`common/powercut.rs`) that forgets, on a cut, every
+//! FUSE file system (`common/powercut/`) that forgets, on a cut, every
 //! byte and every name not synced. A cut is SIGKILL of the node, the loss
 //! of what was not synced, and a restart on the same directory. (SIGKILL
 //! alone proves nothing about durability: the page cache survives it.)

@@ -64,10 +64,9 @@ async fn a_postgresql_city_never_reports_an_older_ward_state_than_it_wrote() {
 async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks_the_server() {
     let certs = tempfile::tempdir().unwrap();
     crate::auth::DevCa::open_or_create(certs.path()).unwrap().issue("postgres", &["localhost"]).unwrap();
-    let pg = pg::test_cluster::Postgres::start_tls(
-        &certs.path().join("postgres.pem"),
-        &certs.path().join("postgres.key"),
-    );
+    let (cert, key) = (certs.path().join("postgres.pem"), certs.path().join("postgres.key"));
+    let setup = pg::test_cluster::Setup { tls: Some((&cert, &key)), ..Default::default() };
+    let pg = pg::test_cluster::Postgres::start_with(setup);
     let ca = certs.path().join("ca.pem");
     let by_name = pg.url().replace("127.0.0.1", "localhost");
     let open = async |url: &str, ca: Option<&std::path::Path>| {
@@ -119,4 +118,14 @@ async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks
         }
         assert!(std::time::Instant::now() < deadline, "the second process never heard of the first's writes");
     }
+}
+
+/// A server that would lose commits on a power cut whatever the city does
+/// (`fsync = off`) is refused, saying what to change.
+#[tokio::test]
+async fn a_database_without_fsync_is_refused() {
+    let setup = pg::test_cluster::Setup { settings: &["fsync=off"], ..Default::default() };
+    let pg = pg::test_cluster::Postgres::start_with(setup);
+    let e = pg::PgCityStore::open(&pg.url(), None, Policies::default()).await.err().unwrap().to_string();
+    assert!(e.contains("fsync = off") && e.contains("set fsync = on"), "{e}");
 }

@@ -129,6 +129,7 @@ impl PgCityStore {
             .build()
             .map_err(|e| StoreError::Io(format!("cannot set up connections to the city database: {e}")))?;
         let mut client = pool.get().await.map_err(pool_err)?;
+        check_durable(&client).await?;
         migrate(&mut client).await.map_err(|e| match e {
             SchemaError::Postgres(e) => pg_err(e),
             e => StoreError::Io(e.to_string()),
@@ -161,6 +162,29 @@ impl PgCityStore {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         reload(&mut client, &self.cache, &self.durable).await
     }
+}
+
+/// Refuses a server that does not keep what it commits across a power cut
+/// (`fsync = off`); warns of one that may tear pages (`full_page_writes =
+/// off`, safe only where the file system writes a page at once).
+/// `synchronous_commit` is the city's own choice (see `write.rs`).
+async fn check_durable(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+    let row = client
+        .query_one("SELECT current_setting('fsync'), current_setting('full_page_writes')", &[])
+        .await
+        .map_err(pg_err)?;
+    let (fsync, full_pages): (String, String) = (row.get(0), row.get(1));
+    if fsync != "on" {
+        return Err(StoreError::Io(
+            "the city database runs with fsync = off: a power cut would lose changes the wards were told were applied; set fsync = on in postgresql.conf and reload PostgreSQL".into(),
+        ));
+    }
+    if full_pages != "on" {
+        tracing::warn!(
+            "the city database runs with full_page_writes = off: a power cut may tear its pages unless its file system writes each page at once (ZFS does; ext4 and XFS do not)"
+        );
+    }
+    Ok(())
 }
 
 /// Reads the ward states, counts and log cursor, in one snapshot; they

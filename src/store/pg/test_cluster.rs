@@ -18,8 +18,22 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    /// Whether it accepts only TLS connections.
-    tls: bool,
+    /// Its data directory.
+    data: PathBuf,
+    /// Server settings (`-c name=value ...`) beyond the port and socket.
+    settings: String,
+}
+
+/// How to set a cluster up: by default, in a temporary directory,
+/// accepting plain text, with PostgreSQL's own settings (fsync on).
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// Accept only TLS, with this certificate and private key (PEM files).
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// Keep the data in this directory (created by `initdb`) instead.
+    pub data: Option<PathBuf>,
+    /// Server settings, `name=value`.
+    pub settings: &'a [&'a str],
 }
 
 fn as_owner(program: &str) -> Command {
@@ -52,46 +66,52 @@ fn run(mut c: Command, what: &str) {
 impl Postgres {
     /// Creates and starts a cluster with a database `wardsync`.
     pub fn start() -> Postgres {
-        let pg = Postgres::init(false);
-        pg.start_again();
-        pg.create("wardsync");
-        pg
+        Postgres::start_with(Setup::default())
     }
 
-    /// [`Postgres::start`], accepting only TLS connections on 127.0.0.1,
-    /// with the certificate `cert` and its private key `key` (PEM).
-    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
-        let pg = Postgres::init(true);
-        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
-            let to = pg.data().join(to);
-            std::fs::copy(from, &to).unwrap();
-            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-            pg.give(&to);
+    /// Creates and starts a cluster set up as `setup` says, with a
+    /// database `wardsync`.
+    pub fn start_with(setup: Setup) -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings: String = setup.settings.iter().map(|s| format!(" -c {s}")).collect();
+        if setup.tls.is_some() {
+            settings.push_str(" -c ssl=on");
         }
-        let hba =
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n";
-        std::fs::write(pg.data().join("pg_hba.conf"), hba).unwrap();
+        let data = setup.data.clone().unwrap_or_else(|| dir.path().join("data"));
+        let pg = Postgres { dir, port: free_port(), data, settings };
+        pg.give(pg.dir.path());
+        if let Some(parent) = pg.data.parent() {
+            // The directory made durable before initdb fills it (initdb
+            // syncs what is inside, not the name in its parent).
+            std::fs::create_dir_all(&pg.data).unwrap();
+            std::fs::File::open(parent).and_then(|d| d.sync_all()).unwrap();
+            pg.give(&pg.data);
+        }
+        let mut init = as_owner("initdb");
+        init.args(["-D", pg.data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        init.arg("--locale=C.UTF-8");
+        run(init, "initdb");
+        if let Some((cert, key)) = setup.tls {
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = pg.data.join(to);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+                pg.give(&to);
+            }
+            let hba =
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n";
+            std::fs::write(pg.data.join("pg_hba.conf"), hba).unwrap();
+        }
         pg.start_again();
         pg.create("wardsync");
-        pg
-    }
-
-    /// Creates a cluster, not started.
-    fn init(tls: bool) -> Postgres {
-        let pg = Postgres { dir: tempfile::tempdir().unwrap(), port: free_port(), tls };
-        pg.give(pg.dir.path());
-        let mut init = as_owner("initdb");
-        init.args([
-            "-D",
-            pg.data().to_str().unwrap(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-        ]);
-        run(init, "initdb");
+        if setup.data.is_some() {
+            // What the set-up wrote is on the disk before any test begins.
+            // (A file system stricter than Linux's own keeps a new name only
+            // once its directory is synced: CREATE DATABASE leaves the new
+            // database's directory name unsynced in `base`, so a power cut
+            // right after it would lose the database.)
+            sync_tree(&pg.data);
+        }
         pg
     }
 
@@ -122,30 +142,56 @@ impl Postgres {
         self.url_of(db)
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
     /// Starts the server (again, after [`Postgres::crash`]) on its port.
     pub fn start_again(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
             self.port,
             self.dir.path().display()
-        ) + if self.tls { " -c ssl=on" } else { "" };
+        ) + &self.settings;
         let mut start = as_owner("pg_ctl");
-        start.args(["-D", self.data().to_str().unwrap(), "-o", &options, "-l"]);
-        start.arg(self.dir.path().join("postgres.log")).args(["-w", "start"]);
-        run(start, "pg_ctl start");
+        start.args(["-D", self.data.to_str().unwrap(), "-o", &options, "-l"]);
+        let log = self.dir.path().join("postgres.log");
+        start.arg(&log).args(["-w", "start"]);
+        let ok = start.status().is_ok_and(|s| s.success());
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        assert!(
+            ok,
+            "pg_ctl start failed; the server's log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// Stops the server at once, without a checkpoint (`pg_ctl stop -m
     /// immediate`): what it committed must come back from its WAL.
+    /// Returns once the server has exited (not only removed its pid file,
+    /// which `pg_ctl` waits for), so that nothing of it writes after.
     pub fn crash(&self) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        let pid = pid.lines().next().unwrap_or_default().to_string();
         let mut stop = as_owner("pg_ctl");
-        stop.args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        stop.args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
         run(stop, "pg_ctl stop -m immediate");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !pid.is_empty() && Path::new("/proc").join(&pid).exists() {
+            assert!(std::time::Instant::now() < deadline, "the server (pid {pid}) did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
+}
+
+/// fsync of every file and directory under `dir`, and of `dir`.
+fn sync_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sync_tree(&path);
+        } else {
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).unwrap();
+        }
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).unwrap();
 }
 
 /// A loopback port nothing listens on now.
@@ -159,7 +205,7 @@ fn free_port() -> u16 {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let mut stop = as_owner("pg_ctl");
-        stop.args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"]);
+        stop.args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"]);
         let _ = stop.output();
     }
 }

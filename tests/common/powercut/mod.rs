@@ -16,227 +16,23 @@
 //! attributes are never cached, so the kernel's page cache cannot hide a cut
 //! (or make writes durable behind our back).
 
-use std::collections::{BTreeMap, HashMap};
+mod image;
+
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, MountOption,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, WriteFlags,
+    Config, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, MountOption, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, WriteFlags,
 };
+pub use image::Lost;
+use image::{File, Meta, Node, PAGE, ROOT, State};
 
-const PAGE: u64 = 4096;
 const NO_CACHE: Duration = Duration::ZERO;
-
-type Page = Box<[u8; PAGE as usize]>;
-
-/// A file: its durable pages and length, and the pages written since.
-#[derive(Default)]
-struct File {
-    durable: HashMap<u64, Page>,
-    durable_len: u64,
-    dirty: HashMap<u64, Page>,
-    len: u64,
-    /// Durable bytes at or past this offset were truncated away (not yet synced).
-    cut_from: u64,
-}
-
-impl File {
-    fn page(&self, p: u64) -> Option<&Page> {
-        self.dirty.get(&p).or_else(|| if p * PAGE < self.cut_from { self.durable.get(&p) } else { None })
-    }
-
-    fn read(&self, offset: u64, size: u64) -> Vec<u8> {
-        let end = (offset + size).min(self.len);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut at = offset;
-        while at < end {
-            let (p, o) = (at / PAGE, (at % PAGE) as usize);
-            let n = ((PAGE as usize - o) as u64).min(end - at) as usize;
-            match self.page(p) {
-                Some(page) => out.extend_from_slice(&page[o..o + n]),
-                None => out.resize(out.len() + n, 0),
-            }
-            at += n as u64;
-        }
-        out
-    }
-
-    /// The page to modify: a copy of what readers see, made dirty.
-    fn page_mut(&mut self, p: u64) -> &mut Page {
-        if !self.dirty.contains_key(&p) {
-            let page = self.page(p).cloned().unwrap_or_else(|| Box::new([0; PAGE as usize]));
-            self.dirty.insert(p, page);
-        }
-        self.dirty.get_mut(&p).expect("just inserted")
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        let mut done = 0;
-        while done < data.len() {
-            let at = offset + done as u64;
-            let (p, o) = (at / PAGE, (at % PAGE) as usize);
-            let n = (PAGE as usize - o).min(data.len() - done);
-            self.page_mut(p)[o..o + n].copy_from_slice(&data[done..done + n]);
-            done += n;
-        }
-        self.len = self.len.max(offset + data.len() as u64);
-    }
-
-    fn truncate(&mut self, size: u64) {
-        if size < self.len {
-            if !size.is_multiple_of(PAGE) {
-                let o = (size % PAGE) as usize;
-                self.page_mut(size / PAGE)[o..].fill(0);
-            }
-            let first_gone = size.div_ceil(PAGE);
-            self.dirty.retain(|p, _| *p < first_gone);
-            self.cut_from = self.cut_from.min(first_gone * PAGE);
-        }
-        self.len = size;
-    }
-
-    /// fsync / fdatasync: what readers see becomes what a cut keeps.
-    fn sync(&mut self) {
-        let first_gone = self.cut_from / PAGE;
-        self.durable.retain(|p, _| *p < first_gone);
-        self.durable.extend(self.dirty.drain());
-        self.durable_len = self.len;
-        self.cut_from = u64::MAX;
-    }
-
-    /// Bytes a cut now would lose (pages written since the last sync).
-    fn unsynced(&self) -> u64 {
-        self.dirty.len() as u64 * PAGE + u64::from(self.len != self.durable_len)
-    }
-
-    fn cut(&mut self) {
-        self.dirty.clear();
-        self.len = self.durable_len;
-        self.cut_from = u64::MAX;
-    }
-}
-
-enum Node {
-    File(File),
-    /// Names as programs see them, and as a cut would leave them.
-    Dir {
-        live: BTreeMap<OsString, u64>,
-        durable: BTreeMap<OsString, u64>,
-    },
-}
-
-/// What a cut threw away.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Lost {
-    /// Bytes of file content written and never synced.
-    pub bytes: u64,
-    /// Directory entries created, renamed or removed and never synced.
-    pub names: u64,
-}
-
-struct State {
-    nodes: HashMap<u64, Node>,
-    next: u64,
-}
-
-const ROOT: u64 = 1;
-
-impl State {
-    fn new() -> State {
-        let mut nodes = HashMap::new();
-        nodes.insert(ROOT, Node::Dir { live: BTreeMap::new(), durable: BTreeMap::new() });
-        State { nodes, next: ROOT + 1 }
-    }
-
-    fn attr(&self, ino: u64) -> Option<FileAttr> {
-        let (kind, size, perm, nlink) = match self.nodes.get(&ino)? {
-            Node::File(f) => (FileType::RegularFile, f.len, 0o644, 1),
-            Node::Dir { .. } => (FileType::Directory, 0, 0o755, 2),
-        };
-        let t = SystemTime::UNIX_EPOCH;
-        Some(FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: t,
-            mtime: t,
-            ctime: t,
-            crtime: t,
-            kind,
-            perm,
-            nlink,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: PAGE as u32,
-            flags: 0,
-        })
-    }
-
-    fn dir(&mut self, ino: u64) -> Result<&mut BTreeMap<OsString, u64>, Errno> {
-        match self.nodes.get_mut(&ino) {
-            Some(Node::Dir { live, .. }) => Ok(live),
-            Some(Node::File(_)) => Err(Errno::ENOTDIR),
-            None => Err(Errno::ENOENT),
-        }
-    }
-
-    fn file(&mut self, ino: u64) -> Result<&mut File, Errno> {
-        match self.nodes.get_mut(&ino) {
-            Some(Node::File(f)) => Ok(f),
-            Some(Node::Dir { .. }) => Err(Errno::EISDIR),
-            None => Err(Errno::ENOENT),
-        }
-    }
-
-    fn lookup(&mut self, parent: u64, name: &OsStr) -> Result<u64, Errno> {
-        self.dir(parent)?.get(name).copied().ok_or(Errno::ENOENT)
-    }
-
-    fn create(&mut self, parent: u64, name: &OsStr, node: Node) -> Result<FileAttr, Errno> {
-        if self.dir(parent)?.contains_key(name) {
-            return Err(Errno::EEXIST);
-        }
-        let ino = self.next;
-        self.next += 1;
-        self.nodes.insert(ino, node);
-        self.dir(parent)?.insert(name.to_os_string(), ino);
-        Ok(self.attr(ino).expect("just created"))
-    }
-
-    /// fsync, fdatasync (a file's content and length) or fsync of a
-    /// directory (its names): what programs see becomes what a cut keeps.
-    fn sync(&mut self, ino: u64) -> Result<(), Errno> {
-        match self.nodes.get_mut(&ino) {
-            Some(Node::File(f)) => f.sync(),
-            Some(Node::Dir { live, durable }) => *durable = live.clone(),
-            None => return Err(Errno::ENOENT),
-        }
-        Ok(())
-    }
-
-    fn cut(&mut self) -> Lost {
-        let mut lost = Lost::default();
-        for node in self.nodes.values_mut() {
-            match node {
-                Node::File(f) => {
-                    lost.bytes += f.unsynced();
-                    f.cut();
-                }
-                Node::Dir { live, durable } => {
-                    lost.names += live.iter().filter(|(n, i)| durable.get(*n) != Some(i)).count() as u64;
-                    lost.names += durable.keys().filter(|n| !live.contains_key(*n)).count() as u64;
-                    *live = durable.clone();
-                }
-            }
-        }
-        lost
-    }
-}
 
 /// The file system as FUSE serves it.
 struct Fs(Arc<Mutex<State>>);
@@ -245,6 +41,11 @@ impl Fs {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().unwrap()
     }
+}
+
+/// The owner and permissions of a node `req` creates.
+fn meta(req: &Request, mode: u32, umask: u32) -> Meta {
+    Meta { perm: (mode & !umask & 0o7777) as u16, uid: req.uid(), gid: req.gid() }
 }
 
 fn direct() -> FopenFlags {
@@ -271,9 +72,9 @@ impl Filesystem for Fs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<fuser::TimeOrNow>,
         _mtime: Option<fuser::TimeOrNow>,
@@ -286,6 +87,7 @@ impl Filesystem for Fs {
         reply: ReplyAttr,
     ) {
         let mut s = self.state();
+        s.set_meta(ino.0, mode, uid, gid);
         if let Some(size) = size {
             match s.file(ino.0) {
                 Ok(f) => f.truncate(size),
@@ -298,17 +100,9 @@ impl Filesystem for Fs {
         }
     }
 
-    fn mkdir(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let dir = Node::Dir { live: BTreeMap::new(), durable: BTreeMap::new() };
-        match self.state().create(parent.0, name, dir) {
+        match self.state().create(parent.0, name, dir, meta(req, mode, umask)) {
             Ok(a) => reply.entry(&NO_CACHE, &a, Generation(0)),
             Err(e) => reply.error(e),
         }
@@ -316,16 +110,15 @@ impl Filesystem for Fs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.state().create(parent.0, name, Node::File(File { cut_from: u64::MAX, ..File::default() }))
-        {
+        match self.state().create(parent.0, name, Node::File(File::empty()), meta(req, mode, umask)) {
             Ok(a) => reply.created(&NO_CACHE, &a, Generation(0), FileHandle(0), direct()),
             Err(e) => reply.error(e),
         }
@@ -488,6 +281,12 @@ impl Disk {
         let state = Arc::new(Mutex::new(State::new()));
         let mut config = Config::default();
         config.mount_options = vec![MountOption::FSName("wardsync-powercut".into()), MountOption::RW];
+        // Root lets other users in too (a server run as its own user, as
+        // PostgreSQL is); only root may without /etc/fuse.conf's consent.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            config.acl = fuser::SessionACL::All;
+        }
         let session = fuser::spawn_mount(Fs(state.clone()), path, &config)?;
         Ok(Disk { state, path: path.to_path_buf(), _session: session })
     }
