@@ -15,6 +15,10 @@
 # The generator repeats a key now and then (a record written twice): for
 # PostgreSQL the second is an update (ON CONFLICT), as it is for wardsync.
 #
+# The load's floor: the city's own tables for the loaded records (typed
+# rows, states, the log), COPYed by PostgreSQL alone into an empty schema,
+# in one transaction: no store of this schema can load faster.
+#
 # PostgreSQL phases, timed until the subscriber has flushed everything
 # (the publication slot's confirmed_flush_lsn reaches the publisher's LSN):
 #   load    rows already in the publisher's table; CREATE SUBSCRIPTION copies them
@@ -59,6 +63,28 @@ as_pg "$pg/pg_ctl" -D "$work/store" -l "$work/store.log" -w start -o "-p $store_
 as_pg "$pg/createdb" -h 127.0.0.1 -p "$store_port" -U postgres wardsync
 "$bin" bench --records "$records" --json "$out/wardsync-pg.json" \
     --database-url "postgres://postgres@127.0.0.1:$store_port/wardsync" "$@"
+
+echo "== PostgreSQL alone storing the city's rows (no city): the load's floor"
+# The load phase alone fills a database; its tables (typed rows, states, the
+# log) are copied out, then COPYed in one transaction into an empty database
+# with the same schema: what PostgreSQL itself spends to store what the city
+# stores for those records, before the city does any work.
+as_pg "$pg/createdb" -h 127.0.0.1 -p "$store_port" -U postgres floorsrc
+as_pg "$pg/createdb" -h 127.0.0.1 -p "$store_port" -U postgres floor
+"$bin" bench --records "$records" --phases load \
+    --database-url "postgres://postgres@127.0.0.1:$store_port/floorsrc" "$@" >/dev/null
+store() { as_pg "$pg/psql" -X -q -h 127.0.0.1 -p "$store_port" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+as_pg "$pg/pg_dump" -h 127.0.0.1 -p "$store_port" -U postgres --schema-only floorsrc | store -d floor >/dev/null
+tables="citizens businesses land_parcels record_states change_log"
+copies=$(for t in $tables; do
+    store -d floorsrc -c "\\copy $t TO '$work/floor-$t.bin' WITH (FORMAT binary)"
+    echo "\\copy $t FROM '$work/floor-$t.bin' WITH (FORMAT binary)"
+done)
+changes=$(store -d floorsrc -At -c "SELECT count(*) FROM change_log")
+t0=$(now)
+printf 'BEGIN;\n%s\nCOMMIT;\n' "$copies" | store -d floor
+floor_rate=$(calc "$changes / ($(now) - $t0)")
+printf '  %-10s %-34s %14.0f rec/s\n' load "$changes changes' rows, by COPY" "$floor_rate"
 as_pg "$pg/pg_ctl" -D "$work/store" stop -m fast >/dev/null
 
 echo "== PostgreSQL logical replication"
@@ -152,7 +178,7 @@ digest="SELECT md5(string_agg(key || body::text, ',' ORDER BY key)) FROM records
 echo "  (the subscriber holds all $held rows, identical to the publisher's)"
 
 echo "== wardsync / PostgreSQL logical replication, records per second"
-PG_LOAD=${pg_rate[load]} PG_STREAM=${pg_rate[stream]} PG_OUTAGE=${pg_rate[outage]} PG_UPDATE=${pg_rate[update]} \
+FLOOR_LOAD=$floor_rate PG_LOAD=${pg_rate[load]} PG_STREAM=${pg_rate[stream]} PG_OUTAGE=${pg_rate[outage]} PG_UPDATE=${pg_rate[update]} \
 python3 - "$out/wardsync.json" "$out/wardsync-pg.json" "$out/comparison.json" <<'PY'
 import json, os, sys
 def rates(path):
@@ -168,6 +194,10 @@ for phase in ["load", "stream", "outage", "update"]:
                     "ratio_embedded": embedded[phase] / pg, "ratio_postgresql_store": on_pg[phase] / pg}
     print(f"  {phase:<8} {embedded[phase]:>10.0f} {on_pg[phase]:>10.0f} {pg:>10.0f}   "
           f"{embedded[phase] / pg:5.2f}  {on_pg[phase] / pg:5.2f}")
+floor, pg_load = float(os.environ["FLOOR_LOAD"]), float(os.environ["PG_LOAD"])
+table["load_floor"] = {"postgresql_alone": floor, "ratio": floor / pg_load}
+print(f"  PostgreSQL alone storing the city's rows of the load: {floor:.0f} rec/s, "
+      f"{floor / pg_load:.2f} of logical replication's initial sync")
 json.dump(table, open(sys.argv[3], "w"), indent=2)
 PY
 echo "figures: $out/wardsync.json, $out/wardsync-pg.json, $out/comparison.json"

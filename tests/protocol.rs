@@ -40,16 +40,16 @@ fn ward_tls(certs: &Path, code: &str) -> ClientTlsConfig {
     client_tls(&TlsFiles::in_dir(certs, &format!("ward-{code}")), "city").unwrap()
 }
 
+/// `changes` as one replication message.
+fn batch(changes: &[Change]) -> pb::WardMessage {
+    pb::WardMessage {
+        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: changes.iter().map(Into::into).collect() })),
+    }
+}
+
 impl Session {
     async fn send(&mut self, changes: &[Change]) -> Result<u64, tonic::Status> {
-        self.tx
-            .send(pb::WardMessage {
-                msg: Some(ward_message::Msg::Batch(pb::Batch {
-                    changes: changes.iter().map(Into::into).collect(),
-                })),
-            })
-            .await
-            .unwrap();
+        self.tx.send(batch(changes)).await.unwrap();
         match self.inbound.message().await?.and_then(|m| m.msg) {
             Some(city_message::Msg::Ack(a)) => Ok(a.applied_seq),
             other => panic!("expected Ack, got {other:?}"),
@@ -107,6 +107,39 @@ async fn a_resent_batch_is_applied_once() {
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("expects 16"), "{}", e.message());
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
+}
+
+/// A ward that sends faster than the city commits (one change a message,
+/// without waiting for acks) has the messages waiting in its stream applied
+/// together, in order: it keeps up, instead of queueing one commit per
+/// message and falling further behind with every slow commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_in_a_wards_stream_are_applied_together_in_order() {
+    const N: u64 = 400;
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let (Session { tx, mut inbound }, _) =
+        open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let sender = tokio::spawn(async move {
+        for n in 1..=N {
+            tx.send(batch(&[change(n, "00082", 0, n as u32)])).await.unwrap();
+        }
+        tx
+    });
+    let (mut acks, mut last) = (0, 0);
+    while last < N {
+        match inbound.message().await.unwrap().and_then(|m| m.msg) {
+            Some(city_message::Msg::Ack(a)) => {
+                assert!(a.applied_seq > last, "acks go forward: {} after {last}", a.applied_seq);
+                (acks, last) = (acks + 1, a.applied_seq);
+            }
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+    drop(sender.await.unwrap());
+    assert_each_seq_once(&city_log(&mut q).await, "00082", N);
+    assert!(acks < N / 2, "{acks} acks for {N} messages: each message was committed on its own");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

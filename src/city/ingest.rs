@@ -186,16 +186,21 @@ impl SyncService {
         slot: StreamSlot,
         session: CancellationToken,
     ) {
+        // A message read while gathering that could not join the batch.
+        let mut held = None;
         let result = loop {
             // Biased (in this order): a seeded simulation then replays exactly.
-            let msg = tokio::select! {
-                biased;
-                _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
-                    CityError::ShuttingDown
-                } else {
-                    CityError::Replaced(ward.clone())
-                }),
-                m = inbound.message() => m,
+            let msg = match held.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    biased;
+                    _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
+                        CityError::ShuttingDown
+                    } else {
+                        CityError::Replaced(ward.clone())
+                    }),
+                    m = inbound.message() => m,
+                },
             };
             let batch = match msg {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
@@ -213,6 +218,7 @@ impl SyncService {
                     return;
                 }
             };
+            let batch = self.gather(batch, &mut inbound, &slot, &mut held);
             match self.apply(&ward, batch).await {
                 Ok(seq) => {
                     slot.progress();
@@ -232,6 +238,39 @@ impl SyncService {
             }
             let _ = tx.send(Err(e.into())).await;
         }
+    }
+
+    /// `batch` and the batches that follow it already waiting in the stream,
+    /// as one (up to the per-batch limit): a ward that sends faster than the
+    /// city commits has them applied in one commit, in order, and never
+    /// falls behind by one commit per message. Heartbeats among them are
+    /// taken; any other message, or a batch that does not fit, is `held`
+    /// for the next round.
+    fn gather(
+        &self,
+        mut batch: pb::Batch,
+        inbound: &mut Streaming<pb::WardMessage>,
+        slot: &StreamSlot,
+        held: &mut Option<Result<Option<pb::WardMessage>, Status>>,
+    ) -> pb::Batch {
+        use futures::FutureExt;
+        while batch.changes.len() < self.limits.max_batch_changes {
+            // Only what has already arrived: never waits.
+            let Some(next) = inbound.message().now_or_never() else { break };
+            match next {
+                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) }))
+                    if batch.changes.len() + b.changes.len() <= self.limits.max_batch_changes =>
+                {
+                    batch.changes.extend(b.changes)
+                }
+                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(h)) })) => slot.heartbeat(h),
+                other => {
+                    *held = Some(other);
+                    break;
+                }
+            }
+        }
+        batch
     }
 
     /// Sends the ward, in cursor order, the durable changes made elsewhere

@@ -24,6 +24,7 @@ mod policies;
 mod read;
 mod rows;
 mod schema;
+mod sql;
 mod target;
 #[cfg(test)]
 pub(crate) mod test_cluster;
@@ -203,7 +204,7 @@ async fn reload(
         .await
         .map_err(pg_err)?;
     let row = tx.query_one("SELECT writes, cursor, records FROM city_clock", &[]).await.map_err(pg_err)?;
-    let wards = rows::load_wards(&*tx).await?;
+    let wards = rows::load_wards(&tx).await?;
     tx.commit().await.map_err(pg_err)?;
     let (writes, counts): (i64, Vec<i64>) = (row.get(0), row.get(2));
     let mut c = cache.lock().expect("poisoned");

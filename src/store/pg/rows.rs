@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 
-use super::pg_err;
+use super::{pg_err, sql};
 use crate::model::{Body, Kind, Record, RecordKey, WardCode};
 use crate::store::{Loss, StoreError, WardState};
 
@@ -25,15 +25,15 @@ pub(super) fn ms(t: DateTime<Utc>) -> i64 {
 pub(super) async fn load_wards(
     client: &impl GenericClient,
 ) -> Result<HashMap<WardCode, WardState>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT ward, last_applied_seq, last_contact, records, quarantined,
+    let rows = sql::query(
+        client,
+        "SELECT ward, last_applied_seq, last_contact, records, quarantined,
                     lost_changes, lost_first_seq, lost_last_seq, lost_found_at
              FROM ward_state",
-            &[],
-        )
-        .await
-        .map_err(pg_err)?;
+        &[],
+    )
+    .await
+    .map_err(pg_err)?;
     let mut wards = HashMap::with_capacity(rows.len());
     for r in rows {
         let code: String = r.get(0);
@@ -77,9 +77,9 @@ pub(super) async fn save_wards(
         changed.iter().map(|(_, s)| (s.lost.changes > 0).then(|| f(&s.lost) as i64)).collect::<Vec<_>>()
     };
     let wards: Vec<&str> = changed.iter().map(|(w, _)| w.as_str()).collect();
-    client
-        .execute(
-            "INSERT INTO ward_state (ward, last_applied_seq, last_contact, records, quarantined,
+    sql::execute(
+        client,
+        "INSERT INTO ward_state (ward, last_applied_seq, last_contact, records, quarantined,
                                      lost_changes, lost_first_seq, lost_last_seq, lost_found_at)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::bigint[],
                                   $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[])
@@ -88,20 +88,20 @@ pub(super) async fn save_wards(
                  records = EXCLUDED.records, quarantined = EXCLUDED.quarantined,
                  lost_changes = EXCLUDED.lost_changes, lost_first_seq = EXCLUDED.lost_first_seq,
                  lost_last_seq = EXCLUDED.lost_last_seq, lost_found_at = EXCLUDED.lost_found_at",
-            &[
-                &wards,
-                &col(|s| s.last_applied_seq as i64),
-                &opt_ts(|s| s.last_contact_ms),
-                &col(|s| s.records as i64),
-                &col(|s| s.quarantined as i64),
-                &col(|s| s.lost.changes as i64),
-                &lost(|l| l.last_range.0),
-                &lost(|l| l.last_range.1),
-                &opt_ts(|s| s.lost.found_at_ms),
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
+        &[
+            &wards,
+            &col(|s| s.last_applied_seq as i64),
+            &opt_ts(|s| s.last_contact_ms),
+            &col(|s| s.records as i64),
+            &col(|s| s.quarantined as i64),
+            &col(|s| s.lost.changes as i64),
+            &lost(|l| l.last_range.0),
+            &lost(|l| l.last_range.1),
+            &opt_ts(|s| s.lost.found_at_ms),
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
     Ok(())
 }
 
@@ -148,7 +148,7 @@ pub(super) async fn write_typed(
     let (table, id) = table(kind);
     if !deleted.is_empty() {
         let sql = format!("DELETE FROM {table} WHERE {id} = ANY($1)");
-        client.execute(&sql, &[&deleted]).await.map_err(pg_err)?;
+        sql::execute(client, &sql, &[&deleted]).await.map_err(pg_err)?;
     }
     if shown.is_empty() {
         return Ok(());
@@ -193,33 +193,33 @@ pub(super) async fn write_typed(
                      marital_status = EXCLUDED.marital_status, phone = EXCLUDED.phone, events = EXCLUDED.events,
                      {common}"
             );
-            client
-                .execute(
-                    &sql,
-                    &[
-                        &ids,
-                        &wards,
-                        &text(|c| &c.full_name),
-                        &births,
-                        &text(|c| c.sex.as_str()),
-                        &text(|c| &c.ethnicity),
-                        &text(|c| &c.nationality),
-                        &text(|c| &c.household_id),
-                        &text(|c| c.relationship_to_head.as_str()),
-                        &text(|c| &c.permanent_residence.address),
-                        &text(|c| &c.permanent_residence.commune_code),
-                        &temp(|r| &r.address),
-                        &temp(|r| &r.commune_code),
-                        &text(|c| c.marital_status.as_str()),
-                        &text(|c| &c.phone),
-                        &events,
-                        &disputed,
-                        &cursors,
-                        &at,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
+            sql::execute(
+                client,
+                &sql,
+                &[
+                    &ids,
+                    &wards,
+                    &text(|c| &c.full_name),
+                    &births,
+                    &text(|c| c.sex.as_str()),
+                    &text(|c| &c.ethnicity),
+                    &text(|c| &c.nationality),
+                    &text(|c| &c.household_id),
+                    &text(|c| c.relationship_to_head.as_str()),
+                    &text(|c| &c.permanent_residence.address),
+                    &text(|c| &c.permanent_residence.commune_code),
+                    &temp(|r| &r.address),
+                    &temp(|r| &r.commune_code),
+                    &text(|c| c.marital_status.as_str()),
+                    &text(|c| &c.phone),
+                    &events,
+                    &disputed,
+                    &cursors,
+                    &at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         Kind::Business => {
             let b: Vec<&crate::model::Business> = shown
@@ -241,26 +241,26 @@ pub(super) async fn write_typed(
                      sector_code = EXCLUDED.sector_code, status = EXCLUDED.status,
                      registration_date = EXCLUDED.registration_date, {common}"
             );
-            client
-                .execute(
-                    &sql,
-                    &[
-                        &ids,
-                        &wards,
-                        &text(|b| b.form.as_str()),
-                        &text(|b| &b.name),
-                        &text(|b| &b.owner_personal_id),
-                        &text(|b| &b.address),
-                        &text(|b| &b.sector_code),
-                        &text(|b| b.status.as_str()),
-                        &dates,
-                        &disputed,
-                        &cursors,
-                        &at,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
+            sql::execute(
+                client,
+                &sql,
+                &[
+                    &ids,
+                    &wards,
+                    &text(|b| b.form.as_str()),
+                    &text(|b| &b.name),
+                    &text(|b| &b.owner_personal_id),
+                    &text(|b| &b.address),
+                    &text(|b| &b.sector_code),
+                    &text(|b| b.status.as_str()),
+                    &dates,
+                    &disputed,
+                    &cursors,
+                    &at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         Kind::Land => {
             let l: Vec<&crate::model::LandParcel> = shown
@@ -298,29 +298,29 @@ pub(super) async fn write_typed(
                 split_a = split("a"),
                 split_o = split("o"),
             );
-            client
-                .execute(
-                    &sql,
-                    &[
-                        &ids,
-                        &wards,
-                        &text(|l| &l.commune_code),
-                        &text(|l| &l.map_sheet),
-                        &text(|l| &l.parcel_number),
-                        &list(|l| &l.aliases),
-                        &areas,
-                        &text(|l| &l.land_use_type),
-                        &list(|l| &l.owners),
-                        &text(|l| &l.certificate_serial),
-                        &text(|l| &l.address),
-                        &registrations,
-                        &disputed,
-                        &cursors,
-                        &at,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
+            sql::execute(
+                client,
+                &sql,
+                &[
+                    &ids,
+                    &wards,
+                    &text(|l| &l.commune_code),
+                    &text(|l| &l.map_sheet),
+                    &text(|l| &l.parcel_number),
+                    &list(|l| &l.aliases),
+                    &areas,
+                    &text(|l| &l.land_use_type),
+                    &list(|l| &l.owners),
+                    &text(|l| &l.certificate_serial),
+                    &text(|l| &l.address),
+                    &registrations,
+                    &disputed,
+                    &cursors,
+                    &at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
         }
     }
     Ok(())

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
-use super::pg_err;
 use super::rows::{Shown, ts, write_typed};
+use super::{pg_err, sql};
 use crate::model::{Kind, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::city::apply::{LoggedRef, Target};
 use crate::store::codec::{decode, encode};
@@ -77,13 +77,15 @@ impl PgTarget {
         }
         // Both at once: statements on one connection are pipelined.
         let (states, conflicts) = futures::try_join!(
-            client.query(
+            sql::query(
+                client,
                 "SELECT s.kind, s.id, s.state, s.shown, s.last_cursor
                  FROM unnest($1::text[], $2::text[]) AS k(kind, id)
                  JOIN record_states s ON s.kind = k.kind AND s.id = k.id",
                 &params,
             ),
-            client.query(
+            sql::query(
+                client,
                 "SELECT c.entry FROM unnest($1::text[], $2::text[]) AS k(kind, id)
                  JOIN conflicts c ON c.kind = k.kind AND c.id = k.id",
                 &params,
@@ -117,13 +119,13 @@ impl PgTarget {
         ward: &WardCode,
         seq: u64,
     ) -> Result<Option<Quarantined>, StoreError> {
-        let row = client
-            .query_opt(
-                "SELECT entry FROM quarantine WHERE ward = $1 AND seq = $2 AND discarded_by IS NULL",
-                &[&ward.as_str(), &(seq as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
+        let row = sql::query_opt(
+            client,
+            "SELECT entry FROM quarantine WHERE ward = $1 AND seq = $2 AND discarded_by IS NULL",
+            &[&ward.as_str(), &(seq as i64)],
+        )
+        .await
+        .map_err(pg_err)?;
         let q: Option<Quarantined> = row.map(|r| decode(b"quarantine.entry", r.get(0))).transpose()?;
         if let Some(q) = &q {
             self.quarantined.insert((ward.clone(), seq), q.clone());
@@ -153,46 +155,49 @@ impl PgTarget {
             let wards: Vec<&str> = self.downstream.keys().map(|(w, _)| w.as_str()).collect();
             let cursors: Vec<i64> = self.downstream.keys().map(|(_, c)| *c as i64).collect();
             let whole: Vec<bool> = self.downstream.values().copied().collect();
-            client
-                .execute(
-                    "INSERT INTO downstream (ward, cursor, whole)
+            sql::execute(
+                client,
+                "INSERT INTO downstream (ward, cursor, whole)
                      SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[])
                      ON CONFLICT (ward, cursor) DO UPDATE SET whole = EXCLUDED.whole",
-                    &[&wards, &cursors, &whole],
-                )
-                .await
-                .map_err(pg_err)?;
+                &[&wards, &cursors, &whole],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         Ok(())
     }
 
     async fn write_quarantine(&self, client: &impl GenericClient) -> Result<(), StoreError> {
         for q in &self.quarantine {
-            client
-                .execute(
-                    "INSERT INTO quarantine (ward, seq, reason, at, entry) VALUES ($1, $2, $3, $4, $5)",
-                    &[&q.ward.as_str(), &(q.seq as i64), &q.reason, &ts(q.at_ms), &encode(q)],
-                )
-                .await
-                .map_err(pg_err)?;
+            sql::execute(
+                client,
+                "INSERT INTO quarantine (ward, seq, reason, at, entry) VALUES ($1, $2, $3, $4, $5)",
+                &[&q.ward.as_str(), &(q.seq as i64), &q.reason, &ts(q.at_ms), &encode(q)],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         for (ward, seq, discarded) in &self.settled {
             let (ward, seq) = (ward.as_str(), *seq as i64);
             match discarded {
                 None => {
-                    client
-                        .execute("DELETE FROM quarantine WHERE ward = $1 AND seq = $2", &[&ward, &seq])
-                        .await
+                    sql::execute(
+                        client,
+                        "DELETE FROM quarantine WHERE ward = $1 AND seq = $2",
+                        &[&ward, &seq],
+                    )
+                    .await
                 }
                 Some(d) => {
                     let at = ts(d.at_ms);
-                    client
-                        .execute(
-                            "UPDATE quarantine SET discarded_by = $3, discarded_reason = $4, discarded_at = $5
+                    sql::execute(
+                        client,
+                        "UPDATE quarantine SET discarded_by = $3, discarded_reason = $4, discarded_at = $5
                              WHERE ward = $1 AND seq = $2",
-                            &[&ward, &seq, &d.by, &d.reason, &at],
-                        )
-                        .await
+                        &[&ward, &seq, &d.by, &d.reason, &at],
+                    )
+                    .await
                 }
             }
             .map_err(pg_err)?;
@@ -227,16 +232,16 @@ impl PgTarget {
             last.values().map(|(_, r, ..)| r.as_ref().map(|r| r.ward.as_str())).collect();
         let cursors: Vec<i64> = last.values().map(|(_, _, c, _)| *c as i64).collect();
         let states_written = async {
-            client
-                .execute(
-                    "INSERT INTO record_states (kind, id, state, shown, ward, last_cursor)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bigint[])
-                     ON CONFLICT (kind, id) DO UPDATE SET state = EXCLUDED.state, shown = EXCLUDED.shown,
-                         ward = EXCLUDED.ward, last_cursor = EXCLUDED.last_cursor",
-                    &[&kinds, &ids, &states, &shown, &wards, &cursors],
-                )
-                .await
-                .map_err(pg_err)
+            sql::execute(
+                client,
+                "INSERT INTO record_states (kind, id, state, shown, ward, last_cursor)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bigint[])
+                 ON CONFLICT (kind, id) DO UPDATE SET state = EXCLUDED.state, shown = EXCLUDED.shown,
+                     ward = EXCLUDED.ward, last_cursor = EXCLUDED.last_cursor",
+                &[&kinds, &ids, &states, &shown, &wards, &cursors],
+            )
+            .await
+            .map_err(pg_err)
         };
         // The at-time of a state change is that of its log entry.
         let at_of: HashMap<&RecordKey, i64> = self.log.iter().map(|l| (&l.key, l.at_ms)).collect();
@@ -271,14 +276,14 @@ impl PgTarget {
             let kinds: Vec<&str> = gone.iter().map(|((k, _), _)| k.kind().as_str()).collect();
             let ids: Vec<&str> = gone.iter().map(|((k, _), _)| k.id()).collect();
             let fields: Vec<&str> = gone.iter().map(|((_, f), _)| f.as_str()).collect();
-            client
-                .execute(
-                    "DELETE FROM conflicts c USING unnest($1::text[], $2::text[], $3::text[]) AS g(kind, id, field)
-                     WHERE c.kind = g.kind AND c.id = g.id AND c.field = g.field",
-                    &[&kinds, &ids, &fields],
-                )
-                .await
-                .map_err(pg_err)?;
+            sql::execute(
+                client,
+                "DELETE FROM conflicts c USING unnest($1::text[], $2::text[], $3::text[]) AS g(kind, id, field)
+                 WHERE c.kind = g.kind AND c.id = g.id AND c.field = g.field",
+                &[&kinds, &ids, &fields],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         let open: Vec<&Conflict> = open.into_iter().filter_map(|(_, c)| c.as_ref()).collect();
         if open.is_empty() {
@@ -294,18 +299,18 @@ impl PgTarget {
         let opened: Vec<_> = open.iter().map(|c| ts(c.opened_at_ms)).collect();
         let updated: Vec<_> = open.iter().map(|c| ts(c.updated_at_ms)).collect();
         let entries: Vec<Vec<u8>> = open.iter().map(|c| encode(*c)).collect();
-        client
-            .execute(
-                "INSERT INTO conflicts (kind, id, field, owner, policy, contenders, opened_at, updated_at, entry)
+        sql::execute(
+            client,
+            "INSERT INTO conflicts (kind, id, field, owner, policy, contenders, opened_at, updated_at, entry)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
                                       $7::timestamptz[], $8::timestamptz[], $9::bytea[])
                  ON CONFLICT (kind, id, field) DO UPDATE SET owner = EXCLUDED.owner, policy = EXCLUDED.policy,
                      contenders = EXCLUDED.contenders, opened_at = EXCLUDED.opened_at,
                      updated_at = EXCLUDED.updated_at, entry = EXCLUDED.entry",
-                &[&kinds, &ids, &fields, &owners, &policies, &contenders, &opened, &updated, &entries],
-            )
-            .await
-            .map_err(pg_err)?;
+            &[&kinds, &ids, &fields, &owners, &policies, &contenders, &opened, &updated, &entries],
+        )
+        .await
+        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -334,25 +339,13 @@ impl PgTarget {
                   AS t(c, w, i, a, k, d, s, f, v, x, e)",
             split_f = super::rows::split("f")
         );
-        client
-            .execute(
-                &sql,
-                &[
-                    &cursors,
-                    &wards,
-                    &identities,
-                    &at,
-                    &kinds,
-                    &ids,
-                    &seqs,
-                    &fields,
-                    &values,
-                    &deleted,
-                    &entries,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
+        sql::execute(
+            client,
+            &sql,
+            &[&cursors, &wards, &identities, &at, &kinds, &ids, &seqs, &fields, &values, &deleted, &entries],
+        )
+        .await
+        .map_err(pg_err)?;
         Ok(())
     }
 }

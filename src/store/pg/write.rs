@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::target::PgTarget;
-use super::{PgCityStore, pg_err, pool_err, rows};
+use super::{PgCityStore, pg_err, pool_err, rows, sql};
 use crate::model::{Hlc, RecordKey, WardCode};
 use crate::store::city::apply::{GroupWrite, city_clock_at};
 use crate::store::{GroupOutcome, Incoming, StoreError, WardBatch, WardState};
@@ -58,19 +58,19 @@ impl PgCityStore {
         };
         // The lock first, and only then what it guards is read.
         let lock = "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE";
-        let ((), clock) =
-            futures::try_join!(tx.batch_execute(commit), tx.query_one(lock, &[])).map_err(pg_err)?;
+        let (_, clock) = futures::try_join!(sql::execute(&tx, commit, &[]), sql::query_one(&tx, lock, &[]))
+            .map_err(pg_err)?;
         let cursor = clock.get::<_, i64>(0) as u64;
         let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
         let writes = clock.get::<_, i64>(3) + 1;
         let mut target = PgTarget::default();
         if let Some((ward, seq)) = &ahead.quarantined
-            && let Some(q) = target.read_quarantined(&*tx, ward, *seq).await?
+            && let Some(q) = target.read_quarantined(&tx, ward, *seq).await?
             && let Some(c) = &q.change
         {
             ahead.keys.push(c.key.clone());
         }
-        let (before, ()) = futures::try_join!(rows::load_wards(&*tx), target.read_ahead(&*tx, &ahead.keys))?;
+        let (before, ()) = futures::try_join!(rows::load_wards(&tx), target.read_ahead(&tx, &ahead.keys))?;
         let mut w = GroupWrite::new(target, &self.policies, cursor, city_clock_at(stored, now_ms), now_ms);
         let mut wards = before.clone();
         let out = f(&mut w, &mut wards)?;
@@ -78,17 +78,17 @@ impl PgCityStore {
         let noted = w.target.noted();
         let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
         let clock_written = async {
-            let records: Vec<i64> = tx
-                .query_one(
-                    "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
+            let records: Vec<i64> = sql::query_one(
+                &tx,
+                "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
                          records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
                                         records[3] + ($4::bigint[])[3]]
                      WHERE id = 1 RETURNING records",
-                    &[&new_cursor, &wall, &logical, &counted],
-                )
-                .await
-                .map_err(pg_err)?
-                .get(0);
+                &[&new_cursor, &wall, &logical, &counted],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
             if new_cursor as u64 > cursor {
                 // Heard by every city process once committed: the wards
                 // named are sent the new changes (a payload has room for
@@ -98,14 +98,16 @@ impl PgCityStore {
                     wards = vec!["*"];
                 }
                 let payload = format!("{new_cursor} {}", wards.join(","));
-                tx.execute("SELECT pg_notify('wardsync_log', $1)", &[&payload]).await.map_err(pg_err)?;
+                sql::execute(&tx, "SELECT pg_notify('wardsync_log', $1)", &[&payload])
+                    .await
+                    .map_err(pg_err)?;
             }
             Ok::<_, StoreError>(records)
         };
         // Every table's statement at once: pipelined, one round trip.
         let ((), (), records) = futures::try_join!(
-            w.target.write(&*tx, &self.policies),
-            rows::save_wards(&*tx, &before, &wards),
+            w.target.write(&tx, &self.policies),
+            rows::save_wards(&tx, &before, &wards),
             clock_written
         )?;
         tx.commit().await.map_err(pg_err)?;
