@@ -45,6 +45,8 @@ work=$(mktemp -d /tmp/wardsync-pg.XXXXXX)
 trap 'for n in ward city store; do as_pg "$pg/pg_ctl" -D "$work/$n" stop -m immediate >/dev/null 2>&1 || true; done
       rm -rf "$work"' EXIT
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 [[ $(id -u) == 0 ]] && chown postgres "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ward_port=$(free_port)
@@ -114,8 +116,6 @@ load_staging() { # FILE: the rows to insert or update, numbered from 1
     ward -c "TRUNCATE staging RESTART IDENTITY; ALTER SEQUENCE pick RESTART;" \
          -c "\\copy staging (key, ward, body) FROM '$work/rows/$1' WITH (FORMAT csv)"
 }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 caught_up() { # waits until the subscriber has flushed everything the publisher wrote
     local target
     target=$(ward -At -c "SELECT pg_current_wal_lsn()")

@@ -16,7 +16,8 @@
 //!   [`store::CityStore`], embedded over an engine (merged records, indexes
 //!   by ward, household, owner and folded name, change log, ward state,
 //!   quarantine), and [`store::pg::PgCityStore`] on PostgreSQL (typed
-//!   tables for the data office, several city processes on one database).
+//!   tables for the data office, several city processes on one database,
+//!   TLS verified against the CA the city is given).
 //!   Both apply changes with one shared merge (`store::city::apply`,
 //!   writing through a `Target`). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
@@ -65,7 +66,9 @@
 //!    PostgreSQL, the same transaction, which reads it) as the changes,
 //!    duplicates are skipped and gaps rejected. What the city reports as
 //!    applied (acks, `Welcome`, its ward table) is only ever what is
-//!    durable (flushed; on PostgreSQL, committed). On PostgreSQL every
+//!    durable (flushed; on PostgreSQL, committed, with COMMIT waiting for
+//!    the WAL on disk whatever `synchronous_commit` the server sets, and a
+//!    server with `fsync = off` refused). On PostgreSQL every
 //!    write holds the lock on the `city_clock` row until COMMIT, so log
 //!    cursors become visible in their order, whichever city process wrote.
 //! 5. A ward writes only valid records it owns, with one exception: a

@@ -138,6 +138,7 @@ async fn messages_waiting_in_a_wards_stream_are_applied_together_in_order() {
         }
     }
     drop(sender.await.unwrap());
+    eprintln!("{N} messages applied in {acks} commits");
     assert_each_seq_once(&city_log(&mut q).await, "00082", N);
     assert!(acks < N / 2, "{acks} acks for {N} messages: each message was committed on its own");
 }
