@@ -149,7 +149,7 @@ async fn crash_under_load(mutation: Option<&str>, crashes: usize, fault: Fault) 
             async move { Ok(status(&mut c).await?.acked_seq > 100 * n) }
         })
         .await
-        .unwrap();
+        .map_err(|e| format!("replication stalled after {} of the faults: {e}", n - 1))?;
         pg.crash();
         if let Some(disk) = &disk {
             dropped += disk.cut().bytes;

@@ -11,12 +11,24 @@
 
 use std::path::Path;
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
+
+/// Every commit of the city's connections returns once its WAL is on disk,
+/// even where the server, the database or the role says
+/// `synchronous_commit = off` (advice to make PostgreSQL faster; with it, a
+/// power cut loses commits already confirmed: changes the wards were told
+/// were applied and have deleted, or the schema itself). The session keeps
+/// any other setting the server has (`on`, `local`, `remote_write`,
+/// `remote_apply`: all wait for the local WAL flush), pinned for the
+/// connection's life.
+const SYNCHRONOUS: &str = "SELECT set_config('synchronous_commit',
+     CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,
+     false)";
 
 /// The database's address and how to secure the connection to it.
 #[derive(Clone)]
@@ -56,13 +68,21 @@ impl Connect {
         Ok(Connect { config, tls: Some(MakeRustlsConnect::new(tls)) })
     }
 
-    /// A connection pool's manager for this database.
-    pub fn manager(&self) -> Manager {
+    /// A pool of at most `size` connections to this database, each made to
+    /// commit synchronously (see [`SYNCHRONOUS`]).
+    pub fn pool(&self, size: usize) -> Result<Pool, StoreError> {
         let recycle = || ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        match &self.tls {
+        let manager = match &self.tls {
             Some(tls) => Manager::from_config(self.config.clone(), tls.clone(), recycle()),
             None => Manager::from_config(self.config.clone(), tokio_postgres::NoTls, recycle()),
-        }
+        };
+        Pool::builder(manager)
+            .max_size(size)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move { client.batch_execute(SYNCHRONOUS).await.map_err(HookError::Backend) })
+            }))
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot set up connections to the city database: {e}")))
     }
 
     /// One connection of its own (to LISTEN on), outside the pool.

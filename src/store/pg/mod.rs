@@ -125,10 +125,7 @@ impl PgCityStore {
     /// they changed).
     pub async fn open(url: &str, ca: Option<&Path>, policies: Policies) -> Result<PgCityStore, StoreError> {
         let connect = Connect::new(url, ca)?;
-        let pool = Pool::builder(connect.manager())
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| StoreError::Io(format!("cannot set up connections to the city database: {e}")))?;
+        let pool = connect.pool(POOL_SIZE)?;
         let mut client = pool.get().await.map_err(pool_err)?;
         check_durable(&client).await?;
         migrate(&mut client).await.map_err(|e| match e {
@@ -168,7 +165,7 @@ impl PgCityStore {
 /// Refuses a server that does not keep what it commits across a power cut
 /// (`fsync = off`); warns of one that may tear pages (`full_page_writes =
 /// off`, safe only where the file system writes a page at once).
-/// `synchronous_commit` is the city's own choice (see `write.rs`).
+/// `synchronous_commit` is the city's own choice (see `connect.rs`).
 async fn check_durable(client: &tokio_postgres::Client) -> Result<(), StoreError> {
     let row = client
         .query_one("SELECT current_setting('fsync'), current_setting('full_page_writes')", &[])

@@ -22,15 +22,6 @@ pub(super) fn publish(durable: &tokio::sync::watch::Sender<u64>, cursor: u64) {
     });
 }
 
-/// A write's COMMIT returns once its WAL is on disk, even where the server
-/// or the database says `synchronous_commit = off` (advice to make
-/// PostgreSQL faster; with it, a power cut loses commits already confirmed,
-/// which wards were told were applied and deleted). Other settings (`on`,
-/// `local`, `remote_write`, `remote_apply`) all wait for the local WAL
-/// flush and are kept.
-const SYNCHRONOUS: &str =
-    "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'";
-
 /// What a write reads ahead besides the ward states.
 #[derive(Default)]
 pub(super) struct ReadAhead {
@@ -51,15 +42,12 @@ impl PgCityStore {
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let commit = if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
-            "SET LOCAL synchronous_commit = off"
-        } else {
-            SYNCHRONOUS
-        };
+        if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
+            tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_err)?;
+        }
         // The lock first, and only then what it guards is read.
         let lock = "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE";
-        let (_, clock) = futures::try_join!(sql::execute(&tx, commit, &[]), sql::query_one(&tx, lock, &[]))
-            .map_err(pg_err)?;
+        let clock = sql::query_one(&tx, lock, &[]).await.map_err(pg_err)?;
         let cursor = clock.get::<_, i64>(0) as u64;
         let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
         let writes = clock.get::<_, i64>(3) + 1;
