@@ -70,7 +70,10 @@
 //!    the WAL on disk whatever `synchronous_commit` the server sets, and a
 //!    server with `fsync = off` refused). On PostgreSQL every
 //!    write holds the lock on the `city_clock` row until COMMIT, so log
-//!    cursors become visible in their order, whichever city process wrote.
+//!    cursors become visible in their order, whichever city process wrote;
+//!    a group merged ahead of the lock (over a snapshot and what the group
+//!    before it wrote) is written only if the row is, under the lock, the
+//!    one it merged from, else merged again.
 //! 5. A ward writes only valid records it owns, with one exception: a
 //!    civil-status registration (marriage, divorce, death) it makes sets the
 //!    events and marital status of another ward's citizen, built on the

@@ -36,6 +36,107 @@ async fn a_log_reader_never_skips_a_cursor_while_two_processes_write() {
     assert!(reader.changes_since(120, 10).await.unwrap().is_empty());
 }
 
+/// Groups called one after another without waiting are each merged while
+/// the one before writes, over what that one wrote; two processes doing so
+/// on one database make groups find another's write in between, and merge
+/// again. Group `s` of a ward creates its citizen `s` and deletes citizen
+/// `s - 1`, which only the group before it wrote: a group merged without
+/// what the one before wrote, or over a stale ward state, leaves the
+/// counters unequal to the records (or the deleted citizen shown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_merged_while_the_one_before_writes_lose_nothing_of_it_or_of_another_process() {
+    let pg = pg::test_cluster::Postgres::start();
+    let a = Arc::new(pg::PgCityStore::open(&pg.url(), None, Policies::default()).await.unwrap());
+    let b = Arc::new(pg::PgCityStore::open(&pg.url(), None, Policies::default()).await.unwrap());
+    const GROUPS: u64 = 60;
+    let writers: Vec<_> = [(a.clone(), "00082"), (b.clone(), "00145")]
+        .into_iter()
+        .map(|(store, code)| {
+            let w = ward(code);
+            let groups: Vec<_> = (1..=GROUPS)
+                .map(|s| {
+                    // The ward's changes 1, then 2 and 3, 4 and 5...
+                    let seq = (2 * s).saturating_sub(2).max(1);
+                    let mut group = vec![stamped(Change { seq, ..change(code, s) }, code, 10 * s, &[])];
+                    if s > 1 {
+                        let gone =
+                            Change { seq: seq + 1, op: Op::Delete, fields: vec![], ..change(code, s - 1) };
+                        group.push(stamped(gone, code, 10 * s + 1, &[(code, 10 * (s - 1))]));
+                    }
+                    store.apply_group(vec![batch(&w, group)], s as i64, ctx(), NO_SKEW_LIMIT)
+                })
+                .collect();
+            tokio::spawn(futures::future::join_all(groups))
+        })
+        .collect();
+    for w in writers {
+        for (i, out) in w.await.unwrap().into_iter().enumerate() {
+            // Each answer is the ward's last change applied.
+            assert_eq!(out.unwrap(), [Ok(2 * i as u64 + 1)], "group {}", i + 1);
+        }
+    }
+    for store in [&a, &b] {
+        store.reload().await.unwrap();
+        for code in ["00082", "00145"] {
+            assert_eq!(owned(&**store as &dyn CityDb, &ward(code)).await, 1, "ward {code}");
+            let left = store.list(Kind::Citizen, Some(&ward(code)), "", 10).await.unwrap();
+            assert_eq!(left.len(), 1, "ward {code}");
+            assert_eq!(left[0].key_id(), citizen(code, GROUPS).key_id(), "ward {code}");
+        }
+    }
+    let log = a.changes_since(0, 1000).await.unwrap();
+    let cursors: Vec<u64> = log.iter().map(|l| l.cursor).collect();
+    assert_eq!(cursors, (1..=4 * GROUPS - 2).collect::<Vec<_>>());
+}
+
+/// A group of one process merged ahead, while another process's group
+/// takes the lock first and commits, finds the clock row moved on when it
+/// gets the lock, and merges again: each change gets a cursor of its own.
+/// The order is forced: the test holds the lock until both groups wait on
+/// it, the other process's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_merged_ahead_merges_again_after_another_processs_write() {
+    let pg = pg::test_cluster::Postgres::start();
+    let a = Arc::new(pg::PgCityStore::open(&pg.url(), None, Policies::default()).await.unwrap());
+    let b = Arc::new(pg::PgCityStore::open(&pg.url(), None, Policies::default()).await.unwrap());
+    let (mut holder, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let lock = holder.transaction().await.unwrap();
+    lock.execute("SELECT 1 FROM city_clock FOR UPDATE", &[]).await.unwrap();
+    let mut groups = Vec::new();
+    for (n, (store, code)) in [(b.clone(), "00145"), (a.clone(), "00082")].into_iter().enumerate() {
+        let group = vec![batch(&ward(code), vec![change(code, 1)])];
+        groups.push(tokio::spawn(store.apply_group(group, 1, ctx(), NO_SKEW_LIMIT)));
+        wait_for_lock_waiters(&pg, n as i64 + 1).await;
+    }
+    lock.commit().await.unwrap();
+    for g in groups {
+        assert_eq!(g.await.unwrap().unwrap(), [Ok(1)]);
+    }
+    let log = a.changes_since(0, 10).await.unwrap();
+    let written: Vec<(u64, &str)> = log.iter().map(|l| (l.cursor, l.change.key.id())).collect();
+    assert_eq!(written.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 2], "{written:?}");
+    assert_eq!(written[0].1, change("00145", 1).key.id(), "the write that took the lock first");
+}
+
+/// Waits until `n` sessions of the test cluster wait for a lock.
+async fn wait_for_lock_waiters(pg: &pg::test_cluster::Postgres, n: i64) {
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} sessions never waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// What a PostgreSQL city process reports of a ward (its counters) never
 /// goes back to an older figure when it re-reads the database (once a
 /// second) while it writes.

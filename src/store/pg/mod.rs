@@ -13,13 +13,17 @@
 //! `city_clock` and holds it until COMMIT: writes of every city process
 //! are serialised there, so log cursors are assigned and become visible in
 //! the same order, and a reader of the log (`cursor > n ORDER BY cursor`)
-//! can never see a cursor before an earlier one. A ward's last applied
+//! can never see a cursor before an earlier one. A group of ward batches
+//! reads and merges ahead of the lock while the group before it writes
+//! (see `group.rs`), and is written only if the row is, under the lock,
+//! the one it merged from. A ward's last applied
 //! sequence is read inside that transaction, so a ward that reconnects to
 //! another city process, or re-sends after one was killed, has each change
 //! applied once. Acknowledgements follow COMMIT.
 
 mod connect;
 mod db;
+mod group;
 mod policies;
 mod read;
 mod rows;
@@ -60,7 +64,7 @@ pub struct PgCityStore {
     /// this process knows (its own writes, the others' notifications).
     notes: Arc<Mutex<HashMap<WardCode, u64>>>,
     /// The end of the chain of groups waiting to be written, in call order.
-    tail: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
+    tail: Arc<Mutex<Option<group::Link>>>,
 }
 
 #[derive(Default)]
@@ -156,7 +160,7 @@ impl PgCityStore {
 
     /// Reads the ward states, record counts and log cursor again (other
     /// city processes write too).
-    async fn reload(&self) -> Result<(), StoreError> {
+    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         reload(&mut client, &self.cache, &self.durable).await
     }

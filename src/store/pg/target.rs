@@ -24,6 +24,12 @@ struct Stored {
     version: u64,
 }
 
+/// The records and conflicts a write left, as [`PgTarget::overlay`] takes them.
+pub(super) struct Overlay {
+    records: HashMap<RecordKey, Stored>,
+    conflicts: HashMap<(RecordKey, String), Option<Conflict>>,
+}
+
 /// The reads of one write, done ahead, and its writes, gathered.
 #[derive(Default)]
 pub(super) struct PgTarget {
@@ -205,10 +211,10 @@ impl PgTarget {
         Ok(())
     }
 
-    /// The records' states, what they show, and the office's typed rows.
-    async fn write_states(&self, client: &impl GenericClient, policies: &Policies) -> Result<(), StoreError> {
-        // Every record whose state or view changed, as it stands after the write.
-        let mut last: BTreeMap<&RecordKey, (Versioned, Option<Record>, u64, i64)> = BTreeMap::new();
+    /// Every record whose state or view this write changed, as it stands
+    /// after it: state, shown record, version (last cursor), at-time.
+    fn last(&self) -> BTreeMap<&RecordKey, (Versioned, Option<Record>, u64, i64)> {
+        let mut last = BTreeMap::new();
         for (key, (state, shown, cursor)) in &self.states {
             last.insert(key, (state.clone(), shown.clone(), *cursor, 0));
         }
@@ -221,6 +227,43 @@ impl PgTarget {
             e.1 = shown.clone();
             e.3 = *at_ms;
         }
+        last
+    }
+
+    /// What this write leaves in the records and conflicts it wrote, for a
+    /// write merged over a snapshot taken before this one committed.
+    pub(super) fn overlay(&self) -> Overlay {
+        let records = self
+            .last()
+            .into_iter()
+            .map(|(k, (state, shown, version, _))| (k.clone(), Stored { state, shown, version }))
+            .collect();
+        Overlay { records, conflicts: self.conflict_writes.clone() }
+    }
+
+    /// Lays `overlay` over what was read: the records and conflicts as an
+    /// earlier write left them.
+    pub(super) fn lay(&mut self, overlay: &Overlay) {
+        for (key, stored) in &overlay.records {
+            if let Some(read) = self.read.get_mut(key) {
+                *read = Some(stored.clone());
+            }
+        }
+        for ((key, field), c) in &overlay.conflicts {
+            if !self.read.contains_key(key) {
+                continue;
+            }
+            let at = (key.clone(), field.clone());
+            match c {
+                Some(c) => self.conflicts.insert(at, c.clone()),
+                None => self.conflicts.remove(&at),
+            };
+        }
+    }
+
+    /// The records' states, what they show, and the office's typed rows.
+    async fn write_states(&self, client: &impl GenericClient, policies: &Policies) -> Result<(), StoreError> {
+        let last = self.last();
         if last.is_empty() {
             return Ok(());
         }

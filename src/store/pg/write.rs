@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::target::PgTarget;
 use super::{PgCityStore, pg_err, pool_err, rows, sql};
 use crate::model::{Hlc, RecordKey, WardCode};
 use crate::store::city::apply::{GroupWrite, city_clock_at};
-use crate::store::{GroupOutcome, Incoming, StoreError, WardBatch, WardState};
+use crate::store::{StoreError, WardState};
 
 /// Publishes the log up to `cursor` (committed): readers waiting on it wake.
 pub(super) fn publish(durable: &tokio::sync::watch::Sender<u64>, cursor: u64) {
@@ -31,40 +30,128 @@ pub(super) struct ReadAhead {
     pub(super) quarantined: Option<(WardCode, u64)>,
 }
 
+/// The row of `city_clock`: where the log ends, the city's clock, and the
+/// number of writes committed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Clock {
+    pub(super) cursor: u64,
+    pub(super) hlc: Hlc,
+    pub(super) writes: i64,
+}
+
+/// What a write has read before it merges.
+pub(super) struct Read {
+    pub(super) clock: Clock,
+    pub(super) wards: HashMap<WardCode, WardState>,
+    pub(super) target: PgTarget,
+}
+
+/// A merged write, ready to be written.
+pub(super) struct Merged<T> {
+    pub(super) out: T,
+    pub(super) target: PgTarget,
+    before: HashMap<WardCode, WardState>,
+    pub(super) wards: HashMap<WardCode, WardState>,
+    from: Clock,
+    /// The clock row as this write leaves it.
+    pub(super) to: Clock,
+    counted: Vec<i64>,
+}
+
+/// Begins a write transaction on `client`.
+pub(super) async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_err)?;
+    }
+    Ok(tx)
+}
+
+/// Reads the clock row, locked until COMMIT if `lock`.
+pub(super) async fn read_clock(client: &impl GenericClient, lock: bool) -> Result<Clock, StoreError> {
+    let sql = if lock {
+        "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE"
+    } else {
+        "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1"
+    };
+    let row = sql::query_one(client, sql, &[]).await.map_err(pg_err)?;
+    Ok(Clock {
+        cursor: row.get::<_, i64>(0) as u64,
+        hlc: Hlc { wall_ms: row.get::<_, i64>(1) as u64, logical: row.get::<_, i64>(2) as u32 },
+        writes: row.get(3),
+    })
+}
+
+/// Reads what a write needs: the clock first (locked if `lock`: only then
+/// is what it guards read), the ward states and what `ahead` names.
+pub(super) async fn read(
+    client: &impl GenericClient,
+    lock: bool,
+    mut ahead: ReadAhead,
+) -> Result<Read, StoreError> {
+    let clock = read_clock(client, lock).await?;
+    let mut target = PgTarget::default();
+    if let Some((ward, seq)) = &ahead.quarantined
+        && let Some(q) = target.read_quarantined(client, ward, *seq).await?
+        && let Some(c) = &q.change
+    {
+        ahead.keys.push(c.key.clone());
+    }
+    let (wards, ()) = futures::try_join!(rows::load_wards(client), target.read_ahead(client, &ahead.keys))?;
+    Ok(Read { clock, wards, target })
+}
+
+impl<T> Merged<T> {
+    /// The clock row the merge started from.
+    pub(super) fn from(&self) -> Clock {
+        self.from
+    }
+}
+
 impl PgCityStore {
     /// Runs `f` over one transaction and commits it; returns once committed.
     pub(super) async fn write<T: Send>(
         &self,
         now_ms: i64,
-        mut ahead: ReadAhead,
+        ahead: ReadAhead,
         f: impl FnOnce(&mut GroupWrite<PgTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>
         + Send,
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        if crate::mutation::active(crate::mutation::Mutation::PgAsyncCommit) {
-            tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_err)?;
-        }
-        // The lock first, and only then what it guards is read.
-        let lock = "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE";
-        let clock = sql::query_one(&tx, lock, &[]).await.map_err(pg_err)?;
-        let cursor = clock.get::<_, i64>(0) as u64;
-        let stored = Hlc { wall_ms: clock.get::<_, i64>(1) as u64, logical: clock.get::<_, i64>(2) as u32 };
-        let writes = clock.get::<_, i64>(3) + 1;
-        let mut target = PgTarget::default();
-        if let Some((ward, seq)) = &ahead.quarantined
-            && let Some(q) = target.read_quarantined(&tx, ward, *seq).await?
-            && let Some(c) = &q.change
-        {
-            ahead.keys.push(c.key.clone());
-        }
-        let (before, ()) = futures::try_join!(rows::load_wards(&tx), target.read_ahead(&tx, &ahead.keys))?;
-        let mut w = GroupWrite::new(target, &self.policies, cursor, city_clock_at(stored, now_ms), now_ms);
-        let mut wards = before.clone();
+        let tx = begin(&mut client).await?;
+        let read = read(&tx, true, ahead).await?;
+        let merged = self.merge(read, now_ms, f)?;
+        self.finish(tx, merged).await
+    }
+
+    /// Runs `f` over what was read.
+    pub(super) fn merge<T>(
+        &self,
+        read: Read,
+        now_ms: i64,
+        f: impl FnOnce(&mut GroupWrite<PgTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>,
+    ) -> Result<Merged<T>, StoreError> {
+        let from = read.clock;
+        let mut w = GroupWrite::new(
+            read.target,
+            &self.policies,
+            from.cursor,
+            city_clock_at(from.hlc, now_ms),
+            now_ms,
+        );
+        let mut wards = read.wards.clone();
         let out = f(&mut w, &mut wards)?;
+        let to = Clock { cursor: w.cursor, hlc: w.hlc, writes: from.writes + 1 };
         let counted = w.kind_delta.to_vec();
-        let noted = w.target.noted();
-        let (new_cursor, wall, logical) = (w.cursor as i64, w.hlc.wall_ms as i64, i64::from(w.hlc.logical));
+        Ok(Merged { out, target: w.target, before: read.wards, wards, from, to, counted })
+    }
+
+    /// Writes a merged write in `tx`, which holds the lock on the clock row
+    /// as `m` read it, and commits it; returns once committed.
+    pub(super) async fn finish<T>(&self, tx: Transaction<'_>, m: Merged<T>) -> Result<T, StoreError> {
+        let noted = m.target.noted();
+        let (cursor, wall, logical) =
+            (m.to.cursor as i64, m.to.hlc.wall_ms as i64, i64::from(m.to.hlc.logical));
         let clock_written = async {
             let records: Vec<i64> = sql::query_one(
                 &tx,
@@ -72,12 +159,12 @@ impl PgCityStore {
                          records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
                                         records[3] + ($4::bigint[])[3]]
                      WHERE id = 1 RETURNING records",
-                &[&new_cursor, &wall, &logical, &counted],
+                &[&cursor, &wall, &logical, &m.counted],
             )
             .await
             .map_err(pg_err)?
             .get(0);
-            if new_cursor as u64 > cursor {
+            if m.to.cursor > m.from.cursor {
                 // Heard by every city process once committed: the wards
                 // named are sent the new changes (a payload has room for
                 // about 1,300 wards; beyond, the processes read the notes).
@@ -85,7 +172,7 @@ impl PgCityStore {
                 if wards.len() > 1000 {
                     wards = vec!["*"];
                 }
-                let payload = format!("{new_cursor} {}", wards.join(","));
+                let payload = format!("{cursor} {}", wards.join(","));
                 sql::execute(&tx, "SELECT pg_notify('wardsync_log', $1)", &[&payload])
                     .await
                     .map_err(pg_err)?;
@@ -94,59 +181,23 @@ impl PgCityStore {
         };
         // Every table's statement at once: pipelined, one round trip.
         let ((), (), records) = futures::try_join!(
-            w.target.write(&tx, &self.policies),
-            rows::save_wards(&tx, &before, &wards),
+            m.target.write(&tx, &self.policies),
+            rows::save_wards(&tx, &m.before, &m.wards),
             clock_written
         )?;
         tx.commit().await.map_err(pg_err)?;
-        super::note(&self.notes, noted, w.cursor);
+        super::note(&self.notes, noted, m.to.cursor);
         let mut cache = self.cache.lock().expect("poisoned");
         // A reload that read after this commit may have come first.
-        if writes > cache.writes {
-            cache.wards = wards;
+        if m.to.writes > cache.writes {
+            cache.wards = m.wards;
             for (n, counted) in cache.kinds.iter_mut().zip(records) {
                 *n = counted.max(0) as u64;
             }
-            cache.writes = writes;
+            cache.writes = m.to.writes;
         }
         drop(cache);
-        publish(&self.durable, w.cursor);
-        Ok(out)
-    }
-
-    /// See [`crate::store::CityDb::apply_group`]: each group waits for the
-    /// one before it, so groups are written in the order of the calls.
-    pub(super) fn apply_group_in_order(
-        &self,
-        group: Vec<WardBatch>,
-        now_ms: i64,
-        ctx: crate::model::Context,
-        max_skew_ms: u64,
-    ) -> BoxFuture<'static, GroupOutcome> {
-        let (done, next) = tokio::sync::oneshot::channel::<()>();
-        let before = self.tail.lock().expect("poisoned").replace(next);
-        let store = self.clone();
-        async move {
-            if let Some(before) = before {
-                // Done, failed or dropped: either way its turn is over.
-                let _ = before.await;
-            }
-            let keys = group
-                .iter()
-                .flat_map(|b| &b.changes)
-                .filter_map(|c| match c {
-                    Incoming::Change(c) => Some(c.key.clone()),
-                    Incoming::Malformed { .. } => None,
-                })
-                .collect();
-            let out = store
-                .write(now_ms, ReadAhead { keys, quarantined: None }, |w, wards| {
-                    w.apply_batches(&group, &ctx, max_skew_ms, wards)
-                })
-                .await;
-            drop(done);
-            out
-        }
-        .boxed()
+        publish(&self.durable, m.to.cursor);
+        Ok(m.out)
     }
 }
