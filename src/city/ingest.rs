@@ -3,6 +3,9 @@
 //! task shared by every ward (one atomic write and one flush per group),
 //! acknowledging each batch only once it is durable.
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +96,11 @@ impl Drop for StreamSlot {
 /// Sequence numbers at or above this are refused as claims (2^62: no ward
 /// writes that many changes), leaving room to number what follows.
 const MAX_SEQ: u64 = 1 << 62;
+
+/// Batches of one ward being applied at once: the next is gathered and
+/// queued while one commits, so a ward with a backlog keeps the city's
+/// pipeline full (groups are applied in the order they are queued).
+const IN_FLIGHT_PER_WARD: usize = 2;
 
 /// Most changes in one downstream message.
 const DOWNSTREAM_BATCH: usize = 256;
@@ -188,19 +196,26 @@ impl SyncService {
     ) {
         // A message read while gathering that could not join the batch.
         let mut held = None;
-        let result = loop {
+        // The ward's batches being applied, oldest first.
+        let mut applying = FuturesOrdered::new();
+        let result = 'pump: loop {
             // Biased (in this order): a seeded simulation then replays exactly.
-            let msg = match held.take() {
-                Some(m) => m,
-                None => tokio::select! {
-                    biased;
-                    _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
-                        CityError::ShuttingDown
-                    } else {
-                        CityError::Replaced(ward.clone())
-                    }),
-                    m = inbound.message() => m,
-                },
+            let msg = tokio::select! {
+                biased;
+                _ = session.cancelled() => break Err(if self.cancel.is_cancelled() {
+                    CityError::ShuttingDown
+                } else {
+                    CityError::Replaced(ward.clone())
+                }),
+                Some(applied) = applying.next(), if !applying.is_empty() => {
+                    match self.acked(&slot, &tx, applied).await {
+                        Ok(true) => continue,
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                }
+                m = async { match held.take() { Some(m) => m, None => inbound.message().await } },
+                    if applying.len() < IN_FLIGHT_PER_WARD => m,
             };
             let batch = match msg {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
@@ -219,16 +234,29 @@ impl SyncService {
                 }
             };
             let batch = self.gather(batch, &mut inbound, &slot, &mut held);
-            match self.apply(&ward, batch).await {
-                Ok(seq) => {
-                    slot.progress();
-                    if tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_err() {
-                        break Ok(());
+            if batch.changes.is_empty() {
+                // Answered with what is applied once the batches before it are.
+                while let Some(applied) = applying.next().await {
+                    match self.acked(&slot, &tx, applied).await {
+                        Ok(true) => {}
+                        Ok(false) => break 'pump Ok(()),
+                        Err(e) => break 'pump Err(e),
                     }
                 }
+            }
+            match self.queue(&ward, batch).await {
+                Ok(applied) => applying.push_back(applied),
                 Err(e) => break Err(e),
             }
         };
+        // A ward that ended its stream is still answered for what it sent.
+        if result.is_ok() {
+            while let Some(applied) = applying.next().await {
+                if !matches!(self.acked(&slot, &tx, applied).await, Ok(true)) {
+                    break;
+                }
+            }
+        }
         if let Err(e) = result {
             match e {
                 CityError::ShuttingDown => {
@@ -348,7 +376,14 @@ impl SyncService {
         Ok(last - first + 1)
     }
 
-    async fn apply(&self, ward: &WardCode, batch: pb::Batch) -> Result<u64, CityError> {
+    /// Checks `batch` and queues it to be applied after every batch queued
+    /// before it; the future answers the ward's last applied change once
+    /// the batch is applied and durable.
+    async fn queue(
+        &self,
+        ward: &WardCode,
+        batch: pb::Batch,
+    ) -> Result<BoxFuture<'static, Result<u64, CityError>>, CityError> {
         if batch.changes.len() > self.limits.max_batch_changes {
             return Err(CityError::Invalid(crate::model::ValidationError::single(
                 "batch.changes",
@@ -362,20 +397,32 @@ impl SyncService {
         let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
-            _ => return Ok(self.store.last_applied(ward)),
+            _ => return Ok(futures::future::ready(Ok(self.store.last_applied(ward))).boxed()),
         };
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
         let started = std::time::Instant::now();
         let wb = WardBatch { ward: ward.clone(), changes };
-        let applied = self
-            .applier
-            .submit(wb)
-            .instrument(span.clone())
-            .await
-            .map_err(|_| CityError::ShuttingDown)???;
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        tracing::debug!(parent: &span, applied, "batch applied");
-        Ok(applied)
+        let answer =
+            self.applier.queue(wb).instrument(span.clone()).await.map_err(|_| CityError::ShuttingDown)?;
+        Ok(async move {
+            let applied = answer.await.map_err(|_| CityError::ShuttingDown)???;
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+            tracing::debug!(parent: &span, applied, "batch applied");
+            Ok(applied)
+        }
+        .boxed())
+    }
+
+    /// Acknowledges an applied batch; false if the ward no longer listens.
+    async fn acked(
+        &self,
+        slot: &StreamSlot,
+        tx: &mpsc::Sender<Outbound>,
+        applied: Result<u64, CityError>,
+    ) -> Result<bool, CityError> {
+        let seq = applied?;
+        slot.progress();
+        Ok(tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_ok())
     }
 }
 

@@ -77,9 +77,15 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupCommit<Req, Resp> {
 
     /// Submits one request and waits for its response.
     pub async fn submit(&self, req: Req) -> Result<Resp, Closed> {
+        self.queue(req).await?.await.map_err(|_| Closed)
+    }
+
+    /// Queues one request: it is written after every request queued before
+    /// it returned, and its response comes on the receiver.
+    pub async fn queue(&self, req: Req) -> Result<oneshot::Receiver<Resp>, Closed> {
         let (tx, rx) = oneshot::channel();
         self.tx.send((req, tx)).await.map_err(|_| Closed)?;
-        rx.await.map_err(|_| Closed)
+        Ok(rx)
     }
 }
 
