@@ -281,6 +281,15 @@ async fn the_office_reads_the_city_in_sql_with_a_role_that_writes_nothing() {
     assert_eq!(answers[4].len(), 2, "created, then amended");
     let fields: Vec<String> = answers[4][1].get(4);
     assert!(!fields.is_empty() && !fields.contains(&"personal_id".to_string()), "{fields:?}");
+    // The values written, as JSON the office can query: each field's new value.
+    let written: serde_json::Value = answers[4][1].get(5);
+    let sent = wardsync::model::flatten(&amend(amended, 1));
+    for f in &fields {
+        let value: serde_json::Value = serde_json::from_str(&sent[f]).unwrap();
+        assert_eq!(written[f], value, "{f} in {written}");
+    }
+    assert_eq!(written["_exists"], serde_json::json!(true), "{written}");
+    assert_eq!(written.as_object().unwrap().len(), fields.len() + 1, "{written}");
 
     // Reading is all it may do.
     for denied in [

@@ -62,6 +62,10 @@ pub(crate) struct LoggedRef<'a> {
     pub(crate) by: &'a str,
     pub(crate) applied_at_ms: i64,
     pub(crate) change: &'a Change,
+    /// The field values the change writes (as [`Change::values`] makes
+    /// them), not encoded: made once for the merge and the log.
+    #[serde(skip)]
+    pub(crate) values: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// One atomic write being assembled: sees its own earlier changes.
@@ -209,15 +213,17 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         let (mut state, old) = self.take_shown(key)?;
         let old_conflicts = state.conflicts(key.kind(), self.policies);
         let raced = !change.context.covers(&state.seen);
-        let new = match &change.op {
+        let (new, values) = match &change.op {
             Op::Put(r) => {
                 let all = flatten(r);
-                state.apply(&put_values(&all, &change.fields), &change.stamp, &change.context);
-                state.materialize_put(key, self.policies, r, &all)
+                let values = put_values(&all, &change.fields);
+                state.apply(&values, &change.stamp, &change.context);
+                (state.materialize_put(key, self.policies, r, &all), values)
             }
             Op::Delete => {
-                state.apply(&deleted(), &change.stamp, &change.context);
-                state.materialize(key, self.policies)
+                let values = deleted();
+                state.apply(&values, &change.stamp, &change.context);
+                (state.materialize(key, self.policies), values)
             }
         };
         self.hlc = self.hlc.observe(change.stamp.hlc, self.now_ms.max(0) as u64);
@@ -231,6 +237,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             by,
             applied_at_ms: self.now_ms,
             change,
+            values: &values,
         };
         self.target.log(&logged);
         // Wards that owned the record before or after hear of changes made
@@ -460,8 +467,14 @@ mod tests {
             fields: vec!["phone".into()],
             op: Op::Put(record),
         };
-        let borrowed =
-            LoggedRef { cursor: 9, writer: "00082", by: "ward 00082", applied_at_ms: 5, change: &change };
+        let borrowed = LoggedRef {
+            cursor: 9,
+            writer: "00082",
+            by: "ward 00082",
+            applied_at_ms: 5,
+            change: &change,
+            values: &change.values(),
+        };
         let owned = super::super::LoggedChange {
             cursor: 9,
             writer: "00082".into(),

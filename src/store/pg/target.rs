@@ -5,6 +5,7 @@
 //! table, in the same transaction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -16,11 +17,13 @@ use crate::store::city::apply::{LoggedRef, Target};
 use crate::store::codec::{decode, encode};
 use crate::store::{Conflict, Discarded, Quarantined, StoreError};
 
-/// A record as read ahead: its state, the record it shows, its version.
+/// A record as read ahead, or as a write leaves it: its state, the record
+/// it shows, its version (last cursor). Shared, not copied, with the
+/// overlay handed to the next write.
 #[derive(Clone)]
 struct Stored {
-    state: Versioned,
-    shown: Option<Record>,
+    state: Arc<Versioned>,
+    shown: Option<Arc<Record>>,
     version: u64,
 }
 
@@ -36,8 +39,9 @@ pub(super) struct PgTarget {
     read: HashMap<RecordKey, Option<Stored>>,
     conflicts: HashMap<(RecordKey, String), Conflict>,
     quarantined: HashMap<(WardCode, u64), Quarantined>,
-    states: HashMap<RecordKey, (Versioned, Option<Record>, u64)>,
-    views: HashMap<RecordKey, (Option<Record>, u64, i64)>,
+    /// Records whose state changed: as the write leaves them (version: cursor).
+    states: HashMap<RecordKey, Stored>,
+    views: HashMap<RecordKey, (Option<Arc<Record>>, u64, i64)>,
     conflict_writes: HashMap<(RecordKey, String), Option<Conflict>>,
     log: Vec<LogRow>,
     downstream: BTreeMap<(WardCode, u64), bool>,
@@ -54,7 +58,8 @@ struct LogRow {
     key: RecordKey,
     seq: i64,
     fields: Vec<String>,
-    values: serde_json::Value,
+    /// The written values as a JSON object's text.
+    values: String,
     deleted: bool,
     entry: Vec<u8>,
 }
@@ -104,7 +109,8 @@ impl PgTarget {
             let shown: Option<Record> =
                 row.get::<_, Option<&[u8]>>(3).map(|b| decode(b"record_states.shown", b)).transpose()?;
             let version = row.get::<_, i64>(4) as u64;
-            self.read.insert(key, Some(Stored { state, shown, version }));
+            self.read
+                .insert(key, Some(Stored { state: Arc::new(state), shown: shown.map(Arc::new), version }));
         }
         for row in conflicts {
             let c: Conflict = decode(b"conflicts.entry", row.get(0))?;
@@ -213,19 +219,19 @@ impl PgTarget {
 
     /// Every record whose state or view this write changed, as it stands
     /// after it: state, shown record, version (last cursor), at-time.
-    fn last(&self) -> BTreeMap<&RecordKey, (Versioned, Option<Record>, u64, i64)> {
+    fn last(&self) -> BTreeMap<&RecordKey, (Stored, i64)> {
         let mut last = BTreeMap::new();
-        for (key, (state, shown, cursor)) in &self.states {
-            last.insert(key, (state.clone(), shown.clone(), *cursor, 0));
+        for (key, stored) in &self.states {
+            last.insert(key, (stored.clone(), 0));
         }
         for (key, (shown, cursor, at_ms)) in &self.views {
             let e = last.entry(key).or_insert_with(|| {
                 let s = self.read.get(key).cloned().flatten();
-                let state = s.as_ref().map(|s| s.state.clone()).unwrap_or_default();
-                (state, None, s.map_or(*cursor, |s| s.version), *at_ms)
+                let state = s.as_ref().map_or_else(Arc::default, |s| s.state.clone());
+                (Stored { state, shown: None, version: s.map_or(*cursor, |s| s.version) }, *at_ms)
             });
-            e.1 = shown.clone();
-            e.3 = *at_ms;
+            e.0.shown = shown.clone();
+            e.1 = *at_ms;
         }
         last
     }
@@ -233,11 +239,7 @@ impl PgTarget {
     /// What this write leaves in the records and conflicts it wrote, for a
     /// write merged over a snapshot taken before this one committed.
     pub(super) fn overlay(&self) -> Overlay {
-        let records = self
-            .last()
-            .into_iter()
-            .map(|(k, (state, shown, version, _))| (k.clone(), Stored { state, shown, version }))
-            .collect();
+        let records = self.last().into_iter().map(|(k, (stored, _))| (k.clone(), stored)).collect();
         Overlay { records, conflicts: self.conflict_writes.clone() }
     }
 
@@ -269,11 +271,12 @@ impl PgTarget {
         }
         let kinds: Vec<&str> = last.keys().map(|k| k.kind().as_str()).collect();
         let ids: Vec<&str> = last.keys().map(|k| k.id()).collect();
-        let states: Vec<Vec<u8>> = last.values().map(|(s, ..)| encode(s)).collect();
-        let shown: Vec<Option<Vec<u8>>> = last.values().map(|(_, r, ..)| r.as_ref().map(encode)).collect();
+        let states: Vec<Vec<u8>> = last.values().map(|(s, _)| encode(&*s.state)).collect();
+        let shown: Vec<Option<Vec<u8>>> =
+            last.values().map(|(s, _)| s.shown.as_deref().map(encode)).collect();
         let wards: Vec<Option<&str>> =
-            last.values().map(|(_, r, ..)| r.as_ref().map(|r| r.ward.as_str())).collect();
-        let cursors: Vec<i64> = last.values().map(|(_, _, c, _)| *c as i64).collect();
+            last.values().map(|(s, _)| s.shown.as_ref().map(|r| r.ward.as_str())).collect();
+        let cursors: Vec<i64> = last.values().map(|(s, _)| s.version as i64).collect();
         let states_written = async {
             sql::execute(
                 client,
@@ -292,14 +295,14 @@ impl PgTarget {
         for kind in Kind::ALL {
             let mut deleted = Vec::new();
             let mut rows = Vec::new();
-            for (key, (state, shown, cursor, at_ms)) in last.iter().filter(|(k, _)| k.kind() == kind) {
-                match shown {
+            for (key, (stored, at_ms)) in last.iter().filter(|(k, _)| k.kind() == kind) {
+                match &stored.shown {
                     None => deleted.push(key.id()),
                     Some(record) => rows.push(Shown {
                         key,
                         record,
-                        disputed: state.disputed(kind, policies),
-                        cursor: *cursor,
+                        disputed: stored.state.disputed(kind, policies),
+                        cursor: stored.version,
                         at_ms: at_of.get(key).copied().unwrap_or(*at_ms),
                     }),
                 }
@@ -370,15 +373,15 @@ impl PgTarget {
         let ids: Vec<&str> = l.iter().map(|r| r.key.id()).collect();
         let seqs: Vec<i64> = l.iter().map(|r| r.seq).collect();
         let fields: Vec<String> = l.iter().map(|r| super::rows::joined(&r.fields)).collect();
-        let values: Vec<&serde_json::Value> = l.iter().map(|r| &r.values).collect();
+        let values: Vec<&str> = l.iter().map(|r| r.values.as_str()).collect();
         let deleted: Vec<bool> = l.iter().map(|r| r.deleted).collect();
         let entries: Vec<&[u8]> = l.iter().map(|r| r.entry.as_slice()).collect();
         let sql = format!(
             "INSERT INTO change_log (cursor, ward, identity, applied_at, kind, id, seq, fields,
                                      field_values, deleted, entry)
-             SELECT c, w, i, a, k, d, s, {split_f}, v, x, e
+             SELECT c, w, i, a, k, d, s, {split_f}, v::jsonb, x, e
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                         $7::bigint[], $8::text[], $9::jsonb[], $10::bool[], $11::bytea[])
+                         $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::bytea[])
                   AS t(c, w, i, a, k, d, s, f, v, x, e)",
             split_f = super::rows::split("f")
         );
@@ -393,6 +396,28 @@ impl PgTarget {
     }
 }
 
+/// Field values (each JSON text, as [`crate::model::flatten`] makes them)
+/// as the text of one JSON object, without parsing them into values and
+/// writing them out again; a value that is not JSON is kept as a string.
+fn json_object(values: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(values.iter().map(|(f, v)| f.len() + v.len() + 4).sum::<usize>() + 2);
+    out.push('{');
+    for (i, (field, value)) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(field).expect("strings serialize"));
+        out.push(':');
+        if serde_json::from_str::<serde::de::IgnoredAny>(value).is_ok() {
+            out.push_str(value);
+        } else {
+            out.push_str(&serde_json::to_string(value).expect("strings serialize"));
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// The record key in columns `kind` and `id` of a row.
 pub(super) fn row_key(row: &tokio_postgres::Row, kind: usize, id: usize) -> Result<RecordKey, StoreError> {
     let (k, i): (&str, &str) = (row.get(kind), row.get(id));
@@ -403,14 +428,14 @@ pub(super) fn row_key(row: &tokio_postgres::Row, kind: usize, id: usize) -> Resu
 impl Target for PgTarget {
     fn state(&mut self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
         match self.read.get(key) {
-            Some(s) => Ok(s.as_ref().map(|s| s.state.clone())),
+            Some(s) => Ok(s.as_ref().map(|s| (*s.state).clone())),
             None => Err(not_read(&format!("the state of {key}"))),
         }
     }
 
     fn view(&mut self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         match self.read.get(key) {
-            Some(s) => Ok(s.as_ref().and_then(|s| s.shown.clone())),
+            Some(s) => Ok(s.as_ref().and_then(|s| s.shown.as_deref().cloned())),
             None => Err(not_read(&format!("the record {key}"))),
         }
     }
@@ -434,7 +459,9 @@ impl Target for PgTarget {
     }
 
     fn put_state(&mut self, key: &RecordKey, state: &Versioned, shown: Option<&Record>, cursor: u64) {
-        self.states.insert(key.clone(), (state.clone(), shown.cloned(), cursor));
+        let stored =
+            Stored { state: Arc::new(state.clone()), shown: shown.cloned().map(Arc::new), version: cursor };
+        self.states.insert(key.clone(), stored);
         self.views.remove(key);
     }
 
@@ -447,9 +474,9 @@ impl Target for PgTarget {
         at_ms: i64,
     ) {
         match self.states.get_mut(key) {
-            Some(s) => s.1 = new.cloned(),
+            Some(s) => s.shown = new.cloned().map(Arc::new),
             None => {
-                self.views.insert(key.clone(), (new.cloned(), cursor, at_ms));
+                self.views.insert(key.clone(), (new.cloned().map(Arc::new), cursor, at_ms));
             }
         }
     }
@@ -464,12 +491,6 @@ impl Target for PgTarget {
 
     fn log(&mut self, logged: &LoggedRef) {
         let change = logged.change;
-        let values = change.values();
-        let written: serde_json::Map<String, serde_json::Value> = values
-            .iter()
-            .filter(|(f, _)| change.fields.contains(f) || f.as_str() == crate::model::EXISTS)
-            .map(|(f, v)| (f.clone(), serde_json::from_str(v).unwrap_or_else(|_| serde_json::json!(v))))
-            .collect();
         self.log.push(LogRow {
             cursor: logged.cursor as i64,
             ward: logged.writer.to_string(),
@@ -478,7 +499,7 @@ impl Target for PgTarget {
             key: change.key.clone(),
             seq: change.seq as i64,
             fields: change.fields.clone(),
-            values: serde_json::Value::Object(written),
+            values: json_object(logged.values),
             deleted: matches!(change.op, crate::model::Op::Delete),
             entry: encode(logged),
         });
