@@ -303,7 +303,7 @@ impl Record {
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
         check_text(&serde_json::to_value(&self.body).expect("records serialize"), "record", &mut err);
-        let size = serde_json::to_vec(self).expect("records serialize").len();
+        let size = json_len(self);
         if size > super::strict::MAX_RECORD_BYTES {
             err.add(
                 "record",
@@ -329,6 +329,23 @@ impl Record {
         nfc(&mut v);
         serde_json::from_value(v).unwrap_or(self)
     }
+}
+
+/// The length of `value` as JSON, counted as it is written, not kept.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, value).expect("records serialize");
+    n.0
 }
 
 /// Every text of a record (a JSON value, at `path`): no control or

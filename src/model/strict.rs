@@ -24,9 +24,11 @@ pub fn earliest_date() -> NaiveDate {
 pub mod date {
     use super::*;
 
-    /// Writes the date as `YYYY-MM-DD`.
+    /// Writes the date as `YYYY-MM-DD`: chrono's `Display` of a date,
+    /// which writes what `%Y-%m-%d` does without parsing a format string
+    /// for each date (a record holds several, and is written many times).
     pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&d.format("%Y-%m-%d"))
+        s.collect_str(d)
     }
 
     /// Reads a date written exactly `YYYY-MM-DD`.
@@ -77,4 +79,22 @@ pub fn text_problem(text: &str, max_chars: usize) -> Option<String> {
 /// `text` in Unicode NFC.
 pub fn nfc(text: &str) -> String {
     text.nfc().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_as_yyyy_mm_dd() {
+        for text in ["0001-01-01", "1987-03-09", "2026-11-30", "9999-12-31"] {
+            let d = date::parse(text).unwrap();
+            let written = serde_json::to_string(&Dated(d)).unwrap();
+            assert_eq!(written, format!("\"{text}\""));
+            assert_eq!(d.to_string(), d.format("%Y-%m-%d").to_string());
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Dated(#[serde(with = "date")] NaiveDate);
 }
