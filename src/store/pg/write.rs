@@ -1,6 +1,8 @@
 //! Writes on PostgreSQL: one transaction per write, holding the lock on
 //! `city_clock` from its first statement to COMMIT (see the module docs of
-//! [`super`]); the shared merge runs in between over what was read ahead.
+//! [`super`]); the shared merge runs in between over what was read ahead
+//! (a group of ward batches may read and merge before the lock: see
+//! `group.rs`). Each step is its own function, shared by both.
 
 use std::collections::HashMap;
 
@@ -48,7 +50,7 @@ pub(super) struct Read {
 
 /// A merged write, ready to be written.
 pub(super) struct Merged<T> {
-    pub(super) out: T,
+    out: T,
     pub(super) target: PgTarget,
     before: HashMap<WardCode, WardState>,
     pub(super) wards: HashMap<WardCode, WardState>,
