@@ -143,6 +143,34 @@ async fn messages_waiting_in_a_wards_stream_are_applied_together_in_order() {
     assert!(acks < N / 2, "{acks} acks for {N} messages: each message was committed on its own");
 }
 
+/// A ward that sends its last batches and ends its stream without waiting
+/// for the acks still hears them: the city answers every batch it took,
+/// including those still being applied when the stream ended, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_that_ends_its_stream_still_hears_every_ack() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let (Session { tx, mut inbound }, _) =
+        open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    for n in 1..=3 {
+        tx.send(batch(&[change(n, "00082", 0, n as u32)])).await.unwrap();
+    }
+    drop(tx);
+    let mut last = 0;
+    while let Some(m) = inbound.message().await.unwrap() {
+        match m.msg {
+            Some(city_message::Msg::Ack(a)) => {
+                assert!(a.applied_seq >= last, "ack {} after {last}", a.applied_seq);
+                last = a.applied_seq;
+            }
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+    assert_eq!(last, 3, "the last ack before the stream ended");
+    assert_each_seq_once(&city_log(&mut q).await, "00082", 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_cannot_write_another_wards_records() {
     let env = Env::new();

@@ -33,7 +33,7 @@ const SYNCHRONOUS: &str = "SELECT set_config('synchronous_commit',
 /// The database's address and how to secure the connection to it.
 #[derive(Clone)]
 pub(crate) struct Connect {
-    pub config: tokio_postgres::Config,
+    config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
 }
 

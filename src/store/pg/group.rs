@@ -129,8 +129,10 @@ impl PgCityStore {
         };
         let tx = begin(&mut client).await?;
         let clock = read_clock(&tx, true).await?;
+        // (A group that handed nothing over wrote nothing: it hands over
+        // before it writes; so only a hand-over needs its commit.)
         let merged = match early {
-            Some(m) if m.from() == clock && (committed || before.is_none()) => m,
+            Some(m) if m.from == clock && (committed || before.is_none()) => m,
             _ => self.merge(read(&tx, true, ahead()).await?, now_ms, &work)?,
         };
         let _ = hand.send(Handoff {

@@ -160,7 +160,7 @@ impl PgCityStore {
 
     /// Reads the ward states, record counts and log cursor again (other
     /// city processes write too).
-    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+    async fn reload(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         reload(&mut client, &self.cache, &self.durable).await
     }

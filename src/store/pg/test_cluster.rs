@@ -88,8 +88,8 @@ impl Postgres {
             pg.give(&pg.data);
         }
         let mut init = as_owner("initdb");
-        init.args(["-D", pg.data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-        init.arg("--locale=C.UTF-8");
+        init.arg("-D").arg(&pg.data);
+        init.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
         run(init, "initdb");
         if let Some((cert, key)) = setup.tls {
             for (from, to) in [(cert, "server.crt"), (key, "server.key")] {

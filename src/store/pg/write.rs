@@ -54,7 +54,8 @@ pub(super) struct Merged<T> {
     pub(super) target: PgTarget,
     before: HashMap<WardCode, WardState>,
     pub(super) wards: HashMap<WardCode, WardState>,
-    from: Clock,
+    /// The clock row the merge started from.
+    pub(super) from: Clock,
     /// The clock row as this write leaves it.
     pub(super) to: Clock,
     counted: Vec<i64>,
@@ -101,13 +102,6 @@ pub(super) async fn read(
     }
     let (wards, ()) = futures::try_join!(rows::load_wards(client), target.read_ahead(client, &ahead.keys))?;
     Ok(Read { clock, wards, target })
-}
-
-impl<T> Merged<T> {
-    /// The clock row the merge started from.
-    pub(super) fn from(&self) -> Clock {
-        self.from
-    }
 }
 
 impl PgCityStore {
