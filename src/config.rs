@@ -83,6 +83,15 @@ pub struct ReplicationConfig {
     /// replication NOT_SERVING (gRPC health `wardsync.v1.Replication`, and
     /// HTTP `/health` on the metrics listener).
     pub unhealthy_after_ms: u64,
+    /// How often the ward compares its records with the city's copy and
+    /// repairs what differs, in milliseconds (0: only on demand, and when
+    /// the city is found to hold less than it acknowledged).
+    pub verify_every_ms: u64,
+    /// With a new, empty store, look for this ward's records at the city
+    /// for this long (ms) before accepting writes; a city out of reach
+    /// that long lets a new ward start empty (`--restore-from-city` waits
+    /// for the city however long it takes).
+    pub restore_wait_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -97,6 +106,8 @@ impl Default for ReplicationConfig {
             max_outbox: 20_000_000,
             heartbeat_ms: 5_000,
             unhealthy_after_ms: 120_000,
+            verify_every_ms: 3_600_000,
+            restore_wait_ms: 10_000,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use common::*;
 use wardsync::cli::relay::Relay;
+use wardsync::cli::wait;
 use wardsync::model::WardCode;
 use wardsync::proto::pb;
 
@@ -104,7 +105,7 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_city_restored_from_an_older_copy_records_the_loss_and_replication_resumes() {
+async fn a_city_restored_from_an_older_copy_records_the_loss_and_is_refilled_from_the_ward() {
     let env = Env::new();
     let mut city = City::start(&env);
     let ward = Ward::start(&env, "00082", city.addr);
@@ -123,26 +124,41 @@ async fn a_city_restored_from_an_older_copy_records_the_loss_and_replication_res
     // The city comes back without the 20 changes it acknowledged since.
     restore(&backup, &data);
     city.node.start();
+    let mut city_c = city.client().await;
+
+    // Nobody intervenes: the ward finds the city behind and refills it.
+    wait::until(DEADLINE, "the ward to refill the city", || {
+        let mut c = c.clone();
+        async move {
+            let s = status(&mut c).await?;
+            Ok(s.verify_in_sync && s.verified_at_ms > 0 && !s.verifying)
+        }
+    })
+    .await
+    .unwrap();
+    let s = status(&mut c).await.unwrap();
+    assert_eq!(s.verify_differing, 20, "the records whose changes the city lost, and only those");
+    assert_eq!(s.city_lost_changes, 20, "the ward says the city lost what it had acknowledged");
+    at_city(&mut city_c, 0..40).await;
+
+    // And replication goes on after the loss.
     put_range(&mut c, 40..50).await;
     drained(&mut c).await;
-
-    let mut city_c = city.client().await;
     at_city(&mut city_c, 40..50).await;
-    let s = status(&mut c).await.unwrap();
-    assert_eq!(s.city_lost_changes, 20, "the ward says the city lost what it had acknowledged");
+    assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 50);
     let w = city_wards(&mut city_c).await.unwrap().into_iter().find(|w| w.ward == "00082").unwrap();
     assert_eq!(w.lost_changes, 20, "the city says so too");
     assert!(w.lost_found_at_ms > 0);
     assert_eq!(w.last_applied_seq, 50);
-    let seqs: Vec<u64> = city_log(&mut city_c)
-        .await
+    let log = city_log(&mut city_c).await;
+    let seqs: Vec<u64> = log
         .iter()
         .filter(|l| l.ward == "00082")
         .map(|l| l.change.as_ref().unwrap().seq)
+        .filter(|s| *s > 0)
         .collect();
-    assert_eq!(
-        seqs,
-        (1..=20).chain(41..=50).collect::<Vec<_>>(),
-        "what the city holds: before and after the loss"
-    );
+    assert_eq!(seqs, (1..=20).chain(41..=50).collect::<Vec<_>>(), "the sequenced changes the city holds");
+    let refilled: Vec<&pb::LoggedChange> =
+        log.iter().filter(|l| l.ward == "00082" && l.change.as_ref().unwrap().seq == 0).collect();
+    assert_eq!(refilled.len(), 20, "each lost write applied again once, by the refill");
 }

@@ -150,6 +150,10 @@ pub struct SyncService {
     pub(super) live: Live,
     pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
     pub(super) cancel: CancellationToken,
+    /// The city's province, if set: records of wards elsewhere are refused.
+    pub(super) province: Option<String>,
+    /// How far ahead of the city's clock a write's may be.
+    pub(super) max_skew_ms: u64,
 }
 
 type Outbound = Result<pb::CityMessage, Status>;
@@ -167,18 +171,22 @@ impl SyncService {
                 hello.protocol_version
             )));
         }
-        let claimed = WardCode::parse(&hello.ward_code)
-            .map_err(|e| CityError::Protocol(format!("Hello.ward_code: {e}")))?;
+        Self::ward_of(identity, &hello.ward_code)
+    }
+
+    /// The ward `claimed` if the caller's certificate is that ward's.
+    pub(super) fn ward_of(identity: &Identity, claimed: &str) -> Result<WardCode, CityError> {
+        let claimed = WardCode::parse(claimed).map_err(|e| CityError::Protocol(format!("ward_code: {e}")))?;
         match identity {
             Identity::Ward(w) if *w == claimed => Ok(claimed),
             Identity::Ward(w) => Err(CityError::PermissionDenied(format!(
-                "certificate of ward {w} cannot replicate as ward {claimed}"
+                "certificate of ward {w} cannot act as ward {claimed}"
             ))),
             Identity::Named(n) => {
                 Err(CityError::PermissionDenied(format!("certificate {n:?} is not a ward certificate")))
             }
             Identity::Insecure => {
-                tracing::warn!(ward = %claimed, "insecure dev mode: trusting the ward code in Hello");
+                tracing::warn!(ward = %claimed, "insecure dev mode: trusting the ward code the caller gives");
                 Ok(claimed)
             }
         }
@@ -439,6 +447,21 @@ pub fn incoming(c: pb::Change) -> Incoming {
 #[tonic::async_trait]
 impl CitySync for SyncService {
     type ReplicateStream = ReceiverStream<Outbound>;
+
+    async fn digest(&self, req: Request<pb::DigestRequest>) -> Result<Response<pb::DigestReply>, Status> {
+        self.digest_reply(req).await
+    }
+
+    async fn digest_keys(
+        &self,
+        req: Request<pb::DigestKeysRequest>,
+    ) -> Result<Response<pb::DigestKeysReply>, Status> {
+        self.digest_keys_reply(req).await
+    }
+
+    async fn repair(&self, req: Request<pb::RepairRequest>) -> Result<Response<pb::RepairReply>, Status> {
+        self.repair_reply(req).await
+    }
 
     async fn replicate(
         &self,

@@ -10,6 +10,7 @@ mod outages;
 mod page;
 mod query;
 pub mod report;
+mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use live::{Lag, Live, LiveWard, lag, ward_states, worst_first};
 pub use outages::{Outage, Outages};
 pub use query::QueryService;
+pub use verify::city_digest;
 
 use tokio::sync::watch;
 
@@ -164,6 +166,8 @@ where
         guard: guard.clone(),
         limits: cfg.limits.clone(),
         live: live.clone(),
+        province: cfg.province.clone(),
+        max_skew_ms: cfg.max_clock_skew_ms,
     };
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();

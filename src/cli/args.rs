@@ -53,6 +53,8 @@ pub enum Command {
     List(ListArgs),
     /// Show a ward agent's replication state, or every ward's state at the city.
     Status(StatusArgs),
+    /// Compare a ward agent's records with the city's copy now, and repair what differs.
+    Verify(VerifyArgs),
     /// Find a record anywhere in the city through a ward agent (asks the city).
     Lookup(LookupArgs),
     /// Register a marriage, divorce or death as this ward's registrar.
@@ -180,6 +182,10 @@ pub struct WardArgs {
     /// Talk to the city in plaintext (local experiments only).
     #[arg(long)]
     pub insecure_dev: bool,
+    /// On a new, empty store (a replaced disk): wait for the city, however
+    /// long, and restore this ward's records from it before accepting writes.
+    #[arg(long)]
+    pub restore_from_city: bool,
 }
 
 impl WardArgs {
@@ -234,6 +240,9 @@ impl WardArgs {
             cfg.insecure_dev = true;
             cfg.tls = None;
         }
+        if self.restore_from_city {
+            cfg.replication.restore_wait_ms = u64::MAX;
+        }
     }
 }
 
@@ -287,6 +296,20 @@ pub struct StatusArgs {
     /// Which node to ask.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Flags of `wardsync verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
+    pub ward_api: String,
+    /// The ward expected behind --ward-api (refused if the agent serves another).
+    #[arg(long)]
+    pub ward: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `wardsync put`.

@@ -15,6 +15,7 @@ mod import;
 mod query;
 pub mod relay;
 mod status;
+mod verify;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -118,6 +119,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(a) => conflicts::history(a).await?,
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => return status::run(a).await,
+        Command::Verify(a) => return verify::run(a).await,
         Command::Lookup(a) => client::lookup(a).await?,
         Command::Register(a) => civil::run(a).await?,
         Command::ConfirmMaritalStatus(a) => civil::confirm(a).await?,

@@ -127,6 +127,9 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
                     "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
                     "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
+                    "verified_at_ms": s.verified_at_ms, "verify_differing": s.verify_differing,
+                    "verify_in_sync": s.verify_in_sync, "verifying": s.verifying,
+                    "verify_error": s.verify_error, "in_sync_at_ms": s.in_sync_at_ms,
                 });
                 let _ = writeln!(out, "{v}");
             } else {
@@ -141,6 +144,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     if s.connected { "connected" } else { "disconnected" },
                     s.reconnects
                 );
+                let _ = writeln!(out, "{}", super::verify::status_line(&s, now_ms()));
                 if s.sequence_jumps > 0 {
                     let line = format!(
                         "this ward lost data: {} time(s) the city had applied more changes than it had numbered; its numbering moved past the city's (see its log)",
@@ -150,7 +154,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                 }
                 if s.city_lost_changes > 0 {
                     let line = format!(
-                        "the city lost {} changes it had acknowledged to this ward (restored from an older backup?); replication resumed after them",
+                        "the city lost {} changes it had acknowledged to this ward (restored from an older backup?); replication resumed after them, and this ward's records refill it",
                         s.city_lost_changes
                     );
                     let _ = writeln!(out, "{}", style(line).red());

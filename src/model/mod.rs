@@ -7,6 +7,7 @@
 
 mod change;
 pub mod civil;
+pub mod digest;
 mod enums;
 mod hlc;
 mod ids;

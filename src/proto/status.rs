@@ -43,7 +43,7 @@ impl From<WardError> for Status {
             WardError::Store(s) => s.into(),
             WardError::NotOwned { .. } => Status::permission_denied(e.to_string()),
             WardError::NotFound(_) | WardError::NotFoundInCity(_) => Status::not_found(e.to_string()),
-            WardError::CityUnreachable(_) => Status::unavailable(e.to_string()),
+            WardError::CityUnreachable(_) | WardError::VerifyFailed(_) => Status::unavailable(e.to_string()),
             WardError::RegistrarRefused(_) => Status::failed_precondition(e.to_string()),
             WardError::ShuttingDown => Status::unavailable(e.to_string()),
         }

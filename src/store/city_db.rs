@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 
 use super::{
     AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial, Discarded,
-    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RetryError, StoreError, WardBatch,
-    WardState,
+    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, RetryError,
+    StoreError, WardBatch, WardState,
 };
 use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 
@@ -61,6 +61,28 @@ pub trait CityDb: Send + Sync + 'static {
         acked: u64,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// Up to `limit` records `ward` owns at the city, with their states,
+    /// after `after` in the order of kind tag, then id: what the ward's
+    /// copy is compared with, and restored from.
+    async fn ward_states(
+        &self,
+        ward: &WardCode,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Versioned)>, StoreError>;
+
+    /// Merges the writes of `ward`'s own in its whole `states` that the
+    /// city lacks, each checked and applied as the change that made it
+    /// (see `store::city::repair`); durable on return.
+    async fn repair(
+        &self,
+        ward: &WardCode,
+        states: &[(RecordKey, Versioned)],
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<RepairOutcome, StoreError>;
 
     /// Makes every write made so far durable (they already are on return,
     /// but a caller stopping wants the certainty).

@@ -24,7 +24,8 @@ mod contract_tests;
 pub use city::{
     AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial,
     Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
-    MAX_QUARANTINED, OfficeError, PAGE_SCAN, Page, Quarantined, RetryError, WardBatch, WardState,
+    MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, RepairOutcome,
+    RetryError, WardBatch, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

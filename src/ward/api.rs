@@ -31,6 +31,8 @@ pub struct LocalApi {
     pub(super) province: String,
     /// How to reach the city for look-ups.
     pub(super) connect: Connect,
+    /// Compares this ward's records with the city's copy.
+    pub(super) verifier: Arc<super::Verifier>,
 }
 
 impl LocalApi {
@@ -184,6 +186,51 @@ impl WardApi for LocalApi {
             records,
             sequence_jumps: self.link.sequence_jumps.get(),
             city_lost_changes: self.link.city_lost_changes.get(),
+            ..self.verify_status()
         }))
+    }
+
+    async fn verify(&self, _req: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
+        // Its own task: a caller that gives up does not cut a run short.
+        let verifier = self.verifier.clone();
+        let r = tokio::spawn(async move { verifier.run("on demand").await })
+            .await
+            .map_err(|e| WardError::VerifyFailed(e.to_string()))?
+            .map_err(WardError::VerifyFailed)?;
+        Ok(Response::new(pb::VerifyReply {
+            records: r.records,
+            differing: r.differing,
+            fetched: r.fetched,
+            sent: r.sent,
+            repaired_at_city: r.repaired_at_city,
+            writes_at_city: r.writes_at_city,
+            others_not_taken: r.others_not_taken,
+            refused: r.refused,
+            in_sync: r.in_sync,
+            took_ms: r.took_ms,
+            deferred: r.deferred,
+        }))
+    }
+}
+
+impl LocalApi {
+    /// The verification fields of the status.
+    fn verify_status(&self) -> pb::WardStatus {
+        let state = &self.verifier.state;
+        let mut s = pb::WardStatus {
+            verifying: state.running.load(Ordering::Relaxed),
+            in_sync_at_ms: state.in_sync_at_ms.get(),
+            ..Default::default()
+        };
+        match &*state.last.lock().expect("poisoned") {
+            Some(Ok(r)) => {
+                s.verified_at_ms = r.finished_ms;
+                s.verify_differing = r.differing;
+                s.verify_in_sync = r.in_sync;
+            }
+            Some(Err(e)) => s.verify_error = e.clone(),
+            None => {}
+        }
+        s
     }
 }

@@ -28,6 +28,9 @@ pub enum WardError {
     /// The city could not answer a look-up.
     #[error("the city cannot be reached to look up records of other wards: {0}")]
     CityUnreachable(String),
+    /// Comparing this ward's records with the city's copy could not complete.
+    #[error("verification against the city did not complete: {0}; it runs again on schedule, or retry")]
+    VerifyFailed(String),
     /// A registrar would refuse this registration; nothing was stored.
     #[error("not registered: {0}")]
     RegistrarRefused(String),

@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod register;
 mod replicator;
+mod verify;
 mod writer;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ pub use api::LocalApi;
 pub use error::WardError;
 pub use health::SERVICE as REPLICATION_HEALTH;
 pub use replicator::{Connect, LinkState, Replicator, tcp_connect};
+pub use verify::{Report, Verifier, VerifyState};
 pub use writer::Writer;
 
 use crate::auth::{Expiry, OwnCertificate, client_tls};
@@ -157,9 +159,14 @@ where
         .province
         .to_string();
     let store = WardStore::open(engine, ward.clone(), cfg.replication.max_outbox)?;
+    let verifier = Arc::new(Verifier::new(ward.clone(), store.clone(), connect.clone()));
+    if store.is_new() {
+        restore(&verifier, &cfg.replication).await;
+    }
     let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
     let link = Arc::new(LinkState::default());
     let cancel = CancellationToken::new();
+    let refill = Arc::new(tokio::sync::Notify::new());
     let replicator = Replicator {
         ward: ward.clone(),
         node_id: format!("ward-{ward}@{}", hostname()),
@@ -169,8 +176,15 @@ where
         config: cfg.replication.clone(),
         link: link.clone(),
         floor: 0,
+        refill: refill.clone(),
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
+    let verify_task = {
+        let (verifier, cancel) = (verifier.clone(), cancel.clone());
+        let every = cfg.replication.verify_every_ms;
+        let every = (every > 0).then(|| Duration::from_millis(every));
+        tokio::spawn(async move { verifier.schedule(every, &refill, cancel).await })
+    };
     if let Some(files) = &cfg.tls {
         crate::auth::watch_expiry(files.clone(), Expiry::File(files.clone()), cancel.clone());
     }
@@ -178,7 +192,7 @@ where
     let unhealthy_after = Duration::from_millis(cfg.replication.unhealthy_after_ms);
     let cut_off = health::watch(link.clone(), reporter, unhealthy_after, cancel.clone());
     let metrics_task = cfg.metrics_listen.map(|addr| {
-        let mut exporter = ward_metrics(&ward, &store, &link);
+        let mut exporter = ward_metrics(&ward, &store, &link, &verifier.state);
         if let Some(files) = &cfg.tls {
             exporter = exporter.with_certificate(&Expiry::File(files.clone()));
         }
@@ -190,7 +204,8 @@ where
             cancel.clone().cancelled_owned(),
         ))
     });
-    let api = LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect };
+    let api =
+        LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect, verifier };
     tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
         .timeout(crate::net::RPC_DEADLINE)
@@ -206,6 +221,7 @@ where
     let replicated = replicator_task.await;
     committed.context("the commit task failed")?;
     replicated.context("the replication task failed")?;
+    verify_task.await.context("the verification task failed")?;
     if let Some(t) = metrics_task {
         t.await??;
     }
@@ -214,10 +230,50 @@ where
     served.context("local API server failed")
 }
 
+/// Restores a new, empty store from the city before any local write (its
+/// disk was replaced), if the city knows this ward: tries for
+/// `restore_wait_ms`, then lets a new ward start empty (verification
+/// refills it later if the city knew it after all).
+async fn restore(verifier: &Verifier, cfg: &crate::config::ReplicationConfig) {
+    let started = std::time::Instant::now();
+    let wait = Duration::from_millis(cfg.restore_wait_ms);
+    let mut delay = Duration::from_millis(cfg.backoff_initial_ms.max(10));
+    loop {
+        match verifier.restore().await {
+            Ok(None) => {
+                tracing::info!(ward = %verifier.ward, "new store, and the city holds nothing of this ward: starting empty");
+                return;
+            }
+            Ok(Some(r)) => {
+                tracing::warn!(ward = %verifier.ward, records = r.fetched, last_seq = verifier.store.last_seq(),
+                    downstream_cursor = verifier.store.downstream_cursor(), took_ms = r.took_ms,
+                    "restored this ward's records from the city (its store was new): accepting writes");
+                return;
+            }
+            Err(e) if started.elapsed() >= wait => {
+                tracing::error!(ward = %verifier.ward, error = %e, waited_ms = wait.as_millis() as u64,
+                    "new store, and the city could not be asked for this ward's records: starting empty; verification refills the records once the city is back (start with --restore-from-city to wait for it instead)");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(ward = %verifier.ward, error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "new store: waiting for the city to restore this ward's records before accepting writes");
+                tokio::time::sleep(crate::clock::jitter(delay, 0.5)).await;
+                delay = (delay * 2).min(Duration::from_millis(cfg.backoff_max_ms.max(10)));
+            }
+        }
+    }
+}
+
 /// The ward's metrics: outbox depth, bytes and oldest age, link state,
-/// reconnects, batches sent and ack latency.
+/// reconnects, batches sent and ack latency, verification.
 /// Every metric carries the label `ward`, so that a dashboard tells wards apart.
-fn ward_metrics(ward: &WardCode, store: &WardStore, link: &Arc<LinkState>) -> crate::metrics::Exporter {
+fn ward_metrics(
+    ward: &WardCode,
+    store: &WardStore,
+    link: &Arc<LinkState>,
+    verify: &Arc<VerifyState>,
+) -> crate::metrics::Exporter {
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicU64, Ordering};
     let label = (std::borrow::Cow::Borrowed("ward"), std::borrow::Cow::Owned(ward.to_string()));
@@ -244,6 +300,24 @@ fn ward_metrics(ward: &WardCode, store: &WardStore, link: &Arc<LinkState>) -> cr
         "city_lost_changes",
         "Changes the city acknowledged to this ward and later no longer held",
         link.city_lost_changes.clone(),
+    );
+    r.register("verify_runs", "Comparisons of this ward's records with the city's copy", verify.runs.clone());
+    r.register("verify_failures", "Comparisons that could not complete", verify.failures.clone());
+    r.register(
+        "verify_differing_records",
+        "Records found to differ between this ward and the city's copy",
+        verify.differing.clone(),
+    );
+    r.register("verify_fetched_records", "Records merged from the city's copy", verify.fetched.clone());
+    r.register(
+        "verify_repaired_city_records",
+        "Records of the city's copy that gained writes from this ward's",
+        verify.repaired_at_city.clone(),
+    );
+    r.register(
+        "verify_in_sync_timestamp_ms",
+        "When this ward's records and the city's copy were last found equal (ms since the epoch)",
+        verify.in_sync_at_ms.clone(),
     );
     let (store, link) = (store.clone(), link.clone());
     let refresh = move || {

@@ -95,6 +95,9 @@ pub struct Replicator {
     /// Entries up to here are durable whatever the writer last reported
     /// (set when queued entries are renumbered past the city's sequence).
     pub floor: u64,
+    /// Notified when the city is found to hold less than it acknowledged:
+    /// verification then refills it from this ward's records.
+    pub refill: Arc<tokio::sync::Notify>,
 }
 
 enum SessionEnd {
@@ -303,11 +306,14 @@ impl Replicator {
         if lost > 0 {
             self.link.city_lost_changes.inc_by(lost);
             tracing::error!(ward = %self.ward, lost, resumed_after = applied,
-                "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
+                "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them, and this ward's records refill the city");
         }
         if applied < self.store.acked_seq() {
             tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
-                "the city reports fewer applied changes than it acknowledged before");
+                "the city reports fewer applied changes than it acknowledged before; this ward's records refill the city");
+        }
+        if lost > 0 || applied < self.store.acked_seq() {
+            self.refill.notify_one();
         }
         let last = self.store.last_seq();
         if applied <= last {

@@ -8,7 +8,8 @@ use futures::future::BoxFuture;
 
 use super::{
     AuditCursor, AuditEntry, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial, Discarded,
-    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RetryError, WardBatch, WardState,
+    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, RetryError,
+    WardBatch, WardState,
 };
 use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::StoreError;
@@ -54,6 +55,26 @@ impl CityDb for CityStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         CityStore::flush(self).await
+    }
+
+    async fn ward_states(
+        &self,
+        ward: &WardCode,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Versioned)>, StoreError> {
+        CityStore::ward_states(self, ward, after, limit)
+    }
+
+    async fn repair(
+        &self,
+        ward: &WardCode,
+        states: &[(RecordKey, Versioned)],
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<RepairOutcome, StoreError> {
+        durable(self, CityStore::repair(self, ward, states, now_ms, ctx, max_skew_ms)).await
     }
 
     fn durable_cursor(&self) -> u64 {

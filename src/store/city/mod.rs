@@ -22,6 +22,7 @@ mod office;
 mod policies;
 mod quarantine;
 mod queries;
+mod repair;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ pub use history::{HistoryEntry, MAX_HISTORY};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
+pub use repair::{MAX_REPAIR_RECORDS, RepairOutcome};
 
 use apply::GroupWrite;
 use kv_target::KvTarget;

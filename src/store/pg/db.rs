@@ -17,7 +17,7 @@ use crate::store::codec::decode;
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
     GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
-    RetryError, StoreError, WardBatch, WardState,
+    RepairOutcome, RetryError, StoreError, WardBatch, WardState,
 };
 
 impl PgCityStore {
@@ -69,6 +69,56 @@ impl CityDb for PgCityStore {
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         self.write(now_ms, ReadAhead::default(), |_, wards| Ok(record_loss(wards, ward, acked, now_ms))).await
+    }
+
+    async fn ward_states(
+        &self,
+        ward: &WardCode,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Versioned)>, StoreError> {
+        let mut kinds: Vec<Kind> = Kind::ALL.into();
+        kinds.sort_by_key(|k| k.tag());
+        let mut out = Vec::new();
+        for kind in kinds {
+            let after_id = match after {
+                Some(a) if a.kind().tag() > kind.tag() => continue,
+                Some(a) if a.kind() == kind => a.id(),
+                _ => "",
+            };
+            let left = (limit - out.len()).min(i64::MAX as usize) as i64;
+            let rows = self
+                .rows(
+                    "SELECT id, state FROM record_states WHERE kind = $1 AND ward = $2 AND shown IS NOT NULL
+                     AND id > $3 ORDER BY id LIMIT $4",
+                    &[&kind.as_str(), &ward.as_str(), &after_id, &left],
+                )
+                .await?;
+            for r in rows {
+                let id: &str = r.get(0);
+                let key = RecordKey::new(kind, id).map_err(|e| StoreError::Corrupt {
+                    key: format!("record_states {kind} {id}"),
+                    reason: e.to_string(),
+                })?;
+                out.push((key, decode(b"record_states.state", r.get(1))?));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn repair(
+        &self,
+        ward: &WardCode,
+        states: &[(RecordKey, Versioned)],
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<RepairOutcome, StoreError> {
+        let ahead = ReadAhead { keys: states.iter().map(|(k, _)| k.clone()).collect(), quarantined: None };
+        self.write(now_ms, ahead, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards)).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

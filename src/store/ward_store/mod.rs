@@ -444,17 +444,68 @@ impl WardStore {
 
     /// Adopts a record's state fetched from the city (before a transfer).
     pub fn adopt_state(&self, key: &RecordKey, state: &Versioned) -> Result<(), StoreError> {
+        self.adopt_states(&[(key.clone(), state.clone())], 0)
+    }
+
+    /// Merges records' states fetched from the city, in one batch, and
+    /// moves the downstream cursor up to `cursor` (a restore: the states
+    /// hold every change up to it).
+    pub fn adopt_states(&self, states: &[(RecordKey, Versioned)], cursor: u64) -> Result<(), StoreError> {
         let mut c = self.lock();
-        let shown = self.get(key)?.is_some();
-        let mut merged = self.state(key)?.unwrap_or_default();
-        merged.merge(state);
+        let mut overlay = Overlay::new(&*self.engine);
+        let mut hlc = c.hlc;
+        let now = crate::clock::now_ms().max(0) as u64;
+        for (key, state) in states {
+            if let Some(own) = state.seen.0.get(self.ward.as_str()) {
+                // This ward's next stamps follow its own writes, even those
+                // it knows of only from the city (its disk was replaced).
+                hlc = hlc.observe(*own, now);
+            }
+            overlay.state(key)?.merge(state);
+        }
         let mut batch = Batch::default();
         let mut delta = CountDelta::default();
         let policies = c.policies.clone();
-        self.put_state(&mut batch, &mut delta, key, (&merged, shown), None, &policies);
+        for (k, (state, shown)) in &overlay.states {
+            self.put_state(&mut batch, &mut delta, k, (state, *shown), None, &policies);
+        }
+        batch.insert(HLC, encode(&hlc));
+        let down = c.down.max(cursor);
+        batch.insert(DOWN, be(down).to_vec());
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
+        c.hlc = hlc;
+        c.down = down;
         Ok(())
+    }
+
+    /// True for a store that holds nothing: never written, never replicated.
+    pub fn is_new(&self) -> bool {
+        let c = self.lock();
+        c.last_seq == 0 && c.acked == 0 && c.down == 0 && c.records == [0; 3]
+    }
+
+    /// Every record this ward shows, with its state, a chunk at a time:
+    /// `each` is called for every one, in key order.
+    pub fn each_state(
+        &self,
+        mut each: impl FnMut(&RecordKey, &Versioned) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (mut start, end) = (RECORD.to_vec(), prefix_end(RECORD));
+        loop {
+            let rows = self.engine.scan(&start, &end, CHUNK)?;
+            for (k, _) in &rows {
+                let Some(kind) = Kind::from_tag(k[1]) else { continue };
+                let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
+                if let Some(state) = self.state(&rk)? {
+                    each(&rk, &state)?;
+                }
+            }
+            match rows.last() {
+                Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Up to `limit` records of `kind` this ward owns with ids after `after`, in id order.

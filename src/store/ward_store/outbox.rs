@@ -1,8 +1,10 @@
 //! The outbox: queued changes read in order, a bounded batch at a time,
 //! and deleted once the city has applied them, a chunk at a time.
 
+use std::collections::HashSet;
+
 use super::{ACKED, BYTES, CHUNK, OUTBOX, WardStore, outbox_key};
-use crate::model::Change;
+use crate::model::{Change, RecordKey};
 use crate::store::codec::{be, decode, read_be};
 use crate::store::engine::{Batch, Engine, StoreError, prefix_end};
 
@@ -44,6 +46,24 @@ impl WardStore {
             out.push(decode::<Change>(&k, &v)?);
         }
         Ok(out)
+    }
+
+    /// The records the queued changes write, if at most `limit` are queued.
+    pub fn queued_keys(&self, limit: u64) -> Result<Option<HashSet<RecordKey>>, StoreError> {
+        let (mut after, last) = {
+            let c = self.lock();
+            (c.acked, c.last_seq)
+        };
+        if last - after > limit {
+            return Ok(None);
+        }
+        let mut out = HashSet::new();
+        loop {
+            let changes = self.outbox_range(after, last, CHUNK, usize::MAX)?;
+            let Some(l) = changes.last().map(|c| c.seq) else { return Ok(Some(out)) };
+            out.extend(changes.into_iter().map(|c| c.key));
+            after = l;
+        }
     }
 
     /// Deletes entries up to `seq` once the city has applied them, a

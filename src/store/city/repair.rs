@@ -1,0 +1,195 @@
+//! Repair from a ward's whole states (anti-entropy, and refilling a city
+//! restored from an older backup), shared by both stores.
+//!
+//! A ward sends its state of records it holds; the city takes from each
+//! only the ward's own writes that it does not hold, and applies each as
+//! the change that made it (the same stamp, the same fields and values),
+//! through the same checks and the same merge as a change in a batch: so a
+//! repair can never lose a write nor let a ward do what a change could
+//! not. Two things differ, both from what a whole state is:
+//! - A write names what its writer had seen; of that the city keeps only
+//!   what it holds itself (it lost the rest, or never had it), where a
+//!   change saying more is refused as a forgery: a repaired write cannot
+//!   supersede what the city never saw.
+//! - Writes by others (the office's, another ward's registration) are not
+//!   taken from a ward: nothing proves who made them. They are counted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::WardState;
+use super::apply::{GroupWrite, Target};
+use super::keys::BY_WARD;
+use crate::model::{
+    Change, Context, EXISTS, Kind, Op, RecordKey, Stamp, VersionVector, Versioned, WardCode, flatten,
+    put_values, unflatten,
+};
+use crate::store::StoreError;
+use crate::store::codec::key;
+use crate::store::engine::prefix_end;
+
+/// Most records one repair request may carry.
+pub const MAX_REPAIR_RECORDS: usize = 500;
+
+/// What a repair did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepairOutcome {
+    /// Records that gained writes.
+    pub repaired: u64,
+    /// Writes applied, in all.
+    pub writes: u64,
+    /// Records the city already held every write of the ward's.
+    pub unchanged: u64,
+    /// Writes by others in the ward's states that the city did not hold
+    /// and did not take.
+    pub others_not_taken: u64,
+    /// Records refused, and why.
+    pub refused: Vec<(RecordKey, String)>,
+}
+
+/// One write of the ward's to re-apply: its fields' values and context.
+struct OwnWrite {
+    values: BTreeMap<String, String>,
+    context: VersionVector,
+}
+
+impl<T: Target> GroupWrite<'_, T> {
+    /// Merges the ward's writes in `states` that the city lacks (see the module docs).
+    pub(crate) fn repair(
+        &mut self,
+        ward: &WardCode,
+        states: &[(RecordKey, Versioned)],
+        ctx: &Context,
+        max_skew_ms: u64,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<RepairOutcome, StoreError> {
+        let mut out = RepairOutcome::default();
+        for (key, theirs) in states {
+            let held = self.current(key)?.seen.clone();
+            let mut own: BTreeMap<Stamp, OwnWrite> = BTreeMap::new();
+            for (field, heads) in &theirs.fields {
+                for h in heads.iter().filter(|h| !held.has_seen(&h.stamp)) {
+                    if h.stamp.writer != ward.as_str() {
+                        out.others_not_taken += 1;
+                        continue;
+                    }
+                    let w = own
+                        .entry(h.stamp.clone())
+                        .or_insert_with(|| OwnWrite { values: BTreeMap::new(), context: h.context.clone() });
+                    w.values.insert(field.clone(), h.value.clone());
+                }
+            }
+            if own.is_empty() {
+                out.unchanged += 1;
+                continue;
+            }
+            let mut applied = 0;
+            for (stamp, write) in own {
+                let change = match self.rebuilt(key, theirs, stamp, write)? {
+                    Ok(c) => c,
+                    Err(why) => {
+                        out.refused.push((key.clone(), why));
+                        break;
+                    }
+                };
+                if let Some(why) = self.refusal(ward, &change, ctx, max_skew_ms)? {
+                    // Later writes build on this one: the record stops here.
+                    out.refused.push((key.clone(), why));
+                    break;
+                }
+                self.apply(&change, &format!("ward {ward} (repair)"), wards)?;
+                applied += 1;
+            }
+            if applied > 0 {
+                out.repaired += 1;
+                out.writes += applied;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The change that made `write` (stamped `stamp`) in the ward's state
+    /// `theirs` of `key`, its context cut down to what the city holds.
+    fn rebuilt(
+        &mut self,
+        key: &RecordKey,
+        theirs: &Versioned,
+        stamp: Stamp,
+        write: OwnWrite,
+    ) -> Result<Result<Change, String>, StoreError> {
+        let held = &self.current(key)?.seen;
+        let context = VersionVector(
+            write
+                .context
+                .0
+                .iter()
+                .filter_map(|(w, h)| held.0.get(w).map(|mine| (w.clone(), (*h).min(*mine))))
+                .collect(),
+        );
+        let fields: Vec<String> = write.values.keys().filter(|f| *f != EXISTS).cloned().collect();
+        let deletes = write.values.get(EXISTS).is_some_and(|v| v == "false");
+        let op = if deletes && fields.is_empty() {
+            Op::Delete
+        } else {
+            // The record as the ward shows it, with this write's values:
+            // a change carries a whole record, of which it sets `fields`.
+            let mut values = theirs.shown(key.kind(), self.policies);
+            values.extend(write.values.iter().map(|(f, v)| (f.clone(), v.clone())));
+            let Some(record) = unflatten(key.kind(), &values) else {
+                return Ok(Err(format!("{key}: the ward's state does not make a record")));
+            };
+            let mut rebuilt = put_values(&flatten(&record), &fields);
+            rebuilt.remove(EXISTS);
+            let mut wanted = write.values.clone();
+            wanted.remove(EXISTS);
+            if rebuilt != wanted {
+                return Ok(Err(format!("{key}: the ward's write cannot be rebuilt as a change")));
+            }
+            Op::Put(record)
+        };
+        let written_at_ms = stamp.hlc.wall_ms.min(i64::MAX as u64) as i64;
+        Ok(Ok(Change { seq: 0, written_at_ms, key: key.clone(), stamp, context, fields, op }))
+    }
+}
+
+impl super::CityStore {
+    /// Up to `limit` records `ward` owns at the city, with their states,
+    /// after `after` in the order of kind tag then id.
+    pub fn ward_states(
+        &self,
+        ward: &WardCode,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Versioned)>, StoreError> {
+        let prefix = key(BY_WARD, &[ward.as_str().as_bytes()]);
+        let start = match after {
+            None => prefix.clone(),
+            Some(k) => key(&prefix, &[&[k.kind().tag()], k.id().as_bytes(), b"\0"]),
+        };
+        let mut out = Vec::new();
+        for (k, _) in self.engine.scan(&start, &prefix_end(&prefix), limit)? {
+            let tail = &k[prefix.len()..];
+            let bad = || StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "the ward index names no record".into(),
+            };
+            let kind = tail.first().and_then(|t| Kind::from_tag(*t)).ok_or_else(bad)?;
+            let rk = RecordKey::new(kind, &String::from_utf8_lossy(&tail[1..])).map_err(|_| bad())?;
+            if let Some(state) = self.state(&rk)? {
+                out.push((rk, state));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges the ward's writes in `states` that the city lacks (see the module docs).
+    pub fn repair(
+        &self,
+        ward: &WardCode,
+        states: &[(RecordKey, Versioned)],
+        now_ms: i64,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<RepairOutcome, StoreError> {
+        self.write(now_ms, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards))
+    }
+}

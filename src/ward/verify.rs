@@ -1,0 +1,393 @@
+//! Anti-entropy, the ward's side: proves that the city's copy of this
+//! ward's records is this ward's, and repairs both where not.
+//!
+//! One run: the digest of this ward's records against the city's (one
+//! round trip when they agree); for the buckets that differ, the city's
+//! records there with their hashes and states (a page at a time); every
+//! record that differs is merged both ways with the one merge function:
+//! the city's state into this ward's store, and this ward's whole state to
+//! the city (`Repair`), which takes the ward's own writes it lacks. Then a
+//! second digest says whether the copies now agree. Merging is idempotent,
+//! so a change still in flight that shows up as a difference costs only the
+//! work. The same run restores a ward whose disk was replaced: against an
+//! empty store every record differs, and the downstream cursor and the
+//! sequence counter are taken from the city before any local write.
+//!
+//! Runs on a schedule, on demand (`wardsync verify`), and at once when the
+//! city is found to hold less than it acknowledged (restored from an older
+//! backup), which it then refills from this ward.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::replicator::Connect;
+use crate::clock::now_ms;
+use crate::model::digest::{BUCKETS, Digest, Hash, Leaf, bucket, record_hash};
+use crate::model::{RecordKey, Versioned, WardCode};
+use crate::proto::pb::{self, city_sync_client::CitySyncClient};
+use crate::proto::{key_from_pb, versioned_from_pb};
+use crate::store::{MAX_REPAIR_RECORDS, StoreError, WardStore};
+
+/// Most queued changes checked so as not to send their records twice.
+const MAX_QUEUED_CHECKED: u64 = 100_000;
+
+/// What one run found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Records this ward holds.
+    pub records: u64,
+    /// Records that differed between this ward and the city.
+    pub differing: u64,
+    /// Of those, records merged from the city's copy into this ward's.
+    pub fetched: u64,
+    /// Of those, records this ward sent the city.
+    pub sent: u64,
+    /// Records the city gained writes for, and the writes.
+    pub repaired_at_city: u64,
+    /// Writes the city took.
+    pub writes_at_city: u64,
+    /// Records not sent because more changes are queued than are checked
+    /// against them: sent by a later run, once the queue drains.
+    pub deferred: u64,
+    /// Writes by others only this ward holds, which the city does not take from it.
+    pub others_not_taken: u64,
+    /// Records the city refused, and why.
+    pub refused: Vec<String>,
+    /// Whether the copies agreed when the run ended.
+    pub in_sync: bool,
+    /// When it ended (ms since the epoch) and how long it took.
+    pub finished_ms: i64,
+    /// How long it took, in ms.
+    pub took_ms: u64,
+}
+
+/// Verification's state, for `status` and the metrics.
+#[derive(Debug, Default)]
+pub struct VerifyState {
+    /// A run is in progress.
+    pub running: AtomicBool,
+    /// The last run's report, or why it failed.
+    pub last: Mutex<Option<Result<Report, String>>>,
+    /// When the copies were last found to agree (ms since the epoch; 0: never).
+    pub in_sync_at_ms: Gauge,
+    /// Runs that failed (the city out of reach, an error).
+    pub failures: Counter,
+    /// Runs completed.
+    pub runs: Counter,
+    /// Records found to differ, in all runs.
+    pub differing: Counter,
+    /// Records merged from the city's copy.
+    pub fetched: Counter,
+    /// Records the city gained writes for from this ward's copy.
+    pub repaired_at_city: Counter,
+}
+
+/// Runs verifications, one at a time.
+pub struct Verifier {
+    /// This ward.
+    pub ward: WardCode,
+    /// Its store.
+    pub store: WardStore,
+    /// How to reach the city.
+    pub connect: Connect,
+    /// Shared with status and metrics.
+    pub state: std::sync::Arc<VerifyState>,
+    /// One run at a time.
+    pub(super) turn: tokio::sync::Mutex<()>,
+}
+
+/// The city's side of one comparison.
+struct CityDigest {
+    digest: Digest,
+    cursor: u64,
+    last_applied_seq: u64,
+}
+
+impl Verifier {
+    /// A verifier of `ward`'s `store` against the city `connect` reaches.
+    pub fn new(ward: WardCode, store: WardStore, connect: Connect) -> Verifier {
+        Verifier { ward, store, connect, state: Default::default(), turn: Default::default() }
+    }
+
+    /// One run (see the module docs), after any run in progress.
+    pub async fn run(&self, why: &str) -> Result<Report, String> {
+        let _turn = self.turn.lock().await;
+        self.state.running.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let outcome = self.compare_and_repair(false).await;
+        self.state.running.store(false, Ordering::Relaxed);
+        let outcome = outcome.map(|mut r| {
+            r.took_ms = started.elapsed().as_millis() as u64;
+            r
+        });
+        self.record(why, &outcome);
+        outcome
+    }
+
+    /// Restores an empty store from the city (its disk was replaced): the
+    /// records this ward owns there, the downstream cursor, and a sequence
+    /// counter past every change of this ward the city applied. Returns
+    /// `None` if the city knows nothing of this ward (a new ward).
+    pub async fn restore(&self) -> Result<Option<Report>, String> {
+        let _turn = self.turn.lock().await;
+        let started = std::time::Instant::now();
+        let outcome = self.compare_and_repair(true).await;
+        let outcome = match outcome {
+            Ok(r) if r.fetched == 0 && self.store.last_seq() == 0 => return Ok(None),
+            o => o.map(|mut r| {
+                r.took_ms = started.elapsed().as_millis() as u64;
+                r
+            }),
+        };
+        self.record("restore", &outcome);
+        outcome.map(Some)
+    }
+
+    fn record(&self, why: &str, outcome: &Result<Report, String>) {
+        match outcome {
+            Ok(r) => {
+                self.state.runs.inc();
+                self.state.differing.inc_by(r.differing);
+                self.state.fetched.inc_by(r.fetched);
+                self.state.repaired_at_city.inc_by(r.repaired_at_city);
+                if r.in_sync {
+                    self.state.in_sync_at_ms.set(r.finished_ms);
+                }
+                if r.differing == 0 {
+                    tracing::info!(ward = %self.ward, why, records = r.records, took_ms = r.took_ms, "verified: the city's copy of this ward's records is this ward's");
+                } else {
+                    tracing::warn!(ward = %self.ward, why, records = r.records, differing = r.differing,
+                        fetched = r.fetched, sent = r.sent, repaired_at_city = r.repaired_at_city,
+                        writes_at_city = r.writes_at_city, refused = r.refused.len(),
+                        others_not_taken = r.others_not_taken, in_sync = r.in_sync, took_ms = r.took_ms,
+                        "verification found records that differ between this ward and the city, and repaired them");
+                }
+                for why in &r.refused {
+                    tracing::error!(ward = %self.ward, reason = %why, "the city refused a record this ward offered in a repair");
+                }
+            }
+            Err(e) => {
+                self.state.failures.inc();
+                tracing::warn!(ward = %self.ward, why, error = %e, "verification against the city failed; it runs again later");
+            }
+        }
+        *self.state.last.lock().expect("poisoned") = Some(outcome.clone());
+    }
+
+    async fn client(&self) -> Result<CitySyncClient<Channel>, String> {
+        let channel = tokio::time::timeout(Duration::from_secs(10), (self.connect)())
+            .await
+            .map_err(|_| "no connection to the city within 10 s".to_string())?
+            .map_err(|e| format!("cannot connect to the city: {e:#}"))?;
+        Ok(CitySyncClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+
+    /// This ward's digest, read off the async threads.
+    async fn own_digest(&self) -> Result<Digest, String> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut d = Digest::default();
+            store.each_state(|k, s| {
+                d.add(k, &record_hash(k, s));
+                Ok(())
+            })?;
+            Ok(d)
+        })
+        .await
+    }
+
+    async fn city_digest(&self, client: &mut CitySyncClient<Channel>) -> Result<CityDigest, String> {
+        let reply = client
+            .digest(pb::DigestRequest { ward_code: self.ward.to_string() })
+            .await
+            .map_err(|s| format!("the city refused the digest: {}", s.message()))?
+            .into_inner();
+        if reply.leaves.len() != BUCKETS || reply.counts.len() != BUCKETS {
+            return Err(format!("the city sent {} buckets, not {BUCKETS}", reply.leaves.len()));
+        }
+        let mut leaves = Vec::with_capacity(BUCKETS);
+        for (hash, count) in reply.leaves.iter().zip(&reply.counts) {
+            let hash: Hash =
+                hash.as_slice().try_into().map_err(|_| "the city sent a malformed bucket digest")?;
+            leaves.push(Leaf { hash, count: *count });
+        }
+        Ok(CityDigest {
+            digest: Digest { leaves },
+            cursor: reply.cursor,
+            last_applied_seq: reply.last_applied_seq,
+        })
+    }
+
+    async fn compare_and_repair(&self, restore: bool) -> Result<Report, String> {
+        let mut client = self.client().await?;
+        let city = self.city_digest(&mut client).await?;
+        let mine = self.own_digest().await?;
+        let mut report = Report { records: mine.records(), ..Report::default() };
+        if restore && city.last_applied_seq > self.store.last_seq() {
+            // Before anything else: no number the city applied is used again.
+            self.store.move_past(city.last_applied_seq).map_err(store_err)?;
+            self.store.flush().await.map_err(store_err)?;
+            tracing::warn!(ward = %self.ward, last_seq = city.last_applied_seq, "restoring: numbering continues after the city's last applied change of this ward");
+        }
+        let differing: Vec<u16> = mine.differing(&city.digest);
+        if differing.is_empty() {
+            report.in_sync = true;
+            report.finished_ms = now_ms();
+            return Ok(report);
+        }
+        let wanted: BTreeSet<u16> = differing.iter().copied().collect();
+        let store = self.store.clone();
+        let want = wanted.clone();
+        let mut own: HashMap<RecordKey, Hash> = blocking(move || {
+            let mut out = HashMap::new();
+            store.each_state(|k, s| {
+                if want.contains(&bucket(k)) {
+                    out.insert(k.clone(), record_hash(k, s));
+                }
+                Ok(())
+            })?;
+            Ok(out)
+        })
+        .await?;
+        let mut send: Vec<RecordKey> = Vec::new();
+        let mut after = None;
+        loop {
+            let reply = client
+                .digest_keys(pb::DigestKeysRequest {
+                    ward_code: self.ward.to_string(),
+                    buckets: differing.iter().map(|b| u32::from(*b)).collect(),
+                    after,
+                })
+                .await
+                .map_err(|s| format!("the city refused the records of differing buckets: {}", s.message()))?
+                .into_inner();
+            let mut fetched: Vec<(RecordKey, Versioned)> = Vec::new();
+            for r in reply.records {
+                let key = key_from_pb(r.key).map_err(|e| format!("the city named a bad record key: {e}"))?;
+                let city_state = versioned_from_pb(r.state.unwrap_or_default());
+                if own.remove(&key).is_some_and(|h| h.as_slice() == r.hash.as_slice()) {
+                    continue;
+                }
+                report.differing += 1;
+                let mine = self.store.state(&key).map_err(store_err)?.unwrap_or_default();
+                if has_own_writes_unseen(&mine, &city_state, &self.ward) {
+                    send.push(key.clone());
+                }
+                fetched.push((key, city_state));
+            }
+            report.fetched += fetched.len() as u64;
+            let cursor = if restore { city.cursor } else { 0 };
+            self.store.adopt_states(&fetched, cursor).map_err(store_err)?;
+            match reply.next_after {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        // What this ward holds and the city's copy of its records lacks.
+        report.differing += own.len() as u64;
+        send.extend(own.into_keys());
+        // Writes still queued reach the city in their batches: a repair
+        // would apply them twice (harmless, but logged twice).
+        let store = self.store.clone();
+        match blocking(move || store.queued_keys(MAX_QUEUED_CHECKED)).await? {
+            Some(queued) => send.retain(|k| !queued.contains(k)),
+            None => {
+                report.deferred = send.len() as u64;
+                send.clear();
+            }
+        }
+        report.sent = send.len() as u64;
+        for chunk in send.chunks(MAX_REPAIR_RECORDS) {
+            let mut records = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                if let Some(state) = self.store.state(key).map_err(store_err)? {
+                    records.push(pb::KeyedState {
+                        key: Some(key.into()),
+                        hash: Vec::new(),
+                        state: Some((&state).into()),
+                    });
+                }
+            }
+            let reply = client
+                .repair(pb::RepairRequest { ward_code: self.ward.to_string(), records })
+                .await
+                .map_err(|s| format!("the city refused the repair: {}", s.message()))?
+                .into_inner();
+            report.repaired_at_city += reply.repaired;
+            report.writes_at_city += reply.writes;
+            report.others_not_taken += reply.others_not_taken;
+            report.refused.extend(reply.refused);
+        }
+        let city = self.city_digest(&mut client).await?;
+        report.in_sync = self.own_digest().await?.root() == city.digest.root();
+        report.finished_ms = now_ms();
+        Ok(report)
+    }
+
+    /// Runs every `interval` (none: never), and whenever `now` is notified,
+    /// until `cancel` fires. A run that leaves the copies differing (a
+    /// change in flight, the city out of reach) is followed by another
+    /// sooner, at 5 s, doubling up to `interval`.
+    pub async fn schedule(&self, interval: Option<Duration>, now: &Notify, cancel: CancellationToken) {
+        let mut retry: Option<Duration> = None;
+        loop {
+            let wait = match (retry, interval) {
+                (Some(r), Some(i)) => Some(r.min(i)),
+                (r, i) => r.or(i),
+            };
+            let why = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = now.notified() => "the city holds less than it acknowledged: refilling it",
+                _ = sleep_or_never(wait) => if retry.is_some() { "again: the copies differed" } else { "scheduled" },
+            };
+            let outcome = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                o = self.run(why) => o,
+            };
+            retry = match outcome {
+                Ok(r) if r.in_sync => None,
+                _ => Some(retry.map_or(FIRST_RETRY, |r| r * 2)),
+            };
+        }
+    }
+}
+
+/// The first follow-up of a run that left the copies differing.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+async fn sleep_or_never(interval: Option<Duration>) {
+    match interval {
+        Some(d) => tokio::time::sleep(crate::clock::jitter(d, 0.1)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// True if `mine` holds a write of `ward`'s that `city` has not seen.
+fn has_own_writes_unseen(mine: &Versioned, city: &Versioned, ward: &WardCode) -> bool {
+    mine.fields.values().flatten().any(|w| w.stamp.writer == ward.as_str() && !city.seen.has_seen(&w.stamp))
+}
+
+fn store_err(e: StoreError) -> String {
+    format!("this ward's store: {e}")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("verification task failed: {e}"))?
+        .map_err(store_err)
+}
