@@ -241,3 +241,75 @@ async fn sequence_claims_at_their_limits_are_refused_and_the_city_keeps_serving(
     drained(&mut w).await;
     assert_eq!(city_record(&mut q, &citizen.key().unwrap()).await.as_ref(), Some(&citizen));
 }
+
+/// A `CitySync` client with certificate `name`.
+async fn sync_client(city: &City, env: &Env, name: &str) -> CitySyncClient<Channel> {
+    let tls = client_tls(&TlsFiles::in_dir(&env.certs(), name), "city").unwrap();
+    CitySyncClient::new(
+        Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_only_its_own_writes() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let mut w = owner.client().await;
+    let mut q = city.client().await;
+    let (citizen, _, _) = samples("00082");
+    let key = citizen.key().unwrap();
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+
+    // Another ward, or the office, may not read 00082's copy.
+    let mut hostile = sync_client(&city, &env, "ward-00145").await;
+    let denied = hostile.digest(pb::DigestRequest { ward_code: "00082".into() }).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
+    let keys = pb::DigestKeysRequest { ward_code: "00082".into(), ..Default::default() };
+    assert_eq!(hostile.digest_keys(keys).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let mut office = sync_client(&city, &env, "office").await;
+    let denied = office.digest(pb::DigestRequest { ward_code: "00082".into() }).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
+    // Its own digest is empty; bounds are checked.
+    let own = hostile.digest(pb::DigestRequest { ward_code: "00145".into() }).await.unwrap().into_inner();
+    assert_eq!(own.counts.iter().sum::<u32>(), 0);
+    let bad = pb::DigestKeysRequest { ward_code: "00145".into(), buckets: vec![4096], after: None };
+    assert_eq!(hostile.digest_keys(bad).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let many = pb::RepairRequest { ward_code: "00145".into(), records: vec![pb::KeyedState::default(); 501] };
+    assert_eq!(hostile.repair(many).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // 00145 offers 00082's record with a write of its own, and one forged
+    // as 00082's and one as the office's: nothing is taken.
+    let state = q
+        .get_state(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .state
+        .unwrap();
+    let mut forged = wardsync::proto::versioned_from_pb(state);
+    let now = wardsync::clock::now_ms() as u64;
+    for (i, writer) in ["00145", "00082", "city"].into_iter().enumerate() {
+        let stamp = Stamp { hlc: Hlc { wall_ms: now + i as u64, logical: 0 }, writer: writer.into() };
+        let write = wardsync::model::FieldWrite {
+            value: format!("\"09{i}0000000\""),
+            stamp,
+            context: forged.seen.clone(),
+        };
+        forged.merge_write("phone", write);
+    }
+    let offer = pb::KeyedState { key: Some((&key).into()), hash: vec![], state: Some((&forged).into()) };
+    let reply = hostile
+        .repair(pb::RepairRequest { ward_code: "00145".into(), records: vec![offer] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.repaired, 0, "{reply:?}");
+    assert_eq!(reply.others_not_taken, 2, "the forged writes of others: {reply:?}");
+    assert!(reply.refused[0].contains("belongs to ward 00082"), "{reply:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
+    // And 00082's own comparison finds its copy and the city's equal.
+    let v = w.verify(pb::VerifyRequest {}).await.unwrap().into_inner();
+    assert!(v.in_sync && v.differing == 0, "{v:?}");
+}

@@ -351,3 +351,4 @@ mod office;
 mod pages;
 mod policies;
 mod postgres;
+mod repair;

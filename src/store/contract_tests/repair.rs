@@ -1,0 +1,89 @@
+//! Repair from a ward's whole states (anti-entropy, and refilling a city
+//! that lost changes), on every city store: the ward's own writes the city
+//! lacks are taken as the changes that made them, and nothing else is.
+
+use super::*;
+use crate::model::digest::record_hash;
+use crate::model::{Body, CITY_WRITER, FieldWrite, Versioned};
+
+/// Citizen `n` of ward 00082 with another phone number.
+fn rephoned(n: u64, phone: &str) -> NewChange {
+    let mut r = citizen("00082", n);
+    if let Body::Citizen(c) = &mut r.body {
+        c.phone = phone.into();
+    }
+    NewChange::put(RecordKey::new(Kind::Citizen, &r.key_id()).unwrap(), r)
+}
+
+#[tokio::test]
+async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        // The ward writes citizens 0, 1 and 2, then changes 0's phone; the
+        // city holds only the first two changes (it lost the others).
+        let w = WardStore::open(Arc::new(MemEngine::new()), a.clone(), 100).unwrap();
+        w.append(&[put("00082", 0), put("00082", 1), put("00082", 2)], 10).unwrap();
+        w.append(&[rephoned(0, "0912345678")], 20).unwrap();
+        let sent = w.outbox_range(0, 2, 10, usize::MAX).unwrap();
+        city.apply_group(vec![batch(&a, sent)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let keys: Vec<RecordKey> = (0..3).map(|n| put("00082", n).key).collect();
+        let states: Vec<(RecordKey, Versioned)> =
+            keys.iter().map(|k| (k.clone(), w.state(k).unwrap().unwrap())).collect();
+
+        let out = city.repair(&a, &states, 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.writes, out.unchanged), (2, 2, 1), "{name}: {out:?}");
+        assert!(out.refused.is_empty() && out.others_not_taken == 0, "{name}: {out:?}");
+        for (k, s) in &states {
+            let held = city.state(k).await.unwrap().unwrap();
+            assert_eq!(record_hash(k, &held), record_hash(k, s), "{name}: {k} as the ward has it");
+            assert_eq!(city.get(k).await.unwrap(), w.get(k).unwrap(), "{name}: {k} shown");
+        }
+        // Again: nothing left to take.
+        let again = city.repair(&a, &states, 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((again.repaired, again.unchanged), (0, 3), "{name}");
+
+        // A forged office write inside the ward's own record is not taken.
+        let mut forged = states[1].1.clone();
+        let stamp = Stamp { hlc: Hlc { wall_ms: 50, logical: 0 }, writer: CITY_WRITER.into() };
+        forged.merge_write(
+            "phone",
+            FieldWrite { value: "\"0900000000\"".into(), stamp, context: forged.seen.clone() },
+        );
+        let out = city.repair(&a, &[(keys[1].clone(), forged)], 42, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
+        // Another ward may not repair this ward's record with its own write.
+        let b = ward("00145");
+        let mut theirs = states[0].1.clone();
+        let stamp = Stamp { hlc: Hlc { wall_ms: 60, logical: 0 }, writer: b.to_string() };
+        theirs.merge_write(
+            "phone",
+            FieldWrite { value: "\"0911111111\"".into(), stamp, context: theirs.seen.clone() },
+        );
+        let out = city.repair(&b, &[(keys[0].clone(), theirs)], 43, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out.repaired, 0, "{name}");
+        assert!(out.refused[0].1.contains("belongs to ward 00082"), "{name}: {out:?}");
+        // A write stamped beyond the clock limit is refused, as in a batch.
+        w.append(&[rephoned(1, "0922222222")], 100_000_000).unwrap();
+        let ahead = vec![(keys[1].clone(), w.state(&keys[1]).unwrap().unwrap())];
+        let out = city.repair(&a, &ahead, 44, &ctx(), 60_000).await.unwrap();
+        assert!(out.refused[0].1.contains("ahead"), "{name}: {out:?}");
+        assert_eq!(city.get(&keys[1]).await.unwrap(), Some(citizen("00082", 1)), "{name}");
+
+        // What the city holds of the ward, a page at a time, survives a restart.
+        drop(city);
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        let first = city.ward_states(&a, None, 2).await.unwrap();
+        let rest = city.ward_states(&a, Some(&first[1].0), 2).await.unwrap();
+        let mut listed: Vec<RecordKey> = first.iter().chain(&rest).map(|(k, _)| k.clone()).collect();
+        assert_eq!(listed.len(), 3, "{name}");
+        listed.sort();
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(listed, expected, "{name}");
+        assert!(city.ward_states(&b, None, 10).await.unwrap().is_empty(), "{name}");
+        let log = city.changes_since(0, 100).await.unwrap();
+        assert_eq!(log.iter().filter(|l| l.change.seq == 0 && l.by.contains("repair")).count(), 2, "{name}");
+    }
+}
