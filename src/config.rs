@@ -122,6 +122,10 @@ pub struct CityConfig {
     /// The city database on PostgreSQL instead (`[database] url`).
     #[serde(default)]
     pub database: Database,
+    /// Where `wardsync backup` puts copies of the embedded store (unset:
+    /// next to `data_dir`, as `DATA_DIR.backups`).
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
     /// Address the gRPC server (replication and queries) listens on.
     #[serde(default = "default_city_listen")]
     pub listen: SocketAddr,
@@ -297,6 +301,15 @@ impl WardConfig {
 }
 
 impl CityConfig {
+    /// Where copies of the embedded store go.
+    pub fn backups(&self) -> PathBuf {
+        self.backup_dir.clone().unwrap_or_else(|| {
+            let mut name = self.data_dir.file_name().unwrap_or_default().to_os_string();
+            name.push(".backups");
+            self.data_dir.with_file_name(name)
+        })
+    }
+
     /// Roles and revocations as the city enforces them.
     pub fn access(&self) -> Access {
         Access {

@@ -4,66 +4,18 @@
 //! and both must be visible at once:
 //! - a ward behind the city never reuses a sequence number the city has
 //!   applied (the city would skip the new write as a duplicate): it moves
-//!   its numbering past the city's, renumbering what it queued meanwhile;
+//!   its numbering past the city's, renumbering what it queued meanwhile,
+//!   and gets back from the city the records it lost;
 //! - a city behind what it acknowledged never wedges the ward (every
 //!   reconnect used to fail with a gap): it records the loss, the ward and
-//!   the city report it, and new writes replicate.
+//!   the city report it, new writes replicate, and the ward refills the
+//!   city with what it lost, without anyone intervening.
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use wardsync::cli::relay::Relay;
-use wardsync::cli::wait;
-use wardsync::model::WardCode;
 use wardsync::proto::pb;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Replaces `dir` with the copy in `backup`.
-fn restore(backup: &Path, dir: &Path) {
-    std::fs::remove_dir_all(dir).unwrap();
-    copy_dir(backup, dir);
-}
-
-async fn put_range(
-    c: &mut pb::ward_api_client::WardApiClient<tonic::transport::Channel>,
-    range: std::ops::Range<u32>,
-) {
-    let code = WardCode::parse("00082").unwrap();
-    for i in range {
-        c.put(pb::PutRequest { record: Some((&rec(&code, i)).into()) }).await.unwrap();
-    }
-}
-
-/// The city's copy of records `range` of ward 00082 equals what was written.
-async fn at_city(
-    city: &mut pb::city_query_client::CityQueryClient<tonic::transport::Channel>,
-    range: std::ops::Range<u32>,
-) {
-    let code = WardCode::parse("00082").unwrap();
-    for i in range {
-        let r = rec(&code, i);
-        let got = city
-            .get(pb::CityGetRequest { key: Some((&r.key().unwrap()).into()), ..Default::default() })
-            .await
-            .unwrap();
-        let got = wardsync::proto::record_from_pb(got.into_inner().record).unwrap();
-        assert_eq!(got, r, "record {i} at the city");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_applied() {
@@ -72,7 +24,7 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
     let relay = Relay::start(city.addr).await.unwrap();
     let mut ward = Ward::start(&env, "00082", relay.addr());
     let mut c = ward.client().await;
-    put_range(&mut c, 0..20).await;
+    put_range(&mut c, "00082", 0..20).await;
     drained(&mut c).await;
     assert!(ward.node.stop());
     let data = env.path().join("ward-00082");
@@ -81,17 +33,17 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
 
     ward.node.start();
     let mut c = ward.client().await;
-    put_range(&mut c, 20..40).await;
+    put_range(&mut c, "00082", 20..40).await;
     drained(&mut c).await;
     assert!(ward.node.stop());
 
     // The older copy comes back while the city is out of reach, and takes
     // writes: it numbers them 21.., which the city has applied already.
-    restore(&backup, &data);
+    restore_dir(&backup, &data);
     relay.cut();
     ward.node.start();
     let mut c = ward.client().await;
-    put_range(&mut c, 40..50).await;
+    put_range(&mut c, "00082", 40..50).await;
     assert_eq!(status(&mut c).await.unwrap().last_seq, 30, "numbered from the older copy's counter");
     relay.heal();
     drained(&mut c).await;
@@ -100,8 +52,11 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
     assert_eq!(s.sequence_jumps, 1, "the ward says it moved past the city's numbering");
     assert_eq!(s.last_seq, 50, "the ten queued writes were renumbered after the city's 40");
     let mut city_c = city.client().await;
-    at_city(&mut city_c, 40..50).await;
+    at_city(&mut city_c, "00082", 40..50).await;
     assert_each_seq_once(&city_log(&mut city_c).await, "00082", 50);
+    // The records written after the copy come back from the city.
+    in_sync(&mut c).await;
+    assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +65,7 @@ async fn a_city_restored_from_an_older_copy_records_the_loss_and_is_refilled_fro
     let mut city = City::start(&env);
     let ward = Ward::start(&env, "00082", city.addr);
     let mut c = ward.client().await;
-    put_range(&mut c, 0..20).await;
+    put_range(&mut c, "00082", 0..20).await;
     drained(&mut c).await;
     assert!(city.node.stop());
     let data = env.path().join("city");
@@ -118,33 +73,25 @@ async fn a_city_restored_from_an_older_copy_records_the_loss_and_is_refilled_fro
     copy_dir(&data, &backup);
 
     city.node.start();
-    put_range(&mut c, 20..40).await;
+    put_range(&mut c, "00082", 20..40).await;
     drained(&mut c).await;
     assert!(city.node.stop());
     // The city comes back without the 20 changes it acknowledged since.
-    restore(&backup, &data);
+    restore_dir(&backup, &data);
     city.node.start();
     let mut city_c = city.client().await;
 
     // Nobody intervenes: the ward finds the city behind and refills it.
-    wait::until(DEADLINE, "the ward to refill the city", || {
-        let mut c = c.clone();
-        async move {
-            let s = status(&mut c).await?;
-            Ok(s.verify_in_sync && s.verified_at_ms > 0 && !s.verifying)
-        }
-    })
-    .await
-    .unwrap();
+    in_sync(&mut c).await;
     let s = status(&mut c).await.unwrap();
     assert_eq!(s.verify_differing, 20, "the records whose changes the city lost, and only those");
     assert_eq!(s.city_lost_changes, 20, "the ward says the city lost what it had acknowledged");
-    at_city(&mut city_c, 0..40).await;
+    at_city(&mut city_c, "00082", 0..40).await;
 
     // And replication goes on after the loss.
-    put_range(&mut c, 40..50).await;
+    put_range(&mut c, "00082", 40..50).await;
     drained(&mut c).await;
-    at_city(&mut city_c, 40..50).await;
+    at_city(&mut city_c, "00082", 40..50).await;
     assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 50);
     let w = city_wards(&mut city_c).await.unwrap().into_iter().find(|w| w.ward == "00082").unwrap();
     assert_eq!(w.lost_changes, 20, "the city says so too");

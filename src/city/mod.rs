@@ -1,5 +1,6 @@
 //! The city server: replication ingest from every ward and the query API.
 
+mod backup;
 mod civil;
 mod error;
 mod guard;
@@ -191,6 +192,7 @@ where
         max_skew_ms: cfg.max_clock_skew_ms,
         live,
         expected,
+        backup_dir: cfg.backups(),
     };
     // Every call must produce its response in time (a stream: its first message).
     // Keep-alive pings find connections that died silently and free their streams.

@@ -31,6 +31,8 @@ pub struct QueryService {
     pub(super) live: super::Live,
     /// Wards the configuration expects to hear from.
     pub(super) expected: Vec<WardCode>,
+    /// Where copies of the embedded store go.
+    pub(super) backup_dir: std::path::PathBuf,
 }
 
 fn ward_filter(s: &str, field: &str) -> Result<Option<WardCode>, CityError> {
@@ -393,6 +395,10 @@ impl CityQuery for QueryService {
     ) -> Result<Response<pb::CivilReportReply>, Status> {
         self.guard.admit(&req, &[Role::OfficeReader], "CivilReport")?;
         Ok(Response::new(self.civil_report_page(req.into_inner()).await?))
+    }
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Result<Response<pb::BackupReply>, Status> {
+        self.backup_reply(req).await
     }
 
     async fn history(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::HistoryReply>, Status> {

@@ -55,6 +55,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Compare a ward agent's records with the city's copy now, and repair what differs.
     Verify(VerifyArgs),
+    /// Copy a running ward agent's or city's embedded store, consistently, for a backup.
+    Backup(BackupArgs),
     /// Find a record anywhere in the city through a ward agent (asks the city).
     Lookup(LookupArgs),
     /// Register a marriage, divorce or death as this ward's registrar.
@@ -310,6 +312,19 @@ pub struct VerifyArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `wardsync backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A ward agent: the new directory on its server to copy into
+    /// (absolute). The city (--city): a name under its backup_dir
+    /// (default: the time).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Which node to copy (the city needs a certificate with the ops role).
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Flags of `wardsync put`.

@@ -210,6 +210,7 @@ async fn start_city(
     let cfg = CityConfig {
         data_dir: dir.join("city"),
         database: Default::default(),
+        backup_dir: None,
         listen: addr,
         tls: Some(TlsFiles::in_dir(&certs, "city")),
         insecure_dev: false,

@@ -2,6 +2,7 @@
 
 mod args;
 mod args_data;
+mod backup;
 mod bench;
 mod certs;
 mod civil;
@@ -15,7 +16,7 @@ mod import;
 mod query;
 pub mod relay;
 mod status;
-mod verify;
+pub mod verify;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -120,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(a) => client::list(a).await?,
         Command::Status(a) => return status::run(a).await,
         Command::Verify(a) => return verify::run(a).await,
+        Command::Backup(a) => backup::run(a).await?,
         Command::Lookup(a) => client::lookup(a).await?,
         Command::Register(a) => civil::run(a).await?,
         Command::ConfirmMaritalStatus(a) => civil::confirm(a).await?,

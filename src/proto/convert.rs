@@ -397,6 +397,17 @@ pub fn versioned_from_pb(s: pb::RecordState) -> Versioned {
     v
 }
 
+/// A finished copy of a store, on the wire.
+pub fn backup_to_pb(path: &std::path::Path, m: &crate::store::backup::Manifest) -> pb::BackupReply {
+    pb::BackupReply {
+        path: path.display().to_string(),
+        keys: m.keys,
+        bytes: m.bytes,
+        paused_ms: m.paused_ms,
+        taken_at_ms: m.taken_at_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

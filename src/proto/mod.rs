@@ -12,8 +12,8 @@ mod paging;
 mod status;
 
 pub use convert::{
-    change_from_pb, key_from_pb, kind_from_pb, record_from_pb, seen_from_pb, seen_pb, valid_record_from_pb,
-    versioned_from_pb,
+    backup_to_pb, change_from_pb, key_from_pb, kind_from_pb, record_from_pb, seen_from_pb, seen_pb,
+    valid_record_from_pb, versioned_from_pb,
 };
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, cursor_in, cursor_out, next_after, page_size};
 

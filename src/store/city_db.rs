@@ -84,6 +84,14 @@ pub trait CityDb: Send + Sync + 'static {
         max_skew_ms: u64,
     ) -> Result<RepairOutcome, StoreError>;
 
+    /// A consistent copy of the embedded store in the new directory `to`,
+    /// taken while the city runs (see [`crate::store::backup`]); `None` on
+    /// PostgreSQL, which `pg_dump` backs up.
+    async fn backup(
+        &self,
+        to: std::path::PathBuf,
+    ) -> Result<Option<crate::store::backup::Manifest>, StoreError>;
+
     /// Makes every write made so far durable (they already are on return,
     /// but a caller stopping wants the certainty).
     async fn flush(&self) -> Result<(), StoreError>;

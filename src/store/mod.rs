@@ -7,6 +7,7 @@
 //! trait and tested on both engines with one contract suite. [`pg`] is the
 //! city store on PostgreSQL, being built: its schema and migrations.
 
+pub mod backup;
 mod city;
 mod city_db;
 pub(crate) mod codec;

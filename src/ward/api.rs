@@ -186,8 +186,13 @@ impl WardApi for LocalApi {
             records,
             sequence_jumps: self.link.sequence_jumps.get(),
             city_lost_changes: self.link.city_lost_changes.get(),
+            downstream_cursor: self.store.downstream_cursor(),
             ..self.verify_status()
         }))
+    }
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Result<Response<pb::BackupReply>, Status> {
+        Ok(Response::new(self.backup_to(&req.into_inner().to).await?))
     }
 
     async fn verify(&self, _req: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
@@ -214,6 +219,21 @@ impl WardApi for LocalApi {
 }
 
 impl LocalApi {
+    /// Takes a copy of the store into `to`, a new directory.
+    async fn backup_to(&self, to: &str) -> Result<pb::BackupReply, WardError> {
+        let path = std::path::PathBuf::from(to);
+        let bad = |why: String| WardError::Invalid(ValidationError::single("to", why));
+        if !path.is_absolute() {
+            return Err(bad(format!("{to:?} is not an absolute path")));
+        }
+        if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) || path.is_file() {
+            return Err(bad(format!("{to} exists and is not empty: give a new directory")));
+        }
+        let m = self.store.backup(path.clone()).await?;
+        tracing::info!(path = %path.display(), keys = m.keys, paused_ms = m.paused_ms, "backup taken");
+        Ok(crate::proto::backup_to_pb(&path, &m))
+    }
+
     /// The verification fields of the status.
     fn verify_status(&self) -> pb::WardStatus {
         let state = &self.verifier.state;

@@ -95,8 +95,9 @@ pub struct Replicator {
     /// Entries up to here are durable whatever the writer last reported
     /// (set when queued entries are renumbered past the city's sequence).
     pub floor: u64,
-    /// Notified when the city is found to hold less than it acknowledged:
-    /// verification then refills it from this ward's records.
+    /// Notified when the city is found to hold less than it acknowledged,
+    /// or this ward less than the city applied: verification then refills
+    /// the one that lost data from the other's records.
     pub refill: Arc<tokio::sync::Notify>,
 }
 
@@ -326,8 +327,10 @@ impl Replicator {
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
         self.link.sequence_jumps.inc();
+        // The records it lost come back from the city's copy.
+        self.refill.notify_one();
         tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
-            "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's and its queued changes are renumbered after it");
+            "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's, its queued changes are renumbered after it, and its records are refilled from the city's copy");
         Ok(())
     }
 

@@ -15,7 +15,8 @@
 //!
 //! Runs on a schedule, on demand (`wardsync verify`), and at once when the
 //! city is found to hold less than it acknowledged (restored from an older
-//! backup), which it then refills from this ward.
+//! backup), which it then refills from this ward, or this ward less than
+//! the city applied, which it then refills from the city.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -348,7 +349,7 @@ impl Verifier {
             let why = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = now.notified() => "the city holds less than it acknowledged: refilling it",
+                _ = now.notified() => "this ward or the city lost data: refilling the one from the other",
                 _ = sleep_or_never(wait) => if retry.is_some() { "again: the copies differed" } else { "scheduled" },
             };
             let outcome = tokio::select! {

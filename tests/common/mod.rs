@@ -280,6 +280,18 @@ impl Ward {
     /// Like [`Ward::start`], with extra top-level config lines and extra
     /// `[replication]` settings (which override the test defaults).
     pub fn start_with(env: &Env, code: &str, city_addr: SocketAddr, extra: &str, replication: &str) -> Ward {
+        Self::start_flagged(env, code, city_addr, extra, replication, &[])
+    }
+
+    /// Like [`Ward::start_with`], with extra command-line flags.
+    pub fn start_flagged(
+        env: &Env,
+        code: &str,
+        city_addr: SocketAddr,
+        extra: &str,
+        replication: &str,
+        flags: &[&str],
+    ) -> Ward {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let certs = env.certs();
         let config = env.path().join(format!("ward-{code}.toml"));
@@ -306,7 +318,8 @@ key = "{key}"
             ),
         )
         .unwrap();
-        let args = vec!["ward".into(), "--config".into(), config.display().to_string()];
+        let mut args = vec!["ward".into(), "--config".into(), config.display().to_string()];
+        args.extend(flags.iter().map(|f| f.to_string()));
         let node =
             Node::spawn(&format!("ward {code}"), args, env, env.path().join(format!("ward-{code}.log")));
         Ward { node, code: code.into(), api }
@@ -355,6 +368,25 @@ pub async fn drained(c: &mut WardApiClient<Channel>) {
     })
     .await
     .unwrap();
+}
+
+/// Waits until the ward's last comparison with the city's copy found them
+/// in sync (the first, or one since `after_ms`).
+pub async fn in_sync_since(c: &mut WardApiClient<Channel>, after_ms: i64) {
+    wait::until(DEADLINE, "the ward and the city's copy to be found in sync", || {
+        let mut c = c.clone();
+        async move {
+            let s = status(&mut c).await?;
+            Ok(s.verify_in_sync && s.verified_at_ms > after_ms && !s.verifying)
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// [`in_sync_since`] any time.
+pub async fn in_sync(c: &mut WardApiClient<Channel>) {
+    in_sync_since(c, 0).await
 }
 
 /// Every change the city logged, in cursor order.
@@ -441,5 +473,47 @@ pub fn hello(claim: &str) -> pb::WardMessage {
             downstream_cursor: 0,
             acked_seq: 0,
         })),
+    }
+}
+
+/// Copies directory `from` into `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Replaces `dir` with a copy of `backup`.
+pub fn restore_dir(backup: &Path, dir: &Path) {
+    std::fs::remove_dir_all(dir).unwrap();
+    copy_dir(backup, dir);
+}
+
+/// Puts records `range` of ward `code` (see [`rec`]) through its agent.
+pub async fn put_range(c: &mut WardApiClient<Channel>, code: &str, range: std::ops::Range<u32>) {
+    let code = WardCode::parse(code).unwrap();
+    for i in range {
+        c.put(pb::PutRequest { record: Some((&rec(&code, i)).into()) }).await.unwrap();
+    }
+}
+
+/// Asserts the city's copy of records `range` of ward `code` is what was written.
+pub async fn at_city(city: &mut CityQueryClient<Channel>, code: &str, range: std::ops::Range<u32>) {
+    let code = WardCode::parse(code).unwrap();
+    for i in range {
+        let r = rec(&code, i);
+        let got = city
+            .get(pb::CityGetRequest { key: Some((&r.key().unwrap()).into()), ..Default::default() })
+            .await
+            .unwrap();
+        let got = wardsync::proto::record_from_pb(got.into_inner().record).unwrap();
+        assert_eq!(got, r, "record {i} of ward {code} at the city");
     }
 }

@@ -57,6 +57,13 @@ impl CityDb for CityStore {
         CityStore::flush(self).await
     }
 
+    async fn backup(
+        &self,
+        to: std::path::PathBuf,
+    ) -> Result<Option<crate::store::backup::Manifest>, StoreError> {
+        CityStore::backup(self, to).await.map(Some)
+    }
+
     async fn ward_states(
         &self,
         ward: &WardCode,

@@ -321,6 +321,21 @@ impl CityStore {
         self.write(now_ms, |w, wards| w.apply_batches(group, ctx, max_skew_ms, wards))
     }
 
+    /// A consistent copy of the store in the new directory `to`, taken
+    /// while the city runs: writes pause while it is copied (see
+    /// [`crate::store::backup`]).
+    pub async fn backup(&self, to: std::path::PathBuf) -> Result<crate::store::backup::Manifest, StoreError> {
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let copy = tokio::task::spawn_blocking(move || {
+            let _writes = cache.lock().expect("poisoned");
+            crate::store::backup::copy(&*engine, &to, "city".into())
+        })
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))??;
+        self.engine.flush().await?;
+        crate::store::backup::finish(copy).await
+    }
+
     /// Makes every applied group durable and publishes the log up to it.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (cursor, applied): (u64, Vec<(WardCode, u64)>) = {

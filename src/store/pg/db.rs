@@ -121,6 +121,13 @@ impl CityDb for PgCityStore {
         self.write(now_ms, ahead, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards)).await
     }
 
+    async fn backup(
+        &self,
+        _to: std::path::PathBuf,
+    ) -> Result<Option<crate::store::backup::Manifest>, StoreError> {
+        Ok(None)
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Every write has committed before it returned.
         Ok(())

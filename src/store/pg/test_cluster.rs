@@ -142,6 +142,30 @@ impl Postgres {
         self.url_of(db)
     }
 
+    /// Dumps database `db` with pg_dump (custom format) into the file
+    /// `name` of the cluster's directory, while it is in use; returns it.
+    pub fn dump(&self, db: &str, name: &str) -> PathBuf {
+        let file = self.dir.path().join(name);
+        let mut dump = as_owner("pg_dump");
+        dump.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-Fc", "-f"]);
+        dump.arg(&file).arg(db);
+        run(dump, "pg_dump");
+        file
+    }
+
+    /// Replaces database `db` by what the dump `file` holds (dropped,
+    /// created again, pg_restore), as an operator restores a backup.
+    pub fn restore(&self, db: &str, file: &Path) {
+        let port = self.port.to_string();
+        let mut drop = as_owner("dropdb");
+        drop.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--force", db]);
+        run(drop, "dropdb");
+        self.create(db);
+        let mut restore = as_owner("pg_restore");
+        restore.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db]).arg(file);
+        run(restore, "pg_restore");
+    }
+
     /// Starts the server (again, after [`Postgres::crash`]) on its port.
     pub fn start_again(&self) {
         let options = format!(

@@ -527,6 +527,22 @@ impl WardStore {
         self.lock().records[kind_index(kind)]
     }
 
+    /// A consistent copy of the store in the new directory `to`, taken
+    /// while the agent runs: writes pause while it is copied (see
+    /// [`crate::store::backup`]).
+    pub async fn backup(&self, to: std::path::PathBuf) -> Result<super::backup::Manifest, StoreError> {
+        let store = self.clone();
+        let node = format!("ward {}", self.ward);
+        let copy = tokio::task::spawn_blocking(move || {
+            let _writes = store.lock();
+            super::backup::copy(&*store.engine, &to, node)
+        })
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))??;
+        self.engine.flush().await?;
+        super::backup::finish(copy).await
+    }
+
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.engine.size_on_disk()
