@@ -251,7 +251,7 @@ async fn sync_client(city: &City, env: &Env, name: &str) -> CitySyncClient<Chann
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_only_its_own_writes() {
+async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_another_wards() {
     let env = Env::new();
     let city = City::start(&env);
     let owner = Ward::start(&env, "00082", city.addr);
@@ -307,6 +307,28 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_only_its_own_
         .into_inner();
     assert_eq!(reply.repaired, 0, "{reply:?}");
     assert_eq!(reply.others_not_taken, 2, "the forged writes of others: {reply:?}");
+    assert!(reply.refused[0].contains("belongs to ward 00082"), "{reply:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
+    // Claiming the city lost what it sent down opens 00145's refill window,
+    // for 00145's own records only.
+    let mut claim = hello("00145");
+    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
+        h.downstream_cursor = 1 << 40;
+    }
+    let (tx, rx) = mpsc::channel(2);
+    tx.send(claim).await.unwrap();
+    let mut stream = hostile.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(city_message::Msg::Welcome(_))
+    ));
+    let offer = pb::KeyedState { key: Some((&key).into()), hash: vec![], state: Some((&forged).into()) };
+    let reply = hostile
+        .repair(pb::RepairRequest { ward_code: "00145".into(), records: vec![offer] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((reply.repaired, reply.others_taken), (0, 0), "{reply:?}");
     assert!(reply.refused[0].contains("belongs to ward 00082"), "{reply:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
     // And 00082's own comparison finds its copy and the city's equal.

@@ -24,7 +24,16 @@ fn code() -> WardCode {
 
 /// Record `i` of ward 00082 with another phone number.
 fn rephoned(i: u32, phone: &str) -> Record {
-    let mut r = rec(&code(), i);
+    rephoned_as(&code(), i, phone)
+}
+
+/// Record `i` of ward `ward`, corrected by the office.
+fn rephoned_of(ward: &str, i: u32) -> Record {
+    rephoned_as(&WardCode::parse(ward).unwrap(), i, "0913000000")
+}
+
+fn rephoned_as(ward: &WardCode, i: u32, phone: &str) -> Record {
+    let mut r = rec(ward, i);
     if let Body::Citizen(c) = &mut r.body {
         c.phone = phone.into();
     } else if let Body::Business(b) = &mut r.body {
@@ -198,41 +207,59 @@ async fn a_city_put_back_to_a_copy_taken_while_it_ran_is_refilled_by_its_wards()
     let ca = wardsync::auth::DevCa::open_or_create(&env.certs()).unwrap();
     ca.issue("ops", &["ops"]).unwrap();
     let mut city = City::start(&env);
-    let wards = [Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr)];
-    let mut clients = Vec::new();
-    for w in &wards {
-        clients.push(w.client().await);
-    }
-    let mut writers = Vec::new();
-    for (w, c) in wards.iter().zip(&clients) {
-        let (code, mut c) = (w.code.clone(), c.clone());
-        writers.push(tokio::spawn(async move { put_range(&mut c, &code, 0..60).await }));
-    }
-    // The ops team's copy, taken while both wards write.
+    let (busy, quiet) = (Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr));
+    let (mut b, mut q) = (busy.client().await, quiet.client().await);
+    put_range(&mut q, "00145", 0..20).await;
+    drained(&mut q).await;
+    // The ops team's copy, taken while ward 00082 writes.
+    let writing = {
+        let mut b = b.clone();
+        tokio::spawn(async move { put_range(&mut b, "00082", 0..60).await })
+    };
     let mut ops = city_client(&city.url(), Some(&env.certs()), "ops", "city").await.unwrap();
     let taken = ops.backup(pb::BackupRequest { to: "mid-run".into() }).await.unwrap().into_inner();
-    for w in writers {
-        w.await.unwrap();
-    }
-    let office = city.client().await;
-    let refused = office.clone().backup(pb::BackupRequest::default()).await.unwrap_err();
+    writing.await.unwrap();
+    let mut office = city.client().await;
+    let refused = office.backup(pb::BackupRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "the office may not take copies");
-    for (w, c) in wards.iter().zip(&mut clients) {
-        put_range(c, &w.code, 60..70).await;
-        drained(c).await;
+    // After the copy: office corrections, on a record of each ward, which
+    // reach the wards; ward 00145 writes nothing more.
+    let edits = [(&mut b, rephoned_of("00082", 5)), (&mut q, rephoned_of("00145", 3))];
+    for (c, edited) in edits {
+        office.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+        wardsync::cli::wait::until(DEADLINE, "the correction to reach the ward", || {
+            let (mut c, edited) = (c.clone(), edited.clone());
+            async move { Ok(ward_get(&mut c, &edited).await.as_ref() == Some(&edited)) }
+        })
+        .await
+        .unwrap();
     }
+    put_range(&mut b, "00082", 60..70).await;
+    drained(&mut b).await;
 
     assert!(city.node.stop());
     restore_dir(Path::new(&taken.path), &env.path().join("city"));
     city.node.start();
-    let mut q = city.client().await;
-    for (w, c) in wards.iter().zip(&mut clients) {
+    let mut office = city.client().await;
+    for (code, c, n) in [("00082", &mut b, 70), ("00145", &mut q, 20)] {
         in_sync(c).await;
-        assert_eq!(assert_same_records(c, &mut q, &w.code).await, 70, "ward {}", w.code);
-        applied_once(&mut q, &w.code).await;
+        assert_eq!(assert_same_records(c, &mut office, code).await, n, "ward {code}");
+        applied_once(&mut office, code).await;
     }
-    let lost: u64 = city_wards(&mut q).await.unwrap().iter().map(|w| w.lost_changes).sum();
-    assert!(lost >= 20, "the city reports what it lost: {lost}");
+    // The corrections the city lost came back from the wards that held them.
+    for edited in [rephoned_of("00082", 5), rephoned_of("00145", 3)] {
+        let got = office
+            .get(pb::CityGetRequest { key: Some((&edited.key().unwrap()).into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(wardsync::proto::record_from_pb(got.into_inner().record).unwrap(), edited);
+    }
+    let wards = city_wards(&mut office).await.unwrap();
+    let lost = |code: &str| wards.iter().find(|w| w.ward == code).unwrap().lost_changes;
+    assert!(lost("00082") >= 10, "the city reports what it lost: {}", lost("00082"));
+    assert_eq!(lost("00145"), 0, "nothing 00145 sent was lost, only what it was sent");
+    let log = city_log(&mut office).await;
+    assert!(log.iter().any(|l| l.ward == "city"), "the office's corrections are the office's again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -487,15 +487,21 @@ impl CitySync for SyncService {
             session.clone(),
         );
         let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
+        let log_cursor = self.store.log_end().await.map_err(CityError::from)?;
+        if hello.downstream_cursor > log_cursor {
+            self.store.log_lost(&ward, now_ms()).await.map_err(CityError::from)?;
+            tracing::error!(%ward, merged = hello.downstream_cursor, log_end = log_cursor,
+                "the ward merged changes further than the city's log goes: the city lost logged changes (its database was restored from an older backup?); the ward refills it");
+        }
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
-        let welcome = pb::Welcome { last_applied_seq: last, policies_json, lost_changes };
+        let welcome = pb::Welcome { last_applied_seq: last, policies_json, lost_changes, log_cursor };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(
             ward.clone(),
-            hello.downstream_cursor,
+            hello.downstream_cursor.min(log_cursor),
             tx.clone(),
             session.clone(),
         ));

@@ -137,7 +137,7 @@ impl SyncService {
             .map_err(CityError::from)?;
         if out.repaired > 0 || !out.refused.is_empty() || out.others_not_taken > 0 {
             tracing::warn!(%ward, records = states.len(), repaired = out.repaired, writes = out.writes,
-                refused = out.refused.len(), others_not_taken = out.others_not_taken,
+                refused = out.refused.len(), others_taken = out.others_taken, others_not_taken = out.others_not_taken,
                 "repaired the city's copy of a ward's records from the ward's");
         }
         for (key, why) in &out.refused {
@@ -148,6 +148,7 @@ impl SyncService {
             writes: out.writes,
             unchanged: out.unchanged,
             others_not_taken: out.others_not_taken,
+            others_taken: out.others_taken,
             refused: out.refused.iter().map(|(k, why)| format!("{k}: {why}")).collect(),
         }))
     }

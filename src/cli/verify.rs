@@ -57,7 +57,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         let v = serde_json::json!({
             "records": r.records, "differing": r.differing, "fetched": r.fetched, "sent": r.sent,
             "repaired_at_city": r.repaired_at_city, "writes_at_city": r.writes_at_city,
-            "others_not_taken": r.others_not_taken, "refused": r.refused, "deferred": r.deferred,
+            "others_taken": r.others_taken, "others_not_taken": r.others_not_taken, "refused": r.refused, "deferred": r.deferred,
             "in_sync": r.in_sync, "took_ms": r.took_ms,
         });
         println!("{v}");
@@ -66,9 +66,15 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             "{} records compared with the city's copy in {} ms: {} differed ({} merged here from the city, {} sent to the city, which took {} writes for {} records)",
             r.records, r.took_ms, r.differing, r.fetched, r.sent, r.writes_at_city, r.repaired_at_city
         );
+        if r.others_taken > 0 {
+            println!(
+                "{} writes by others (office corrections, other wards' registrations) that the city had lost were taken back from here",
+                r.others_taken
+            );
+        }
         if r.others_not_taken > 0 {
             println!(
-                "{} writes by others (office corrections, other wards' registrations) are held only here; the city takes only this ward's own writes from it: re-enter them at the city",
+                "{} writes by others (office corrections, other wards' registrations) are held only here; the city takes them from a ward only within a day of a loss it recorded: re-enter them at the city",
                 r.others_not_taken
             );
         }

@@ -72,8 +72,9 @@ pub trait CityDb: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(RecordKey, Versioned)>, StoreError>;
 
-    /// Merges the writes of `ward`'s own in its whole `states` that the
-    /// city lacks, each checked and applied as the change that made it
+    /// Merges the writes in `ward`'s whole `states` that the city lacks,
+    /// each checked and applied as the change that made it: the ward's
+    /// own, and others' only within a day of a loss recorded for the ward
     /// (see `store::city::repair`); durable on return.
     async fn repair(
         &self,
@@ -91,6 +92,15 @@ pub trait CityDb: Send + Sync + 'static {
         &self,
         to: std::path::PathBuf,
     ) -> Result<Option<crate::store::backup::Manifest>, StoreError>;
+
+    /// `ward` found the city's log ending before what it had merged from
+    /// it (the city lost logged changes): records when, which opens the
+    /// ward's refill window (see [`CityDb::repair`]).
+    async fn log_lost(&self, ward: &WardCode, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The last cursor of the log, read afresh (another city process
+    /// sharing the database may have written more).
+    async fn log_end(&self) -> Result<u64, StoreError>;
 
     /// Makes every write made so far durable (they already are on return,
     /// but a caller stopping wants the certainty).

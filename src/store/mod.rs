@@ -25,12 +25,12 @@ mod contract_tests;
 pub use city::{
     AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial,
     Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
-    MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, RepairOutcome,
-    RetryError, WardBatch, WardState,
+    MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS,
+    RepairOutcome, RetryError, WardBatch, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;
 pub use sled_engine::SledEngine;
-pub use ward_store::{NewChange, WardStore};
+pub use ward_store::{Lost, NewChange, WardStore};

@@ -210,6 +210,7 @@ impl WardApi for LocalApi {
             repaired_at_city: r.repaired_at_city,
             writes_at_city: r.writes_at_city,
             others_not_taken: r.others_not_taken,
+            others_taken: r.others_taken,
             refused: r.refused,
             in_sync: r.in_sync,
             took_ms: r.took_ms,

@@ -166,7 +166,6 @@ where
     let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
     let link = Arc::new(LinkState::default());
     let cancel = CancellationToken::new();
-    let refill = Arc::new(tokio::sync::Notify::new());
     let replicator = Replicator {
         ward: ward.clone(),
         node_id: format!("ward-{ward}@{}", hostname()),
@@ -176,14 +175,14 @@ where
         config: cfg.replication.clone(),
         link: link.clone(),
         floor: 0,
-        refill: refill.clone(),
+        verifier: verifier.clone(),
     };
     let replicator_task = tokio::spawn(replicator.run(cancel.clone()));
     let verify_task = {
         let (verifier, cancel) = (verifier.clone(), cancel.clone());
         let every = cfg.replication.verify_every_ms;
         let every = (every > 0).then(|| Duration::from_millis(every));
-        tokio::spawn(async move { verifier.schedule(every, &refill, cancel).await })
+        tokio::spawn(async move { verifier.schedule(every, cancel).await })
     };
     if let Some(files) = &cfg.tls {
         crate::auth::watch_expiry(files.clone(), Expiry::File(files.clone()), cancel.clone());

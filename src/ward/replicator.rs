@@ -32,7 +32,7 @@ use crate::model::WardCode;
 use crate::proto::pb::city_query_client::CityQueryClient;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, key_from_pb, versioned_from_pb};
-use crate::store::WardStore;
+use crate::store::{Lost, WardStore};
 
 /// Opens a channel to the city. The seam for other transports: TCP by
 /// default ([`tcp_connect`]), a simulated network in the simulation.
@@ -95,10 +95,8 @@ pub struct Replicator {
     /// Entries up to here are durable whatever the writer last reported
     /// (set when queued entries are renumbered past the city's sequence).
     pub floor: u64,
-    /// Notified when the city is found to hold less than it acknowledged,
-    /// or this ward less than the city applied: verification then refills
-    /// the one that lost data from the other's records.
-    pub refill: Arc<tokio::sync::Notify>,
+    /// Brings this ward and the city level when either lost data.
+    pub verifier: Arc<super::Verifier>,
 }
 
 enum SessionEnd {
@@ -185,7 +183,7 @@ impl Replicator {
             Ok(m) => m,
             Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
         };
-        let (applied, lost) = match welcome {
+        let (applied, lost, log_cursor) = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
@@ -198,15 +196,28 @@ impl Replicator {
                 if crate::mutation::active(crate::mutation::Mutation::ReplicatorPanics) {
                     panic!("deliberate bug (replicator-panics): the replicator panics after Welcome");
                 }
-                (w.last_applied_seq, w.lost_changes)
+                (w.last_applied_seq, w.lost_changes, w.log_cursor)
             }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
-        if let Err(e) = self.reconcile(applied, lost).await {
+        if let Err(e) = self.reconcile(applied, lost, log_cursor).await {
             return SessionEnd::Failed(e);
+        }
+        if let Some(lost) = self.store.refill_due() {
+            // Before anything more is sent: what is sent next may build on
+            // writes the city lost.
+            match self.verifier.refill(lost).await {
+                Ok(_) => {
+                    let done = self.store.set_refill_due(None);
+                    if let Err(e) = done {
+                        return fail("cannot store that the refill is done", &e);
+                    }
+                }
+                Err(e) => return SessionEnd::Failed(format!("refilling after a loss of data: {e}")),
+            }
         }
         if let Err(e) = self.store.ack(applied) {
             return fail("cannot delete acknowledged entries", &e);
@@ -303,18 +314,33 @@ impl Replicator {
     /// A city ahead of anything this ward numbered means this ward lost
     /// data: its queue is renumbered past the city's (never reusing a
     /// number the city applied) and made durable before anything is sent.
-    async fn reconcile(&mut self, applied: u64, lost: u64) -> Result<(), String> {
+    async fn reconcile(&mut self, applied: u64, lost: u64, log_cursor: u64) -> Result<(), String> {
+        let mut refill = false;
         if lost > 0 {
             self.link.city_lost_changes.inc_by(lost);
             tracing::error!(ward = %self.ward, lost, resumed_after = applied,
                 "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them, and this ward's records refill the city");
+            refill = true;
         }
         if applied < self.store.acked_seq() {
             tracing::error!(ward = %self.ward, city_applied = applied, acked = self.store.acked_seq(),
                 "the city reports fewer applied changes than it acknowledged before; this ward's records refill the city");
+            refill = true;
         }
-        if lost > 0 || applied < self.store.acked_seq() {
-            self.refill.notify_one();
+        let merged = self.store.downstream_cursor();
+        if log_cursor < merged {
+            tracing::error!(ward = %self.ward, log_end = log_cursor, merged,
+                "the city's log ends before changes this ward merged from it: the city lost them (restored from an older backup?); this ward's records refill the city, and changes made elsewhere are followed from the city's log end");
+            self.store
+                .rewind_downstream(log_cursor)
+                .map_err(|e| format!("cannot move the downstream cursor: {e}"))?;
+            refill = true;
+        }
+        if refill {
+            self.store
+                .set_refill_due(Some(Lost::City))
+                .map_err(|e| format!("cannot note the refill due: {e}"))?;
+            self.store.flush().await.map_err(|e| format!("cannot note the refill due: {e}"))?;
         }
         let last = self.store.last_seq();
         if applied <= last {
@@ -324,11 +350,14 @@ impl Replicator {
             .store
             .move_past(applied)
             .map_err(|e| format!("cannot move the numbering past the city's: {e}"))?;
+        // The records it lost come back from the city's copy (stored with
+        // the new numbering, by the flush below).
+        self.store
+            .set_refill_due(Some(Lost::Ward))
+            .map_err(|e| format!("cannot note the refill due: {e}"))?;
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
         self.link.sequence_jumps.inc();
-        // The records it lost come back from the city's copy.
-        self.refill.notify_one();
         tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
             "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's, its queued changes are renumbered after it, and its records are refilled from the city's copy");
         Ok(())

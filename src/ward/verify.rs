@@ -13,10 +13,11 @@
 //! empty store every record differs, and the downstream cursor and the
 //! sequence counter are taken from the city before any local write.
 //!
-//! Runs on a schedule, on demand (`wardsync verify`), and at once when the
-//! city is found to hold less than it acknowledged (restored from an older
-//! backup), which it then refills from this ward, or this ward less than
-//! the city applied, which it then refills from the city.
+//! Runs on a schedule and on demand (`wardsync verify`); and, as a refill,
+//! from the replicator before it sends anything more, when the city is
+//! found holding less than it acknowledged or sent down (restored from an
+//! older backup), or this ward less than the city applied: the side that
+//! lost data gets it back from the other's copy.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -25,7 +26,6 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -35,7 +35,7 @@ use crate::model::digest::{BUCKETS, Digest, Hash, Leaf, bucket, record_hash};
 use crate::model::{RecordKey, Versioned, WardCode};
 use crate::proto::pb::{self, city_sync_client::CitySyncClient};
 use crate::proto::{key_from_pb, versioned_from_pb};
-use crate::store::{MAX_REPAIR_RECORDS, StoreError, WardStore};
+use crate::store::{Lost, MAX_REPAIR_RECORDS, StoreError, WardStore};
 
 /// Most queued changes checked so as not to send their records twice.
 const MAX_QUEUED_CHECKED: u64 = 100_000;
@@ -58,7 +58,10 @@ pub struct Report {
     /// Records not sent because more changes are queued than are checked
     /// against them: sent by a later run, once the queue drains.
     pub deferred: u64,
-    /// Writes by others only this ward holds, which the city does not take from it.
+    /// Writes by others only this ward held, which the city took back
+    /// (within a day of its loss), and those it did not take.
+    pub others_taken: u64,
+    /// See [`Report::others_taken`].
     pub others_not_taken: u64,
     /// Records the city refused, and why.
     pub refused: Vec<String>,
@@ -103,6 +106,23 @@ pub struct Verifier {
     pub state: std::sync::Arc<VerifyState>,
     /// One run at a time.
     pub(super) turn: tokio::sync::Mutex<()>,
+    /// Notified when a refill left the copies differing: the schedule
+    /// then runs again soon.
+    again: tokio::sync::Notify,
+}
+
+/// What a run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A check (scheduled, on demand; and after this ward lost data):
+    /// records with changes still queued are left to their batches.
+    Verify,
+    /// After the city lost data, before anything more is sent: every
+    /// record that differs is sent, queued changes or not (their batches
+    /// may build on writes the city lost).
+    Refill,
+    /// A new, empty store: also the numbering and the downstream cursor.
+    Restore,
 }
 
 /// The city's side of one comparison.
@@ -115,7 +135,14 @@ struct CityDigest {
 impl Verifier {
     /// A verifier of `ward`'s `store` against the city `connect` reaches.
     pub fn new(ward: WardCode, store: WardStore, connect: Connect) -> Verifier {
-        Verifier { ward, store, connect, state: Default::default(), turn: Default::default() }
+        Verifier {
+            ward,
+            store,
+            connect,
+            state: Default::default(),
+            turn: Default::default(),
+            again: Default::default(),
+        }
     }
 
     /// One run (see the module docs), after any run in progress.
@@ -123,13 +150,40 @@ impl Verifier {
         let _turn = self.turn.lock().await;
         self.state.running.store(true, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let outcome = self.compare_and_repair(false).await;
+        let outcome = self.compare_and_repair(Mode::Verify).await;
         self.state.running.store(false, Ordering::Relaxed);
         let outcome = outcome.map(|mut r| {
             r.took_ms = started.elapsed().as_millis() as u64;
             r
         });
         self.record(why, &outcome);
+        outcome
+    }
+
+    /// Brings this ward and the city level after `lost` lost data, before
+    /// the replicator sends anything more: every record that differs is
+    /// merged both ways (after the city's loss, queued changes or not).
+    pub async fn refill(&self, lost: Lost) -> Result<Report, String> {
+        let _turn = self.turn.lock().await;
+        self.state.running.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let (mode, why) = match lost {
+            Lost::City => {
+                (Mode::Refill, "the city lost data: refilling it from this ward, and this ward from it")
+            }
+            Lost::Ward => (Mode::Verify, "this ward lost data: refilling it from the city"),
+        };
+        let outcome = self.compare_and_repair(mode).await;
+        self.state.running.store(false, Ordering::Relaxed);
+        let outcome = outcome.map(|mut r| {
+            r.took_ms = started.elapsed().as_millis() as u64;
+            r
+        });
+        self.record(why, &outcome);
+        if outcome.as_ref().is_ok_and(|r| !r.in_sync) {
+            // Changes still queued, say: compared again once they are sent.
+            self.again.notify_one();
+        }
         outcome
     }
 
@@ -140,7 +194,7 @@ impl Verifier {
     pub async fn restore(&self) -> Result<Option<Report>, String> {
         let _turn = self.turn.lock().await;
         let started = std::time::Instant::now();
-        let outcome = self.compare_and_repair(true).await;
+        let outcome = self.compare_and_repair(Mode::Restore).await;
         let outcome = match outcome {
             Ok(r) if r.fetched == 0 && self.store.last_seq() == 0 => return Ok(None),
             o => o.map(|mut r| {
@@ -229,7 +283,8 @@ impl Verifier {
         })
     }
 
-    async fn compare_and_repair(&self, restore: bool) -> Result<Report, String> {
+    async fn compare_and_repair(&self, mode: Mode) -> Result<Report, String> {
+        let restore = mode == Mode::Restore;
         let mut client = self.client().await?;
         let city = self.city_digest(&mut client).await?;
         let mine = self.own_digest().await?;
@@ -281,7 +336,7 @@ impl Verifier {
                 }
                 report.differing += 1;
                 let mine = self.store.state(&key).map_err(store_err)?.unwrap_or_default();
-                if has_own_writes_unseen(&mine, &city_state, &self.ward) {
+                if has_writes_unseen(&mine, &city_state) {
                     send.push(key.clone());
                 }
                 fetched.push((key, city_state));
@@ -297,14 +352,17 @@ impl Verifier {
         // What this ward holds and the city's copy of its records lacks.
         report.differing += own.len() as u64;
         send.extend(own.into_keys());
-        // Writes still queued reach the city in their batches: a repair
-        // would apply them twice (harmless, but logged twice).
-        let store = self.store.clone();
-        match blocking(move || store.queued_keys(MAX_QUEUED_CHECKED)).await? {
-            Some(queued) => send.retain(|k| !queued.contains(k)),
-            None => {
-                report.deferred = send.len() as u64;
-                send.clear();
+        // Writes still queued reach the city in their batches: a check
+        // leaves them to those (a repair would apply them twice: harmless,
+        // but logged twice).
+        if mode == Mode::Verify {
+            let store = self.store.clone();
+            match blocking(move || store.queued_keys(MAX_QUEUED_CHECKED)).await? {
+                Some(queued) => send.retain(|k| !queued.contains(k)),
+                None => {
+                    report.deferred = send.len() as u64;
+                    send.clear();
+                }
             }
         }
         report.sent = send.len() as u64;
@@ -326,6 +384,7 @@ impl Verifier {
                 .into_inner();
             report.repaired_at_city += reply.repaired;
             report.writes_at_city += reply.writes;
+            report.others_taken += reply.others_taken;
             report.others_not_taken += reply.others_not_taken;
             report.refused.extend(reply.refused);
         }
@@ -335,11 +394,11 @@ impl Verifier {
         Ok(report)
     }
 
-    /// Runs every `interval` (none: never), and whenever `now` is notified,
-    /// until `cancel` fires. A run that leaves the copies differing (a
-    /// change in flight, the city out of reach) is followed by another
-    /// sooner, at 5 s, doubling up to `interval`.
-    pub async fn schedule(&self, interval: Option<Duration>, now: &Notify, cancel: CancellationToken) {
+    /// Runs every `interval` (none: never) until `cancel` fires. A run or
+    /// refill that leaves the copies differing (a change in flight, the
+    /// city out of reach) is followed by another sooner, at 5 s, doubling
+    /// up to `interval`.
+    pub async fn schedule(&self, interval: Option<Duration>, cancel: CancellationToken) {
         let mut retry: Option<Duration> = None;
         loop {
             let wait = match (retry, interval) {
@@ -349,7 +408,10 @@ impl Verifier {
             let why = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = now.notified() => "this ward or the city lost data: refilling the one from the other",
+                _ = self.again.notified() => {
+                    retry = Some(FIRST_RETRY);
+                    continue;
+                }
                 _ = sleep_or_never(wait) => if retry.is_some() { "again: the copies differed" } else { "scheduled" },
             };
             let outcome = tokio::select! {
@@ -375,9 +437,10 @@ async fn sleep_or_never(interval: Option<Duration>) {
     }
 }
 
-/// True if `mine` holds a write of `ward`'s that `city` has not seen.
-fn has_own_writes_unseen(mine: &Versioned, city: &Versioned, ward: &WardCode) -> bool {
-    mine.fields.values().flatten().any(|w| w.stamp.writer == ward.as_str() && !city.seen.has_seen(&w.stamp))
+/// True if `mine` holds a write that `city` has not seen (the city takes
+/// this ward's own, and others' only after a loss of its own).
+fn has_writes_unseen(mine: &Versioned, city: &Versioned) -> bool {
+    mine.fields.values().flatten().any(|w| !city.seen.has_seen(&w.stamp))
 }
 
 fn store_err(e: StoreError) -> String {

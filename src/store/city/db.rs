@@ -57,6 +57,14 @@ impl CityDb for CityStore {
         CityStore::flush(self).await
     }
 
+    async fn log_lost(&self, ward: &WardCode, now_ms: i64) -> Result<(), StoreError> {
+        durable(self, CityStore::log_lost(self, ward, now_ms)).await
+    }
+
+    async fn log_end(&self) -> Result<u64, StoreError> {
+        Ok(self.durable_cursor())
+    }
+
     async fn backup(
         &self,
         to: std::path::PathBuf,

@@ -41,7 +41,7 @@ pub use history::{HistoryEntry, MAX_HISTORY};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
-pub use repair::{MAX_REPAIR_RECORDS, RepairOutcome};
+pub use repair::{MAX_REPAIR_RECORDS, REFILL_WINDOW_MS, RepairOutcome};
 
 use apply::GroupWrite;
 use kv_target::KvTarget;
@@ -175,6 +175,13 @@ pub(crate) fn record_loss(
     state.lost.found_at_ms = now_ms;
     state.last_applied_seq = acked;
     Some(range)
+}
+
+/// Records that `ward` found the city's log behind what it had merged
+/// from it: the city lost logged changes (its database restored from an
+/// older backup), and opens the ward's refill window (`repair`).
+pub(crate) fn record_log_loss(wards: &mut HashMap<WardCode, WardState>, ward: &WardCode, now_ms: i64) {
+    wards.entry(ward.clone()).or_default().lost.found_at_ms = now_ms;
 }
 
 /// Changes of one ward the city keeps in quarantine at the most.
@@ -319,6 +326,14 @@ impl CityStore {
         max_skew_ms: u64,
     ) -> Result<Vec<Result<u64, BatchRejected>>, StoreError> {
         self.write(now_ms, |w, wards| w.apply_batches(group, ctx, max_skew_ms, wards))
+    }
+
+    /// See [`crate::store::CityDb::log_lost`]; not durable until [`CityStore::flush`].
+    pub fn log_lost(&self, ward: &WardCode, now_ms: i64) -> Result<(), StoreError> {
+        self.write(now_ms, |_, wards| {
+            record_log_loss(wards, ward, now_ms);
+            Ok(())
+        })
     }
 
     /// A consistent copy of the store in the new directory `to`, taken

@@ -11,10 +11,16 @@
 //!   what it holds itself (it lost the rest, or never had it), where a
 //!   change saying more is refused as a forgery: a repaired write cannot
 //!   supersede what the city never saw.
-//! - Writes by others (the office's, another ward's registration) are not
-//!   taken from a ward: nothing proves who made them. They are counted.
+//! - Writes by others (the office's, another ward's) are taken from a
+//!   ward only within [`REFILL_WINDOW_MS`] of a loss the city recorded for
+//!   it (the ward found the city holding less than it had acknowledged or
+//!   sent down): others' writes reach a ward only from the city, so a
+//!   city that lost data may find some of them held only there. Outside
+//!   that window nothing proves who made them: they are counted, not taken.
+//!   Either way they pass the checks a change of the ward's would (the
+//!   ward's own record, valid, not ahead of the city's clock).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::WardState;
 use super::apply::{GroupWrite, Target};
@@ -30,6 +36,10 @@ use crate::store::engine::prefix_end;
 /// Most records one repair request may carry.
 pub const MAX_REPAIR_RECORDS: usize = 500;
 
+/// How long after a loss recorded for a ward the city takes writes by
+/// others from that ward's states: a day.
+pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepairOutcome {
@@ -40,14 +50,16 @@ pub struct RepairOutcome {
     /// Records the city already held every write of the ward's.
     pub unchanged: u64,
     /// Writes by others in the ward's states that the city did not hold
-    /// and did not take.
+    /// and took (after a loss), and those it did not take.
+    pub others_taken: u64,
+    /// See [`RepairOutcome::others_taken`].
     pub others_not_taken: u64,
     /// Records refused, and why.
     pub refused: Vec<(RecordKey, String)>,
 }
 
-/// One write of the ward's to re-apply: its fields' values and context.
-struct OwnWrite {
+/// One write to re-apply: its fields' values and context.
+struct Unseen {
     values: BTreeMap<String, String>,
     context: VersionVector,
 }
@@ -63,27 +75,33 @@ impl<T: Target> GroupWrite<'_, T> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<RepairOutcome, StoreError> {
         let mut out = RepairOutcome::default();
+        let refilling = wards.get(ward).is_some_and(|s| {
+            s.lost.found_at_ms > 0 && self.now_ms.saturating_sub(s.lost.found_at_ms) < REFILL_WINDOW_MS
+        });
         for (key, theirs) in states {
             let held = self.current(key)?.seen.clone();
-            let mut own: BTreeMap<Stamp, OwnWrite> = BTreeMap::new();
+            let mut unseen: BTreeMap<Stamp, Unseen> = BTreeMap::new();
+            let mut not_taken = BTreeSet::new();
             for (field, heads) in &theirs.fields {
                 for h in heads.iter().filter(|h| !held.has_seen(&h.stamp)) {
-                    if h.stamp.writer != ward.as_str() {
-                        out.others_not_taken += 1;
+                    if h.stamp.writer != ward.as_str() && !refilling {
+                        not_taken.insert(&h.stamp);
                         continue;
                     }
-                    let w = own
+                    let w = unseen
                         .entry(h.stamp.clone())
-                        .or_insert_with(|| OwnWrite { values: BTreeMap::new(), context: h.context.clone() });
+                        .or_insert_with(|| Unseen { values: BTreeMap::new(), context: h.context.clone() });
                     w.values.insert(field.clone(), h.value.clone());
                 }
             }
-            if own.is_empty() {
+            out.others_not_taken += not_taken.len() as u64;
+            if unseen.is_empty() {
                 out.unchanged += 1;
                 continue;
             }
             let mut applied = 0;
-            for (stamp, write) in own {
+            for (stamp, write) in unseen {
+                let own = stamp.writer == ward.as_str();
                 let change = match self.rebuilt(key, theirs, stamp, write)? {
                     Ok(c) => c,
                     Err(why) => {
@@ -91,12 +109,23 @@ impl<T: Target> GroupWrite<'_, T> {
                         break;
                     }
                 };
-                if let Some(why) = self.refusal(ward, &change, ctx, max_skew_ms)? {
+                let refusal = if own {
+                    self.refusal(ward, &change, ctx, max_skew_ms)?
+                } else {
+                    self.others_refusal(ward, &change, ctx, max_skew_ms)?
+                };
+                if let Some(why) = refusal {
                     // Later writes build on this one: the record stops here.
                     out.refused.push((key.clone(), why));
                     break;
                 }
-                self.apply(&change, &format!("ward {ward} (repair)"), wards)?;
+                let by = if own {
+                    format!("ward {ward} (repair)")
+                } else {
+                    out.others_taken += 1;
+                    format!("ward {ward} (refill after the city's loss)")
+                };
+                self.apply(&change, &by, wards)?;
                 applied += 1;
             }
             if applied > 0 {
@@ -107,6 +136,26 @@ impl<T: Target> GroupWrite<'_, T> {
         Ok(out)
     }
 
+    /// Why a write by another, offered by `ward` in a refill, cannot be
+    /// applied: ahead of the city's clock, or not to a valid record of
+    /// `ward`'s own (as a change of `ward`'s would be judged).
+    fn others_refusal(
+        &mut self,
+        ward: &WardCode,
+        change: &Change,
+        ctx: &Context,
+        max_skew_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        if change.stamp.hlc.wall_ms > (self.now_ms.max(0) as u64).saturating_add(max_skew_ms) {
+            return Ok(Some(format!(
+                "a write by {} is stamped ahead of the city's clock",
+                change.stamp.writer
+            )));
+        }
+        let state = self.current(&change.key)?;
+        Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
+    }
+
     /// The change that made `write` (stamped `stamp`) in the ward's state
     /// `theirs` of `key`, its context cut down to what the city holds.
     fn rebuilt(
@@ -114,7 +163,7 @@ impl<T: Target> GroupWrite<'_, T> {
         key: &RecordKey,
         theirs: &Versioned,
         stamp: Stamp,
-        write: OwnWrite,
+        write: Unseen,
     ) -> Result<Result<Change, String>, StoreError> {
         let held = &self.current(key)?.seen;
         let context = VersionVector(

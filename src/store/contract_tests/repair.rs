@@ -43,15 +43,26 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         let again = city.repair(&a, &states, 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((again.repaired, again.unchanged), (0, 3), "{name}");
 
-        // A forged office write inside the ward's own record is not taken.
+        // An office write the city never made, inside the ward's own record, is not taken.
         let mut forged = states[1].1.clone();
         let stamp = Stamp { hlc: Hlc { wall_ms: 50, logical: 0 }, writer: CITY_WRITER.into() };
-        forged.merge_write(
-            "phone",
-            FieldWrite { value: "\"0900000000\"".into(), stamp, context: forged.seen.clone() },
-        );
-        let out = city.repair(&a, &[(keys[1].clone(), forged)], 42, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // (as every write does, it says the record exists)
+        let context = forged.seen.clone();
+        let write =
+            |value: &str| FieldWrite { value: value.into(), stamp: stamp.clone(), context: context.clone() };
+        forged.merge_write("phone", write("\"0900000000\""));
+        forged.merge_write(crate::model::EXISTS, write("true"));
+        let out =
+            city.repair(&a, &[(keys[1].clone(), forged.clone())], 42, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
+        // After a loss recorded for the ward, the office's write it holds is
+        // taken back (the city served it, and lost it).
+        city.log_lost(&a, 45).await.unwrap();
+        let out =
+            city.repair(&a, &[(keys[1].clone(), forged.clone())], 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.others_taken), (1, 1), "{name}: {out:?}");
+        let held = city.state(&keys[1]).await.unwrap().unwrap();
+        assert_eq!(record_hash(&keys[1], &held), record_hash(&keys[1], &forged), "{name}");
         // Another ward may not repair this ward's record with its own write.
         let b = ward("00145");
         let mut theirs = states[0].1.clone();
@@ -64,11 +75,12 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         assert_eq!(out.repaired, 0, "{name}");
         assert!(out.refused[0].1.contains("belongs to ward 00082"), "{name}: {out:?}");
         // A write stamped beyond the clock limit is refused, as in a batch.
+        let before = city.get(&keys[1]).await.unwrap();
         w.append(&[rephoned(1, "0922222222")], 100_000_000).unwrap();
         let ahead = vec![(keys[1].clone(), w.state(&keys[1]).unwrap().unwrap())];
         let out = city.repair(&a, &ahead, 44, &ctx(), 60_000).await.unwrap();
         assert!(out.refused[0].1.contains("ahead"), "{name}: {out:?}");
-        assert_eq!(city.get(&keys[1]).await.unwrap(), Some(citizen("00082", 1)), "{name}");
+        assert_eq!(city.get(&keys[1]).await.unwrap(), before, "{name}");
 
         // What the city holds of the ward, a page at a time, survives a restart.
         drop(city);
@@ -84,6 +96,11 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         assert_eq!(listed, expected, "{name}");
         assert!(city.ward_states(&b, None, 10).await.unwrap().is_empty(), "{name}");
         let log = city.changes_since(0, 100).await.unwrap();
-        assert_eq!(log.iter().filter(|l| l.change.seq == 0 && l.by.contains("repair")).count(), 2, "{name}");
+        assert_eq!(
+            log.iter().filter(|l| l.change.seq == 0 && l.by.contains("(repair)")).count(),
+            2,
+            "{name}"
+        );
+        assert_eq!(log.iter().filter(|l| l.by.contains("(refill after")).count(), 1, "{name}");
     }
 }

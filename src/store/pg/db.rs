@@ -12,7 +12,7 @@ use super::{PgCityStore, pg_err};
 use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
-use crate::store::city::record_loss;
+use crate::store::city::{record_log_loss, record_loss};
 use crate::store::codec::decode;
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
@@ -126,6 +126,19 @@ impl CityDb for PgCityStore {
         _to: std::path::PathBuf,
     ) -> Result<Option<crate::store::backup::Manifest>, StoreError> {
         Ok(None)
+    }
+
+    async fn log_lost(&self, ward: &WardCode, now_ms: i64) -> Result<(), StoreError> {
+        self.write(now_ms, ReadAhead::default(), |_, wards| {
+            record_log_loss(wards, ward, now_ms);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn log_end(&self) -> Result<u64, StoreError> {
+        let rows = self.rows("SELECT cursor FROM city_clock WHERE id = 1", &[]).await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

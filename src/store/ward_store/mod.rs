@@ -11,7 +11,9 @@
 //! - `m:down`         → cursor of the last change received from the city;
 //! - `m:policies`     → the merge policies the city announced;
 //! - `m:bytes`        → bytes of the queued outbox entries;
-//! - `m:shift`        → a renumbering of the queued entries in progress.
+//! - `m:shift`        → a renumbering of the queued entries in progress;
+//! - `m:refill`       → [`Lost`]: present while this ward or the city lost
+//!   data and the two copies have not been brought level since (`ward::verify`).
 //!
 //! Why this is crash-safe without transactions: a write puts the record's
 //! state and view, its outbox entry, the sequence counter and the clock in
@@ -48,6 +50,7 @@ const HLC: &[u8] = b"m:hlc";
 const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
+const REFILL: &[u8] = b"m:refill";
 
 /// Keys read or written per batch when the work is proportional to the
 /// outbox or to the records (acknowledging a long backlog, recomputing
@@ -95,6 +98,25 @@ struct Inner {
     /// Records this ward shows, per kind (in `Kind::ALL` order): counted on
     /// opening, then kept up to date by every write, so status never scans.
     records: [u64; 3],
+    /// A refill from the other side's copy is due (`m:refill`).
+    refill: Option<Lost>,
+}
+
+/// Which side lost data, for a refill due: the city's loss weighs more
+/// (its refill must send even records with changes queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lost {
+    /// This ward: it gets back from the city what it lost.
+    Ward = 1,
+    /// The city (perhaps this ward too): each gets back what it lost.
+    City = 2,
+}
+
+impl Lost {
+    /// As stored; anything but the ward's mark counts as the city's loss.
+    fn from_byte(b: &[u8]) -> Option<Lost> {
+        Some(if b == [Lost::Ward as u8] { Lost::Ward } else { Lost::City })
+    }
 }
 
 /// Records and outbox of one ward, over any [`Engine`].
@@ -180,6 +202,7 @@ impl WardStore {
             down: read(DOWN)?,
             policies,
             records,
+            refill: engine.get(REFILL)?.and_then(|b| Lost::from_byte(&b)),
         };
         if let Some(shift) = engine.get(SHIFT)?.map(|v| decode::<Shift>(SHIFT, &v)).transpose()? {
             tracing::warn!(%ward, "finishing the renumbering of queued changes that a stop interrupted");
@@ -476,6 +499,39 @@ impl WardStore {
         delta.apply(&mut c.records);
         c.hlc = hlc;
         c.down = down;
+        Ok(())
+    }
+
+    /// The refill due, if this ward or the city lost data and the two have
+    /// not been brought level since.
+    pub fn refill_due(&self) -> Option<Lost> {
+        self.lock().refill
+    }
+
+    /// Notes that a refill is due because `lost` lost data (a refill
+    /// already due for the city stays so), or that none is (`None`: done).
+    /// Not durable until [`WardStore::flush`].
+    pub fn set_refill_due(&self, lost: Option<Lost>) -> Result<(), StoreError> {
+        let mut c = self.lock();
+        let due = lost.map(|l| c.refill.map_or(l, |d| d.max(l)));
+        let mut batch = Batch::default();
+        match due {
+            Some(l) => batch.insert(REFILL, vec![l as u8]),
+            None => batch.remove(REFILL),
+        }
+        self.engine.apply(batch)?;
+        c.refill = due;
+        Ok(())
+    }
+
+    /// Moves the downstream cursor back to `cursor`: the city's log ends
+    /// there (it lost what came after, and numbers its new changes from it).
+    pub fn rewind_downstream(&self, cursor: u64) -> Result<(), StoreError> {
+        let mut c = self.lock();
+        let mut batch = Batch::default();
+        batch.insert(DOWN, be(cursor).to_vec());
+        self.engine.apply(batch)?;
+        c.down = cursor;
         Ok(())
     }
 
