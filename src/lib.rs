@@ -7,7 +7,8 @@
 //!   field-level convergent merge with its policies, civil-status
 //!   registration (a registrar's checks, what a marriage, divorce or death
 //!   changes, the data-quality problems), the official reference data
-//!   (embedded), diacritics folding. Pure: no I/O, no prost, no sled.
+//!   (embedded), diacritics folding, digests of a ward's records.
+//!   Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
 //!   outbox) over the [`store::Engine`] facade (sled on disk, synced so
 //!   that a flush survives a power cut, or memory that models a flush that
@@ -19,11 +20,16 @@
 //!   tables for the data office, several city processes on one database,
 //!   TLS verified against the CA the city is given).
 //!   Both apply changes with one shared merge (`store::city::apply`,
-//!   writing through a `Target`). The only module that knows sled or SQL.
+//!   writing through a `Target`), and repairs from a ward's whole states
+//!   with it (`store::city::repair`). Consistent copies of a running
+//!   embedded store ([`store::backup`]). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
 //!   the one mapping of every layer's error to a gRPC status.
-//! - [`ward`]: the ward agent: local API, writer, replicator.
-//! - [`city`]: the city server: replication ingest and the query API.
+//! - [`ward`]: the ward agent: local API, writer, replicator, and
+//!   verification against the city's copy (anti-entropy, refill after a
+//!   loss of data, restore of a new store).
+//! - [`city`]: the city server: replication ingest, its side of
+//!   verification, and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
 //!   checks of its own certificate (whose it is, days left), dev CA.
 //! - [`config`]: TOML configuration of each node.
@@ -40,8 +46,8 @@
 //! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
 //! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
 //!   list, status, lookup, gen, import, export, query, quarantine, demo,
-//!   bench), the CSV and JSON Lines formats, and the TCP relay the demo and
-//!   the fault tests cut, drop and slow down.
+//!   bench, verify, backup), the CSV and JSON Lines formats, and the TCP
+//!   relay the demo and the fault tests cut, drop and slow down.
 //!
 //! # Architecture invariants
 //!
@@ -93,11 +99,17 @@
 //! 6. What is durable never moves backwards, across crashes and power cuts
 //!    too: the ward's sequence numbers and clock, the city's applied
 //!    sequence per ward and its log cursor. A node restored from an older
-//!    copy is the exception that cannot be prevented: a city found holding
-//!    less than it acknowledged records the loss, reports it, and resumes
-//!    after it, so the ward is never wedged. A ward's notes of what the
-//!    city acknowledged and of what it merged from the city are not flushed
-//!    on their own: after a crash they may fall back, and the next
+//!    copy is the exception that cannot be prevented, and it is brought
+//!    level without anyone intervening: a city found holding less than it
+//!    acknowledged, or a log ending before what a ward merged, records the
+//!    loss, reports it and resumes after it (no ward is ever wedged), and
+//!    each ward refills it before sending anything more; a ward behind
+//!    what the city applied renumbers past it and gets its records back; a
+//!    new, empty ward store is restored from the city (records, log
+//!    cursor, a counter past the city's) before it takes a write. The
+//!    refill due is stored (`m:refill`) until done. A ward's notes of what
+//!    the city acknowledged and of what it merged from the city are not
+//!    flushed on their own: after a crash they may fall back, and the next
 //!    `Welcome` or downstream message moves them on (re-sent and re-merged
 //!    changes are harmless).
 //! 7. City and wards merge with the same pure function, whose result does
@@ -106,7 +118,13 @@
 //!    Concurrent disagreeing writes are recorded as conflicts, never lost.
 //!    Where changes alone cannot bring a ward's copy up to date (it was just
 //!    handed the record, or its write raced writes it had not seen), the
-//!    city tells it to fetch the record's whole state.
+//!    city tells it to fetch the record's whole state. Outside the tests,
+//!    ward and city prove it: they compare digests of the ward's records
+//!    (`model::digest`) on a schedule and on demand, and merge what differs
+//!    both ways. From a ward's whole state the city takes only writes it
+//!    could have had as changes, checked as changes: the ward's own, and
+//!    others' only within a day of a loss recorded for that ward, into that
+//!    ward's own valid records.
 //! 8. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and
 //!    never drops queued ones.
 //! 9. A ward is never locked out by its own dead connections: a new

@@ -33,8 +33,11 @@ fn every_phase_runs_and_reports_its_figures() {
     let figures: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let mut measured_cpu = 0.0;
-    for phase in ["engine", "write", "load", "stream", "outage", "update", "steady", "get", "memory", "disk"]
-    {
+    let phases = [
+        "engine", "write", "load", "stream", "outage", "update", "recovery", "steady", "get", "memory",
+        "disk",
+    ];
+    for phase in phases {
         let of_phase: Vec<&serde_json::Value> = figures.iter().filter(|f| f["phase"] == phase).collect();
         assert!(!of_phase.is_empty(), "no figure for {phase}: {stdout}");
         let (cpu, other): (Vec<_>, Vec<_>) =

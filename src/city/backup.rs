@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn a_backup_is_named_plainly_or_after_the_time() {
-        assert_eq!(backup_name("", 1_796_000_000_000).unwrap(), "city-20261130-001320");
+        assert_eq!(backup_name("", 1_796_000_000_000).unwrap(), "city-20261130-005320");
         assert_eq!(backup_name("before-upgrade.2", 0).unwrap(), "before-upgrade.2");
         for bad in ["../etc", "a/b", ".hidden", "tên", &"x".repeat(101)] {
             assert!(backup_name(bad, 0).is_err(), "{bad}");

@@ -342,6 +342,7 @@ impl SyncService {
                     changes.iter().filter(|(_, whole)| *whole).map(|(l, _)| &l.change.key).collect();
                 let msg = pb::Downstream {
                     cursor: next,
+                    cursor_check: last.check(),
                     changes: changes.iter().map(|(l, _)| (&l.change).into()).collect(),
                     fetch_whole: whole.into_iter().map(Into::into).collect(),
                 };
@@ -382,6 +383,12 @@ impl SyncService {
         tracing::error!(%ward, first, last, lost = last - first + 1,
             "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
         Ok(last - first + 1)
+    }
+
+    /// The check of the change logged at `cursor`, if the log holds one there.
+    async fn logged_check(&self, cursor: u64) -> Result<Option<u64>, CityError> {
+        let at = self.store.changes_since(cursor.saturating_sub(1), 1).await?;
+        Ok(at.first().filter(|l| l.cursor == cursor).map(|l| l.check()))
     }
 
     /// Checks `batch` and queues it to be applied after every batch queued
@@ -488,20 +495,24 @@ impl CitySync for SyncService {
         );
         let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
         let log_cursor = self.store.log_end().await.map_err(CityError::from)?;
-        if hello.downstream_cursor > log_cursor {
+        let log_lost = hello.downstream_cursor > log_cursor
+            || (hello.downstream_check != 0
+                && self.logged_check(hello.downstream_cursor).await? != Some(hello.downstream_check));
+        if log_lost {
             self.store.log_lost(&ward, now_ms()).await.map_err(CityError::from)?;
             tracing::error!(%ward, merged = hello.downstream_cursor, log_end = log_cursor,
-                "the ward merged changes further than the city's log goes: the city lost logged changes (its database was restored from an older backup?); the ward refills it");
+                "the ward merged a change the city's log no longer holds: the city lost logged changes (its database was restored from an older backup?); the ward refills it");
         }
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
-        let welcome = pb::Welcome { last_applied_seq: last, policies_json, lost_changes, log_cursor };
+        let welcome =
+            pb::Welcome { last_applied_seq: last, policies_json, lost_changes, log_cursor, log_lost };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(
             ward.clone(),
-            hello.downstream_cursor.min(log_cursor),
+            if log_lost { log_cursor } else { hello.downstream_cursor },
             tx.clone(),
             session.clone(),
         ));

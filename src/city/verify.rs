@@ -150,6 +150,15 @@ impl SyncService {
             others_not_taken: out.others_not_taken,
             others_taken: out.others_taken,
             refused: out.refused.iter().map(|(k, why)| format!("{k}: {why}")).collect(),
+            states: out
+                .states
+                .iter()
+                .map(|(k, s)| pb::KeyedState {
+                    key: Some(k.into()),
+                    hash: record_hash(k, s).to_vec(),
+                    state: Some(s.into()),
+                })
+                .collect(),
         }))
     }
 }

@@ -407,13 +407,13 @@ pub struct DemoArgs {
 /// Flags of `wardsync bench`. The defaults finish in a few minutes on 2 cores.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Phases to run, comma-separated: engine, write, load, stream, outage, update, steady, get.
+    /// Phases to run, comma-separated: engine, write, load, stream, outage, update, recovery, steady, get.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "engine,write,load,stream,outage,update,steady,get",
+        default_value = "engine,write,load,stream,outage,update,recovery,steady,get",
         value_parser = clap::builder::PossibleValuesParser::new(
-            ["engine", "write", "load", "stream", "outage", "update", "steady", "get"]
+            ["engine", "write", "load", "stream", "outage", "update", "recovery", "steady", "get"]
         )
     )]
     pub phases: Vec<String>,

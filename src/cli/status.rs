@@ -130,6 +130,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     "verified_at_ms": s.verified_at_ms, "verify_differing": s.verify_differing,
                     "verify_in_sync": s.verify_in_sync, "verifying": s.verifying,
                     "verify_error": s.verify_error, "in_sync_at_ms": s.in_sync_at_ms,
+                    "refill_due": s.refill_due, "downstream_cursor": s.downstream_cursor,
                 });
                 let _ = writeln!(out, "{v}");
             } else {

@@ -33,6 +33,11 @@ pub fn status_line(s: &pb::WardStatus, now: i64) -> String {
     if !s.verify_error.is_empty() {
         line = format!("the last comparison with the city failed ({}); {line}", s.verify_error);
     }
+    if s.refill_due {
+        line = format!(
+            "refilling after a loss of data (this ward's or the city's): replication waits for it; {line}"
+        );
+    }
     if s.verifying {
         line.push_str("; comparing now");
     }

@@ -6,8 +6,9 @@
 //! manifest is written and synced. A directory without the manifest is an
 //! unfinished copy: never restore from it.
 //!
-//! A copy is a data directory as it is: restore it by stopping the node
-//! and putting the copy in place of its `data_dir`.
+//! A copy is a data directory as it is, marked as a copy ([`COPY_MARK`]):
+//! restore it by stopping the node and putting the copy in place of its
+//! `data_dir`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,18 @@ use super::sled_engine::SledEngine;
 
 /// The file that marks a finished copy, and describes it.
 pub const MANIFEST: &str = "backup.json";
+
+/// The key that marks a store as a copy: a ward agent that opens one
+/// brings it level with the city before it takes a write (the records it
+/// lost since the copy, a counter past the city's), then removes it.
+pub const COPY_MARK: &[u8] = b"m:copy";
+
+/// Marks the store `engine` holds as a copy (see [`COPY_MARK`]).
+pub fn mark_copy(engine: &dyn Engine) -> Result<(), StoreError> {
+    let mut batch = Batch::default();
+    batch.insert(COPY_MARK, crate::clock::now_ms().to_be_bytes().to_vec());
+    engine.apply(batch)
+}
 
 /// Keys copied per batch.
 const CHUNK: usize = 10_000;
@@ -81,6 +94,7 @@ pub(crate) fn copy(from: &dyn Engine, to: &Path, node: String) -> Result<Copy, S
             _ => break,
         }
     }
+    mark_copy(&dest)?;
     let manifest = Manifest {
         node,
         keys,

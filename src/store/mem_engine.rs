@@ -5,7 +5,8 @@
 //! which covers the batches applied before it was called and, like a disk,
 //! may take time ([`MemEngine::with_flush_time`]): a crash while it runs
 //! keeps nothing of it. [`MemEngine::crash`] throws away everything not
-//! durable, as a power cut would.
+//! durable, as a power cut would; [`MemEngine::restore`] puts back an older
+//! [`MemEngine::snapshot`], as restoring a backup would.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,25 @@ impl MemEngine {
     /// simulation's clock drives it), as a disk's sync does.
     pub fn with_flush_time(t: std::time::Duration) -> MemEngine {
         MemEngine { flush_time: t, ..MemEngine::default() }
+    }
+
+    /// A copy of what is durable now, as a backup taken now would hold:
+    /// an engine of its own (clones of it share its data, not this one's).
+    pub fn snapshot(&self) -> MemEngine {
+        let s = self.state.lock().expect("mem engine poisoned");
+        let state = State { live: s.durable.clone(), durable: s.durable.clone(), ..State::default() };
+        MemEngine { state: Arc::new(Mutex::new(state)), flush_time: self.flush_time }
+    }
+
+    /// Puts back what `snapshot` holds (all it holds, flushed or not: a
+    /// backup is what it is), as restoring a backup onto this engine's disk
+    /// would: everything written since is gone. Its node must be down meanwhile.
+    pub fn restore(&self, snapshot: &MemEngine) {
+        let held = snapshot.state.lock().expect("mem engine poisoned").live.clone();
+        let mut s = self.state.lock().expect("mem engine poisoned");
+        s.live = held.clone();
+        s.durable = held;
+        s.unflushed.clear();
     }
 
     /// Simulates a power cut: every batch not covered by a completed flush is lost.

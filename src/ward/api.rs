@@ -187,6 +187,7 @@ impl WardApi for LocalApi {
             sequence_jumps: self.link.sequence_jumps.get(),
             city_lost_changes: self.link.city_lost_changes.get(),
             downstream_cursor: self.store.downstream_cursor(),
+            refill_due: self.store.refill_due().is_some(),
             ..self.verify_status()
         }))
     }
@@ -240,7 +241,7 @@ impl LocalApi {
         let state = &self.verifier.state;
         let mut s = pb::WardStatus {
             verifying: state.running.load(Ordering::Relaxed),
-            in_sync_at_ms: state.in_sync_at_ms.get(),
+            in_sync_at_ms: (state.in_sync_at.get() * 1000.0) as i64,
             ..Default::default()
         };
         match &*state.last.lock().expect("poisoned") {

@@ -160,7 +160,7 @@ where
         .to_string();
     let store = WardStore::open(engine, ward.clone(), cfg.replication.max_outbox)?;
     let verifier = Arc::new(Verifier::new(ward.clone(), store.clone(), connect.clone()));
-    if store.is_new() {
+    if store.is_new() || store.is_copy()? {
         restore(&verifier, &cfg.replication).await;
     }
     let (writer, durable, writer_task) = Writer::spawn(store.clone(), MAX_GROUP);
@@ -229,14 +229,15 @@ where
     served.context("local API server failed")
 }
 
-/// Restores a new, empty store from the city before any local write (its
-/// disk was replaced), if the city knows this ward: tries for
-/// `restore_wait_ms`, then lets a new ward start empty (verification
-/// refills it later if the city knew it after all).
+/// Before any local write, brings a new, empty store (its disk was
+/// replaced) or one put back from a copy level with the city, if the city
+/// knows this ward: tries for `restore_wait_ms`, then starts as it is (the
+/// next connection renumbers past the city and verification refills it).
 async fn restore(verifier: &Verifier, cfg: &crate::config::ReplicationConfig) {
     let started = std::time::Instant::now();
     let wait = Duration::from_millis(cfg.restore_wait_ms);
     let mut delay = Duration::from_millis(cfg.backoff_initial_ms.max(10));
+    let what = if verifier.store.is_new() { "new store" } else { "store put back from a copy" };
     loop {
         match verifier.restore().await {
             Ok(None) => {
@@ -244,19 +245,22 @@ async fn restore(verifier: &Verifier, cfg: &crate::config::ReplicationConfig) {
                 return;
             }
             Ok(Some(r)) => {
+                if let Err(e) = verifier.store.level_with_city() {
+                    tracing::error!(ward = %verifier.ward, error = %e, "cannot note the copy brought level with the city");
+                }
                 tracing::warn!(ward = %verifier.ward, records = r.fetched, last_seq = verifier.store.last_seq(),
                     downstream_cursor = verifier.store.downstream_cursor(), took_ms = r.took_ms,
-                    "restored this ward's records from the city (its store was new): accepting writes");
+                    "restored this ward's records from the city ({what}): accepting writes");
                 return;
             }
             Err(e) if started.elapsed() >= wait => {
                 tracing::error!(ward = %verifier.ward, error = %e, waited_ms = wait.as_millis() as u64,
-                    "new store, and the city could not be asked for this ward's records: starting empty; verification refills the records once the city is back (start with --restore-from-city to wait for it instead)");
+                    "{what}, and the city could not be asked for this ward's records: starting as it is; verification refills the records once the city is back (start with --restore-from-city to wait for it instead)");
                 return;
             }
             Err(e) => {
                 tracing::warn!(ward = %verifier.ward, error = %e, retry_in_ms = delay.as_millis() as u64,
-                    "new store: waiting for the city to restore this ward's records before accepting writes");
+                    "{what}: waiting for the city to restore this ward's records before accepting writes");
                 tokio::time::sleep(crate::clock::jitter(delay, 0.5)).await;
                 delay = (delay * 2).min(Duration::from_millis(cfg.backoff_max_ms.max(10)));
             }
@@ -314,9 +318,9 @@ fn ward_metrics(
         verify.repaired_at_city.clone(),
     );
     r.register(
-        "verify_in_sync_timestamp_ms",
-        "When this ward's records and the city's copy were last found equal (ms since the epoch)",
-        verify.in_sync_at_ms.clone(),
+        "verify_in_sync_timestamp_seconds",
+        "When this ward's records and the city's copy were last found equal",
+        verify.in_sync_at.clone(),
     );
     let (store, link) = (store.clone(), link.clone());
     let refresh = move || {

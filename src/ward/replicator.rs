@@ -165,6 +165,7 @@ impl Replicator {
                 schema_version: SCHEMA_VERSION,
                 downstream_cursor: self.store.downstream_cursor(),
                 acked_seq: self.store.acked_seq(),
+                downstream_check: self.store.downstream_check(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -183,7 +184,7 @@ impl Replicator {
             Ok(m) => m,
             Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
         };
-        let (applied, lost, log_cursor) = match welcome {
+        let (applied, lost, log_cursor, log_lost) = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
@@ -196,14 +197,14 @@ impl Replicator {
                 if crate::mutation::active(crate::mutation::Mutation::ReplicatorPanics) {
                     panic!("deliberate bug (replicator-panics): the replicator panics after Welcome");
                 }
-                (w.last_applied_seq, w.lost_changes, w.log_cursor)
+                (w.last_applied_seq, w.lost_changes, w.log_cursor, w.log_lost)
             }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
-        if let Err(e) = self.reconcile(applied, lost, log_cursor).await {
+        if let Err(e) = self.reconcile(applied, lost, (log_cursor, log_lost)).await {
             return SessionEnd::Failed(e);
         }
         if let Some(lost) = self.store.refill_due() {
@@ -314,7 +315,8 @@ impl Replicator {
     /// A city ahead of anything this ward numbered means this ward lost
     /// data: its queue is renumbered past the city's (never reusing a
     /// number the city applied) and made durable before anything is sent.
-    async fn reconcile(&mut self, applied: u64, lost: u64, log_cursor: u64) -> Result<(), String> {
+    async fn reconcile(&mut self, applied: u64, lost: u64, log: (u64, bool)) -> Result<(), String> {
+        let (log_cursor, log_lost) = log;
         let mut refill = false;
         if lost > 0 {
             self.link.city_lost_changes.inc_by(lost);
@@ -328,7 +330,7 @@ impl Replicator {
             refill = true;
         }
         let merged = self.store.downstream_cursor();
-        if log_cursor < merged {
+        if log_lost || log_cursor < merged {
             tracing::error!(ward = %self.ward, log_end = log_cursor, merged,
                 "the city's log ends before changes this ward merged from it: the city lost them (restored from an older backup?); this ward's records refill the city, and changes made elsewhere are followed from the city's log end");
             self.store
@@ -401,7 +403,7 @@ impl Replicator {
         }
         let merged = self
             .store
-            .merge_downstream(&changes, &whole, d.cursor, now_ms())
+            .merge_downstream(&changes, &whole, (d.cursor, d.cursor_check), now_ms())
             .map_err(|e| format!("cannot store changes from the city: {e}"))?;
         tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), fetched_whole = whole.len(), "merged changes made elsewhere");
         Ok(())

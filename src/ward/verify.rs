@@ -6,7 +6,8 @@
 //! records there with their hashes and states (a page at a time); every
 //! record that differs is merged both ways with the one merge function:
 //! the city's state into this ward's store, and this ward's whole state to
-//! the city (`Repair`), which takes the ward's own writes it lacks. Then a
+//! the city (`Repair`), which takes the writes it lacks that it may take
+//! and answers with its state of each, merged here too. Then a
 //! second digest says whether the copies now agree. Merging is idempotent,
 //! so a change still in flight that shows up as a difference costs only the
 //! work. The same run restores a ward whose disk was replaced: against an
@@ -36,6 +37,9 @@ use crate::model::{RecordKey, Versioned, WardCode};
 use crate::proto::pb::{self, city_sync_client::CitySyncClient};
 use crate::proto::{key_from_pb, versioned_from_pb};
 use crate::store::{Lost, MAX_REPAIR_RECORDS, StoreError, WardStore};
+
+/// Records read from the store at a time.
+const PAGE: usize = 1000;
 
 /// Most queued changes checked so as not to send their records twice.
 const MAX_QUEUED_CHECKED: u64 = 100_000;
@@ -80,8 +84,8 @@ pub struct VerifyState {
     pub running: AtomicBool,
     /// The last run's report, or why it failed.
     pub last: Mutex<Option<Result<Report, String>>>,
-    /// When the copies were last found to agree (ms since the epoch; 0: never).
-    pub in_sync_at_ms: Gauge,
+    /// When the copies were last found to agree (seconds since the epoch; 0: never).
+    pub in_sync_at: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Runs that failed (the city out of reach, an error).
     pub failures: Counter,
     /// Runs completed.
@@ -121,7 +125,8 @@ enum Mode {
     /// record that differs is sent, queued changes or not (their batches
     /// may build on writes the city lost).
     Refill,
-    /// A new, empty store: also the numbering and the downstream cursor.
+    /// A new, empty store, or one put back from a copy, before any local
+    /// write: also the numbering and the downstream cursor.
     Restore,
 }
 
@@ -187,16 +192,17 @@ impl Verifier {
         outcome
     }
 
-    /// Restores an empty store from the city (its disk was replaced): the
-    /// records this ward owns there, the downstream cursor, and a sequence
-    /// counter past every change of this ward the city applied. Returns
-    /// `None` if the city knows nothing of this ward (a new ward).
+    /// Restores an empty store from the city (its disk was replaced), or
+    /// brings one put back from a copy level with it: the records this
+    /// ward owns there, the downstream cursor, and a sequence counter past
+    /// every change of this ward the city applied. Returns `None` for a new
+    /// store the city knows nothing of (a new ward).
     pub async fn restore(&self) -> Result<Option<Report>, String> {
         let _turn = self.turn.lock().await;
         let started = std::time::Instant::now();
         let outcome = self.compare_and_repair(Mode::Restore).await;
         let outcome = match outcome {
-            Ok(r) if r.fetched == 0 && self.store.last_seq() == 0 => return Ok(None),
+            Ok(r) if r.fetched == 0 && self.store.last_seq() == 0 && self.store.is_new() => return Ok(None),
             o => o.map(|mut r| {
                 r.took_ms = started.elapsed().as_millis() as u64;
                 r
@@ -214,7 +220,7 @@ impl Verifier {
                 self.state.fetched.inc_by(r.fetched);
                 self.state.repaired_at_city.inc_by(r.repaired_at_city);
                 if r.in_sync {
-                    self.state.in_sync_at_ms.set(r.finished_ms);
+                    self.state.in_sync_at.set(r.finished_ms as f64 / 1000.0);
                 }
                 if r.differing == 0 {
                     tracing::info!(ward = %self.ward, why, records = r.records, took_ms = r.took_ms, "verified: the city's copy of this ward's records is this ward's");
@@ -247,26 +253,35 @@ impl Verifier {
             .max_encoding_message_size(64 << 20))
     }
 
-    /// This ward's digest, read off the async threads.
+    /// Calls `each` with every record this ward shows and its state, a
+    /// page at a time, letting other tasks run between pages (no thread of
+    /// its own: a seeded simulation replays it exactly).
+    async fn each_own(&self, mut each: impl FnMut(&RecordKey, &Versioned)) -> Result<(), String> {
+        let mut after: Option<RecordKey> = None;
+        loop {
+            let page = self.store.states_after(after.as_ref(), PAGE).map_err(store_err)?;
+            for (k, s) in &page {
+                each(k, s);
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+                _ => return Ok(()),
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// This ward's digest.
     async fn own_digest(&self) -> Result<Digest, String> {
-        let store = self.store.clone();
-        blocking(move || {
-            let mut d = Digest::default();
-            store.each_state(|k, s| {
-                d.add(k, &record_hash(k, s));
-                Ok(())
-            })?;
-            Ok(d)
-        })
-        .await
+        let mut d = Digest::default();
+        self.each_own(|k, s| d.add(k, &record_hash(k, s))).await?;
+        Ok(d)
     }
 
     async fn city_digest(&self, client: &mut CitySyncClient<Channel>) -> Result<CityDigest, String> {
-        let reply = client
-            .digest(pb::DigestRequest { ward_code: self.ward.to_string() })
-            .await
-            .map_err(|s| format!("the city refused the digest: {}", s.message()))?
-            .into_inner();
+        let reply =
+            answer(client.digest(pb::DigestRequest { ward_code: self.ward.to_string() }), "the digest")
+                .await?;
         if reply.leaves.len() != BUCKETS || reply.counts.len() != BUCKETS {
             return Err(format!("the city sent {} buckets, not {BUCKETS}", reply.leaves.len()));
         }
@@ -296,37 +311,29 @@ impl Verifier {
             tracing::warn!(ward = %self.ward, last_seq = city.last_applied_seq, "restoring: numbering continues after the city's last applied change of this ward");
         }
         let differing: Vec<u16> = mine.differing(&city.digest);
-        if differing.is_empty() {
+        if differing.is_empty() && mode != Mode::Refill {
             report.in_sync = true;
             report.finished_ms = now_ms();
             return Ok(report);
         }
         let wanted: BTreeSet<u16> = differing.iter().copied().collect();
-        let store = self.store.clone();
-        let want = wanted.clone();
-        let mut own: HashMap<RecordKey, Hash> = blocking(move || {
-            let mut out = HashMap::new();
-            store.each_state(|k, s| {
-                if want.contains(&bucket(k)) {
-                    out.insert(k.clone(), record_hash(k, s));
-                }
-                Ok(())
-            })?;
-            Ok(out)
+        let mut own: HashMap<RecordKey, Hash> = HashMap::new();
+        self.each_own(|k, s| {
+            if wanted.contains(&bucket(k)) {
+                own.insert(k.clone(), record_hash(k, s));
+            }
         })
         .await?;
         let mut send: Vec<RecordKey> = Vec::new();
         let mut after = None;
-        loop {
-            let reply = client
-                .digest_keys(pb::DigestKeysRequest {
-                    ward_code: self.ward.to_string(),
-                    buckets: differing.iter().map(|b| u32::from(*b)).collect(),
-                    after,
-                })
-                .await
-                .map_err(|s| format!("the city refused the records of differing buckets: {}", s.message()))?
-                .into_inner();
+        // (No bucket asked for would mean every bucket.)
+        while !differing.is_empty() {
+            let request = pb::DigestKeysRequest {
+                ward_code: self.ward.to_string(),
+                buckets: differing.iter().map(|b| u32::from(*b)).collect(),
+                after,
+            };
+            let reply = answer(client.digest_keys(request), "the records of differing buckets").await?;
             let mut fetched: Vec<(RecordKey, Versioned)> = Vec::new();
             for r in reply.records {
                 let key = key_from_pb(r.key).map_err(|e| format!("the city named a bad record key: {e}"))?;
@@ -355,9 +362,8 @@ impl Verifier {
         // Writes still queued reach the city in their batches: a check
         // leaves them to those (a repair would apply them twice: harmless,
         // but logged twice).
-        if mode == Mode::Verify {
-            let store = self.store.clone();
-            match blocking(move || store.queued_keys(MAX_QUEUED_CHECKED)).await? {
+        if mode != Mode::Refill {
+            match self.store.queued_keys(MAX_QUEUED_CHECKED).map_err(store_err)? {
                 Some(queued) => send.retain(|k| !queued.contains(k)),
                 None => {
                     report.deferred = send.len() as u64;
@@ -367,31 +373,65 @@ impl Verifier {
         }
         report.sent = send.len() as u64;
         for chunk in send.chunks(MAX_REPAIR_RECORDS) {
-            let mut records = Vec::with_capacity(chunk.len());
+            let mut states = Vec::with_capacity(chunk.len());
             for key in chunk {
                 if let Some(state) = self.store.state(key).map_err(store_err)? {
-                    records.push(pb::KeyedState {
-                        key: Some(key.into()),
-                        hash: Vec::new(),
-                        state: Some((&state).into()),
-                    });
+                    states.push((key.clone(), state));
                 }
             }
-            let reply = client
-                .repair(pb::RepairRequest { ward_code: self.ward.to_string(), records })
-                .await
-                .map_err(|s| format!("the city refused the repair: {}", s.message()))?
-                .into_inner();
-            report.repaired_at_city += reply.repaired;
-            report.writes_at_city += reply.writes;
-            report.others_taken += reply.others_taken;
-            report.others_not_taken += reply.others_not_taken;
-            report.refused.extend(reply.refused);
+            self.repair(&mut client, &states, &mut report).await?;
+        }
+        if mode == Mode::Refill {
+            // Records this ward no longer shows (deleted, passed to another
+            // ward) may hold writes of its the city lost: they are in no
+            // digest, so their states go as they are.
+            let mut after = None;
+            loop {
+                let (states, next) =
+                    self.store.hidden_states_after(after.as_ref(), MAX_REPAIR_RECORDS).map_err(store_err)?;
+                if !states.is_empty() {
+                    self.repair(&mut client, &states, &mut report).await?;
+                }
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
         }
         let city = self.city_digest(&mut client).await?;
         report.in_sync = self.own_digest().await?.root() == city.digest.root();
         report.finished_ms = now_ms();
         Ok(report)
+    }
+
+    /// Sends `states` for the city to take what it lacks; counts the outcome.
+    async fn repair(
+        &self,
+        client: &mut CitySyncClient<Channel>,
+        states: &[(RecordKey, Versioned)],
+        report: &mut Report,
+    ) -> Result<(), String> {
+        let records = states
+            .iter()
+            .map(|(k, s)| pb::KeyedState { key: Some(k.into()), hash: Vec::new(), state: Some(s.into()) })
+            .collect();
+        let request = pb::RepairRequest { ward_code: self.ward.to_string(), records };
+        let reply = answer(client.repair(request), "the repair").await?;
+        report.repaired_at_city += reply.repaired;
+        report.writes_at_city += reply.writes;
+        report.others_taken += reply.others_taken;
+        report.others_not_taken += reply.others_not_taken;
+        report.refused.extend(reply.refused);
+        // The city's side of the exchange: what it holds of each record now
+        // (for one this ward shows and the city does not, a later delete or
+        // transfer this ward lost).
+        let mut theirs = Vec::with_capacity(reply.states.len());
+        for r in reply.states {
+            let key = key_from_pb(r.key).map_err(|e| format!("the city named a bad record key: {e}"))?;
+            theirs.push((key, versioned_from_pb(r.state.unwrap_or_default())));
+        }
+        self.store.adopt_states(&theirs, 0).map_err(store_err)?;
+        Ok(())
     }
 
     /// Runs every `interval` (none: never) until `cancel` fires. A run or
@@ -443,15 +483,19 @@ fn has_writes_unseen(mine: &Versioned, city: &Versioned) -> bool {
     mine.fields.values().flatten().any(|w| !city.seen.has_seen(&w.stamp))
 }
 
-fn store_err(e: StoreError) -> String {
-    format!("this ward's store: {e}")
+/// The city's answer to a call for `what`, within [`crate::net::RPC_DEADLINE`]
+/// (a call held by a dead link fails instead of stalling the replicator).
+async fn answer<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    what: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(crate::net::RPC_DEADLINE, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(format!("the city refused {what}: {}", s.message())),
+        Err(_) => Err(format!("no answer from the city for {what} within {:?}", crate::net::RPC_DEADLINE)),
+    }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("verification task failed: {e}"))?
-        .map_err(store_err)
+fn store_err(e: StoreError) -> String {
+    format!("this ward's store: {e}")
 }

@@ -3,7 +3,10 @@
 //! was observed along the way; and, once the faults have healed, the
 //! invariants: no acknowledged write lost, no (ward, sequence) applied
 //! twice, every ward's records equal to the city's, backlogs drained,
-//! sequences and cursors never moving backwards.
+//! sequences and cursors never moving backwards. A node put back to an
+//! older copy of its store is the exception it is told of: what was
+//! acknowledged after the copy by that node alone may be lost, its
+//! counters may move back, and the city's repairs stand in for what it lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,12 +24,25 @@ use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_cli
 struct Write {
     value: Option<Record>,
     acked: bool,
+    /// Who wrote it (a ward code, or "office").
+    writer: String,
+    /// Its place in the order of acknowledgements (0: none).
+    acked_at: u64,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Acknowledged changes: (ward, sequence) → key.
-    acked: BTreeMap<(String, u64), RecordKey>,
+    /// Acknowledged changes: (ward, sequence) → key, and the place of the
+    /// acknowledgement in their order.
+    acked: BTreeMap<(String, u64), (RecordKey, u64)>,
+    /// Acknowledgements so far.
+    acks: u64,
+    /// Times each ward, and the city, were put back to an older copy: an
+    /// observation that spans one is not compared with those before it.
+    ward_epochs: BTreeMap<String, u64>,
+    city_epoch: u64,
+    /// The city was put back to an older copy during the run.
+    city_restored: bool,
     /// Who attempted writes to each key (a ward code, or "office").
     writers: BTreeMap<RecordKey, BTreeSet<String>>,
     /// Each key's attempted writes, in the order they were made.
@@ -49,6 +65,9 @@ pub struct Ledger(Mutex<Inner>);
 pub struct Attempt {
     key: RecordKey,
     index: usize,
+    /// The writer's epoch when it was made: an answer that comes after the
+    /// writer was put back to an older copy speaks of a store that is gone.
+    epoch: u64,
 }
 
 impl Ledger {
@@ -56,19 +75,58 @@ impl Ledger {
     pub fn attempt(&self, writer: &str, key: &RecordKey, value: Option<&Record>) -> Attempt {
         let mut l = self.0.lock().unwrap();
         l.writers.entry(key.clone()).or_default().insert(writer.to_string());
+        let epoch = l.epoch_of(writer);
         let h = l.history.entry(key.clone()).or_default();
-        h.push(Write { value: value.cloned(), acked: false });
-        Attempt { key: key.clone(), index: h.len() - 1 }
+        h.push(Write { value: value.cloned(), acked: false, writer: writer.to_string(), acked_at: 0 });
+        Attempt { key: key.clone(), index: h.len() - 1, epoch }
     }
 
     /// Notes that an attempt was accepted by `ward` as change `seq` (0 when
     /// the record was already stored exactly so, or for office edits).
     pub fn acked(&self, attempt: Attempt, ward: &str, seq: u64) {
         let mut l = self.0.lock().unwrap();
-        l.history.get_mut(&attempt.key).unwrap()[attempt.index].acked = true;
-        if seq > 0 {
-            l.acked.insert((ward.to_string(), seq), attempt.key);
+        let writer = l.history[&attempt.key][attempt.index].writer.clone();
+        if l.epoch_of(&writer) != attempt.epoch {
+            return;
         }
+        l.acks += 1;
+        let at = l.acks;
+        let w = &mut l.history.get_mut(&attempt.key).unwrap()[attempt.index];
+        (w.acked, w.acked_at) = (true, at);
+        if seq > 0 {
+            l.acked.insert((ward.to_string(), seq), (attempt.key, at));
+        }
+    }
+
+    /// The point a copy of a store taken now stands at, for
+    /// [`Ledger::restored`].
+    pub fn mark(&self) -> u64 {
+        self.0.lock().unwrap().acks
+    }
+
+    /// `node` (a ward code, or "city") was put back to a copy taken at
+    /// `mark`: what it alone acknowledged since may be lost (a ward's
+    /// writes; the office's, for the city), and its counters move back.
+    pub fn restored(&self, node: &str, mark: u64) {
+        let mut l = self.0.lock().unwrap();
+        let writer = if node == "city" { "office" } else { node };
+        for w in l.history.values_mut().flatten().filter(|w| w.writer == writer && w.acked_at > mark) {
+            w.acked = false;
+        }
+        if node == "city" {
+            l.city_epoch += 1;
+            l.city_restored = true;
+            l.city_applied.clear();
+            l.log_cursor = 0;
+        } else {
+            l.acked.retain(|(ward, _), (_, at)| ward != node || *at <= mark);
+            *l.ward_epochs.entry(node.to_string()).or_default() += 1;
+        }
+    }
+
+    fn epochs(&self, ward: &str) -> (u64, u64) {
+        let l = self.0.lock().unwrap();
+        (l.ward_epochs.get(ward).copied().unwrap_or(0), l.city_epoch)
     }
 
     /// Puts `r` through `ward`'s agent (a residence transfer if `transfer`)
@@ -115,12 +173,18 @@ impl Ledger {
         city: &mut CityQueryClient<Channel>,
     ) {
         for (code, w) in wards.iter_mut() {
+            let (epoch, _) = self.epochs(code);
             let before = self.max_acked(code);
-            if let Ok(s) = w.status(pb::StatusRequest {}).await {
+            if let Ok(s) = w.status(pb::StatusRequest {}).await
+                && self.epochs(code).0 == epoch
+            {
                 self.observe_ward(code, before, s.get_ref());
             }
         }
-        if let Ok(w) = city.wards(pb::WardsRequest {}).await {
+        let (_, epoch) = self.epochs("");
+        if let Ok(w) = city.wards(pb::WardsRequest {}).await
+            && self.epochs("").1 == epoch
+        {
             self.observe_city(w.get_ref());
         }
     }
@@ -187,6 +251,9 @@ impl Ledger {
                 if status.backlog > 0 {
                     anyhow::bail!("ward {code} still holds {} changes", status.backlog);
                 }
+                if status.refill_due {
+                    anyhow::bail!("ward {code} has not yet refilled what was lost");
+                }
                 for kind in Kind::ALL {
                     let at_ward = all_ward_records(&mut w, kind).await?;
                     let at_city = all_city_records(&mut city.clone(), kind, code).await?;
@@ -212,11 +279,17 @@ impl Ledger {
             Err(e) => return vec![format!("cannot read the city's log: {e}")],
         };
         // No (ward, sequence) applied twice; none applied out of order.
+        // (Sequence 0: a write the city took again from a ward's copy.)
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
         let mut logged: BTreeMap<(String, u64), RecordKey> = BTreeMap::new();
+        let mut touched: BTreeSet<RecordKey> = BTreeSet::new();
         let hostile = self.0.lock().unwrap().hostile.clone();
-        for l in log.iter().filter(|l| l.ward != wardsync::model::CITY_WRITER) {
+        for l in log.iter() {
             let change = l.change.as_ref().unwrap();
+            touched.insert(wardsync::proto::key_from_pb(change.key.clone()).unwrap());
+            if change.seq == 0 || l.ward == wardsync::model::CITY_WRITER {
+                continue;
+            }
             if hostile.contains(&l.ward) {
                 problems.push(format!("hostile ward {}'s change {} was applied", l.ward, change.seq));
             }
@@ -245,13 +318,18 @@ impl Ledger {
             Err(e) => problems.push(format!("cannot read the quarantine: {e}")),
         }
         let l = self.0.lock().unwrap().clone_model();
-        // No acknowledged change lost.
-        for ((ward, seq), key) in &l.acked {
+        // No acknowledged change lost. After the city was put back to an
+        // older copy, a change it lost is in the log again only if the copy
+        // a ward refilled it with still held the write (else a later write
+        // superseded it everywhere): the record's final state, checked below
+        // and against the wards', says whether anything was lost.
+        for ((ward, seq), (key, _)) in &l.acked {
             match logged.get(&(ward.clone(), *seq)) {
                 Some(k) if k == key => {}
                 Some(k) => {
                     problems.push(format!("ward {ward} change {seq} was {key} but the city logged {k}"))
                 }
+                None if l.city_restored && touched.contains(key) => {}
                 None => {
                     problems.push(format!("ward {ward} acknowledged change {seq} ({key}) is not at the city"))
                 }
@@ -292,11 +370,21 @@ impl Ledger {
 }
 
 impl Inner {
+    /// How many times `writer` (a ward, or "office": the city) was put
+    /// back to an older copy.
+    fn epoch_of(&self, writer: &str) -> u64 {
+        match writer {
+            "office" => self.city_epoch,
+            w => self.ward_epochs.get(w).copied().unwrap_or(0),
+        }
+    }
+
     fn clone_model(&self) -> Inner {
         Inner {
             acked: self.acked.clone(),
             writers: self.writers.clone(),
             history: self.history.clone(),
+            city_restored: self.city_restored,
             ..Default::default()
         }
     }

@@ -472,6 +472,7 @@ pub fn hello(claim: &str) -> pb::WardMessage {
             schema_version: wardsync::proto::SCHEMA_VERSION,
             downstream_cursor: 0,
             acked_seq: 0,
+            downstream_check: 0,
         })),
     }
 }

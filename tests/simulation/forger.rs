@@ -62,6 +62,7 @@ async fn send(tls: &tonic::transport::ClientTlsConfig, r: Record, takeover: bool
         schema_version: wardsync::proto::SCHEMA_VERSION,
         downstream_cursor: 0,
         acked_seq: 0,
+        downstream_check: 0,
     };
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Hello(hello)) }).await?;
     let mut inbound = CitySyncClient::new(ch).replicate(ReceiverStream::new(rx)).await?.into_inner();

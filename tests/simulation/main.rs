@@ -3,8 +3,10 @@
 //! skewed clocks and the city data office write, amend, delete, transfer
 //! and edit records while a seeded schedule partitions links (both ways or
 //! one way, so acks are lost), holds messages, and crashes and restarts
-//! wards and the city (keeping only what they flushed). Then every fault is
-//! healed and the run is checked against the ledger (`common/ledger.rs`).
+//! wards and the city (keeping only what they flushed); with `--restores`,
+//! it also copies a node's store and later puts the node back to that copy
+//! (a backup restored). Then every fault is healed and the run is checked
+//! against the ledger (`common/ledger.rs`).
 //!
 //! The wall clock and the retry jitter come from the seed too
 //! (`wardsync::clock::simulate`), and each seed runs in a process of its own
@@ -17,6 +19,9 @@
 //! child process, several at once:
 //! - the sweep: seeds `--from F` (0) to F + `--seeds N` (200, or
 //!   `WARDSYNC_SIM_SEEDS`) keep every invariant;
+//! - the restore sweep: the first half of those seeds, with `--restores`,
+//!   keep every invariant too (the ledger is told which node was put back
+//!   to which copy: what it alone acknowledged since may be lost);
 //! - replay: two seeds run twice give the same run (the city's whole log
 //!   with stamps and times, and the simulated time it ended at);
 //! - the harness bites: with each bug of `wardsync::mutation` injected
@@ -47,8 +52,9 @@ fn main() {
         value("--mutation").map(|m| Mutation::parse(&m).unwrap_or_else(|e| panic!("--mutation: {e}")));
     let number =
         |name: &str| value(name).map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name} {v:?}")));
+    let restores = args.iter().any(|a| a == "--restores");
     match number("--seed") {
-        Some(seed) => std::process::exit(one_seed(seed, mutation)),
+        Some(seed) => std::process::exit(one_seed(seed, mutation, restores)),
         None => {
             let count = number("--seeds")
                 .or_else(|| std::env::var("WARDSYNC_SIM_SEEDS").ok().and_then(|v| v.parse().ok()))
@@ -61,14 +67,14 @@ fn main() {
 }
 
 /// Runs one seed in this process; prints its fingerprint and problems.
-fn one_seed(seed: u64, mutation: Option<Mutation>) -> i32 {
+fn one_seed(seed: u64, mutation: Option<Mutation>, restores: bool) -> i32 {
     if std::env::var_os("RUST_LOG").is_some() {
         let filter = tracing_subscriber::EnvFilter::from_default_env();
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
     let certs = scenario::certificates();
     let _bug = mutation.map(inject);
-    let outcome = scenario::run_seed(seed, certs.path());
+    let outcome = scenario::run_seed(seed, certs.path(), restores);
     for line in outcome.fingerprint.lines() {
         println!("fingerprint {line}");
     }

@@ -68,6 +68,7 @@ pub fn ward(
                     backoff_max_ms: 2000,
                     ack_timeout_ms: 3000,
                     heartbeat_ms: 1000,
+                    verify_every_ms: 60_000,
                     ..Default::default()
                 },
             };

@@ -65,7 +65,7 @@ fn clock(seed: u64) -> Rc<dyn Fn() -> i64> {
 const FLUSH_TIME: Duration = Duration::from_millis(4);
 const CITY_FLUSH_TIME: Duration = Duration::from_millis(150);
 
-pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
+pub fn run_seed(seed: u64, certs: &Path, restores: bool) -> Outcome {
     let clock = clock(seed);
     let jitter = Rc::new(RefCell::new(StdRng::seed_from_u64(seed ^ 0x717e)));
     let _simulated = wardsync::clock::simulate(clock, Rc::new(move || jitter.borrow_mut().r#gen::<f64>()));
@@ -79,9 +79,12 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
     // Hosts are registered one tick apart so the clock can tell them apart.
     let city_engine = MemEngine::with_flush_time(CITY_FLUSH_TIME);
     nodes::city(&mut sim, &city_engine, certs);
+    let mut stores = vec![("city", "city", city_engine)];
     for (code, host) in WARDS {
         sim.step().unwrap();
-        nodes::ward(&mut sim, host, code, &MemEngine::with_flush_time(FLUSH_TIME), certs);
+        let engine = MemEngine::with_flush_time(FLUSH_TIME);
+        nodes::ward(&mut sim, host, code, &engine, certs);
+        stores.push((host, code, engine));
     }
     sim.step().unwrap();
     let shared = Arc::new(Shared::new(&WARDS));
@@ -102,7 +105,7 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
     shared.ledger.expect_refused(super::forger::FORGER);
     sim.client("forger", super::forger::forge(shared.clone(), WARDS.len(), certs.to_path_buf(), seed));
 
-    let mut faults = Faults::new(seed);
+    let mut faults = Faults::new(seed, stores, restores);
     let mut ticks = 0u64;
     loop {
         if !shared.healed.load(Ordering::SeqCst) {
@@ -110,7 +113,7 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
                 faults.heal_all(&mut sim);
                 shared.healed.store(true, Ordering::SeqCst);
             } else if ticks.is_multiple_of(100) {
-                faults.maybe_inject(&mut sim, ticks);
+                faults.maybe_inject(&mut sim, ticks, &shared.ledger);
             }
             faults.due(&mut sim, ticks);
         }
@@ -132,17 +135,61 @@ pub fn run_seed(seed: u64, certs: &Path) -> Outcome {
     }
 }
 
+/// A node's store: (host, node: a ward code or "city", engine).
+type Store = (&'static str, &'static str, MemEngine);
+
 /// The seeded fault schedule.
 struct Faults {
     rng: StdRng,
     crashes: usize,
     /// The tick at which the city crashes, if one is scheduled.
     city_crash_at: Option<u64>,
+    stores: Vec<Store>,
+    /// The copy of a store taken during the run (host, node, copy, the
+    /// ledger's mark when it was taken): what that node is put back to.
+    copy: Option<(&'static str, &'static str, MemEngine, u64)>,
+    /// Nodes put back to a copy so far.
+    restores: usize,
+    /// Whether copies are taken and put back at all.
+    restoring: bool,
 }
 
 impl Faults {
-    fn new(seed: u64) -> Faults {
-        Faults { rng: StdRng::seed_from_u64(seed ^ 0xfa17), crashes: 0, city_crash_at: None }
+    fn new(seed: u64, stores: Vec<Store>, restoring: bool) -> Faults {
+        Faults {
+            rng: StdRng::seed_from_u64(seed ^ 0xfa17),
+            crashes: 0,
+            city_crash_at: None,
+            stores,
+            copy: None,
+            restores: 0,
+            restoring,
+        }
+    }
+
+    /// Takes a copy of a node's store (a backup), or puts the node whose
+    /// store was copied back to that copy (the backup restored onto a new
+    /// disk): the node stops, its store is replaced, and it starts again.
+    fn copy_or_restore(&mut self, sim: &mut turmoil::Sim<'_>, ledger: &super::common::ledger::Ledger) {
+        match self.copy.take() {
+            None => {
+                // As `wardsync backup` takes it: marked as a copy.
+                let (host, node, engine) = &self.stores[self.rng.gen_range(0..self.stores.len())];
+                tracing::warn!(host, node, "fault: a copy of the node's store is taken");
+                let copy = engine.snapshot();
+                wardsync::store::backup::mark_copy(&copy).unwrap();
+                self.copy = Some((host, node, copy, ledger.mark()));
+            }
+            Some((host, node, copy, mark)) => {
+                let engine = &self.stores.iter().find(|(h, _, _)| *h == host).expect("a store").2;
+                tracing::warn!(host, node, "fault: the node is put back to a copy of its store");
+                sim.crash(host);
+                engine.restore(&copy);
+                ledger.restored(node, mark);
+                sim.bounce(host);
+                self.restores += 1;
+            }
+        }
     }
 
     /// Crashes the city if it is time to.
@@ -154,7 +201,12 @@ impl Faults {
     }
 
     /// Every 100 ms of simulated time (`tick`, in ms): perhaps one fault, or one repair.
-    fn maybe_inject(&mut self, sim: &mut turmoil::Sim<'_>, tick: u64) {
+    fn maybe_inject(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        tick: u64,
+        ledger: &super::common::ledger::Ledger,
+    ) {
         let (_, host) = WARDS[self.rng.gen_range(0..WARDS.len())];
         match self.rng.gen_range(0..100) {
             0..6 => sim.partition(host, "city"),
@@ -179,6 +231,8 @@ impl Faults {
                 sim.bounce(host);
                 self.city_crash_at = Some(tick + self.rng.gen_range(20..400));
             }
+            // A node's store copied, and later put back to that copy.
+            42..44 if self.restoring && self.restores < 2 => self.copy_or_restore(sim, ledger),
             _ => {}
         }
     }

@@ -13,9 +13,12 @@ struct Report {
     problems: Vec<String>,
 }
 
-fn child(seed: u64, mutation: Option<&str>) -> Report {
+fn child(seed: u64, mutation: Option<&str>, restores: bool) -> Report {
     let mut cmd = Command::new(std::env::current_exe().expect("own path"));
     cmd.args(["--seed", &seed.to_string()]).env_remove("RUST_LOG");
+    if restores {
+        cmd.arg("--restores");
+    }
     if let Some(m) = mutation {
         cmd.args(["--mutation", m]);
     }
@@ -33,7 +36,7 @@ fn child(seed: u64, mutation: Option<&str>) -> Report {
 }
 
 /// Runs `seeds` in child processes, in parallel; reports in seed order.
-fn run(seeds: Vec<u64>, mutation: Option<&str>, stop_at_first_failure: bool) -> Vec<Report> {
+fn run(seeds: Vec<u64>, mutation: Option<&str>, restores: bool, stop_at_first_failure: bool) -> Vec<Report> {
     let queue = Mutex::new(seeds.into_iter());
     let reports = Mutex::new(Vec::new());
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -46,7 +49,7 @@ fn run(seeds: Vec<u64>, mutation: Option<&str>, stop_at_first_failure: bool) -> 
                         return;
                     }
                     let Some(seed) = queue.lock().unwrap().next() else { return };
-                    let report = child(seed, mutation);
+                    let report = child(seed, mutation, restores);
                     if !report.problems.is_empty() {
                         failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
@@ -66,21 +69,32 @@ pub fn all(seeds: std::ops::Range<u64>) -> bool {
     let count = seeds.end - seeds.start;
     let mut ok = true;
 
-    let failures: Vec<Report> =
-        run(seeds.clone().collect(), None, false).into_iter().filter(|r| !r.problems.is_empty()).collect();
-    for f in &failures {
-        eprintln!(
-            "seed {} broke an invariant:\n  {}\nreplay: cargo test --test simulation -- --seed {}",
-            f.seed,
-            f.problems.join("\n  "),
-            f.seed
+    let half = seeds.start..seeds.start + count / 2;
+    for (name, seeds, restores, flag) in
+        [("sweep", seeds.clone(), false, ""), ("restore sweep", half, true, " --restores")]
+    {
+        let count = seeds.end - seeds.start;
+        let failures: Vec<Report> = run(seeds.clone().collect(), None, restores, false)
+            .into_iter()
+            .filter(|r| !r.problems.is_empty())
+            .collect();
+        for f in &failures {
+            eprintln!(
+                "seed {} broke an invariant:\n  {}\nreplay: cargo test --test simulation -- --seed {}{flag}",
+                f.seed,
+                f.problems.join("\n  "),
+                f.seed
+            );
+        }
+        println!(
+            "{name}: {} of {count} seeds ({seeds:?}) kept every invariant",
+            count - failures.len() as u64
         );
+        ok &= failures.is_empty();
     }
-    println!("sweep: {} of {count} seeds ({seeds:?}) kept every invariant", count - failures.len() as u64);
-    ok &= failures.is_empty();
 
     for seed in [3, 11] {
-        let runs = run(vec![seed, seed], None, false);
+        let runs = run(vec![seed, seed], None, false, false);
         let (a, b) = (&runs[0].fingerprint, &runs[1].fingerprint);
         let difference = a.iter().zip(b.iter()).find(|(x, y)| x != y);
         if a.len() < 10 {
@@ -96,7 +110,7 @@ pub fn all(seeds: std::ops::Range<u64>) -> bool {
 
     for m in Mutation::ALL.into_iter().filter(|m| m.breaks_invariants()) {
         let caught =
-            run((0..40).collect(), Some(m.name()), true).into_iter().find(|r| !r.problems.is_empty());
+            run((0..40).collect(), Some(m.name()), false, true).into_iter().find(|r| !r.problems.is_empty());
         match caught {
             Some(r) => {
                 let first: String = r.problems[0].chars().take(200).collect();

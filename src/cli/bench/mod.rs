@@ -19,6 +19,10 @@
 //! - `outage`: the city stopped, `--records` updates queued, the city
 //!   restarted: time for the backlog to drain;
 //! - `update`: `--records` updates streamed while connected;
+//! - `recovery`: with every record of the ward phases at the city, one
+//!   comparison of the two copies, the ward's disk replaced (until it has
+//!   restored itself), and on the embedded store the city put back to a
+//!   copy from before the load (until the ward has refilled it);
 //! - `steady`: `--wards` synthetic wards, each writing `--rate` changes/s for
 //!   `--seconds`: replication lag percentiles (write to durable at the city);
 //! - `get`: `--get-records` records loaded into the city, then `--gets`
@@ -27,6 +31,7 @@
 
 mod engine;
 mod nodes;
+mod recovery;
 mod stats;
 mod synthetic;
 mod ward;
@@ -46,7 +51,7 @@ use stats::{Latencies, Report, mb_per_s};
 /// The ward whose agent the ward phases run.
 const WARD: &str = "00082";
 /// How long a drain may take before the benchmark gives up.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Runs the phases `a` names and prints their figures.
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -69,7 +74,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         engine::run(a.engine_records, a.single.min(2_000), &dir, &mut report).await?;
     }
     let Workload { first, single, second } = Workload::new(&ward_code, &a);
-    let (ward_node, ward_url) = lab.ward(&ward_code).await?;
+    let (mut ward_node, ward_url) = lab.ward(&ward_code).await?;
     let mut ward_client = crate::cli::client::ward_client(&ward_url).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     report.add("write", "ward agent RSS, idle", mib(ward_node.memory().now), "MiB");
@@ -105,6 +110,21 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let queued_bytes = ward::wire_bytes(&first) + ward::wire_bytes(&single);
 
     let mut city = lab.city().await?;
+    // For the recovery phase: the embedded city's copy before the load.
+    let early_copy = match (phase("recovery"), &a.database_url) {
+        (true, None) => {
+            let mut ops = crate::cli::client::city_client(
+                &format!("https://{}", lab.city_addr),
+                Some(lab.certs()),
+                "ops",
+                "city",
+            )
+            .await?;
+            let copy = ops.backup(pb::BackupRequest { to: "before-load".into() }).await?.into_inner();
+            Some(std::path::PathBuf::from(copy.path))
+        }
+        _ => None,
+    };
     if phase("write") || phase("load") {
         let cpu = (city.cpu(), ward_node.cpu());
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
@@ -143,6 +163,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let m = ward_node.memory();
     report.add("memory", "ward agent RSS, peak", mib(m.peak), "MiB");
     report.add("disk", "ward agent data", mib(ward_node.disk()), "MiB");
+    if phase("recovery") {
+        let nodes = (ward_node, ward_url.clone());
+        let (ward, restarted) = recovery::run(&lab, &ward_code, nodes, city, early_copy, &mut report).await?;
+        (ward_node, city) = (ward.0, restarted);
+    }
     drop(ward_node);
 
     if phase("steady") {

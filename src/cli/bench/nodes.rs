@@ -142,6 +142,7 @@ impl Lab {
         let ca = DevCa::open_or_create(&certs)?;
         ca.issue_city()?;
         ca.issue("office", &["office"])?;
+        ca.issue("ops", &["ops"])?;
         for w in wards {
             ca.issue_ward(w)?;
         }

@@ -375,8 +375,27 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             if crate::mutation::active(crate::mutation::Mutation::ApplyDuplicates) {
                 fresh = wb.changes.iter().collect();
             }
+            let refilling = super::repair::refilling(Some(&state), self.now_ms);
             for incoming in fresh {
+                // After a loss of the city's, a claim of writes it lost (see `repair`).
+                let cut = match incoming {
+                    Incoming::Change(change) if refilling => self
+                        .held_context(&change.key, &change.context)?
+                        .map(|context| Change { context, ..change.clone() }),
+                    _ => None,
+                };
+                let incoming_cut = cut.map(Incoming::Change);
+                let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 let refusal = match incoming {
+                    // A delete of a record whose creation the city lost.
+                    Incoming::Change(change)
+                        if refilling
+                            && matches!(change.op, Op::Delete)
+                            && change.stamp.writer == wb.ward.as_str()
+                            && self.current(&change.key)?.owner_value().is_none() =>
+                    {
+                        None
+                    }
                     Incoming::Change(change) => self.refusal(&wb.ward, change, ctx, max_skew_ms)?,
                     Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
                 };

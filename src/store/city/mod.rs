@@ -184,6 +184,22 @@ pub(crate) fn record_log_loss(wards: &mut HashMap<WardCode, WardState>, ward: &W
     wards.entry(ward.clone()).or_default().lost.found_at_ms = now_ms;
 }
 
+impl LoggedChange {
+    /// A number naming this entry of the log (its cursor, writer, stamp and
+    /// record): a ward that merged it gives it back, so that a city put back
+    /// to an older copy (whose log may have grown past that cursor again,
+    /// with other changes) knows it lost it.
+    pub fn check(&self) -> u64 {
+        let c = &self.change;
+        let text = format!(
+            "{}|{}|{}.{}|{}",
+            self.cursor, c.stamp.writer, c.stamp.hlc.wall_ms, c.stamp.hlc.logical, c.key
+        );
+        let h = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        u64::from_be_bytes(h.as_ref()[..8].try_into().expect("8 bytes")).max(1)
+    }
+}
+
 /// Changes of one ward the city keeps in quarantine at the most.
 pub const MAX_QUARANTINED: u64 = if cfg!(test) { 3 } else { 100_000 };
 

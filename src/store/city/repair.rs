@@ -18,7 +18,14 @@
 //!   city that lost data may find some of them held only there. Outside
 //!   that window nothing proves who made them: they are counted, not taken.
 //!   Either way they pass the checks a change of the ward's would (the
-//!   ward's own record, valid, not ahead of the city's clock).
+//!   ward's own record, valid, not ahead of the city's clock). Within the
+//!   same window, a change in a batch of that ward's that claims writes the
+//!   city does not hold has its claim cut down the same way instead of
+//!   being quarantined: the claim may be of writes the city lost that no
+//!   copy holds any more (superseded everywhere), and it grants nothing a
+//!   claim of the writes the city holds would not. And a delete of a
+//!   record whose creation the city does not hold is applied (it lost
+//!   it), where otherwise it is refused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,6 +63,8 @@ pub struct RepairOutcome {
     pub others_not_taken: u64,
     /// Records refused, and why.
     pub refused: Vec<(RecordKey, String)>,
+    /// The city's state of each record offered, after the repair.
+    pub states: Vec<(RecordKey, Versioned)>,
 }
 
 /// One write to re-apply: its fields' values and context.
@@ -64,7 +73,32 @@ struct Unseen {
     context: VersionVector,
 }
 
+/// True within [`REFILL_WINDOW_MS`] of a loss the city recorded for a
+/// ward (`state`) at city time `now_ms`.
+pub(crate) fn refilling(state: Option<&WardState>, now_ms: i64) -> bool {
+    state.is_some_and(|s| {
+        s.lost.found_at_ms > 0 && now_ms.saturating_sub(s.lost.found_at_ms) < REFILL_WINDOW_MS
+    })
+}
+
 impl<T: Target> GroupWrite<'_, T> {
+    /// `context` cut down to the writes the city holds of `key` (none if
+    /// it claims none beyond them): what a write's claim to have seen
+    /// writes the city lost is worth.
+    pub(crate) fn held_context(
+        &mut self,
+        key: &RecordKey,
+        context: &VersionVector,
+    ) -> Result<Option<VersionVector>, StoreError> {
+        let held = &self.current(key)?.seen;
+        if held.covers(context) {
+            return Ok(None);
+        }
+        let cut =
+            context.0.iter().filter_map(|(w, h)| held.0.get(w).map(|mine| (w.clone(), (*h).min(*mine))));
+        Ok(Some(VersionVector(cut.collect())))
+    }
+
     /// Merges the ward's writes in `states` that the city lacks (see the module docs).
     pub(crate) fn repair(
         &mut self,
@@ -75,9 +109,7 @@ impl<T: Target> GroupWrite<'_, T> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<RepairOutcome, StoreError> {
         let mut out = RepairOutcome::default();
-        let refilling = wards.get(ward).is_some_and(|s| {
-            s.lost.found_at_ms > 0 && self.now_ms.saturating_sub(s.lost.found_at_ms) < REFILL_WINDOW_MS
-        });
+        let refilling = refilling(wards.get(ward), self.now_ms);
         for (key, theirs) in states {
             let held = self.current(key)?.seen.clone();
             let mut unseen: BTreeMap<Stamp, Unseen> = BTreeMap::new();
@@ -112,7 +144,7 @@ impl<T: Target> GroupWrite<'_, T> {
                 let refusal = if own {
                     self.refusal(ward, &change, ctx, max_skew_ms)?
                 } else {
-                    self.others_refusal(ward, &change, ctx, max_skew_ms)?
+                    self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
                 };
                 if let Some(why) = refusal {
                     // Later writes build on this one: the record stops here.
@@ -133,16 +165,23 @@ impl<T: Target> GroupWrite<'_, T> {
                 out.writes += applied;
             }
         }
+        for (key, _) in states {
+            let state = self.current(key)?.clone();
+            out.states.push((key.clone(), state));
+        }
         Ok(out)
     }
 
     /// Why a write by another, offered by `ward` in a refill, cannot be
-    /// applied: ahead of the city's clock, or not to a valid record of
-    /// `ward`'s own (as a change of `ward`'s would be judged).
+    /// applied: ahead of the city's clock, not into a record of `ward`'s
+    /// (as the city holds it, or, if it holds nothing of it, as the ward
+    /// does: `theirs`), or making an invalid record. (The record the write
+    /// made may name its writer's ward: it wrote it before passing it on.)
     fn others_refusal(
         &mut self,
         ward: &WardCode,
         change: &Change,
+        theirs: &Versioned,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Option<String>, StoreError> {
@@ -152,8 +191,19 @@ impl<T: Target> GroupWrite<'_, T> {
                 change.stamp.writer
             )));
         }
-        let state = self.current(&change.key)?;
-        Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
+        let owner = self.current(&change.key)?.owner_value().or_else(|| theirs.owner_value());
+        if owner.as_deref() != Some(ward.as_str()) {
+            let owner = owner.unwrap_or_else(|| "no ward".into());
+            return Ok(Some(format!("{} belongs to {owner}; ward {ward} may not refill it", change.key)));
+        }
+        Ok(match &change.op {
+            Op::Put(r) => match r.validate(ctx) {
+                Err(e) => Some(e.to_string()),
+                Ok(k) if k != change.key => Some(format!("{}: the write is of another record", change.key)),
+                Ok(_) => None,
+            },
+            Op::Delete => None,
+        })
     }
 
     /// The change that made `write` (stamped `stamp`) in the ward's state
@@ -165,15 +215,7 @@ impl<T: Target> GroupWrite<'_, T> {
         stamp: Stamp,
         write: Unseen,
     ) -> Result<Result<Change, String>, StoreError> {
-        let held = &self.current(key)?.seen;
-        let context = VersionVector(
-            write
-                .context
-                .0
-                .iter()
-                .filter_map(|(w, h)| held.0.get(w).map(|mine| (w.clone(), (*h).min(*mine))))
-                .collect(),
-        );
+        let context = self.held_context(key, &write.context)?.unwrap_or(write.context);
         let fields: Vec<String> = write.values.keys().filter(|f| *f != EXISTS).cloned().collect();
         let deletes = write.values.get(EXISTS).is_some_and(|v| v == "false");
         let op = if deletes && fields.is_empty() {

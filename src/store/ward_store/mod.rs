@@ -9,9 +9,12 @@
 //! - `m:acked`        → highest sequence number the city acknowledged;
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
+//! - `m:down_check`   → the city's check of the change logged there;
 //! - `m:policies`     → the merge policies the city announced;
 //! - `m:bytes`        → bytes of the queued outbox entries;
 //! - `m:shift`        → a renumbering of the queued entries in progress;
+//! - `m:copy`         → present in a store put back from a copy until it is
+//!   brought level with the city ([`crate::store::backup`]);
 //! - `m:refill`       → [`Lost`]: present while this ward or the city lost
 //!   data and the two copies have not been brought level since (`ward::verify`).
 //!
@@ -51,6 +54,7 @@ const DOWN: &[u8] = b"m:down";
 const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
 const REFILL: &[u8] = b"m:refill";
+const DOWN_CHECK: &[u8] = b"m:down_check";
 
 /// Keys read or written per batch when the work is proportional to the
 /// outbox or to the records (acknowledging a long backlog, recomputing
@@ -94,6 +98,8 @@ struct Inner {
     acked: u64,
     hlc: Hlc,
     down: u64,
+    /// The city's check of the change at `down` (0: none known).
+    down_check: u64,
     policies: Policies,
     /// Records this ward shows, per kind (in `Kind::ALL` order): counted on
     /// opening, then kept up to date by every write, so status never scans.
@@ -101,6 +107,9 @@ struct Inner {
     /// A refill from the other side's copy is due (`m:refill`).
     refill: Option<Lost>,
 }
+
+/// Records with their states, and the key to read on after (none: the end).
+pub type StatesPage = (Vec<(RecordKey, Versioned)>, Option<RecordKey>);
 
 /// Which side lost data, for a refill due: the city's loss weighs more
 /// (its refill must send even records with changes queued).
@@ -200,6 +209,7 @@ impl WardStore {
             acked: read(ACKED)?,
             hlc,
             down: read(DOWN)?,
+            down_check: read(DOWN_CHECK)?,
             policies,
             records,
             refill: engine.get(REFILL)?.and_then(|b| Lost::from_byte(&b)),
@@ -245,6 +255,11 @@ impl WardStore {
     /// Cursor of the last change merged from the city.
     pub fn downstream_cursor(&self) -> u64 {
         self.lock().down
+    }
+
+    /// The city's check of the change logged at [`WardStore::downstream_cursor`] (0: none known).
+    pub fn downstream_check(&self) -> u64 {
+        self.lock().down_check
     }
 
     /// The merge policies in force.
@@ -376,7 +391,7 @@ impl WardStore {
         &self,
         changes: &[Change],
         whole: &[(RecordKey, Versioned)],
-        cursor: u64,
+        (cursor, check): (u64, u64),
         now_ms: i64,
     ) -> Result<Vec<RecordKey>, StoreError> {
         let mut c = self.lock();
@@ -403,10 +418,11 @@ impl WardStore {
         }
         batch.insert(HLC, encode(&hlc));
         batch.insert(DOWN, be(cursor).to_vec());
+        batch.insert(DOWN_CHECK, be(check).to_vec());
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         c.hlc = hlc;
-        c.down = cursor;
+        (c.down, c.down_check) = (cursor, check);
         Ok(overlay.states.into_keys().collect())
     }
 
@@ -493,12 +509,16 @@ impl WardStore {
             self.put_state(&mut batch, &mut delta, k, (state, *shown), None, &policies);
         }
         batch.insert(HLC, encode(&hlc));
-        let down = c.down.max(cursor);
-        batch.insert(DOWN, be(down).to_vec());
+        if cursor > c.down {
+            batch.insert(DOWN, be(cursor).to_vec());
+            batch.remove(DOWN_CHECK);
+        }
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         c.hlc = hlc;
-        c.down = down;
+        if cursor > c.down {
+            (c.down, c.down_check) = (cursor, 0);
+        }
         Ok(())
     }
 
@@ -530,9 +550,23 @@ impl WardStore {
         let mut c = self.lock();
         let mut batch = Batch::default();
         batch.insert(DOWN, be(cursor).to_vec());
+        batch.remove(DOWN_CHECK);
         self.engine.apply(batch)?;
-        c.down = cursor;
+        (c.down, c.down_check) = (cursor, 0);
         Ok(())
+    }
+
+    /// True for a store put back from a copy and not yet brought level
+    /// with the city (see [`crate::store::backup::COPY_MARK`]).
+    pub fn is_copy(&self) -> Result<bool, StoreError> {
+        Ok(self.engine.get(super::backup::COPY_MARK)?.is_some())
+    }
+
+    /// Notes that the store, a copy, has been brought level with the city.
+    pub fn level_with_city(&self) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.remove(super::backup::COPY_MARK);
+        self.engine.apply(batch)
     }
 
     /// True for a store that holds nothing: never written, never replicated.
@@ -541,27 +575,53 @@ impl WardStore {
         c.last_seq == 0 && c.acked == 0 && c.down == 0 && c.records == [0; 3]
     }
 
-    /// Every record this ward shows, with its state, a chunk at a time:
-    /// `each` is called for every one, in key order.
-    pub fn each_state(
+    /// Up to `limit` records this ward holds a state of and does not show
+    /// (deleted, or passed to another ward), with their states, after
+    /// `after` (none: from the first) in key order; read in pages of
+    /// `limit` whatever they hold.
+    pub fn hidden_states_after(
         &self,
-        mut each: impl FnMut(&RecordKey, &Versioned) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let (mut start, end) = (RECORD.to_vec(), prefix_end(RECORD));
-        loop {
-            let rows = self.engine.scan(&start, &end, CHUNK)?;
-            for (k, _) in &rows {
-                let Some(kind) = Kind::from_tag(k[1]) else { continue };
-                let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
-                if let Some(state) = self.state(&rk)? {
-                    each(&rk, &state)?;
-                }
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<StatesPage, StoreError> {
+        let start = match after {
+            Some(k) => [tagged(STATE, k).as_slice(), &[0]].concat(),
+            None => STATE.to_vec(),
+        };
+        let rows = self.engine.scan(&start, &prefix_end(STATE), limit)?;
+        let mut out = Vec::new();
+        let mut last = None;
+        for (k, v) in &rows {
+            let Some(kind) = Kind::from_tag(k[1]) else { continue };
+            let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
+            if self.engine.get(&tagged(RECORD, &rk))?.is_none() {
+                out.push((rk.clone(), decode(k, v)?));
             }
-            match rows.last() {
-                Some((k, _)) if rows.len() == CHUNK => start = [k.as_slice(), &[0]].concat(),
-                _ => return Ok(()),
+            last = Some(rk);
+        }
+        Ok((out, last.filter(|_| rows.len() == limit)))
+    }
+
+    /// Up to `limit` records this ward shows, with their states, after
+    /// `after` (none: from the first) in key order.
+    pub fn states_after(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Versioned)>, StoreError> {
+        let start = match after {
+            Some(k) => [tagged(RECORD, k).as_slice(), &[0]].concat(),
+            None => RECORD.to_vec(),
+        };
+        let mut out = Vec::new();
+        for (k, _) in self.engine.scan(&start, &prefix_end(RECORD), limit)? {
+            let Some(kind) = Kind::from_tag(k[1]) else { continue };
+            let Ok(rk) = RecordKey::new(kind, &String::from_utf8_lossy(&k[2..])) else { continue };
+            if let Some(state) = self.state(&rk)? {
+                out.push((rk, state));
             }
         }
+        Ok(out)
     }
 
     /// Up to `limit` records of `kind` this ward owns with ids after `after`, in id order.
