@@ -184,7 +184,7 @@ impl Replicator {
             Ok(m) => m,
             Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
         };
-        let (applied, lost, log_cursor, log_lost) = match welcome {
+        let (applied, lost, log_cursor, log_lost, lost_found_at) = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
@@ -197,14 +197,14 @@ impl Replicator {
                 if crate::mutation::active(crate::mutation::Mutation::ReplicatorPanics) {
                     panic!("deliberate bug (replicator-panics): the replicator panics after Welcome");
                 }
-                (w.last_applied_seq, w.lost_changes, w.log_cursor, w.log_lost)
+                (w.last_applied_seq, w.lost_changes, w.log_cursor, w.log_lost, w.lost_found_at_ms)
             }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
-        if let Err(e) = self.reconcile(applied, lost, (log_cursor, log_lost)).await {
+        if let Err(e) = self.reconcile(applied, lost, (log_cursor, log_lost), lost_found_at).await {
             return SessionEnd::Failed(e);
         }
         if let Some(lost) = self.store.refill_due() {
@@ -315,7 +315,13 @@ impl Replicator {
     /// A city ahead of anything this ward numbered means this ward lost
     /// data: its queue is renumbered past the city's (never reusing a
     /// number the city applied) and made durable before anything is sent.
-    async fn reconcile(&mut self, applied: u64, lost: u64, log: (u64, bool)) -> Result<(), String> {
+    async fn reconcile(
+        &mut self,
+        applied: u64,
+        lost: u64,
+        log: (u64, bool),
+        lost_found_at: i64,
+    ) -> Result<(), String> {
         let (log_cursor, log_lost) = log;
         let mut refill = false;
         if lost > 0 {
@@ -336,6 +342,15 @@ impl Replicator {
             self.store
                 .rewind_downstream(log_cursor)
                 .map_err(|e| format!("cannot move the downstream cursor: {e}"))?;
+            refill = true;
+        }
+        let seen = self.store.loss_seen().map_err(|e| format!("cannot read this ward's store: {e}"))?;
+        if lost_found_at > seen {
+            // A loss found when this ward connected before (and missed the
+            // answer that said so), or just now: refilled once.
+            tracing::warn!(ward = %self.ward, found_at_ms = lost_found_at,
+                "the city lost data of this ward's that this ward has not refilled yet; it refills it now");
+            self.store.see_loss(lost_found_at).map_err(|e| format!("cannot note the city's loss: {e}"))?;
             refill = true;
         }
         if refill {

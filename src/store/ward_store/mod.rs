@@ -10,6 +10,8 @@
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
 //! - `m:down_check`   → the city's check of the change logged there;
+//! - `m:loss_seen`    → when the city last found it had lost data of this
+//!   ward's, as far as this ward has refilled it;
 //! - `m:policies`     → the merge policies the city announced;
 //! - `m:bytes`        → bytes of the queued outbox entries;
 //! - `m:shift`        → a renumbering of the queued entries in progress;
@@ -57,6 +59,7 @@ const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
 const REFILL: &[u8] = b"m:refill";
 const DOWN_CHECK: &[u8] = b"m:down_check";
+const LOSS_SEEN: &[u8] = b"m:loss_seen";
 
 /// Keys read or written per batch when the work is proportional to the
 /// outbox or to the records (acknowledging a long backlog, recomputing

@@ -4,8 +4,8 @@
 //! store put back from a copy, and of the downstream position.
 
 use super::{
-    Batch, CountDelta, DOWN, DOWN_CHECK, HLC, Kind, Overlay, RECORD, REFILL, STATE, StoreError, WardStore,
-    be, decode, encode, prefix_end, tagged,
+    Batch, CountDelta, DOWN, DOWN_CHECK, HLC, Kind, LOSS_SEEN, Overlay, RECORD, REFILL, STATE, StoreError,
+    WardStore, be, decode, encode, prefix_end, read_be, tagged,
 };
 use crate::model::{RecordKey, Versioned};
 
@@ -86,6 +86,20 @@ impl WardStore {
         self.engine.apply(batch)?;
         c.refill = due;
         Ok(())
+    }
+
+    /// When the city last found it had lost data of this ward's, as far as
+    /// a refill has been made due for it (0: never).
+    pub fn loss_seen(&self) -> Result<i64, StoreError> {
+        Ok(self.engine.get(LOSS_SEEN)?.map_or(Ok(0), |v| read_be(LOSS_SEEN, &v))? as i64)
+    }
+
+    /// Notes a loss the city found at `found_at_ms` as seen (its refill due).
+    /// Not durable until [`WardStore::flush`].
+    pub fn see_loss(&self, found_at_ms: i64) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.insert(LOSS_SEEN, be(found_at_ms.max(0) as u64).to_vec());
+        self.engine.apply(batch)
     }
 
     /// Moves the downstream cursor back to `cursor`: the city's log ends
