@@ -213,14 +213,24 @@ fn order_key<'a>(policy: Policy, owner: Option<&str>, w: &'a FieldWrite) -> (boo
 impl Versioned {
     /// Adds one write to one field (the merge step). Returns true if it changed the state.
     pub fn merge_write(&mut self, field: &str, write: FieldWrite) -> bool {
-        let heads = self.fields.entry(field.to_string()).or_default();
-        if heads.iter().any(|h| h.stamp == write.stamp || h.context.has_seen(&write.stamp)) {
+        if self.holds(field, &write) {
             return false; // already here, or superseded
         }
+        let heads = self.fields.entry(field.to_string()).or_default();
         heads.retain(|h| !write.context.has_seen(&h.stamp));
         heads.push(write);
         heads.sort_by(|a, b| a.stamp.cmp(&b.stamp));
         true
+    }
+
+    /// True if `write` to `field` is here, or superseded by a write here
+    /// (what [`Versioned::merge_write`] would not add). Not the same as
+    /// `seen` covering its stamp: a replica that lost data may hold a
+    /// writer's later write without an earlier one.
+    pub fn holds(&self, field: &str, write: &FieldWrite) -> bool {
+        self.fields.get(field).is_some_and(|heads| {
+            heads.iter().any(|h| h.stamp == write.stamp || h.context.has_seen(&write.stamp))
+        })
     }
 
     /// Applies a whole change: the listed fields of `values`, all with the

@@ -71,7 +71,7 @@ pub struct Report {
     pub refused: Vec<String>,
     /// Whether the copies agreed when the run ended.
     pub in_sync: bool,
-    /// When it ended (ms since the epoch) and how long it took.
+    /// When it ended (ms since the epoch).
     pub finished_ms: i64,
     /// How long it took, in ms.
     pub took_ms: u64,
@@ -477,10 +477,10 @@ async fn sleep_or_never(interval: Option<Duration>) {
     }
 }
 
-/// True if `mine` holds a write that `city` has not seen (the city takes
-/// this ward's own, and others' only after a loss of its own).
+/// True if `mine` holds a write that `city` does not (the city takes this
+/// ward's own, and others' only after a loss of its own).
 fn has_writes_unseen(mine: &Versioned, city: &Versioned) -> bool {
-    mine.fields.values().flatten().any(|w| !city.seen.has_seen(&w.stamp))
+    mine.fields.iter().any(|(field, heads)| heads.iter().any(|w| !city.holds(field, w)))
 }
 
 /// The city's answer to a call for `what`, within [`crate::net::RPC_DEADLINE`]

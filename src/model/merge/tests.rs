@@ -179,3 +179,19 @@ fn records_round_trip_through_fields_and_deletes_win_only_by_order() {
     assert_eq!(s.materialize(&key, &p), None, "the later delete wins");
     assert_eq!(s.conflicts(key.kind(), &p)[0].field, EXISTS);
 }
+
+#[test]
+fn a_replica_that_lost_a_writers_earlier_write_does_not_hold_it_though_it_saw_a_later_one() {
+    let none = VersionVector::default();
+    let (early, late) = (write("\"1\"", stamp(1, "00082"), &none), write("\"2\"", stamp(2, "00082"), &none));
+    let mut lost_early = Versioned::default();
+    lost_early.merge_write("full_name", late.clone());
+    lost_early.seen.add(&late.stamp);
+    assert!(lost_early.seen.has_seen(&early.stamp), "the writer's later write is seen");
+    assert!(!lost_early.holds("phone", &early), "its earlier write to another field is not held");
+    assert!(lost_early.holds("full_name", &late));
+    let mut superseding = VersionVector::default();
+    superseding.add(&early.stamp);
+    lost_early.merge_write("phone", write("\"3\"", stamp(3, CITY_WRITER), &superseding));
+    assert!(lost_early.holds("phone", &early), "superseded by a write here that saw it");
+}

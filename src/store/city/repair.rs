@@ -111,11 +111,11 @@ impl<T: Target> GroupWrite<'_, T> {
         let mut out = RepairOutcome::default();
         let refilling = refilling(wards.get(ward), self.now_ms);
         for (key, theirs) in states {
-            let held = self.current(key)?.seen.clone();
+            let held = self.current(key)?.clone();
             let mut unseen: BTreeMap<Stamp, Unseen> = BTreeMap::new();
             let mut not_taken = BTreeSet::new();
             for (field, heads) in &theirs.fields {
-                for h in heads.iter().filter(|h| !held.has_seen(&h.stamp)) {
+                for h in heads.iter().filter(|h| !held.holds(field, h)) {
                     if h.stamp.writer != ward.as_str() && !refilling {
                         not_taken.insert(&h.stamp);
                         continue;
