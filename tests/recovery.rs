@@ -197,10 +197,11 @@ async fn a_ward_put_back_to_a_copy_taken_while_it_ran_gets_back_what_it_wrote_si
     drained(&mut c).await;
 
     assert!(ward.node.stop());
+    let since = wardsync::clock::now_ms();
     restore_dir(&copy, &env.path().join("ward-00082"));
     ward.node.start();
     let mut c = ward.client().await;
-    in_sync(&mut c).await;
+    in_sync_since(&mut c, since).await;
     let mut q = city.client().await;
     assert_eq!(assert_same_records(&mut c, &mut q, "00082").await, 50);
     let next = c.put(pb::PutRequest { record: Some((&rec(&code(), 50)).into()) }).await.unwrap().into_inner();
@@ -241,11 +242,12 @@ async fn a_city_put_back_to_a_copy_taken_while_it_ran_is_refilled_by_its_wards()
     drained(&mut b).await;
 
     assert!(city.node.stop());
+    let since = wardsync::clock::now_ms();
     restore_dir(Path::new(&taken.path), &env.path().join("city"));
     city.node.start();
     let mut office = city.client().await;
     for (code, c, n) in [("00082", &mut b, 70), ("00145", &mut q, 20)] {
-        in_sync(c).await;
+        in_sync_since(c, since).await;
         assert_eq!(assert_same_records(c, &mut office, code).await, n, "ward {code}");
         applied_once(&mut office, code).await;
     }
@@ -283,9 +285,10 @@ async fn a_city_on_postgresql_restored_from_pg_dump_is_refilled_by_its_ward() {
     drained(&mut c).await;
 
     assert!(city.node.stop());
+    let since = wardsync::clock::now_ms();
     pg.restore("wardsync", &dump);
     city.node.start();
-    in_sync(&mut c).await;
+    in_sync_since(&mut c, since).await;
     let mut q = city.client().await;
     assert_eq!(assert_same_records(&mut c, &mut q, "00082").await, 50);
     applied_once(&mut q, "00082").await;

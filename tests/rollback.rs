@@ -39,6 +39,7 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
 
     // The older copy comes back while the city is out of reach, and takes
     // writes: it numbers them 21.., which the city has applied already.
+    let since = wardsync::clock::now_ms();
     restore_dir(&backup, &data);
     relay.cut();
     ward.node.start();
@@ -55,7 +56,7 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
     at_city(&mut city_c, "00082", 40..50).await;
     assert_each_seq_once(&city_log(&mut city_c).await, "00082", 50);
     // The records written after the copy come back from the city.
-    in_sync(&mut c).await;
+    in_sync_since(&mut c, since).await;
     assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 50);
 }
 
@@ -77,12 +78,13 @@ async fn a_city_restored_from_an_older_copy_records_the_loss_and_is_refilled_fro
     drained(&mut c).await;
     assert!(city.node.stop());
     // The city comes back without the 20 changes it acknowledged since.
+    let since = wardsync::clock::now_ms();
     restore_dir(&backup, &data);
     city.node.start();
     let mut city_c = city.client().await;
 
     // Nobody intervenes: the ward finds the city behind and refills it.
-    in_sync(&mut c).await;
+    in_sync_since(&mut c, since).await;
     let s = status(&mut c).await.unwrap();
     assert_eq!(s.verify_differing, 20, "the records whose changes the city lost, and only those");
     assert_eq!(s.city_lost_changes, 20, "the ward says the city lost what it had acknowledged");

@@ -29,7 +29,6 @@ pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
 pub use live::{Lag, Live, LiveWard, lag, ward_states, worst_first};
 pub use outages::{Outage, Outages};
 pub use query::QueryService;
-pub use verify::city_digest;
 
 use tokio::sync::watch;
 

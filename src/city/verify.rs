@@ -27,7 +27,7 @@ const KEYS_REPLY: usize = 2000;
 const KEYS_REPLY_BYTES: usize = 4 << 20;
 
 /// The digest of the city's copy of `ward`'s records, read a page at a time.
-pub async fn city_digest(store: &Db, ward: &WardCode) -> Result<Digest, StoreError> {
+async fn city_digest(store: &Db, ward: &WardCode) -> Result<Digest, StoreError> {
     let mut digest = Digest::default();
     let mut after: Option<RecordKey> = None;
     loop {

@@ -59,14 +59,12 @@ pub struct Copy {
     manifest: Manifest,
 }
 
-/// Refuses a destination that already holds something.
-fn check_empty(to: &Path) -> Result<(), StoreError> {
-    let used = std::fs::read_dir(to).is_ok_and(|mut entries| entries.next().is_some());
+/// Why `to` cannot take a copy: it is a file, or a directory that already
+/// holds something.
+pub fn check_new(to: &Path) -> Result<(), String> {
+    let used = to.is_file() || std::fs::read_dir(to).is_ok_and(|mut entries| entries.next().is_some());
     if used {
-        return Err(StoreError::Io(format!(
-            "{} is not empty: give a new directory for the copy",
-            to.display()
-        )));
+        return Err(format!("{} exists and is not empty: give a new directory for the copy", to.display()));
     }
     Ok(())
 }
@@ -74,7 +72,7 @@ fn check_empty(to: &Path) -> Result<(), StoreError> {
 /// Copies every key of `from` into a new database in `to`. The caller
 /// holds the lock that every write of the store takes.
 pub(crate) fn copy(from: &dyn Engine, to: &Path, node: String) -> Result<Copy, StoreError> {
-    check_empty(to)?;
+    check_new(to).map_err(StoreError::Io)?;
     let started = std::time::Instant::now();
     let dest = SledEngine::open(to, 64)?;
     // Above every key: each starts with an ASCII letter.

@@ -228,9 +228,7 @@ impl LocalApi {
         if !path.is_absolute() {
             return Err(bad(format!("{to:?} is not an absolute path")));
         }
-        if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) || path.is_file() {
-            return Err(bad(format!("{to} exists and is not empty: give a new directory")));
-        }
+        crate::store::backup::check_new(&path).map_err(bad)?;
         let m = self.store.backup(path.clone()).await?;
         tracing::info!(path = %path.display(), keys = m.keys, paused_ms = m.paused_ms, "backup taken");
         Ok(crate::proto::backup_to_pb(&path, &m))

@@ -109,7 +109,7 @@ pub struct Verifier {
     /// Shared with status and metrics.
     pub state: std::sync::Arc<VerifyState>,
     /// One run at a time.
-    pub(super) turn: tokio::sync::Mutex<()>,
+    turn: tokio::sync::Mutex<()>,
     /// Notified when a refill left the copies differing: the schedule
     /// then runs again soon.
     again: tokio::sync::Notify,
@@ -152,39 +152,20 @@ impl Verifier {
 
     /// One run (see the module docs), after any run in progress.
     pub async fn run(&self, why: &str) -> Result<Report, String> {
-        let _turn = self.turn.lock().await;
-        self.state.running.store(true, Ordering::Relaxed);
-        let started = std::time::Instant::now();
-        let outcome = self.compare_and_repair(Mode::Verify).await;
-        self.state.running.store(false, Ordering::Relaxed);
-        let outcome = outcome.map(|mut r| {
-            r.took_ms = started.elapsed().as_millis() as u64;
-            r
-        });
-        self.record(why, &outcome);
-        outcome
+        self.run_as(Mode::Verify, why).await
     }
 
     /// Brings this ward and the city level after `lost` lost data, before
     /// the replicator sends anything more: every record that differs is
     /// merged both ways (after the city's loss, queued changes or not).
     pub async fn refill(&self, lost: Lost) -> Result<Report, String> {
-        let _turn = self.turn.lock().await;
-        self.state.running.store(true, Ordering::Relaxed);
-        let started = std::time::Instant::now();
         let (mode, why) = match lost {
             Lost::City => {
                 (Mode::Refill, "the city lost data: refilling it from this ward, and this ward from it")
             }
             Lost::Ward => (Mode::Verify, "this ward lost data: refilling it from the city"),
         };
-        let outcome = self.compare_and_repair(mode).await;
-        self.state.running.store(false, Ordering::Relaxed);
-        let outcome = outcome.map(|mut r| {
-            r.took_ms = started.elapsed().as_millis() as u64;
-            r
-        });
-        self.record(why, &outcome);
+        let outcome = self.run_as(mode, why).await;
         if outcome.as_ref().is_ok_and(|r| !r.in_sync) {
             // Changes still queued, say: compared again once they are sent.
             self.again.notify_one();
@@ -196,20 +177,25 @@ impl Verifier {
     /// brings one put back from a copy level with it: the records this
     /// ward owns there, the downstream cursor, and a sequence counter past
     /// every change of this ward the city applied. Returns `None` for a new
-    /// store the city knows nothing of (a new ward).
+    /// store the city knows nothing of (a new ward: it stays empty).
     pub async fn restore(&self) -> Result<Option<Report>, String> {
+        let report = self.run_as(Mode::Restore, "restore").await?;
+        Ok((!self.store.is_new()).then_some(report))
+    }
+
+    /// One run for `mode`, after any run in progress: timed, shown in
+    /// status while it runs, counted and logged when it ends.
+    async fn run_as(&self, mode: Mode, why: &str) -> Result<Report, String> {
         let _turn = self.turn.lock().await;
+        self.state.running.store(true, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let outcome = self.compare_and_repair(Mode::Restore).await;
-        let outcome = match outcome {
-            Ok(r) if r.fetched == 0 && self.store.last_seq() == 0 && self.store.is_new() => return Ok(None),
-            o => o.map(|mut r| {
-                r.took_ms = started.elapsed().as_millis() as u64;
-                r
-            }),
-        };
-        self.record("restore", &outcome);
-        outcome.map(Some)
+        let outcome = self.compare_and_repair(mode).await.map(|mut r| {
+            r.took_ms = started.elapsed().as_millis() as u64;
+            r
+        });
+        self.state.running.store(false, Ordering::Relaxed);
+        self.record(why, &outcome);
+        outcome
     }
 
     fn record(&self, why: &str, outcome: &Result<Report, String>) {

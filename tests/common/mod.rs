@@ -370,8 +370,8 @@ pub async fn drained(c: &mut WardApiClient<Channel>) {
     .unwrap();
 }
 
-/// Waits until the ward's last comparison with the city's copy found them
-/// in sync (the first, or one since `after_ms`).
+/// Waits until a comparison of the ward with the city's copy that ended
+/// after `after_ms` (before the loss it is to repair) found them in sync.
 pub async fn in_sync_since(c: &mut WardApiClient<Channel>, after_ms: i64) {
     wait::until(DEADLINE, "the ward and the city's copy to be found in sync", || {
         let mut c = c.clone();
@@ -382,11 +382,6 @@ pub async fn in_sync_since(c: &mut WardApiClient<Channel>, after_ms: i64) {
     })
     .await
     .unwrap();
-}
-
-/// [`in_sync_since`] any time.
-pub async fn in_sync(c: &mut WardApiClient<Channel>) {
-    in_sync_since(c, 0).await
 }
 
 /// Every change the city logged, in cursor order.
