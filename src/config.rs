@@ -215,9 +215,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Most changes in one replication batch.
     pub max_batch_changes: usize,
-    /// Replication streams one ward may have open at once; a further one
-    /// closes the oldest.
-    pub max_streams_per_ward: usize,
+    /// No longer used: a ward has one replication stream at a time (a new
+    /// one ends the one before). Accepted so that older files still load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_streams_per_ward: Option<usize>,
     /// Query requests per second one identity may make, on average.
     pub requests_per_second: u32,
     /// Query requests one identity may make in a burst.
@@ -229,7 +230,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 16 << 20,
             max_batch_changes: 10_000,
-            max_streams_per_ward: 2,
+            max_streams_per_ward: None,
             requests_per_second: 1000,
             request_burst: 5000,
         }
@@ -337,6 +338,11 @@ impl CityConfig {
     pub fn check(&self) -> anyhow::Result<()> {
         check_tls(&self.tls, self.insecure_dev)?;
         check_cache(self.cache_mb)?;
+        if self.limits.max_streams_per_ward.is_some() {
+            tracing::warn!(
+                "config `limits.max_streams_per_ward` is no longer used (a ward has one replication stream at a time): remove it"
+            );
+        }
         for w in &self.wards {
             anyhow::ensure!(
                 crate::model::reference::commune(w).is_some(),

@@ -267,16 +267,24 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     drained(&mut w).await;
 
     // Another ward, or the office, may not read 00082's copy.
+    // Nor end its replication stream (as a ward restoring itself does).
+    let reconnects = status(&mut w).await.unwrap().reconnects;
     let mut hostile = sync_client(&city, &env, "ward-00145").await;
-    let denied = hostile.digest(pb::DigestRequest { ward_code: "00082".into() }).await.unwrap_err();
+    let fence = pb::DigestRequest { ward_code: "00082".into(), end_streams: true };
+    let denied = hostile.digest(fence).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
     let keys = pb::DigestKeysRequest { ward_code: "00082".into(), ..Default::default() };
     assert_eq!(hostile.digest_keys(keys).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     let mut office = sync_client(&city, &env, "office").await;
-    let denied = office.digest(pb::DigestRequest { ward_code: "00082".into() }).await.unwrap_err();
+    let fence = pb::DigestRequest { ward_code: "00082".into(), end_streams: true };
+    let denied = office.digest(fence).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
     // Its own digest is empty; bounds are checked.
-    let own = hostile.digest(pb::DigestRequest { ward_code: "00145".into() }).await.unwrap().into_inner();
+    let own = hostile
+        .digest(pb::DigestRequest { ward_code: "00145".into(), end_streams: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(own.counts.iter().sum::<u32>(), 0);
     let bad = pb::DigestKeysRequest { ward_code: "00145".into(), buckets: vec![4096], after: None };
     assert_eq!(hostile.digest_keys(bad).await.unwrap_err().code(), tonic::Code::InvalidArgument);
@@ -333,4 +341,10 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     // And 00082's own comparison finds its copy and the city's equal.
     let v = w.verify(pb::VerifyRequest {}).await.unwrap().into_inner();
     assert!(v.in_sync && v.differing == 0, "{v:?}");
+    // Its replication stream was never ended: the one it had carries a
+    // new write.
+    let (_, business, _) = samples("00082");
+    w.put(pb::PutRequest { record: Some((&business).into()) }).await.unwrap();
+    drained(&mut w).await;
+    assert_eq!(status(&mut w).await.unwrap().reconnects, reconnects, "00082 was made to reconnect");
 }

@@ -9,9 +9,11 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::streams::StreamSlot;
 use super::{CityError, Live};
 use crate::auth::{Identity, Role};
 use crate::clock::{now_ms, ward_today};
@@ -23,75 +25,6 @@ use crate::store::{BatchRejected, CityDb, GroupCommit, Incoming, StoreError, War
 
 /// The city database, shared by every task.
 pub type Db = std::sync::Arc<dyn CityDb>;
-
-/// One open replication stream of a ward, counted while it lives.
-struct StreamSlot {
-    live: Live,
-    store: Db,
-    ward: WardCode,
-    id: u64,
-}
-
-/// Numbers replication streams, to tell a ward's streams apart.
-static STREAM_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-impl StreamSlot {
-    /// Counts a new stream of `ward`, which `session` ends. If the ward
-    /// already has `max` open, the oldest is ended: a ward reconnecting
-    /// after its old connection died silently is never locked out, and a
-    /// ward opening stream after stream still holds at most `max`.
-    fn take(live: &Live, store: &Db, ward: &WardCode, max: usize, session: CancellationToken) -> StreamSlot {
-        let mut all = live.lock().expect("poisoned");
-        let w = all.entry(ward.clone()).or_default();
-        if w.streams.is_empty() {
-            w.outages.reconnected(ward, now_ms());
-        }
-        while w.streams.len() >= max.max(1) {
-            if let Some((_, oldest)) = w.streams.pop_front() {
-                tracing::warn!(%ward, limit = max, "a new replication stream replaces the oldest one");
-                oldest.cancel();
-            }
-        }
-        let id = STREAM_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        w.streams.push_back((id, session));
-        w.last_seen_ms = now_ms();
-        StreamSlot { live: live.clone(), store: store.clone(), ward: ward.clone(), id }
-    }
-
-    fn heartbeat(&self, h: pb::Heartbeat) {
-        let now = now_ms();
-        {
-            let mut all = self.live.lock().expect("poisoned");
-            let w = all.entry(self.ward.clone()).or_default();
-            w.heartbeat = Some(h);
-            w.heartbeat_at_ms = now;
-            w.last_seen_ms = now;
-        }
-        self.progress();
-    }
-
-    /// Follows a catch-up after an outage: the ward's lag from its last
-    /// report and what the city has applied since.
-    fn progress(&self) {
-        let (now, applied) = (now_ms(), self.store.last_applied(&self.ward));
-        let mut all = self.live.lock().expect("poisoned");
-        let w = all.entry(self.ward.clone()).or_default();
-        let lag = super::lag(w.heartbeat.as_ref(), applied, now);
-        let reported_ms = w.heartbeat_at_ms;
-        w.outages.reported(&self.ward, &lag, reported_ms, applied, now);
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        if let Some(w) = self.live.lock().expect("poisoned").get_mut(&self.ward) {
-            w.streams.retain(|(id, _)| *id != self.id);
-            if w.streams.is_empty() {
-                w.outages.disconnected(&self.ward, now_ms(), self.store.last_applied(&self.ward));
-            }
-        }
-    }
-}
 
 /// Sequence numbers at or above this are refused as claims (2^62: no ward
 /// writes that many changes), leaving room to number what follows.
@@ -108,6 +41,16 @@ const DOWNSTREAM_BATCH: usize = 256;
 /// The outcome of applying one ward batch.
 pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
 
+/// A ward batch queued to be applied, holding a token of the stream that
+/// sent it until it is applied (or fails): see `streams`.
+pub struct Queued {
+    batch: WardBatch,
+    work: TaskTrackerToken,
+}
+
+/// The city's group-commit task: applies queued ward batches.
+pub type Applier = GroupCommit<Queued, ApplyResult>;
+
 /// Starts the city's group-commit task over `store`.
 /// `province`, if set, is the city's: records of wards elsewhere are quarantined.
 pub fn spawn_applier(
@@ -116,9 +59,11 @@ pub fn spawn_applier(
     province: Option<String>,
     max_skew_ms: u64,
     apply_latency: prometheus_client::metrics::histogram::Histogram,
-) -> (GroupCommit<WardBatch, ApplyResult>, tokio::task::JoinHandle<()>) {
-    GroupCommit::spawn(max_group, move |group: Vec<WardBatch>| {
-        let n = group.len();
+) -> (Applier, tokio::task::JoinHandle<()>) {
+    GroupCommit::spawn(max_group, move |queued: Vec<Queued>| {
+        let n = queued.len();
+        let (group, work): (Vec<WardBatch>, Vec<TaskTrackerToken>) =
+            queued.into_iter().map(|q| (q.batch, q.work)).unzip();
         let span = tracing::debug_span!("apply_group", batches = n);
         let started = std::time::Instant::now();
         let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
@@ -127,6 +72,7 @@ pub fn spawn_applier(
         let apply_latency = apply_latency.clone();
         async move {
             let result = durable.await;
+            drop(work);
             apply_latency.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
@@ -148,7 +94,7 @@ pub struct SyncService {
     pub(super) limits: crate::config::Limits,
     /// Streams and heartbeats of each ward.
     pub(super) live: Live,
-    pub(super) applier: GroupCommit<WardBatch, ApplyResult>,
+    pub(super) applier: Applier,
     pub(super) cancel: CancellationToken,
     /// The city's province, if set: records of wards elsewhere are refused.
     pub(super) province: Option<String>,
@@ -252,7 +198,7 @@ impl SyncService {
                     }
                 }
             }
-            match self.queue(&ward, batch).await {
+            match self.queue(&ward, &slot, batch).await {
                 Ok(applied) => applying.push_back(applied),
                 Err(e) => break Err(e),
             }
@@ -397,6 +343,7 @@ impl SyncService {
     async fn queue(
         &self,
         ward: &WardCode,
+        slot: &StreamSlot,
         batch: pb::Batch,
     ) -> Result<BoxFuture<'static, Result<u64, CityError>>, CityError> {
         if batch.changes.len() > self.limits.max_batch_changes {
@@ -416,9 +363,9 @@ impl SyncService {
         };
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
         let started = std::time::Instant::now();
-        let wb = WardBatch { ward: ward.clone(), changes };
+        let queued = Queued { batch: WardBatch { ward: ward.clone(), changes }, work: slot.batch_token() };
         let answer =
-            self.applier.queue(wb).instrument(span.clone()).await.map_err(|_| CityError::ShuttingDown)?;
+            self.applier.queue(queued).instrument(span.clone()).await.map_err(|_| CityError::ShuttingDown)?;
         Ok(async move {
             let applied = answer.await.map_err(|_| CityError::ShuttingDown)???;
             span.record("duration_ms", started.elapsed().as_millis() as u64);
@@ -486,13 +433,10 @@ impl CitySync for SyncService {
         })?;
         // Both halves stop when either does: the stream is one session.
         let session = self.cancel.child_token();
-        let slot = StreamSlot::take(
-            &self.live,
-            &self.store,
-            &ward,
-            self.limits.max_streams_per_ward,
-            session.clone(),
-        );
+        let (slot, earlier_ended) = StreamSlot::take(&self.live, &self.store, &ward, session.clone());
+        // Where the ward stands is read once its earlier streams can change
+        // it no more.
+        earlier_ended.await;
         let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
         let log_cursor = self.store.log_end().await.map_err(CityError::from)?;
         let log_lost = hello.downstream_cursor > log_cursor

@@ -12,8 +12,9 @@ use crate::store::CityDb;
 /// The live view of one ward.
 #[derive(Debug, Clone, Default)]
 pub struct LiveWard {
-    /// Replication streams open now, oldest first: an id and what ends it.
-    pub streams: std::collections::VecDeque<(u64, tokio_util::sync::CancellationToken)>,
+    /// Replication streams open now, oldest first: the newest, and those
+    /// it replaced until they have ended.
+    pub streams: std::collections::VecDeque<super::streams::OpenStream>,
     /// The latest heartbeat received.
     pub heartbeat: Option<pb::Heartbeat>,
     /// City time of the latest heartbeat.

@@ -11,6 +11,7 @@ mod outages;
 mod page;
 mod query;
 pub mod report;
+mod streams;
 mod verify;
 
 use std::future::Future;

@@ -55,6 +55,9 @@ impl SyncService {
         req: Request<pb::DigestRequest>,
     ) -> Result<Response<pb::DigestReply>, Status> {
         let ward = self.asking(&req, &req.get_ref().ward_code, "Digest")?;
+        if req.get_ref().end_streams {
+            super::streams::end_streams(&self.live, &ward).await;
+        }
         let cursor = self.store.durable_cursor();
         let last_applied_seq = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         let digest = city_digest(&self.store, &ward).await.map_err(CityError::from)?;

@@ -264,10 +264,16 @@ impl Verifier {
         Ok(d)
     }
 
-    async fn city_digest(&self, client: &mut CitySyncClient<Channel>) -> Result<CityDigest, String> {
-        let reply =
-            answer(client.digest(pb::DigestRequest { ward_code: self.ward.to_string() }), "the digest")
-                .await?;
+    /// The city's digest of this ward's records; `end_streams` when
+    /// restoring (the streams open are a lost incarnation's: what they
+    /// queued is applied before the city answers where this ward stands).
+    async fn city_digest(
+        &self,
+        client: &mut CitySyncClient<Channel>,
+        end_streams: bool,
+    ) -> Result<CityDigest, String> {
+        let request = pb::DigestRequest { ward_code: self.ward.to_string(), end_streams };
+        let reply = answer(client.digest(request), "the digest").await?;
         if reply.leaves.len() != BUCKETS || reply.counts.len() != BUCKETS {
             return Err(format!("the city sent {} buckets, not {BUCKETS}", reply.leaves.len()));
         }
@@ -287,7 +293,7 @@ impl Verifier {
     async fn compare_and_repair(&self, mode: Mode) -> Result<Report, String> {
         let restore = mode == Mode::Restore;
         let mut client = self.client().await?;
-        let city = self.city_digest(&mut client).await?;
+        let city = self.city_digest(&mut client, restore).await?;
         let mine = self.own_digest().await?;
         let mut report = Report { records: mine.records(), ..Report::default() };
         if restore && city.last_applied_seq > self.store.last_seq() {
@@ -384,7 +390,7 @@ impl Verifier {
                 }
             }
         }
-        let city = self.city_digest(&mut client).await?;
+        let city = self.city_digest(&mut client, false).await?;
         report.in_sync = self.own_digest().await?.root() == city.digest.root();
         report.finished_ms = now_ms();
         Ok(report)

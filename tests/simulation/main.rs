@@ -19,8 +19,8 @@
 //! child process, several at once:
 //! - the sweep: seeds `--from F` (0) to F + `--seeds N` (200, or
 //!   `WARDSYNC_SIM_SEEDS`) keep every invariant;
-//! - the restore sweep: the first half of those seeds, with `--restores`,
-//!   keep every invariant too (the ledger is told which node was put back
+//! - the restore sweep: the same seeds, with `--restores`, keep every
+//!   invariant too (the ledger is told which node was put back
 //!   to which copy: what it alone acknowledged since may be lost);
 //! - replay: two seeds run twice give the same run (the city's whole log
 //!   with stamps and times, and the simulated time it ended at);
