@@ -28,8 +28,9 @@
 //! - [`ward`]: the ward agent: local API, writer, replicator, and
 //!   verification against the city's copy (anti-entropy, refill after a
 //!   loss of data, restore of a new store).
-//! - [`city`]: the city server: replication ingest, its side of
-//!   verification, and the query API.
+//! - [`city`]: the city server: replication ingest (one stream per ward,
+//!   fenced: `city::streams`), its side of verification, retries of changes
+//!   that waited for a refill, and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
 //!   checks of its own certificate (whose it is, days left), dev CA.
 //! - [`config`]: TOML configuration of each node.
@@ -65,6 +66,10 @@
 //!    number lost unflushed in a crash was never acknowledged nor sent),
 //!    and a ward that finds the city has applied a number it never reached
 //!    (it lost data) renumbers its queue past the city's before sending.
+//!    The city says what it applied of a ward (`Welcome`, a restoring
+//!    ward's `Digest`) only once the ward's earlier streams have ended and
+//!    every batch they queued is applied or failed: a lost incarnation's
+//!    batches still in flight can never take numbers the ward uses again.
 //! 3. The ward sends only flushed entries, so the city never holds a change
 //!    a ward crash could take back.
 //! 4. The city applies each (ward, sequence) at most once and in order: the
@@ -95,7 +100,9 @@
 //!    goes to the quarantine, is never dropped, and still advances the
 //!    ward's sequence so the stream never blocks; a retry never undoes a
 //!    newer change the writer had not seen, and a discard sends the ward
-//!    what the city holds.
+//!    what the city holds. A change quarantined for building on a write the
+//!    city does not hold is retried without anyone once a repair brings
+//!    writes back (within a day: a city that lost data gets it refilled).
 //! 6. What is durable never moves backwards, across crashes and power cuts
 //!    too: the ward's sequence numbers and clock, the city's applied
 //!    sequence per ward and its log cursor. A node restored from an older
@@ -124,12 +131,14 @@
 //!    both ways. From a ward's whole state the city takes only writes it
 //!    could have had as changes, checked as changes: the ward's own, and
 //!    others' only within a day of a loss recorded for that ward, into that
-//!    ward's own valid records.
+//!    ward's own valid records. A write whose claim was cut down to what a
+//!    city that lost data held is widened when it comes again with more of
+//!    its claim held (the same stamp, a wider context: `Versioned::adds`).
 //! 8. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and
 //!    never drops queued ones.
-//! 9. A ward is never locked out by its own dead connections: a new
-//!    replication stream closes the oldest once the per-ward limit is
-//!    reached, and keep-alive pings close connections that stopped answering.
+//! 9. A ward is never locked out by its own dead connections: a ward has
+//!    one replication stream, a new one ends the one before, and keep-alive
+//!    pings close connections that stopped answering.
 //! 10. Only `insecure_dev` trusts a peer without a certificate; otherwise a
 //!     transport that carries no TLS identity is refused.
 //! 11. Nothing unbounded is read or kept on a peer's or a file's say: records

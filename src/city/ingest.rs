@@ -100,6 +100,8 @@ pub struct SyncService {
     pub(super) province: Option<String>,
     /// How far ahead of the city's clock a write's may be.
     pub(super) max_skew_ms: u64,
+    /// Retries changes waiting for writes that repairs bring.
+    pub(super) waiting: super::waiting::Waiting,
 }
 
 type Outbound = Result<pb::CityMessage, Status>;
@@ -448,7 +450,7 @@ impl CitySync for SyncService {
                 "the ward merged a change the city's log no longer holds: the city lost logged changes (its database was restored from an older backup?); the ward refills it");
         }
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
-        tracing::info!(%ward, node = %hello.node_id, last_applied = last, "ward connected");
+        tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
         let lost_found_at_ms =

@@ -15,6 +15,9 @@ pub struct LiveWard {
     /// Replication streams open now, oldest first: the newest, and those
     /// it replaced until they have ended.
     pub streams: std::collections::VecDeque<super::streams::OpenStream>,
+    /// Streams that ended while batches they queued were still being
+    /// applied: what each still has to apply.
+    pub draining: Vec<tokio_util::task::TaskTracker>,
     /// The latest heartbeat received.
     pub heartbeat: Option<pb::Heartbeat>,
     /// City time of the latest heartbeat.

@@ -13,6 +13,7 @@ mod query;
 pub mod report;
 mod streams;
 mod verify;
+mod waiting;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -160,7 +161,10 @@ where
     );
     let guard = Guard::new(access, store.clone(), &cfg.limits);
     let live = Live::default();
+    let waiting =
+        waiting::Waiting::spawn(store.clone(), cfg.province.clone(), cfg.max_clock_skew_ms, cancel.clone());
     let sync = SyncService {
+        waiting,
         store: store.clone(),
         applier,
         cancel: cancel.clone(),

@@ -49,6 +49,7 @@ impl From<&LoggedChange> for pb::LoggedChange {
             ward: l.writer.clone(),
             applied_at_ms: l.applied_at_ms,
             change: Some((&l.change).into()),
+            by: l.by.clone(),
         }
     }
 }

@@ -29,27 +29,29 @@ pub struct OpenStream {
 static STREAM_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Ends every stream `ward` has open now; the future resolves once each has
-/// stopped reading and every batch it queued is applied or failed.
+/// stopped reading and every batch queued by it, or by a stream of the
+/// ward that ended before, is applied or failed.
 pub(super) fn end_streams(live: &Live, ward: &WardCode) -> impl Future<Output = ()> + use<> {
-    let earlier: Vec<OpenStream> = live
-        .lock()
-        .expect("poisoned")
-        .get(ward)
-        .map(|w| w.streams.iter().cloned().collect())
-        .unwrap_or_default();
-    finished(ward, earlier)
+    let mut all = live.lock().expect("poisoned");
+    let w = all.entry(ward.clone()).or_default();
+    ending(ward, w)
 }
 
-fn finished(ward: &WardCode, streams: Vec<OpenStream>) -> impl Future<Output = ()> + use<> {
-    if !streams.is_empty() {
-        tracing::warn!(%ward, streams = streams.len(), "ending the ward's earlier replication streams");
+/// Cancels the streams of `w` and returns what awaits their end and
+/// every batch of theirs or of the ward's ended streams.
+fn ending(ward: &WardCode, w: &mut super::LiveWard) -> impl Future<Output = ()> + use<> {
+    if !w.streams.is_empty() {
+        tracing::warn!(%ward, streams = w.streams.len(), "ending the ward's earlier replication streams");
     }
-    for s in &streams {
+    w.draining.retain(|work| !work.is_empty());
+    let mut work = w.draining.clone();
+    for s in &w.streams {
         s.session.cancel();
+        work.push(s.work.clone());
     }
     async move {
-        for s in streams {
-            s.work.wait().await;
+        for w in work {
+            w.wait().await;
         }
     }
 }
@@ -90,7 +92,7 @@ impl StreamSlot {
             if w.streams.is_empty() {
                 w.outages.reconnected(ward, now_ms());
             }
-            let earlier: Vec<OpenStream> = w.streams.iter().cloned().collect();
+            let earlier = ending(ward, w);
             w.streams.push_back(OpenStream { id, session, work: work.clone() });
             w.last_seen_ms = now_ms();
             earlier
@@ -103,7 +105,7 @@ impl StreamSlot {
             work,
             _pump: pump,
         };
-        (slot, finished(ward, earlier))
+        (slot, earlier)
     }
 
     /// What a batch this stream queues holds until it is applied.
@@ -139,6 +141,11 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         if let Some(w) = self.live.lock().expect("poisoned").get_mut(&self.ward) {
             w.streams.retain(|s| s.id != self.id);
+            // Its batches still being applied are waited for by whatever
+            // ends the ward's streams next (the pump's own token goes with
+            // this slot).
+            w.draining.retain(|work| !work.is_empty());
+            w.draining.push(self.work.clone());
             if w.streams.is_empty() {
                 w.outages.disconnected(&self.ward, now_ms(), self.store.last_applied(&self.ward));
             }

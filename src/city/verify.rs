@@ -143,6 +143,9 @@ impl SyncService {
                 refused = out.refused.len(), others_taken = out.others_taken, others_not_taken = out.others_not_taken,
                 "repaired the city's copy of a ward's records from the ward's");
         }
+        if out.writes > 0 {
+            self.waiting.wake();
+        }
         for (key, why) in &out.refused {
             tracing::warn!(%ward, %key, reason = %why, "a ward's write offered in a repair was refused");
         }

@@ -212,15 +212,42 @@ fn order_key<'a>(policy: Policy, owner: Option<&str>, w: &'a FieldWrite) -> (boo
 
 impl Versioned {
     /// Adds one write to one field (the merge step). Returns true if it changed the state.
+    ///
+    /// The same write (the same stamp) arriving with a wider context
+    /// widens the one here: a city that lost data cuts a claim down to the
+    /// writes it holds, and takes the rest of the claim once they are back
+    /// (see [`Versioned::adds`]); what it now saw is superseded.
     pub fn merge_write(&mut self, field: &str, write: FieldWrite) -> bool {
+        if let Some(same) =
+            self.fields.get_mut(field).and_then(|heads| heads.iter_mut().find(|h| h.stamp == write.stamp))
+        {
+            if same.context.covers(&write.context) {
+                return false;
+            }
+            same.context.merge(&write.context);
+            let context = same.context.clone();
+            let heads = self.fields.get_mut(field).expect("found above");
+            heads.retain(|h| !context.has_seen(&h.stamp));
+            return true;
+        }
         if self.holds(field, &write) {
-            return false; // already here, or superseded
+            return false; // superseded
         }
         let heads = self.fields.entry(field.to_string()).or_default();
         heads.retain(|h| !write.context.has_seen(&h.stamp));
         heads.push(write);
         heads.sort_by(|a, b| a.stamp.cmp(&b.stamp));
         true
+    }
+
+    /// True if merging `write` into `field` would change this state: it is
+    /// not held ([`Versioned::holds`]), or it is held with a context that
+    /// says less (a claim cut down while what it claimed was lost).
+    pub fn adds(&self, field: &str, write: &FieldWrite) -> bool {
+        match self.fields.get(field).and_then(|heads| heads.iter().find(|h| h.stamp == write.stamp)) {
+            Some(same) => !same.context.covers(&write.context),
+            None => !self.holds(field, write),
+        }
     }
 
     /// True if `write` to `field` is here, or superseded by a write here

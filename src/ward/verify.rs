@@ -469,10 +469,11 @@ async fn sleep_or_never(interval: Option<Duration>) {
     }
 }
 
-/// True if `mine` holds a write that `city` does not (the city takes this
-/// ward's own, and others' only after a loss of its own).
+/// True if `mine` holds a write that `city` does not, or holds with less
+/// of its claim (the city takes this ward's own, and others' only after a
+/// loss of its own).
 fn has_writes_unseen(mine: &Versioned, city: &Versioned) -> bool {
-    mine.fields.iter().any(|(field, heads)| heads.iter().any(|w| !city.holds(field, w)))
+    mine.fields.iter().any(|(field, heads)| heads.iter().any(|w| city.adds(field, w)))
 }
 
 /// The city's answer to a call for `what`, within [`crate::net::RPC_DEADLINE`]

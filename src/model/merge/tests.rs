@@ -195,3 +195,30 @@ fn a_replica_that_lost_a_writers_earlier_write_does_not_hold_it_though_it_saw_a_
     lost_early.merge_write("phone", write("\"3\"", stamp(3, CITY_WRITER), &superseding));
     assert!(lost_early.holds("phone", &early), "superseded by a write here that saw it");
 }
+
+#[test]
+fn a_claim_cut_down_is_widened_when_the_same_write_comes_with_its_whole_context() {
+    // 00145 created a record; 00082 deleted it having seen the creation. A
+    // city that lost the creation took the delete with its claim cut down,
+    // then got the creation back: there the two are concurrent (the record
+    // in conflict, shown), at 00082 the delete superseded the creation.
+    let none = VersionVector::default();
+    let created = write("true", stamp(5, "00145"), &none);
+    let mut saw_it = VersionVector::default();
+    saw_it.add(&created.stamp);
+    let whole = write("false", stamp(9, "00082"), &saw_it);
+    let cut = write("false", stamp(9, "00082"), &none);
+    let mut city = Versioned::default();
+    city.merge_write(EXISTS, cut.clone());
+    city.merge_write(EXISTS, created.clone());
+    assert_eq!(city.fields[EXISTS].len(), 2);
+    assert!(city.holds(EXISTS, &whole), "the same write is held...");
+    assert!(city.adds(EXISTS, &whole), "...with less of its claim");
+    assert!(!city.adds(EXISTS, &cut));
+    // The whole delete widens the one held and supersedes the creation.
+    assert!(city.merge_write(EXISTS, whole.clone()));
+    assert_eq!(city.fields[EXISTS], vec![whole.clone()]);
+    assert!(!city.adds(EXISTS, &whole) && !city.merge_write(EXISTS, whole.clone()));
+    assert!(!city.merge_write(EXISTS, cut), "a narrower copy of it changes nothing");
+    assert!(!city.adds(EXISTS, &created), "the creation stays superseded");
+}

@@ -99,6 +99,11 @@ pub(crate) fn city_clock_at(stored: Hlc, now_ms: i64) -> Hlc {
     hlc
 }
 
+/// How a refusal begins when a change says its writer had seen a write the
+/// city does not hold: after the city lost data, such a change may only
+/// be waiting for another ward to refill that write (`city::waiting`).
+pub const UNHELD: &str = "it says its writer had seen a write by ";
+
 impl<'a, T: Target> GroupWrite<'a, T> {
     pub(crate) fn new(target: T, policies: &'a Policies, cursor: u64, hlc: Hlc, now_ms: i64) -> Self {
         GroupWrite { target, policies, cursor, hlc, now_ms, states: HashMap::new(), kind_delta: [0; 3] }
@@ -456,7 +461,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         for (writer, hlc) in &change.context.0 {
             if state.seen.0.get(writer).is_none_or(|known| hlc > known) {
                 return Ok(Some(format!(
-                    "it says its writer had seen a write by {writer} (clock {}.{}) that the city does not hold: \
+                    "{UNHELD}{writer} (clock {}.{}) that the city does not hold: \
                      it depends on a change the city has not applied, or its version vector is forged",
                     hlc.wall_ms, hlc.logical
                 )));

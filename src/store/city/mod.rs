@@ -34,12 +34,13 @@ use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
 use keys::{CURSOR, HLC, LOSS, WARD, loss_key, ward_key};
 
+pub use apply::UNHELD;
 pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use history::{HistoryEntry, MAX_HISTORY};
 pub use office::OfficeError;
-pub use quarantine::{Discarded, Quarantined, RetryError};
+pub use quarantine::{Discarded, Quarantined, RETRIED, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
 pub use repair::{MAX_REPAIR_RECORDS, REFILL_WINDOW_MS, RepairOutcome};
 

@@ -13,6 +13,10 @@ use crate::model::{Change, Context, WardCode};
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
 
+/// How the log names who submitted a quarantined change applied on retry
+/// (after the ward's later changes: it waited for what it built on).
+pub const RETRIED: &str = "retried from quarantine";
+
 /// A change waiting in quarantine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -172,7 +176,7 @@ impl<T: Target> GroupWrite<'_, T> {
         if let Some(reason) = self.refusal(ward, &change, ctx, max_skew_ms)? {
             return Ok(Err(RetryError::StillRefused(reason)));
         }
-        self.apply(&change, &format!("ward {ward} (retried by the office)"), wards)?;
+        self.apply(&change, &format!("ward {ward} ({RETRIED})"), wards)?;
         let state = wards.entry(ward.clone()).or_default();
         state.quarantined = state.quarantined.saturating_sub(1);
         self.target.settle(ward, seq, None);

@@ -25,7 +25,12 @@
 //!   copy holds any more (superseded everywhere), and it grants nothing a
 //!   claim of the writes the city holds would not. And a delete of a
 //!   record whose creation the city does not hold is applied (it lost
-//!   it), where otherwise it is refused.
+//!   it), where otherwise it is refused. A write held with its claim cut
+//!   down is taken again when offered with more of its claim now held (the
+//!   same stamp, a wider context: it widens the one held, and supersedes
+//!   what it had seen), and a write by another that a ward may not refill
+//!   yet does not stop the ward's own later writes to the record (one may
+//!   move the record into the ward: the next repair takes the rest).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,8 +38,8 @@ use super::WardState;
 use super::apply::{GroupWrite, Target};
 use super::keys::BY_WARD;
 use crate::model::{
-    Change, Context, EXISTS, Kind, Op, RecordKey, Stamp, VersionVector, Versioned, WardCode, flatten,
-    put_values, unflatten,
+    Change, Context, EXISTS, FieldWrite, Kind, Op, RecordKey, Stamp, VersionVector, Versioned, WardCode,
+    flatten, put_values, unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::key;
@@ -115,7 +120,8 @@ impl<T: Target> GroupWrite<'_, T> {
             let mut unseen: BTreeMap<Stamp, Unseen> = BTreeMap::new();
             let mut not_taken = BTreeSet::new();
             for (field, heads) in &theirs.fields {
-                for h in heads.iter().filter(|h| !held.holds(field, h)) {
+                // (Also writes held here with their claim cut down: see below.)
+                for h in heads.iter().filter(|h| held.adds(field, h)) {
                     if h.stamp.writer != ward.as_str() && !refilling {
                         not_taken.insert(&h.stamp);
                         continue;
@@ -134,6 +140,7 @@ impl<T: Target> GroupWrite<'_, T> {
             let mut applied = 0;
             for (stamp, write) in unseen {
                 let own = stamp.writer == ward.as_str();
+                let fields: Vec<String> = write.values.keys().cloned().collect();
                 let change = match self.rebuilt(key, theirs, stamp, write)? {
                     Ok(c) => c,
                     Err(why) => {
@@ -141,15 +148,34 @@ impl<T: Target> GroupWrite<'_, T> {
                         break;
                     }
                 };
+                // A write held here with its claim cut down is widened
+                // only by what the city holds now (the writes before it
+                // just taken included).
+                let now = self.current(key)?;
+                let as_held = FieldWrite {
+                    value: String::new(),
+                    stamp: change.stamp.clone(),
+                    context: change.context.clone(),
+                };
+                if !fields.iter().any(|f| now.adds(f, &as_held)) {
+                    continue;
+                }
                 let refusal = if own {
                     self.refusal(ward, &change, ctx, max_skew_ms)?
                 } else {
                     self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
                 };
                 if let Some(why) = refusal {
-                    // Later writes build on this one: the record stops here.
                     out.refused.push((key.clone(), why));
-                    break;
+                    if own {
+                        // Later writes build on this one: the record stops here.
+                        break;
+                    }
+                    // A write by another into a record not yet this ward's
+                    // here: a write of the ward's after it may move the
+                    // record in (a residence transfer the city lost), and
+                    // the next repair takes the others' writes then.
+                    continue;
                 }
                 let by = if own {
                     format!("ward {ward} (repair)")
@@ -163,6 +189,8 @@ impl<T: Target> GroupWrite<'_, T> {
             if applied > 0 {
                 out.repaired += 1;
                 out.writes += applied;
+            } else if out.refused.last().is_none_or(|(k, _)| k != key) {
+                out.unchanged += 1;
             }
         }
         for (key, _) in states {

@@ -56,3 +56,22 @@ async fn a_city_whose_clock_ran_ahead_stamps_office_writes_from_the_wall_clock_p
         );
     }
 }
+
+#[test]
+fn a_write_is_stamped_after_every_write_it_saw_however_far_ahead_their_writers_clocks_ran() {
+    for (name, h) in harnesses() {
+        let store = WardStore::open(h.engine(), ward("00145"), 1000).unwrap();
+        let now: i64 = 1_780_000_000_000;
+        // A citizen of 00082, last written by 00082 with its clock a minute
+        // fast; 00145 registers an event on it, built on the city's state.
+        let theirs = put("00082", 1);
+        let Op::Put(record) = &theirs.op else { unreachable!() };
+        let ahead = Stamp { hlc: Hlc { wall_ms: now as u64 + 60_000, logical: 0 }, writer: "00082".into() };
+        let mut base = crate::model::Versioned::default();
+        base.apply(&crate::model::put_values(&flatten(record), &[]), &ahead, &VersionVector::default());
+        store.append(&[NewChange::foreign(theirs.key.clone(), record.clone(), base)], now).unwrap();
+        let sent = store.outbox_range(0, 1, 10, usize::MAX).unwrap();
+        assert!(sent[0].context.has_seen(&ahead), "{name}");
+        assert!(sent[0].stamp.hlc > ahead.hlc, "{name}: {:?} is not after {:?}", sent[0].stamp, ahead);
+    }
+}

@@ -104,3 +104,38 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         assert_eq!(log.iter().filter(|l| l.by.contains("(refill after")).count(), 1, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        // The ward creates citizen 0, then deletes it. The city acknowledged
+        // the creation and lost it: the delete arrives first, its claim to
+        // have seen the creation cut down, and is applied.
+        let w = WardStore::open(Arc::new(MemEngine::new()), a.clone(), 100).unwrap();
+        let created = put("00082", 0);
+        let key = created.key.clone();
+        w.append(&[created], 10).unwrap();
+        w.append(&[NewChange::delete(key.clone())], 20).unwrap();
+        assert_eq!(city.acknowledged_lost(&a, 1, 25).await.unwrap(), Some((1, 1)), "{name}");
+        let delete = w.outbox_range(1, 2, 10, usize::MAX).unwrap();
+        let applied = city.apply_group(vec![batch(&a, delete)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(applied, vec![Ok(2)], "{name}");
+        let cut = city.state(&key).await.unwrap().unwrap();
+        assert!(cut.fields[crate::model::EXISTS][0].context.0.is_empty(), "{name}: {cut:?}");
+        assert_eq!(city.get(&key).await.unwrap(), None, "{name}");
+        // The refill brings the creation back: concurrent with the cut
+        // delete it would show the record again; the delete, widened to
+        // its whole claim in the same repair, keeps it deleted.
+        let state = w.state(&key).unwrap().unwrap();
+        let out = city.repair(&a, &[(key.clone(), state.clone())], 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.writes), (1, 2), "{name}: {out:?}");
+        assert!(out.refused.is_empty(), "{name}: {out:?}");
+        assert_eq!(city.get(&key).await.unwrap(), None, "{name}: the delete still wins");
+        let held = city.state(&key).await.unwrap().unwrap();
+        assert_eq!(record_hash(&key, &held), record_hash(&key, &state), "{name}: the ward's state");
+        let again = city.repair(&a, &[(key.clone(), state)], 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((again.repaired, again.unchanged), (0, 1), "{name}: {again:?}");
+    }
+}

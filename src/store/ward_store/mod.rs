@@ -312,11 +312,17 @@ impl WardStore {
                 }
                 None => overlay.state(&ch.key)?,
             };
-            // A writer's stamps on one record only grow (a version vector
-            // keeps the largest): past the ward's own last write to it,
-            // even one stamped while its clock ran ahead.
-            let stamp_hlc = match state.seen.0.get(self.ward.as_str()) {
-                Some(own) if *own >= hlc => own.tick(0),
+            // Stamped after every write it has seen (its context): its
+            // own last write to the record (a writer's stamps on one record
+            // only grow, a version vector keeping the largest), even one
+            // stamped while its clock ran ahead, and others' however far
+            // ahead their writers' clocks ran. Last-writer-wins then never
+            // puts a write before one it built on, which decides where a
+            // city that lost data holds its claim cut down (see
+            // `store::city::repair`): a residence transfer made after the
+            // creation it saw stays the later write.
+            let stamp_hlc = match state.seen.0.values().max() {
+                Some(latest) if *latest >= hlc => latest.tick(0),
                 _ => hlc,
             };
             let (fields, values, written) = match &ch.op {

@@ -1,0 +1,83 @@
+//! Changes waiting for a refill. After the city lost data (put back to an
+//! older copy), a ward's change can arrive built on a write of another
+//! ward's that the city no longer holds and that this other ward has not
+//! refilled yet: it is quarantined, as depending on a write the city does
+//! not hold. Each repair that brings writes wakes this task, which retries
+//! such changes quarantined within the refill window, in (ward, sequence)
+//! order: those whose writes have come back are applied, the rest (forged
+//! claims among them) stay. Wakes while it works make one more pass, so a
+//! refill of many calls costs a few passes, not one per call.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::ingest::Db;
+use crate::clock::{now_ms, ward_today};
+use crate::model::Context;
+use crate::store::{REFILL_WINDOW_MS, StoreError, UNHELD};
+
+/// Quarantined changes read at a time.
+const PAGE: usize = 500;
+
+/// Wakes the task that retries changes waiting for a refill.
+#[derive(Clone)]
+pub struct Waiting {
+    wake: Arc<Notify>,
+}
+
+impl Waiting {
+    /// Starts the task over `store`; it ends with `cancel`.
+    pub fn spawn(
+        store: Db,
+        province: Option<String>,
+        max_skew_ms: u64,
+        cancel: CancellationToken,
+    ) -> Waiting {
+        let wake = Arc::new(Notify::new());
+        let woken = wake.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    _ = woken.notified() => {}
+                }
+                let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
+                if let Err(e) = retry_waiting(&store, &ctx, max_skew_ms).await {
+                    tracing::warn!(error = %e, "cannot retry the changes waiting for a refill; retried after the next repair");
+                }
+            }
+        });
+        Waiting { wake }
+    }
+
+    /// A repair brought writes: what waited for them is retried.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Retries every change quarantined within the refill window for building
+/// on a write the city did not hold.
+async fn retry_waiting(store: &Db, ctx: &Context, max_skew_ms: u64) -> Result<(), StoreError> {
+    let mut after = Vec::new();
+    loop {
+        let page = store.quarantine_page(None, &after, PAGE).await?;
+        for q in &page.items {
+            let now = now_ms();
+            if !q.reason.starts_with(UNHELD) || now.saturating_sub(q.at_ms) >= REFILL_WINDOW_MS {
+                continue;
+            }
+            if let Ok(cursor) = store.retry(&q.ward, q.seq, None, now, ctx, max_skew_ms).await? {
+                tracing::warn!(ward = %q.ward, seq = q.seq, cursor,
+                    "a change quarantined for building on a write the city did not hold is applied: the write was refilled");
+            }
+        }
+        match page.next {
+            Some(next) => after = next,
+            None => return Ok(()),
+        }
+    }
+}
