@@ -316,11 +316,29 @@ impl Ledger {
         })
         .await;
         match quarantined {
-            Ok(q) => problems.extend(
-                q.iter()
-                    .filter(|e| !hostile.contains(&e.ward))
-                    .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
-            ),
+            Ok(q) => {
+                problems.extend(
+                    q.iter()
+                        .filter(|e| !hostile.contains(&e.ward))
+                        .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
+                );
+                // The ward table counts each entry once (a sequence taken
+                // twice would count twice).
+                match city.wards(pb::WardsRequest {}).await {
+                    Ok(w) => {
+                        for w in w.into_inner().wards {
+                            let held = q.iter().filter(|e| e.ward == w.ward).count() as u64;
+                            if w.quarantined != held {
+                                problems.push(format!(
+                                    "ward {} counts {} quarantined changes, the quarantine holds {held}",
+                                    w.ward, w.quarantined
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => problems.push(format!("cannot read the wards: {e}")),
+                }
+            }
             Err(e) => problems.push(format!("cannot read the quarantine: {e}")),
         }
         let l = self.0.lock().unwrap().clone_model();

@@ -1,9 +1,10 @@
 //! A hostile ward: ward [`FORGER`]'s real certificate on a raw replication
 //! stream, sending changes to records the other wards own, each claiming
 //! (in its version vector) that the forger wrote the record before and had
-//! not seen it change hands. The city must refuse every one: the ledger's
-//! checks see a record taken over or deleted by it, and the forger's refused
-//! changes are expected in the quarantine.
+//! not seen it change hands, and some replaying a sequence number the city
+//! already took. The city must refuse every one: the ledger's checks see a
+//! record taken over or deleted by it, the forger's refused changes are
+//! expected in the quarantine, each once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,15 +45,22 @@ pub async fn forge(
         };
         if let Some(r) = target {
             // The network may be faulty: a forgery that does not arrive is no loss.
-            let _ = send(&tls, r, rng.gen_bool(0.7)).await;
+            let _ = send(&tls, r, rng.gen_bool(0.7), rng.gen_bool(0.3)).await;
         }
     }
     Ok(())
 }
 
 /// One forged change: `r` taken over by the forger (a put naming it as
-/// owner), or deleted.
-async fn send(tls: &tonic::transport::ClientTlsConfig, r: Record, takeover: bool) -> Result<(), Failure> {
+/// owner), or deleted; numbered after the last sequence the city took from
+/// the forger, or, `replayed`, with that sequence again (which the city must
+/// skip: taken twice, the quarantine would count it twice).
+async fn send(
+    tls: &tonic::transport::ClientTlsConfig,
+    r: Record,
+    takeover: bool,
+    replayed: bool,
+) -> Result<(), Failure> {
     let ch = channel("city", CITY_PORT, Some(tls.clone())).await?;
     let (tx, rx) = mpsc::channel(4);
     let hello = pb::Hello {
@@ -81,7 +89,7 @@ async fn send(tls: &tonic::transport::ClientTlsConfig, r: Record, takeover: bool
     };
     let now = wardsync::clock::now_ms();
     let change = Change {
-        seq: last + 1,
+        seq: if replayed && last > 0 { last } else { last + 1 },
         written_at_ms: now,
         key,
         stamp: Stamp { hlc: Hlc { wall_ms: now as u64, logical: 0 }, writer: FORGER.into() },
