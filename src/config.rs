@@ -453,6 +453,12 @@ mod tests {
         assert!(e.to_string().contains("listn"), "{e}");
         let c: CityConfig = toml::from_str("").unwrap();
         assert!(check_tls(&c.tls, c.insecure_dev).is_err());
+        // A limit older files set and nothing reads any more still loads.
+        let old: CityConfig =
+            toml::from_str("insecure_dev = true\n[limits]\nmax_streams_per_ward = 2\n").unwrap();
+        assert!(old.check().is_ok());
+        let e = toml::from_str::<CityConfig>("[limits]\nmax_stream_per_ward = 2\n").unwrap_err();
+        assert!(e.to_string().contains("max_stream_per_ward"), "{e}");
     }
 }
 

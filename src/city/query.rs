@@ -15,7 +15,7 @@ use crate::proto::{
     MAX_PAGE, change_from_pb, cursor_in, cursor_out, key_from_pb, kind_from_pb, next_after, page_size,
     record_from_pb, seen_from_pb,
 };
-use crate::store::{Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError, Page};
+use crate::store::{Conflict, ConflictFilter, LogFilter, LoggedChange, OfficeError, Page, Retry};
 
 /// Log entries read from the store per step of `ChangesSince`.
 const LOG_CHUNK: usize = 512;
@@ -248,7 +248,7 @@ impl CityQuery for QueryService {
             Context { today: crate::clock::ward_today(self.max_skew_ms), province: self.province.clone() };
         let cursor = self
             .store
-            .retry(&ward, req.seq, decoded, now_ms(), &ctx, self.max_skew_ms)
+            .retry(&ward, req.seq, Retry::Office(decoded.map(Box::new)), now_ms(), &ctx, self.max_skew_ms)
             .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::ingest::Db;
 use crate::clock::{now_ms, ward_today};
 use crate::model::Context;
-use crate::store::{REFILL_WINDOW_MS, StoreError, UNHELD};
+use crate::store::{REFILL_WINDOW_MS, Retry, StoreError, UNHELD};
 
 /// Quarantined changes read at a time.
 const PAGE: usize = 500;
@@ -70,9 +70,12 @@ async fn retry_waiting(store: &Db, ctx: &Context, max_skew_ms: u64) -> Result<()
             if !q.reason.starts_with(UNHELD) || now.saturating_sub(q.at_ms) >= REFILL_WINDOW_MS {
                 continue;
             }
-            if let Ok(cursor) = store.retry(&q.ward, q.seq, None, now, ctx, max_skew_ms).await? {
-                tracing::warn!(ward = %q.ward, seq = q.seq, cursor,
-                    "a change quarantined for building on a write the city did not hold is applied: the write was refilled");
+            match store.retry(&q.ward, q.seq, Retry::Refilled, now, ctx, max_skew_ms).await? {
+                Ok(cursor) => tracing::warn!(ward = %q.ward, seq = q.seq, cursor,
+                    "a change quarantined for building on a write the city did not hold is applied: the write was refilled"),
+                Err(e) => {
+                    tracing::debug!(ward = %q.ward, seq = q.seq, error = %e, "a quarantined change still waits")
+                }
             }
         }
         match page.next {

@@ -13,10 +13,10 @@ use futures::future::BoxFuture;
 
 use super::{
     AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial, Discarded,
-    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, RetryError,
+    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry, RetryError,
     StoreError, WardBatch, WardState,
 };
-use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 
 /// What applying one group of ward batches yields: per batch, the ward's
 /// last applied sequence or why the batch was rejected.
@@ -268,7 +268,7 @@ pub trait CityDb: Send + Sync + 'static {
         &self,
         ward: &WardCode,
         seq: u64,
-        decoded: Option<Change>,
+        how: Retry,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,

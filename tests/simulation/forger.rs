@@ -35,6 +35,8 @@ pub async fn forge(
     seed: u64,
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xf09e);
+    // (Its own, so that the forgeries of a seed come when they always did.)
+    let mut replays = StdRng::seed_from_u64(seed ^ 0x9e91a7);
     let tls = client_tls(&TlsFiles::in_dir(&certs, &format!("ward-{FORGER}")), "city").unwrap();
     while shared.done.load(Ordering::SeqCst) < wards {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..600))).await;
@@ -45,7 +47,7 @@ pub async fn forge(
         };
         if let Some(r) = target {
             // The network may be faulty: a forgery that does not arrive is no loss.
-            let _ = send(&tls, r, rng.gen_bool(0.7), rng.gen_bool(0.3)).await;
+            let _ = send(&tls, r, rng.gen_bool(0.7), replays.gen_bool(0.3)).await;
         }
     }
     Ok(())

@@ -63,16 +63,26 @@ fn run(seeds: Vec<u64>, mutation: Option<&str>, restores: bool, stop_at_first_fa
     reports
 }
 
+/// Seeds past the sweep's on which a soak (`scripts/soak.sh`, with
+/// restores) once found a defect, kept in the restore sweep: each a
+/// scenario no seed of the sweep reaches (a city put back while a ward's
+/// change built on another ward's lost write is on its way; a residence
+/// transfer the city lost; a claim cut down in a refill; a lost stream's
+/// batch still being applied when the ward is restored).
+const FOUND_BY_SOAK: [u64; 5] = [219, 241, 445, 579, 580];
+
 /// The sweep, the replay check and the mutation check; true if all pass.
 pub fn all(seeds: std::ops::Range<u64>) -> bool {
     let started = std::time::Instant::now();
     let mut ok = true;
 
-    for (name, seeds, restores, flag) in
-        [("sweep", seeds.clone(), false, ""), ("restore sweep", seeds.clone(), true, " --restores")]
-    {
-        let count = seeds.end - seeds.start;
-        let failures: Vec<Report> = run(seeds.clone().collect(), None, restores, false)
+    let with_found: Vec<u64> = seeds.clone().chain(FOUND_BY_SOAK.iter().copied()).collect();
+    for (name, seeds, restores, flag) in [
+        ("sweep", seeds.clone().collect::<Vec<u64>>(), false, ""),
+        ("restore sweep", with_found, true, " --restores"),
+    ] {
+        let count = seeds.len() as u64;
+        let failures: Vec<Report> = run(seeds.clone(), None, restores, false)
             .into_iter()
             .filter(|r| !r.problems.is_empty())
             .collect();
@@ -84,10 +94,7 @@ pub fn all(seeds: std::ops::Range<u64>) -> bool {
                 f.seed
             );
         }
-        println!(
-            "{name}: {} of {count} seeds ({seeds:?}) kept every invariant",
-            count - failures.len() as u64
-        );
+        println!("{name}: {} of {count} seeds kept every invariant", count - failures.len() as u64);
         ok &= failures.is_empty();
     }
 

@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 
 use super::{
     AuditCursor, AuditEntry, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial, Discarded,
-    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, RetryError,
+    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry, RetryError,
     WardBatch, WardState,
 };
-use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::StoreError;
 use crate::store::city_db::{CityDb, GroupOutcome};
 
@@ -269,12 +269,12 @@ impl CityDb for CityStore {
         &self,
         ward: &WardCode,
         seq: u64,
-        decoded: Option<Change>,
+        how: Retry,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
-        durable(self, CityStore::retry(self, ward, seq, decoded, now_ms, ctx, max_skew_ms)).await
+        durable(self, CityStore::retry(self, ward, seq, how, now_ms, ctx, max_skew_ms)).await
     }
 
     async fn discard(

@@ -40,7 +40,7 @@ pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use history::{HistoryEntry, MAX_HISTORY};
 pub use office::OfficeError;
-pub use quarantine::{Discarded, Quarantined, RETRIED, RetryError};
+pub use quarantine::{Discarded, Quarantined, RETRIED, Retry, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
 pub use repair::{MAX_REPAIR_RECORDS, REFILL_WINDOW_MS, RepairOutcome};
 

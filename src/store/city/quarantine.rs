@@ -53,6 +53,30 @@ impl Quarantined {
     }
 }
 
+/// Who retries a quarantined change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retry {
+    /// The data office; with the change decoded again from the raw bytes
+    /// of a malformed entry, if that now succeeds. Refused if the record
+    /// changed since in ways the change had not seen
+    /// ([`RetryError::Superseded`]).
+    Office(Option<Box<Change>>),
+    /// The city, once a refill brought back writes the change built on: a
+    /// ward's acknowledged change arriving late, merged as any late change
+    /// is (the refill itself changed its record).
+    Refilled,
+}
+
+impl Retry {
+    /// The change decoded again, if any.
+    pub fn decoded(&self) -> Option<&Change> {
+        match self {
+            Retry::Office(decoded) => decoded.as_deref(),
+            Retry::Refilled => None,
+        }
+    }
+}
+
 /// A quarantined change an operator discarded, kept for the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Discarded {
@@ -114,21 +138,20 @@ impl CityStore {
         self.engine.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
-    /// Applies a quarantined change if it is now acceptable and its record
-    /// has not changed since. `decoded` is the change decoded again from
-    /// the raw bytes of a malformed entry, if that now succeeds. On success
-    /// the change enters the log with a new cursor, which is returned.
+    /// Applies a quarantined change if it is now acceptable (and, retried
+    /// by the office, its record has not changed since: see [`Retry`]). On
+    /// success the change enters the log with a new cursor, which is returned.
     pub fn retry(
         &self,
         ward: &WardCode,
         seq: u64,
-        decoded: Option<Change>,
+        how: Retry,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         // Everything under the write lock: no group can slip in between the checks and the apply.
-        self.write(now_ms, |w, wards| w.retry(ward, seq, decoded, ctx, max_skew_ms, wards))
+        self.write(now_ms, |w, wards| w.retry(ward, seq, how, ctx, max_skew_ms, wards))
     }
 
     /// Moves a quarantined change to the discarded list with a reason.
@@ -151,7 +174,7 @@ impl<T: Target> GroupWrite<'_, T> {
         &mut self,
         ward: &WardCode,
         seq: u64,
-        decoded: Option<Change>,
+        how: Retry,
         ctx: &Context,
         max_skew_ms: u64,
         wards: &mut HashMap<WardCode, WardState>,
@@ -159,7 +182,7 @@ impl<T: Target> GroupWrite<'_, T> {
         let Some(entry) = self.target.quarantined(ward, seq)? else {
             return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
         };
-        let Some(change) = entry.change.clone().or(decoded) else {
+        let Some(change) = entry.change.clone().or_else(|| how.decoded().cloned()) else {
             return Ok(Err(RetryError::StillRefused(entry.reason)));
         };
         let version = self.target.version(&change.key)?;
@@ -167,7 +190,8 @@ impl<T: Target> GroupWrite<'_, T> {
         // What it built on (it had seen every write the record holds,
         // such as the quarantined change it followed, retried first) is
         // no reason to refuse it.
-        if version > entry.cursor_then && !change.context.covers(&self.current(&change.key)?.seen) {
+        let office = matches!(how, Retry::Office(_));
+        if office && version > entry.cursor_then && !change.context.covers(&self.current(&change.key)?.seen) {
             return Ok(Err(RetryError::Superseded(change.key.to_string())));
         }
         // Checked as on arrival, clock limit included: a change stamped

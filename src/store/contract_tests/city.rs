@@ -117,17 +117,18 @@ async fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
         city.apply_group(vec![wb], 1, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
         let w = ward("25747");
-        let e = city.retry(&w, 1, None, 2, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        let e = city.retry(&w, 1, Retry::Office(None), 2, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
         assert!(
             matches!(e, RetryError::StillRefused(ref r) if r.contains("not a unit of this city")),
             "{name}: {e}"
         );
-        let cursor = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap();
+        let cursor =
+            city.retry(&w, 1, Retry::Office(None), 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap();
         assert_eq!(cursor, 1, "{name}");
         assert_eq!(city.get(&foreign.key).await.unwrap().unwrap().ward, w, "{name}");
         assert!(city.quarantine(None).await.unwrap().is_empty(), "{name}");
         assert!(matches!(
-            city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap(),
+            city.retry(&w, 1, Retry::Office(None), 3, &anywhere, NO_SKEW_LIMIT).await.unwrap(),
             Err(RetryError::NotFound { .. })
         ));
 
@@ -138,7 +139,7 @@ async fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         }
         let good = Change { seq: 2, ..change("00082", 1) };
         city.apply_group(vec![batch(&a, vec![bad, good])], 4, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
-        let e = city.retry(&a, 1, None, 5, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        let e = city.retry(&a, 1, Retry::Office(None), 5, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
         // Discarding keeps it, with who and why.
         city.discard(&a, 1, "superseded by change 2", "office", 6).await.unwrap().unwrap();
@@ -163,7 +164,8 @@ async fn a_retry_never_undoes_a_newer_change() {
         let anywhere = Context { province: None, ..ctx() };
         let newer = Change { seq: 2, ..first.clone() };
         city.apply_group(vec![batch(&w, vec![newer])], 2, anywhere.clone(), NO_SKEW_LIMIT).await.unwrap();
-        let e = city.retry(&w, 1, None, 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
+        let e =
+            city.retry(&w, 1, Retry::Office(None), 3, &anywhere, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
         assert!(matches!(e, RetryError::Superseded(_)), "{name}: {e}");
     }
 }

@@ -120,12 +120,18 @@ async fn a_change_that_claims_writes_the_city_does_not_hold_is_held_with_what_it
         assert!(held[2].1.contains("write by city"), "{name}: {}", held[2].1);
         assert!(city.state(&key).await.unwrap().is_none(), "{name}: nothing of the held changes applied");
         // A retry before its time has come is refused again: it would move the city's clock.
-        let e = city.retry(&a, 2, None, 5, &ctx(), 60_000).await.unwrap().unwrap_err();
+        let e = city.retry(&a, 2, Retry::Office(None), 5, &ctx(), 60_000).await.unwrap().unwrap_err();
         assert!(e.to_string().contains("ahead"), "{name}: {e}");
         // Once the first is retried (its time has come), the one that built on it follows.
         let later = 3_600_000;
-        assert!(city.retry(&a, 2, None, later, &ctx(), 60_000).await.unwrap().is_ok(), "{name}");
-        assert!(city.retry(&a, 3, None, later, &ctx(), 60_000).await.unwrap().is_ok(), "{name}");
+        assert!(
+            city.retry(&a, 2, Retry::Office(None), later, &ctx(), 60_000).await.unwrap().is_ok(),
+            "{name}"
+        );
+        assert!(
+            city.retry(&a, 3, Retry::Office(None), later, &ctx(), 60_000).await.unwrap().is_ok(),
+            "{name}"
+        );
         let state = city.state(&key).await.unwrap().unwrap();
         assert!(
             state.fields.values().flatten().all(|w| w.stamp.hlc.wall_ms == 4),

@@ -9,7 +9,7 @@ use super::read::{cursor_of, cursor_parts, nothing, page};
 use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
-use crate::model::{Change, Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::{record_log_loss, record_loss};
@@ -17,7 +17,7 @@ use crate::store::codec::decode;
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
     GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
-    RepairOutcome, RetryError, StoreError, WardBatch, WardState,
+    RepairOutcome, Retry, RetryError, StoreError, WardBatch, WardState,
 };
 
 impl PgCityStore {
@@ -448,16 +448,16 @@ impl CityDb for PgCityStore {
         &self,
         ward: &WardCode,
         seq: u64,
-        decoded: Option<Change>,
+        how: Retry,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         let ahead = ReadAhead {
-            keys: decoded.iter().map(|c| c.key.clone()).collect(),
+            keys: how.decoded().map(|c| c.key.clone()).into_iter().collect(),
             quarantined: Some((ward.clone(), seq)),
         };
-        self.write(now_ms, ahead, |w, wards| w.retry(ward, seq, decoded, ctx, max_skew_ms, wards)).await
+        self.write(now_ms, ahead, |w, wards| w.retry(ward, seq, how, ctx, max_skew_ms, wards)).await
     }
 
     async fn discard(
