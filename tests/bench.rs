@@ -4,6 +4,9 @@
 
 use std::process::Command;
 
+#[path = "../src/store/pg/test_cluster.rs"]
+mod pg;
+
 #[test]
 fn every_phase_runs_and_reports_its_figures() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,4 +88,26 @@ fn the_rows_for_postgresql_are_the_records_the_phases_write() {
     assert_eq!(update1[0][0], load[0][0]);
     assert_ne!(update1[0][2], load[0][2]);
     assert_ne!(update2[0][2], update1[0][2]);
+}
+
+#[test]
+fn the_recovery_phase_puts_a_city_on_postgresql_back_and_times_its_refill() {
+    let pg = pg::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("figures.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(["bench", "--records", "300", "--single", "30", "--phases", "write,load,recovery"])
+        .args(["--database-url", &pg.url(), "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let figures: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let refilled = figures
+        .iter()
+        .find(|f| f["phase"] == "recovery" && f["metric"].as_str().unwrap().starts_with("city refilled"))
+        .unwrap_or_else(|| panic!("no refill timed: {stdout}"));
+    assert!(refilled["value"].as_f64().unwrap() > 0.0, "{refilled}");
 }

@@ -110,20 +110,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let queued_bytes = ward::wire_bytes(&first) + ward::wire_bytes(&single);
 
     let mut city = lab.city().await?;
-    // For the recovery phase: the embedded city's copy before the load.
-    let early_copy = match (phase("recovery"), &a.database_url) {
-        (true, None) => {
-            let mut ops = crate::cli::client::city_client(
-                &format!("https://{}", lab.city_addr),
-                Some(lab.certs()),
-                "ops",
-                "city",
-            )
-            .await?;
-            let copy = ops.backup(pb::BackupRequest { to: "before-load".into() }).await?.into_inner();
-            Some(std::path::PathBuf::from(copy.path))
+    // For the recovery phase: the city's copy before the load.
+    let early_copy = match phase("recovery") {
+        true => {
+            let (copy, restarted) = recovery::EarlyCopy::take(&lab, city).await?;
+            city = restarted;
+            Some(copy)
         }
-        _ => None,
+        false => None,
     };
     if phase("write") || phase("load") {
         let cpu = (city.cpu(), ward_node.cpu());

@@ -126,7 +126,7 @@ pub struct Lab {
     /// Page cache of the city's and the agents' databases, MiB.
     cache_mb: (u64, u64),
     /// The city's database on PostgreSQL, if not embedded.
-    database_url: Option<String>,
+    pub database_url: Option<String>,
 }
 
 impl Lab {

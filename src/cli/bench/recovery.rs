@@ -1,11 +1,11 @@
 //! The `recovery` phase: how long the recovery paths take for the ward
 //! phases' records (README, "Recovery"): one comparison of the ward's
 //! records with the city's copy that finds them equal; the ward's disk
-//! replaced (until its agent answers, every record back); and, on the
-//! embedded store, the city put back to a copy taken before the load
-//! (until the ward has refilled it and the two are found equal).
+//! replaced (until its agent answers, every record back); and the city
+//! put back to a copy taken before the load (until the ward has refilled
+//! it and the two are found equal).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::DRAIN_TIMEOUT;
@@ -16,13 +16,81 @@ use crate::cli::wait;
 use crate::model::WardCode;
 use crate::proto::pb;
 
+/// The city's copy from before the load, to put it back to.
+pub enum EarlyCopy {
+    /// The embedded store's, taken with `wardsync backup` while it ran.
+    Dir(PathBuf),
+    /// On PostgreSQL, a database made from the city's as a template (with
+    /// the city stopped: `CREATE DATABASE ... TEMPLATE` needs it unused).
+    Database {
+        /// The city's database.
+        url: String,
+        /// The copy's name, on the same server.
+        copy: String,
+    },
+}
+
+impl EarlyCopy {
+    /// Copies the city's database; returns the copy and the city, running.
+    pub async fn take(lab: &Lab, city: Node) -> anyhow::Result<(EarlyCopy, Node)> {
+        let Some(url) = &lab.database_url else {
+            let certs = Some(lab.certs());
+            let city_url = format!("https://{}", lab.city_addr);
+            let mut ops = crate::cli::client::city_client(&city_url, certs, "ops", "city").await?;
+            let copy = ops.backup(pb::BackupRequest { to: "before-load".into() }).await?.into_inner();
+            return Ok((EarlyCopy::Dir(PathBuf::from(copy.path)), city));
+        };
+        city.stop()?;
+        let copy = format!("{}_before_load", database_name(url)?);
+        let server = maintenance(url).await?;
+        server.batch_execute(&format!("DROP DATABASE IF EXISTS \"{copy}\"")).await?;
+        server
+            .batch_execute(&format!("CREATE DATABASE \"{copy}\" TEMPLATE \"{}\"", database_name(url)?))
+            .await?;
+        Ok((EarlyCopy::Database { url: url.clone(), copy }, lab.city().await?))
+    }
+
+    /// Puts the stopped city (its data directory `data`) back to the copy.
+    async fn put_back(self, data: &Path) -> anyhow::Result<()> {
+        match self {
+            EarlyCopy::Dir(copy) => {
+                std::fs::remove_dir_all(data)?;
+                std::fs::rename(&copy, data)?;
+            }
+            EarlyCopy::Database { url, copy } => {
+                let name = database_name(&url)?;
+                let server = maintenance(&url).await?;
+                server.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await?;
+                server.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{copy}\"")).await?;
+                server.batch_execute(&format!("DROP DATABASE \"{copy}\"")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of the database `url` names.
+fn database_name(url: &str) -> anyhow::Result<String> {
+    let config: tokio_postgres::Config = url.parse()?;
+    config.get_dbname().map(str::to_string).ok_or_else(|| anyhow::anyhow!("{url:?} names no database"))
+}
+
+/// A connection to the maintenance database of the server `url` is on.
+async fn maintenance(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.dbname("postgres");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
 /// Runs the phase; returns the ward's agent and the city, both running.
 pub async fn run(
     lab: &Lab,
     code: &WardCode,
     (ward, url): (Node, String),
     city: Node,
-    early_copy: Option<PathBuf>,
+    early_copy: Option<EarlyCopy>,
     report: &mut Report,
 ) -> anyhow::Result<((Node, String), Node)> {
     let mut client = ward_client(&url).await?;
@@ -57,8 +125,7 @@ pub async fn run(
     // record of this ward, which the ward refills.
     let city_data = city.data.clone();
     city.stop()?;
-    std::fs::remove_dir_all(&city_data)?;
-    std::fs::rename(&copy, &city_data)?;
+    copy.put_back(&city_data).await?;
     let since = crate::clock::now_ms();
     let started = Instant::now();
     let city = lab.city().await?;
