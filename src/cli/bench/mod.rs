@@ -21,8 +21,8 @@
 //! - `update`: `--records` updates streamed while connected;
 //! - `recovery`: with every record of the ward phases at the city, one
 //!   comparison of the two copies, the ward's disk replaced (until it has
-//!   restored itself), and on the embedded store the city put back to a
-//!   copy from before the load (until the ward has refilled it);
+//!   restored itself), and the city put back to a copy from before the
+//!   load (until the ward has refilled it);
 //! - `steady`: `--wards` synthetic wards, each writing `--rate` changes/s for
 //!   `--seconds`: replication lag percentiles (write to durable at the city);
 //! - `get`: `--get-records` records loaded into the city, then `--gets`
