@@ -16,6 +16,9 @@ use crate::cli::wait;
 use crate::model::WardCode;
 use crate::proto::pb;
 
+/// How long a ward may take to find the city it connects to behind.
+const LOSS_FOUND: Duration = Duration::from_secs(60);
+
 /// The city's copy from before the load, to put it back to.
 pub enum EarlyCopy {
     /// The embedded store's, taken with `wardsync backup` while it ran.
@@ -129,6 +132,16 @@ pub async fn run(
     let since = crate::clock::now_ms();
     let started = Instant::now();
     let city = lab.city().await?;
+    // The city really came back without them: the ward finds it behind.
+    let office = lab.office().await?;
+    wait::until(LOSS_FOUND, "the city put back to its copy to record the loss of the ward's data", || {
+        let mut office = office.clone();
+        async move {
+            let wards = office.wards(pb::WardsRequest {}).await?.into_inner().wards;
+            Ok(wards.iter().any(|w| w.ward == code.as_str() && w.lost_found_at_ms >= since))
+        }
+    })
+    .await?;
     wait::until(DRAIN_TIMEOUT, "the ward to refill the city", || {
         let mut c = client.clone();
         async move {

@@ -137,7 +137,7 @@ impl<T: Target> GroupWrite<'_, T> {
                 out.unchanged += 1;
                 continue;
             }
-            let mut applied = 0;
+            let (mut applied, mut refused) = (0, false);
             for (stamp, write) in unseen {
                 let own = stamp.writer == ward.as_str();
                 let fields: Vec<String> = write.values.keys().cloned().collect();
@@ -145,6 +145,7 @@ impl<T: Target> GroupWrite<'_, T> {
                     Ok(c) => c,
                     Err(why) => {
                         out.refused.push((key.clone(), why));
+                        refused = true;
                         break;
                     }
                 };
@@ -167,6 +168,7 @@ impl<T: Target> GroupWrite<'_, T> {
                 };
                 if let Some(why) = refusal {
                     out.refused.push((key.clone(), why));
+                    refused = true;
                     if own {
                         // Later writes build on this one: the record stops here.
                         break;
@@ -189,7 +191,7 @@ impl<T: Target> GroupWrite<'_, T> {
             if applied > 0 {
                 out.repaired += 1;
                 out.writes += applied;
-            } else if out.refused.last().is_none_or(|(k, _)| k != key) {
+            } else if !refused {
                 out.unchanged += 1;
             }
         }
