@@ -184,7 +184,7 @@ impl Replicator {
             Ok(m) => m,
             Err(_) => return SessionEnd::Failed("the city did not answer Hello in time".into()),
         };
-        let (applied, lost, log_cursor, log_lost, lost_found_at) = match welcome {
+        let welcome = match welcome {
             Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Welcome(w)) })) => {
                 match serde_json::from_str::<Policies>(&w.policies_json) {
                     Ok(p) => {
@@ -197,14 +197,15 @@ impl Replicator {
                 if crate::mutation::active(crate::mutation::Mutation::ReplicatorPanics) {
                     panic!("deliberate bug (replicator-panics): the replicator panics after Welcome");
                 }
-                (w.last_applied_seq, w.lost_changes, w.log_cursor, w.log_lost, w.lost_found_at_ms)
+                w
             }
             Ok(_) => {
                 return SessionEnd::Failed("the city did not answer Hello with Welcome".into());
             }
             Err(s) => return fail("the city closed the stream", &s),
         };
-        if let Err(e) = self.reconcile(applied, lost, (log_cursor, log_lost), lost_found_at).await {
+        let applied = welcome.last_applied_seq;
+        if let Err(e) = self.reconcile(&welcome).await {
             return SessionEnd::Failed(e);
         }
         if let Some(lost) = self.store.refill_due() {
@@ -315,14 +316,15 @@ impl Replicator {
     /// A city ahead of anything this ward numbered means this ward lost
     /// data: its queue is renumbered past the city's (never reusing a
     /// number the city applied) and made durable before anything is sent.
-    async fn reconcile(
-        &mut self,
-        applied: u64,
-        lost: u64,
-        log: (u64, bool),
-        lost_found_at: i64,
-    ) -> Result<(), String> {
-        let (log_cursor, log_lost) = log;
+    async fn reconcile(&mut self, welcome: &pb::Welcome) -> Result<(), String> {
+        let pb::Welcome {
+            last_applied_seq: applied,
+            lost_changes: lost,
+            log_cursor,
+            log_lost,
+            lost_found_at_ms: lost_found_at,
+            ..
+        } = *welcome;
         let mut refill = false;
         if lost > 0 {
             self.link.city_lost_changes.inc_by(lost);
