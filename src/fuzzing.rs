@@ -30,7 +30,8 @@ pub fn change(bytes: &[u8]) {
     let Ok(c) = pb::Change::decode(bytes) else { return };
     let Ok(change) = change_from_pb(c) else { return };
     let ward = crate::model::WardCode::parse("00082").expect("valid");
-    let _ = change.refusal(&ward, None, &context());
+    let standing = crate::model::Standing { state: None, named_sender: false, now_ms: 0 };
+    let _ = change.refusal(&ward, &standing, &context());
     let mut state = Versioned::default();
     state.apply(&change.values(), &change.stamp, &change.context);
     let _ = state.materialize(&change.key, &Default::default());

@@ -54,6 +54,25 @@ pub fn put_values(all: &BTreeMap<String, String>, fields: &[String]) -> BTreeMap
     out
 }
 
+/// The fields a residence transfer sets: the owning ward and the
+/// residence registration (permanent and temporary residence, household
+/// and relationship to its head). Everything else about the person stays
+/// as the city holds it.
+pub const TRANSFER_FIELDS: [&str; 5] =
+    [OWNER, "permanent_residence", "temporary_residence", "household_id", "relationship_to_head"];
+
+/// What the city knows of a change's record when it judges the change.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing<'a> {
+    /// The record's state at the city (`None`: never heard of).
+    pub state: Option<&'a Versioned>,
+    /// Whether a write the city applied to the record named the sender as
+    /// its owner (it created the record, or had it moved in, at some time).
+    pub named_sender: bool,
+    /// The city's time, ms since the epoch.
+    pub now_ms: i64,
+}
+
 impl Change {
     /// The field values this change writes: the listed fields of a put's
     /// record (and `_exists` true), or `_exists` false for a delete.
@@ -64,34 +83,38 @@ impl Change {
         }
     }
 
-    /// Why a ward `sender` may not apply this change, or `None` if it may.
+    /// Why a ward `sender` may not apply this change, or `None` if it may,
+    /// judged on what the city knows of the record (`standing`), never on
+    /// the sender's word.
     ///
-    /// `current` is the record's state where the change is applied (the
-    /// city). A ward writes only records it owns: the record must name the
-    /// sender as its owner, and the record must not belong to another ward,
-    /// unless the change is a residence transfer into the sender (a citizen
-    /// whose permanent residence is now in the sender's commune) or the
-    /// sender owned the record and had not yet seen it change hands
-    /// (concurrent writes, which the merge settles by policy). The record is re-validated in `ctx`:
-    /// the city never trusts the sender's validation.
-    pub fn refusal(&self, sender: &WardCode, current: Option<&Versioned>, ctx: &Context) -> Option<String> {
-        let registered = match self.registration_check(sender, current) {
+    /// A ward writes only records it owns: a put must name the sender as
+    /// owner, and the record must not belong to another ward. Three
+    /// exceptions, each as narrow as the rule: a residence transfer into the
+    /// sender sets only the owning ward and the residence registration
+    /// ([`TRANSFER_FIELDS`]) of a citizen the city holds; a civil-status
+    /// registration ([`super::civil::registration_refusal`]); and a write by
+    /// a ward an earlier write of the record named as owner, that had not
+    /// seen the record change hands (concurrent writes, which the merge
+    /// settles by policy), and that does not itself set the owner. The record
+    /// is re-validated in `ctx`: the city never trusts the sender's validation.
+    pub fn refusal(&self, sender: &WardCode, standing: &Standing, ctx: &Context) -> Option<String> {
+        let current = standing.state.filter(|v| !v.fields.is_empty());
+        let registered = match self.registration_check(sender, current, standing.now_ms, ctx) {
             Some(Err(why)) => return Some(format!("{}: {why}", self.key)),
             Some(Ok(())) => true,
             None => false,
         };
-        let owner_write = current
-            .and_then(|v| v.fields.get(OWNER))
-            .and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)));
+        let owner_write = current.and_then(|v| newest(v, OWNER));
         if let Some(w) = owner_write {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
-            // The sender wrote the record before (as its owner, or moving
-            // it in), as the state here shows, and had not yet seen it
-            // change hands: a concurrent write, merged by policy. Judged on
-            // the state, never on the sender's own claims.
-            let wrote_before = current.is_some_and(|v| v.seen.0.contains_key(sender.as_str()));
-            let concurrent = !self.context.has_seen(&w.stamp) && wrote_before;
-            if owner != sender.as_str() && !concurrent && !self.is_transfer_into(sender) && !registered {
+            let concurrent = standing.named_sender
+                && !self.context.has_seen(&w.stamp)
+                && !self.fields.iter().any(|f| f == OWNER);
+            let transfer = owner != sender.as_str() && self.is_transfer_into(sender);
+            if transfer && let Some(why) = self.transfer_refusal(current) {
+                return Some(format!("{}: {why}", self.key));
+            }
+            if owner != sender.as_str() && !concurrent && !transfer && !registered {
                 return Some(format!(
                     "{} belongs to ward {owner}; ward {sender} may not change it",
                     self.key
@@ -121,35 +144,72 @@ impl Change {
         }
     }
 
+    /// Why this change, a residence transfer, may not move the record whose
+    /// state at the city is `current`: it sets fields besides
+    /// [`TRANSFER_FIELDS`], or the record is deleted.
+    fn transfer_refusal(&self, current: Option<&Versioned>) -> Option<String> {
+        let others: Vec<&str> = self
+            .fields
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !TRANSFER_FIELDS.contains(f) && *f != EXISTS)
+            .collect();
+        if !others.is_empty() {
+            return Some(format!(
+                "a residence transfer sets only the owning ward and the residence registration ({}); \
+                 this one also sets {}",
+                TRANSFER_FIELDS.join(", "),
+                others.join(", ")
+            ));
+        }
+        let deleted = current.and_then(|v| newest(v, EXISTS)).is_none_or(|w| w.value != "true");
+        deleted.then(|| "a deleted record cannot be transferred".to_string())
+    }
+
     /// For a put by `sender` that sets only the fields a civil-status
     /// registration sets, on a citizen the city holds under another ward:
     /// whether it is one (see [`super::civil::registration_refusal`]),
-    /// judged on the city's state `current`. `None` for any other change.
+    /// judged on the city's state `current` at city time `now_ms`. `None`
+    /// for any other change.
     fn registration_check(
         &self,
         sender: &WardCode,
         current: Option<&Versioned>,
+        now_ms: i64,
+        ctx: &Context,
     ) -> Option<Result<(), String>> {
-        use super::civil::{REGISTRATION_FIELDS, registration_refusal};
+        use super::civil::{EventsHead, REGISTRATION_FIELDS, registration_refusal};
         let Op::Put(Record { ward: owner, body: Body::Citizen(c) }) = &self.op else { return None };
         let attempt =
             !self.fields.is_empty() && self.fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str()));
-        let state = current.filter(|v| !v.fields.is_empty())?;
-        let newest = |field: &str| {
-            state.fields.get(field).and_then(|heads| heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp)))
-        };
+        let state = current?;
         if owner == sender || !attempt || state.owner_value()? != owner.as_str() {
             return None;
         }
-        let events = |value: &str| serde_json::from_str::<Vec<super::CivilEvent>>(value).ok();
-        let heads = state.fields.get("events").map_or(&[][..], |h| h.as_slice());
-        let seen: Vec<Vec<super::CivilEvent>> = heads
+        let newest_values: BTreeMap<String, String> =
+            state.fields.keys().filter_map(|f| Some((f.clone(), newest(state, f)?.value.clone()))).collect();
+        let Some(Record { body: Body::Citizen(held), .. }) =
+            super::unflatten(self.key.kind(), &newest_values)
+        else {
+            return Some(Err(
+                "the city's copy of the citizen is incomplete: the data office checks it".into()
+            ));
+        };
+        let heads: Vec<EventsHead> = state
+            .fields
+            .get("events")
+            .map_or(&[][..], |h| h.as_slice())
             .iter()
-            .filter(|h| self.context.has_seen(&h.stamp))
-            .filter_map(|h| events(&h.value))
+            .filter_map(|h| {
+                Some(EventsHead {
+                    events: serde_json::from_str(&h.value).ok()?,
+                    seen: self.context.has_seen(&h.stamp),
+                    recent_by_sender: h.stamp.writer == sender.as_str()
+                        && now_ms.saturating_sub(h.stamp.hlc.wall_ms as i64) < super::civil::DAY_MS,
+                })
+            })
             .collect();
-        let latest = newest("events").and_then(|w| events(&w.value));
-        Some(match registration_refusal(sender, &self.fields, c, &seen, latest.as_deref()) {
+        Some(match registration_refusal(sender, &self.fields, c, &heads, &held, ctx.today) {
             None => Ok(()),
             Some(why) => Err(why),
         })
@@ -169,11 +229,16 @@ impl Change {
     }
 }
 
+/// The newest write of `field` in `state`, whatever the policies show.
+fn newest<'a>(state: &'a Versioned, field: &str) -> Option<&'a super::FieldWrite> {
+    state.fields.get(field)?.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::generate::sample;
-    use crate::model::{Hlc, Kind};
+    use crate::model::{Hlc, Kind, Policies};
 
     fn ward(s: &str) -> WardCode {
         WardCode::parse(s).unwrap()
@@ -200,60 +265,159 @@ mod tests {
         v
     }
 
+    fn at<'a>(state: Option<&'a Versioned>, named_sender: bool) -> Standing<'a> {
+        Standing { state, named_sender, now_ms: 1_764_000_000_000 }
+    }
+
     #[test]
     fn ownership_rules() {
         let (a, b, ctx) = (ward("00082"), ward("00145"), ctx());
         let ok = put(citizen("00082"), "00082", 1, VersionVector::default());
-        assert_eq!(ok.refusal(&a, None, &ctx), None);
+        assert_eq!(ok.refusal(&a, &at(None, false), &ctx), None);
         let owned_by_a = state_after(&ok);
-        assert_eq!(ok.refusal(&a, Some(&owned_by_a), &ctx), None);
-        assert!(ok.refusal(&b, None, &ctx).unwrap().contains("sent by ward 00145"));
+        assert_eq!(ok.refusal(&a, &at(Some(&owned_by_a), true), &ctx), None);
+        assert!(ok.refusal(&b, &at(None, false), &ctx).unwrap().contains("sent by ward 00145"));
 
         // Ward b writes a's record, knowing it is a's: refused.
         let mut theirs = citizen("00082");
         theirs.ward = b.clone();
         let knowing = put(theirs.clone(), "00145", 2, owned_by_a.seen.clone());
-        assert!(knowing.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
-        // Never having written it: refused too, or any ward could take any
+        let why = knowing.refusal(&b, &at(Some(&owned_by_a), false), &ctx).unwrap();
+        assert!(why.contains("belongs to ward 00082"), "{why}");
+        // Never having owned it: refused too, or any ward could take any
         // record, whatever it claims to have written before.
         let stranger = put(theirs.clone(), "00145", 2, VersionVector::default());
-        assert!(stranger.refusal(&b, Some(&owned_by_a), &ctx).is_some());
+        assert!(stranger.refusal(&b, &at(Some(&owned_by_a), false), &ctx).is_some());
         let mut claimed = VersionVector::default();
         claimed.add(&Stamp { hlc: Hlc { wall_ms: 0, logical: 0 }, writer: "00145".into() });
         let claiming = put(theirs.clone(), "00145", 2, claimed);
-        assert!(claiming.refusal(&b, Some(&owned_by_a), &ctx).unwrap().contains("belongs to ward 00082"));
-        // Having owned it (the state shows b's write before a's), not knowing
-        // it changed hands: accepted, the merge settles it.
+        let why = claiming.refusal(&b, &at(Some(&owned_by_a), false), &ctx).unwrap();
+        assert!(why.contains("belongs to ward 00082"), "{why}");
+        // Having owned it (a write named b owner), not knowing it changed
+        // hands: accepted, the merge settles it; but not if it sets the
+        // owner, nor without the city's record of b's ownership.
         let b_first = put(theirs.clone(), "00145", 1, VersionVector::default());
         let mut passed_to_a = state_after(&b_first);
         let b_saw = passed_to_a.seen.clone();
         let to_a = put(citizen("00082"), "00082", 3, b_saw.clone());
         passed_to_a.apply(&to_a.values(), &to_a.stamp, &to_a.context);
-        let concurrent = put(theirs.clone(), "00145", 2, b_saw);
-        assert_eq!(concurrent.refusal(&b, Some(&passed_to_a), &ctx), None);
-        // A residence transfer into b: accepted although b knew.
-        if let Body::Citizen(c) = &mut theirs.body {
-            c.permanent_residence.commune_code = "00145".into();
-        }
-        let transfer = put(theirs, "00145", 3, owned_by_a.seen.clone());
-        assert!(transfer.is_transfer_into(&b));
-        assert_eq!(transfer.refusal(&b, Some(&owned_by_a), &ctx), None);
+        let mut concurrent = put(theirs.clone(), "00145", 2, b_saw);
+        concurrent.fields.retain(|f| f != OWNER);
+        assert_eq!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx), None);
+        assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), false), &ctx).is_some());
+        concurrent.fields.push(OWNER.into());
+        assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx).is_some(), "sets the owner");
 
         let del = Change {
             op: Op::Delete,
             fields: vec![],
             ..put(citizen("00082"), "00145", 4, owned_by_a.seen.clone())
         };
-        assert!(del.refusal(&b, Some(&owned_by_a), &ctx).is_some());
+        assert!(del.refusal(&b, &at(Some(&owned_by_a), false), &ctx).is_some());
         // A delete of a record the city does not hold is not the sender's to make.
         let unknown = Change {
             op: Op::Delete,
             fields: vec![],
             ..put(citizen("00082"), "00082", 5, VersionVector::default())
         };
-        assert!(unknown.refusal(&a, None, &ctx).unwrap().contains("not a record the city holds"));
+        let why = unknown.refusal(&a, &at(None, false), &ctx).unwrap();
+        assert!(why.contains("not a record the city holds"), "{why}");
         let mismatched = Change { key: RecordKey::new(Kind::Citizen, "001085099999").unwrap(), ..ok.clone() };
-        assert!(mismatched.refusal(&a, None, &ctx).unwrap().contains("does not match"));
+        assert!(mismatched.refusal(&a, &at(None, false), &ctx).unwrap().contains("does not match"));
+    }
+
+    /// A transfer of `base` (a's citizen, as the city holds it) into b,
+    /// setting `fields` of `moved`.
+    fn transfer(moved: &Record, base: &Versioned, fields: &[&str]) -> Change {
+        let mut c = put(moved.clone(), "00145", 9, base.seen.clone());
+        c.fields = fields.iter().map(|f| f.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn a_transfer_moves_the_residence_and_nothing_else() {
+        let (b, ctx) = (ward("00145"), ctx());
+        let created = put(citizen("00082"), "00082", 1, VersionVector::default());
+        let held = state_after(&created);
+        let mut moved = citizen("00082");
+        moved.ward = b.clone();
+        let Body::Citizen(c) = &mut moved.body else { unreachable!() };
+        c.permanent_residence.commune_code = "00145".into();
+        c.household_id = "HK-00145-000009".into();
+        let fine = transfer(&moved, &held, &[OWNER, "permanent_residence", "household_id"]);
+        assert!(fine.is_transfer_into(&b));
+        assert_eq!(fine.refusal(&b, &at(Some(&held), false), &ctx), None);
+
+        // Renamed, its events erased: refused, with what it also set.
+        let Body::Citizen(c) = &mut moved.body else { unreachable!() };
+        c.full_name = "Huỳnh Xuân Quân".into();
+        c.events.clear();
+        let rewrite = transfer(&moved, &held, &[OWNER, "permanent_residence", "full_name", "events"]);
+        let why = rewrite.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
+        assert!(why.contains("also sets full_name, events"), "{why}");
+
+        // A deleted record is not brought back by a transfer.
+        let mut gone = held.clone();
+        let del =
+            Change { op: Op::Delete, fields: vec![], ..put(citizen("00082"), "00082", 2, held.seen.clone()) };
+        gone.apply(&del.values(), &del.stamp, &del.context);
+        let why = transfer(&moved, &gone, &[OWNER, "permanent_residence"]).refusal(
+            &b,
+            &at(Some(&gone), false),
+            &ctx,
+        );
+        assert!(why.unwrap().contains("deleted record cannot be transferred"));
+    }
+
+    #[test]
+    fn a_registration_is_judged_on_the_citys_copy_and_opens_nothing_else() {
+        use crate::model::civil::Registration;
+        let (b, ctx) = (ward("00145"), ctx());
+        let created = put(citizen("00082"), "00082", 1, VersionVector::default());
+        let mut held = state_after(&created);
+        let Body::Citizen(person) = &citizen("00082").body else { unreachable!() };
+        let register = |held: &Versioned, r: &Registration, context: VersionVector, ms: u64| {
+            let Record { body: Body::Citizen(c), .. } =
+                held.view(&created.key, &Policies::default()).unwrap()
+            else {
+                unreachable!()
+            };
+            let after = r.apply(std::slice::from_ref(&c), &b, "").remove(0);
+            let mut change =
+                put(Record { ward: ward("00082"), body: Body::Citizen(after.clone()) }, "00145", ms, context);
+            change.fields = vec!["events".into()];
+            if after.marital_status != c.marital_status {
+                change.fields.push("marital_status".into());
+            }
+            change
+        };
+        let died = Registration::Death { person: person.personal_id.clone(), date: ctx.today };
+        let death = register(&held, &died, held.seen.clone(), 1_763_000_000_000);
+        assert_eq!(death.refusal(&b, &at(Some(&held), false), &ctx), None);
+        held.apply(&death.values(), &death.stamp, &death.context);
+
+        // The registration is no key to the record: a plain put by b,
+        // claiming nothing, is refused.
+        let mut taken = citizen("00082");
+        taken.ward = b.clone();
+        let plain = put(taken, "00145", 1_763_000_000_001, VersionVector::default());
+        assert!(plain.refusal(&b, &at(Some(&held), false), &ctx).unwrap().contains("belongs to ward 00082"));
+
+        // A marriage after the death, claiming to have seen nothing: refused
+        // as a registrar would (and not as "keeping every event").
+        let wed = Registration::Marriage {
+            spouses: [person.personal_id.clone(), "001190000001".into()],
+            date: ctx.today,
+        };
+        let mut before_death = held.clone();
+        before_death.fields.insert("events".into(), state_after(&created).fields["events"].clone());
+        let blind = register(&before_death, &wed, VersionVector::default(), 1_765_000_000_000);
+        let why = blind.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
+        assert!(why.contains("registered as deceased"), "{why}");
+        // Erasing the death to marry: refused.
+        let erased = register(&before_death, &wed, held.seen.clone(), 1_765_000_000_000);
+        let why = erased.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
+        assert!(why.contains("keeps every event"), "{why}");
     }
 
     #[test]
@@ -263,7 +427,7 @@ mod tests {
             x.full_name.clear();
         }
         let c = put(r, "00082", 1, VersionVector::default());
-        let why = c.refusal(&ward("00082"), None, &ctx()).unwrap();
+        let why = c.refusal(&ward("00082"), &at(None, false), &ctx()).unwrap();
         assert!(why.contains("record.citizen.full_name: required"), "{why}");
     }
 

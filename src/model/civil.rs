@@ -55,23 +55,39 @@ fn age(born: NaiveDate, at: NaiveDate) -> i32 {
 }
 
 /// The spouse `c`'s events say `c` is married to now, if any: the last
-/// marriage not followed by a divorce from that spouse.
+/// marriage not ended since by a divorce from that spouse or that spouse's
+/// death (a death event naming the spouse, registered on the survivor's
+/// record with the death itself).
 pub fn current_spouse(c: &Citizen) -> Option<&str> {
     let mut spouse = None;
     for e in &c.events {
         match e.kind {
             EventKind::Marriage => spouse = Some(e.spouse_id.as_str()),
-            EventKind::Divorce if spouse == Some(e.spouse_id.as_str()) => spouse = None,
+            EventKind::Divorce | EventKind::Death if spouse == Some(e.spouse_id.as_str()) => spouse = None,
             _ => {}
         }
     }
     spouse
 }
 
-/// True if `c`'s record registers a death.
-pub fn is_dead(c: &Citizen) -> bool {
-    c.events.iter().any(|e| e.kind == EventKind::Death)
+/// True for the event of `c`'s own death (a death event naming a spouse
+/// records the spouse's death on the survivor's record).
+fn own_death(e: &CivilEvent) -> bool {
+    e.kind == EventKind::Death && e.spouse_id.is_empty()
 }
+
+/// True if `c`'s record registers their death.
+pub fn is_dead(c: &Citizen) -> bool {
+    c.events.iter().any(own_death)
+}
+
+/// The most registrations one ward may add to one citizen of another ward
+/// in a day (a marriage and a death the same day by the same ward is
+/// left to the data office).
+pub const REGISTRATIONS_PER_DAY: usize = 1;
+
+/// One day, in ms.
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Registration {
     /// What is registered.
@@ -101,72 +117,41 @@ impl Registration {
         }
     }
 
+    /// The event it adds to the record of `person` (one of
+    /// [`Registration::persons`]) when `ward` registers it with `reference`.
+    pub fn event_for(&self, person: &str, ward: &str, reference: &str) -> CivilEvent {
+        let spouse_id = match self.persons().as_slice() {
+            [a, b] if *a == person => b.to_string(),
+            [a, _] => a.to_string(),
+            _ => String::new(),
+        };
+        CivilEvent {
+            kind: self.kind(),
+            date: self.date(),
+            registered_by: ward.to_string(),
+            spouse_id,
+            reference: reference.to_string(),
+        }
+    }
+
     /// Why a registrar would refuse it on `today`, given the current records
     /// of the persons it concerns (in [`Registration::persons`] order), or
-    /// `None` if it may be registered.
+    /// `None` if it may be registered. Each record is judged by
+    /// [`event_refusal`], as the city judges each change it makes.
     pub fn refusal(&self, records: &[&Citizen], today: NaiveDate) -> Option<String> {
-        let date = self.date();
-        if date > today {
-            return Some(format!("the date {date} is in the future"));
-        }
-        if records.len() != self.persons().len() {
+        let persons = self.persons();
+        if records.len() != persons.len() {
             return Some("every person concerned must have a record".into());
         }
-        for c in records {
-            if date < c.date_of_birth {
-                return Some(format!("{} was born on {}, after {date}", c.personal_id, c.date_of_birth));
-            }
-            if is_dead(c) {
-                return Some(format!(
-                    "{} ({}) is registered as deceased (if that is wrong, the data office corrects the record)",
-                    c.personal_id, c.full_name
-                ));
-            }
+        if let [a, b] = persons.as_slice()
+            && a == b
+        {
+            return Some(match self {
+                Registration::Marriage { .. } => "a person cannot marry themselves".into(),
+                _ => format!("a {} names two different persons", self.kind()),
+            });
         }
-        match self {
-            Registration::Marriage { .. } => {
-                let (a, b) = (records[0], records[1]);
-                if a.personal_id == b.personal_id {
-                    return Some("a person cannot marry themselves".into());
-                }
-                for c in [a, b] {
-                    let min = marriage_age(c.sex);
-                    if age(c.date_of_birth, date) < min as i32 {
-                        return Some(format!(
-                            "{} ({}) is under the legal age of marriage ({min} for a {}) on {date}",
-                            c.personal_id, c.full_name, c.sex
-                        ));
-                    }
-                    if let Some(s) = current_spouse(c) {
-                        return Some(format!(
-                            "{} ({}) is married (to {s}): a divorce or the spouse's death must be registered first",
-                            c.personal_id, c.full_name
-                        ));
-                    }
-                    if c.marital_status == MaritalStatus::Married {
-                        return Some(format!(
-                            "{} ({}) is recorded as married, with no marriage registered: the data office \
-                             corrects the status (see wardsync civil-report) before a new marriage",
-                            c.personal_id, c.full_name
-                        ));
-                    }
-                }
-                None
-            }
-            Registration::Divorce { .. } => {
-                let (a, b) = (records[0], records[1]);
-                if current_spouse(a) != Some(b.personal_id.as_str())
-                    || current_spouse(b) != Some(a.personal_id.as_str())
-                {
-                    return Some(format!(
-                        "{} and {} are not married to each other in their records",
-                        a.personal_id, b.personal_id
-                    ));
-                }
-                None
-            }
-            Registration::Death { .. } => None,
-        }
+        persons.iter().zip(records).find_map(|(p, c)| event_refusal(c, &self.event_for(p, "", ""), today))
     }
 
     /// The records of the persons concerned (in [`Registration::persons`]
@@ -174,48 +159,156 @@ impl Registration {
     /// number, court decision or place of death): each with the event, and
     /// the marital status it implies.
     pub fn apply(&self, records: &[Citizen], ward: &WardCode, reference: &str) -> Vec<Citizen> {
-        let persons = self.persons();
         records
             .iter()
             .map(|c| {
                 let mut c = c.clone();
-                let spouse_id = match persons.as_slice() {
-                    [a, b] if *a == c.personal_id => b.to_string(),
-                    [a, _] => a.to_string(),
-                    _ => String::new(),
-                };
-                c.events.push(CivilEvent {
-                    kind: self.kind(),
-                    date: self.date(),
-                    registered_by: ward.to_string(),
-                    spouse_id,
-                    reference: reference.to_string(),
-                });
-                match self {
-                    Registration::Marriage { .. } => c.marital_status = MaritalStatus::Married,
-                    Registration::Divorce { .. } => c.marital_status = MaritalStatus::Divorced,
-                    Registration::Death { .. } => {}
+                let event = self.event_for(&c.personal_id, ward.as_str(), reference);
+                if let Some(status) = implied_status(&event) {
+                    c.marital_status = status;
                 }
+                c.events.push(event);
                 c
             })
             .collect()
     }
+
+    /// For a death: the record of the deceased's spouse `survivor` once
+    /// `ward` registers it, the marriage ended (a death event naming the
+    /// deceased, and the status widowed); `None` for anything else, or a
+    /// `survivor` the deceased's record does not name as spouse.
+    pub fn widowed(
+        &self,
+        deceased: &Citizen,
+        survivor: &Citizen,
+        ward: &WardCode,
+        reference: &str,
+    ) -> Option<Citizen> {
+        let Registration::Death { date, .. } = self else { return None };
+        if current_spouse(deceased) != Some(survivor.personal_id.as_str())
+            || current_spouse(survivor) != Some(deceased.personal_id.as_str())
+        {
+            return None;
+        }
+        let mut c = survivor.clone();
+        c.events.push(CivilEvent {
+            kind: EventKind::Death,
+            date: *date,
+            registered_by: ward.to_string(),
+            spouse_id: deceased.personal_id.clone(),
+            reference: reference.to_string(),
+        });
+        c.marital_status = MaritalStatus::Widowed;
+        Some(c)
+    }
+}
+
+/// The marital status `event` sets on the record it is added to, if any:
+/// married, divorced, widowed (the spouse's death); none for one's own death.
+pub fn implied_status(event: &CivilEvent) -> Option<MaritalStatus> {
+    match event.kind {
+        EventKind::Marriage => Some(MaritalStatus::Married),
+        EventKind::Divorce => Some(MaritalStatus::Divorced),
+        EventKind::Death if !own_death(event) => Some(MaritalStatus::Widowed),
+        EventKind::Death | EventKind::Birth => None,
+    }
+}
+
+/// Why a registrar would refuse to add `event` to `c`'s record as it now
+/// stands, on `today`: the registrar's rules for one person, the same at the
+/// registering ward and at the city (which judges each record a
+/// registration changes on its own copy of it).
+pub fn event_refusal(c: &Citizen, event: &CivilEvent, today: NaiveDate) -> Option<String> {
+    let date = event.date;
+    let spouse = event.spouse_id.as_str();
+    if date > today {
+        return Some(format!("the date {date} is in the future"));
+    }
+    if date < c.date_of_birth {
+        return Some(format!("{} was born on {}, after {date}", c.personal_id, c.date_of_birth));
+    }
+    if is_dead(c) {
+        return Some(format!(
+            "{} ({}) is registered as deceased (if that is wrong, the data office corrects the record)",
+            c.personal_id, c.full_name
+        ));
+    }
+    let married_to_spouse = || {
+        (current_spouse(c) != Some(spouse))
+            .then(|| format!("{} and {spouse} are not married to each other in their records", c.personal_id))
+    };
+    match event.kind {
+        EventKind::Birth => {
+            Some("a birth is recorded when the record is created, not registered on it".into())
+        }
+        EventKind::Marriage => {
+            if spouse == c.personal_id {
+                return Some("a person cannot marry themselves".into());
+            }
+            if spouse.is_empty() {
+                return Some("a marriage names the spouse".into());
+            }
+            let min = marriage_age(c.sex);
+            if age(c.date_of_birth, date) < min as i32 {
+                return Some(format!(
+                    "{} ({}) is under the legal age of marriage ({min} for a {}) on {date}",
+                    c.personal_id, c.full_name, c.sex
+                ));
+            }
+            if let Some(s) = current_spouse(c) {
+                return Some(format!(
+                    "{} ({}) is married (to {s}): a divorce or the spouse's death must be registered first",
+                    c.personal_id, c.full_name
+                ));
+            }
+            if c.marital_status == MaritalStatus::Married {
+                return Some(format!(
+                    "{} ({}) is recorded as married, with no marriage registered: the data office \
+                     corrects the status (see wardsync civil-report) before a new marriage",
+                    c.personal_id, c.full_name
+                ));
+            }
+            None
+        }
+        EventKind::Divorce => married_to_spouse(),
+        // The spouse's death, on the survivor's record.
+        EventKind::Death if !spouse.is_empty() => married_to_spouse(),
+        EventKind::Death => None,
+    }
+}
+
+/// One write of a citizen's events the city holds, as a registration is
+/// judged against it: its events, and whether the registering writer had
+/// seen it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsHead {
+    /// The events it wrote.
+    pub events: Vec<CivilEvent>,
+    /// Whether the registration's writer had seen it.
+    pub seen: bool,
+    /// Whether the registering ward wrote it less than a day ago.
+    pub recent_by_sender: bool,
 }
 
 /// Why a change by ward `sender` to another ward's citizen is not a
-/// registration, or `None` if it is one: it sets only
+/// registration the city accepts, or `None` if it is one, judged on the
+/// city's state of the citizen: `heads` (every unsuperseded write of its
+/// events) and `current` (the record as it stands). It sets only
 /// [`REGISTRATION_FIELDS`], appends exactly one marriage, divorce or death
-/// registered by `sender` to the events it had seen (`seen_events`: every
-/// value of the events field the writer had seen, which its list must keep
-/// whole), and sets the marital status that event implies (a death sets
-/// none). Concurrent registrations both pass, and the merge makes them a
-/// conflict for the data office.
+/// registered by `sender` to events the city can show the writer had: every
+/// write of them it had seen, exactly; every write it had not seen (made
+/// concurrently), a continuation of them. A registrar would accept the event
+/// on `current` ([`event_refusal`]), it sets the marital status the event
+/// implies, and the ward registered nothing else on the citizen in the last
+/// day ([`REGISTRATIONS_PER_DAY`]). Concurrent registrations both pass, and
+/// the merge makes them a conflict for the data office.
 pub fn registration_refusal(
     sender: &WardCode,
     fields: &[String],
     new: &Citizen,
-    seen_events: &[Vec<CivilEvent>],
-    latest_events: Option<&[CivilEvent]>,
+    heads: &[EventsHead],
+    current: &Citizen,
+    today: NaiveDate,
 ) -> Option<String> {
     if fields.is_empty() || !fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str())) {
         return Some(format!(
@@ -232,22 +325,30 @@ pub fn registration_refusal(
             "the event a ward registers must be a marriage, divorce or death registered by it (ward {sender})"
         ));
     }
-    // Built on what it had seen: every event kept, in order.
-    let kept = match seen_events {
-        [] => latest_events.is_none_or(|latest| latest.starts_with(before)),
-        seen => seen.iter().all(|s| s.as_slice() == before),
+    let kept = match heads {
+        [] => before.is_empty(),
+        heads => heads.iter().all(|h| if h.seen { h.events == before } else { h.events.starts_with(before) }),
     };
     if !kept {
-        return Some("a registration keeps every event already registered, and adds one".into());
+        return Some(
+            "a registration keeps every event already registered, as the city holds them, and adds one"
+                .into(),
+        );
     }
-    let implied = match last.kind {
-        EventKind::Marriage => Some(MaritalStatus::Married),
-        EventKind::Divorce => Some(MaritalStatus::Divorced),
-        _ => None,
-    };
+    let recent = heads.iter().filter(|h| h.recent_by_sender).count();
+    if recent >= REGISTRATIONS_PER_DAY {
+        return Some(format!(
+            "ward {sender} already registered an event on {} less than a day ago: the data office \
+             enters anything more",
+            current.personal_id
+        ));
+    }
+    if let Some(why) = event_refusal(current, last, today) {
+        return Some(why);
+    }
     let sets_status = fields.iter().any(|f| f == "marital_status");
-    match implied {
-        Some(s) if sets_status && new.marital_status != s => {
+    match implied_status(last) {
+        Some(s) if (if sets_status { new.marital_status } else { current.marital_status }) != s => {
             Some(format!("a {} implies the marital status {s}", last.kind))
         }
         None if sets_status => Some(format!("a {} does not change the marital status", last.kind)),
@@ -315,7 +416,7 @@ impl std::fmt::Display for Problem {
 /// spouse `c`'s events name, if the city holds one.
 pub fn problems(c: &Citizen, spouse: impl Fn(&str) -> Option<Citizen>) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(death) = c.events.iter().position(|e| e.kind == EventKind::Death) {
+    if let Some(death) = c.events.iter().position(own_death) {
         let died = c.events[death].date;
         for e in c.events.iter().enumerate().filter(|(i, e)| *i > death || e.date > died).map(|(_, e)| e) {
             out.push(Problem::EventAfterDeath(e.kind));

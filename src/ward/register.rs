@@ -99,7 +99,25 @@ impl LocalApi {
             return Err(WardError::RegistrarRefused(why));
         }
         let current: Vec<Citizen> = found.iter().map(|(c, _)| c.clone()).collect();
-        let updated = registration.apply(&current, &self.ward, &req.reference);
+        let mut updated = registration.apply(&current, &self.ward, &req.reference);
+        // A death ends the marriage: the surviving spouse's record says so.
+        if let (Registration::Death { .. }, [deceased]) = (&registration, current.as_slice())
+            && let Some(spouse) = crate::model::civil::current_spouse(deceased)
+        {
+            match self.person(spouse, &req.kind).await {
+                Ok((survivor, base)) => {
+                    if let Some(widowed) =
+                        registration.widowed(deceased, &survivor, &self.ward, &req.reference)
+                    {
+                        updated.push(widowed);
+                        found.push((survivor, base));
+                    }
+                }
+                // A spouse the city has no record of: nothing to end.
+                Err(WardError::NotFoundInCity(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let (mut changes, mut records) = (Vec::new(), Vec::new());
         for (citizen, (_, base)) in updated.into_iter().zip(found) {
             let key = RecordKey::new(Kind::Citizen, &citizen.personal_id)?;

@@ -86,9 +86,14 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
     assert!(early.refusal(&[&m], today).unwrap().contains("was born on"));
 }
 
+fn head(events: &[CivilEvent], seen: bool) -> EventsHead {
+    EventsHead { events: events.to_vec(), seen, recent_by_sender: false }
+}
+
 #[test]
 fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let (a, b) = (ward("00082"), ward("00145"));
+    let today = day("2026-11-30");
     let theirs = person(0, Sex::Male, "1990-01-01");
     let wife = person(1, Sex::Female, "1992-01-01");
     let wed = Registration::Marriage {
@@ -97,65 +102,113 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     };
     let married = wed.apply(&[theirs.clone(), wife], &a, "").remove(0);
     let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let both = fields(&["events", "marital_status"]);
     let before = theirs.events.clone();
-    let ok = registration_refusal(
-        &a,
-        &fields(&["events", "marital_status"]),
-        &married,
-        std::slice::from_ref(&before),
-        None,
-    );
+    let ok = registration_refusal(&a, &both, &married, &[head(&before, true)], &theirs, today);
     assert_eq!(ok, None);
-    // Concurrent with another registration it had not seen: it passes (and
-    // the merge makes the two a conflict).
+    // Concurrent with another ward's registration it had not seen: it
+    // passes if a registrar would accept it on the city's record (and the
+    // merge makes the two a conflict)...
     let mut elsewhere = before.clone();
     elsewhere.push(CivilEvent {
-        kind: EventKind::Death,
+        kind: EventKind::Divorce,
         date: day("2026-11-29"),
         registered_by: b.to_string(),
-        spouse_id: String::new(),
+        spouse_id: "001190000001".into(),
         reference: String::new(),
     });
-    assert_eq!(
-        registration_refusal(&a, &fields(&["events", "marital_status"]), &married, &[], Some(&elsewhere)),
-        None
-    );
+    let mut held = theirs.clone();
+    held.events = elsewhere.clone();
+    held.marital_status = MaritalStatus::Divorced;
+    assert_eq!(registration_refusal(&a, &both, &married, &[head(&elsewhere, false)], &held, today), None);
+    // ...but not after a death it had not seen.
+    let mut dead = held.clone();
+    dead.events.push(CivilEvent { kind: EventKind::Death, spouse_id: String::new(), ..elsewhere[0].clone() });
+    let e = registration_refusal(&a, &both, &married, &[head(&dead.events, false)], &dead, today).unwrap();
+    assert!(e.contains("registered as deceased"), "{e}");
+    // Nor with no claim at all on a record with events: what it kept must be what the city holds.
+    let mut other_before = before.clone();
+    other_before.push(elsewhere[0].clone());
+    other_before[0].reference = "forged".into();
+    let mut on_forged = married.clone();
+    on_forged.events = other_before.clone();
+    on_forged.events.push(married.events.last().unwrap().clone());
+    let e = registration_refusal(&a, &both, &on_forged, &[head(&elsewhere, false)], &held, today);
+    assert!(e.unwrap().contains("keeps every event"));
+    // One a day per ward and citizen.
+    let recent = EventsHead { recent_by_sender: true, ..head(&before, true) };
+    let e = registration_refusal(&a, &both, &married, &[recent], &theirs, today).unwrap();
+    assert!(e.contains("less than a day ago"), "{e}");
     // Anything else is refused.
     let e = registration_refusal(
         &a,
         &fields(&["events", "phone"]),
         &married,
-        std::slice::from_ref(&before),
-        None,
+        &[head(&before, true)],
+        &theirs,
+        today,
     )
     .unwrap();
     assert!(e.contains("only by registering"), "{e}");
-    let e = registration_refusal(
-        &b,
-        &fields(&["events", "marital_status"]),
-        &married,
-        std::slice::from_ref(&before),
-        None,
-    );
+    let e = registration_refusal(&b, &both, &married, &[head(&before, true)], &theirs, today);
     assert!(e.unwrap().contains("registered by it (ward 00145)"));
     let mut forged = married.clone();
     forged.marital_status = MaritalStatus::Widowed;
-    let e = registration_refusal(
-        &a,
-        &fields(&["events", "marital_status"]),
-        &forged,
-        std::slice::from_ref(&before),
-        None,
-    );
+    let e = registration_refusal(&a, &both, &forged, &[head(&before, true)], &theirs, today);
+    assert!(e.unwrap().contains("implies the marital status married"));
+    // A marriage that leaves the status as it was: refused too.
+    let e = registration_refusal(&a, &fields(&["events"]), &married, &[head(&before, true)], &theirs, today);
     assert!(e.unwrap().contains("implies the marital status married"));
     // Erasing an event it had seen, to replace it: refused.
-    let e = registration_refusal(&a, &fields(&["events"]), &married, std::slice::from_ref(&elsewhere), None);
+    let e = registration_refusal(&a, &fields(&["events"]), &married, &[head(&elsewhere, true)], &held, today);
     assert!(e.unwrap().contains("keeps every event"));
     let mut erased = married.clone();
     erased.events.remove(0);
     let seen_one = vec![married.events[0].clone()];
-    let e = registration_refusal(&a, &fields(&["events"]), &erased, &[seen_one], None);
+    let e = registration_refusal(&a, &fields(&["events"]), &erased, &[head(&seen_one, true)], &theirs, today);
     assert!(e.is_some());
+}
+
+#[test]
+fn a_death_ends_the_marriage_for_the_surviving_spouse() {
+    let today = day("2026-11-30");
+    let a = ward("00082");
+    let man = person(0, Sex::Male, "1970-01-01");
+    let woman = person(1, Sex::Female, "1972-01-01");
+    let other = person(2, Sex::Male, "1968-01-01");
+    let wed = Registration::Marriage {
+        spouses: [man.personal_id.clone(), woman.personal_id.clone()],
+        date: day("2000-01-01"),
+    };
+    let [m, w]: [Citizen; 2] = wed.apply(&[man.clone(), woman.clone()], &a, "").try_into().unwrap();
+    let death = Registration::Death { person: m.personal_id.clone(), date: day("2026-11-01") };
+    let dead = death.apply(std::slice::from_ref(&m), &a, "").remove(0);
+    assert!(is_dead(&dead));
+    let widow = death.widowed(&m, &w, &a, "").expect("she was his wife");
+    assert!(!is_dead(&widow), "the spouse's death is not hers");
+    assert_eq!((widow.marital_status, current_spouse(&widow)), (MaritalStatus::Widowed, None));
+    assert!(death.widowed(&m, &other, &a, "").is_none(), "only the spouse is widowed");
+    // She may marry again; no divorce from the deceased is needed, nor possible.
+    let again = Registration::Marriage {
+        spouses: [widow.personal_id.clone(), other.personal_id.clone()],
+        date: today,
+    };
+    assert_eq!(again.refusal(&[&widow, &other], today), None);
+    let divorce =
+        Registration::Divorce { spouses: [widow.personal_id.clone(), m.personal_id.clone()], date: today };
+    assert!(divorce.refusal(&[&widow, &dead], today).is_some());
+    assert!(
+        problems(&widow, |_| Some(dead.clone())).is_empty(),
+        "{:?}",
+        problems(&widow, |_| Some(dead.clone()))
+    );
+    // At the city, the widowing is judged like any registration: on a
+    // citizen married to the deceased, and implying widowed.
+    let fields = vec!["events".to_string(), "marital_status".to_string()];
+    let heads = [head(&w.events, true)];
+    assert_eq!(registration_refusal(&a, &fields, &widow, &heads, &w, today), None);
+    let e = registration_refusal(&a, &fields, &widow, &[head(&other.events, true)], &other, today);
+    assert!(e.is_some(), "not the deceased's spouse");
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::conflicts::Conflict;
 use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
 use crate::model::{
-    CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, VersionVector,
-    Versioned, WardCode, deleted, flatten, put_values,
+    CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, Standing,
+    VersionVector, Versioned, WardCode, deleted, flatten, put_values,
 };
 use crate::store::StoreError;
 
@@ -25,6 +25,11 @@ pub(crate) trait Target {
     fn version(&mut self, key: &RecordKey) -> Result<u64, StoreError>;
     /// The open conflict on a field.
     fn conflict(&mut self, key: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError>;
+    /// Whether a change the city logged for `key` set its `ward` field to
+    /// `ward` (it owned the record at some time), or the stored state
+    /// shows `ward` as owner. On PostgreSQL read ahead for the pairs a
+    /// write names; a pair not read ahead is `false`.
+    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError>;
     /// A quarantined change.
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
 
@@ -382,9 +387,13 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             }
             let refilling = super::repair::refilling(Some(&state), self.now_ms);
             for incoming in fresh {
-                // After a loss of the city's, a claim of writes it lost (see `repair`).
+                // After a loss of the city's, a put's claim of writes it lost
+                // (see `repair`). A delete's claim is never cut: a delete
+                // of a record whose creation the city lost waits in the
+                // quarantine for the refill to bring it back (`city::waiting`),
+                // then passes the same checks as any delete.
                 let cut = match incoming {
-                    Incoming::Change(change) if refilling => self
+                    Incoming::Change(change) if refilling && matches!(change.op, Op::Put(_)) => self
                         .held_context(&change.key, &change.context)?
                         .map(|context| Change { context, ..change.clone() }),
                     _ => None,
@@ -392,15 +401,6 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 let incoming_cut = cut.map(Incoming::Change);
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 let refusal = match incoming {
-                    // A delete of a record whose creation the city lost.
-                    Incoming::Change(change)
-                        if refilling
-                            && matches!(change.op, Op::Delete)
-                            && change.stamp.writer == wb.ward.as_str()
-                            && self.current(&change.key)?.owner_value().is_none() =>
-                    {
-                        None
-                    }
                     Incoming::Change(change) => self.refusal(&wb.ward, change, ctx, max_skew_ms)?,
                     Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
                 };
@@ -449,11 +449,14 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         if change.stamp.writer != ward.as_str() {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
+        let named_sender = self.named_owner(&change.key, ward)?;
+        let now_ms = self.now_ms;
         let state = self.current(&change.key)?;
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();
             believed.seen.merge(&change.context);
-            return Ok(change.refusal(ward, Some(&believed).filter(|s| !s.fields.is_empty()), ctx));
+            let standing = Standing { state: Some(&believed), named_sender: true, now_ms };
+            return Ok(change.refusal(ward, &standing, ctx));
         }
         // What the writer says it had seen of the record can only be writes
         // the city holds: more is a forgery, or depends on a change the city
@@ -467,7 +470,16 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 )));
             }
         }
-        Ok(change.refusal(ward, Some(state).filter(|s| !s.fields.is_empty()), ctx))
+        Ok(change.refusal(ward, &Standing { state: Some(state), named_sender, now_ms }, ctx))
+    }
+
+    /// Whether a write the city applied to `key` named `ward` its owner:
+    /// the record's state as this write found it, or the city's log.
+    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
+        if self.current(key)?.owner_value().as_deref() == Some(ward.as_str()) {
+            return Ok(true);
+        }
+        self.target.named_owner(key, ward)
     }
 }
 

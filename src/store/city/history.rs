@@ -3,11 +3,11 @@
 //! and after), and the record as it stood at any past time, rebuilt by
 //! replaying its changes with the same merge.
 
-use super::keys::{HISTORY, log_key};
+use super::keys::{history_prefix, log_key};
 use super::{CityStore, LoggedChange};
 use crate::model::{EXISTS, Op, Record, RecordKey, Versioned};
 use crate::store::StoreError;
-use crate::store::codec::{decode, key};
+use crate::store::codec::decode;
 use crate::store::engine::prefix_end;
 
 /// Most changes of one record that history reads.
@@ -25,7 +25,7 @@ pub struct HistoryEntry {
 impl CityStore {
     /// The changes applied to `key`, oldest first (at most [`MAX_HISTORY`]).
     fn changes_of(&self, key_: &RecordKey) -> Result<Vec<LoggedChange>, StoreError> {
-        let prefix = key(HISTORY, &[&[key_.kind().tag()], key_.id().as_bytes(), b"\0"]);
+        let prefix = history_prefix(key_);
         let mut out = Vec::new();
         for (k, _) in self.engine.scan(&prefix, &prefix_end(&prefix), MAX_HISTORY)? {
             let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor"));

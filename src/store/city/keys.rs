@@ -60,7 +60,14 @@ pub(super) fn conflict_key(k: &RecordKey, field: &str) -> Vec<u8> {
 
 /// The history index entry of the change at `cursor` to `k`.
 pub(super) fn history_key(k: &RecordKey, cursor: u64) -> Vec<u8> {
-    key(HISTORY, &[&[k.kind().tag()], k.id().as_bytes(), b"\0", &be(cursor)])
+    let mut out = history_prefix(k);
+    out.extend_from_slice(&be(cursor));
+    out
+}
+
+/// The prefix of every history index entry of `k`.
+pub(super) fn history_prefix(k: &RecordKey) -> Vec<u8> {
+    key(HISTORY, &[&[k.kind().tag()], k.id().as_bytes(), b"\0"])
 }
 
 pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {

@@ -4,14 +4,14 @@
 use super::apply::{LoggedRef, Target};
 use super::conflicts::Conflict;
 use super::keys::{
-    DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, index_entries, log_key,
-    quarantine_key, record_key, state_key, version_key,
+    DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
+    log_key, quarantine_key, record_key, state_key, version_key,
 };
-use super::{Discarded, Quarantined};
-use crate::model::{Record, RecordKey, Versioned, WardCode};
+use super::{Discarded, LoggedChange, MAX_HISTORY, Quarantined};
+use crate::model::{OWNER, Op, Record, RecordKey, Versioned, WardCode};
 use crate::store::StoreError;
 use crate::store::codec::{be, decode, encode, read_be};
-use crate::store::engine::{Batch, Engine};
+use crate::store::engine::{Batch, Engine, prefix_end};
 
 /// Reads from `engine`; what is written goes into `batch`.
 pub(super) struct KvTarget<'a> {
@@ -45,6 +45,26 @@ impl Target for KvTarget<'_> {
 
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
         self.read(&quarantine_key(QUARANTINE, ward, seq))
+    }
+
+    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
+        if self.state(key)?.and_then(|s| s.owner_value()).as_deref() == Some(ward.as_str()) {
+            return Ok(true);
+        }
+        // The record's log entries (a record with a long history is read
+        // only when a ward that does not own it writes it).
+        let prefix = history_prefix(key);
+        for (k, _) in self.engine.scan(&prefix, &prefix_end(&prefix), MAX_HISTORY)? {
+            let lk = log_key(read_be(&k, &k[k.len() - 8..])?);
+            let Some(logged) = self.read::<LoggedChange>(&lk)? else { continue };
+            if let Op::Put(r) = &logged.change.op
+                && &r.ward == ward
+                && logged.change.fields.iter().any(|f| f == OWNER)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn put_state(&mut self, key: &RecordKey, state: &Versioned, _: Option<&Record>, cursor: u64) {

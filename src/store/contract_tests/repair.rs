@@ -110,9 +110,43 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let a = ward("00082");
-        // The ward creates citizen 0, then deletes it. The city acknowledged
-        // the creation and lost it: the delete arrives first, its claim to
-        // have seen the creation cut down, and is applied.
+        // The ward creates citizen 0, then gives it another phone number. The
+        // city acknowledged the creation and lost it: the new number arrives
+        // first, its claim to have seen the creation cut down, and is applied.
+        let w = WardStore::open(Arc::new(MemEngine::new()), a.clone(), 100).unwrap();
+        let created = put("00082", 0);
+        let key = created.key.clone();
+        w.append(&[created], 10).unwrap();
+        w.append(&[rephoned(0, "0987654321")], 20).unwrap();
+        assert_eq!(city.acknowledged_lost(&a, 1, 25).await.unwrap(), Some((1, 1)), "{name}");
+        let amend = w.outbox_range(1, 2, 10, usize::MAX).unwrap();
+        let applied = city.apply_group(vec![batch(&a, amend)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(applied, vec![Ok(2)], "{name}");
+        let cut = city.state(&key).await.unwrap().unwrap();
+        assert!(cut.fields["phone"][0].context.0.is_empty(), "{name}: {cut:?}");
+        // The refill brings the creation back: concurrent with the cut
+        // write, its phone number would contend with it; the write, widened
+        // to its whole claim in the same repair, supersedes it.
+        let state = w.state(&key).unwrap().unwrap();
+        let out = city.repair(&a, &[(key.clone(), state.clone())], 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.writes), (1, 2), "{name}: {out:?}");
+        assert!(out.refused.is_empty(), "{name}: {out:?}");
+        let held = city.state(&key).await.unwrap().unwrap();
+        assert_eq!(held.fields["phone"].len(), 1, "{name}: no contention: {held:?}");
+        assert_eq!(record_hash(&key, &held), record_hash(&key, &state), "{name}: the ward's state");
+        let again = city.repair(&a, &[(key.clone(), state)], 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((again.repaired, again.unchanged), (0, 1), "{name}: {again:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_of_a_record_whose_creation_the_city_lost_waits_for_the_refill() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        // The ward creates citizen 0 and deletes it; the city acknowledged
+        // the creation and lost it. The delete is judged like any other:
+        // its claim (the creation) is one the city does not hold, so it waits.
         let w = WardStore::open(Arc::new(MemEngine::new()), a.clone(), 100).unwrap();
         let created = put("00082", 0);
         let key = created.key.clone();
@@ -122,20 +156,20 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
         let delete = w.outbox_range(1, 2, 10, usize::MAX).unwrap();
         let applied = city.apply_group(vec![batch(&a, delete)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(applied, vec![Ok(2)], "{name}");
-        let cut = city.state(&key).await.unwrap().unwrap();
-        assert!(cut.fields[crate::model::EXISTS][0].context.0.is_empty(), "{name}: {cut:?}");
-        assert_eq!(city.get(&key).await.unwrap(), None, "{name}");
-        // The refill brings the creation back: concurrent with the cut
-        // delete it would show the record again; the delete, widened to
-        // its whole claim in the same repair, keeps it deleted.
+        let waiting = city.quarantine(Some(&a)).await.unwrap();
+        assert_eq!(waiting.len(), 1, "{name}: {waiting:?}");
+        assert!(waiting[0].reason.starts_with(crate::store::UNHELD), "{name}: {}", waiting[0].reason);
+        assert_eq!(city.state(&key).await.unwrap(), None, "{name}: nothing applied");
+        // The refill brings the record back, deleted, as the ward holds it;
+        // the waiting delete then applies as a late change.
         let state = w.state(&key).unwrap().unwrap();
         let out = city.repair(&a, &[(key.clone(), state.clone())], 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
-        assert_eq!((out.repaired, out.writes), (1, 2), "{name}: {out:?}");
         assert!(out.refused.is_empty(), "{name}: {out:?}");
-        assert_eq!(city.get(&key).await.unwrap(), None, "{name}: the delete still wins");
+        assert_eq!(city.get(&key).await.unwrap(), None, "{name}");
+        let retried = city.retry(&a, 2, Retry::Refilled, 50, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert!(retried.is_ok(), "{name}: {retried:?}");
+        assert!(city.quarantine(Some(&a)).await.unwrap().is_empty(), "{name}");
         let held = city.state(&key).await.unwrap().unwrap();
         assert_eq!(record_hash(&key, &held), record_hash(&key, &state), "{name}: the ward's state");
-        let again = city.repair(&a, &[(key.clone(), state)], 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
-        assert_eq!((again.repaired, again.unchanged), (0, 1), "{name}: {again:?}");
     }
 }

@@ -117,7 +117,11 @@ impl CityDb for PgCityStore {
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<RepairOutcome, StoreError> {
-        let ahead = ReadAhead { keys: states.iter().map(|(k, _)| k.clone()).collect(), quarantined: None };
+        let ahead = ReadAhead {
+            keys: states.iter().map(|(k, _)| k.clone()).collect(),
+            senders: states.iter().map(|(k, _)| (k.clone(), ward.clone())).collect(),
+            quarantined: None,
+        };
         self.write(now_ms, ahead, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards)).await
     }
 
@@ -371,7 +375,7 @@ impl CityDb for PgCityStore {
             Ok(k) => k,
             Err(e) => return Ok(Err(e.into())),
         };
-        let ahead = ReadAhead { keys: vec![key], quarantined: None };
+        let ahead = ReadAhead { keys: vec![key], ..Default::default() };
         self.write(now_ms, ahead, |w, wards| w.office_put(record, seen, by, ctx, wards)).await
     }
 
@@ -384,7 +388,7 @@ impl CityDb for PgCityStore {
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        let ahead = ReadAhead { keys: vec![key.clone()], quarantined: None };
+        let ahead = ReadAhead { keys: vec![key.clone()], ..Default::default() };
         self.write(now_ms, ahead, |w, wards| w.resolve(key, field, value, by, ctx, wards)).await
     }
 
@@ -455,6 +459,7 @@ impl CityDb for PgCityStore {
     ) -> Result<Result<u64, RetryError>, StoreError> {
         let ahead = ReadAhead {
             keys: how.decoded().map(|c| c.key.clone()).into_iter().collect(),
+            senders: how.decoded().map(|c| (c.key.clone(), ward.clone())).into_iter().collect(),
             quarantined: Some((ward.clone(), seq)),
         };
         self.write(now_ms, ahead, |w, wards| w.retry(ward, seq, how, ctx, max_skew_ms, wards)).await
@@ -468,7 +473,7 @@ impl CityDb for PgCityStore {
         by: &str,
         now_ms: i64,
     ) -> Result<Result<(), RetryError>, StoreError> {
-        let ahead = ReadAhead { keys: Vec::new(), quarantined: Some((ward.clone(), seq)) };
+        let ahead = ReadAhead { quarantined: Some((ward.clone(), seq)), ..Default::default() };
         self.write(now_ms, ahead, |w, wards| w.discard(ward, seq, reason, by, wards)).await
     }
 

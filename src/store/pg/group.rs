@@ -57,11 +57,11 @@ impl PgCityStore {
         let before = self.tail.lock().expect("poisoned").replace(Link { handoff, finished });
         let store = self.clone();
         async move {
-            let keys = group
+            let senders = group
                 .iter()
-                .flat_map(|b| &b.changes)
-                .filter_map(|c| match c {
-                    Incoming::Change(c) => Some(c.key.clone()),
+                .flat_map(|b| b.changes.iter().map(move |c| (&b.ward, c)))
+                .filter_map(|(ward, c)| match c {
+                    Incoming::Change(c) => Some((c.key.clone(), ward.clone())),
                     Incoming::Malformed { .. } => None,
                 })
                 .collect();
@@ -72,7 +72,7 @@ impl PgCityStore {
             let work = |w: &mut GroupWrite<PgTarget>, wards: &mut HashMap<WardCode, WardState>| {
                 w.apply_batches(&group, &ctx, max_skew_ms, wards)
             };
-            let out = store.write_in_turn(handoff, &mut finished, hand, now_ms, keys, work).await;
+            let out = store.write_in_turn(handoff, &mut finished, hand, now_ms, senders, work).await;
             // A turn ends only after the turns before it.
             if let Some(f) = finished {
                 let _ = f.await;
@@ -90,7 +90,7 @@ impl PgCityStore {
         finished: &mut Option<oneshot::Receiver<bool>>,
         hand: oneshot::Sender<Handoff>,
         now_ms: i64,
-        keys: Vec<RecordKey>,
+        senders: Vec<(RecordKey, WardCode)>,
         work: impl Fn(&mut GroupWrite<PgTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>
         + Send,
     ) -> Result<T, StoreError> {
@@ -99,7 +99,8 @@ impl PgCityStore {
             None => None,
         };
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        let ahead = || ReadAhead { keys: keys.clone(), quarantined: None };
+        let keys: Vec<RecordKey> = senders.iter().map(|(k, _)| k.clone()).collect();
+        let ahead = || ReadAhead { keys: keys.clone(), quarantined: None, senders: senders.clone() };
         let snapshot = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)

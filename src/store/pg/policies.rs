@@ -48,7 +48,7 @@ impl PgCityStore {
             {
                 open.entry(row_key(&r, 0, 1)?).or_default().push(r.get(2));
             }
-            let ahead = ReadAhead { keys: keys.clone(), quarantined: None };
+            let ahead = ReadAhead { keys: keys.clone(), ..Default::default() };
             self.write(crate::clock::now_ms(), ahead, |w, wards| {
                 for key in &keys {
                     w.refresh(key, open.get(key).map_or(&[][..], Vec::as_slice), wards)?;

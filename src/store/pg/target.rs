@@ -39,6 +39,8 @@ pub(super) struct PgTarget {
     read: HashMap<RecordKey, Option<Stored>>,
     conflicts: HashMap<(RecordKey, String), Conflict>,
     quarantined: HashMap<(WardCode, u64), Quarantined>,
+    /// (record, ward) pairs read ahead whose log holds a write naming the ward owner.
+    owners: HashSet<(RecordKey, WardCode)>,
     /// Records whose state changed: as the write leaves them (version: cursor).
     states: HashMap<RecordKey, Stored>,
     views: HashMap<RecordKey, (Option<Arc<Record>>, u64, i64)>,
@@ -115,6 +117,49 @@ impl PgTarget {
         for row in conflicts {
             let c: Conflict = decode(b"conflicts.entry", row.get(0))?;
             self.conflicts.insert((c.key.clone(), c.field.clone()), c);
+        }
+        Ok(())
+    }
+
+    /// Reads ahead, of each (record, ward) pair in `senders` whose record
+    /// was read ahead under another owner, whether a logged write named
+    /// the ward owner (see [`Target::named_owner`]). Only pairs of a ward
+    /// writing a record it does not own are looked up: rare, and each
+    /// through the log's index by record.
+    pub(super) async fn read_owners(
+        &mut self,
+        client: &impl GenericClient,
+        senders: &[(RecordKey, WardCode)],
+    ) -> Result<(), StoreError> {
+        let pairs: Vec<&(RecordKey, WardCode)> = senders
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter(|(k, w)| {
+                self.read.get(k).is_some_and(|s| {
+                    s.as_ref().is_some_and(|s| s.state.owner_value().as_deref() != Some(w.as_str()))
+                })
+            })
+            .collect();
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = pairs.iter().map(|(k, _)| k.kind().as_str()).collect();
+        let ids: Vec<&str> = pairs.iter().map(|(k, _)| k.id()).collect();
+        let wards: Vec<&str> = pairs.iter().map(|(_, w)| w.as_str()).collect();
+        let rows = sql::query(
+            client,
+            "SELECT DISTINCT k.kind, k.id, k.ward FROM unnest($1::text[], $2::text[], $3::text[]) AS k(kind, id, ward)
+             JOIN change_log l ON l.kind = k.kind AND l.id = k.id
+             WHERE 'ward' = ANY(l.fields) AND l.field_values->>'ward' = k.ward",
+            &[&kinds, &ids, &wards],
+        )
+        .await
+        .map_err(pg_err)?;
+        for row in rows {
+            let ward = WardCode::parse(row.get::<_, &str>(2))
+                .map_err(|e| StoreError::Corrupt { key: "change_log.ward".into(), reason: e.to_string() })?;
+            self.owners.insert((row_key(&row, 0, 1)?, ward));
         }
         Ok(())
     }
@@ -456,6 +501,11 @@ impl Target for PgTarget {
 
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError> {
         Ok(self.quarantined.get(&(ward.clone(), seq)).cloned())
+    }
+
+    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
+        let stored = self.read.get(key).and_then(|s| s.as_ref()).and_then(|s| s.state.owner_value());
+        Ok(stored.as_deref() == Some(ward.as_str()) || self.owners.contains(&(key.clone(), ward.clone())))
     }
 
     fn put_state(&mut self, key: &RecordKey, state: &Versioned, shown: Option<&Record>, cursor: u64) {

@@ -30,6 +30,9 @@ pub(super) struct ReadAhead {
     pub(super) keys: Vec<RecordKey>,
     /// A quarantined change it settles (its record is read too).
     pub(super) quarantined: Option<(WardCode, u64)>,
+    /// The wards writing each record (whether a ward once owned a record
+    /// it writes is read too: [`PgTarget::read_owners`]).
+    pub(super) senders: Vec<(RecordKey, WardCode)>,
 }
 
 /// The row of `city_clock`: where the log ends, the city's clock, and the
@@ -99,8 +102,10 @@ pub(super) async fn read(
         && let Some(c) = &q.change
     {
         ahead.keys.push(c.key.clone());
+        ahead.senders.push((c.key.clone(), ward.clone()));
     }
     let (wards, ()) = futures::try_join!(rows::load_wards(client), target.read_ahead(client, &ahead.keys))?;
+    target.read_owners(client, &ahead.senders).await?;
     Ok(Read { clock, wards, target })
 }
 
