@@ -13,7 +13,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use wardsync::auth::{TlsFiles, client_tls};
-use wardsync::model::{Body, Change, Hlc, Op, Record, RecordKey, Stamp, VersionVector, WardCode, flatten};
+use wardsync::model::civil::{self, Registration};
+use wardsync::model::{
+    Body, Change, Citizen, EventKind, Hlc, MaritalStatus, Op, Record, RecordKey, Stamp, VersionVector,
+    WardCode, flatten,
+};
 use wardsync::proto::pb::{
     self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
 };
@@ -41,14 +45,27 @@ impl Forger {
         Forger { tx, inbound, seq }
     }
 
-    /// Sends one change as 00145, stamped now (plus `ahead_ms`), and waits for its ack.
+    /// Sends one change as 00145 setting every field, stamped now (or
+    /// `hlc`), and waits for its ack.
     async fn send(&mut self, key: &RecordKey, op: Op, context: VersionVector, hlc: Option<Hlc>) {
-        self.seq += 1;
-        let now = wardsync::clock::now_ms() as u64;
         let fields = match &op {
             Op::Put(r) => flatten(r).into_keys().collect(),
             Op::Delete => Vec::new(),
         };
+        self.send_fields(key, op, context, hlc, fields).await
+    }
+
+    /// Sends one change as 00145 setting `fields`, and waits for its ack.
+    async fn send_fields(
+        &mut self,
+        key: &RecordKey,
+        op: Op,
+        context: VersionVector,
+        hlc: Option<Hlc>,
+        fields: Vec<String>,
+    ) {
+        self.seq += 1;
+        let now = wardsync::clock::now_ms() as u64;
         let change = Change {
             seq: self.seq,
             written_at_ms: now as i64,
@@ -347,4 +364,146 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     w.put(pb::PutRequest { record: Some((&business).into()) }).await.unwrap();
     drained(&mut w).await;
     assert_eq!(status(&mut w).await.unwrap().reconnects, reconnects, "00082 was made to reconnect");
+}
+
+/// The city's state of `key`, and the record it shows.
+async fn city_state(
+    q: &mut CityQueryClient<Channel>,
+    key: &RecordKey,
+) -> (wardsync::model::Versioned, Record) {
+    let reply = q
+        .get_state(pb::CityGetRequest { key: Some(key.into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        wardsync::proto::versioned_from_pb(reply.state.unwrap()),
+        wardsync::proto::record_from_pb(reply.record).unwrap(),
+    )
+}
+
+fn person(r: &Record) -> Citizen {
+    match &r.body {
+        Body::Citizen(c) => c.clone(),
+        _ => panic!("not a citizen: {r:?}"),
+    }
+}
+
+fn fields(names: &[&str]) -> Vec<String> {
+    names.iter().map(|f| f.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    // A third ward's real agent, for the local API (00145's certificate is the forger's).
+    let third = WardCode::parse("09784").unwrap();
+    wardsync::auth::DevCa::open_or_create(&env.certs()).unwrap().issue_ward(&third).unwrap();
+    let other = Ward::start(&env, third.as_str(), city.addr);
+    let (mut w, mut local, mut q) = (owner.client().await, other.client().await, city.client().await);
+    let (mut citizen, _, parcel) = samples("00082");
+    if let Body::Citizen(c) = &mut citizen.body {
+        c.marital_status = MaritalStatus::Single;
+        c.events.retain(|e| e.kind == EventKind::Birth);
+    }
+    let key = citizen.key().unwrap();
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let b = WardCode::parse("00145").unwrap();
+
+    // 1. A "transfer" that renames the citizen and erases their events,
+    // built on everything the city holds: refused. Through 00145's own
+    // agent too, with the fields that differ named.
+    let (held, _) = city_state(&mut q, &key).await;
+    let mut moved = citizen.clone();
+    moved.ward = b.clone();
+    if let Body::Citizen(c) = &mut moved.body {
+        c.permanent_residence.commune_code = "00145".into();
+        c.full_name = "Huỳnh Xuân Quân".into();
+        c.events.clear();
+    }
+    let sets = fields(&["ward", "permanent_residence", "full_name", "events"]);
+    forger.send_fields(&key, Op::Put(moved.clone()), held.seen.clone(), None, sets).await;
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen), "the transfer rewrote the citizen");
+    moved.ward = third.clone();
+    if let Body::Citizen(c) = &mut moved.body {
+        c.permanent_residence.commune_code = third.to_string();
+    }
+    let refused = local.transfer(pb::PutRequest { record: Some((&moved).into()) }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("events, full_name differ"), "{refused:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
+
+    // 2. A death registered properly by 00145 is accepted; it is no key to
+    // the record: a plain put by 00145 afterwards is refused.
+    let today = wardsync::clock::today();
+    let died = Registration::Death { person: key.id().to_string(), date: today };
+    let (held, shown) = city_state(&mut q, &key).await;
+    let dead = Record {
+        ward: shown.ward.clone(),
+        body: Body::Citizen(died.apply(&[person(&shown)], &b, "GT-1").remove(0)),
+    };
+    forger.send_fields(&key, Op::Put(dead), held.seen.clone(), None, fields(&["events"])).await;
+    let after_death = city_record(&mut q, &key).await.unwrap();
+    assert!(civil::is_dead(&person(&after_death)), "the registration is applied: {after_death:?}");
+    let mut taken = citizen.clone();
+    taken.ward = b.clone();
+    forger.send(&key, Op::Put(taken), VersionVector::default(), None).await;
+    assert_eq!(
+        city_record(&mut q, &key).await.as_ref(),
+        Some(&after_death),
+        "taken with a registration's key"
+    );
+
+    // 3. A marriage after the death, claiming to have seen nothing (the
+    // events as they were before the death): refused as a registrar would.
+    let wed = Registration::Marriage { spouses: [key.id().to_string(), "001090000123".into()], date: today };
+    let married = Record {
+        ward: citizen.ward.clone(),
+        body: Body::Citizen(wed.apply(&[person(&citizen)], &b, "").remove(0)),
+    };
+    let sets = fields(&["events", "marital_status"]);
+    forger.send_fields(&key, Op::Put(married), VersionVector::default(), None, sets).await;
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&after_death), "alive and married again");
+
+    // 4. A loss claimed to open a refill window, then deletes of a parcel
+    // the city has never seen, ten years ahead and a minute ahead: the
+    // parcel 00082 creates afterwards is visible, at the city and at 00082.
+    let mut claim = hello("00145");
+    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
+        h.downstream_cursor = 1 << 40;
+    }
+    let mut claiming = sync_client(&city, &env, "ward-00145").await;
+    let (tx, rx) = mpsc::channel(2);
+    tx.send(claim).await.unwrap();
+    let mut stream = claiming.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(city_message::Msg::Welcome(_))
+    ));
+    drop((tx, stream));
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let pkey = parcel.key().unwrap();
+    let now = wardsync::clock::now_ms() as u64;
+    for ahead in [10 * 365 * 86_400_000, 60_000] {
+        let hlc = Hlc { wall_ms: now + ahead, logical: 0 };
+        forger.send(&pkey, Op::Delete, VersionVector::default(), Some(hlc)).await;
+    }
+    w.put(pb::PutRequest { record: Some((&parcel).into()) }).await.unwrap();
+    drained(&mut w).await;
+    assert_eq!(city_record(&mut q, &pkey).await.as_ref(), Some(&parcel), "00082's new parcel is hidden");
+
+    // Every attempt is in the quarantine; 00082's copy and the city's agree.
+    let entries = q
+        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    assert_eq!(refused, [1, 3, 4, 5, 6], "{entries:#?}");
+    assert_same_records(&mut w, &mut q, "00082").await;
 }

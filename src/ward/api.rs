@@ -10,10 +10,10 @@ use tonic::{Request, Response, Status};
 use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
-use crate::model::{Body, Context, Kind, RecordKey, ValidationError, WardCode};
+use crate::model::{Body, Context, Kind, RecordKey, TRANSFER_FIELDS, ValidationError, WardCode, flatten};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
 use crate::proto::{
-    key_from_pb, kind_from_pb, next_after, page_size, valid_record_from_pb, versioned_from_pb,
+    key_from_pb, kind_from_pb, next_after, page_size, record_from_pb, valid_record_from_pb, versioned_from_pb,
 };
 use crate::store::{NewChange, WardStore};
 
@@ -143,11 +143,36 @@ impl WardApi for LocalApi {
         let mut city = self.city().await?;
         let mut request = Request::new(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() });
         request.set_timeout(LOOKUP_TIMEOUT);
-        let state = match city.get_state(request).await {
-            Ok(reply) => reply.into_inner().state.unwrap_or_default(),
+        let (state, held) = match city.get_state(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                (reply.state.unwrap_or_default(), reply.record)
+            }
             Err(s) if s.code() == tonic::Code::NotFound => return Err(WardError::NotFoundInCity(key).into()),
             Err(s) => return Err(WardError::CityUnreachable(s.message().to_string()).into()),
         };
+        let held = record_from_pb(held).map_err(|_| WardError::NotFoundInCity(key.clone()))?;
+        // A transfer moves the person, nothing else about them: what the
+        // city would refuse is refused here, with what differs named.
+        let (theirs, ours) = (flatten(&held), flatten(&record));
+        let differing: Vec<&str> = ours
+            .iter()
+            .filter(|(f, v)| !TRANSFER_FIELDS.contains(&f.as_str()) && theirs.get(*f) != Some(*v))
+            .map(|(f, _)| f.as_str())
+            .collect();
+        if !differing.is_empty() {
+            return Err(WardError::Invalid(ValidationError::single(
+                "record",
+                format!(
+                    "a transfer sets only the owning ward and the residence registration ({}); {} \
+                     differ from the city's record: transfer the person as the city holds them, then \
+                     write any other change as their new ward",
+                    TRANSFER_FIELDS.join(", "),
+                    differing.join(", ")
+                ),
+            ))
+            .into());
+        }
         self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(WardError::from)?;
         let seq = self.writer.write(NewChange::put(key, record)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
