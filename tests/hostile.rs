@@ -403,7 +403,13 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     wardsync::auth::DevCa::open_or_create(&env.certs()).unwrap().issue_ward(&third).unwrap();
     let other = Ward::start(&env, third.as_str(), city.addr);
     let (mut w, mut local, mut q) = (owner.client().await, other.client().await, city.client().await);
-    let (mut citizen, _, parcel) = samples("00082");
+    let (_, _, parcel) = samples("00082");
+    // An adult: a registrar would marry them, were they alive.
+    let ward = WardCode::parse("00082").unwrap();
+    let mut citizen = (0..400)
+        .map(|i| rec(&ward, i))
+        .find(|r| matches!(&r.body, Body::Citizen(c) if c.date_of_birth.to_string().as_str() < "1990"))
+        .unwrap();
     if let Body::Citizen(c) = &mut citizen.body {
         c.marital_status = MaritalStatus::Single;
         c.events.retain(|e| e.kind == EventKind::Birth);

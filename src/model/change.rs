@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{
-    Body, Context, EXISTS, OWNER, Record, RecordKey, Stamp, VersionVector, Versioned, WardCode, flatten,
+    Body, Context, EXISTS, OWNER, Record, RecordKey, Stamp, ValidationError, VersionVector, Versioned,
+    WardCode, flatten,
 };
 
 /// What a change does to its record.
@@ -73,7 +74,60 @@ pub struct Standing<'a> {
     pub now_ms: i64,
 }
 
+/// The most writers a change's version vector may name (a record is
+/// written by its owners, the city and the wards that registered events
+/// on it: far fewer).
+pub const MAX_CONTEXT: usize = 256;
+
+/// True for a writer id: the city's, or a ward's commune code.
+pub fn is_writer(id: &str) -> bool {
+    id == super::CITY_WRITER || WardCode::parse(id).is_ok()
+}
+
 impl Change {
+    /// What the change's form alone says is wrong with it, whoever sent it:
+    /// a writer (its own, or one its version vector names) that is neither
+    /// the city nor a ward, more than [`MAX_CONTEXT`] writers seen, a field
+    /// its record kind does not have or named twice, fields on a delete,
+    /// a record text with a control character (NUL among them), not NFC or
+    /// too long. Checked as it is decoded, so nothing of such a change
+    /// reaches a store but its raw bytes, kept in quarantine.
+    pub fn check_form(&self) -> Result<(), ValidationError> {
+        let mut err = ValidationError::default();
+        if !is_writer(&self.stamp.writer) {
+            err.add("change.writer", "is neither \"city\" nor a 5-digit commune code");
+        }
+        if self.context.0.len() > MAX_CONTEXT {
+            err.add(
+                "change.context",
+                format!("names {} writers; the limit is {MAX_CONTEXT}", self.context.0.len()),
+            );
+        } else if self.context.0.keys().any(|w| !is_writer(w)) {
+            err.add("change.context", "names a writer that is neither \"city\" nor a 5-digit commune code");
+        }
+        let known = super::field_names(self.key.kind());
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &self.fields {
+            if !known.contains(&f.as_str()) && f != OWNER && f != EXISTS {
+                err.add(
+                    "change.fields",
+                    format!("a {} has no field {:?}", self.key.kind(), f.escape_debug().to_string()),
+                );
+                break;
+            }
+            if !seen.insert(f.as_str()) {
+                err.add("change.fields", format!("{f} is named twice"));
+                break;
+            }
+        }
+        match &self.op {
+            Op::Delete if !self.fields.is_empty() => err.add("change.fields", "a delete sets no fields"),
+            Op::Delete => {}
+            Op::Put(r) => r.check_form(&mut err),
+        }
+        err.into_result()
+    }
+
     /// The field values this change writes: the listed fields of a put's
     /// record (and `_exists` true), or `_exists` false for a delete.
     pub fn values(&self) -> BTreeMap<String, String> {
@@ -146,7 +200,7 @@ impl Change {
 
     /// Why this change, a residence transfer, may not move the record whose
     /// state at the city is `current`: it sets fields besides
-    /// [`TRANSFER_FIELDS`], or the record is deleted.
+    /// [`TRANSFER_FIELDS`], or the record is deleted, as it knew.
     fn transfer_refusal(&self, current: Option<&Versioned>) -> Option<String> {
         let others: Vec<&str> = self
             .fields
@@ -162,7 +216,12 @@ impl Change {
                 others.join(", ")
             ));
         }
-        let deleted = current.and_then(|v| newest(v, EXISTS)).is_none_or(|w| w.value != "true");
+        // (A delete it had not seen is a concurrent write: the merge settles
+        // the two, and the office sees the conflict. Its own delete it may
+        // undo, as it may re-create a record of its own.)
+        let deleted = current.and_then(|v| newest(v, EXISTS)).is_none_or(|w| {
+            w.value != "true" && self.context.has_seen(&w.stamp) && w.stamp.writer != self.stamp.writer
+        });
         deleted.then(|| "a deleted record cannot be transferred".to_string())
     }
 
@@ -429,6 +488,48 @@ mod tests {
         let c = put(r, "00082", 1, VersionVector::default());
         let why = c.refusal(&ward("00082"), &at(None, false), &ctx()).unwrap();
         assert!(why.contains("record.citizen.full_name: required"), "{why}");
+    }
+
+    #[test]
+    fn the_form_of_a_change_is_checked_whoever_sent_it() {
+        let w = ward("00082");
+        for r in sample(&w, 60, 4) {
+            let c = put(r, "00082", 1, VersionVector::default());
+            assert_eq!(c.check_form(), Ok(()), "a generated change: {c:?}");
+        }
+        let ok = put(citizen("00082"), "00082", 1, VersionVector::default());
+        let bad = |f: &dyn Fn(&mut Change)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.check_form().unwrap_err().to_string()
+        };
+        assert!(bad(&|c| c.fields.push("nickname".into())).contains("has no field"));
+        assert!(bad(&|c| c.fields.push("nick\0name".into())).contains("\\0"), "quoted escaped");
+        assert!(bad(&|c| c.fields.push("phone".into())).contains("phone is named twice"));
+        assert!(bad(&|c| c.stamp.writer = "00082\0".into()).contains("change.writer"));
+        assert!(
+            bad(&|c| {
+                c.context.add(&Stamp { hlc: Hlc::default(), writer: "x\0".into() });
+            })
+            .contains("change.context")
+        );
+        assert!(
+            bad(&|c| {
+                for i in 0..=MAX_CONTEXT {
+                    c.context.add(&Stamp { hlc: Hlc::default(), writer: format!("{:05}", i) });
+                }
+            })
+            .contains("the limit is 256")
+        );
+        assert!(
+            bad(&|c| {
+                if let Op::Put(Record { body: Body::Citizen(x), .. }) = &mut c.op {
+                    x.full_name = "Nguyễn\0Văn An".into();
+                }
+            })
+            .contains("U+0000")
+        );
+        assert!(bad(&|c| c.op = Op::Delete).contains("a delete sets no fields"));
     }
 
     #[test]

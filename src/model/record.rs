@@ -302,7 +302,17 @@ impl Record {
             }
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
-        check_text(&serde_json::to_value(&self.body).expect("records serialize"), "record", &mut err);
+        self.check_form(&mut err);
+        err.into_result()?;
+        self.key()
+    }
+
+    /// What the record's form alone says is wrong with it, added to `err`:
+    /// a text with a control or invisible character, not NFC, or too long;
+    /// the whole too large. Checked as a change is decoded, before anything
+    /// of it reaches a store, and again by [`Record::validate`].
+    pub fn check_form(&self, err: &mut ValidationError) {
+        check_text(&serde_json::to_value(&self.body).expect("records serialize"), "record", err);
         let size = json_len(self);
         if size > super::strict::MAX_RECORD_BYTES {
             err.add(
@@ -310,8 +320,6 @@ impl Record {
                 format!("is {size} bytes as JSON; the limit is {}", super::strict::MAX_RECORD_BYTES),
             );
         }
-        err.into_result()?;
-        self.key()
     }
 
     /// The record with every text in Unicode NFC, as every entry point

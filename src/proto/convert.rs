@@ -352,7 +352,11 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, ValidationError> {
     if c.writer.is_empty() {
         return Err(ValidationError::single("change.writer", "required"));
     }
-    Ok(Change {
+    if c.context.len() > crate::model::MAX_CONTEXT {
+        let why = format!("names {} writers; the limit is {}", c.context.len(), crate::model::MAX_CONTEXT);
+        return Err(ValidationError::single("change.context", why));
+    }
+    let change = Change {
         seq: c.seq,
         written_at_ms: c.written_at_ms,
         key,
@@ -360,7 +364,9 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, ValidationError> {
         context: seen_from_pb(c.context),
         fields: c.fields,
         op,
-    })
+    };
+    change.check_form()?;
+    Ok(change)
 }
 
 impl From<&Versioned> for pb::RecordState {

@@ -65,14 +65,19 @@ impl WardApi for LocalApi {
             valid_record_from_pb(req.into_inner().record, &self.context()).map_err(WardError::from)?;
         self.check_owner(&key, &record.ward)?;
         // The record as this ward knows it, even if it has passed to another
-        // ward (only then is its state read and rebuilt).
+        // ward or was deleted there (only then is its state read): a put
+        // never takes another ward's record (a person moving in is a transfer).
         let existing = match self.store.get(&key).map_err(WardError::from)? {
             Some(shown) => Some(shown),
-            None => self
-                .store
-                .state(&key)
-                .map_err(WardError::from)?
-                .and_then(|s| s.materialize(&key, &self.store.policies())),
+            None => match self.store.state(&key).map_err(WardError::from)? {
+                Some(state) => {
+                    if let Some(owner) = state.owner_value().and_then(|o| WardCode::parse(&o).ok()) {
+                        self.check_owner(&key, &owner)?;
+                    }
+                    state.materialize(&key, &self.store.policies())
+                }
+                None => None,
+            },
         };
         if let Some(existing) = existing {
             self.check_owner(&key, &existing.ward)?;
@@ -174,7 +179,7 @@ impl WardApi for LocalApi {
             .into());
         }
         self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(WardError::from)?;
-        let seq = self.writer.write(NewChange::put(key, record)).await?;
+        let seq = self.writer.write(NewChange::transfer(key, record)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
     }
 

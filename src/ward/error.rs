@@ -10,7 +10,10 @@ pub enum WardError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// The record belongs to another ward; nothing was stored.
-    #[error("{key} is owned by ward {owner}; this agent serves ward {this} and writes only its own records")]
+    #[error(
+        "{key} is owned by ward {owner}; this agent serves ward {this} and writes only its own records \
+         (a person who moved here is taken over with a residence transfer: wardsync put --transfer)"
+    )]
     NotOwned {
         /// The record.
         key: RecordKey,

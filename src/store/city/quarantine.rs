@@ -49,6 +49,10 @@ impl Quarantined {
             Incoming::Change(c) => (Some(c.clone()), Vec::new()),
             Incoming::Malformed { raw, .. } => (None, raw.clone()),
         };
+        // A reason may quote what the sender wrote: kept printable (no
+        // NUL, which PostgreSQL refuses in text, nor any control character).
+        let reason =
+            if reason.chars().any(char::is_control) { reason.escape_debug().to_string() } else { reason };
         Quarantined { ward: ward.clone(), seq: incoming.seq(), reason, at_ms, change, raw, cursor_then }
     }
 }

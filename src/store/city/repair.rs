@@ -268,7 +268,9 @@ impl<T: Target> GroupWrite<'_, T> {
             Op::Put(record)
         };
         let written_at_ms = stamp.hlc.wall_ms.min(i64::MAX as u64) as i64;
-        Ok(Ok(Change { seq: 0, written_at_ms, key: key.clone(), stamp, context, fields, op }))
+        let change = Change { seq: 0, written_at_ms, key: key.clone(), stamp, context, fields, op };
+        // Held to the form a change is held to as it is decoded.
+        Ok(change.check_form().map(|()| change).map_err(|e| format!("{key}: {e}")))
     }
 }
 

@@ -77,22 +77,32 @@ pub struct NewChange {
     /// state at the city, which the change is built on; the ward sends the
     /// change but keeps no copy of the record.
     pub base: Option<Box<Versioned>>,
+    /// The only fields a put may set, of those that differ from this
+    /// ward's copy (a residence transfer: [`crate::model::TRANSFER_FIELDS`]);
+    /// `None`: any.
+    pub only: Option<&'static [&'static str]>,
 }
 
 impl NewChange {
     /// A put of a record this ward keeps.
     pub fn put(key: RecordKey, record: Record) -> NewChange {
-        NewChange { key, op: Op::Put(record), base: None }
+        NewChange { key, op: Op::Put(record), base: None, only: None }
     }
 
     /// A delete of a record this ward keeps.
     pub fn delete(key: RecordKey) -> NewChange {
-        NewChange { key, op: Op::Delete, base: None }
+        NewChange { key, op: Op::Delete, base: None, only: None }
+    }
+
+    /// A residence transfer of `record` into this ward: a put that sets
+    /// only the owning ward and the residence registration.
+    pub fn transfer(key: RecordKey, record: Record) -> NewChange {
+        NewChange { key, op: Op::Put(record), base: None, only: Some(&crate::model::TRANSFER_FIELDS) }
     }
 
     /// A put of another ward's record, built on its state at the city.
     pub fn foreign(key: RecordKey, record: Record, base: Versioned) -> NewChange {
-        NewChange { key, op: Op::Put(record), base: Some(Box::new(base)) }
+        NewChange { key, op: Op::Put(record), base: Some(Box::new(base)), only: None }
     }
 }
 
@@ -334,8 +344,13 @@ impl WardStore {
                         Default::default()
                     };
                     let all = flatten(r);
-                    let fields: Vec<String> =
-                        all.iter().filter(|(f, v)| old.get(*f) != Some(v)).map(|(f, _)| f.clone()).collect();
+                    let fields: Vec<String> = all
+                        .iter()
+                        .filter(|(f, v)| {
+                            old.get(*f) != Some(v) && ch.only.is_none_or(|o| o.contains(&f.as_str()))
+                        })
+                        .map(|(f, _)| f.clone())
+                        .collect();
                     let values = put_values(&all, &fields);
                     (fields, values, Some((r.clone(), all)))
                 }
