@@ -513,3 +513,81 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     assert_eq!(refused, [1, 3, 4, 5, 6], "{entries:#?}");
     assert_same_records(&mut w, &mut q, "00082").await;
 }
+
+/// Oversized and NUL-laden changes from 00145, on a city with `config`:
+/// each kept raw in the quarantine with a printable reason, while ward
+/// 00082 writes on, hears of the office's edit, and the office's change
+/// feed reads to its end.
+async fn malformed_changes_stall_no_one(config: &str) {
+    let env = Env::new();
+    let city = City::start_configured(&env, config);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut q) = (owner.client().await, city.client().await);
+    let (citizen, business, _) = samples("00082");
+    let key = citizen.key().unwrap();
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let (held, shown) = city_state(&mut q, &key).await;
+
+    // A "registration" naming its field 400,000 times (some 3 MB).
+    let mut many = vec!["events".to_string(); 400_000];
+    many.push("marital_status".into());
+    forger.send_fields(&key, Op::Put(shown.clone()), held.seen.clone(), None, many).await;
+    // NUL in a field name, in a writer its context names, in a text.
+    let (mine, _, _) = samples("00145");
+    let mkey = mine.key().unwrap();
+    let mut named = fields(&["phone"]);
+    named.push("phone\0".into());
+    forger.send_fields(&mkey, Op::Put(mine.clone()), VersionVector::default(), None, named).await;
+    forger.send(&mkey, Op::Put(mine.clone()), vv(&[("00082\0", Hlc::default())]), None).await;
+    let mut nul = mine.clone();
+    if let Body::Citizen(c) = &mut nul.body {
+        c.full_name = "Nguyễn\0Văn".into();
+    }
+    forger.send(&mkey, Op::Put(nul), VersionVector::default(), None).await;
+    // A claim of a write the city does not hold, by a writer of its own
+    // making: its reason quotes the writer.
+    forger.send(&mkey, Op::Put(mine.clone()), vv(&[("00091", Hlc { wall_ms: 9, logical: 0 })]), None).await;
+
+    // 00082 writes on; the office's edit reaches its agent.
+    w.put(pb::PutRequest { record: Some((&business).into()) }).await.unwrap();
+    drained(&mut w).await;
+    let edited = wardsync::generate::amend(&citizen, 3);
+    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    wardsync::cli::wait::until(DEADLINE, "the office's edit at 00082's agent", || {
+        let (mut w, key, want) = (w.clone(), key.clone(), edited.clone());
+        async move {
+            let got = w.get(pb::GetRequest { key: Some((&key).into()) }).await?.into_inner();
+            Ok(wardsync::proto::record_from_pb(got.record)? == want)
+        }
+    })
+    .await
+    .unwrap();
+    let log = common::ledger::read_log(&mut q).await.unwrap();
+    assert!(log.iter().all(|l| l.ward != "00145"), "nothing of 00145's was applied");
+    let entries = q
+        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "{entries:#?}");
+    for e in &entries {
+        assert!(!e.reason.chars().any(char::is_control), "a printable reason: {:?}", e.reason);
+    }
+    assert!(entries[0].reason.contains("events is named twice"), "{}", entries[0].reason);
+    assert!(entries[3].reason.contains("U+0000"), "{}", entries[3].reason);
+    assert_same_records(&mut w, &mut q, "00082").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_changes_stall_no_one_on_the_embedded_store() {
+    malformed_changes_stall_no_one("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_changes_stall_no_one_on_postgresql() {
+    let pg = common::pg::Postgres::start();
+    malformed_changes_stall_no_one(&format!("[database]\nurl = \"{}\"\n", pg.url())).await;
+}

@@ -37,6 +37,8 @@ const IN_FLIGHT_PER_WARD: usize = 2;
 
 /// Most changes in one downstream message.
 const DOWNSTREAM_BATCH: usize = 256;
+/// Most bytes of changes in one downstream message.
+const DOWNSTREAM_BYTES: usize = 4 << 20;
 
 /// The outcome of applying one ward batch.
 pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
@@ -284,6 +286,18 @@ impl SyncService {
                     return;
                 }
             };
+            // Capped by bytes too: however large its changes, a message
+            // never reaches the limit a ward decodes (at least one change each).
+            let (mut wire, mut bytes) = (Vec::with_capacity(changes.len()), 0);
+            for (l, _) in &changes {
+                let c: pb::Change = (&l.change).into();
+                bytes += prost::Message::encoded_len(&c);
+                if !wire.is_empty() && bytes > DOWNSTREAM_BYTES {
+                    break;
+                }
+                wire.push(c);
+            }
+            let changes = &changes[..wire.len()];
             if let Some((last, _)) = changes.last() {
                 let next = last.cursor;
                 let whole: std::collections::BTreeSet<&crate::model::RecordKey> =
@@ -291,7 +305,7 @@ impl SyncService {
                 let msg = pb::Downstream {
                     cursor: next,
                     cursor_check: last.check(),
-                    changes: changes.iter().map(|(l, _)| (&l.change).into()).collect(),
+                    changes: wire,
                     fetch_whole: whole.into_iter().map(Into::into).collect(),
                 };
                 tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");

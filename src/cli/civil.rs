@@ -26,8 +26,8 @@ pub struct RegisterArgs {
 pub enum Registration {
     /// A marriage of two persons (any wards of the city).
     Marriage {
-        /// The spouses' personal ids, comma-separated.
-        #[arg(long, value_delimiter = ',', num_args = 2, required = true)]
+        /// The spouses' personal ids: `ID1,ID2` (or `ID1 ID2`).
+        #[arg(long, value_delimiter = ',', num_args = 1..=2, required = true, value_name = "ID1,ID2")]
         spouses: Vec<String>,
         /// Date of registration, YYYY-MM-DD.
         #[arg(long)]
@@ -38,8 +38,8 @@ pub enum Registration {
     },
     /// A divorce, as decided by a court.
     Divorce {
-        /// The spouses' personal ids, comma-separated.
-        #[arg(long, value_delimiter = ',', num_args = 2, required = true)]
+        /// The spouses' personal ids: `ID1,ID2` (or `ID1 ID2`).
+        #[arg(long, value_delimiter = ',', num_args = 1..=2, required = true, value_name = "ID1,ID2")]
         spouses: Vec<String>,
         /// Date the decision took effect, YYYY-MM-DD.
         #[arg(long)]
@@ -62,19 +62,42 @@ pub enum Registration {
     },
 }
 
-/// Runs `wardsync register`.
-pub async fn run(a: RegisterArgs) -> anyhow::Result<()> {
-    let req = match a.what {
-        Registration::Marriage { spouses, date, certificate } => {
-            pb::RegisterRequest { kind: "marriage".into(), persons: spouses, date, reference: certificate }
-        }
-        Registration::Divorce { spouses, date, decision } => {
-            pb::RegisterRequest { kind: "divorce".into(), persons: spouses, date, reference: decision }
-        }
+/// The spouses typed: exactly two ids, however they were separated.
+fn two_spouses(spouses: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<String> = spouses.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if ids.len() != 2 {
+        anyhow::bail!(
+            "--spouses takes the two spouses' personal ids, as --spouses ID1,ID2; got {}",
+            if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+        );
+    }
+    Ok(ids)
+}
+
+/// The request `what` makes.
+fn request(what: Registration) -> anyhow::Result<pb::RegisterRequest> {
+    Ok(match what {
+        Registration::Marriage { spouses, date, certificate } => pb::RegisterRequest {
+            kind: "marriage".into(),
+            persons: two_spouses(spouses)?,
+            date,
+            reference: certificate,
+        },
+        Registration::Divorce { spouses, date, decision } => pb::RegisterRequest {
+            kind: "divorce".into(),
+            persons: two_spouses(spouses)?,
+            date,
+            reference: decision,
+        },
         Registration::Death { person, date, place } => {
             pb::RegisterRequest { kind: "death".into(), persons: vec![person], date, reference: place }
         }
-    };
+    })
+}
+
+/// Runs `wardsync register`.
+pub async fn run(a: RegisterArgs) -> anyhow::Result<()> {
+    let req = request(a.what)?;
     let kind = req.kind.clone();
     let reply = ward_client(&a.ward_api).await?.register(req).await.map_err(status_error)?.into_inner();
     for r in reply.records {
@@ -183,4 +206,42 @@ pub async fn report(a: CivilReportArgs) -> anyhow::Result<()> {
     }
     println!("{} civil-status problems in {} wards", problems.len(), by_ward.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    fn persons(args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let cli = Cli::try_parse_from(["wardsync", "register"].iter().chain(args))?;
+        let Command::Register(a) = cli.command else { panic!("not register") };
+        Ok(request(a.what)?.persons)
+    }
+
+    #[test]
+    fn spouses_are_typed_as_the_readme_shows() {
+        let tail = ["--date", "2026-11-30", "--certificate", "123/2026"];
+        let with = |spouses: &[&str]| {
+            let mut args = vec!["marriage"];
+            args.extend(spouses);
+            args.extend(tail);
+            persons(&args)
+        };
+        let both = vec!["001090000123".to_string(), "001192000456".to_string()];
+        assert_eq!(with(&["--spouses", "001090000123,001192000456"]).unwrap(), both);
+        assert_eq!(with(&["--spouses", "001090000123", "001192000456"]).unwrap(), both);
+        assert_eq!(
+            with(&["--spouses", "001090000123, 001192000456"]).unwrap(),
+            both,
+            "a space after the comma"
+        );
+        let one = with(&["--spouses", "001090000123"]).unwrap_err().to_string();
+        assert!(one.contains("--spouses ID1,ID2"), "{one}");
+        let help =
+            Cli::try_parse_from(["wardsync", "register", "marriage", "--help"]).unwrap_err().to_string();
+        assert!(help.contains("ID1,ID2"), "{help}");
+    }
 }
