@@ -161,10 +161,14 @@ impl Change {
         let owner_write = current.and_then(|v| newest(v, OWNER));
         if let Some(w) = owner_write {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
+            // (Setting the owner too only if the move had seen it: an
+            // older write, superseded there, takes nothing back.)
             let concurrent = standing.named_sender
                 && !self.context.has_seen(&w.stamp)
-                && !self.fields.iter().any(|f| f == OWNER);
-            let transfer = owner != sender.as_str() && self.is_transfer_into(sender);
+                && (!self.fields.iter().any(|f| f == OWNER) || w.context.has_seen(&self.stamp));
+            // (A write older than the move, re-sent, is judged as the
+            // concurrent write it is, not as a transfer.)
+            let transfer = owner != sender.as_str() && !concurrent && self.is_transfer_into(sender);
             if transfer && let Some(why) = self.transfer_refusal(current) {
                 return Some(format!("{}: {why}", self.key));
             }

@@ -401,7 +401,9 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 let incoming_cut = cut.map(Incoming::Change);
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 let refusal = match incoming {
-                    Incoming::Change(change) => self.refusal(&wb.ward, change, ctx, max_skew_ms)?,
+                    Incoming::Change(change) => {
+                        self.refusal(&wb.ward, change, refilling, ctx, max_skew_ms)?
+                    }
                     Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
                 };
                 match (refusal, incoming) {
@@ -431,10 +433,13 @@ impl<'a, T: Target> GroupWrite<'a, T> {
     }
 
     /// Why `change` from `ward` cannot be applied now, if it cannot.
+    /// `refilling`: the city recorded a loss of its own data for `ward`
+    /// within the refill window.
     pub(crate) fn refusal(
         &mut self,
         ward: &WardCode,
         change: &Change,
+        refilling: bool,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Option<String>, StoreError> {
@@ -452,6 +457,11 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         let named_sender = self.named_owner(&change.key, ward)?;
         let now_ms = self.now_ms;
         let state = self.current(&change.key)?;
+        // A city that lost data may have lost the log entries that named
+        // the ward owner too: within the refill window, a write of the ward's
+        // in the record's state stands for them, until signed changes
+        // replace both with evidence.
+        let named_sender = named_sender || (refilling && state.seen.0.contains_key(ward.as_str()));
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();
             believed.seen.merge(&change.context);

@@ -201,7 +201,8 @@ impl<T: Target> GroupWrite<'_, T> {
         // Checked as on arrival, clock limit included: a change stamped
         // ahead is applied once the city's time has come near it, and
         // never moves the city's clock further.
-        if let Some(reason) = self.refusal(ward, &change, ctx, max_skew_ms)? {
+        let refilling = super::repair::refilling(wards.get(ward), self.now_ms);
+        if let Some(reason) = self.refusal(ward, &change, refilling, ctx, max_skew_ms)? {
             return Ok(Err(RetryError::StillRefused(reason)));
         }
         self.apply(&change, &format!("ward {ward} ({RETRIED})"), wards)?;

@@ -38,8 +38,8 @@ use super::WardState;
 use super::apply::{GroupWrite, Target};
 use super::keys::BY_WARD;
 use crate::model::{
-    Change, Context, EXISTS, FieldWrite, Kind, Op, RecordKey, Stamp, VersionVector, Versioned, WardCode,
-    flatten, put_values, unflatten,
+    Change, Context, EXISTS, FieldWrite, Kind, OWNER, Op, RecordKey, Stamp, VersionVector, Versioned,
+    WardCode, flatten, put_values, unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::key;
@@ -162,7 +162,7 @@ impl<T: Target> GroupWrite<'_, T> {
                     continue;
                 }
                 let refusal = if own {
-                    self.refusal(ward, &change, ctx, max_skew_ms)?
+                    self.refusal(ward, &change, refilling, ctx, max_skew_ms)?
                 } else {
                     self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
                 };
@@ -255,6 +255,12 @@ impl<T: Target> GroupWrite<'_, T> {
             // a change carries a whole record, of which it sets `fields`.
             let mut values = theirs.shown(key.kind(), self.policies);
             values.extend(write.values.iter().map(|(f, v)| (f.clone(), v.clone())));
+            // A ward writes as the record's owner (a registration's record
+            // is never in its copy): a write that does not set the owner
+            // was made by its writer as owner, whoever the ward shows now.
+            if !write.values.contains_key(OWNER) && WardCode::parse(&stamp.writer).is_ok() {
+                values.insert(OWNER.to_string(), serde_json::to_string(&stamp.writer).expect("serializes"));
+            }
             let Some(record) = unflatten(key.kind(), &values) else {
                 return Ok(Err(format!("{key}: the ward's state does not make a record")));
             };
