@@ -591,3 +591,52 @@ async fn malformed_changes_stall_no_one_on_postgresql() {
     let pg = common::pg::Postgres::start();
     malformed_changes_stall_no_one(&format!("[database]\nurl = \"{}\"\n", pg.url())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_reads_only_what_it_needs_and_pays_for_what_costs_the_city() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut office) = (owner.client().await, city.client().await);
+    let (citizen, business, _) = samples("00082");
+    let (key, bkey) = (citizen.key().unwrap(), business.key().unwrap());
+    for r in [&citizen, &business] {
+        w.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    w.delete(pb::DeleteRequest { key: Some((&bkey).into()) }).await.unwrap();
+    drained(&mut w).await;
+    let tls = client_tls(&TlsFiles::in_dir(&env.certs(), "ward-00145"), "city").unwrap();
+    let channel =
+        Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+    let mut hostile = CityQueryClient::new(channel);
+
+    // Past values are the office's: a ward may not read a record as it was,
+    // nor the values of a deleted one.
+    let as_of = pb::CityGetRequest { key: Some((&key).into()), as_of_ms: wardsync::clock::now_ms() };
+    let denied = hostile.get(as_of.clone()).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(office.get(as_of).await.is_ok(), "the office reads it");
+    let deleted = pb::CityGetRequest { key: Some((&bkey).into()), ..Default::default() };
+    let hidden = hostile.get_state(deleted.clone()).await.unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound, "{hidden:?}");
+    let state = office.get_state(deleted).await.unwrap().into_inner();
+    assert!(state.record.is_none() && state.state.is_some(), "the office sees the deleted record's state");
+    let live = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
+    assert!(hostile.get_state(live).await.is_ok(), "a live record's state, to build a registration on");
+
+    // A digest of all of a ward's records costs a hundred requests: a
+    // ward asking for one again and again is slowed down long before the
+    // plain request rate would.
+    let mut sync = sync_client(&city, &env, "ward-00145").await;
+    let mut slowed = None;
+    for n in 0..120 {
+        let ask = pb::DigestRequest { ward_code: "00145".into(), end_streams: false };
+        if let Err(s) = sync.digest(ask).await {
+            slowed = Some((n, s));
+            break;
+        }
+    }
+    let (n, status) = slowed.expect("120 digests in a row are slowed down");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(n >= 40, "the burst allows some ({n})");
+}

@@ -31,8 +31,32 @@ pub struct Guard {
     /// To the task that writes denials to the audit trail.
     denials: tokio::sync::mpsc::Sender<DenialNote>,
     rate: Arc<DefaultKeyedRateLimiter<String>>,
+    /// The rate's burst: the most one call can cost.
+    burst: NonZeroU32,
     /// Denials written to the audit trail, per identity.
     audit_rate: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+/// What a call costs against its caller's request rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// An ordinary call: one request.
+    One,
+    /// A call that makes the store flush (and sync) before it answers.
+    Flush,
+    /// A call that reads every record of a ward.
+    Scan,
+}
+
+impl Cost {
+    /// How many requests of the rate it takes.
+    pub fn requests(self) -> u32 {
+        match self {
+            Cost::One => 1,
+            Cost::Flush => 10,
+            Cost::Scan => 100,
+        }
+    }
 }
 
 /// Denials of one identity written to the audit trail: this many a second
@@ -60,15 +84,28 @@ impl Guard {
                 }
             }
         });
-        Guard { access, store, denials, rate, audit_rate: Arc::new(RateLimiter::keyed(audit)) }
+        Guard { access, store, denials, rate, burst, audit_rate: Arc::new(RateLimiter::keyed(audit)) }
     }
 
     /// The peer of `req` if it may call `rpc` (one of `any_of`) and is
     /// within its request rate; else `PERMISSION_DENIED` or `RESOURCE_EXHAUSTED`.
     pub fn admit<T>(&self, req: &Request<T>, any_of: &[Role], rpc: &str) -> Result<Peer, Status> {
+        self.admit_costing(req, any_of, rpc, Cost::One)
+    }
+
+    /// [`Guard::admit`] for a call that costs `cost` requests of the rate.
+    pub fn admit_costing<T>(
+        &self,
+        req: &Request<T>,
+        any_of: &[Role],
+        rpc: &str,
+        cost: Cost,
+    ) -> Result<Peer, Status> {
         let peer = Peer::of(req)?;
         self.recheck(&peer, any_of, rpc)?;
-        if self.rate.check_key(&peer.identity.to_string()).is_err() {
+        // (Never more than a whole burst, or the call could never pass.)
+        let n = NonZeroU32::new(cost.requests().min(self.burst.get())).expect("at least 1");
+        if !matches!(self.rate.check_key_n(&peer.identity.to_string(), n), Ok(Ok(()))) {
             tracing::warn!(identity = %peer.identity, rpc, "request rate exceeded");
             return Err(Status::resource_exhausted(format!(
                 "too many requests from {}: slow down and retry",
@@ -76,6 +113,12 @@ impl Guard {
             )));
         }
         Ok(peer)
+    }
+
+    /// True if `peer` has `role` under the access rules in force (no
+    /// denial is recorded: for answers that differ by role).
+    pub fn has_role(&self, peer: &Peer, role: Role) -> bool {
+        self.access.borrow().roles_of(&peer.identity).contains(&role)
     }
 
     /// Checks `peer` again (for a long-lived stream, after a reload).

@@ -5,6 +5,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::CityError;
+use super::guard::Cost;
 use prost::Message;
 
 use crate::auth::Role;
@@ -57,7 +58,11 @@ impl From<&LoggedChange> for pb::LoggedChange {
 #[tonic::async_trait]
 impl CityQuery for QueryService {
     async fn get(&self, req: Request<pb::CityGetRequest>) -> Result<Response<pb::CityGetReply>, Status> {
-        self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "Get")?;
+        // A record as it was is the data office's to read, not a ward's.
+        match req.get_ref().as_of_ms {
+            0 => self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "Get")?,
+            _ => self.guard.admit(&req, &[Role::OfficeReader], "Get as of a time")?,
+        };
         let req = req.into_inner();
         let key = key_from_pb(req.key).map_err(CityError::from)?;
         let record = match req.as_of_ms {
@@ -285,19 +290,20 @@ impl CityQuery for QueryService {
         &self,
         req: Request<pb::CityGetRequest>,
     ) -> Result<Response<pb::RecordStateReply>, Status> {
-        self.guard.admit(&req, &[Role::Ward, Role::OfficeReader], "GetState")?;
+        let peer =
+            self.guard.admit_costing(&req, &[Role::Ward, Role::OfficeReader], "GetState", Cost::Flush)?;
         let key = key_from_pb(req.into_inner().key).map_err(CityError::from)?;
-        let state = self
-            .store
-            .state(&key)
-            .await
-            .map_err(CityError::from)?
-            .ok_or_else(|| Status::not_found(format!("{key} not found at the city")))?;
+        let not_found = || Status::not_found(format!("{key} not found at the city"));
+        let state = self.store.state(&key).await.map_err(CityError::from)?.ok_or_else(not_found)?;
+        let record = state.materialize(&key, self.store.policies());
+        // The values of a deleted record are the data office's to read.
+        if record.is_none() && !self.guard.has_role(&peer, Role::OfficeReader) {
+            return Err(not_found());
+        }
         // A ward builds on this state (its next write says it has seen it):
         // answer only once everything in it is durable, so that a city crash
         // cannot take back a write the ward has seen.
         self.store.flush().await.map_err(CityError::from)?;
-        let record = state.materialize(&key, self.store.policies());
         Ok(Response::new(pb::RecordStateReply {
             record: record.as_ref().map(Into::into),
             state: Some((&state).into()),

@@ -9,6 +9,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::error::CityError;
+use super::guard::Cost;
 use super::ingest::{Db, SyncService};
 use crate::auth::Role;
 use crate::clock::{now_ms, ward_today};
@@ -45,8 +46,9 @@ async fn city_digest(store: &Db, ward: &WardCode) -> Result<Digest, StoreError> 
 impl SyncService {
     /// The ward the caller may ask about: the one its certificate names,
     /// which `claimed` must be.
-    fn asking<T>(&self, req: &Request<T>, claimed: &str, rpc: &str) -> Result<WardCode, Status> {
-        let peer = self.guard.admit(req, &[Role::Ward], rpc)?;
+    /// What it costs against the caller's request rate: `cost`.
+    fn asking<T>(&self, req: &Request<T>, claimed: &str, rpc: &str, cost: Cost) -> Result<WardCode, Status> {
+        let peer = self.guard.admit_costing(req, &[Role::Ward], rpc, cost)?;
         Ok(Self::ward_of(&peer.identity, claimed)?)
     }
 
@@ -54,7 +56,7 @@ impl SyncService {
         &self,
         req: Request<pb::DigestRequest>,
     ) -> Result<Response<pb::DigestReply>, Status> {
-        let ward = self.asking(&req, &req.get_ref().ward_code, "Digest")?;
+        let ward = self.asking(&req, &req.get_ref().ward_code, "Digest", Cost::Scan)?;
         if req.get_ref().end_streams {
             super::streams::end_streams(&self.live, &ward).await;
         }
@@ -73,7 +75,7 @@ impl SyncService {
         &self,
         req: Request<pb::DigestKeysRequest>,
     ) -> Result<Response<pb::DigestKeysReply>, Status> {
-        let ward = self.asking(&req, &req.get_ref().ward_code, "DigestKeys")?;
+        let ward = self.asking(&req, &req.get_ref().ward_code, "DigestKeys", Cost::Flush)?;
         let req = req.into_inner();
         let mut buckets = HashSet::with_capacity(req.buckets.len());
         for b in req.buckets {
@@ -120,7 +122,7 @@ impl SyncService {
         &self,
         req: Request<pb::RepairRequest>,
     ) -> Result<Response<pb::RepairReply>, Status> {
-        let ward = self.asking(&req, &req.get_ref().ward_code, "Repair")?;
+        let ward = self.asking(&req, &req.get_ref().ward_code, "Repair", Cost::Flush)?;
         let req = req.into_inner();
         if req.records.len() > MAX_REPAIR_RECORDS {
             let why =

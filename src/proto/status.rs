@@ -31,6 +31,7 @@ impl From<StoreError> for Status {
             StoreError::Full(_) => Code::ResourceExhausted,
             StoreError::Io(_) => Code::Unavailable,
             StoreError::Corrupt { .. } => Code::DataLoss,
+            StoreError::TooLarge(_) => Code::FailedPrecondition,
         };
         Status::new(code, e.to_string())
     }

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// The underlying engine failed (I/O error, lock held by another process...).
     #[error("storage failure: {0}")]
     Io(String),
+    /// A read would take more than one call may (a record's history past
+    /// [`crate::store::MAX_HISTORY_BYTES`]).
+    #[error("too large to read in one call: {0}")]
+    TooLarge(String),
     /// Bytes on disk could not be decoded.
     #[error("corrupt data under key {key}: {reason}")]
     Corrupt {

@@ -25,8 +25,8 @@ mod contract_tests;
 pub use city::{
     AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial,
     Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
-    MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS,
-    RETRIED, RepairOutcome, Retry, RetryError, UNHELD, WardBatch, WardState,
+    MAX_HISTORY_BYTES, MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined,
+    REFILL_WINDOW_MS, RETRIED, RepairOutcome, Retry, RetryError, UNHELD, WardBatch, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

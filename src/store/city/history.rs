@@ -12,6 +12,19 @@ use crate::store::engine::prefix_end;
 
 /// Most changes of one record that history reads.
 pub const MAX_HISTORY: usize = 10_000;
+/// Most bytes of logged changes one history or as-of read replays: past
+/// it the read is refused, never truncated (an as-of answer from part of a
+/// history would be wrong).
+pub const MAX_HISTORY_BYTES: usize = 64 << 20;
+
+/// The refusal of a read of `key`'s history past [`MAX_HISTORY_BYTES`].
+pub(crate) fn history_too_large(key: &RecordKey) -> StoreError {
+    StoreError::TooLarge(format!(
+        "the history of {key} is more than {} MiB of changes; read it with wardsync export \
+         (the change log, by cursor) instead",
+        MAX_HISTORY_BYTES >> 20
+    ))
+}
 
 /// One applied change of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,11 +39,15 @@ impl CityStore {
     /// The changes applied to `key`, oldest first (at most [`MAX_HISTORY`]).
     fn changes_of(&self, key_: &RecordKey) -> Result<Vec<LoggedChange>, StoreError> {
         let prefix = history_prefix(key_);
-        let mut out = Vec::new();
+        let (mut out, mut bytes) = (Vec::new(), 0);
         for (k, _) in self.engine.scan(&prefix, &prefix_end(&prefix), MAX_HISTORY)? {
             let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte cursor"));
             let lk = log_key(cursor);
             if let Some(v) = self.engine.get(&lk)? {
+                bytes += v.len();
+                if bytes > MAX_HISTORY_BYTES {
+                    return Err(history_too_large(key_));
+                }
                 out.push(decode(&lk, &v)?);
             }
         }

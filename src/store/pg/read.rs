@@ -108,13 +108,24 @@ impl PgCityStore {
     }
 
     /// Every change applied to `key`, oldest first (at most [`crate::store::MAX_HISTORY`]).
+    /// Refused past [`crate::store::MAX_HISTORY_BYTES`] (only the entries up
+    /// to the first that crosses it are read).
     pub(super) async fn changes_of(&self, key: &RecordKey) -> Result<Vec<LoggedChange>, StoreError> {
         let limit = crate::store::MAX_HISTORY as i64;
-        self.logged(
-            "SELECT entry FROM change_log WHERE kind = $1 AND id = $2 ORDER BY cursor LIMIT $3",
-            &[&key.kind().as_str(), &key.id(), &limit],
-        )
-        .await
+        let cap = crate::store::MAX_HISTORY_BYTES as i64;
+        let rows = self
+            .rows(
+                "SELECT entry, total FROM (
+                   SELECT entry, cursor, sum(octet_length(entry)) OVER (ORDER BY cursor) AS total
+                   FROM change_log WHERE kind = $1 AND id = $2 ORDER BY cursor LIMIT $3) t
+                 WHERE total - octet_length(entry) <= $4 ORDER BY cursor",
+                &[&key.kind().as_str(), &key.id(), &limit, &cap],
+            )
+            .await?;
+        if rows.last().is_some_and(|r| r.get::<_, i64>(1) > cap) {
+            return Err(crate::store::city::history_too_large(key));
+        }
+        rows.iter().map(|r| decode(b"change_log.entry", r.get(0))).collect()
     }
 
     /// See [`crate::store::CityDb::search_name`]: by folded name, then kind and id.
