@@ -266,7 +266,11 @@ fn default_city_cache_mb() -> u64 {
     CITY_CACHE_MB
 }
 fn default_roles() -> BTreeMap<String, Vec<Role>> {
-    BTreeMap::from([("office".to_string(), vec![Role::OfficeEditor]), ("ops".to_string(), vec![Role::Ops])])
+    BTreeMap::from([
+        ("office".to_string(), vec![Role::OfficeEditor]),
+        ("ops".to_string(), vec![Role::Ops]),
+        ("backup".to_string(), vec![Role::Backup]),
+    ])
 }
 fn default_max_skew() -> u64 {
     5 * 60 * 1000

@@ -299,3 +299,53 @@ async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answe
         wardsync(&["confirm-marital-status", "001099999999", "--ward-api", &format!("http://{}", b.api)]);
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("anywhere in the city"), "{nobody:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_widows_the_spouse_in_another_ward_who_may_marry_again() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", city.addr);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let adults = 1940..1990;
+    let (husband, suitor) =
+        (resident("00082", 2, Sex::Male, adults.clone()), resident("00082", 3, Sex::Male, adults.clone()));
+    let wife = resident("00145", 2, Sex::Female, adults);
+    for r in [&husband, &suitor] {
+        ca.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    cb.put(pb::PutRequest { record: Some((&wife).into()) }).await.unwrap();
+    drained(&mut cb).await;
+    ca.register(register("marriage", &[&husband, &wife], "2010-05-01")).await.unwrap();
+    drained(&mut ca).await;
+    at_city(&city, &wife, "the marriage at the city", |c| c.marital_status == MaritalStatus::Married).await;
+
+    // Ward 00082 registers its resident's death: his wife, a citizen of
+    // 00145, is widowed, at the city and at her own ward.
+    ca.register(register("death", &[&husband], "2026-11-01")).await.unwrap();
+    drained(&mut ca).await;
+    let (husband_id, suitor_id) =
+        (citizen(&husband).personal_id.clone(), citizen(&suitor).personal_id.clone());
+    let widowed = |c: &Citizen| {
+        c.marital_status == MaritalStatus::Widowed
+            && wardsync::model::civil::current_spouse(c).is_none()
+            && !wardsync::model::civil::is_dead(c)
+    };
+    at_city(&city, &wife, "the wife widowed at the city", widowed).await;
+    at_ward(&cb, &wife, "the wife widowed at her ward", widowed).await;
+
+    // She may marry again, registered at either ward.
+    ca.register(register("marriage", &[&suitor, &wife], "2026-11-30")).await.unwrap();
+    drained(&mut ca).await;
+    at_city(&city, &wife, "her new marriage at the city", |c| {
+        c.marital_status == MaritalStatus::Married
+            && wardsync::model::civil::current_spouse(c) == Some(suitor_id.as_str())
+    })
+    .await;
+    let mut q = city.client().await;
+    let held = q.list_quarantine(pb::QuarantineRequest::default()).await.unwrap().into_inner().entries;
+    assert!(held.is_empty(), "nothing quarantined: {held:#?}");
+    let e = ca.register(register("divorce", &[&wife, &husband], "2026-11-30")).await.unwrap_err();
+    assert!(e.message().contains("not married to each other"), "no divorce from the deceased: {e:?}");
+    assert!(!husband_id.is_empty());
+}

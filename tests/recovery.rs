@@ -215,23 +215,27 @@ async fn a_ward_put_back_to_a_copy_taken_while_it_ran_gets_back_what_it_wrote_si
 async fn a_city_put_back_to_a_copy_taken_while_it_ran_is_refilled_by_its_wards() {
     let env = Env::new();
     let ca = wardsync::auth::DevCa::open_or_create(&env.certs()).unwrap();
-    ca.issue("ops", &["ops"]).unwrap();
+    ca.issue("backup", &["backup"]).unwrap();
     let mut city = City::start(&env);
     let (busy, quiet) = (Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr));
     let (mut b, mut q) = (busy.client().await, quiet.client().await);
     put_range(&mut q, "00145", 0..20).await;
     drained(&mut q).await;
-    // The ops team's copy, taken while ward 00082 writes.
+    // The backup identity's copy, taken while ward 00082 writes.
     let writing = {
         let mut b = b.clone();
         tokio::spawn(async move { put_range(&mut b, "00082", 0..60).await })
     };
-    let mut ops = city_client(&city.url(), Some(&env.certs()), "ops", "city").await.unwrap();
-    let taken = ops.backup(pb::BackupRequest { to: "mid-run".into() }).await.unwrap().into_inner();
+    let mut backup = city_client(&city.url(), Some(&env.certs()), "backup", "city").await.unwrap();
+    let taken = backup.backup(pb::BackupRequest { to: "mid-run".into() }).await.unwrap().into_inner();
     writing.await.unwrap();
     let mut office = city.client().await;
     let refused = office.backup(pb::BackupRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "the office may not take copies");
+    // One copy per five minutes: every write waits while one is made.
+    let again = backup.backup(pb::BackupRequest { to: "again".into() }).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::ResourceExhausted, "{again:?}");
+    assert!(again.message().contains("one every 5 minutes"), "{again:?}");
     // After the copy: office corrections, on a record of each ward, which
     // reach the wards; ward 00145 writes nothing more.
     let edits = [(&mut b, rephoned_of("00082", 5)), (&mut q, rephoned_of("00145", 3))];

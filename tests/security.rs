@@ -24,11 +24,12 @@ const ROLES: &str = r#"
 office = ["office-editor"]
 reader = ["office-reader"]
 ops = ["ops"]
+backup = ["backup"]
 "#;
 
 fn issue_clients(env: &Env) {
     let ca = DevCa::open_or_create(&env.certs()).unwrap();
-    for name in ["reader", "ops", "stranger"] {
+    for name in ["reader", "ops", "backup", "stranger"] {
         ca.issue(name, &[name]).unwrap();
     }
 }
@@ -96,6 +97,7 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
             code(c.civil_status(pb::CivilStatusRequest { personal_id: "001085012345".into() }).await)
         }
         "CivilReport" => code(c.civil_report(pb::CivilReportRequest::default()).await),
+        "Backup" => code(c.backup(pb::BackupRequest { to: "by-role-table".into() }).await),
         other => panic!("unknown rpc {other}"),
     }
 }
@@ -138,13 +140,15 @@ async fn every_role_against_every_rpc() {
         "History",
     ];
     const EDITS: &[&str] = &["RetryQuarantined", "DiscardQuarantined", "Edit", "ResolveConflict"];
-    let all: Vec<&str> = READS.iter().chain(EDITS).copied().collect();
+    let office: Vec<&str> = READS.iter().chain(EDITS).copied().collect();
+    let all: Vec<&str> = office.iter().copied().chain(["Backup"]).collect();
     // (certificate, RPCs it may call; Replicate separately)
     let table: &[(&str, Vec<&str>, bool)] = &[
         ("ward-00082", vec!["Get", "GetState", "CivilStatus"], true),
         ("reader", READS.to_vec(), false),
-        ("office", all.clone(), false),
+        ("office", office.clone(), false),
         ("ops", vec!["Wards"], false),
+        ("backup", vec!["Backup"], false),
         ("stranger", vec![], false),
     ];
     for (cert, allowed, may_replicate) in table {

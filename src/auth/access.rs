@@ -23,6 +23,8 @@ pub enum Role {
     OfficeEditor,
     /// Sees replication status only.
     Ops,
+    /// Takes copies of the city's embedded store (`Backup`), nothing else.
+    Backup,
 }
 
 impl fmt::Display for Role {
@@ -111,7 +113,7 @@ impl Access {
     pub fn roles_of(&self, identity: &Identity) -> BTreeSet<Role> {
         match identity {
             Identity::Insecure if self.insecure_dev => {
-                [Role::Ward, Role::OfficeReader, Role::OfficeEditor, Role::Ops].into()
+                [Role::Ward, Role::OfficeReader, Role::OfficeEditor, Role::Ops, Role::Backup].into()
             }
             Identity::Insecure => BTreeSet::new(),
             Identity::Ward(w) => {

@@ -1,5 +1,9 @@
 //! `Backup`: a consistent copy of the city's embedded store while it runs,
-//! into a name under the city's backup directory (the ops role).
+//! into a name under the city's backup directory (the backup role). Every
+//! write waits while the copy is made, so copies are taken one at a time,
+//! at most one per [`BACKUP_INTERVAL`], and only where the disk has room.
+
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -29,12 +33,29 @@ pub fn backup_name(name: &str, now_ms: i64) -> Result<String, ValidationError> {
     }
 }
 
+/// The least time between the starts of two copies.
+pub const BACKUP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
 impl QueryService {
     pub(super) async fn backup_reply(
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupReply>, Status> {
-        let peer = self.guard.admit(&req, &[Role::Ops], "Backup")?;
+        let peer = self.guard.admit(&req, &[Role::Backup], "Backup")?;
+        let Ok(mut last) = self.last_backup.try_lock() else {
+            return Err(Status::resource_exhausted("a copy is being taken: wait for it to finish"));
+        };
+        if let Some(at) = *last
+            && at.elapsed() < BACKUP_INTERVAL
+        {
+            return Err(Status::resource_exhausted(format!(
+                "the last copy began {} s ago; the next may begin in {} s (one every {} minutes: \
+                 every write waits while a copy is made)",
+                at.elapsed().as_secs(),
+                (BACKUP_INTERVAL - at.elapsed()).as_secs() + 1,
+                BACKUP_INTERVAL.as_secs() / 60
+            )));
+        }
         let name = backup_name(&req.into_inner().to, crate::clock::now_ms()).map_err(CityError::from)?;
         let path = self.backup_dir.join(&name);
         if path.exists() {
@@ -44,7 +65,9 @@ impl QueryService {
         std::fs::create_dir_all(&self.backup_dir).map_err(|e| {
             Status::failed_precondition(format!("cannot create {}: {e}", self.backup_dir.display()))
         })?;
+        *last = Some(std::time::Instant::now());
         let Some(m) = self.store.backup(path.clone()).await.map_err(CityError::from)? else {
+            *last = None;
             return Err(Status::failed_precondition(
                 "this city keeps its records in PostgreSQL: back them up with pg_dump (README, \"Recovery\")",
             ));

@@ -197,6 +197,7 @@ where
         live,
         expected,
         backup_dir: cfg.backups(),
+        last_backup: Default::default(),
     };
     // Every call must produce its response in time (a stream: its first message).
     // Keep-alive pings find connections that died silently and free their streams.

@@ -34,6 +34,8 @@ pub struct QueryService {
     pub(super) expected: Vec<WardCode>,
     /// Where copies of the embedded store go.
     pub(super) backup_dir: std::path::PathBuf,
+    /// When the last copy began: one at a time, one per [`super::backup::BACKUP_INTERVAL`].
+    pub(super) last_backup: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 fn ward_filter(s: &str, field: &str) -> Result<Option<WardCode>, CityError> {

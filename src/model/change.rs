@@ -70,8 +70,9 @@ pub struct Standing<'a> {
     /// Whether a write the city applied to the record named the sender as
     /// its owner (it created the record, or had it moved in, at some time).
     pub named_sender: bool,
-    /// The city's time, ms since the epoch.
-    pub now_ms: i64,
+    /// How many of the sender's changes to the record the city applied in
+    /// the last day (counted only where the sender is not its owner).
+    pub today_by_sender: usize,
 }
 
 /// The most writers a change's version vector may name (a record is
@@ -153,7 +154,7 @@ impl Change {
     /// is re-validated in `ctx`: the city never trusts the sender's validation.
     pub fn refusal(&self, sender: &WardCode, standing: &Standing, ctx: &Context) -> Option<String> {
         let current = standing.state.filter(|v| !v.fields.is_empty());
-        let registered = match self.registration_check(sender, current, standing.now_ms, ctx) {
+        let registered = match self.registration_check(sender, current, standing.today_by_sender, ctx) {
             Some(Err(why)) => return Some(format!("{}: {why}", self.key)),
             Some(Ok(())) => true,
             None => false,
@@ -232,13 +233,14 @@ impl Change {
     /// For a put by `sender` that sets only the fields a civil-status
     /// registration sets, on a citizen the city holds under another ward:
     /// whether it is one (see [`super::civil::registration_refusal`]),
-    /// judged on the city's state `current` at city time `now_ms`. `None`
-    /// for any other change.
+    /// judged on the city's state `current`, the sender having made
+    /// `today_by_sender` changes to the record in the last day. `None` for
+    /// any other change.
     fn registration_check(
         &self,
         sender: &WardCode,
         current: Option<&Versioned>,
-        now_ms: i64,
+        today_by_sender: usize,
         ctx: &Context,
     ) -> Option<Result<(), String>> {
         use super::civil::{EventsHead, REGISTRATION_FIELDS, registration_refusal};
@@ -267,12 +269,10 @@ impl Change {
                 Some(EventsHead {
                     events: serde_json::from_str(&h.value).ok()?,
                     seen: self.context.has_seen(&h.stamp),
-                    recent_by_sender: h.stamp.writer == sender.as_str()
-                        && now_ms.saturating_sub(h.stamp.hlc.wall_ms as i64) < super::civil::DAY_MS,
                 })
             })
             .collect();
-        Some(match registration_refusal(sender, &self.fields, c, &heads, &held, ctx.today) {
+        Some(match registration_refusal(sender, &self.fields, c, &heads, &held, ctx.today, today_by_sender) {
             None => Ok(()),
             Some(why) => Err(why),
         })
@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn at<'a>(state: Option<&'a Versioned>, named_sender: bool) -> Standing<'a> {
-        Standing { state, named_sender, now_ms: 1_764_000_000_000 }
+        Standing { state, named_sender, today_by_sender: 0 }
     }
 
     #[test]

@@ -69,10 +69,36 @@ pub fn check_new(to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a copy of a store taking `size` bytes on disk cannot go to `to`:
+/// the file system there has less room than that and a tenth more (a full
+/// disk would stop the copy half-way, with every write waiting on it).
+fn check_room(size: u64, to: &Path) -> Result<(), StoreError> {
+    let Some(free) = to.ancestors().find(|d| d.exists()).and_then(available_bytes) else {
+        return Ok(()); // (no figure to go on: the copy reports a full disk if it meets one)
+    };
+    let needed = size + size / 10;
+    if free < needed {
+        return Err(StoreError::Full(format!(
+            "the copy needs about {} MiB and {} has {} MiB free: free space there, or copy elsewhere",
+            needed >> 20,
+            to.display(),
+            free >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Copies every key of `from` into a new database in `to`. The caller
 /// holds the lock that every write of the store takes.
 pub(crate) fn copy(from: &dyn Engine, to: &Path, node: String) -> Result<Copy, StoreError> {
     check_new(to).map_err(StoreError::Io)?;
+    check_room(from.size_on_disk(), to)?;
     let started = std::time::Instant::now();
     let dest = SledEngine::open(to, 64)?;
     // Above every key: each starts with an ASCII letter.

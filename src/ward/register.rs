@@ -115,6 +115,13 @@ impl LocalApi {
                 }
                 // A spouse the city has no record of: nothing to end.
                 Err(WardError::NotFoundInCity(_)) => {}
+                // This ward's own resident's death is registered offline
+                // too; the spouse's record is left as it was.
+                Err(WardError::CityUnreachable(why)) => {
+                    tracing::warn!(ward = %self.ward, %why,
+                        "the deceased's spouse is another ward's citizen and the city cannot be reached: the death is registered, the spouse's record is not marked widowed");
+                    tracing::debug!(spouse, "not marked widowed");
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -143,6 +143,7 @@ impl Lab {
         ca.issue_city()?;
         ca.issue("office", &["office"])?;
         ca.issue("ops", &["ops"])?;
+        ca.issue("backup", &["backup"])?;
         for w in wards {
             ca.issue_ward(w)?;
         }

@@ -39,8 +39,8 @@ impl EarlyCopy {
         let Some(url) = &lab.database_url else {
             let certs = Some(lab.certs());
             let city_url = format!("https://{}", lab.city_addr);
-            let mut ops = crate::cli::client::city_client(&city_url, certs, "ops", "city").await?;
-            let copy = ops.backup(pb::BackupRequest { to: "before-load".into() }).await?.into_inner();
+            let mut backup = crate::cli::client::city_client(&city_url, certs, "backup", "city").await?;
+            let copy = backup.backup(pb::BackupRequest { to: "before-load".into() }).await?.into_inner();
             return Ok((EarlyCopy::Dir(PathBuf::from(copy.path)), city));
         };
         city.stop()?;

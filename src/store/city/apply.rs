@@ -25,11 +25,15 @@ pub(crate) trait Target {
     fn version(&mut self, key: &RecordKey) -> Result<u64, StoreError>;
     /// The open conflict on a field.
     fn conflict(&mut self, key: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError>;
-    /// Whether a change the city logged for `key` set its `ward` field to
-    /// `ward` (it owned the record at some time), or the stored state
-    /// shows `ward` as owner. On PostgreSQL read ahead for the pairs a
-    /// write names; a pair not read ahead is `false`.
-    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError>;
+    /// What the city's log holds of `ward`'s part in `key` (only asked of
+    /// a ward writing a record it does not own). On PostgreSQL read ahead
+    /// for the pairs a write names; a pair not read ahead has none.
+    fn ward_history(
+        &mut self,
+        key: &RecordKey,
+        ward: &WardCode,
+        since_ms: i64,
+    ) -> Result<WardPart, StoreError>;
     /// A quarantined change.
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
 
@@ -58,6 +62,16 @@ pub(crate) trait Target {
     fn settle(&mut self, ward: &WardCode, seq: u64, discarded: Option<&Discarded>);
 }
 
+/// A ward's part in a record, as the city's log holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct WardPart {
+    /// A logged change set the record's `ward` field to the ward (it
+    /// owned the record at some time), or the stored state shows it owner.
+    pub(crate) named_owner: bool,
+    /// The ward's changes to the record applied since the time asked.
+    pub(crate) writes_since: usize,
+}
+
 /// A [`super::LoggedChange`] as it is encoded, borrowing the change
 /// instead of copying it (the same fields in the same order: the same bytes).
 #[derive(serde::Serialize)]
@@ -84,6 +98,9 @@ pub(crate) struct GroupWrite<'a, T: Target> {
     states: HashMap<RecordKey, (Versioned, Option<Record>)>,
     /// Records gained or lost per kind (in `Kind::ALL` order).
     pub(crate) kind_delta: [i64; 3],
+    /// Changes applied by this write, per record and writer (not yet in
+    /// the log [`Target::ward_history`] reads).
+    applied: HashMap<(RecordKey, String), usize>,
 }
 
 fn kind_index(k: &RecordKey) -> usize {
@@ -111,7 +128,16 @@ pub const UNHELD: &str = "it says its writer had seen a write by ";
 
 impl<'a, T: Target> GroupWrite<'a, T> {
     pub(crate) fn new(target: T, policies: &'a Policies, cursor: u64, hlc: Hlc, now_ms: i64) -> Self {
-        GroupWrite { target, policies, cursor, hlc, now_ms, states: HashMap::new(), kind_delta: [0; 3] }
+        GroupWrite {
+            target,
+            policies,
+            cursor,
+            hlc,
+            now_ms,
+            states: HashMap::new(),
+            kind_delta: [0; 3],
+            applied: HashMap::new(),
+        }
     }
 
     /// The record's state as of this write.
@@ -250,6 +276,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             values: &values,
         };
         self.target.log(&logged);
+        *self.applied.entry((key.clone(), change.stamp.writer.clone())).or_default() += 1;
         // Wards that owned the record before or after hear of changes made
         // elsewhere. Those that cannot rebuild it from the change alone are
         // told to fetch it whole: a ward it was just handed to, and a writer
@@ -454,18 +481,18 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         if change.stamp.writer != ward.as_str() {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
-        let named_sender = self.named_owner(&change.key, ward)?;
-        let now_ms = self.now_ms;
+        let part = self.ward_part(&change.key, ward)?;
         let state = self.current(&change.key)?;
         // A city that lost data may have lost the log entries that named
         // the ward owner too: within the refill window, a write of the ward's
         // in the record's state stands for them, until signed changes
         // replace both with evidence.
-        let named_sender = named_sender || (refilling && state.seen.0.contains_key(ward.as_str()));
+        let named_sender = part.named_owner || (refilling && state.seen.0.contains_key(ward.as_str()));
+        let today_by_sender = part.writes_since;
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();
             believed.seen.merge(&change.context);
-            let standing = Standing { state: Some(&believed), named_sender: true, now_ms };
+            let standing = Standing { state: Some(&believed), named_sender: true, today_by_sender };
             return Ok(change.refusal(ward, &standing, ctx));
         }
         // What the writer says it had seen of the record can only be writes
@@ -480,16 +507,20 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 )));
             }
         }
-        Ok(change.refusal(ward, &Standing { state: Some(state), named_sender, now_ms }, ctx))
+        Ok(change.refusal(ward, &Standing { state: Some(state), named_sender, today_by_sender }, ctx))
     }
 
-    /// Whether a write the city applied to `key` named `ward` its owner:
-    /// the record's state as this write found it, or the city's log.
-    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
+    /// `ward`'s part in `key`, as the log and this write hold it: asked of
+    /// the log only if the record is not the ward's now (the log of a
+    /// record written by many is read only for those not its owner).
+    fn ward_part(&mut self, key: &RecordKey, ward: &WardCode) -> Result<WardPart, StoreError> {
         if self.current(key)?.owner_value().as_deref() == Some(ward.as_str()) {
-            return Ok(true);
+            return Ok(WardPart { named_owner: true, writes_since: 0 });
         }
-        self.target.named_owner(key, ward)
+        let since = self.now_ms.saturating_sub(crate::model::civil::DAY_MS);
+        let mut part = self.target.ward_history(key, ward, since)?;
+        part.writes_since += self.applied.get(&(key.clone(), ward.to_string())).copied().unwrap_or(0);
+        Ok(part)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The embedded store as a [`Target`] of city writes: reads from the
 //! engine, writes into one atomic batch (layout in [`super::keys`]).
 
-use super::apply::{LoggedRef, Target};
+use super::apply::{LoggedRef, Target, WardPart};
 use super::conflicts::Conflict;
 use super::keys::{
     DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
@@ -47,24 +47,33 @@ impl Target for KvTarget<'_> {
         self.read(&quarantine_key(QUARANTINE, ward, seq))
     }
 
-    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
-        if self.state(key)?.and_then(|s| s.owner_value()).as_deref() == Some(ward.as_str()) {
-            return Ok(true);
-        }
-        // The record's log entries (a record with a long history is read
-        // only when a ward that does not own it writes it).
+    fn ward_history(
+        &mut self,
+        key: &RecordKey,
+        ward: &WardCode,
+        since_ms: i64,
+    ) -> Result<WardPart, StoreError> {
+        let mut part = WardPart {
+            named_owner: self.state(key)?.and_then(|s| s.owner_value()).as_deref() == Some(ward.as_str()),
+            writes_since: 0,
+        };
+        // The record's log entries (read only for a ward writing a record
+        // it does not own).
         let prefix = history_prefix(key);
         for (k, _) in self.engine.scan(&prefix, &prefix_end(&prefix), MAX_HISTORY)? {
             let lk = log_key(read_be(&k, &k[k.len() - 8..])?);
             let Some(logged) = self.read::<LoggedChange>(&lk)? else { continue };
+            if logged.writer == ward.as_str() && logged.applied_at_ms >= since_ms {
+                part.writes_since += 1;
+            }
             if let Op::Put(r) = &logged.change.op
                 && &r.ward == ward
                 && logged.change.fields.iter().any(|f| f == OWNER)
             {
-                return Ok(true);
+                part.named_owner = true;
             }
         }
-        Ok(false)
+        Ok(part)
     }
 
     fn put_state(&mut self, key: &RecordKey, state: &Versioned, _: Option<&Record>, cursor: u64) {

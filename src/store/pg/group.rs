@@ -108,7 +108,7 @@ impl PgCityStore {
             .start()
             .await
             .map_err(pg_err)?;
-        let mut seen = read(&snapshot, false, ahead()).await?;
+        let mut seen = read(&snapshot, false, ahead(), now_ms).await?;
         snapshot.commit().await.map_err(pg_err)?;
         // The snapshot, as the group before leaves it: taken before or
         // after that group committed, or else too old to merge over.
@@ -134,7 +134,7 @@ impl PgCityStore {
         // before it writes; so only a hand-over needs its commit.)
         let merged = match early {
             Some(m) if m.from == clock && (committed || before.is_none()) => m,
-            _ => self.merge(read(&tx, true, ahead()).await?, now_ms, &work)?,
+            _ => self.merge(read(&tx, true, ahead(), now_ms).await?, now_ms, &work)?,
         };
         let _ = hand.send(Handoff {
             clock: merged.to,

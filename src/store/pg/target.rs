@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::rows::{Shown, ts, write_typed};
 use super::{pg_err, sql};
 use crate::model::{Kind, Policies, Record, RecordKey, Versioned, WardCode};
-use crate::store::city::apply::{LoggedRef, Target};
+use crate::store::city::apply::{LoggedRef, Target, WardPart};
 use crate::store::codec::{decode, encode};
 use crate::store::{Conflict, Discarded, Quarantined, StoreError};
 
@@ -39,8 +39,8 @@ pub(super) struct PgTarget {
     read: HashMap<RecordKey, Option<Stored>>,
     conflicts: HashMap<(RecordKey, String), Conflict>,
     quarantined: HashMap<(WardCode, u64), Quarantined>,
-    /// (record, ward) pairs read ahead whose log holds a write naming the ward owner.
-    owners: HashSet<(RecordKey, WardCode)>,
+    /// (record, ward) pairs read ahead: the ward's part in the record.
+    parts: HashMap<(RecordKey, WardCode), WardPart>,
     /// Records whose state changed: as the write leaves them (version: cursor).
     states: HashMap<RecordKey, Stored>,
     views: HashMap<RecordKey, (Option<Arc<Record>>, u64, i64)>,
@@ -122,14 +122,15 @@ impl PgTarget {
     }
 
     /// Reads ahead, of each (record, ward) pair in `senders` whose record
-    /// was read ahead under another owner, whether a logged write named
-    /// the ward owner (see [`Target::named_owner`]). Only pairs of a ward
+    /// was read ahead under another owner, the ward's part in it since
+    /// `since_ms` (see [`Target::ward_history`]). Only pairs of a ward
     /// writing a record it does not own are looked up: rare, and each
     /// through the log's index by record.
-    pub(super) async fn read_owners(
+    pub(super) async fn read_parts(
         &mut self,
         client: &impl GenericClient,
         senders: &[(RecordKey, WardCode)],
+        since_ms: i64,
     ) -> Result<(), StoreError> {
         let pairs: Vec<&(RecordKey, WardCode)> = senders
             .iter()
@@ -147,19 +148,27 @@ impl PgTarget {
         let kinds: Vec<&str> = pairs.iter().map(|(k, _)| k.kind().as_str()).collect();
         let ids: Vec<&str> = pairs.iter().map(|(k, _)| k.id()).collect();
         let wards: Vec<&str> = pairs.iter().map(|(_, w)| w.as_str()).collect();
+        let since = ts(since_ms);
         let rows = sql::query(
             client,
-            "SELECT DISTINCT k.kind, k.id, k.ward FROM unnest($1::text[], $2::text[], $3::text[]) AS k(kind, id, ward)
+            "SELECT k.kind, k.id, k.ward,
+                    bool_or('ward' = ANY(l.fields) AND l.field_values->>'ward' = k.ward),
+                    count(*) FILTER (WHERE l.ward = k.ward AND l.applied_at >= $4)
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS k(kind, id, ward)
              JOIN change_log l ON l.kind = k.kind AND l.id = k.id
-             WHERE 'ward' = ANY(l.fields) AND l.field_values->>'ward' = k.ward",
-            &[&kinds, &ids, &wards],
+             GROUP BY k.kind, k.id, k.ward",
+            &[&kinds, &ids, &wards, &since],
         )
         .await
         .map_err(pg_err)?;
         for row in rows {
             let ward = WardCode::parse(row.get::<_, &str>(2))
                 .map_err(|e| StoreError::Corrupt { key: "change_log.ward".into(), reason: e.to_string() })?;
-            self.owners.insert((row_key(&row, 0, 1)?, ward));
+            let part = WardPart {
+                named_owner: row.get::<_, Option<bool>>(3).unwrap_or(false),
+                writes_since: row.get::<_, i64>(4) as usize,
+            };
+            self.parts.insert((row_key(&row, 0, 1)?, ward), part);
         }
         Ok(())
     }
@@ -503,9 +512,11 @@ impl Target for PgTarget {
         Ok(self.quarantined.get(&(ward.clone(), seq)).cloned())
     }
 
-    fn named_owner(&mut self, key: &RecordKey, ward: &WardCode) -> Result<bool, StoreError> {
+    fn ward_history(&mut self, key: &RecordKey, ward: &WardCode, _: i64) -> Result<WardPart, StoreError> {
         let stored = self.read.get(key).and_then(|s| s.as_ref()).and_then(|s| s.state.owner_value());
-        Ok(stored.as_deref() == Some(ward.as_str()) || self.owners.contains(&(key.clone(), ward.clone())))
+        let mut part = self.parts.get(&(key.clone(), ward.clone())).copied().unwrap_or_default();
+        part.named_owner |= stored.as_deref() == Some(ward.as_str());
+        Ok(part)
     }
 
     fn put_state(&mut self, key: &RecordKey, state: &Versioned, shown: Option<&Record>, cursor: u64) {

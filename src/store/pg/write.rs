@@ -30,8 +30,8 @@ pub(super) struct ReadAhead {
     pub(super) keys: Vec<RecordKey>,
     /// A quarantined change it settles (its record is read too).
     pub(super) quarantined: Option<(WardCode, u64)>,
-    /// The wards writing each record (whether a ward once owned a record
-    /// it writes is read too: [`PgTarget::read_owners`]).
+    /// The wards writing each record (a ward's part in a record it does
+    /// not own is read too: [`PgTarget::read_parts`]).
     pub(super) senders: Vec<(RecordKey, WardCode)>,
 }
 
@@ -94,6 +94,7 @@ pub(super) async fn read(
     client: &impl GenericClient,
     lock: bool,
     mut ahead: ReadAhead,
+    now_ms: i64,
 ) -> Result<Read, StoreError> {
     let clock = read_clock(client, lock).await?;
     let mut target = PgTarget::default();
@@ -105,7 +106,7 @@ pub(super) async fn read(
         ahead.senders.push((c.key.clone(), ward.clone()));
     }
     let (wards, ()) = futures::try_join!(rows::load_wards(client), target.read_ahead(client, &ahead.keys))?;
-    target.read_owners(client, &ahead.senders).await?;
+    target.read_parts(client, &ahead.senders, now_ms.saturating_sub(crate::model::civil::DAY_MS)).await?;
     Ok(Read { clock, wards, target })
 }
 
@@ -120,7 +121,7 @@ impl PgCityStore {
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = begin(&mut client).await?;
-        let read = read(&tx, true, ahead).await?;
+        let read = read(&tx, true, ahead, now_ms).await?;
         let merged = self.merge(read, now_ms, f)?;
         self.finish(tx, merged).await
     }
