@@ -85,17 +85,24 @@
 //!    a group merged ahead of the lock (over a snapshot and what the group
 //!    before it wrote) is written only if the row is, under the lock, the
 //!    one it merged from, else merged again.
-//! 5. A ward writes only valid records it owns, with one exception: a
-//!    civil-status registration (marriage, divorce, death) it makes sets the
-//!    events and marital status of another ward's citizen, built on the
-//!    city's state of the record, checked again by the city (one event added
-//!    by the sender, every event it had seen kept, the status it implies),
-//!    and never kept in the registering ward's copy. The city re-validates every
-//!    change and checks every claim it carries against what the city
-//!    holds, never the sender's word: identity from the certificate,
-//!    ownership from the city's copy, a version vector no further than the
-//!    writes the city holds, a clock within the skew limit (which no peer's
-//!    stamp can move the city's clock past). What it will not apply
+//! 5. A ward writes only valid records it owns, with three exceptions, each
+//!    judged at the city on the city's own copy and log, never on the
+//!    sender's word: a residence transfer into the sender sets only the
+//!    owning ward and the residence registration of a record the city
+//!    holds; a civil-status registration (marriage, divorce, death) sets
+//!    the events and marital status of another ward's citizen, judged by
+//!    the registrar's rules on the city's copy (exactly the events the city
+//!    holds kept, or a beginning of them for a concurrent one; one event
+//!    added by the sender; the status it implies; four a day at most per
+//!    ward and citizen), and is never kept in the registering ward's copy;
+//!    a ward a logged change named owner may write concurrently with the
+//!    record changing hands, without taking it back. A change's form
+//!    (writers, fields, text, sizes) is checked as it is decoded. The city
+//!    re-validates every change and checks every claim it carries against
+//!    what the city holds: identity from the certificate, ownership from the
+//!    city's copy and log, a version vector no further than the writes the
+//!    city holds, a clock within the skew limit (which no peer's stamp can
+//!    move the city's clock past). What it will not apply
 //!    (malformed, invalid, not the sender's, built on a refused change)
 //!    goes to the quarantine, is never dropped, and still advances the
 //!    ward's sequence so the stream never blocks; a retry never undoes a

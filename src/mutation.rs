@@ -32,11 +32,15 @@ pub enum Mutation {
     /// The city on PostgreSQL commits with `synchronous_commit = off`: the
     /// database confirms a COMMIT before its WAL is on disk.
     PgAsyncCommit,
+    /// The city takes a change's form on the sender's word: what is
+    /// checked as a change is decoded (NUL in text, unknown fields...) is
+    /// not, so only the database stands in the way.
+    SkipFormCheck,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::ApplyDuplicates,
         Mutation::AckBeforeFlush,
         Mutation::WelcomeBeforeFlush,
@@ -44,6 +48,7 @@ impl Mutation {
         Mutation::TrustClaims,
         Mutation::ReplicatorPanics,
         Mutation::PgAsyncCommit,
+        Mutation::SkipFormCheck,
     ];
 
     /// True for the bugs of the embedded stores that break the data's
@@ -51,7 +56,7 @@ impl Mutation {
     /// crashes, which the fault tests of the process itself catch, and bugs
     /// of the PostgreSQL store, which its crash test catches.
     pub fn breaks_invariants(self) -> bool {
-        !matches!(self, Mutation::ReplicatorPanics | Mutation::PgAsyncCommit)
+        !matches!(self, Mutation::ReplicatorPanics | Mutation::PgAsyncCommit | Mutation::SkipFormCheck)
     }
 
     /// The mutation's name on command lines and in `WARDSYNC_MUTATION`.
@@ -64,6 +69,7 @@ impl Mutation {
             Mutation::TrustClaims => "trust-claims",
             Mutation::ReplicatorPanics => "replicator-panics",
             Mutation::PgAsyncCommit => "pg-async-commit",
+            Mutation::SkipFormCheck => "skip-form-check",
         }
     }
 

@@ -640,3 +640,71 @@ async fn a_ward_reads_only_what_it_needs_and_pays_for_what_costs_the_city() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(n >= 40, "the burst allows some ({n})");
 }
+
+/// With the form check switched off (a deliberate bug), a change whose
+/// `fields` carry a NUL reaches PostgreSQL, which refuses the whole group
+/// it is in: the group is split, the other wards' batches and the ward's
+/// own good changes commit, and the refused change is quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_database_refuses_fails_no_one_else() {
+    let pg = common::pg::Postgres::start();
+    let mut env = Env::new();
+    env.node_env.push(("WARDSYNC_MUTATION".into(), "skip-form-check".into()));
+    let city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let owner = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut q) = (owner.client().await, city.client().await);
+    let code = WardCode::parse("00082").unwrap();
+    let writing = {
+        let mut w = w.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                w.put(pb::PutRequest { record: Some((&rec(&code, i)).into()) }).await.unwrap();
+            }
+        })
+    };
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let ward = WardCode::parse("00145").unwrap();
+    let now = wardsync::clock::now_ms();
+    let change = |seq: u64, r: Record, fields: Vec<String>| Change {
+        seq,
+        written_at_ms: now,
+        key: r.key().unwrap(),
+        stamp: Stamp { hlc: Hlc { wall_ms: now as u64, logical: seq as u32 }, writer: "00145".into() },
+        context: VersionVector::default(),
+        fields,
+        op: Op::Put(r),
+    };
+    let (a, b) = (rec(&ward, 0), rec(&ward, 1));
+    let mut poisoned = flatten(&b).into_keys().collect::<Vec<_>>();
+    poisoned.push("phone\0".into());
+    let batch = [
+        change(1, a.clone(), flatten(&a).into_keys().collect()),
+        change(2, b.clone(), poisoned),
+        change(3, rec(&ward, 2), flatten(&rec(&ward, 2)).into_keys().collect()),
+    ];
+    let batch = pb::Batch { changes: batch.iter().map(Into::into).collect() };
+    forger.tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await.unwrap();
+    let acked = loop {
+        match forger.inbound.message().await.unwrap().and_then(|m| m.msg) {
+            Some(city_message::Msg::Ack(a)) => break a.applied_seq,
+            Some(city_message::Msg::Downstream(_)) => {}
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    };
+    assert_eq!(acked, 3, "the batch is answered, not retried forever");
+    writing.await.unwrap();
+    drained(&mut w).await;
+    assert_same_records(&mut w, &mut q, "00082").await;
+    let log = common::ledger::read_log(&mut q).await.unwrap();
+    let theirs: Vec<u64> =
+        log.iter().filter(|l| l.ward == "00145").map(|l| l.change.as_ref().unwrap().seq).collect();
+    assert_eq!(theirs, [1, 3], "the ward's good changes are applied");
+    let held = q
+        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [2], "{held:#?}");
+    assert!(held[0].reason.contains("database refused"), "{}", held[0].reason);
+}

@@ -1,7 +1,7 @@
 //! `CitySync.Replicate`: authenticates the ward from its certificate, tells
 //! it where to resume, and applies its batches through one group-commit
-//! task shared by every ward (one atomic write and one flush per group),
-//! acknowledging each batch only once it is durable.
+//! task shared by every ward (`city::applier`), acknowledging each batch
+//! only once it is durable.
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -9,19 +9,18 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::applier::{Applier, Queued};
 use super::streams::StreamSlot;
 use super::{CityError, Live};
 use crate::auth::{Identity, Role};
-use crate::clock::{now_ms, ward_today};
-use crate::model::Context;
+use crate::clock::now_ms;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
-use crate::store::{BatchRejected, CityDb, GroupCommit, Incoming, StoreError, WardBatch};
+use crate::store::{CityDb, Incoming, WardBatch};
 
 /// The city database, shared by every task.
 pub type Db = std::sync::Arc<dyn CityDb>;
@@ -39,54 +38,6 @@ const IN_FLIGHT_PER_WARD: usize = 2;
 const DOWNSTREAM_BATCH: usize = 256;
 /// Most bytes of changes in one downstream message.
 const DOWNSTREAM_BYTES: usize = 4 << 20;
-
-/// The outcome of applying one ward batch.
-pub type ApplyResult = Result<Result<u64, BatchRejected>, StoreError>;
-
-/// A ward batch queued to be applied, holding a token of the stream that
-/// sent it until it is applied (or fails): see `streams`.
-pub struct Queued {
-    batch: WardBatch,
-    work: TaskTrackerToken,
-}
-
-/// The city's group-commit task: applies queued ward batches.
-pub type Applier = GroupCommit<Queued, ApplyResult>;
-
-/// Starts the city's group-commit task over `store`.
-/// `province`, if set, is the city's: records of wards elsewhere are quarantined.
-pub fn spawn_applier(
-    store: Db,
-    max_group: usize,
-    province: Option<String>,
-    max_skew_ms: u64,
-    apply_latency: prometheus_client::metrics::histogram::Histogram,
-) -> (Applier, tokio::task::JoinHandle<()>) {
-    GroupCommit::spawn(max_group, move |queued: Vec<Queued>| {
-        let n = queued.len();
-        let (group, work): (Vec<WardBatch>, Vec<TaskTrackerToken>) =
-            queued.into_iter().map(|q| (q.batch, q.work)).unzip();
-        let span = tracing::debug_span!("apply_group", batches = n);
-        let started = std::time::Instant::now();
-        let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
-        // Applied in group order; the future resolves once durable.
-        let durable = span.in_scope(|| store.apply_group(group, now_ms(), ctx, max_skew_ms));
-        let apply_latency = apply_latency.clone();
-        async move {
-            let result = durable.await;
-            drop(work);
-            apply_latency.observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    tracing::error!(error = %e, "applying ward batches failed");
-                    vec![Err(e); n]
-                }
-            }
-        }
-        .instrument(span)
-    })
-}
 
 /// The replication service.
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! The city server: replication ingest from every ward and the query API.
 
+mod applier;
 mod backup;
 mod civil;
 mod error;
@@ -24,10 +25,11 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+pub use applier::{ApplyResult, spawn_applier};
 pub use civil::civil_status_reply;
 pub use error::CityError;
 pub use guard::Guard;
-pub use ingest::{ApplyResult, SyncService, incoming, spawn_applier};
+pub use ingest::{SyncService, incoming};
 pub use live::{Lag, Live, LiveWard, lag, ward_states, worst_first};
 pub use outages::{Outage, Outages};
 pub use query::QueryService;

@@ -146,7 +146,7 @@ impl SyncService {
                 "repaired the city's copy of a ward's records from the ward's");
         }
         if out.writes > 0 {
-            self.waiting.wake();
+            self.waiting.wake(&out.gained);
         }
         for (key, why) in &out.refused {
             tracing::warn!(%ward, %key, reason = %why, "a ward's write offered in a repair was refused");

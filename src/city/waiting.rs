@@ -2,20 +2,23 @@
 //! older copy), a ward's change can arrive built on a write of another
 //! ward's that the city no longer holds and that this other ward has not
 //! refilled yet: it is quarantined, as depending on a write the city does
-//! not hold. Each repair that brings writes wakes this task, which retries
-//! such changes quarantined within the refill window, in (ward, sequence)
-//! order: those whose writes have come back are applied, the rest (forged
-//! claims among them) stay. Wakes while it works make one more pass, so a
+//! not hold. Each repair that brings writes wakes this task with the
+//! records that gained them, and it retries such changes to those records
+//! quarantined within the refill window, in (ward, sequence) order: those
+//! whose writes have come back are applied, the rest (forged claims among
+//! them) stay, untouched until their record gains writes again. Wakes
+//! while it works make one more pass over the records they name, so a
 //! refill of many calls costs a few passes, not one per call.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ingest::Db;
 use crate::clock::{now_ms, ward_today};
-use crate::model::Context;
+use crate::model::{Context, RecordKey};
 use crate::store::{REFILL_WINDOW_MS, Retry, StoreError, UNHELD};
 
 /// Quarantined changes read at a time.
@@ -25,6 +28,8 @@ const PAGE: usize = 500;
 #[derive(Clone)]
 pub struct Waiting {
     wake: Arc<Notify>,
+    /// Records that gained writes since the task last looked.
+    gained: Arc<Mutex<HashSet<RecordKey>>>,
 }
 
 impl Waiting {
@@ -37,6 +42,8 @@ impl Waiting {
     ) -> Waiting {
         let wake = Arc::new(Notify::new());
         let woken = wake.clone();
+        let gained: Arc<Mutex<HashSet<RecordKey>>> = Arc::default();
+        let taken = gained.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -45,29 +52,40 @@ impl Waiting {
                     _ = woken.notified() => {}
                 }
                 let ctx = Context { today: ward_today(max_skew_ms), province: province.clone() };
-                if let Err(e) = retry_waiting(&store, &ctx, max_skew_ms).await {
+                let keys = std::mem::take(&mut *taken.lock().expect("poisoned"));
+                if let Err(e) = retry_waiting(&store, &keys, &ctx, max_skew_ms).await {
                     tracing::warn!(error = %e, "cannot retry the changes waiting for a refill; retried after the next repair");
                 }
             }
         });
-        Waiting { wake }
+        Waiting { wake, gained }
     }
 
-    /// A repair brought writes: what waited for them is retried.
-    pub fn wake(&self) {
+    /// A repair brought writes to `keys`: what waited for them is retried.
+    pub fn wake(&self, keys: &[RecordKey]) {
+        self.gained.lock().expect("poisoned").extend(keys.iter().cloned());
         self.wake.notify_one();
     }
 }
 
-/// Retries every change quarantined within the refill window for building
-/// on a write the city did not hold.
-async fn retry_waiting(store: &Db, ctx: &Context, max_skew_ms: u64) -> Result<(), StoreError> {
+/// Retries every change to `keys` quarantined within the refill window for
+/// building on a write the city did not hold.
+async fn retry_waiting(
+    store: &Db,
+    keys: &HashSet<RecordKey>,
+    ctx: &Context,
+    max_skew_ms: u64,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     let mut after = Vec::new();
     loop {
         let page = store.quarantine_page(None, &after, PAGE).await?;
         for q in &page.items {
             let now = now_ms();
-            if !q.reason.starts_with(UNHELD) || now.saturating_sub(q.at_ms) >= REFILL_WINDOW_MS {
+            let gained = q.change.as_ref().is_some_and(|c| keys.contains(&c.key));
+            if !gained || !q.reason.starts_with(UNHELD) || now.saturating_sub(q.at_ms) >= REFILL_WINDOW_MS {
                 continue;
             }
             match store.retry(&q.ward, q.seq, Retry::Refilled, now, ctx, max_skew_ms).await? {

@@ -32,6 +32,7 @@ impl From<StoreError> for Status {
             StoreError::Io(_) => Code::Unavailable,
             StoreError::Corrupt { .. } => Code::DataLoss,
             StoreError::TooLarge(_) => Code::FailedPrecondition,
+            StoreError::Refused(_) => Code::InvalidArgument,
         };
         Status::new(code, e.to_string())
     }

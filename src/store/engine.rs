@@ -14,6 +14,11 @@ pub enum StoreError {
     /// The underlying engine failed (I/O error, lock held by another process...).
     #[error("storage failure: {0}")]
     Io(String),
+    /// The database refused what was written, for what it holds (a value
+    /// it cannot store), not because it is down: writing it again fails
+    /// again.
+    #[error("refused by the database: {0}")]
+    Refused(String),
     /// A read would take more than one call may (a record's history past
     /// [`crate::store::MAX_HISTORY_BYTES`]).
     #[error("too large to read in one call: {0}")]

@@ -57,6 +57,8 @@ pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct RepairOutcome {
     /// Records that gained writes.
     pub repaired: u64,
+    /// Which: the changes waiting for a refill that may now apply are theirs.
+    pub gained: Vec<RecordKey>,
     /// Writes applied, in all.
     pub writes: u64,
     /// Records the city already held every write of the ward's.
@@ -190,6 +192,7 @@ impl<T: Target> GroupWrite<'_, T> {
             }
             if applied > 0 {
                 out.repaired += 1;
+                out.gained.push(key.clone());
                 out.writes += applied;
             } else if !refused {
                 out.unchanged += 1;

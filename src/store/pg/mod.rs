@@ -83,6 +83,13 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
             StoreError::Full(format!("PostgreSQL: {e}"))
         }
+        // A data exception (class 22: a NUL in text, an invalid byte
+        // sequence, a value out of range) or a program limit (54: an index
+        // row too large): what was written, not the server, is at fault.
+        Some(c) if c.code().starts_with("22") || c.code().starts_with("54") => StoreError::Refused(format!(
+            "PostgreSQL: {}",
+            e.as_db_error().map_or(e.to_string(), |d| d.to_string())
+        )),
         _ => StoreError::Io(format!(
             "PostgreSQL: {}",
             e.as_db_error().map_or(e.to_string(), |d| d.to_string())
