@@ -55,6 +55,8 @@ pub struct SyncService {
     pub(super) max_skew_ms: u64,
     /// Retries changes waiting for writes that repairs bring.
     pub(super) waiting: super::waiting::Waiting,
+    /// Each ward's changes to other wards' records a day.
+    pub(super) budget: super::budget::Budget,
 }
 
 type Outbound = Result<pb::CityMessage, Status>;
@@ -324,6 +326,7 @@ impl SyncService {
             )));
         }
         let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
+        let changes = self.budget.spend(ward, self.store.last_applied(ward), changes);
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
             _ => return Ok(futures::future::ready(Ok(self.store.last_applied(ward))).boxed()),

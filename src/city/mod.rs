@@ -2,6 +2,7 @@
 
 mod applier;
 mod backup;
+mod budget;
 mod civil;
 mod error;
 mod guard;
@@ -175,6 +176,7 @@ where
         live: live.clone(),
         province: cfg.province.clone(),
         max_skew_ms: cfg.max_clock_skew_ms,
+        budget: Default::default(),
     };
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();

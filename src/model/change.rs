@@ -344,8 +344,17 @@ mod tests {
         // Ward b writes a's record, knowing it is a's: refused.
         let mut theirs = citizen("00082");
         theirs.ward = b.clone();
+        if let Body::Citizen(c) = &mut theirs.body {
+            c.permanent_residence.commune_code = "00145".into();
+        }
+        // (Its residence moved to b, as b keeps only its residents: judged
+        // as the transfer it would be, which rewrites the person.)
         let knowing = put(theirs.clone(), "00145", 2, owned_by_a.seen.clone());
         let why = knowing.refusal(&b, &at(Some(&owned_by_a), false), &ctx).unwrap();
+        assert!(why.contains("also sets"), "{why}");
+        let mut plain = knowing.clone();
+        plain.fields.retain(|f| f != OWNER);
+        let why = plain.refusal(&b, &at(Some(&owned_by_a), false), &ctx).unwrap();
         assert!(why.contains("belongs to ward 00082"), "{why}");
         // Never having owned it: refused too, or any ward could take any
         // record, whatever it claims to have written before.
@@ -353,7 +362,8 @@ mod tests {
         assert!(stranger.refusal(&b, &at(Some(&owned_by_a), false), &ctx).is_some());
         let mut claimed = VersionVector::default();
         claimed.add(&Stamp { hlc: Hlc { wall_ms: 0, logical: 0 }, writer: "00145".into() });
-        let claiming = put(theirs.clone(), "00145", 2, claimed);
+        let mut claiming = put(theirs.clone(), "00145", 2, claimed);
+        claiming.fields.retain(|f| f != OWNER);
         let why = claiming.refusal(&b, &at(Some(&owned_by_a), false), &ctx).unwrap();
         assert!(why.contains("belongs to ward 00082"), "{why}");
         // Having owned it (a write named b owner), not knowing it changed

@@ -302,6 +302,28 @@ impl Record {
             }
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
+        // Who keeps a record follows from the record: a citizen, the ward of
+        // their permanent residence (a move is a residence transfer); a
+        // parcel, the ward it lies in. No ward can create, under its own
+        // name, a record that is plainly another ward's.
+        let (field, commune) = match &self.body {
+            Body::Citizen(c) => (
+                "record.citizen.permanent_residence.commune_code",
+                c.permanent_residence.commune_code.as_str(),
+            ),
+            Body::Land(l) => ("record.land.commune_code", l.commune_code.as_str()),
+            Body::Business(_) => ("", self.ward.as_str()),
+        };
+        if commune != self.ward.as_str() {
+            err.add(
+                field,
+                format!(
+                    "{commune} is not ward {}: a record is kept by the ward it is in (a person who moved is \
+                     taken over with a residence transfer)",
+                    self.ward
+                ),
+            );
+        }
         self.check_form(&mut err);
         err.into_result()?;
         self.key()

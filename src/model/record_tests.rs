@@ -115,7 +115,10 @@ fn citizen_rules() {
         (|c| c.nationality = "vn".into(), &[("record.citizen.nationality", "two-letter")]),
         (
             |c| c.permanent_residence.commune_code = "99999".into(),
-            &[("record.citizen.permanent_residence.commune_code", "not a commune")],
+            &[
+                ("record.citizen.permanent_residence.commune_code", "not a commune"),
+                ("record.citizen.permanent_residence.commune_code", "is not ward 00082"),
+            ],
         ),
         (
             |c| c.permanent_residence.address.clear(),
@@ -200,7 +203,13 @@ fn land_rules() {
         (|l| l.aliases[0] = "76:7:345".into(), &[("record.land.aliases[0]", "5 digits")]),
         (|l| l.certificate_serial = "123456".into(), &[("record.land.certificate_serial", "serial")]),
         (|l| l.map_sheet = "12 b".into(), &[("record.land.map_sheet", "map sheet")]),
-        (|l| l.commune_code = "99999".into(), &[("record.land.commune_code", "not a commune")]),
+        (
+            |l| l.commune_code = "99999".into(),
+            &[
+                ("record.land.commune_code", "not a commune"),
+                ("record.land.commune_code", "is not ward 00082"),
+            ],
+        ),
         (
             |l| l.registrations[0].date = "2030-01-01".parse().unwrap(),
             &[("record.land.registrations[0].date", "future")],
@@ -211,6 +220,18 @@ fn land_rules() {
         mutate(&mut l);
         fails(rec(Body::Land(l)), want);
     }
+}
+
+#[test]
+fn a_record_is_kept_by_the_ward_it_is_in() {
+    let mut c = citizen();
+    c.permanent_residence.commune_code = "00145".into();
+    fails(
+        rec(Body::Citizen(c)),
+        &[("record.citizen.permanent_residence.commune_code", "residence transfer")],
+    );
+    let l = LandParcel { commune_code: "00145".into(), ..land() };
+    fails(rec(Body::Land(l)), &[("record.land.commune_code", "is not ward 00082")]);
 }
 
 #[test]

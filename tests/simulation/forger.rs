@@ -1,10 +1,13 @@
 //! A hostile ward: ward [`FORGER`]'s real certificate on a raw replication
 //! stream, sending changes to records the other wards own, each claiming
 //! (in its version vector) that the forger wrote the record before and had
-//! not seen it change hands, and some replaying a sequence number the city
-//! already took. The city must refuse every one: the ledger's checks see a
-//! record taken over or deleted by it, the forger's refused changes are
-//! expected in the quarantine, each once.
+//! not seen it change hands: takeovers, deletes, residence transfers that
+//! rewrite the person, registrations a registrar would refuse, oversized
+//! and NUL-laden changes; some replaying a sequence number the city already
+//! took, some after a `Hello` claiming the city lost what it sent down (a
+//! refill window opened on the forger's word). The city must refuse every
+//! one: the ledger's checks see a record taken over or deleted by it, the
+//! forger's refused changes are expected in the quarantine, each once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +18,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wardsync::auth::{TlsFiles, client_tls};
-use wardsync::model::{Change, Hlc, Op, Record, Stamp, VersionVector, WardCode, flatten};
+use wardsync::model::{
+    Body, Change, CivilEvent, EventKind, Hlc, Op, Record, Stamp, VersionVector, WardCode, flatten,
+};
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 
 use super::net::channel;
@@ -37,6 +42,7 @@ pub async fn forge(
     let mut rng = StdRng::seed_from_u64(seed ^ 0xf09e);
     // (Its own, so that the forgeries of a seed come when they always did.)
     let mut replays = StdRng::seed_from_u64(seed ^ 0x9e91a7);
+    let mut kinds = StdRng::seed_from_u64(seed ^ 0x6b1d5);
     let tls = client_tls(&TlsFiles::in_dir(&certs, &format!("ward-{FORGER}")), "city").unwrap();
     while shared.done.load(Ordering::SeqCst) < wards {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..600))).await;
@@ -47,21 +53,49 @@ pub async fn forge(
         };
         if let Some(r) = target {
             // The network may be faulty: a forgery that does not arrive is no loss.
-            let _ = send(&tls, r, rng.gen_bool(0.7), replays.gen_bool(0.3)).await;
+            let forgery =
+                if rng.gen_bool(0.7) { Forgery::ALL[kinds.gen_range(0..5)] } else { Forgery::Delete };
+            let _ = send(&tls, r, forgery, replays.gen_bool(0.3), kinds.gen_bool(0.2)).await;
         }
     }
     Ok(())
 }
 
-/// One forged change: `r` taken over by the forger (a put naming it as
-/// owner), or deleted; numbered after the last sequence the city took from
-/// the forger, or, `replayed`, with that sequence again (which the city must
-/// skip: taken twice, the quarantine would count it twice).
+/// What a forged change does to another ward's record.
+#[derive(Clone, Copy, Debug)]
+enum Forgery {
+    /// A put naming the forger as owner.
+    Takeover,
+    /// A residence transfer into the forger that renames the person and
+    /// erases their events.
+    Transfer,
+    /// A "registration" of a death, registered in another ward's name,
+    /// erasing the events before it.
+    Registration,
+    /// A put naming its field 50,000 times.
+    Oversized,
+    /// A put naming a field with a NUL in it.
+    Nul,
+    /// A delete.
+    Delete,
+}
+
+impl Forgery {
+    const ALL: [Forgery; 5] =
+        [Forgery::Takeover, Forgery::Transfer, Forgery::Registration, Forgery::Oversized, Forgery::Nul];
+}
+
+/// One forged change to `r` (see [`Forgery`]); numbered after the last
+/// sequence the city took from the forger, or, `replayed`, with that
+/// sequence again (which the city must skip: taken twice, the quarantine
+/// would count it twice); `claim_loss`: after a `Hello` claiming the city
+/// lost what it sent down.
 async fn send(
     tls: &tonic::transport::ClientTlsConfig,
     r: Record,
-    takeover: bool,
+    forgery: Forgery,
     replayed: bool,
+    claim_loss: bool,
 ) -> Result<(), Failure> {
     let ch = channel("city", CITY_PORT, Some(tls.clone())).await?;
     let (tx, rx) = mpsc::channel(4);
@@ -70,7 +104,7 @@ async fn send(
         node_id: "forger".into(),
         protocol_version: wardsync::proto::PROTOCOL_VERSION,
         schema_version: wardsync::proto::SCHEMA_VERSION,
-        downstream_cursor: 0,
+        downstream_cursor: if claim_loss { 1 << 40 } else { 0 },
         acked_seq: 0,
         downstream_check: 0,
     };
@@ -82,12 +116,43 @@ async fn send(
     };
     let key = r.key()?;
     let claim = VersionVector([(FORGER.to_string(), Hlc::default())].into());
-    let (fields, op) = if takeover {
-        let mut mine = r;
-        mine.ward = WardCode::parse(FORGER)?;
-        (flatten(&mine).into_keys().collect(), Op::Put(mine))
-    } else {
-        (Vec::new(), Op::Delete)
+    let all = |r: &Record| flatten(r).into_keys().collect::<Vec<_>>();
+    let (fields, op) = match forgery {
+        Forgery::Delete => (Vec::new(), Op::Delete),
+        Forgery::Takeover => {
+            let mut mine = r;
+            mine.ward = WardCode::parse(FORGER)?;
+            (all(&mine), Op::Put(mine))
+        }
+        Forgery::Transfer => {
+            let mut moved = r;
+            moved.ward = WardCode::parse(FORGER)?;
+            if let Body::Citizen(c) = &mut moved.body {
+                c.permanent_residence.commune_code = FORGER.into();
+                c.full_name = "Giả Danh".into();
+                c.events.clear();
+            }
+            (all(&moved), Op::Put(moved))
+        }
+        Forgery::Registration => {
+            let mut dead = r;
+            if let Body::Citizen(c) = &mut dead.body {
+                c.events = vec![CivilEvent {
+                    kind: EventKind::Death,
+                    date: c.date_of_birth,
+                    registered_by: "00082".into(),
+                    spouse_id: String::new(),
+                    reference: String::new(),
+                }];
+            }
+            (vec!["events".to_string()], Op::Put(dead))
+        }
+        Forgery::Oversized => (vec!["phone".to_string(); 50_000], Op::Put(r)),
+        Forgery::Nul => {
+            let mut named = all(&r);
+            named.push("phone\0".into());
+            (named, Op::Put(r))
+        }
     };
     let now = wardsync::clock::now_ms();
     let change = Change {

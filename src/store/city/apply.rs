@@ -415,14 +415,22 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             let refilling = super::repair::refilling(Some(&state), self.now_ms);
             for incoming in fresh {
                 // After a loss of the city's, a put's claim of writes it lost
-                // (see `repair`). A delete's claim is never cut: a delete
-                // of a record whose creation the city lost waits in the
-                // quarantine for the refill to bring it back (`city::waiting`),
-                // then passes the same checks as any delete.
+                // to a record it holds (see `repair`). Any other claim is
+                // never cut: a delete, or a put of a record whose creation
+                // the city lost, waits in the quarantine for the refill to
+                // bring it back (`city::waiting`), then passes the same
+                // checks as any change; a claim to writes to a record the
+                // city never had makes no record of another ward's its
+                // sender's.
                 let cut = match incoming {
-                    Incoming::Change(change) if refilling && matches!(change.op, Op::Put(_)) => self
-                        .held_context(&change.key, &change.context)?
-                        .map(|context| Change { context, ..change.clone() }),
+                    Incoming::Change(change)
+                        if refilling
+                            && matches!(change.op, Op::Put(_))
+                            && self.current(&change.key)?.owner_value().is_some() =>
+                    {
+                        self.held_context(&change.key, &change.context)?
+                            .map(|context| Change { context, ..change.clone() })
+                    }
                     _ => None,
                 };
                 let incoming_cut = cut.map(Incoming::Change);

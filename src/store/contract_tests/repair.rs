@@ -110,31 +110,37 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let a = ward("00082");
-        // The ward creates citizen 0, then gives it another phone number. The
-        // city acknowledged the creation and lost it: the new number arrives
-        // first, its claim to have seen the creation cut down, and is applied.
+        // The ward creates citizen 0 and gives it a new phone number twice.
+        // The city holds the creation, acknowledged the first number and
+        // lost it: the second arrives first, its claim to have seen the
+        // first cut down, and is applied.
         let w = WardStore::open(Arc::new(MemEngine::new()), a.clone(), 100).unwrap();
         let created = put("00082", 0);
         let key = created.key.clone();
         w.append(&[created], 10).unwrap();
         w.append(&[rephoned(0, "0987654321")], 20).unwrap();
-        assert_eq!(city.acknowledged_lost(&a, 1, 25).await.unwrap(), Some((1, 1)), "{name}");
-        let amend = w.outbox_range(1, 2, 10, usize::MAX).unwrap();
-        let applied = city.apply_group(vec![batch(&a, amend)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
-        assert_eq!(applied, vec![Ok(2)], "{name}");
-        let cut = city.state(&key).await.unwrap().unwrap();
-        assert!(cut.fields["phone"][0].context.0.is_empty(), "{name}: {cut:?}");
-        // The refill brings the creation back: concurrent with the cut
-        // write, its phone number would contend with it; the write, widened
-        // to its whole claim in the same repair, supersedes it.
+        w.append(&[rephoned(0, "0911111111")], 30).unwrap();
+        let first = w.outbox_range(0, 1, 10, usize::MAX).unwrap();
+        assert_eq!(
+            city.apply_group(vec![batch(&a, first)], 31, ctx(), NO_SKEW_LIMIT).await.unwrap(),
+            [Ok(1)]
+        );
+        assert_eq!(city.acknowledged_lost(&a, 2, 35).await.unwrap(), Some((2, 2)), "{name}");
+        let last = w.outbox_range(2, 3, 10, usize::MAX).unwrap();
+        let applied = city.apply_group(vec![batch(&a, last)], 40, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(applied, vec![Ok(3)], "{name}");
+        assert!(city.quarantine(Some(&a)).await.unwrap().is_empty(), "{name}: applied, its claim cut");
+        // The refill brings the first number back: concurrent with the cut
+        // write, it would contend with it; the write, widened to its whole
+        // claim in the same repair, supersedes it.
         let state = w.state(&key).unwrap().unwrap();
-        let out = city.repair(&a, &[(key.clone(), state.clone())], 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
-        assert_eq!((out.repaired, out.writes), (1, 2), "{name}: {out:?}");
+        let out = city.repair(&a, &[(key.clone(), state.clone())], 50, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out.repaired, 1, "{name}: {out:?}");
         assert!(out.refused.is_empty(), "{name}: {out:?}");
         let held = city.state(&key).await.unwrap().unwrap();
         assert_eq!(held.fields["phone"].len(), 1, "{name}: no contention: {held:?}");
         assert_eq!(record_hash(&key, &held), record_hash(&key, &state), "{name}: the ward's state");
-        let again = city.repair(&a, &[(key.clone(), state)], 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let again = city.repair(&a, &[(key.clone(), state)], 51, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((again.repaired, again.unchanged), (0, 1), "{name}: {again:?}");
     }
 }
