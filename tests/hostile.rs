@@ -708,3 +708,88 @@ async fn a_change_the_database_refuses_fails_no_one_else() {
     assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [2], "{held:#?}");
     assert!(held[0].reason.contains("database refused"), "{}", held[0].reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_and_a_claimed_loss_together_open_nothing() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut q) = (owner.client().await, city.client().await);
+    let ward = WardCode::parse("00082").unwrap();
+    let adults: Vec<Record> = (0..400)
+        .map(|i| rec(&ward, i))
+        .filter(|r| matches!(&r.body, Body::Citizen(c) if c.date_of_birth.to_string().as_str() < "1990"))
+        .take(2)
+        .collect();
+    let (x, y) = (adults[0].clone(), adults[1].clone());
+    let (xkey, ykey) = (x.key().unwrap(), y.key().unwrap());
+    for r in [&x, &y] {
+        w.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
+    }
+    w.delete(pb::DeleteRequest { key: Some((&ykey).into()) }).await.unwrap();
+    drained(&mut w).await;
+    let b = WardCode::parse("00145").unwrap();
+
+    // 00145 registers a death on X, properly: accepted.
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let (held, shown) = city_state(&mut q, &xkey).await;
+    let died = Registration::Death { person: xkey.id().to_string(), date: wardsync::clock::today() };
+    let dead =
+        Record { ward: ward.clone(), body: Body::Citizen(died.apply(&[person(&shown)], &b, "").remove(0)) };
+    forger.send_fields(&xkey, Op::Put(dead), held.seen.clone(), None, fields(&["events"])).await;
+    let after_death = city_record(&mut q, &xkey).await.unwrap();
+    assert!(civil::is_dead(&person(&after_death)));
+
+    // Then claims the city lost what it sent down (a refill window), and
+    // writes X as a concurrent "former owner", deletes it, registers on
+    // the deleted Y, and asks for X's state in a repair.
+    let mut claim = hello("00145");
+    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
+        h.downstream_cursor = 1 << 40;
+    }
+    let mut sync = sync_client(&city, &env, "ward-00145").await;
+    let (tx, rx) = mpsc::channel(2);
+    tx.send(claim).await.unwrap();
+    let mut stream = sync.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(city_message::Msg::Welcome(_))
+    ));
+    drop((tx, stream));
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let (held, _) = city_state(&mut q, &xkey).await;
+    let own_claim = vv(&[("00145", held.seen.0["00145"])]);
+    let mut rewritten = x.clone();
+    if let Body::Citizen(c) = &mut rewritten.body {
+        c.full_name = "Giả Danh".into();
+        c.phone = "0900000000".into();
+    }
+    let mut sets = flatten(&rewritten).into_keys().collect::<Vec<_>>();
+    sets.retain(|f| f != "ward");
+    forger.send_fields(&xkey, Op::Put(rewritten), own_claim.clone(), None, sets).await;
+    forger.send(&xkey, Op::Delete, own_claim, None).await;
+    let yheld = q.get_state(pb::CityGetRequest { key: Some((&ykey).into()), ..Default::default() }).await;
+    let yheld = wardsync::proto::versioned_from_pb(yheld.unwrap().into_inner().state.unwrap());
+    let mut revived = y.clone();
+    if let Body::Citizen(c) = &mut revived.body {
+        c.events.push(
+            civil::Registration::Death { person: ykey.id().into(), date: wardsync::clock::today() }
+                .event_for(ykey.id(), "00145", ""),
+        );
+    }
+    forger.send_fields(&ykey, Op::Put(revived), yheld.seen.clone(), None, fields(&["events"])).await;
+    assert_eq!(city_record(&mut q, &xkey).await.as_ref(), Some(&after_death), "X taken over or deleted");
+    assert_eq!(city_record(&mut q, &ykey).await, None, "the deleted Y brought back");
+    let offer = pb::RepairRequest {
+        ward_code: "00145".into(),
+        records: vec![pb::KeyedState {
+            key: Some((&xkey).into()),
+            hash: vec![],
+            state: Some(pb::RecordState::default()),
+        }],
+    };
+    let reply = sync.repair(offer).await.unwrap().into_inner();
+    let leaked = reply.states.iter().flat_map(|s| s.state.iter()).any(|s| !s.writes.is_empty());
+    assert!(!leaked, "a repair serves another ward's record: {reply:?}");
+    assert_same_records(&mut w, &mut q, "00082").await;
+}

@@ -251,6 +251,9 @@ impl Change {
         if owner == sender || !attempt || state.owner_value()? != owner.as_str() {
             return None;
         }
+        if newest(state, EXISTS).is_none_or(|w| w.value != "true") {
+            return Some(Err("the city holds this citizen as deleted: no event is registered on it".into()));
+        }
         let newest_values: BTreeMap<String, String> =
             state.fields.keys().filter_map(|f| Some((f.clone(), newest(state, f)?.value.clone()))).collect();
         let Some(Record { body: Body::Citizen(held), .. }) =
@@ -269,6 +272,7 @@ impl Change {
                 Some(EventsHead {
                     events: serde_json::from_str(&h.value).ok()?,
                     seen: self.context.has_seen(&h.stamp),
+                    built_alike: self.context.covers(&h.context),
                 })
             })
             .collect();
@@ -290,6 +294,19 @@ impl Change {
             _ => false,
         }
     }
+}
+
+/// True if `state` holds a write by `ward` of a field no registration
+/// writes (every put writes `_exists`): one it made as the record's owner
+/// (or moving it in), which a registration, the only write a ward makes to
+/// another's record, is not.
+pub fn wrote_as_owner(state: &Versioned, ward: &WardCode) -> bool {
+    use super::civil::REGISTRATION_FIELDS;
+    state.fields.iter().any(|(f, heads)| {
+        !REGISTRATION_FIELDS.contains(&f.as_str())
+            && f != EXISTS
+            && heads.iter().any(|h| h.stamp.writer == ward.as_str())
+    })
 }
 
 /// The newest write of `field` in `state`, whatever the policies show.

@@ -286,6 +286,10 @@ pub struct EventsHead {
     pub events: Vec<CivilEvent>,
     /// Whether the registration's writer had seen it.
     pub seen: bool,
+    /// Whether the registration's writer had seen everything its writer
+    /// had (then, not having seen it, it was made concurrently on the same
+    /// record, not on an older one it pretends is current).
+    pub built_alike: bool,
 }
 
 /// Why a change by ward `sender` to another ward's citizen is not a
@@ -294,8 +298,8 @@ pub struct EventsHead {
 /// events) and `current` (the record as it stands). It sets only
 /// [`REGISTRATION_FIELDS`], appends exactly one marriage, divorce or death
 /// registered by `sender` to events the city can show the writer had: every
-/// write of them it had seen, exactly; every write it had not seen (made
-/// concurrently), a continuation of them. A registrar would accept the event
+/// write of them it had seen, exactly; every write it had not seen, made
+/// concurrently on what the writer had seen too, a continuation of them. A registrar would accept the event
 /// on `current` ([`event_refusal`]), it sets the marital status the event
 /// implies, and the ward's changes to the citizen the city applied in the
 /// last day (`today_by_sender`) are fewer than [`REGISTRATIONS_PER_DAY`]. Concurrent registrations both pass, and
@@ -309,7 +313,9 @@ pub fn registration_refusal(
     today: NaiveDate,
     today_by_sender: usize,
 ) -> Option<String> {
-    if fields.is_empty() || !fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str())) {
+    if !fields.iter().any(|f| f == "events")
+        || !fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str()))
+    {
         return Some(format!(
             "a ward changes another ward's citizen only by registering a marriage, divorce or death \
              (fields events and marital_status); this change sets {}",
@@ -326,7 +332,9 @@ pub fn registration_refusal(
     }
     let kept = match heads {
         [] => before.is_empty(),
-        heads => heads.iter().all(|h| if h.seen { h.events == before } else { h.events.starts_with(before) }),
+        heads => heads
+            .iter()
+            .all(|h| if h.seen { h.events == before } else { h.built_alike && h.events.starts_with(before) }),
     };
     if !kept {
         return Some(

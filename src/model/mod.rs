@@ -23,7 +23,9 @@ pub mod strict;
 mod text;
 mod validation;
 
-pub use change::{Change, MAX_CONTEXT, Op, Standing, TRANSFER_FIELDS, deleted, is_writer, put_values};
+pub use change::{
+    Change, MAX_CONTEXT, Op, Standing, TRANSFER_FIELDS, deleted, is_writer, put_values, wrote_as_owner,
+};
 pub use enums::{
     BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,
     Sex, check_land_use,

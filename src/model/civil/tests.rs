@@ -87,7 +87,7 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
 }
 
 fn head(events: &[CivilEvent], seen: bool) -> EventsHead {
-    EventsHead { events: events.to_vec(), seen }
+    EventsHead { events: events.to_vec(), seen, built_alike: true }
 }
 
 #[test]
@@ -138,6 +138,15 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     // A few a day per ward and citizen.
     let e = registration_refusal(&a, &both, &married, &[head(&before, true)], &theirs, today, 4).unwrap();
     assert!(e.contains("4 events on"), "{e}");
+    // An unseen write the writer had not built alike on: it pretends an
+    // older record is the current one.
+    let stale = EventsHead { built_alike: false, ..head(&elsewhere, false) };
+    let e = registration_refusal(&a, &both, &married, &[stale], &held, today, 0);
+    assert!(e.unwrap().contains("keeps every event"));
+    // A status without its event: refused.
+    let status = fields(&["marital_status"]);
+    let e = registration_refusal(&a, &status, &married, &[head(&before, true)], &theirs, today, 0);
+    assert!(e.unwrap().contains("only by registering"));
     // Anything else is refused.
     let e = registration_refusal(
         &a,

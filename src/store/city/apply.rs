@@ -9,7 +9,7 @@ use super::conflicts::Conflict;
 use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
 use crate::model::{
     CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, Standing,
-    VersionVector, Versioned, WardCode, deleted, flatten, put_values,
+    VersionVector, Versioned, WardCode, deleted, flatten, put_values, wrote_as_owner,
 };
 use crate::store::StoreError;
 
@@ -101,6 +101,8 @@ pub(crate) struct GroupWrite<'a, T: Target> {
     /// Changes applied by this write, per record and writer (not yet in
     /// the log [`Target::ward_history`] reads).
     applied: HashMap<(RecordKey, String), usize>,
+    /// What the log holds of a ward's part in a record, read once a write.
+    parts: HashMap<(RecordKey, WardCode), WardPart>,
 }
 
 fn kind_index(k: &RecordKey) -> usize {
@@ -137,6 +139,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             states: HashMap::new(),
             kind_delta: [0; 3],
             applied: HashMap::new(),
+            parts: HashMap::new(),
         }
     }
 
@@ -492,10 +495,10 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         let part = self.ward_part(&change.key, ward)?;
         let state = self.current(&change.key)?;
         // A city that lost data may have lost the log entries that named
-        // the ward owner too: within the refill window, a write of the ward's
-        // in the record's state stands for them, until signed changes
-        // replace both with evidence.
-        let named_sender = part.named_owner || (refilling && state.seen.0.contains_key(ward.as_str()));
+        // the ward owner too: within the refill window, a write of the
+        // ward's in the record's state that no registration makes stands
+        // for them, until signed changes replace both with evidence.
+        let named_sender = part.named_owner || (refilling && wrote_as_owner(state, ward));
         let today_by_sender = part.writes_since;
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();
@@ -526,7 +529,15 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             return Ok(WardPart { named_owner: true, writes_since: 0 });
         }
         let since = self.now_ms.saturating_sub(crate::model::civil::DAY_MS);
-        let mut part = self.target.ward_history(key, ward, since)?;
+        let pair = (key.clone(), ward.clone());
+        let mut part = match self.parts.get(&pair) {
+            Some(p) => *p,
+            None => {
+                let p = self.target.ward_history(key, ward, since)?;
+                self.parts.insert(pair, p);
+                p
+            }
+        };
         part.writes_since += self.applied.get(&(key.clone(), ward.to_string())).copied().unwrap_or(0);
         Ok(part)
     }
