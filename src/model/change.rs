@@ -503,6 +503,11 @@ mod tests {
         before_death.fields.insert("events".into(), state_after(&created).fields["events"].clone());
         let blind = register(&before_death, &wed, VersionVector::default(), 1_765_000_000_000);
         let why = blind.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
+        assert!(why.contains("keeps every event"), "{why}");
+        // Made concurrently with the death, on what the death was built on:
+        // refused as a registrar would, on the city's copy.
+        let concurrent = register(&before_death, &wed, state_after(&created).seen, 1_765_000_000_000);
+        let why = concurrent.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
         assert!(why.contains("registered as deceased"), "{why}");
         // Erasing the death to marry: refused.
         let erased = register(&before_death, &wed, held.seen.clone(), 1_765_000_000_000);
