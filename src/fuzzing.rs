@@ -30,7 +30,8 @@ pub fn change(bytes: &[u8]) {
     let Ok(c) = pb::Change::decode(bytes) else { return };
     let Ok(change) = change_from_pb(c) else { return };
     let ward = crate::model::WardCode::parse("00082").expect("valid");
-    let standing = crate::model::Standing { state: None, named_sender: false, today_by_sender: 0 };
+    let standing =
+        crate::model::Standing { state: None, named_sender: false, today_by_sender: 0, spouse: None };
     let _ = change.refusal(&ward, &standing, &context());
     let mut state = Versioned::default();
     state.apply(&change.values(), &change.stamp, &change.context);

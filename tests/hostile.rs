@@ -719,14 +719,16 @@ async fn a_registration_and_a_claimed_loss_together_open_nothing() {
     let adults: Vec<Record> = (0..400)
         .map(|i| rec(&ward, i))
         .filter(|r| matches!(&r.body, Body::Citizen(c) if c.date_of_birth.to_string().as_str() < "1990"))
-        .take(2)
+        .take(3)
         .collect();
-    let (x, y) = (adults[0].clone(), adults[1].clone());
-    let (xkey, ykey) = (x.key().unwrap(), y.key().unwrap());
-    for r in [&x, &y] {
+    let (x, y, z) = (adults[0].clone(), adults[1].clone(), adults[2].clone());
+    let (xkey, ykey, zkey) = (x.key().unwrap(), y.key().unwrap(), z.key().unwrap());
+    for r in [&x, &y, &z] {
         w.put(pb::PutRequest { record: Some(r.into()) }).await.unwrap();
     }
-    w.delete(pb::DeleteRequest { key: Some((&ykey).into()) }).await.unwrap();
+    for k in [&ykey, &zkey] {
+        w.delete(pb::DeleteRequest { key: Some(k.into()) }).await.unwrap();
+    }
     drained(&mut w).await;
     let b = WardCode::parse("00145").unwrap();
 
@@ -780,16 +782,17 @@ async fn a_registration_and_a_claimed_loss_together_open_nothing() {
     forger.send_fields(&ykey, Op::Put(revived), yheld.seen.clone(), None, fields(&["events"])).await;
     assert_eq!(city_record(&mut q, &xkey).await.as_ref(), Some(&after_death), "X taken over or deleted");
     assert_eq!(city_record(&mut q, &ykey).await, None, "the deleted Y brought back");
+    // Nor does a repair serve it the state of a deleted record of another's.
     let offer = pb::RepairRequest {
         ward_code: "00145".into(),
         records: vec![pb::KeyedState {
-            key: Some((&xkey).into()),
+            key: Some((&zkey).into()),
             hash: vec![],
             state: Some(pb::RecordState::default()),
         }],
     };
     let reply = sync.repair(offer).await.unwrap().into_inner();
     let leaked = reply.states.iter().flat_map(|s| s.state.iter()).any(|s| !s.writes.is_empty());
-    assert!(!leaked, "a repair serves another ward's record: {reply:?}");
+    assert!(!leaked, "a repair serves another ward's deleted record: {reply:?}");
     assert_same_records(&mut w, &mut q, "00082").await;
 }

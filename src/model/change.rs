@@ -73,6 +73,9 @@ pub struct Standing<'a> {
     /// How many of the sender's changes to the record the city applied in
     /// the last day (counted only where the sender is not its owner).
     pub today_by_sender: usize,
+    /// For a registration on another ward's citizen: the city's record of
+    /// the spouse its event names, if the city holds one.
+    pub spouse: Option<&'a super::Citizen>,
 }
 
 /// The most writers a change's version vector may name (a record is
@@ -154,7 +157,7 @@ impl Change {
     /// is re-validated in `ctx`: the city never trusts the sender's validation.
     pub fn refusal(&self, sender: &WardCode, standing: &Standing, ctx: &Context) -> Option<String> {
         let current = standing.state.filter(|v| !v.fields.is_empty());
-        let registered = match self.registration_check(sender, current, standing.today_by_sender, ctx) {
+        let registered = match self.registration_check(sender, current, standing, ctx) {
             Some(Err(why)) => return Some(format!("{}: {why}", self.key)),
             Some(Ok(())) => true,
             None => false,
@@ -205,7 +208,8 @@ impl Change {
 
     /// Why this change, a residence transfer, may not move the record whose
     /// state at the city is `current`: it sets fields besides
-    /// [`TRANSFER_FIELDS`], or the record is deleted, as it knew.
+    /// [`TRANSFER_FIELDS`], it had not seen who owns the record, or the
+    /// record is deleted, as it knew.
     fn transfer_refusal(&self, current: Option<&Versioned>) -> Option<String> {
         let others: Vec<&str> = self
             .fields
@@ -221,6 +225,16 @@ impl Change {
                 others.join(", ")
             ));
         }
+        // Built on the ownership it moves: a transfer is made from the
+        // city's copy, which names the owner it takes the person from.
+        let owner = current.and_then(|v| newest(v, OWNER));
+        if owner.is_some_and(|w| !self.context.has_seen(&w.stamp)) {
+            return Some(
+                "a residence transfer is built on the city's copy of the record, naming its owner: \
+                 this one had not seen it"
+                    .into(),
+            );
+        }
         // (A delete it had not seen is a concurrent write: the merge settles
         // the two, and the office sees the conflict. Its own delete it may
         // undo, as it may re-create a record of its own.)
@@ -233,17 +247,17 @@ impl Change {
     /// For a put by `sender` that sets only the fields a civil-status
     /// registration sets, on a citizen the city holds under another ward:
     /// whether it is one (see [`super::civil::registration_refusal`]),
-    /// judged on the city's state `current`, the sender having made
-    /// `today_by_sender` changes to the record in the last day. `None` for
-    /// any other change.
+    /// judged on the city's state `current` and what `standing` knows (the
+    /// sender's changes to the record in the last day, the spouse's
+    /// record). `None` for any other change.
     fn registration_check(
         &self,
         sender: &WardCode,
         current: Option<&Versioned>,
-        today_by_sender: usize,
+        standing: &Standing,
         ctx: &Context,
     ) -> Option<Result<(), String>> {
-        use super::civil::{EventsHead, REGISTRATION_FIELDS, registration_refusal};
+        use super::civil::{EventsHead, Judged, REGISTRATION_FIELDS, registration_refusal};
         let Op::Put(Record { ward: owner, body: Body::Citizen(c) }) = &self.op else { return None };
         let attempt =
             !self.fields.is_empty() && self.fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str()));
@@ -276,7 +290,13 @@ impl Change {
                 })
             })
             .collect();
-        Some(match registration_refusal(sender, &self.fields, c, &heads, &held, ctx.today, today_by_sender) {
+        let facts = Judged {
+            heads: &heads,
+            current: &held,
+            spouse: standing.spouse,
+            today_by_sender: standing.today_by_sender,
+        };
+        Some(match registration_refusal(sender, &self.fields, c, &facts, ctx.today) {
             None => Ok(()),
             Some(why) => Err(why),
         })
@@ -346,7 +366,7 @@ mod tests {
     }
 
     fn at<'a>(state: Option<&'a Versioned>, named_sender: bool) -> Standing<'a> {
-        Standing { state, named_sender, today_by_sender: 0 }
+        Standing { state, named_sender, today_by_sender: 0, spouse: None }
     }
 
     #[test]
@@ -437,6 +457,10 @@ mod tests {
         let fine = transfer(&moved, &held, &[OWNER, "permanent_residence", "household_id"]);
         assert!(fine.is_transfer_into(&b));
         assert_eq!(fine.refusal(&b, &at(Some(&held), false), &ctx), None);
+        // Claiming to have seen nothing of the record: refused.
+        let blind = Change { context: VersionVector::default(), ..fine.clone() };
+        let why = blind.refusal(&b, &at(Some(&held), false), &ctx).unwrap();
+        assert!(why.contains("had not seen it"), "{why}");
 
         // Renamed, its events erased: refused, with what it also set.
         let Body::Citizen(c) = &mut moved.body else { unreachable!() };

@@ -277,6 +277,63 @@ pub fn event_refusal(c: &Citizen, event: &CivilEvent, today: NaiveDate) -> Optio
     }
 }
 
+/// What the city holds that a registration on a citizen is judged on.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    /// Every unsuperseded write of the citizen's events.
+    pub heads: &'a [EventsHead],
+    /// The citizen as the city holds them.
+    pub current: &'a Citizen,
+    /// The city's record of the spouse the registered event names, if any.
+    pub spouse: Option<&'a Citizen>,
+    /// The registering ward's changes to the citizen applied in the last day.
+    pub today_by_sender: usize,
+}
+
+/// Why the other person a registered `event` on `c` names would make a
+/// registrar refuse it, judged on the city's record of them, `spouse`:
+/// unknown to the city; for a marriage, not free to marry `c` (the same
+/// rules, mirrored); for a divorce, not married to `c`; for the spouse's
+/// death, not dead. Their own change, if the same registration writes one,
+/// may already be applied: it is no reason to refuse.
+pub fn spouse_refusal(
+    c: &Citizen,
+    event: &CivilEvent,
+    spouse: Option<&Citizen>,
+    today: NaiveDate,
+) -> Option<String> {
+    if event.spouse_id.is_empty() {
+        return None;
+    }
+    let Some(s) = spouse else {
+        return Some(format!("the spouse {} has no record at the city", event.spouse_id));
+    };
+    let ours = c.personal_id.as_str();
+    match event.kind {
+        EventKind::Marriage if current_spouse(s) == Some(ours) => None,
+        EventKind::Marriage => {
+            let mirrored = CivilEvent { spouse_id: c.personal_id.clone(), ..event.clone() };
+            event_refusal(s, &mirrored, today)
+        }
+        EventKind::Divorce => {
+            let last_with_us = s.events.iter().rev().find(|e| e.spouse_id == ours).map(|e| e.kind);
+            match (current_spouse(s), last_with_us) {
+                (Some(x), _) if x == ours => None,
+                (_, Some(EventKind::Divorce)) => None,
+                _ => Some(format!(
+                    "{} and {ours} are not married to each other in their records",
+                    s.personal_id
+                )),
+            }
+        }
+        EventKind::Death if is_dead(s) => None,
+        EventKind::Death => {
+            Some(format!("{} ({}) is not registered as deceased", s.personal_id, s.full_name))
+        }
+        EventKind::Birth => None,
+    }
+}
+
 /// One write of a citizen's events the city holds, as a registration is
 /// judged against it: its events, and whether the registering writer had
 /// seen it.
@@ -308,11 +365,10 @@ pub fn registration_refusal(
     sender: &WardCode,
     fields: &[String],
     new: &Citizen,
-    heads: &[EventsHead],
-    current: &Citizen,
+    facts: &Judged,
     today: NaiveDate,
-    today_by_sender: usize,
 ) -> Option<String> {
+    let Judged { heads, current, spouse, today_by_sender } = *facts;
     if !fields.iter().any(|f| f == "events")
         || !fields.iter().all(|f| REGISTRATION_FIELDS.contains(&f.as_str()))
     {
@@ -349,7 +405,9 @@ pub fn registration_refusal(
             current.personal_id
         ));
     }
-    if let Some(why) = event_refusal(current, last, today) {
+    if let Some(why) =
+        event_refusal(current, last, today).or_else(|| spouse_refusal(current, last, spouse, today))
+    {
         return Some(why);
     }
     let sets_status = fields.iter().any(|f| f == "marital_status");

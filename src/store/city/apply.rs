@@ -34,6 +34,11 @@ pub(crate) trait Target {
         ward: &WardCode,
         since_ms: i64,
     ) -> Result<WardPart, StoreError>;
+    /// Whether what a write reads of `key` was read (PostgreSQL reads
+    /// ahead; the embedded store reads on demand).
+    fn holds_read(&self, _key: &RecordKey) -> bool {
+        true
+    }
     /// A quarantined change.
     fn quarantined(&mut self, ward: &WardCode, seq: u64) -> Result<Option<Quarantined>, StoreError>;
 
@@ -121,6 +126,17 @@ pub(crate) fn city_clock_at(stored: Hlc, now_ms: i64) -> Hlc {
         );
     }
     hlc
+}
+
+/// The spouse a change by `ward` to another ward's citizen names in the
+/// last event it writes (what a registration is judged against besides
+/// its own record), if any.
+pub(crate) fn spouse_key(ward: &WardCode, change: &Change) -> Option<RecordKey> {
+    let Op::Put(Record { ward: owner, body: crate::model::Body::Citizen(c) }) = &change.op else {
+        return None;
+    };
+    let spouse = &c.events.last()?.spouse_id;
+    (owner != ward && !spouse.is_empty()).then(|| RecordKey::new(crate::model::Kind::Citizen, spouse).ok())?
 }
 
 /// How a refusal begins when a change says its writer had seen a write the
@@ -493,6 +509,8 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             return Ok(Some(format!("stamped by writer {:?} but sent by ward {ward}", change.stamp.writer)));
         }
         let part = self.ward_part(&change.key, ward)?;
+        let spouse = self.spouse_named(ward, change)?;
+        let spouse = spouse.as_ref();
         let state = self.current(&change.key)?;
         // A city that lost data may have lost the log entries that named
         // the ward owner too: within the refill window, a write of the
@@ -503,7 +521,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();
             believed.seen.merge(&change.context);
-            let standing = Standing { state: Some(&believed), named_sender: true, today_by_sender };
+            let standing = Standing { state: Some(&believed), named_sender: true, today_by_sender, spouse };
             return Ok(change.refusal(ward, &standing, ctx));
         }
         // What the writer says it had seen of the record can only be writes
@@ -518,7 +536,28 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 )));
             }
         }
-        Ok(change.refusal(ward, &Standing { state: Some(state), named_sender, today_by_sender }, ctx))
+        let standing = Standing { state: Some(state), named_sender, today_by_sender, spouse };
+        Ok(change.refusal(ward, &standing, ctx))
+    }
+
+    /// For a change by `ward` to a citizen it does not own (a registration,
+    /// if anything): the city's record of the spouse the event it adds
+    /// names, as this write leaves it (the same registration may have just
+    /// written it). `None` if there is none, or (PostgreSQL) it was not
+    /// read ahead: [`spouse_key`] names what to read.
+    fn spouse_named(
+        &mut self,
+        ward: &WardCode,
+        change: &Change,
+    ) -> Result<Option<crate::model::Citizen>, StoreError> {
+        let Some(key) = spouse_key(ward, change) else { return Ok(None) };
+        if !self.target.holds_read(&key) {
+            return Ok(None);
+        }
+        Ok(match &self.current_shown(&key)?.1 {
+            Some(Record { body: crate::model::Body::Citizen(c), .. }) => Some(c.clone()),
+            _ => None,
+        })
     }
 
     /// `ward`'s part in `key`, as the log and this write hold it: asked of

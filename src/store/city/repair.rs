@@ -39,7 +39,7 @@ use super::apply::{GroupWrite, Target};
 use super::keys::BY_WARD;
 use crate::model::{
     Change, Context, EXISTS, FieldWrite, Kind, OWNER, Op, RecordKey, Stamp, VersionVector, Versioned,
-    WardCode, flatten, put_values, unflatten, wrote_as_owner,
+    WardCode, flatten, put_values, unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::key;
@@ -198,14 +198,16 @@ impl<T: Target> GroupWrite<'_, T> {
                 out.unchanged += 1;
             }
         }
-        // The city's state of each record offered: of records the ward
-        // keeps, or kept (to learn of a move), or the city lacks; never of
-        // another ward's.
+        // The city's state of each record offered, as `GetState` would
+        // serve it to the ward: of a record that exists, or one the ward
+        // wrote (to learn of a move, or a delete); never a deleted record
+        // of another's.
         for (key, _) in states {
             let state = self.current(key)?.clone();
-            let theirs =
-                state.owner_value().is_some_and(|o| o != ward.as_str()) && !wrote_as_owner(&state, ward);
-            out.states.push((key.clone(), if theirs { Versioned::default() } else { state }));
+            let hidden = !state.fields.is_empty()
+                && !state.exists(key.kind(), self.policies)
+                && !state.seen.0.contains_key(ward.as_str());
+            out.states.push((key.clone(), if hidden { Versioned::default() } else { state }));
         }
         Ok(out)
     }

@@ -458,7 +458,12 @@ impl CityDb for PgCityStore {
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         let ahead = ReadAhead {
-            keys: how.decoded().map(|c| c.key.clone()).into_iter().collect(),
+            keys: how
+                .decoded()
+                .into_iter()
+                .flat_map(|c| [Some(c.key.clone()), crate::store::city::apply::spouse_key(ward, c)])
+                .flatten()
+                .collect(),
             senders: how.decoded().map(|c| (c.key.clone(), ward.clone())).into_iter().collect(),
             quarantined: Some((ward.clone(), seq)),
         };

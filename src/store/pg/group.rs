@@ -23,7 +23,7 @@ use super::target::{Overlay, PgTarget};
 use super::write::{Clock, ReadAhead, begin, read, read_clock};
 use super::{PgCityStore, pg_err, pool_err};
 use crate::model::{RecordKey, WardCode};
-use crate::store::city::apply::GroupWrite;
+use crate::store::city::apply::{GroupWrite, spouse_key};
 use crate::store::{GroupOutcome, Incoming, StoreError, WardBatch, WardState};
 
 /// The end of the chain of groups: what the last group called hands to the
@@ -65,6 +65,15 @@ impl PgCityStore {
                     Incoming::Malformed { .. } => None,
                 })
                 .collect();
+            // The spouses registrations name, judged with them.
+            let spouses = group
+                .iter()
+                .flat_map(|b| b.changes.iter().map(move |c| (&b.ward, c)))
+                .filter_map(|(ward, c)| match c {
+                    Incoming::Change(c) => spouse_key(ward, c),
+                    Incoming::Malformed { .. } => None,
+                })
+                .collect();
             let (handoff, mut finished) = match before {
                 Some(l) => (Some(l.handoff), Some(l.finished)),
                 None => (None, None),
@@ -72,7 +81,8 @@ impl PgCityStore {
             let work = |w: &mut GroupWrite<PgTarget>, wards: &mut HashMap<WardCode, WardState>| {
                 w.apply_batches(&group, &ctx, max_skew_ms, wards)
             };
-            let out = store.write_in_turn(handoff, &mut finished, hand, now_ms, senders, work).await;
+            let out =
+                store.write_in_turn(handoff, &mut finished, hand, now_ms, (senders, spouses), work).await;
             // A turn ends only after the turns before it.
             if let Some(f) = finished {
                 let _ = f.await;
@@ -90,7 +100,7 @@ impl PgCityStore {
         finished: &mut Option<oneshot::Receiver<bool>>,
         hand: oneshot::Sender<Handoff>,
         now_ms: i64,
-        senders: Vec<(RecordKey, WardCode)>,
+        (senders, spouses): (Vec<(RecordKey, WardCode)>, Vec<RecordKey>),
         work: impl Fn(&mut GroupWrite<PgTarget>, &mut HashMap<WardCode, WardState>) -> Result<T, StoreError>
         + Send,
     ) -> Result<T, StoreError> {
@@ -99,7 +109,8 @@ impl PgCityStore {
             None => None,
         };
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        let keys: Vec<RecordKey> = senders.iter().map(|(k, _)| k.clone()).collect();
+        let keys: Vec<RecordKey> =
+            senders.iter().map(|(k, _)| k.clone()).chain(spouses.iter().cloned()).collect();
         let ahead = || ReadAhead { keys: keys.clone(), quarantined: None, senders: senders.clone() };
         let snapshot = client
             .build_transaction()

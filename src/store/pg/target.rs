@@ -512,6 +512,10 @@ impl Target for PgTarget {
         Ok(self.quarantined.get(&(ward.clone(), seq)).cloned())
     }
 
+    fn holds_read(&self, key: &RecordKey) -> bool {
+        self.read.contains_key(key)
+    }
+
     fn ward_history(&mut self, key: &RecordKey, ward: &WardCode, _: i64) -> Result<WardPart, StoreError> {
         let stored = self.read.get(key).and_then(|s| s.as_ref()).and_then(|s| s.state.owner_value());
         let mut part = self.parts.get(&(key.clone(), ward.clone())).copied().unwrap_or_default();

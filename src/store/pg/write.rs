@@ -103,6 +103,7 @@ pub(super) async fn read(
         && let Some(c) = &q.change
     {
         ahead.keys.push(c.key.clone());
+        ahead.keys.extend(crate::store::city::apply::spouse_key(ward, c));
         ahead.senders.push((c.key.clone(), ward.clone()));
     }
     let (wards, ()) = futures::try_join!(rows::load_wards(client), target.read_ahead(client, &ahead.keys))?;
