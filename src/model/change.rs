@@ -195,6 +195,11 @@ impl Change {
                         self.key, r.ward
                     ));
                 }
+                if self.fields.iter().any(|f| f == OWNER)
+                    && let Some((field, why)) = r.kept_elsewhere()
+                {
+                    return Some(format!("{}: {field}: {why}", self.key));
+                }
                 match r.validate(ctx) {
                     Err(e) => Some(e.to_string()),
                     Ok(k) if k != self.key => {
@@ -226,9 +231,13 @@ impl Change {
             ));
         }
         // Built on the ownership it moves: a transfer is made from the
-        // city's copy, which names the owner it takes the person from.
+        // city's copy, which names the owner it takes the person from (or,
+        // made concurrently with another move, on what that one was).
         let owner = current.and_then(|v| newest(v, OWNER));
-        if owner.is_some_and(|w| !self.context.has_seen(&w.stamp)) {
+        let built_on = |w: &super::FieldWrite| {
+            self.context.has_seen(&w.stamp) || (!w.context.0.is_empty() && self.context.covers(&w.context))
+        };
+        if owner.is_some_and(|w| !built_on(w)) {
             return Some(
                 "a residence transfer is built on the city's copy of the record, naming its owner: \
                  this one had not seen it"

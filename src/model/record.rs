@@ -302,31 +302,36 @@ impl Record {
             }
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
-        // Who keeps a record follows from the record: a citizen, the ward of
-        // their permanent residence (a move is a residence transfer); a
-        // parcel, the ward it lies in. No ward can create, under its own
-        // name, a record that is plainly another ward's.
+        self.check_form(&mut err);
+        err.into_result()?;
+        self.key()
+    }
+
+    /// Why the record is plainly not kept by the ward it names, if it is
+    /// not: who keeps a record follows from the record (a citizen, the ward
+    /// of their permanent residence, so a move is a residence transfer; a
+    /// parcel, the ward it lies in). Checked where a record is given its
+    /// owner (a ward's put of its own record, a change that writes the
+    /// owner), so no ward creates under its own name a record plainly
+    /// another's: the field at fault, and why.
+    pub fn kept_elsewhere(&self) -> Option<(&'static str, String)> {
         let (field, commune) = match &self.body {
-            Body::Citizen(c) => (
-                "record.citizen.permanent_residence.commune_code",
-                c.permanent_residence.commune_code.as_str(),
-            ),
-            Body::Land(l) => ("record.land.commune_code", l.commune_code.as_str()),
-            Body::Business(_) => ("", self.ward.as_str()),
+            Body::Citizen(c) => {
+                ("record.citizen.permanent_residence.commune_code", &c.permanent_residence.commune_code)
+            }
+            Body::Land(l) => ("record.land.commune_code", &l.commune_code),
+            Body::Business(_) => return None,
         };
-        if commune != self.ward.as_str() {
-            err.add(
+        (commune != self.ward.as_str()).then(|| {
+            (
                 field,
                 format!(
                     "{commune} is not ward {}: a record is kept by the ward it is in (a person who moved is \
                      taken over with a residence transfer)",
                     self.ward
                 ),
-            );
-        }
-        self.check_form(&mut err);
-        err.into_result()?;
-        self.key()
+            )
+        })
     }
 
     /// What the record's form alone says is wrong with it, added to `err`:

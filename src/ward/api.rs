@@ -64,6 +64,9 @@ impl WardApi for LocalApi {
         let (record, key) =
             valid_record_from_pb(req.into_inner().record, &self.context()).map_err(WardError::from)?;
         self.check_owner(&key, &record.ward)?;
+        if let Some((field, why)) = record.kept_elsewhere() {
+            return Err(WardError::Invalid(ValidationError::single(field, why)).into());
+        }
         // The record as this ward knows it, even if it has passed to another
         // ward or was deleted there (only then is its state read): a put
         // never takes another ward's record (a person moving in is a transfer).

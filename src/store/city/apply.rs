@@ -67,6 +67,24 @@ pub(crate) trait Target {
     fn settle(&mut self, ward: &WardCode, seq: u64, discarded: Option<&Discarded>);
 }
 
+/// Whether a change is judged within a ward's refill window, and how it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refill {
+    /// No loss of the city's is recorded for the ward within the window.
+    No,
+    /// Within the window: a change, as a batch or retry brings it.
+    Change,
+    /// Within the window: one of the ward's own writes, from its whole state.
+    Repair,
+}
+
+impl Refill {
+    /// Within the window (`refilling`), a change arriving as `how`.
+    pub(crate) fn when(refilling: bool, how: Refill) -> Refill {
+        if refilling { how } else { Refill::No }
+    }
+}
+
 /// A ward's part in a record, as the city's log holds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct WardPart {
@@ -455,9 +473,13 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 let incoming_cut = cut.map(Incoming::Change);
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 let refusal = match incoming {
-                    Incoming::Change(change) => {
-                        self.refusal(&wb.ward, change, refilling, ctx, max_skew_ms)?
-                    }
+                    Incoming::Change(change) => self.refusal(
+                        &wb.ward,
+                        change,
+                        Refill::when(refilling, Refill::Change),
+                        ctx,
+                        max_skew_ms,
+                    )?,
                     Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
                 };
                 match (refusal, incoming) {
@@ -487,13 +509,13 @@ impl<'a, T: Target> GroupWrite<'a, T> {
     }
 
     /// Why `change` from `ward` cannot be applied now, if it cannot.
-    /// `refilling`: the city recorded a loss of its own data for `ward`
-    /// within the refill window.
+    /// `refill`: whether the city recorded a loss of its own data for
+    /// `ward` within the refill window, and how the change came.
     pub(crate) fn refusal(
         &mut self,
         ward: &WardCode,
         change: &Change,
-        refilling: bool,
+        refill: Refill,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Option<String>, StoreError> {
@@ -514,9 +536,17 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         let state = self.current(&change.key)?;
         // A city that lost data may have lost the log entries that named
         // the ward owner too: within the refill window, a write of the
-        // ward's in the record's state that no registration makes stands
-        // for them, until signed changes replace both with evidence.
-        let named_sender = part.named_owner || (refilling && wrote_as_owner(state, ward));
+        // ward's in the record's state stands for them, until signed
+        // changes replace both with evidence: one no registration makes,
+        // for a change sent as such; any, for one of the ward's own writes
+        // refilled from its whole state (its creation, lost, is the
+        // evidence itself).
+        let named_sender = part.named_owner
+            || match refill {
+                Refill::No => false,
+                Refill::Change => wrote_as_owner(state, ward),
+                Refill::Repair => state.seen.0.contains_key(ward.as_str()),
+            };
         let today_by_sender = part.writes_since;
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {
             let mut believed = state.clone();

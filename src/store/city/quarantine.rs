@@ -202,7 +202,8 @@ impl<T: Target> GroupWrite<'_, T> {
         // ahead is applied once the city's time has come near it, and
         // never moves the city's clock further.
         let refilling = super::repair::refilling(wards.get(ward), self.now_ms);
-        if let Some(reason) = self.refusal(ward, &change, refilling, ctx, max_skew_ms)? {
+        let refill = super::apply::Refill::when(refilling, super::apply::Refill::Change);
+        if let Some(reason) = self.refusal(ward, &change, refill, ctx, max_skew_ms)? {
             return Ok(Err(RetryError::StillRefused(reason)));
         }
         self.apply(&change, &format!("ward {ward} ({RETRIED})"), wards)?;

@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::WardState;
-use super::apply::{GroupWrite, Target};
+use super::apply::{GroupWrite, Refill, Target};
 use super::keys::BY_WARD;
 use crate::model::{
     Change, Context, EXISTS, FieldWrite, Kind, OWNER, Op, RecordKey, Stamp, VersionVector, Versioned,
@@ -164,7 +164,7 @@ impl<T: Target> GroupWrite<'_, T> {
                     continue;
                 }
                 let refusal = if own {
-                    self.refusal(ward, &change, refilling, ctx, max_skew_ms)?
+                    self.refusal(ward, &change, Refill::when(refilling, Refill::Repair), ctx, max_skew_ms)?
                 } else {
                     self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
                 };
