@@ -96,7 +96,9 @@
 //!    added by the sender; the status it implies; four a day at most per
 //!    ward and citizen), and is never kept in the registering ward's copy;
 //!    a ward a logged change named owner may write concurrently with the
-//!    record changing hands, without taking it back. A change's form
+//!    record changing hands, without taking it back. A record is kept by
+//!    the ward it is in (a citizen's permanent residence, a parcel's
+//!    commune), judged where a change names its owner. A change's form
 //!    (writers, fields, text, sizes) is checked as it is decoded. The city
 //!    re-validates every change and checks every claim it carries against
 //!    what the city holds: identity from the certificate, ownership from the
