@@ -271,6 +271,23 @@ async fn sync_client(city: &City, env: &Env, name: &str) -> CitySyncClient<Chann
     )
 }
 
+/// Opens a replication stream as 00145 whose `Hello` claims the city lost
+/// what it sent down (a refill window opened on 00145's word), and closes it.
+async fn claim_a_loss(city: &City, env: &Env) {
+    let mut claim = hello("00145");
+    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
+        h.downstream_cursor = 1 << 40;
+    }
+    let (tx, rx) = mpsc::channel(2);
+    tx.send(claim).await.unwrap();
+    let mut client = sync_client(city, env, "ward-00145").await;
+    let mut stream = client.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(city_message::Msg::Welcome(_))
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_another_wards() {
     let env = Env::new();
@@ -339,17 +356,7 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
     // Claiming the city lost what it sent down opens 00145's refill window,
     // for 00145's own records only.
-    let mut claim = hello("00145");
-    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
-        h.downstream_cursor = 1 << 40;
-    }
-    let (tx, rx) = mpsc::channel(2);
-    tx.send(claim).await.unwrap();
-    let mut stream = hostile.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    assert!(matches!(
-        stream.message().await.unwrap().and_then(|m| m.msg),
-        Some(city_message::Msg::Welcome(_))
-    ));
+    claim_a_loss(&city, &env).await;
     // (Writes of others only: 00145's own would be refused before them.)
     let reply = offer(&mut hostile, &key, &forge(&["00082", "city"])).await;
     assert_eq!((reply.repaired, reply.others_taken), (0, 0), "{reply:?}");
@@ -478,19 +485,7 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     // 4. A loss claimed to open a refill window, then deletes of a parcel
     // the city has never seen, ten years ahead and a minute ahead: the
     // parcel 00082 creates afterwards is visible, at the city and at 00082.
-    let mut claim = hello("00145");
-    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
-        h.downstream_cursor = 1 << 40;
-    }
-    let mut claiming = sync_client(&city, &env, "ward-00145").await;
-    let (tx, rx) = mpsc::channel(2);
-    tx.send(claim).await.unwrap();
-    let mut stream = claiming.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    assert!(matches!(
-        stream.message().await.unwrap().and_then(|m| m.msg),
-        Some(city_message::Msg::Welcome(_))
-    ));
-    drop((tx, stream));
+    claim_a_loss(&city, &env).await;
     let mut forger = Forger::open(&city, &env, "00145").await;
     let pkey = parcel.key().unwrap();
     let now = wardsync::clock::now_ms() as u64;
@@ -745,19 +740,8 @@ async fn a_registration_and_a_claimed_loss_together_open_nothing() {
     // Then claims the city lost what it sent down (a refill window), and
     // writes X as a concurrent "former owner", deletes it, registers on
     // the deleted Y, and asks for X's state in a repair.
-    let mut claim = hello("00145");
-    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
-        h.downstream_cursor = 1 << 40;
-    }
+    claim_a_loss(&city, &env).await;
     let mut sync = sync_client(&city, &env, "ward-00145").await;
-    let (tx, rx) = mpsc::channel(2);
-    tx.send(claim).await.unwrap();
-    let mut stream = sync.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    assert!(matches!(
-        stream.message().await.unwrap().and_then(|m| m.msg),
-        Some(city_message::Msg::Welcome(_))
-    ));
-    drop((tx, stream));
     let mut forger = Forger::open(&city, &env, "00145").await;
     let (held, _) = city_state(&mut q, &xkey).await;
     let own_claim = vv(&[("00145", held.seen.0["00145"])]);

@@ -86,7 +86,10 @@ fn a_registrar_checks_age_life_and_existing_marriages() {
     assert!(early.refusal(&[&m], today).unwrap().contains("was born on"));
 }
 
-/// [`registration_refusal`] with the spouse found among `people`.
+/// The day the registrations of these tests are judged on.
+const TODAY: &str = "2026-11-30";
+
+/// [`registration_refusal`] on [`TODAY`], with the spouse found among `people`.
 fn judge(
     people: &[&Citizen],
     sender: &WardCode,
@@ -94,12 +97,11 @@ fn judge(
     new: &Citizen,
     heads: &[EventsHead],
     current: &Citizen,
-    today: NaiveDate,
     today_by_sender: usize,
 ) -> Option<String> {
     let named = new.events.last().map(|e| e.spouse_id.as_str()).unwrap_or_default();
     let spouse = people.iter().copied().find(|p| p.personal_id == named);
-    registration_refusal(sender, fields, new, &Judged { heads, current, spouse, today_by_sender }, today)
+    registration_refusal(sender, fields, new, &Judged { heads, current, spouse, today_by_sender }, day(TODAY))
 }
 
 fn head(events: &[CivilEvent], seen: bool) -> EventsHead {
@@ -109,7 +111,6 @@ fn head(events: &[CivilEvent], seen: bool) -> EventsHead {
 #[test]
 fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let (a, b) = (ward("00082"), ward("00145"));
-    let today = day("2026-11-30");
     let theirs = person(0, Sex::Male, "1990-01-01");
     let wife = person(1, Sex::Female, "1992-01-01");
     let wed = Registration::Marriage {
@@ -121,7 +122,7 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let both = fields(&["events", "marital_status"]);
     let before = theirs.events.clone();
-    let ok = judge(&people, &a, &both, &married, &[head(&before, true)], &theirs, today, 0);
+    let ok = judge(&people, &a, &both, &married, &[head(&before, true)], &theirs, 0);
     assert_eq!(ok, None);
     // Concurrent with another ward's registration it had not seen: it
     // passes if a registrar would accept it on the city's record (and the
@@ -137,11 +138,11 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let mut held = theirs.clone();
     held.events = elsewhere.clone();
     held.marital_status = MaritalStatus::Divorced;
-    assert_eq!(judge(&people, &a, &both, &married, &[head(&elsewhere, false)], &held, today, 0), None);
+    assert_eq!(judge(&people, &a, &both, &married, &[head(&elsewhere, false)], &held, 0), None);
     // ...but not after a death it had not seen.
     let mut dead = held.clone();
     dead.events.push(CivilEvent { kind: EventKind::Death, spouse_id: String::new(), ..elsewhere[0].clone() });
-    let e = judge(&people, &a, &both, &married, &[head(&dead.events, false)], &dead, today, 0).unwrap();
+    let e = judge(&people, &a, &both, &married, &[head(&dead.events, false)], &dead, 0).unwrap();
     assert!(e.contains("registered as deceased"), "{e}");
     // Nor with no claim at all on a record with events: what it kept must be what the city holds.
     let mut other_before = before.clone();
@@ -150,11 +151,11 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
     let mut on_forged = married.clone();
     on_forged.events = other_before.clone();
     on_forged.events.push(married.events.last().unwrap().clone());
-    let e = judge(&people, &a, &both, &on_forged, &[head(&elsewhere, false)], &held, today, 0);
+    let e = judge(&people, &a, &both, &on_forged, &[head(&elsewhere, false)], &held, 0);
     assert!(e.unwrap().contains("keeps every event"));
     // The spouse as the city holds them: unknown, or married to another,
     // refuses the marriage.
-    let e = judge(&[], &a, &both, &married, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&[], &a, &both, &married, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("has no record at the city"));
     let mut taken = wife.clone();
     taken.events.push(CivilEvent {
@@ -165,55 +166,46 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
         reference: String::new(),
     });
     taken.marital_status = MaritalStatus::Married;
-    let e = judge(&[&taken], &a, &both, &married, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&[&taken], &a, &both, &married, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("is married (to 001190000001)"));
     // A few a day per ward and citizen.
-    let e = judge(&people, &a, &both, &married, &[head(&before, true)], &theirs, today, 4).unwrap();
+    let e = judge(&people, &a, &both, &married, &[head(&before, true)], &theirs, 4).unwrap();
     assert!(e.contains("4 events on"), "{e}");
     // An unseen write the writer had not built alike on: it pretends an
     // older record is the current one.
     let stale = EventsHead { built_alike: false, ..head(&elsewhere, false) };
-    let e = judge(&people, &a, &both, &married, &[stale], &held, today, 0);
+    let e = judge(&people, &a, &both, &married, &[stale], &held, 0);
     assert!(e.unwrap().contains("keeps every event"));
     // A status without its event: refused.
     let status = fields(&["marital_status"]);
-    let e = judge(&people, &a, &status, &married, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&people, &a, &status, &married, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("only by registering"));
     // Anything else is refused.
-    let e = judge(
-        &people,
-        &a,
-        &fields(&["events", "phone"]),
-        &married,
-        &[head(&before, true)],
-        &theirs,
-        today,
-        0,
-    )
-    .unwrap();
+    let e = judge(&people, &a, &fields(&["events", "phone"]), &married, &[head(&before, true)], &theirs, 0)
+        .unwrap();
     assert!(e.contains("only by registering"), "{e}");
-    let e = judge(&people, &b, &both, &married, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&people, &b, &both, &married, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("registered by it (ward 00145)"));
     let mut forged = married.clone();
     forged.marital_status = MaritalStatus::Widowed;
-    let e = judge(&people, &a, &both, &forged, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&people, &a, &both, &forged, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("implies the marital status married"));
     // A marriage that leaves the status as it was: refused too.
-    let e = judge(&people, &a, &fields(&["events"]), &married, &[head(&before, true)], &theirs, today, 0);
+    let e = judge(&people, &a, &fields(&["events"]), &married, &[head(&before, true)], &theirs, 0);
     assert!(e.unwrap().contains("implies the marital status married"));
     // Erasing an event it had seen, to replace it: refused.
-    let e = judge(&people, &a, &fields(&["events"]), &married, &[head(&elsewhere, true)], &held, today, 0);
+    let e = judge(&people, &a, &fields(&["events"]), &married, &[head(&elsewhere, true)], &held, 0);
     assert!(e.unwrap().contains("keeps every event"));
     let mut erased = married.clone();
     erased.events.remove(0);
     let seen_one = vec![married.events[0].clone()];
-    let e = judge(&people, &a, &fields(&["events"]), &erased, &[head(&seen_one, true)], &theirs, today, 0);
+    let e = judge(&people, &a, &fields(&["events"]), &erased, &[head(&seen_one, true)], &theirs, 0);
     assert!(e.is_some());
 }
 
 #[test]
 fn a_death_ends_the_marriage_for_the_surviving_spouse() {
-    let today = day("2026-11-30");
+    let today = day(TODAY);
     let a = ward("00082");
     let man = person(0, Sex::Male, "1970-01-01");
     let woman = person(1, Sex::Female, "1972-01-01");
@@ -250,11 +242,11 @@ fn a_death_ends_the_marriage_for_the_surviving_spouse() {
     let people = [&dead];
     // Not before the death is registered on the deceased.
     let alive = [&m];
-    let early = judge(&alive, &a, &fields, &widow, &[head(&w.events, true)], &w, today, 0);
+    let early = judge(&alive, &a, &fields, &widow, &[head(&w.events, true)], &w, 0);
     assert!(early.unwrap().contains("is not registered as deceased"));
     let heads = [head(&w.events, true)];
-    assert_eq!(judge(&people, &a, &fields, &widow, &heads, &w, today, 0), None);
-    let e = judge(&people, &a, &fields, &widow, &[head(&other.events, true)], &other, today, 0);
+    assert_eq!(judge(&people, &a, &fields, &widow, &heads, &w, 0), None);
+    let e = judge(&people, &a, &fields, &widow, &[head(&other.events, true)], &other, 0);
     assert!(e.is_some(), "not the deceased's spouse");
 }
 

@@ -12,6 +12,18 @@ fn body(r: &Record) -> Citizen {
     }
 }
 
+/// Ward 00145's first citizen, single (as a registrar requires of a
+/// bride), at the city: the change that put her there.
+async fn bride(city: &dyn CityDb) -> Change {
+    let mut hers = change("00145", 1);
+    if let Op::Put(Record { body: Body::Citizen(c), .. }) = &mut hers.op {
+        c.marital_status = crate::model::MaritalStatus::Single;
+        c.events.retain(|e| e.kind == crate::model::EventKind::Birth);
+    }
+    city.apply_group(vec![batch(&ward("00145"), vec![hers.clone()])], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+    hers
+}
+
 /// A single adult man of ward 09784, at the city: a spouse to register.
 async fn groom(city: &dyn CityDb) -> String {
     let mut c = (1..100)
@@ -36,13 +48,7 @@ async fn a_registration_of_another_wards_citizen_is_applied_and_anything_else_qu
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let (a, b) = (ward("00082"), ward("00145"));
-        let mut hers = change("00145", 1);
-        // Single, as the registrar requires of a bride.
-        if let Op::Put(Record { body: Body::Citizen(c), .. }) = &mut hers.op {
-            c.marital_status = crate::model::MaritalStatus::Single;
-            c.events.retain(|e| e.kind == crate::model::EventKind::Birth);
-        }
-        city.apply_group(vec![batch(&b, vec![hers.clone()])], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let hers = bride(&*city).await;
         let Op::Put(record) = &hers.op else { unreachable!() };
         let single = body(record);
         let marriage = Registration::Marriage {
@@ -86,12 +92,7 @@ async fn a_ward_registers_a_few_events_a_day_on_another_wards_citizen() {
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let (a, b) = (ward("00082"), ward("00145"));
-        let mut hers = change("00145", 1);
-        if let Op::Put(Record { body: Body::Citizen(c), .. }) = &mut hers.op {
-            c.marital_status = crate::model::MaritalStatus::Single;
-            c.events.retain(|e| e.kind == crate::model::EventKind::Birth);
-        }
-        city.apply_group(vec![batch(&b, vec![hers.clone()])], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let hers = bride(&*city).await;
         let his_id = groom(&*city).await;
         let his_key = RecordKey::new(crate::model::Kind::Citizen, &his_id).unwrap();
         // Ward 00082 marries and divorces the two again and again, both
