@@ -200,12 +200,7 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
     );
 
     // The attempts are kept, with their reasons; 00082 is still served.
-    let entries = q
-        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let entries = held_of_00145(&mut q).await;
     let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
     for seq in [1, 2, 3, 4, 6, 8] {
         assert!(refused.contains(&seq), "forged change {seq} is in the quarantine: {entries:#?}");
@@ -269,6 +264,12 @@ async fn sync_client(city: &City, env: &Env, name: &str) -> CitySyncClient<Chann
     CitySyncClient::new(
         Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap(),
     )
+}
+
+/// What the city keeps in quarantine of ward 00145's.
+async fn held_of_00145(q: &mut CityQueryClient<Channel>) -> Vec<pb::QuarantineEntry> {
+    let all = pb::QuarantineRequest { ward: "00145".into(), ..Default::default() };
+    q.list_quarantine(all).await.unwrap().into_inner().entries
 }
 
 /// Opens a replication stream as 00145 whose `Hello` claims the city lost
@@ -498,12 +499,7 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     assert_eq!(city_record(&mut q, &pkey).await.as_ref(), Some(&parcel), "00082's new parcel is hidden");
 
     // Every attempt is in the quarantine; 00082's copy and the city's agree.
-    let entries = q
-        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let entries = held_of_00145(&mut q).await;
     let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
     assert_eq!(refused, [1, 3, 4, 5, 6], "{entries:#?}");
     assert_same_records(&mut w, &mut q, "00082").await;
@@ -561,12 +557,7 @@ async fn malformed_changes_stall_no_one(config: &str) {
     .unwrap();
     let log = common::ledger::read_log(&mut q).await.unwrap();
     assert!(log.iter().all(|l| l.ward != "00145"), "nothing of 00145's was applied");
-    let entries = q
-        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let entries = held_of_00145(&mut q).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "{entries:#?}");
     for e in &entries {
         assert!(!e.reason.chars().any(char::is_control), "a printable reason: {:?}", e.reason);
@@ -694,12 +685,7 @@ async fn a_change_the_database_refuses_fails_no_one_else() {
     let theirs: Vec<u64> =
         log.iter().filter(|l| l.ward == "00145").map(|l| l.change.as_ref().unwrap().seq).collect();
     assert_eq!(theirs, [1, 3], "the ward's good changes are applied");
-    let held = q
-        .list_quarantine(pb::QuarantineRequest { ward: "00145".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let held = held_of_00145(&mut q).await;
     assert_eq!(held.iter().map(|e| e.seq).collect::<Vec<_>>(), [2], "{held:#?}");
     assert!(held[0].reason.contains("database refused"), "{}", held[0].reason);
 }
