@@ -267,7 +267,7 @@ async fn sync_client(city: &City, env: &Env, name: &str) -> CitySyncClient<Chann
 }
 
 /// What the city keeps in quarantine of ward 00145's.
-async fn held_of_00145(q: &mut CityQueryClient<Channel>) -> Vec<pb::QuarantineEntry> {
+async fn held_of_00145(q: &mut CityQueryClient<Channel>) -> Vec<pb::QuarantinedChange> {
     let all = pb::QuarantineRequest { ward: "00145".into(), ..Default::default() };
     q.list_quarantine(all).await.unwrap().into_inner().entries
 }
