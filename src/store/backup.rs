@@ -149,3 +149,21 @@ pub(crate) async fn finish(copy: Copy) -> Result<Manifest, StoreError> {
     .map_err(StoreError::from_io)?;
     Ok(copy.manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_is_refused_where_the_disk_has_no_room_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = available_bytes(dir.path()).expect("a figure for a temporary directory");
+        assert!(free > 0);
+        let to = dir.path().join("copy");
+        assert!(check_room(free / 2, &to).is_ok(), "room for half of what is free");
+        let err = check_room(free, &to).unwrap_err();
+        assert!(matches!(&err, StoreError::Full(why) if why.contains("free space there")), "{err}");
+        // Nothing was made.
+        assert!(!to.exists());
+    }
+}
