@@ -117,3 +117,34 @@ fn a_long_queue_is_renumbered_past_the_city_a_chunk_at_a_time_and_a_stop_midway_
         assert_eq!(store.backlog_bytes(), listed, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_history_too_long_to_replay_is_refused_never_cut_short() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let first = change("00082", 1);
+        let key = first.key.clone();
+        // Its owner rewrites the record, whole, until its log passes the cap.
+        let mut sent = vec![first];
+        let mut bytes = crate::store::codec::encode(&sent[0]).len();
+        while bytes <= MAX_HISTORY_BYTES {
+            let mut next = stamped(sent[0].clone(), "00082", 1 + sent.len() as u64, &[]);
+            next.seq = 1 + sent.len() as u64;
+            next.context = VersionVector([("00082".to_string(), sent.last().unwrap().stamp.hlc)].into());
+            bytes += crate::store::codec::encode(&next).len();
+            sent.push(next);
+        }
+        let n = sent.len() as u64;
+        let out = city.apply_group(vec![batch(&a, sent)], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out, [Ok(n)], "{name}");
+        for err in [city.record_history(&key).await.unwrap_err(), city.as_of(&key, 2).await.unwrap_err()] {
+            assert!(
+                matches!(&err, StoreError::TooLarge(why) if why.contains("wardsync export")),
+                "{name}: {err}"
+            );
+        }
+        // A record with a short history still reads.
+        assert_eq!(city.record_history(&change("00082", 2).key).await.unwrap().len(), 0, "{name}");
+    }
+}
