@@ -194,7 +194,8 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     // Concurrent: ward 00145, cut off, registers its resident's death while
     // ward 00082 registers her divorce at the city. Neither overwrites the
     // other: the data office gets a conflict.
-    cb.register(register("death", &[&woman], "2026-11-30")).await.unwrap();
+    let reply = cb.register(register("death", &[&woman], "2026-11-30")).await.unwrap().into_inner();
+    assert!(reply.notes.iter().any(|n| n.contains("not marked widowed")), "the clerk is told: {reply:?}");
     ca.register(register("divorce", &[&man, &woman], "2026-11-30")).await.unwrap();
     drained(&mut ca).await;
     relay_b.heal();

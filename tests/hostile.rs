@@ -15,8 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 use wardsync::auth::{TlsFiles, client_tls};
 use wardsync::model::civil::{self, Registration};
 use wardsync::model::{
-    Body, Change, Citizen, EventKind, Hlc, MaritalStatus, Op, Record, RecordKey, Stamp, VersionVector,
-    WardCode, flatten,
+    Body, Change, Citizen, EventKind, FieldWrite, Hlc, MaritalStatus, Op, Record, RecordKey, Stamp,
+    VersionVector, WardCode, flatten,
 };
 use wardsync::proto::pb::{
     self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
@@ -448,7 +448,7 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     }
     let refused = local.transfer(pb::PutRequest { record: Some((&moved).into()) }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().contains("events, full_name differ"), "{refused:?}");
+    assert!(refused.message().contains("also sets events, full_name, which differ"), "{refused:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
 
     // 2. A death registered properly by 00145 is accepted; it is no key to
@@ -752,6 +752,17 @@ async fn a_registration_and_a_claimed_loss_together_open_nothing() {
     forger.send_fields(&ykey, Op::Put(revived), yheld.seen.clone(), None, fields(&["events"])).await;
     assert_eq!(city_record(&mut q, &xkey).await.as_ref(), Some(&after_death), "X taken over or deleted");
     assert_eq!(city_record(&mut q, &ykey).await, None, "the deleted Y brought back");
+    // Nor does a repair take, as 00145's own, a write of X's phone it says
+    // it made concurrently with X's owner.
+    let (held, _) = city_state(&mut q, &xkey).await;
+    let mut forged = held.clone();
+    let stamp =
+        Stamp { hlc: Hlc { wall_ms: wardsync::clock::now_ms() as u64, logical: 0 }, writer: "00145".into() };
+    let context = vv(&[("00145", held.seen.0["00145"])]);
+    forged.merge_write("phone", FieldWrite { value: "\"0900000000\"".into(), stamp, context });
+    let reply = offer(&mut sync, &xkey, &forged).await;
+    assert_eq!(reply.repaired, 0, "{reply:?}");
+    assert_eq!(city_record(&mut q, &xkey).await.as_ref(), Some(&after_death), "X's phone taken");
     // Nor does a repair serve it the state of a deleted record of another's.
     let offer = pb::RepairRequest {
         ward_code: "00145".into(),

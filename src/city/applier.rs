@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::ingest::Db;
 use crate::clock::{now_ms, ward_today};
-use crate::model::Context;
+use crate::model::{Context, WardCode};
 use crate::proto::pb;
 use crate::store::{BatchRejected, GroupCommit, Incoming, StoreError, WardBatch};
 
@@ -54,7 +54,8 @@ pub fn spawn_applier(
             queued.into_iter().map(|q| (q.batch, q.work)).unzip();
         let span = tracing::debug_span!("apply_group", batches = n);
         let started = std::time::Instant::now();
-        // Kept to split the group should the database refuse it.
+        // Kept to split the group should the database refuse it (the
+        // batches' changes are shared, not copied).
         let kept = group.clone();
         // Applied in group order; the future resolves once durable.
         let durable = span.in_scope(|| apply.group(group));
@@ -103,14 +104,16 @@ impl Apply {
     async fn alone(&self, batch: WardBatch) -> ApplyResult {
         match self.one(batch.clone()).await {
             Err(StoreError::Refused(_)) if batch.changes.len() > 1 => {}
-            Err(StoreError::Refused(why)) => return self.quarantine(batch, &why).await,
+            Err(StoreError::Refused(why)) => {
+                return self.quarantine(&batch.ward, &batch.changes[0], &why).await;
+            }
             other => return other,
         }
         let mut last: ApplyResult = Ok(Ok(0));
-        for incoming in batch.changes {
-            let single = WardBatch { ward: batch.ward.clone(), changes: vec![incoming] };
-            last = match self.one(single.clone()).await {
-                Err(StoreError::Refused(why)) => self.quarantine(single, &why).await,
+        for incoming in batch.changes.iter() {
+            let single = WardBatch { ward: batch.ward.clone(), changes: [incoming.clone()].into() };
+            last = match self.one(single).await {
+                Err(StoreError::Refused(why)) => self.quarantine(&batch.ward, incoming, &why).await,
                 other => other,
             };
             if !matches!(last, Ok(Ok(_))) {
@@ -120,19 +123,18 @@ impl Apply {
         last
     }
 
-    /// Quarantines the one change of `single`, which the database refused
+    /// Quarantines `incoming`, a change of `ward`'s the database refused
     /// with `why`: raw, so that nothing of it but its bytes is stored.
-    async fn quarantine(&self, single: WardBatch, why: &str) -> ApplyResult {
-        let Some(incoming) = single.changes.into_iter().next() else { return Ok(Ok(0)) };
+    async fn quarantine(&self, ward: &WardCode, incoming: &Incoming, why: &str) -> ApplyResult {
         let seq = incoming.seq();
-        tracing::error!(ward = %single.ward, seq, "the city's database refused a ward's change: quarantined");
+        tracing::error!(%ward, seq, "the city's database refused a ward's change: quarantined");
         tracing::debug!(%why, "refused by the database");
         let raw = match incoming {
-            Incoming::Change(c) => prost::Message::encode_to_vec(&pb::Change::from(&c)),
-            Incoming::Malformed { raw, .. } => raw,
+            Incoming::Change(c) => prost::Message::encode_to_vec(&pb::Change::from(c)),
+            Incoming::Malformed { raw, .. } => raw.clone(),
         };
         let reason = format!("the city's database refused it: {why}");
-        let kept = WardBatch { ward: single.ward, changes: vec![Incoming::Malformed { seq, reason, raw }] };
-        self.one(kept).await
+        let kept = Incoming::Malformed { seq, reason, raw };
+        self.one(WardBatch { ward: ward.clone(), changes: [kept].into() }).await
     }
 }

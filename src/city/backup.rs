@@ -65,13 +65,15 @@ impl QueryService {
         std::fs::create_dir_all(&self.backup_dir).map_err(|e| {
             Status::failed_precondition(format!("cannot create {}: {e}", self.backup_dir.display()))
         })?;
-        *last = Some(std::time::Instant::now());
+        let began = std::time::Instant::now();
+        // (Only a copy made counts: one refused, for want of room say, may
+        // be tried again at once.)
         let Some(m) = self.store.backup(path.clone()).await.map_err(CityError::from)? else {
-            *last = None;
             return Err(Status::failed_precondition(
                 "this city keeps its records in PostgreSQL: back them up with pg_dump (README, \"Recovery\")",
             ));
         };
+        *last = Some(began);
         tracing::info!(identity = %peer.identity, path = %path.display(), keys = m.keys, paused_ms = m.paused_ms, "backup taken");
         Ok(Response::new(crate::proto::backup_to_pb(&path, &m)))
     }

@@ -1,6 +1,7 @@
 //! How many changes to other wards' records a ward may send in a day. The
-//! only such changes the city applies are civil-status registrations and
-//! residence transfers, a few a day in the largest ward; past the budget a
+//! only such changes the city applies are civil-status registrations (a
+//! residence transfer names the sender as owner), a few a day in the
+//! largest ward; past the budget a
 //! ward's further ones are kept in the quarantine for the data office
 //! instead of being judged, so a hostile ward can touch only so many of the
 //! city's citizens a day. Counted per city process, since it started (the
@@ -50,8 +51,8 @@ impl Budget {
                     Incoming::Malformed {
                         seq: c.seq,
                         reason: format!(
-                            "ward {ward} sent more than {PER_DAY} changes to other wards' records in a day \
-                             (registrations, transfers): the data office reviews the rest"
+                            "ward {ward} sent more than {PER_DAY} registrations on other wards' citizens in a \
+                             day: the data office reviews the rest, and retries those it finds sound"
                         ),
                         raw: prost::Message::encode_to_vec(&pb::Change::from(&c)),
                     }
@@ -92,7 +93,7 @@ mod tests {
         assert_eq!(kept, 1, "the one past the budget");
         let Some(Incoming::Malformed { seq, reason, raw }) = out.last() else { panic!("{:?}", out.last()) };
         assert_eq!(*seq, u64::from(PER_DAY) + 1);
-        assert!(reason.contains("more than 2000 changes to other wards' records"), "{reason}");
+        assert!(reason.contains("more than 2000 registrations on other wards' citizens"), "{reason}");
         assert!(crate::proto::change_from_pb(prost::Message::decode(raw.as_slice()).unwrap()).is_ok());
         // Its own records: never spent.
         let own = budget.spend(&ward, 0, vec![put_of("00145", 1)]);

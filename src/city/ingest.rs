@@ -333,7 +333,10 @@ impl SyncService {
         };
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
         let started = std::time::Instant::now();
-        let queued = Queued { batch: WardBatch { ward: ward.clone(), changes }, work: slot.batch_token() };
+        let queued = Queued {
+            batch: WardBatch { ward: ward.clone(), changes: changes.into() },
+            work: slot.batch_token(),
+        };
         let answer =
             self.applier.queue(queued).instrument(span.clone()).await.map_err(|_| CityError::ShuttingDown)?;
         Ok(async move {
@@ -364,7 +367,7 @@ pub fn incoming(c: pb::Change) -> Incoming {
     let raw = prost::Message::encode_to_vec(&c);
     match change_from_pb(c) {
         Ok(change) => Incoming::Change(change),
-        Err(e) => Incoming::Malformed { seq, reason: e.to_string(), raw },
+        Err(e) => Incoming::Malformed { seq, reason: format!("malformed: {e}"), raw },
     }
 }
 

@@ -109,6 +109,9 @@ pub async fn run(a: RegisterArgs) -> anyhow::Result<()> {
         "{kind} registered (changes {:?}); it reaches the city and the owning wards as the link allows",
         reply.seqs
     );
+    for note in &reply.notes {
+        eprintln!("note: {note}");
+    }
     Ok(())
 }
 

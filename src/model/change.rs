@@ -62,6 +62,29 @@ pub fn put_values(all: &BTreeMap<String, String>, fields: &[String]) -> BTreeMap
 pub const TRANSFER_FIELDS: [&str; 5] =
     [OWNER, "permanent_residence", "temporary_residence", "household_id", "relationship_to_head"];
 
+/// Why a residence transfer that also sets `others` (fields besides
+/// [`TRANSFER_FIELDS`]) is refused; `None` if it sets none.
+pub fn transfer_overreach<S: AsRef<str>>(others: &[S]) -> Option<String> {
+    (!others.is_empty()).then(|| {
+        format!(
+            "a residence transfer sets only the owning ward and the residence registration ({}); \
+             this one also sets {}",
+            TRANSFER_FIELDS.join(", "),
+            others.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// The fields besides [`TRANSFER_FIELDS`] in which `moved`, a record a
+/// ward would transfer in, differs from `held`, the city's.
+pub fn beyond_transfer(held: &Record, moved: &Record) -> Vec<String> {
+    let (theirs, ours) = (flatten(held), flatten(moved));
+    ours.into_iter()
+        .filter(|(f, v)| !TRANSFER_FIELDS.contains(&f.as_str()) && theirs.get(f) != Some(v))
+        .map(|(f, _)| f)
+        .collect()
+}
+
 /// What the city knows of a change's record when it judges the change.
 #[derive(Debug, Clone, Copy)]
 pub struct Standing<'a> {
@@ -162,7 +185,7 @@ impl Change {
             Some(Ok(())) => true,
             None => false,
         };
-        let owner_write = current.and_then(|v| newest(v, OWNER));
+        let owner_write = current.and_then(|v| v.newest(OWNER));
         if let Some(w) = owner_write {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
             // (Setting the owner too only if the move had seen it: an
@@ -200,7 +223,8 @@ impl Change {
                 {
                     return Some(format!("{}: {field}: {why}", self.key));
                 }
-                match r.validate(ctx) {
+                // (Its form was checked as it was decoded: `check_form`.)
+                match r.validate_content(ctx) {
                     Err(e) => Some(e.to_string()),
                     Ok(k) if k != self.key => {
                         Some(format!("change key {} does not match the record's key {k}", self.key))
@@ -222,18 +246,13 @@ impl Change {
             .map(String::as_str)
             .filter(|f| !TRANSFER_FIELDS.contains(f) && *f != EXISTS)
             .collect();
-        if !others.is_empty() {
-            return Some(format!(
-                "a residence transfer sets only the owning ward and the residence registration ({}); \
-                 this one also sets {}",
-                TRANSFER_FIELDS.join(", "),
-                others.join(", ")
-            ));
+        if let Some(why) = transfer_overreach(&others) {
+            return Some(why);
         }
         // Built on the ownership it moves: a transfer is made from the
         // city's copy, which names the owner it takes the person from (or,
         // made concurrently with another move, on what that one was).
-        let owner = current.and_then(|v| newest(v, OWNER));
+        let owner = current.and_then(|v| v.newest(OWNER));
         let built_on = |w: &super::FieldWrite| {
             self.context.has_seen(&w.stamp) || (!w.context.0.is_empty() && self.context.covers(&w.context))
         };
@@ -247,7 +266,7 @@ impl Change {
         // (A delete it had not seen is a concurrent write: the merge settles
         // the two, and the office sees the conflict. Its own delete it may
         // undo, as it may re-create a record of its own.)
-        let deleted = current.and_then(|v| newest(v, EXISTS)).is_none_or(|w| {
+        let deleted = current.and_then(|v| v.newest(EXISTS)).is_none_or(|w| {
             w.value != "true" && self.context.has_seen(&w.stamp) && w.stamp.writer != self.stamp.writer
         });
         deleted.then(|| "a deleted record cannot be transferred".to_string())
@@ -274,11 +293,11 @@ impl Change {
         if owner == sender || !attempt || state.owner_value()? != owner.as_str() {
             return None;
         }
-        if newest(state, EXISTS).is_none_or(|w| w.value != "true") {
+        if state.newest(EXISTS).is_none_or(|w| w.value != "true") {
             return Some(Err("the city holds this citizen as deleted: no event is registered on it".into()));
         }
         let newest_values: BTreeMap<String, String> =
-            state.fields.keys().filter_map(|f| Some((f.clone(), newest(state, f)?.value.clone()))).collect();
+            state.fields.keys().filter_map(|f| Some((f.clone(), state.newest(f)?.value.clone()))).collect();
         let Some(Record { body: Body::Citizen(held), .. }) =
             super::unflatten(self.key.kind(), &newest_values)
         else {
@@ -336,11 +355,6 @@ pub fn wrote_as_owner(state: &Versioned, ward: &WardCode) -> bool {
             && f != EXISTS
             && heads.iter().any(|h| h.stamp.writer == ward.as_str())
     })
-}
-
-/// The newest write of `field` in `state`, whatever the policies show.
-fn newest<'a>(state: &'a Versioned, field: &str) -> Option<&'a super::FieldWrite> {
-    state.fields.get(field)?.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))
 }
 
 #[cfg(test)]

@@ -161,15 +161,7 @@ impl Registration {
     pub fn apply(&self, records: &[Citizen], ward: &WardCode, reference: &str) -> Vec<Citizen> {
         records
             .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                let event = self.event_for(&c.personal_id, ward.as_str(), reference);
-                if let Some(status) = implied_status(&event) {
-                    c.marital_status = status;
-                }
-                c.events.push(event);
-                c
-            })
+            .map(|c| with_event(c, self.event_for(&c.personal_id, ward.as_str(), reference)))
             .collect()
     }
 
@@ -184,23 +176,27 @@ impl Registration {
         ward: &WardCode,
         reference: &str,
     ) -> Option<Citizen> {
-        let Registration::Death { date, .. } = self else { return None };
-        if current_spouse(deceased) != Some(survivor.personal_id.as_str())
+        if !matches!(self, Registration::Death { .. })
+            || current_spouse(deceased) != Some(survivor.personal_id.as_str())
             || current_spouse(survivor) != Some(deceased.personal_id.as_str())
         {
             return None;
         }
-        let mut c = survivor.clone();
-        c.events.push(CivilEvent {
-            kind: EventKind::Death,
-            date: *date,
-            registered_by: ward.to_string(),
-            spouse_id: deceased.personal_id.clone(),
-            reference: reference.to_string(),
-        });
-        c.marital_status = MaritalStatus::Widowed;
-        Some(c)
+        let spouse_id = deceased.personal_id.clone();
+        let event =
+            CivilEvent { spouse_id, ..self.event_for(&deceased.personal_id, ward.as_str(), reference) };
+        Some(with_event(survivor, event))
     }
+}
+
+/// `c` with `event` added, and the marital status it implies.
+fn with_event(c: &Citizen, event: CivilEvent) -> Citizen {
+    let mut c = c.clone();
+    if let Some(status) = implied_status(&event) {
+        c.marital_status = status;
+    }
+    c.events.push(event);
+    c
 }
 
 /// The marital status `event` sets on the record it is added to, if any:
@@ -356,11 +352,13 @@ pub struct EventsHead {
 /// [`REGISTRATION_FIELDS`], appends exactly one marriage, divorce or death
 /// registered by `sender` to events the city can show the writer had: every
 /// write of them it had seen, exactly; every write it had not seen, made
-/// concurrently on what the writer had seen too, a continuation of them. A registrar would accept the event
-/// on `current` ([`event_refusal`]), it sets the marital status the event
-/// implies, and the ward's changes to the citizen the city applied in the
-/// last day (`today_by_sender`) are fewer than [`REGISTRATIONS_PER_DAY`]. Concurrent registrations both pass, and
-/// the merge makes them a conflict for the data office.
+/// concurrently on what the writer had seen too, a continuation of them.
+/// A registrar would accept the event on `current` ([`event_refusal`]) and
+/// on the spouse it names ([`spouse_refusal`]), it sets the marital status
+/// the event implies, and the ward's changes to the citizen the city
+/// applied in the last day are fewer than [`REGISTRATIONS_PER_DAY`].
+/// Concurrent registrations both pass, and the merge makes them a conflict
+/// for the data office.
 pub fn registration_refusal(
     sender: &WardCode,
     fields: &[String],

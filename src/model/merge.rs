@@ -290,9 +290,12 @@ impl Versioned {
 
     /// The owning ward the state shows: its latest `ward` write.
     pub fn owner_value(&self) -> Option<String> {
-        let heads = self.fields.get(OWNER)?;
-        let w = heads.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))?;
-        serde_json::from_str::<String>(&w.value).ok()
+        serde_json::from_str::<String>(&self.newest(OWNER)?.value).ok()
+    }
+
+    /// The newest write of `field` (by stamp), whatever the policies show.
+    pub fn newest(&self, field: &str) -> Option<&FieldWrite> {
+        self.fields.get(field)?.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))
     }
 
     /// The write shown for `field` under `policies`.

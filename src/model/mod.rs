@@ -24,7 +24,8 @@ mod text;
 mod validation;
 
 pub use change::{
-    Change, MAX_CONTEXT, Op, Standing, TRANSFER_FIELDS, deleted, is_writer, put_values, wrote_as_owner,
+    Change, MAX_CONTEXT, Op, Standing, TRANSFER_FIELDS, beyond_transfer, deleted, is_writer, put_values,
+    transfer_overreach, wrote_as_owner,
 };
 pub use enums::{
     BusinessForm, BusinessStatus, EventKind, LAND_USE_CODES, MaritalStatus, RegistrationKind, Relationship,

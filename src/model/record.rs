@@ -279,6 +279,19 @@ impl Record {
     /// reported, each with its field path (`record.citizen.sex`...).
     pub fn validate(&self, ctx: &Context) -> Result<RecordKey, ValidationError> {
         let mut err = ValidationError::default();
+        self.check_form(&mut err);
+        self.check_content(ctx, err)
+    }
+
+    /// [`Record::validate`] of a record whose form was checked already
+    /// (a change's, as the city decoded it: [`super::Change::check_form`]),
+    /// so that its text is not serialized and scanned twice.
+    pub fn validate_content(&self, ctx: &Context) -> Result<RecordKey, ValidationError> {
+        self.check_content(ctx, ValidationError::default())
+    }
+
+    /// Everything [`Record::validate`] checks besides the form, added to `err`.
+    fn check_content(&self, ctx: &Context, mut err: ValidationError) -> Result<RecordKey, ValidationError> {
         match commune(self.ward.as_str()) {
             None => err.add(
                 "record.ward",
@@ -302,7 +315,6 @@ impl Record {
             }
             Body::Land(l) => validate_land(l, &mut Check { err: &mut err, ctx, path: "record.land" }),
         }
-        self.check_form(&mut err);
         err.into_result()?;
         self.key()
     }

@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
-use crate::model::{Body, Context, Kind, RecordKey, TRANSFER_FIELDS, ValidationError, WardCode, flatten};
+use crate::model::{
+    Body, Context, Kind, RecordKey, ValidationError, WardCode, beyond_transfer, transfer_overreach,
+};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
 use crate::proto::{
     key_from_pb, kind_from_pb, next_after, page_size, record_from_pb, valid_record_from_pb, versioned_from_pb,
@@ -162,21 +164,12 @@ impl WardApi for LocalApi {
         let held = record_from_pb(held).map_err(|_| WardError::NotFoundInCity(key.clone()))?;
         // A transfer moves the person, nothing else about them: what the
         // city would refuse is refused here, with what differs named.
-        let (theirs, ours) = (flatten(&held), flatten(&record));
-        let differing: Vec<&str> = ours
-            .iter()
-            .filter(|(f, v)| !TRANSFER_FIELDS.contains(&f.as_str()) && theirs.get(*f) != Some(*v))
-            .map(|(f, _)| f.as_str())
-            .collect();
-        if !differing.is_empty() {
+        if let Some(why) = transfer_overreach(&beyond_transfer(&held, &record)) {
             return Err(WardError::Invalid(ValidationError::single(
                 "record",
                 format!(
-                    "a transfer sets only the owning ward and the residence registration ({}); {} \
-                     differ from the city's record: transfer the person as the city holds them, then \
-                     write any other change as their new ward",
-                    TRANSFER_FIELDS.join(", "),
-                    differing.join(", ")
+                    "{why}, which differ from the city's record: transfer the person as the city holds \
+                     them, then write any other change as their new ward"
                 ),
             ))
             .into());

@@ -100,6 +100,7 @@ impl LocalApi {
         }
         let current: Vec<Citizen> = found.iter().map(|(c, _)| c.clone()).collect();
         let mut updated = registration.apply(&current, &self.ward, &req.reference);
+        let mut notes = Vec::new();
         // A death ends the marriage: the surviving spouse's record says so.
         if let (Registration::Death { .. }, [deceased]) = (&registration, current.as_slice())
             && let Some(spouse) = crate::model::civil::current_spouse(deceased)
@@ -120,7 +121,10 @@ impl LocalApi {
                 Err(WardError::CityUnreachable(why)) => {
                     tracing::warn!(ward = %self.ward, %why,
                         "the deceased's spouse is another ward's citizen and the city cannot be reached: the death is registered, the spouse's record is not marked widowed");
-                    tracing::debug!(spouse, "not marked widowed");
+                    notes.push(format!(
+                        "the spouse {spouse} is another ward's citizen and the city cannot be reached: their \
+                         record is not marked widowed; ask the data office to correct it"
+                    ));
                 }
                 Err(e) => return Err(e),
             }
@@ -142,6 +146,6 @@ impl LocalApi {
         let seqs = self.writer.write_all(changes).await?;
         tracing::info!(ward = %self.ward, kind = %req.kind, ?seqs, "civil-status registration written");
         tracing::debug!(persons = ?req.persons, reference = %req.reference, "registration of");
-        Ok(pb::RegisterReply { seqs, records })
+        Ok(pb::RegisterReply { seqs, records, notes })
     }
 }

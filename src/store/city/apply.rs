@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::conflicts::Conflict;
 use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
 use crate::model::{
-    CITY_WRITER, Change, Context, FieldConflict, Hlc, Op, Policies, Record, RecordKey, Stamp, Standing,
-    VersionVector, Versioned, WardCode, deleted, flatten, put_values, wrote_as_owner,
+    CITY_WRITER, Change, Context, FieldConflict, Hlc, OWNER, Op, Policies, Record, RecordKey, Stamp,
+    Standing, VersionVector, Versioned, WardCode, deleted, flatten, put_values, wrote_as_owner,
 };
 use crate::store::StoreError;
 
@@ -480,7 +480,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                         ctx,
                         max_skew_ms,
                     )?,
-                    Incoming::Malformed { reason, .. } => Some(format!("malformed: {reason}")),
+                    Incoming::Malformed { reason, .. } => Some(reason.clone()),
                 };
                 match (refusal, incoming) {
                     (None, Incoming::Change(change)) => {
@@ -535,17 +535,22 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         let spouse = spouse.as_ref();
         let state = self.current(&change.key)?;
         // A city that lost data may have lost the log entries that named
-        // the ward owner too: within the refill window, a write of the
-        // ward's in the record's state stands for them, until signed
-        // changes replace both with evidence: one no registration makes,
-        // for a change sent as such; any, for one of the ward's own writes
-        // refilled from its whole state (its creation, lost, is the
-        // evidence itself).
+        // the ward owner too. Within the refill window, until signed changes
+        // replace them with evidence, they stand for them: for a change sent
+        // as such, a write of the ward's in the record that no registration
+        // makes; for one of the ward's own writes refilled from its whole
+        // state, that write itself, if it names the ward owner and the
+        // write that moved the record had seen it (its creation, say, which
+        // the city lost with the rest).
         let named_sender = part.named_owner
             || match refill {
                 Refill::No => false,
                 Refill::Change => wrote_as_owner(state, ward),
-                Refill::Repair => state.seen.0.contains_key(ward.as_str()),
+                Refill::Repair => {
+                    let names_sender = change.fields.iter().any(|f| f == OWNER)
+                        && matches!(&change.op, Op::Put(r) if &r.ward == ward);
+                    names_sender && state.newest(OWNER).is_some_and(|w| w.context.has_seen(&change.stamp))
+                }
             };
         let today_by_sender = part.writes_since;
         if crate::mutation::active(crate::mutation::Mutation::TrustClaims) {

@@ -93,19 +93,20 @@ pub struct LoggedChange {
     pub change: Change,
 }
 
-/// One change as received from a ward: decoded, or too malformed to decode
-/// (then kept as the raw bytes the ward sent).
+/// One change as received from a ward: decoded, or kept as the raw bytes
+/// the ward sent, with why (too malformed to decode; refused by the
+/// database; past the ward's daily budget), for the quarantine.
 // Malformed changes are rare; boxing the common case would cost more.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// A change whose format is right (its content is checked on apply).
     Change(Change),
-    /// A change that could not be decoded.
+    /// A change kept raw, never applied as it came.
     Malformed {
         /// Its sequence number.
         seq: u64,
-        /// Why it could not be decoded.
+        /// Why it is kept raw: the quarantine's reason, as is.
         reason: String,
         /// The encoded change as received.
         raw: Vec<u8>,
@@ -120,6 +121,14 @@ impl Incoming {
             Incoming::Malformed { seq, .. } => *seq,
         }
     }
+
+    /// The change, if it could be decoded.
+    pub fn change(&self) -> Option<&Change> {
+        match self {
+            Incoming::Change(c) => Some(c),
+            Incoming::Malformed { .. } => None,
+        }
+    }
 }
 
 /// A batch of changes from one ward, in its order.
@@ -127,8 +136,9 @@ impl Incoming {
 pub struct WardBatch {
     /// The authenticated sender.
     pub ward: WardCode,
-    /// Its changes, ascending sequence numbers.
-    pub changes: Vec<Incoming>,
+    /// Its changes, ascending sequence numbers (shared: a group the
+    /// database refuses is applied again, batch by batch, without a copy).
+    pub changes: std::sync::Arc<[Incoming]>,
 }
 
 /// Why a whole batch was rejected (nothing of it stored).

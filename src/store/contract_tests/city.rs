@@ -67,11 +67,12 @@ async fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
         let a = ward("00082");
         let b = ward("00145");
         // Ward b sends a record of ward a, a malformed change, then one of its own.
-        let malformed = Incoming::Malformed { seq: 2, reason: "key.id: bad".into(), raw: vec![1, 2, 3] };
+        let malformed =
+            Incoming::Malformed { seq: 2, reason: "malformed: key.id: bad".into(), raw: vec![1, 2, 3] };
         let own = Incoming::Change(change("00145", 3));
         let group = [WardBatch {
             ward: b.clone(),
-            changes: vec![Incoming::Change(change("00082", 1)), malformed, own],
+            changes: vec![Incoming::Change(change("00082", 1)), malformed, own].into(),
         }];
         assert_eq!(
             city.apply_group(group.to_vec(), 5, ctx(), NO_SKEW_LIMIT).await.unwrap(),
@@ -114,7 +115,7 @@ async fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         foreign.seq = 1;
         let hanoi = ctx();
         let anywhere = Context { province: None, ..ctx() };
-        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())] };
+        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())].into() };
         city.apply_group(vec![wb], 1, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
         let w = ward("25747");
         let e = city.retry(&w, 1, Retry::Office(None), 2, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();

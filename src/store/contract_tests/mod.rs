@@ -290,7 +290,7 @@ fn stamped(c: Change, writer: &str, ms: u64, seen: &[(&str, u64)]) -> Change {
     Change { stamp, context, ..c }
 }
 
-fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Incoming> {
+fn changes(owner: &str, seqs: std::ops::RangeInclusive<u64>) -> Arc<[Incoming]> {
     seqs.map(|seq| Incoming::Change(change(owner, seq))).collect()
 }
 

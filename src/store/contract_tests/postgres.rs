@@ -195,7 +195,7 @@ async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks
     let w = ward("00082");
     let created = change("00082", 1);
     a.apply_group(
-        vec![WardBatch { ward: w.clone(), changes: vec![Incoming::Change(created.clone())] }],
+        vec![WardBatch { ward: w.clone(), changes: vec![Incoming::Change(created.clone())].into() }],
         1,
         ctx(),
         NO_SKEW_LIMIT,

@@ -57,23 +57,15 @@ impl PgCityStore {
         let before = self.tail.lock().expect("poisoned").replace(Link { handoff, finished });
         let store = self.clone();
         async move {
-            let senders = group
-                .iter()
-                .flat_map(|b| b.changes.iter().map(move |c| (&b.ward, c)))
-                .filter_map(|(ward, c)| match c {
-                    Incoming::Change(c) => Some((c.key.clone(), ward.clone())),
-                    Incoming::Malformed { .. } => None,
-                })
-                .collect();
-            // The spouses registrations name, judged with them.
-            let spouses = group
-                .iter()
-                .flat_map(|b| b.changes.iter().map(move |c| (&b.ward, c)))
-                .filter_map(|(ward, c)| match c {
-                    Incoming::Change(c) => spouse_key(ward, c),
-                    Incoming::Malformed { .. } => None,
-                })
-                .collect();
+            // Who writes which record, and the spouses registrations name
+            // (judged with them).
+            let (mut senders, mut spouses) = (Vec::new(), Vec::new());
+            for b in &group {
+                for c in b.changes.iter().filter_map(Incoming::change) {
+                    senders.push((c.key.clone(), b.ward.clone()));
+                    spouses.extend(spouse_key(&b.ward, c));
+                }
+            }
             let (handoff, mut finished) = match before {
                 Some(l) => (Some(l.handoff), Some(l.finished)),
                 None => (None, None),
