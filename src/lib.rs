@@ -29,8 +29,9 @@
 //!   verification against the city's copy (anti-entropy, refill after a
 //!   loss of data, restore of a new store).
 //! - [`city`]: the city server: replication ingest (one stream per ward,
-//!   fenced: `city::streams`), its side of verification, retries of changes
-//!   that waited for a refill, and the query API.
+//!   fenced: `city::streams`), losses judged on its own receipts
+//!   (`city::losses`, `city::receipts`), its side of verification, retries
+//!   of changes that waited for a refill, and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
 //!   checks of its own certificate (whose it is, days left), dev CA.
 //! - [`config`]: TOML configuration of each node.
@@ -117,8 +118,10 @@
 //!    sequence per ward and its log cursor. A node restored from an older
 //!    copy is the exception that cannot be prevented, and it is brought
 //!    level without anyone intervening: a city found holding less than it
-//!    acknowledged, or a log ending before what a ward merged, records the
-//!    loss, reports it and resumes after it (no ward is ever wedged), and
+//!    acknowledged, or a log ending before what a ward merged, resumes
+//!    after it (no ward is ever wedged), records the loss and reports it
+//!    as far as the city's own receipt the ward gives back proves it
+//!    (`city::receipts`: nothing on the ward's word), and
 //!    each ward refills it before sending anything more; a ward behind
 //!    what the city applied renumbers past it and gets its records back; a
 //!    new, empty ward store is restored from the city (records, log

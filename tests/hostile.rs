@@ -27,6 +27,8 @@ struct Forger {
     tx: mpsc::Sender<pb::WardMessage>,
     inbound: tonic::Streaming<pb::CityMessage>,
     seq: u64,
+    /// The city's receipt for the last ack.
+    receipt: Vec<u8>,
 }
 
 impl Forger {
@@ -38,11 +40,11 @@ impl Forger {
         tx.send(hello(code)).await.unwrap();
         let mut inbound =
             CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-        let seq = match inbound.message().await.unwrap().and_then(|m| m.msg) {
-            Some(city_message::Msg::Welcome(w)) => w.last_applied_seq,
+        let (seq, receipt) = match inbound.message().await.unwrap().and_then(|m| m.msg) {
+            Some(city_message::Msg::Welcome(w)) => (w.last_applied_seq, w.receipt),
             other => panic!("expected Welcome, got {other:?}"),
         };
-        Forger { tx, inbound, seq }
+        Forger { tx, inbound, seq, receipt }
     }
 
     /// Sends one change as 00145 setting every field, stamped now (or
@@ -79,7 +81,11 @@ impl Forger {
         self.tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await.unwrap();
         loop {
             match self.inbound.message().await.unwrap().and_then(|m| m.msg) {
-                Some(city_message::Msg::Ack(a)) => break assert_eq!(a.applied_seq, self.seq),
+                Some(city_message::Msg::Ack(a)) => {
+                    assert_eq!(a.applied_seq, self.seq);
+                    self.receipt = a.receipt;
+                    break;
+                }
                 Some(city_message::Msg::Downstream(_)) => {}
                 other => panic!("expected Ack, got {other:?}"),
             }
@@ -272,27 +278,133 @@ async fn held_of_00145(q: &mut CityQueryClient<Channel>) -> Vec<pb::QuarantinedC
     q.list_quarantine(all).await.unwrap().into_inner().entries
 }
 
-/// Opens a replication stream as 00145 whose `Hello` claims the city lost
-/// what it sent down (a refill window opened on 00145's word), and closes it.
-async fn claim_a_loss(city: &City, env: &Env) {
-    let mut claim = hello("00145");
-    if let Some(ward_message::Msg::Hello(h)) = &mut claim.msg {
-        h.downstream_cursor = 1 << 40;
+/// Opens a replication stream as 00145 with a `Hello` as `claim` makes it,
+/// and returns the city's `Welcome` (the stream then closes).
+async fn hello_as_00145(city: &City, env: &Env, claim: impl FnOnce(&mut pb::Hello)) -> pb::Welcome {
+    let mut message = hello("00145");
+    if let Some(ward_message::Msg::Hello(h)) = &mut message.msg {
+        claim(h);
     }
     let (tx, rx) = mpsc::channel(2);
-    tx.send(claim).await.unwrap();
+    tx.send(message).await.unwrap();
     let mut client = sync_client(city, env, "ward-00145").await;
     let mut stream = client.replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    assert!(matches!(
-        stream.message().await.unwrap().and_then(|m| m.msg),
-        Some(city_message::Msg::Welcome(_))
-    ));
+    match stream.message().await.unwrap().and_then(|m| m.msg) {
+        Some(city_message::Msg::Welcome(w)) => w,
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// 00145's loss as the city records it: changes, and when found (0: never).
+async fn loss_of_00145(q: &mut CityQueryClient<Channel>) -> (u64, i64) {
+    let wards = city_wards(q).await.unwrap();
+    wards.iter().find(|w| w.ward == "00145").map_or((0, 0), |w| (w.lost_changes, w.lost_found_at_ms))
+}
+
+/// Claims, as 00145, that the city lost what it sent down (a cursor past
+/// its log's end), with no receipt: no refill window opens.
+async fn claim_a_loss(city: &City, env: &Env) {
+    let welcome = hello_as_00145(city, env, |h| h.downstream_cursor = 1 << 40).await;
+    assert!(welcome.log_lost, "the ward is told to follow the log from its end: {welcome:?}");
+    let (_, found_at) = loss_of_00145(&mut city.client().await).await;
+    assert_eq!(found_at, 0, "a loss recorded on 00145's word");
+}
+
+/// Makes the city really lose a change of 00145's that it acknowledged
+/// (stopped, put back to a copy of its data taken just before the change,
+/// started), and has 00145 give back the city's receipt for it: 00145's
+/// refill window opens on the city's own evidence, as after any restore
+/// of the city's database. Returns 00145's last sequence number.
+async fn a_real_loss_for_00145(city: &mut City, env: &Env) -> u64 {
+    let (data, copy) = (env.path().join("city"), env.path().join("city-copy"));
+    let _ = std::fs::remove_dir_all(&copy);
+    assert!(city.node.stop());
+    copy_dir(&data, &copy);
+    city.node.start();
+    let mut q = city.client().await;
+    let mut forger = Forger::open(city, env, "00145").await;
+    // A record of its own it never wrote before (one per sequence number).
+    let own = rec(&WardCode::parse("00145").unwrap(), 500 + forger.seq as u32);
+    let key = own.key().unwrap();
+    forger.send(&key, Op::Put(own), VersionVector::default(), None).await;
+    let (seq, receipt) = (forger.seq, forger.receipt.clone());
+    assert!(city_record(&mut q, &key).await.is_some());
+    drop(forger);
+    assert!(city.node.stop());
+    restore_dir(&copy, &data);
+    city.node.start();
+    let mut q = city.client().await;
+    assert_eq!(city_record(&mut q, &key).await, None, "the copy predates the change");
+    let welcome = hello_as_00145(city, env, |h| {
+        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (seq, seq, receipt);
+    })
+    .await;
+    assert_eq!(welcome.lost_changes, 1, "{welcome:?}");
+    assert!(loss_of_00145(&mut q).await.1 > 0, "the loss the receipt proves is recorded");
+    seq
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
+    let env = Env::new();
+    let mut city = City::start(&env);
+    let owner = Ward::start(&env, "00082", city.addr);
+    let (mut w, mut q) = (owner.client().await, city.client().await);
+    let (citizen, _, _) = samples("00082");
+    w.put(pb::PutRequest { record: Some((&citizen).into()) }).await.unwrap();
+    drained(&mut w).await;
+    // 00145 writes a change of its own, and keeps the city's receipt for it.
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let (own, _, _) = samples("00145");
+    forger.send(&own.key().unwrap(), Op::Put(own), VersionVector::default(), None).await;
+    let receipt = forger.receipt.clone();
+    assert_eq!(receipt.len(), 32, "an ack carries the city's receipt");
+    drop(forger);
+
+    // Claims of a loss without the city's evidence: each is followed where
+    // that costs no one else (00145's numbering resumes after what it says
+    // was acknowledged; its downstream restarts at the log's end), and none
+    // is recorded, so none opens a refill window.
+    let welcome = hello_as_00145(&city, &env, |h| h.acked_seq = 10).await;
+    assert_eq!((welcome.last_applied_seq, welcome.lost_changes), (10, 9), "{welcome:?}");
+    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on no receipt");
+    let r = receipt.clone();
+    let welcome = hello_as_00145(&city, &env, |h| {
+        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (20, 20, r);
+    })
+    .await;
+    assert_eq!(welcome.lost_changes, 10, "{welcome:?}");
+    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on a receipt for another sequence");
+    let r = receipt.clone();
+    let welcome = hello_as_00145(&city, &env, |h| {
+        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (30, 1, r);
+    })
+    .await;
+    assert_eq!(welcome.lost_changes, 10, "{welcome:?}");
+    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded beyond what the receipt proves");
+    let welcome = hello_as_00145(&city, &env, |h| h.downstream_cursor = 1 << 40).await;
+    assert!(welcome.log_lost && welcome.log_cursor < 1 << 40, "{welcome:?}");
+    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a log loss recorded on no receipt");
+    let r = receipt.clone();
+    let welcome = hello_as_00145(&city, &env, |h| {
+        (h.downstream_cursor, h.downstream_check, h.downstream_receipt) = (1, 12_345, r);
+    })
+    .await;
+    assert!(welcome.log_lost, "{welcome:?}");
+    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a log loss recorded on an ack's receipt");
+
+    // A loss the city's own receipt proves is recorded, and only it.
+    let seq = a_real_loss_for_00145(&mut city, &env).await;
+    assert_eq!(seq, 31);
+    let mut q = city.client().await;
+    assert_eq!(loss_of_00145(&mut q).await.0, 1, "only the change the receipt proves lost");
+    assert_same_records(&mut w, &mut q, "00082").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_another_wards() {
     let env = Env::new();
-    let city = City::start(&env);
+    let mut city = City::start(&env);
     let owner = Ward::start(&env, "00082", city.addr);
     let mut w = owner.client().await;
     let mut q = city.client().await;
@@ -355,13 +467,11 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     assert_eq!(reply.others_not_taken, 2, "the forged writes of others: {reply:?}");
     assert!(reply.refused[0].contains("belongs to ward 00082"), "{reply:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
-    // Claiming the city lost what it sent down opens 00145's refill window,
-    // for 00145's own records only.
+    // Claiming the city lost what it sent down opens no refill window: the
+    // writes of others 00145 offers are not taken.
     claim_a_loss(&city, &env).await;
-    // (Writes of others only: 00145's own would be refused before them.)
     let reply = offer(&mut hostile, &key, &forge(&["00082", "city"])).await;
-    assert_eq!((reply.repaired, reply.others_taken), (0, 0), "{reply:?}");
-    assert!(reply.refused[0].contains("ward 00145 may not refill it"), "{reply:?}");
+    assert_eq!((reply.repaired, reply.others_taken, reply.others_not_taken), (0, 0, 2), "{reply:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
     // And 00082's own comparison finds its copy and the city's equal.
     let v = w.verify(pb::VerifyRequest {}).await.unwrap().into_inner();
@@ -372,6 +482,16 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     w.put(pb::PutRequest { record: Some((&business).into()) }).await.unwrap();
     drained(&mut w).await;
     assert_eq!(status(&mut w).await.unwrap().reconnects, reconnects, "00082 was made to reconnect");
+
+    // A loss the city's receipt proves opens 00145's refill window, for
+    // 00145's own records only (writes of others only: 00145's own would
+    // be refused before them).
+    a_real_loss_for_00145(&mut city, &env).await;
+    let (mut hostile, mut q) = (sync_client(&city, &env, "ward-00145").await, city.client().await);
+    let reply = offer(&mut hostile, &key, &forge(&["00082", "city"])).await;
+    assert_eq!((reply.repaired, reply.others_taken), (0, 0), "{reply:?}");
+    assert!(reply.refused[0].contains("ward 00145 may not refill it"), "{reply:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
 }
 
 /// The city's state of `key`, and the record it shows.
@@ -404,7 +524,7 @@ fn fields(names: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     let env = Env::new();
-    let city = City::start(&env);
+    let mut city = City::start(&env);
     let owner = Ward::start(&env, "00082", city.addr);
     // A third ward's real agent, for the local API (00145's certificate is the forger's).
     let third = WardCode::parse("09784").unwrap();
@@ -483,10 +603,13 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     forger.send_fields(&key, Op::Put(married), VersionVector::default(), None, sets).await;
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&after_death), "alive and married again");
 
-    // 4. A loss claimed to open a refill window, then deletes of a parcel
-    // the city has never seen, ten years ahead and a minute ahead: the
-    // parcel 00082 creates afterwards is visible, at the city and at 00082.
+    // 4. A loss claimed, and a loss the city's receipt proves (each
+    // opening a refill window before), then deletes of a parcel the city
+    // has never seen, ten years ahead and a minute ahead: the parcel 00082
+    // creates afterwards is visible, at the city and at 00082.
     claim_a_loss(&city, &env).await;
+    a_real_loss_for_00145(&mut city, &env).await;
+    let mut q = city.client().await;
     let mut forger = Forger::open(&city, &env, "00145").await;
     let pkey = parcel.key().unwrap();
     let now = wardsync::clock::now_ms() as u64;
@@ -501,7 +624,8 @@ async fn the_exceptions_to_ownership_take_nothing_on_the_senders_word() {
     // Every attempt is in the quarantine; 00082's copy and the city's agree.
     let entries = held_of_00145(&mut q).await;
     let refused: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    assert_eq!(refused, [1, 3, 4, 5, 6], "{entries:#?}");
+    // (5 was 00145's own write, which the city lost.)
+    assert_eq!(refused, [1, 3, 4, 6, 7], "{entries:#?}");
     assert_same_records(&mut w, &mut q, "00082").await;
 }
 
@@ -691,9 +815,9 @@ async fn a_change_the_database_refuses_fails_no_one_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_registration_and_a_claimed_loss_together_open_nothing() {
+async fn a_registration_and_a_loss_together_open_nothing() {
     let env = Env::new();
-    let city = City::start(&env);
+    let mut city = City::start(&env);
     let owner = Ward::start(&env, "00082", city.addr);
     let (mut w, mut q) = (owner.client().await, city.client().await);
     let ward = WardCode::parse("00082").unwrap();
@@ -723,10 +847,12 @@ async fn a_registration_and_a_claimed_loss_together_open_nothing() {
     let after_death = city_record(&mut q, &xkey).await.unwrap();
     assert!(civil::is_dead(&person(&after_death)));
 
-    // Then claims the city lost what it sent down (a refill window), and
-    // writes X as a concurrent "former owner", deletes it, registers on
-    // the deleted Y, and asks for X's state in a repair.
-    claim_a_loss(&city, &env).await;
+    // Then the city loses a write of 00145's (a refill window on the
+    // city's own evidence), and 00145 writes X as a concurrent "former
+    // owner", deletes it, registers on the deleted Y, and asks for X's
+    // state in a repair.
+    a_real_loss_for_00145(&mut city, &env).await;
+    let mut q = city.client().await;
     let mut sync = sync_client(&city, &env, "ward-00145").await;
     let mut forger = Forger::open(&city, &env, "00145").await;
     let (held, _) = city_state(&mut q, &xkey).await;

@@ -16,7 +16,6 @@ use super::applier::{Applier, Queued};
 use super::streams::StreamSlot;
 use super::{CityError, Live};
 use crate::auth::{Identity, Role};
-use crate::clock::now_ms;
 use crate::model::WardCode;
 use crate::proto::pb::{self, city_message, city_sync_server::CitySync, ward_message};
 use crate::proto::{PROTOCOL_VERSION, change_from_pb};
@@ -24,10 +23,6 @@ use crate::store::{CityDb, Incoming, WardBatch};
 
 /// The city database, shared by every task.
 pub type Db = std::sync::Arc<dyn CityDb>;
-
-/// Sequence numbers at or above this are refused as claims (2^62: no ward
-/// writes that many changes), leaving room to number what follows.
-const MAX_SEQ: u64 = 1 << 62;
 
 /// Batches of one ward being applied at once: the next is gathered and
 /// queued while one commits, so a ward with a backlog keeps the city's
@@ -55,8 +50,8 @@ pub struct SyncService {
     pub(super) max_skew_ms: u64,
     /// Retries changes waiting for writes that repairs bring.
     pub(super) waiting: super::waiting::Waiting,
-    /// Each ward's changes to other wards' records a day.
-    pub(super) budget: super::budget::Budget,
+    /// The city's receipts for what it tells wards.
+    pub(super) receipts: super::receipts::Receipts,
 }
 
 type Outbound = Result<pb::CityMessage, Status>;
@@ -119,7 +114,7 @@ impl SyncService {
                     CityError::Replaced(ward.clone())
                 }),
                 Some(applied) = applying.next(), if !applying.is_empty() => {
-                    match self.acked(&slot, &tx, applied).await {
+                    match self.acked(&ward, &slot, &tx, applied).await {
                         Ok(true) => continue,
                         Ok(false) => break Ok(()),
                         Err(e) => break Err(e),
@@ -148,7 +143,7 @@ impl SyncService {
             if batch.changes.is_empty() {
                 // Answered with what is applied once the batches before it are.
                 while let Some(applied) = applying.next().await {
-                    match self.acked(&slot, &tx, applied).await {
+                    match self.acked(&ward, &slot, &tx, applied).await {
                         Ok(true) => {}
                         Ok(false) => break 'pump Ok(()),
                         Err(e) => break 'pump Err(e),
@@ -163,7 +158,7 @@ impl SyncService {
         // A ward that ended its stream is still answered for what it sent.
         if result.is_ok() {
             while let Some(applied) = applying.next().await {
-                if !matches!(self.acked(&slot, &tx, applied).await, Ok(true)) {
+                if !matches!(self.acked(&ward, &slot, &tx, applied).await, Ok(true)) {
                     break;
                 }
             }
@@ -260,6 +255,7 @@ impl SyncService {
                     cursor_check: last.check(),
                     changes: wire,
                     fetch_whole: whole.into_iter().map(Into::into).collect(),
+                    receipt: self.receipts.downstream(&ward, next, last.check()),
                 };
                 tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");
                 if tx.send(message(city_message::Msg::Downstream(msg))).await.is_err() {
@@ -274,36 +270,6 @@ impl SyncService {
                 _ = session.cancelled() => return,
             }
         }
-    }
-
-    /// The ward says the city acknowledged its changes up to `acked`; if the
-    /// city holds less, it lost them (restored from an older backup, or a
-    /// disk fault). The loss is recorded durably and replication resumes
-    /// after `acked`, since the ward no longer holds those changes: a city
-    /// that lost data never wedges a ward. Returns how many were lost.
-    async fn find_lost(&self, ward: &WardCode, acked: u64) -> Result<u64, CityError> {
-        if acked <= self.store.resume_point(ward).await? {
-            return Ok(0);
-        }
-        // No ward numbers this many changes: a corrupt or forged claim, which
-        // would leave no room to number the ward's next changes.
-        if acked >= MAX_SEQ {
-            return Err(CityError::Protocol(format!(
-                "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
-            )));
-        }
-        let Some((first, last)) = self.store.acknowledged_lost(ward, acked, now_ms()).await? else {
-            return Ok(0);
-        };
-        tracing::error!(%ward, first, last, lost = last - first + 1,
-            "the city no longer holds changes it acknowledged to this ward (its database was restored from an older backup, or lost to a disk fault); replication resumes after them");
-        Ok(last - first + 1)
-    }
-
-    /// The check of the change logged at `cursor`, if the log holds one there.
-    async fn logged_check(&self, cursor: u64) -> Result<Option<u64>, CityError> {
-        let at = self.store.changes_since(cursor.saturating_sub(1), 1).await?;
-        Ok(at.first().filter(|l| l.cursor == cursor).map(|l| l.check()))
     }
 
     /// Checks `batch` and queues it to be applied after every batch queued
@@ -326,7 +292,6 @@ impl SyncService {
             )));
         }
         let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
-        let changes = self.budget.spend(ward, self.store.last_applied(ward), changes);
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
             _ => return Ok(futures::future::ready(Ok(self.store.last_applied(ward))).boxed()),
@@ -351,13 +316,15 @@ impl SyncService {
     /// Acknowledges an applied batch; false if the ward no longer listens.
     async fn acked(
         &self,
+        ward: &WardCode,
         slot: &StreamSlot,
         tx: &mpsc::Sender<Outbound>,
         applied: Result<u64, CityError>,
     ) -> Result<bool, CityError> {
         let seq = applied?;
         slot.progress();
-        Ok(tx.send(message(city_message::Msg::Ack(pb::Ack { applied_seq: seq }))).await.is_ok())
+        let ack = pb::Ack { applied_seq: seq, receipt: self.receipts.ack(ward, seq) };
+        Ok(tx.send(message(city_message::Msg::Ack(ack))).await.is_ok())
     }
 }
 
@@ -410,16 +377,8 @@ impl CitySync for SyncService {
         // Where the ward stands is read once its earlier streams can change
         // it no more.
         earlier_ended.await;
-        let lost_changes = self.find_lost(&ward, hello.acked_seq).await?;
-        let log_cursor = self.store.log_end().await.map_err(CityError::from)?;
-        let log_lost = hello.downstream_cursor > log_cursor
-            || (hello.downstream_check != 0
-                && self.logged_check(hello.downstream_cursor).await? != Some(hello.downstream_check));
-        if log_lost {
-            self.store.log_lost(&ward, now_ms()).await.map_err(CityError::from)?;
-            tracing::error!(%ward, merged = hello.downstream_cursor, log_end = log_cursor,
-                "the ward merged a change the city's log no longer holds: the city lost logged changes (its database was restored from an older backup?); the ward refills it");
-        }
+        let super::losses::Found { lost_changes, log_cursor, log_lost } =
+            self.judge_losses(&ward, &hello).await?;
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
         let (tx, rx) = mpsc::channel(8);
@@ -433,6 +392,7 @@ impl CitySync for SyncService {
             log_cursor,
             log_lost,
             lost_found_at_ms,
+            receipt: self.receipts.ack(&ward, last),
         };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(

@@ -2,16 +2,17 @@
 
 mod applier;
 mod backup;
-mod budget;
 mod civil;
 mod error;
 mod guard;
 mod ingest;
 mod live;
+mod losses;
 mod metrics;
 mod outages;
 mod page;
 mod query;
+mod receipts;
 pub mod report;
 mod streams;
 mod verify;
@@ -176,7 +177,7 @@ where
         live: live.clone(),
         province: cfg.province.clone(),
         max_skew_ms: cfg.max_clock_skew_ms,
-        budget: Default::default(),
+        receipts: receipts::Receipts::new(store.receipt_secret()),
     };
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();

@@ -53,12 +53,15 @@ pub trait CityDb: Send + Sync + 'static {
     ) -> BoxFuture<'static, GroupOutcome>;
 
     /// The ward says the city had acknowledged its changes up to `acked`,
-    /// beyond what the city holds: records the loss and moves the ward's
-    /// last applied sequence to `acked`. Returns the range lost, if any.
+    /// beyond what the city holds, and the city's own receipt shows it did
+    /// up to `proven` (`claim` is both): moves the ward's last applied
+    /// sequence to `acked` and records the loss of those up to `proven`
+    /// (which opens the ward's refill window, see [`CityDb::repair`]).
+    /// Returns the range recorded lost, if any.
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        acked: u64,
+        claim: (u64, u64),
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError>;
 
@@ -152,6 +155,11 @@ pub trait CityDb: Send + Sync + 'static {
 
     /// The merge policies in force.
     fn policies(&self) -> &Policies;
+
+    /// The city's secret for its receipts (`city::receipts`): made once,
+    /// kept with the city's data (so a copy put back keeps it, and every
+    /// city process sharing a database has the same), never sent anywhere.
+    fn receipt_secret(&self) -> &[u8];
 
     // ---- Records ----
 

@@ -157,6 +157,7 @@ impl Replicator {
         let fail = |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
         let cfg = self.config.clone();
         let (tx, rx) = mpsc::channel(cfg.max_in_flight + 1);
+        let (acked_receipt_seq, acked_receipt) = self.store.ack_receipt();
         let hello = pb::WardMessage {
             msg: Some(ward_message::Msg::Hello(pb::Hello {
                 ward_code: self.ward.to_string(),
@@ -166,6 +167,9 @@ impl Replicator {
                 downstream_cursor: self.store.downstream_cursor(),
                 acked_seq: self.store.acked_seq(),
                 downstream_check: self.store.downstream_check(),
+                acked_receipt_seq,
+                acked_receipt,
+                downstream_receipt: self.store.downstream_receipt(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -221,7 +225,7 @@ impl Replicator {
                 Err(e) => return SessionEnd::Failed(format!("refilling after a loss of data: {e}")),
             }
         }
-        if let Err(e) = self.store.ack(applied) {
+        if let Err(e) = self.store.ack(applied, &welcome.receipt) {
             return fail("cannot delete acknowledged entries", &e);
         }
         backoff.reset();
@@ -271,7 +275,7 @@ impl Replicator {
                 _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
                 msg = inbound.message() => match msg {
                     Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) })) => {
-                        if let Err(e) = self.store.ack(a.applied_seq) {
+                        if let Err(e) = self.store.ack(a.applied_seq, &a.receipt) {
                             return fail("cannot delete acknowledged entries", &e);
                         }
                         while let Some((_, sent)) = in_flight.front().filter(|(s, _)| *s <= a.applied_seq) {
@@ -420,7 +424,7 @@ impl Replicator {
         }
         let merged = self
             .store
-            .merge_downstream(&changes, &whole, (d.cursor, d.cursor_check), now_ms())
+            .merge_downstream(&changes, &whole, (d.cursor, d.cursor_check, &d.receipt), now_ms())
             .map_err(|e| format!("cannot store changes from the city: {e}"))?;
         tracing::info!(ward = %self.ward, cursor = d.cursor, records = merged.len(), fetched_whole = whole.len(), "merged changes made elsewhere");
         Ok(())
@@ -436,7 +440,7 @@ impl Replicator {
         while let Some(&(last, _)) = in_flight.back() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
                 Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
-                    let _ = self.store.ack(a.applied_seq);
+                    let _ = self.store.ack(a.applied_seq, &a.receipt);
                     if a.applied_seq >= last {
                         break;
                     }

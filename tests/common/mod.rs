@@ -465,9 +465,7 @@ pub fn hello(claim: &str) -> pb::WardMessage {
             node_id: "test".into(),
             protocol_version: wardsync::proto::PROTOCOL_VERSION,
             schema_version: wardsync::proto::SCHEMA_VERSION,
-            downstream_cursor: 0,
-            acked_seq: 0,
-            downstream_check: 0,
+            ..Default::default()
         })),
     }
 }

@@ -4,8 +4,10 @@
 //! not seen it change hands: takeovers, deletes, residence transfers that
 //! rewrite the person, registrations a registrar would refuse, oversized
 //! and NUL-laden changes; some replaying a sequence number the city already
-//! took, some after a `Hello` claiming the city lost what it sent down (a
-//! refill window opened on the forger's word). The city must refuse every
+//! took, some after a `Hello` claiming the city lost what it sent down and
+//! what it acknowledged (with the city's last receipt: a refill window
+//! opens only if the city was really put back to a copy that lost what the
+//! receipt shows). The city must refuse every
 //! one: the ledger's checks see a record taken over or deleted by it, the
 //! forger's refused changes are expected in the quarantine, each once.
 
@@ -44,6 +46,8 @@ pub async fn forge(
     let mut replays = StdRng::seed_from_u64(seed ^ 0x9e91a7);
     let mut kinds = StdRng::seed_from_u64(seed ^ 0x6b1d5);
     let tls = client_tls(&TlsFiles::in_dir(&certs, &format!("ward-{FORGER}")), "city").unwrap();
+    // The city's last receipt for an ack, and its sequence.
+    let mut receipt = (0, Vec::new());
     while shared.done.load(Ordering::SeqCst) < wards {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..600))).await;
         let target = {
@@ -55,7 +59,8 @@ pub async fn forge(
             // The network may be faulty: a forgery that does not arrive is no loss.
             let forgery =
                 if rng.gen_bool(0.7) { Forgery::ALL[kinds.gen_range(0..5)] } else { Forgery::Delete };
-            let _ = send(&tls, r, forgery, replays.gen_bool(0.3), kinds.gen_bool(0.2)).await;
+            let claim_loss = kinds.gen_bool(0.2);
+            let _ = send(&tls, r, forgery, replays.gen_bool(0.3), claim_loss, &mut receipt).await;
         }
     }
     Ok(())
@@ -89,13 +94,15 @@ impl Forgery {
 /// sequence the city took from the forger, or, `replayed`, with that
 /// sequence again (which the city must skip: taken twice, the quarantine
 /// would count it twice); `claim_loss`: after a `Hello` claiming the city
-/// lost what it sent down.
+/// lost what it sent down, and what it acknowledged up to the city's last
+/// `receipt` (kept here as acks bring new ones).
 async fn send(
     tls: &tonic::transport::ClientTlsConfig,
     r: Record,
     forgery: Forgery,
     replayed: bool,
     claim_loss: bool,
+    receipt: &mut (u64, Vec<u8>),
 ) -> Result<(), Failure> {
     let ch = channel("city", CITY_PORT, Some(tls.clone())).await?;
     let (tx, rx) = mpsc::channel(4);
@@ -105,8 +112,10 @@ async fn send(
         protocol_version: wardsync::proto::PROTOCOL_VERSION,
         schema_version: wardsync::proto::SCHEMA_VERSION,
         downstream_cursor: if claim_loss { 1 << 40 } else { 0 },
-        acked_seq: 0,
-        downstream_check: 0,
+        acked_seq: if claim_loss { receipt.0 } else { 0 },
+        acked_receipt_seq: receipt.0,
+        acked_receipt: receipt.1.clone(),
+        ..Default::default()
     };
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Hello(hello)) }).await?;
     let mut inbound = CitySyncClient::new(ch).replicate(ReceiverStream::new(rx)).await?.into_inner();
@@ -168,7 +177,12 @@ async fn send(
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await?;
     loop {
         match inbound.message().await?.and_then(|m| m.msg) {
-            Some(city_message::Msg::Ack(_)) => return Ok(()),
+            Some(city_message::Msg::Ack(a)) => {
+                if a.applied_seq > receipt.0 {
+                    *receipt = (a.applied_seq, a.receipt);
+                }
+                return Ok(());
+            }
             Some(_) => {}
             None => return Err("the city ended the stream".into()),
         }

@@ -47,8 +47,7 @@ impl Stream {
             protocol_version: PROTOCOL_VERSION,
             schema_version: SCHEMA_VERSION,
             downstream_cursor: 0,
-            acked_seq: 0,
-            downstream_check: 0,
+            ..Default::default()
         };
         tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Hello(hello)) }).await?;
         let mut inbound = CitySyncClient::new(channel)

@@ -472,7 +472,12 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 };
                 let incoming_cut = cut.map(Incoming::Change);
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
+                // Counted before it is judged: a hostile ward's refused
+                // attempts spend its budget too.
+                let spent = matches!(incoming.change(), Some(c) if matches!(&c.op, Op::Put(r) if r.ward != wb.ward))
+                    && !state.budget.spend(self.now_ms);
                 let refusal = match incoming {
+                    _ if spent => Some(super::budget::spent(&wb.ward)),
                     Incoming::Change(change) => self.refusal(
                         &wb.ward,
                         change,

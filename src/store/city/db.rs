@@ -47,10 +47,10 @@ impl CityDb for CityStore {
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        acked: u64,
+        claim: (u64, u64),
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        durable(self, CityStore::acknowledged_lost(self, ward, acked, now_ms)).await
+        durable(self, CityStore::acknowledged_lost(self, ward, claim, now_ms)).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -140,6 +140,10 @@ impl CityDb for CityStore {
 
     fn policies(&self) -> &Policies {
         CityStore::policies(self)
+    }
+
+    fn receipt_secret(&self) -> &[u8] {
+        CityStore::receipt_secret(self)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {

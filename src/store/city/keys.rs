@@ -11,6 +11,7 @@
 //! - `K<tag><id>\0<cursor: u64 BE>` → (empty) index of the log by record (history);
 //! - `w<ward>`                    → [`super::WardState`];
 //! - `L<ward>`                    → [`super::Loss`]: acknowledged changes the city lost;
+//! - `B<ward>`                    → [`super::Budget`]: its changes to other wards' records today;
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
 //! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
 //! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
@@ -19,7 +20,8 @@
 //! - `A<ms: u64 BE><n: u64 BE>`   → a denied call ([`super::Denial`]);
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
-//! - `m:policies`                 → the merge policies the records are shown under.
+//! - `m:policies`                 → the merge policies the records are shown under;
+//! - `m:receipt_secret`           → the key the city's receipts are made with.
 
 use crate::model::{Body, Record, RecordKey, WardCode, fold};
 use crate::store::codec::{be, key};
@@ -33,12 +35,14 @@ pub(super) const BY_NAME: &[u8] = b"n";
 const LOG: &[u8] = b"l";
 pub(super) const WARD: &[u8] = b"w";
 pub(super) const LOSS: &[u8] = b"L";
+pub(super) const BUDGET: &[u8] = b"B";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
 pub(super) const AUDIT: &[u8] = b"A";
 pub(super) const HLC: &[u8] = b"m:hlc";
 pub(super) const POLICIES: &[u8] = b"m:policies";
+pub(super) const RECEIPT_SECRET: &[u8] = b"m:receipt_secret";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";
 pub(super) const DOWNSTREAM: &[u8] = b"D";
@@ -88,6 +92,10 @@ pub(super) fn log_key(cursor: u64) -> Vec<u8> {
 
 pub(super) fn loss_key(ward: &WardCode) -> Vec<u8> {
     key(LOSS, &[ward.as_str().as_bytes()])
+}
+
+pub(super) fn budget_key(ward: &WardCode) -> Vec<u8> {
+    key(BUDGET, &[ward.as_str().as_bytes()])
 }
 
 pub(super) fn quarantine_key(prefix: &[u8], ward: &WardCode, seq: u64) -> Vec<u8> {

@@ -12,6 +12,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod audit;
+pub(crate) mod budget;
 mod civil;
 mod conflicts;
 mod db;
@@ -32,10 +33,11 @@ use serde::{Deserialize, Serialize};
 use super::codec::{be, decode, encode, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
-use keys::{CURSOR, HLC, LOSS, WARD, loss_key, ward_key};
+use keys::{BUDGET, CURSOR, HLC, LOSS, WARD, budget_key, loss_key, ward_key};
 
 pub use apply::UNHELD;
 pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
+pub use budget::Budget;
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub(crate) use history::history_too_large;
@@ -63,6 +65,10 @@ pub struct WardState {
     pub quarantined: u64,
     /// Records the ward owns at the city.
     pub records: u64,
+    /// Its changes to other wards' records today (stored under a key of
+    /// its own, `B<ward>`).
+    #[serde(skip)]
+    pub budget: Budget,
 }
 
 /// Changes the city acknowledged to a ward and then no longer held (its
@@ -169,24 +175,29 @@ pub enum BatchRejected {
     },
 }
 
-/// Records that `ward`'s changes up to `acked` were acknowledged and lost
-/// (see [`CityStore::acknowledged_lost`]); returns the range lost, if any.
+/// Moves `ward`'s last applied sequence to `acked` (its changes up to it
+/// were acknowledged and are lost) and records the loss of those up to
+/// `proven` (see [`CityStore::acknowledged_lost`]); returns the range
+/// recorded lost, if any.
 pub(crate) fn record_loss(
     wards: &mut HashMap<WardCode, WardState>,
     ward: &WardCode,
-    acked: u64,
+    (acked, proven): (u64, u64),
     now_ms: i64,
 ) -> Option<(u64, u64)> {
     let state = wards.entry(ward.clone()).or_default();
     if acked <= state.last_applied_seq {
         return None;
     }
-    let range = (state.last_applied_seq + 1, acked);
-    state.lost.changes += acked - state.last_applied_seq;
-    state.lost.last_range = range;
-    state.lost.found_at_ms = now_ms;
+    let (first, last) = (state.last_applied_seq + 1, proven.min(acked));
     state.last_applied_seq = acked;
-    Some(range)
+    if last < first {
+        return None;
+    }
+    state.lost.changes += last - first + 1;
+    state.lost.last_range = (first, last);
+    state.lost.found_at_ms = now_ms;
+    Some((first, last))
 }
 
 /// Records that `ward` found the city's log behind what it had merged
@@ -236,6 +247,8 @@ pub struct CityStore {
     denials: Arc<std::sync::atomic::AtomicU64>,
     /// Denials in the audit trail (at most [`audit::MAX_DENIALS`]).
     stored_denials: Arc<Mutex<u64>>,
+    /// See [`crate::store::CityDb::receipt_secret`].
+    receipt_secret: Arc<[u8; 32]>,
 }
 
 impl CityStore {
@@ -263,8 +276,27 @@ impl CityStore {
         for (k, v) in engine.scan(LOSS, &prefix_end(LOSS), usize::MAX)? {
             wards.entry(code(&k)?).or_insert_with(WardState::default).lost = decode(&k, &v)?;
         }
+        for (k, v) in engine.scan(BUDGET, &prefix_end(BUDGET), usize::MAX)? {
+            wards.entry(code(&k)?).or_insert_with(WardState::default).budget = decode(&k, &v)?;
+        }
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
+        let receipt_secret = match engine.get(keys::RECEIPT_SECRET)? {
+            Some(v) => v.try_into().map_err(|_| StoreError::Corrupt {
+                key: "m:receipt_secret".into(),
+                reason: "not 32 bytes".into(),
+            })?,
+            None => {
+                // Durable before any receipt made with it leaves the city:
+                // a receipt goes out only for what a flush made durable,
+                // and a flush persists every batch applied before it.
+                let secret = super::new_secret();
+                let mut batch = Batch::default();
+                batch.insert(keys::RECEIPT_SECRET, secret.to_vec());
+                engine.apply(batch)?;
+                secret
+            }
+        };
         let store = CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
@@ -273,6 +305,7 @@ impl CityStore {
             policies: Arc::new(policies),
             denials: Arc::default(),
             stored_denials: Arc::new(Mutex::new(stored_denials)),
+            receipt_secret: Arc::new(receipt_secret),
         };
         store.reapply_policies(crate::clock::now_ms())?;
         Ok(store)
@@ -290,18 +323,20 @@ impl CityStore {
     }
 
     /// The ward says this city had acknowledged its changes up to `acked`,
-    /// beyond what the city holds: they were lost (the database was restored
-    /// from an older backup, or lost to a disk fault). Records the loss and
-    /// moves the ward's last applied sequence to `acked`, so that its new
-    /// changes are applied again (the ward no longer holds the lost ones).
-    /// Returns the range lost, if any. Not durable until [`CityStore::flush`].
+    /// beyond what the city holds, and the city's receipt shows it did up
+    /// to `proven`: those were lost (the database was restored from an
+    /// older backup, or lost to a disk fault). Records the loss of those
+    /// up to `proven` (which opens the ward's refill window) and moves the
+    /// ward's last applied sequence to `acked`, so that its new changes
+    /// are applied again (the ward no longer holds the lost ones). Returns
+    /// the range recorded lost, if any. Not durable until [`CityStore::flush`].
     pub fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        acked: u64,
+        (acked, proven): (u64, u64),
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        self.write(now_ms, |_, wards| Ok(record_loss(wards, ward, acked, now_ms)))
+        self.write(now_ms, |_, wards| Ok(record_loss(wards, ward, (acked, proven), now_ms)))
     }
 
     /// Runs `f` over one atomic write and commits it with the ward states it returns.
@@ -325,6 +360,9 @@ impl CityStore {
             }
             if before.map(|b| &b.lost) != Some(&state.lost) && state.lost != Loss::default() {
                 batch.insert(loss_key(ward), encode(&state.lost));
+            }
+            if before.map(|b| &b.budget) != Some(&state.budget) && state.budget != Budget::default() {
+                batch.insert(budget_key(ward), encode(&state.budget));
             }
         }
         batch.insert(CURSOR, be(w.cursor).to_vec());
@@ -403,6 +441,11 @@ impl CityStore {
     /// Watches the durable cursor: it changes whenever new changes become durable.
     pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
         self.durable_cursor.subscribe()
+    }
+
+    /// See [`crate::store::CityDb::receipt_secret`].
+    pub fn receipt_secret(&self) -> &[u8] {
+        &self.receipt_secret[..]
     }
 
     /// The merge policies in force.

@@ -251,17 +251,61 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
         assert_eq!(city.apply_group(vec![b1], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(5)], "{name}");
         assert_eq!(city.last_applied(&a), 5, "{name}: durable on return");
         // The ward was told 9 were applied: 6 to 9 were lost.
-        assert_eq!(city.acknowledged_lost(&a, 9, 77).await.unwrap(), Some((6, 9)), "{name}");
-        assert_eq!(city.acknowledged_lost(&a, 9, 78).await.unwrap(), None, "{name}: found once");
+        assert_eq!(city.acknowledged_lost(&a, (9, 9), 77).await.unwrap(), Some((6, 9)), "{name}");
+        assert_eq!(city.acknowledged_lost(&a, (9, 9), 78).await.unwrap(), None, "{name}: found once");
+        let secret = city.receipt_secret().to_vec();
+        assert_eq!(secret.len(), 32, "{name}");
         drop(city);
         h.restart();
         let city = h.open(Policies::default()).await;
+        assert_eq!(city.receipt_secret(), &secret[..], "{name}: the receipts given before still check");
         assert_eq!(city.last_applied(&a), 9, "{name}");
         let lost = &city.wards()[0].1.lost;
         assert_eq!(*lost, Loss { changes: 4, last_range: (6, 9), found_at_ms: 77 }, "{name}");
         let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11) };
         assert_eq!(city.apply_group(vec![b2], 2, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(11)], "{name}");
         assert_eq!(owned(&*city, &a).await, 7, "{name}");
+        // A claim beyond the city's receipt moves the numbering on (the
+        // ward no longer holds those changes) and records, opening the
+        // refill window, only what the receipt proves.
+        assert_eq!(city.acknowledged_lost(&a, (20, 14), 79).await.unwrap(), Some((12, 14)), "{name}");
+        assert_eq!(city.acknowledged_lost(&a, (30, 0), 80).await.unwrap(), None, "{name}: no receipt");
+        assert_eq!(city.last_applied(&a), 30, "{name}");
+        let lost = &city.wards()[0].1.lost;
+        assert_eq!(*lost, Loss { changes: 7, last_range: (12, 14), found_at_ms: 79 }, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restarts() {
+    use crate::store::city::budget::PER_DAY;
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let b = ward("00145");
+        let noon = 20_000 * crate::model::civil::DAY_MS + 43_200_000;
+        // 00145 sends changes to 00082's records: judged (and refused, not
+        // being its own) while its budget for the day lasts.
+        let first = WardBatch { ward: b.clone(), changes: changes("00082", 1..=PER_DAY) };
+        let applied = city.apply_group(vec![first], noon, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(applied, [Ok(PER_DAY)], "{name}");
+        let past = format!("more than {PER_DAY} changes to other wards' records");
+        let held = city.quarantine(Some(&b)).await.unwrap();
+        assert_eq!(held.len() as u64, PER_DAY, "{name}");
+        assert!(held.iter().all(|q| !q.reason.contains(&past)), "{name}: {held:?}");
+        // The count survives a restart (and is the one every city process
+        // reads). (The office makes room in the quarantine first.)
+        drop(city);
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        for q in held {
+            city.discard(&b, q.seq, "reviewed", "office", noon).await.unwrap().unwrap();
+        }
+        let next = WardBatch { ward: b.clone(), changes: changes("00082", PER_DAY + 1..=PER_DAY + 1) };
+        city.apply_group(vec![next], noon + 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let held = city.quarantine(Some(&b)).await.unwrap();
+        assert_eq!(held.len(), 1, "{name}");
+        assert!(held[0].reason.contains(&past), "{name}: {held:?}");
+        assert_eq!(city.wards()[0].1.budget.spent, PER_DAY, "{name}");
     }
 }
 

@@ -48,7 +48,7 @@ fn a_ward_behind_the_city_renumbers_its_queue_past_the_city_and_keeps_it() {
         let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
         let puts: Vec<NewChange> = (1..=10).map(|n| put("00082", n)).collect();
         store.append(&puts, 1).unwrap();
-        store.ack(2).unwrap();
+        store.ack(2, &[]).unwrap();
         assert_eq!(store.move_past(5).unwrap(), 0, "{name}: not behind the city: nothing to do");
         // The city applied up to 12, past this ward's 10: the eight queued
         // entries move to 13..=20.
@@ -83,8 +83,8 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
         assert_eq!(city.last_applied(&a), 5, "{name}");
 
         // The ward was told 9 were applied: 6 to 9 were lost.
-        assert_eq!(city.acknowledged_lost(&a, 9, 77).unwrap(), Some((6, 9)), "{name}");
-        assert_eq!(city.acknowledged_lost(&a, 9, 78).unwrap(), None, "{name}: found once");
+        assert_eq!(city.acknowledged_lost(&a, (9, 9), 77).unwrap(), Some((6, 9)), "{name}");
+        assert_eq!(city.acknowledged_lost(&a, (9, 9), 78).unwrap(), None, "{name}: found once");
         block(city.flush()).unwrap();
         drop(city);
         h.restart();

@@ -65,10 +65,10 @@ impl CityDb for PgCityStore {
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        acked: u64,
+        claim: (u64, u64),
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        self.write(now_ms, ReadAhead::default(), |_, wards| Ok(record_loss(wards, ward, acked, now_ms))).await
+        self.write(now_ms, ReadAhead::default(), |_, wards| Ok(record_loss(wards, ward, claim, now_ms))).await
     }
 
     async fn ward_states(
@@ -236,6 +236,10 @@ impl CityDb for PgCityStore {
 
     fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    fn receipt_secret(&self) -> &[u8] {
+        &self.receipt_secret[..]
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {

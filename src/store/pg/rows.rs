@@ -9,6 +9,7 @@ use deadpool_postgres::GenericClient;
 
 use super::{pg_err, sql};
 use crate::model::{Body, Kind, Record, RecordKey, WardCode};
+use crate::store::city::Budget;
 use crate::store::{Loss, StoreError, WardState};
 
 /// City time in ms as a timestamp.
@@ -28,7 +29,8 @@ pub(super) async fn load_wards(
     let rows = sql::query(
         client,
         "SELECT ward, last_applied_seq, last_contact, records, quarantined,
-                    lost_changes, lost_first_seq, lost_last_seq, lost_found_at
+                    lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
+                    budget_day, budget_spent
              FROM ward_state",
         &[],
     )
@@ -52,6 +54,7 @@ pub(super) async fn load_wards(
                 ),
                 found_at_ms: r.get::<_, Option<DateTime<Utc>>>(8).map_or(0, ms),
             },
+            budget: Budget { day: r.get(9), spent: r.get::<_, i64>(10) as u64 },
         };
         wards.insert(ward, state);
     }
@@ -80,14 +83,17 @@ pub(super) async fn save_wards(
     sql::execute(
         client,
         "INSERT INTO ward_state (ward, last_applied_seq, last_contact, records, quarantined,
-                                     lost_changes, lost_first_seq, lost_last_seq, lost_found_at)
+                                     lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
+                                     budget_day, budget_spent)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::bigint[],
-                                  $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[])
+                                  $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[],
+                                  $10::bigint[], $11::bigint[])
              ON CONFLICT (ward) DO UPDATE SET
                  last_applied_seq = EXCLUDED.last_applied_seq, last_contact = EXCLUDED.last_contact,
                  records = EXCLUDED.records, quarantined = EXCLUDED.quarantined,
                  lost_changes = EXCLUDED.lost_changes, lost_first_seq = EXCLUDED.lost_first_seq,
-                 lost_last_seq = EXCLUDED.lost_last_seq, lost_found_at = EXCLUDED.lost_found_at",
+                 lost_last_seq = EXCLUDED.lost_last_seq, lost_found_at = EXCLUDED.lost_found_at,
+                 budget_day = EXCLUDED.budget_day, budget_spent = EXCLUDED.budget_spent",
         &[
             &wards,
             &col(|s| s.last_applied_seq as i64),
@@ -98,6 +104,8 @@ pub(super) async fn save_wards(
             &lost(|l| l.last_range.0),
             &lost(|l| l.last_range.1),
             &opt_ts(|s| s.lost.found_at_ms),
+            &col(|s| s.budget.day),
+            &col(|s| s.budget.spent as i64),
         ],
     )
     .await

@@ -6,11 +6,18 @@
 use tokio_postgres::Client;
 
 /// The migrations, in order: version, what it does, the SQL.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records by kind, change log, replication state, conflicts, quarantine, audit",
-    include_str!("migrations/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records by kind, change log, replication state, conflicts, quarantine, audit",
+        include_str!("migrations/0001_schema.sql"),
+    ),
+    (
+        2,
+        "the city's receipt secret, each ward's daily budget",
+        include_str!("migrations/0002_receipts_budgets.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -10,6 +10,9 @@
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
 //! - `m:down_check`   → the city's check of the change logged there;
+//! - `m:down_receipt` → the city's receipt for that cursor and check;
+//! - `m:ack_receipt`  → the city's receipt for the highest ack it sent
+//!   (sequence, then receipt): what shows the city it acknowledged that far;
 //! - `m:loss_seen`    → when the city last found it had lost data of this
 //!   ward's, as far as this ward has refilled it;
 //! - `m:policies`     → the merge policies the city announced;
@@ -59,6 +62,8 @@ const POLICIES: &[u8] = b"m:policies";
 const BYTES: &[u8] = b"m:bytes";
 const REFILL: &[u8] = b"m:refill";
 const DOWN_CHECK: &[u8] = b"m:down_check";
+const DOWN_RECEIPT: &[u8] = b"m:down_receipt";
+const ACK_RECEIPT: &[u8] = b"m:ack_receipt";
 const LOSS_SEEN: &[u8] = b"m:loss_seen";
 
 /// Keys read or written per batch when the work is proportional to the
@@ -115,6 +120,10 @@ struct Inner {
     down: u64,
     /// The city's check of the change at `down` (0: none known).
     down_check: u64,
+    /// The city's receipt for `down` and `down_check` (empty: none).
+    down_receipt: Vec<u8>,
+    /// The highest sequence the city sent a receipt for, and the receipt.
+    ack_receipt: (u64, Vec<u8>),
     policies: Policies,
     /// Records this ward shows, per kind (in `Kind::ALL` order): counted on
     /// opening, then kept up to date by every write, so status never scans.
@@ -205,6 +214,11 @@ impl WardStore {
             hlc,
             down: read(DOWN)?,
             down_check: read(DOWN_CHECK)?,
+            down_receipt: engine.get(DOWN_RECEIPT)?.unwrap_or_default(),
+            ack_receipt: match engine.get(ACK_RECEIPT)? {
+                Some(v) if v.len() >= 8 => (read_be(ACK_RECEIPT, &v[..8])?, v[8..].to_vec()),
+                _ => (0, Vec::new()),
+            },
             policies,
             records,
             refill: engine.get(REFILL)?.and_then(|b| Lost::from_byte(&b)),
@@ -255,6 +269,18 @@ impl WardStore {
     /// The city's check of the change logged at [`WardStore::downstream_cursor`] (0: none known).
     pub fn downstream_check(&self) -> u64 {
         self.lock().down_check
+    }
+
+    /// The city's receipt for [`WardStore::downstream_cursor`] and its
+    /// check (empty: none).
+    pub fn downstream_receipt(&self) -> Vec<u8> {
+        self.lock().down_receipt.clone()
+    }
+
+    /// The highest sequence the city gave a receipt for, and the receipt
+    /// (0 and empty: none).
+    pub fn ack_receipt(&self) -> (u64, Vec<u8>) {
+        self.lock().ack_receipt.clone()
     }
 
     /// The merge policies in force.
@@ -397,7 +423,7 @@ impl WardStore {
         &self,
         changes: &[Change],
         whole: &[(RecordKey, Versioned)],
-        (cursor, check): (u64, u64),
+        (cursor, check, receipt): (u64, u64, &[u8]),
         now_ms: i64,
     ) -> Result<Vec<RecordKey>, StoreError> {
         let mut c = self.lock();
@@ -425,10 +451,11 @@ impl WardStore {
         batch.insert(HLC, encode(&hlc));
         batch.insert(DOWN, be(cursor).to_vec());
         batch.insert(DOWN_CHECK, be(check).to_vec());
+        batch.insert(DOWN_RECEIPT, receipt.to_vec());
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         c.hlc = hlc;
-        (c.down, c.down_check) = (cursor, check);
+        (c.down, c.down_check, c.down_receipt) = (cursor, check, receipt.to_vec());
         Ok(overlay.states.into_keys().collect())
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{ACKED, BYTES, CHUNK, OUTBOX, WardStore, outbox_key};
+use super::{ACK_RECEIPT, ACKED, BYTES, CHUNK, OUTBOX, WardStore, outbox_key};
 use crate::model::{Change, RecordKey};
 use crate::store::codec::{be, decode, read_be};
 use crate::store::engine::{Batch, Engine, StoreError, prefix_end};
@@ -69,9 +69,16 @@ impl WardStore {
     /// Deletes entries up to `seq` once the city has applied them, a
     /// bounded number per batch (each batch raises the acknowledged mark to
     /// what it deleted, so a crash between batches loses nothing). The
-    /// acknowledged sequence never moves backwards.
-    pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
+    /// acknowledged sequence never moves backwards. The city's `receipt`
+    /// for `seq` (empty: none came) is kept before any entry is deleted.
+    pub fn ack(&self, seq: u64, receipt: &[u8]) -> Result<(), StoreError> {
         let mut c = self.lock();
+        if seq > c.ack_receipt.0 && !receipt.is_empty() {
+            let mut batch = Batch::default();
+            batch.insert(ACK_RECEIPT, [&be(seq)[..], receipt].concat());
+            self.engine.apply(batch)?;
+            c.ack_receipt = (seq, receipt.to_vec());
+        }
         let seq = seq.min(c.last_seq);
         while c.acked < seq {
             let rows = self.engine.scan(&outbox_key(c.acked + 1), &outbox_key(seq + 1), CHUNK)?;

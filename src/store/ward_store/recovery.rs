@@ -4,8 +4,8 @@
 //! store put back from a copy, and of the downstream position.
 
 use super::{
-    Batch, CountDelta, DOWN, DOWN_CHECK, HLC, Kind, LOSS_SEEN, Overlay, RECORD, REFILL, STATE, StoreError,
-    WardStore, be, decode, encode, prefix_end, read_be, tagged,
+    Batch, CountDelta, DOWN, DOWN_CHECK, DOWN_RECEIPT, HLC, Kind, LOSS_SEEN, Overlay, RECORD, REFILL, STATE,
+    StoreError, WardStore, be, decode, encode, prefix_end, read_be, tagged,
 };
 use crate::model::{RecordKey, Versioned};
 
@@ -56,12 +56,13 @@ impl WardStore {
         if cursor > c.down {
             batch.insert(DOWN, be(cursor).to_vec());
             batch.remove(DOWN_CHECK);
+            batch.remove(DOWN_RECEIPT);
         }
         self.engine.apply(batch)?;
         delta.apply(&mut c.records);
         c.hlc = hlc;
         if cursor > c.down {
-            (c.down, c.down_check) = (cursor, 0);
+            (c.down, c.down_check, c.down_receipt) = (cursor, 0, Vec::new());
         }
         Ok(())
     }
@@ -109,8 +110,9 @@ impl WardStore {
         let mut batch = Batch::default();
         batch.insert(DOWN, be(cursor).to_vec());
         batch.remove(DOWN_CHECK);
+        batch.remove(DOWN_RECEIPT);
         self.engine.apply(batch)?;
-        (c.down, c.down_check) = (cursor, 0);
+        (c.down, c.down_check, c.down_receipt) = (cursor, 0, Vec::new());
         Ok(())
     }
 
