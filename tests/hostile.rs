@@ -47,6 +47,17 @@ impl Forger {
         Forger { tx, inbound, seq, receipt }
     }
 
+    /// The next downstream message the city sends.
+    async fn downstream(&mut self) -> pb::Downstream {
+        loop {
+            match self.inbound.message().await.unwrap().and_then(|m| m.msg) {
+                Some(city_message::Msg::Downstream(d)) => break d,
+                Some(_) => {}
+                None => panic!("the city ended the stream"),
+            }
+        }
+    }
+
     /// Sends one change as 00145 setting every field, stamped now (or
     /// `hlc`), and waits for its ack.
     async fn send(&mut self, key: &RecordKey, op: Op, context: VersionVector, hlc: Option<Hlc>) {
@@ -367,6 +378,7 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     // is recorded, so none opens a refill window.
     let welcome = hello_as_00145(&city, &env, |h| h.acked_seq = 10).await;
     assert_eq!((welcome.last_applied_seq, welcome.lost_changes), (10, 9), "{welcome:?}");
+    assert!(welcome.receipt.is_empty(), "a receipt for sequences no receipt proved: {welcome:?}");
     assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on no receipt");
     let r = receipt.clone();
     let welcome = hello_as_00145(&city, &env, |h| {
@@ -398,6 +410,47 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     assert_eq!(seq, 31);
     let mut q = city.client().await;
     assert_eq!(loss_of_00145(&mut q).await.0, 1, "only the change the receipt proves lost");
+
+    // A logged change the city sent 00145 and then lost (the office's
+    // edit of a record of 00145's, before the city was put back to a copy
+    // from before it) is recorded lost once: the receipt that proved it
+    // proves nothing more, so the refill window cannot be kept open by
+    // giving it back again.
+    let (data, copy) = (env.path().join("city"), env.path().join("city-copy-2"));
+    assert!(city.node.stop());
+    copy_dir(&data, &copy);
+    city.node.start();
+    let mut q = city.client().await;
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let (mut edited, _, _) = samples("00145");
+    edited.body = match edited.body {
+        Body::Citizen(c) => Body::Citizen(Citizen { phone: "0912345678".into(), ..c }),
+        other => other,
+    };
+    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    let down = forger.downstream().await;
+    assert_eq!(down.receipt.len(), 32, "a downstream message carries the city's receipt");
+    drop(forger);
+    assert!(city.node.stop());
+    restore_dir(&copy, &data);
+    city.node.start();
+    let mut q = city.client().await;
+    let claim = |h: &mut pb::Hello| {
+        (h.downstream_cursor, h.downstream_check, h.downstream_receipt) =
+            (down.cursor, down.cursor_check, down.receipt.clone())
+    };
+    let welcome = hello_as_00145(&city, &env, claim).await;
+    assert!(welcome.log_lost, "{welcome:?}");
+    let (_, found_at) = loss_of_00145(&mut q).await;
+    assert!(found_at > 0 && found_at == welcome.lost_found_at_ms, "the loss the receipt proves: {welcome:?}");
+    // (A replay a millisecond later at least, so that a window opened
+    // again would show.)
+    while wardsync::clock::now_ms() <= found_at {
+        std::hint::spin_loop();
+    }
+    let again = hello_as_00145(&city, &env, claim).await;
+    assert!(again.log_lost, "{again:?}");
+    assert_eq!(loss_of_00145(&mut q).await.1, found_at, "the window opened again on a receipt given back");
     assert_same_records(&mut w, &mut q, "00082").await;
 }
 

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::applier::{Applier, Queued};
+use super::receipts::WardReceipts;
 use super::streams::StreamSlot;
 use super::{CityError, Live};
 use crate::auth::{Identity, Role};
@@ -96,7 +97,7 @@ impl SyncService {
         self,
         ward: WardCode,
         mut inbound: Streaming<pb::WardMessage>,
-        tx: mpsc::Sender<Outbound>,
+        (tx, receipts): (mpsc::Sender<Outbound>, WardReceipts),
         slot: StreamSlot,
         session: CancellationToken,
     ) {
@@ -114,7 +115,7 @@ impl SyncService {
                     CityError::Replaced(ward.clone())
                 }),
                 Some(applied) = applying.next(), if !applying.is_empty() => {
-                    match self.acked(&ward, &slot, &tx, applied).await {
+                    match self.acked(&receipts, &slot, &tx, applied).await {
                         Ok(true) => continue,
                         Ok(false) => break Ok(()),
                         Err(e) => break Err(e),
@@ -143,7 +144,7 @@ impl SyncService {
             if batch.changes.is_empty() {
                 // Answered with what is applied once the batches before it are.
                 while let Some(applied) = applying.next().await {
-                    match self.acked(&ward, &slot, &tx, applied).await {
+                    match self.acked(&receipts, &slot, &tx, applied).await {
                         Ok(true) => {}
                         Ok(false) => break 'pump Ok(()),
                         Err(e) => break 'pump Err(e),
@@ -158,7 +159,7 @@ impl SyncService {
         // A ward that ended its stream is still answered for what it sent.
         if result.is_ok() {
             while let Some(applied) = applying.next().await {
-                if !matches!(self.acked(&ward, &slot, &tx, applied).await, Ok(true)) {
+                if !matches!(self.acked(&receipts, &slot, &tx, applied).await, Ok(true)) {
                     break;
                 }
             }
@@ -213,7 +214,7 @@ impl SyncService {
         self,
         ward: WardCode,
         mut cursor: u64,
-        tx: mpsc::Sender<Outbound>,
+        (tx, receipts): (mpsc::Sender<Outbound>, WardReceipts),
         session: CancellationToken,
     ) {
         let mut durable = self.store.watch_durable();
@@ -255,7 +256,7 @@ impl SyncService {
                     cursor_check: last.check(),
                     changes: wire,
                     fetch_whole: whole.into_iter().map(Into::into).collect(),
-                    receipt: self.receipts.downstream(&ward, next, last.check()),
+                    receipt: receipts.downstream(next, last.check()),
                 };
                 tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");
                 if tx.send(message(city_message::Msg::Downstream(msg))).await.is_err() {
@@ -316,14 +317,14 @@ impl SyncService {
     /// Acknowledges an applied batch; false if the ward no longer listens.
     async fn acked(
         &self,
-        ward: &WardCode,
+        receipts: &WardReceipts,
         slot: &StreamSlot,
         tx: &mpsc::Sender<Outbound>,
         applied: Result<u64, CityError>,
     ) -> Result<bool, CityError> {
         let seq = applied?;
         slot.progress();
-        let ack = pb::Ack { applied_seq: seq, receipt: self.receipts.ack(ward, seq) };
+        let ack = pb::Ack { applied_seq: seq, receipt: receipts.ack(seq) };
         Ok(tx.send(message(city_message::Msg::Ack(ack))).await.is_ok())
     }
 }
@@ -377,7 +378,7 @@ impl CitySync for SyncService {
         // Where the ward stands is read once its earlier streams can change
         // it no more.
         earlier_ended.await;
-        let super::losses::Found { lost_changes, log_cursor, log_lost } =
+        let super::losses::Found { lost_changes, log_cursor, log_lost, unproven, receipts } =
             self.judge_losses(&ward, &hello).await?;
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
@@ -392,17 +393,18 @@ impl CitySync for SyncService {
             log_cursor,
             log_lost,
             lost_found_at_ms,
-            receipt: self.receipts.ack(&ward, last),
+            // None for a sequence no receipt proved the city acknowledged.
+            receipt: if unproven { Vec::new() } else { receipts.ack(last) },
         };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(
             ward.clone(),
             if log_lost { log_cursor } else { hello.downstream_cursor },
-            tx.clone(),
+            (tx.clone(), receipts.clone()),
             session.clone(),
         ));
         let (guard, denied_tx) = (self.guard.clone(), tx.clone());
-        let pump = self.clone().pump(ward, inbound, tx, slot, session.clone());
+        let pump = self.clone().pump(ward, inbound, (tx, receipts), slot, session.clone());
         tokio::spawn(async move {
             // Biased: a seeded simulation then replays exactly.
             tokio::select! {

@@ -12,6 +12,7 @@
 
 use super::CityError;
 use super::ingest::SyncService;
+use super::receipts::WardReceipts;
 use crate::clock::now_ms;
 use crate::model::WardCode;
 use crate::proto::pb;
@@ -30,24 +31,26 @@ pub(super) struct Found {
     /// The ward's downstream cursor is past the log, or names another
     /// change: it restarts from the log's end.
     pub log_lost: bool,
+    /// The ward's numbering moved past sequences no receipt proves the
+    /// city acknowledged: `Welcome` carries no receipt for them.
+    pub unproven: bool,
+    /// The ward's receipts from now on (its loss generation as it stands).
+    pub receipts: WardReceipts,
 }
 
 impl SyncService {
     /// Judges what `hello` says the city lost (see the module docs).
     pub(super) async fn judge_losses(&self, ward: &WardCode, hello: &pb::Hello) -> Result<Found, CityError> {
-        let lost_changes = self.find_lost(ward, hello).await?;
+        let held = self.store.resume_point(ward).await?;
+        let before = self.receipts.for_ward(ward, self.loss_generation(ward));
+        let (lost_changes, unproven) = self.find_lost(ward, hello, held, &before).await?;
         let log_cursor = self.store.log_end().await?;
         let at = hello.downstream_cursor;
         let log_lost = at > log_cursor
             || (hello.downstream_check != 0 && self.logged_check(at).await? != Some(hello.downstream_check));
         if log_lost {
             let proven = hello.downstream_check != 0
-                && self.receipts.proves_downstream(
-                    ward,
-                    at,
-                    hello.downstream_check,
-                    &hello.downstream_receipt,
-                );
+                && before.proves_downstream(at, hello.downstream_check, &hello.downstream_receipt);
             if proven {
                 self.store.log_lost(ward, now_ms()).await?;
                 tracing::error!(%ward, merged = at, log_end = log_cursor,
@@ -57,18 +60,30 @@ impl SyncService {
                     "the ward says it merged a change the city's log does not hold, and has no receipt of the city's for it: no loss is recorded on its word; it follows the log from its end");
             }
         }
-        Ok(Found { lost_changes, log_cursor, log_lost })
+        let receipts = self.receipts.for_ward(ward, self.loss_generation(ward));
+        Ok(Found { lost_changes, log_cursor, log_lost, unproven, receipts })
+    }
+
+    /// When the city last recorded a loss of `ward`'s (0: never).
+    fn loss_generation(&self, ward: &WardCode) -> i64 {
+        self.store.wards().into_iter().find(|(w, _)| w == ward).map_or(0, |(_, s)| s.lost.found_at_ms)
     }
 
     /// The ward says the city acknowledged its changes up to `acked`; if
-    /// the city holds less, its numbering resumes after `acked` (the ward
-    /// no longer holds those changes), and the loss is recorded as far as
-    /// the ward's receipt proves. Returns how many the city does not hold.
-    async fn find_lost(&self, ward: &WardCode, hello: &pb::Hello) -> Result<u64, CityError> {
+    /// the city holds less (`held`), its numbering resumes after `acked`
+    /// (the ward no longer holds those changes), and the loss is recorded
+    /// as far as the ward's receipt proves. Returns how many the city does
+    /// not hold, and whether any of them no receipt proves.
+    async fn find_lost(
+        &self,
+        ward: &WardCode,
+        hello: &pb::Hello,
+        held: u64,
+        receipts: &WardReceipts,
+    ) -> Result<(u64, bool), CityError> {
         let acked = hello.acked_seq;
-        let held = self.store.resume_point(ward).await?;
         if acked <= held {
-            return Ok(0);
+            return Ok((0, false));
         }
         // No ward numbers this many changes: a corrupt or forged claim, which
         // would leave no room to number the ward's next changes.
@@ -77,7 +92,7 @@ impl SyncService {
                 "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
             )));
         }
-        let proven = if self.receipts.proves_ack(ward, hello.acked_receipt_seq, &hello.acked_receipt) {
+        let proven = if receipts.proves_ack(hello.acked_receipt_seq, &hello.acked_receipt) {
             hello.acked_receipt_seq
         } else {
             0
@@ -86,11 +101,12 @@ impl SyncService {
             tracing::error!(%ward, first, last, lost = last - first + 1,
                 "the city no longer holds changes it acknowledged to this ward (its receipt shows it did; the database was restored from an older backup, or lost to a disk fault); replication resumes after them");
         }
-        if acked > proven.max(held) {
+        let unproven = acked > proven.max(held);
+        if unproven {
             tracing::warn!(%ward, acked, held, receipt_upto = proven,
                 "the ward says the city acknowledged changes it does not hold, and has no receipt of the city's for them: no loss is recorded on its word; its numbering resumes after them");
         }
-        Ok(acked - held)
+        Ok((acked - held, unproven))
     }
 
     /// The check of the change logged at `cursor`, if the log holds one there.

@@ -107,7 +107,7 @@ pub async fn run(
         None => {
             let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
-            Arc::new(CityStore::open(engine, cfg.merge_policies())?)
+            Arc::new(CityStore::open(engine, cfg.merge_policies()).await?)
         }
     };
     serve_store(cfg, store, crate::net::incoming(listener), access, shutdown).await
@@ -127,7 +127,7 @@ where
     IO: crate::net::ServerConn,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let store = Arc::new(CityStore::open(engine, cfg.merge_policies())?);
+    let store = Arc::new(CityStore::open(engine, cfg.merge_policies()).await?);
     serve_store(cfg, store, incoming, access, shutdown).await
 }
 

@@ -474,8 +474,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 // Counted before it is judged: a hostile ward's refused
                 // attempts spend its budget too.
-                let spent = matches!(incoming.change(), Some(c) if matches!(&c.op, Op::Put(r) if r.ward != wb.ward))
-                    && !state.budget.spend(self.now_ms);
+                let spent = self.others_record(&wb.ward, incoming)? && !state.budget.spend(self.now_ms);
                 let refusal = match incoming {
                     _ if spent => Some(super::budget::spent(&wb.ward)),
                     Incoming::Change(change) => self.refusal(
@@ -511,6 +510,19 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             wards.insert(wb.ward.clone(), state);
         }
         Ok(outcomes)
+    }
+
+    /// True for a put by `ward` that names another ward as owner, or of a
+    /// record the city holds as another ward's (a registration, a transfer
+    /// into `ward`): what [`super::budget`] counts.
+    fn others_record(&mut self, ward: &WardCode, incoming: &Incoming) -> Result<bool, StoreError> {
+        Ok(match incoming.change() {
+            Some(Change { op: Op::Put(r), key, .. }) => {
+                &r.ward != ward
+                    || self.current(key)?.owner_value().is_some_and(|owner| owner != ward.as_str())
+            }
+            _ => false,
+        })
     }
 
     /// Why `change` from `ward` cannot be applied now, if it cannot.

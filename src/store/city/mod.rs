@@ -194,7 +194,7 @@ pub(crate) fn record_loss(
     if last < first {
         return None;
     }
-    state.lost.changes += last - first + 1;
+    state.lost.changes = state.lost.changes.saturating_add(last - first + 1);
     state.lost.last_range = (first, last);
     state.lost.found_at_ms = now_ms;
     Some((first, last))
@@ -255,7 +255,7 @@ impl CityStore {
     /// Opens the store and loads counters and ward states; records are
     /// merged and shown under `policies` (stored records are shown again,
     /// with their indexes and conflicts, if the policies changed).
-    pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
+    pub async fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let mut kinds = [0; 3];
@@ -287,13 +287,19 @@ impl CityStore {
                 reason: "not 32 bytes".into(),
             })?,
             None => {
-                // Durable before any receipt made with it leaves the city:
-                // a receipt goes out only for what a flush made durable,
-                // and a flush persists every batch applied before it.
+                if cursor > 0 || !wards.is_empty() {
+                    tracing::error!(
+                        "the city's data holds no receipt secret (written by an older wardsync, or a copy from before one): a new one is made, and the receipts wards hold from before prove no loss of this city's"
+                    );
+                }
                 let secret = super::new_secret();
                 let mut batch = Batch::default();
                 batch.insert(keys::RECEIPT_SECRET, secret.to_vec());
                 engine.apply(batch)?;
+                // Durable before any receipt made with it leaves the city
+                // (or a copy of the store is taken): a receipt the city
+                // cannot check after a crash proves nothing.
+                engine.flush().await?;
                 secret
             }
         };

@@ -245,7 +245,13 @@ async fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
 #[tokio::test]
 async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
     for (name, mut h) in cities() {
+        // The receipt secret made on the first start is durable at once.
         let city = h.open(Policies::default()).await;
+        let first = city.receipt_secret().to_vec();
+        drop(city);
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        assert_eq!(city.receipt_secret(), &first[..], "{name}: a crash took the new secret");
         let a = ward("00082");
         let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
         assert_eq!(city.apply_group(vec![b1], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(5)], "{name}");
@@ -281,11 +287,27 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
     use crate::store::city::budget::PER_DAY;
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
-        let b = ward("00145");
+        let (a, b) = (ward("00082"), ward("00145"));
         let noon = 20_000 * crate::model::civil::DAY_MS + 43_200_000;
-        // 00145 sends changes to 00082's records: judged (and refused, not
-        // being its own) while its budget for the day lasts.
-        let first = WardBatch { ward: b.clone(), changes: changes("00082", 1..=PER_DAY) };
+        let theirs = changes("00082", 1..=PER_DAY + 1);
+        let created = WardBatch { ward: a.clone(), changes: theirs.clone() };
+        city.apply_group(vec![created], noon, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // 00145 "moves" 00082's records into itself (puts naming itself as
+        // owner): judged (and refused, being no proper transfers) while its
+        // budget for the day lasts.
+        let moved = |seqs: std::ops::RangeInclusive<u64>| -> Arc<[Incoming]> {
+            theirs[*seqs.start() as usize - 1..*seqs.end() as usize]
+                .iter()
+                .map(|i| {
+                    let mut c = i.change().unwrap().clone();
+                    if let Op::Put(r) = &mut c.op {
+                        r.ward = ward("00145");
+                    }
+                    Incoming::Change(c)
+                })
+                .collect()
+        };
+        let first = WardBatch { ward: b.clone(), changes: moved(1..=PER_DAY) };
         let applied = city.apply_group(vec![first], noon, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(applied, [Ok(PER_DAY)], "{name}");
         let past = format!("more than {PER_DAY} changes to other wards' records");
@@ -300,12 +322,13 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
         for q in held {
             city.discard(&b, q.seq, "reviewed", "office", noon).await.unwrap().unwrap();
         }
-        let next = WardBatch { ward: b.clone(), changes: changes("00082", PER_DAY + 1..=PER_DAY + 1) };
+        let next = WardBatch { ward: b.clone(), changes: moved(PER_DAY + 1..=PER_DAY + 1) };
         city.apply_group(vec![next], noon + 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
         let held = city.quarantine(Some(&b)).await.unwrap();
         assert_eq!(held.len(), 1, "{name}");
         assert!(held[0].reason.contains(&past), "{name}: {held:?}");
-        assert_eq!(city.wards()[0].1.budget.spent, PER_DAY, "{name}");
+        let spent = city.wards().into_iter().find(|(w, _)| *w == b).unwrap().1.budget.spent;
+        assert_eq!(spent, PER_DAY, "{name}");
     }
 }
 

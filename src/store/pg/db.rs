@@ -43,13 +43,18 @@ impl CityDb for PgCityStore {
     }
 
     async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError> {
-        let rows =
-            self.rows("SELECT last_applied_seq FROM ward_state WHERE ward = $1", &[&ward.as_str()]).await?;
+        let rows = self
+            .rows("SELECT last_applied_seq, lost_found_at FROM ward_state WHERE ward = $1", &[&ward.as_str()])
+            .await?;
         let seq = rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64);
+        let found_at =
+            rows.first().and_then(|r| r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1)).map_or(0, ms);
         let mut cache = self.cache.lock().expect("poisoned");
-        let known = &mut cache.wards.entry(ward.clone()).or_default().last_applied_seq;
-        *known = (*known).max(seq);
-        Ok(*known)
+        let known = cache.wards.entry(ward.clone()).or_default();
+        // (A loss another city process recorded: the ward's receipts name it.)
+        known.lost.found_at_ms = known.lost.found_at_ms.max(found_at);
+        known.last_applied_seq = known.last_applied_seq.max(seq);
+        Ok(known.last_applied_seq)
     }
 
     fn apply_group(

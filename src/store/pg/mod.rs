@@ -134,10 +134,18 @@ fn connect_err(e: &tokio_postgres::Error) -> String {
 /// database (processes starting together all read the one that won).
 async fn receipt_secret(client: &tokio_postgres::Client) -> Result<[u8; 32], StoreError> {
     let made = super::new_secret();
-    client
-        .execute("UPDATE city_clock SET receipt_secret = $1 WHERE receipt_secret IS NULL", &[&&made[..]])
+    let holding = client
+        .query_opt(
+            "UPDATE city_clock SET receipt_secret = $1 WHERE receipt_secret IS NULL RETURNING cursor",
+            &[&&made[..]],
+        )
         .await
         .map_err(pg_err)?;
+    if holding.is_some_and(|r| r.get::<_, i64>(0) > 0) {
+        tracing::error!(
+            "the city's database holds no receipt secret (written by an older wardsync, or a copy from before one): a new one is made, and the receipts wards hold from before prove no loss of this city's"
+        );
+    }
     let row = client.query_one("SELECT receipt_secret FROM city_clock", &[]).await.map_err(pg_err)?;
     let stored: &[u8] = row.get(0);
     stored.try_into().map_err(|_| StoreError::Corrupt {
