@@ -169,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_flood_of_refused_calls_is_counted_but_written_at_a_bounded_rate() {
         let store: Arc<dyn CityDb> =
-            Arc::new(CityStore::open(Arc::new(MemEngine::new()), Default::default()).await.unwrap());
+            Arc::new(CityStore::open(Arc::new(MemEngine::new()), Default::default()).unwrap());
         let access = Access { revoked: ["0a".into()].into(), ..Access::default() };
         let guard = Guard::new(watch::channel(Arc::new(access)).1, store.clone(), &Limits::default());
         let revoked = Peer {

@@ -54,7 +54,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 fn tls_reloader(
     files: TlsFiles,
     mut access: watch::Receiver<Arc<Access>>,
-    expiry: Expiry,
+    (expiry, receipts): (Expiry, receipts::Receipts),
     stop: CancellationToken,
 ) -> anyhow::Result<watch::Receiver<Arc<rustls::ServerConfig>>> {
     let read = move |files: &TlsFiles| -> anyhow::Result<_> {
@@ -75,6 +75,9 @@ fn tls_reloader(
             match read(&files) {
                 Ok((config, cert)) => {
                     tx.send_replace(config);
+                    if let Err(e) = receipts.reload(&files) {
+                        tracing::error!("cannot derive the receipt key from the reloaded key: {e:#}");
+                    }
                     expiry.set(&cert);
                     let days_left = cert.warn_if_expiring(crate::clock::now_ms()).floor();
                     tracing::info!(certificate = %files.cert.display(), days_left, "certificates reloaded");
@@ -107,7 +110,7 @@ pub async fn run(
         None => {
             let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
-            Arc::new(CityStore::open(engine, cfg.merge_policies()).await?)
+            Arc::new(CityStore::open(engine, cfg.merge_policies())?)
         }
     };
     serve_store(cfg, store, crate::net::incoming(listener), access, shutdown).await
@@ -127,7 +130,7 @@ where
     IO: crate::net::ServerConn,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let store = Arc::new(CityStore::open(engine, cfg.merge_policies()).await?);
+    let store = Arc::new(CityStore::open(engine, cfg.merge_policies())?);
     serve_store(cfg, store, incoming, access, shutdown).await
 }
 
@@ -148,8 +151,14 @@ where
     let expiry = Expiry::default();
     let cancel = CancellationToken::new();
     // Read before anything starts: bad files stop the city at once.
+    let receipts = receipts::Receipts::new(cfg.tls.as_ref())?;
     let tls = match &cfg.tls {
-        Some(files) => Some(tls_reloader(files.clone(), access.clone(), expiry.clone(), cancel.clone())?),
+        Some(files) => Some(tls_reloader(
+            files.clone(),
+            access.clone(),
+            (expiry.clone(), receipts.clone()),
+            cancel.clone(),
+        )?),
         None => {
             tracing::warn!("insecure_dev: accepting plaintext connections and trusting ward codes in Hello");
             None
@@ -177,7 +186,7 @@ where
         live: live.clone(),
         province: cfg.province.clone(),
         max_skew_ms: cfg.max_clock_skew_ms,
-        receipts: receipts::Receipts::new(store.receipt_secret()),
+        receipts,
     };
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();

@@ -12,9 +12,14 @@
 //!
 //! A receipt is checkable by the city only (a MAC, not a signature): it
 //! proves to the city what the city itself once said, which is all a loss
-//! claim needs. The secret is kept with the city's data, so a city put
-//! back to an older copy still checks the receipts it gave before the
-//! copy's moment and after it.
+//! claim needs. Its key is derived from the city's TLS private key, kept
+//! apart from the city's data: a city put back to any older copy of its
+//! data, or to none (a new disk), still checks the receipts it gave, and
+//! city processes that share the city's key (as they share its name) check
+//! each other's. A key renewed and reloaded (SIGHUP) makes the receipts
+//! from then on; those made with the keys before still check until the
+//! process stops. (With `insecure_dev`, which trusts a ward's word for its
+//! identity anyway, a fixed key.)
 //!
 //! A receipt also names the ward's loss generation when it was made (when
 //! the city last recorded a loss of that ward's, 0 for never): it proves a
@@ -22,8 +27,11 @@
 //! recorded, the receipts that proved it prove nothing more, so a ward
 //! cannot keep a refill window open by giving an old receipt back again.
 
+use std::sync::{Arc, RwLock};
+
 use ring::hmac;
 
+use crate::auth::TlsFiles;
 use crate::model::WardCode;
 
 /// What a receipt's MAC covers first: the purpose and format version, so
@@ -33,8 +41,15 @@ const DOMAIN: &[u8] = b"wardsync receipt v1\0";
 /// Makes and checks the city's receipts.
 #[derive(Clone)]
 pub struct Receipts {
-    key: hmac::Key,
+    /// The key receipts are made with, then those before it (newest first).
+    keys: Arc<RwLock<Vec<hmac::Key>>>,
 }
+
+/// Keys a process keeps to check receipts: the current and three before.
+const KEYS_KEPT: usize = 4;
+
+/// What a receipt key is derived from, with the private key.
+const DERIVATION: &[u8] = b"wardsync receipt key v1";
 
 impl std::fmt::Debug for Receipts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,15 +58,44 @@ impl std::fmt::Debug for Receipts {
 }
 
 impl Receipts {
-    /// Receipts under `secret` (the city's receipt secret).
-    pub fn new(secret: &[u8]) -> Receipts {
-        Receipts { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
+    /// Receipts with the key derived from the city's private key in
+    /// `files`, or (no TLS: `insecure_dev`) a fixed one.
+    pub fn new(files: Option<&TlsFiles>) -> anyhow::Result<Receipts> {
+        let key = match files {
+            Some(files) => key_of(files)?,
+            None => hmac::Key::new(hmac::HMAC_SHA256, b"insecure_dev"),
+        };
+        Ok(Receipts { keys: Arc::new(RwLock::new(vec![key])) })
+    }
+
+    /// Makes receipts from now on with the key derived from the private
+    /// key in `files` (renewed and reloaded), still checking those made
+    /// with the keys before.
+    pub fn reload(&self, files: &TlsFiles) -> anyhow::Result<()> {
+        let key = key_of(files)?;
+        let mut keys = self.keys.write().expect("poisoned");
+        let probe = hmac::sign(&key, DOMAIN);
+        if hmac::verify(&keys[0], DOMAIN, probe.as_ref()).is_err() {
+            keys.insert(0, key);
+            keys.truncate(KEYS_KEPT);
+        }
+        Ok(())
     }
 
     /// The receipts for `ward` in loss generation `generation`.
     pub fn for_ward(&self, ward: &WardCode, generation: i64) -> WardReceipts {
         WardReceipts { receipts: self.clone(), ward: ward.clone(), generation }
     }
+}
+
+/// The receipt key derived from the private key in `files`.
+fn key_of(files: &TlsFiles) -> anyhow::Result<hmac::Key> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let private = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| anyhow::anyhow!("cannot read private key {}: {e}", files.key.display()))?;
+    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, private.secret_der()), DERIVATION);
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
 }
 
 /// The receipts the city makes and checks for one ward, in one loss
@@ -88,12 +132,14 @@ impl WardReceipts {
 
     fn sign(&self, message: &[u8]) -> Vec<u8> {
         let message = [message, &self.generation.to_be_bytes()].concat();
-        hmac::sign(&self.receipts.key, &message).as_ref().to_vec()
+        let keys = self.receipts.keys.read().expect("poisoned");
+        hmac::sign(&keys[0], &message).as_ref().to_vec()
     }
 
     fn verify(&self, message: &[u8], receipt: &[u8]) -> bool {
         let message = [message, &self.generation.to_be_bytes()].concat();
-        hmac::verify(&self.receipts.key, &message, receipt).is_ok()
+        let keys = self.receipts.keys.read().expect("poisoned");
+        keys.iter().any(|k| hmac::verify(k, &message, receipt).is_ok())
     }
 }
 
@@ -114,9 +160,19 @@ mod tests {
         WardCode::parse(code).unwrap()
     }
 
+    /// The city's TLS files of a new dev CA in `dir` (its key: `city.key`).
+    fn city_files(dir: &std::path::Path) -> TlsFiles {
+        let files = TlsFiles::in_dir(dir, "city");
+        if !files.key.exists() {
+            crate::auth::DevCa::open_or_create(dir).unwrap().issue_city().unwrap();
+        }
+        files
+    }
+
     #[test]
     fn a_receipt_proves_only_what_it_was_made_for() {
-        let city = Receipts::new(&[7; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let city = Receipts::new(Some(&city_files(dir.path()))).unwrap();
         let (w, other) = (city.for_ward(&ward("00082"), 0), city.for_ward(&ward("00145"), 0));
         let ack = w.ack(120);
         assert!(w.proves_ack(120, &ack));
@@ -134,8 +190,29 @@ mod tests {
         // Nor for the ward once a loss was recorded since it was made.
         let later = city.for_ward(&ward("00082"), 1_780_000_000_000);
         assert!(!later.proves_ack(120, &ack) && !later.proves_downstream(3_407, 0x51f0, &down));
-        // Only the city's secret makes them.
-        let forger = Receipts::new(&[8; 32]).for_ward(&ward("00082"), 0);
-        assert!(!w.proves_ack(120, &forger.ack(120)));
+        // A city process started again (or another one) with the city's key
+        // checks them; only the city's key makes them.
+        let again = Receipts::new(Some(&city_files(dir.path()))).unwrap().for_ward(&ward("00082"), 0);
+        assert!(again.proves_ack(120, &ack));
+        let elsewhere = tempfile::tempdir().unwrap();
+        let forger = Receipts::new(Some(&city_files(elsewhere.path()))).unwrap().for_ward(&ward("00082"), 0);
+        assert!(!w.proves_ack(120, &forger.ack(120)) && !forger.proves_ack(120, &ack));
+    }
+
+    #[test]
+    fn a_renewed_key_makes_receipts_and_the_one_before_still_checks_its_own() {
+        let (dir, renewed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let city = Receipts::new(Some(&city_files(dir.path()))).unwrap();
+        let old = city.for_ward(&ward("00082"), 0).ack(7);
+        city.reload(&city_files(renewed.path())).unwrap();
+        let w = city.for_ward(&ward("00082"), 0);
+        assert!(w.proves_ack(7, &old), "a receipt made before the renewal");
+        let new = w.ack(7);
+        assert_ne!(new, old, "made with the renewed key");
+        let fresh = Receipts::new(Some(&city_files(renewed.path()))).unwrap().for_ward(&ward("00082"), 0);
+        assert!(fresh.proves_ack(7, &new));
+        // Reloading the same key again keeps the one before.
+        city.reload(&city_files(renewed.path())).unwrap();
+        assert!(city.for_ward(&ward("00082"), 0).proves_ack(7, &old));
     }
 }

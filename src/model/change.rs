@@ -186,7 +186,16 @@ impl Change {
             None => false,
         };
         let owner_write = current.and_then(|v| v.newest(OWNER));
-        if let Some(w) = owner_write {
+        // (Two wards that moved the record in concurrently each own it
+        // until the office settles the conflict on the owner: a write that
+        // builds on a head naming its sender writes the sender's record.)
+        let a_head_names_sender = current.is_some_and(|v| {
+            v.fields.get(OWNER).into_iter().flatten().any(|h| {
+                serde_json::from_str::<String>(&h.value).is_ok_and(|o| o == sender.as_str())
+                    && self.context.has_seen(&h.stamp)
+            })
+        });
+        if let Some(w) = owner_write.filter(|_| !a_head_names_sender) {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
             // (Setting the owner too only if the move had seen it: an
             // older write, superseded there, takes nothing back.)
@@ -457,6 +466,43 @@ mod tests {
         assert!(why.contains("not a record the city holds"), "{why}");
         let mismatched = Change { key: RecordKey::new(Kind::Citizen, "001085099999").unwrap(), ..ok.clone() };
         assert!(mismatched.refusal(&a, &at(None, false), &ctx).unwrap().contains("does not match"));
+    }
+
+    #[test]
+    fn wards_that_moved_a_record_in_concurrently_each_write_it_until_the_office_settles_it() {
+        let (b, ctx) = (ward("00145"), ctx());
+        let created = put(citizen("00082"), "00082", 1, VersionVector::default());
+        let mut held = state_after(&created);
+        let moved_into = |w: &str, ms: u64| {
+            let mut moved = citizen("00082");
+            moved.ward = ward(w);
+            let Body::Citizen(p) = &mut moved.body else { unreachable!() };
+            p.permanent_residence.commune_code = w.into();
+            let mut t = put(moved, w, ms, created.context.clone());
+            t.context.add(&created.stamp);
+            t.fields = vec![OWNER.into(), "permanent_residence".into()];
+            t
+        };
+        // b and another ward each move the citizen in, neither seeing the
+        // other's move (the other's the newer): a conflict on the owner.
+        let (to_b, to_other) = (moved_into("00145", 5), moved_into("00091", 6));
+        for t in [&to_b, &to_other] {
+            held.apply(&t.values(), &t.stamp, &t.context);
+        }
+        assert_eq!(held.fields[OWNER].len(), 2, "two heads: {held:?}");
+        // b's next write, built on its own move: b's record until settled.
+        let Op::Put(mut mine) = to_b.op.clone() else { unreachable!() };
+        let Body::Citizen(p) = &mut mine.body else { unreachable!() };
+        p.phone = "0912345678".into();
+        let mut seen = to_b.context.clone();
+        seen.add(&to_b.stamp);
+        let next = put(mine.clone(), "00145", 7, seen);
+        assert_eq!(next.refusal(&b, &at(Some(&held), true), &ctx), None);
+        // Not built on its move: judged as before (a move of the other's
+        // record that rewrites the person).
+        let blind = put(mine, "00145", 7, to_b.context.clone());
+        let why = blind.refusal(&b, &at(Some(&held), true), &ctx).unwrap();
+        assert!(why.contains("also sets"), "{why}");
     }
 
     /// A transfer of `base` (a's citizen, as the city holds it) into b,

@@ -156,11 +156,6 @@ pub trait CityDb: Send + Sync + 'static {
     /// The merge policies in force.
     fn policies(&self) -> &Policies;
 
-    /// The city's secret for its receipts (`city::receipts`): made once,
-    /// kept with the city's data (so a copy put back keeps it, and every
-    /// city process sharing a database has the same), never sent anywhere.
-    fn receipt_secret(&self) -> &[u8];
-
     // ---- Records ----
 
     /// The current record under `key`.

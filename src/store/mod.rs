@@ -34,11 +34,3 @@ pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;
 pub use sled_engine::SledEngine;
 pub use ward_store::{Lost, NewChange, WardStore};
-
-/// A new random secret of 32 bytes (the operating system's generator).
-pub(crate) fn new_secret() -> [u8; 32] {
-    let mut secret = [0; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-        .expect("the operating system's random generator works");
-    secret
-}

@@ -142,10 +142,6 @@ impl CityDb for CityStore {
         CityStore::policies(self)
     }
 
-    fn receipt_secret(&self) -> &[u8] {
-        CityStore::receipt_secret(self)
-    }
-
     async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         CityStore::get(self, key)
     }

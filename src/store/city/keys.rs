@@ -20,8 +20,7 @@
 //! - `A<ms: u64 BE><n: u64 BE>`   → a denied call ([`super::Denial`]);
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
-//! - `m:policies`                 → the merge policies the records are shown under;
-//! - `m:receipt_secret`           → the key the city's receipts are made with.
+//! - `m:policies`                 → the merge policies the records are shown under.
 
 use crate::model::{Body, Record, RecordKey, WardCode, fold};
 use crate::store::codec::{be, key};
@@ -42,7 +41,6 @@ pub(super) const CURSOR: &[u8] = b"m:cursor";
 pub(super) const AUDIT: &[u8] = b"A";
 pub(super) const HLC: &[u8] = b"m:hlc";
 pub(super) const POLICIES: &[u8] = b"m:policies";
-pub(super) const RECEIPT_SECRET: &[u8] = b"m:receipt_secret";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";
 pub(super) const DOWNSTREAM: &[u8] = b"D";

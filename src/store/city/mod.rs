@@ -247,15 +247,13 @@ pub struct CityStore {
     denials: Arc<std::sync::atomic::AtomicU64>,
     /// Denials in the audit trail (at most [`audit::MAX_DENIALS`]).
     stored_denials: Arc<Mutex<u64>>,
-    /// See [`crate::store::CityDb::receipt_secret`].
-    receipt_secret: Arc<[u8; 32]>,
 }
 
 impl CityStore {
     /// Opens the store and loads counters and ward states; records are
     /// merged and shown under `policies` (stored records are shown again,
     /// with their indexes and conflicts, if the policies changed).
-    pub async fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
+    pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let mut kinds = [0; 3];
@@ -281,28 +279,6 @@ impl CityStore {
         }
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
-        let receipt_secret = match engine.get(keys::RECEIPT_SECRET)? {
-            Some(v) => v.try_into().map_err(|_| StoreError::Corrupt {
-                key: "m:receipt_secret".into(),
-                reason: "not 32 bytes".into(),
-            })?,
-            None => {
-                if cursor > 0 || !wards.is_empty() {
-                    tracing::error!(
-                        "the city's data holds no receipt secret (written by an older wardsync, or a copy from before one): a new one is made, and the receipts wards hold from before prove no loss of this city's"
-                    );
-                }
-                let secret = super::new_secret();
-                let mut batch = Batch::default();
-                batch.insert(keys::RECEIPT_SECRET, secret.to_vec());
-                engine.apply(batch)?;
-                // Durable before any receipt made with it leaves the city
-                // (or a copy of the store is taken): a receipt the city
-                // cannot check after a crash proves nothing.
-                engine.flush().await?;
-                secret
-            }
-        };
         let store = CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
@@ -311,7 +287,6 @@ impl CityStore {
             policies: Arc::new(policies),
             denials: Arc::default(),
             stored_denials: Arc::new(Mutex::new(stored_denials)),
-            receipt_secret: Arc::new(receipt_secret),
         };
         store.reapply_policies(crate::clock::now_ms())?;
         Ok(store)
@@ -447,11 +422,6 @@ impl CityStore {
     /// Watches the durable cursor: it changes whenever new changes become durable.
     pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
         self.durable_cursor.subscribe()
-    }
-
-    /// See [`crate::store::CityDb::receipt_secret`].
-    pub fn receipt_secret(&self) -> &[u8] {
-        &self.receipt_secret[..]
     }
 
     /// The merge policies in force.

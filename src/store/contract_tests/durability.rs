@@ -73,7 +73,7 @@ fn a_ward_behind_the_city_renumbers_its_queue_past_the_city_and_keeps_it() {
 #[test]
 fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
     for (name, mut h) in harnesses() {
-        let city = block(CityStore::open(h.engine(), Policies::default())).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
         assert_eq!(city.apply_group(&[b1], 1, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(5)], "{name}");
@@ -88,7 +88,7 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
         block(city.flush()).unwrap();
         drop(city);
         h.restart();
-        let city = block(CityStore::open(h.engine(), Policies::default())).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         assert_eq!(city.last_applied(&a), 9, "{name}");
         let lost = &city.wards()[0].1.lost;
         assert_eq!(*lost, Loss { changes: 4, last_range: (6, 9), found_at_ms: 77 }, "{name}");

@@ -74,7 +74,7 @@ impl City {
     /// Opens the database (again), on what was made durable.
     async fn open(&mut self, policies: Policies) -> Arc<dyn CityDb> {
         match self {
-            City::Engine(h) => Arc::new(CityStore::open(h.engine(), policies).await.unwrap()),
+            City::Engine(h) => Arc::new(CityStore::open(h.engine(), policies).unwrap()),
             City::Postgres(pg) => Arc::new(pg::PgCityStore::open(&pg.url(), None, policies).await.unwrap()),
         }
     }
@@ -318,7 +318,7 @@ fn batch(ward: &WardCode, changes: Vec<Change>) -> WardBatch {
 #[test]
 fn history_starts_at_the_first_change_since_a_time() {
     for (name, h) in harnesses() {
-        let city = block(CityStore::open(h.engine(), Policies::default())).unwrap();
+        let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
         for seq in 1..=9u64 {
             // Applied at city times 10, 20, ... 90.

@@ -243,10 +243,6 @@ impl CityDb for PgCityStore {
         &self.policies
     }
 
-    fn receipt_secret(&self) -> &[u8] {
-        &self.receipt_secret[..]
-    }
-
     async fn get(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         let sql = "SELECT shown FROM record_states WHERE kind = $1 AND id = $2 AND shown IS NOT NULL";
         Ok(self.records(sql, &[&key.kind().as_str(), &key.id()]).await?.pop())

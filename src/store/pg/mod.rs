@@ -65,8 +65,6 @@ pub struct PgCityStore {
     notes: Arc<Mutex<HashMap<WardCode, u64>>>,
     /// The end of the chain of groups waiting to be written, in call order.
     tail: Arc<Mutex<Option<group::Link>>>,
-    /// See [`crate::store::CityDb::receipt_secret`] (`city_clock.receipt_secret`).
-    receipt_secret: Arc<[u8; 32]>,
 }
 
 #[derive(Default)]
@@ -130,30 +128,6 @@ fn connect_err(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The city's receipt secret, made by the first process to open the
-/// database (processes starting together all read the one that won).
-async fn receipt_secret(client: &tokio_postgres::Client) -> Result<[u8; 32], StoreError> {
-    let made = super::new_secret();
-    let holding = client
-        .query_opt(
-            "UPDATE city_clock SET receipt_secret = $1 WHERE receipt_secret IS NULL RETURNING cursor",
-            &[&&made[..]],
-        )
-        .await
-        .map_err(pg_err)?;
-    if holding.is_some_and(|r| r.get::<_, i64>(0) > 0) {
-        tracing::error!(
-            "the city's database holds no receipt secret (written by an older wardsync, or a copy from before one): a new one is made, and the receipts wards hold from before prove no loss of this city's"
-        );
-    }
-    let row = client.query_one("SELECT receipt_secret FROM city_clock", &[]).await.map_err(pg_err)?;
-    let stored: &[u8] = row.get(0);
-    stored.try_into().map_err(|_| StoreError::Corrupt {
-        key: "city_clock.receipt_secret".into(),
-        reason: format!("{} bytes, not 32", stored.len()),
-    })
-}
-
 impl PgCityStore {
     /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`),
     /// over TLS verified against the CA certificate file `ca` if one is
@@ -169,7 +143,6 @@ impl PgCityStore {
             SchemaError::Postgres(e) => pg_err(e),
             e => StoreError::Io(e.to_string()),
         })?;
-        let receipt_secret = receipt_secret(&client).await?;
         drop(client);
         let store = PgCityStore {
             pool: pool.clone(),
@@ -179,7 +152,6 @@ impl PgCityStore {
             denials: Arc::default(),
             notes: Arc::default(),
             tail: Arc::default(),
-            receipt_secret: Arc::new(receipt_secret),
         };
         store.reload().await?;
         store.reapply_policies().await?;

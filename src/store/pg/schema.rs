@@ -12,11 +12,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "records by kind, change log, replication state, conflicts, quarantine, audit",
         include_str!("migrations/0001_schema.sql"),
     ),
-    (
-        2,
-        "the city's receipt secret, each ward's daily budget",
-        include_str!("migrations/0002_receipts_budgets.sql"),
-    ),
+    (2, "each ward's daily budget", include_str!("migrations/0002_budgets.sql")),
 ];
 
 /// The newest schema version this build knows.
