@@ -321,35 +321,55 @@ async fn claim_a_loss(city: &City, env: &Env) {
     assert_eq!(found_at, 0, "a loss recorded on 00145's word");
 }
 
-/// Makes the city really lose a change of 00145's that it acknowledged
-/// (stopped, put back to a copy of its data taken just before the change,
-/// started), and has 00145 give back the city's receipt for it: 00145's
-/// refill window opens on the city's own evidence, as after any restore
-/// of the city's database. Returns 00145's last sequence number.
-async fn a_real_loss_for_00145(city: &mut City, env: &Env) -> u64 {
-    let (data, copy) = (env.path().join("city"), env.path().join("city-copy"));
-    let _ = std::fs::remove_dir_all(&copy);
+/// Takes a copy of the city's data, as `name` (the city stopped meanwhile,
+/// and serving again on return).
+async fn copy_city(city: &mut City, env: &Env, name: &str) -> std::path::PathBuf {
+    let copy = env.path().join(name);
     assert!(city.node.stop());
-    copy_dir(&data, &copy);
+    copy_dir(&env.path().join("city"), &copy);
     city.node.start();
-    let mut q = city.client().await;
+    city.client().await;
+    copy
+}
+
+/// Puts the city back to `copy` (stopped meanwhile, and serving again on
+/// return).
+async fn put_city_back(city: &mut City, env: &Env, copy: &std::path::Path) {
+    assert!(city.node.stop());
+    restore_dir(copy, &env.path().join("city"));
+    city.node.start();
+    city.client().await;
+}
+
+/// 00145 writes a record of its own it never wrote before (one per
+/// sequence number): its key, sequence and the city's receipt.
+async fn own_write(city: &City, env: &Env) -> (RecordKey, u64, Vec<u8>) {
     let mut forger = Forger::open(city, env, "00145").await;
-    // A record of its own it never wrote before (one per sequence number).
-    let own = rec(&WardCode::parse("00145").unwrap(), 500 + forger.seq as u32);
+    let own = rec(&WardCode::parse("00145").unwrap(), 500 + forger.seq as u32 % 3000);
     let key = own.key().unwrap();
     forger.send(&key, Op::Put(own), VersionVector::default(), None).await;
-    let (seq, receipt) = (forger.seq, forger.receipt.clone());
-    assert!(city_record(&mut q, &key).await.is_some());
-    drop(forger);
-    assert!(city.node.stop());
-    restore_dir(&copy, &data);
-    city.node.start();
+    (key, forger.seq, forger.receipt.clone())
+}
+
+/// 00145 says the city acknowledged up to `seq`, giving back `receipt`.
+async fn claim_acked(city: &City, env: &Env, seq: u64, receipt: Vec<u8>) -> pb::Welcome {
+    hello_as_00145(city, env, |h| (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (seq, seq, receipt))
+        .await
+}
+
+/// Makes the city really lose a change of 00145's that it acknowledged
+/// (put back to a copy of its data taken just before the change), and has
+/// 00145 give back the city's receipt for it: 00145's refill window opens
+/// on the city's own evidence, as after any restore of the city's
+/// database. Returns 00145's last sequence number.
+async fn a_real_loss_for_00145(city: &mut City, env: &Env) -> u64 {
+    let copy = copy_city(city, env, &format!("city-copy-{}", wardsync::clock::now_ms())).await;
+    let (key, seq, receipt) = own_write(city, env).await;
+    assert!(city_record(&mut city.client().await, &key).await.is_some());
+    put_city_back(city, env, &copy).await;
     let mut q = city.client().await;
     assert_eq!(city_record(&mut q, &key).await, None, "the copy predates the change");
-    let welcome = hello_as_00145(city, env, |h| {
-        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (seq, seq, receipt);
-    })
-    .await;
+    let welcome = claim_acked(city, env, seq, receipt).await;
     assert_eq!(welcome.lost_changes, 1, "{welcome:?}");
     assert!(loss_of_00145(&mut q).await.1 > 0, "the loss the receipt proves is recorded");
     seq
@@ -369,7 +389,7 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     let (own, _, _) = samples("00145");
     forger.send(&own.key().unwrap(), Op::Put(own), VersionVector::default(), None).await;
     let receipt = forger.receipt.clone();
-    assert_eq!(receipt.len(), 32, "an ack carries the city's receipt");
+    assert_eq!(receipt.len(), 48, "an ack carries the city's receipt");
     drop(forger);
 
     // Claims of a loss without the city's evidence: each is followed where
@@ -378,7 +398,6 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     // is recorded, so none opens a refill window.
     let welcome = hello_as_00145(&city, &env, |h| h.acked_seq = 10).await;
     assert_eq!((welcome.last_applied_seq, welcome.lost_changes), (10, 9), "{welcome:?}");
-    assert!(welcome.receipt.is_empty(), "a receipt for sequences no receipt proved: {welcome:?}");
     assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on no receipt");
     let r = receipt.clone();
     let welcome = hello_as_00145(&city, &env, |h| {
@@ -416,10 +435,7 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     // from before it) is recorded lost once: the receipt that proved it
     // proves nothing more, so the refill window cannot be kept open by
     // giving it back again.
-    let (data, copy) = (env.path().join("city"), env.path().join("city-copy-2"));
-    assert!(city.node.stop());
-    copy_dir(&data, &copy);
-    city.node.start();
+    let before_log_loss = copy_city(&mut city, &env, "city-copy-2").await;
     let mut q = city.client().await;
     let mut forger = Forger::open(&city, &env, "00145").await;
     let (mut edited, _, _) = samples("00145");
@@ -429,11 +445,9 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     };
     q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
     let down = forger.downstream().await;
-    assert_eq!(down.receipt.len(), 32, "a downstream message carries the city's receipt");
+    assert_eq!(down.receipt.len(), 48, "a downstream message carries the city's receipt");
     drop(forger);
-    assert!(city.node.stop());
-    restore_dir(&copy, &data);
-    city.node.start();
+    put_city_back(&mut city, &env, &before_log_loss).await;
     let mut q = city.client().await;
     let claim = |h: &mut pb::Hello| {
         (h.downstream_cursor, h.downstream_check, h.downstream_receipt) =
@@ -451,6 +465,35 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     let again = hello_as_00145(&city, &env, claim).await;
     assert!(again.log_lost, "{again:?}");
     assert_eq!(loss_of_00145(&mut q).await.1, found_at, "the window opened again on a receipt given back");
+
+    // The city put back again to the same copy, from before that loss: the
+    // receipts made since it was recorded still prove what it lost.
+    let (lost, _) = loss_of_00145(&mut q).await;
+    let (_, seq, receipt) = own_write(&city, &env).await;
+    put_city_back(&mut city, &env, &before_log_loss).await;
+    let welcome = claim_acked(&city, &env, seq, receipt).await;
+    assert_eq!((seq, welcome.lost_changes), (32, 1), "{welcome:?}");
+    let mut q = city.client().await;
+    let (now_lost, now_found) = loss_of_00145(&mut q).await;
+    assert!(
+        now_lost > lost && now_found > found_at,
+        "a receipt made after a loss the copy predates: {welcome:?}"
+    );
+
+    // A receipt never speaks for sequences 00145's numbering moved past on
+    // its word: after a jump, a write, and the city put back to before the
+    // jump, only the write is recorded lost.
+    let before_jump = copy_city(&mut city, &env, "city-copy-3").await;
+    let welcome = hello_as_00145(&city, &env, |h| h.acked_seq = seq + 100).await;
+    assert_eq!(welcome.last_applied_seq, seq + 100);
+    let (_, after_jump, receipt) = own_write(&city, &env).await;
+    assert_eq!(after_jump, seq + 101);
+    put_city_back(&mut city, &env, &before_jump).await;
+    let mut q = city.client().await;
+    let (lost, _) = loss_of_00145(&mut q).await;
+    let welcome = claim_acked(&city, &env, after_jump, receipt).await;
+    assert_eq!(welcome.lost_changes, 101, "the ward resumes after all it says was acknowledged");
+    assert_eq!(loss_of_00145(&mut q).await.0, lost + 1, "only the write the receipt speaks for is recorded");
     assert_same_records(&mut w, &mut q, "00082").await;
 }
 

@@ -378,7 +378,7 @@ impl CitySync for SyncService {
         // Where the ward stands is read once its earlier streams can change
         // it no more.
         earlier_ended.await;
-        let super::losses::Found { lost_changes, log_cursor, log_lost, unproven, receipts } =
+        let super::losses::Found { lost_changes, log_cursor, log_lost, receipts } =
             self.judge_losses(&ward, &hello).await?;
         let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
@@ -393,8 +393,7 @@ impl CitySync for SyncService {
             log_cursor,
             log_lost,
             lost_found_at_ms,
-            // None for a sequence no receipt proved the city acknowledged.
-            receipt: if unproven { Vec::new() } else { receipts.ack(last) },
+            receipt: receipts.ack(last),
         };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(

@@ -16,6 +16,7 @@ use super::receipts::WardReceipts;
 use crate::clock::now_ms;
 use crate::model::WardCode;
 use crate::proto::pb;
+use crate::store::AckClaim;
 
 /// Sequence numbers at or above this are refused as claims (2^62: no ward
 /// writes that many changes), leaving room to number what follows.
@@ -31,10 +32,8 @@ pub(super) struct Found {
     /// The ward's downstream cursor is past the log, or names another
     /// change: it restarts from the log's end.
     pub log_lost: bool,
-    /// The ward's numbering moved past sequences no receipt proves the
-    /// city acknowledged: `Welcome` carries no receipt for them.
-    pub unproven: bool,
-    /// The ward's receipts from now on (its loss generation as it stands).
+    /// The ward's receipts from now on (its loss generation, and where its
+    /// numbering last moved on its word, as they stand).
     pub receipts: WardReceipts,
 }
 
@@ -42,8 +41,8 @@ impl SyncService {
     /// Judges what `hello` says the city lost (see the module docs).
     pub(super) async fn judge_losses(&self, ward: &WardCode, hello: &pb::Hello) -> Result<Found, CityError> {
         let held = self.store.resume_point(ward).await?;
-        let before = self.receipts.for_ward(ward, self.loss_generation(ward));
-        let (lost_changes, unproven) = self.find_lost(ward, hello, held, &before).await?;
+        let before = self.ward_receipts(ward);
+        let lost_changes = self.find_lost(ward, hello, held, &before).await?;
         let log_cursor = self.store.log_end().await?;
         let at = hello.downstream_cursor;
         let log_lost = at > log_cursor
@@ -57,33 +56,36 @@ impl SyncService {
                     "the ward merged a change the city's log no longer holds (its receipt shows the city logged it): the city lost logged changes (its database was restored from an older backup?); the ward refills it");
             } else {
                 tracing::warn!(%ward, merged = at, log_end = log_cursor,
-                    "the ward says it merged a change the city's log does not hold, and has no receipt of the city's for it: no loss is recorded on its word; it follows the log from its end");
+                    "the ward says it merged a change the city's log does not hold, and has no receipt of the city's for it (or one made with a key this city process does not have): no loss is recorded on its word; it follows the log from its end");
             }
         }
-        let receipts = self.receipts.for_ward(ward, self.loss_generation(ward));
-        Ok(Found { lost_changes, log_cursor, log_lost, unproven, receipts })
+        Ok(Found { lost_changes, log_cursor, log_lost, receipts: self.ward_receipts(ward) })
     }
 
-    /// When the city last recorded a loss of `ward`'s (0: never).
-    fn loss_generation(&self, ward: &WardCode) -> i64 {
-        self.store.wards().into_iter().find(|(w, _)| w == ward).map_or(0, |(_, s)| s.lost.found_at_ms)
+    /// `ward`'s receipts as its state stands: its loss generation (when the
+    /// city last recorded a loss of its, 0: never), and the first sequence
+    /// after the last its numbering moved past on its word.
+    fn ward_receipts(&self, ward: &WardCode) -> WardReceipts {
+        let state =
+            self.store.wards().into_iter().find(|(w, _)| w == ward).map(|(_, s)| s).unwrap_or_default();
+        self.receipts.for_ward(ward, state.lost.found_at_ms, state.unproven_to + 1)
     }
 
     /// The ward says the city acknowledged its changes up to `acked`; if
     /// the city holds less (`held`), its numbering resumes after `acked`
     /// (the ward no longer holds those changes), and the loss is recorded
     /// as far as the ward's receipt proves. Returns how many the city does
-    /// not hold, and whether any of them no receipt proves.
+    /// not hold.
     async fn find_lost(
         &self,
         ward: &WardCode,
         hello: &pb::Hello,
         held: u64,
         receipts: &WardReceipts,
-    ) -> Result<(u64, bool), CityError> {
+    ) -> Result<u64, CityError> {
         let acked = hello.acked_seq;
         if acked <= held {
-            return Ok((0, false));
+            return Ok(0);
         }
         // No ward numbers this many changes: a corrupt or forged claim, which
         // would leave no room to number the ward's next changes.
@@ -92,21 +94,19 @@ impl SyncService {
                 "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
             )));
         }
-        let proven = if receipts.proves_ack(hello.acked_receipt_seq, &hello.acked_receipt) {
-            hello.acked_receipt_seq
-        } else {
-            0
+        let claim = match receipts.proves_ack(hello.acked_receipt_seq, &hello.acked_receipt) {
+            Some(from) => AckClaim { acked, proven: hello.acked_receipt_seq, from },
+            None => AckClaim { acked, ..AckClaim::default() },
         };
-        if let Some((first, last)) = self.store.acknowledged_lost(ward, (acked, proven), now_ms()).await? {
+        if let Some((first, last)) = self.store.acknowledged_lost(ward, claim, now_ms()).await? {
             tracing::error!(%ward, first, last, lost = last - first + 1,
                 "the city no longer holds changes it acknowledged to this ward (its receipt shows it did; the database was restored from an older backup, or lost to a disk fault); replication resumes after them");
         }
-        let unproven = acked > proven.max(held);
-        if unproven {
-            tracing::warn!(%ward, acked, held, receipt_upto = proven,
-                "the ward says the city acknowledged changes it does not hold, and has no receipt of the city's for them: no loss is recorded on its word; its numbering resumes after them");
+        if acked > claim.proven.max(held) {
+            tracing::warn!(%ward, acked, held, receipt_upto = claim.proven,
+                "the ward says the city acknowledged changes it does not hold, and has no receipt of the city's for them (or one made with a key this city process does not have: processes sharing a database must share the city's key): no loss is recorded on its word; its numbering resumes after them");
         }
-        Ok((acked - held, unproven))
+        Ok(acked - held)
     }
 
     /// The check of the change logged at `cursor`, if the log holds one there.

@@ -188,13 +188,19 @@ impl Change {
         let owner_write = current.and_then(|v| v.newest(OWNER));
         // (Two wards that moved the record in concurrently each own it
         // until the office settles the conflict on the owner: a write that
-        // builds on a head naming its sender writes the sender's record.)
-        let a_head_names_sender = current.is_some_and(|v| {
-            v.fields.get(OWNER).into_iter().flatten().any(|h| {
-                serde_json::from_str::<String>(&h.value).is_ok_and(|o| o == sender.as_str())
-                    && self.context.has_seen(&h.stamp)
-            })
-        });
+        // builds on a head naming its sender, has seen none naming another
+        // ward and sets no owner writes the sender's record; the merge
+        // records where it disagrees with the other's writes.)
+        let a_head_names_sender = !self.fields.iter().any(|f| f == OWNER)
+            && current.is_some_and(|v| {
+                let heads = || v.fields.get(OWNER).into_iter().flatten();
+                let names = |h: &super::FieldWrite, w: &str| {
+                    serde_json::from_str::<String>(&h.value).is_ok_and(|o| o == w)
+                };
+                let seen = |h: &&super::FieldWrite| self.context.has_seen(&h.stamp);
+                heads().filter(seen).any(|h| names(h, sender.as_str()))
+                    && !heads().filter(seen).any(|h| !names(h, sender.as_str()))
+            });
         if let Some(w) = owner_write.filter(|_| !a_head_names_sender) {
             let owner: String = serde_json::from_str(&w.value).unwrap_or_default();
             // (Setting the owner too only if the move had seen it: an
@@ -496,8 +502,17 @@ mod tests {
         p.phone = "0912345678".into();
         let mut seen = to_b.context.clone();
         seen.add(&to_b.stamp);
-        let next = put(mine.clone(), "00145", 7, seen);
+        let mut next = put(mine.clone(), "00145", 7, seen.clone());
+        next.fields.retain(|f| f != OWNER);
         assert_eq!(next.refusal(&b, &at(Some(&held), true), &ctx), None);
+        // Not if it sets the owner (settling the conflict is the office's),
+        // nor if it has seen the other's move too.
+        let mut owner_too = next.clone();
+        owner_too.fields.push(OWNER.into());
+        assert!(owner_too.refusal(&b, &at(Some(&held), true), &ctx).is_some());
+        let mut knowing = next.clone();
+        knowing.context.add(&to_other.stamp);
+        assert!(knowing.refusal(&b, &at(Some(&held), true), &ctx).is_some());
         // Not built on its move: judged as before (a move of the other's
         // record that rewrites the person).
         let blind = put(mine, "00145", 7, to_b.context.clone());

@@ -12,9 +12,9 @@
 use futures::future::BoxFuture;
 
 use super::{
-    AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial, Discarded,
-    HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry, RetryError,
-    StoreError, WardBatch, WardState,
+    AckClaim, AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial,
+    Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry,
+    RetryError, StoreError, WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 
@@ -52,16 +52,16 @@ pub trait CityDb: Send + Sync + 'static {
         max_skew_ms: u64,
     ) -> BoxFuture<'static, GroupOutcome>;
 
-    /// The ward says the city had acknowledged its changes up to `acked`,
-    /// beyond what the city holds, and the city's own receipt shows it did
-    /// up to `proven` (`claim` is both): moves the ward's last applied
-    /// sequence to `acked` and records the loss of those up to `proven`
-    /// (which opens the ward's refill window, see [`CityDb::repair`]).
-    /// Returns the range recorded lost, if any.
+    /// The ward says the city had acknowledged its changes up to
+    /// `claim.acked`, beyond what the city holds, and the city's own receipt
+    /// shows it did up to `claim.proven`, from `claim.from`: moves the
+    /// ward's last applied sequence to `claim.acked` and records the loss of
+    /// those the receipt proves (which opens the ward's refill window, see
+    /// [`CityDb::repair`]). Returns the range recorded lost, if any.
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        claim: (u64, u64),
+        claim: AckClaim,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError>;
 

@@ -23,8 +23,8 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial,
-    Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
+    AckClaim, AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter,
+    Denial, Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
     MAX_HISTORY_BYTES, MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined,
     REFILL_WINDOW_MS, RETRIED, RepairOutcome, Retry, RetryError, UNHELD, WardBatch, WardState,
 };

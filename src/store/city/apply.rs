@@ -474,9 +474,12 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 // Counted before it is judged: a hostile ward's refused
                 // attempts spend its budget too.
-                let spent = self.others_record(&wb.ward, incoming)? && !state.budget.spend(self.now_ms);
+                let spent = match incoming.change() {
+                    Some(change) => self.spend(&wb.ward, change, &mut state)?,
+                    None => None,
+                };
                 let refusal = match incoming {
-                    _ if spent => Some(super::budget::spent(&wb.ward)),
+                    _ if spent.is_some() => spent,
                     Incoming::Change(change) => self.refusal(
                         &wb.ward,
                         change,
@@ -512,17 +515,27 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         Ok(outcomes)
     }
 
-    /// True for a put by `ward` that names another ward as owner, or of a
-    /// record the city holds as another ward's (a registration, a transfer
-    /// into `ward`): what [`super::budget`] counts.
-    fn others_record(&mut self, ward: &WardCode, incoming: &Incoming) -> Result<bool, StoreError> {
-        Ok(match incoming.change() {
-            Some(Change { op: Op::Put(r), key, .. }) => {
-                &r.ward != ward
-                    || self.current(key)?.owner_value().is_some_and(|owner| owner != ward.as_str())
-            }
-            _ => false,
-        })
+    /// True for a change by `ward` to another ward's record: a put naming
+    /// another ward as owner, or a put or delete of a record the city holds
+    /// as another ward's (a registration, a transfer into `ward`): what
+    /// [`super::budget`] counts.
+    pub(crate) fn others_record(&mut self, ward: &WardCode, change: &Change) -> Result<bool, StoreError> {
+        let named_other = matches!(&change.op, Op::Put(r) if &r.ward != ward);
+        Ok(named_other
+            || self.current(&change.key)?.owner_value().is_some_and(|owner| owner != ward.as_str()))
+    }
+
+    /// Spends one of `ward`'s changes to other wards' records (`state` is
+    /// its replication state) if `change` is one: the reason to keep it for
+    /// the office if the day's budget is spent.
+    pub(crate) fn spend(
+        &mut self,
+        ward: &WardCode,
+        change: &Change,
+        state: &mut WardState,
+    ) -> Result<Option<String>, StoreError> {
+        Ok((self.others_record(ward, change)? && !state.budget.spend(self.now_ms))
+            .then(|| super::budget::spent(ward)))
     }
 
     /// Why `change` from `ward` cannot be applied now, if it cannot.

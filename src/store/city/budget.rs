@@ -1,6 +1,6 @@
-//! How many changes to other wards' records a ward may send in a day: a
-//! put naming another ward as owner, or of a record the city holds as
-//! another ward's. The only such changes the city applies are civil-status
+//! How many changes to other wards' records a ward may send in a day, in
+//! batches or repairs: a put naming another ward as owner, or a put or
+//! delete of a record the city holds as another ward's. The only such changes the city applies are civil-status
 //! registrations and residence transfers into the sender, a few a day in
 //! the largest ward; past the budget a ward's further ones are kept in the
 //! quarantine for the data office instead of being judged, so a hostile
@@ -31,9 +31,11 @@ impl Budget {
     /// Spends one change at city time `now_ms`; false if the day's budget
     /// is spent (and nothing is counted).
     pub fn spend(&mut self, now_ms: i64) -> bool {
-        // (A clock stepped back stays on the day counted.)
+        // (Any other day starts afresh: the city's clock, not a ward's, so
+        // no ward can move it; one that stepped forward and back again
+        // locks no ward out until that day.)
         let day = now_ms.div_euclid(DAY_MS);
-        if day > self.day {
+        if day != self.day {
             *self = Budget { day, spent: 0 };
         }
         if self.spent >= PER_DAY {
@@ -66,7 +68,8 @@ mod tests {
         assert_eq!(b, Budget { day: 20_000, spent: PER_DAY }, "a refusal spends nothing");
         assert!(b.spend(noon + DAY_MS / 2), "the next day");
         assert_eq!(b.spent, 1);
-        assert!(b.spend(noon), "a clock stepped back counts on the day counted");
-        assert_eq!(b, Budget { day: 20_001, spent: 2 });
+        // A day far ahead (the city's clock stepped forward), then back.
+        assert!(b.spend(noon + 10_000 * DAY_MS));
+        assert!((0..PER_DAY).all(|_| b.spend(noon)), "locked out until that day");
     }
 }

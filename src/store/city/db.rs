@@ -12,8 +12,8 @@ use super::{
     WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
-use crate::store::StoreError;
 use crate::store::city_db::{CityDb, GroupOutcome};
+use crate::store::{AckClaim, StoreError};
 
 /// `Ok(outcome)` once flushed, when the write succeeded.
 async fn durable<T>(store: &CityStore, written: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -47,7 +47,7 @@ impl CityDb for CityStore {
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        claim: (u64, u64),
+        claim: AckClaim,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         durable(self, CityStore::acknowledged_lost(self, ward, claim, now_ms)).await

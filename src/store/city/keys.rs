@@ -12,6 +12,7 @@
 //! - `w<ward>`                    → [`super::WardState`];
 //! - `L<ward>`                    → [`super::Loss`]: acknowledged changes the city lost;
 //! - `B<ward>`                    → [`super::Budget`]: its changes to other wards' records today;
+//! - `U<ward>`                    → (u64 BE) the last sequence its numbering moved past on its word;
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
 //! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
 //! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
@@ -35,6 +36,7 @@ const LOG: &[u8] = b"l";
 pub(super) const WARD: &[u8] = b"w";
 pub(super) const LOSS: &[u8] = b"L";
 pub(super) const BUDGET: &[u8] = b"B";
+pub(super) const UNPROVEN: &[u8] = b"U";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
@@ -94,6 +96,10 @@ pub(super) fn loss_key(ward: &WardCode) -> Vec<u8> {
 
 pub(super) fn budget_key(ward: &WardCode) -> Vec<u8> {
     key(BUDGET, &[ward.as_str().as_bytes()])
+}
+
+pub(super) fn unproven_key(ward: &WardCode) -> Vec<u8> {
+    key(UNPROVEN, &[ward.as_str().as_bytes()])
 }
 
 pub(super) fn quarantine_key(prefix: &[u8], ward: &WardCode, seq: u64) -> Vec<u8> {

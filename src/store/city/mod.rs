@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{be, decode, encode, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
-use keys::{BUDGET, CURSOR, HLC, LOSS, WARD, budget_key, loss_key, ward_key};
+use keys::{BUDGET, CURSOR, HLC, LOSS, UNPROVEN, WARD, budget_key, loss_key, unproven_key, ward_key};
 
 pub use apply::UNHELD;
 pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
@@ -69,6 +69,23 @@ pub struct WardState {
     /// its own, `B<ward>`).
     #[serde(skip)]
     pub budget: Budget,
+    /// The last sequence its numbering moved past on its word alone (no
+    /// receipt proved the city acknowledged it; stored under `U<ward>`):
+    /// the city's receipts speak only for sequences after it.
+    #[serde(skip)]
+    pub unproven_to: u64,
+}
+
+/// What a ward's `Hello` says of the changes the city acknowledged, and
+/// what the city's receipt proves of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckClaim {
+    /// The last sequence the ward says the city acknowledged.
+    pub acked: u64,
+    /// The last the city's receipt proves it acknowledged (0: none).
+    pub proven: u64,
+    /// The first sequence that receipt speaks for.
+    pub from: u64,
 }
 
 /// Changes the city acknowledged to a ward and then no longer held (its
@@ -175,28 +192,32 @@ pub enum BatchRejected {
     },
 }
 
-/// Moves `ward`'s last applied sequence to `acked` (its changes up to it
-/// were acknowledged and are lost) and records the loss of those up to
-/// `proven` (see [`CityStore::acknowledged_lost`]); returns the range
+/// Moves `ward`'s last applied sequence to `claim.acked` (its changes up
+/// to it were acknowledged and are lost) and records the loss of those the
+/// receipt proves (see [`CityStore::acknowledged_lost`]); returns the range
 /// recorded lost, if any.
 pub(crate) fn record_loss(
     wards: &mut HashMap<WardCode, WardState>,
     ward: &WardCode,
-    (acked, proven): (u64, u64),
+    claim: AckClaim,
     now_ms: i64,
 ) -> Option<(u64, u64)> {
     let state = wards.entry(ward.clone()).or_default();
-    if acked <= state.last_applied_seq {
+    let held = state.last_applied_seq;
+    if claim.acked <= held {
         return None;
     }
-    let (first, last) = (state.last_applied_seq + 1, proven.min(acked));
-    state.last_applied_seq = acked;
+    state.last_applied_seq = claim.acked;
+    if claim.acked > claim.proven.max(held) {
+        state.unproven_to = claim.acked;
+    }
+    let (first, last) = ((held + 1).max(claim.from), claim.proven.min(claim.acked));
     if last < first {
         return None;
     }
     state.lost.changes = state.lost.changes.saturating_add(last - first + 1);
     state.lost.last_range = (first, last);
-    state.lost.found_at_ms = now_ms;
+    state.lost.found_at_ms = now_ms.max(state.lost.found_at_ms + 1);
     Some((first, last))
 }
 
@@ -204,7 +225,9 @@ pub(crate) fn record_loss(
 /// from it: the city lost logged changes (its database restored from an
 /// older backup), and opens the ward's refill window (`repair`).
 pub(crate) fn record_log_loss(wards: &mut HashMap<WardCode, WardState>, ward: &WardCode, now_ms: i64) {
-    wards.entry(ward.clone()).or_default().lost.found_at_ms = now_ms;
+    let lost = &mut wards.entry(ward.clone()).or_default().lost;
+    // (Always later than the loss before: the receipts made since name it.)
+    lost.found_at_ms = now_ms.max(lost.found_at_ms + 1);
 }
 
 impl LoggedChange {
@@ -277,6 +300,9 @@ impl CityStore {
         for (k, v) in engine.scan(BUDGET, &prefix_end(BUDGET), usize::MAX)? {
             wards.entry(code(&k)?).or_insert_with(WardState::default).budget = decode(&k, &v)?;
         }
+        for (k, v) in engine.scan(UNPROVEN, &prefix_end(UNPROVEN), usize::MAX)? {
+            wards.entry(code(&k)?).or_insert_with(WardState::default).unproven_to = read_be(&k, &v)?;
+        }
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
         let store = CityStore {
@@ -303,21 +329,22 @@ impl CityStore {
         self.durable_applied.lock().expect("poisoned").get(ward).copied().unwrap_or(0)
     }
 
-    /// The ward says this city had acknowledged its changes up to `acked`,
-    /// beyond what the city holds, and the city's receipt shows it did up
-    /// to `proven`: those were lost (the database was restored from an
-    /// older backup, or lost to a disk fault). Records the loss of those
-    /// up to `proven` (which opens the ward's refill window) and moves the
-    /// ward's last applied sequence to `acked`, so that its new changes
-    /// are applied again (the ward no longer holds the lost ones). Returns
-    /// the range recorded lost, if any. Not durable until [`CityStore::flush`].
+    /// The ward says this city had acknowledged its changes up to
+    /// `claim.acked`, beyond what the city holds, and the city's receipt
+    /// shows it did up to `claim.proven` (from `claim.from`): those were
+    /// lost (the database was restored from an older backup, or lost to a
+    /// disk fault). Records the loss of those the receipt proves (which
+    /// opens the ward's refill window) and moves the ward's last applied
+    /// sequence to `claim.acked`, so that its new changes are applied again
+    /// (the ward no longer holds the lost ones). Returns the range recorded
+    /// lost, if any. Not durable until [`CityStore::flush`].
     pub fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        (acked, proven): (u64, u64),
+        claim: AckClaim,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        self.write(now_ms, |_, wards| Ok(record_loss(wards, ward, (acked, proven), now_ms)))
+        self.write(now_ms, |_, wards| Ok(record_loss(wards, ward, claim, now_ms)))
     }
 
     /// Runs `f` over one atomic write and commits it with the ward states it returns.
@@ -344,6 +371,9 @@ impl CityStore {
             }
             if before.map(|b| &b.budget) != Some(&state.budget) && state.budget != Budget::default() {
                 batch.insert(budget_key(ward), encode(&state.budget));
+            }
+            if before.map(|b| b.unproven_to) != Some(state.unproven_to) && state.unproven_to > 0 {
+                batch.insert(unproven_key(ward), be(state.unproven_to).to_vec());
             }
         }
         batch.insert(CURSOR, be(w.cursor).to_vec());

@@ -164,7 +164,21 @@ impl<T: Target> GroupWrite<'_, T> {
                     continue;
                 }
                 let refusal = if own {
-                    self.refusal(ward, &change, Refill::when(refilling, Refill::Repair), ctx, max_skew_ms)?
+                    // (A write offered in a repair spends the ward's budget as
+                    // one in a batch does.)
+                    let mut state = wards.get(ward).cloned().unwrap_or_default();
+                    let spent = self.spend(ward, &change, &mut state)?;
+                    wards.insert(ward.clone(), state);
+                    match spent {
+                        Some(why) => Some(why),
+                        None => self.refusal(
+                            ward,
+                            &change,
+                            Refill::when(refilling, Refill::Repair),
+                            ctx,
+                            max_skew_ms,
+                        )?,
+                    }
                 } else {
                     self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
                 };

@@ -251,8 +251,16 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
         assert_eq!(city.apply_group(vec![b1], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(5)], "{name}");
         assert_eq!(city.last_applied(&a), 5, "{name}: durable on return");
         // The ward was told 9 were applied: 6 to 9 were lost.
-        assert_eq!(city.acknowledged_lost(&a, (9, 9), 77).await.unwrap(), Some((6, 9)), "{name}");
-        assert_eq!(city.acknowledged_lost(&a, (9, 9), 78).await.unwrap(), None, "{name}: found once");
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 77).await.unwrap(),
+            Some((6, 9)),
+            "{name}"
+        );
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 78).await.unwrap(),
+            None,
+            "{name}: found once"
+        );
         drop(city);
         h.restart();
         let city = h.open(Policies::default()).await;
@@ -265,11 +273,26 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
         // A claim beyond the city's receipt moves the numbering on (the
         // ward no longer holds those changes) and records, opening the
         // refill window, only what the receipt proves.
-        assert_eq!(city.acknowledged_lost(&a, (20, 14), 79).await.unwrap(), Some((12, 14)), "{name}");
-        assert_eq!(city.acknowledged_lost(&a, (30, 0), 80).await.unwrap(), None, "{name}: no receipt");
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 20, proven: 14, from: 1 }, 79).await.unwrap(),
+            Some((12, 14)),
+            "{name}"
+        );
+        let unproven = AckClaim { acked: 30, ..AckClaim::default() };
+        assert_eq!(city.acknowledged_lost(&a, unproven, 80).await.unwrap(), None, "{name}: no receipt");
         assert_eq!(city.last_applied(&a), 30, "{name}");
         let lost = &city.wards()[0].1.lost;
         assert_eq!(*lost, Loss { changes: 7, last_range: (12, 14), found_at_ms: 79 }, "{name}");
+        // Where the numbering moved on the ward's word is kept; a receipt
+        // speaks only for sequences after it (those it names), and a loss
+        // found in the same millisecond is still a later generation.
+        drop(city);
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        assert_eq!(city.wards()[0].1.unproven_to, 30, "{name}");
+        let after_jump = AckClaim { acked: 40, proven: 40, from: 36 };
+        assert_eq!(city.acknowledged_lost(&a, after_jump, 79).await.unwrap(), Some((36, 40)), "{name}");
+        assert_eq!(city.wards()[0].1.lost.found_at_ms, 80, "{name}");
     }
 }
 
@@ -315,9 +338,28 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
         }
         let next = WardBatch { ward: b.clone(), changes: moved(PER_DAY + 1..=PER_DAY + 1) };
         city.apply_group(vec![next], noon + 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // Past it, a delete of another ward's record too.
+        let key = theirs[0].change().unwrap().key.clone();
+        let delete = Change {
+            seq: PER_DAY + 2,
+            op: Op::Delete,
+            fields: vec![],
+            ..moved(1..=1)[0].change().unwrap().clone()
+        };
+        let next = WardBatch { ward: b.clone(), changes: vec![Incoming::Change(delete)].into() };
+        city.apply_group(vec![next], noon + 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
         let held = city.quarantine(Some(&b)).await.unwrap();
-        assert_eq!(held.len(), 1, "{name}");
-        assert!(held[0].reason.contains(&past), "{name}: {held:?}");
+        assert_eq!(held.len(), 2, "{name}");
+        assert!(held.iter().all(|q| q.reason.contains(&past)), "{name}: {held:?}");
+        // And a write of its own offered in a repair into another ward's record.
+        let mut offered = city.state(&key).await.unwrap().unwrap();
+        let stamp = Stamp { hlc: Hlc { wall_ms: 50, logical: 0 }, writer: "00145".into() };
+        let write =
+            crate::model::FieldWrite { value: "\"0912345678\"".into(), stamp, context: offered.seen.clone() };
+        offered.merge_write("phone", write);
+        let out = city.repair(&b, &[(key.clone(), offered)], noon + 3, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out.writes, 0, "{name}: {out:?}");
+        assert!(out.refused.iter().any(|(_, why)| why.contains(&past)), "{name}: {out:?}");
         let spent = city.wards().into_iter().find(|(w, _)| *w == b).unwrap().1.budget.spent;
         assert_eq!(spent, PER_DAY, "{name}");
     }

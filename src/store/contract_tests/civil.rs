@@ -98,9 +98,9 @@ async fn a_ward_registers_a_few_events_a_day_on_another_wards_citizen() {
         // Ward 00082 marries and divorces the two again and again, both
         // records each time, each change built on what the city holds:
         // five rounds, in two groups.
-        let mut seq = 0;
+        let (mut seq, mut sent, mut groups) = (0, Vec::<Change>::new(), Vec::new());
         for rounds in [2, 3] {
-            let mut sent: Vec<Change> = Vec::new();
+            let first = sent.len();
             for _ in 0..rounds {
                 let now = |key: &RecordKey, held: Citizen| {
                     // The city's copy, or the last change just sent to it.
@@ -138,8 +138,15 @@ async fn a_ward_registers_a_few_events_a_day_on_another_wards_citizen() {
                     });
                 }
             }
-            city.apply_group(vec![batch(&a, sent)], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
+            groups.push(batch(&a, sent[first..].to_vec()));
         }
+        // Both groups in flight at once: on PostgreSQL the second merges
+        // while the first commits, and still counts its registrations.
+        let (one, two) = futures::join!(
+            city.apply_group(vec![groups[0].clone()], 2, ctx(), NO_SKEW_LIMIT),
+            city.apply_group(vec![groups[1].clone()], 2, ctx(), NO_SKEW_LIMIT),
+        );
+        assert_eq!((one.unwrap(), two.unwrap()), (vec![Ok(4)], vec![Ok(10)]), "{name}");
         let q = city.quarantine(Some(&a)).await.unwrap();
         let held: Vec<u64> = q.iter().map(|e| e.seq).collect();
         assert_eq!(held, [9, 10], "{name}: {q:?}");

@@ -83,8 +83,16 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
         assert_eq!(city.last_applied(&a), 5, "{name}");
 
         // The ward was told 9 were applied: 6 to 9 were lost.
-        assert_eq!(city.acknowledged_lost(&a, (9, 9), 77).unwrap(), Some((6, 9)), "{name}");
-        assert_eq!(city.acknowledged_lost(&a, (9, 9), 78).unwrap(), None, "{name}: found once");
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 77).unwrap(),
+            Some((6, 9)),
+            "{name}"
+        );
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 78).unwrap(),
+            None,
+            "{name}: found once"
+        );
         block(city.flush()).unwrap();
         drop(city);
         h.restart();

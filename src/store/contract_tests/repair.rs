@@ -125,7 +125,11 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
             city.apply_group(vec![batch(&a, first)], 31, ctx(), NO_SKEW_LIMIT).await.unwrap(),
             [Ok(1)]
         );
-        assert_eq!(city.acknowledged_lost(&a, (2, 2), 35).await.unwrap(), Some((2, 2)), "{name}");
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 2, proven: 2, from: 1 }, 35).await.unwrap(),
+            Some((2, 2)),
+            "{name}"
+        );
         let last = w.outbox_range(2, 3, 10, usize::MAX).unwrap();
         let applied = city.apply_group(vec![batch(&a, last)], 40, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(applied, vec![Ok(3)], "{name}");
@@ -158,7 +162,11 @@ async fn a_delete_of_a_record_whose_creation_the_city_lost_waits_for_the_refill(
         let key = created.key.clone();
         w.append(&[created], 10).unwrap();
         w.append(&[NewChange::delete(key.clone())], 20).unwrap();
-        assert_eq!(city.acknowledged_lost(&a, (1, 1), 25).await.unwrap(), Some((1, 1)), "{name}");
+        assert_eq!(
+            city.acknowledged_lost(&a, AckClaim { acked: 1, proven: 1, from: 1 }, 25).await.unwrap(),
+            Some((1, 1)),
+            "{name}"
+        );
         let delete = w.outbox_range(1, 2, 10, usize::MAX).unwrap();
         let applied = city.apply_group(vec![batch(&a, delete)], 30, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(applied, vec![Ok(2)], "{name}");

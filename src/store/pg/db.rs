@@ -10,6 +10,7 @@ use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::store::AckClaim;
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::{record_log_loss, record_loss};
@@ -70,7 +71,7 @@ impl CityDb for PgCityStore {
     async fn acknowledged_lost(
         &self,
         ward: &WardCode,
-        claim: (u64, u64),
+        claim: AckClaim,
         now_ms: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         self.write(now_ms, ReadAhead::default(), |_, wards| Ok(record_loss(wards, ward, claim, now_ms))).await

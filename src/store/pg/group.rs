@@ -117,6 +117,10 @@ impl PgCityStore {
         // after that group committed, or else too old to merge over.
         let current = match &before {
             Some(h) if [h.clock.writes - 1, h.clock.writes].contains(&seen.clock.writes) => {
+                if seen.clock.writes < h.clock.writes {
+                    // (Taken before it committed: its log rows are not in it.)
+                    seen.target.lay_writes(&h.overlay);
+                }
                 seen.clock = h.clock;
                 seen.wards = h.wards.clone();
                 seen.target.lay(&h.overlay);

@@ -30,7 +30,7 @@ pub(super) async fn load_wards(
         client,
         "SELECT ward, last_applied_seq, last_contact, records, quarantined,
                     lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
-                    budget_day, budget_spent
+                    budget_day, budget_spent, unproven_to
              FROM ward_state",
         &[],
     )
@@ -55,6 +55,7 @@ pub(super) async fn load_wards(
                 found_at_ms: r.get::<_, Option<DateTime<Utc>>>(8).map_or(0, ms),
             },
             budget: Budget { day: r.get(9), spent: r.get::<_, i64>(10) as u64 },
+            unproven_to: r.get::<_, i64>(11) as u64,
         };
         wards.insert(ward, state);
     }
@@ -84,16 +85,17 @@ pub(super) async fn save_wards(
         client,
         "INSERT INTO ward_state (ward, last_applied_seq, last_contact, records, quarantined,
                                      lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
-                                     budget_day, budget_spent)
+                                     budget_day, budget_spent, unproven_to)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::bigint[],
                                   $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[],
-                                  $10::bigint[], $11::bigint[])
+                                  $10::bigint[], $11::bigint[], $12::bigint[])
              ON CONFLICT (ward) DO UPDATE SET
                  last_applied_seq = EXCLUDED.last_applied_seq, last_contact = EXCLUDED.last_contact,
                  records = EXCLUDED.records, quarantined = EXCLUDED.quarantined,
                  lost_changes = EXCLUDED.lost_changes, lost_first_seq = EXCLUDED.lost_first_seq,
                  lost_last_seq = EXCLUDED.lost_last_seq, lost_found_at = EXCLUDED.lost_found_at,
-                 budget_day = EXCLUDED.budget_day, budget_spent = EXCLUDED.budget_spent",
+                 budget_day = EXCLUDED.budget_day, budget_spent = EXCLUDED.budget_spent,
+                 unproven_to = EXCLUDED.unproven_to",
         &[
             &wards,
             &col(|s| s.last_applied_seq as i64),
@@ -106,6 +108,7 @@ pub(super) async fn save_wards(
             &opt_ts(|s| s.lost.found_at_ms),
             &col(|s| s.budget.day),
             &col(|s| s.budget.spent as i64),
+            &col(|s| s.unproven_to as i64),
         ],
     )
     .await

@@ -12,7 +12,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "records by kind, change log, replication state, conflicts, quarantine, audit",
         include_str!("migrations/0001_schema.sql"),
     ),
-    (2, "each ward's daily budget", include_str!("migrations/0002_budgets.sql")),
+    (
+        2,
+        "each ward's daily budget, and where its numbering moved on its word",
+        include_str!("migrations/0002_ward_claims.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -31,6 +31,8 @@ struct Stored {
 pub(super) struct Overlay {
     records: HashMap<RecordKey, Stored>,
     conflicts: HashMap<(RecordKey, String), Option<Conflict>>,
+    /// The changes it logged, per record and writer.
+    writes: HashMap<(RecordKey, String), usize>,
 }
 
 /// The reads of one write, done ahead, and its writes, gathered.
@@ -294,7 +296,22 @@ impl PgTarget {
     /// write merged over a snapshot taken before this one committed.
     pub(super) fn overlay(&self) -> Overlay {
         let records = self.last().into_iter().map(|(k, (stored, _))| (k.clone(), stored)).collect();
-        Overlay { records, conflicts: self.conflict_writes.clone() }
+        let mut writes = HashMap::new();
+        for row in &self.log {
+            *writes.entry((row.key.clone(), row.ward.clone())).or_default() += 1;
+        }
+        Overlay { records, conflicts: self.conflict_writes.clone(), writes }
+    }
+
+    /// Counts the changes `overlay` logged in the wards' parts read ahead
+    /// (a snapshot taken before that write committed lacks them: without
+    /// them, two groups in flight would each allow a ward its day's
+    /// registrations on a citizen).
+    pub(super) fn lay_writes(&mut self, overlay: &Overlay) {
+        for (pair, part) in &mut self.parts {
+            part.writes_since +=
+                overlay.writes.get(&(pair.0.clone(), pair.1.to_string())).copied().unwrap_or(0);
+        }
     }
 
     /// Lays `overlay` over what was read: the records and conflicts as an
