@@ -399,20 +399,18 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     let welcome = hello_as_00145(&city, &env, |h| h.acked_seq = 10).await;
     assert_eq!((welcome.last_applied_seq, welcome.lost_changes), (10, 9), "{welcome:?}");
     assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on no receipt");
-    let r = receipt.clone();
-    let welcome = hello_as_00145(&city, &env, |h| {
-        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (20, 20, r);
-    })
-    .await;
-    assert_eq!(welcome.lost_changes, 10, "{welcome:?}");
-    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded on a receipt for another sequence");
-    let r = receipt.clone();
-    let welcome = hello_as_00145(&city, &env, |h| {
-        (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (30, 1, r);
-    })
-    .await;
-    assert_eq!(welcome.lost_changes, 10, "{welcome:?}");
-    assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded beyond what the receipt proves");
+    // (The receipt is for sequence 1.)
+    for (acked, named, what) in
+        [(20, 20, "on a receipt for another sequence"), (30, 1, "beyond what it proves")]
+    {
+        let r = receipt.clone();
+        let welcome = hello_as_00145(&city, &env, |h| {
+            (h.acked_seq, h.acked_receipt_seq, h.acked_receipt) = (acked, named, r);
+        })
+        .await;
+        assert_eq!(welcome.lost_changes, 10, "{welcome:?}");
+        assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a loss recorded {what}");
+    }
     let welcome = hello_as_00145(&city, &env, |h| h.downstream_cursor = 1 << 40).await;
     assert!(welcome.log_lost && welcome.log_cursor < 1 << 40, "{welcome:?}");
     assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a log loss recorded on no receipt");
