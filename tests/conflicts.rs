@@ -231,6 +231,45 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_after_a_concurrent_edit_deletes_the_record_on_both_sides_and_replication_goes_on() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let ward = Ward::start(&env, "00082", relay.addr());
+    let (mut w, mut q) = (ward.client().await, city.client().await);
+    let r = first("00082", Kind::Business);
+    let key = r.key().unwrap();
+    put(&mut w, &r).await;
+    drained(&mut w).await;
+
+    // The office corrects the record while the ward is cut off; the ward,
+    // not knowing, deletes it afterwards: the later delete wins, and the
+    // ward is told to fetch the record whole (its write raced the edit).
+    relay.cut();
+    office_edit(&mut q, &key, |r| {
+        if let Body::Business(b) = &mut r.body {
+            b.address = "1 Tràng Tiền".into();
+        }
+    })
+    .await;
+    w.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
+    relay.heal();
+    converged(&mut w, &mut q, "00082").await;
+    assert_eq!(city_get(&mut q, &key).await.0, None, "deleted at the city");
+    assert!(conflicts(&mut q, &key).await.iter().any(|c| c.field == "_exists"));
+    // The ward's downstream goes on: a later office correction of another
+    // record of its reaches it.
+    let other = first("00082", Kind::Citizen);
+    put(&mut w, &other).await;
+    drained(&mut w).await;
+    office_edit(&mut q, &other.key().unwrap(), |r| set_phone(r, "0912345678")).await;
+    converged(&mut w, &mut q, "00082").await;
+    let at_ward = w.get(pb::GetRequest { key: Some((&other.key().unwrap()).into()) }).await.unwrap();
+    let at_ward = wardsync::proto::record_from_pb(at_ward.into_inner().record).unwrap();
+    assert_eq!(phone(&at_ward), "0912345678", "the office's later correction reached the ward");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_residence_transfer_offline_edits_from_both_wards_become_conflicts_not_overwrites() {
     let env = Env::new();
     let city = City::start(&env);

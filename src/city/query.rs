@@ -8,7 +8,7 @@ use super::CityError;
 use super::guard::Cost;
 use prost::Message;
 
-use crate::auth::Role;
+use crate::auth::{Identity, Role};
 use crate::clock::{now_ms, today};
 use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
@@ -298,8 +298,12 @@ impl CityQuery for QueryService {
         let not_found = || Status::not_found(format!("{key} not found at the city"));
         let state = self.store.state(&key).await.map_err(CityError::from)?.ok_or_else(not_found)?;
         let record = state.materialize(&key, self.store.policies());
-        // The values of a deleted record are the data office's to read.
-        if record.is_none() && !self.guard.has_role(&peer, Role::OfficeReader) {
+        // The values of a deleted record are the data office's to read, and
+        // its owner's (which is told to fetch it whole when its write
+        // raced the delete).
+        let owner =
+            matches!(&peer.identity, Identity::Ward(w) if state.owner_value().as_deref() == Some(w.as_str()));
+        if record.is_none() && !owner && !self.guard.has_role(&peer, Role::OfficeReader) {
             return Err(not_found());
         }
         // A ward builds on this state (its next write says it has seen it):

@@ -414,11 +414,15 @@ impl Replicator {
             .map_err(|e| format!("the city sent a change this ward cannot read: {e}"))?;
         let mut whole = Vec::with_capacity(d.fetch_whole.len());
         for key in d.fetch_whole {
-            let reply = query
-                .get_state(pb::CityGetRequest { key: Some(key.clone()), ..Default::default() })
-                .await
-                .map_err(|s| format!("cannot fetch a record from the city: {}", s.message()))?
-                .into_inner();
+            let reply =
+                query.get_state(pb::CityGetRequest { key: Some(key.clone()), ..Default::default() }).await;
+            let reply = match reply {
+                Ok(r) => r.into_inner(),
+                // Deleted, and not this ward's to read: the changes merged
+                // with it are all it gets (never a reason to stop).
+                Err(s) if s.code() == tonic::Code::NotFound => continue,
+                Err(s) => return Err(format!("cannot fetch a record from the city: {}", s.message())),
+            };
             let key = key_from_pb(Some(key)).map_err(|e| format!("the city named a bad record key: {e}"))?;
             whole.push((key, versioned_from_pb(reply.state.unwrap_or_default())));
         }
