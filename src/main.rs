@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(wardsync::cli::dispatch(cli)) {
         Ok(code) => code,
+        Err(e) if wardsync::cli::closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

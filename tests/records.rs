@@ -439,3 +439,59 @@ async fn an_interrupted_import_resumes_only_over_the_same_file_content() {
     let out = one_at_a_time(&file);
     assert!(stderr(&out).contains("stopped at line"), "{}", stderr(&out));
 }
+
+/// Runs `wardsync ARGS` and reads only the start of what it prints, then
+/// closes the pipe, as `| head` does: the command must end quietly, with
+/// success and nothing on stderr.
+fn ends_quietly_when_the_reader_stops(args: &[&str]) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut start = [0; 100];
+    let read = child.stdout.take().unwrap().read_exact(&mut start);
+    let out = child.wait_with_output().unwrap();
+    assert!(read.is_ok(), "{args:?} printed less than wanted: {}", stderr(&out));
+    assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
+    assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_ends_quietly_when_its_reader_closes_the_pipe() {
+    // Without a server: records generated to standard output.
+    for format in ["jsonl", "csv"] {
+        ends_quietly_when_the_reader_stops(&[
+            "gen",
+            "--ward",
+            "00082",
+            "--citizens",
+            "3000",
+            "--format",
+            format,
+        ]);
+    }
+    // From a ward holding more than a pipe buffers.
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let api = format!("http://{}", ward.api);
+    let file = env.path().join("citizens.jsonl");
+    gen_file(&file, &["--ward", "00082", "--citizens", "2000", "--seed", "3"]);
+    assert!(import(&file, "citizen", &api).status.success());
+    drained(&mut ward.client().await).await;
+    ends_quietly_when_the_reader_stops(&["list", "--kind", "citizen", "--limit", "0", "--ward-api", &api]);
+    // And from the city, once it holds them.
+    let (url, certs) = (city.url(), env.certs());
+    let q = city.client().await;
+    wait::until(DEADLINE, "the city to hold the ward's citizens", || {
+        let mut q = q.clone();
+        async move { Ok(city_wards(&mut q).await?.iter().any(|w| w.ward == "00082" && w.records >= 2000)) }
+    })
+    .await
+    .unwrap();
+    let city_args = ["--city", url.as_str(), "--tls-dir", certs.to_str().unwrap()];
+    ends_quietly_when_the_reader_stops(&[&["export", "--kind", "citizen"][..], &city_args].concat());
+}

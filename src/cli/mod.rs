@@ -50,13 +50,38 @@ pub const PANIC_EXIT: i32 = 70;
 /// commit task died would go on answering, or exit 0, with nothing
 /// replicated. Stopping is safe: nothing unflushed was ever acknowledged,
 /// and a supervisor (systemd's `Restart=on-failure`) starts it again.
+///
+/// A command whose reader closed the pipe (`wardsync list ... | head`)
+/// ends quietly instead, with success: `println!` panics on a closed
+/// stdout, and the reader has all it wanted.
 pub fn stop_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
         report(info);
         tracing::error!(panic = %info, exit = PANIC_EXIT, "a task panicked: stopping the process");
         std::process::exit(PANIC_EXIT);
     }));
+}
+
+/// True if `e` comes from writing to a pipe its reader closed (`| head`):
+/// the command ends quietly, with success.
+pub fn closed_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+            || c.downcast_ref::<csv::Error>()
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe))
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.
