@@ -111,15 +111,17 @@ async fn an_incremental_export_has_every_change_to_the_wards_records_and_deletio
     // ward (a new write); the incremental one deletes it again and leaves
     // the moved record to its new ward.
     let api = format!("http://{}", ward_a.api);
-    let replay = |file: &std::path::Path| {
+    let replay = |file: &std::path::Path, code: i32| {
         let o = wardsync(&["import", "--kind", "citizen", file.to_str().unwrap(), "--ward-api", &api]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let deleted_key = Some((&deleted.key().unwrap()).into());
-    replay(&full);
+    // (The moved record, now another ward's, is rejected: exit 2.)
+    let out = replay(&full, 2);
+    assert!(out.contains(" 1 rejected"), "{out}");
     ca.get(pb::GetRequest { key: deleted_key.clone() }).await.expect("the full export recreates it");
-    let out = replay(&env.path().join("since.csv"));
+    let out = replay(&env.path().join("since.csv"), 0);
     assert!(out.contains(" 0 rejected"), "{out}");
     let gone = ca.get(pb::GetRequest { key: deleted_key }).await.unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");

@@ -70,7 +70,13 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
     let written = total - rejected;
 
     let out = import(&file, "citizen", &api);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Rows rejected: exit 2 (partly done), and said on stderr for scripts.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{rejected} of the file's rows were rejected")),
+        "{}",
+        stderr(&out)
+    );
     let want = format!("{written} written, 0 unchanged, {rejected} rejected");
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
     let rejects = env.path().join("citizens.jsonl.rejects");
@@ -155,7 +161,7 @@ async fn an_interrupted_import_resumes_without_duplicates() {
     assert!(before > 0 && before < total - invalid, "interrupted midway: {before}");
 
     let out = import(&file, "citizen", &api);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "the invalid rows: {}", stderr(&out));
     assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
     let s = status(&mut c).await.unwrap();
     assert_eq!(s.last_seq, total - invalid, "one change per valid row, none twice");

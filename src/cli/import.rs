@@ -267,9 +267,15 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     println!("imported {}: {summary}", a.file.display());
     if state.rejected > 0 {
         println!("rejected lines and reasons: {}", rejects_path.display());
-    } else {
-        drop(rejects);
-        let _ = std::fs::remove_file(&rejects_path);
+        // Scripts see it: not everything in the file was taken.
+        eprintln!(
+            "error: {} of the file's rows were rejected (see {}): fix them and import again",
+            state.rejected,
+            rejects_path.display()
+        );
+        return Ok(ExitCode::from(super::EXIT_PARTLY));
     }
+    drop(rejects);
+    let _ = std::fs::remove_file(&rejects_path);
     Ok(ExitCode::SUCCESS)
 }

@@ -41,6 +41,10 @@ pub fn init_tracing(cli: &Cli) {
     }
 }
 
+/// Exit status of a command that did part of its work: an import that
+/// rejected rows (the rest written).
+pub const EXIT_PARTLY: u8 = 2;
+
 /// Exit status of a process stopped by a panic (`EX_SOFTWARE`).
 pub const PANIC_EXIT: i32 = 70;
 
