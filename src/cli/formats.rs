@@ -224,15 +224,23 @@ pub fn read_records<R: BufRead + 'static>(
             }))
         }
         Format::Csv => {
+            // The csv crate places a record of a Windows (CRLF) file on the
+            // line before it (its position is taken between the `\r` and
+            // the `\n` that end the line before): told by the header's end.
+            let mut input = input;
+            let crlf = input.fill_buf().is_ok_and(|b| {
+                b.iter().position(|c| *c == b'\n').is_some_and(|i| i > 0 && b[i - 1] == b'\r')
+            });
+            let shift = u64::from(crlf);
             let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
             let headers = reader.headers().cloned().unwrap_or_default();
             Box::new(reader.into_records().map(move |row| match row {
                 Err(e) => {
-                    let (line, bytes) = e.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                    let (line, bytes) = e.position().map_or((0, 0), |p| (p.line() + shift, p.byte()));
                     (line, bytes, Err(format!("bad CSV: {e}")))
                 }
                 Ok(rec) => {
-                    let (line, bytes) = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                    let (line, bytes) = rec.position().map_or((0, 0), |p| (p.line() + shift, p.byte()));
                     let bytes = bytes + rec.as_slice().len() as u64 + rec.len() as u64;
                     let rec: csv::StringRecord = rec.iter().map(csv_rows::unneutralise).collect();
                     (line, bytes, csv_rows::read_row(&rec, &headers, kind))

@@ -184,3 +184,24 @@ proptest! {
         prop_assert_eq!(read.normalized(), original);
     }
 }
+
+#[test]
+fn a_windows_file_names_the_same_lines_as_a_unix_one() {
+    let csv = "ward,enterprise_code\n00082,0100109106\n00082,0100109107\n00082,0100109108\n";
+    for (name, text) in [("LF", csv.to_string()), ("CRLF", csv.replace('\n', "\r\n"))] {
+        let rows: Vec<Row> = read_records(std::io::Cursor::new(text), Format::Csv, Kind::Business).collect();
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 3, 4], "{name}");
+    }
+    // A row the CSV reader cannot take (a field too many) too.
+    let bad = "ward,enterprise_code\r\n00082,0100109106\r\n00082,0100109107,extra\r\n";
+    let rows: Vec<Row> = read_records(std::io::Cursor::new(bad), Format::Csv, Kind::Business).collect();
+    assert!(rows[1].2.as_ref().unwrap_err().contains("bad CSV"), "{:?}", rows[1]);
+    assert_eq!(rows[1].0, 3);
+    let json = "{\"ward\":\"00082\"}\n\nnot json\n";
+    for (name, text) in [("LF", json.to_string()), ("CRLF", json.replace('\n', "\r\n"))] {
+        let rows: Vec<Row> = read_records(std::io::Cursor::new(text), Format::Jsonl, Kind::Citizen).collect();
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 3], "{name}");
+    }
+}
