@@ -65,7 +65,7 @@ impl SyncService {
     /// `ward`'s receipts as its state stands: its loss generation (when the
     /// city last recorded a loss of its, 0: never), and the first sequence
     /// after the last its numbering moved past on its word.
-    fn ward_receipts(&self, ward: &WardCode) -> WardReceipts {
+    pub(super) fn ward_receipts(&self, ward: &WardCode) -> WardReceipts {
         let state =
             self.store.wards().into_iter().find(|(w, _)| w == ward).map(|(_, s)| s).unwrap_or_default();
         self.receipts.for_ward(ward, state.lost.found_at_ms, state.unproven_to + 1)

@@ -68,6 +68,8 @@ impl SyncService {
             counts: digest.leaves.iter().map(|l| l.count).collect(),
             cursor,
             last_applied_seq,
+            // (A ward restoring itself keeps it: its numbering starts there.)
+            receipt: self.ward_receipts(&ward).ack(last_applied_seq),
         }))
     }
 

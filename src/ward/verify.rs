@@ -135,6 +135,8 @@ struct CityDigest {
     digest: Digest,
     cursor: u64,
     last_applied_seq: u64,
+    /// The city's receipt for `last_applied_seq`.
+    receipt: Vec<u8>,
 }
 
 impl Verifier {
@@ -287,6 +289,7 @@ impl Verifier {
             digest: Digest { leaves },
             cursor: reply.cursor,
             last_applied_seq: reply.last_applied_seq,
+            receipt: reply.receipt,
         })
     }
 
@@ -299,6 +302,9 @@ impl Verifier {
         if restore && city.last_applied_seq > self.store.last_seq() {
             // Before anything else: no number the city applied is used again.
             self.store.move_past(city.last_applied_seq).map_err(store_err)?;
+            // With the city's receipt for it: should the city lose what it
+            // applied, the ward can prove it (nothing is deleted: all is acked).
+            self.store.ack(city.last_applied_seq, &city.receipt).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             tracing::warn!(ward = %self.ward, last_seq = city.last_applied_seq, "restoring: numbering continues after the city's last applied change of this ward");
         }
