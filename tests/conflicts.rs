@@ -198,17 +198,24 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     assert_eq!(wardsync::proto::record_from_pb(at_ward).unwrap().body, Body::Land(l));
 }
 
+/// A city, and ward 00082 (reached through a relay) with one business of
+/// its own replicated: the city, the relay, the ward, their clients and the
+/// business's key.
+async fn a_replicated_business(env: &Env) -> (City, Relay, Ward, WardClient, CityClient, RecordKey) {
+    let city = City::start(env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let ward = Ward::start(env, "00082", relay.addr());
+    let (mut w, q) = (ward.client().await, city.client().await);
+    let r = first("00082", Kind::Business);
+    put(&mut w, &r).await;
+    drained(&mut w).await;
+    (city, relay, ward, w, q, r.key().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_sides_agree() {
     let env = Env::new();
-    let city = City::start(&env);
-    let relay = Relay::start(city.addr).await.unwrap();
-    let ward = Ward::start(&env, "00082", relay.addr());
-    let (mut w, mut q) = (ward.client().await, city.client().await);
-    let r = first("00082", Kind::Business);
-    let key = r.key().unwrap();
-    put(&mut w, &r).await;
-    drained(&mut w).await;
+    let (city, relay, _ward, mut w, mut q, key) = a_replicated_business(&env).await;
 
     relay.cut();
     w.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
@@ -233,14 +240,7 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_after_a_concurrent_edit_deletes_the_record_on_both_sides_and_replication_goes_on() {
     let env = Env::new();
-    let city = City::start(&env);
-    let relay = Relay::start(city.addr).await.unwrap();
-    let ward = Ward::start(&env, "00082", relay.addr());
-    let (mut w, mut q) = (ward.client().await, city.client().await);
-    let r = first("00082", Kind::Business);
-    let key = r.key().unwrap();
-    put(&mut w, &r).await;
-    drained(&mut w).await;
+    let (_city, relay, _ward, mut w, mut q, key) = a_replicated_business(&env).await;
 
     // The office corrects the record while the ward is cut off; the ward,
     // not knowing, deletes it afterwards: the later delete wins, and the

@@ -384,15 +384,13 @@ impl CitySync for SyncService {
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
-        let lost_found_at_ms =
-            self.store.wards().into_iter().find(|(w, _)| *w == ward).map_or(0, |(_, s)| s.lost.found_at_ms);
         let welcome = pb::Welcome {
             last_applied_seq: last,
             policies_json,
             lost_changes,
             log_cursor,
             log_lost,
-            lost_found_at_ms,
+            lost_found_at_ms: receipts.generation(),
             receipt: receipts.ack(last),
         };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;

@@ -119,6 +119,12 @@ pub struct WardReceipts {
 const RECEIPT_LEN: usize = 16 + 32;
 
 impl WardReceipts {
+    /// The ward's loss generation: when the city last recorded a loss of
+    /// the ward's (0: never).
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+
     /// The receipt for "the city applied the ward's changes up to `seq`".
     pub fn ack(&self, seq: u64) -> Vec<u8> {
         self.sign(&ack_message(&self.ward, seq))

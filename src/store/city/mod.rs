@@ -217,7 +217,7 @@ pub(crate) fn record_loss(
     }
     state.lost.changes = state.lost.changes.saturating_add(last - first + 1);
     state.lost.last_range = (first, last);
-    state.lost.found_at_ms = now_ms.max(state.lost.found_at_ms + 1);
+    state.lost.found_now(now_ms);
     Some((first, last))
 }
 
@@ -225,9 +225,15 @@ pub(crate) fn record_loss(
 /// from it: the city lost logged changes (its database restored from an
 /// older backup), and opens the ward's refill window (`repair`).
 pub(crate) fn record_log_loss(wards: &mut HashMap<WardCode, WardState>, ward: &WardCode, now_ms: i64) {
-    let lost = &mut wards.entry(ward.clone()).or_default().lost;
-    // (Always later than the loss before: the receipts made since name it.)
-    lost.found_at_ms = now_ms.max(lost.found_at_ms + 1);
+    wards.entry(ward.clone()).or_default().lost.found_now(now_ms);
+}
+
+impl Loss {
+    /// Notes a loss found at city time `now_ms`: always later than the one
+    /// before (the receipts made since name it as the ward's generation).
+    fn found_now(&mut self, now_ms: i64) {
+        self.found_at_ms = now_ms.max(self.found_at_ms + 1);
+    }
 }
 
 impl LoggedChange {
