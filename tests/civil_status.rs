@@ -44,6 +44,7 @@ fn register(kind: &str, persons: &[&Record], date: &str) -> pb::RegisterRequest 
         persons: persons.iter().map(|r| citizen(r).personal_id.clone()).collect(),
         date: date.into(),
         reference: "123/2026".into(),
+        ..Default::default()
     }
 }
 
@@ -212,11 +213,6 @@ async fn a_marriage_across_wards_reaches_both_records_and_the_other_wards_agent(
     .unwrap();
 }
 
-/// `wardsync ARGS`.
-fn wardsync(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answers_from_any_ward() {
     let env = Env::new();
@@ -351,4 +347,147 @@ async fn a_death_widows_the_spouse_in_another_ward_who_may_marry_again() {
     let e = ca.register(register("divorce", &[&wife, &husband], "2026-11-30")).await.unwrap_err();
     assert!(e.message().contains("not married to each other"), "no divorce from the deceased: {e:?}");
     assert!(!husband_id.is_empty());
+}
+
+/// The citizens of a generated file, by personal id.
+fn citizens_in(path: &std::path::Path) -> std::collections::BTreeMap<String, Citizen> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .filter_map(|r| match r.body {
+            Body::Citizen(c) => Some((c.personal_id.clone(), c)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_never_turns_one_person_into_another_and_a_correction_is_registered() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let api = format!("http://{}", ward.api);
+    let generated = |seed: &str, file: &str| {
+        let path = env.path().join(file);
+        let out = wardsync(&["gen", "--ward", "00082", "--citizens", "60", "--seed", seed]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    let (first, second) = (generated("1", "first.jsonl"), generated("2", "second.jsonl"));
+    let out = wardsync(&["import", "--kind", "citizen", first.to_str().unwrap(), "--ward-api", &api]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("new, 0 updated, 0 unchanged, 0 rejected"), "{}", stdout(&out));
+
+    // Two files share personal ids for other people (as a legacy export
+    // with reused ids would): one of them has died since the first import.
+    let (was, now) = (citizens_in(&first), citizens_in(&second));
+    let (id, dead) = was
+        .iter()
+        .find(|(id, c)| now.get(*id).is_some_and(|n| n.full_name != c.full_name) && c.events.len() == 1)
+        .expect("the two seeds share personal ids of different people");
+    let death = wardsync(&[
+        "register",
+        "death",
+        "--person",
+        id,
+        "--date",
+        "2026-01-05",
+        "--place",
+        "Bệnh viện Bạch Mai",
+        "--ward-api",
+        &api,
+    ]);
+    assert!(death.status.success(), "{}", stderr(&death));
+
+    let out = wardsync(&["import", "--kind", "citizen", second.to_str().unwrap(), "--ward-api", &api]);
+    assert_eq!(out.status.code(), Some(2), "rows were rejected: {}", stderr(&out));
+    let shared =
+        now.iter().filter(|(id, c)| was.get(*id).is_some_and(|w| w.full_name != c.full_name)).count();
+    assert!(stdout(&out).contains(&format!("{shared} rejected")), "{}", stdout(&out));
+    let rejects = std::fs::read_to_string(env.path().join("second.jsonl.rejects")).unwrap();
+    assert!(rejects.contains(&format!("changes the full_name of {id} ({})", dead.full_name)), "{rejects}");
+    assert!(rejects.contains("wardsync register correction"), "{rejects}");
+
+    // The deceased is still who they were, and still deceased: a second
+    // death is refused.
+    let got = wardsync(&["get", "--kind", "citizen", "--key", id, "--ward-api", &api]);
+    let shown: Record = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(citizen(&shown).full_name, dead.full_name);
+    assert!(wardsync::model::civil::is_dead(citizen(&shown)));
+    let again = wardsync(&[
+        "register",
+        "death",
+        "--person",
+        id,
+        "--date",
+        "2026-02-01",
+        "--place",
+        "Hà Nội",
+        "--ward-api",
+        &api,
+    ]);
+    assert!(
+        !again.status.success() && stderr(&again).contains("registered as deceased"),
+        "{}",
+        stderr(&again)
+    );
+
+    // A correction of the name is registered, and reaches the city with it.
+    let (living, person) = was.iter().find(|(i, c)| *i != id && !c.events.is_empty()).unwrap();
+    let corrected = wardsync(&[
+        "register",
+        "correction",
+        "--person",
+        living,
+        "--field",
+        "full_name",
+        "--value",
+        "Nguyễn Thị Sửa Tên",
+        "--reference",
+        "QĐ 15/2026/UBND",
+        "--ward-api",
+        &api,
+    ]);
+    assert!(corrected.status.success(), "{}", stderr(&corrected));
+    let record = Record { ward: WardCode::parse("00082").unwrap(), body: Body::Citizen(person.clone()) };
+    at_city(&city, &record, "the correction at the city", |c| {
+        c.full_name == "Nguyễn Thị Sửa Tên"
+            && c.events
+                .last()
+                .is_some_and(|e| e.kind == EventKind::Correction && e.reference == "QĐ 15/2026/UBND")
+    })
+    .await;
+    // A correction that corrects nothing, or a field that is not corrected so: refused, saying why.
+    let same = wardsync(&[
+        "register",
+        "correction",
+        "--person",
+        living,
+        "--field",
+        "full_name",
+        "--value",
+        "Nguyễn Thị Sửa Tên",
+        "--reference",
+        "QĐ 16/2026",
+        "--ward-api",
+        &api,
+    ]);
+    assert!(stderr(&same).contains("nothing to correct"), "{}", stderr(&same));
+    let phone = wardsync(&[
+        "register",
+        "correction",
+        "--person",
+        living,
+        "--field",
+        "phone",
+        "--value",
+        "1",
+        "--reference",
+        "x",
+        "--ward-api",
+        &api,
+    ]);
+    assert!(!phone.status.success() && stderr(&phone).contains("full_name"), "{}", stderr(&phone));
 }

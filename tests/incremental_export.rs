@@ -12,14 +12,6 @@ use wardsync::cli::formats::{Entry, Format, read_records};
 use wardsync::model::{Body, Kind, Record, WardCode};
 use wardsync::proto::pb;
 
-fn wardsync(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Runs `export --kind citizen --ward 00082 [--since C]` to `out`; the cursor it gives for next time.
 fn export(city: &City, env: &Env, since: Option<u64>, format: &str, out: &std::path::Path) -> u64 {
     let certs = env.certs();

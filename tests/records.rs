@@ -13,18 +13,6 @@ use wardsync::cli::wait;
 use wardsync::model::{Body, Kind, RecordKey, WardCode};
 use wardsync::proto::pb;
 
-fn wardsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Runs `wardsync gen ARGS > file`; returns how many records were made invalid.
 fn gen_file(file: &Path, args: &[&str]) -> u64 {
     let out = wardsync(&[&["gen"], args].concat());
@@ -77,7 +65,7 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
         "{}",
         stderr(&out)
     );
-    let want = format!("{written} written, 0 unchanged, {rejected} rejected");
+    let want = format!("{written} new, 0 updated, 0 unchanged, {rejected} rejected");
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
     let rejects = env.path().join("citizens.jsonl.rejects");
     assert_eq!(lines(&rejects), rejected);
@@ -94,7 +82,7 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
     // The same file again: nothing new is written, nothing is duplicated.
     let out = import(&file, "citizen", &api);
     assert!(
-        stdout(&out).contains(&format!("0 written, {written} unchanged, {rejected} rejected")),
+        stdout(&out).contains(&format!("0 new, 0 updated, {written} unchanged, {rejected} rejected")),
         "{}",
         stdout(&out)
     );
@@ -109,7 +97,7 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
     );
     let out = import(&csv, "land", &api);
     assert!(
-        stdout(&out).contains(&format!("{} written, 0 unchanged, {invalid} rejected", 120 - invalid)),
+        stdout(&out).contains(&format!("{} new, 0 updated, 0 unchanged, {invalid} rejected", 120 - invalid)),
         "{}",
         stdout(&out)
     );

@@ -1,4 +1,4 @@
-//! The civil-status commands: `wardsync register marriage|divorce|death`
+//! The civil-status commands: `wardsync register marriage|divorce|death|correction`
 //! (a registration through this ward's agent, see `WardApi.Register`),
 //! `wardsync confirm-marital-status ID` (through a ward's agent or at the
 //! city), and `wardsync civil-report` (the data office's list of
@@ -60,6 +60,26 @@ pub enum Registration {
         #[arg(long)]
         place: String,
     },
+    /// A correction of a citizen's name, date of birth or sex (of this
+    /// ward's citizens): the only way to change who a person with
+    /// registered events is.
+    Correction {
+        /// The person's personal id.
+        #[arg(long)]
+        person: String,
+        /// The field corrected.
+        #[arg(long, value_parser = ["full_name", "date_of_birth", "sex"])]
+        field: String,
+        /// Its value from then on: a name, a date YYYY-MM-DD, or male/female.
+        #[arg(long)]
+        value: String,
+        /// The decision the correction is registered on (number, date).
+        #[arg(long)]
+        reference: String,
+        /// Date of registration, YYYY-MM-DD [default: today].
+        #[arg(long)]
+        date: Option<String>,
+    },
 }
 
 /// The spouses typed: exactly two ids, however they were separated.
@@ -82,16 +102,30 @@ fn request(what: Registration) -> anyhow::Result<pb::RegisterRequest> {
             persons: two_spouses(spouses)?,
             date,
             reference: certificate,
+            ..Default::default()
         },
         Registration::Divorce { spouses, date, decision } => pb::RegisterRequest {
             kind: "divorce".into(),
             persons: two_spouses(spouses)?,
             date,
             reference: decision,
+            ..Default::default()
         },
-        Registration::Death { person, date, place } => {
-            pb::RegisterRequest { kind: "death".into(), persons: vec![person], date, reference: place }
-        }
+        Registration::Death { person, date, place } => pb::RegisterRequest {
+            kind: "death".into(),
+            persons: vec![person],
+            date,
+            reference: place,
+            ..Default::default()
+        },
+        Registration::Correction { person, field, value, reference, date } => pb::RegisterRequest {
+            kind: "correction".into(),
+            persons: vec![person],
+            date: date.unwrap_or_else(|| crate::clock::today().to_string()),
+            reference,
+            field,
+            value,
+        },
     })
 }
 

@@ -43,6 +43,10 @@ struct State {
     kind: String,
     /// Every line up to this one is done.
     line: u64,
+    /// Records new to the ward.
+    #[serde(default)]
+    created: u64,
+    /// Records changed (or deleted).
     written: u64,
     unchanged: u64,
     rejected: u64,
@@ -51,6 +55,7 @@ struct State {
 }
 
 enum Outcome {
+    Created,
     Written,
     Unchanged,
     Rejected(String),
@@ -138,6 +143,7 @@ async fn apply(client: &mut WardApiClient<Channel>, entry: Entry) -> Outcome {
     };
     match written {
         Ok(r) if r.get_ref().unchanged => Outcome::Unchanged,
+        Ok(r) if r.get_ref().created => Outcome::Created,
         Ok(_) => Outcome::Written,
         // A row the agent refuses, or too large to send: rejected, and the import goes on.
         Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange) => {
@@ -229,6 +235,7 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut stopped = None;
     while let Some((line, bytes, outcome)) = outcomes.next().await {
         match outcome {
+            Outcome::Created => state.created += 1,
             Outcome::Written => state.written += 1,
             Outcome::Unchanged => state.unchanged += 1,
             Outcome::Rejected(reason) => {
@@ -242,7 +249,10 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         state.line = line;
         bar.set_position(bytes);
-        bar.set_message(format!("{} written, {} rejected", state.written, state.rejected));
+        bar.set_message(format!(
+            "{} new, {} updated, {} rejected",
+            state.created, state.written, state.rejected
+        ));
         if last_save.elapsed() > Duration::from_millis(500) {
             rejects.flush()?;
             state.rejects_len = rejects.get_ref().metadata()?.len();
@@ -253,8 +263,10 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     rejects.flush()?;
     state.rejects_len = rejects.get_ref().metadata()?.len();
     bar.finish_and_clear();
-    let summary =
-        format!("{} written, {} unchanged, {} rejected", state.written, state.unchanged, state.rejected);
+    let summary = format!(
+        "{} new, {} updated, {} unchanged, {} rejected",
+        state.created, state.written, state.unchanged, state.rejected
+    );
     if let Some(why) = stopped {
         save(&state_path, &state)?;
         eprintln!(

@@ -74,6 +74,8 @@ pub fn plant_civil(rng: &mut StdRng, record: &Record) -> Option<(Record, &'stati
                     registered_by: c.permanent_residence.commune_code.clone(),
                     spouse_id: String::new(),
                     reference: String::new(),
+                    field: String::new(),
+                    value: String::new(),
                 });
             }
             "event-after-death"

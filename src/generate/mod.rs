@@ -200,6 +200,8 @@ impl WardGen {
                 registered_by,
                 spouse_id: String::new(),
                 reference: String::new(),
+                field: String::new(),
+                value: String::new(),
             }],
         };
         if age >= 18 && self.adults.len() < 20_000 {
@@ -230,6 +232,8 @@ impl WardGen {
                 registered_by: self.ward.to_string(),
                 spouse_id: spouse_id.to_string(),
                 reference: String::new(),
+                field: String::new(),
+                value: String::new(),
             };
             let head = &mut members[0];
             head.marital_status = MaritalStatus::Married;

@@ -233,6 +233,9 @@ impl Change {
                         self.key, r.ward
                     ));
                 }
+                if let Some(why) = self.rewrite_refusal(current) {
+                    return Some(format!("{}: {why}", self.key));
+                }
                 if self.fields.iter().any(|f| f == OWNER)
                     && let Some((field, why)) = r.kept_elsewhere()
                 {
@@ -248,6 +251,16 @@ impl Change {
                 }
             }
         }
+    }
+
+    /// Why this put rewrites a citizen the city holds with registered
+    /// events without registration, judged on the versions of the record
+    /// it had seen at `current` ([`super::civil::rewrite_refusal_on`]).
+    fn rewrite_refusal(&self, current: Option<&Versioned>) -> Option<String> {
+        let (Op::Put(Record { body: Body::Citizen(new), .. }), Some(state)) = (&self.op, current) else {
+            return None;
+        };
+        super::civil::rewrite_refusal_on(state, &self.context, &self.fields, new)
     }
 
     /// Why this change, a residence transfer, may not move the record whose
@@ -565,6 +578,37 @@ mod tests {
             &ctx,
         );
         assert!(why.unwrap().contains("deleted record cannot be transferred"));
+    }
+
+    #[test]
+    fn the_owner_rewrites_who_a_person_is_only_with_a_registered_correction() {
+        use crate::model::civil::Registration;
+        let (a, ctx) = (ward("00082"), ctx());
+        let created = put(citizen("00082"), "00082", 1, VersionVector::default());
+        let held = state_after(&created);
+        let Op::Put(Record { body: Body::Citizen(person), .. }) = &created.op else { unreachable!() };
+        let write = |c: crate::model::Citizen, fields: &[&str], context: VersionVector| {
+            let mut change = put(Record { ward: a.clone(), body: Body::Citizen(c) }, "00082", 2, context);
+            change.fields = fields.iter().map(|f| f.to_string()).collect();
+            change.refusal(&a, &at(Some(&held), true), &ctx)
+        };
+        let mut other = person.clone();
+        other.full_name = "Huỳnh Xuân Quân".into();
+        let why = write(other.clone(), &["full_name"], held.seen.clone()).unwrap();
+        assert!(why.contains("register correction"), "{why}");
+        // Not having seen the record's name, it writes one concurrently: the merge settles it.
+        assert_eq!(write(other, &["full_name"], VersionVector::default()), None);
+        let mut erased = person.clone();
+        erased.events.clear();
+        assert!(write(erased, &["events"], held.seen.clone()).unwrap().contains("drops or changes"));
+        let correction = Registration::Correction {
+            person: person.personal_id.clone(),
+            field: "full_name".into(),
+            value: "Huỳnh Xuân Quân".into(),
+            date: "2026-11-01".parse().unwrap(),
+        };
+        let corrected = correction.apply(std::slice::from_ref(person), &a, "QĐ 1/2026").remove(0);
+        assert_eq!(write(corrected, &["full_name", "events"], held.seen.clone()), None);
     }
 
     #[test]

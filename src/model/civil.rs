@@ -1,11 +1,17 @@
 //! Civil-status registration as a registrar performs it (Law on Civil
 //! Status): a marriage, a divorce (as recorded from a court decision) or a
-//! death; what must hold before it is accepted, and what it changes in the
+//! death, or a correction of a person's identity; what must hold before it is accepted, and what it changes in the
 //! records of the persons it concerns. Pure: the caller finds the records.
 
 use chrono::{Datelike, NaiveDate};
 
 use super::{Citizen, CivilEvent, EventKind, MaritalStatus, Sex, WardCode};
+
+mod correction;
+pub use correction::{
+    IDENTITY_FIELDS, Seen, correction_form, identity_text, replacement_refusal, rewrite_refusal,
+    rewrite_refusal_on, with_identity,
+};
 
 /// The fields a registration changes in a citizen's record; a ward may
 /// change them in another ward's citizen only through a registration.
@@ -41,6 +47,17 @@ pub enum Registration {
         /// The deceased's personal id.
         person: String,
         /// The date of death.
+        date: NaiveDate,
+    },
+    /// A correction of a person's name, date of birth or sex.
+    Correction {
+        /// The person's personal id.
+        person: String,
+        /// The field corrected, one of [`IDENTITY_FIELDS`].
+        field: String,
+        /// Its value from then on, as text.
+        value: String,
+        /// The date of registration.
         date: NaiveDate,
     },
 }
@@ -96,6 +113,7 @@ impl Registration {
             Registration::Marriage { .. } => EventKind::Marriage,
             Registration::Divorce { .. } => EventKind::Divorce,
             Registration::Death { .. } => EventKind::Death,
+            Registration::Correction { .. } => EventKind::Correction,
         }
     }
 
@@ -105,7 +123,9 @@ impl Registration {
             Registration::Marriage { spouses, .. } | Registration::Divorce { spouses, .. } => {
                 vec![spouses[0].as_str(), spouses[1].as_str()]
             }
-            Registration::Death { person, .. } => vec![person.as_str()],
+            Registration::Death { person, .. } | Registration::Correction { person, .. } => {
+                vec![person.as_str()]
+            }
         }
     }
 
@@ -113,7 +133,8 @@ impl Registration {
         match self {
             Registration::Marriage { date, .. }
             | Registration::Divorce { date, .. }
-            | Registration::Death { date, .. } => *date,
+            | Registration::Death { date, .. }
+            | Registration::Correction { date, .. } => *date,
         }
     }
 
@@ -125,12 +146,18 @@ impl Registration {
             [a, _] => a.to_string(),
             _ => String::new(),
         };
+        let (field, value) = match self {
+            Registration::Correction { field, value, .. } => (field.clone(), value.clone()),
+            _ => Default::default(),
+        };
         CivilEvent {
             kind: self.kind(),
             date: self.date(),
             registered_by: ward.to_string(),
             spouse_id,
             reference: reference.to_string(),
+            field,
+            value,
         }
     }
 
@@ -189,9 +216,10 @@ impl Registration {
     }
 }
 
-/// `c` with `event` added, and the marital status it implies.
+/// `c` with `event` added, and the marital status it implies (or, for a
+/// correction, the field it corrects set to its value).
 fn with_event(c: &Citizen, event: CivilEvent) -> Citizen {
-    let mut c = c.clone();
+    let mut c = with_identity(c, &event.field, &event.value).unwrap_or_else(|_| c.clone());
     if let Some(status) = implied_status(&event) {
         c.marital_status = status;
     }
@@ -206,7 +234,7 @@ pub fn implied_status(event: &CivilEvent) -> Option<MaritalStatus> {
         EventKind::Marriage => Some(MaritalStatus::Married),
         EventKind::Divorce => Some(MaritalStatus::Divorced),
         EventKind::Death if !own_death(event) => Some(MaritalStatus::Widowed),
-        EventKind::Death | EventKind::Birth => None,
+        EventKind::Death | EventKind::Birth | EventKind::Correction => None,
     }
 }
 
@@ -219,6 +247,20 @@ pub fn event_refusal(c: &Citizen, event: &CivilEvent, today: NaiveDate) -> Optio
     let spouse = event.spouse_id.as_str();
     if date > today {
         return Some(format!("the date {date} is in the future"));
+    }
+    if event.kind == EventKind::Correction {
+        // A correction may concern a deceased person too, and its date of birth.
+        if let Err((_, why)) = correction_form(&CivilEvent { reference: "-".into(), ..event.clone() }) {
+            return Some(why);
+        }
+        return match with_identity(c, &event.field, &event.value) {
+            Err(why) => Some(why),
+            Ok(corrected) if corrected == *c => Some(format!(
+                "{} ({}) already has the {} {:?}: nothing to correct",
+                c.personal_id, c.full_name, event.field, event.value
+            )),
+            Ok(_) => None,
+        };
     }
     if date < c.date_of_birth {
         return Some(format!("{} was born on {}, after {date}", c.personal_id, c.date_of_birth));
@@ -269,7 +311,7 @@ pub fn event_refusal(c: &Citizen, event: &CivilEvent, today: NaiveDate) -> Optio
         EventKind::Divorce => married_to_spouse(),
         // The spouse's death, on the survivor's record.
         EventKind::Death if !spouse.is_empty() => married_to_spouse(),
-        EventKind::Death => None,
+        EventKind::Death | EventKind::Correction => None,
     }
 }
 
@@ -326,7 +368,7 @@ pub fn spouse_refusal(
         EventKind::Death => {
             Some(format!("{} ({}) is not registered as deceased", s.personal_id, s.full_name))
         }
-        EventKind::Birth => None,
+        EventKind::Birth | EventKind::Correction => None,
     }
 }
 
@@ -379,7 +421,8 @@ pub fn registration_refusal(
     let Some((last, before)) = new.events.split_last() else {
         return Some("a registration appends an event".into());
     };
-    if last.registered_by != sender.as_str() || last.kind == EventKind::Birth {
+    if last.registered_by != sender.as_str() || matches!(last.kind, EventKind::Birth | EventKind::Correction)
+    {
         return Some(format!(
             "the event a ward registers must be a marriage, divorce or death registered by it (ward {sender})"
         ));
@@ -480,7 +523,9 @@ pub fn problems(c: &Citizen, spouse: impl Fn(&str) -> Option<Citizen>) -> Vec<Pr
     let mut out = Vec::new();
     if let Some(death) = c.events.iter().position(own_death) {
         let died = c.events[death].date;
-        for e in c.events.iter().enumerate().filter(|(i, e)| *i > death || e.date > died).map(|(_, e)| e) {
+        let after =
+            |(i, e): &(usize, &CivilEvent)| (*i > death || e.date > died) && e.kind != EventKind::Correction;
+        for e in c.events.iter().enumerate().filter(after).map(|(_, e)| e) {
             out.push(Problem::EventAfterDeath(e.kind));
         }
     }

@@ -95,6 +95,9 @@ text_enum!(
         Divorce = "divorce",
         /// Death registration.
         Death = "death",
+        /// A registered correction of the person's name, date of birth or
+        /// sex (Law on Civil Status, art. 7: "cải chính hộ tịch").
+        Correction = "correction",
     }
 );
 

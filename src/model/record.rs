@@ -33,8 +33,9 @@ pub struct Residence {
     pub commune_code: String,
 }
 
-/// A civil-status event (birth, marriage, divorce, death).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A civil-status event (birth, marriage, divorce, death, or a correction
+/// of the person's identity).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CivilEvent {
     /// What happened.
@@ -51,6 +52,43 @@ pub struct CivilEvent {
     /// the court decision of a divorce, the place of death; may be empty.
     #[serde(default)]
     pub reference: String,
+    /// A correction: the field it corrects (`full_name`, `date_of_birth`
+    /// or `sex`); empty for other events.
+    #[serde(default)]
+    pub field: String,
+    /// A correction: the field's value from then on, as text; empty for
+    /// other events.
+    #[serde(default)]
+    pub value: String,
+}
+
+impl Serialize for CivilEvent {
+    /// In JSON (records, CSV cells, the city's per-field states) an event
+    /// other than a correction has no `field` and `value`, as before
+    /// corrections existed: its text, and so what the city compares and
+    /// hashes, is unchanged. Postcard (the ward's stored changes), which
+    /// has no field names, writes every field.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Date<'a>(&'a NaiveDate);
+        impl Serialize for Date<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                super::strict::date::serialize(self.0, s)
+            }
+        }
+        let brief = s.is_human_readable() && self.field.is_empty() && self.value.is_empty();
+        let mut st = s.serialize_struct("CivilEvent", if brief { 5 } else { 7 })?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("date", &Date(&self.date))?;
+        st.serialize_field("registered_by", &self.registered_by)?;
+        st.serialize_field("spouse_id", &self.spouse_id)?;
+        st.serialize_field("reference", &self.reference)?;
+        if !brief {
+            st.serialize_field("field", &self.field)?;
+            st.serialize_field("value", &self.value)?;
+        }
+        st.end()
+    }
 }
 
 /// A resident of a ward.
@@ -458,6 +496,9 @@ fn validate_citizen(c: &Citizen, v: &mut Check) {
             v.result(&f("spouse_id"), check_personal_id(&e.spouse_id));
         }
         v.max_len(&f("reference"), &e.reference, 200);
+        if let Err((name, why)) = super::civil::correction_form(e) {
+            v.fail(&f(name), why);
+        }
     }
 }
 

@@ -31,6 +31,8 @@ fn citizen() -> Citizen {
             registered_by: "00082".into(),
             spouse_id: "001083000777".into(),
             reference: String::new(),
+            field: String::new(),
+            value: String::new(),
         }],
     }
 }

@@ -35,7 +35,7 @@ enum_map!(Kind, kind_of: Citizen, Business, Land);
 enum_map!(Sex, sex_of: Male, Female);
 enum_map!(MaritalStatus, marital_of: Single, Married, Divorced, Widowed);
 enum_map!(Relationship, relationship_of: Head, Spouse, Child, Parent, Grandchild, Sibling, Other);
-enum_map!(EventKind, event_of: Birth, Marriage, Divorce, Death);
+enum_map!(EventKind, event_of: Birth, Marriage, Divorce, Death, Correction);
 enum_map!(BusinessForm, form_of: Enterprise, Branch, Household);
 enum_map!(BusinessStatus, status_of: Active, Suspended, Dissolved);
 enum_map!(RegistrationKind, registration_of: Mortgage, MortgageRelease, Transfer, Inheritance, Gift);
@@ -96,6 +96,8 @@ impl From<&Record> for pb::Record {
                         registered_by: e.registered_by.clone(),
                         spouse_id: e.spouse_id.clone(),
                         reference: e.reference.clone(),
+                        field: e.field.clone(),
+                        value: e.value.clone(),
                     })
                     .collect(),
             }),
@@ -211,6 +213,8 @@ impl Conv {
                     registered_by: e.registered_by,
                     spouse_id: e.spouse_id,
                     reference: e.reference,
+                    field: e.field,
+                    value: e.value,
                 })
                 .collect(),
             personal_id: c.personal_id,

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::replicator::{Connect, LinkState};
 use super::{WardError, Writer};
 use crate::clock::today;
+use crate::model::civil::replacement_refusal;
 use crate::model::{
     Body, Context, Kind, RecordKey, ValidationError, WardCode, beyond_transfer, transfer_overreach,
 };
@@ -47,7 +48,7 @@ impl LocalApi {
         Ok(CityQueryClient::new(channel))
     }
 
-    fn context(&self) -> Context {
+    pub(super) fn context(&self) -> Context {
         Context { today: today(), province: Some(self.province.clone()) }
     }
 
@@ -84,15 +85,22 @@ impl WardApi for LocalApi {
                 None => None,
             },
         };
+        let created = existing.is_none();
         if let Some(existing) = existing {
             self.check_owner(&key, &existing.ward)?;
             if existing == record {
                 // Writing what is already stored changes nothing: no outbox entry.
-                return Ok(Response::new(pb::WriteReply { seq: 0, unchanged: true }));
+                return Ok(Response::new(pb::WriteReply { seq: 0, unchanged: true, created: false }));
+            }
+            // Who a person is, and what was registered, change only by registration.
+            if let (Body::Citizen(old), Body::Citizen(new)) = (&existing.body, &record.body)
+                && let Some(why) = replacement_refusal(old, new)
+            {
+                return Err(WardError::Invalid(ValidationError::single("record.citizen", why)).into());
             }
         }
         let seq = self.writer.write(NewChange::put(key, record)).await?;
-        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false, created }))
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteReply>, Status> {
@@ -101,7 +109,7 @@ impl WardApi for LocalApi {
             self.store.get(&key).map_err(WardError::from)?.ok_or_else(|| WardError::NotFound(key.clone()))?;
         self.check_owner(&key, &existing.ward)?;
         let seq = self.writer.write(NewChange::delete(key)).await?;
-        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false, created: false }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
@@ -176,7 +184,7 @@ impl WardApi for LocalApi {
         }
         self.store.adopt_state(&key, &versioned_from_pb(state)).map_err(WardError::from)?;
         let seq = self.writer.write(NewChange::transfer(key, record)).await?;
-        Ok(Response::new(pb::WriteReply { seq, unchanged: false }))
+        Ok(Response::new(pb::WriteReply { seq, unchanged: false, created: false }))
     }
 
     async fn register(

@@ -1,6 +1,7 @@
 //! Civil-status registration at a ward (`WardApi.Register`): a marriage,
 //! divorce or death, registered by this ward whoever owns the records of
-//! the persons concerned. This ward's citizens are read from its own copy
+//! the persons concerned; a correction of the name, date of birth or sex of
+//! one of its own citizens. This ward's citizens are read from its own copy
 //! (so a registration among them works offline, and the city re-checks it
 //! as it merges); another ward's citizen is read from the city, which must
 //! be reachable: a registration is never queued unchecked. Every record
@@ -43,9 +44,21 @@ fn registration(req: &pb::RegisterRequest) -> Result<Registration, ValidationErr
             })
         }
         "death" => Ok(Registration::Death { person: ids(1, "the deceased")?.remove(0), date }),
-        other => {
-            Err(ValidationError::single("kind", format!("{other:?} is not one of: marriage, divorce, death")))
+        "correction" => {
+            let person = ids(1, "the person corrected")?.remove(0);
+            if req.reference.trim().is_empty() {
+                return Err(ValidationError::single(
+                    "reference",
+                    "a correction names the decision it is registered on",
+                ));
+            }
+            let value = crate::model::strict::nfc(req.value.trim());
+            Ok(Registration::Correction { person, field: req.field.clone(), value, date })
         }
+        other => Err(ValidationError::single(
+            "kind",
+            format!("{other:?} is not one of: marriage, divorce, death, correction"),
+        )),
     }
 }
 
@@ -94,6 +107,16 @@ impl LocalApi {
         for id in registration.persons() {
             found.push(self.person(id, &req.kind).await?);
         }
+        if let (Registration::Correction { person, .. }, [(_, Some(state))]) =
+            (&registration, found.as_slice())
+        {
+            return Err(WardError::RegistrarRefused(format!(
+                "{person} is a citizen of ward {}, not of ward {}: a correction is registered by the ward \
+                 the person lives in",
+                state.owner_value().unwrap_or_default(),
+                self.ward
+            )));
+        }
         let citizens: Vec<&Citizen> = found.iter().map(|(c, _)| c).collect();
         if let Some(why) = registration.refusal(&citizens, today()) {
             return Err(WardError::RegistrarRefused(why));
@@ -137,6 +160,11 @@ impl LocalApi {
                 .and_then(|state| crate::model::WardCode::parse(&state.owner_value()?).ok())
                 .unwrap_or_else(|| self.ward.clone());
             let record = Record { ward: owner, body: Body::Citizen(citizen) };
+            // A corrected record is still a valid one (a personal id says
+            // the date of birth and sex it was issued for).
+            if let Registration::Correction { .. } = registration {
+                record.validate_content(&self.context())?;
+            }
             records.push(pb::Record::from(&record));
             changes.push(match base {
                 None => NewChange::put(key, record),

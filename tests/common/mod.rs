@@ -20,6 +20,21 @@ use wardsync::cli::wait;
 use wardsync::model::WardCode;
 use wardsync::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
+/// `wardsync ARGS`, run to its end.
+pub fn wardsync(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wardsync")).args(args).output().unwrap()
+}
+
+/// What a command printed on standard output.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What a command printed on standard error.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// How long any awaited condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 

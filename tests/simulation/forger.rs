@@ -152,6 +152,8 @@ async fn send(
                     registered_by: "00082".into(),
                     spouse_id: String::new(),
                     reference: String::new(),
+                    field: String::new(),
+                    value: String::new(),
                 }];
             }
             (vec!["events".to_string()], Op::Put(dead))

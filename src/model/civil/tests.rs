@@ -134,6 +134,8 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
         registered_by: b.to_string(),
         spouse_id: "001190000001".into(),
         reference: String::new(),
+        field: String::new(),
+        value: String::new(),
     });
     let mut held = theirs.clone();
     held.events = elsewhere.clone();
@@ -164,6 +166,8 @@ fn only_a_registration_passes_as_a_change_to_another_wards_citizen() {
         registered_by: b.to_string(),
         spouse_id: "001190000001".into(),
         reference: String::new(),
+        field: String::new(),
+        value: String::new(),
     });
     taken.marital_status = MaritalStatus::Married;
     let e = judge(&[&taken], &a, &both, &married, &[head(&before, true)], &theirs, 0);
@@ -290,6 +294,8 @@ fn the_report_finds_each_kind_of_inconsistency() {
         registered_by: "00145".into(),
         spouse_id: w.personal_id.clone(),
         reference: String::new(),
+        field: String::new(),
+        value: String::new(),
     });
     dead.marital_status = MaritalStatus::Married;
     let found = problems(&dead, both);

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use super::apply::{GroupWrite, Target};
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, WardState};
+use crate::model::civil::rewrite_refusal_on;
 use crate::model::{
-    Context, EXISTS, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode, flatten,
-    unflatten,
+    Body, Context, EXISTS, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
+    flatten, unflatten,
 };
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
@@ -141,12 +142,20 @@ impl<T: Target> GroupWrite<'_, T> {
         if fields.is_empty() {
             return Ok(Ok(self.cursor));
         }
-        if let Some(seen) = &seen {
-            let held = &self.current(&key)?.seen;
-            if let Some((writer, _)) = seen.0.iter().find(|(w, h)| held.0.get(*w).is_none_or(|k| *h > k)) {
-                let why = format!("says the editor had seen a write by {writer} that the city does not hold");
-                return Ok(Err(ValidationError::single("seen", why).into()));
-            }
+        let state = self.current(&key)?;
+        if let Some(seen) = &seen
+            && let Some((writer, _)) =
+                seen.0.iter().find(|(w, h)| state.seen.0.get(*w).is_none_or(|k| *h > k))
+        {
+            let why = format!("says the editor had seen a write by {writer} that the city does not hold");
+            return Ok(Err(ValidationError::single("seen", why).into()));
+        }
+        // Who a person is, and what was registered, change only by
+        // registration: judged on what the editor had seen.
+        if let Body::Citizen(now) = &record.body
+            && let Some(why) = rewrite_refusal_on(state, seen.as_ref().unwrap_or(&state.seen), &fields, now)
+        {
+            return Ok(Err(ValidationError::single("record.citizen", why).into()));
         }
         self.city_writes(&key, vec![(fields, Op::Put(record))], seen, by, wards).map(Ok)
     }

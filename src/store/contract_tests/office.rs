@@ -69,8 +69,8 @@ async fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_revert
         let phone =
             partial(&Change { op: Op::Put(newer), ..create.clone() }, 2, &["phone"], 2, &[("00082", 1)]);
         city.apply_group(vec![batch(&a, vec![phone])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
-        // ...and the editor corrects the name on the copy it read (old phone).
-        let edited = citizen_edited(&create, |c| c.full_name = "Nguyễn Văn Sửa".into());
+        // ...and the editor corrects the address on the copy it read (old phone).
+        let edited = citizen_edited(&create, |c| c.permanent_residence.address = "9 Phố Sửa".into());
         city.office_put(edited, Some(seen), "office", 3, &ctx()).await.unwrap().unwrap();
         let conflict = city.conflict(&key, "phone").await.unwrap();
         assert!(
@@ -79,7 +79,7 @@ async fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_revert
         );
         let shown = city.get(&key).await.unwrap().unwrap();
         let crate::model::Body::Citizen(c) = &shown.body else { unreachable!() };
-        assert_eq!(c.full_name, "Nguyễn Văn Sửa", "{name}");
+        assert_eq!(c.permanent_residence.address, "9 Phố Sửa", "{name}");
 
         // Claiming to have seen more than the city holds is refused.
         let forged =
@@ -87,6 +87,39 @@ async fn an_edit_from_a_stale_copy_races_the_wards_newer_write_instead_of_revert
         let read = citizen_edited(&create, |_| {});
         let e = city.office_put(read, Some(forged), "office", 4, &ctx()).await.unwrap().unwrap_err();
         assert!(e.to_string().contains("does not hold"), "{name}: {e}");
+    }
+}
+
+/// A correction of who a person is, as the city receives it.
+pub(super) fn corrected(c: &mut crate::model::Citizen, field: &str, value: &str) {
+    *c = crate::model::civil::with_identity(c, field, value).unwrap();
+    c.events.push(crate::model::CivilEvent {
+        kind: crate::model::EventKind::Correction,
+        date: c.events[0].date,
+        registered_by: "00082".into(),
+        spouse_id: String::new(),
+        reference: "QĐ 1/2026".into(),
+        field: field.into(),
+        value: value.into(),
+    });
+}
+
+#[tokio::test]
+async fn the_office_renames_a_person_with_registered_events_only_by_a_correction() {
+    for (name, mut h) in cities() {
+        let (city, create, seen) = city_with_one_citizen(&mut h).await;
+        let renamed = citizen_edited(&create, |c| c.full_name = "Huỳnh Xuân Quân".into());
+        let e = city.office_put(renamed, Some(seen.clone()), "office", 2, &ctx()).await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("register correction"), "{name}: {e}");
+        let dropped = citizen_edited(&create, |c| c.events.clear());
+        let e = city.office_put(dropped, None, "office", 2, &ctx()).await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("drops or changes the birth"), "{name}: {e}");
+        let corrected = citizen_edited(&create, |c| corrected(c, "full_name", "Huỳnh Xuân Quân"));
+        city.office_put(corrected, Some(seen), "office", 3, &ctx()).await.unwrap().unwrap();
+        let crate::model::Body::Citizen(c) = city.get(&create.key).await.unwrap().unwrap().body else {
+            unreachable!()
+        };
+        assert_eq!(c.full_name, "Huỳnh Xuân Quân", "{name}");
     }
 }
 

@@ -1,0 +1,238 @@
+//! A person's identity (name, date of birth, sex) and the registered events
+//! of their record change only by registration: once a citizen's record
+//! holds a registered event, a write that changes who they are, or drops an
+//! event, is refused unless it carries a registered correction of each
+//! field it changes (Law on Civil Status, art. 7). An import with a reused
+//! or mistyped personal id, or an edit made from a stale copy, would
+//! otherwise turn one person into another, and erase their death.
+
+use super::super::{Citizen, CivilEvent, EventKind, Sex, VersionVector, Versioned};
+
+/// The fields that say who a person is: changed on a record with registered
+/// events only by a registered correction.
+pub const IDENTITY_FIELDS: [&str; 3] = ["full_name", "date_of_birth", "sex"];
+
+/// `c`'s `field` (one of [`IDENTITY_FIELDS`]) as the text a correction
+/// records; `None` for another field.
+pub fn identity_text(c: &Citizen, field: &str) -> Option<String> {
+    Some(match field {
+        "full_name" => c.full_name.clone(),
+        "date_of_birth" => c.date_of_birth.to_string(),
+        "sex" => c.sex.to_string(),
+        _ => return None,
+    })
+}
+
+/// `c` with `field` set to `value`, or why `value` is not one: the text a
+/// clerk types for a correction.
+pub fn with_identity(c: &Citizen, field: &str, value: &str) -> Result<Citizen, String> {
+    let mut c = c.clone();
+    match field {
+        "full_name" => c.full_name = crate::model::strict::nfc(value.trim()),
+        "date_of_birth" => c.date_of_birth = crate::model::strict::date::parse(value)?,
+        "sex" => c.sex = Sex::parse(value)?,
+        other => return Err(not_corrected(other)),
+    }
+    Ok(c)
+}
+
+fn not_corrected(field: &str) -> String {
+    format!("{field:?} is not corrected by registration: one of {}", IDENTITY_FIELDS.join(", "))
+}
+
+/// What is wrong with the form of event `e` as a correction, or as another
+/// event that must not carry a correction's field and value: the field
+/// named and why.
+pub fn correction_form(e: &CivilEvent) -> Result<(), (&'static str, String)> {
+    if e.kind != EventKind::Correction {
+        if !e.field.is_empty() || !e.value.is_empty() {
+            return Err(("field", format!("only a correction names a field and value, not a {}", e.kind)));
+        }
+        return Ok(());
+    }
+    if !IDENTITY_FIELDS.contains(&e.field.as_str()) {
+        return Err(("field", not_corrected(&e.field)));
+    }
+    if e.value.trim().is_empty() {
+        return Err(("value", "a correction gives the field's new value".into()));
+    }
+    if e.value.chars().count() > 100 {
+        return Err(("value", "at most 100 characters".into()));
+    }
+    if e.reference.trim().is_empty() {
+        return Err(("reference", "a correction names the decision it was registered on".into()));
+    }
+    Ok(())
+}
+
+/// What a write had seen of a citizen's record: the registered events of
+/// each version it was built on, and the identity it read there.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The person's id and name, for messages.
+    pub who: (&'a str, &'a str),
+    /// The events of each version the write was built on.
+    pub events: &'a [Vec<CivilEvent>],
+    /// `(field, text)` of the identity it read (a field may appear once
+    /// per version it saw).
+    pub identity: &'a [(&'a str, String)],
+}
+
+/// Why a write of citizen `new` that had seen `seen` rewrites the person
+/// without registration, or `None`: once the record holds a registered
+/// event, the write must keep every event as it saw it (when it writes
+/// `events`), and each identity field it changes must be the field and
+/// value of a correction it appends. A correction it appends must match
+/// the value it writes. A record with no registered event is the ward's
+/// to complete and correct.
+pub fn rewrite_refusal(seen: &Seen, new: &Citizen, writes_events: bool) -> Option<String> {
+    let (id, name) = seen.who;
+    if seen.events.iter().all(Vec::is_empty) {
+        return None;
+    }
+    // (A write that drops an event appends nothing; who it names is
+    // judged first, as what most often tells a mistaken id.)
+    let dropped = seen.events.iter().find(|old| writes_events && !new.events.starts_with(old));
+    let longest = seen.events.iter().map(Vec::len).max().unwrap_or(0);
+    let appended: &[CivilEvent] =
+        if writes_events && dropped.is_none() { &new.events[longest..] } else { &[] };
+    if let Some(why) = appended.iter().filter(|e| e.kind == EventKind::Correction).find_map(|e| {
+        let now = identity_text(new, &e.field)?;
+        (now != e.value).then(|| {
+            format!(
+                "the correction registers {} {:?}, but the record's {} is {now:?}",
+                e.field, e.value, e.field
+            )
+        })
+    }) {
+        return Some(why);
+    }
+    for (field, old) in seen.identity {
+        let Some(now) = identity_text(new, field) else { continue };
+        let corrected =
+            |e: &CivilEvent| e.kind == EventKind::Correction && e.field == *field && e.value == now;
+        if &now != old && !appended.iter().any(corrected) {
+            return Some(format!(
+                "this write changes the {field} of {id} ({name}) from {old:?} to {now:?}, and the person has \
+                 registered civil events: if this is the same person, register the correction \
+                 (wardsync register correction --person {id} --field {field} --value '{now}' --reference \
+                 DECISION); if it is another person, their personal id is wrong"
+            ));
+        }
+    }
+    dropped.map(|kept| {
+        let gone = kept.iter().find(|e| !new.events.contains(e)).unwrap_or(&kept[0]);
+        format!(
+            "{id} ({name}) has registered civil events, and this write drops or changes the {} of {}: \
+             registered events are kept as registered (a correction of the person is registered with \
+             `wardsync register correction`; an event registered in error is for the data office)",
+            gone.kind, gone.date
+        )
+    })
+}
+
+/// [`rewrite_refusal`] of a write of citizen `new` setting `fields`, built
+/// on the versions of the record `state` holds that `context` has seen: as
+/// the city judges a ward's change, or the office's edit.
+pub fn rewrite_refusal_on(
+    state: &Versioned,
+    context: &VersionVector,
+    fields: &[String],
+    new: &Citizen,
+) -> Option<String> {
+    let seen = |f: &str| state.fields.get(f).into_iter().flatten().filter(|h| context.has_seen(&h.stamp));
+    let events: Vec<Vec<CivilEvent>> =
+        seen("events").filter_map(|h| serde_json::from_str(&h.value).ok()).collect();
+    let writes = |f: &str| fields.iter().any(|x| x == f);
+    let identity: Vec<(&str, String)> = IDENTITY_FIELDS
+        .iter()
+        .filter(|f| writes(f))
+        .flat_map(|f| seen(f).filter_map(|h| Some((*f, serde_json::from_str::<String>(&h.value).ok()?))))
+        .collect();
+    let name = identity.iter().find(|(f, _)| *f == "full_name").map_or(new.full_name.as_str(), |(_, n)| n);
+    let seen = Seen { who: (&new.personal_id, name), events: &events, identity: &identity };
+    rewrite_refusal(&seen, new, writes("events"))
+}
+
+/// [`rewrite_refusal`] of a write of the whole record `new` over `old`, as
+/// the ward judges a put on its own copy.
+pub fn replacement_refusal(old: &Citizen, new: &Citizen) -> Option<String> {
+    let identity: Vec<(&str, String)> =
+        IDENTITY_FIELDS.iter().filter_map(|f| Some((*f, identity_text(old, f)?))).collect();
+    let events = [old.events.clone()];
+    let seen = Seen { who: (&old.personal_id, &old.full_name), events: &events, identity: &identity };
+    rewrite_refusal(&seen, new, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Body, Record, WardCode};
+
+    fn citizen() -> Citizen {
+        let ward = WardCode::parse("00082").unwrap();
+        crate::generate::sample(&ward, 50, 1)
+            .into_iter()
+            .find_map(|r: Record| match r.body {
+                Body::Citizen(c) if !c.events.is_empty() => Some(c),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn correction(field: &str, value: &str) -> CivilEvent {
+        CivilEvent {
+            kind: EventKind::Correction,
+            date: "2026-11-01".parse().unwrap(),
+            registered_by: "00082".into(),
+            spouse_id: String::new(),
+            reference: "QĐ 12/2026".into(),
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn a_person_with_registered_events_is_rewritten_only_by_a_correction() {
+        let old = citizen();
+        // Another person under the same id: refused, with what to do.
+        let mut other = old.clone();
+        other.full_name = "Huỳnh Xuân Quân".into();
+        let why = replacement_refusal(&old, &other).unwrap();
+        assert!(why.contains("changes the full_name") && why.contains("register correction"), "{why}");
+        // The same with the correction registered: accepted.
+        other.events.push(correction("full_name", "Huỳnh Xuân Quân"));
+        assert_eq!(replacement_refusal(&old, &other), None);
+        // A correction of another value than the one written: refused.
+        other.events.last_mut().unwrap().value = "Huỳnh Xuân Quang".into();
+        assert!(replacement_refusal(&old, &other).unwrap().contains("the correction registers"));
+        // A registered event dropped: refused, whatever else.
+        let mut dropped = old.clone();
+        dropped.events.clear();
+        assert!(replacement_refusal(&old, &dropped).unwrap().contains("drops or changes the birth"));
+        // Other fields change freely; so does a person with no event yet.
+        let mut moved = old.clone();
+        moved.phone = "0987654321".into();
+        assert_eq!(replacement_refusal(&old, &moved), None);
+        let mut bare = old.clone();
+        bare.events.clear();
+        let mut renamed = bare.clone();
+        renamed.full_name = "Huỳnh Xuân Quân".into();
+        assert_eq!(replacement_refusal(&bare, &renamed), None);
+    }
+
+    #[test]
+    fn a_correction_has_a_known_field_a_value_and_a_reference() {
+        assert_eq!(correction_form(&correction("full_name", "An")), Ok(()));
+        assert_eq!(correction_form(&correction("phone", "1")).unwrap_err().0, "field");
+        assert_eq!(correction_form(&correction("sex", " ")).unwrap_err().0, "value");
+        let mut e = correction("sex", "male");
+        e.reference.clear();
+        assert_eq!(correction_form(&e).unwrap_err().0, "reference");
+        e.kind = EventKind::Birth;
+        assert_eq!(correction_form(&e).unwrap_err().0, "field");
+        let c = citizen();
+        assert!(with_identity(&c, "date_of_birth", "31/12/1990").is_err());
+        assert_eq!(with_identity(&c, "sex", "female").unwrap().sex, Sex::Female);
+    }
+}
