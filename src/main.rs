@@ -1,6 +1,7 @@
 //! The `wardsync` binary: parse the command line, set up logging, dispatch.
 
 use clap::Parser;
+use wardsync::cli::failure::exit;
 
 /// mimalloc: the daemons allocate and free many small buffers per change
 /// (records, encodings, storage nodes); glibc's allocator took a quarter
@@ -9,7 +10,15 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = wardsync::cli::Cli::parse();
+    let cli = match wardsync::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version on stdout with success; a usage error on stderr
+        // with the usage status (README, "Exit status").
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
     wardsync::cli::init_tracing(&cli);
     wardsync::cli::stop_on_panic();
     #[cfg(feature = "mutation")]
@@ -29,10 +38,6 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(wardsync::cli::dispatch(cli)) {
         Ok(code) => code,
-        Err(e) if wardsync::cli::closed_pipe(&e) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => wardsync::cli::failure::report(&e),
     }
 }

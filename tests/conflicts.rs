@@ -225,7 +225,7 @@ async fn a_delete_against_a_concurrent_edit_is_a_recorded_conflict_and_both_side
         b.address = "1 Tràng Tiền".into();
     }
     let json = serde_json::to_string(&corrected).unwrap();
-    office_cli(&env, &city, &["edit", "--json", &json]);
+    office_cli(&env, &city, &["edit", "--record", &json, "--force"]);
     relay.heal();
     converged(&mut w, &mut q, "00082").await;
 
@@ -382,7 +382,7 @@ async fn a_correction_from_a_stale_copy_races_the_wards_newer_write_instead_of_r
         b.name = "Công ty Sửa Tên".into();
     }
     let json = serde_json::to_string(&corrected).unwrap();
-    cli(&["edit", "--json", &json, "--based-on", &version]);
+    cli(&["edit", "--record", &json, "--based-on", &version]);
     converged(&mut w, &mut q, "00082").await;
     let c = conflicts(&mut q, &key).await;
     assert!(

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Output;
 
 use common::*;
 use wardsync::cli::formats::{Entry, Format, read_records};
@@ -31,7 +30,7 @@ fn export(city: &City, env: &Env, since: Option<u64>, format: &str, out: &std::p
 fn entries(path: &std::path::Path, format: Format) -> Vec<Entry> {
     let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
     read_records(file, format, Kind::Citizen)
-        .map(|(line, _, e)| e.unwrap_or_else(|e| panic!("line {line}: {e}")))
+        .map(|row| row.entry.unwrap_or_else(|e| panic!("line {}: {e}", row.line)))
         .collect()
 }
 

@@ -27,6 +27,11 @@ fn lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |s| s.lines().count() as u64)
 }
 
+/// The rows a reject file holds: each after its `# line N: reason` note.
+fn rejected_rows(path: &Path) -> u64 {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().filter(|l| l.starts_with("# line ")).count() as u64)
+}
+
 fn import(file: &Path, kind: &str, api: &str) -> Output {
     wardsync(&["import", "--kind", kind, file.to_str().unwrap(), "--ward-api", api])
 }
@@ -68,7 +73,7 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
     let want = format!("{written} new, 0 updated, 0 unchanged, {rejected} rejected");
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
     let rejects = env.path().join("citizens.jsonl.rejects");
-    assert_eq!(lines(&rejects), rejected);
+    assert_eq!(rejected_rows(&rejects), rejected);
     let report = std::fs::read_to_string(&rejects).unwrap();
     assert!(report.contains(&format!("line {}: not a record in JSON", total - 2)), "{report}");
     assert!(
@@ -76,8 +81,33 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
         "{report}"
     );
     assert!(report.contains(&format!("line {}: ", total)) && report.contains("00145"), "{report}");
+    // The rejected rows themselves, each after its note.
+    let rows: Vec<&str> = text.lines().collect();
+    let notes: Vec<&str> = report.lines().collect();
+    for (i, note) in notes.iter().enumerate().filter(|(_, l)| l.starts_with("# line ")) {
+        let n: usize = note["# line ".len()..].split(':').next().unwrap().parse().unwrap();
+        assert_eq!(notes.get(i + 1), Some(&rows[n - 1]), "the row of {note}");
+    }
     let s = status(&mut c).await.unwrap();
     assert_eq!((s.records, s.last_seq), (written, written));
+
+    // The reject file, its business row and foreign citizen dropped and
+    // the non-record fixed, imports as any file: the note lines are passed over.
+    let fixed = env.path().join("fixed.jsonl");
+    let good = stdout(&wardsync(&["gen", "--ward", "00082", "--citizens", "1", "--seed", "99"]));
+    let fixed_text: String = report
+        .lines()
+        .filter(|l| !l.contains("\"business\"") && !l.contains("\"ward\":\"00145\""))
+        .map(|l| if l == "this is not a record" { good.lines().next().unwrap() } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&fixed, fixed_text).unwrap();
+    let out = import(&fixed, "citizen", &api);
+    assert!(
+        stdout(&out).contains(&format!("1 new, 0 updated, 0 unchanged, {invalid} rejected")),
+        "{}",
+        stdout(&out)
+    );
 
     // The same file again: nothing new is written, nothing is duplicated.
     let out = import(&file, "citizen", &api);
@@ -86,8 +116,16 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
         "{}",
         stdout(&out)
     );
-    assert_eq!(lines(&rejects), rejected);
-    assert_eq!(status(&mut c).await.unwrap().last_seq, written);
+    assert_eq!(rejected_rows(&rejects), rejected);
+    assert_eq!(status(&mut c).await.unwrap().last_seq, written + 1);
+    // The first run's rejects are kept beside it, not overwritten.
+    let kept: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("citizens.jsonl.rejects."))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read_to_string(env.path().join(&kept[0])).unwrap(), report);
 
     // CSV works the same way.
     let csv = env.path().join("land.csv");
@@ -101,7 +139,7 @@ async fn an_import_writes_good_rows_rejects_bad_ones_and_a_rerun_changes_nothing
         "{}",
         stdout(&out)
     );
-    assert_eq!(lines(&env.path().join("land.csv.rejects")), invalid);
+    assert_eq!(rejected_rows(&env.path().join("land.csv.rejects")), invalid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +192,7 @@ async fn an_interrupted_import_resumes_without_duplicates() {
     let s = status(&mut c).await.unwrap();
     assert_eq!(s.last_seq, total - invalid, "one change per valid row, none twice");
     assert_eq!(s.records, total - invalid);
-    assert_eq!(lines(&env.path().join("big.jsonl.rejects")), invalid, "each bad row reported once");
+    assert_eq!(rejected_rows(&env.path().join("big.jsonl.rejects")), invalid, "each bad row reported once");
     assert!(!state.exists(), "a finished import leaves no progress file");
 }
 

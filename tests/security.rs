@@ -199,7 +199,7 @@ async fn every_role_against_every_rpc() {
         })
         .await
         .unwrap();
-        assert_eq!(paged, audit, "pages of {size}");
+        assert_eq!(paged, (audit.clone(), false), "pages of {size}");
     }
     let e = office.audit(pb::AuditRequest { after: "x".into(), ..Default::default() }).await.unwrap_err();
     assert!(e.code() == Code::InvalidArgument && e.message().contains("next_after"), "{e:?}");

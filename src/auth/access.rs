@@ -155,8 +155,23 @@ impl Access {
             return Ok(());
         }
         let need: Vec<String> = any_of.iter().map(Role::to_string).collect();
+        // (The reason a ward cannot see from its side: this city serves another province.)
+        let why = match &peer.identity {
+            Identity::Ward(w) if any_of.contains(&Role::Ward) => {
+                match (crate::model::reference::commune(w.as_str()), &self.province) {
+                    (None, _) => format!(": {w} is not a commune code in the reference data"),
+                    (Some(c), Some(p)) if c.province != *p => format!(
+                        ": ward {w} is a commune of province {}, and this city serves province {p} (its \
+                         --province or `province` setting: is that right?)",
+                        c.province
+                    ),
+                    _ => String::new(),
+                }
+            }
+            _ => String::new(),
+        };
         Err(CityError::PermissionDenied(format!(
-            "{} may not call {rpc}: it needs the role {}",
+            "{} may not call {rpc}: it needs the role {}{why}",
             peer.identity,
             need.join(" or ")
         )))
@@ -183,7 +198,8 @@ mod tests {
         let ops = peer(Identity::Named("grafana".into()));
         let stranger = peer(Identity::Named("someone".into()));
         assert!(a.check(&hanoi, &[Role::Ward], "Replicate").is_ok());
-        assert!(a.check(&saigon, &[Role::Ward], "Replicate").is_err(), "another province's ward");
+        let e = a.check(&saigon, &[Role::Ward], "Replicate").unwrap_err().to_string();
+        assert!(e.contains("this city serves province 01"), "another province's ward: {e}");
         assert!(a.check(&office, &[Role::OfficeReader], "Get").is_ok(), "editors read too");
         assert!(a.check(&ops, &[Role::OfficeReader], "Get").is_err());
         let e = a.check(&stranger, &[Role::Ops, Role::OfficeReader], "Wards").unwrap_err();

@@ -48,7 +48,7 @@ pub enum Command {
     /// Read one record from a ward agent or from the city (now, or --as-of a past time).
     Get(GetArgs),
     /// Every change the city applied to one record: who, when, which fields, before and after.
-    History(KeyArgs),
+    History(HistoryArgs),
     /// List records of one kind from a ward agent or from the city.
     List(ListArgs),
     /// Show a ward agent's replication state, or every ward's state at the city.
@@ -333,12 +333,11 @@ pub struct PutArgs {
     /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
-    /// One record as JSON, e.g. '{"ward":"00082","body":{"citizen":{...}}}'.
-    #[arg(long, conflicts_with = "file")]
-    pub json: Option<String>,
-    /// A file of records, one JSON record per line ("-" for standard input).
-    #[arg(long)]
-    pub file: Option<PathBuf>,
+    /// The records: a file of JSON records (one per line, or
+    /// pretty-printed), `-` for standard input, or one record as JSON text,
+    /// e.g. '{"ward":"00082","body":{"citizen":{...}}}'.
+    #[arg(long, value_name = "FILE|-|JSON")]
+    pub record: String,
     /// Register citizens moving into this ward from another (the agent asks the city for their records).
     #[arg(long)]
     pub transfer: bool,

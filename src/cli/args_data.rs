@@ -55,15 +55,19 @@ pub struct ImportArgs {
     /// The kind of the records in the file.
     #[arg(long)]
     pub kind: Kind,
-    /// The file: CSV (by its .csv extension) or JSON Lines.
+    /// The file: JSON Lines (or pretty-printed JSON records) or CSV, told
+    /// by its content.
     pub file: PathBuf,
-    /// Override the format the extension suggests.
+    /// The file's format, if its content does not say.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// A CSV file's delimiter [default: comma, semicolon or tab, as its header uses].
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<char>,
     /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
     #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
     pub ward_api: String,
-    /// Where rejected lines go, with line numbers and reasons [default: FILE.rejects].
+    /// Where rejected rows go, each after a note of its line and reason [default: FILE.rejects].
     #[arg(long)]
     pub rejects: Option<PathBuf>,
     /// Writes in flight at once.
@@ -74,21 +78,31 @@ pub struct ImportArgs {
     pub restart: bool,
 }
 
+/// A CSV delimiter as typed: one character, or `tab`.
+fn parse_delimiter(s: &str) -> Result<char, String> {
+    match s {
+        "tab" | "\\t" => Ok('\t'),
+        _ if s.chars().count() == 1 && s.is_ascii() => Ok(s.chars().next().unwrap_or(',')),
+        _ => Err(format!("{s:?}: give one character, e.g. ';' or ',', or tab")),
+    }
+}
+
 /// Flags of `wardsync export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// citizen, business or land.
     #[arg(long)]
     pub kind: Kind,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub format: Format,
+    /// Output format [default: what --out's name says (.csv, .jsonl), else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Only records owned by this ward.
     #[arg(long)]
     pub ward: Option<String>,
-    /// Only records changed after this change-log cursor (printed by the previous export).
-    #[arg(long)]
-    pub since: Option<u64>,
+    /// Only records changed since: a change-log cursor (printed by the
+    /// previous export), or a time (YYYY-MM-DD, today, yesterday, RFC 3339).
+    #[arg(long, value_name = "CURSOR|TIME")]
+    pub since: Option<String>,
     /// Output file [default: standard output].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -138,6 +152,9 @@ pub enum QuarantineAction {
         /// Only this ward's.
         #[arg(long)]
         ward: Option<String>,
+        /// Print one JSON object per change.
+        #[arg(long)]
+        json: bool,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
         target: TargetArgs,
@@ -193,6 +210,9 @@ pub enum ConflictsAction {
         /// Only conflicts open at least this many seconds.
         #[arg(long, default_value_t = 0)]
         older_than: u64,
+        /// Print one JSON object per conflict.
+        #[arg(long)]
+        json: bool,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
         target: TargetArgs,
@@ -235,18 +255,33 @@ pub enum ConflictsAction {
 /// Flags of `wardsync edit`.
 #[derive(Debug, Args)]
 pub struct EditArgs {
-    /// The corrected record as JSON.
-    #[arg(long)]
-    pub json: String,
+    /// The corrected record: a file holding it as JSON, `-` for standard
+    /// input, or the JSON text itself.
+    #[arg(long, value_name = "FILE|-|JSON")]
+    pub record: String,
     /// The version of the record the correction was made from, as `wardsync
     /// get --city` printed it: what wards wrote since is then not reverted but
-    /// a conflict where it disagrees. Without it, the correction is made to
-    /// the record as it stands now.
-    #[arg(long, value_name = "VERSION")]
+    /// a conflict where it disagrees.
+    #[arg(long, value_name = "VERSION", required_unless_present = "force")]
     pub based_on: Option<String>,
+    /// Correct the record as it stands now, whatever was written since the
+    /// copy the correction was made from (which it may revert).
+    #[arg(long)]
+    pub force: bool,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Flags of `wardsync history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The record, and the city to ask.
+    #[command(flatten)]
+    pub key: super::args::KeyArgs,
+    /// Print one JSON object per change.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `wardsync audit`.
@@ -255,12 +290,16 @@ pub struct AuditArgs {
     /// Only this ward's writes and calls.
     #[arg(long)]
     pub ward: Option<String>,
-    /// Only from this time on: YYYY-MM-DD or an RFC 3339 time (2026-11-22T08:00:00+07:00).
-    #[arg(long)]
+    /// Only from this time on: YYYY-MM-DD, today, yesterday, or an RFC 3339
+    /// time (2026-11-22T08:00:00+07:00).
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Most entries.
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+    /// Print one JSON object per entry.
+    #[arg(long)]
+    pub json: bool,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
     pub target: TargetArgs,

@@ -3,20 +3,21 @@
 //! its backup directory). The city on PostgreSQL is backed up with pg_dump.
 
 use super::args::BackupArgs;
-use super::client::{city_for, status_error, ward_client};
+use super::client::{city_for, ward_client};
+use super::failure::answered;
 use crate::proto::pb;
 
 /// Runs `wardsync backup`.
 pub async fn run(a: BackupArgs) -> anyhow::Result<()> {
     let req = pb::BackupRequest { to: a.to.clone().unwrap_or_default() };
     let reply = match city_for(&a.target).await? {
-        Some(mut city) => city.backup(req).await.map_err(status_error)?.into_inner(),
+        Some(mut city) => city.backup(req).await.map_err(answered)?.into_inner(),
         None => {
             anyhow::ensure!(
                 a.to.is_some(),
                 "give --to DIR: the new directory on the ward's server to copy its store into"
             );
-            ward_client(&a.target.ward_api).await?.backup(req).await.map_err(status_error)?.into_inner()
+            ward_client(&a.target.ward_api).await?.backup(req).await.map_err(answered)?.into_inner()
         }
     };
     println!(

@@ -7,7 +7,8 @@
 use clap::{Args, Subcommand};
 
 use super::args::TargetArgs;
-use super::client::{city_for, city_required, pages, status_error, ward_client};
+use super::client::{city_for, city_required, pages, ward_client};
+use super::failure::answered;
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
 /// Flags of `wardsync register`.
@@ -133,7 +134,7 @@ fn request(what: Registration) -> anyhow::Result<pb::RegisterRequest> {
 pub async fn run(a: RegisterArgs) -> anyhow::Result<()> {
     let req = request(a.what)?;
     let kind = req.kind.clone();
-    let reply = ward_client(&a.ward_api).await?.register(req).await.map_err(status_error)?.into_inner();
+    let reply = ward_client(&a.ward_api).await?.register(req).await.map_err(answered)?.into_inner();
     for r in reply.records {
         let record =
             record_from_pb(Some(r)).map_err(|e| anyhow::anyhow!("the agent sent a bad record: {e}"))?;
@@ -169,7 +170,7 @@ pub async fn confirm(a: ConfirmArgs) -> anyhow::Result<()> {
         Some(mut city) => city.civil_status(req).await,
         None => ward_client(&a.target.ward_api).await?.confirm_marital_status(req).await,
     }
-    .map_err(status_error)?
+    .map_err(answered)?
     .into_inner();
     if a.json {
         let events: Vec<serde_json::Value> = s
@@ -212,6 +213,9 @@ pub struct CivilReportArgs {
     /// Only this ward's citizens.
     #[arg(long)]
     pub ward: Option<String>,
+    /// Print one JSON object per problem instead of the report.
+    #[arg(long)]
+    pub json: bool,
     /// The city to ask (--city and --tls-dir).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -221,7 +225,7 @@ pub struct CivilReportArgs {
 pub async fn report(a: CivilReportArgs) -> anyhow::Result<()> {
     let city = city_required(&a.target).await?;
     let ward = a.ward.unwrap_or_default();
-    let problems = pages(usize::MAX, |after| {
+    let (problems, _) = pages(usize::MAX, |after| {
         let (mut city, ward) = (city.clone(), ward.clone());
         async move {
             let r = city.civil_report(pb::CivilReportRequest { ward, after, limit: MAX_PAGE as u32 }).await?;
@@ -230,7 +234,15 @@ pub async fn report(a: CivilReportArgs) -> anyhow::Result<()> {
         }
     })
     .await
-    .map_err(status_error)?;
+    .map_err(answered)?;
+    if a.json {
+        for p in &problems {
+            let v = serde_json::json!({"ward": p.ward, "personal_id": p.personal_id, "problem": p.problem,
+                "detail": p.detail});
+            println!("{v}");
+        }
+        return Ok(());
+    }
     let mut by_ward: std::collections::BTreeMap<&str, Vec<&pb::CivilProblem>> = Default::default();
     for p in &problems {
         by_ward.entry(p.ward.as_str()).or_default().push(p);

@@ -4,71 +4,20 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::args::{GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
-use crate::auth::{TlsFiles, client_tls};
+pub use super::connect::{city_client, ward_client};
+use super::failure::{answered, exit};
+use super::formats::{Entry, Format, Reading, Row, open_records};
 use crate::model::{Kind, Record, RecordKey};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 use crate::proto::{MAX_PAGE, record_from_pb};
-
-/// Connects to a ward agent's local API: `http://HOST:PORT`, or
-/// `unix:/path/to/socket` for an agent listening on a Unix socket.
-pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
-    let unreachable = || format!("cannot reach the ward agent at {url} (is `wardsync ward` running?)");
-    let channel = match url.strip_prefix("unix:") {
-        Some(path) => {
-            let path = std::path::PathBuf::from(path);
-            Endpoint::from_static("http://local.ward")
-                .timeout(crate::net::RPC_DEADLINE)
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
-                    }
-                }))
-                .await
-                .with_context(unreachable)?
-        }
-        None => Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("bad ward API URL {url:?}"))?
-            .timeout(crate::net::RPC_DEADLINE)
-            .connect()
-            .await
-            .with_context(unreachable)?,
-    };
-    Ok(WardApiClient::new(channel))
-}
-
-/// Connects to the city with the client certificate `name` from `tls_dir`.
-pub async fn city_client(
-    url: &str,
-    tls_dir: Option<&std::path::Path>,
-    name: &str,
-    city_name: &str,
-) -> anyhow::Result<CityQueryClient<Channel>> {
-    let mut endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("bad city URL {url:?}"))?
-        .timeout(crate::net::RPC_DEADLINE);
-    if let Some(dir) = tls_dir {
-        endpoint = endpoint.tls_config(client_tls(&TlsFiles::in_dir(dir, name), city_name)?)?;
-    } else if url.starts_with("https://") {
-        anyhow::bail!("--tls-dir is required to reach the city over TLS");
-    }
-    let channel = endpoint.connect().await.with_context(|| format!("cannot reach the city at {url}"))?;
-    Ok(CityQueryClient::new(channel))
-}
+use std::process::ExitCode;
 
 /// The city a command must talk to (`--city` is required).
 pub(super) async fn city_required(t: &TargetArgs) -> anyhow::Result<CityQueryClient<Channel>> {
     city_for(t).await?.ok_or_else(|| anyhow::anyhow!("give --city URL (and --tls-dir)"))
-}
-
-/// A gRPC error as a command-line error: its message, which names the problem.
-pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}", s.message())
 }
 
 pub(super) async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
@@ -89,10 +38,10 @@ fn wire_key(a: &KeyArgs) -> anyhow::Result<pb::RecordKey> {
     Ok((&key).into())
 }
 
-/// Every item of a paged call, in order, up to `max`: `fetch(after)` asks
-/// for the page after the cursor `after` and returns its items and its
-/// `next_after` (empty at the end).
-pub async fn pages<T, F, Fut>(max: usize, mut fetch: F) -> Result<Vec<T>, tonic::Status>
+/// Every item of a paged call, in order, up to `max`, and whether more
+/// remain past it: `fetch(after)` asks for the page after the cursor
+/// `after` and returns its items and its `next_after` (empty at the end).
+pub async fn pages<T, F, Fut>(max: usize, mut fetch: F) -> Result<(Vec<T>, bool), tonic::Status>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
@@ -102,44 +51,92 @@ where
         let (items, next) = fetch(after).await?;
         all.extend(items);
         if next.is_empty() || all.len() >= max {
+            let more = all.len() > max || (!next.is_empty() && all.len() >= max);
             all.truncate(max);
-            return Ok(all);
+            return Ok((all, more));
         }
         after = next;
     }
 }
 
-/// `wardsync put`.
-pub async fn put(a: PutArgs) -> anyhow::Result<()> {
-    let lines: Vec<(usize, String)> = match (&a.json, &a.file) {
-        (Some(j), _) => vec![(1, j.clone())],
-        (None, Some(path)) => {
-            let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-                ))
-            };
-            reader.lines().enumerate().map(|(i, l)| l.map(|l| (i + 1, l))).collect::<Result<_, _>>()?
-        }
-        (None, None) => anyhow::bail!("give --json RECORD or --file FILE"),
+/// A record key as lists show it: `citizen/001085012345`.
+pub(super) fn shown_key(k: &pb::RecordKey) -> String {
+    let kind = crate::proto::kind_from_pb(k.kind, "kind").map_or("?".to_string(), |k| k.to_string());
+    format!("{kind}/{}", k.id)
+}
+
+/// Says on standard error that a list stopped short, and how to see the rest.
+pub(super) fn more(what: &str, how: &str) {
+    eprintln!("more {what}: {how}");
+}
+
+/// The records `--record` gives: JSON text (it starts with `{`), `-` for
+/// standard input, or a file; read as `import` reads JSON.
+pub(super) fn records_given(record: &str) -> anyhow::Result<Box<dyn Iterator<Item = Row>>> {
+    let input: Box<dyn BufRead> = if record.trim_start().starts_with('{') {
+        Box::new(std::io::Cursor::new(record.to_string().into_bytes()))
+    } else if record == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(record).with_context(|| format!("--record: cannot open {record}"))?;
+        Box::new(std::io::BufReader::new(file))
     };
+    let how = Reading { format: Some(Format::Jsonl), ..Reading::default() };
+    Ok(open_records(input, how).map_err(|why| anyhow::anyhow!("--record: {why}"))?.rows)
+}
+
+/// `wardsync put`: every record given is tried; a refused one is said
+/// with its line, and the others go on. One record refused is the
+/// command's error; among several, exit status 2 and a summary.
+pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
+    let rows: Vec<Row> = records_given(&a.record)?.collect();
     let mut client = ward_client(&a.ward_api).await?;
-    for (line, text) in lines.iter().filter(|(_, t)| !t.trim().is_empty()) {
-        let record: Record =
-            serde_json::from_str(text).with_context(|| format!("line {line}: not a record in JSON"))?;
+    let (mut stored, mut unchanged, mut rejected) = (0, 0, 0);
+    let only = rows.len() == 1;
+    for row in rows {
+        let line = row.line;
+        let record = match row.entry {
+            Ok(Entry::Record(r)) => r,
+            Ok(Entry::Gone { .. }) => {
+                Err(anyhow::anyhow!("line {line}: a gone line is read by wardsync import"))?
+            }
+            Err(why) if only => anyhow::bail!("{why}"),
+            Err(why) => {
+                eprintln!("line {line}: {why}");
+                rejected += 1;
+                continue;
+            }
+        };
         let request = pb::PutRequest { record: Some((&record).into()) };
         let reply = if a.transfer { client.transfer(request).await } else { client.put(request).await };
-        let reply = reply.map_err(|s| anyhow::anyhow!("line {line}: {}", s.message()))?;
-        let reply = reply.into_inner();
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(s) if only || super::failure::exit_status(&answered(s.clone())) != exit::REFUSED => {
+                return Err(answered(s).context(format!(
+                    "line {line}: {}/{}",
+                    record.kind(),
+                    record.key_id()
+                )));
+            }
+            Err(s) => {
+                eprintln!("line {line}: {}/{}: {}", record.kind(), record.key_id(), s.message());
+                rejected += 1;
+                continue;
+            }
+        };
         if reply.unchanged {
+            unchanged += 1;
             println!("{}/{} unchanged: already stored exactly so", record.kind(), record.key_id());
         } else {
+            stored += 1;
             println!("stored {}/{} as change {}", record.kind(), record.key_id(), reply.seq);
         }
     }
-    Ok(())
+    if only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("{stored} stored, {unchanged} unchanged, {rejected} rejected");
+    Ok(ExitCode::from(if rejected > 0 { exit::PARTLY } else { exit::OK }))
 }
 
 /// `wardsync delete`.
@@ -150,7 +147,7 @@ pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
         .await?
         .delete(pb::DeleteRequest { key: Some(key) })
         .await
-        .map_err(status_error)?;
+        .map_err(answered)?;
     println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);
     Ok(())
 }
@@ -161,7 +158,7 @@ pub async fn get(g: GetArgs) -> anyhow::Result<()> {
     let key = wire_key(&a)?;
     let record = match city_for(&a.target).await? {
         Some(mut city) if g.as_of.is_some() => {
-            let at = super::conflicts::time_ms("--as-of", g.as_of.as_deref().unwrap_or_default())?;
+            let at = super::when::time_ms("--as-of", g.as_of.as_deref().unwrap_or_default())?;
             city.get(pb::CityGetRequest { key: Some(key), as_of_ms: at }).await.map(|r| r.into_inner().record)
         }
         Some(mut city) => {
@@ -188,7 +185,7 @@ pub async fn get(g: GetArgs) -> anyhow::Result<()> {
             .await
             .map(|r| r.into_inner().record),
     }
-    .map_err(status_error)?;
+    .map_err(answered)?;
     print_record(record)
 }
 
@@ -201,12 +198,18 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
             Source::Ward(ward_client(&a.target.ward_api).await?)
         }
     };
-    source
+    let mut last = String::new();
+    let rest = source
         .for_each(a.kind, a.after.clone(), a.limit, |r| {
+            last = r.key_id();
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         })
-        .await
+        .await?;
+    if rest {
+        more("records", &format!("give --after {last} for the next page (or --limit 0 for all)"));
+    }
+    Ok(())
 }
 
 /// Where records are listed from.
@@ -239,18 +242,19 @@ impl Source {
     }
 
     /// Calls `each` on the records of `kind` after key `after`, in key
-    /// order, at most `limit` of them (0: all), a page at a time.
+    /// order, at most `limit` of them (0: all), a page at a time; true if
+    /// more records follow the last one.
     pub async fn for_each(
         &mut self,
         kind: Kind,
         mut after: String,
         limit: usize,
         mut each: impl FnMut(Record) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let mut seen = 0;
         loop {
             let want = if limit == 0 { MAX_PAGE } else { (limit - seen).min(MAX_PAGE) };
-            let (records, next) = self.page(kind, after, want as u32).await.map_err(status_error)?;
+            let (records, next) = self.page(kind, after, want as u32).await.map_err(answered)?;
             seen += records.len();
             for r in records {
                 let record = record_from_pb(Some(r))
@@ -258,7 +262,7 @@ impl Source {
                 each(record)?;
             }
             if next.is_empty() || (limit != 0 && seen >= limit) {
-                return Ok(());
+                return Ok(!next.is_empty());
             }
             after = next;
         }
@@ -300,6 +304,6 @@ pub async fn lookup(a: LookupArgs) -> anyhow::Result<()> {
         .await?
         .lookup(pb::GetRequest { key: Some((&key).into()) })
         .await
-        .map_err(status_error)?;
+        .map_err(answered)?;
     print_record(reply.into_inner().record)
 }

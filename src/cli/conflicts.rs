@@ -1,22 +1,30 @@
 //! `wardsync conflicts list|show|resolve` and `wardsync edit`: the data
 //! office's side of conflicts and corrections.
 
-use chrono::TimeZone;
-
-use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs, KeyArgs};
-use super::client::{city_required, pages, status_error};
+use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs, HistoryArgs};
+use super::client::{city_required, more, pages, shown_key};
+use super::failure::answered;
+use super::formats::Entry;
+use super::when::{Since, when};
 use crate::model::{Record, RecordKey};
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
-fn when(ms: i64) -> String {
-    chrono::Utc
-        .timestamp_millis_opt(ms)
-        .single()
-        .map_or(ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+/// One conflict as a JSON object (`--json`).
+fn conflict_json(c: &pb::ConflictInfo) -> serde_json::Value {
+    let contenders: Vec<serde_json::Value> = c
+        .contenders
+        .iter()
+        .map(|x| {
+            let at = x.hlc.as_ref().map_or(0, |h| h.wall_ms as i64);
+            serde_json::json!({"value": x.value, "writer": x.writer, "at_ms": at})
+        })
+        .collect();
+    serde_json::json!({"record": c.key.as_ref().map(shown_key), "field": c.field, "policy": c.policy,
+        "owner": c.owner, "opened_at_ms": c.opened_at_ms, "contenders": contenders})
 }
 
 fn print_conflict(c: &pb::ConflictInfo) {
-    let key = c.key.as_ref().map_or(String::new(), |k| k.id.clone());
+    let key = c.key.as_ref().map_or(String::new(), shown_key);
     println!(
         "{key} field {} ({}, owner {}), open since {}",
         c.field,
@@ -34,7 +42,7 @@ fn print_conflict(c: &pb::ConflictInfo) {
 /// Runs `wardsync conflicts`.
 pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
     match a.action {
-        ConflictsAction::List { ward, kind, older_than, target } => {
+        ConflictsAction::List { ward, kind, older_than, json, target } => {
             let req = pb::ConflictsRequest {
                 ward: ward.unwrap_or_default(),
                 kind: kind.map_or(0, |k| pb::Kind::from(k) as i32),
@@ -43,7 +51,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let c = city_required(&target).await?;
-            let found = pages(usize::MAX, |after| {
+            let (found, _) = pages(usize::MAX, |after| {
                 let (mut c, req) = (c.clone(), pb::ConflictsRequest { after, ..req.clone() });
                 async move {
                     let r = c.list_conflicts(req).await?.into_inner();
@@ -51,12 +59,16 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 }
             })
             .await
-            .map_err(status_error)?;
-            if found.is_empty() {
+            .map_err(answered)?;
+            if found.is_empty() && !json {
                 println!("no open conflicts");
             }
             for c in &found {
-                print_conflict(c);
+                if json {
+                    println!("{}", conflict_json(c));
+                } else {
+                    print_conflict(c);
+                }
             }
         }
         ConflictsAction::Show { kind, key, target } => {
@@ -65,7 +77,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
             let state = c
                 .get_state(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() })
                 .await
-                .map_err(status_error)?
+                .map_err(answered)?
                 .into_inner();
             match state.record {
                 Some(r) => println!("{}", serde_json::to_string(&record_from_pb(Some(r))?)?),
@@ -73,7 +85,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
             }
             println!("{}", if state.disputed { "disputed: awaiting resolution" } else { "not disputed" });
             let req = pb::ConflictsRequest { key: Some((&key).into()), ..Default::default() };
-            for conflict in c.list_conflicts(req).await.map_err(status_error)?.into_inner().conflicts {
+            for conflict in c.list_conflicts(req).await.map_err(answered)?.into_inner().conflicts {
                 print_conflict(&conflict);
             }
         }
@@ -89,7 +101,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 .await?
                 .resolve_conflict(req)
                 .await
-                .map_err(status_error)?
+                .map_err(answered)?
                 .into_inner()
                 .cursor;
             println!("{key} field {field} resolved (log cursor {cursor}); the owning ward receives it");
@@ -100,8 +112,13 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
 
 /// Runs `wardsync edit`.
 pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
-    let record: Record =
-        serde_json::from_str(&a.json).map_err(|e| anyhow::anyhow!("--json: not a record: {e}"))?;
+    let mut given = super::client::records_given(&a.record)?;
+    let record: Record = match (given.next().map(|row| row.entry), given.next()) {
+        (Some(Ok(Entry::Record(r))), None) => r,
+        (Some(Err(why)), None) => anyhow::bail!("--record: {why}"),
+        _ => anyhow::bail!("--record: give exactly one record to correct"),
+    };
+    // (Without --based-on, only --force corrects the record as it stands.)
     let seen = match &a.based_on {
         Some(token) => {
             crate::model::VersionVector::from_token(token).map_err(|e| anyhow::anyhow!("--based-on: {e}"))?
@@ -109,7 +126,7 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
         None => Default::default(),
     };
     let req = pb::EditRequest { record: Some((&record).into()), seen: crate::proto::seen_pb(&seen) };
-    let cursor = city_required(&a.target).await?.edit(req).await.map_err(status_error)?.into_inner().cursor;
+    let cursor = city_required(&a.target).await?.edit(req).await.map_err(answered)?.into_inner().cursor;
     println!(
         "{}/{} corrected (log cursor {cursor}); the owning ward receives it",
         record.kind(),
@@ -118,24 +135,16 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
-fn since_ms(s: &str) -> anyhow::Result<i64> {
-    time_ms("--since", s)
-}
-
-/// Parses the time flag `flag`: a date (midnight UTC) or an RFC 3339 time.
-pub(super) fn time_ms(flag: &str, s: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| anyhow::anyhow!("{flag} {s:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
-    Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis())
-}
-
 /// Runs `wardsync audit`.
 pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
-    let since = a.since.as_deref().map(since_ms).transpose()?.unwrap_or(0);
+    let since = match a.since.as_deref().map(Since::parse).transpose()? {
+        None => 0,
+        Some(Since::Time(ms)) => ms,
+        Some(Since::Cursor(_)) => anyhow::bail!(
+            "audit --since takes a time ({}); a log cursor is what export --since also takes",
+            super::when::TIME_FORMS
+        ),
+    };
     let req = pb::AuditRequest {
         ward: a.ward.unwrap_or_default(),
         since_ms: since,
@@ -143,7 +152,7 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         after: String::new(),
     };
     let c = city_required(&a.target).await?;
-    let entries = pages(a.limit as usize, |after| {
+    let (entries, rest) = pages(a.limit as usize, |after| {
         let (mut c, req) = (c.clone(), pb::AuditRequest { after, ..req.clone() });
         async move {
             let r = c.audit(req).await?.into_inner();
@@ -151,21 +160,43 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         }
     })
     .await
-    .map_err(status_error)?;
-    for e in entries {
+    .map_err(answered)?;
+    for e in &entries {
+        if a.json {
+            let v = serde_json::json!({"at_ms": e.at_ms, "identity": e.identity, "denied": e.denied,
+                "action": e.action, "detail": e.detail});
+            println!("{v}");
+            continue;
+        }
         let what = if e.denied { "DENIED" } else { "write " };
         println!("{}  {what}  {:<22} {}  ({})", when(e.at_ms), e.identity, e.action, e.detail);
+    }
+    if rest {
+        let last = entries.last().map_or(String::new(), |e| when(e.at_ms));
+        more("entries", &format!("raise --limit (now {}), or give --since after {last}", a.limit));
     }
     Ok(())
 }
 
 /// Runs `wardsync history`: one line per change, then its fields.
-pub async fn history(a: KeyArgs) -> anyhow::Result<()> {
+pub async fn history(h: HistoryArgs) -> anyhow::Result<()> {
+    let a = h.key;
     let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let req = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
-    let entries =
-        city_required(&a.target).await?.history(req).await.map_err(status_error)?.into_inner().entries;
+    let entries = city_required(&a.target).await?.history(req).await.map_err(answered)?.into_inner().entries;
     for e in entries {
+        if h.json {
+            let fields: Vec<serde_json::Value> = e
+                .fields
+                .iter()
+                .map(|f| serde_json::json!({"field": f.field, "before": f.before, "after": f.after}))
+                .collect();
+            let v = serde_json::json!({"record": key.to_string(), "cursor": e.cursor,
+                "applied_at_ms": e.applied_at_ms, "writer": e.writer, "identity": e.identity, "op": e.op,
+                "fields": fields});
+            println!("{v}");
+            continue;
+        }
         println!(
             "{}  {} by {} ({}), log cursor {}",
             when(e.applied_at_ms),

@@ -1,6 +1,6 @@
 //! `wardsync export`: streams records of one kind from the city to a CSV or
-//! JSON Lines file, with progress on a terminal. With `--since CURSOR`, only
-//! what changed after that point of the change log: each record changed as
+//! JSON Lines file, with progress on a terminal. With `--since CURSOR` (or
+//! a time), only what changed after that point of the change log: each record changed as
 //! it stands now, and a `gone` line for each deleted (or, with `--ward`,
 //! taken by another ward); the cursor to give next time is printed at the
 //! end. Every change after the cursor is in the file at least once.
@@ -13,7 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::ExportArgs;
 use super::client::{Source, city_client};
-use super::formats::RecordWriter;
+use super::failure::unless_interrupted;
+use super::formats::{Format, RecordWriter};
+use super::when::Since;
 use crate::model::WardCode;
 use crate::proto::{change_from_pb, pb};
 
@@ -26,8 +28,31 @@ fn temp_beside(path: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile
         .with_context(|| format!("cannot create a file in {}", dir.display()))
 }
 
-/// Runs `wardsync export`.
+/// The format to export in: `--format`, else what `--out`'s name says,
+/// else JSON Lines; a file is never named for another format than it holds.
+fn format_of(a: &ExportArgs) -> anyhow::Result<Format> {
+    let named = a.out.as_deref().and_then(Format::from_path);
+    match (a.format, named) {
+        (Some(f), Some(n)) if f != n => anyhow::bail!(
+            "--out {} names a {} file, and --format says {}: give a name ending .{} (or drop --format)",
+            a.out.as_deref().unwrap_or(std::path::Path::new("")).display(),
+            n.extension(),
+            f.extension(),
+            f.extension()
+        ),
+        (Some(f), _) | (None, Some(f)) => Ok(f),
+        (None, None) => Ok(Format::Jsonl),
+    }
+}
+
+/// Runs `wardsync export`; Ctrl-C leaves nothing behind (the file is only
+/// renamed into place once complete).
 pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
+    let format = format_of(&a)?;
+    unless_interrupted(export(a, format), "nothing was written").await
+}
+
+async fn export(a: ExportArgs, format: Format) -> anyhow::Result<()> {
     let url = a.target.city.clone().context("give --city URL (and --tls-dir) to export from the city")?;
     let ward =
         a.ward.as_deref().map(WardCode::parse).transpose().map_err(|e| anyhow::anyhow!("--ward: {e}"))?;
@@ -40,12 +65,12 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         Some(t) => Box::new(t.reopen().context("cannot write the export")?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut writer = RecordWriter::new(BufWriter::new(out), a.format, a.kind, a.since.is_some())?;
+    let mut writer = RecordWriter::new(BufWriter::new(out), format, a.kind, a.since.is_some())?;
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} records {per_sec} {msg}").expect("valid template"),
     );
     let mut count = 0u64;
-    let cursor = match a.since {
+    let cursor = match a.since.as_deref().map(Since::parse).transpose()? {
         None => {
             let before = city.wards(pb::WardsRequest {}).await?.into_inner().log_cursor;
             let ward_filter = ward.as_ref().map_or(String::new(), |w| w.to_string());
@@ -59,9 +84,13 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
                 .await?;
             before
         }
-        Some(after) => {
+        Some(since) => {
             // The keys whose records changed for the selection since the
-            // cursor, then how each stands now.
+            // cursor (or the time), then how each stands now.
+            let (after, from_ms) = match since {
+                Since::Cursor(c) => (c, i64::MIN),
+                Since::Time(t) => (0, t),
+            };
             let before = city.wards(pb::WardsRequest {}).await?.into_inner().log_cursor;
             let mut keys = BTreeSet::new();
             let mut last = after;
@@ -74,7 +103,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
             let mut stream = city.changes_since(req).await?.into_inner();
             while let Some(l) = stream.message().await? {
                 last = l.cursor;
-                let Some(c) = l.change else { continue };
+                let Some(c) = l.change.filter(|_| l.applied_at_ms >= from_ms) else { continue };
                 let change =
                     change_from_pb(c).map_err(|e| anyhow::anyhow!("the city sent a bad change: {e}"))?;
                 keys.insert(change.key);

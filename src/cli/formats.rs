@@ -8,10 +8,13 @@
 //! CSV a last column `gone`.
 
 mod csv_rows;
+mod reading;
 #[cfg(test)]
 mod tests;
 
-use std::io::{BufRead, Write};
+pub use reading::{Reading, Records, open_records, read_records};
+
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,11 +30,13 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a file name suggests (`.csv` or else JSON Lines).
-    pub fn from_path(path: &std::path::Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
-            _ => Format::Jsonl,
+    /// The format a file name says: `.csv`, or `.jsonl`, `.ndjson` and
+    /// `.json` (JSON Lines); `None` for any other name.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension().and_then(|e| e.to_str())?.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" => Some(Format::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            _ => None,
         }
     }
 
@@ -185,67 +190,16 @@ impl<W: Write> RecordWriter<W> {
     }
 }
 
-/// One line of an input file: its number, the bytes read so far, and the
-/// entry or why it could not be read.
-pub type Row = (u64, u64, Result<Entry, String>);
-
-/// A JSON line: a record of `kind`, or a gone line.
-fn json_entry(line: &str, kind: Kind) -> Result<Entry, String> {
-    match serde_json::from_str::<Record>(line) {
-        Ok(r) if r.kind() == kind => Ok(Entry::Record(r)),
-        Ok(r) => Err(format!("a {} record in a {kind} import", r.kind())),
-        Err(e) => match serde_json::from_str::<GoneLine>(line) {
-            Ok(g) => g.gone.entry(kind),
-            Err(_) => Err(format!("not a record in JSON: {e}")),
-        },
-    }
-}
-
-/// Reads entries of `kind` from `input`, one [`Row`] per data line.
-pub fn read_records<R: BufRead + 'static>(
-    input: R,
-    format: Format,
-    kind: Kind,
-) -> Box<dyn Iterator<Item = Row>> {
-    match format {
-        Format::Jsonl => {
-            let mut bytes = 0u64;
-            Box::new(input.lines().enumerate().filter_map(move |(i, line)| {
-                let line_no = i as u64 + 1;
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) => return Some((line_no, bytes, Err(format!("cannot read: {e}")))),
-                };
-                bytes += line.len() as u64 + 1;
-                if line.trim().is_empty() {
-                    return None;
-                }
-                Some((line_no, bytes, json_entry(&line, kind)))
-            }))
-        }
-        Format::Csv => {
-            // The csv crate places a record of a Windows (CRLF) file on the
-            // line before it (its position is taken between the `\r` and
-            // the `\n` that end the line before): told by the header's end.
-            let mut input = input;
-            let crlf = input.fill_buf().is_ok_and(|b| {
-                b.iter().position(|c| *c == b'\n').is_some_and(|i| i > 0 && b[i - 1] == b'\r')
-            });
-            let shift = u64::from(crlf);
-            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-            let headers = reader.headers().cloned().unwrap_or_default();
-            Box::new(reader.into_records().map(move |row| match row {
-                Err(e) => {
-                    let (line, bytes) = e.position().map_or((0, 0), |p| (p.line() + shift, p.byte()));
-                    (line, bytes, Err(format!("bad CSV: {e}")))
-                }
-                Ok(rec) => {
-                    let (line, bytes) = rec.position().map_or((0, 0), |p| (p.line() + shift, p.byte()));
-                    let bytes = bytes + rec.as_slice().len() as u64 + rec.len() as u64;
-                    let rec: csv::StringRecord = rec.iter().map(csv_rows::unneutralise).collect();
-                    (line, bytes, csv_rows::read_row(&rec, &headers, kind))
-                }
-            }))
-        }
-    }
+/// One data line of an input file.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Its line number (of its first line, for a record over several).
+    pub line: u64,
+    /// The bytes of the file read up to its end.
+    pub bytes: u64,
+    /// The entry, or why it could not be read.
+    pub entry: Result<Entry, String>,
+    /// The row as written in the file (a CSV row re-written with the
+    /// file's delimiter), to hand back when it is rejected.
+    pub text: String,
 }

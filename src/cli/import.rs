@@ -29,7 +29,8 @@ use tonic::Code;
 
 use super::args::ImportArgs;
 use super::client::ward_client;
-use super::formats::{Entry, Format, read_records};
+use super::failure::exit;
+use super::formats::{Entry, Reading, Row, open_records};
 use crate::proto::pb::{self, ward_api_client::WardApiClient};
 use tonic::transport::Channel;
 
@@ -59,8 +60,9 @@ enum Outcome {
     Written,
     Unchanged,
     Rejected(String),
-    /// The agent cannot take writes now (down, full): stop, and resume later.
-    Stop(String),
+    /// The agent cannot take writes now (down, full): stop, and resume
+    /// later; the error, for the exit status.
+    Stop(tonic::Status),
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -149,7 +151,7 @@ async fn apply(client: &mut WardApiClient<Channel>, entry: Entry) -> Outcome {
         Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange) => {
             Outcome::Rejected(s.message().to_string())
         }
-        Err(s) => Outcome::Stop(format!("{}: {}", s.code(), s.message())),
+        Err(s) => Outcome::Stop(s),
     }
 }
 
@@ -159,12 +161,17 @@ type Done = futures::future::Shared<tokio::sync::oneshot::Receiver<()>>;
 /// Most writes in flight at once, whatever `--concurrency` asks.
 const CONCURRENCY_CAP: usize = 256;
 
-/// Runs `wardsync import`; exits 1 if it had to stop before the end.
+/// Runs `wardsync import`: exits 0 when every row was taken,
+/// [`exit::PARTLY`] when some were rejected, [`exit::INTERRUPTED`] on
+/// Ctrl-C, and as the agent's error says when it stopped taking writes
+/// (saying, for both, how to resume).
 pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
-    let format = a.format.unwrap_or_else(|| Format::from_path(&a.file));
     let _lock = Lock::take(with_suffix(&a.file, ".import-lock"))?;
     let file = File::open(&a.file).with_context(|| format!("cannot open {}", a.file.display()))?;
     let file_len = file.metadata()?.len();
+    let how = Reading { format: a.format, kind: Some(a.kind), delimiter: a.delimiter.map(|d| d as u8) };
+    let records = open_records(BufReader::new(file), how)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", a.file.display()))?;
     let state_path = with_suffix(&a.file, ".import-state");
     let rejects_path = a.rejects.clone().unwrap_or_else(|| with_suffix(&a.file, ".rejects"));
 
@@ -184,16 +191,10 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut state = saved.clone().unwrap_or(fresh);
     if saved.is_some() {
         eprintln!("resuming {} after line {}", a.file.display(), state.line);
+    } else {
+        keep_aside(&rejects_path)?;
     }
-    let rejects = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&rejects_path)
-        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
-    rejects.set_len(state.rejects_len)?;
-    let mut rejects = BufWriter::new(rejects);
-    std::io::Seek::seek(rejects.get_mut(), std::io::SeekFrom::End(0))?;
+    let mut rejects = Rejects::open(&rejects_path, state.rejects_len, records.header.as_deref())?;
 
     let client = ward_client(&a.ward_api).await?;
     let bar = ProgressBar::new(file_len).with_style(
@@ -201,16 +202,16 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
             .expect("valid template"),
     );
     let skip = state.line;
-    let rows = read_records(BufReader::new(file), format, a.kind).filter(move |(line, _, _)| *line > skip);
+    let rows = records.rows.filter(move |row| row.line > skip);
     // The rows of one key go one after another: each waits for the last
     // one of its key started before it.
     let mut last_of_key: std::collections::HashMap<String, Done> = std::collections::HashMap::new();
     let mut outcomes = futures::stream::iter(rows)
-        .map(|(line, bytes, parsed)| {
+        .map(|row| {
             let mut client = client.clone();
             let (done, finished) = tokio::sync::oneshot::channel::<()>();
             let finished: Done = futures::FutureExt::shared(finished);
-            let before = match &parsed {
+            let before = match &row.entry {
                 Ok(e) => last_of_key.insert(e.key_id(), finished),
                 Err(_) => None,
             };
@@ -221,29 +222,41 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 if let Some(before) = before {
                     let _ = before.await;
                 }
-                let outcome = match parsed {
+                let Row { line, bytes, entry, text } = row;
+                let outcome = match entry {
                     Err(reason) => Outcome::Rejected(reason),
                     Ok(entry) => apply(&mut client, entry).await,
                 };
                 let _ = done.send(());
-                (line, bytes, outcome)
+                (line, bytes, text, outcome)
             }
         })
         .buffered(a.concurrency.clamp(1, CONCURRENCY_CAP));
 
     let mut last_save = Instant::now();
     let mut stopped = None;
-    while let Some((line, bytes, outcome)) = outcomes.next().await {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let next = tokio::select! {
+            next = outcomes.next() => next,
+            _ = &mut interrupted => {
+                stopped = Some((exit::INTERRUPTED, ": interrupted (Ctrl-C)".to_string()));
+                break;
+            }
+        };
+        let Some((line, bytes, text, outcome)) = next else { break };
         match outcome {
             Outcome::Created => state.created += 1,
             Outcome::Written => state.written += 1,
             Outcome::Unchanged => state.unchanged += 1,
             Outcome::Rejected(reason) => {
                 state.rejected += 1;
-                writeln!(rejects, "line {line}: {reason}")?;
+                rejects.add(line, &reason, &text)?;
             }
-            Outcome::Stop(why) => {
-                stopped = Some(format!("line {line}: {why}"));
+            Outcome::Stop(s) => {
+                let code = super::failure::exit_status(&super::failure::answered(s.clone()));
+                stopped = Some((code, format!(" at line {line}: {}", s.message())));
                 break;
             }
         }
@@ -254,40 +267,94 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
             state.created, state.written, state.rejected
         ));
         if last_save.elapsed() > Duration::from_millis(500) {
-            rejects.flush()?;
-            state.rejects_len = rejects.get_ref().metadata()?.len();
+            state.rejects_len = rejects.flush()?;
             save(&state_path, &state)?;
             last_save = Instant::now();
         }
     }
-    rejects.flush()?;
-    state.rejects_len = rejects.get_ref().metadata()?.len();
+    state.rejects_len = rejects.flush()?;
     bar.finish_and_clear();
     let summary = format!(
         "{} new, {} updated, {} unchanged, {} rejected",
         state.created, state.written, state.unchanged, state.rejected
     );
-    if let Some(why) = stopped {
+    if let Some((code, why)) = stopped {
         save(&state_path, &state)?;
         eprintln!(
-            "import stopped at {why}\n{summary} so far; run the same command again to resume after line {}",
+            "import stopped{why}\n{summary} so far; every line up to {} is done: run the same command again \
+             to resume after it",
             state.line
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(code));
     }
     let _ = std::fs::remove_file(&state_path);
     println!("imported {}: {summary}", a.file.display());
     if state.rejected > 0 {
-        println!("rejected lines and reasons: {}", rejects_path.display());
         // Scripts see it: not everything in the file was taken.
         eprintln!(
-            "error: {} of the file's rows were rejected (see {}): fix them and import again",
+            "error: {} of the file's rows were rejected: they are in {}, each after a `# line N: reason` \
+             note; fix them there and import that file (--kind {})",
             state.rejected,
-            rejects_path.display()
+            rejects_path.display(),
+            a.kind
         );
-        return Ok(ExitCode::from(super::EXIT_PARTLY));
+        return Ok(ExitCode::from(exit::PARTLY));
     }
     drop(rejects);
     let _ = std::fs::remove_file(&rejects_path);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Moves the reject file of an earlier run aside (`FILE.rejects.TIME`,
+/// its time), so a new run never overwrites what it held.
+fn keep_aside(path: &Path) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let when: chrono::DateTime<chrono::Utc> =
+        meta.modified().map(Into::into).unwrap_or_else(|_| chrono::Utc::now());
+    let aside = with_suffix(path, &format!(".{}", when.format("%Y%m%dT%H%M%SZ")));
+    std::fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
+    eprintln!("the rejects of the previous run are kept in {}", aside.display());
+    Ok(())
+}
+
+/// The reject file: the rejected rows as written (after the header, for
+/// CSV), each after a `# line N: reason` note that a re-import passes
+/// over.
+struct Rejects(BufWriter<File>);
+
+impl Rejects {
+    /// Opens `path`, cut back to `len` (what the run being resumed had
+    /// written), with `header` first in a new file.
+    fn open(path: &Path, len: u64, header: Option<&str>) -> anyhow::Result<Rejects> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.set_len(len)?;
+        let mut w = BufWriter::new(file);
+        std::io::Seek::seek(w.get_mut(), std::io::SeekFrom::End(0))?;
+        if let (0, Some(header)) = (len, header) {
+            writeln!(w, "{header}")?;
+        }
+        Ok(Rejects(w))
+    }
+
+    fn add(&mut self, line: u64, reason: &str, text: &str) -> anyhow::Result<()> {
+        writeln!(self.0, "# line {line}: {}", reason.replace('\n', " "))?;
+        if !text.is_empty() {
+            writeln!(self.0, "{text}")?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, and returns the file's length.
+    fn flush(&mut self) -> anyhow::Result<u64> {
+        self.0.flush()?;
+        Ok(self.0.get_ref().metadata()?.len())
+    }
 }

@@ -8,8 +8,10 @@ mod certs;
 mod civil;
 pub mod client;
 mod conflicts;
+mod connect;
 mod demo;
 mod export;
+pub mod failure;
 pub mod formats;
 mod generate;
 mod import;
@@ -18,6 +20,7 @@ pub mod relay;
 mod status;
 pub mod verify;
 pub mod wait;
+mod when;
 
 use std::process::ExitCode;
 
@@ -34,16 +37,16 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log redirected to a file or
+    // a journal carries no escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
-
-/// Exit status of a command that did part of its work: an import that
-/// rejected rows (the rest written).
-pub const EXIT_PARTLY: u8 = 2;
 
 /// Exit status of a process stopped by a panic (`EX_SOFTWARE`).
 pub const PANIC_EXIT: i32 = 70;
@@ -143,7 +146,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::ward::run(cfg, shutdown_signal()).await?;
         }
         Command::Certs(a) => certs::run(a)?,
-        Command::Put(a) => client::put(a).await?,
+        Command::Put(a) => return client::put(a).await,
         Command::Delete(a) => client::delete(a).await?,
         Command::Get(a) => client::get(a).await?,
         Command::History(a) => conflicts::history(a).await?,

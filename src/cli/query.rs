@@ -2,7 +2,8 @@
 //! what the city would not apply).
 
 use super::args::{QuarantineAction, QuarantineArgs, QueryArgs};
-use super::client::{city_required, pages, status_error};
+use super::client::{city_required, more, pages, shown_key};
+use super::failure::answered;
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
 /// Runs `wardsync query`: prints matching records, one JSON record per line.
@@ -11,7 +12,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     let kind = a.kind.map_or(0, |k| pb::Kind::from(k) as i32);
     // A name search stops at --limit; a household or an owner's list is whole.
     let max = if a.name.is_some() { a.limit as usize } else { usize::MAX };
-    let records = pages(max, |after| {
+    let (records, rest) = pages(max, |after| {
         let (mut c, name, household, owner) =
             (c.clone(), a.name.clone(), a.household.clone(), a.owner.clone());
         async move {
@@ -32,11 +33,14 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         }
     })
     .await
-    .map_err(status_error)?;
+    .map_err(answered)?;
     for r in records {
         let record =
             record_from_pb(Some(r)).map_err(|e| anyhow::anyhow!("the city sent a bad record: {e}"))?;
         println!("{}", serde_json::to_string(&record)?);
+    }
+    if rest {
+        more("results", &format!("raise --limit (now {}) or narrow the search", a.limit));
     }
     Ok(())
 }
@@ -44,10 +48,10 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
 /// Runs `wardsync quarantine`.
 pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
     match a.action {
-        QuarantineAction::List { ward, target } => {
+        QuarantineAction::List { ward, json, target } => {
             let c = city_required(&target).await?;
             let ward = ward.unwrap_or_default();
-            let entries = pages(usize::MAX, |after| {
+            let (entries, _) = pages(usize::MAX, |after| {
                 let (mut c, ward) = (c.clone(), ward.clone());
                 async move {
                     let r = c
@@ -58,8 +62,8 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
                 }
             })
             .await
-            .map_err(status_error)?;
-            if entries.is_empty() {
+            .map_err(answered)?;
+            if entries.is_empty() && !json {
                 println!("the quarantine is empty");
             }
             for e in entries {
@@ -67,8 +71,14 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
                     .change
                     .as_ref()
                     .and_then(|c| c.key.as_ref())
-                    .map_or("(undecodable change)".to_string(), |k| k.id.clone());
-                println!("ward {} change {}: {what}\n    {}", e.ward, e.seq, e.reason);
+                    .map_or("(undecodable change)".to_string(), shown_key);
+                if json {
+                    let v = serde_json::json!({"ward": e.ward, "seq": e.seq, "record": what,
+                        "reason": e.reason, "at_ms": e.at_ms});
+                    println!("{v}");
+                } else {
+                    println!("ward {} change {}: {what}\n    {}", e.ward, e.seq, e.reason);
+                }
             }
         }
         QuarantineAction::Retry { ward, seq, target } => {
@@ -76,7 +86,7 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             let cursor = c
                 .retry_quarantined(pb::QuarantineEntry { ward: ward.clone(), seq })
                 .await
-                .map_err(status_error)?
+                .map_err(answered)?
                 .into_inner()
                 .cursor;
             println!("change {seq} of ward {ward} applied (log cursor {cursor})");
@@ -85,7 +95,7 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             let mut c = city_required(&target).await?;
             c.discard_quarantined(pb::DiscardRequest { ward: ward.clone(), seq, reason })
                 .await
-                .map_err(status_error)?;
+                .map_err(answered)?;
             println!("change {seq} of ward {ward} discarded");
         }
     }

@@ -11,18 +11,19 @@ use std::time::Duration;
 use console::style;
 
 use super::args::StatusArgs;
-use super::client::{city_for, status_error, ward_client};
+use super::client::{city_for, ward_client};
+use super::failure::answered;
 use crate::city::report::{self, Severity};
 use crate::clock::now_ms;
 use crate::proto::pb;
 
 /// Exit status: every ward connected and within `--max-lag`.
-pub const EXIT_OK: u8 = 0;
+pub const EXIT_OK: u8 = super::failure::exit::OK;
 /// Exit status: a ward is connected but behind beyond `--max-lag`.
-pub const EXIT_BEHIND: u8 = 2;
+pub const EXIT_BEHIND: u8 = super::failure::exit::PARTLY;
 /// Exit status: a ward is cut off, or expected and never seen (against a
 /// ward agent: its link to the city is down).
-pub const EXIT_CUT_OFF: u8 = 3;
+pub const EXIT_CUT_OFF: u8 = super::failure::exit::UNREACHABLE;
 
 fn json(w: &pb::WardState) -> serde_json::Value {
     let outages: Vec<serde_json::Value> = w
@@ -106,7 +107,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
     let mut out = String::new();
     match city_for(&a.target).await? {
         Some(mut city) => {
-            let mut wards = city.wards(pb::WardsRequest {}).await.map_err(status_error)?.into_inner().wards;
+            let mut wards = city.wards(pb::WardsRequest {}).await.map_err(answered)?.into_inner().wards;
             crate::city::worst_first(&mut wards);
             if a.json {
                 let _ = writeln!(out, "{}", serde_json::Value::Array(wards.iter().map(json).collect()));
@@ -120,12 +121,13 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                 .await?
                 .status(pb::StatusRequest {})
                 .await
-                .map_err(status_error)?
+                .map_err(answered)?
                 .into_inner();
             if a.json {
                 let v = serde_json::json!({
                     "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
                     "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
+                    "link_down_because": s.link_down_because,
                     "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
                     "verified_at_ms": s.verified_at_ms, "verify_differing": s.verify_differing,
                     "verify_in_sync": s.verify_in_sync, "verifying": s.verifying,
@@ -142,7 +144,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     s.last_seq,
                     s.acked_seq,
                     s.backlog,
-                    if s.connected { "connected" } else { "disconnected" },
+                    link_state(&s),
                     s.reconnects
                 );
                 let _ = writeln!(out, "{}", super::verify::status_line(&s, now_ms()));
@@ -166,8 +168,20 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
     }
 }
 
+/// A ward agent's link as `status` shows it: connected; refused by the
+/// city, and why (a refusal lasts until someone acts); or disconnected,
+/// with the last failure.
+fn link_state(s: &pb::WardStatus) -> String {
+    match s.link_down_because.as_str() {
+        _ if s.connected => "connected".into(),
+        "" => "disconnected".into(),
+        why if why.starts_with("refused") => why.to_string(),
+        why => format!("disconnected ({why})"),
+    }
+}
+
 /// Runs `wardsync status`: exits [`EXIT_OK`], [`EXIT_BEHIND`] or
-/// [`EXIT_CUT_OFF`] (1 if the node cannot be asked). A reader that closes
+/// [`EXIT_CUT_OFF`] (the last also if the node cannot be asked). A reader that closes
 /// the pipe (`| head`) ends it quietly.
 pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
     loop {

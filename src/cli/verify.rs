@@ -5,12 +5,13 @@
 use std::process::ExitCode;
 
 use super::args::VerifyArgs;
-use super::client::{status_error, ward_client};
+use super::client::ward_client;
+use super::failure::answered;
 use crate::city::report::ago;
 use crate::proto::pb;
 
 /// Exit status: the copies differed and still do (see the agent's log).
-pub const EXIT_DIFFERS: u8 = 2;
+pub const EXIT_DIFFERS: u8 = super::failure::exit::PARTLY;
 
 /// What the last comparison found, in one line, as of `now` (ms).
 pub fn status_line(s: &pb::WardStatus, now: i64) -> String {
@@ -45,11 +46,12 @@ pub fn status_line(s: &pb::WardStatus, now: i64) -> String {
 }
 
 /// Runs `wardsync verify`: exits 0 when the copies agree at the end,
-/// [`EXIT_DIFFERS`] when they still differ, 1 when it could not complete.
+/// [`EXIT_DIFFERS`] when they still differ, or as [`super::failure`] says
+/// when it could not complete.
 pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut client = ward_client(&a.ward_api).await?;
     if let Some(expected) = &a.ward {
-        let s = client.status(pb::StatusRequest {}).await.map_err(status_error)?.into_inner();
+        let s = client.status(pb::StatusRequest {}).await.map_err(answered)?.into_inner();
         anyhow::ensure!(
             &s.ward == expected,
             "the agent at {} serves ward {}, not {expected}: give the --ward-api of ward {expected}",
@@ -57,7 +59,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             s.ward
         );
     }
-    let r = client.verify(pb::VerifyRequest {}).await.map_err(status_error)?.into_inner();
+    let r = client.verify(pb::VerifyRequest {}).await.map_err(answered)?.into_inner();
     if a.json {
         let v = serde_json::json!({
             "records": r.records, "differing": r.differing, "fetched": r.fetched, "sent": r.sent,

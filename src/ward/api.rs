@@ -222,6 +222,7 @@ impl WardApi for LocalApi {
             city_lost_changes: self.link.city_lost_changes.get(),
             downstream_cursor: self.store.downstream_cursor(),
             refill_due: self.store.refill_due().is_some(),
+            link_down_because: self.link.down_because.lock().expect("not poisoned").clone(),
             ..self.verify_status()
         }))
     }

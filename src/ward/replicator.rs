@@ -61,6 +61,10 @@ pub struct LinkState {
     pub sequence_jumps: Counter,
     /// Changes the city acknowledged and later no longer held.
     pub city_lost_changes: Counter,
+    /// Why the link went down last (empty while connected): shown by
+    /// `wardsync status`, as a refusal the ward cannot see otherwise (a
+    /// city serving another province) is only in the city's answer.
+    pub down_because: std::sync::Mutex<String>,
 }
 
 impl Default for LinkState {
@@ -72,6 +76,7 @@ impl Default for LinkState {
             ack_latency: crate::metrics::latency_histogram(),
             sequence_jumps: Counter::default(),
             city_lost_changes: Counter::default(),
+            down_because: std::sync::Mutex::default(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl Replicator {
                 SessionEnd::Cancelled => return,
                 SessionEnd::Failed(reason) => reason,
             };
+            *self.link.down_because.lock().expect("not poisoned") = reason.clone();
             let delay = crate::clock::jitter(backoff.next_backoff().unwrap_or(backoff.max_interval), 0.5);
             tracing::warn!(ward = %self.ward, %reason, retry_in_ms = delay.as_millis() as u64, backlog = self.store.backlog(), "replication interrupted");
             tokio::select! {
@@ -181,7 +187,10 @@ impl Replicator {
         let opened = tokio::time::timeout(setup, client.replicate(ReceiverStream::new(rx))).await;
         let mut inbound = match opened {
             Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => return fail("the city refused the stream", &s),
+            Ok(Err(s)) if s.code() == tonic::Code::PermissionDenied => {
+                return SessionEnd::Failed(format!("refused by the city: {}", s.message()));
+            }
+            Ok(Err(s)) => return fail("the city refused the stream", &s.message()),
             Err(_) => return SessionEnd::Failed("the city did not answer the stream in time".into()),
         };
         let welcome = match tokio::time::timeout(setup, inbound.message()).await {
@@ -229,6 +238,7 @@ impl Replicator {
             return fail("cannot delete acknowledged entries", &e);
         }
         backoff.reset();
+        self.link.down_because.lock().expect("not poisoned").clear();
         self.link.connected.store(true, Ordering::Relaxed);
         tracing::info!(ward = %self.ward, resume_after = applied, backlog = self.store.backlog(), "connected to the city");
 

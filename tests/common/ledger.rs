@@ -320,7 +320,7 @@ impl Ledger {
         })
         .await;
         match (quarantined, counted) {
-            (Ok(q), Ok(w)) => {
+            (Ok((q, _)), Ok(w)) => {
                 problems.extend(
                     q.iter()
                         .filter(|e| !hostile.contains(&e.ward))

@@ -19,7 +19,7 @@ fn through_a_file(format: Format, kind: Kind, incremental: bool, entries: &[Entr
     }
     w.finish().unwrap();
     read_records(std::io::Cursor::new(buf), format, kind)
-        .map(|(line, _, r)| r.unwrap_or_else(|e| panic!("line {line}: {e}")))
+        .map(|row| row.entry.unwrap_or_else(|e| panic!("line {}: {e}", row.line)))
         .collect()
 }
 
@@ -77,7 +77,7 @@ fn cells_a_spreadsheet_would_run_are_made_inert_and_come_back_unchanged() {
         }
     }
     let back: Vec<Entry> = read_records(std::io::Cursor::new(out), Format::Csv, Kind::Citizen)
-        .map(|(_, _, r)| r.unwrap())
+        .map(|row| row.entry.unwrap())
         .collect();
     assert_eq!(back, records_of(Kind::Citizen, &records));
 }
@@ -89,7 +89,7 @@ fn an_unknown_column_is_an_error_naming_it() {
     let row = "00082,0100000035,enterprise,X,001085012345,1 Hàng Bông,4711,active,2020-01-02,0243\n";
     let rows: Vec<Row> =
         read_records(std::io::Cursor::new(format!("{csv}{row}")), Format::Csv, Kind::Business).collect();
-    let e = rows[0].2.clone().unwrap_err();
+    let e = rows[0].entry.clone().unwrap_err();
     assert!(e.contains("fax"), "{e}");
 }
 
@@ -98,13 +98,13 @@ fn bad_lines_name_the_line_and_the_problem() {
     let input = "{\"ward\":\"00082\"}\n\nnot json\n";
     let rows: Vec<Row> = read_records(std::io::Cursor::new(input), Format::Jsonl, Kind::Citizen).collect();
     assert_eq!(rows.len(), 2, "blank lines are skipped");
-    assert_eq!(rows[0].0, 1);
-    assert!(rows[0].2.as_ref().unwrap_err().contains("not a record"));
-    assert_eq!(rows[1].0, 3);
+    assert_eq!(rows[0].line, 1);
+    assert!(rows[0].entry.as_ref().unwrap_err().contains("not a record"));
+    assert_eq!(rows[1].line, 3);
     let csv = "ward,enterprise_code\n00082,0100109106\n";
     let rows: Vec<Row> = read_records(std::io::Cursor::new(csv), Format::Csv, Kind::Business).collect();
-    assert!(rows[0].2.as_ref().unwrap_err().contains("bad business row"), "{:?}", rows[0].2);
-    assert_eq!(rows[0].0, 2);
+    assert!(rows[0].entry.as_ref().unwrap_err().contains("bad business row"), "{:?}", rows[0].entry);
+    assert_eq!(rows[0].line, 2);
 }
 
 #[test]
@@ -190,18 +190,18 @@ fn a_windows_file_names_the_same_lines_as_a_unix_one() {
     let csv = "ward,enterprise_code\n00082,0100109106\n00082,0100109107\n00082,0100109108\n";
     for (name, text) in [("LF", csv.to_string()), ("CRLF", csv.replace('\n', "\r\n"))] {
         let rows: Vec<Row> = read_records(std::io::Cursor::new(text), Format::Csv, Kind::Business).collect();
-        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 3, 4], "{name}");
     }
     // A row the CSV reader cannot take (a field too many) too.
     let bad = "ward,enterprise_code\r\n00082,0100109106\r\n00082,0100109107,extra\r\n";
     let rows: Vec<Row> = read_records(std::io::Cursor::new(bad), Format::Csv, Kind::Business).collect();
-    assert!(rows[1].2.as_ref().unwrap_err().contains("bad CSV"), "{:?}", rows[1]);
-    assert_eq!(rows[1].0, 3);
+    assert!(rows[1].entry.as_ref().unwrap_err().contains("bad CSV"), "{:?}", rows[1]);
+    assert_eq!(rows[1].line, 3);
     let json = "{\"ward\":\"00082\"}\n\nnot json\n";
     for (name, text) in [("LF", json.to_string()), ("CRLF", json.replace('\n', "\r\n"))] {
         let rows: Vec<Row> = read_records(std::io::Cursor::new(text), Format::Jsonl, Kind::Citizen).collect();
-        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [1, 3], "{name}");
     }
 }
