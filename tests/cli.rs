@@ -104,3 +104,207 @@ async fn a_city_serving_another_province_says_so_and_the_wards_status_shows_it()
     );
     assert!(!status(&mut agent).await.unwrap().connected);
 }
+
+/// Sends SIGINT to `child`, as Ctrl-C at a terminal does.
+fn ctrl_c(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// A command started in the background, its output captured.
+fn spawn(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wardsync"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_as_people_make_them_are_read_or_refused_once_with_the_fix() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let _ = ward.client().await;
+    let api = format!("http://{}", ward.api);
+    let dir = env.path();
+    let import = |file: &std::path::Path, kind: &str| {
+        wardsync(&["import", "--kind", kind, file.to_str().unwrap(), "--ward-api", &api])
+    };
+
+    // A semicolon-separated CSV, as Excel saves it in a Vietnamese locale.
+    let csv = stdout(&wardsync(&["gen", "--ward", "00082", "--businesses", "20", "--format", "csv"]));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut semi = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
+    semi.write_record(reader.headers().unwrap()).unwrap();
+    for row in reader.records() {
+        semi.write_record(&row.unwrap()).unwrap();
+    }
+    let semicolons = dir.join("businesses.csv");
+    std::fs::write(&semicolons, semi.into_inner().unwrap()).unwrap();
+    let out = import(&semicolons, "business");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("20 new, 0 updated, 0 unchanged, 0 rejected"), "{}", stdout(&out));
+
+    // A header typo: one error naming the columns, nothing imported or rejected row by row.
+    let typo = dir.join("typo.csv");
+    std::fs::write(&typo, csv.replacen(",name,", ",naem,", 1)).unwrap();
+    let out = import(&typo, "business");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(r#"unknown column(s) "naem"; missing column(s) "name""#), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!dir.join("typo.csv.rejects").exists());
+
+    // JSON Lines in a file named .csv: read as what it holds.
+    let people = stdout(&wardsync(&["gen", "--ward", "00082", "--citizens", "30"]));
+    let misnamed = dir.join("citizens.csv");
+    std::fs::write(&misnamed, &people).unwrap();
+    let out = import(&misnamed, "citizen");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = people.lines().count();
+    assert!(stdout(&out).contains(&format!("{n} new")), "{}", stdout(&out));
+    // The wrong --kind: every row rejected, and the exit status says so.
+    let out = import(&misnamed, "land");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("0 new, 0 updated, 0 unchanged, {n} rejected")),
+        "{}",
+        stdout(&out)
+    );
+    // One JSON array: named, with the fix.
+    let records: Vec<serde_json::Value> = people.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let array = dir.join("array.json");
+    std::fs::write(&array, serde_json::to_string_pretty(&records).unwrap()).unwrap();
+    let out = import(&array, "citizen");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("jq -c '.[]'"), "{}", stderr(&out));
+
+    // Pretty-printed records, one of them another ward's: each tried, and summed up.
+    let theirs: serde_json::Value = serde_json::from_str(
+        stdout(&wardsync(&["gen", "--ward", "00145", "--citizens", "1"])).lines().next().unwrap(),
+    )
+    .unwrap();
+    let pretty = dir.join("pretty.json");
+    let text: Vec<String> = [&records[0], &theirs, &records[1]]
+        .iter()
+        .map(|r| serde_json::to_string_pretty(r).unwrap())
+        .collect();
+    std::fs::write(&pretty, text.join("\n")).unwrap();
+    let out = wardsync(&["put", "--record", pretty.to_str().unwrap(), "--ward-api", &api]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("0 stored, 2 unchanged, 1 rejected"), "{}", stderr(&out));
+    let second = text[0].lines().count() + 1;
+    assert!(stderr(&out).contains(&format!("line {second}: citizen/")), "{}", stderr(&out));
+
+    // Export writes what its name says, and refuses a name that says otherwise.
+    let certs = env.certs().display().to_string();
+    let to_city = ["--city", &city.url(), "--tls-dir", &certs];
+    let land = dir.join("out.csv");
+    wait::until(DEADLINE, "the businesses at the city", || async {
+        let out = wardsync(&[&["list", "--kind", "business", "--limit", "0"][..], &to_city].concat());
+        Ok(stdout(&out).lines().count() == 20)
+    })
+    .await
+    .unwrap();
+    let out = wardsync(
+        &[&["export", "--kind", "business", "--out", land.to_str().unwrap()][..], &to_city].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&land).unwrap().starts_with("ward,enterprise_code,"));
+    let out = wardsync(
+        &[
+            &["export", "--kind", "business", "--format", "jsonl", "--out", land.to_str().unwrap()][..],
+            &to_city,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("names a csv file, and --format says jsonl"), "{}", stderr(&out));
+
+    // Lists say when there is more, and how to see it; reports speak JSON.
+    let out = wardsync(&[&["list", "--kind", "business", "--limit", "5"][..], &to_city].concat());
+    assert_eq!(stdout(&out).lines().count(), 5);
+    assert!(stderr(&out).contains("more records: give --after "), "{}", stderr(&out));
+    let out = wardsync(&[&["list", "--kind", "business", "--limit", "20"][..], &to_city].concat());
+    assert!(!stderr(&out).contains("more"), "{}", stderr(&out));
+    let out = wardsync(&[&["audit", "--limit", "3", "--json"][..], &to_city].concat());
+    assert_eq!(
+        stdout(&out).lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).count(),
+        3
+    );
+    assert!(stderr(&out).contains("more entries"), "{}", stderr(&out));
+    let out = wardsync(&[&["audit", "--since", "42"][..], &to_city].concat());
+    assert!(stderr(&out).contains("audit --since takes a time"), "{}", stderr(&out));
+    // An office edit from a copy says what it was based on, or forces.
+    let one = people.lines().next().unwrap();
+    let out = wardsync(&[&["edit", "--record", one][..], &to_city].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--based-on"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_an_import_resumably_and_an_export_without_a_trace() {
+    use wardsync::cli::relay::{LinkMode, Relay};
+    let env = Env::new();
+    let city = City::start(&env);
+    let ward = Ward::start(&env, "00082", city.addr);
+    let mut agent = ward.client().await;
+    let _ = city.client().await;
+    // Every chunk to and from the agent held 300 ms: the import is slow enough to stop midway.
+    let relay = Relay::start(ward.api).await.unwrap();
+    relay.set(LinkMode::Delay(300));
+    let file = env.path().join("people.jsonl");
+    let people = stdout(&wardsync(&["gen", "--ward", "00082", "--citizens", "40"]));
+    std::fs::write(&file, &people).unwrap();
+    let slow = format!("http://{}", relay.addr());
+    let args =
+        ["import", "--kind", "citizen", file.to_str().unwrap(), "--concurrency", "1", "--ward-api", &slow];
+    let child = spawn(&args);
+    wait::until(DEADLINE, "a few rows imported", || {
+        let mut agent = agent.clone();
+        async move { Ok(status(&mut agent).await?.records >= 3) }
+    })
+    .await
+    .unwrap();
+    ctrl_c(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("import stopped: interrupted (Ctrl-C)"), "{err}");
+    assert!(err.contains("run the same command again to resume after it"), "{err}");
+    relay.set(LinkMode::Up);
+    let out = wardsync(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    assert_eq!(status(&mut agent).await.unwrap().records, people.lines().count() as u64);
+
+    // An export stopped midway leaves no file, hidden or not.
+    drained(&mut agent).await;
+    let relay = Relay::start(city.addr).await.unwrap();
+    relay.set(LinkMode::Delay(1000));
+    let out_dir = env.path().join("exports");
+    std::fs::create_dir(&out_dir).unwrap();
+    let certs = env.certs().display().to_string();
+    let url = format!("https://{}", relay.addr());
+    let out = out_dir.join("people.csv");
+    let child = spawn(&[
+        "export",
+        "--kind",
+        "citizen",
+        "--out",
+        out.to_str().unwrap(),
+        "--city",
+        &url,
+        "--tls-dir",
+        &certs,
+    ]);
+    let files = || std::fs::read_dir(&out_dir).unwrap().count();
+    wait::until(DEADLINE, "the export to start writing", || async { Ok(files() > 0) }).await.unwrap();
+    ctrl_c(&child);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
+    assert!(stderr(&done).contains("nothing was written"), "{}", stderr(&done));
+    assert_eq!(files(), 0, "nothing left in {}", out_dir.display());
+}

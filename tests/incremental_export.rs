@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::*;
 use wardsync::cli::formats::{Entry, Format, read_records};
 use wardsync::model::{Body, Kind, Record, WardCode};

@@ -50,8 +50,9 @@ where
     loop {
         let (items, next) = fetch(after).await?;
         all.extend(items);
-        if next.is_empty() || all.len() >= max {
-            let more = all.len() > max || (!next.is_empty() && all.len() >= max);
+        // (One item past `max` tells that there are more.)
+        if next.is_empty() || all.len() > max {
+            let more = all.len() > max;
             all.truncate(max);
             return Ok((all, more));
         }
@@ -253,16 +254,20 @@ impl Source {
     ) -> anyhow::Result<bool> {
         let mut seen = 0;
         loop {
-            let want = if limit == 0 { MAX_PAGE } else { (limit - seen).min(MAX_PAGE) };
+            // (One record past `limit` tells that there are more.)
+            let want = if limit == 0 { MAX_PAGE } else { (limit - seen + 1).min(MAX_PAGE) };
             let (records, next) = self.page(kind, after, want as u32).await.map_err(answered)?;
-            seen += records.len();
             for r in records {
+                if limit != 0 && seen == limit {
+                    return Ok(true);
+                }
+                seen += 1;
                 let record = record_from_pb(Some(r))
                     .map_err(|e| anyhow::anyhow!("the server sent a bad record: {e}"))?;
                 each(record)?;
             }
-            if next.is_empty() || (limit != 0 && seen >= limit) {
-                return Ok(!next.is_empty());
+            if next.is_empty() {
+                return Ok(false);
             }
             after = next;
         }
