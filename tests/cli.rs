@@ -37,6 +37,18 @@ async fn every_failure_has_its_exit_status_and_says_what_to_check() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("expected citizen, business or land"), "{err}");
     assert_eq!(run(&["list", "--help"]).0, Some(0));
+    // Help lists only the flags a command uses.
+    for (command, absent) in [
+        (&["export"][..], "--ward-api"),
+        (&["audit"], "--ward-api"),
+        (&["conflicts", "list"], "--ward-api"),
+        (&["history"], "--ward-api"),
+        (&["delete"], "--city"),
+        (&["put"], "--city"),
+    ] {
+        let help = stdout(&wardsync(&[command, &["--help"]].concat()));
+        assert!(!help.contains(absent), "{command:?} lists {absent}: {help}");
+    }
     // Not found.
     let (code, err) = run(&at(&["--ward-api", &api]));
     assert_eq!((code, err.contains("not found")), (Some(4), true), "{err}");

@@ -43,8 +43,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Write records through a ward agent (JSON, one record per line).
     Put(PutArgs),
-    /// Delete a record through a ward agent.
-    Delete(KeyArgs),
+    /// Delete a record through its owning ward's agent.
+    Delete(DeleteArgs),
     /// Read one record from a ward agent or from the city (now, or --as-of a past time).
     Get(GetArgs),
     /// Every change the city applied to one record: who, when, which fields, before and after.
@@ -262,7 +262,24 @@ pub struct CertsArgs {
     pub clients: Vec<String>,
 }
 
-/// Which node a client command talks to.
+/// The city, for a command that only the city answers.
+#[derive(Debug, Args, Clone)]
+pub struct CityTarget {
+    /// The city: https://HOST:PORT (its --listen).
+    #[arg(long, env = "WARDSYNC_CITY")]
+    pub city: String,
+    /// Directory with ca.pem and the client certificate NAME.pem / NAME.key.
+    #[arg(long, env = "WARDSYNC_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Name of the client certificate in --tls-dir.
+    #[arg(long, default_value = "office")]
+    pub tls_name: String,
+    /// Name in the city's certificate.
+    #[arg(long, default_value = "city")]
+    pub city_name: String,
+}
+
+/// Which node a client command talks to: a ward agent, or the city.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
     /// The ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
@@ -355,6 +372,20 @@ pub struct KeyArgs {
     /// Where to send the request.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Flags of `wardsync delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// citizen, business or land.
+    #[arg(long)]
+    pub kind: Kind,
+    /// The key: personal id, enterprise code, or COMMUNE:SHEET:PARCEL.
+    #[arg(long)]
+    pub key: String,
+    /// The owning ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
+    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
+    pub ward_api: String,
 }
 
 /// Flags of `wardsync get`.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::args::TargetArgs;
+use super::args::CityTarget;
 use super::formats::Format;
 use crate::model::Kind;
 
@@ -108,7 +108,7 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
     /// The city to export from.
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: CityTarget,
 }
 
 /// Flags of `wardsync query`: one of --name, --household, --owner.
@@ -133,7 +133,7 @@ pub struct QueryArgs {
     pub limit: u32,
     /// The city to ask (--city and --tls-dir).
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: CityTarget,
 }
 
 /// Flags of `wardsync quarantine`.
@@ -157,7 +157,7 @@ pub enum QuarantineAction {
         json: bool,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
     /// Apply a quarantined change if it is now acceptable.
     Retry {
@@ -169,7 +169,7 @@ pub enum QuarantineAction {
         seq: u64,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
     /// Set a quarantined change aside for good, saying why.
     Discard {
@@ -184,7 +184,7 @@ pub enum QuarantineAction {
         reason: String,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
 }
 
@@ -215,7 +215,7 @@ pub enum ConflictsAction {
         json: bool,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
     /// Show a record and every contender of its conflicts, numbered.
     Show {
@@ -227,7 +227,7 @@ pub enum ConflictsAction {
         key: String,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
     /// Settle a conflict: keep contender N, or give a value.
     Resolve {
@@ -248,7 +248,7 @@ pub enum ConflictsAction {
         value: Option<String>,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
-        target: TargetArgs,
+        target: CityTarget,
     },
 }
 
@@ -270,15 +270,21 @@ pub struct EditArgs {
     pub force: bool,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: CityTarget,
 }
 
 /// Flags of `wardsync history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The record, and the city to ask.
+    /// citizen, business or land.
+    #[arg(long)]
+    pub kind: Kind,
+    /// The key: personal id, enterprise code, or COMMUNE:SHEET:PARCEL.
+    #[arg(long)]
+    pub key: String,
+    /// The city to ask.
     #[command(flatten)]
-    pub key: super::args::KeyArgs,
+    pub target: CityTarget,
     /// Print one JSON object per change.
     #[arg(long)]
     pub json: bool,
@@ -302,5 +308,5 @@ pub struct AuditArgs {
     pub json: bool,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: CityTarget,
 }

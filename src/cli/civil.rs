@@ -6,8 +6,8 @@
 
 use clap::{Args, Subcommand};
 
-use super::args::TargetArgs;
-use super::client::{city_for, city_required, pages, ward_client};
+use super::args::{CityTarget, TargetArgs};
+use super::client::{city_for, city_of, pages, ward_client};
 use super::failure::answered;
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
@@ -218,12 +218,12 @@ pub struct CivilReportArgs {
     pub json: bool,
     /// The city to ask (--city and --tls-dir).
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: CityTarget,
 }
 
 /// Runs `wardsync civil-report`: every inconsistency, by ward, then counts.
 pub async fn report(a: CivilReportArgs) -> anyhow::Result<()> {
-    let city = city_required(&a.target).await?;
+    let city = city_of(&a.target).await?;
     let ward = a.ward.unwrap_or_default();
     let (problems, _) = pages(usize::MAX, |after| {
         let (mut city, ward) = (city.clone(), ward.clone());

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use super::args::{GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
+use super::args::{CityTarget, DeleteArgs, GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
 pub use super::connect::{city_client, ward_client};
 use super::failure::{answered, exit};
 use super::formats::{Entry, Format, Reading, Row, open_records};
@@ -15,9 +15,9 @@ use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client
 use crate::proto::{MAX_PAGE, record_from_pb};
 use std::process::ExitCode;
 
-/// The city a command must talk to (`--city` is required).
-pub(super) async fn city_required(t: &TargetArgs) -> anyhow::Result<CityQueryClient<Channel>> {
-    city_for(t).await?.ok_or_else(|| anyhow::anyhow!("give --city URL (and --tls-dir)"))
+/// The city of a command that only the city answers.
+pub(super) async fn city_of(t: &CityTarget) -> anyhow::Result<CityQueryClient<Channel>> {
+    city_client(&t.city, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await
 }
 
 pub(super) async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
@@ -141,12 +141,11 @@ pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `wardsync delete`.
-pub async fn delete(a: KeyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.target.city.is_none(), "deletes go through the owning ward's agent, not the city");
-    let key = wire_key(&a)?;
-    let reply = ward_client(&a.target.ward_api)
+pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let reply = ward_client(&a.ward_api)
         .await?
-        .delete(pb::DeleteRequest { key: Some(key) })
+        .delete(pb::DeleteRequest { key: Some((&key).into()) })
         .await
         .map_err(answered)?;
     println!("deleted {}/{} as change {}", a.kind, a.key, reply.into_inner().seq);

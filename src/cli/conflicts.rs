@@ -2,7 +2,7 @@
 //! office's side of conflicts and corrections.
 
 use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs, HistoryArgs};
-use super::client::{city_required, more, pages, shown_key};
+use super::client::{city_of, more, pages, shown_key};
 use super::failure::answered;
 use super::formats::Entry;
 use super::when::{Since, when};
@@ -50,7 +50,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 limit: MAX_PAGE as u32,
                 ..Default::default()
             };
-            let c = city_required(&target).await?;
+            let c = city_of(&target).await?;
             let (found, _) = pages(usize::MAX, |after| {
                 let (mut c, req) = (c.clone(), pb::ConflictsRequest { after, ..req.clone() });
                 async move {
@@ -73,7 +73,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
         }
         ConflictsAction::Show { kind, key, target } => {
             let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-            let mut c = city_required(&target).await?;
+            let mut c = city_of(&target).await?;
             let state = c
                 .get_state(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() })
                 .await
@@ -97,13 +97,8 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 choose: choose.unwrap_or(0),
                 value: value.unwrap_or_default(),
             };
-            let cursor = city_required(&target)
-                .await?
-                .resolve_conflict(req)
-                .await
-                .map_err(answered)?
-                .into_inner()
-                .cursor;
+            let cursor =
+                city_of(&target).await?.resolve_conflict(req).await.map_err(answered)?.into_inner().cursor;
             println!("{key} field {field} resolved (log cursor {cursor}); the owning ward receives it");
         }
     }
@@ -126,7 +121,7 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
         None => Default::default(),
     };
     let req = pb::EditRequest { record: Some((&record).into()), seen: crate::proto::seen_pb(&seen) };
-    let cursor = city_required(&a.target).await?.edit(req).await.map_err(answered)?.into_inner().cursor;
+    let cursor = city_of(&a.target).await?.edit(req).await.map_err(answered)?.into_inner().cursor;
     println!(
         "{}/{} corrected (log cursor {cursor}); the owning ward receives it",
         record.kind(),
@@ -151,7 +146,7 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         limit: a.limit.min(MAX_PAGE as u32),
         after: String::new(),
     };
-    let c = city_required(&a.target).await?;
+    let c = city_of(&a.target).await?;
     let (entries, rest) = pages(a.limit as usize, |after| {
         let (mut c, req) = (c.clone(), pb::AuditRequest { after, ..req.clone() });
         async move {
@@ -180,10 +175,10 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
 
 /// Runs `wardsync history`: one line per change, then its fields.
 pub async fn history(h: HistoryArgs) -> anyhow::Result<()> {
-    let a = h.key;
+    let a = &h;
     let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let req = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
-    let entries = city_required(&a.target).await?.history(req).await.map_err(answered)?.into_inner().entries;
+    let entries = city_of(&a.target).await?.history(req).await.map_err(answered)?.into_inner().entries;
     for e in entries {
         if h.json {
             let fields: Vec<serde_json::Value> = e

@@ -53,7 +53,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
 }
 
 async fn export(a: ExportArgs, format: Format) -> anyhow::Result<()> {
-    let url = a.target.city.clone().context("give --city URL (and --tls-dir) to export from the city")?;
+    let url = a.target.city.clone();
     let ward =
         a.ward.as_deref().map(WardCode::parse).transpose().map_err(|e| anyhow::anyhow!("--ward: {e}"))?;
     let mut city =

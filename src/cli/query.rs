@@ -2,13 +2,13 @@
 //! what the city would not apply).
 
 use super::args::{QuarantineAction, QuarantineArgs, QueryArgs};
-use super::client::{city_required, more, pages, shown_key};
+use super::client::{city_of, more, pages, shown_key};
 use super::failure::answered;
 use crate::proto::{MAX_PAGE, pb, record_from_pb};
 
 /// Runs `wardsync query`: prints matching records, one JSON record per line.
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
-    let c = city_required(&a.target).await?;
+    let c = city_of(&a.target).await?;
     let kind = a.kind.map_or(0, |k| pb::Kind::from(k) as i32);
     // A name search stops at --limit; a household or an owner's list is whole.
     let max = if a.name.is_some() { a.limit as usize } else { usize::MAX };
@@ -49,7 +49,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
 pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
     match a.action {
         QuarantineAction::List { ward, json, target } => {
-            let c = city_required(&target).await?;
+            let c = city_of(&target).await?;
             let ward = ward.unwrap_or_default();
             let (entries, _) = pages(usize::MAX, |after| {
                 let (mut c, ward) = (c.clone(), ward.clone());
@@ -82,7 +82,7 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             }
         }
         QuarantineAction::Retry { ward, seq, target } => {
-            let mut c = city_required(&target).await?;
+            let mut c = city_of(&target).await?;
             let cursor = c
                 .retry_quarantined(pb::QuarantineEntry { ward: ward.clone(), seq })
                 .await
@@ -92,7 +92,7 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             println!("change {seq} of ward {ward} applied (log cursor {cursor})");
         }
         QuarantineAction::Discard { ward, seq, reason, target } => {
-            let mut c = city_required(&target).await?;
+            let mut c = city_of(&target).await?;
             c.discard_quarantined(pb::DiscardRequest { ward: ward.clone(), seq, reason })
                 .await
                 .map_err(answered)?;
