@@ -320,3 +320,32 @@ async fn ctrl_c_stops_an_import_resumably_and_an_export_without_a_trace() {
     assert!(stderr(&done).contains("nothing was written"), "{}", stderr(&done));
     assert_eq!(files(), 0, "nothing left in {}", out_dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_of_a_citizen_the_city_holds_for_another_ward_is_refused_with_the_transfer_named() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let (a, b) = (Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr));
+    let mut agent_b = b.client().await;
+    let mut agent_a = a.client().await;
+    let theirs = stdout(&wardsync(&["gen", "--ward", "00145", "--citizens", "1"]));
+    let theirs = theirs.lines().next().unwrap();
+    let out = wardsync(&["put", "--record", theirs, "--ward-api", &format!("http://{}", b.api)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drained(&mut agent_b).await;
+    wait::until(DEADLINE, "ward 00082 connected", || {
+        let mut agent = agent_a.clone();
+        async move { Ok(status(&mut agent).await?.connected) }
+    })
+    .await
+    .unwrap();
+    // The same person, written at 00082 as if they lived there.
+    let mine = theirs.replace("00145", "00082");
+    let (code, err) = run(&["put", "--record", &mine, "--ward-api", &format!("http://{}", a.api)]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("is owned by ward 00145") && err.contains("put --transfer"), "{err}");
+    assert_eq!(status(&mut agent_a).await.unwrap().last_seq, 0, "nothing was written");
+    let certs = env.certs().display().to_string();
+    let conflicts = wardsync(&["conflicts", "list", "--json", "--city", &city.url(), "--tls-dir", &certs]);
+    assert_eq!(stdout(&conflicts), "", "no conflict was opened");
+}

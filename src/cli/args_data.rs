@@ -45,8 +45,8 @@ pub struct GenArgs {
     pub invalid: f64,
     /// Write one file per ward and kind (WARD-KIND.EXT) into this directory
     /// instead of standard output.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Flags of `wardsync import`.

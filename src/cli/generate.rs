@@ -41,14 +41,14 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires --ward or --city"),
     };
     let kinds_wanted = |p: &Plan| [p.citizens, p.businesses, p.parcels].iter().filter(|n| **n > 0).count();
-    if a.out.is_none() {
-        anyhow::ensure!(wards.len() == 1, "a whole city goes into files: give --out DIR");
+    if a.out_dir.is_none() {
+        anyhow::ensure!(wards.len() == 1, "a whole city goes into files: give --out-dir DIR");
         anyhow::ensure!(
             a.format == Format::Jsonl || kinds_wanted(&wards[0].1) == 1,
-            "a CSV file holds one kind: generate one kind, or give --out DIR for one file per kind"
+            "a CSV file holds one kind: generate one kind, or give --out-dir DIR for one file per kind"
         );
     }
-    if let Some(dir) = &a.out {
+    if let Some(dir) = &a.out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let today = crate::clock::today();
@@ -76,7 +76,7 @@ pub fn run(a: GenArgs) -> anyhow::Result<()> {
                 r
             };
             total += 1;
-            match &a.out {
+            match &a.out_dir {
                 None => {
                     if to_stdout.is_none() {
                         let out = BufWriter::new(stdout.lock());

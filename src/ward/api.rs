@@ -36,6 +36,9 @@ pub struct LocalApi {
     pub(super) connect: Connect,
     /// Compares this ward's records with the city's copy.
     pub(super) verifier: Arc<super::Verifier>,
+    /// A connection to the city kept for the look-ups of writes (see
+    /// [`LocalApi::held_elsewhere`]); tonic reconnects it as needed.
+    pub(super) lookups: Arc<tokio::sync::Mutex<Option<tonic::transport::Channel>>>,
 }
 
 impl LocalApi {
@@ -46,6 +49,31 @@ impl LocalApi {
             .map_err(|_| WardError::CityUnreachable("no connection within 5 s".into()))?
             .map_err(|e| WardError::CityUnreachable(format!("{e:#}")))?;
         Ok(CityQueryClient::new(channel))
+    }
+
+    /// The ward that owns `key` at the city if it is another one, asked
+    /// only while the link is up and within a second: a put of a record
+    /// this ward does not hold is refused when the city holds it for
+    /// another ward (a person moving in is a transfer), instead of making
+    /// conflicts there. Offline, or the city slow, the city judges it.
+    async fn held_elsewhere(&self, key: &RecordKey) -> Option<WardCode> {
+        const LOOKUP: std::time::Duration = std::time::Duration::from_secs(1);
+        if !self.link.connected.load(Ordering::Relaxed) {
+            return None;
+        }
+        let channel = {
+            let mut cached = self.lookups.lock().await;
+            if cached.is_none() {
+                *cached = tokio::time::timeout(LOOKUP, (self.connect)()).await.ok()?.ok();
+            }
+            cached.clone()?
+        };
+        let mut request = Request::new(pb::CityGetRequest { key: Some(key.into()), ..Default::default() });
+        request.set_timeout(LOOKUP);
+        let reply =
+            tokio::time::timeout(LOOKUP, CityQueryClient::new(channel).get(request)).await.ok()?.ok()?;
+        let owner = record_from_pb(reply.into_inner().record).ok()?.ward;
+        (owner != self.ward).then_some(owner)
     }
 
     pub(super) fn context(&self) -> Context {
@@ -86,6 +114,9 @@ impl WardApi for LocalApi {
             },
         };
         let created = existing.is_none();
+        if created && let Some(owner) = self.held_elsewhere(&key).await {
+            return Err(WardError::NotOwned { key, owner, this: self.ward.clone() }.into());
+        }
         if let Some(existing) = existing {
             self.check_owner(&key, &existing.ward)?;
             if existing == record {
