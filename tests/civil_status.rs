@@ -259,6 +259,12 @@ async fn the_civil_status_report_finds_each_planted_error_and_confirmation_answe
     // not named back on the other (unless the spouse's row was itself made invalid).
     assert!(found("spouse-unknown") >= unknown && found("spouse-not-reciprocal") >= 1, "{text}");
     assert!(text.contains("ward 00082: "), "{text}");
+    let json =
+        wardsync(&["civil-report", "--json", "--city", &city.url(), "--tls-dir", certs.to_str().unwrap()]);
+    let problems: Vec<serde_json::Value> =
+        stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let counted = problems.iter().filter(|p| p["problem"] == "married-without-marriage").count() as u64;
+    assert_eq!(counted, claimed, "{problems:?}");
     // The same figures as metrics, by ward and kind.
     let want =
         r#"wardsync_civil_status_problems{ward="00082",problem="married-without-marriage"}"#.to_string();

@@ -115,6 +115,8 @@ async fn a_city_serving_another_province_says_so_and_the_wards_status_shows_it()
         "{text}"
     );
     assert!(!status(&mut agent).await.unwrap().connected);
+    // Logs written to a file carry no terminal colour codes.
+    assert!(!city.node.log().contains('\x1b') && !ward.node.log().contains('\x1b'));
 }
 
 /// Sends SIGINT to `child`, as Ctrl-C at a terminal does.

@@ -173,7 +173,11 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     let contender = format!("{ward_value}. [\"001085012345\"] by 00082");
     assert!(shown.contains("field owners (manual") && shown.contains(&contender), "{shown}");
     let listed = cli(&["conflicts", "list", "--ward", "00082"]);
-    assert!(listed.contains("field owners"), "{listed}");
+    assert!(listed.contains(&format!("land/{} field owners", key.id())), "with its kind: {listed}");
+    let listed: serde_json::Value = serde_json::from_str(&cli(&["conflicts", "list", "--json"])).unwrap();
+    assert_eq!(listed["record"], format!("land/{}", key.id()), "{listed}");
+    assert_eq!(listed["field"], "owners", "{listed}");
+    assert_eq!(listed["contenders"].as_array().unwrap().len(), 2, "{listed}");
     let choice = ward_value.to_string();
     let done = cli(&[
         "conflicts",

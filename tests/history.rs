@@ -92,4 +92,10 @@ async fn every_change_of_a_record_and_the_record_as_it_stood() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("put by city (office)") && text.contains("delete by 00082 (ward 00082)"), "{text}");
     assert!(text.contains(&format!("phone: {:?} -> {:?}", phone(&v1), phone(&v2))), "{text}");
+    let out = run(&["history", "--kind", "citizen", "--key", &id, "--json"]);
+    let changes: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(changes.len(), text.lines().filter(|l| !l.starts_with(' ')).count());
+    assert!(changes.iter().all(|c| c["record"] == format!("citizen/{id}")), "{changes:?}");
+    assert!(changes.iter().any(|c| c["op"] == "delete" && c["identity"] == "ward 00082"), "{changes:?}");
 }
