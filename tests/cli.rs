@@ -249,6 +249,33 @@ async fn files_as_people_make_them_are_read_or_refused_once_with_the_fix() {
         3
     );
     assert!(stderr(&out).contains("more entries"), "{}", stderr(&out));
+    let families: Vec<String> = records
+        .iter()
+        .map(|r| r["body"]["citizen"]["full_name"].as_str().unwrap().split(' ').next().unwrap().to_string())
+        .collect();
+    let family = families.iter().max_by_key(|f| families.iter().filter(|x| x == f).count()).unwrap();
+    assert!(families.iter().filter(|x| *x == family).count() > 1, "{families:?}");
+    let query = [&["query", "--name", family, "--kind", "citizen", "--limit", "1"][..], &to_city].concat();
+    wait::until(DEADLINE, "the citizens at the city", || async {
+        Ok(stderr(&wardsync(&query)).contains("more results"))
+    })
+    .await
+    .unwrap();
+    let out = wardsync(&query);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("more results: raise --limit (now 1)"), "{}", stderr(&out));
+    // --since a time: every business changed since yesterday, as a CSV export with its gone column.
+    let since = dir.join("since.csv");
+    let out = wardsync(
+        &[
+            &["export", "--kind", "business", "--since", "yesterday", "--out", since.to_str().unwrap()][..],
+            &to_city,
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&since).unwrap();
+    assert!(text.lines().next().unwrap().ends_with(",gone") && text.lines().count() == 21, "{text}");
     let out = wardsync(&[&["audit", "--since", "42"][..], &to_city].concat());
     assert!(stderr(&out).contains("audit --since takes a time"), "{}", stderr(&out));
     // An office edit from a copy says what it was based on, or forces.

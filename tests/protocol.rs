@@ -300,6 +300,12 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
     let listed = cli(&["list"]);
     assert!(listed.contains("ward 00082 change 1") && listed.contains("full_name: required"), "{listed}");
     assert!(listed.contains("ward 00082 change 2: (undecodable change)"), "{listed}");
+    assert!(listed.contains("ward 00082 change 1: citizen/"), "with its kind: {listed}");
+    let listed: Vec<serde_json::Value> =
+        cli(&["list", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed[0]["record"].as_str().unwrap().starts_with("citizen/"), "{listed:?}");
+    assert!(listed[0]["reason"].as_str().unwrap().contains("full_name: required"), "{listed:?}");
     let done = cli(&["discard", "--ward", "00082", "--seq", "2", "--reason", "corrupt key"]);
     assert!(done.contains("discarded"), "{done}");
     let entries = quarantine(&mut q).await;
