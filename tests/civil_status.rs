@@ -442,20 +442,23 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
 
     // A correction of the name is registered, and reaches the city with it.
     let (living, person) = was.iter().find(|(i, c)| *i != id && !c.events.is_empty()).unwrap();
-    let corrected = wardsync(&[
-        "register",
-        "correction",
-        "--person",
-        living,
-        "--field",
-        "full_name",
-        "--value",
-        "Nguyễn Thị Sửa Tên",
-        "--reference",
-        "QĐ 15/2026/UBND",
-        "--ward-api",
-        &api,
-    ]);
+    let correct = |field: &str, value: &str, reference: &str| {
+        wardsync(&[
+            "register",
+            "correction",
+            "--person",
+            living,
+            "--field",
+            field,
+            "--value",
+            value,
+            "--reference",
+            reference,
+            "--ward-api",
+            &api,
+        ])
+    };
+    let corrected = correct("full_name", "Nguyễn Thị Sửa Tên", "QĐ 15/2026/UBND");
     assert!(corrected.status.success(), "{}", stderr(&corrected));
     let record = Record { ward: WardCode::parse("00082").unwrap(), body: Body::Citizen(person.clone()) };
     at_city(&city, &record, "the correction at the city", |c| {
@@ -466,34 +469,8 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
     })
     .await;
     // A correction that corrects nothing, or a field that is not corrected so: refused, saying why.
-    let same = wardsync(&[
-        "register",
-        "correction",
-        "--person",
-        living,
-        "--field",
-        "full_name",
-        "--value",
-        "Nguyễn Thị Sửa Tên",
-        "--reference",
-        "QĐ 16/2026",
-        "--ward-api",
-        &api,
-    ]);
+    let same = correct("full_name", "Nguyễn Thị Sửa Tên", "QĐ 16/2026");
     assert!(stderr(&same).contains("nothing to correct"), "{}", stderr(&same));
-    let phone = wardsync(&[
-        "register",
-        "correction",
-        "--person",
-        living,
-        "--field",
-        "phone",
-        "--value",
-        "1",
-        "--reference",
-        "x",
-        "--ward-api",
-        &api,
-    ]);
+    let phone = correct("phone", "1", "x");
     assert!(!phone.status.success() && stderr(&phone).contains("full_name"), "{}", stderr(&phone));
 }

@@ -262,12 +262,9 @@ pub struct CertsArgs {
     pub clients: Vec<String>,
 }
 
-/// The city, for a command that only the city answers.
+/// The client certificate a command shows the city, and the city's name.
 #[derive(Debug, Args, Clone)]
-pub struct CityTarget {
-    /// The city: https://HOST:PORT (its --listen).
-    #[arg(long, env = "WARDSYNC_CITY")]
-    pub city: String,
+pub struct ClientTls {
     /// Directory with ca.pem and the client certificate NAME.pem / NAME.key.
     #[arg(long, env = "WARDSYNC_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
@@ -279,6 +276,17 @@ pub struct CityTarget {
     pub city_name: String,
 }
 
+/// The city, for a command that only the city answers.
+#[derive(Debug, Args, Clone)]
+pub struct CityTarget {
+    /// The city: https://HOST:PORT (its --listen).
+    #[arg(long, env = "WARDSYNC_CITY")]
+    pub city: String,
+    /// How to show the city who asks.
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
 /// Which node a client command talks to: a ward agent, or the city.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
@@ -288,15 +296,9 @@ pub struct TargetArgs {
     /// Ask the city at this URL (https://HOST:PORT) instead of a ward agent.
     #[arg(long, env = "WARDSYNC_CITY")]
     pub city: Option<String>,
-    /// Directory with ca.pem and the client certificate NAME.pem / NAME.key.
-    #[arg(long, env = "WARDSYNC_TLS_DIR")]
-    pub tls_dir: Option<PathBuf>,
-    /// Name of the client certificate in --tls-dir.
-    #[arg(long, default_value = "office")]
-    pub tls_name: String,
-    /// Name in the city's certificate.
-    #[arg(long, default_value = "city")]
-    pub city_name: String,
+    /// How to show the city who asks.
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 /// Flags of `wardsync status`.

@@ -6,7 +6,9 @@ use std::io::BufRead;
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use super::args::{CityTarget, DeleteArgs, GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs};
+use super::args::{
+    CityTarget, ClientTls, DeleteArgs, GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs,
+};
 pub use super::connect::{city_client, ward_client};
 use super::failure::{answered, exit};
 use super::formats::{Entry, Format, Reading, Row, open_records};
@@ -15,15 +17,22 @@ use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client
 use crate::proto::{MAX_PAGE, record_from_pb};
 use std::process::ExitCode;
 
+impl ClientTls {
+    /// Connects to the city at `url` with this certificate.
+    pub async fn city(&self, url: &str) -> anyhow::Result<CityQueryClient<Channel>> {
+        city_client(url, self.tls_dir.as_deref(), &self.tls_name, &self.city_name).await
+    }
+}
+
 /// The city of a command that only the city answers.
 pub(super) async fn city_of(t: &CityTarget) -> anyhow::Result<CityQueryClient<Channel>> {
-    city_client(&t.city, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await
+    t.tls.city(&t.city).await
 }
 
 pub(super) async fn city_for(t: &TargetArgs) -> anyhow::Result<Option<CityQueryClient<Channel>>> {
     match &t.city {
         None => Ok(None),
-        Some(url) => Ok(Some(city_client(url, t.tls_dir.as_deref(), &t.tls_name, &t.city_name).await?)),
+        Some(url) => Ok(Some(t.tls.city(url).await?)),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tonic::transport::{Channel, Endpoint};
 
-use super::failure::Unreachable;
+use super::failure::{Unreachable, causes};
 use crate::auth::{TlsFiles, client_tls};
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_client::WardApiClient};
 
@@ -52,7 +52,7 @@ pub async fn ward_client(url: &str) -> anyhow::Result<WardApiClient<Channel>> {
     if let Err(s) = client.status(pb::StatusRequest {}).await {
         return Err(Unreachable(format!(
             "{url} does not answer as a ward agent's local API ({}): is this the city's port? {WARD_HINT}",
-            detail(&s)
+            causes(&s)
         ))
         .into());
     }
@@ -105,7 +105,7 @@ pub async fn city_client(
         return Err(Unreachable(format!(
             "the city at {url} closed the connection ({}): was this client's certificate{cert} issued by the \
              city's CA (wardsync certs --out DIR --clients {name}), and not revoked?",
-            detail(&s)
+            causes(&s)
         ))
         .into());
     }
@@ -134,26 +134,9 @@ fn is_transport(s: &tonic::Status) -> bool {
         || s.message().contains("operation was canceled")
 }
 
-/// The causes of `e`, each said once.
-fn detail(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        let text = match c.downcast_ref::<tonic::Status>() {
-            Some(s) => s.message().to_string(),
-            None => c.to_string(),
-        };
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cause = c.source();
-    }
-    parts.join(": ")
-}
-
 /// What to tell the user when connecting to `node` at `url` failed with `e`.
 fn diagnose(node: &str, url: &str, e: &tonic::transport::Error, hint: &str) -> anyhow::Error {
-    let said = detail(e);
+    let said = causes(e);
     let refused = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |c| c.source())
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .map(std::io::Error::kind)

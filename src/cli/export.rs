@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::ExportArgs;
-use super::client::{Source, city_client};
+use super::client::Source;
 use super::failure::unless_interrupted;
 use super::formats::{Format, RecordWriter};
 use super::when::Since;
@@ -53,11 +53,9 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
 }
 
 async fn export(a: ExportArgs, format: Format) -> anyhow::Result<()> {
-    let url = a.target.city.clone();
     let ward =
         a.ward.as_deref().map(WardCode::parse).transpose().map_err(|e| anyhow::anyhow!("--ward: {e}"))?;
-    let mut city =
-        city_client(&url, a.target.tls_dir.as_deref(), &a.target.tls_name, &a.target.city_name).await?;
+    let mut city = super::client::city_of(&a.target).await?;
     // A file is written beside its final name and takes it only once
     // complete: a failed export never replaces the previous one.
     let temp = a.out.as_deref().map(temp_beside).transpose()?;

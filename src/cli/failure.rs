@@ -30,21 +30,14 @@ pub mod exit {
 
 /// A request a node answered with an error: its code, and the message,
 /// which names the problem (shown without gRPC's framing).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Answered {
     /// The gRPC status code.
     pub code: tonic::Code,
     /// What the node said.
     pub message: String,
 }
-
-impl std::fmt::Display for Answered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Answered {}
 
 /// A node's error answer as a command-line error, its code kept for the
 /// exit status.
@@ -53,28 +46,14 @@ pub fn answered(s: tonic::Status) -> anyhow::Error {
 }
 
 /// A connection that could not be made, said with what to check.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Unreachable(pub String);
 
-impl std::fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unreachable {}
-
 /// A command stopped by Ctrl-C, and what it left.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Interrupted(pub String);
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Interrupted {}
 
 /// Runs `work` until it ends or Ctrl-C; then `work` is dropped (what it
 /// holds, a temporary file, goes with it) and `left` says what is left.
@@ -124,16 +103,20 @@ pub fn exit_status(e: &anyhow::Error) -> u8 {
 /// gRPC's framing, and nothing said twice ("tcp connect error: tcp connect
 /// error").
 pub fn describe(e: &anyhow::Error) -> String {
+    causes(e.as_ref())
+}
+
+/// The causes of `e`, each said once, joined.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
+    for cause in std::iter::successors(Some(e), |c| c.source()) {
         let text = match cause.downcast_ref::<tonic::Status>() {
             Some(s) => s.message().to_string(),
             None => cause.to_string(),
         };
-        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
-            continue;
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        parts.push(text);
     }
     parts.join(": ")
 }

@@ -238,3 +238,40 @@ fn the_owning_ward_must_be_a_unit_of_the_city() {
     r.ward = ward("99999");
     fails(r, &[("record.ward", "not a commune code")]);
 }
+
+#[test]
+fn an_event_is_stored_as_events_were_before_corrections_and_a_correction_round_trips() {
+    // The stored form of events written before corrections existed.
+    #[derive(serde::Serialize)]
+    struct Before<'a> {
+        kind: EventKind,
+        date: &'a str,
+        registered_by: &'a str,
+        spouse_id: &'a str,
+        reference: &'a str,
+    }
+    let before = Before {
+        kind: EventKind::Marriage,
+        date: "2010-05-20",
+        registered_by: "00082",
+        spouse_id: "001083000777",
+        reference: "12/2010",
+    };
+    let stored = postcard::to_stdvec(&before).unwrap();
+    let read: CivilEvent = postcard::from_bytes(&stored).unwrap();
+    assert_eq!((read.kind, read.reference.as_str(), read.field.as_str()), (EventKind::Marriage, "12/2010", ""));
+    assert_eq!(postcard::to_stdvec(&read).unwrap(), stored, "written as before");
+    assert_eq!(serde_json::to_value(&read).unwrap().as_object().unwrap().len(), 5, "JSON as before");
+    let correction = CivilEvent {
+        kind: EventKind::Correction,
+        field: "full_name".into(),
+        value: "Nguyễn Văn Ân".into(),
+        spouse_id: String::new(),
+        ..read
+    };
+    let back: CivilEvent = postcard::from_bytes(&postcard::to_stdvec(&correction).unwrap()).unwrap();
+    assert_eq!(back, correction);
+    let json = serde_json::to_string(&correction).unwrap();
+    assert!(json.contains(r#""field":"full_name""#), "{json}");
+    assert_eq!(serde_json::from_str::<CivilEvent>(&json).unwrap(), correction);
+}
