@@ -440,6 +440,16 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
         stderr(&again)
     );
 
+    // Deleted and written again as another: still refused, the death kept.
+    let deleted = wardsync(&["delete", "--kind", "citizen", "--key", id, "--ward-api", &api]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let mut other = now[id].clone();
+    other.events.clear();
+    let other = Record { ward: WardCode::parse("00082").unwrap(), body: Body::Citizen(other) };
+    let again = wardsync(&["put", "--record", &serde_json::to_string(&other).unwrap(), "--ward-api", &api]);
+    assert_eq!(again.status.code(), Some(5), "{}", stderr(&again));
+    assert!(stderr(&again).contains(&format!("changes the full_name of {id}")), "{}", stderr(&again));
+
     // A correction of the name is registered, and reaches the city with it.
     let (living, person) = was.iter().find(|(i, c)| *i != id && !c.events.is_empty()).unwrap();
     let correct = |field: &str, value: &str, reference: &str| {

@@ -220,6 +220,17 @@ impl Change {
                     self.key
                 ));
             }
+            // (Who a person is and what was registered are not for a
+            // former owner's concurrent write: its word that it had not
+            // seen the move is all the exception rests on.)
+            let personal = |f: &String| f == "events" || super::civil::IDENTITY_FIELDS.contains(&f.as_str());
+            if owner != sender.as_str() && concurrent && !registered && self.fields.iter().any(personal) {
+                return Some(format!(
+                    "{} belongs to ward {owner}: ward {sender}, which no longer owns it, changes who the person \
+                     is or their events only by registration",
+                    self.key
+                ));
+            }
         }
         match &self.op {
             Op::Delete if owner_write.is_none() => {
@@ -233,7 +244,7 @@ impl Change {
                         self.key, r.ward
                     ));
                 }
-                if let Some(why) = self.rewrite_refusal(current) {
+                if let Some(why) = self.rewrite_refusal(current, sender) {
                     return Some(format!("{}: {why}", self.key));
                 }
                 if self.fields.iter().any(|f| f == OWNER)
@@ -253,14 +264,14 @@ impl Change {
         }
     }
 
-    /// Why this put rewrites a citizen the city holds with registered
-    /// events without registration, judged on the versions of the record
-    /// it had seen at `current` ([`super::civil::rewrite_refusal_on`]).
-    fn rewrite_refusal(&self, current: Option<&Versioned>) -> Option<String> {
+    /// Why this put by `sender` rewrites a citizen the city holds with
+    /// registered events without registration, judged on the record's
+    /// state `current` ([`super::civil::rewrite_refusal_on`]).
+    fn rewrite_refusal(&self, current: Option<&Versioned>, sender: &WardCode) -> Option<String> {
         let (Op::Put(Record { body: Body::Citizen(new), .. }), Some(state)) = (&self.op, current) else {
             return None;
         };
-        super::civil::rewrite_refusal_on(state, &self.context, &self.fields, new)
+        super::civil::rewrite_refusal_on(state, &self.context, &self.fields, new, Some(sender.as_str()))
     }
 
     /// Why this change, a residence transfer, may not move the record whose
@@ -463,9 +474,16 @@ mod tests {
         let to_a = put(citizen("00082"), "00082", 3, b_saw.clone());
         passed_to_a.apply(&to_a.values(), &to_a.stamp, &to_a.context);
         let mut concurrent = put(theirs.clone(), "00145", 2, b_saw);
-        concurrent.fields.retain(|f| f != OWNER);
+        concurrent.fields = vec!["phone".into(), "permanent_residence".into()];
         assert_eq!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx), None);
         assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), false), &ctx).is_some());
+        // Who the person is, or their events: not on its word that it had not seen the move.
+        for personal in ["full_name", "events"] {
+            let mut rewrite = concurrent.clone();
+            rewrite.fields.push(personal.into());
+            let why = rewrite.refusal(&b, &at(Some(&passed_to_a), true), &ctx).unwrap();
+            assert!(why.contains("only by registration"), "{why}");
+        }
         concurrent.fields.push(OWNER.into());
         assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx).is_some(), "sets the owner");
 
@@ -596,8 +614,10 @@ mod tests {
         other.full_name = "Huỳnh Xuân Quân".into();
         let why = write(other.clone(), &["full_name"], held.seen.clone()).unwrap();
         assert!(why.contains("register correction"), "{why}");
-        // Not having seen the record's name, it writes one concurrently: the merge settles it.
-        assert_eq!(write(other, &["full_name"], VersionVector::default()), None);
+        // Claiming not to have seen the record's name changes nothing: the
+        // identity is judged on every version the city holds.
+        let why = write(other, &["full_name"], VersionVector::default()).unwrap();
+        assert!(why.contains("register correction"), "{why}");
         let mut erased = person.clone();
         erased.events.clear();
         assert!(write(erased, &["events"], held.seen.clone()).unwrap().contains("drops or changes"));
@@ -608,7 +628,13 @@ mod tests {
             date: "2026-11-01".parse().unwrap(),
         };
         let corrected = correction.apply(std::slice::from_ref(person), &a, "QĐ 1/2026").remove(0);
-        assert_eq!(write(corrected, &["full_name", "events"], held.seen.clone()), None);
+        assert_eq!(write(corrected.clone(), &["full_name", "events"], held.seen.clone()), None);
+        // A correction must be written with what it corrects, and be the sender's own.
+        let why = write(corrected.clone(), &["events"], held.seen.clone()).unwrap();
+        assert!(why.contains("this write sets the record's full_name to \"nothing\""), "{why}");
+        let elsewhere = correction.apply(std::slice::from_ref(person), &ward("00145"), "QĐ 1/2026").remove(0);
+        let why = write(elsewhere, &["full_name", "events"], held.seen.clone()).unwrap();
+        assert!(why.contains("a ward registers its own corrections"), "{why}");
     }
 
     #[test]

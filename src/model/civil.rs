@@ -9,7 +9,7 @@ use super::{Citizen, CivilEvent, EventKind, MaritalStatus, Sex, WardCode};
 
 mod correction;
 pub use correction::{
-    IDENTITY_FIELDS, Seen, correction_form, identity_text, replacement_refusal, rewrite_refusal,
+    Held, IDENTITY_FIELDS, correction_form, identity_text, replacement_refusal, rewrite_refusal,
     rewrite_refusal_on, with_identity,
 };
 

@@ -259,7 +259,10 @@ fn an_event_is_stored_as_events_were_before_corrections_and_a_correction_round_t
     };
     let stored = postcard::to_stdvec(&before).unwrap();
     let read: CivilEvent = postcard::from_bytes(&stored).unwrap();
-    assert_eq!((read.kind, read.reference.as_str(), read.field.as_str()), (EventKind::Marriage, "12/2010", ""));
+    assert_eq!(
+        (read.kind, read.reference.as_str(), read.field.as_str()),
+        (EventKind::Marriage, "12/2010", "")
+    );
     assert_eq!(postcard::to_stdvec(&read).unwrap(), stored, "written as before");
     assert_eq!(serde_json::to_value(&read).unwrap().as_object().unwrap().len(), 5, "JSON as before");
     let correction = CivilEvent {

@@ -12,7 +12,7 @@ use super::{WardError, Writer};
 use crate::clock::today;
 use crate::model::civil::replacement_refusal;
 use crate::model::{
-    Body, Context, Kind, RecordKey, ValidationError, WardCode, beyond_transfer, transfer_overreach,
+    Body, Context, Kind, Record, RecordKey, ValidationError, WardCode, beyond_transfer, transfer_overreach,
 };
 use crate::proto::pb::{self, city_query_client::CityQueryClient, ward_api_server::WardApi};
 use crate::proto::{
@@ -36,9 +36,9 @@ pub struct LocalApi {
     pub(super) connect: Connect,
     /// Compares this ward's records with the city's copy.
     pub(super) verifier: Arc<super::Verifier>,
-    /// A connection to the city kept for the look-ups of writes (see
-    /// [`LocalApi::held_elsewhere`]); tonic reconnects it as needed.
-    pub(super) lookups: Arc<tokio::sync::Mutex<Option<tonic::transport::Channel>>>,
+    /// The connection to the city kept for the look-ups of writes (see
+    /// [`LocalApi::held_elsewhere`]).
+    pub(super) lookups: Arc<std::sync::Mutex<Lookups>>,
 }
 
 impl LocalApi {
@@ -56,22 +56,43 @@ impl LocalApi {
     /// this ward does not hold is refused when the city holds it for
     /// another ward (a person moving in is a transfer), instead of making
     /// conflicts there. Offline, or the city slow, the city judges it.
+    ///
+    /// A look-up that fails or takes its second stops look-ups for
+    /// [`Lookups::PAUSE`]: a city that hangs costs writes one second, not
+    /// one second each.
     async fn held_elsewhere(&self, key: &RecordKey) -> Option<WardCode> {
         const LOOKUP: std::time::Duration = std::time::Duration::from_secs(1);
         if !self.link.connected.load(Ordering::Relaxed) {
             return None;
         }
-        let channel = {
-            let mut cached = self.lookups.lock().await;
-            if cached.is_none() {
-                *cached = tokio::time::timeout(LOOKUP, (self.connect)()).await.ok()?.ok();
+        let cached = {
+            let l = self.lookups.lock().expect("not poisoned");
+            if l.failed_at.is_some_and(|t| t.elapsed() < Lookups::PAUSE) {
+                return None;
             }
-            cached.clone()?
+            l.channel.clone()
+        };
+        let failed = || {
+            self.lookups.lock().expect("not poisoned").failed_at = Some(tokio::time::Instant::now());
+            None
+        };
+        let channel = match cached {
+            Some(c) => c,
+            None => match tokio::time::timeout(LOOKUP, (self.connect)()).await {
+                Ok(Ok(c)) => {
+                    self.lookups.lock().expect("not poisoned").channel = Some(c.clone());
+                    c
+                }
+                _ => return failed(),
+            },
         };
         let mut request = Request::new(pb::CityGetRequest { key: Some(key.into()), ..Default::default() });
         request.set_timeout(LOOKUP);
-        let reply =
-            tokio::time::timeout(LOOKUP, CityQueryClient::new(channel).get(request)).await.ok()?.ok()?;
+        let reply = match tokio::time::timeout(LOOKUP, CityQueryClient::new(channel).get(request)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => return None,
+            _ => return failed(),
+        };
         let owner = record_from_pb(reply.into_inner().record).ok()?.ward;
         (owner != self.ward).then_some(owner)
     }
@@ -89,6 +110,19 @@ impl LocalApi {
     }
 }
 
+/// The look-ups of writes at the city: a connection kept (tonic reconnects
+/// it as needed), and when a look-up last failed.
+#[derive(Default)]
+pub struct Lookups {
+    channel: Option<tonic::transport::Channel>,
+    failed_at: Option<tokio::time::Instant>,
+}
+
+impl Lookups {
+    /// How long look-ups stop after one failed.
+    const PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
 #[tonic::async_trait]
 impl WardApi for LocalApi {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::WriteReply>, Status> {
@@ -101,16 +135,19 @@ impl WardApi for LocalApi {
         // The record as this ward knows it, even if it has passed to another
         // ward or was deleted there (only then is its state read): a put
         // never takes another ward's record (a person moving in is a transfer).
-        let existing = match self.store.get(&key).map_err(WardError::from)? {
-            Some(shown) => Some(shown),
+        // (`last_held` is the record as last held here, deleted or not: a
+        // delete and a re-create must not turn the dead into another.)
+        let (existing, last_held) = match self.store.get(&key).map_err(WardError::from)? {
+            Some(shown) => (Some(shown.clone()), Some(shown)),
             None => match self.store.state(&key).map_err(WardError::from)? {
                 Some(state) => {
                     if let Some(owner) = state.owner_value().and_then(|o| WardCode::parse(&o).ok()) {
                         self.check_owner(&key, &owner)?;
                     }
-                    state.materialize(&key, &self.store.policies())
+                    let policies = self.store.policies();
+                    (state.materialize(&key, &policies), state.view(&key, &policies))
                 }
-                None => None,
+                None => (None, None),
             },
         };
         let created = existing.is_none();
@@ -123,12 +160,13 @@ impl WardApi for LocalApi {
                 // Writing what is already stored changes nothing: no outbox entry.
                 return Ok(Response::new(pb::WriteReply { seq: 0, unchanged: true, created: false }));
             }
-            // Who a person is, and what was registered, change only by registration.
-            if let (Body::Citizen(old), Body::Citizen(new)) = (&existing.body, &record.body)
-                && let Some(why) = replacement_refusal(old, new)
-            {
-                return Err(WardError::Invalid(ValidationError::single("record.citizen", why)).into());
-            }
+        }
+        // Who a person is, and what was registered, change only by registration.
+        if let (Some(Record { body: Body::Citizen(old), .. }), Body::Citizen(new)) =
+            (&last_held, &record.body)
+            && let Some(why) = replacement_refusal(old, new, self.ward.as_str())
+        {
+            return Err(WardError::Invalid(ValidationError::single("record.citizen", why)).into());
         }
         let seq = self.writer.write(NewChange::put(key, record)).await?;
         Ok(Response::new(pb::WriteReply { seq, unchanged: false, created }))

@@ -65,53 +65,73 @@ pub fn correction_form(e: &CivilEvent) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-/// What a write had seen of a citizen's record: the registered events of
-/// each version it was built on, and the identity it read there.
+/// What a write of a citizen's record is judged on.
 #[derive(Debug, Clone, Copy)]
-pub struct Seen<'a> {
+pub struct Held<'a> {
     /// The person's id and name, for messages.
     pub who: (&'a str, &'a str),
-    /// The events of each version the write was built on.
-    pub events: &'a [Vec<CivilEvent>],
-    /// `(field, text)` of the identity it read (a field may appear once
-    /// per version it saw).
+    /// Whether any version of the record held has a registered event:
+    /// then its identity changes only by a correction, whatever the
+    /// writer says it had seen.
+    pub registered: bool,
+    /// The events of each version the write was built on: it keeps them.
+    pub kept: &'a [Vec<CivilEvent>],
+    /// `(field, text)` of every version held of the identity fields the
+    /// write sets: a value none of them has is a change.
     pub identity: &'a [(&'a str, String)],
+    /// The ward a correction the write appends must be registered by
+    /// (its sender); `None` for the data office.
+    pub registrar: Option<&'a str>,
 }
 
-/// Why a write of citizen `new` that had seen `seen` rewrites the person
-/// without registration, or `None`: once the record holds a registered
-/// event, the write must keep every event as it saw it (when it writes
-/// `events`), and each identity field it changes must be the field and
-/// value of a correction it appends. A correction it appends must match
-/// the value it writes. A record with no registered event is the ward's
-/// to complete and correct.
-pub fn rewrite_refusal(seen: &Seen, new: &Citizen, writes_events: bool) -> Option<String> {
-    let (id, name) = seen.who;
-    if seen.events.iter().all(Vec::is_empty) {
+/// Why a write of citizen `new` setting `fields` rewrites the person
+/// without registration, or `None`, judged on `held`. Once the record
+/// holds a registered event: the write keeps every event of the versions
+/// it was built on (when it writes `events`); each identity field it sets
+/// to a value no version holds is the field and value of a correction it
+/// appends; and each correction it appends writes its field, to its value,
+/// registered by the writer. A record with no registered event is the
+/// ward's to complete and correct.
+pub fn rewrite_refusal(held: &Held, new: &Citizen, fields: &[String]) -> Option<String> {
+    let (id, name) = held.who;
+    if !held.registered {
         return None;
     }
+    let writes = |f: &str| fields.iter().any(|x| x == f);
     // (A write that drops an event appends nothing; who it names is
     // judged first, as what most often tells a mistaken id.)
-    let dropped = seen.events.iter().find(|old| writes_events && !new.events.starts_with(old));
-    let longest = seen.events.iter().map(Vec::len).max().unwrap_or(0);
-    let appended: &[CivilEvent] =
-        if writes_events && dropped.is_none() { &new.events[longest..] } else { &[] };
-    if let Some(why) = appended.iter().filter(|e| e.kind == EventKind::Correction).find_map(|e| {
-        let now = identity_text(new, &e.field)?;
-        (now != e.value).then(|| {
-            format!(
-                "the correction registers {} {:?}, but the record's {} is {now:?}",
-                e.field, e.value, e.field
-            )
-        })
-    }) {
-        return Some(why);
+    let dropped = held.kept.iter().find(|old| writes("events") && !new.events.starts_with(old));
+    let longest = held.kept.iter().map(Vec::len).max().unwrap_or(0);
+    let appended: &[CivilEvent] = if writes("events") && dropped.is_none() {
+        &new.events[longest.min(new.events.len())..]
+    } else {
+        &[]
+    };
+    for e in appended.iter().filter(|e| e.kind == EventKind::Correction) {
+        let now = identity_text(new, &e.field);
+        if !writes(&e.field) || now.as_deref() != Some(e.value.as_str()) {
+            return Some(format!(
+                "the correction registers {} {:?}, but this write sets the record's {} to {:?}",
+                e.field,
+                e.value,
+                e.field,
+                now.filter(|_| writes(&e.field)).unwrap_or_else(|| "nothing".into())
+            ));
+        }
+        if let Some(ward) = held.registrar.filter(|w| *w != e.registered_by) {
+            return Some(format!(
+                "the correction is registered by {:?}, but ward {ward} writes it: a ward registers its own corrections",
+                e.registered_by
+            ));
+        }
     }
-    for (field, old) in seen.identity {
+    for field in IDENTITY_FIELDS.iter().filter(|f| writes(f)) {
         let Some(now) = identity_text(new, field) else { continue };
+        let mut olds = held.identity.iter().filter(|(f, _)| f == field).map(|(_, v)| v);
+        let Some(old) = olds.clone().next() else { continue };
         let corrected =
             |e: &CivilEvent| e.kind == EventKind::Correction && e.field == *field && e.value == now;
-        if &now != old && !appended.iter().any(corrected) {
+        if !olds.any(|o| *o == now) && !appended.iter().any(corrected) {
             return Some(format!(
                 "this write changes the {field} of {id} ({name}) from {old:?} to {now:?}, and the person has \
                  registered civil events: if this is the same person, register the correction \
@@ -131,37 +151,49 @@ pub fn rewrite_refusal(seen: &Seen, new: &Citizen, writes_events: bool) -> Optio
     })
 }
 
-/// [`rewrite_refusal`] of a write of citizen `new` setting `fields`, built
-/// on the versions of the record `state` holds that `context` has seen: as
-/// the city judges a ward's change, or the office's edit.
+/// [`rewrite_refusal`] of a write of citizen `new` setting `fields`, as the
+/// city judges a ward's change (`registrar` its sender) or the office's
+/// edit: on every version of the record `state` holds for whether events
+/// are registered and for the identity held, and on those `context` has
+/// seen for the events it keeps.
 pub fn rewrite_refusal_on(
     state: &Versioned,
     context: &VersionVector,
     fields: &[String],
     new: &Citizen,
+    registrar: Option<&str>,
 ) -> Option<String> {
-    let seen = |f: &str| state.fields.get(f).into_iter().flatten().filter(|h| context.has_seen(&h.stamp));
-    let events: Vec<Vec<CivilEvent>> =
-        seen("events").filter_map(|h| serde_json::from_str(&h.value).ok()).collect();
-    let writes = |f: &str| fields.iter().any(|x| x == f);
+    let heads = |f: &str| state.fields.get(f).into_iter().flatten();
+    let events = |h: &super::super::FieldWrite| serde_json::from_str::<Vec<CivilEvent>>(&h.value).ok();
+    let registered = heads("events").filter_map(events).any(|e| !e.is_empty());
+    let kept: Vec<Vec<CivilEvent>> =
+        heads("events").filter(|h| context.has_seen(&h.stamp)).filter_map(events).collect();
     let identity: Vec<(&str, String)> = IDENTITY_FIELDS
         .iter()
-        .filter(|f| writes(f))
-        .flat_map(|f| seen(f).filter_map(|h| Some((*f, serde_json::from_str::<String>(&h.value).ok()?))))
+        .filter(|f| fields.iter().any(|x| x == *f))
+        .flat_map(|f| heads(f).filter_map(|h| Some((*f, serde_json::from_str::<String>(&h.value).ok()?))))
         .collect();
     let name = identity.iter().find(|(f, _)| *f == "full_name").map_or(new.full_name.as_str(), |(_, n)| n);
-    let seen = Seen { who: (&new.personal_id, name), events: &events, identity: &identity };
-    rewrite_refusal(&seen, new, writes("events"))
+    let held =
+        Held { who: (&new.personal_id, name), registered, kept: &kept, identity: &identity, registrar };
+    rewrite_refusal(&held, new, fields)
 }
 
-/// [`rewrite_refusal`] of a write of the whole record `new` over `old`, as
-/// the ward judges a put on its own copy.
-pub fn replacement_refusal(old: &Citizen, new: &Citizen) -> Option<String> {
+/// [`rewrite_refusal`] of a write of the whole record `new` over `old` by
+/// `registrar`, as a ward judges a put on its own copy.
+pub fn replacement_refusal(old: &Citizen, new: &Citizen, registrar: &str) -> Option<String> {
     let identity: Vec<(&str, String)> =
         IDENTITY_FIELDS.iter().filter_map(|f| Some((*f, identity_text(old, f)?))).collect();
-    let events = [old.events.clone()];
-    let seen = Seen { who: (&old.personal_id, &old.full_name), events: &events, identity: &identity };
-    rewrite_refusal(&seen, new, true)
+    let kept = [old.events.clone()];
+    let held = Held {
+        who: (&old.personal_id, &old.full_name),
+        registered: !old.events.is_empty(),
+        kept: &kept,
+        identity: &identity,
+        registrar: Some(registrar),
+    };
+    let fields: Vec<String> = IDENTITY_FIELDS.iter().chain(&["events"]).map(|f| f.to_string()).collect();
+    rewrite_refusal(&held, new, &fields)
 }
 
 #[cfg(test)]
@@ -198,27 +230,27 @@ mod tests {
         // Another person under the same id: refused, with what to do.
         let mut other = old.clone();
         other.full_name = "Huỳnh Xuân Quân".into();
-        let why = replacement_refusal(&old, &other).unwrap();
+        let why = replacement_refusal(&old, &other, "00082").unwrap();
         assert!(why.contains("changes the full_name") && why.contains("register correction"), "{why}");
         // The same with the correction registered: accepted.
         other.events.push(correction("full_name", "Huỳnh Xuân Quân"));
-        assert_eq!(replacement_refusal(&old, &other), None);
+        assert_eq!(replacement_refusal(&old, &other, "00082"), None);
         // A correction of another value than the one written: refused.
         other.events.last_mut().unwrap().value = "Huỳnh Xuân Quang".into();
-        assert!(replacement_refusal(&old, &other).unwrap().contains("the correction registers"));
+        assert!(replacement_refusal(&old, &other, "00082").unwrap().contains("the correction registers"));
         // A registered event dropped: refused, whatever else.
         let mut dropped = old.clone();
         dropped.events.clear();
-        assert!(replacement_refusal(&old, &dropped).unwrap().contains("drops or changes the birth"));
+        assert!(replacement_refusal(&old, &dropped, "00082").unwrap().contains("drops or changes the birth"));
         // Other fields change freely; so does a person with no event yet.
         let mut moved = old.clone();
         moved.phone = "0987654321".into();
-        assert_eq!(replacement_refusal(&old, &moved), None);
+        assert_eq!(replacement_refusal(&old, &moved, "00082"), None);
         let mut bare = old.clone();
         bare.events.clear();
         let mut renamed = bare.clone();
         renamed.full_name = "Huỳnh Xuân Quân".into();
-        assert_eq!(replacement_refusal(&bare, &renamed), None);
+        assert_eq!(replacement_refusal(&bare, &renamed, "00082"), None);
     }
 
     #[test]

@@ -153,7 +153,8 @@ impl<T: Target> GroupWrite<'_, T> {
         // Who a person is, and what was registered, change only by
         // registration: judged on what the editor had seen.
         if let Body::Citizen(now) = &record.body
-            && let Some(why) = rewrite_refusal_on(state, seen.as_ref().unwrap_or(&state.seen), &fields, now)
+            && let Some(why) =
+                rewrite_refusal_on(state, seen.as_ref().unwrap_or(&state.seen), &fields, now, None)
         {
             return Ok(Err(ValidationError::single("record.citizen", why).into()));
         }
@@ -175,6 +176,20 @@ impl<T: Target> GroupWrite<'_, T> {
             return Ok(Err(OfficeError::NoConflict(key.to_string(), field.to_string())));
         }
         let state = self.current(key)?.clone();
+        // A person's identity and events are settled by choosing what was
+        // written: a new value is a correction, the person's ward's to register.
+        let personal = key.kind() == crate::model::Kind::Citizen
+            && (crate::model::civil::IDENTITY_FIELDS.contains(&field) || field == "events");
+        let parsed = |v: &str| serde_json::from_str::<serde_json::Value>(v).ok();
+        if personal
+            && !state.fields.get(field).into_iter().flatten().any(|h| parsed(&h.value) == parsed(value))
+        {
+            let why = format!(
+                "the {field} of a person is settled by choosing one of the values written (--choose N); \
+                 a new value is a correction the person's ward registers (wardsync register correction)"
+            );
+            return Ok(Err(ValidationError::single("value", why).into()));
+        }
         if field == EXISTS && value == "false" {
             return self.city_writes(key, vec![(Vec::new(), Op::Delete)], None, by, wards).map(Ok);
         }

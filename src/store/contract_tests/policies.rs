@@ -35,6 +35,10 @@ async fn a_policy_change_shows_stored_records_indexes_and_conflicts_under_the_ne
             Policy::OwnerWins,
             "{name}"
         );
+        // A person's name is settled by choosing a written one, never a new one.
+        let e =
+            city.resolve(&key, "full_name", "\"Tên Tùy Ý\"", "office", 4, &ctx()).await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("settled by choosing one of the values written"), "{name}: {e}");
         city.flush().await.unwrap();
         drop(city);
 
