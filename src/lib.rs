@@ -5,8 +5,9 @@
 //! - [`model`]: record kinds, keys, the three record schemas and their
 //!   validation, changes and the ownership rule, hybrid clocks and the
 //!   field-level convergent merge with its policies, civil-status
-//!   registration (a registrar's checks, what a marriage, divorce or death
-//!   changes, the data-quality problems), the official reference data
+//!   registration (a registrar's checks, what a marriage, divorce, death or
+//!   correction changes, the identity of a person with registered events,
+//!   the data-quality problems), the official reference data
 //!   (embedded), diacritics folding, digests of a ward's records.
 //!   Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
@@ -48,8 +49,10 @@
 //! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and their corpus replay.
 //! - [`cli`]: the subcommands other than `ward` and `city` (certs, put, get,
 //!   list, status, lookup, gen, import, export, query, quarantine, demo,
-//!   bench, verify, backup), the CSV and JSON Lines formats, and the TCP
-//!   relay the demo and the fault tests cut, drop and slow down.
+//!   bench, verify, backup), how a command connects and fails (one exit
+//!   status table, messages that say what to check: `cli::connect`,
+//!   `cli::failure`), the CSV and JSON Lines formats as people make them,
+//!   and the TCP relay the demo and the fault tests cut, drop and slow down.
 //!
 //! # Architecture invariants
 //!
@@ -97,7 +100,13 @@
 //!    added by the sender; the status it implies; four a day at most per
 //!    ward and citizen), and is never kept in the registering ward's copy;
 //!    a ward a logged change named owner may write concurrently with the
-//!    record changing hands, without taking it back. A record is kept by
+//!    record changing hands, without taking it back, nor changing who a
+//!    person is or their events. Once a citizen's record holds a registered
+//!    event, no write (a ward's, at the ward and at the city; the office's
+//!    edit or settlement) changes the person's name, date of birth or sex
+//!    to a value no version holds, whatever the writer says it had seen,
+//!    unless it appends the sender's own registered correction of it; nor
+//!    drops an event of a version it had seen. A record is kept by
 //!    the ward it is in (a citizen's permanent residence, a parcel's
 //!    commune), judged where a change names its owner. A change's form
 //!    (writers, fields, text, sizes) is checked as it is decoded. The city

@@ -170,6 +170,14 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     let cli = |args: &[&str]| office_cli(&env, &city, args).0;
     let shown = cli(&["conflicts", "show", "--kind", "land", "--key", key.id()]);
     assert!(shown.contains("disputed: awaiting resolution"), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&cli(&["conflicts", "show", "--kind", "land", "--key", key.id(), "--json"]))
+            .unwrap();
+    assert_eq!(
+        (v["disputed"].as_bool(), v["conflicts"][0]["field"].as_str()),
+        (Some(true), Some("owners")),
+        "{v}"
+    );
     let contender = format!("{ward_value}. [\"001085012345\"] by 00082");
     assert!(shown.contains("field owners (manual") && shown.contains(&contender), "{shown}");
     let listed = cli(&["conflicts", "list", "--ward", "00082"]);

@@ -225,6 +225,9 @@ pub enum ConflictsAction {
         /// The record's key.
         #[arg(long)]
         key: String,
+        /// Print one JSON object: the record, whether it is disputed, its conflicts.
+        #[arg(long)]
+        json: bool,
         /// The city (--city and --tls-dir).
         #[command(flatten)]
         target: CityTarget,

@@ -71,7 +71,7 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        ConflictsAction::Show { kind, key, target } => {
+        ConflictsAction::Show { kind, key, json, target } => {
             let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
             let mut c = city_of(&target).await?;
             let state = c
@@ -79,14 +79,22 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(answered)?
                 .into_inner();
-            match state.record {
-                Some(r) => println!("{}", serde_json::to_string(&record_from_pb(Some(r))?)?),
+            let record = state.record.map(|r| record_from_pb(Some(r))).transpose()?;
+            let req = pb::ConflictsRequest { key: Some((&key).into()), ..Default::default() };
+            let conflicts = c.list_conflicts(req).await.map_err(answered)?.into_inner().conflicts;
+            if json {
+                let v = serde_json::json!({"record": record, "key": key.to_string(), "deleted": record.is_none(),
+                    "disputed": state.disputed, "conflicts": conflicts.iter().map(conflict_json).collect::<Vec<_>>()});
+                println!("{v}");
+                return Ok(());
+            }
+            match record {
+                Some(r) => println!("{}", serde_json::to_string(&r)?),
                 None => println!("{key} is deleted"),
             }
             println!("{}", if state.disputed { "disputed: awaiting resolution" } else { "not disputed" });
-            let req = pb::ConflictsRequest { key: Some((&key).into()), ..Default::default() };
-            for conflict in c.list_conflicts(req).await.map_err(answered)?.into_inner().conflicts {
-                print_conflict(&conflict);
+            for conflict in &conflicts {
+                print_conflict(conflict);
             }
         }
         ConflictsAction::Resolve { kind, key, field, choose, value, target } => {

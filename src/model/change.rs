@@ -221,10 +221,15 @@ impl Change {
                 ));
             }
             // (Who a person is and what was registered are not for a
-            // former owner's concurrent write: its word that it had not
-            // seen the move is all the exception rests on.)
-            let personal = |f: &String| f == "events" || super::civil::IDENTITY_FIELDS.contains(&f.as_str());
-            if owner != sender.as_str() && concurrent && !registered && self.fields.iter().any(personal) {
+            // former owner's concurrent write to change: its word that it
+            // had not seen the move is all the exception rests on. It may
+            // write them as a version the city holds has them.)
+            let personal = |f: &str| f == "events" || super::civil::IDENTITY_FIELDS.contains(&f);
+            let held = |f: &str, v: &String| {
+                current.and_then(|c| c.fields.get(f)).is_some_and(|hs| hs.iter().any(|h| &h.value == v))
+            };
+            let rewrites = || self.values().iter().any(|(f, v)| personal(f) && !held(f, v));
+            if owner != sender.as_str() && concurrent && !registered && rewrites() {
                 return Some(format!(
                     "{} belongs to ward {owner}: ward {sender}, which no longer owns it, changes who the person \
                      is or their events only by registration",
@@ -478,11 +483,18 @@ mod tests {
         assert_eq!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx), None);
         assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), false), &ctx).is_some());
         // Who the person is, or their events: not on its word that it had not seen the move.
+        let mut same = concurrent.clone();
+        same.fields.extend(["full_name".into(), "events".into()]);
+        assert_eq!(same.refusal(&b, &at(Some(&passed_to_a), true), &ctx), None, "as the city holds them");
         for personal in ["full_name", "events"] {
-            let mut rewrite = concurrent.clone();
-            rewrite.fields.push(personal.into());
+            let mut rewrite = same.clone();
+            let Op::Put(Record { body: Body::Citizen(c), .. }) = &mut rewrite.op else { unreachable!() };
+            match personal {
+                "full_name" => c.full_name = "Tên Khác".into(),
+                _ => c.events.clear(),
+            }
             let why = rewrite.refusal(&b, &at(Some(&passed_to_a), true), &ctx).unwrap();
-            assert!(why.contains("only by registration"), "{why}");
+            assert!(why.contains("only by registration"), "{personal}: {why}");
         }
         concurrent.fields.push(OWNER.into());
         assert!(concurrent.refusal(&b, &at(Some(&passed_to_a), true), &ctx).is_some(), "sets the owner");
