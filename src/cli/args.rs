@@ -44,7 +44,7 @@ pub enum Command {
     /// Write records through a ward agent (JSON, one record per line).
     Put(PutArgs),
     /// Delete a record through its owning ward's agent.
-    Delete(DeleteArgs),
+    Delete(AgentKeyArgs),
     /// Read one record from a ward agent or from the city (now, or --as-of a past time).
     Get(GetArgs),
     /// Every change the city applied to one record: who, when, which fields, before and after.
@@ -58,7 +58,7 @@ pub enum Command {
     /// Copy a running ward agent's or city's embedded store, consistently, for a backup.
     Backup(BackupArgs),
     /// Find a record anywhere in the city through a ward agent (asks the city).
-    Lookup(LookupArgs),
+    Lookup(AgentKeyArgs),
     /// Register a marriage, divorce or death as this ward's registrar.
     Register(super::civil::RegisterArgs),
     /// Confirm a person's marital status city-wide (events, registering wards, disputes).
@@ -376,20 +376,6 @@ pub struct KeyArgs {
     pub target: TargetArgs,
 }
 
-/// Flags of `wardsync delete`.
-#[derive(Debug, Args)]
-pub struct DeleteArgs {
-    /// citizen, business or land.
-    #[arg(long)]
-    pub kind: Kind,
-    /// The key: personal id, enterprise code, or COMMUNE:SHEET:PARCEL.
-    #[arg(long)]
-    pub key: String,
-    /// The owning ward agent's local API: http://HOST:PORT, or unix:/path/to/socket.
-    #[arg(long, env = "WARDSYNC_WARD_API", default_value = "http://127.0.0.1:7070")]
-    pub ward_api: String,
-}
-
 /// Flags of `wardsync get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
@@ -503,9 +489,10 @@ pub struct BenchArgs {
     pub database_url: Option<String>,
 }
 
-/// Flags of `wardsync lookup`.
+/// Flags naming one record, and the ward agent asked (`delete`: the
+/// record's owner; `lookup`: any).
 #[derive(Debug, Args)]
-pub struct LookupArgs {
+pub struct AgentKeyArgs {
     /// citizen, business or land.
     #[arg(long)]
     pub kind: Kind,

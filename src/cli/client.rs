@@ -6,9 +6,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use super::args::{
-    CityTarget, ClientTls, DeleteArgs, GetArgs, KeyArgs, ListArgs, LookupArgs, PutArgs, TargetArgs,
-};
+use super::args::{AgentKeyArgs, CityTarget, ClientTls, GetArgs, KeyArgs, ListArgs, PutArgs, TargetArgs};
 pub use super::connect::{city_client, ward_client};
 use super::failure::{answered, exit};
 use super::formats::{Entry, Format, Reading, Row, open_records};
@@ -150,7 +148,7 @@ pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `wardsync delete`.
-pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+pub async fn delete(a: AgentKeyArgs) -> anyhow::Result<()> {
     let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let reply = ward_client(&a.ward_api)
         .await?
@@ -311,7 +309,7 @@ pub async fn all_city_records(
 }
 
 /// `wardsync lookup`: a record anywhere in the city, through a ward agent.
-pub async fn lookup(a: LookupArgs) -> anyhow::Result<()> {
+pub async fn lookup(a: AgentKeyArgs) -> anyhow::Result<()> {
     let key = RecordKey::new(a.kind, &a.key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let reply = ward_client(&a.ward_api)
         .await?

@@ -9,6 +9,7 @@ mod change;
 pub mod civil;
 pub mod digest;
 mod enums;
+mod event_form;
 mod hlc;
 mod ids;
 #[cfg(test)]
