@@ -372,7 +372,7 @@ async fn a_put_of_a_citizen_the_city_holds_for_another_ward_is_refused_with_the_
     let mine = theirs.replace("00145", "00082");
     let (code, err) = run(&["put", "--record", &mine, "--ward-api", &format!("http://{}", a.api)]);
     assert_eq!(code, Some(5), "{err}");
-    assert!(err.contains("is owned by ward 00145") && err.contains("put --transfer"), "{err}");
+    assert!(err.contains("is a record of ward 00145 at the city") && err.contains("put --transfer"), "{err}");
     assert_eq!(status(&mut agent_a).await.unwrap().last_seq, 0, "nothing was written");
     let certs = env.certs().display().to_string();
     let conflicts = wardsync(&["conflicts", "list", "--json", "--city", &city.url(), "--tls-dir", &certs]);

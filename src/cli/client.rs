@@ -93,12 +93,27 @@ pub(super) fn records_given(record: &str) -> anyhow::Result<Box<dyn Iterator<Ite
     Ok(open_records(input, how).map_err(|why| anyhow::anyhow!("--record: {why}"))?.rows)
 }
 
+/// The ward another than `record`'s that holds it, as the agent's
+/// look-up finds it (its own copy, or the city's); `None` when no other
+/// does, or the city cannot say (offline, the city judges the write).
+async fn held_elsewhere(
+    client: &mut WardApiClient<Channel>,
+    record: &Record,
+) -> Option<crate::model::WardCode> {
+    let key = record.key().ok()?;
+    let found = client.lookup(pb::GetRequest { key: Some((&key).into()) }).await.ok()?.into_inner().record;
+    let owner = record_from_pb(found).ok()?.ward;
+    (owner != record.ward).then_some(owner)
+}
+
 /// `wardsync put`: every record given is tried; a refused one is said
 /// with its line, and the others go on. One record refused is the
 /// command's error; among several, exit status 2 and a summary.
 pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<Row> = records_given(&a.record)?.collect();
     let mut client = ward_client(&a.ward_api).await?;
+    // (Offline, the city is not asked: the write is judged there later.)
+    let online = client.status(pb::StatusRequest {}).await.is_ok_and(|s| s.into_inner().connected);
     let (mut stored, mut unchanged, mut rejected) = (0, 0, 0);
     let only = rows.len() == 1;
     for row in rows {
@@ -115,6 +130,26 @@ pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        // A person the city holds for another ward is not this ward's to
+        // write: said now, not left for the city to quarantine.
+        if !a.transfer
+            && online
+            && let Some(owner) = held_elsewhere(&mut client, &record).await
+        {
+            let why = format!(
+                "{}/{} is a record of ward {owner} at the city, not of ward {}: a person who moved here is \
+                 taken over with a residence transfer (wardsync put --transfer)",
+                record.kind(),
+                record.key_id(),
+                record.ward
+            );
+            if only {
+                return Err(answered(tonic::Status::permission_denied(why)));
+            }
+            eprintln!("line {line}: {why}");
+            rejected += 1;
+            continue;
+        }
         let request = pb::PutRequest { record: Some((&record).into()) };
         let reply = if a.transfer { client.transfer(request).await } else { client.put(request).await };
         let reply = match reply {

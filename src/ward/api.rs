@@ -36,9 +36,6 @@ pub struct LocalApi {
     pub(super) connect: Connect,
     /// Compares this ward's records with the city's copy.
     pub(super) verifier: Arc<super::Verifier>,
-    /// The connection to the city kept for the look-ups of writes (see
-    /// [`LocalApi::held_elsewhere`]).
-    pub(super) lookups: Arc<std::sync::Mutex<Lookups>>,
 }
 
 impl LocalApi {
@@ -49,52 +46,6 @@ impl LocalApi {
             .map_err(|_| WardError::CityUnreachable("no connection within 5 s".into()))?
             .map_err(|e| WardError::CityUnreachable(format!("{e:#}")))?;
         Ok(CityQueryClient::new(channel))
-    }
-
-    /// The ward that owns `key` at the city if it is another one, asked
-    /// only while the link is up and within a second: a put of a record
-    /// this ward does not hold is refused when the city holds it for
-    /// another ward (a person moving in is a transfer), instead of making
-    /// conflicts there. Offline, or the city slow, the city judges it.
-    ///
-    /// A look-up that fails or takes its second stops look-ups for
-    /// [`Lookups::PAUSE`]: a city that hangs costs writes one second, not
-    /// one second each.
-    async fn held_elsewhere(&self, key: &RecordKey) -> Option<WardCode> {
-        const LOOKUP: std::time::Duration = std::time::Duration::from_secs(1);
-        if !self.link.connected.load(Ordering::Relaxed) {
-            return None;
-        }
-        let cached = {
-            let l = self.lookups.lock().expect("not poisoned");
-            if l.failed_at.is_some_and(|t| t.elapsed() < Lookups::PAUSE) {
-                return None;
-            }
-            l.channel.clone()
-        };
-        let failed = || {
-            self.lookups.lock().expect("not poisoned").failed_at = Some(tokio::time::Instant::now());
-            None
-        };
-        let channel = match cached {
-            Some(c) => c,
-            None => match tokio::time::timeout(LOOKUP, (self.connect)()).await {
-                Ok(Ok(c)) => {
-                    self.lookups.lock().expect("not poisoned").channel = Some(c.clone());
-                    c
-                }
-                _ => return failed(),
-            },
-        };
-        let mut request = Request::new(pb::CityGetRequest { key: Some(key.into()), ..Default::default() });
-        request.set_timeout(LOOKUP);
-        let reply = match tokio::time::timeout(LOOKUP, CityQueryClient::new(channel).get(request)).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(s)) if s.code() == tonic::Code::NotFound => return None,
-            _ => return failed(),
-        };
-        let owner = record_from_pb(reply.into_inner().record).ok()?.ward;
-        (owner != self.ward).then_some(owner)
     }
 
     pub(super) fn context(&self) -> Context {
@@ -108,19 +59,6 @@ impl LocalApi {
             Err(WardError::NotOwned { key: key.clone(), owner: owner.clone(), this: self.ward.clone() })
         }
     }
-}
-
-/// The look-ups of writes at the city: a connection kept (tonic reconnects
-/// it as needed), and when a look-up last failed.
-#[derive(Default)]
-pub struct Lookups {
-    channel: Option<tonic::transport::Channel>,
-    failed_at: Option<tokio::time::Instant>,
-}
-
-impl Lookups {
-    /// How long look-ups stop after one failed.
-    const PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 #[tonic::async_trait]
@@ -151,9 +89,6 @@ impl WardApi for LocalApi {
             },
         };
         let created = existing.is_none();
-        if created && let Some(owner) = self.held_elsewhere(&key).await {
-            return Err(WardError::NotOwned { key, owner, this: self.ward.clone() }.into());
-        }
         if let Some(existing) = existing {
             self.check_owner(&key, &existing.ward)?;
             if existing == record {

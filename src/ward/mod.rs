@@ -203,16 +203,8 @@ where
             cancel.clone().cancelled_owned(),
         ))
     });
-    let api = LocalApi {
-        ward: ward.clone(),
-        store: store.clone(),
-        writer,
-        link,
-        province,
-        connect,
-        verifier,
-        lookups: Arc::default(),
-    };
+    let api =
+        LocalApi { ward: ward.clone(), store: store.clone(), writer, link, province, connect, verifier };
     tracing::info!(%ward, data_dir = %cfg.data_dir.display(), backlog = store.backlog(), "ward agent started");
     let served = Server::builder()
         .timeout(crate::net::RPC_DEADLINE)
