@@ -8,7 +8,9 @@
 //!   registration (a registrar's checks, what a marriage, divorce, death or
 //!   correction changes, the identity of a person with registered events,
 //!   the data-quality problems), the official reference data
-//!   (embedded), diacritics folding, digests of a ward's records.
+//!   (embedded), diacritics folding, digests of a ward's records, the
+//!   canonical form, hash and chain link of what a ward signs
+//!   (`model::signed`, checked against golden vectors; not yet used).
 //!   Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
 //!   outbox) over the [`store::Engine`] facade (sled on disk, synced so

@@ -20,6 +20,7 @@ mod record;
 #[cfg(test)]
 mod record_tests;
 pub mod reference;
+pub mod signed;
 pub mod strict;
 mod text;
 mod validation;
