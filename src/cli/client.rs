@@ -1,5 +1,7 @@
-//! Client subcommands: put, delete, get, list, status. They talk to a ward
-//! agent's local API, or to the city over mutual TLS with `--city`.
+//! Client subcommands: put, delete, get, list, lookup. They talk to a ward
+//! agent's local API, or to the city over mutual TLS with `--city`
+//! (connecting: `cli::connect`); records given with `--record` are read as
+//! `import` reads JSON.
 
 use std::io::BufRead;
 

@@ -1,5 +1,6 @@
 //! File formats for records: JSON Lines (one record per line, the model's
-//! JSON) and CSV (one kind per file, flat columns; see `csv_rows`).
+//! JSON, or pretty-printed records) and CSV (one kind per file, flat
+//! columns; see `csv_rows`), read as people make them (`reading`).
 //!
 //! An incremental export (`export --since`) also says which records are no
 //! longer the exported ward's: a JSON line `{"gone": {"kind": "citizen",

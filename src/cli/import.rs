@@ -3,17 +3,20 @@
 //! Valid rows are written through the agent's API (several in flight, but
 //! the rows of one key one after another, in file order, so a later
 //! correction always wins); rows that cannot be read or that the agent
-//! refuses go to a reject file with their line number and reasons, and the
-//! import goes on. The `gone` lines of an incremental export are applied
+//! refuses go to a reject file as written, each after a note of its line
+//! and reason (a fixed reject file imports as any file), and the import
+//! goes on; a new run keeps an earlier run's reject file aside. The file's
+//! format and a CSV delimiter are told by its content (`formats::reading`);
+//! a header that is not the kind's stops the import before any row. The `gone` lines of an incremental export are applied
 //! too: a deleted record is deleted, one another ward took is left alone.
 //! Progress is saved beside the file (`FILE.import-state`)
 //! as lines complete, so an interrupted import resumes after the last line
 //! known done, but only for the same file content (a hash of it), the same
 //! ward agent and kind; anything else starts over. A lock
 //! (`FILE.import-lock`) keeps a second import of the same file from running
-//! at once. A row written again is recognised by the agent as unchanged,
-//! so nothing is duplicated, and a second run over the same file changes
-//! nothing.
+//! at once; Ctrl-C saves the progress and says how to resume. A row
+//! written again is recognised by the agent as unchanged, so nothing is
+//! duplicated, and a second run over the same file changes nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
