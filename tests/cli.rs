@@ -171,6 +171,25 @@ async fn files_as_people_make_them_are_read_or_refused_once_with_the_fix() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!dir.join("typo.csv.rejects").exists());
 
+    // A rejected row with a formula a legacy system left in a cell comes
+    // back as a spreadsheet opens it safely, its note one cell.
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let mut row: Vec<String> = rows.records().next().unwrap().unwrap().iter().map(String::from).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    row[column("name")] = "=HYPERLINK(\"http://x\",\"y\")".into();
+    row[column("enterprise_code")] = "123".into();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header).unwrap();
+    w.write_record(&row).unwrap();
+    let formula = dir.join("formula.csv");
+    std::fs::write(&formula, w.into_inner().unwrap()).unwrap();
+    assert_eq!(import(&formula, "business").status.code(), Some(2));
+    let rejected = std::fs::read_to_string(dir.join("formula.csv.rejects")).unwrap();
+    let lines: Vec<&str> = rejected.lines().collect();
+    assert!(lines[1].starts_with("# line 2: ") && !lines[1].contains(','), "{rejected}");
+    assert!(lines[2].contains("'=HYPERLINK"), "{rejected}");
+
     // JSON Lines in a file named .csv: read as what it holds.
     let people = stdout(&wardsync(&["gen", "--ward", "00082", "--citizens", "30"]));
     let misnamed = dir.join("citizens.csv");

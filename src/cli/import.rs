@@ -197,7 +197,8 @@ pub async fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         keep_aside(&rejects_path)?;
     }
-    let mut rejects = Rejects::open(&rejects_path, state.rejects_len, records.header.as_deref())?;
+    let mut rejects =
+        Rejects::open(&rejects_path, state.rejects_len, records.header.as_deref(), records.delimiter)?;
 
     let client = ward_client(&a.ward_api).await?;
     let bar = ProgressBar::new(file_len).with_style(
@@ -325,13 +326,13 @@ fn keep_aside(path: &Path) -> anyhow::Result<()> {
 
 /// The reject file: the rejected rows as written (after the header, for
 /// CSV), each after a `# line N: reason` note that a re-import passes
-/// over.
-struct Rejects(BufWriter<File>);
+/// over; in a CSV file, with the delimiter of its rows.
+struct Rejects(BufWriter<File>, Option<u8>);
 
 impl Rejects {
     /// Opens `path`, cut back to `len` (what the run being resumed had
     /// written), with `header` first in a new file.
-    fn open(path: &Path, len: u64, header: Option<&str>) -> anyhow::Result<Rejects> {
+    fn open(path: &Path, len: u64, header: Option<&str>, delimiter: Option<u8>) -> anyhow::Result<Rejects> {
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -344,11 +345,17 @@ impl Rejects {
         if let (0, Some(header)) = (len, header) {
             writeln!(w, "{header}")?;
         }
-        Ok(Rejects(w))
+        Ok(Rejects(w, delimiter))
     }
 
     fn add(&mut self, line: u64, reason: &str, text: &str) -> anyhow::Result<()> {
-        writeln!(self.0, "# line {line}: {}", reason.replace('\n', " "))?;
+        // (In CSV the note stays one cell that starts with `#`: nothing in
+        // it a spreadsheet would split on, or run.)
+        let mut note = reason.replace(['\n', '\r'], " ");
+        if let Some(d) = self.1 {
+            note = note.replace([d as char, '"'], " ");
+        }
+        writeln!(self.0, "# line {line}: {note}")?;
         if !text.is_empty() {
             writeln!(self.0, "{text}")?;
         }

@@ -89,7 +89,7 @@ pub(super) const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// A cell a spreadsheet would run as a formula, made inert with a leading
 /// `'` (which spreadsheets hide); [`unneutralise`] takes it off on import,
 /// so every value survives an export and a re-import unchanged.
-fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     if cell.starts_with(FORMULA_START) || (cell.starts_with('\'') && escaped(cell)) {
         format!("'{cell}").into()
     } else {

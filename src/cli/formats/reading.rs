@@ -29,6 +29,8 @@ pub struct Records {
     pub format: Format,
     /// A CSV file's header line, as written.
     pub header: Option<String>,
+    /// A CSV file's delimiter.
+    pub delimiter: Option<u8>,
     /// Each data line.
     pub rows: Box<dyn Iterator<Item = Row>>,
 }
@@ -60,7 +62,7 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
                 || first != Some(b'{')
                 || !head.contains(&b'\n');
             let rows = if one_per_line { json_lines(input, how.kind) } else { pretty_json(input, how.kind)? };
-            Ok(Records { format, header: None, rows })
+            Ok(Records { format, header: None, delimiter: None, rows })
         }
         Format::Csv => {
             let Some(kind) = how.kind else {
@@ -70,7 +72,8 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
             let delimiter = how.delimiter.unwrap_or_else(|| sniff_delimiter(header));
             header_problem(header, delimiter, kind, how.format.is_none())?;
             let header = String::from_utf8_lossy(header).trim_end().to_string();
-            Ok(Records { format, header: Some(header), rows: csv_rows_of(input, kind, delimiter) })
+            let rows = csv_rows_of(input, kind, delimiter);
+            Ok(Records { format, header: Some(header), delimiter: Some(delimiter), rows })
         }
     }
 }
@@ -217,9 +220,12 @@ fn csv_rows_of<R: BufRead + 'static>(
     let mut reader =
         csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).comment(Some(b'#')).from_reader(input);
     let headers = reader.headers().cloned().unwrap_or_default();
+    // (A rejected row is handed back as a spreadsheet opens it safely: its
+    // cells made inert as an export's are, which a re-import undoes.)
     let text = move |rec: &csv::StringRecord| {
         let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
-        let _ = w.write_record(rec);
+        let _ =
+            w.write_record(rec.iter().map(|c| csv_rows::neutralise(csv_rows::unneutralise(c)).into_owned()));
         let bytes = w.into_inner().unwrap_or_default();
         String::from_utf8_lossy(&bytes).trim_end().to_string()
     };
