@@ -36,7 +36,9 @@
 //!   (`city::losses`, `city::receipts`), its side of verification, retries
 //!   of changes that waited for a refill, and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
-//!   checks of its own certificate (whose it is, days left), dev CA.
+//!   checks of its own certificate (whose it is, days left), signing with
+//!   a node's certificate key and checking against a certificate (not yet
+//!   used), dev CA.
 //! - [`config`]: TOML configuration of each node.
 //! - [`clock`]: the wall clock and the retry jitter, read in one place, so a
 //!   deterministic simulation can replace both.

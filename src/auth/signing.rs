@@ -1,0 +1,124 @@
+//! Signing with a node's certificate key, and checking a signature against
+//! a certificate: what a ward signs of its chain ([`crate::model::signed`])
+//! is checked by anyone holding its certificate, without trusting whoever
+//! relays it. Keys are ECDSA P-256 (what `wardsync certs` issues; TLS uses
+//! the same key); a signature is the fixed 64-byte form (r ‖ s) over
+//! SHA-256.
+
+use anyhow::Context as _;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::TlsFiles;
+use crate::model::signed::KeyId;
+
+/// A node's signing key, with the id of its certificate's key.
+pub struct Signer {
+    key: EcdsaKeyPair,
+    id: KeyId,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// The key and certificate of `files`, which must certify that key.
+    pub fn load(files: &TlsFiles) -> anyhow::Result<Signer> {
+        let pem =
+            std::fs::read(&files.key).with_context(|| format!("cannot read {}", files.key.display()))?;
+        let (_, key_pem) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: not a PEM private key: {e}", files.key.display()))?;
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key_pem.contents, &rng).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not an ECDSA P-256 key in PKCS#8 ({e}): signing needs the kind of key wardsync certs issues",
+                files.key.display()
+            )
+        })?;
+        let cert =
+            std::fs::read(&files.cert).with_context(|| format!("cannot read {}", files.cert.display()))?;
+        let (_, cert_pem) = x509_parser::pem::parse_x509_pem(&cert)
+            .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", files.cert.display()))?;
+        let signer = Signer { key, id: super::key_id(&cert_pem.contents).map_err(anyhow::Error::msg)?, rng };
+        // The certificate must be the key's: a signature checked against it
+        // must be one this key made.
+        verify(&cert_pem.contents, b"wardsync/key-check", &signer.sign(b"wardsync/key-check")).map_err(
+            |_| {
+                anyhow::anyhow!(
+                    "{} does not certify the key in {}",
+                    files.cert.display(),
+                    files.key.display()
+                )
+            },
+        )?;
+        Ok(signer)
+    }
+
+    /// The id of the key, as signed content names it.
+    pub fn key_id(&self) -> KeyId {
+        self.id
+    }
+
+    /// Signs `message`: 64 bytes.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.key
+            .sign(&self.rng, message)
+            .expect("ECDSA signing with the system's randomness")
+            .as_ref()
+            .to_vec()
+    }
+}
+
+/// Checks that `signature` is the key of the DER certificate `cert` signing `message`.
+pub fn verify(cert: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
+    let (_, c) = X509Certificate::from_der(cert).map_err(|e| format!("bad certificate: {e}"))?;
+    let public = c.tbs_certificate.subject_pki.subject_public_key.data.as_ref();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public)
+        .verify(message, signature)
+        .map_err(|_| "the signature is not this certificate's key's".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DevCa;
+    use crate::model::WardCode;
+
+    #[test]
+    fn a_ward_signs_and_anyone_with_its_certificate_checks_and_no_other_key_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::open_or_create(dir.path()).unwrap();
+        for w in ["00082", "00145"] {
+            ca.issue_ward(&WardCode::parse(w).unwrap()).unwrap();
+        }
+        let files = |name: &str| TlsFiles::in_dir(dir.path(), name);
+        let der = |name: &str| {
+            let pem = std::fs::read(dir.path().join(format!("{name}.pem"))).unwrap();
+            x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents
+        };
+        let a = Signer::load(&files("ward-00082")).unwrap();
+        assert_eq!(a.key_id(), crate::auth::key_id(&der("ward-00082")).unwrap());
+        let link = [9u8; 32];
+        let sig = a.sign(&link);
+        assert_eq!(sig.len(), 64);
+        assert_eq!(verify(&der("ward-00082"), &link, &sig), Ok(()));
+        // Another ward's certificate, another message, a changed signature: refused.
+        assert!(verify(&der("ward-00145"), &link, &sig).is_err());
+        assert!(verify(&der("ward-00082"), &[8u8; 32], &sig).is_err());
+        let mut bad = sig.clone();
+        bad[10] ^= 1;
+        assert!(verify(&der("ward-00082"), &link, &bad).is_err());
+        // A certificate that is not the key's is refused at load.
+        let mut mixed = files("ward-00082");
+        mixed.cert = dir.path().join("ward-00145.pem");
+        let e = Signer::load(&mixed).unwrap_err().to_string();
+        assert!(e.contains("does not certify the key"), "{e}");
+    }
+}
