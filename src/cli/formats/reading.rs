@@ -47,6 +47,11 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
         .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"#"))
         .unwrap_or_default();
     let first = data.trim_ascii_start().first().copied();
+    if first.is_none() {
+        // Nothing but blank lines (and notes): nothing to read, whatever the format.
+        let format = how.format.unwrap_or(Format::Jsonl);
+        return Ok(Records { format, header: None, delimiter: None, rows: Box::new(std::iter::empty()) });
+    }
     let format =
         how.format.unwrap_or(if matches!(first, Some(b'{' | b'[')) { Format::Jsonl } else { Format::Csv });
     match format {

@@ -205,3 +205,17 @@ fn a_windows_file_names_the_same_lines_as_a_unix_one() {
         assert_eq!(lines, [1, 3], "{name}");
     }
 }
+
+#[test]
+fn an_empty_file_has_nothing_to_read_and_a_header_problem_is_said_once() {
+    let how = Reading { kind: Some(Kind::Business), ..Reading::default() };
+    for empty in ["", "\n\n", "# line 3: a note of a reject file\n"] {
+        let r = open_records(std::io::Cursor::new(empty.to_string()), how).unwrap();
+        assert_eq!(r.rows.count(), 0, "{empty:?}");
+    }
+    let e =
+        open_records(std::io::Cursor::new("ward;enterprise_code\n00082;1\n".to_string()), how).err().unwrap();
+    assert!(e.contains("missing column(s)") && !e.contains("unknown column"), "sniffed ';': {e}");
+    let e = open_records(std::io::Cursor::new("[{}]".to_string()), how).err().unwrap();
+    assert!(e.contains("jq -c"), "{e}");
+}
