@@ -109,8 +109,9 @@
 //!    event, no write (a ward's, at the ward and at the city; the office's
 //!    edit or settlement) changes the person's name, date of birth or sex
 //!    to a value no version holds, whatever the writer says it had seen,
-//!    unless it appends the sender's own registered correction of it; nor
-//!    drops an event of a version it had seen. A record is kept by
+//!    unless it appends the sender's own registered correction of it (a
+//!    put at the ward and the office's edit append no event); nor drops an
+//!    event of a version it had seen. A record is kept by
 //!    the ward it is in (a citizen's permanent residence, a parcel's
 //!    commune), judged where a change names its owner. A change's form
 //!    (writers, fields, text, sizes) is checked as it is decoded. The city

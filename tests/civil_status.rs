@@ -440,6 +440,28 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
         stderr(&again)
     );
 
+    // A correction typed into the record instead of registered: refused.
+    let mut forged = dead.clone();
+    forged.full_name = "Lê Văn Giả".into();
+    forged.events = citizen(&shown).events.clone();
+    forged.events.push(wardsync::model::CivilEvent {
+        kind: EventKind::Correction,
+        date: "2026-12-06".parse().unwrap(),
+        registered_by: "00082".into(),
+        spouse_id: String::new(),
+        reference: "forged".into(),
+        field: "full_name".into(),
+        value: "Lê Văn Giả".into(),
+    });
+    let forged = Record { ward: WardCode::parse("00082").unwrap(), body: Body::Citizen(forged) };
+    let out = wardsync(&["put", "--record", &serde_json::to_string(&forged).unwrap(), "--ward-api", &api]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("events are registered (wardsync register correction)"),
+        "{}",
+        stderr(&out)
+    );
+
     // Deleted and written again as another: still refused, the death kept.
     let deleted = wardsync(&["delete", "--kind", "citizen", "--key", id, "--ward-api", &api]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));

@@ -83,7 +83,7 @@ pub(super) fn more(what: &str, how: &str) {
 /// The records `--record` gives: JSON text (it starts with `{`), `-` for
 /// standard input, or a file; read as `import` reads JSON.
 pub(super) fn records_given(record: &str) -> anyhow::Result<Box<dyn Iterator<Item = Row>>> {
-    let input: Box<dyn BufRead> = if record.trim_start().starts_with('{') {
+    let input: Box<dyn BufRead> = if record.trim_start().starts_with(['{', '[']) {
         Box::new(std::io::Cursor::new(record.to_string().into_bytes()))
     } else if record == "-" {
         Box::new(std::io::stdin().lock())
@@ -113,6 +113,7 @@ async fn held_elsewhere(
 /// command's error; among several, exit status 2 and a summary.
 pub async fn put(a: PutArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<Row> = records_given(&a.record)?.collect();
+    anyhow::ensure!(!rows.is_empty(), "--record {}: no records in it", a.record);
     let mut client = ward_client(&a.ward_api).await?;
     // (Offline, the city is not asked: the write is judged there later.)
     let online = client.status(pb::StatusRequest {}).await.is_ok_and(|s| s.into_inner().connected);

@@ -339,6 +339,17 @@ impl Rejects {
             .truncate(false)
             .open(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        // (Cut back only what this import wrote past its saved progress: a
+        // reject file moved away or shortened since is never padded.)
+        let had = file.metadata()?.len();
+        if had < len {
+            eprintln!(
+                "{} is not the reject file this import was writing (moved or cut since): the rows rejected \
+                 up to now are wherever it went; new ones follow here",
+                path.display()
+            );
+        }
+        let len = len.min(had);
         file.set_len(len)?;
         let mut w = BufWriter::new(file);
         std::io::Seek::seek(w.get_mut(), std::io::SeekFrom::End(0))?;
@@ -353,7 +364,8 @@ impl Rejects {
         // it a spreadsheet would split on, or run.)
         let mut note = reason.replace(['\n', '\r'], " ");
         if let Some(d) = self.1 {
-            note = note.replace([d as char, '"'], " ");
+            let instead = if d == b';' { "," } else { ";" };
+            note = note.replace(d as char, instead).replace('"', "'");
         }
         writeln!(self.0, "# line {line}: {note}")?;
         if !text.is_empty() {
@@ -366,5 +378,31 @@ impl Rejects {
     fn flush(&mut self) -> anyhow::Result<u64> {
         self.0.flush()?;
         Ok(self.0.get_ref().metadata()?.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reject_file_moved_or_cut_since_is_never_padded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.rejects");
+        std::fs::write(&path, "# line 1: x\n").unwrap();
+        let mut r = Rejects::open(&path, 40_000, None, None).unwrap();
+        r.add(7, "bad", "{}").unwrap();
+        r.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "# line 1: x\n# line 7: bad\n{}\n");
+        // Cut back to what the run saved, past which it had written more.
+        let mut r = Rejects::open(&path, 12, None, None).unwrap();
+        r.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# line 1: x\n");
+        // A CSV note stays one cell.
+        let mut r = Rejects::open(&path, 0, Some("a,b"), Some(b',')).unwrap();
+        r.add(2, "\"x\", then y", "1,2").unwrap();
+        r.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n# line 2: 'x'; then y\n1,2\n");
     }
 }

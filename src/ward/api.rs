@@ -99,7 +99,7 @@ impl WardApi for LocalApi {
         // Who a person is, and what was registered, change only by registration.
         if let (Some(Record { body: Body::Citizen(old), .. }), Body::Citizen(new)) =
             (&last_held, &record.body)
-            && let Some(why) = replacement_refusal(old, new, self.ward.as_str())
+            && let Some(why) = replacement_refusal(old, new, None)
         {
             return Err(WardError::Invalid(ValidationError::single("record.citizen", why)).into());
         }

@@ -44,7 +44,7 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
     let data = head
         .split(|b| *b == b'\n')
         .map(|l| l.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(l))
-        .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"#"))
+        .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"# line "))
         .unwrap_or_default();
     let first = data.trim_ascii_start().first().copied();
     if first.is_none() {
@@ -63,9 +63,10 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
                         .into(),
                 );
             }
-            let one_per_line = serde_json::from_slice::<serde_json::Value>(data).is_ok()
-                || first != Some(b'{')
-                || !head.contains(&b'\n');
+            // (Pretty-printed records open with a brace alone on the first
+            // line; any other line that is not JSON is a bad row of JSON
+            // Lines, rejected alone.)
+            let one_per_line = data.trim_ascii() != b"{";
             let rows = if one_per_line { json_lines(input, how.kind) } else { pretty_json(input, how.kind)? };
             Ok(Records { format, header: None, delimiter: None, rows })
         }
@@ -124,7 +125,11 @@ fn header_problem(header: &[u8], delimiter: u8, kind: Kind, sniffed: bool) -> Re
     } else {
         String::new()
     };
-    let list = |v: &[&str]| v.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
+    let shown = |c: &str| match c.char_indices().nth(40) {
+        Some((at, _)) => format!("{:?}...", &c[..at]),
+        None => format!("{c:?}"),
+    };
+    let list = |v: &[&str]| v.iter().map(|c| shown(c)).collect::<Vec<_>>().join(", ");
     let mut why = format!("line 1: the header is not that of a {kind} CSV file{looks}:");
     if !unknown.is_empty() {
         why.push_str(&format!(" unknown column(s) {};", list(&unknown)));
@@ -168,7 +173,7 @@ fn json_lines<R: BufRead + 'static>(input: R, kind: Option<Kind>) -> Box<dyn Ite
         };
         bytes += line.len() as u64 + 1;
         // (Blank lines, and the notes of a reject file, are passed over.)
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() || line.starts_with("# line ") {
             return None;
         }
         Some(Row { line: line_no, bytes, entry: json_entry(&line, kind), text: line })

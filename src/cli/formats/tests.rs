@@ -219,3 +219,20 @@ fn an_empty_file_has_nothing_to_read_and_a_header_problem_is_said_once() {
     let e = open_records(std::io::Cursor::new("[{}]".to_string()), how).err().unwrap();
     assert!(e.contains("jq -c"), "{e}");
 }
+
+#[test]
+fn a_bad_first_line_of_json_lines_is_rejected_alone_and_only_notes_are_passed_over() {
+    let good = serde_json::to_string(
+        &WardGen::new(&WardCode::parse("00082").unwrap(), 1, "2026-11-22".parse().unwrap())
+            .records(Plan { citizens: 1, ..Plan::default() })
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let text =
+        format!("{{\"ward\":\"00082\",\"body\":{{\"citizen\"\n{good}\n#{good}\n# line 9: a note\n{good}\n");
+    let how = Reading { kind: Some(Kind::Citizen), ..Reading::default() };
+    let rows: Vec<Row> = open_records(std::io::Cursor::new(text), how).unwrap().rows.collect();
+    let seen: Vec<(u64, bool)> = rows.iter().map(|r| (r.line, r.entry.is_ok())).collect();
+    assert_eq!(seen, [(1, false), (2, true), (3, false), (5, true)]);
+}

@@ -79,8 +79,10 @@ pub struct Held<'a> {
     /// `(field, text)` of every version held of the identity fields the
     /// write sets: a value none of them has is a change.
     pub identity: &'a [(&'a str, String)],
-    /// The ward a correction the write appends must be registered by
-    /// (its sender); `None` for the data office.
+    /// The ward a correction the write appends must be registered by: the
+    /// sender of a change the city judges, which may be a registration.
+    /// `None` for a write that is not one (a put at the ward, the data
+    /// office's edit): it appends no event.
     pub registrar: Option<&'a str>,
 }
 
@@ -107,6 +109,13 @@ pub fn rewrite_refusal(held: &Held, new: &Citizen, fields: &[String]) -> Option<
     } else {
         &[]
     };
+    if let (None, Some(e)) = (held.registrar, appended.first()) {
+        return Some(format!(
+            "this write adds a {} to the events of {id} ({name}): events are registered (wardsync register \
+             {}), never written with a record",
+            e.kind, e.kind
+        ));
+    }
     for e in appended.iter().filter(|e| e.kind == EventKind::Correction) {
         let now = identity_text(new, &e.field);
         if !writes(&e.field) || now.as_deref() != Some(e.value.as_str()) {
@@ -179,9 +188,10 @@ pub fn rewrite_refusal_on(
     rewrite_refusal(&held, new, fields)
 }
 
-/// [`rewrite_refusal`] of a write of the whole record `new` over `old` by
-/// `registrar`, as a ward judges a put on its own copy.
-pub fn replacement_refusal(old: &Citizen, new: &Citizen, registrar: &str) -> Option<String> {
+/// [`rewrite_refusal`] of a write of the whole record `new` over `old`, as
+/// a ward judges a put on its own copy (`registrar` `None`: a put appends
+/// no event) or, with `registrar`, as the city would a registration.
+pub fn replacement_refusal(old: &Citizen, new: &Citizen, registrar: Option<&str>) -> Option<String> {
     let identity: Vec<(&str, String)> =
         IDENTITY_FIELDS.iter().filter_map(|f| Some((*f, identity_text(old, f)?))).collect();
     let kept = [old.events.clone()];
@@ -190,7 +200,7 @@ pub fn replacement_refusal(old: &Citizen, new: &Citizen, registrar: &str) -> Opt
         registered: !old.events.is_empty(),
         kept: &kept,
         identity: &identity,
-        registrar: Some(registrar),
+        registrar,
     };
     let fields: Vec<String> = IDENTITY_FIELDS.iter().chain(&["events"]).map(|f| f.to_string()).collect();
     rewrite_refusal(&held, new, &fields)
@@ -230,27 +240,32 @@ mod tests {
         // Another person under the same id: refused, with what to do.
         let mut other = old.clone();
         other.full_name = "Huỳnh Xuân Quân".into();
-        let why = replacement_refusal(&old, &other, "00082").unwrap();
+        let why = replacement_refusal(&old, &other, Some("00082")).unwrap();
         assert!(why.contains("changes the full_name") && why.contains("register correction"), "{why}");
-        // The same with the correction registered: accepted.
+        // The same with the correction registered: accepted, as a
+        // registration; never written with a put.
         other.events.push(correction("full_name", "Huỳnh Xuân Quân"));
-        assert_eq!(replacement_refusal(&old, &other, "00082"), None);
+        assert_eq!(replacement_refusal(&old, &other, Some("00082")), None);
+        let why = replacement_refusal(&old, &other, None).unwrap();
+        assert!(why.contains("events are registered (wardsync register correction)"), "{why}");
         // A correction of another value than the one written: refused.
         other.events.last_mut().unwrap().value = "Huỳnh Xuân Quang".into();
-        assert!(replacement_refusal(&old, &other, "00082").unwrap().contains("the correction registers"));
+        assert!(
+            replacement_refusal(&old, &other, Some("00082")).unwrap().contains("the correction registers")
+        );
         // A registered event dropped: refused, whatever else.
         let mut dropped = old.clone();
         dropped.events.clear();
-        assert!(replacement_refusal(&old, &dropped, "00082").unwrap().contains("drops or changes the birth"));
+        assert!(replacement_refusal(&old, &dropped, None).unwrap().contains("drops or changes the birth"));
         // Other fields change freely; so does a person with no event yet.
         let mut moved = old.clone();
         moved.phone = "0987654321".into();
-        assert_eq!(replacement_refusal(&old, &moved, "00082"), None);
+        assert_eq!(replacement_refusal(&old, &moved, None), None);
         let mut bare = old.clone();
         bare.events.clear();
         let mut renamed = bare.clone();
         renamed.full_name = "Huỳnh Xuân Quân".into();
-        assert_eq!(replacement_refusal(&bare, &renamed, "00082"), None);
+        assert_eq!(replacement_refusal(&bare, &renamed, None), None);
     }
 
     #[test]

@@ -6,23 +6,21 @@ use crate::model::Policy;
 #[tokio::test]
 async fn a_policy_change_shows_stored_records_indexes_and_conflicts_under_the_new_policies() {
     for (name, mut h) in cities() {
-        let (city, create, seen) = super::office::city_with_one_citizen(&mut h).await;
+        // (A person with no registered event yet: names are written freely.)
+        let create = super::office::unregistered(change("00082", 1));
+        let (city, create, seen) = super::office::city_with(&mut h, create).await;
         let (a, key) = (ward("00082"), create.key.clone());
-        // The ward corrects its citizen's name; the office, not having seen that, too.
-        let by_ward = super::office::citizen_edited(&create, |c| {
-            super::office::corrected(c, "full_name", "Trần Thị Phường")
-        });
+        // The ward renames its citizen; the office, not having seen that, too.
+        let by_ward = super::office::citizen_edited(&create, |c| c.full_name = "Trần Thị Phường".into());
         let rename = super::office::partial(
             &Change { op: Op::Put(by_ward), ..create.clone() },
             2,
-            &["full_name", "events"],
+            &["full_name"],
             2,
             &[("00082", 1)],
         );
         city.apply_group(vec![batch(&a, vec![rename])], 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
-        let by_office = super::office::citizen_edited(&create, |c| {
-            super::office::corrected(c, "full_name", "Lê Văn Thành Phố")
-        });
+        let by_office = super::office::citizen_edited(&create, |c| c.full_name = "Lê Văn Thành Phố".into());
         city.office_put(by_office, Some(seen), "office", 3, &ctx()).await.unwrap().unwrap();
         let name_of = |record: Option<Record>| {
             let crate::model::Body::Citizen(c) = record.unwrap().body else { unreachable!() };
