@@ -41,11 +41,12 @@ pub struct Records {
 pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<Records, String> {
     let head = input.fill_buf().map_err(|e| format!("cannot read: {e}"))?.to_vec();
     // (Past the notes of a reject file, and a byte-order mark.)
-    let data = head
+    let mut lines = head
         .split(|b| *b == b'\n')
         .map(|l| l.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(l))
-        .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"# line "))
-        .unwrap_or_default();
+        .filter(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"# line "));
+    let data = lines.next().unwrap_or_default();
+    let next = lines.next();
     let first = data.trim_ascii_start().first().copied();
     if first.is_none() {
         // Nothing but blank lines (and notes): nothing to read, whatever the format.
@@ -63,10 +64,12 @@ pub fn open_records<R: BufRead + 'static>(mut input: R, how: Reading) -> Result<
                         .into(),
                 );
             }
-            // (Pretty-printed records open with a brace alone on the first
-            // line; any other line that is not JSON is a bad row of JSON
-            // Lines, rejected alone.)
-            let one_per_line = data.trim_ascii() != b"{";
+            // (A record over several lines, pretty-printed or typed so,
+            // has neither of its first two lines whole; a first line that
+            // is not JSON before one that is, is a bad row of JSON Lines,
+            // rejected alone.)
+            let whole = |l: &[u8]| serde_json::from_slice::<serde_json::Value>(l).is_ok();
+            let one_per_line = whole(data) || next.is_none_or(whole);
             let rows = if one_per_line { json_lines(input, how.kind) } else { pretty_json(input, how.kind)? };
             Ok(Records { format, header: None, delimiter: None, rows })
         }

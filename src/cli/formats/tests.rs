@@ -235,4 +235,8 @@ fn a_bad_first_line_of_json_lines_is_rejected_alone_and_only_notes_are_passed_ov
     let rows: Vec<Row> = open_records(std::io::Cursor::new(text), how).unwrap().rows.collect();
     let seen: Vec<(u64, bool)> = rows.iter().map(|r| (r.line, r.entry.is_ok())).collect();
     assert_eq!(seen, [(1, false), (2, true), (3, false), (5, true)]);
+    // A record typed over several lines (as README's put is) is one record.
+    let typed = good.replacen(",", ",\n  ", 3);
+    let rows: Vec<Row> = open_records(std::io::Cursor::new(typed), how).unwrap().rows.collect();
+    assert_eq!(rows.iter().map(|r| (r.line, r.entry.is_ok())).collect::<Vec<_>>(), [(1, true)]);
 }
