@@ -71,8 +71,7 @@ where
 
 /// A record key as lists show it: `citizen/001085012345`.
 pub(super) fn shown_key(k: &pb::RecordKey) -> String {
-    let kind = crate::proto::kind_from_pb(k.kind, "kind").map_or("?".to_string(), |k| k.to_string());
-    format!("{kind}/{}", k.id)
+    crate::proto::key_from_pb(Some(k.clone())).map_or_else(|_| format!("?/{}", k.id), |k| k.to_string())
 }
 
 /// Says on standard error that a list stopped short, and how to see the rest.

@@ -193,15 +193,17 @@ fn pretty_json<R: BufRead>(
     std::io::Read::read_to_string(&mut input, &mut text).map_err(|e| format!("cannot read: {e}"))?;
     let mut rows = Vec::new();
     let mut values = serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>();
-    let mut start = 0;
+    // (Lines are counted as the reading goes: once over the file.)
+    let (mut start, mut line) = (0, 1u64);
     loop {
-        let line_at = |offset: usize| text[..offset].bytes().filter(|b| *b == b'\n').count() as u64 + 1;
         let skipped = text[start..].len() - text[start..].trim_start().len();
-        let begins = line_at(start + skipped);
+        line += text[start..start + skipped].bytes().filter(|b| *b == b'\n').count() as u64;
+        let begins = line;
         match values.next() {
             None => break,
             Some(Ok(v)) => {
                 let end = values.byte_offset();
+                line += text[start + skipped..end].bytes().filter(|b| *b == b'\n').count() as u64;
                 let text = v.to_string();
                 rows.push(Row { line: begins, bytes: end as u64, entry: json_entry(&text, kind), text });
                 start = end;

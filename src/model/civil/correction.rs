@@ -173,10 +173,20 @@ pub fn rewrite_refusal_on(
     registrar: Option<&str>,
 ) -> Option<String> {
     let heads = |f: &str| state.fields.get(f).into_iter().flatten();
-    let events = |h: &super::super::FieldWrite| serde_json::from_str::<Vec<CivilEvent>>(&h.value).ok();
-    let registered = heads("events").filter_map(events).any(|e| !e.is_empty());
-    let kept: Vec<Vec<CivilEvent>> =
-        heads("events").filter(|h| context.has_seen(&h.stamp)).filter_map(events).collect();
+    // (Judged for every citizen change the city applies: a version with
+    // no event is the text `[]` (`flatten`), and events are parsed only
+    // for a change that writes them.)
+    let registered = heads("events").any(|h| h.value != "[]");
+    if !registered {
+        return None;
+    }
+    let kept: Vec<Vec<CivilEvent>> = match fields.iter().any(|f| f == "events") {
+        true => heads("events")
+            .filter(|h| context.has_seen(&h.stamp))
+            .filter_map(|h| serde_json::from_str(&h.value).ok())
+            .collect(),
+        false => Vec::new(),
+    };
     let identity: Vec<(&str, String)> = IDENTITY_FIELDS
         .iter()
         .filter(|f| fields.iter().any(|x| x == *f))
