@@ -36,11 +36,15 @@ pub enum Mutation {
     /// checked as a change is decoded (NUL in text, unknown fields...) is
     /// not, so only the database stands in the way.
     SkipFormCheck,
+    /// The city decides that a re-sent change is a duplicate by its
+    /// sequence number alone, without the chain: a ward put back to an
+    /// older copy has its new changes skipped as if applied.
+    DuplicatesBySequence,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::ApplyDuplicates,
         Mutation::AckBeforeFlush,
         Mutation::WelcomeBeforeFlush,
@@ -49,6 +53,7 @@ impl Mutation {
         Mutation::ReplicatorPanics,
         Mutation::PgAsyncCommit,
         Mutation::SkipFormCheck,
+        Mutation::DuplicatesBySequence,
     ];
 
     /// True for the bugs of the embedded stores that break the data's
@@ -70,6 +75,7 @@ impl Mutation {
             Mutation::ReplicatorPanics => "replicator-panics",
             Mutation::PgAsyncCommit => "pg-async-commit",
             Mutation::SkipFormCheck => "skip-form-check",
+            Mutation::DuplicatesBySequence => "duplicates-by-sequence",
         }
     }
 

@@ -12,8 +12,9 @@ use common::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use wardsync::auth::{TlsFiles, client_tls};
+use wardsync::auth::{Signer, TlsFiles, client_tls};
 use wardsync::model::civil::{self, Registration};
+use wardsync::model::signed;
 use wardsync::model::{
     Body, Change, Citizen, EventKind, FieldWrite, Hlc, MaritalStatus, Op, Record, RecordKey, Stamp,
     VersionVector, WardCode, flatten,
@@ -21,6 +22,7 @@ use wardsync::model::{
 use wardsync::proto::pb::{
     self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
 };
+use wardsync::ward::chain::Chainer;
 
 /// A raw replication stream with a ward's certificate.
 struct Forger {
@@ -29,22 +31,30 @@ struct Forger {
     seq: u64,
     /// The city's receipt for the last ack.
     receipt: Vec<u8>,
+    /// Chains and signs its batches with its own certificate's key, as an
+    /// agent does: what it forges is in the changes, not the chain.
+    chain: Chainer,
 }
 
 impl Forger {
     async fn open(city: &City, env: &Env, code: &str) -> Forger {
-        let tls = client_tls(&TlsFiles::in_dir(&env.certs(), &format!("ward-{code}")), "city").unwrap();
+        let files = TlsFiles::in_dir(&env.certs(), &format!("ward-{code}"));
+        let tls = client_tls(&files, "city").unwrap();
+        let signer = std::sync::Arc::new(Signer::load(&files).unwrap());
         let channel =
             Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
         let (tx, rx) = mpsc::channel(8);
         tx.send(hello(code)).await.unwrap();
         let mut inbound =
             CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await.unwrap().into_inner();
-        let (seq, receipt) = match inbound.message().await.unwrap().and_then(|m| m.msg) {
-            Some(city_message::Msg::Welcome(w)) => (w.last_applied_seq, w.receipt),
+        let (seq, receipt, link) = match inbound.message().await.unwrap().and_then(|m| m.msg) {
+            Some(city_message::Msg::Welcome(w)) => {
+                (w.last_applied_seq, w.receipt, signed::hash_from(&w.link).unwrap_or(signed::GENESIS))
+            }
             other => panic!("expected Welcome, got {other:?}"),
         };
-        Forger { tx, inbound, seq, receipt }
+        let chain = Chainer::new(WardCode::parse(code).unwrap(), Some(signer), (seq, link));
+        Forger { tx, inbound, seq, receipt, chain }
     }
 
     /// The next downstream message the city sends.
@@ -88,7 +98,7 @@ impl Forger {
             fields,
             op,
         };
-        let batch = pb::Batch { changes: vec![(&change).into()] };
+        let batch = self.chain.batch(&[change]);
         self.tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await.unwrap();
         loop {
             match self.inbound.message().await.unwrap().and_then(|m| m.msg) {
@@ -886,7 +896,7 @@ async fn a_change_the_database_refuses_fails_no_one_else() {
         change(2, b.clone(), poisoned),
         change(3, rec(&ward, 2), flatten(&rec(&ward, 2)).into_keys().collect()),
     ];
-    let batch = pb::Batch { changes: batch.iter().map(Into::into).collect() };
+    let batch = forger.chain.batch(&batch);
     forger.tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await.unwrap();
     let acked = loop {
         match forger.inbound.message().await.unwrap().and_then(|m| m.msg) {

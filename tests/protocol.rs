@@ -6,20 +6,40 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-use wardsync::auth::{TlsFiles, client_tls};
+
+use wardsync::auth::{Signer, TlsFiles, client_tls};
+use wardsync::model::signed::{self, GENESIS, Hash};
 use wardsync::model::{Body, Change, Hlc, Op, Record, Stamp, WardCode, flatten};
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
+use wardsync::ward::chain::Chainer;
 
 struct Session {
     tx: mpsc::Sender<pb::WardMessage>,
     inbound: tonic::Streaming<pb::CityMessage>,
+    /// Chains and signs as ward `code`'s agent does.
+    code: String,
+    signer: Option<Arc<Signer>>,
+    /// Links the chain is known at: the city's, and those sent.
+    links: BTreeMap<u64, Hash>,
 }
 
 async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session, u64), tonic::Status> {
+    open_as(city, (tls, None), claim).await
+}
+
+/// A session chaining and signing with `signer` (else with the key of the
+/// certificate of `claim` in the city's environment, if any).
+async fn open_as(
+    city: &City,
+    (tls, signer): (ClientTlsConfig, Option<Arc<Signer>>),
+    claim: &str,
+) -> Result<(Session, u64), tonic::Status> {
     let channel = Endpoint::from_shared(city.url())
         .unwrap()
         .tls_config(tls)
@@ -31,7 +51,14 @@ async fn open(city: &City, tls: ClientTlsConfig, claim: &str) -> Result<(Session
     tx.send(hello(claim)).await.unwrap();
     let mut inbound = CitySyncClient::new(channel).replicate(ReceiverStream::new(rx)).await?.into_inner();
     match inbound.message().await?.and_then(|m| m.msg) {
-        Some(city_message::Msg::Welcome(w)) => Ok((Session { tx, inbound }, w.last_applied_seq)),
+        Some(city_message::Msg::Welcome(w)) => {
+            let mut links = BTreeMap::from([(0, GENESIS)]);
+            if let Some(l) = signed::hash_from(&w.link) {
+                links.insert(w.last_applied_seq, l);
+            }
+            let session = Session { tx, inbound, code: claim.into(), signer, links };
+            Ok((session, w.last_applied_seq))
+        }
         other => panic!("expected Welcome, got {other:?}"),
     }
 }
@@ -40,16 +67,31 @@ fn ward_tls(certs: &Path, code: &str) -> ClientTlsConfig {
     client_tls(&TlsFiles::in_dir(certs, &format!("ward-{code}")), "city").unwrap()
 }
 
-/// `changes` as one replication message.
-fn batch(changes: &[Change]) -> pb::WardMessage {
-    pb::WardMessage {
-        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: changes.iter().map(Into::into).collect() })),
-    }
+/// A session of ward `code`'s, with its certificate and key.
+async fn open_ward(city: &City, certs: &Path, code: &str) -> Result<(Session, u64), tonic::Status> {
+    open_as(city, (ward_tls(certs, code), ward_signer(certs, code)), code).await
+}
+
+fn ward_signer(certs: &Path, code: &str) -> Option<Arc<Signer>> {
+    Some(Arc::new(Signer::load(&TlsFiles::in_dir(certs, &format!("ward-{code}"))).unwrap()))
 }
 
 impl Session {
+    /// `changes` as one replication message, chained on the link before
+    /// the first (the genesis if not known) and signed.
+    fn batch(&mut self, changes: &[Change]) -> pb::WardMessage {
+        let first = changes.first().map_or(1, |c| c.seq);
+        let before = self.links.get(&(first - 1)).copied().unwrap_or(GENESIS);
+        let mut chain =
+            Chainer::new(WardCode::parse(&self.code).unwrap(), self.signer.clone(), (first - 1, before));
+        let batch = chain.batch(changes);
+        self.links.insert(chain.head().0, chain.head().1);
+        pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }
+    }
+
     async fn send(&mut self, changes: &[Change]) -> Result<u64, tonic::Status> {
-        self.tx.send(batch(changes)).await.unwrap();
+        let batch = self.batch(changes);
+        self.tx.send(batch).await.unwrap();
         match self.inbound.message().await?.and_then(|m| m.msg) {
             Some(city_message::Msg::Ack(a)) => Ok(a.applied_seq),
             other => panic!("expected Ack, got {other:?}"),
@@ -75,17 +117,15 @@ async fn a_resent_batch_is_applied_once() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, last) = open_ward(&city, &env.certs(), "00082").await.unwrap();
     assert_eq!(last, 0);
-    let first: Vec<Change> = (1..=10).map(|n| change(n, "00082", 0, n as u32)).collect();
-    assert_eq!(s.send(&first).await.unwrap(), 10);
+    let all: Vec<Change> = (1..=15).map(|n| change(n, "00082", 0, n as u32)).collect();
+    assert_eq!(s.send(&all[..10]).await.unwrap(), 10);
     drop(s); // as if the ack had been lost with the connection
 
-    let (mut s, last) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, last) = open_ward(&city, &env.certs(), "00082").await.unwrap();
     assert_eq!(last, 10, "Welcome names the last applied sequence");
-    let again: Vec<Change> = (1..=15).map(|n| change(n, "00082", 0, n as u32)).collect();
-    assert_eq!(s.send(&again).await.unwrap(), 15);
-    assert_eq!(s.send(&again[..5]).await.unwrap(), 15, "a pure duplicate is acknowledged, not applied");
+    assert_eq!(s.send(&all).await.unwrap(), 15, "the same changes again, chained alike: duplicates");
     assert_each_seq_once(&city_log(&mut q).await, "00082", 15);
     // The change feed resumes from any cursor, a bounded number at a time.
     let page: Vec<u64> = {
@@ -119,11 +159,12 @@ async fn messages_waiting_in_a_wards_stream_are_applied_together_in_order() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (Session { tx, mut inbound }, _) =
-        open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
+    let batches: Vec<_> = (1..=N).map(|n| s.batch(&[change(n, "00082", 0, n as u32)])).collect();
+    let Session { tx, mut inbound, .. } = s;
     let sender = tokio::spawn(async move {
-        for n in 1..=N {
-            tx.send(batch(&[change(n, "00082", 0, n as u32)])).await.unwrap();
+        for b in batches {
+            tx.send(b).await.unwrap();
         }
         tx
     });
@@ -151,10 +192,11 @@ async fn a_ward_that_ends_its_stream_still_hears_every_ack() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (Session { tx, mut inbound }, _) =
-        open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
-    for n in 1..=3 {
-        tx.send(batch(&[change(n, "00082", 0, n as u32)])).await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
+    let batches: Vec<_> = (1..=3).map(|n| s.batch(&[change(n, "00082", 0, n as u32)])).collect();
+    let Session { tx, mut inbound, .. } = s;
+    for b in batches {
+        tx.send(b).await.unwrap();
     }
     drop(tx);
     let mut last = 0;
@@ -187,7 +229,7 @@ async fn a_ward_cannot_write_another_wards_records() {
 
     // A record of ward 00145 inside ward 00082's stream is refused and kept
     // for the operator; the stream goes on.
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
     let foreign = change(1, "00145", 1, 0);
     let own = change(2, "00082", 0, 0);
     assert_eq!(s.send(&[foreign.clone(), own.clone()]).await.unwrap(), 2);
@@ -245,7 +287,7 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
 
     // An invalid record (no name), a change whose key cannot be decoded, then a good one.
     let mut invalid = change(1, "00082", 0, 0);
@@ -255,13 +297,13 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
     let mut malformed = pb::Change::from(&change(2, "00082", 0, 1));
     malformed.key = Some(pb::RecordKey { kind: 1, id: "not-an-id".into() });
     let good = change(3, "00082", 0, 2);
-    s.tx.send(pb::WardMessage {
-        msg: Some(ward_message::Msg::Batch(pb::Batch {
-            changes: vec![(&invalid).into(), malformed, (&good).into()],
-        })),
-    })
-    .await
-    .unwrap();
+    // (Chained as the ward wrote them: the city cannot read the middle one,
+    // and takes its content hash as the ward gave it.)
+    let mut batch = s.batch(&[invalid.clone(), change(2, "00082", 0, 1), good.clone()]);
+    if let Some(ward_message::Msg::Batch(b)) = &mut batch.msg {
+        b.changes[1] = malformed;
+    }
+    s.tx.send(batch).await.unwrap();
     match s.inbound.message().await.unwrap().and_then(|m| m.msg) {
         Some(city_message::Msg::Ack(a)) => assert_eq!(a.applied_seq, 3, "the stream is not blocked"),
         other => panic!("expected Ack, got {other:?}"),
@@ -320,7 +362,7 @@ async fn a_change_stamped_too_far_ahead_of_the_city_clock_is_quarantined() {
     let env = Env::new();
     let city = City::start(&env);
     let mut q = city.client().await;
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
     let mut ahead = change(1, "00082", 0, 0);
     ahead.stamp.hlc.wall_ms += 60 * 60 * 1000; // an hour fast
     let fine = change(2, "00082", 0, 1);
@@ -347,7 +389,7 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
     // A city that quarantines changes stamped more than 100 ms ahead of it.
     let mut city = City::start_configured(&env, "max_clock_skew_ms = 100");
     city.client().await;
-    let (mut s, _) = open(&city, ward_tls(&env.certs(), "00082"), "00082").await.unwrap();
+    let (mut s, _) = open_ward(&city, &env.certs(), "00082").await.unwrap();
     let mut changes: Vec<Change> = (1..=4).map(|n| change(n, "00082", 0, n as u32)).collect();
     let ahead = wardsync::clock::now_ms() as u64 + 2000;
     for c in &mut changes[..3] {

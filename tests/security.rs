@@ -14,9 +14,10 @@ use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wardsync::auth::{DevCa, TlsFiles, client_tls};
 use wardsync::cli::wait;
+use wardsync::model::signed::GENESIS;
 use wardsync::model::{Change, Hlc, Op, Stamp, WardCode, flatten};
 use wardsync::proto::pb::{
-    self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient, ward_message,
+    self, city_message, city_query_client::CityQueryClient, city_sync_client::CitySyncClient,
 };
 
 const ROLES: &str = r#"
@@ -353,9 +354,7 @@ async fn oversized_messages_batches_and_floods_are_refused_and_a_new_stream_repl
     assert!(e.message().contains("replaced by a newer replication stream"), "{}", e.message());
 
     // A batch over the change limit, then one over the size limit.
-    let batch = |changes: Vec<Change>| pb::WardMessage {
-        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: changes.iter().map(Into::into).collect() })),
-    };
+    let batch = |changes: Vec<Change>| signed_batch(&certs, "00082", (0, GENESIS), &changes);
     tx.send(batch((1..=51).map(|s| change(s, s as u32)).collect())).await.unwrap();
     let e = first.message().await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -435,11 +434,7 @@ async fn a_ward_replaying_another_wards_changes_is_refused() {
         .into_inner();
     s.message().await.unwrap();
     let replayed: Vec<Change> = (1..=3).map(|n| change(n, n as u32)).collect();
-    tx.send(pb::WardMessage {
-        msg: Some(ward_message::Msg::Batch(pb::Batch { changes: replayed.iter().map(Into::into).collect() })),
-    })
-    .await
-    .unwrap();
+    tx.send(signed_batch(&certs, "00145", (0, GENESIS), &replayed)).await.unwrap();
     match s.message().await.unwrap().and_then(|m| m.msg) {
         Some(city_message::Msg::Ack(a)) => {
             assert_eq!(a.applied_seq, 3, "kept in quarantine, the stream goes on")

@@ -44,6 +44,8 @@ pub struct Peer {
     pub serial: String,
     /// SHA-256 of its certificate, as [`hex_id`] writes it (empty without a certificate).
     pub fingerprint: String,
+    /// Its certificate (DER; empty without one), whose key its signatures are checked with.
+    pub cert: std::sync::Arc<[u8]>,
 }
 
 impl Peer {
@@ -54,6 +56,7 @@ impl Peer {
                 identity: Identity::Insecure,
                 serial: String::new(),
                 fingerprint: String::new(),
+                cert: std::sync::Arc::new([]),
             });
         };
         let leaf =
@@ -74,7 +77,7 @@ impl Peer {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
-        Ok(Peer { identity, serial, fingerprint: hex_id(&fingerprint) })
+        Ok(Peer { identity, serial, fingerprint: hex_id(&fingerprint), cert: der.into() })
     }
 }
 
@@ -184,7 +187,7 @@ mod tests {
     use crate::model::WardCode;
 
     fn peer(identity: Identity) -> Peer {
-        Peer { identity, serial: "0a".into(), fingerprint: "ff".into() }
+        Peer { identity, serial: "0a".into(), fingerprint: "ff".into(), cert: std::sync::Arc::new([]) }
     }
 
     #[test]
@@ -239,7 +242,12 @@ mod tests {
 
     #[test]
     fn a_peer_without_a_certificate_is_refused_unless_insecure_dev() {
-        let nobody = Peer { identity: Identity::Insecure, serial: String::new(), fingerprint: String::new() };
+        let nobody = Peer {
+            identity: Identity::Insecure,
+            serial: String::new(),
+            fingerprint: String::new(),
+            cert: std::sync::Arc::new([]),
+        };
         let strict = Access::default();
         let e = strict.check(&nobody, &[Role::Ward], "Replicate").unwrap_err();
         assert!(e.to_string().contains("no client certificate"), "{e}");

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::ingest::Db;
 use crate::clock::{now_ms, ward_today};
-use crate::model::{Context, WardCode};
+use crate::model::Context;
 use crate::proto::pb;
 use crate::store::{BatchRejected, GroupCommit, Incoming, StoreError, WardBatch};
 
@@ -105,15 +105,19 @@ impl Apply {
         match self.one(batch.clone()).await {
             Err(StoreError::Refused(_)) if batch.changes.len() > 1 => {}
             Err(StoreError::Refused(why)) => {
-                return self.quarantine(&batch.ward, &batch.changes[0], &why).await;
+                return self.quarantine(&batch, 0, &why).await;
             }
             other => return other,
         }
         let mut last: ApplyResult = Ok(Ok(0));
-        for incoming in batch.changes.iter() {
-            let single = WardBatch { ward: batch.ward.clone(), changes: [incoming.clone()].into() };
+        for (i, incoming) in batch.changes.iter().enumerate() {
+            let single = WardBatch {
+                ward: batch.ward.clone(),
+                changes: [incoming.clone()].into(),
+                links: batch.links.as_ref().map(|l| l.slice(i, i + 1)),
+            };
             last = match self.one(single).await {
-                Err(StoreError::Refused(why)) => self.quarantine(&batch.ward, incoming, &why).await,
+                Err(StoreError::Refused(why)) => self.quarantine(&batch, i, &why).await,
                 other => other,
             };
             if !matches!(last, Ok(Ok(_))) {
@@ -123,9 +127,11 @@ impl Apply {
         last
     }
 
-    /// Quarantines `incoming`, a change of `ward`'s the database refused
-    /// with `why`: raw, so that nothing of it but its bytes is stored.
-    async fn quarantine(&self, ward: &WardCode, incoming: &Incoming, why: &str) -> ApplyResult {
+    /// Quarantines change `i` of `batch`, which the database refused with
+    /// `why`: raw, so that nothing of it but its bytes is stored (its link
+    /// still moves the ward's chain on).
+    async fn quarantine(&self, batch: &WardBatch, i: usize, why: &str) -> ApplyResult {
+        let (ward, incoming) = (&batch.ward, &batch.changes[i]);
         let seq = incoming.seq();
         tracing::error!(%ward, seq, "the city's database refused a ward's change: quarantined");
         tracing::debug!(%why, "refused by the database");
@@ -135,6 +141,7 @@ impl Apply {
         };
         let reason = format!("the city's database refused it: {why}");
         let kept = Incoming::Malformed { seq, reason, raw };
-        self.one(WardBatch { ward: ward.clone(), changes: [kept].into() }).await
+        let links = batch.links.as_ref().map(|l| l.slice(i, i + 1));
+        self.one(WardBatch { ward: ward.clone(), changes: [kept].into(), links }).await
     }
 }

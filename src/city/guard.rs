@@ -176,6 +176,7 @@ mod tests {
             identity: Identity::Named("office".into()),
             serial: "0a".into(),
             fingerprint: "ff".into(),
+            cert: Arc::new([]),
         };
         for _ in 0..1000 {
             assert!(guard.recheck(&revoked, &[Role::OfficeReader], "Get").is_err());

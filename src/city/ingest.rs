@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::applier::{Applier, Queued};
+use super::arrival::{self, Arrived};
 use super::receipts::WardReceipts;
 use super::streams::StreamSlot;
 use super::{CityError, Live};
@@ -57,6 +58,13 @@ pub struct SyncService {
 
 type Outbound = Result<pb::CityMessage, Status>;
 
+/// What the pump reads next: a message from the stream, or a checked batch
+/// gathering held back (it did not follow on from the batch before it).
+enum Held {
+    Message(Result<Option<pb::WardMessage>, Status>),
+    Batch(Arrived),
+}
+
 fn message(msg: city_message::Msg) -> Outbound {
     Ok(pb::CityMessage { msg: Some(msg) })
 }
@@ -95,12 +103,19 @@ impl SyncService {
     /// server shuts down; every error ends the stream with its status.
     async fn pump(
         self,
-        ward: WardCode,
+        (ward, cert): (WardCode, std::sync::Arc<[u8]>),
         mut inbound: Streaming<pb::WardMessage>,
         (tx, receipts): (mpsc::Sender<Outbound>, WardReceipts),
         slot: StreamSlot,
         session: CancellationToken,
     ) {
+        let key = match arrival::key_of(&cert) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
         // A message read while gathering that could not join the batch.
         let mut held = None;
         // The ward's batches being applied, oldest first.
@@ -121,16 +136,28 @@ impl SyncService {
                         Err(e) => break Err(e),
                     }
                 }
-                m = async { match held.take() { Some(m) => m, None => inbound.message().await } },
+                m = async { match held.take() { Some(m) => m, None => Held::Message(inbound.message().await) } },
                     if applying.len() < IN_FLIGHT_PER_WARD => m,
             };
+            let msg = match msg {
+                Held::Batch(arrived) => Ok(Some(Ok(arrived))),
+                Held::Message(Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) }))) => {
+                    match arrival::check((&ward, &cert, key), b, self.limits.max_batch_changes) {
+                        Ok(arrived) => Ok(Some(Ok(arrived))),
+                        Err(e) => break Err(e),
+                    }
+                }
+                Held::Message(Ok(Some(other))) => Ok(Some(Err(other))),
+                Held::Message(Ok(None)) => Ok(None),
+                Held::Message(Err(s)) => Err(s),
+            };
             let batch = match msg {
-                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) })) => b,
-                Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(h)) })) => {
+                Ok(Some(Ok(arrived))) => arrived,
+                Ok(Some(Err(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(h)) }))) => {
                     slot.heartbeat(h);
                     continue;
                 }
-                Ok(Some(_)) => break Err(CityError::Protocol("expected a Batch".into())),
+                Ok(Some(Err(_))) => break Err(CityError::Protocol("expected a Batch".into())),
                 Ok(None) => break Ok(()),
                 Err(s) => {
                     // A message too large or undecodable, or the ward went away:
@@ -140,7 +167,10 @@ impl SyncService {
                     return;
                 }
             };
-            let batch = self.gather(batch, &mut inbound, &slot, &mut held);
+            let batch = match self.gather(batch, (&ward, &cert, key), &mut inbound, &slot, &mut held) {
+                Ok(b) => b,
+                Err(e) => break Err(e),
+            };
             if batch.changes.is_empty() {
                 // Answered with what is applied once the batches before it are.
                 while let Some(applied) = applying.next().await {
@@ -181,31 +211,41 @@ impl SyncService {
     /// falls behind by one commit per message. Heartbeats among them are
     /// taken; any other message, or a batch that does not fit, is `held`
     /// for the next round.
+    /// Each batch joined is checked as it arrives ([`arrival::check`]); one
+    /// that fails ends the stream.
     fn gather(
         &self,
-        mut batch: pb::Batch,
+        mut batch: Arrived,
+        (ward, cert, key): (&WardCode, &[u8], crate::model::signed::KeyId),
         inbound: &mut Streaming<pb::WardMessage>,
         slot: &StreamSlot,
-        held: &mut Option<Result<Option<pb::WardMessage>, Status>>,
-    ) -> pb::Batch {
+        held: &mut Option<Held>,
+    ) -> Result<Arrived, CityError> {
         use futures::FutureExt;
-        while batch.changes.len() < self.limits.max_batch_changes {
+        while batch.changes.len() < self.limits.max_batch_changes && !batch.changes.is_empty() {
             // Only what has already arrived: never waits.
             let Some(next) = inbound.message().now_or_never() else { break };
             match next {
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Batch(b)) }))
-                    if batch.changes.len() + b.changes.len() <= self.limits.max_batch_changes =>
+                    if !b.changes.is_empty()
+                        && batch.changes.len() + b.changes.len() <= self.limits.max_batch_changes =>
                 {
-                    batch.changes.extend(b.changes)
+                    // One that does not follow on is applied on its own (and
+                    // refused there if it does not link on).
+                    let next = arrival::check((ward, cert, key), b, self.limits.max_batch_changes)?;
+                    if let Err(apart) = batch.join(next) {
+                        *held = Some(Held::Batch(apart));
+                        break;
+                    }
                 }
                 Ok(Some(pb::WardMessage { msg: Some(ward_message::Msg::Heartbeat(h)) })) => slot.heartbeat(h),
                 other => {
-                    *held = Some(other);
+                    *held = Some(Held::Message(other));
                     break;
                 }
             }
         }
-        batch
+        Ok(batch)
     }
 
     /// Sends the ward, in cursor order, the durable changes made elsewhere
@@ -280,19 +320,9 @@ impl SyncService {
         &self,
         ward: &WardCode,
         slot: &StreamSlot,
-        batch: pb::Batch,
+        batch: Arrived,
     ) -> Result<BoxFuture<'static, Result<u64, CityError>>, CityError> {
-        if batch.changes.len() > self.limits.max_batch_changes {
-            return Err(CityError::Invalid(crate::model::ValidationError::single(
-                "batch.changes",
-                format!(
-                    "{} changes exceed the limit of {} per batch",
-                    batch.changes.len(),
-                    self.limits.max_batch_changes
-                ),
-            )));
-        }
-        let changes: Vec<Incoming> = batch.changes.into_iter().map(incoming).collect();
+        let Arrived { changes, links } = batch;
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
             _ => return Ok(futures::future::ready(Ok(self.store.last_applied(ward))).boxed()),
@@ -300,7 +330,7 @@ impl SyncService {
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
         let started = std::time::Instant::now();
         let queued = Queued {
-            batch: WardBatch { ward: ward.clone(), changes: changes.into() },
+            batch: WardBatch { ward: ward.clone(), changes: changes.into(), links: Some(links) },
             work: slot.batch_token(),
         };
         let answer =
@@ -380,7 +410,7 @@ impl CitySync for SyncService {
         earlier_ended.await;
         let super::losses::Found { lost_changes, log_cursor, log_lost, receipts } =
             self.judge_losses(&ward, &hello).await?;
-        let last = self.store.resume_point(&ward).await.map_err(CityError::from)?;
+        let (last, chain) = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         tracing::info!(%ward, node = %hello.node_id, last_applied = last, merged = hello.downstream_cursor, log_end = log_cursor, "ward connected");
         let (tx, rx) = mpsc::channel(8);
         let policies_json = serde_json::to_string(self.store.policies()).expect("policies serialize");
@@ -392,6 +422,9 @@ impl CitySync for SyncService {
             log_lost,
             lost_found_at_ms: receipts.generation(),
             receipt: receipts.ack(last),
+            link: chain.link.map(|l| l.to_vec()).unwrap_or_default(),
+            link_key: chain.key.0.to_vec(),
+            clock: Some(pb::Hlc { wall_ms: chain.newest.wall_ms, logical: chain.newest.logical }),
         };
         let _ = tx.send(message(city_message::Msg::Welcome(welcome))).await;
         tokio::spawn(self.clone().push_downstream(
@@ -401,7 +434,8 @@ impl CitySync for SyncService {
             session.clone(),
         ));
         let (guard, denied_tx) = (self.guard.clone(), tx.clone());
-        let pump = self.clone().pump(ward, inbound, (tx, receipts), slot, session.clone());
+        let pump =
+            self.clone().pump((ward, peer.cert.clone()), inbound, (tx, receipts), slot, session.clone());
         tokio::spawn(async move {
             // Biased: a seeded simulation then replays exactly.
             tokio::select! {

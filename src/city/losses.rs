@@ -40,7 +40,7 @@ pub(super) struct Found {
 impl SyncService {
     /// Judges what `hello` says the city lost (see the module docs).
     pub(super) async fn judge_losses(&self, ward: &WardCode, hello: &pb::Hello) -> Result<Found, CityError> {
-        let held = self.store.resume_point(ward).await?;
+        let (held, _) = self.store.resume_point(ward).await?;
         let before = self.ward_receipts(ward);
         let lost_changes = self.find_lost(ward, hello, held, &before).await?;
         let log_cursor = self.store.log_end().await?;
@@ -94,9 +94,10 @@ impl SyncService {
                 "Hello.acked_seq {acked} is not a sequence number this city can have acknowledged"
             )));
         }
+        let link = crate::model::signed::hash_from(&hello.acked_link);
         let claim = match receipts.proves_ack(hello.acked_receipt_seq, &hello.acked_receipt) {
-            Some(from) => AckClaim { acked, proven: hello.acked_receipt_seq, from },
-            None => AckClaim { acked, ..AckClaim::default() },
+            Some(from) => AckClaim { acked, proven: hello.acked_receipt_seq, from, link },
+            None => AckClaim { acked, link, ..AckClaim::default() },
         };
         if let Some((first, last)) = self.store.acknowledged_lost(ward, claim, now_ms()).await? {
             tracing::error!(%ward, first, last, lost = last - first + 1,

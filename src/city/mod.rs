@@ -1,6 +1,7 @@
 //! The city server: replication ingest from every ward and the query API.
 
 mod applier;
+mod arrival;
 mod backup;
 mod civil;
 mod error;

@@ -61,7 +61,7 @@ impl SyncService {
             super::streams::end_streams(&self.live, &ward).await;
         }
         let cursor = self.store.durable_cursor();
-        let last_applied_seq = self.store.resume_point(&ward).await.map_err(CityError::from)?;
+        let (last_applied_seq, chain) = self.store.resume_point(&ward).await.map_err(CityError::from)?;
         let digest = city_digest(&self.store, &ward).await.map_err(CityError::from)?;
         Ok(Response::new(pb::DigestReply {
             leaves: digest.leaves.iter().map(|l| l.hash.to_vec()).collect(),
@@ -70,6 +70,8 @@ impl SyncService {
             last_applied_seq,
             // (A ward restoring itself keeps it: its numbering starts there.)
             receipt: self.ward_receipts(&ward).ack(last_applied_seq),
+            link: chain.link.map(|l| l.to_vec()).unwrap_or_default(),
+            link_key: chain.key.0.to_vec(),
         }))
     }
 

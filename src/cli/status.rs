@@ -129,6 +129,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
                     "link_down_because": s.link_down_because,
                     "sequence_jumps": s.sequence_jumps, "city_lost_changes": s.city_lost_changes,
+                    "forks": s.forks,
                     "verified_at_ms": s.verified_at_ms, "verify_differing": s.verify_differing,
                     "verify_in_sync": s.verify_in_sync, "verifying": s.verifying,
                     "verify_error": s.verify_error, "in_sync_at_ms": s.in_sync_at_ms,
@@ -152,6 +153,13 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     let line = format!(
                         "this ward lost data: {} time(s) the city had applied more changes than it had numbered; its numbering moved past the city's (see its log)",
                         s.sequence_jumps
+                    );
+                    let _ = writeln!(out, "{}", style(line).red());
+                }
+                if s.forks > 0 {
+                    let line = format!(
+                        "this ward's store forked: {} time(s) the city had applied other changes under numbers it used again (put back to an older copy?); its queued changes were renumbered after the city's and its records taken back from the city (see its log)",
+                        s.forks
                     );
                     let _ = writeln!(out, "{}", style(line).red());
                 }

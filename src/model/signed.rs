@@ -12,7 +12,8 @@
 //! variable-length item is its length (4 bytes, big-endian) and its bytes;
 //! numbers are big-endian. The link of sequence `seq` is
 //! `SHA-256(LINK_TAG, ward, seq, previous link, content hash)`, computed
-//! when the change is sent.
+//! when the change is sent. A batch is signed once, over the link of its
+//! last change ([`batch_message`]).
 
 use ring::digest::{SHA256, digest};
 
@@ -34,8 +35,9 @@ pub type Hash = [u8; 32];
 pub const GENESIS: Hash = [0; 32];
 
 /// Identifies the key a change is signed with: the SHA-256 of its
-/// certificate's public key (SubjectPublicKeyInfo, DER).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// certificate's public key (SubjectPublicKeyInfo, DER); all zero for a
+/// node without a certificate (`insecure_dev`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyId(pub Hash);
 
 fn item(buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -91,6 +93,35 @@ pub fn link(ward: &WardCode, seq: u64, previous: &Hash, content: &Hash) -> Hash 
     buf.extend_from_slice(previous);
     buf.extend_from_slice(content);
     sha256(&buf)
+}
+
+/// The links of a ward's changes numbered from `first_seq`, in order,
+/// whose content hashes are `hashes`, after the link `previous`.
+pub fn links(ward: &WardCode, first_seq: u64, previous: &Hash, hashes: &[Hash]) -> Vec<Hash> {
+    let mut out: Vec<Hash> = Vec::with_capacity(hashes.len());
+    for (i, h) in hashes.iter().enumerate() {
+        let before = out.last().unwrap_or(previous);
+        out.push(link(ward, first_seq + i as u64, before, h));
+    }
+    out
+}
+
+/// Starts what a ward signs for a batch.
+pub const BATCH_TAG: &[u8] = b"wardsync/batch";
+
+/// What a ward signs for a batch: the link of its last change (which
+/// names the ward, the sequence, and through the links before it every
+/// change of the chain), under its own tag.
+pub fn batch_message(last_link: &Hash) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(BATCH_TAG.len() + 4 + 32);
+    item(&mut buf, BATCH_TAG);
+    buf.extend_from_slice(last_link);
+    buf
+}
+
+/// A hash from bytes a peer sent: exactly 32 of them.
+pub fn hash_from(bytes: &[u8]) -> Option<Hash> {
+    bytes.try_into().ok()
 }
 
 fn sha256(bytes: &[u8]) -> Hash {

@@ -21,6 +21,6 @@ pub use paging::{DEFAULT_PAGE, MAX_PAGE, cursor_in, cursor_out, next_after, page
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wardsync_descriptor.bin"));
 
 /// Version of the replication protocol spoken in `Hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Version of the record schema carried in changes.
 pub const SCHEMA_VERSION: u32 = 1;

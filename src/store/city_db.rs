@@ -12,9 +12,9 @@
 use futures::future::BoxFuture;
 
 use super::{
-    AckClaim, AuditCursor, AuditEntry, BatchRejected, CitizenProblems, Conflict, ConflictFilter, Denial,
-    Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry,
-    RetryError, StoreError, WardBatch, WardState,
+    AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, Conflict, ConflictFilter,
+    Denial, Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome,
+    Retry, RetryError, StoreError, WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 
@@ -34,9 +34,9 @@ pub trait CityDb: Send + Sync + 'static {
     fn last_applied(&self, ward: &WardCode) -> u64;
 
     /// The last sequence durably applied for `ward`, read afresh (another
-    /// city process sharing the database may have applied more): what the
-    /// city tells a ward that connects.
-    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError>;
+    /// city process sharing the database may have applied more), and the
+    /// ward's chain there: what the city tells a ward that connects.
+    async fn resume_point(&self, ward: &WardCode) -> Result<(u64, Chain), StoreError>;
 
     /// Applies a group of batches as one atomic write: duplicates skipped,
     /// what the city will not apply quarantined (still advancing the

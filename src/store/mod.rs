@@ -23,10 +23,11 @@ mod ward_store;
 mod contract_tests;
 
 pub use city::{
-    AckClaim, AuditCursor, AuditEntry, BatchRejected, CitizenProblems, CityStore, Conflict, ConflictFilter,
-    Denial, Discarded, HistoryEntry, Incoming, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY,
-    MAX_HISTORY_BYTES, MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined,
-    REFILL_WINDOW_MS, RETRIED, RepairOutcome, Retry, RetryError, UNHELD, WardBatch, WardState,
+    AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, CityStore, Conflict,
+    ConflictFilter, Denial, Discarded, HistoryEntry, Incoming, Links, LogFilter, LoggedChange, Loss,
+    MAX_DENIALS, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN,
+    Page, Quarantined, REFILL_WINDOW_MS, RETRIED, RepairOutcome, Retry, RetryError, UNHELD, WardBatch,
+    WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

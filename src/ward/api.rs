@@ -223,6 +223,7 @@ impl WardApi for LocalApi {
             reconnects: self.link.reconnects.get(),
             records,
             sequence_jumps: self.link.sequence_jumps.get(),
+            forks: self.link.forks.get(),
             city_lost_changes: self.link.city_lost_changes.get(),
             downstream_cursor: self.store.downstream_cursor(),
             refill_due: self.store.refill_due().is_some(),

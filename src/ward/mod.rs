@@ -2,6 +2,7 @@
 //! replicator that streams the outbox to the city.
 
 mod api;
+pub mod chain;
 mod error;
 mod health;
 mod register;
@@ -174,6 +175,7 @@ where
         connect: connect.clone(),
         config: cfg.replication.clone(),
         link: link.clone(),
+        tls: cfg.tls.clone(),
         floor: 0,
         verifier: verifier.clone(),
     };
@@ -298,6 +300,11 @@ fn ward_metrics(
         "sequence_jumps",
         "Times the city had applied more changes than this ward numbered (this ward lost data)",
         link.sequence_jumps.clone(),
+    );
+    r.register(
+        "forks",
+        "Times this ward's store was found forked from the city's chain (put back to an older copy)",
+        link.forks.clone(),
     );
     r.register(
         "city_lost_changes",

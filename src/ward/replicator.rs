@@ -25,10 +25,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use super::chain::Chainer;
 use crate::clock::now_ms;
 use crate::config::ReplicationConfig;
-use crate::model::Policies;
 use crate::model::WardCode;
+use crate::model::signed;
+use crate::model::{Hlc, Policies};
 use crate::proto::pb::city_query_client::CityQueryClient;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, key_from_pb, versioned_from_pb};
@@ -61,6 +63,8 @@ pub struct LinkState {
     pub sequence_jumps: Counter,
     /// Changes the city acknowledged and later no longer held.
     pub city_lost_changes: Counter,
+    /// Times this store was found forked from the city's chain.
+    pub forks: Counter,
     /// Why the link went down last (empty while connected): shown by
     /// `wardsync status`, as a refusal the ward cannot see otherwise (a
     /// city serving another province) is only in the city's answer.
@@ -76,6 +80,7 @@ impl Default for LinkState {
             ack_latency: crate::metrics::latency_histogram(),
             sequence_jumps: Counter::default(),
             city_lost_changes: Counter::default(),
+            forks: Counter::default(),
             down_because: std::sync::Mutex::default(),
         }
     }
@@ -97,6 +102,10 @@ pub struct Replicator {
     pub config: ReplicationConfig,
     /// Shared with the status API.
     pub link: Arc<LinkState>,
+    /// The certificate and key batches are signed with, read afresh for
+    /// each connection (as the TLS connection reads them); `None`:
+    /// `insecure_dev`, unsigned.
+    pub tls: Option<crate::auth::TlsFiles>,
     /// Entries up to here are durable whatever the writer last reported
     /// (set when queued entries are renumbered past the city's sequence).
     pub floor: u64,
@@ -162,8 +171,17 @@ impl Replicator {
     ) -> SessionEnd {
         let fail = |what: &str, e: &dyn std::fmt::Display| SessionEnd::Failed(format!("{what}: {e}"));
         let cfg = self.config.clone();
+        let signer = match &self.tls {
+            Some(files) => match crate::auth::Signer::load(files) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => return fail("cannot sign with this ward's certificate key", &format!("{e:#}")),
+            },
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(cfg.max_in_flight + 1);
         let (acked_receipt_seq, acked_receipt) = self.store.ack_receipt();
+        let (anchor_seq, anchor_link) = self.store.chain_anchor();
+        let acked_link = anchor_link.filter(|_| anchor_seq == self.store.acked_seq());
         let hello = pb::WardMessage {
             msg: Some(ward_message::Msg::Hello(pb::Hello {
                 ward_code: self.ward.to_string(),
@@ -176,6 +194,7 @@ impl Replicator {
                 acked_receipt_seq,
                 acked_receipt,
                 downstream_receipt: self.store.downstream_receipt(),
+                acked_link: acked_link.map(|l| l.to_vec()).unwrap_or_default(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -234,7 +253,8 @@ impl Replicator {
                 Err(e) => return SessionEnd::Failed(format!("refilling after a loss of data: {e}")),
             }
         }
-        if let Err(e) = self.store.ack(applied, &welcome.receipt) {
+        let city_link = signed::hash_from(&welcome.link);
+        if let Err(e) = self.store.ack(applied, &welcome.receipt, city_link) {
             return fail("cannot delete acknowledged entries", &e);
         }
         backoff.reset();
@@ -243,7 +263,18 @@ impl Replicator {
         tracing::info!(ward = %self.ward, resume_after = applied, backlog = self.store.backlog(), "connected to the city");
 
         let mut sent = applied.max(self.store.acked_seq());
-        let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
+        let mut chain = {
+            let key = signer.as_ref().map(|s| s.key_id()).unwrap_or_default();
+            let ours = match self.store.link_at(sent, &key) {
+                Ok(l) => l,
+                Err(e) => return fail("cannot read the outbox", &e),
+            };
+            // (Neither side knows it, a store and city from before chains:
+            // the city takes the chain as it comes.)
+            let head = ours.or(city_link.filter(|_| sent == applied)).unwrap_or(signed::GENESIS);
+            Chainer::new(self.ward.clone(), signer, (sent, head))
+        };
+        let mut in_flight: VecDeque<(u64, Instant, signed::Hash)> = VecDeque::new();
         let ack_timeout = Duration::from_millis(cfg.ack_timeout_ms);
         let mut ack_deadline = Instant::now() + ack_timeout;
         let mut heartbeat = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(100)));
@@ -263,11 +294,7 @@ impl Replicator {
                     break;
                 };
                 let first = changes[0].seq;
-                let batch = pb::WardMessage {
-                    msg: Some(ward_message::Msg::Batch(pb::Batch {
-                        changes: changes.iter().map(Into::into).collect(),
-                    })),
-                };
+                let batch = pb::WardMessage { msg: Some(ward_message::Msg::Batch(chain.batch(&changes))) };
                 if in_flight.is_empty() {
                     ack_deadline = Instant::now() + ack_timeout;
                 }
@@ -276,7 +303,7 @@ impl Replicator {
                 }
                 tracing::debug!(ward = %self.ward, first, last, count = changes.len(), "batch sent");
                 sent = last;
-                in_flight.push_back((last, Instant::now()));
+                in_flight.push_back((last, Instant::now(), chain.head().1));
                 self.link.batches_sent.inc();
             }
             // Biased (in this order): a seeded simulation then replays exactly.
@@ -285,10 +312,11 @@ impl Replicator {
                 _ = cancel.cancelled() => return self.drain(&mut inbound, &mut in_flight).await,
                 msg = inbound.message() => match msg {
                     Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) })) => {
-                        if let Err(e) = self.store.ack(a.applied_seq, &a.receipt) {
+                        let link = in_flight.iter().find(|(s, _, _)| *s == a.applied_seq).map(|(_, _, l)| *l);
+                        if let Err(e) = self.store.ack(a.applied_seq, &a.receipt, link) {
                             return fail("cannot delete acknowledged entries", &e);
                         }
-                        while let Some((_, sent)) = in_flight.front().filter(|(s, _)| *s <= a.applied_seq) {
+                        while let Some((_, sent, _)) = in_flight.front().filter(|(s, _, _)| *s <= a.applied_seq) {
                             self.link.ack_latency.observe(sent.elapsed().as_secs_f64());
                             in_flight.pop_front();
                         }
@@ -375,13 +403,17 @@ impl Replicator {
                 .map_err(|e| format!("cannot note the refill due: {e}"))?;
             self.store.flush().await.map_err(|e| format!("cannot note the refill due: {e}"))?;
         }
+        if let Some(clock) = &welcome.clock {
+            self.store.observe_clock(Hlc { wall_ms: clock.wall_ms, logical: clock.logical });
+        }
+        let city_link = signed::hash_from(&welcome.link);
         let last = self.store.last_seq();
         if applied <= last {
-            return Ok(());
+            return self.check_fork(applied, city_link, &welcome.link_key).await;
         }
         let moved = self
             .store
-            .move_past(applied)
+            .move_past(applied, city_link)
             .map_err(|e| format!("cannot move the numbering past the city's: {e}"))?;
         // The records it lost come back from the city's copy (stored with
         // the new numbering, by the flush below).
@@ -393,6 +425,43 @@ impl Replicator {
         self.link.sequence_jumps.inc();
         tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
             "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's, its queued changes are renumbered after it, and its records are refilled from the city's copy");
+        Ok(())
+    }
+
+    /// The city applied this ward's changes up to `applied`, whose link
+    /// there is `theirs`: if this store's own link there differs, the city
+    /// applied other changes under those numbers (this store was put back
+    /// to an older copy and numbered new changes again). Then its queued
+    /// changes are renumbered after the city's, chained on the city's
+    /// link, and its records taken back from the city (the lost
+    /// incarnation's writes), before anything is sent.
+    async fn check_fork(
+        &mut self,
+        applied: u64,
+        theirs: Option<signed::Hash>,
+        key: &[u8],
+    ) -> Result<(), String> {
+        let Some(theirs) = theirs else { return Ok(()) };
+        if applied < self.store.acked_seq() {
+            return Ok(()); // the city lost data: judged by the receipts
+        }
+        let key = signed::KeyId(signed::hash_from(key).unwrap_or_default());
+        let ours = self.store.link_at(applied, &key).map_err(|e| format!("cannot read the outbox: {e}"))?;
+        if ours.is_none_or(|o| o == theirs) {
+            return Ok(());
+        }
+        let moved = self
+            .store
+            .renumber_after(applied, Some(theirs))
+            .map_err(|e| format!("cannot renumber the queued changes after the city's: {e}"))?;
+        self.store
+            .set_refill_due(Some(Lost::Ward))
+            .map_err(|e| format!("cannot note the refill due: {e}"))?;
+        self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
+        self.floor = self.store.last_seq();
+        self.link.forks.inc();
+        tracing::error!(ward = %self.ward, city_applied = applied, renumbered = moved,
+            "this ward's store forked: the city applied other changes under numbers up to {applied} than this store holds (it was put back to an older copy, a VM snapshot or a backup, and numbered new changes again); its queued changes are renumbered after the city's, and what the lost copy wrote is taken back from the city");
         Ok(())
     }
 
@@ -448,13 +517,14 @@ impl Replicator {
     async fn drain(
         &self,
         inbound: &mut tonic::Streaming<pb::CityMessage>,
-        in_flight: &mut VecDeque<(u64, Instant)>,
+        in_flight: &mut VecDeque<(u64, Instant, signed::Hash)>,
     ) -> SessionEnd {
         let deadline = Instant::now() + Duration::from_secs(2);
-        while let Some(&(last, _)) = in_flight.back() {
+        while let Some(&(last, _, _)) = in_flight.back() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
                 Ok(Ok(Some(pb::CityMessage { msg: Some(city_message::Msg::Ack(a)) }))) => {
-                    let _ = self.store.ack(a.applied_seq, &a.receipt);
+                    let link = in_flight.iter().find(|(s, _, _)| *s == a.applied_seq).map(|(_, _, l)| *l);
+                    let _ = self.store.ack(a.applied_seq, &a.receipt, link);
                     if a.applied_seq >= last {
                         break;
                     }

@@ -137,6 +137,8 @@ struct CityDigest {
     last_applied_seq: u64,
     /// The city's receipt for `last_applied_seq`.
     receipt: Vec<u8>,
+    /// The ward's chain link there, as the city applied it.
+    link: Option<crate::model::signed::Hash>,
 }
 
 impl Verifier {
@@ -290,6 +292,7 @@ impl Verifier {
             cursor: reply.cursor,
             last_applied_seq: reply.last_applied_seq,
             receipt: reply.receipt,
+            link: crate::model::signed::hash_from(&reply.link),
         })
     }
 
@@ -301,10 +304,11 @@ impl Verifier {
         let mut report = Report { records: mine.records(), ..Report::default() };
         if restore && city.last_applied_seq > self.store.last_seq() {
             // Before anything else: no number the city applied is used again.
-            self.store.move_past(city.last_applied_seq).map_err(store_err)?;
+            // The chain goes on from the city's link there.
+            self.store.move_past(city.last_applied_seq, city.link).map_err(store_err)?;
             // With the city's receipt for it: should the city lose what it
             // applied, the ward can prove it (nothing is deleted: all is acked).
-            self.store.ack(city.last_applied_seq, &city.receipt).map_err(store_err)?;
+            self.store.ack(city.last_applied_seq, &city.receipt, city.link).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             tracing::warn!(ward = %self.ward, last_seq = city.last_applied_seq, "restoring: numbering continues after the city's last applied change of this ward");
         }

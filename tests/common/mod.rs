@@ -485,6 +485,26 @@ pub fn hello(claim: &str) -> pb::WardMessage {
     }
 }
 
+/// `changes` of ward `code` as its agent sends them: chained after `head`
+/// (the city's `Welcome` link, or `GENESIS` for a new ward) and signed with
+/// the key of its certificate in `certs`.
+#[allow(dead_code)]
+pub fn signed_batch(
+    certs: &Path,
+    code: &str,
+    head: (u64, wardsync::model::signed::Hash),
+    changes: &[wardsync::model::Change],
+) -> pb::WardMessage {
+    let files = wardsync::auth::TlsFiles::in_dir(certs, &format!("ward-{code}"));
+    let signer = std::sync::Arc::new(wardsync::auth::Signer::load(&files).unwrap());
+    let mut chain = wardsync::ward::chain::Chainer::new(
+        wardsync::model::WardCode::parse(code).unwrap(),
+        Some(signer),
+        head,
+    );
+    pb::WardMessage { msg: Some(pb::ward_message::Msg::Batch(chain.batch(changes))) }
+}
+
 /// Copies directory `from` into `to`, recursively.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -19,11 +19,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use wardsync::auth::{TlsFiles, client_tls};
+use wardsync::auth::{Signer, TlsFiles, client_tls};
+use wardsync::model::signed;
 use wardsync::model::{
     Body, Change, CivilEvent, EventKind, Hlc, Op, Record, Stamp, VersionVector, WardCode, flatten,
 };
 use wardsync::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
+use wardsync::ward::chain::Chainer;
 
 use super::net::channel;
 use super::nodes::CITY_PORT;
@@ -45,7 +47,9 @@ pub async fn forge(
     // (Its own, so that the forgeries of a seed come when they always did.)
     let mut replays = StdRng::seed_from_u64(seed ^ 0x9e91a7);
     let mut kinds = StdRng::seed_from_u64(seed ^ 0x6b1d5);
-    let tls = client_tls(&TlsFiles::in_dir(&certs, &format!("ward-{FORGER}")), "city").unwrap();
+    let files = TlsFiles::in_dir(&certs, &format!("ward-{FORGER}"));
+    let tls = client_tls(&files, "city").unwrap();
+    let signer = Arc::new(Signer::load(&files).unwrap());
     // The city's last receipt for an ack, and its sequence.
     let mut receipt = (0, Vec::new());
     while shared.done.load(Ordering::SeqCst) < wards {
@@ -60,7 +64,7 @@ pub async fn forge(
             let forgery =
                 if rng.gen_bool(0.7) { Forgery::ALL[kinds.gen_range(0..5)] } else { Forgery::Delete };
             let claim_loss = kinds.gen_bool(0.2);
-            let _ = send(&tls, r, forgery, replays.gen_bool(0.3), claim_loss, &mut receipt).await;
+            let _ = send((&tls, &signer), r, forgery, replays.gen_bool(0.3), claim_loss, &mut receipt).await;
         }
     }
     Ok(())
@@ -92,12 +96,12 @@ impl Forgery {
 
 /// One forged change to `r` (see [`Forgery`]); numbered after the last
 /// sequence the city took from the forger, or, `replayed`, with that
-/// sequence again (which the city must skip: taken twice, the quarantine
-/// would count it twice); `claim_loss`: after a `Hello` claiming the city
+/// sequence again (another change under a number the city applied: a
+/// fork, which the city must refuse, never skip nor apply); `claim_loss`: after a `Hello` claiming the city
 /// lost what it sent down, and what it acknowledged up to the city's last
 /// `receipt` (kept here as acks bring new ones).
 async fn send(
-    tls: &tonic::transport::ClientTlsConfig,
+    (tls, signer): (&tonic::transport::ClientTlsConfig, &Arc<Signer>),
     r: Record,
     forgery: Forgery,
     replayed: bool,
@@ -119,10 +123,14 @@ async fn send(
     };
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Hello(hello)) }).await?;
     let mut inbound = CitySyncClient::new(ch).replicate(ReceiverStream::new(rx)).await?.into_inner();
-    let last = match inbound.message().await?.and_then(|m| m.msg) {
-        Some(city_message::Msg::Welcome(w)) => w.last_applied_seq,
+    let (last, link) = match inbound.message().await?.and_then(|m| m.msg) {
+        Some(city_message::Msg::Welcome(w)) => (w.last_applied_seq, signed::hash_from(&w.link)),
         _ => return Err("no Welcome".into()),
     };
+    // Signed with its own key and chained on the city's link: the forgery
+    // is in what the changes say (a replay reuses a number the chain holds).
+    let mut chain =
+        Chainer::new(WardCode::parse(FORGER)?, Some(signer.clone()), (last, link.unwrap_or(signed::GENESIS)));
     let key = r.key()?;
     let claim = VersionVector([(FORGER.to_string(), Hlc::default())].into());
     let all = |r: &Record| flatten(r).into_keys().collect::<Vec<_>>();
@@ -175,7 +183,7 @@ async fn send(
         fields,
         op,
     };
-    let batch = pb::Batch { changes: vec![(&change).into()] };
+    let batch = chain.batch(&[change]);
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await?;
     loop {
         match inbound.message().await?.and_then(|m| m.msg) {

@@ -19,6 +19,7 @@ use crate::auth::{TlsFiles, client_tls, ward_cert_name};
 use crate::model::{Change, Hlc, Op, Record, Stamp, VersionVector, WardCode, flatten};
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION};
+use crate::ward::chain::Chainer;
 
 /// One synthetic ward's open replication stream.
 pub struct Stream {
@@ -32,13 +33,17 @@ struct Sender {
     tx: mpsc::Sender<pb::WardMessage>,
     seq: u64,
     hlc: Hlc,
+    /// Chains and signs each batch, as an agent does.
+    chain: Chainer,
 }
 
 impl Stream {
     /// Opens the stream of `ward` to the city at `addr`, resuming after
     /// what the city already applied.
     pub async fn open(addr: std::net::SocketAddr, certs: &Path, ward: &WardCode) -> anyhow::Result<Stream> {
-        let tls = client_tls(&TlsFiles::in_dir(certs, &ward_cert_name(ward)), "city")?;
+        let files = TlsFiles::in_dir(certs, &ward_cert_name(ward));
+        let tls = client_tls(&files, "city")?;
+        let signer = std::sync::Arc::new(crate::auth::Signer::load(&files)?);
         let channel = Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?.connect().await?;
         let (tx, rx) = mpsc::channel(64);
         let hello = pb::Hello {
@@ -55,11 +60,15 @@ impl Stream {
             .replicate(ReceiverStream::new(rx))
             .await?
             .into_inner();
-        let seq = match inbound.message().await?.and_then(|m| m.msg) {
-            Some(city_message::Msg::Welcome(w)) => w.last_applied_seq,
+        let (seq, link) = match inbound.message().await?.and_then(|m| m.msg) {
+            Some(city_message::Msg::Welcome(w)) => (
+                w.last_applied_seq,
+                crate::model::signed::hash_from(&w.link).unwrap_or(crate::model::signed::GENESIS),
+            ),
             other => anyhow::bail!("the city answered Hello with {other:?}"),
         };
-        Ok(Stream { out: Sender { ward: ward.clone(), tx, seq, hlc: Hlc::default() }, inbound })
+        let chain = Chainer::new(ward.clone(), Some(signer), (seq, link));
+        Ok(Stream { out: Sender { ward: ward.clone(), tx, seq, hlc: Hlc::default(), chain }, inbound })
     }
 
     /// Sends `records` as one batch of new changes; returns the last sequence.
@@ -90,10 +99,10 @@ impl Sender {
                     fields: flatten(r).into_keys().collect(),
                     op: Op::Put(r.clone()),
                 };
-                pb::Change::from(&change)
+                change
             })
-            .collect();
-        let batch = pb::WardMessage { msg: Some(ward_message::Msg::Batch(pb::Batch { changes })) };
+            .collect::<Vec<_>>();
+        let batch = pb::WardMessage { msg: Some(ward_message::Msg::Batch(self.chain.batch(&changes))) };
         self.tx.send(batch).await.map_err(|_| anyhow::anyhow!("the stream closed"))?;
         Ok(self.seq)
     }

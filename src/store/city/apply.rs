@@ -439,6 +439,17 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 }));
                 continue;
             }
+            if let (Some(links), Some(first), Some(last)) = (&wb.links, wb.changes.first(), wb.changes.last())
+            {
+                if let Err(refused) =
+                    super::chain::check(&wb.ward, &mut state, (first.seq(), last.seq()), links)
+                {
+                    tracing::error!(ward = %wb.ward, error = %refused, "batch refused");
+                    wards.insert(wb.ward.clone(), state);
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+            }
             if !fresh.is_empty() && state.quarantined >= MAX_QUARANTINED {
                 outcomes.push(Err(BatchRejected::QuarantineFull {
                     ward: wb.ward.clone(),
@@ -507,6 +518,10 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                     }
                 }
                 state.last_applied_seq = state.last_applied_seq.max(incoming.seq());
+            }
+            if let Some(links) = &wb.links {
+                let newest = wb.changes.iter().filter_map(|c| c.change()).map(|c| c.stamp.hlc).max();
+                super::chain::advance(&mut state, links, newest.unwrap_or_default());
             }
             state.last_contact_ms = self.now_ms;
             outcomes.push(Ok(state.last_applied_seq));

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::{
-    AuditCursor, AuditEntry, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial, Discarded,
+    AuditCursor, AuditEntry, Chain, CitizenProblems, CityStore, Conflict, ConflictFilter, Denial, Discarded,
     HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry, RetryError,
     WardBatch, WardState,
 };
@@ -28,8 +28,8 @@ impl CityDb for CityStore {
         CityStore::last_applied(self, ward)
     }
 
-    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError> {
-        Ok(CityStore::last_applied(self, ward))
+    async fn resume_point(&self, ward: &WardCode) -> Result<(u64, Chain), StoreError> {
+        Ok(CityStore::resume(self, ward))
     }
 
     fn apply_group(

@@ -13,6 +13,7 @@
 //! - `L<ward>`                    → [`super::Loss`]: acknowledged changes the city lost;
 //! - `B<ward>`                    → [`super::Budget`]: its changes to other wards' records today;
 //! - `U<ward>`                    → (u64 BE) the last sequence its numbering moved past on its word;
+//! - `C<ward>`                    → [`super::Chain`]: its chain as applied, and the forks found;
 //! - `q<ward><seq: u64 BE>`       → [`super::Quarantined`];
 //! - `d<ward><seq: u64 BE>`       → [`super::Discarded`];
 //! - `s<tag><id>`                 → the record's replicated state (`Versioned`);
@@ -37,6 +38,7 @@ pub(super) const WARD: &[u8] = b"w";
 pub(super) const LOSS: &[u8] = b"L";
 pub(super) const BUDGET: &[u8] = b"B";
 pub(super) const UNPROVEN: &[u8] = b"U";
+pub(super) const CHAIN: &[u8] = b"C";
 pub(super) const QUARANTINE: &[u8] = b"q";
 pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
@@ -100,6 +102,10 @@ pub(super) fn budget_key(ward: &WardCode) -> Vec<u8> {
 
 pub(super) fn unproven_key(ward: &WardCode) -> Vec<u8> {
     key(UNPROVEN, &[ward.as_str().as_bytes()])
+}
+
+pub(super) fn chain_key(ward: &WardCode) -> Vec<u8> {
+    key(CHAIN, &[ward.as_str().as_bytes()])
 }
 
 pub(super) fn quarantine_key(prefix: &[u8], ward: &WardCode, seq: u64) -> Vec<u8> {

@@ -13,6 +13,7 @@
 pub(crate) mod apply;
 pub(crate) mod audit;
 pub(crate) mod budget;
+pub(crate) mod chain;
 mod civil;
 mod conflicts;
 mod db;
@@ -33,11 +34,14 @@ use serde::{Deserialize, Serialize};
 use super::codec::{be, decode, encode, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
 use crate::model::{Change, Context, Hlc, Policies, WardCode, WriterId};
-use keys::{BUDGET, CURSOR, HLC, LOSS, UNPROVEN, WARD, budget_key, loss_key, unproven_key, ward_key};
+use keys::{
+    BUDGET, CHAIN, CURSOR, HLC, LOSS, UNPROVEN, WARD, budget_key, chain_key, loss_key, unproven_key, ward_key,
+};
 
 pub use apply::UNHELD;
 pub use audit::{AuditCursor, AuditEntry, Denial, MAX_DENIALS};
 pub use budget::Budget;
+pub use chain::{Chain, Links};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub(crate) use history::history_too_large;
@@ -74,6 +78,10 @@ pub struct WardState {
     /// the city's receipts speak only for sequences after it.
     #[serde(skip)]
     pub unproven_to: u64,
+    /// The ward's chain as the city applied it, and the forks found
+    /// (stored under `C<ward>`).
+    #[serde(skip)]
+    pub chain: Chain,
 }
 
 /// What a ward's `Hello` says of the changes the city acknowledged, and
@@ -86,6 +94,9 @@ pub struct AckClaim {
     pub proven: u64,
     /// The first sequence that receipt speaks for.
     pub from: u64,
+    /// The ward's link at `acked` (`None`: it gives none): where its chain
+    /// resumes at a city that no longer holds what it acknowledged.
+    pub link: Option<crate::model::signed::Hash>,
 }
 
 /// Changes the city acknowledged to a ward and then no longer held (its
@@ -162,6 +173,10 @@ pub struct WardBatch {
     /// Its changes, ascending sequence numbers (shared: a group the
     /// database refuses is applied again, batch by batch, without a copy).
     pub changes: std::sync::Arc<[Incoming]>,
+    /// Their chain as checked on arrival (signature and content hashes):
+    /// every batch a ward sends has one; `None` only for changes the city
+    /// itself applies again (a quarantine retry) and in tests.
+    pub links: Option<Links>,
 }
 
 /// Why a whole batch was rejected (nothing of it stored).
@@ -176,6 +191,34 @@ pub enum BatchRejected {
         expected: u64,
         /// What the batch contained.
         got: u64,
+    },
+    /// The batch does not link onto the ward's chain as the city applied
+    /// it: the city applied other changes under these numbers (the ward
+    /// was put back to an older copy, or the chain is forged). Recorded.
+    #[error(
+        "ward {ward}'s changes up to sequence {seq} differ from those the city applied under those numbers \
+         (a store put back to an older copy?): the batch is refused; resume from Welcome, whose link shows where the chains part"
+    )]
+    Fork {
+        /// The sending ward.
+        ward: WardCode,
+        /// The city's last applied sequence, where the chains differ.
+        seq: u64,
+    },
+    /// Every change of the batch is one the city applied, and the batch
+    /// reaches no further than its chain's head, so nothing shows they
+    /// are the same changes.
+    #[error(
+        "ward {ward} sent changes up to sequence {last}, all before the city's {applied}, which cannot be \
+         checked against the city's chain: resume from Welcome"
+    )]
+    Behind {
+        /// The sending ward.
+        ward: WardCode,
+        /// The batch's last sequence.
+        last: u64,
+        /// The ward's last sequence the city applied.
+        applied: u64,
     },
     /// The ward already has as many changes in quarantine as the city
     /// keeps for one ward: nothing more is taken from it until the data
@@ -208,6 +251,9 @@ pub(crate) fn record_loss(
         return None;
     }
     state.last_applied_seq = claim.acked;
+    // The chain resumes where the ward says it stood (a receipt proves the
+    // sequence, and the ward's own store the link).
+    state.chain.link = claim.link;
     if claim.acked > claim.proven.max(held) {
         state.unproven_to = claim.acked;
     }
@@ -271,7 +317,8 @@ pub struct CityStore {
     durable_cursor: Arc<tokio::sync::watch::Sender<u64>>,
     /// Each ward's last applied sequence as of the last completed flush:
     /// what the city may report to the ward.
-    durable_applied: Arc<Mutex<HashMap<WardCode, u64>>>,
+    /// (With the ward's chain there.)
+    durable_applied: Arc<Mutex<HashMap<WardCode, (u64, Chain)>>>,
     policies: Arc<Policies>,
     denials: Arc<std::sync::atomic::AtomicU64>,
     /// Denials in the audit trail (at most [`audit::MAX_DENIALS`]).
@@ -309,7 +356,10 @@ impl CityStore {
         for (k, v) in engine.scan(UNPROVEN, &prefix_end(UNPROVEN), usize::MAX)? {
             wards.entry(code(&k)?).or_insert_with(WardState::default).unproven_to = read_be(&k, &v)?;
         }
-        let durable_applied = wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect();
+        for (k, v) in engine.scan(CHAIN, &prefix_end(CHAIN), usize::MAX)? {
+            wards.entry(code(&k)?).or_insert_with(WardState::default).chain = decode(&k, &v)?;
+        }
+        let durable_applied = wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
         let store = CityStore {
             engine,
@@ -328,11 +378,16 @@ impl CityStore {
     /// only figure the city may report to the ward, which deletes what it
     /// covers. Changes applied and not yet flushed are not included.
     pub fn last_applied(&self, ward: &WardCode) -> u64 {
+        self.resume(ward).0
+    }
+
+    /// The last sequence durably applied for `ward`, and its chain there.
+    pub fn resume(&self, ward: &WardCode) -> (u64, Chain) {
         if crate::mutation::active(crate::mutation::Mutation::WelcomeBeforeFlush) {
             let c = self.cache.lock().expect("poisoned");
-            return c.wards.get(ward).map_or(0, |s| s.last_applied_seq);
+            return c.wards.get(ward).map_or_else(Default::default, |s| (s.last_applied_seq, s.chain));
         }
-        self.durable_applied.lock().expect("poisoned").get(ward).copied().unwrap_or(0)
+        self.durable_applied.lock().expect("poisoned").get(ward).copied().unwrap_or_default()
     }
 
     /// The ward says this city had acknowledged its changes up to
@@ -380,6 +435,9 @@ impl CityStore {
             }
             if before.map(|b| b.unproven_to) != Some(state.unproven_to) && state.unproven_to > 0 {
                 batch.insert(unproven_key(ward), be(state.unproven_to).to_vec());
+            }
+            if before.map(|b| &b.chain) != Some(&state.chain) && !state.chain.is_empty() {
+                batch.insert(chain_key(ward), encode(&state.chain));
             }
         }
         batch.insert(CURSOR, be(w.cursor).to_vec());
@@ -436,15 +494,17 @@ impl CityStore {
 
     /// Makes every applied group durable and publishes the log up to it.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (cursor, applied): (u64, Vec<(WardCode, u64)>) = {
+        let (cursor, applied): (u64, Vec<(WardCode, (u64, Chain))>) = {
             let c = self.cache.lock().expect("poisoned");
-            (c.cursor, c.wards.iter().map(|(w, s)| (w.clone(), s.last_applied_seq)).collect())
+            (c.cursor, c.wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect())
         };
         self.engine.flush().await?;
         let mut durable = self.durable_applied.lock().expect("poisoned");
-        for (ward, seq) in applied {
+        for (ward, (seq, chain)) in applied {
             let d = durable.entry(ward).or_default();
-            *d = (*d).max(seq);
+            if seq >= d.0 {
+                *d = (seq, chain);
+            }
         }
         drop(durable);
         self.durable_cursor.send_if_modified(|c| {

@@ -45,7 +45,7 @@ fn a_long_outbox_is_counted_acknowledged_and_recomputed_a_chunk_at_a_time() {
         store.set_policies(Policies { default: crate::model::Policy::Manual, ..Default::default() }).unwrap();
         assert_eq!(store.count(Kind::Citizen), 250, "{name}");
         // The city acknowledges 230 of them: deleted in chunks.
-        store.ack(230, &[]).unwrap();
+        store.ack(230, &[], None).unwrap();
         assert_eq!((store.acked_seq(), store.backlog()), (230, 20), "{name}");
         let left = store.backlog_bytes();
         block(store.flush()).unwrap();
@@ -96,10 +96,10 @@ fn a_long_queue_is_renumbered_past_the_city_a_chunk_at_a_time_and_a_stop_midway_
         let store = WardStore::open(h.engine(), ward("00082"), 100_000).unwrap();
         let puts: Vec<NewChange> = (1..=250).map(|n| put("00082", n)).collect();
         store.append(&puts, 1).unwrap();
-        store.ack(20, &[]).unwrap();
+        store.ack(20, &[], None).unwrap();
         // The city applied up to 260: the 230 queued entries move to 261..=490.
         // The ward stops after the first chunk.
-        store.move_past_steps(260, 1).unwrap();
+        store.renumber_steps(260, None, 1).unwrap();
         block(store.flush()).unwrap();
         drop(store);
         h.restart();

@@ -8,14 +8,14 @@ async fn city_applies_each_change_once_however_often_it_is_sent() {
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let a = ward("00082");
-        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5), links: None };
         assert_eq!(
             city.apply_group(vec![b1.clone()], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(),
             [Ok(5)],
             "{name}"
         );
         // The same batch again, and an overlapping one.
-        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8) };
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 3..=8), links: None };
         assert_eq!(
             city.apply_group(vec![b1, b2], 2, ctx(), NO_SKEW_LIMIT).await.unwrap(),
             [Ok(5), Ok(8)],
@@ -31,7 +31,7 @@ async fn city_applies_each_change_once_however_often_it_is_sent() {
         h.restart();
         let city = h.open(Policies::default()).await;
         assert_eq!(city.last_applied(&a), 8, "{name}");
-        let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9) };
+        let again = WardBatch { ward: a.clone(), changes: changes("00082", 1..=9), links: None };
         assert_eq!(city.apply_group(vec![again], 3, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(9)], "{name}");
         city.flush().await.unwrap();
         assert_eq!(city.changes_since(0, 100).await.unwrap().len(), 9, "{name}");
@@ -47,7 +47,7 @@ async fn city_rejects_a_gap_without_storing_anything() {
         let a = ward("00082");
         let out = city
             .apply_group(
-                vec![WardBatch { ward: a.clone(), changes: changes("00082", 3..=4) }],
+                vec![WardBatch { ward: a.clone(), changes: changes("00082", 3..=4), links: None }],
                 1,
                 ctx(),
                 NO_SKEW_LIMIT,
@@ -73,6 +73,7 @@ async fn city_quarantines_what_it_will_not_apply_but_keeps_the_stream_moving() {
         let group = [WardBatch {
             ward: b.clone(),
             changes: vec![Incoming::Change(change("00082", 1)), malformed, own].into(),
+            links: None,
         }];
         assert_eq!(
             city.apply_group(group.to_vec(), 5, ctx(), NO_SKEW_LIMIT).await.unwrap(),
@@ -115,7 +116,11 @@ async fn quarantined_changes_can_be_retried_once_acceptable_or_discarded() {
         foreign.seq = 1;
         let hanoi = ctx();
         let anywhere = Context { province: None, ..ctx() };
-        let wb = WardBatch { ward: ward("25747"), changes: vec![Incoming::Change(foreign.clone())].into() };
+        let wb = WardBatch {
+            ward: ward("25747"),
+            changes: vec![Incoming::Change(foreign.clone())].into(),
+            links: None,
+        };
         city.apply_group(vec![wb], 1, hanoi.clone(), NO_SKEW_LIMIT).await.unwrap();
         let w = ward("25747");
         let e = city.retry(&w, 1, Retry::Office(None), 2, &hanoi, NO_SKEW_LIMIT).await.unwrap().unwrap_err();
@@ -177,7 +182,7 @@ async fn city_list_pages_with_a_cursor_and_deletes_leave_the_indexes() {
         let city = h.open(Policies::default()).await;
         let a = ward("00082");
         city.apply_group(
-            vec![WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) }],
+            vec![WardBatch { ward: a.clone(), changes: changes("00082", 1..=5), links: None }],
             1,
             ctx(),
             NO_SKEW_LIMIT,
@@ -247,17 +252,21 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
     for (name, mut h) in cities() {
         let city = h.open(Policies::default()).await;
         let a = ward("00082");
-        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5), links: None };
         assert_eq!(city.apply_group(vec![b1], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(5)], "{name}");
         assert_eq!(city.last_applied(&a), 5, "{name}: durable on return");
         // The ward was told 9 were applied: 6 to 9 were lost.
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 77).await.unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1, link: None }, 77)
+                .await
+                .unwrap(),
             Some((6, 9)),
             "{name}"
         );
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 78).await.unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1, link: None }, 78)
+                .await
+                .unwrap(),
             None,
             "{name}: found once"
         );
@@ -267,14 +276,16 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
         assert_eq!(city.last_applied(&a), 9, "{name}");
         let lost = &city.wards()[0].1.lost;
         assert_eq!(*lost, Loss { changes: 4, last_range: (6, 9), found_at_ms: 77 }, "{name}");
-        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11) };
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11), links: None };
         assert_eq!(city.apply_group(vec![b2], 2, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(11)], "{name}");
         assert_eq!(owned(&*city, &a).await, 7, "{name}");
         // A claim beyond the city's receipt moves the numbering on (the
         // ward no longer holds those changes) and records, opening the
         // refill window, only what the receipt proves.
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 20, proven: 14, from: 1 }, 79).await.unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 20, proven: 14, from: 1, link: None }, 79)
+                .await
+                .unwrap(),
             Some((12, 14)),
             "{name}"
         );
@@ -290,7 +301,7 @@ async fn an_acknowledged_loss_is_recorded_once_and_survives_a_restart() {
         h.restart();
         let city = h.open(Policies::default()).await;
         assert_eq!(city.wards()[0].1.unproven_to, 30, "{name}");
-        let after_jump = AckClaim { acked: 40, proven: 40, from: 36 };
+        let after_jump = AckClaim { acked: 40, proven: 40, from: 36, link: None };
         assert_eq!(city.acknowledged_lost(&a, after_jump, 79).await.unwrap(), Some((36, 40)), "{name}");
         assert_eq!(city.wards()[0].1.lost.found_at_ms, 80, "{name}");
     }
@@ -304,7 +315,7 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
         let (a, b) = (ward("00082"), ward("00145"));
         let noon = 20_000 * crate::model::civil::DAY_MS + 43_200_000;
         let theirs = changes("00082", 1..=PER_DAY + 1);
-        let created = WardBatch { ward: a.clone(), changes: theirs.clone() };
+        let created = WardBatch { ward: a.clone(), changes: theirs.clone(), links: None };
         city.apply_group(vec![created], noon, ctx(), NO_SKEW_LIMIT).await.unwrap();
         // 00145 "moves" 00082's records into itself (puts naming itself as
         // owner): judged (and refused, being no proper transfers) while its
@@ -321,7 +332,7 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
                 })
                 .collect()
         };
-        let first = WardBatch { ward: b.clone(), changes: moved(1..=PER_DAY) };
+        let first = WardBatch { ward: b.clone(), changes: moved(1..=PER_DAY), links: None };
         let applied = city.apply_group(vec![first], noon, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(applied, [Ok(PER_DAY)], "{name}");
         let past = format!("more than {PER_DAY} changes to other wards' records");
@@ -336,7 +347,7 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
         for q in held {
             city.discard(&b, q.seq, "reviewed", "office", noon).await.unwrap().unwrap();
         }
-        let next = WardBatch { ward: b.clone(), changes: moved(PER_DAY + 1..=PER_DAY + 1) };
+        let next = WardBatch { ward: b.clone(), changes: moved(PER_DAY + 1..=PER_DAY + 1), links: None };
         city.apply_group(vec![next], noon + 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
         // Past it, a delete of another ward's record too.
         let key = theirs[0].change().unwrap().key.clone();
@@ -346,7 +357,7 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
             fields: vec![],
             ..moved(1..=1)[0].change().unwrap().clone()
         };
-        let next = WardBatch { ward: b.clone(), changes: vec![Incoming::Change(delete)].into() };
+        let next = WardBatch { ward: b.clone(), changes: vec![Incoming::Change(delete)].into(), links: None };
         city.apply_group(vec![next], noon + 2, ctx(), NO_SKEW_LIMIT).await.unwrap();
         let held = city.quarantine(Some(&b)).await.unwrap();
         assert_eq!(held.len(), 2, "{name}");

@@ -48,11 +48,11 @@ fn a_ward_behind_the_city_renumbers_its_queue_past_the_city_and_keeps_it() {
         let store = WardStore::open(h.engine(), ward("00082"), 1000).unwrap();
         let puts: Vec<NewChange> = (1..=10).map(|n| put("00082", n)).collect();
         store.append(&puts, 1).unwrap();
-        store.ack(2, &[]).unwrap();
-        assert_eq!(store.move_past(5).unwrap(), 0, "{name}: not behind the city: nothing to do");
+        store.ack(2, &[], None).unwrap();
+        assert_eq!(store.move_past(5, None).unwrap(), 0, "{name}: not behind the city: nothing to do");
         // The city applied up to 12, past this ward's 10: the eight queued
         // entries move to 13..=20.
-        assert_eq!(store.move_past(12).unwrap(), 8, "{name}");
+        assert_eq!(store.move_past(12, None).unwrap(), 8, "{name}");
         let check = |store: &WardStore| {
             assert_eq!((store.last_seq(), store.acked_seq(), store.backlog()), (20, 12, 8), "{name}");
             let queued = store.outbox_range(12, 20, 100, usize::MAX).unwrap();
@@ -75,7 +75,7 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
     for (name, mut h) in harnesses() {
         let city = CityStore::open(h.engine(), Policies::default()).unwrap();
         let a = ward("00082");
-        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5) };
+        let b1 = WardBatch { ward: a.clone(), changes: changes("00082", 1..=5), links: None };
         assert_eq!(city.apply_group(&[b1], 1, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(5)], "{name}");
         assert_eq!(city.last_applied(&a), 0, "{name}: applied, not yet durable: not reported");
         assert_eq!(city.wards()[0].1.last_applied_seq, 0, "{name}");
@@ -84,12 +84,12 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
 
         // The ward was told 9 were applied: 6 to 9 were lost.
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 77).unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1, link: None }, 77).unwrap(),
             Some((6, 9)),
             "{name}"
         );
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1 }, 78).unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 9, proven: 9, from: 1, link: None }, 78).unwrap(),
             None,
             "{name}: found once"
         );
@@ -100,7 +100,7 @@ fn the_city_reports_only_durable_sequences_and_records_acknowledged_losses() {
         assert_eq!(city.last_applied(&a), 9, "{name}");
         let lost = &city.wards()[0].1.lost;
         assert_eq!(*lost, Loss { changes: 4, last_range: (6, 9), found_at_ms: 77 }, "{name}");
-        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11) };
+        let b2 = WardBatch { ward: a.clone(), changes: changes("00082", 10..=11), links: None };
         assert_eq!(city.apply_group(&[b2], 2, &ctx(), NO_SKEW_LIMIT).unwrap(), [Ok(11)], "{name}");
     }
 }

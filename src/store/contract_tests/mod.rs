@@ -195,10 +195,10 @@ fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
         // A byte bound still returns at least one entry.
         assert_eq!(store.outbox_range(0, 6, 100, 1).unwrap().len(), 1, "{name}");
 
-        store.ack(3, &[]).unwrap();
+        store.ack(3, &[], None).unwrap();
         assert_eq!(store.backlog(), 3, "{name}");
         assert_eq!(store.outbox_range(0, 6, 100, usize::MAX).unwrap()[0].seq, 4, "{name}");
-        store.ack(2, &[]).unwrap(); // never backwards
+        store.ack(2, &[], None).unwrap(); // never backwards
         assert_eq!(store.acked_seq(), 3, "{name}");
         block(store.flush()).unwrap();
         drop(store);
@@ -210,7 +210,7 @@ fn outbox_keeps_order_deletes_on_ack_and_survives_restart() {
         assert_eq!(left.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [4, 5, 6]);
         assert_eq!(store.count(Kind::Citizen), 6, "{name}");
         // Numbering resumes after the last assigned sequence, even once all is acked.
-        store.ack(6, &[]).unwrap();
+        store.ack(6, &[], None).unwrap();
         assert_eq!(store.append(&[put("00082", 7)], 9).unwrap(), [7], "{name}");
     }
 }
@@ -257,7 +257,7 @@ fn full_outbox_refuses_new_writes_and_keeps_queued_ones() {
         assert!(matches!(err, StoreError::Full(_)), "{name}: {err}");
         assert_eq!(store.last_seq(), 2, "{name}");
         assert_eq!(store.outbox_range(0, 10, 10, usize::MAX).unwrap().len(), 2, "{name}");
-        store.ack(2, &[]).unwrap();
+        store.ack(2, &[], None).unwrap();
         assert!(store.append(&[put("00082", 3), put("00082", 4)], 1).is_ok(), "{name}");
     }
 }
@@ -312,7 +312,11 @@ async fn owned(city: &dyn CityDb, ward: &WardCode) -> u64 {
 }
 
 fn batch(ward: &WardCode, changes: Vec<Change>) -> WardBatch {
-    WardBatch { ward: ward.clone(), changes: changes.into_iter().map(Incoming::Change).collect() }
+    WardBatch {
+        ward: ward.clone(),
+        changes: changes.into_iter().map(Incoming::Change).collect(),
+        links: None,
+    }
 }
 
 #[test]

@@ -16,7 +16,8 @@ async fn a_log_reader_never_skips_a_cursor_while_two_processes_write() {
         .map(|(store, code)| {
             tokio::spawn(async move {
                 for seq in 1..=60 {
-                    let group = vec![WardBatch { ward: ward(code), changes: changes(code, seq..=seq) }];
+                    let group =
+                        vec![WardBatch { ward: ward(code), changes: changes(code, seq..=seq), links: None }];
                     store.apply_group(group, seq as i64, ctx(), NO_SKEW_LIMIT).await.unwrap();
                 }
             })
@@ -151,7 +152,7 @@ async fn a_postgresql_city_never_reports_an_older_ward_state_than_it_wrote() {
     let mut seq = 0;
     while std::time::Instant::now() < until {
         seq += 1;
-        let group = vec![WardBatch { ward: a.clone(), changes: changes("00082", seq..=seq) }];
+        let group = vec![WardBatch { ward: a.clone(), changes: changes("00082", seq..=seq), links: None }];
         city.apply_group(group, seq as i64, ctx(), NO_SKEW_LIMIT).await.unwrap();
         let state = city.wards().into_iter().find(|(w, _)| *w == a).unwrap().1;
         assert_eq!((state.last_applied_seq, state.records), (seq, seq), "after write {seq}");
@@ -195,7 +196,11 @@ async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks
     let w = ward("00082");
     let created = change("00082", 1);
     a.apply_group(
-        vec![WardBatch { ward: w.clone(), changes: vec![Incoming::Change(created.clone())].into() }],
+        vec![WardBatch {
+            ward: w.clone(),
+            changes: vec![Incoming::Change(created.clone())].into(),
+            links: None,
+        }],
         1,
         ctx(),
         NO_SKEW_LIMIT,

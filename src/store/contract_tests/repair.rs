@@ -126,7 +126,9 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
             [Ok(1)]
         );
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 2, proven: 2, from: 1 }, 35).await.unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 2, proven: 2, from: 1, link: None }, 35)
+                .await
+                .unwrap(),
             Some((2, 2)),
             "{name}"
         );
@@ -163,7 +165,9 @@ async fn a_delete_of_a_record_whose_creation_the_city_lost_waits_for_the_refill(
         w.append(&[created], 10).unwrap();
         w.append(&[NewChange::delete(key.clone())], 20).unwrap();
         assert_eq!(
-            city.acknowledged_lost(&a, AckClaim { acked: 1, proven: 1, from: 1 }, 25).await.unwrap(),
+            city.acknowledged_lost(&a, AckClaim { acked: 1, proven: 1, from: 1, link: None }, 25)
+                .await
+                .unwrap(),
             Some((1, 1)),
             "{name}"
         );

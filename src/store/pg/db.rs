@@ -10,11 +10,11 @@ use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
-use crate::store::AckClaim;
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::{record_log_loss, record_loss};
 use crate::store::codec::decode;
+use crate::store::{AckClaim, Chain};
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
     GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
@@ -43,19 +43,29 @@ impl CityDb for PgCityStore {
         self.cache.lock().expect("poisoned").wards.get(ward).map_or(0, |s| s.last_applied_seq)
     }
 
-    async fn resume_point(&self, ward: &WardCode) -> Result<u64, StoreError> {
+    async fn resume_point(&self, ward: &WardCode) -> Result<(u64, Chain), StoreError> {
         let rows = self
-            .rows("SELECT last_applied_seq, lost_found_at FROM ward_state WHERE ward = $1", &[&ward.as_str()])
+            .rows(
+                "SELECT last_applied_seq, lost_found_at,
+                        chain_link, chain_key, newest_wall, newest_logical, forks, fork_seq
+                 FROM ward_state WHERE ward = $1",
+                &[&ward.as_str()],
+            )
             .await?;
         let seq = rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64);
         let found_at =
             rows.first().and_then(|r| r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1)).map_or(0, ms);
+        let chain = rows.first().map(|r| super::rows::chain_of(r, 2)).unwrap_or_default();
         let mut cache = self.cache.lock().expect("poisoned");
         let known = cache.wards.entry(ward.clone()).or_default();
         // (A loss another city process recorded: the ward's receipts name it.)
         known.lost.found_at_ms = known.lost.found_at_ms.max(found_at);
-        known.last_applied_seq = known.last_applied_seq.max(seq);
-        Ok(known.last_applied_seq)
+        if seq >= known.last_applied_seq {
+            // (The row is what every process commits under the write lock.)
+            known.last_applied_seq = seq;
+            known.chain = chain;
+        }
+        Ok((known.last_applied_seq, known.chain))
     }
 
     fn apply_group(

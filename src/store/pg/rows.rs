@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
 use super::{pg_err, sql};
+use crate::model::Hlc;
+use crate::model::signed::KeyId;
 use crate::model::{Body, Kind, Record, RecordKey, WardCode};
-use crate::store::city::Budget;
+use crate::store::city::{Budget, Chain};
 use crate::store::{Loss, StoreError, WardState};
 
 /// City time in ms as a timestamp.
@@ -30,7 +32,8 @@ pub(super) async fn load_wards(
         client,
         "SELECT ward, last_applied_seq, last_contact, records, quarantined,
                     lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
-                    budget_day, budget_spent, unproven_to
+                    budget_day, budget_spent, unproven_to,
+                    chain_link, chain_key, newest_wall, newest_logical, forks, fork_seq
              FROM ward_state",
         &[],
     )
@@ -56,10 +59,24 @@ pub(super) async fn load_wards(
             },
             budget: Budget { day: r.get(9), spent: r.get::<_, i64>(10) as u64 },
             unproven_to: r.get::<_, i64>(11) as u64,
+            chain: chain_of(&r, 12),
         };
         wards.insert(ward, state);
     }
     Ok(wards)
+}
+
+/// The chain in the columns of `row` from `at` (`chain_link`, `chain_key`,
+/// `newest_wall`, `newest_logical`, `forks`, `fork_seq`).
+pub(super) fn chain_of(row: &tokio_postgres::Row, at: usize) -> Chain {
+    let hash = |i: usize| row.get::<_, Option<Vec<u8>>>(i).and_then(|b| crate::model::signed::hash_from(&b));
+    Chain {
+        link: hash(at),
+        key: KeyId(hash(at + 1).unwrap_or_default()),
+        newest: Hlc { wall_ms: row.get::<_, i64>(at + 2) as u64, logical: row.get::<_, i64>(at + 3) as u32 },
+        forks: row.get::<_, i64>(at + 4) as u64,
+        fork_seq: row.get::<_, i64>(at + 5) as u64,
+    }
 }
 
 /// Writes the ward states that differ from `before`.
@@ -85,17 +102,22 @@ pub(super) async fn save_wards(
         client,
         "INSERT INTO ward_state (ward, last_applied_seq, last_contact, records, quarantined,
                                      lost_changes, lost_first_seq, lost_last_seq, lost_found_at,
-                                     budget_day, budget_spent, unproven_to)
+                                     budget_day, budget_spent, unproven_to,
+                                     chain_link, chain_key, newest_wall, newest_logical, forks, fork_seq)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::bigint[],
                                   $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[],
-                                  $10::bigint[], $11::bigint[], $12::bigint[])
+                                  $10::bigint[], $11::bigint[], $12::bigint[],
+                                  $13::bytea[], $14::bytea[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[])
              ON CONFLICT (ward) DO UPDATE SET
                  last_applied_seq = EXCLUDED.last_applied_seq, last_contact = EXCLUDED.last_contact,
                  records = EXCLUDED.records, quarantined = EXCLUDED.quarantined,
                  lost_changes = EXCLUDED.lost_changes, lost_first_seq = EXCLUDED.lost_first_seq,
                  lost_last_seq = EXCLUDED.lost_last_seq, lost_found_at = EXCLUDED.lost_found_at,
                  budget_day = EXCLUDED.budget_day, budget_spent = EXCLUDED.budget_spent,
-                 unproven_to = EXCLUDED.unproven_to",
+                 unproven_to = EXCLUDED.unproven_to,
+                 chain_link = EXCLUDED.chain_link, chain_key = EXCLUDED.chain_key,
+                 newest_wall = EXCLUDED.newest_wall, newest_logical = EXCLUDED.newest_logical,
+                 forks = EXCLUDED.forks, fork_seq = EXCLUDED.fork_seq",
         &[
             &wards,
             &col(|s| s.last_applied_seq as i64),
@@ -109,6 +131,12 @@ pub(super) async fn save_wards(
             &col(|s| s.budget.day),
             &col(|s| s.budget.spent as i64),
             &col(|s| s.unproven_to as i64),
+            &changed.iter().map(|(_, s)| s.chain.link.map(|l| l.to_vec())).collect::<Vec<_>>(),
+            &changed.iter().map(|(_, s)| Some(s.chain.key.0.to_vec())).collect::<Vec<_>>(),
+            &col(|s| s.chain.newest.wall_ms as i64),
+            &col(|s| i64::from(s.chain.newest.logical)),
+            &col(|s| s.chain.forks as i64),
+            &col(|s| s.chain.fork_seq as i64),
         ],
     )
     .await

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "each ward's daily budget, and where its numbering moved on its word",
         include_str!("migrations/0002_ward_claims.sql"),
     ),
+    (3, "each ward's chain as applied, and the forks found", include_str!("migrations/0003_chains.sql")),
 ];
 
 /// The newest schema version this build knows.

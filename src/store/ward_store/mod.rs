@@ -7,6 +7,7 @@
 //! - `o<seq: u64 BE>` → the queued change with that sequence number;
 //! - `m:last_seq`     → highest sequence number ever assigned;
 //! - `m:acked`        → highest sequence number the city acknowledged;
+//! - `m:chain`        → that sequence and this ward's chain link there;
 //! - `m:hlc`          → this node's hybrid clock;
 //! - `m:down`         → cursor of the last change received from the city;
 //! - `m:down_check`   → the city's check of the change logged there;
@@ -39,6 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
+mod chain;
 mod outbox;
 mod recovery;
 mod renumber;
@@ -47,6 +49,7 @@ use crate::model::{
     CLOCK_AHEAD_LIMIT_MS, Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode,
     deleted, flatten, put_values,
 };
+use chain::{Anchor, CHAIN};
 use outbox::outbox_bytes;
 pub use recovery::Lost;
 use renumber::{SHIFT, Shift, finish_shift};
@@ -130,6 +133,8 @@ struct Inner {
     records: [u64; 3],
     /// A refill from the other side's copy is due (`m:refill`).
     refill: Option<Lost>,
+    /// The acknowledged sequence and the link there (`m:chain`).
+    chain: Anchor,
 }
 
 /// Records and outbox of one ward, over any [`Engine`].
@@ -222,6 +227,14 @@ impl WardStore {
             policies,
             records,
             refill: engine.get(REFILL)?.and_then(|b| Lost::from_byte(&b)),
+            chain: (0, None),
+        };
+        inner.chain = match engine.get(CHAIN)? {
+            Some(v) => decode(CHAIN, &v)?,
+            // A new store's chain starts from nothing; one written before
+            // chains takes the city's link where it resumes.
+            None if inner.acked == 0 => (0, Some(crate::model::signed::GENESIS)),
+            None => (inner.acked, None),
         };
         if let Some(shift) = engine.get(SHIFT)?.map(|v| decode::<Shift>(SHIFT, &v)).transpose()? {
             tracing::warn!(%ward, "finishing the renumbering of queued changes that a stop interrupted");

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
+use super::chain::store_anchor;
 use super::{ACK_RECEIPT, ACKED, BYTES, CHUNK, OUTBOX, WardStore, outbox_key};
+use crate::model::signed::Hash;
 use crate::model::{Change, RecordKey};
 use crate::store::codec::{be, decode, read_be};
 use crate::store::engine::{Batch, Engine, StoreError, prefix_end};
@@ -70,8 +72,10 @@ impl WardStore {
     /// bounded number per batch (each batch raises the acknowledged mark to
     /// what it deleted, so a crash between batches loses nothing). The
     /// acknowledged sequence never moves backwards. The city's `receipt`
-    /// for `seq` (empty: none came) is kept before any entry is deleted.
-    pub fn ack(&self, seq: u64, receipt: &[u8]) -> Result<(), StoreError> {
+    /// for `seq` (empty: none came) is kept before any entry is deleted;
+    /// `link`, this ward's chain link at `seq`, is stored with the last
+    /// deletion (`None`: not known, so the city's next one is taken).
+    pub fn ack(&self, seq: u64, receipt: &[u8], link: Option<Hash>) -> Result<(), StoreError> {
         let mut c = self.lock();
         if seq > c.ack_receipt.0 && !receipt.is_empty() {
             let mut batch = Batch::default();
@@ -96,9 +100,18 @@ impl WardStore {
             let queued = c.queued_bytes.saturating_sub(freed);
             batch.insert(ACKED, be(upto).to_vec());
             batch.insert(BYTES, be(queued).to_vec());
+            let anchor = (upto, if upto == seq { link } else { None });
+            store_anchor(&mut batch, anchor);
             self.engine.apply(batch)?;
+            c.chain = anchor;
             c.acked = upto;
             c.queued_bytes = queued;
+        }
+        if c.acked == seq && c.chain == (seq, None) && link.is_some() {
+            let mut batch = Batch::default();
+            store_anchor(&mut batch, (seq, link));
+            self.engine.apply(batch)?;
+            c.chain = (seq, link);
         }
         Ok(())
     }

@@ -1,9 +1,13 @@
-//! Renumbering a ward's queue past the city's sequence (the ward lost data
-//! and the city has applied numbers it never reached), a chunk at a time,
+//! Renumbering a ward's queue after the city's sequence (the ward lost data
+//! and the city has applied numbers it never reached, or applied other
+//! changes under numbers the ward used again: a fork), a chunk at a time,
 //! with a progress mark that an interrupted renumbering is finished from.
+//! The chain resumes on the city's link there, stored with the last step.
 
+use super::chain::store_anchor;
 use super::{ACKED, BYTES, CHUNK, Inner, LAST_SEQ, WardStore, outbox_key};
 use crate::model::Change;
+use crate::model::signed::Hash;
 use crate::store::codec::{be, decode, encode};
 use crate::store::engine::{Batch, Engine, StoreError};
 
@@ -19,6 +23,8 @@ pub(super) struct Shift {
     by: u64,
     low: u64,
     below: u64,
+    /// The city's link at `low + by`, where the chain resumes.
+    link: Option<Hash>,
 }
 
 /// Moves the queued entries up by `shift.by` (more than there are of
@@ -38,9 +44,10 @@ pub(super) fn finish_shift(
             let (last, acked) = (c.last_seq + shift.by, shift.low + shift.by);
             batch.insert(LAST_SEQ, be(last).to_vec());
             batch.insert(ACKED, be(acked).to_vec());
+            store_anchor(&mut batch, (acked, shift.link));
             batch.remove(SHIFT);
             engine.apply(batch)?;
-            (c.last_seq, c.acked) = (last, acked);
+            (c.last_seq, c.acked, c.chain) = (last, acked, (acked, shift.link));
             return Ok(());
         }
         let start = shift.below.saturating_sub(CHUNK as u64 - 1).max(shift.low + 1);
@@ -74,21 +81,48 @@ impl WardStore {
     /// restored backup), and numbers it handed out since may already mean
     /// other changes at the city. Renumbers every queued entry, in order,
     /// right after `city_applied`, and moves the counter and the
-    /// acknowledged mark there, so no number the city applied is used
-    /// again and nothing queued is lost. Returns how many entries were
-    /// renumbered. Not durable until [`WardStore::flush`].
-    pub fn move_past(&self, city_applied: u64) -> Result<u64, StoreError> {
-        self.move_past_steps(city_applied, usize::MAX)
+    /// acknowledged mark there, with the city's `link` there, so no number
+    /// the city applied is used again and nothing queued is lost. Returns
+    /// how many entries were renumbered. Not durable until [`WardStore::flush`].
+    pub fn move_past(&self, city_applied: u64, link: Option<Hash>) -> Result<u64, StoreError> {
+        if city_applied <= self.last_seq() {
+            return Ok(0);
+        }
+        self.renumber_after(city_applied, link)
     }
 
-    /// [`WardStore::move_past`], stopping after `steps` chunks as a crash would.
-    pub(crate) fn move_past_steps(&self, city_applied: u64, steps: usize) -> Result<u64, StoreError> {
+    /// The city applied, under this ward's numbers up to `city_applied`,
+    /// changes other than this store's (its link there is not the
+    /// city's): this store was put back to an older copy and numbered new
+    /// changes again. Renumbers every entry not acknowledged, in order,
+    /// right after `city_applied`, and moves the acknowledged mark there
+    /// with the city's `link` (what the city applied under the numbers
+    /// before is the city's to send back). Returns how many entries were
+    /// renumbered. Not durable until [`WardStore::flush`].
+    pub fn renumber_after(&self, city_applied: u64, link: Option<Hash>) -> Result<u64, StoreError> {
+        self.renumber_steps(city_applied, link, usize::MAX)
+    }
+
+    /// [`WardStore::renumber_after`], stopping after `steps` chunks as a crash would.
+    pub(crate) fn renumber_steps(
+        &self,
+        city_applied: u64,
+        link: Option<Hash>,
+        steps: usize,
+    ) -> Result<u64, StoreError> {
         let mut c = self.lock();
-        if city_applied <= c.last_seq {
+        if city_applied < c.acked {
             return Ok(0);
         }
         let by = city_applied - c.acked;
-        let shift = Shift { by, low: c.acked, below: c.last_seq };
+        if by == 0 {
+            let mut batch = Batch::default();
+            store_anchor(&mut batch, (city_applied, link));
+            self.engine.apply(batch)?;
+            c.chain = (city_applied, link);
+            return Ok(0);
+        }
+        let shift = Shift { by, low: c.acked, below: c.last_seq, link };
         let moved = c.last_seq - c.acked;
         finish_shift(&*self.engine, &mut c, shift, steps)?;
         Ok(moved)
