@@ -298,11 +298,11 @@ impl CityQuery for QueryService {
         let not_found = || Status::not_found(format!("{key} not found at the city"));
         let state = self.store.state(&key).await.map_err(CityError::from)?.ok_or_else(not_found)?;
         let record = state.materialize(&key, self.store.policies());
-        // The values of a deleted record are the data office's to read, and
-        // its owner's (which is told to fetch it whole when its write
-        // raced the delete).
-        let owner =
-            matches!(&peer.identity, Identity::Ward(w) if state.owner_value().as_deref() == Some(w.as_str()));
+        // The values of a deleted record are the data office's to read, its
+        // owner's, and those of a ward whose write it holds (each is told to
+        // fetch it whole when its write raced the delete, and had the values).
+        let owner = matches!(&peer.identity, Identity::Ward(w)
+            if state.owner_value().as_deref() == Some(w.as_str()) || state.seen.0.contains_key(w.as_str()));
         if record.is_none() && !owner && !self.guard.has_role(&peer, Role::OfficeReader) {
             return Err(not_found());
         }

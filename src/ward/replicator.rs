@@ -499,7 +499,10 @@ impl Replicator {
                 Ok(r) => r.into_inner(),
                 // Deleted, and not this ward's to read: the changes merged
                 // with it are all it gets (never a reason to stop).
-                Err(s) if s.code() == tonic::Code::NotFound => continue,
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    tracing::debug!(ward = %self.ward, status = %s, "a record to fetch whole is not the city's to give");
+                    continue;
+                }
                 Err(s) => return Err(format!("cannot fetch a record from the city: {}", s.message())),
             };
             let key = key_from_pb(Some(key)).map_err(|e| format!("the city named a bad record key: {e}"))?;

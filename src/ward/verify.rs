@@ -126,7 +126,8 @@ enum Mode {
     /// may build on writes the city lost).
     Refill,
     /// A new, empty store, or one put back from a copy, before any local
-    /// write: also the numbering and the downstream cursor.
+    /// write: also the numbering and the downstream cursor; every record
+    /// that differs is sent, queued changes or not.
     Restore,
 }
 
@@ -363,8 +364,10 @@ impl Verifier {
         send.extend(own.into_keys());
         // Writes still queued reach the city in their batches: a check
         // leaves them to those (a repair would apply them twice: harmless,
-        // but logged twice).
-        if mode != Mode::Refill {
+        // but logged twice). Not a store put back from a copy: its queue
+        // may hold writes the city already has, whose batches bring back
+        // nothing of what happened to the record since.
+        if mode == Mode::Verify {
             match self.store.queued_keys(MAX_QUEUED_CHECKED).map_err(store_err)? {
                 Some(queued) => send.retain(|k| !queued.contains(k)),
                 None => {

@@ -54,6 +54,15 @@ struct Inner {
     problems: Vec<String>,
     /// Hostile wards, whose changes the city is expected to refuse.
     hostile: BTreeSet<String>,
+    /// Wards put back to a copy not marked as one (a VM snapshot): the
+    /// numbers they give their clients before they reach the city again
+    /// are renumbered after the city's (the change is logged under a
+    /// higher one).
+    renumbering: BTreeSet<String>,
+    /// Changes of hostile wards the city acknowledged: (ward, sequence) →
+    /// the change's stamp (wall ms, logical), which the quarantine must hold
+    /// under that number.
+    hostile_acked: BTreeMap<(String, u64), (u64, u32)>,
 }
 
 /// What clients were told and what was observed; shared by the workload's
@@ -105,10 +114,14 @@ impl Ledger {
     }
 
     /// `node` (a ward code, or "city") was put back to a copy taken at
-    /// `mark`: what it alone acknowledged since may be lost (a ward's
-    /// writes; the office's, for the city), and its counters move back.
-    pub fn restored(&self, node: &str, mark: u64) {
+    /// `mark` (`marked` as one, or not): what it alone acknowledged since
+    /// may be lost (a ward's writes; the office's, for the city), and its
+    /// counters move back.
+    pub fn restored(&self, node: &str, mark: u64, marked: bool) {
         let mut l = self.0.lock().unwrap();
+        if !marked {
+            l.renumbering.insert(node.to_string());
+        }
         let writer = if node == "city" { "office" } else { node };
         for w in l.history.values_mut().flatten().filter(|w| w.writer == writer && w.acked_at > mark) {
             w.acked = false;
@@ -158,6 +171,14 @@ impl Ledger {
         let seq = ward.delete(pb::DeleteRequest { key: Some(key.into()) }).await.ok()?.into_inner().seq;
         self.acked(attempt, code, seq);
         Some(seq)
+    }
+
+    /// Notes that the city acknowledged hostile `ward`'s change `seq`,
+    /// stamped `hlc`: the quarantine must hold that change under it (an
+    /// acknowledged change it holds another of under that number was
+    /// skipped as a duplicate by its number alone: lost).
+    pub fn hostile_acked(&self, ward: &str, seq: u64, hlc: (u64, u32)) {
+        self.0.lock().unwrap().hostile_acked.insert((ward.to_string(), seq), hlc);
     }
 
     /// Notes that `ward` is hostile: its changes belong in the quarantine.
@@ -326,6 +347,20 @@ impl Ledger {
                         .filter(|e| !hostile.contains(&e.ward))
                         .map(|e| format!("ward {} change {} quarantined: {}", e.ward, e.seq, e.reason)),
                 );
+                let acked = self.0.lock().unwrap().hostile_acked.clone();
+                for ((ward, seq), hlc) in acked {
+                    let held = q.iter().find(|e| e.ward == ward && e.seq == seq).map(|e| {
+                        let change = e.change.clone().or_else(|| prost::Message::decode(&e.raw[..]).ok());
+                        change.and_then(|c| c.hlc).map(|h| (h.wall_ms, h.logical))
+                    });
+                    if let Some(held) = held
+                        && held != Some(hlc)
+                    {
+                        problems.push(format!(
+                            "hostile ward {ward}'s change {seq} was acknowledged, but the city holds another under that number: skipped as a duplicate by its number alone"
+                        ));
+                    }
+                }
                 for w in w.into_inner().wards {
                     let held: Vec<u64> = q.iter().filter(|e| e.ward == w.ward).map(|e| e.seq).collect();
                     if w.quarantined > held.len() as u64 {
@@ -346,8 +381,16 @@ impl Ledger {
         // superseded it everywhere): the record's final state, checked below
         // and against the wards', says whether anything was lost.
         for ((ward, seq), (key, _)) in &l.acked {
+            let renumbered = || {
+                l.renumbering.contains(ward)
+                    && logged
+                        .range((ward.clone(), seq + 1)..)
+                        .take_while(|((w, _), _)| w == ward)
+                        .any(|(_, k)| k == key)
+            };
             match logged.get(&(ward.clone(), *seq)) {
                 Some(k) if k == key => {}
+                _ if renumbered() => {}
                 Some(k) => {
                     problems.push(format!("ward {ward} change {seq} was {key} but the city logged {k}"))
                 }
@@ -407,6 +450,7 @@ impl Inner {
             writers: self.writers.clone(),
             history: self.history.clone(),
             city_restored: self.city_restored,
+            renumbering: self.renumbering.clone(),
             ..Default::default()
         }
     }

@@ -31,6 +31,9 @@ use super::net::channel;
 use super::nodes::CITY_PORT;
 use super::workload::Shared;
 
+/// The links of the forger's chain the city acknowledged, by sequence.
+type Links = std::collections::BTreeMap<u64, signed::Hash>;
+
 /// The hostile ward's commune code.
 pub const FORGER: &str = "00091";
 
@@ -52,6 +55,8 @@ pub async fn forge(
     let signer = Arc::new(Signer::load(&files).unwrap());
     // The city's last receipt for an ack, and its sequence.
     let mut receipt = (0, Vec::new());
+    // Its chain's links, by sequence, as the city acknowledged them.
+    let mut links = std::collections::BTreeMap::from([(0, signed::GENESIS)]);
     while shared.done.load(Ordering::SeqCst) < wards {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..600))).await;
         let target = {
@@ -64,7 +69,8 @@ pub async fn forge(
             let forgery =
                 if rng.gen_bool(0.7) { Forgery::ALL[kinds.gen_range(0..5)] } else { Forgery::Delete };
             let claim_loss = kinds.gen_bool(0.2);
-            let _ = send((&tls, &signer), r, forgery, replays.gen_bool(0.3), claim_loss, &mut receipt).await;
+            let state = (&mut receipt, &mut links, &shared.ledger);
+            let _ = send((&tls, &signer), r, forgery, replays.gen_bool(0.3), claim_loss, state).await;
         }
     }
     Ok(())
@@ -106,7 +112,7 @@ async fn send(
     forgery: Forgery,
     replayed: bool,
     claim_loss: bool,
-    receipt: &mut (u64, Vec<u8>),
+    (receipt, links, ledger): (&mut (u64, Vec<u8>), &mut Links, &super::common::ledger::Ledger),
 ) -> Result<(), Failure> {
     let ch = channel("city", CITY_PORT, Some(tls.clone())).await?;
     let (tx, rx) = mpsc::channel(4);
@@ -127,10 +133,16 @@ async fn send(
         Some(city_message::Msg::Welcome(w)) => (w.last_applied_seq, signed::hash_from(&w.link)),
         _ => return Err("no Welcome".into()),
     };
+    if let Some(l) = link {
+        links.insert(last, l);
+    }
     // Signed with its own key and chained on the city's link: the forgery
-    // is in what the changes say (a replay reuses a number the chain holds).
-    let mut chain =
-        Chainer::new(WardCode::parse(FORGER)?, Some(signer.clone()), (last, link.unwrap_or(signed::GENESIS)));
+    // is in what the changes say. A replay is a fork: another change under
+    // a number the city applied, chained on the link before it.
+    let replayed = replayed && last > 0 && links.contains_key(&(last - 1));
+    let seq = if replayed { last } else { last + 1 };
+    let before = links.get(&(seq - 1)).copied().unwrap_or(signed::GENESIS);
+    let mut chain = Chainer::new(WardCode::parse(FORGER)?, Some(signer.clone()), (seq - 1, before));
     let key = r.key()?;
     let claim = VersionVector([(FORGER.to_string(), Hlc::default())].into());
     let all = |r: &Record| flatten(r).into_keys().collect::<Vec<_>>();
@@ -175,7 +187,7 @@ async fn send(
     };
     let now = wardsync::clock::now_ms();
     let change = Change {
-        seq: if replayed && last > 0 { last } else { last + 1 },
+        seq,
         written_at_ms: now,
         key,
         stamp: Stamp { hlc: Hlc { wall_ms: now as u64, logical: 0 }, writer: FORGER.into() },
@@ -183,13 +195,20 @@ async fn send(
         fields,
         op,
     };
-    let batch = chain.batch(&[change]);
+    let batch = chain.batch(std::slice::from_ref(&change));
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await?;
     loop {
         match inbound.message().await?.and_then(|m| m.msg) {
             Some(city_message::Msg::Ack(a)) => {
                 if a.applied_seq > receipt.0 {
                     *receipt = (a.applied_seq, a.receipt);
+                }
+                if a.applied_seq >= seq {
+                    let hlc = change.stamp.hlc;
+                    ledger.hostile_acked(FORGER, seq, (hlc.wall_ms, hlc.logical));
+                    if !replayed {
+                        links.insert(seq, chain.head().1);
+                    }
                 }
                 return Ok(());
             }

@@ -36,14 +36,15 @@ pub fn city(sim: &mut turmoil::Sim<'_>, engine: &MemEngine, certs: &Path) {
     });
 }
 
-/// Registers a ward host `host` running ward `code`. Each (re)start sees
-/// only what was flushed.
+/// Registers a ward host `host` running ward `code`, verifying its records
+/// against the city's every `verify_every_ms` (0: never). Each (re)start
+/// sees only what was flushed.
 pub fn ward(
     sim: &mut turmoil::Sim<'_>,
-    host: &'static str,
-    code: &'static str,
+    (host, code): (&'static str, &'static str),
     engine: &MemEngine,
     certs: &Path,
+    verify_every_ms: u64,
 ) {
     let (engine, certs): (MemEngine, PathBuf) = (engine.clone(), certs.to_path_buf());
     sim.host(host, move || {
@@ -68,7 +69,7 @@ pub fn ward(
                     backoff_max_ms: 2000,
                     ack_timeout_ms: 3000,
                     heartbeat_ms: 1000,
-                    verify_every_ms: 60_000,
+                    verify_every_ms,
                     ..Default::default()
                 },
             };

@@ -83,7 +83,10 @@ pub fn run_seed(seed: u64, certs: &Path, restores: bool) -> Outcome {
     for (code, host) in WARDS {
         sim.step().unwrap();
         let engine = MemEngine::with_flush_time(FLUSH_TIME);
-        nodes::ward(&mut sim, host, code, &engine, certs);
+        // With restores, no scheduled verification: a copy put back must
+        // be brought level by the protocol alone (a fork found by the
+        // chain), as where operators switch verification off.
+        nodes::ward(&mut sim, (host, code), &engine, certs, if restores { 0 } else { 60_000 });
         stores.push((host, code, engine));
     }
     sim.step().unwrap();
@@ -147,11 +150,14 @@ struct Faults {
     stores: Vec<Store>,
     /// The copy of a store taken during the run (host, node, copy, the
     /// ledger's mark when it was taken): what that node is put back to.
-    copy: Option<(&'static str, &'static str, MemEngine, u64)>,
+    copy: Option<(&'static str, &'static str, MemEngine, u64, bool)>,
     /// Nodes put back to a copy so far.
     restores: usize,
     /// Whether copies are taken and put back at all.
     restoring: bool,
+    /// Whether a copy is marked as one (its own, so that the schedule of
+    /// faults stays what it was).
+    marks: StdRng,
 }
 
 impl Faults {
@@ -164,6 +170,7 @@ impl Faults {
             copy: None,
             restores: 0,
             restoring,
+            marks: StdRng::seed_from_u64(seed ^ 0x3a7c),
         }
     }
 
@@ -173,19 +180,23 @@ impl Faults {
     fn copy_or_restore(&mut self, sim: &mut turmoil::Sim<'_>, ledger: &super::common::ledger::Ledger) {
         match self.copy.take() {
             None => {
-                // As `wardsync backup` takes it: marked as a copy.
+                // As `wardsync backup` takes it (marked as a copy), or as a
+                // VM snapshot or a copied directory is (unmarked).
                 let (host, node, engine) = &self.stores[self.rng.gen_range(0..self.stores.len())];
-                tracing::warn!(host, node, "fault: a copy of the node's store is taken");
+                let marked = self.marks.gen_bool(0.5);
+                tracing::warn!(host, node, marked, "fault: a copy of the node's store is taken");
                 let copy = engine.snapshot();
-                wardsync::store::backup::mark_copy(&copy).unwrap();
-                self.copy = Some((host, node, copy, ledger.mark()));
+                if marked {
+                    wardsync::store::backup::mark_copy(&copy).unwrap();
+                }
+                self.copy = Some((host, node, copy, ledger.mark(), marked));
             }
-            Some((host, node, copy, mark)) => {
+            Some((host, node, copy, mark, marked)) => {
                 let engine = &self.stores.iter().find(|(h, _, _)| *h == host).expect("a store").2;
                 tracing::warn!(host, node, "fault: the node is put back to a copy of its store");
                 sim.crash(host);
                 engine.restore(&copy);
-                ledger.restored(node, mark);
+                ledger.restored(node, mark, marked);
                 sim.bounce(host);
                 self.restores += 1;
             }
