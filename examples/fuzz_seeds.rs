@@ -41,16 +41,15 @@ fn main() -> std::io::Result<()> {
     for (i, c) in changes.iter().enumerate() {
         write("change", format!("seed-{i}"), pb::Change::from(c).encode_to_vec())?;
     }
-    let batch = pb::WardMessage {
-        msg: Some(pb::ward_message::Msg::Batch(pb::Batch {
-            changes: changes.iter().map(Into::into).collect(),
-        })),
-    };
+    // Chained as an agent chains it (unsigned: the fuzz target has no certificate).
+    let ward = wardsync::model::WardCode::parse("00082").expect("valid");
+    let mut chain = wardsync::ward::chain::Chainer::new(ward, None, (0, wardsync::model::signed::GENESIS));
+    let batch = pb::WardMessage { msg: Some(pb::ward_message::Msg::Batch(chain.batch(&changes))) };
     write("ward_message", "seed-batch".into(), batch.encode_to_vec())?;
     let hello = pb::WardMessage {
         msg: Some(pb::ward_message::Msg::Hello(pb::Hello {
             ward_code: "00082".into(),
-            protocol_version: 1,
+            protocol_version: wardsync::proto::PROTOCOL_VERSION,
             ..Default::default()
         })),
     };

@@ -431,3 +431,86 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
     let left: Vec<u64> = quarantine(&mut q).await.iter().map(|e| e.seq).collect();
     assert_eq!(left, [3], "retried and discarded entries have left the quarantine");
 }
+
+/// The chain on the city's side, as a ward that does not check its own
+/// (an older build, a bug, a forger) would try it: other changes under
+/// numbers the city applied are a fork, refused and recorded, never
+/// skipped as duplicates; a batch signed by another ward's key, or whose
+/// content hashes are not its changes', is refused; nothing of any is
+/// applied, and the ward's real chain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_does_not_link_onto_the_citys_chain_is_refused_as_a_fork_and_recorded() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut q = city.client().await;
+    let certs = env.certs();
+    let (mut s, _) = open_ward(&city, &certs, "00082").await.unwrap();
+    let first: Vec<Change> = (1..=5).map(|n| change(n, "00082", 0, n as u32)).collect();
+    assert_eq!(s.send(&first).await.unwrap(), 5);
+
+    // Changes 4-6 again, 4 and 5 other than those applied, chained on the
+    // link before 4 as a store put back to an older copy would chain them.
+    let (mut s, last) = open_ward(&city, &certs, "00082").await.unwrap();
+    assert_eq!(last, 5);
+    s.links.insert(3, link_after(&first[..3], &certs));
+    let forked: Vec<Change> = (4..=6).map(|n| change(n, "00082", 1, n as u32)).collect();
+    let e = s.send(&forked).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("differ from those the city applied"), "{}", e.message());
+    let wards = city_wards(&mut q).await.unwrap();
+    let w = wards.iter().find(|w| w.ward == "00082").unwrap();
+    assert_eq!((w.forks, w.fork_seq, w.last_applied_seq), (1, 5, 5), "recorded, nothing applied");
+    assert_each_seq_once(&city_log(&mut q).await, "00082", 5);
+
+    // 00082's chain signed with another ward's key; hashes made with
+    // another ward's key id; content hashes that are not the changes'.
+    let next = [change(6, "00082", 0, 6)];
+    let other = ward_signer(&certs, "00145").unwrap();
+    let e = tampered(&city, &certs, &next, |b| {
+        let last = signed::links(
+            &WardCode::parse("00082").unwrap(),
+            6,
+            &b.previous[..].try_into().unwrap(),
+            &[b.hashes[0][..].try_into().unwrap()],
+        );
+        b.signature = other.sign(&signed::batch_message(&last[0]));
+    })
+    .await;
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("not ward 00082's certificate key's"), "{}", e.message());
+    let e = tampered(&city, &certs, &next, |b| b.hashes[0][0] ^= 1).await;
+    assert!(e.message().contains("content hash of sequence 6 is not its content's"), "{}", e.message());
+    let (mut s, _) = open_as(&city, (ward_tls(&certs, "00082"), Some(other.clone())), "00082").await.unwrap();
+    let e = s.send(&next).await.unwrap_err();
+    assert!(e.message().contains("content hash of sequence 6 is not its content's"), "{}", e.message());
+    assert_each_seq_once(&city_log(&mut q).await, "00082", 5);
+
+    // The ward's own chain goes on.
+    let (mut s, _) = open_ward(&city, &certs, "00082").await.unwrap();
+    assert_eq!(s.send(&next).await.unwrap(), 6);
+    assert_each_seq_once(&city_log(&mut q).await, "00082", 6);
+}
+
+/// The error that ends ward 00082's stream after `changes`, chained and
+/// signed, then changed by `tamper`.
+async fn tampered(
+    city: &City,
+    certs: &Path,
+    changes: &[Change],
+    tamper: impl Fn(&mut pb::Batch),
+) -> tonic::Status {
+    let (mut s, _) = open_ward(city, certs, "00082").await.unwrap();
+    let mut batch = s.batch(changes);
+    if let Some(ward_message::Msg::Batch(b)) = &mut batch.msg {
+        tamper(b);
+    }
+    s.tx.send(batch).await.unwrap();
+    s.inbound.message().await.unwrap_err()
+}
+
+/// The link of the last of `changes` (numbered from 1) of ward 00082's.
+fn link_after(changes: &[Change], certs: &Path) -> Hash {
+    let key = ward_signer(certs, "00082").unwrap().key_id();
+    let hashes: Vec<Hash> = changes.iter().map(|c| signed::content_hash(c, &key)).collect();
+    *signed::links(&WardCode::parse("00082").unwrap(), 1, &GENESIS, &hashes).last().unwrap()
+}

@@ -6,6 +6,11 @@
 //!   applied (the city would skip the new write as a duplicate): it moves
 //!   its numbering past the city's, renumbering what it queued meanwhile,
 //!   and gets back from the city the records it lost;
+//! - a ward put back to an older copy that writes past what its lost
+//!   incarnation wrote is found forked by its chain, however long it stayed
+//!   away and with verification off: the city's link at its last applied
+//!   change is not the copy's, so the copy renumbers its queue after the
+//!   city's and takes back what the lost incarnation wrote;
 //! - a city behind what it acknowledged never wedges the ward (every
 //!   reconnect used to fail with a gap): it records the loss, the ward and
 //!   the city report it, new writes replicate, and the ward refills the
@@ -58,6 +63,57 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
     // The records written after the copy come back from the city.
     in_sync_since(&mut c, since).await;
     assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 50);
+}
+
+/// Before chains, the copy's new writes took numbers the city had applied
+/// from the lost incarnation, were skipped as duplicates, acknowledged and
+/// deleted from the outbox: five records only at the ward, five of the
+/// lost incarnation only at the city, and no warning anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_put_back_to_an_older_copy_that_writes_past_its_lost_incarnation_is_found_forked() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let relay = Relay::start(city.addr).await.unwrap();
+    let mut ward = Ward::start_with(&env, "00082", relay.addr(), "", "verify_every_ms = 0");
+    let mut c = ward.client().await;
+    put_range(&mut c, "00082", 0..20).await;
+    drained(&mut c).await;
+    assert!(ward.node.stop());
+    let data = env.path().join("ward-00082");
+    let copy = env.path().join("copy");
+    copy_dir(&data, &copy);
+
+    // The lost incarnation: five more writes, applied at the city (21-25).
+    ward.node.start();
+    let mut c = ward.client().await;
+    put_range(&mut c, "00082", 20..25).await;
+    drained(&mut c).await;
+    assert!(ward.node.stop());
+
+    // The copy comes back (a directory copied by hand: no mark) while the
+    // city is out of reach, and takes ten writes, numbered 21-30.
+    let since = wardsync::clock::now_ms();
+    restore_dir(&copy, &data);
+    relay.cut();
+    ward.node.start();
+    let mut c = ward.client().await;
+    put_range(&mut c, "00082", 25..35).await;
+    assert_eq!(status(&mut c).await.unwrap().last_seq, 30, "numbered from the copy's counter");
+    relay.heal();
+    drained(&mut c).await;
+
+    let s = status(&mut c).await.unwrap();
+    assert_eq!(s.forks, 1, "the ward says its store forked");
+    assert_eq!(s.sequence_jumps, 0, "not behind the city: forked from it");
+    assert_eq!(s.last_seq, 35, "the ten writes were renumbered after the city's 25");
+    let mut city_c = city.client().await;
+    at_city(&mut city_c, "00082", 0..35).await;
+    assert_each_seq_once(&city_log(&mut city_c).await, "00082", 35);
+    // What the lost incarnation wrote comes back from the city.
+    in_sync_since(&mut c, since).await;
+    assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 35);
+    let out = stdout(&wardsync(&["status", "--ward-api", &format!("http://{}", ward.api)]));
+    assert!(out.contains("this ward's store forked: 1 time(s)"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use crate::store::{Incoming, Links};
 
 /// A batch whose chain and signature were checked.
 #[derive(Debug)]
-pub(super) struct Arrived {
+pub(crate) struct Arrived {
     /// Its changes, decoded or kept raw for the quarantine.
     pub changes: Vec<Incoming>,
     /// Their chain.
@@ -55,7 +55,7 @@ pub(super) fn key_of(cert: &[u8]) -> Result<KeyId, CityError> {
 
 /// Checks `batch` from `ward`, whose certificate is `cert` (key id `key`),
 /// of at most `max` changes.
-pub(super) fn check(
+pub(crate) fn check(
     (ward, cert, key): (&WardCode, &[u8], KeyId),
     batch: pb::Batch,
     max: usize,

@@ -113,6 +113,8 @@ pub async fn ward_states(
                 quarantined: state.quarantined,
                 lost_changes: state.lost.changes,
                 lost_found_at_ms: state.lost.found_at_ms,
+                forks: state.chain.forks,
+                fork_seq: state.chain.fork_seq,
             }
         })
         .collect())

@@ -50,6 +50,7 @@ struct Gauges {
     conflicts: PerWard,
     quarantined: PerWard,
     lost: PerWard,
+    forks: PerWard,
     report_age: PerWardF,
     outages: Family<WardLabel, prometheus_client::metrics::counter::Counter>,
     outage_s: PerWardF,
@@ -78,6 +79,7 @@ pub fn exporter(
     let conflicts = PerWard::default();
     let quarantined = PerWard::default();
     let lost = PerWard::default();
+    let forks = PerWard::default();
     let report_age = PerWardF::default();
     let outages = Family::<WardLabel, prometheus_client::metrics::counter::Counter>::default();
     let outage_s = PerWardF::default();
@@ -133,6 +135,11 @@ pub fn exporter(
         "Changes the city acknowledged to the ward and later no longer held (restored from an older backup?)",
         lost.clone(),
     );
+    r.register(
+        "ward_forks",
+        "Batches of the ward's refused for not linking onto its chain as the city applied it (a store put back to an older copy, or a forged chain)",
+        forks.clone(),
+    );
     r.register("conflicts_open", "Open conflicts", conflicts_open.clone());
     r.register("quarantined", "Changes in quarantine", quarantined_all.clone());
     r.register("denied_calls", "Calls refused since the city started", denied.clone());
@@ -151,6 +158,7 @@ pub fn exporter(
         conflicts,
         quarantined,
         lost,
+        forks,
         report_age,
         outages,
         outage_s,
@@ -199,6 +207,7 @@ impl Gauges {
             self.conflicts.get_or_create(&label).set(w.open_conflicts as i64);
             self.quarantined.get_or_create(&label).set(w.quarantined as i64);
             self.lost.get_or_create(&label).set(w.lost_changes as i64);
+            self.forks.get_or_create(&label).set(w.forks as i64);
             open += w.open_conflicts as i64;
             quarantine += w.quarantined as i64;
         }

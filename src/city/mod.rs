@@ -1,7 +1,7 @@
 //! The city server: replication ingest from every ward and the query API.
 
 mod applier;
-mod arrival;
+pub(crate) mod arrival;
 mod backup;
 mod civil;
 mod error;

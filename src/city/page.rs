@@ -55,6 +55,17 @@ pub fn render(wards: &[pb::WardState], now: i64) -> String {
             found = report::ago(w.lost_found_at_ms, now),
         );
     }
+    for w in wards.iter().filter(|w| w.forks > 0) {
+        let _ = writeln!(
+            notes,
+            "<p class=\"bad fork\" data-ward=\"{ward}\">Ward {ward}: {n} batch(es) refused that did not link onto its \
+             chain (the last at sequence {seq}): the same numbers with other changes (a store put back to an older \
+             copy?).</p>",
+            ward = escape(&w.ward),
+            n = w.forks,
+            seq = w.fork_seq,
+        );
+    }
     let mut outages = String::new();
     for w in wards {
         for o in &w.outages {

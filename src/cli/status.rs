@@ -43,6 +43,7 @@ fn json(w: &pb::WardState) -> serde_json::Value {
         "oldest_queued_ms": w.oldest_queued_ms, "last_contact_ms": w.last_contact_ms,
         "last_applied_seq": w.last_applied_seq, "records": w.records, "open_conflicts": w.open_conflicts,
         "quarantined": w.quarantined, "lost_changes": w.lost_changes, "lost_found_at_ms": w.lost_found_at_ms,
+        "forks": w.forks, "fork_seq": w.fork_seq,
         "outage_count": w.outage_count, "outages": outages,
     })
 }
@@ -79,6 +80,13 @@ fn table(wards: &[pb::WardState], out: &mut String) {
         if let Some(o) = report::last_outage(w, now) {
             let _ = writeln!(out, "ward {} last outage: {o}", w.ward);
         }
+    }
+    for w in wards.iter().filter(|w| w.forks > 0) {
+        let line = format!(
+            "ward {}: {} batch(es) refused that did not link onto its chain as the city applied it (the last at sequence {}): the same numbers with other changes, a store put back to an older copy or a forged chain; see the city's log",
+            w.ward, w.forks, w.fork_seq
+        );
+        let _ = writeln!(out, "{}", style(line).red());
     }
     for w in wards.iter().filter(|w| w.lost_changes > 0) {
         let line = format!(

@@ -90,7 +90,7 @@ impl Sender {
             .map(|r| {
                 self.seq += 1;
                 self.hlc = self.hlc.tick(now as u64);
-                let change = Change {
+                Change {
                     seq: self.seq,
                     written_at_ms: now,
                     key: r.key().expect("generated keys are valid"),
@@ -98,8 +98,7 @@ impl Sender {
                     context: VersionVector::default(),
                     fields: flatten(r).into_keys().collect(),
                     op: Op::Put(r.clone()),
-                };
-                change
+                }
             })
             .collect::<Vec<_>>();
         let batch = pb::WardMessage { msg: Some(ward_message::Msg::Batch(self.chain.batch(&changes))) };

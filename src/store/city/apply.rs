@@ -439,16 +439,14 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 }));
                 continue;
             }
-            if let (Some(links), Some(first), Some(last)) = (&wb.links, wb.changes.first(), wb.changes.last())
+            let ends = wb.changes.first().zip(wb.changes.last()).map(|(f, l)| (f.seq(), l.seq()));
+            if let (Some(links), Some(ends)) = (&wb.links, ends)
+                && let Err(refused) = super::chain::check(&wb.ward, &mut state, ends, links)
             {
-                if let Err(refused) =
-                    super::chain::check(&wb.ward, &mut state, (first.seq(), last.seq()), links)
-                {
-                    tracing::error!(ward = %wb.ward, error = %refused, "batch refused");
-                    wards.insert(wb.ward.clone(), state);
-                    outcomes.push(Err(refused));
-                    continue;
-                }
+                tracing::error!(ward = %wb.ward, error = %refused, "batch refused");
+                wards.insert(wb.ward.clone(), state);
+                outcomes.push(Err(refused));
+                continue;
             }
             if !fresh.is_empty() && state.quarantined >= MAX_QUARANTINED {
                 outcomes.push(Err(BatchRejected::QuarantineFull {

@@ -494,7 +494,8 @@ impl CityStore {
 
     /// Makes every applied group durable and publishes the log up to it.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (cursor, applied): (u64, Vec<(WardCode, (u64, Chain))>) = {
+        type Applied = Vec<(WardCode, (u64, Chain))>;
+        let (cursor, applied): (u64, Applied) = {
             let c = self.cache.lock().expect("poisoned");
             (c.cursor, c.wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect())
         };

@@ -347,6 +347,7 @@ fn history_starts_at_the_first_change_since_a_time() {
 }
 
 mod bounds;
+mod chains;
 mod city;
 mod civil;
 mod clocks;

@@ -1,0 +1,103 @@
+//! Each ward's chain at the city, on every store: a batch must link onto
+//! the city's link at the ward's last applied change; a fork (other
+//! changes under applied numbers) is refused and recorded, never skipped
+//! as a duplicate, and the chain survives a restart.
+
+use super::*;
+use crate::model::signed::{self, GENESIS, Hash, KeyId};
+
+/// Ward 00082's changes `seqs`, stamped `logical` (another value: other
+/// changes under the same numbers), chained after `previous`.
+fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) -> WardBatch {
+    let a = ward("00082");
+    let changes: Vec<Change> = seqs
+        .map(|seq| {
+            let mut c = change("00082", seq);
+            c.stamp.hlc.logical = logical;
+            c
+        })
+        .collect();
+    let hashes: Vec<Hash> = changes.iter().map(|c| signed::content_hash(c, &KeyId::default())).collect();
+    let first = changes[0].seq;
+    let links = signed::links(&a, first, &previous, &hashes);
+    WardBatch {
+        ward: a,
+        changes: changes.into_iter().map(Incoming::Change).collect(),
+        links: Some(Links { previous, links: links.into(), key: KeyId::default() }),
+    }
+}
+
+fn last_link(b: &WardBatch) -> Hash {
+    *b.links.as_ref().unwrap().links.last().unwrap()
+}
+
+#[tokio::test]
+async fn a_fork_is_refused_and_recorded_and_the_chain_survives_a_restart() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let apply = |b: WardBatch, at: i64| {
+            let city = city.clone();
+            async move { city.apply_group(vec![b], at, ctx(), NO_SKEW_LIMIT).await.unwrap().remove(0) }
+        };
+        let first = chained(1..=5, 0, GENESIS);
+        assert_eq!(apply(first.clone(), 1).await, Ok(5), "{name}");
+        let to2 = *first.links.as_ref().unwrap().links.get(1).unwrap();
+        // The same changes again, past the head: duplicates, then new ones.
+        let again = chained(3..=7, 0, to2);
+        assert_eq!(apply(again.clone(), 2).await, Ok(7), "{name}");
+        let at7 = last_link(&again);
+        city.flush().await.unwrap();
+        let (seq, chain) = city.resume_point(&a).await.unwrap();
+        assert_eq!((seq, chain.link), (7, Some(at7)), "{name}: the link at the last applied change");
+        assert_eq!(chain.newest, Hlc { wall_ms: 7, logical: 0 }, "{name}: the newest stamp applied");
+
+        // Other changes under 6 and 7, chained on the same link at 5.
+        let at5 = last_link(&first);
+        let forked = chained(6..=8, 1, at5);
+        assert_eq!(apply(forked, 3).await, Err(BatchRejected::Fork { ward: a.clone(), seq: 7 }), "{name}");
+        // A batch reaching no further than the head cannot be checked.
+        let behind = chained(1..=3, 0, GENESIS);
+        assert_eq!(
+            apply(behind, 4).await,
+            Err(BatchRejected::Behind { ward: a.clone(), last: 3, applied: 7 })
+        );
+        // A new change chained on anything but the city's link.
+        assert_eq!(
+            apply(chained(8..=8, 0, GENESIS), 5).await,
+            Err(BatchRejected::Fork { ward: a.clone(), seq: 7 })
+        );
+        city.flush().await.unwrap();
+        assert_eq!(city.changes_since(0, 100).await.unwrap().len(), 7, "{name}: nothing of a fork applied");
+        drop(city);
+
+        h.restart();
+        let city = h.open(Policies::default()).await;
+        let state = city.wards().into_iter().find(|(w, _)| *w == a).unwrap().1;
+        assert_eq!((state.chain.forks, state.chain.fork_seq), (2, 7), "{name}: forks are recorded durably");
+        assert_eq!(city.resume_point(&a).await.unwrap().1.link, Some(at7), "{name}");
+        let next = chained(8..=8, 0, at7);
+        assert_eq!(city.apply_group(vec![next], 6, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(8)], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_city_that_lost_what_it_acknowledged_resumes_the_chain_at_the_wards_link() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let a = ward("00082");
+        let first = chained(1..=3, 0, GENESIS);
+        city.apply_group(vec![first], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // The ward says the city acknowledged up to 9, where its link is `at9`.
+        let at9 = [9; 32];
+        let claim = AckClaim { acked: 9, proven: 9, from: 1, link: Some(at9) };
+        city.acknowledged_lost(&a, claim, 2).await.unwrap();
+        let out =
+            city.apply_group(vec![chained(10..=10, 0, GENESIS)], 3, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out, [Err(BatchRejected::Fork { ward: a.clone(), seq: 9 })], "{name}");
+        let out = city.apply_group(vec![chained(10..=10, 0, at9)], 4, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out, [Ok(10)], "{name}");
+        drop(city);
+        h.restart();
+    }
+}
