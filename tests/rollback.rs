@@ -71,17 +71,37 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
 /// lost incarnation only at the city, and no warning anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_put_back_to_an_older_copy_that_writes_past_its_lost_incarnation_is_found_forked() {
+    put_back_and_write_offline(false).await;
+}
+
+/// The same with a copy `wardsync backup` took, put back while the city
+/// stays out of reach for longer than the restore wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_put_back_to_its_backup_while_the_city_is_away_is_found_forked() {
+    put_back_and_write_offline(true).await;
+}
+
+/// A ward's copy (a directory copied by hand, or `marked`: its own backup)
+/// is put back while the city is out of reach and takes more writes than
+/// its lost incarnation made after the copy; verification is off.
+async fn put_back_and_write_offline(marked: bool) {
     let env = Env::new();
     let city = City::start(&env);
     let relay = Relay::start(city.addr).await.unwrap();
-    let mut ward = Ward::start_with(&env, "00082", relay.addr(), "", "verify_every_ms = 0");
+    let replication = "verify_every_ms = 0\nrestore_wait_ms = 300";
+    let mut ward = Ward::start_with(&env, "00082", relay.addr(), "", replication);
     let mut c = ward.client().await;
     put_range(&mut c, "00082", 0..20).await;
     drained(&mut c).await;
-    assert!(ward.node.stop());
     let data = env.path().join("ward-00082");
     let copy = env.path().join("copy");
-    copy_dir(&data, &copy);
+    if marked {
+        c.backup(pb::BackupRequest { to: copy.display().to_string() }).await.unwrap();
+    }
+    assert!(ward.node.stop());
+    if !marked {
+        copy_dir(&data, &copy);
+    }
 
     // The lost incarnation: five more writes, applied at the city (21-25).
     ward.node.start();
@@ -90,8 +110,8 @@ async fn a_ward_put_back_to_an_older_copy_that_writes_past_its_lost_incarnation_
     drained(&mut c).await;
     assert!(ward.node.stop());
 
-    // The copy comes back (a directory copied by hand: no mark) while the
-    // city is out of reach, and takes ten writes, numbered 21-30.
+    // The copy comes back while the city is out of reach, and takes ten
+    // writes, numbered 21-30.
     let since = wardsync::clock::now_ms();
     restore_dir(&copy, &data);
     relay.cut();
