@@ -10,7 +10,7 @@
 //!   the data-quality problems), the official reference data
 //!   (embedded), diacritics folding, digests of a ward's records, the
 //!   canonical form, hash and chain link of what a ward signs
-//!   (`model::signed`, checked against golden vectors; not yet used).
+//!   (`model::signed`, checked against golden vectors).
 //!   Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
 //!   outbox) over the [`store::Engine`] facade (sled on disk, synced so
@@ -23,22 +23,26 @@
 //!   tables for the data office, several city processes on one database,
 //!   TLS verified against the CA the city is given).
 //!   Both apply changes with one shared merge (`store::city::apply`,
-//!   writing through a `Target`), and repairs from a ward's whole states
-//!   with it (`store::city::repair`). Consistent copies of a running
+//!   writing through a `Target`), each ward's batches checked first
+//!   against its chain as applied (`store::city::chain`), and repairs from
+//!   a ward's whole states with it (`store::city::repair`). The ward's
+//!   store keeps its chain's anchor at the last acknowledged change. Consistent copies of a running
 //!   embedded store ([`store::backup`]). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
 //!   the one mapping of every layer's error to a gRPC status.
-//! - [`ward`]: the ward agent: local API, writer, replicator, and
-//!   verification against the city's copy (anti-entropy, refill after a
-//!   loss of data, restore of a new store).
+//! - [`ward`]: the ward agent: local API, writer, replicator (each batch
+//!   chained and signed: `ward::chain`; a store found forked from the
+//!   city's chain renumbers its queue), and verification against the
+//!   city's copy (anti-entropy, refill after a loss of data, restore of a
+//!   new store).
 //! - [`city`]: the city server: replication ingest (one stream per ward,
-//!   fenced: `city::streams`), losses judged on its own receipts
+//!   fenced: `city::streams`; each batch's content hashes, chain and
+//!   signature checked on arrival: `city::arrival`), losses judged on its own receipts
 //!   (`city::losses`, `city::receipts`), its side of verification, retries
 //!   of changes that waited for a refill, and the query API.
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
 //!   checks of its own certificate (whose it is, days left), signing with
-//!   a node's certificate key and checking against a certificate (not yet
-//!   used), dev CA.
+//!   a node's certificate key and checking against a certificate, dev CA.
 //! - [`config`]: TOML configuration of each node.
 //! - [`clock`]: the wall clock and the retry jitter, read in one place, so a
 //!   deterministic simulation can replace both.
@@ -81,9 +85,15 @@
 //! 3. The ward sends only flushed entries, so the city never holds a change
 //!    a ward crash could take back.
 //! 4. The city applies each (ward, sequence) at most once and in order: the
-//!    ward's last applied sequence is stored in the same atomic batch (on
-//!    PostgreSQL, the same transaction, which reads it) as the changes,
-//!    duplicates are skipped and gaps rejected. What the city reports as
+//!    ward's last applied sequence, and its chain's link there, are stored
+//!    in the same atomic batch (on PostgreSQL, the same transaction, which
+//!    reads them) as the changes, gaps are rejected, and duplicates are
+//!    decided by the chain, never by the number alone: a batch must link
+//!    onto the city's link (its link before its first change, or its own
+//!    link at the last applied sequence, equal to the city's); anything
+//!    else is a fork, refused and recorded. Each batch's content hashes are
+//!    recomputed and its last link's signature checked against the
+//!    certificate the ward connected with before it is queued. What the city reports as
 //!    applied (acks, `Welcome`, its ward table) is only ever what is
 //!    durable (flushed; on PostgreSQL, committed, with COMMIT waiting for
 //!    the WAL on disk whatever `synchronous_commit` the server sets, and a
@@ -137,7 +147,12 @@
 //!    as far as the city's own receipt the ward gives back proves it
 //!    (`city::receipts`: nothing on the ward's word), and
 //!    each ward refills it before sending anything more; a ward behind
-//!    what the city applied renumbers past it and gets its records back; a
+//!    what the city applied renumbers past it and gets its records back,
+//!    and so does a ward whose own link at the city's last applied change
+//!    is not the city's (put back to an older copy, it numbered other
+//!    changes again: a fork, found by the chain whatever the copy's mark
+//!    and with verification off), moving its clock past the newest stamp
+//!    the city applied of its; a
 //!    new, empty ward store is restored from the city (records, log
 //!    cursor, a counter past the city's) before it takes a write. The
 //!    refill due is stored (`m:refill`) until done. A ward's notes of what
