@@ -485,7 +485,20 @@ async fn a_batch_that_does_not_link_onto_the_citys_chain_is_refused_as_a_fork_an
     assert!(e.message().contains("content hash of sequence 6 is not its content's"), "{}", e.message());
     assert_each_seq_once(&city_log(&mut q).await, "00082", 5);
 
-    // The ward's own chain goes on.
+    // Sequences no ward numbers, where the sums on them would overflow.
+    let e = tampered(&city, &certs, &next, |b| {
+        b.changes[0].seq = u64::MAX;
+    })
+    .await;
+    assert!(e.message().contains("is not one a ward numbers"), "{}", e.message());
+    let e = tampered(&city, &certs, &[change(1, "00082", 0, 1), change(2, "00082", 0, 2)], |b| {
+        (b.changes[0].seq, b.changes[1].seq) = (u64::MAX, 0);
+    })
+    .await;
+    assert!(e.message().contains("is not one a ward numbers"), "{}", e.message());
+    assert_each_seq_once(&city_log(&mut q).await, "00082", 5);
+
+    // The ward's own chain goes on (the city still runs).
     let (mut s, _) = open_ward(&city, &certs, "00082").await.unwrap();
     assert_eq!(s.send(&next).await.unwrap(), 6);
     assert_each_seq_once(&city_log(&mut q).await, "00082", 6);

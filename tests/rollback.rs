@@ -21,6 +21,7 @@ mod common;
 use common::*;
 use wardsync::cli::relay::Relay;
 use wardsync::proto::pb;
+use wardsync::store::{Batch, Engine, SledEngine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_applied() {
@@ -71,20 +72,40 @@ async fn a_ward_restored_from_an_older_copy_never_reuses_a_sequence_the_city_app
 /// lost incarnation only at the city, and no warning anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_put_back_to_an_older_copy_that_writes_past_its_lost_incarnation_is_found_forked() {
-    put_back_and_write_offline(false).await;
+    put_back_and_write_offline(Copy::Unmarked).await;
 }
 
 /// The same with a copy `wardsync backup` took, put back while the city
 /// stays out of reach for longer than the restore wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_put_back_to_its_backup_while_the_city_is_away_is_found_forked() {
-    put_back_and_write_offline(true).await;
+    put_back_and_write_offline(Copy::Backup).await;
 }
 
-/// A ward's copy (a directory copied by hand, or `marked`: its own backup)
-/// is put back while the city is out of reach and takes more writes than
-/// its lost incarnation made after the copy; verification is off.
-async fn put_back_and_write_offline(marked: bool) {
+/// The same with a copy from before chains (no link kept with its
+/// acknowledged mark): what the city says it applied past that mark is not
+/// taken for acknowledged on its word (it was the lost incarnation's), the
+/// copy's changes are sent again after the city's numbering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_put_back_to_a_copy_from_before_chains_loses_nothing() {
+    put_back_and_write_offline(Copy::BeforeChains).await;
+}
+
+/// How the copy put back was made.
+#[derive(PartialEq)]
+enum Copy {
+    /// The data directory copied while the agent was stopped.
+    Unmarked,
+    /// `wardsync backup`, marked as a copy.
+    Backup,
+    /// Copied, by an agent that kept no chain link.
+    BeforeChains,
+}
+
+/// A ward's `copy` is put back while the city is out of reach and takes
+/// more writes than its lost incarnation made after the copy; verification
+/// is off.
+async fn put_back_and_write_offline(copied: Copy) {
     let env = Env::new();
     let city = City::start(&env);
     let relay = Relay::start(city.addr).await.unwrap();
@@ -95,12 +116,19 @@ async fn put_back_and_write_offline(marked: bool) {
     drained(&mut c).await;
     let data = env.path().join("ward-00082");
     let copy = env.path().join("copy");
-    if marked {
+    if copied == Copy::Backup {
         c.backup(pb::BackupRequest { to: copy.display().to_string() }).await.unwrap();
     }
     assert!(ward.node.stop());
-    if !marked {
+    if copied != Copy::Backup {
         copy_dir(&data, &copy);
+    }
+    if copied == Copy::BeforeChains {
+        let engine = SledEngine::open(&copy, 16).unwrap();
+        let mut batch = Batch::default();
+        batch.remove(b"m:chain".to_vec());
+        engine.apply(batch).unwrap();
+        engine.flush().await.unwrap();
     }
 
     // The lost incarnation: five more writes, applied at the city (21-25).
@@ -123,7 +151,8 @@ async fn put_back_and_write_offline(marked: bool) {
     drained(&mut c).await;
 
     let s = status(&mut c).await.unwrap();
-    assert_eq!(s.forks, 1, "the ward says its store forked");
+    let forks = if copied == Copy::BeforeChains { 0 } else { 1 };
+    assert_eq!(s.forks, forks, "the ward says its store forked (when it can tell)");
     assert_eq!(s.sequence_jumps, 0, "not behind the city: forked from it");
     assert_eq!(s.last_seq, 35, "the ten writes were renumbered after the city's 25");
     let mut city_c = city.client().await;
@@ -133,7 +162,12 @@ async fn put_back_and_write_offline(marked: bool) {
     in_sync_since(&mut c, since).await;
     assert_eq!(assert_same_records(&mut c, &mut city_c, "00082").await, 35);
     let out = stdout(&wardsync(&["status", "--ward-api", &format!("http://{}", ward.api)]));
-    assert!(out.contains("this ward's store forked: 1 time(s)"), "{out}");
+    assert_eq!(out.contains("this ward's store forked: 1 time(s)"), forks == 1, "{out}");
+    // A restart does not forget it.
+    assert!(ward.node.stop());
+    ward.node.start();
+    let mut c = ward.client().await;
+    assert_eq!(status(&mut c).await.unwrap().forks, forks);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

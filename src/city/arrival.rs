@@ -12,6 +12,10 @@ use crate::model::signed::{self, Hash, KeyId};
 use crate::proto::pb;
 use crate::store::{Incoming, Links};
 
+/// Sequence numbers a ward may send are below this (2^62: no ward writes
+/// that many changes); the city's arithmetic on them never overflows.
+pub(crate) const MAX_SEQ: u64 = 1 << 62;
+
 /// A batch whose chain and signature were checked.
 #[derive(Debug)]
 pub(crate) struct Arrived {
@@ -71,15 +75,22 @@ pub(crate) fn check(
     if hashes.len() != changes.len() {
         return Err(bad(format!("{} content hashes for {} changes (one each)", hashes.len(), changes.len())));
     }
-    let Some(previous) = signed::hash_from(&previous) else {
-        return Err(bad(format!("previous is {} bytes, not a 32-byte link", previous.len())));
+    // (An empty batch asks only for an ack of what is applied.)
+    let previous = match signed::hash_from(&previous) {
+        Some(p) => p,
+        None if changes.is_empty() => signed::GENESIS,
+        None => return Err(bad(format!("previous is {} bytes, not a 32-byte link", previous.len()))),
     };
-    let first = changes.first().map_or(0, |c| c.seq);
+    let first = changes.first().map_or(1, |c| c.seq);
+    // Checked before any arithmetic: no sum below can overflow.
+    if first == 0 || first >= MAX_SEQ || changes.len() as u64 >= MAX_SEQ - first {
+        return Err(bad(format!("sequence {first} is not one a ward numbers (1 to 2^62)")));
+    }
     let mut chained = Vec::with_capacity(changes.len());
     let mut decoded = Vec::with_capacity(changes.len());
     for (i, (change, carried)) in changes.into_iter().zip(&hashes).enumerate() {
         let seq = change.seq;
-        if seq != first.saturating_add(i as u64) {
+        if seq != first + i as u64 {
             return Err(bad(format!(
                 "change {i} has sequence {seq}, not {}: a batch is consecutive",
                 first + i as u64

@@ -18,9 +18,9 @@ use crate::model::WardCode;
 use crate::proto::pb;
 use crate::store::AckClaim;
 
-/// Sequence numbers at or above this are refused as claims (2^62: no ward
-/// writes that many changes), leaving room to number what follows.
-const MAX_SEQ: u64 = 1 << 62;
+// Sequence numbers at or above this are refused as claims, leaving room
+// to number what follows.
+use super::arrival::MAX_SEQ;
 
 /// What the city found it lost, as it tells the ward in `Welcome`.
 pub(super) struct Found {

@@ -299,8 +299,9 @@ impl CityQuery for QueryService {
         let state = self.store.state(&key).await.map_err(CityError::from)?.ok_or_else(not_found)?;
         let record = state.materialize(&key, self.store.policies());
         // The values of a deleted record are the data office's to read, its
-        // owner's, and those of a ward whose write it holds (each is told to
-        // fetch it whole when its write raced the delete, and had the values).
+        // owner's, and those of a ward that wrote to it (in what the record
+        // has seen: a version vector names only writes the city holds); each
+        // is told to fetch it whole when its write raced the delete.
         let owner = matches!(&peer.identity, Identity::Ward(w)
             if state.owner_value().as_deref() == Some(w.as_str()) || state.seen.0.contains_key(w.as_str()));
         if record.is_none() && !owner && !self.guard.has_role(&peer, Role::OfficeReader) {

@@ -34,4 +34,4 @@ pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;
 pub use sled_engine::SledEngine;
-pub use ward_store::{Lost, NewChange, WardStore};
+pub use ward_store::{Lost, NewChange, Renumbering, WardStore};

@@ -222,8 +222,9 @@ impl WardApi for LocalApi {
             connected: self.link.connected.load(Ordering::Relaxed),
             reconnects: self.link.reconnects.get(),
             records,
-            sequence_jumps: self.link.sequence_jumps.get(),
-            forks: self.link.forks.get(),
+            // (Counted in the store: a restart does not forget them.)
+            sequence_jumps: self.store.renumberings().1,
+            forks: self.store.renumberings().0,
             city_lost_changes: self.link.city_lost_changes.get(),
             downstream_cursor: self.store.downstream_cursor(),
             refill_due: self.store.refill_due().is_some(),

@@ -34,7 +34,7 @@ use crate::model::{Hlc, Policies};
 use crate::proto::pb::city_query_client::CityQueryClient;
 use crate::proto::pb::{self, city_message, city_sync_client::CitySyncClient, ward_message};
 use crate::proto::{PROTOCOL_VERSION, SCHEMA_VERSION, change_from_pb, key_from_pb, versioned_from_pb};
-use crate::store::{Lost, WardStore};
+use crate::store::{Lost, Renumbering, WardStore};
 
 /// Opens a channel to the city. The seam for other transports: TCP by
 /// default ([`tcp_connect`]), a simulated network in the simulation.
@@ -411,15 +411,12 @@ impl Replicator {
         if applied <= last {
             return self.check_fork(applied, city_link, &welcome.link_key).await;
         }
+        // The records it lost come back from the city's copy (the refill
+        // due is stored with the new numbering).
         let moved = self
             .store
-            .move_past(applied, city_link)
+            .move_past(applied, city_link, Renumbering::Behind)
             .map_err(|e| format!("cannot move the numbering past the city's: {e}"))?;
-        // The records it lost come back from the city's copy (stored with
-        // the new numbering, by the flush below).
-        self.store
-            .set_refill_due(Some(Lost::Ward))
-            .map_err(|e| format!("cannot note the refill due: {e}"))?;
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
         self.link.sequence_jumps.inc();
@@ -434,34 +431,44 @@ impl Replicator {
     /// to an older copy and numbered new changes again). Then its queued
     /// changes are renumbered after the city's, chained on the city's
     /// link, and its records taken back from the city (the lost
-    /// incarnation's writes), before anything is sent.
+    /// incarnation's writes), before anything is sent. Where either link
+    /// is not known (a store or a city from before chains), queued changes
+    /// the city says it applied are not taken for acknowledged on faith:
+    /// they are renumbered and sent again (the same changes merge as
+    /// nothing new).
     async fn check_fork(
         &mut self,
         applied: u64,
         theirs: Option<signed::Hash>,
         key: &[u8],
     ) -> Result<(), String> {
-        let Some(theirs) = theirs else { return Ok(()) };
-        if applied < self.store.acked_seq() {
+        let acked = self.store.acked_seq();
+        if applied < acked {
             return Ok(()); // the city lost data: judged by the receipts
         }
         let key = signed::KeyId(signed::hash_from(key).unwrap_or_default());
         let ours = self.store.link_at(applied, &key).map_err(|e| format!("cannot read the outbox: {e}"))?;
-        if ours.is_none_or(|o| o == theirs) {
-            return Ok(());
-        }
+        let why = match (ours, theirs) {
+            (Some(o), Some(t)) if o == t => return Ok(()),
+            (Some(_), Some(_)) => Renumbering::Fork,
+            // Nothing queued the city's word would acknowledge.
+            _ if applied == acked => return Ok(()),
+            _ => Renumbering::Unverifiable,
+        };
         let moved = self
             .store
-            .renumber_after(applied, Some(theirs))
+            .renumber_after(applied, theirs, why)
             .map_err(|e| format!("cannot renumber the queued changes after the city's: {e}"))?;
-        self.store
-            .set_refill_due(Some(Lost::Ward))
-            .map_err(|e| format!("cannot note the refill due: {e}"))?;
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
-        self.link.forks.inc();
-        tracing::error!(ward = %self.ward, city_applied = applied, renumbered = moved,
-            "this ward's store forked: the city applied other changes under numbers up to {applied} than this store holds (it was put back to an older copy, a VM snapshot or a backup, and numbered new changes again); its queued changes are renumbered after the city's, and what the lost copy wrote is taken back from the city");
+        if why == Renumbering::Fork {
+            self.link.forks.inc();
+            tracing::error!(ward = %self.ward, city_applied = applied, renumbered = moved,
+                "this ward's store forked: the city applied other changes under numbers up to {applied} than this store holds (it was put back to an older copy, a VM snapshot or a backup, and numbered new changes again); its queued changes are renumbered after the city's, and what the lost copy wrote is taken back from the city");
+        } else {
+            tracing::warn!(ward = %self.ward, city_applied = applied, renumbered = moved,
+                "the city says it applied this ward's changes up to {applied}, and neither side's chain link there is known (a store or a city from before chains): the changes queued up to it are sent again after the city's numbering instead of being taken for acknowledged, and the records compared with the city's");
+        }
         Ok(())
     }
 

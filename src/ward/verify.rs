@@ -306,7 +306,8 @@ impl Verifier {
         if restore && city.last_applied_seq > self.store.last_seq() {
             // Before anything else: no number the city applied is used again.
             // The chain goes on from the city's link there.
-            self.store.move_past(city.last_applied_seq, city.link).map_err(store_err)?;
+            let restore = crate::store::Renumbering::Restore;
+            self.store.move_past(city.last_applied_seq, city.link, restore).map_err(store_err)?;
             // With the city's receipt for it: should the city lose what it
             // applied, the ward can prove it (nothing is deleted: all is acked).
             self.store.ack(city.last_applied_seq, &city.receipt, city.link).map_err(store_err)?;

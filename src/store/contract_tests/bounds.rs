@@ -99,7 +99,7 @@ fn a_long_queue_is_renumbered_past_the_city_a_chunk_at_a_time_and_a_stop_midway_
         store.ack(20, &[], None).unwrap();
         // The city applied up to 260: the 230 queued entries move to 261..=490.
         // The ward stops after the first chunk.
-        store.renumber_steps(260, None, 1).unwrap();
+        store.renumber_steps(260, (None, Renumbering::Behind), 1).unwrap();
         block(store.flush()).unwrap();
         drop(store);
         h.restart();
@@ -115,6 +115,34 @@ fn a_long_queue_is_renumbered_past_the_city_a_chunk_at_a_time_and_a_stop_midway_
         assert_eq!(keys, puts[20..].iter().map(|p| &p.key).collect::<Vec<_>>(), "{name}: in order");
         let listed: u64 = queued.iter().map(|c| crate::store::codec::encode(c).len() as u64).sum();
         assert_eq!(store.backlog_bytes(), listed, "{name}");
+        assert_eq!(store.refill_due(), Some(Lost::Ward), "{name}: the refill due survives the stop");
+        assert_eq!(store.renumberings(), (0, 1), "{name}: one jump past the city's numbering");
+    }
+}
+
+/// A fork found (the city applied other changes under 21..=40) and its
+/// renumbering stopped after one chunk: on opening, the renumbering is
+/// finished, and neither the refill of what the lost copy wrote nor the
+/// fork is forgotten; the chain resumes on the city's link.
+#[test]
+fn a_fork_renumbering_stopped_midway_keeps_its_refill_and_its_count() {
+    for (name, mut h) in harnesses() {
+        let store = WardStore::open(h.engine(), ward("00082"), 100_000).unwrap();
+        let puts: Vec<NewChange> = (1..=250).map(|n| put("00082", n)).collect();
+        store.append(&puts, 1).unwrap();
+        store.ack(20, &[], None).unwrap();
+        let theirs = [7; 32];
+        store.renumber_steps(40, (Some(theirs), Renumbering::Fork), 1).unwrap();
+        block(store.flush()).unwrap();
+        drop(store);
+        h.restart();
+        let store = WardStore::open(h.engine(), ward("00082"), 100_000).unwrap();
+        assert_eq!((store.last_seq(), store.acked_seq(), store.backlog()), (270, 40, 230), "{name}");
+        assert_eq!(store.refill_due(), Some(Lost::Ward), "{name}");
+        assert_eq!(store.renumberings(), (1, 0), "{name}: the fork is counted once");
+        assert_eq!(store.chain_anchor(), (40, Some(theirs)), "{name}");
+        let first = store.outbox_range(40, 41, 1, usize::MAX).unwrap();
+        assert_eq!(first[0].key, puts[20].key, "{name}: the first queued change is now 41");
     }
 }
 

@@ -49,10 +49,14 @@ fn a_ward_behind_the_city_renumbers_its_queue_past_the_city_and_keeps_it() {
         let puts: Vec<NewChange> = (1..=10).map(|n| put("00082", n)).collect();
         store.append(&puts, 1).unwrap();
         store.ack(2, &[], None).unwrap();
-        assert_eq!(store.move_past(5, None).unwrap(), 0, "{name}: not behind the city: nothing to do");
+        assert_eq!(
+            store.move_past(5, None, Renumbering::Behind).unwrap(),
+            0,
+            "{name}: not behind the city: nothing to do"
+        );
         // The city applied up to 12, past this ward's 10: the eight queued
         // entries move to 13..=20.
-        assert_eq!(store.move_past(12, None).unwrap(), 8, "{name}");
+        assert_eq!(store.move_past(12, None, Renumbering::Behind).unwrap(), 8, "{name}");
         let check = |store: &WardStore| {
             assert_eq!((store.last_seq(), store.acked_seq(), store.backlog()), (20, 12, 8), "{name}");
             let queued = store.outbox_range(12, 20, 100, usize::MAX).unwrap();

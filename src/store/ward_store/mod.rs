@@ -19,6 +19,7 @@
 //! - `m:policies`     → the merge policies the city announced;
 //! - `m:bytes`        → bytes of the queued outbox entries;
 //! - `m:shift`        → a renumbering of the queued entries in progress;
+//! - `m:forks`, `m:jumps` → forks found, and jumps past the city's numbering;
 //! - `m:copy`         → present in a store put back from a copy until it is
 //!   brought level with the city ([`crate::store::backup`]);
 //! - `m:refill`       → [`Lost`]: present while this ward or the city lost
@@ -52,7 +53,8 @@ use crate::model::{
 use chain::{Anchor, CHAIN};
 use outbox::outbox_bytes;
 pub use recovery::Lost;
-use renumber::{SHIFT, Shift, finish_shift};
+pub use renumber::Renumbering;
+use renumber::{FORKS, JUMPS, SHIFT, Shift, finish_shift};
 
 const RECORD: &[u8] = b"r";
 const STATE: &[u8] = b"s";
@@ -135,6 +137,9 @@ struct Inner {
     refill: Option<Lost>,
     /// The acknowledged sequence and the link there (`m:chain`).
     chain: Anchor,
+    /// Forks found (`m:forks`), and jumps past the city's numbering (`m:jumps`).
+    forks: u64,
+    jumps: u64,
 }
 
 /// Records and outbox of one ward, over any [`Engine`].
@@ -228,6 +233,8 @@ impl WardStore {
             records,
             refill: engine.get(REFILL)?.and_then(|b| Lost::from_byte(&b)),
             chain: (0, None),
+            forks: read(FORKS)?,
+            jumps: read(JUMPS)?,
         };
         inner.chain = match engine.get(CHAIN)? {
             Some(v) => decode(CHAIN, &v)?,
@@ -236,7 +243,7 @@ impl WardStore {
             None if inner.acked == 0 => (0, Some(crate::model::signed::GENESIS)),
             None => (inner.acked, None),
         };
-        if let Some(shift) = engine.get(SHIFT)?.map(|v| decode::<Shift>(SHIFT, &v)).transpose()? {
+        if let Some(shift) = engine.get(SHIFT)?.map(|v| Shift::read(&v)).transpose()? {
             tracing::warn!(%ward, "finishing the renumbering of queued changes that a stop interrupted");
             finish_shift(&*engine, &mut inner, shift, usize::MAX)?;
         }
