@@ -74,6 +74,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         engine::run(a.engine_records, a.single.min(2_000), &dir, &mut report).await?;
     }
     let Workload { first, single, second } = Workload::new(&ward_code, &a);
+    // For the recovery phase: the city's copy before the load, taken before
+    // the ward starts (a ward running would reach the city before the copy).
+    let early_copy = match phase("recovery") {
+        true => {
+            let (copy, city) = recovery::EarlyCopy::take(&lab, lab.city().await?).await?;
+            city.stop()?;
+            Some(copy)
+        }
+        false => None,
+    };
     let (mut ward_node, ward_url) = lab.ward(&ward_code).await?;
     let mut ward_client = crate::cli::client::ward_client(&ward_url).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -110,15 +120,6 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let queued_bytes = ward::wire_bytes(&first) + ward::wire_bytes(&single);
 
     let mut city = lab.city().await?;
-    // For the recovery phase: the city's copy before the load.
-    let early_copy = match phase("recovery") {
-        true => {
-            let (copy, restarted) = recovery::EarlyCopy::take(&lab, city).await?;
-            city = restarted;
-            Some(copy)
-        }
-        false => None,
-    };
     if phase("write") || phase("load") {
         let cpu = (city.cpu(), ward_node.cpu());
         let t = ward::drained(&mut ward_client, Instant::now(), DRAIN_TIMEOUT).await?;
