@@ -182,16 +182,32 @@ async fn a_database_crash_loses_nothing_a_ward_was_told_was_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_of_the_database_loses_nothing_a_ward_was_told_was_applied() {
     crash_under_load(None, 3, Fault::PowerCut).await.unwrap();
-    let caught = crash_under_load(Some("pg-async-commit"), 3, Fault::PowerCut).await;
-    eprintln!("with the server's asynchronous commit: {caught:?}");
-    assert!(caught.is_err(), "a city that commits asynchronously lost nothing: this test cannot see it");
+    let caught = caught_within(3, Fault::PowerCut).await;
+    assert!(caught.is_some(), "a city that commits asynchronously lost nothing: this test cannot see it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crash_test_catches_a_city_that_acknowledges_before_the_wal_is_on_disk() {
-    let caught = crash_under_load(Some("pg-async-commit"), 3, Fault::Crash).await;
-    assert!(caught.is_err(), "with synchronous_commit off, a crash loses acknowledged changes");
-    eprintln!("caught: {}", caught.unwrap_err());
+    let caught = caught_within(3, Fault::Crash).await;
+    assert!(caught.is_some(), "with synchronous_commit off, a crash loses acknowledged changes");
+}
+
+/// What the crash test finds wrong with a city that commits asynchronously
+/// (`pg-async-commit`), in the first of `runs` runs that finds anything. A
+/// crash loses only the commits of the last moments that were not yet
+/// written out, and a run whose crashes all fell between them loses
+/// nothing: on a busy machine, one in a few.
+async fn caught_within(runs: usize, fault: Fault) -> Option<String> {
+    for run in 1..=runs {
+        match crash_under_load(Some("pg-async-commit"), 3, fault).await {
+            Err(caught) => {
+                eprintln!("caught in run {run}: {caught}");
+                return Some(caught);
+            }
+            Ok(()) => eprintln!("run {run}: the crashes fell where nothing was lost yet"),
+        }
+    }
+    None
 }
 
 /// The ```sql blocks of the README's section on PostgreSQL, with each

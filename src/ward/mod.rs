@@ -5,6 +5,7 @@ mod api;
 pub mod chain;
 mod error;
 mod health;
+mod reconcile;
 mod register;
 mod replicator;
 mod verify;
