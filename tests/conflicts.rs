@@ -405,3 +405,64 @@ async fn a_correction_from_a_stale_copy_races_the_wards_newer_write_instead_of_r
     let Body::Business(b) = at_city.unwrap().body else { unreachable!() };
     assert_eq!(b.name, "Công ty Sửa Tên");
 }
+
+/// A ward whose write a delete raced is told to fetch the record whole:
+/// it may read the state of a record it wrote to, deleted since under
+/// another owner (else it would keep showing the record as it last
+/// wrote it); a ward that never wrote to it may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_may_read_the_state_of_a_deleted_record_it_wrote_to_and_no_other() {
+    let env = Env::new();
+    wardsync::auth::DevCa::open_or_create(&env.certs())
+        .unwrap()
+        .issue_ward(&WardCode::parse("00004").unwrap())
+        .unwrap();
+    let city = City::start(&env);
+    let a = Ward::start(&env, "00082", city.addr);
+    let b = Ward::start(&env, "00145", city.addr);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let citizen = first("00082", Kind::Citizen);
+    let key = citizen.key().unwrap();
+    put(&mut ca, &citizen).await;
+    drained(&mut ca).await;
+    let mut moved = citizen.clone();
+    moved.ward = WardCode::parse("00145").unwrap();
+    if let Body::Citizen(c) = &mut moved.body {
+        c.permanent_residence.commune_code = "00145".into();
+    }
+    cb.transfer(pb::PutRequest { record: Some((&moved).into()) }).await.unwrap();
+    drained(&mut cb).await;
+    wait::until(DEADLINE, "the transfer to reach ward 00145's copy", || {
+        let mut cb = cb.clone();
+        let key = key.clone();
+        async move { Ok(cb.get(pb::GetRequest { key: Some((&key).into()) }).await.is_ok()) }
+    })
+    .await
+    .unwrap();
+    cb.delete(pb::DeleteRequest { key: Some((&key).into()) }).await.unwrap();
+    drained(&mut cb).await;
+
+    let ask = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
+    let as_ward = |code: &str| {
+        let tls = wardsync::auth::client_tls(
+            &wardsync::auth::TlsFiles::in_dir(&env.certs(), &format!("ward-{code}")),
+            "city",
+        )
+        .unwrap();
+        let url = city.url();
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            CityQueryClient::new(channel)
+        }
+    };
+    let state = as_ward("00082").await.get_state(ask.clone()).await.unwrap().into_inner();
+    assert!(state.record.is_none() && state.state.is_some(), "its creator reads the deleted record's state");
+    let never = as_ward("00004").await.get_state(ask).await.unwrap_err();
+    assert_eq!(never.code(), tonic::Code::NotFound, "{never:?}");
+}

@@ -49,6 +49,11 @@ pub async fn forge(
     let mut rng = StdRng::seed_from_u64(seed ^ 0xf09e);
     // (Its own, so that the forgeries of a seed come when they always did.)
     let mut replays = StdRng::seed_from_u64(seed ^ 0x9e91a7);
+    // Whether a replay sends its last change again, alike (a duplicate,
+    // which the city must skip: applied twice, its quarantine would count
+    // it twice), or another change under its number (a fork).
+    let mut alike = StdRng::seed_from_u64(seed ^ 0xa11ce);
+    let mut last_sent: Option<Change> = None;
     let mut kinds = StdRng::seed_from_u64(seed ^ 0x6b1d5);
     let files = TlsFiles::in_dir(&certs, &format!("ward-{FORGER}"));
     let tls = client_tls(&files, "city").unwrap();
@@ -69,8 +74,17 @@ pub async fn forge(
             let forgery =
                 if rng.gen_bool(0.7) { Forgery::ALL[kinds.gen_range(0..5)] } else { Forgery::Delete };
             let claim_loss = kinds.gen_bool(0.2);
+            let replay = match (replays.gen_bool(0.3), alike.gen_bool(0.5)) {
+                (false, _) => Replay::No,
+                (true, true) if last_sent.is_some() => {
+                    Replay::Alike(Box::new(last_sent.clone().expect("some")))
+                }
+                (true, _) => Replay::Fork,
+            };
             let state = (&mut receipt, &mut links, &shared.ledger);
-            let _ = send((&tls, &signer), r, forgery, replays.gen_bool(0.3), claim_loss, state).await;
+            if let Ok(Some(sent)) = send((&tls, &signer), r, forgery, replay, claim_loss, state).await {
+                last_sent = Some(sent);
+            }
         }
     }
     Ok(())
@@ -100,20 +114,31 @@ impl Forgery {
         [Forgery::Takeover, Forgery::Transfer, Forgery::Registration, Forgery::Oversized, Forgery::Nul];
 }
 
+/// A change sent again under a number the city applied.
+enum Replay {
+    /// None: the next number.
+    No,
+    /// Another change under the city's last number: a fork, which the
+    /// city must refuse, never skip nor apply.
+    Fork,
+    /// This change, sent before, again under its number and chained alike:
+    /// a duplicate, which the city must skip.
+    Alike(Box<Change>),
+}
+
 /// One forged change to `r` (see [`Forgery`]); numbered after the last
-/// sequence the city took from the forger, or, `replayed`, with that
-/// sequence again (another change under a number the city applied: a
-/// fork, which the city must refuse, never skip nor apply); `claim_loss`: after a `Hello` claiming the city
-/// lost what it sent down, and what it acknowledged up to the city's last
-/// `receipt` (kept here as acks bring new ones).
+/// sequence the city took from the forger, or replayed (see [`Replay`]);
+/// `claim_loss`: after a `Hello` claiming the city lost what it sent down,
+/// and what it acknowledged up to the city's last `receipt` (kept here as
+/// acks bring new ones). Returns the change if the city took it as new.
 async fn send(
     (tls, signer): (&tonic::transport::ClientTlsConfig, &Arc<Signer>),
     r: Record,
     forgery: Forgery,
-    replayed: bool,
+    replay: Replay,
     claim_loss: bool,
     (receipt, links, ledger): (&mut (u64, Vec<u8>), &mut Links, &super::common::ledger::Ledger),
-) -> Result<(), Failure> {
+) -> Result<Option<Change>, Failure> {
     let ch = channel("city", CITY_PORT, Some(tls.clone())).await?;
     let (tx, rx) = mpsc::channel(4);
     let hello = pb::Hello {
@@ -137,10 +162,19 @@ async fn send(
         links.insert(last, l);
     }
     // Signed with its own key and chained on the city's link: the forgery
-    // is in what the changes say. A replay is a fork: another change under
-    // a number the city applied, chained on the link before it.
-    let replayed = replayed && last > 0 && links.contains_key(&(last - 1));
-    let seq = if replayed { last } else { last + 1 };
+    // is in what the changes say. A replay is chained on the link before
+    // the number it takes again.
+    let fork = matches!(replay, Replay::Fork) && last > 0 && links.contains_key(&(last - 1));
+    let alike = match replay {
+        Replay::Alike(c) if links.contains_key(&(c.seq - 1)) => Some(*c),
+        _ => None,
+    };
+    let replayed = alike.is_some() || fork;
+    let seq = match &alike {
+        Some(c) => c.seq,
+        None if replayed => last,
+        None => last + 1,
+    };
     let before = links.get(&(seq - 1)).copied().unwrap_or(signed::GENESIS);
     let mut chain = Chainer::new(WardCode::parse(FORGER)?, Some(signer.clone()), (seq - 1, before));
     let key = r.key()?;
@@ -195,6 +229,7 @@ async fn send(
         fields,
         op,
     };
+    let change = alike.unwrap_or(change);
     let batch = chain.batch(std::slice::from_ref(&change));
     tx.send(pb::WardMessage { msg: Some(ward_message::Msg::Batch(batch)) }).await?;
     loop {
@@ -203,14 +238,16 @@ async fn send(
                 if a.applied_seq > receipt.0 {
                     *receipt = (a.applied_seq, a.receipt);
                 }
-                if a.applied_seq >= seq {
-                    let hlc = change.stamp.hlc;
-                    ledger.hostile_acked(FORGER, seq, (hlc.wall_ms, hlc.logical));
-                    if !replayed {
-                        links.insert(seq, chain.head().1);
-                    }
+                if a.applied_seq < seq {
+                    return Ok(None);
                 }
-                return Ok(());
+                let hlc = change.stamp.hlc;
+                ledger.hostile_acked(FORGER, seq, (hlc.wall_ms, hlc.logical));
+                if replayed {
+                    return Ok(None);
+                }
+                links.insert(seq, chain.head().1);
+                return Ok(Some(change));
             }
             Some(_) => {}
             None => return Err("the city ended the stream".into()),
