@@ -424,6 +424,13 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     let welcome = hello_as_00145(&city, &env, |h| h.downstream_cursor = 1 << 40).await;
     assert!(welcome.log_lost && welcome.log_cursor < 1 << 40, "{welcome:?}");
     assert_eq!(loss_of_00145(&mut q).await, (0, 0), "a log loss recorded on no receipt");
+    // Each claim is shown to ops, who are alerted on them.
+    let wards = city_wards(&mut q).await.unwrap();
+    let claims = wards.iter().find(|w| w.ward == "00145").map(|w| w.unproven_claims);
+    assert_eq!(claims, Some(4), "three claims of acknowledged changes, one of a log");
+    let out =
+        stdout(&wardsync(&["status", "--city", &city.url(), "--tls-dir", env.certs().to_str().unwrap()]));
+    assert!(out.contains("ward 00145: claimed 4 time(s) that the city lost its data"), "{out}");
     let r = receipt.clone();
     let welcome = hello_as_00145(&city, &env, |h| {
         (h.downstream_cursor, h.downstream_check, h.downstream_receipt) = (1, 12_345, r);

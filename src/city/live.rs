@@ -26,6 +26,9 @@ pub struct LiveWard {
     pub last_seen_ms: i64,
     /// Its outages since the city started.
     pub outages: super::Outages,
+    /// Losses it claimed the city had made that no receipt of the city's
+    /// proved (followed, never recorded), since the city started.
+    pub unproven_claims: u64,
 }
 
 /// Live views of every ward, shared by the replication and query services.
@@ -91,6 +94,7 @@ pub async fn ward_states(
                 backlog_as_of_ms: l.map_or(0, |l| l.heartbeat_at_ms),
                 outages: l.map_or_else(Vec::new, |l| l.outages.to_pb(now)),
                 outage_count: l.map_or(0, |l| l.outages.total()),
+                unproven_claims: l.map_or(0, |l| l.unproven_claims),
                 name: crate::model::reference::commune(code.as_str())
                     .map_or(String::new(), |c| c.name.to_string()),
                 state: if connected {

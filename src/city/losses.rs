@@ -55,6 +55,7 @@ impl SyncService {
                 tracing::error!(%ward, merged = at, log_end = log_cursor,
                     "the ward merged a change the city's log no longer holds (its receipt shows the city logged it): the city lost logged changes (its database was restored from an older backup?); the ward refills it");
             } else {
+                self.unproven_claim(ward);
                 tracing::warn!(%ward, merged = at, log_end = log_cursor,
                     "the ward says it merged a change the city's log does not hold, and has no receipt of the city's for it (or one made with a key this city process does not have): no loss is recorded on its word; it follows the log from its end");
             }
@@ -104,10 +105,18 @@ impl SyncService {
                 "the city no longer holds changes it acknowledged to this ward (its receipt shows it did; the database was restored from an older backup, or lost to a disk fault); replication resumes after them");
         }
         if acked > claim.proven.max(held) {
+            self.unproven_claim(ward);
             tracing::warn!(%ward, acked, held, receipt_upto = claim.proven,
                 "the ward says the city acknowledged changes it does not hold, and has no receipt of the city's for them (or one made with a key this city process does not have: processes sharing a database must share the city's key): no loss is recorded on its word; its numbering resumes after them");
         }
         Ok(acked - held)
+    }
+
+    /// Counts a loss `ward` claimed that no receipt proved (shown by
+    /// `Wards`, `status`, the metrics and an alert: a ward that lost its
+    /// receipts, or one trying its luck).
+    fn unproven_claim(&self, ward: &WardCode) {
+        self.live.lock().expect("poisoned").entry(ward.clone()).or_default().unproven_claims += 1;
     }
 
     /// The check of the change logged at `cursor`, if the log holds one there.

@@ -51,6 +51,7 @@ struct Gauges {
     quarantined: PerWard,
     lost: PerWard,
     forks: PerWard,
+    unproven: Family<WardLabel, prometheus_client::metrics::counter::Counter>,
     report_age: PerWardF,
     outages: Family<WardLabel, prometheus_client::metrics::counter::Counter>,
     outage_s: PerWardF,
@@ -82,6 +83,7 @@ pub fn exporter(
     let forks = PerWard::default();
     let report_age = PerWardF::default();
     let outages = Family::<WardLabel, prometheus_client::metrics::counter::Counter>::default();
+    let unproven = Family::<WardLabel, prometheus_client::metrics::counter::Counter>::default();
     let outage_s = PerWardF::default();
     let conflicts_open = Gauge::<i64>::default();
     let quarantined_all = Gauge::<i64>::default();
@@ -136,6 +138,11 @@ pub fn exporter(
         lost.clone(),
     );
     r.register(
+        "ward_unproven_claims",
+        "Losses the ward claimed the city had made that no receipt of the city's proved (followed, recorded as nothing)",
+        unproven.clone(),
+    );
+    r.register(
         "ward_forks",
         "Batches of the ward's refused for not linking onto its chain as the city applied it (a store put back to an older copy, or a forged chain)",
         forks.clone(),
@@ -159,6 +166,7 @@ pub fn exporter(
         quarantined,
         lost,
         forks,
+        unproven,
         report_age,
         outages,
         outage_s,
@@ -208,6 +216,8 @@ impl Gauges {
             self.quarantined.get_or_create(&label).set(w.quarantined as i64);
             self.lost.get_or_create(&label).set(w.lost_changes as i64);
             self.forks.get_or_create(&label).set(w.forks as i64);
+            let claims = self.unproven.get_or_create(&label);
+            claims.inc_by(w.unproven_claims.saturating_sub(claims.get()));
             open += w.open_conflicts as i64;
             quarantine += w.quarantined as i64;
         }

@@ -43,7 +43,7 @@ fn json(w: &pb::WardState) -> serde_json::Value {
         "oldest_queued_ms": w.oldest_queued_ms, "last_contact_ms": w.last_contact_ms,
         "last_applied_seq": w.last_applied_seq, "records": w.records, "open_conflicts": w.open_conflicts,
         "quarantined": w.quarantined, "lost_changes": w.lost_changes, "lost_found_at_ms": w.lost_found_at_ms,
-        "forks": w.forks, "fork_seq": w.fork_seq,
+        "forks": w.forks, "fork_seq": w.fork_seq, "unproven_claims": w.unproven_claims,
         "outage_count": w.outage_count, "outages": outages,
     })
 }
@@ -87,6 +87,13 @@ fn table(wards: &[pb::WardState], out: &mut String) {
             w.ward, w.forks, w.fork_seq
         );
         let _ = writeln!(out, "{}", style(line).red());
+    }
+    for w in wards.iter().filter(|w| w.unproven_claims > 0) {
+        let line = format!(
+            "ward {}: claimed {} time(s) that the city lost its data, with no receipt of the city's to prove it: followed, nothing taken on its word (a ward put back to a copy without its receipts, or one trying its luck; see the city's log)",
+            w.ward, w.unproven_claims
+        );
+        let _ = writeln!(out, "{}", style(line).yellow());
     }
     for w in wards.iter().filter(|w| w.lost_changes > 0) {
         let line = format!(
