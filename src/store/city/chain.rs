@@ -90,6 +90,12 @@ pub(super) fn check(
     }
     let theirs = if first == applied + 1 { links.previous } else { links.links[(applied - first) as usize] };
     let Some(ours) = held_link(state) else { return Ok(()) };
+    if first <= applied && links.key != state.chain.key && state.chain.link.is_some() {
+        // Changes the city applied, hashed with another key id than they
+        // were (the ward's certificate renewed between sending them and
+        // hearing they were applied): nothing to compare, nothing to count.
+        return Err(BatchRejected::Rekeyed { ward: ward.clone(), applied });
+    }
     if theirs == ours || crate::mutation::active(crate::mutation::Mutation::DuplicatesBySequence) {
         return Ok(());
     }

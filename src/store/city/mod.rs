@@ -220,6 +220,20 @@ pub enum BatchRejected {
         /// The ward's last sequence the city applied.
         applied: u64,
     },
+    /// The batch repeats changes the city applied, their content hashes
+    /// made with another key id than those it applied (the ward's
+    /// certificate was renewed meanwhile): they cannot be compared, and the
+    /// ward resumes after the city's last applied change.
+    #[error(
+        "ward {ward} sent again changes the city applied (up to {applied}), hashed with another key than \
+         it applied them with (a renewed certificate): resume from Welcome"
+    )]
+    Rekeyed {
+        /// The sending ward.
+        ward: WardCode,
+        /// The ward's last sequence the city applied.
+        applied: u64,
+    },
     /// The ward already has as many changes in quarantine as the city
     /// keeps for one ward: nothing more is taken from it until the data
     /// office settles them (so no ward can fill the city's disk).

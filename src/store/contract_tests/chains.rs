@@ -62,6 +62,12 @@ async fn a_fork_is_refused_and_recorded_and_the_chain_survives_a_restart() {
             apply(behind, 4).await,
             Err(BatchRejected::Behind { ward: a.clone(), last: 3, applied: 7 })
         );
+        // The same changes again, hashed with another key id (a renewed
+        // certificate): not comparable, not a fork.
+        let mut rekeyed = chained(6..=8, 0, at5);
+        let links = rekeyed.links.as_mut().unwrap();
+        links.key = KeyId([1; 32]);
+        assert_eq!(apply(rekeyed, 4).await, Err(BatchRejected::Rekeyed { ward: a.clone(), applied: 7 }));
         // A new change chained on anything but the city's link.
         assert_eq!(
             apply(chained(8..=8, 0, GENESIS), 5).await,
