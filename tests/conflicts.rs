@@ -443,26 +443,8 @@ async fn a_ward_may_read_the_state_of_a_deleted_record_it_wrote_to_and_no_other(
     drained(&mut cb).await;
 
     let ask = pb::CityGetRequest { key: Some((&key).into()), ..Default::default() };
-    let as_ward = |code: &str| {
-        let tls = wardsync::auth::client_tls(
-            &wardsync::auth::TlsFiles::in_dir(&env.certs(), &format!("ward-{code}")),
-            "city",
-        )
-        .unwrap();
-        let url = city.url();
-        async move {
-            let channel = tonic::transport::Endpoint::from_shared(url)
-                .unwrap()
-                .tls_config(tls)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            CityQueryClient::new(channel)
-        }
-    };
-    let state = as_ward("00082").await.get_state(ask.clone()).await.unwrap().into_inner();
+    let state = city.client_as("ward-00082").await.get_state(ask.clone()).await.unwrap().into_inner();
     assert!(state.record.is_none() && state.state.is_some(), "its creator reads the deleted record's state");
-    let never = as_ward("00004").await.get_state(ask).await.unwrap_err();
+    let never = city.client_as("ward-00004").await.get_state(ask).await.unwrap_err();
     assert_eq!(never.code(), tonic::Code::NotFound, "{never:?}");
 }

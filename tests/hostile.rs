@@ -826,10 +826,7 @@ async fn a_ward_reads_only_what_it_needs_and_pays_for_what_costs_the_city() {
     }
     w.delete(pb::DeleteRequest { key: Some((&bkey).into()) }).await.unwrap();
     drained(&mut w).await;
-    let tls = client_tls(&TlsFiles::in_dir(&env.certs(), "ward-00145"), "city").unwrap();
-    let channel =
-        Endpoint::from_shared(city.url()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
-    let mut hostile = CityQueryClient::new(channel);
+    let mut hostile = city.client_as("ward-00145").await;
 
     // Past values are the office's: a ward may not read a record as it was,
     // nor the values of a deleted one.

@@ -223,8 +223,8 @@ impl WardApi for LocalApi {
             reconnects: self.link.reconnects.get(),
             records,
             // (Counted in the store: a restart does not forget them.)
-            sequence_jumps: self.store.renumberings().1,
             forks: self.store.renumberings().0,
+            sequence_jumps: self.store.renumberings().1,
             city_lost_changes: self.link.city_lost_changes.get(),
             downstream_cursor: self.store.downstream_cursor(),
             refill_due: self.store.refill_due().is_some(),

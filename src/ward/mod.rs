@@ -297,15 +297,18 @@ fn ward_metrics(
     r.register("reconnects", "Connection attempts after the first", link.reconnects.clone());
     r.register("batches_sent", "Batches sent to the city", link.batches_sent.clone());
     r.register("ack_latency_seconds", "Time from sending a batch to its ack", link.ack_latency.clone());
+    // (Counted in the store, so a restart forgets neither.)
+    let jumps = prometheus_client::metrics::counter::Counter::<u64>::default();
+    let forks = prometheus_client::metrics::counter::Counter::<u64>::default();
     r.register(
         "sequence_jumps",
         "Times the city had applied more changes than this ward numbered (this ward lost data)",
-        link.sequence_jumps.clone(),
+        jumps.clone(),
     );
     r.register(
         "forks",
         "Times this ward's store was found forked from the city's chain (put back to an older copy)",
-        link.forks.clone(),
+        forks.clone(),
     );
     r.register(
         "city_lost_changes",
@@ -341,6 +344,9 @@ fn ward_metrics(
             .map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
         oldest.set(age);
         connected.set(i64::from(link.connected.load(Ordering::Relaxed)));
+        let (forked, jumped) = store.renumberings();
+        forks.inc_by(forked.saturating_sub(forks.get()));
+        jumps.inc_by(jumped.saturating_sub(jumps.get()));
     };
     crate::metrics::Exporter::new(r, crate::metrics::refresh_now(refresh))
 }

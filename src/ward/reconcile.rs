@@ -78,7 +78,6 @@ impl Replicator {
             .map_err(|e| format!("cannot move the numbering past the city's: {e}"))?;
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
-        self.link.sequence_jumps.inc();
         tracing::error!(ward = %self.ward, city_applied = applied, last_seq = last, renumbered = moved,
             "the city has applied changes up to a sequence this ward never reached: this ward lost data (a disk fault, or a restored backup); its numbering moves past the city's, its queued changes are renumbered after it, and its records are refilled from the city's copy");
         Ok(())
@@ -121,7 +120,6 @@ impl Replicator {
         self.store.flush().await.map_err(|e| format!("cannot store the new numbering: {e}"))?;
         self.floor = self.store.last_seq();
         if why == Renumbering::Fork {
-            self.link.forks.inc();
             tracing::error!(ward = %self.ward, city_applied = applied, renumbered = moved,
                 "this ward's store forked: the city applied other changes under numbers up to {applied} than this store holds (it was put back to an older copy, a VM snapshot or a backup, and numbered new changes again); its queued changes are renumbered after the city's, and what the lost copy wrote is taken back from the city");
         } else {

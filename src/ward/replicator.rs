@@ -58,12 +58,8 @@ pub struct LinkState {
     pub batches_sent: Counter,
     /// Time from sending a batch to its ack.
     pub ack_latency: Histogram,
-    /// Times the city had applied more changes than this ward numbered.
-    pub sequence_jumps: Counter,
     /// Changes the city acknowledged and later no longer held.
     pub city_lost_changes: Counter,
-    /// Times this store was found forked from the city's chain.
-    pub forks: Counter,
     /// Why the link went down last (empty while connected): shown by
     /// `wardsync status`, as a refusal the ward cannot see otherwise (a
     /// city serving another province) is only in the city's answer.
@@ -77,9 +73,7 @@ impl Default for LinkState {
             reconnects: Counter::default(),
             batches_sent: Counter::default(),
             ack_latency: crate::metrics::latency_histogram(),
-            sequence_jumps: Counter::default(),
             city_lost_changes: Counter::default(),
-            forks: Counter::default(),
             down_because: std::sync::Mutex::default(),
         }
     }

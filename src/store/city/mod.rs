@@ -265,8 +265,8 @@ pub(crate) fn record_loss(
         return None;
     }
     state.last_applied_seq = claim.acked;
-    // The chain resumes where the ward says it stood (a receipt proves the
-    // sequence, and the ward's own store the link).
+    // The chain resumes where the ward says it stood, on its word: the
+    // link speaks only for the ward's own chain, which it alone extends.
     state.chain.link = claim.link;
     if claim.acked > claim.proven.max(held) {
         state.unproven_to = claim.acked;
