@@ -373,6 +373,7 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
     let env = Env::new();
     let city = City::start(&env);
     let ward = Ward::start(&env, "00082", city.addr);
+    let _ = ward.client().await; // (the commands below expect the agent up)
     let api = format!("http://{}", ward.api);
     let generated = |seed: &str, file: &str| {
         let path = env.path().join(file);
