@@ -10,7 +10,9 @@ use super::ingest::incoming;
 use crate::model::WardCode;
 use crate::model::signed::{self, Hash, KeyId};
 use crate::proto::pb;
-use crate::store::{Incoming, Links};
+use std::sync::Arc;
+
+use crate::store::{Incoming, Links, Signed, SignedBatch};
 
 /// Sequence numbers a ward may send are below this (2^62: no ward writes
 /// that many changes); the city's arithmetic on them never overflows.
@@ -43,6 +45,13 @@ impl Arrived {
         }
         let links: Vec<Hash> = self.links.links.iter().chain(next.links.links.iter()).copied().collect();
         self.links.links = links.into();
+        // One run of the chain, signed at its last link: the joined batch's
+        // evidence is both batches' hashes and the later signature.
+        if let (Some(mine), Some(theirs)) = (self.links.signed.as_mut(), next.links.signed) {
+            let mine = Arc::make_mut(mine);
+            mine.batch.hashes.extend_from_slice(&theirs.batch.hashes);
+            mine.batch.signature = theirs.batch.signature.clone();
+        }
         self.changes.extend(next.changes);
         Ok(())
     }
@@ -60,7 +69,7 @@ pub(super) fn key_of(cert: &[u8]) -> Result<KeyId, CityError> {
 /// Checks `batch` from `ward`, whose certificate is `cert` (key id `key`),
 /// of at most `max` changes.
 pub(crate) fn check(
-    (ward, cert, key): (&WardCode, &[u8], KeyId),
+    (ward, cert, key): (&WardCode, &Arc<[u8]>, KeyId),
     batch: pb::Batch,
     max: usize,
 ) -> Result<Arrived, CityError> {
@@ -126,5 +135,12 @@ pub(crate) fn check(
             ))
         })?;
     }
-    Ok(Arrived { changes: decoded, links: Links { previous, links: links.into(), key } })
+    let signed = Signed {
+        batch: SignedBatch { ward: ward.clone(), first, previous, hashes: chained, key, signature },
+        cert: cert.clone(),
+    };
+    Ok(Arrived {
+        changes: decoded,
+        links: Links { previous, links: links.into(), key, signed: Some(Arc::new(signed)) },
+    })
 }

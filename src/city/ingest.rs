@@ -216,7 +216,7 @@ impl SyncService {
     fn gather(
         &self,
         mut batch: Arrived,
-        (ward, cert, key): (&WardCode, &[u8], crate::model::signed::KeyId),
+        (ward, cert, key): (&WardCode, &std::sync::Arc<[u8]>, crate::model::signed::KeyId),
         inbound: &mut Streaming<pb::WardMessage>,
         slot: &StreamSlot,
         held: &mut Option<Held>,

@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::conflicts::Conflict;
+use super::evidence::Signed;
 use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
 use crate::model::{
     CITY_WRITER, Change, Context, FieldConflict, Hlc, OWNER, Op, Policies, Record, RecordKey, Stamp,
@@ -57,8 +58,12 @@ pub(crate) trait Target {
     fn put_conflict(&mut self, conflict: &Conflict);
     /// Closes a conflict.
     fn remove_conflict(&mut self, key: &RecordKey, field: &str);
-    /// Appends an applied change to the log.
+    /// Appends an applied change to the log (with the context it was sent
+    /// with, if the city applied it cut down).
     fn log(&mut self, logged: &LoggedRef);
+    /// Stores a batch as its ward signed it, and its key's certificate if
+    /// new (see [`super::evidence`]).
+    fn signed(&mut self, signed: &Signed);
     /// Notes that the change at `cursor` concerns `ward` (`whole`: it must fetch the record).
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool);
     /// Puts a change in quarantine.
@@ -108,6 +113,10 @@ pub(crate) struct LoggedRef<'a> {
     /// them), not encoded: made once for the merge and the log.
     #[serde(skip)]
     pub(crate) values: &'a std::collections::BTreeMap<String, String>,
+    /// The context the change was sent with, where the city applied it
+    /// with its claim cut down (stored beside the entry: what was signed).
+    #[serde(skip)]
+    pub(crate) sent_context: Option<&'a VersionVector>,
 }
 
 /// One atomic write being assembled: sees its own earlier changes.
@@ -282,6 +291,18 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         by: &str,
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<(), StoreError> {
+        self.apply_sent(change, None, by, wards)
+    }
+
+    /// [`Self::apply`] of a change the city cut down from one sent with
+    /// the context `sent` (`None`: applied as sent).
+    pub(crate) fn apply_sent(
+        &mut self,
+        change: &Change,
+        sent: Option<&VersionVector>,
+        by: &str,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<(), StoreError> {
         let key = &change.key;
         let (mut state, old) = self.take_shown(key)?;
         let old_conflicts = state.conflicts(key.kind(), self.policies);
@@ -311,6 +332,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             applied_at_ms: self.now_ms,
             change,
             values: &values,
+            sent_context: sent,
         };
         self.target.log(&logged);
         *self.applied.entry((key.clone(), change.stamp.writer.clone())).or_default() += 1;
@@ -459,6 +481,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 fresh = wb.changes.iter().collect();
             }
             let refilling = super::repair::refilling(Some(&state), self.now_ms);
+            let took_any = !fresh.is_empty();
             for incoming in fresh {
                 // After a loss of the city's, a put's claim of writes it lost
                 // to a record it holds (see `repair`). Any other claim is
@@ -480,6 +503,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                     _ => None,
                 };
                 let incoming_cut = cut.map(Incoming::Change);
+                let original = incoming;
                 let incoming = incoming_cut.as_ref().unwrap_or(incoming);
                 // Counted before it is judged: a hostile ward's refused
                 // attempts spend its budget too.
@@ -501,7 +525,8 @@ impl<'a, T: Target> GroupWrite<'a, T> {
                 match (refusal, incoming) {
                     (None, Incoming::Change(change)) => {
                         wards.insert(wb.ward.clone(), state.clone());
-                        self.apply(change, &format!("ward {}", wb.ward), wards)?;
+                        let sent = original.change().filter(|_| incoming_cut.is_some()).map(|c| &c.context);
+                        self.apply_sent(change, sent, &format!("ward {}", wb.ward), wards)?;
                         state = wards[&wb.ward].clone();
                     }
                     (Some(reason), incoming) => {
@@ -520,6 +545,9 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             if let Some(links) = &wb.links {
                 let newest = wb.changes.iter().filter_map(|c| c.change()).map(|c| c.stamp.hlc).max();
                 super::chain::advance(&mut state, links, newest.unwrap_or_default());
+                if let Some(signed) = links.signed.as_deref().filter(|_| took_any) {
+                    self.target.signed(signed);
+                }
             }
             state.last_contact_ms = self.now_ms;
             outcomes.push(Ok(state.last_applied_seq));

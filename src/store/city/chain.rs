@@ -55,13 +55,17 @@ pub struct Links {
     pub links: std::sync::Arc<[Hash]>,
     /// The key the content hashes name.
     pub key: KeyId,
+    /// The batch as the ward signed it, which the write that first applies
+    /// any of it stores (shared by its parts applied apart; `None` in tests
+    /// of the chain alone).
+    pub signed: Option<std::sync::Arc<super::evidence::Signed>>,
 }
 
 impl Links {
     /// The links of changes `from..to` of the batch (by index), as a batch of their own.
     pub fn slice(&self, from: usize, to: usize) -> Links {
         let previous = if from == 0 { self.previous } else { self.links[from - 1] };
-        Links { previous, links: self.links[from..to].into(), key: self.key }
+        Links { previous, links: self.links[from..to].into(), key: self.key, signed: self.signed.clone() }
     }
 }
 

@@ -20,6 +20,9 @@
 //! - `c<tag><id>\0<field>`         → an open [`super::Conflict`];
 //! - `D<ward><cursor: u64 BE>`     → a change made elsewhere that concerns the ward (downstream);
 //! - `A<ms: u64 BE><n: u64 BE>`   → a denied call ([`super::Denial`]);
+//! - `E<ward><last seq: u64 BE>`  → a batch as its ward signed it ([`super::SignedBatch`]);
+//! - `k<key id: 32 bytes>`        → a key that signed batches, with its certificate ([`super::WardKey`]);
+//! - `X<cursor: u64 BE>`          → the context the change logged at `cursor` was sent with, where cut;
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
 //! - `m:policies`                 → the merge policies the records are shown under.
@@ -33,7 +36,7 @@ pub(super) const BY_WARD: &[u8] = b"x";
 pub(super) const BY_HOUSEHOLD: &[u8] = b"h";
 pub(super) const BY_OWNER: &[u8] = b"o";
 pub(super) const BY_NAME: &[u8] = b"n";
-const LOG: &[u8] = b"l";
+pub(super) const LOG: &[u8] = b"l";
 pub(super) const WARD: &[u8] = b"w";
 pub(super) const LOSS: &[u8] = b"L";
 pub(super) const BUDGET: &[u8] = b"B";
@@ -49,6 +52,9 @@ pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";
 pub(super) const DOWNSTREAM: &[u8] = b"D";
 pub(super) const HISTORY: &[u8] = b"K";
+pub(super) const SIGNED: &[u8] = b"E";
+pub(super) const KEY: &[u8] = b"k";
+pub(super) const SENT: &[u8] = b"X";
 /// The value of a downstream note telling the ward to fetch the record whole.
 pub(super) const WHOLE: &[u8] = b"w";
 
@@ -74,6 +80,21 @@ pub(super) fn history_key(k: &RecordKey, cursor: u64) -> Vec<u8> {
 /// The prefix of every history index entry of `k`.
 pub(super) fn history_prefix(k: &RecordKey) -> Vec<u8> {
     key(HISTORY, &[&[k.kind().tag()], k.id().as_bytes(), b"\0"])
+}
+
+/// Where a batch of `ward`'s ending at `last` is kept as signed.
+pub(super) fn signed_key(ward: &WardCode, last: u64) -> Vec<u8> {
+    key(SIGNED, &[ward.as_str().as_bytes(), &be(last)])
+}
+
+/// Where the key `id` is kept.
+pub(super) fn key_key(id: &crate::model::signed::KeyId) -> Vec<u8> {
+    key(KEY, &[&id.0])
+}
+
+/// Where the context of the change logged at `cursor` is kept as sent.
+pub(super) fn sent_key(cursor: u64) -> Vec<u8> {
+    key(SENT, &[&be(cursor)])
 }
 
 pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {

@@ -5,8 +5,9 @@ use super::apply::{LoggedRef, Target, WardPart};
 use super::conflicts::Conflict;
 use super::keys::{
     DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
-    log_key, quarantine_key, record_key, state_key, version_key,
+    key_key, log_key, quarantine_key, record_key, sent_key, signed_key, state_key, version_key,
 };
+use super::evidence::{Signed, WardKey};
 use super::{Discarded, LoggedChange, MAX_HISTORY, Quarantined};
 use crate::model::{OWNER, Op, Record, RecordKey, Versioned, WardCode};
 use crate::store::StoreError;
@@ -107,6 +108,20 @@ impl Target for KvTarget<'_> {
     fn log(&mut self, logged: &LoggedRef) {
         self.batch.insert(log_key(logged.cursor), encode(logged));
         self.batch.insert(history_key(&logged.change.key, logged.cursor), Vec::new());
+        if let Some(sent) = logged.sent_context {
+            self.batch.insert(sent_key(logged.cursor), encode(sent));
+        }
+    }
+
+    fn signed(&mut self, signed: &Signed) {
+        let b = &signed.batch;
+        self.batch.insert(signed_key(&b.ward, b.last()), encode(b));
+        let k = key_key(&b.key);
+        // (A read failing here only writes the certificate again.)
+        if !signed.cert.is_empty() && !matches!(self.engine.get(&k), Ok(Some(_))) {
+            let entry = WardKey { key: b.key, ward: b.ward.clone(), cert: signed.cert.to_vec() };
+            self.batch.insert(k, encode(&entry));
+        }
     }
 
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {

@@ -23,7 +23,7 @@ fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) ->
     WardBatch {
         ward: a,
         changes: changes.into_iter().map(Incoming::Change).collect(),
-        links: Some(Links { previous, links: links.into(), key: KeyId::default() }),
+        links: Some(Links { previous, links: links.into(), key: KeyId::default(), signed: None }),
     }
 }
 

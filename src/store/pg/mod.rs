@@ -23,6 +23,7 @@
 
 mod connect;
 mod db;
+mod evidence;
 mod group;
 mod policies;
 mod read;

@@ -15,7 +15,7 @@ use super::{pg_err, sql};
 use crate::model::{Kind, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::city::apply::{LoggedRef, Target, WardPart};
 use crate::store::codec::{decode, encode};
-use crate::store::{Conflict, Discarded, Quarantined, StoreError};
+use crate::store::{Conflict, Discarded, Quarantined, Signed, StoreError};
 
 /// A record as read ahead, or as a write leaves it: its state, the record
 /// it shows, its version (last cursor). Shared, not copied, with the
@@ -51,6 +51,9 @@ pub(super) struct PgTarget {
     downstream: BTreeMap<(WardCode, u64), bool>,
     quarantine: Vec<Quarantined>,
     settled: Vec<(WardCode, u64, Option<Discarded>)>,
+    /// Batches as signed, by ward and last sequence (a batch applied in
+    /// parts is stored once).
+    signed: BTreeMap<(WardCode, u64), Signed>,
 }
 
 /// One change-log row.
@@ -66,6 +69,8 @@ struct LogRow {
     values: String,
     deleted: bool,
     entry: Vec<u8>,
+    /// The context as sent, encoded, where the city cut it.
+    sent: Option<Vec<u8>>,
 }
 
 fn not_read(what: &str) -> StoreError {
@@ -214,7 +219,53 @@ impl PgTarget {
             self.write_log(client),
             self.write_downstream(client),
             self.write_quarantine(client),
+            self.write_signed(client),
         )?;
+        Ok(())
+    }
+
+    async fn write_signed(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        if self.signed.is_empty() {
+            return Ok(());
+        }
+        let b: Vec<&crate::store::SignedBatch> = self.signed.values().map(|s| &s.batch).collect();
+        let wards: Vec<&str> = b.iter().map(|b| b.ward.as_str()).collect();
+        let lasts: Vec<i64> = b.iter().map(|b| b.last() as i64).collect();
+        let firsts: Vec<i64> = b.iter().map(|b| b.first as i64).collect();
+        let previous: Vec<&[u8]> = b.iter().map(|b| &b.previous[..]).collect();
+        let hashes: Vec<Vec<u8>> = b.iter().map(|b| b.hashes.concat()).collect();
+        let keys: Vec<&[u8]> = b.iter().map(|b| &b.key.0[..]).collect();
+        let signatures: Vec<&[u8]> = b.iter().map(|b| b.signature.as_slice()).collect();
+        // A certificate once per key (under insecure_dev, none).
+        let mut certs: BTreeMap<&[u8], (&str, &[u8])> = BTreeMap::new();
+        for s in self.signed.values().filter(|s| !s.cert.is_empty()) {
+            certs.insert(&s.batch.key.0[..], (s.batch.ward.as_str(), &s.cert[..]));
+        }
+        let cert_keys: Vec<&[u8]> = certs.keys().copied().collect();
+        let cert_wards: Vec<&str> = certs.values().map(|c| c.0).collect();
+        let cert_ders: Vec<&[u8]> = certs.values().map(|c| c.1).collect();
+        let (batch_params, key_params): ([&(dyn ToSql + Sync); 7], [&(dyn ToSql + Sync); 3]) = (
+            [&wards, &lasts, &firsts, &previous, &hashes, &keys, &signatures],
+            [&cert_keys, &cert_wards, &cert_ders],
+        );
+        futures::try_join!(
+            sql::execute(
+                client,
+                "INSERT INTO signed_batches (ward, last_seq, first_seq, previous, hashes, key_id, signature)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[],
+                                      $6::bytea[], $7::bytea[])
+                 ON CONFLICT (ward, last_seq) DO NOTHING",
+                &batch_params,
+            ),
+            sql::execute(
+                client,
+                "INSERT INTO ward_keys (key_id, ward, cert)
+                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[])
+                 ON CONFLICT (key_id) DO NOTHING",
+                &key_params,
+            ),
+        )
+        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -447,19 +498,20 @@ impl PgTarget {
         let values: Vec<&str> = l.iter().map(|r| r.values.as_str()).collect();
         let deleted: Vec<bool> = l.iter().map(|r| r.deleted).collect();
         let entries: Vec<&[u8]> = l.iter().map(|r| r.entry.as_slice()).collect();
+        let sent: Vec<Option<&[u8]>> = l.iter().map(|r| r.sent.as_deref()).collect();
         let sql = format!(
             "INSERT INTO change_log (cursor, ward, identity, applied_at, kind, id, seq, fields,
-                                     field_values, deleted, entry)
-             SELECT c, w, i, a, k, d, s, {split_f}, v::jsonb, x, e
+                                     field_values, deleted, entry, sent_context)
+             SELECT c, w, i, a, k, d, s, {split_f}, v::jsonb, x, e, sc
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                         $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::bytea[])
-                  AS t(c, w, i, a, k, d, s, f, v, x, e)",
+                         $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::bytea[], $12::bytea[])
+                  AS t(c, w, i, a, k, d, s, f, v, x, e, sc)",
             split_f = super::rows::split("f")
         );
         sql::execute(
             client,
             &sql,
-            &[&cursors, &wards, &identities, &at, &kinds, &ids, &seqs, &fields, &values, &deleted, &entries],
+            &[&cursors, &wards, &identities, &at, &kinds, &ids, &seqs, &fields, &values, &deleted, &entries, &sent],
         )
         .await
         .map_err(pg_err)?;
@@ -470,7 +522,7 @@ impl PgTarget {
 /// Field values (each JSON text, as [`crate::model::flatten`] makes them)
 /// as the text of one JSON object, without parsing them into values and
 /// writing them out again; a value that is not JSON is kept as a string.
-fn json_object(values: &BTreeMap<String, String>) -> String {
+pub(super) fn json_object(values: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(values.iter().map(|(f, v)| f.len() + v.len() + 4).sum::<usize>() + 2);
     out.push('{');
     for (i, (field, value)) in values.iter().enumerate() {
@@ -584,7 +636,13 @@ impl Target for PgTarget {
             values: json_object(logged.values),
             deleted: matches!(change.op, crate::model::Op::Delete),
             entry: encode(logged),
+            sent: logged.sent_context.map(encode),
         });
+    }
+
+    fn signed(&mut self, signed: &Signed) {
+        let b = &signed.batch;
+        self.signed.entry((b.ward.clone(), b.last())).or_insert_with(|| signed.clone());
     }
 
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {

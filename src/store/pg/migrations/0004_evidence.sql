@@ -1,0 +1,22 @@
+-- What the city keeps to prove its log (see `wardsync audit verify`):
+-- each batch as its ward signed it, the certificate of every key that
+-- signed one, and the context a change was sent with where the city
+-- applied it cut down.
+CREATE TABLE signed_batches (
+    ward       text NOT NULL,
+    last_seq   bigint NOT NULL,
+    first_seq  bigint NOT NULL,
+    previous   bytea NOT NULL,          -- the link before the batch, 32 bytes
+    hashes     bytea NOT NULL,          -- each change's content hash, 32 bytes each
+    key_id     bytea NOT NULL,          -- 32 bytes
+    signature  bytea NOT NULL,          -- of the last link; empty under insecure_dev
+    PRIMARY KEY (ward, last_seq)
+);
+
+CREATE TABLE ward_keys (
+    key_id     bytea PRIMARY KEY,
+    ward       text NOT NULL,
+    cert       bytea NOT NULL           -- DER
+);
+
+ALTER TABLE change_log ADD COLUMN sent_context bytea;  -- NULL: applied as sent
