@@ -295,7 +295,11 @@ pub struct HistoryArgs {
 
 /// Flags of `wardsync audit`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AuditArgs {
+    /// Check the log against what proves it, instead of listing it.
+    #[command(subcommand)]
+    pub verify: Option<AuditCommand>,
     /// Only this ward's writes and calls.
     #[arg(long)]
     pub ward: Option<String>,
@@ -312,4 +316,12 @@ pub struct AuditArgs {
     /// The city (--city and --tls-dir).
     #[command(flatten)]
     pub target: CityTarget,
+}
+
+/// What `wardsync audit` does besides listing the trail.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check every log entry, record and signed batch against the wards'
+    /// signatures and the CA: names every row that is not what the city wrote.
+    Verify(super::audit_verify::AuditVerifyArgs),
 }

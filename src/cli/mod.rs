@@ -2,6 +2,7 @@
 
 mod args;
 mod args_data;
+mod audit_verify;
 mod backup;
 mod bench;
 mod certs;
@@ -165,6 +166,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine(a) => query::quarantine(a).await?,
         Command::Conflicts(a) => conflicts::run(a).await?,
         Command::Edit(a) => conflicts::edit(a).await?,
+        Command::Audit(args_data::AuditArgs { verify: Some(args_data::AuditCommand::Verify(v)), .. }) => {
+            return audit_verify::run(v).await;
+        }
         Command::Audit(a) => conflicts::audit(a).await?,
         Command::Demo(a) => return demo::run(a).await,
         Command::Bench(a) => bench::run(a).await?,

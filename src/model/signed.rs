@@ -119,6 +119,25 @@ pub fn batch_message(last_link: &Hash) -> Vec<u8> {
     buf
 }
 
+/// Starts the input of the log's running hash.
+pub const LOG_TAG: &[u8] = b"wardsync/log";
+
+/// The city log's running hash after the entry at `cursor`, following
+/// `previous` ([`GENESIS`] before the first): what the city derived of a
+/// change (who wrote and submitted it, when it applied it) and the content
+/// of the change as applied, hashed with no signer's key id.
+pub fn log_link(previous: &Hash, cursor: u64, writer: &str, by: &str, applied_at_ms: i64, content: &Hash) -> Hash {
+    let mut buf = Vec::with_capacity(LOG_TAG.len() + 96 + writer.len() + by.len());
+    item(&mut buf, LOG_TAG);
+    buf.extend_from_slice(previous);
+    buf.extend_from_slice(&cursor.to_be_bytes());
+    item(&mut buf, writer.as_bytes());
+    item(&mut buf, by.as_bytes());
+    buf.extend_from_slice(&applied_at_ms.to_be_bytes());
+    buf.extend_from_slice(content);
+    sha256(&buf)
+}
+
 /// A hash from bytes a peer sent: exactly 32 of them.
 pub fn hash_from(bytes: &[u8]) -> Option<Hash> {
     bytes.try_into().ok()
