@@ -24,7 +24,8 @@ pub fn ward_message(bytes: &[u8]) {
         }
         // Its chain checked as on arrival (no certificate: nothing signed).
         let ward = crate::model::WardCode::parse("00082").expect("valid");
-        let _ = crate::city::arrival::check((&ward, &std::sync::Arc::from(&[][..]), Default::default()), b, 1000);
+        let _ =
+            crate::city::arrival::check((&ward, &std::sync::Arc::from(&[][..]), Default::default()), b, 1000);
     }
 }
 

@@ -112,7 +112,8 @@ fn hex(h: &[u8]) -> String {
 }
 
 fn write_digest(key: &RecordKey, field: &str, stamp: &Stamp, value: &str) -> u128 {
-    let text = format!("{key}\0{field}\0{}.{}\0{}\0{value}", stamp.hlc.wall_ms, stamp.hlc.logical, stamp.writer);
+    let text =
+        format!("{key}\0{field}\0{}.{}\0{}\0{value}", stamp.hlc.wall_ms, stamp.hlc.logical, stamp.writer);
     let h = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     u128::from_be_bytes(h.as_ref()[..16].try_into().expect("16 bytes"))
 }
@@ -157,7 +158,10 @@ pub async fn verify(
         }
     }
     for key in std::mem::take(&mut audit.logged_keys) {
-        audit.finding(format!("record {key}"), "the log wrote it, but no state of it is stored (a row deleted)");
+        audit.finding(
+            format!("record {key}"),
+            "the log wrote it, but no state of it is stored (a row deleted)",
+        );
     }
     if since.cursor > audit.last_cursor {
         audit.finding(
@@ -196,7 +200,9 @@ impl Audit {
     fn key(&mut self, k: WardKey, roots: &Arc<rustls::RootCertStore>) {
         let name = format!("ward key {}", hex(&k.key.0));
         let checked = crate::auth::key_id(&k.cert)
-            .and_then(|id| if id == k.key { Ok(()) } else { Err("its certificate certifies another key".into()) })
+            .and_then(
+                |id| if id == k.key { Ok(()) } else { Err("its certificate certifies another key".into()) },
+            )
             .and_then(|_| crate::auth::issued_by(roots, &k.cert))
             .and_then(|_| match Identity::from_der(&k.cert)? {
                 Identity::Ward(w) if w == k.ward => Ok(()),
@@ -281,12 +287,17 @@ impl Audit {
                 return Proof::Unsigned; // applied before signed chains
             }
             // Signed changes follow: this one's evidence is missing.
-            let why = format!("ward {ward}'s change {seq} is in no signed batch (a row inserted, or its batch deleted)");
+            let why = format!(
+                "ward {ward}'s change {seq} is in no signed batch (a row inserted, or its batch deleted)"
+            );
             self.finding(name.to_string(), why);
             return Proof::Refuted;
         };
         if signed::content_hash(change, &signed.key) != signed.hash {
-            self.finding(name.to_string(), format!("not what ward {ward} signed as its change {seq} (a row edited)"));
+            self.finding(
+                name.to_string(),
+                format!("not what ward {ward} signed as its change {seq} (a row edited)"),
+            );
             return Proof::Refuted;
         }
         Proof::Signed
@@ -312,14 +323,24 @@ impl Audit {
     fn logged(&mut self, logged: &LoggedChange, sent: Option<&VersionVector>, since: &Checkpoint) {
         let name = format!("log entry {}", logged.cursor);
         if logged.cursor != self.last_cursor + 1 {
-            let why = format!("cursors {} to {} are missing (rows deleted)", self.last_cursor + 1, logged.cursor - 1);
+            let why = format!(
+                "cursors {} to {} are missing (rows deleted)",
+                self.last_cursor + 1,
+                logged.cursor - 1
+            );
             self.finding(format!("log before entry {}", logged.cursor), why);
         }
         self.last_cursor = logged.cursor;
         let change = &logged.change;
         let applied = signed::content_hash(change, &KeyId::default());
-        self.running =
-            signed::log_link(&self.running, logged.cursor, &logged.writer, &logged.by, logged.applied_at_ms, &applied);
+        self.running = signed::log_link(
+            &self.running,
+            logged.cursor,
+            &logged.writer,
+            &logged.by,
+            logged.applied_at_ms,
+            &applied,
+        );
         if logged.cursor == since.cursor && hex(&self.running) != since.running {
             self.finding(
                 format!("log up to entry {}", logged.cursor),
@@ -346,7 +367,12 @@ impl Audit {
         self.logged_keys.insert(change.key.clone());
     }
 
-    fn record(&mut self, key: RecordKey, state: Option<&crate::model::Versioned>, shown: Option<&crate::model::Record>) {
+    fn record(
+        &mut self,
+        key: RecordKey,
+        state: Option<&crate::model::Versioned>,
+        shown: Option<&crate::model::Record>,
+    ) {
         self.logged_keys.remove(&key);
         self.report.records += 1;
         let name = format!("record state {key}");

@@ -103,7 +103,9 @@ pub async fn run(
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let store = open_store(&cfg).await?;
     match &cfg.database.url {
-        Some(_) => tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL"),
+        Some(_) => {
+            tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL")
+        }
         None => {
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started")
         }

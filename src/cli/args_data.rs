@@ -315,7 +315,7 @@ pub struct AuditArgs {
     pub json: bool,
     /// The city (--city and --tls-dir).
     #[command(flatten)]
-    pub target: CityTarget,
+    pub target: Option<CityTarget>,
 }
 
 /// What `wardsync audit` does besides listing the trail.

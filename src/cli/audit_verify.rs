@@ -64,21 +64,24 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(ca) = &a.database_ca {
         cfg.database.ca = Some(ca.clone());
     }
-    let ca = a
-        .ca
-        .clone()
-        .or_else(|| a.tls_dir.as_ref().map(|d| d.join("ca.pem")))
-        .or_else(|| cfg.tls.as_ref().map(|t| t.ca.clone()))
-        .context(
-            "audit verify needs the CA certificate that issues the wards' certificates: \
+    let ca =
+        a.ca.clone()
+            .or_else(|| a.tls_dir.as_ref().map(|d| d.join("ca.pem")))
+            .or_else(|| cfg.tls.as_ref().map(|t| t.ca.clone()))
+            .context(
+                "audit verify needs the CA certificate that issues the wards' certificates: \
              --ca FILE, --tls-dir DIR, or a configuration with [tls]",
-        )?;
+            )?;
     let roots = std::sync::Arc::new(crate::auth::roots(&ca)?);
     let since: Option<Checkpoint> = match &a.checkpoint {
         Some(path) if path.exists() => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             Some(serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a checkpoint audit verify wrote (remove it to verify from the start)", path.display())
+                format!(
+                    "{} is not a checkpoint audit verify wrote (remove it to verify from the start)",
+                    path.display()
+                )
             })?)
         }
         _ => None,

@@ -154,7 +154,10 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         limit: a.limit.min(MAX_PAGE as u32),
         after: String::new(),
     };
-    let c = city_of(&a.target).await?;
+    let target = a.target.ok_or_else(|| {
+        anyhow::anyhow!("audit lists the trail the city keeps: give --city https://HOST:PORT")
+    })?;
+    let c = city_of(&target).await?;
     let (entries, rest) = pages(a.limit as usize, |after| {
         let (mut c, req) = (c.clone(), pb::AuditRequest { after, ..req.clone() });
         async move {

@@ -126,7 +126,14 @@ pub const LOG_TAG: &[u8] = b"wardsync/log";
 /// `previous` ([`GENESIS`] before the first): what the city derived of a
 /// change (who wrote and submitted it, when it applied it) and the content
 /// of the change as applied, hashed with no signer's key id.
-pub fn log_link(previous: &Hash, cursor: u64, writer: &str, by: &str, applied_at_ms: i64, content: &Hash) -> Hash {
+pub fn log_link(
+    previous: &Hash,
+    cursor: u64,
+    writer: &str,
+    by: &str,
+    applied_at_ms: i64,
+    content: &Hash,
+) -> Hash {
     let mut buf = Vec::with_capacity(LOG_TAG.len() + 96 + writer.len() + by.len());
     item(&mut buf, LOG_TAG);
     buf.extend_from_slice(previous);

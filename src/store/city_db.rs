@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 
 use super::{
     AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, Conflict, ConflictFilter,
-    Denial, Discarded, EvidencePart, EvidenceRow, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome,
-    Retry, RetryError, StoreError, WardBatch, WardState,
+    Denial, Discarded, EvidencePart, EvidenceRow, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page,
+    Quarantined, RepairOutcome, Retry, RetryError, StoreError, WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::signed::{self, Hash, KeyId};
 use super::{Discarded, LoggedChange, Page, Quarantined};
+use crate::model::signed::{self, Hash, KeyId};
 use crate::model::{Change, Kind, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::codec::decode;
 use crate::store::{StoreError, prefix_end};
@@ -131,7 +131,12 @@ impl EvidencePart {
 impl super::CityStore {
     /// A page of one part of the evidence (see [`crate::store::CityDb::evidence`]):
     /// the page cursor is the last engine key read.
-    pub fn evidence(&self, part: EvidencePart, after: &[u8], limit: usize) -> Result<Page<EvidenceRow>, StoreError> {
+    pub fn evidence(
+        &self,
+        part: EvidencePart,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<EvidenceRow>, StoreError> {
         use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, RECORD, SENT, SIGNED, STATE};
         let prefixes: &[&[u8]] = match part {
             EvidencePart::Keys => &[KEY],
@@ -174,7 +179,11 @@ impl super::CityStore {
                     EvidencePart::Records => {
                         let record_key = [RECORD, &k[STATE.len()..]].concat();
                         let key = key_of(&k[STATE.len()..]);
-                        let shown = self.engine.get(&record_key)?.map(|r| decode::<Record>(&record_key, &r)).transpose();
+                        let shown = self
+                            .engine
+                            .get(&record_key)?
+                            .map(|r| decode::<Record>(&record_key, &r))
+                            .transpose();
                         match (key, decode::<Versioned>(&k, &v), shown) {
                             (Ok(key), Ok(state), Ok(shown)) => {
                                 EvidenceRow::Record(key, Some(Box::new(state)), shown.map(Box::new))

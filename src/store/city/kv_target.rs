@@ -3,11 +3,11 @@
 
 use super::apply::{LoggedRef, Target, WardPart};
 use super::conflicts::Conflict;
+use super::evidence::{Signed, WardKey};
 use super::keys::{
     DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
     key_key, log_key, quarantine_key, record_key, sent_key, signed_key, state_key, version_key,
 };
-use super::evidence::{Signed, WardKey};
 use super::{Discarded, LoggedChange, MAX_HISTORY, Quarantined};
 use crate::model::{OWNER, Op, Record, RecordKey, Versioned, WardCode};
 use crate::store::StoreError;

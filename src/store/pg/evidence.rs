@@ -15,7 +15,9 @@ use super::{PgCityStore, pg_err};
 use crate::model::signed::{Hash, KeyId, hash_from};
 use crate::model::{Kind, Op, Record, Versioned, WardCode};
 use crate::store::codec::decode;
-use crate::store::{EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, StoreError, WardKey};
+use crate::store::{
+    EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, StoreError, WardKey,
+};
 
 fn tampered(row: String, why: impl Into<String>) -> EvidenceRow {
     EvidenceRow::Tampered { row, why: why.into() }
@@ -61,7 +63,9 @@ impl PgCityStore {
                         let id: &[u8] = r.get(0);
                         let name = format!("ward_keys key_id {}", hex(id));
                         let row = match (hash_of(id, "key_id"), WardCode::parse(r.get(1))) {
-                            (Ok(key), Ok(ward)) => EvidenceRow::Key(WardKey { key: KeyId(key), ward, cert: r.get(2) }),
+                            (Ok(key), Ok(ward)) => {
+                                EvidenceRow::Key(WardKey { key: KeyId(key), ward, cert: r.get(2) })
+                            }
                             (Err(e), _) => tampered(name, e),
                             (_, Err(e)) => tampered(name, e.to_string()),
                         };
@@ -96,7 +100,14 @@ impl PgCityStore {
                         &[&cursor, &limit],
                     )
                     .await?;
-                rows.iter().map(|r| (log_row(r), vec![r.get::<_, i64>(0).to_string()])).unzip()
+                let mut out = (Vec::new(), Vec::new());
+                for r in &rows {
+                    for row in log_row(r) {
+                        out.0.push(row);
+                        out.1.push(vec![r.get::<_, i64>(0).to_string()]);
+                    }
+                }
+                out
             }
             EvidencePart::Held => {
                 let seq: i64 = from[1].parse().unwrap_or(0);
@@ -209,7 +220,9 @@ impl PgCityStore {
                 let key: String = r.get(0);
                 let why = match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
                     (true, _) => "missing: the record exists at the city",
-                    (_, true) => "no record of the city's shows it (a row inserted, or a deleted record's left)",
+                    (_, true) => {
+                        "no record of the city's shows it (a row inserted, or a deleted record's left)"
+                    }
                     _ => "its columns are not the record the city shows (a row edited)",
                 };
                 out.push(tampered(format!("{table} {id} {key}"), why));
@@ -244,22 +257,27 @@ fn signed_batch(r: &tokio_postgres::Row) -> Result<EvidenceRow, String> {
         signature: r.get(6),
     };
     if batch.hashes.is_empty() || first < 1 || batch.last() as i64 != last {
-        return Err(format!("first_seq {first} and {} hashes do not end at last_seq {last}", batch.hashes.len()));
+        return Err(format!(
+            "first_seq {first} and {} hashes do not end at last_seq {last}",
+            batch.hashes.len()
+        ));
     }
     Ok(EvidenceRow::Batch(batch))
 }
 
-/// A log row, its columns checked against its entry.
-fn log_row(r: &tokio_postgres::Row) -> EvidenceRow {
+/// A log row, its columns checked against its entry: the entry, and a
+/// [`EvidenceRow::Tampered`] row first if its columns say otherwise.
+fn log_row(r: &tokio_postgres::Row) -> Vec<EvidenceRow> {
     let cursor: i64 = r.get(0);
     let name = format!("change_log cursor {cursor}");
     let logged: LoggedChange = match decode(b"change_log.entry", r.get(10)) {
         Ok(l) => l,
-        Err(e) => return tampered(name, e.to_string()),
+        Err(e) => return vec![tampered(name, e.to_string())],
     };
-    let sent = match r.get::<_, Option<&[u8]>>(11).map(|b| decode(b"change_log.sent_context", b)).transpose() {
+    let sent = match r.get::<_, Option<&[u8]>>(11).map(|b| decode(b"change_log.sent_context", b)).transpose()
+    {
         Ok(s) => s,
-        Err(e) => return tampered(name, e.to_string()),
+        Err(e) => return vec![tampered(name, e.to_string())],
     };
     let c = &logged.change;
     let values: serde_json::Value = r.get(8);
@@ -279,19 +297,23 @@ fn log_row(r: &tokio_postgres::Row) -> EvidenceRow {
         ("deleted", r.get::<_, bool>(9) != matches!(c.op, Op::Delete)),
     ]);
     let differ: Vec<&str> = mismatches.into_iter().filter(|(_, d)| *d).map(|(c, _)| c).collect();
+    let mut out = Vec::new();
     if !differ.is_empty() {
-        return tampered(name, format!("{} not what its entry says (a row edited)", differ.join(", ")));
+        out.push(tampered(name, format!("{} not what its entry says (a row edited)", differ.join(", "))));
     }
-    EvidenceRow::Logged(Box::new(logged), sent)
+    out.push(EvidenceRow::Logged(Box::new(logged), sent));
+    out
 }
 
 /// A record state row, its ward column checked against the record it shows.
 fn record_row(r: &tokio_postgres::Row) -> EvidenceRow {
     let (kind, id): (&str, &str) = (r.get(0), r.get(1));
     let name = format!("record_states {kind} {id}");
-    let key = match kind.parse::<Kind>().map_err(|e| e.to_string()).and_then(|k| {
-        crate::model::RecordKey::new(k, id).map_err(|e| e.to_string())
-    }) {
+    let key = match kind
+        .parse::<Kind>()
+        .map_err(|e| e.to_string())
+        .and_then(|k| crate::model::RecordKey::new(k, id).map_err(|e| e.to_string()))
+    {
         Ok(k) => k,
         Err(e) => return tampered(name, e),
     };

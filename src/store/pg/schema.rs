@@ -18,7 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0002_ward_claims.sql"),
     ),
     (3, "each ward's chain as applied, and the forks found", include_str!("migrations/0003_chains.sql")),
-    (4, "batches as their wards signed them, and the keys that signed them", include_str!("migrations/0004_evidence.sql")),
+    (
+        4,
+        "batches as their wards signed them, and the keys that signed them",
+        include_str!("migrations/0004_evidence.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -511,7 +511,20 @@ impl PgTarget {
         sql::execute(
             client,
             &sql,
-            &[&cursors, &wards, &identities, &at, &kinds, &ids, &seqs, &fields, &values, &deleted, &entries, &sent],
+            &[
+                &cursors,
+                &wards,
+                &identities,
+                &at,
+                &kinds,
+                &ids,
+                &seqs,
+                &fields,
+                &values,
+                &deleted,
+                &entries,
+                &sent,
+            ],
         )
         .await
         .map_err(pg_err)?;

@@ -1,0 +1,180 @@
+//! `wardsync audit verify` against a real city, real wards and a real
+//! PostgreSQL: a clean log verifies (and leaves a checkpoint); then a DBA
+//! edits a log row's columns, rewrites a log entry with other values (its
+//! columns made to match), edits a record's state and a typed row, and
+//! deletes a log row; the audit names each of them and exits non-zero. On
+//! the embedded store, a stopped city's store verifies, and not against another CA.
+
+mod common;
+
+use common::pg::Postgres;
+use common::*;
+use wardsync::generate::amend;
+use wardsync::model::{Versioned, WardCode};
+use wardsync::proto::pb;
+use wardsync::store::LoggedChange;
+
+fn audit(env: &Env, args: &[&str]) -> std::process::Output {
+    let certs = env.certs();
+    let mut all = vec!["audit", "verify", "--tls-dir", certs.to_str().unwrap()];
+    all.extend_from_slice(args);
+    wardsync(&all)
+}
+
+/// Two wards write, one record twice, and the office edits one.
+async fn write_some(city: &City, env: &Env) -> (Ward, Ward) {
+    let (w1, w2) = (Ward::start(env, "00082", city.addr), Ward::start(env, "00145", city.addr));
+    let (mut c1, mut c2) = (w1.client().await, w2.client().await);
+    put_range(&mut c1, "00082", 0..12).await;
+    put_range(&mut c2, "00145", 0..8).await;
+    let code = WardCode::parse("00082").unwrap();
+    c1.put(pb::PutRequest { record: Some((&amend(&rec(&code, 3), 1)).into()) }).await.unwrap();
+    drained(&mut c1).await;
+    drained(&mut c2).await;
+    let mut office = city.client().await;
+    let edited = amend(&rec(&WardCode::parse("00145").unwrap(), 5), 2);
+    office.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    (w1, w2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
+    let pg = Postgres::start();
+    let env = Env::new();
+    let city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let (_w1, _w2) = write_some(&city, &env).await;
+    let config = env.path().join("city.toml");
+    let checkpoint = env.path().join("audit.checkpoint");
+    let (config, checkpoint) = (config.to_str().unwrap(), checkpoint.to_str().unwrap());
+
+    let clean = audit(&env, &["--config", config, "--checkpoint", checkpoint]);
+    assert!(clean.status.success(), "a clean log verifies: {}{}", stdout(&clean), stderr(&clean));
+    assert!(stderr(&clean).contains("21 signed by their wards, 1 unsigned"), "{}", stderr(&clean));
+    assert!(std::path::Path::new(checkpoint).exists(), "a clean run leaves its checkpoint");
+
+    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let cursor = |ward: &'static str, seq: i64| {
+        let db = &db;
+        async move {
+            db.query_one("SELECT cursor FROM change_log WHERE ward = $1 AND seq = $2", &[&ward, &seq])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    // 1. Who submitted a change, changed in its column only.
+    let who = cursor("00082", 2).await;
+    db.execute("UPDATE change_log SET identity = 'ward 00145' WHERE cursor = $1", &[&who]).await.unwrap();
+    // 2. A logged change rewritten whole: another phone, its columns to match.
+    let rewritten: i64 = db
+        .query_one(
+            "SELECT cursor FROM change_log WHERE ward = '00082' AND kind = 'citizen' AND seq > 2 ORDER BY seq LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let row = db.query_one("SELECT entry FROM change_log WHERE cursor = $1", &[&rewritten]).await.unwrap();
+    let mut entry: LoggedChange = postcard::from_bytes(row.get(0)).unwrap();
+    if let wardsync::model::Op::Put(r) = &mut entry.change.op
+        && let wardsync::model::Body::Citizen(c) = &mut r.body
+    {
+        c.phone = "0900000000".into();
+    }
+    let values = serde_json::to_value(entry.change.values()).unwrap();
+    let values: serde_json::Value = values
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::from_str(v.as_str().unwrap()).unwrap_or(v.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    db.execute(
+        "UPDATE change_log SET entry = $2, field_values = $3 WHERE cursor = $1",
+        &[&rewritten, &postcard::to_stdvec(&entry).unwrap(), &values],
+    )
+    .await
+    .unwrap();
+    // 3. A record's state: a write's value changed.
+    let row = db
+        .query_one(
+            "SELECT id, state FROM record_states WHERE kind = 'citizen' AND ward = '00145' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let key = wardsync::model::RecordKey::new(wardsync::model::Kind::Citizen, row.get(0)).unwrap();
+    let row = db
+        .query_one("SELECT state FROM record_states WHERE kind = 'citizen' AND id = $1", &[&key.id()])
+        .await
+        .unwrap();
+    let mut state: Versioned = postcard::from_bytes(row.get(0)).unwrap();
+    let head = state.fields.values_mut().find(|h| h[0].value.starts_with('"')).unwrap();
+    head[0].value = "\"edited\"".into();
+    db.execute(
+        "UPDATE record_states SET state = $2 WHERE kind = 'citizen' AND id = $1",
+        &[&key.id(), &postcard::to_stdvec(&state).unwrap()],
+    )
+    .await
+    .unwrap();
+    // 4. A typed row: the office's table says another name.
+    let typed: String = db
+        .query_one(
+            "SELECT personal_id FROM citizens WHERE ward = '00145' AND personal_id <> $1 LIMIT 1",
+            &[&key.id()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.execute("UPDATE citizens SET full_name = 'Someone Else' WHERE personal_id = $1", &[&typed])
+        .await
+        .unwrap();
+    // 5. A log row deleted.
+    let deleted = cursor("00145", 7).await;
+    db.execute("DELETE FROM change_log WHERE cursor = $1", &[&deleted]).await.unwrap();
+
+    let found = audit(&env, &["--config", config, "--checkpoint", checkpoint]);
+    let out = stdout(&found);
+    assert_eq!(found.status.code(), Some(2), "rows not as written: status 2\n{out}{}", stderr(&found));
+    let expect = [
+        format!("change_log cursor {who}: identity not what its entry says"),
+        format!("log entry {rewritten}: not what ward 00082 signed as its change"),
+        format!("record state {key}: field"),
+        format!("citizens personal_id {typed}: its columns are not the record the city shows"),
+        format!("log before entry {}: cursors {deleted} to {deleted} are missing", deleted + 1),
+        "ward 00145's change 7: signed and applied, but in neither the log nor the quarantine".to_string(),
+        "is not the log verified before".to_string(),
+    ];
+    for e in &expect {
+        assert!(out.contains(e.as_str()), "the audit names {e:?}:\n{out}");
+    }
+    assert!(stderr(&found).contains("rows are not what the city wrote"), "{}", stderr(&found));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_citys_embedded_store_verifies_and_a_foreign_ca_does_not() {
+    let env = Env::new();
+    let city = City::start(&env);
+    let (_w1, _w2) = write_some(&city, &env).await;
+    // (The embedded store opens in one process at a time: the city stopped.)
+    let mut city = city;
+    assert!(city.node.stop(), "the city stops cleanly");
+    let copy = env.path().join("city");
+    let clean = audit(&env, &["--data-dir", copy.to_str().unwrap()]);
+    assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
+    assert!(stderr(&clean).contains("21 signed by their wards"), "{}", stderr(&clean));
+
+    // Keys the operator's CA did not issue prove nothing.
+    let other = Env::new();
+    let foreign = wardsync(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        copy.to_str().unwrap(),
+        "--ca",
+        other.certs().join("ca.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(foreign.status.code(), Some(2), "{}{}", stdout(&foreign), stderr(&foreign));
+    assert!(stdout(&foreign).contains("not issued by the CA"), "{}", stdout(&foreign));
+}
