@@ -245,7 +245,7 @@ fn signed_batch(r: &tokio_postgres::Row) -> Result<EvidenceRow, String> {
     let ward = WardCode::parse(r.get(0)).map_err(|e| e.to_string())?;
     let (last, first): (i64, i64) = (r.get(1), r.get(2));
     let hashes: &[u8] = r.get(4);
-    if hashes.len() % 32 != 0 {
+    if !hashes.len().is_multiple_of(32) {
         return Err(format!("hashes is {} bytes, not 32 each", hashes.len()));
     }
     let batch = SignedBatch {
