@@ -715,6 +715,7 @@ mod tests {
             applied_at_ms: 5,
             change: &change,
             values: &change.values(),
+            sent_context: Some(&change.context),
         };
         let owned = super::super::LoggedChange {
             cursor: 9,
