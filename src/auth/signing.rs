@@ -85,6 +85,24 @@ pub fn verify(cert: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Strin
         .map_err(|_| "the signature is not this certificate's key's".to_string())
 }
 
+/// Checks that the DER certificate `cert` was issued by one of `roots` (a
+/// client certificate, as the city requires of wards), judged at a moment
+/// within its validity: a certificate that has expired since still proves
+/// what it signed while it was valid.
+pub fn issued_by(roots: &std::sync::Arc<rustls::RootCertStore>, cert: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    let (_, parsed) = X509Certificate::from_der(cert).map_err(|e| format!("not a certificate: {e}"))?;
+    let from = parsed.validity().not_before.timestamp().max(0) as u64;
+    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(from + 1));
+    let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
+        .build()
+        .map_err(|e| format!("cannot check certificates against the CA: {e}"))?;
+    verifier
+        .verify_client_cert(&CertificateDer::from(cert), &[], at)
+        .map(|_| ())
+        .map_err(|e| format!("not issued by the CA: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,20 +141,3 @@ mod tests {
     }
 }
 
-/// Checks that the DER certificate `cert` was issued by one of `roots` (a
-/// client certificate, as the city requires of wards), judged at a moment
-/// within its validity: a certificate that has expired since still proves
-/// what it signed while it was valid.
-pub fn issued_by(roots: &std::sync::Arc<rustls::RootCertStore>, cert: &[u8]) -> Result<(), String> {
-    use rustls::pki_types::{CertificateDer, UnixTime};
-    let (_, parsed) = X509Certificate::from_der(cert).map_err(|e| format!("not a certificate: {e}"))?;
-    let from = parsed.validity().not_before.timestamp().max(0) as u64;
-    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(from + 1));
-    let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
-        .build()
-        .map_err(|e| format!("cannot check certificates against the CA: {e}"))?;
-    verifier
-        .verify_client_cert(&CertificateDer::from(cert), &[], at)
-        .map(|_| ())
-        .map_err(|e| format!("not issued by the CA: {e}"))
-}
