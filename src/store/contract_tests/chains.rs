@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::model::signed::{self, GENESIS, Hash, KeyId};
+use crate::store::{EvidencePart, EvidenceRow, Signed, SignedBatch};
 
 /// Ward 00082's changes `seqs`, stamped `logical` (another value: other
 /// changes under the same numbers), chained after `previous`.
@@ -20,10 +21,13 @@ fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) ->
     let hashes: Vec<Hash> = changes.iter().map(|c| signed::content_hash(c, &KeyId::default())).collect();
     let first = changes[0].seq;
     let links = signed::links(&a, first, &previous, &hashes);
+    // As a ward without a certificate signs it (`insecure_dev`): nothing.
+    let batch = SignedBatch { ward: a.clone(), first, previous, hashes, key: KeyId::default(), signature: vec![] };
+    let signed = Some(std::sync::Arc::new(Signed { batch, cert: std::sync::Arc::from(&[][..]) }));
     WardBatch {
         ward: a,
         changes: changes.into_iter().map(Incoming::Change).collect(),
-        links: Some(Links { previous, links: links.into(), key: KeyId::default(), signed: None }),
+        links: Some(Links { previous, links: links.into(), key: KeyId::default(), signed }),
     }
 }
 
@@ -103,6 +107,61 @@ async fn a_city_that_lost_what_it_acknowledged_resumes_the_chain_at_the_wards_li
         assert_eq!(out, [Err(BatchRejected::Fork { ward: a.clone(), seq: 9 })], "{name}");
         let out = city.apply_group(vec![chained(10..=10, 0, at9)], 4, ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!(out, [Ok(10)], "{name}");
+        drop(city);
+        h.restart();
+    }
+}
+
+/// Every row of one part of the evidence, page by page.
+async fn evidence(city: &dyn CityDb, part: EvidencePart) -> Vec<EvidenceRow> {
+    let (mut rows, mut after) = (Vec::new(), Vec::new());
+    loop {
+        let page = city.evidence(part, &after, 2).await.unwrap();
+        rows.extend(page.items);
+        match page.next {
+            Some(next) => after = next,
+            None => return rows,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let apply = |b: WardBatch| {
+            let city = city.clone();
+            async move { city.apply_group(vec![b], 1, ctx(), NO_SKEW_LIMIT).await.unwrap().remove(0) }
+        };
+        let first = chained(1..=5, 0, GENESIS);
+        assert_eq!(apply(first.clone()).await, Ok(5), "{name}");
+        let to2 = first.links.as_ref().unwrap().links[1];
+        assert_eq!(apply(chained(3..=7, 0, to2)).await, Ok(7), "{name}");
+        let forked = chained(8..=9, 1, GENESIS);
+        assert!(apply(forked).await.is_err(), "{name}");
+        city.flush().await.unwrap();
+        let batches: Vec<(u64, u64)> = evidence(city.as_ref(), EvidencePart::Batches)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                EvidenceRow::Batch(b) => (b.first, b.last()),
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(batches, [(1, 5), (3, 7)], "{name}: each applied batch as signed, none of a refused one");
+        let log = evidence(city.as_ref(), EvidencePart::Log).await;
+        assert_eq!(log.len(), 7, "{name}");
+        assert!(log.iter().all(|r| matches!(r, EvidenceRow::Logged(_, None))), "{name}: applied as sent");
+        assert_eq!(evidence(city.as_ref(), EvidencePart::Records).await.len(), 7, "{name}");
+        assert!(evidence(city.as_ref(), EvidencePart::Typed).await.is_empty(), "{name}");
+
+        let roots = std::sync::Arc::new(rustls::RootCertStore::empty());
+        let report = crate::city::log_audit::verify(city.as_ref(), &roots, None).await.unwrap();
+        assert_eq!(report.findings, [], "{name}");
+        assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (7, 0, 7), "{name}");
+        // Resumed from its checkpoint, it checks only what is newer.
+        let again = crate::city::log_audit::verify(city.as_ref(), &roots, Some(&report.checkpoint)).await.unwrap();
+        assert_eq!((again.findings.len(), again.signatures_checked), (0, 0), "{name}");
         drop(city);
         h.restart();
     }
