@@ -140,4 +140,3 @@ mod tests {
         assert!(e.contains("does not certify the key"), "{e}");
     }
 }
-

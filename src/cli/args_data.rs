@@ -313,9 +313,13 @@ pub struct AuditArgs {
     /// Print one JSON object per entry.
     #[arg(long)]
     pub json: bool,
-    /// The city (--city and --tls-dir).
+    /// The city: https://HOST:PORT (its --listen). (Required to list the
+    /// trail; `audit verify` reads the database itself.)
+    #[arg(long, env = "WARDSYNC_CITY", required = true)]
+    pub city: Option<String>,
+    /// How to show the city who asks.
     #[command(flatten)]
-    pub target: Option<CityTarget>,
+    pub tls: super::args::ClientTls,
 }
 
 /// What `wardsync audit` does besides listing the trail.

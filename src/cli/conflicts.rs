@@ -1,7 +1,7 @@
 //! `wardsync conflicts list|show|resolve` and `wardsync edit`: the data
 //! office's side of conflicts and corrections.
 
-use super::args::{AuditArgs, ConflictsAction, ConflictsArgs, EditArgs, HistoryArgs};
+use super::args::{AuditArgs, CityTarget, ConflictsAction, ConflictsArgs, EditArgs, HistoryArgs};
 use super::client::{city_of, more, pages, shown_key};
 use super::failure::answered;
 use super::formats::Entry;
@@ -154,10 +154,9 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         limit: a.limit.min(MAX_PAGE as u32),
         after: String::new(),
     };
-    let target = a.target.ok_or_else(|| {
-        anyhow::anyhow!("audit lists the trail the city keeps: give --city https://HOST:PORT")
-    })?;
-    let c = city_of(&target).await?;
+    // (Required by the flags, unless `audit verify`, which reads the database.)
+    let city = a.city.ok_or_else(|| anyhow::anyhow!("audit lists the trail the city keeps: give --city"))?;
+    let c = city_of(&CityTarget { city, tls: a.tls }).await?;
     let (entries, rest) = pages(a.limit as usize, |after| {
         let (mut c, req) = (c.clone(), pb::AuditRequest { after, ..req.clone() });
         async move {

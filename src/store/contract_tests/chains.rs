@@ -22,7 +22,8 @@ fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) ->
     let first = changes[0].seq;
     let links = signed::links(&a, first, &previous, &hashes);
     // As a ward without a certificate signs it (`insecure_dev`): nothing.
-    let batch = SignedBatch { ward: a.clone(), first, previous, hashes, key: KeyId::default(), signature: vec![] };
+    let batch =
+        SignedBatch { ward: a.clone(), first, previous, hashes, key: KeyId::default(), signature: vec![] };
     let signed = Some(std::sync::Arc::new(Signed { batch, cert: std::sync::Arc::from(&[][..]) }));
     WardBatch {
         ward: a,
@@ -160,7 +161,8 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
         assert_eq!(report.findings, [], "{name}");
         assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (7, 0, 7), "{name}");
         // Resumed from its checkpoint, it checks only what is newer.
-        let again = crate::city::log_audit::verify(city.as_ref(), &roots, Some(&report.checkpoint)).await.unwrap();
+        let again =
+            crate::city::log_audit::verify(city.as_ref(), &roots, Some(&report.checkpoint)).await.unwrap();
         assert_eq!((again.findings.len(), again.signatures_checked), (0, 0), "{name}");
         drop(city);
         h.restart();
