@@ -21,6 +21,7 @@
 SELECT create_reference_table('schema_version');
 SELECT create_reference_table('city_clock');
 SELECT create_reference_table('denied_calls');
+SELECT create_reference_table('ward_keys');
 
 SELECT create_distributed_table('citizens', 'personal_id');
 SELECT create_distributed_table('businesses', 'enterprise_code');
@@ -32,5 +33,6 @@ SELECT create_distributed_table('change_log', 'ward');
 SELECT create_distributed_table('downstream', 'ward', colocate_with => 'change_log');
 SELECT create_distributed_table('ward_state', 'ward', colocate_with => 'change_log');
 SELECT create_distributed_table('quarantine', 'ward', colocate_with => 'change_log');
+SELECT create_distributed_table('signed_batches', 'ward', colocate_with => 'change_log');
 
 ALTER ROLE CURRENT_USER SET citus.enable_repartition_joins = on;

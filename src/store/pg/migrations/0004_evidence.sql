@@ -1,7 +1,8 @@
 -- What the city keeps to prove its log (see `wardsync audit verify`):
 -- each batch as its ward signed it, the certificate of every key that
 -- signed one, and the context a change was sent with where the city
--- applied it cut down.
+-- applied it cut down. (Citus: signed_batches distributed by ward, like
+-- the change log; ward_keys a small reference table.)
 CREATE TABLE signed_batches (
     ward       text NOT NULL,
     last_seq   bigint NOT NULL,
