@@ -25,7 +25,11 @@
 //!   Both apply changes with one shared merge (`store::city::apply`,
 //!   writing through a `Target`), each ward's batches checked first
 //!   against its chain as applied (`store::city::chain`), and repairs from
-//!   a ward's whole states with it (`store::city::repair`). The ward's
+//!   a ward's whole states with it (`store::city::repair`). Beside the log,
+//!   both keep what proves it: each batch as its ward signed it, the
+//!   certificates of the keys that signed, and a change's context as sent
+//!   where the city cut it (`store::city::evidence`), read back page by
+//!   page for an audit. The ward's
 //!   store keeps its chain's anchor at the last acknowledged change. Consistent copies of a running
 //!   embedded store ([`store::backup`]). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
@@ -39,7 +43,9 @@
 //!   fenced: `city::streams`; each batch's content hashes, chain and
 //!   signature checked on arrival: `city::arrival`), losses judged on its own receipts
 //!   (`city::losses`, `city::receipts`), its side of verification, retries
-//!   of changes that waited for a refill, and the query API.
+//!   of changes that waited for a refill, the query API, and the
+//!   verification of its log against the wards' signatures and the CA
+//!   (`city::log_audit`, `wardsync audit verify`).
 //! - [`auth`]: TLS configuration, identities from certificates, a node's
 //!   checks of its own certificate (whose it is, days left), signing with
 //!   a node's certificate key and checking against a certificate, dev CA.
@@ -93,7 +99,10 @@
 //!    link at the last applied sequence, equal to the city's); anything
 //!    else is a fork, refused and recorded. Each batch's content hashes are
 //!    recomputed and its last link's signature checked against the
-//!    certificate the ward connected with before it is queued. What the city reports as
+//!    certificate the ward connected with before it is queued; the batch
+//!    as signed is stored in the write that first applies any of it, so
+//!    every logged ward change can be checked against its ward's signature
+//!    (`wardsync audit verify`). What the city reports as
 //!    applied (acks, `Welcome`, its ward table) is only ever what is
 //!    durable (flushed; on PostgreSQL, committed, with COMMIT waiting for
 //!    the WAL on disk whatever `synchronous_commit` the server sets, and a

@@ -12,7 +12,8 @@ pub mod exit {
     /// file that cannot be read; anything not classified below.
     pub const USAGE: u8 = 1;
     /// Part of the work is done: rows rejected (`import`, `put --file`), a
-    /// ward behind (`status`), copies that still differ (`verify`).
+    /// ward behind (`status`), copies that still differ (`verify`), rows
+    /// that are not what the city wrote (`audit verify`).
     pub const PARTLY: u8 = 2;
     /// The ward agent or the city cannot be reached, or does not speak the
     /// API asked of it (wrong port, scheme or certificate); `status`: a
