@@ -105,6 +105,8 @@ struct Audit {
     starts: Vec<(WardCode, u64, Hash)>,
     running: Hash,
     last_cursor: u64,
+    /// Where the city says its log ends, and its running hash there.
+    head: Option<(u64, Hash)>,
 }
 
 fn hex(h: &[u8]) -> String {
@@ -136,6 +138,7 @@ pub async fn verify(
         starts: Vec::new(),
         running: GENESIS,
         last_cursor: 0,
+        head: None,
     };
     let since = since.cloned().unwrap_or_default();
     for part in EvidencePart::ALL {
@@ -162,6 +165,19 @@ pub async fn verify(
             format!("record {key}"),
             "the log wrote it, but no state of it is stored (a row deleted)",
         );
+    }
+    match audit.head {
+        Some((cursor, _)) if cursor != audit.last_cursor => audit.finding(
+            format!("log end at cursor {}", audit.last_cursor),
+            format!(
+                "the city wrote its log up to cursor {cursor} (rows deleted at its end, or the cursor edited)"
+            ),
+        ),
+        Some((_, running)) if running != audit.running => audit.finding(
+            format!("log up to cursor {}", audit.last_cursor),
+            "its running hash is not the one the city kept as it wrote (rows edited, inserted or deleted)",
+        ),
+        _ => {}
     }
     if since.cursor > audit.last_cursor {
         audit.finding(
@@ -193,6 +209,7 @@ impl Audit {
                 self.found.insert((ward, seq));
             }
             EvidenceRow::Record(key, state, shown) => self.record(key, state.as_deref(), shown.as_deref()),
+            EvidenceRow::Head { cursor, running } => self.head = Some((cursor, running)),
             EvidenceRow::Tampered { row, why } => self.finding(row, why),
         }
     }
@@ -332,15 +349,7 @@ impl Audit {
         }
         self.last_cursor = logged.cursor;
         let change = &logged.change;
-        let applied = signed::content_hash(change, &KeyId::default());
-        self.running = signed::log_link(
-            &self.running,
-            logged.cursor,
-            &logged.writer,
-            &logged.by,
-            logged.applied_at_ms,
-            &applied,
-        );
+        self.running = logged.running_after(&self.running);
         if logged.cursor == since.cursor && hex(&self.running) != since.running {
             self.finding(
                 format!("log up to entry {}", logged.cursor),

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::conflicts::Conflict;
 use super::evidence::Signed;
 use super::{BatchRejected, Discarded, Incoming, MAX_QUARANTINED, Quarantined, WardBatch, WardState};
+use crate::model::signed::{self, Hash, KeyId};
 use crate::model::{
     CITY_WRITER, Change, Context, FieldConflict, Hlc, OWNER, Op, Policies, Record, RecordKey, Stamp,
     Standing, VersionVector, Versioned, WardCode, deleted, flatten, put_values, wrote_as_owner,
@@ -119,11 +120,31 @@ pub(crate) struct LoggedRef<'a> {
     pub(crate) sent_context: Option<&'a VersionVector>,
 }
 
+/// The log's running hash after `logged`, following `running`: what the
+/// city derived of the change (cursor, writer, who submitted it, when) and
+/// its content as applied, hashed with no signer's key id. Kept with the
+/// cursor in every write; `wardsync audit verify` recomputes it, and the
+/// city signs it in its receipts.
+pub(crate) fn log_step(running: &Hash, logged: &LoggedRef) -> Hash {
+    let content = signed::content_hash(logged.change, &KeyId::default());
+    signed::log_link(running, logged.cursor, logged.writer, logged.by, logged.applied_at_ms, &content)
+}
+
+impl super::LoggedChange {
+    /// The log's running hash after this entry, following `running` (see [`log_step`]).
+    pub fn running_after(&self, running: &Hash) -> Hash {
+        let content = signed::content_hash(&self.change, &KeyId::default());
+        signed::log_link(running, self.cursor, &self.writer, &self.by, self.applied_at_ms, &content)
+    }
+}
+
 /// One atomic write being assembled: sees its own earlier changes.
 pub(crate) struct GroupWrite<'a, T: Target> {
     pub(crate) target: T,
     pub(crate) policies: &'a Policies,
     pub(crate) cursor: u64,
+    /// The log's running hash at `cursor` ([`log_step`]).
+    pub(crate) running: Hash,
     pub(crate) hlc: Hlc,
     pub(crate) now_ms: i64,
     /// Each record's state as of this write, and the record it shows.
@@ -172,11 +193,18 @@ pub(crate) fn spouse_key(ward: &WardCode, change: &Change) -> Option<RecordKey> 
 pub const UNHELD: &str = "it says its writer had seen a write by ";
 
 impl<'a, T: Target> GroupWrite<'a, T> {
-    pub(crate) fn new(target: T, policies: &'a Policies, cursor: u64, hlc: Hlc, now_ms: i64) -> Self {
+    pub(crate) fn new(
+        target: T,
+        policies: &'a Policies,
+        (cursor, running): (u64, Hash),
+        hlc: Hlc,
+        now_ms: i64,
+    ) -> Self {
         GroupWrite {
             target,
             policies,
             cursor,
+            running,
             hlc,
             now_ms,
             states: HashMap::new(),
@@ -335,6 +363,7 @@ impl<'a, T: Target> GroupWrite<'a, T> {
             sent_context: sent,
         };
         self.target.log(&logged);
+        self.running = log_step(&self.running, &logged);
         *self.applied.entry((key.clone(), change.stamp.writer.clone())).or_default() += 1;
         // Wards that owned the record before or after hear of changes made
         // elsewhere. Those that cannot rebuild it from the change alone are

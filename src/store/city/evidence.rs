@@ -88,6 +88,14 @@ pub enum EvidenceRow {
     Held(WardCode, u64, Option<Box<Change>>),
     /// A record: its replicated state and the record it shows.
     Record(RecordKey, Option<Box<Versioned>>, Option<Box<Record>>),
+    /// Where the city says its log ends: the last cursor and the log's
+    /// running hash there, as every write keeps them.
+    Head {
+        /// The last cursor.
+        cursor: u64,
+        /// The running hash there.
+        running: Hash,
+    },
     /// A row that is not what the city wrote: unreadable, or its columns
     /// not what its encoded entry says (named by table and key).
     Tampered {
@@ -114,17 +122,20 @@ pub enum EvidencePart {
     /// On PostgreSQL, the typed tables compared with the records they
     /// show (only [`EvidenceRow::Tampered`] rows).
     Typed,
+    /// Where the log ends ([`EvidenceRow::Head`]).
+    Head,
 }
 
 impl EvidencePart {
     /// Every part, in reading order.
-    pub const ALL: [EvidencePart; 6] = [
+    pub const ALL: [EvidencePart; 7] = [
         EvidencePart::Keys,
         EvidencePart::Batches,
         EvidencePart::Log,
         EvidencePart::Held,
         EvidencePart::Records,
         EvidencePart::Typed,
+        EvidencePart::Head,
     ];
 }
 
@@ -138,13 +149,18 @@ impl super::CityStore {
         limit: usize,
     ) -> Result<Page<EvidenceRow>, StoreError> {
         use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, RECORD, SENT, SIGNED, STATE};
+        if part == EvidencePart::Head {
+            let cache = self.cache.lock().expect("poisoned");
+            let head = EvidenceRow::Head { cursor: cache.cursor, running: cache.running };
+            return Ok(Page { items: if after.is_empty() { vec![head] } else { vec![] }, next: None });
+        }
         let prefixes: &[&[u8]] = match part {
             EvidencePart::Keys => &[KEY],
             EvidencePart::Batches => &[SIGNED],
             EvidencePart::Log => &[LOG],
             EvidencePart::Held => &[DISCARDED, QUARANTINE],
             EvidencePart::Records => &[STATE],
-            EvidencePart::Typed => &[],
+            EvidencePart::Typed | EvidencePart::Head => &[],
         };
         let limit = limit.max(1);
         let mut rows = Vec::new();
@@ -191,7 +207,7 @@ impl super::CityStore {
                             (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => row(e),
                         }
                     }
-                    EvidencePart::Typed => unreachable!("no prefix"),
+                    EvidencePart::Typed | EvidencePart::Head => unreachable!("no prefix"),
                 });
                 next = Some(k);
             }

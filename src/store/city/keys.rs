@@ -25,6 +25,7 @@
 //! - `X<cursor: u64 BE>`          → the context the change logged at `cursor` was sent with, where cut;
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
+//! - `m:running`                  → the log's running hash at `m:cursor`;
 //! - `m:policies`                 → the merge policies the records are shown under.
 
 use crate::model::{Body, Record, RecordKey, WardCode, fold};
@@ -47,6 +48,7 @@ pub(super) const DISCARDED: &[u8] = b"d";
 pub(super) const CURSOR: &[u8] = b"m:cursor";
 pub(super) const AUDIT: &[u8] = b"A";
 pub(super) const HLC: &[u8] = b"m:hlc";
+pub(super) const RUNNING: &[u8] = b"m:running";
 pub(super) const POLICIES: &[u8] = b"m:policies";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";

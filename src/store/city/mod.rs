@@ -314,11 +314,28 @@ impl LoggedChange {
     }
 }
 
+/// The running hash of the whole log in `engine` (see
+/// [`apply::log_step`]): for a store written before it was kept.
+fn running_of_log(engine: &dyn Engine) -> Result<crate::model::signed::Hash, StoreError> {
+    let mut running = crate::model::signed::GENESIS;
+    let mut start = keys::LOG.to_vec();
+    loop {
+        let rows = engine.scan(&start, &prefix_end(keys::LOG), 1000)?;
+        let Some((last, _)) = rows.last() else { return Ok(running) };
+        start = [&last[..], b"\0"].concat();
+        for (k, v) in &rows {
+            running = decode::<LoggedChange>(k, v)?.running_after(&running);
+        }
+    }
+}
+
 /// Changes of one ward the city keeps in quarantine at the most.
 pub const MAX_QUARANTINED: u64 = if cfg!(test) { 3 } else { 100_000 };
 
 struct Cache {
     cursor: u64,
+    /// The log's running hash at `cursor`.
+    running: crate::model::signed::Hash,
     hlc: Hlc,
     wards: HashMap<WardCode, WardState>,
     /// Records per kind (in `Kind::ALL` order), counted at open, kept since.
@@ -347,6 +364,20 @@ impl CityStore {
     /// with their indexes and conflicts, if the policies changed).
     pub fn open(engine: Arc<dyn Engine>, policies: Policies) -> Result<CityStore, StoreError> {
         let cursor = engine.get(CURSOR)?.map_or(Ok(0), |v| read_be(CURSOR, &v))?;
+        let running = match engine.get(keys::RUNNING)? {
+            Some(v) => crate::model::signed::hash_from(&v).ok_or_else(|| StoreError::Corrupt {
+                key: "m:running".into(),
+                reason: format!("{} bytes, not 32", v.len()),
+            })?,
+            // A store from before the running hash: computed once, from its log.
+            None => {
+                let running = running_of_log(&*engine)?;
+                let mut batch = Batch::default();
+                batch.insert(keys::RUNNING, running.to_vec());
+                engine.apply(batch)?;
+                running
+            }
+        };
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
         let mut kinds = [0; 3];
         for (n, kind) in kinds.iter_mut().zip(crate::model::Kind::ALL) {
@@ -379,7 +410,7 @@ impl CityStore {
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
         let store = CityStore {
             engine,
-            cache: Arc::new(Mutex::new(Cache { cursor, hlc, wards, kinds })),
+            cache: Arc::new(Mutex::new(Cache { cursor, running, hlc, wards, kinds })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
             durable_applied: Arc::new(Mutex::new(durable_applied)),
             policies: Arc::new(policies),
@@ -434,7 +465,7 @@ impl CityStore {
         let mut wards = cache.wards.clone();
         let hlc = apply::city_clock_at(cache.hlc, now_ms);
         let target = KvTarget { engine: &*self.engine, batch: Batch::default() };
-        let mut w = GroupWrite::new(target, &self.policies, cache.cursor, hlc, now_ms);
+        let mut w = GroupWrite::new(target, &self.policies, (cache.cursor, cache.running), hlc, now_ms);
         let out = f(&mut w, &mut wards)?;
         let batch = &mut w.target.batch;
         batch.insert(HLC, encode(&w.hlc));
@@ -457,8 +488,10 @@ impl CityStore {
             }
         }
         batch.insert(CURSOR, be(w.cursor).to_vec());
+        batch.insert(keys::RUNNING, w.running.to_vec());
         self.engine.apply(std::mem::take(batch))?;
         cache.cursor = w.cursor;
+        cache.running = w.running;
         cache.hlc = w.hlc;
         cache.wards = wards;
         for (n, d) in cache.kinds.iter_mut().zip(w.kind_delta) {

@@ -38,7 +38,7 @@ impl PgCityStore {
         let limit = limit.max(1) as i64;
         let list = format!("{part:?}");
         let columns = match part {
-            EvidencePart::Keys | EvidencePart::Log | EvidencePart::Typed => 1,
+            EvidencePart::Keys | EvidencePart::Log | EvidencePart::Typed | EvidencePart::Head => 1,
             EvidencePart::Batches | EvidencePart::Held | EvidencePart::Records => 2,
         };
         let Some(from) = (match cursor_parts(after, &list, columns) {
@@ -149,7 +149,18 @@ impl PgCityStore {
                     .unzip()
             }
             EvidencePart::Typed if started => (self.typed_differences().await?, Vec::new()),
-            EvidencePart::Typed => (Vec::new(), Vec::new()),
+            EvidencePart::Head if started => {
+                let row = self.rows("SELECT cursor, running FROM city_clock WHERE id = 1", &[]).await?;
+                let head = match row.first().map(|r| (r.get::<_, i64>(0), r.get::<_, Option<&[u8]>>(1))) {
+                    Some((cursor, Some(running))) => match hash_of(running, "running") {
+                        Ok(running) => EvidenceRow::Head { cursor: cursor.max(0) as u64, running },
+                        Err(e) => tampered("city_clock running".into(), e),
+                    },
+                    _ => tampered("city_clock".into(), "holds no running hash"),
+                };
+                (vec![head], Vec::new())
+            }
+            EvidencePart::Typed | EvidencePart::Head => (Vec::new(), Vec::new()),
         };
         let next = (cursors.len() as i64 >= limit).then(|| {
             let last: Vec<&str> = cursors.last().expect("a full page").iter().map(String::as_str).collect();

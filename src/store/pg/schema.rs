@@ -43,6 +43,9 @@ pub enum SchemaError {
     /// PostgreSQL refused a statement.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// A log entry could not be read while computing the running hash.
+    #[error("the change log cannot be read: {0}")]
+    Log(String),
 }
 
 /// Applies the migrations the database lacks; returns the schema version.
@@ -67,6 +70,36 @@ pub async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
         tx.execute("INSERT INTO schema_version (version, what) VALUES ($1, $2)", &[version, what]).await?;
         tracing::info!(version, what, "database schema migrated");
     }
+    running_of_log(&tx).await?;
     tx.commit().await?;
     Ok(LATEST)
+}
+
+/// Sets the log's running hash of a database written before it was kept,
+/// computed from its log (once: then every write keeps it).
+async fn running_of_log(tx: &tokio_postgres::Transaction<'_>) -> Result<(), SchemaError> {
+    let kept: Option<Vec<u8>> =
+        tx.query_one("SELECT running FROM city_clock WHERE id = 1", &[]).await?.get(0);
+    if kept.is_some() {
+        return Ok(());
+    }
+    let (mut running, mut after) = (crate::model::signed::GENESIS, 0i64);
+    loop {
+        let rows = tx
+            .query(
+                "SELECT cursor, entry FROM change_log WHERE cursor > $1 ORDER BY cursor LIMIT 1000",
+                &[&after],
+            )
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        for row in &rows {
+            let logged: crate::store::LoggedChange =
+                crate::store::codec::decode(b"change_log.entry", row.get(1))
+                    .map_err(|e| SchemaError::Log(e.to_string()))?;
+            running = logged.running_after(&running);
+        }
+    }
+    tx.execute("UPDATE city_clock SET running = $1 WHERE id = 1", &[&&running[..]]).await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 
 use super::target::PgTarget;
 use super::{PgCityStore, pg_err, pool_err, rows, sql};
+use crate::model::signed::Hash;
 use crate::model::{Hlc, RecordKey, WardCode};
 use crate::store::city::apply::{GroupWrite, city_clock_at};
 use crate::store::{StoreError, WardState};
@@ -40,6 +41,8 @@ pub(super) struct ReadAhead {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Clock {
     pub(super) cursor: u64,
+    /// The log's running hash at `cursor`.
+    pub(super) running: Hash,
     pub(super) hlc: Hlc,
     pub(super) writes: i64,
 }
@@ -76,13 +79,19 @@ pub(super) async fn begin(client: &mut deadpool_postgres::Object) -> Result<Tran
 /// Reads the clock row, locked until COMMIT if `lock`.
 pub(super) async fn read_clock(client: &impl GenericClient, lock: bool) -> Result<Clock, StoreError> {
     let sql = if lock {
-        "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1 FOR UPDATE"
+        "SELECT cursor, hlc_wall_ms, hlc_logical, writes, running FROM city_clock WHERE id = 1 FOR UPDATE"
     } else {
-        "SELECT cursor, hlc_wall_ms, hlc_logical, writes FROM city_clock WHERE id = 1"
+        "SELECT cursor, hlc_wall_ms, hlc_logical, writes, running FROM city_clock WHERE id = 1"
     };
     let row = sql::query_one(client, sql, &[]).await.map_err(pg_err)?;
+    // (Set when the schema is migrated: see `schema`.)
+    let running = row.get::<_, Option<&[u8]>>(4).and_then(crate::model::signed::hash_from);
     Ok(Clock {
         cursor: row.get::<_, i64>(0) as u64,
+        running: running.ok_or_else(|| StoreError::Corrupt {
+            key: "city_clock.running".into(),
+            reason: "not a 32-byte hash".into(),
+        })?,
         hlc: Hlc { wall_ms: row.get::<_, i64>(1) as u64, logical: row.get::<_, i64>(2) as u32 },
         writes: row.get(3),
     })
@@ -138,13 +147,13 @@ impl PgCityStore {
         let mut w = GroupWrite::new(
             read.target,
             &self.policies,
-            from.cursor,
+            (from.cursor, from.running),
             city_clock_at(from.hlc, now_ms),
             now_ms,
         );
         let mut wards = read.wards.clone();
         let out = f(&mut w, &mut wards)?;
-        let to = Clock { cursor: w.cursor, hlc: w.hlc, writes: from.writes + 1 };
+        let to = Clock { cursor: w.cursor, running: w.running, hlc: w.hlc, writes: from.writes + 1 };
         let counted = w.kind_delta.to_vec();
         Ok(Merged { out, target: w.target, before: read.wards, wards, from, to, counted })
     }
@@ -160,9 +169,9 @@ impl PgCityStore {
                 &tx,
                 "UPDATE city_clock SET cursor = $1, hlc_wall_ms = $2, hlc_logical = $3, writes = writes + 1,
                          records = ARRAY[records[1] + ($4::bigint[])[1], records[2] + ($4::bigint[])[2],
-                                        records[3] + ($4::bigint[])[3]]
+                                        records[3] + ($4::bigint[])[3]], running = $5
                      WHERE id = 1 RETURNING records",
-                &[&cursor, &wall, &logical, &m.counted],
+                &[&cursor, &wall, &logical, &m.counted, &&m.to.running[..]],
             )
             .await
             .map_err(pg_err)?

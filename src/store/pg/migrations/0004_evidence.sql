@@ -21,3 +21,8 @@ CREATE TABLE ward_keys (
 );
 
 ALTER TABLE change_log ADD COLUMN sent_context bytea;  -- NULL: applied as sent
+
+-- The log's running hash at `cursor` (see `wardsync audit verify`), kept
+-- in the row every write locks; computed from the log when it is NULL (a
+-- database written before it was kept).
+ALTER TABLE city_clock ADD COLUMN running bytea;
