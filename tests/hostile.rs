@@ -399,7 +399,14 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     let (own, _, _) = samples("00145");
     forger.send(&own.key().unwrap(), Op::Put(own), VersionVector::default(), None).await;
     let receipt = forger.receipt.clone();
-    assert_eq!(receipt.len(), 48, "an ack carries the city's receipt");
+    // An ack carries the city's receipt: signed with the city's key, over
+    // what it applied and its log's checkpoint, checkable by anyone.
+    let (read, signature) = wardsync::city::receipts::Receipt::parse(&receipt).expect("a receipt");
+    assert!(matches!(read.said, wardsync::city::receipts::Said::Ack { seq: 1, .. }), "{read:?}");
+    let pem = std::fs::read(env.certs().join("city.pem")).unwrap();
+    let der = x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents;
+    assert_eq!(wardsync::auth::verify(&der, &read.signed_message(), signature), Ok(()));
+    assert!(read.head.0 >= 2, "the checkpoint covers the log so far: {read:?}");
     drop(forger);
 
     // Claims of a loss without the city's evidence: each is followed where
@@ -460,7 +467,9 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
     };
     q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
     let down = forger.downstream().await;
-    assert_eq!(down.receipt.len(), 48, "a downstream message carries the city's receipt");
+    let (read, _) = wardsync::city::receipts::Receipt::parse(&down.receipt).expect("a receipt");
+    let said = wardsync::city::receipts::Said::Downstream { cursor: down.cursor, check: down.cursor_check };
+    assert_eq!(read.said, said, "a downstream message carries the city's receipt for it");
     drop(forger);
     put_city_back(&mut city, &env, &before_log_loss).await;
     let mut q = city.client().await;

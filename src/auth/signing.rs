@@ -8,7 +8,7 @@
 use anyhow::Context as _;
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, UnparsedPublicKey,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -21,6 +21,13 @@ pub struct Signer {
     id: KeyId,
     rng: SystemRandom,
 }
+
+/// The fixed key of a node without a certificate (`insecure_dev`, which
+/// trusts a peer's word anyway): PKCS#8, ECDSA P-256. Public: what it
+/// signs proves nothing to anyone else.
+const INSECURE_KEY: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420a5e5c4bba35d0941\
+    fadeabcb9634687fb6568b3da76efda1a9fbf19dedb1d774a14403420004ffd7ed225a791d3b8d86dfb429ea118243990597852cfa88b5f8\
+    4201da7c0f52d266ad024a8a2bfefaa86c2871eef56417837e9c3ff7426b0ff38427c514f081";
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,9 +68,29 @@ impl Signer {
         Ok(signer)
     }
 
+    /// The fixed signer of a node without a certificate (`insecure_dev`).
+    pub fn insecure() -> Signer {
+        let pkcs8: Vec<u8> = (0..INSECURE_KEY.len() / 2)
+            .map(|i| u8::from_str_radix(&INSECURE_KEY[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let rng = SystemRandom::new();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).expect("a P-256 key");
+        let mut id = [0; 32];
+        id.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref()).as_ref());
+        Signer { key, id: KeyId(id), rng }
+    }
+
     /// The id of the key, as signed content names it.
     pub fn key_id(&self) -> KeyId {
         self.id
+    }
+
+    /// Checks that `signature` is this key signing `message`.
+    pub fn signed(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(message, signature)
+            .is_ok()
     }
 
     /// Signs `message`: 64 bytes.

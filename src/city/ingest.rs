@@ -296,7 +296,7 @@ impl SyncService {
                     cursor_check: last.check(),
                     changes: wire,
                     fetch_whole: whole.into_iter().map(Into::into).collect(),
-                    receipt: receipts.downstream(next, last.check()),
+                    receipt: receipts.downstream(next, last.check(), self.store.log_head()),
                 };
                 tracing::debug!(%ward, after = cursor, upto = next, count = changes.len(), "downstream sent");
                 if tx.send(message(city_message::Msg::Downstream(msg))).await.is_err() {
@@ -321,12 +321,14 @@ impl SyncService {
         ward: &WardCode,
         slot: &StreamSlot,
         batch: Arrived,
-    ) -> Result<BoxFuture<'static, Result<u64, CityError>>, CityError> {
+    ) -> Result<BoxFuture<'static, Result<Applied, CityError>>, CityError> {
         let Arrived { changes, links } = batch;
         let (first, last) = match (changes.first(), changes.last()) {
             (Some(f), Some(l)) => (f.seq(), l.seq()),
-            _ => return Ok(futures::future::ready(Ok(self.store.last_applied(ward))).boxed()),
+            _ => return Ok(futures::future::ready(Ok((self.store.last_applied(ward), None))).boxed()),
         };
+        // The link at the batch's last change: the ack's receipt names it.
+        let link = links.links.last().copied();
         let span = tracing::info_span!("batch", %ward, first, last, count = changes.len(), duration_ms = tracing::field::Empty);
         let started = std::time::Instant::now();
         let queued = Queued {
@@ -339,7 +341,7 @@ impl SyncService {
             let applied = answer.await.map_err(|_| CityError::ShuttingDown)???;
             span.record("duration_ms", started.elapsed().as_millis() as u64);
             tracing::debug!(parent: &span, applied, "batch applied");
-            Ok(applied)
+            Ok((applied, link.filter(|_| applied == last)))
         }
         .boxed())
     }
@@ -350,14 +352,18 @@ impl SyncService {
         receipts: &WardReceipts,
         slot: &StreamSlot,
         tx: &mpsc::Sender<Outbound>,
-        applied: Result<u64, CityError>,
+        applied: Result<Applied, CityError>,
     ) -> Result<bool, CityError> {
-        let seq = applied?;
+        let (seq, link) = applied?;
         slot.progress();
-        let ack = pb::Ack { applied_seq: seq, receipt: receipts.ack(seq) };
+        let ack = pb::Ack { applied_seq: seq, receipt: receipts.ack(seq, link, self.store.log_head()) };
         Ok(tx.send(message(city_message::Msg::Ack(ack))).await.is_ok())
     }
 }
+
+/// What a batch's application answers: the ward's last applied sequence,
+/// and its link there if the batch ended there.
+type Applied = (u64, Option<crate::model::signed::Hash>);
 
 /// A wire change as the store takes it: decoded, or kept raw for quarantine.
 pub fn incoming(c: pb::Change) -> Incoming {
@@ -421,7 +427,7 @@ impl CitySync for SyncService {
             log_cursor,
             log_lost,
             lost_found_at_ms: receipts.generation(),
-            receipt: receipts.ack(last),
+            receipt: receipts.ack(last, chain.link, self.store.log_head()),
             link: chain.link.map(|l| l.to_vec()).unwrap_or_default(),
             link_key: chain.key.0.to_vec(),
             clock: Some(pb::Hlc { wall_ms: chain.newest.wall_ms, logical: chain.newest.logical }),

@@ -14,7 +14,7 @@ mod metrics;
 mod outages;
 mod page;
 mod query;
-mod receipts;
+pub mod receipts;
 pub mod report;
 mod streams;
 mod verify;
@@ -164,7 +164,7 @@ where
     let expiry = Expiry::default();
     let cancel = CancellationToken::new();
     // Read before anything starts: bad files stop the city at once.
-    let receipts = receipts::Receipts::new(cfg.tls.as_ref())?;
+    let receipts = receipts::Receipts::new(cfg.tls.as_ref(), store.city_id())?;
     let tls = match &cfg.tls {
         Some(files) => Some(tls_reloader(
             files.clone(),

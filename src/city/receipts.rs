@@ -1,60 +1,172 @@
-//! Receipts: the city's own evidence of what it told a ward.
+//! Receipts: the city's own signed evidence of what it told a ward.
 //!
-//! With every ack and every downstream message the city hands the ward a
-//! receipt: an HMAC-SHA256, under a key only the city holds, of what it
-//! said ("I applied your changes up to 120"; "my log held the change
-//! checked 0x51f0… at cursor 3,407"). The ward keeps the last of each and
-//! gives them back in `Hello`. A ward that says the city lost data
-//! (acknowledged changes it no longer holds, a logged change no longer at
-//! its cursor) is believed only as far as a receipt proves: a claim alone
-//! opens no refill window, the exception that lets a ward write what is
-//! not its own.
+//! With every ack, `Welcome` and downstream message the city hands the ward
+//! a receipt: a statement signed with the city's certificate key (ECDSA
+//! P-256, as a ward signs its chain) of what it said ("I applied your
+//! changes up to 120, whose link is ..."; "my log held the change checked
+//! 0x51f0... at cursor 3,407"), naming this city database (its id: made
+//! once, differing per deployment, kept by a restore) and the key, and
+//! carrying a checkpoint of the log: its durable end and running hash
+//! there. The ward keeps the last of each and gives them back in `Hello`;
+//! anyone with the city's certificate can check one, so what a ward holds
+//! is a witness of what the city's log was (`wardsync audit verify
+//! --witness`). A ward that says the city lost data (acknowledged changes
+//! it no longer holds, a logged change no longer at its cursor) is believed
+//! only as far as a receipt proves: a claim alone opens no refill window.
 //!
-//! A receipt is checkable by the city only (a MAC, not a signature): it
-//! proves to the city what the city itself once said, which is all a loss
-//! claim needs. Its key is derived from the city's TLS private key, kept
-//! apart from the city's data: a city put back to any older copy of its
-//! data, or to none (a new disk), still checks the receipts it gave, and
-//! city processes that share the city's key (as they share its name) check
-//! each other's. A key renewed and reloaded (SIGHUP) makes the receipts
-//! from then on; those made with the keys before still check until the
-//! process stops. (With `insecure_dev`, which trusts a ward's word for its
-//! identity anyway, a fixed key.)
+//! The city checks receipts with its own keys: the one of its certificate
+//! now and the three before it in this process (a key renewed and reloaded
+//! with SIGHUP signs from then on). A city put back to an older copy of
+//! its data, or to none, still checks the receipts it gave, and city
+//! processes that share the city's key check each other's. (With
+//! `insecure_dev`, which trusts a ward's word for its identity anyway, a
+//! fixed key whose receipts prove nothing to anyone else.)
 //!
-//! A receipt also carries, in clear and under the MAC:
+//! A receipt also carries, under the signature:
 //! - the ward's loss generation when it was made (when the city last
 //!   recorded a loss of that ward's, 0 for never). It proves a loss only
-//!   while no later loss has been recorded: once one is, the receipts that
-//!   proved it prove nothing more, so a ward cannot keep a refill window
-//!   open by giving an old receipt back again. (A city put back to a copy
-//!   from before a loss has an older generation, and still takes them.)
+//!   while no later loss has been recorded, so a ward cannot keep a refill
+//!   window open by giving an old receipt back again. (A city put back to
+//!   a copy from before a loss has an older generation, and still takes
+//!   them.)
 //! - for an ack, the first sequence it can speak for: the one after the
 //!   last the ward's numbering moved past on its word alone, so a receipt
 //!   of a later ack never proves the city applied those.
+//! - the city's time when it was made (advisory).
 
 use std::sync::{Arc, RwLock};
 
-use ring::hmac;
-
-use crate::auth::TlsFiles;
+use crate::auth::{Signer, TlsFiles};
 use crate::model::WardCode;
+use crate::model::signed::{Hash, KeyId};
 
-/// What a receipt's MAC covers first: the purpose and format version, so
-/// a receipt of one kind never passes for another.
-const DOMAIN: &[u8] = b"wardsync receipt v1\0";
+/// Starts what a receipt signs: its purpose and format.
+const TAG: &[u8] = b"wardsync/receipt";
+
+/// The format of a receipt.
+const FORMAT: u8 = 1;
+
+/// Keys a process keeps to check receipts: the current and three before.
+const KEYS_KEPT: usize = 4;
+
+/// Bytes of a signature.
+const SIGNATURE_LEN: usize = 64;
+
+/// What a receipt says the city did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// It applied the ward's changes up to `seq`, whose link is `link`
+    /// (zero: not known).
+    Ack {
+        /// The last sequence applied.
+        seq: u64,
+        /// The ward's link there.
+        link: Hash,
+    },
+    /// Its log held the change checked `check` at `cursor`.
+    Downstream {
+        /// The log cursor.
+        cursor: u64,
+        /// The change's check ([`crate::store::LoggedChange::check`]).
+        check: u64,
+    },
+}
+
+/// A receipt, read: what the city signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The city database's id.
+    pub city: [u8; 16],
+    /// The key that signed it.
+    pub key: KeyId,
+    /// The ward it was made for.
+    pub ward: WardCode,
+    /// What it says.
+    pub said: Said,
+    /// The durable end of the city's log when it was made, and the log's
+    /// running hash there: a checkpoint of the log.
+    pub head: (u64, Hash),
+    /// The ward's loss generation.
+    pub generation: i64,
+    /// For an ack, the first sequence it speaks for.
+    pub from: u64,
+    /// The city's time when it was made, ms since the epoch (advisory).
+    pub at_ms: i64,
+}
+
+impl Receipt {
+    /// What is signed: every field, in a fixed layout.
+    pub fn signed_message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(200);
+        m.extend_from_slice(&(TAG.len() as u32).to_be_bytes());
+        m.extend_from_slice(TAG);
+        m.push(FORMAT);
+        m.extend_from_slice(&self.city);
+        m.extend_from_slice(&self.key.0);
+        m.extend_from_slice(self.ward.as_str().as_bytes()); // 5 digits
+        let (kind, a, b, link) = match self.said {
+            Said::Ack { seq, link } => (1u8, seq, 0, link),
+            Said::Downstream { cursor, check } => (2, cursor, check, [0; 32]),
+        };
+        m.push(kind);
+        m.extend_from_slice(&a.to_be_bytes());
+        m.extend_from_slice(&b.to_be_bytes());
+        m.extend_from_slice(&link);
+        m.extend_from_slice(&self.head.0.to_be_bytes());
+        m.extend_from_slice(&self.head.1);
+        m.extend_from_slice(&self.generation.to_be_bytes());
+        m.extend_from_slice(&self.from.to_be_bytes());
+        m.extend_from_slice(&self.at_ms.to_be_bytes());
+        m
+    }
+
+    /// Reads a receipt's bytes: the receipt and its signature, if they are
+    /// one of this format.
+    pub fn parse(bytes: &[u8]) -> Option<(Receipt, &[u8])> {
+        let body_len = 4 + TAG.len() + 1 + 16 + 32 + 5 + 1 + 8 + 8 + 32 + 8 + 32 + 8 + 8 + 8;
+        if bytes.len() != body_len + SIGNATURE_LEN {
+            return None;
+        }
+        let (body, signature) = bytes.split_at(body_len);
+        let mut at = 4 + TAG.len();
+        if body[..at] != [&(TAG.len() as u32).to_be_bytes()[..], TAG].concat() || body[at] != FORMAT {
+            return None;
+        }
+        at += 1;
+        let mut take = |n: usize| {
+            let part = &body[at..at + n];
+            at += n;
+            part
+        };
+        let city: [u8; 16] = take(16).try_into().ok()?;
+        let key = KeyId(take(32).try_into().ok()?);
+        let ward = WardCode::parse(std::str::from_utf8(take(5)).ok()?).ok()?;
+        let kind = take(1)[0];
+        let u64_of = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        let (a, b) = (u64_of(take(8)), u64_of(take(8)));
+        let link: Hash = take(32).try_into().ok()?;
+        let said = match kind {
+            1 => Said::Ack { seq: a, link },
+            2 => Said::Downstream { cursor: a, check: b },
+            _ => return None,
+        };
+        let head = (u64_of(take(8)), take(32).try_into().ok()?);
+        let generation = u64_of(take(8)) as i64;
+        let from = u64_of(take(8));
+        let at_ms = u64_of(take(8)) as i64;
+        let receipt = Receipt { city, key, ward, said, head, generation, from, at_ms };
+        Some((receipt, signature))
+    }
+}
 
 /// Makes and checks the city's receipts.
 #[derive(Clone)]
 pub struct Receipts {
     /// The key receipts are made with, then those before it (newest first).
-    keys: Arc<RwLock<Vec<hmac::Key>>>,
+    keys: Arc<RwLock<Vec<Arc<Signer>>>>,
+    /// The city database's id.
+    city: [u8; 16],
 }
-
-/// Keys a process keeps to check receipts: the current and three before.
-const KEYS_KEPT: usize = 4;
-
-/// What a receipt key is derived from, with the private key.
-const DERIVATION: &[u8] = b"wardsync receipt key v1";
 
 impl std::fmt::Debug for Receipts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,25 +175,24 @@ impl std::fmt::Debug for Receipts {
 }
 
 impl Receipts {
-    /// Receipts with the key derived from the city's private key in
+    /// Receipts of the city database `city` signed with the city's key in
     /// `files`, or (no TLS: `insecure_dev`) a fixed one.
-    pub fn new(files: Option<&TlsFiles>) -> anyhow::Result<Receipts> {
+    pub fn new(files: Option<&TlsFiles>, city: [u8; 16]) -> anyhow::Result<Receipts> {
         let key = match files {
-            Some(files) => key_of(files)?,
-            None => hmac::Key::new(hmac::HMAC_SHA256, b"insecure_dev"),
+            Some(files) => Signer::load(files)?,
+            None => Signer::insecure(),
         };
-        Ok(Receipts { keys: Arc::new(RwLock::new(vec![key])) })
+        Ok(Receipts { keys: Arc::new(RwLock::new(vec![Arc::new(key)])), city })
     }
 
-    /// Makes receipts from now on with the key derived from the private
-    /// key in `files` (renewed and reloaded), still checking those made
-    /// with the keys before.
+    /// Makes receipts from now on with the key in `files` (renewed and
+    /// reloaded), still checking those made with the keys before.
     pub fn reload(&self, files: &TlsFiles) -> anyhow::Result<()> {
-        let key = key_of(files)?;
+        let key = Signer::load(files)?;
         let mut keys = self.keys.write().expect("poisoned");
-        let probe = hmac::sign(&key, DOMAIN);
-        if hmac::verify(&keys[0], DOMAIN, probe.as_ref()).is_err() {
-            keys.insert(0, key);
+        if keys[0].key_id() != key.key_id() {
+            keys.retain(|k| k.key_id() != key.key_id());
+            keys.insert(0, Arc::new(key));
             keys.truncate(KEYS_KEPT);
         }
         Ok(())
@@ -92,16 +203,6 @@ impl Receipts {
     pub fn for_ward(&self, ward: &WardCode, generation: i64, from: u64) -> WardReceipts {
         WardReceipts { receipts: self.clone(), ward: ward.clone(), generation, from }
     }
-}
-
-/// The receipt key derived from the private key in `files`.
-fn key_of(files: &TlsFiles) -> anyhow::Result<hmac::Key> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
-    let private = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| anyhow::anyhow!("cannot read private key {}: {e}", files.key.display()))?;
-    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, private.secret_der()), DERIVATION);
-    Ok(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
 }
 
 /// The receipts the city makes and checks for one ward, in one loss
@@ -115,9 +216,6 @@ pub struct WardReceipts {
     from: u64,
 }
 
-/// Bytes of a receipt: generation and first sequence, then the MAC.
-const RECEIPT_LEN: usize = 16 + 32;
-
 impl WardReceipts {
     /// The ward's loss generation: when the city last recorded a loss of
     /// the ward's (0: never).
@@ -125,58 +223,60 @@ impl WardReceipts {
         self.generation
     }
 
-    /// The receipt for "the city applied the ward's changes up to `seq`".
-    pub fn ack(&self, seq: u64) -> Vec<u8> {
-        self.sign(&ack_message(&self.ward, seq))
+    /// The receipt for "the city applied the ward's changes up to `seq`,
+    /// whose link is `link`", with the log's checkpoint `head`.
+    pub fn ack(&self, seq: u64, link: Option<Hash>, head: (u64, Hash)) -> Vec<u8> {
+        self.sign(Said::Ack { seq, link: link.unwrap_or_default() }, head)
     }
 
     /// If `receipt` is the city's for the ward's changes up to `seq`, made
     /// in this loss generation or a later one, the first sequence it
     /// speaks for.
     pub fn proves_ack(&self, seq: u64, receipt: &[u8]) -> Option<u64> {
-        self.verify(&ack_message(&self.ward, seq), receipt)
+        self.verify(receipt, |said| matches!(said, Said::Ack { seq: s, .. } if s == seq))
     }
 
     /// The receipt for "the city's log held the change checked `check` at
-    /// `cursor`", handed to the ward.
-    pub fn downstream(&self, cursor: u64, check: u64) -> Vec<u8> {
-        self.sign(&downstream_message(&self.ward, cursor, check))
+    /// `cursor`", with the log's checkpoint `head`.
+    pub fn downstream(&self, cursor: u64, check: u64, head: (u64, Hash)) -> Vec<u8> {
+        self.sign(Said::Downstream { cursor, check }, head)
     }
 
     /// True if `receipt` is the city's for the change checked `check` at
     /// `cursor`, handed to the ward in this loss generation or a later one.
     pub fn proves_downstream(&self, cursor: u64, check: u64, receipt: &[u8]) -> bool {
-        self.verify(&downstream_message(&self.ward, cursor, check), receipt).is_some()
+        self.verify(receipt, |said| said == Said::Downstream { cursor, check }).is_some()
     }
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let header = [self.generation.to_be_bytes(), self.from.to_be_bytes()].concat();
-        let keys = self.receipts.keys.read().expect("poisoned");
-        let mac = hmac::sign(&keys[0], &[message, &header].concat());
-        [&header[..], mac.as_ref()].concat()
+    fn sign(&self, said: Said, head: (u64, Hash)) -> Vec<u8> {
+        let key = self.receipts.keys.read().expect("poisoned")[0].clone();
+        let receipt = Receipt {
+            city: self.receipts.city,
+            key: key.key_id(),
+            ward: self.ward.clone(),
+            said,
+            head,
+            generation: self.generation,
+            from: self.from,
+            at_ms: crate::clock::now_ms(),
+        };
+        let message = receipt.signed_message();
+        [message.clone(), key.sign(&message)].concat()
     }
 
-    fn verify(&self, message: &[u8], receipt: &[u8]) -> Option<u64> {
-        if receipt.len() != RECEIPT_LEN {
+    fn verify(&self, bytes: &[u8], says: impl Fn(Said) -> bool) -> Option<u64> {
+        let (r, signature) = Receipt::parse(bytes)?;
+        if r.city != self.receipts.city
+            || r.ward != self.ward
+            || !says(r.said)
+            || r.generation < self.generation
+        {
             return None;
         }
-        let (header, mac) = receipt.split_at(16);
-        let generation = i64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
-        let from = u64::from_be_bytes(header[8..].try_into().expect("8 bytes"));
-        let signed = [message, header].concat();
         let keys = self.receipts.keys.read().expect("poisoned");
-        (generation >= self.generation && keys.iter().any(|k| hmac::verify(k, &signed, mac).is_ok()))
-            .then_some(from)
+        let key = keys.iter().find(|k| k.key_id() == r.key)?;
+        key.signed(&r.signed_message(), signature).then_some(r.from)
     }
-}
-
-fn ack_message(ward: &WardCode, seq: u64) -> Vec<u8> {
-    [DOMAIN, b"ack\0", ward.as_str().as_bytes(), b"\0", &seq.to_be_bytes()].concat()
-}
-
-fn downstream_message(ward: &WardCode, cursor: u64, check: u64) -> Vec<u8> {
-    [DOMAIN, b"downstream\0", ward.as_str().as_bytes(), b"\0", &cursor.to_be_bytes(), &check.to_be_bytes()]
-        .concat()
 }
 
 #[cfg(test)]
@@ -186,6 +286,9 @@ mod tests {
     fn ward(code: &str) -> WardCode {
         WardCode::parse(code).unwrap()
     }
+
+    const CITY: [u8; 16] = [3; 16];
+    const HEAD: (u64, Hash) = (3_410, [5; 32]);
 
     /// The city's TLS files of a new dev CA in `dir` (its key: `city.key`).
     fn city_files(dir: &std::path::Path) -> TlsFiles {
@@ -197,63 +300,77 @@ mod tests {
     }
 
     #[test]
-    fn a_receipt_proves_only_what_it_was_made_for() {
+    fn a_receipt_proves_only_what_it_was_made_for_and_anyone_reads_it() {
         let dir = tempfile::tempdir().unwrap();
-        let city = Receipts::new(Some(&city_files(dir.path()))).unwrap();
+        let city = Receipts::new(Some(&city_files(dir.path())), CITY).unwrap();
         let (w, other) = (city.for_ward(&ward("00082"), 0, 1), city.for_ward(&ward("00145"), 0, 1));
-        let ack = w.ack(120);
-        assert_eq!(ack.len(), RECEIPT_LEN);
+        let ack = w.ack(120, Some([7; 32]), HEAD);
         assert_eq!(w.proves_ack(120, &ack), Some(1));
         assert_eq!(w.proves_ack(121, &ack), None, "another sequence");
         assert_eq!(other.proves_ack(120, &ack), None, "another ward");
         assert_eq!(w.proves_ack(120, &[]), None, "no receipt");
         assert_eq!(w.proves_ack(120, &ack[..32]), None, "a cut receipt");
-        let down = w.downstream(3_407, 0x51f0);
+        let down = w.downstream(3_407, 0x51f0, HEAD);
         assert!(w.proves_downstream(3_407, 0x51f0, &down));
         assert!(!w.proves_downstream(3_408, 0x51f0, &down), "another cursor");
         assert!(!w.proves_downstream(3_407, 0x51f1, &down), "another change");
         assert!(!other.proves_downstream(3_407, 0x51f0, &down), "another ward");
         // A receipt of one kind never passes for the other.
         assert!(!w.proves_downstream(120, 0, &ack));
-        // Its clear part cannot be changed: not the first sequence it
-        // speaks for, nor its generation.
-        for at in [7, 15] {
+        // What it says can be read by anyone, and checked with the city's certificate.
+        let (read, signature) = Receipt::parse(&ack).unwrap();
+        assert_eq!((read.city, read.ward.as_str(), read.head), (CITY, "00082", HEAD));
+        assert_eq!(read.said, Said::Ack { seq: 120, link: [7; 32] });
+        let pem = std::fs::read(dir.path().join("city.pem")).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents;
+        assert_eq!(read.key, crate::auth::key_id(&der).unwrap());
+        assert_eq!(crate::auth::verify(&der, &read.signed_message(), signature), Ok(()));
+        // No byte of it can be changed.
+        for at in [30, 60, 100, 150, ack.len() - 70, ack.len() - 1] {
             let mut bent = ack.clone();
             bent[at] ^= 1;
             assert_eq!(w.proves_ack(120, &bent), None, "byte {at} changed");
         }
+        // Another city database's receipt, with the same key, proves nothing here.
+        let elsewhere = Receipts::new(Some(&city_files(dir.path())), [4; 16]).unwrap();
+        assert_eq!(elsewhere.for_ward(&ward("00082"), 0, 1).proves_ack(120, &ack), None);
         // Nor does it prove anything once a loss was recorded after it was
         // made; a city put back to before its generation takes it.
         let later = city.for_ward(&ward("00082"), 1_780_000_000_000, 1);
         assert!(later.proves_ack(120, &ack).is_none() && !later.proves_downstream(3_407, 0x51f0, &down));
-        let made_later = later.ack(120);
+        let made_later = later.ack(120, None, HEAD);
         assert_eq!(w.proves_ack(120, &made_later), Some(1));
         // Ack receipts speak for sequences from the one they were made for.
-        assert_eq!(
-            city.for_ward(&ward("00082"), 0, 111).ack(120).get(8..16),
-            Some(&111u64.to_be_bytes()[..])
-        );
+        let from = city.for_ward(&ward("00082"), 0, 111).ack(120, None, HEAD);
+        assert_eq!(Receipt::parse(&from).unwrap().0.from, 111);
         // A city process started again (or another one) with the city's key
         // checks them; only the city's key makes them.
-        let again = Receipts::new(Some(&city_files(dir.path()))).unwrap().for_ward(&ward("00082"), 0, 1);
+        let again =
+            Receipts::new(Some(&city_files(dir.path())), CITY).unwrap().for_ward(&ward("00082"), 0, 1);
         assert_eq!(again.proves_ack(120, &ack), Some(1));
-        let elsewhere = tempfile::tempdir().unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
         let forger =
-            Receipts::new(Some(&city_files(elsewhere.path()))).unwrap().for_ward(&ward("00082"), 0, 1);
-        assert!(w.proves_ack(120, &forger.ack(120)).is_none() && forger.proves_ack(120, &ack).is_none());
+            Receipts::new(Some(&city_files(other_dir.path())), CITY).unwrap().for_ward(&ward("00082"), 0, 1);
+        assert!(w.proves_ack(120, &forger.ack(120, None, HEAD)).is_none());
+        assert!(forger.proves_ack(120, &ack).is_none());
     }
 
     #[test]
     fn a_renewed_key_makes_receipts_and_the_one_before_still_checks_its_own() {
         let (dir, renewed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let city = Receipts::new(Some(&city_files(dir.path()))).unwrap();
-        let old = city.for_ward(&ward("00082"), 0, 1).ack(7);
+        let city = Receipts::new(Some(&city_files(dir.path())), CITY).unwrap();
+        let old = city.for_ward(&ward("00082"), 0, 1).ack(7, None, HEAD);
         city.reload(&city_files(renewed.path())).unwrap();
         let w = city.for_ward(&ward("00082"), 0, 1);
         assert!(w.proves_ack(7, &old).is_some(), "a receipt made before the renewal");
-        let new = w.ack(7);
-        assert_ne!(new, old, "made with the renewed key");
-        let fresh = Receipts::new(Some(&city_files(renewed.path()))).unwrap().for_ward(&ward("00082"), 0, 1);
+        let new = w.ack(7, None, HEAD);
+        assert_ne!(
+            Receipt::parse(&new).unwrap().0.key,
+            Receipt::parse(&old).unwrap().0.key,
+            "the renewed key"
+        );
+        let fresh =
+            Receipts::new(Some(&city_files(renewed.path())), CITY).unwrap().for_ward(&ward("00082"), 0, 1);
         assert!(fresh.proves_ack(7, &new).is_some());
         // Reloading the same key again keeps the one before.
         city.reload(&city_files(renewed.path())).unwrap();

@@ -69,7 +69,7 @@ impl SyncService {
             cursor,
             last_applied_seq,
             // (A ward restoring itself keeps it: its numbering starts there.)
-            receipt: self.ward_receipts(&ward).ack(last_applied_seq),
+            receipt: self.ward_receipts(&ward).ack(last_applied_seq, chain.link, self.store.log_head()),
             link: chain.link.map(|l| l.to_vec()).unwrap_or_default(),
             link_key: chain.key.0.to_vec(),
         }))

@@ -109,6 +109,15 @@ pub trait CityDb: Send + Sync + 'static {
     /// but a caller stopping wants the certainty).
     async fn flush(&self) -> Result<(), StoreError>;
 
+    /// This city database's id: 16 random bytes made when it was created,
+    /// so differing per deployment, and kept by a backup and its restore.
+    /// The city's receipts name it.
+    fn city_id(&self) -> [u8; 16];
+
+    /// The durable end of the log as this process knows it, and the log's
+    /// running hash there: the checkpoint the city's receipts carry.
+    fn log_head(&self) -> (u64, crate::model::signed::Hash);
+
     /// The highest durable log cursor; the log is served up to it.
     fn durable_cursor(&self) -> u64;
 

@@ -96,6 +96,14 @@ impl CityDb for CityStore {
         CityStore::durable_cursor(self)
     }
 
+    fn city_id(&self) -> [u8; 16] {
+        self.city_id
+    }
+
+    fn log_head(&self) -> (u64, crate::model::signed::Hash) {
+        *self.durable_head.lock().expect("poisoned")
+    }
+
     fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
         CityStore::watch_durable(self)
     }

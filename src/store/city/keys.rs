@@ -26,6 +26,7 @@
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
 //! - `m:running`                  → the log's running hash at `m:cursor`;
+//! - `m:city`                     → the database's id (16 random bytes, made once);
 //! - `m:policies`                 → the merge policies the records are shown under.
 
 use crate::model::{Body, Record, RecordKey, WardCode, fold};
@@ -49,6 +50,7 @@ pub(super) const CURSOR: &[u8] = b"m:cursor";
 pub(super) const AUDIT: &[u8] = b"A";
 pub(super) const HLC: &[u8] = b"m:hlc";
 pub(super) const RUNNING: &[u8] = b"m:running";
+pub(super) const CITY_ID: &[u8] = b"m:city";
 pub(super) const POLICIES: &[u8] = b"m:policies";
 pub(super) const STATE: &[u8] = b"s";
 pub(super) const CONFLICT: &[u8] = b"c";

@@ -348,6 +348,10 @@ pub struct CityStore {
     engine: Arc<dyn Engine>,
     cache: Arc<Mutex<Cache>>,
     durable_cursor: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The durable end of the log and its running hash there.
+    durable_head: Arc<Mutex<(u64, crate::model::signed::Hash)>>,
+    /// The database's id (see [`crate::store::CityDb::city_id`]).
+    city_id: [u8; 16],
     /// Each ward's last applied sequence as of the last completed flush:
     /// what the city may report to the ward.
     /// (With the ward's chain there.)
@@ -376,6 +380,21 @@ impl CityStore {
                 batch.insert(keys::RUNNING, running.to_vec());
                 engine.apply(batch)?;
                 running
+            }
+        };
+        let city_id: [u8; 16] = match engine.get(keys::CITY_ID)? {
+            Some(v) => v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                key: "m:city".into(),
+                reason: format!("{} bytes, not 16", v.len()),
+            })?,
+            None => {
+                let id: [u8; 16] = ring::rand::generate(&ring::rand::SystemRandom::new())
+                    .map_err(|_| StoreError::Io("no randomness for the city's id".into()))?
+                    .expose();
+                let mut batch = Batch::default();
+                batch.insert(keys::CITY_ID, id.to_vec());
+                engine.apply(batch)?;
+                id
             }
         };
         let hlc = engine.get(HLC)?.map(|v| decode(HLC, &v)).transpose()?.unwrap_or_default();
@@ -412,6 +431,8 @@ impl CityStore {
             engine,
             cache: Arc::new(Mutex::new(Cache { cursor, running, hlc, wards, kinds })),
             durable_cursor: Arc::new(tokio::sync::watch::channel(cursor).0),
+            durable_head: Arc::new(Mutex::new((cursor, running))),
+            city_id,
             durable_applied: Arc::new(Mutex::new(durable_applied)),
             policies: Arc::new(policies),
             denials: Arc::default(),
@@ -544,11 +565,18 @@ impl CityStore {
     /// Makes every applied group durable and publishes the log up to it.
     pub async fn flush(&self) -> Result<(), StoreError> {
         type Applied = Vec<(WardCode, (u64, Chain))>;
-        let (cursor, applied): (u64, Applied) = {
+        let (cursor, running, applied): (u64, _, Applied) = {
             let c = self.cache.lock().expect("poisoned");
-            (c.cursor, c.wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect())
+            let applied = c.wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect();
+            (c.cursor, c.running, applied)
         };
         self.engine.flush().await?;
+        {
+            let mut head = self.durable_head.lock().expect("poisoned");
+            if cursor >= head.0 {
+                *head = (cursor, running);
+            }
+        }
         let mut durable = self.durable_applied.lock().expect("poisoned");
         for (ward, (seq, chain)) in applied {
             let d = durable.entry(ward).or_default();

@@ -170,6 +170,14 @@ impl CityDb for PgCityStore {
         *self.durable.borrow()
     }
 
+    fn city_id(&self) -> [u8; 16] {
+        self.cache.lock().expect("poisoned").city_id
+    }
+
+    fn log_head(&self) -> (u64, crate::model::signed::Hash) {
+        self.cache.lock().expect("poisoned").head
+    }
+
     fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
         self.durable.subscribe()
     }

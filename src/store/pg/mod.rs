@@ -72,6 +72,10 @@ pub struct PgCityStore {
 struct Cache {
     wards: HashMap<WardCode, WardState>,
     kinds: [u64; 3],
+    /// The committed end of the log and its running hash there.
+    head: (u64, crate::model::signed::Hash),
+    /// The database's id (see [`crate::store::CityDb::city_id`]).
+    city_id: [u8; 16],
     /// The number of the last write these figures include
     /// (`city_clock.writes`): older reads never replace them.
     writes: i64,
@@ -212,12 +216,20 @@ async fn reload(
         .start()
         .await
         .map_err(pg_err)?;
-    let row = tx.query_one("SELECT writes, cursor, records FROM city_clock", &[]).await.map_err(pg_err)?;
+    let row = tx
+        .query_one("SELECT writes, cursor, records, running, city_id FROM city_clock", &[])
+        .await
+        .map_err(pg_err)?;
     let wards = rows::load_wards(&tx).await?;
     tx.commit().await.map_err(pg_err)?;
     let (writes, counts): (i64, Vec<i64>) = (row.get(0), row.get(2));
+    let running =
+        row.get::<_, Option<&[u8]>>(3).and_then(crate::model::signed::hash_from).unwrap_or_default();
+    let city_id = row.get::<_, Option<&[u8]>>(4).and_then(|b| b.try_into().ok()).unwrap_or_default();
     let mut c = cache.lock().expect("poisoned");
+    c.city_id = city_id;
     if writes >= c.writes {
+        c.head = (row.get::<_, i64>(1) as u64, running);
         c.wards = wards;
         for (n, counted) in c.kinds.iter_mut().zip(counts) {
             *n = counted.max(0) as u64;

@@ -71,6 +71,11 @@ pub async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
         tracing::info!(version, what, "database schema migrated");
     }
     running_of_log(&tx).await?;
+    // The database's id, made once (see `CityDb::city_id`).
+    let id: [u8; 16] = ring::rand::generate(&ring::rand::SystemRandom::new())
+        .map_err(|_| SchemaError::Log("no randomness for the city's id".into()))?
+        .expose();
+    tx.execute("UPDATE city_clock SET city_id = $1 WHERE id = 1 AND city_id IS NULL", &[&&id[..]]).await?;
     tx.commit().await?;
     Ok(LATEST)
 }

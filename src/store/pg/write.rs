@@ -202,6 +202,7 @@ impl PgCityStore {
         let mut cache = self.cache.lock().expect("poisoned");
         // A reload that read after this commit may have come first.
         if m.to.writes > cache.writes {
+            cache.head = (m.to.cursor, m.to.running);
             cache.wards = m.wards;
             for (n, counted) in cache.kinds.iter_mut().zip(records) {
                 *n = counted.max(0) as u64;

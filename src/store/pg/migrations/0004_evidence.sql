@@ -26,3 +26,7 @@ ALTER TABLE change_log ADD COLUMN sent_context bytea;  -- NULL: applied as sent
 -- in the row every write locks; computed from the log when it is NULL (a
 -- database written before it was kept).
 ALTER TABLE city_clock ADD COLUMN running bytea;
+
+-- This database's id, 16 random bytes made once: the city's receipts name
+-- it, so that one of another deployment never passes for this one's.
+ALTER TABLE city_clock ADD COLUMN city_id bytea;
