@@ -140,7 +140,7 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     let expect = [
         format!("change_log cursor {who}: identity not what its entry says"),
         format!("log entry {rewritten}: not what ward 00082 signed as its change"),
-        format!("record state {key}: field"),
+        format!("record state {key}: its state is not what its log entries make"),
         format!("citizens personal_id {typed}: its columns are not the record the city shows"),
         format!("log before entry {}: cursors {deleted} to {deleted} are missing", deleted + 1),
         "ward 00145's change 7: signed and applied, but in neither the log nor the quarantine".to_string(),

@@ -11,8 +11,10 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::failure::exit;
-use crate::city::log_audit::{self, Checkpoint};
+use crate::city::log_audit::{self, Checkpoint, Trust};
 use crate::config::{self, CityConfig};
+use crate::store::pg::PgEvidence;
+use crate::store::{Evidence, KvEvidence, SledEngine};
 
 /// Flags of `wardsync audit verify`.
 #[derive(Debug, Args)]
@@ -64,15 +66,17 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(ca) = &a.database_ca {
         cfg.database.ca = Some(ca.clone());
     }
-    let ca =
-        a.ca.clone()
-            .or_else(|| a.tls_dir.as_ref().map(|d| d.join("ca.pem")))
-            .or_else(|| cfg.tls.as_ref().map(|t| t.ca.clone()))
-            .context(
+    let trust = match a.ca.clone().or_else(|| a.tls_dir.as_ref().map(|d| d.join("ca.pem"))) {
+        Some(ca) => Trust::Ca(std::sync::Arc::new(crate::auth::roots(&ca)?)),
+        None => match &cfg.tls {
+            Some(tls) => Trust::Ca(std::sync::Arc::new(crate::auth::roots(&tls.ca)?)),
+            None if cfg.insecure_dev => Trust::Unsigned,
+            None => anyhow::bail!(
                 "audit verify needs the CA certificate that issues the wards' certificates: \
-             --ca FILE, --tls-dir DIR, or a configuration with [tls]",
-            )?;
-    let roots = std::sync::Arc::new(crate::auth::roots(&ca)?);
+                 --ca FILE, --tls-dir DIR, or a configuration with [tls]"
+            ),
+        },
+    };
     let since: Option<Checkpoint> = match &a.checkpoint {
         Some(path) if path.exists() => {
             let text =
@@ -84,13 +88,29 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
                 )
             })?)
         }
-        _ => None,
+        Some(path) => {
+            eprintln!(
+                "no checkpoint at {} yet: verifying from the start; a clean run writes it",
+                path.display()
+            );
+            None
+        }
+        None => None,
     };
-    let db = crate::city::open_store(&cfg).await.context(
-        "cannot open the city database (the embedded store opens only while the city is stopped: \
-         verify a copy made by wardsync backup with --data-dir)",
-    )?;
-    let report = log_audit::verify(db.as_ref(), &roots, since.as_ref()).await?;
+    let mut evidence: Box<dyn Evidence> = match &cfg.database.url {
+        Some(url) => Box::new(PgEvidence::open(url, cfg.database.ca.as_deref()).await?),
+        None => {
+            let engine = SledEngine::open(&cfg.data_dir, cfg.cache_mb).with_context(|| {
+                format!(
+                    "cannot open the city's store in {} (it opens only while the city is stopped: \
+                     verify a copy made by wardsync backup with --data-dir)",
+                    cfg.data_dir.display()
+                )
+            })?;
+            Box::new(KvEvidence::open(std::sync::Arc::new(engine))?)
+        }
+    };
+    let report = log_audit::verify(evidence.as_mut(), &trust, since.as_ref()).await?;
     for f in &report.findings {
         if a.json {
             println!("{}", serde_json::to_string(f)?);
@@ -100,14 +120,21 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "{} log entries up to cursor {}: {} signed by their wards, {} unsigned (office writes, repairs, \
-         changes from before signed chains); {} records; {} batch signatures checked{}",
-        report.signed_entries + report.unsigned_entries,
+         changes from before signed chains); {} records; {} batch signatures checked{}{}",
+        report.entries,
         report.checkpoint.cursor,
         report.signed_entries,
         report.unsigned_entries,
         report.records,
         report.signatures_checked,
-        since.as_ref().map_or(String::new(), |c| format!(" (resumed from cursor {})", c.cursor)),
+        match report.held_raw {
+            0 => String::new(),
+            n => format!("; {n} quarantined changes held as received, too malformed to compare"),
+        },
+        since.as_ref().map_or(String::new(), |c| format!(
+            " (the log up to cursor {} checked against the checkpoint)",
+            c.cursor
+        )),
     );
     if !report.findings.is_empty() {
         eprintln!(

@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 
 use super::{
     AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, Conflict, ConflictFilter,
-    Denial, Discarded, EvidencePart, EvidenceRow, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page,
-    Quarantined, RepairOutcome, Retry, RetryError, StoreError, WardBatch, WardState,
+    Denial, Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome,
+    Retry, RetryError, StoreError, WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 
@@ -323,18 +323,4 @@ pub trait CityDb: Send + Sync + 'static {
         from: AuditCursor,
         limit: usize,
     ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError>;
-
-    // ---- Evidence ----
-
-    /// A page of at most about `limit` rows of one part of what proves the
-    /// log (`wardsync audit verify` reads every part, page by page, from
-    /// `after`: empty, or the last page's `next`). Rows are read as
-    /// stored, never trusted: one that is not what the city wrote is an
-    /// [`EvidenceRow::Tampered`] row naming it.
-    async fn evidence(
-        &self,
-        part: EvidencePart,
-        after: &[u8],
-        limit: usize,
-    ) -> Result<Page<EvidenceRow>, StoreError>;
 }

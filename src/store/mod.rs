@@ -22,12 +22,13 @@ mod ward_store;
 #[cfg(test)]
 mod contract_tests;
 
+pub(crate) use city::replay_state;
 pub use city::{
     AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, CityStore, Conflict,
-    ConflictFilter, Denial, Discarded, EvidencePart, EvidenceRow, HistoryEntry, Incoming, Links, LogFilter,
-    LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_QUARANTINED, MAX_REPAIR_RECORDS,
-    OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS, RETRIED, RepairOutcome, Retry, RetryError,
-    Signed, SignedBatch, UNHELD, WardBatch, WardKey, WardState,
+    ConflictFilter, Denial, Discarded, Evidence, EvidencePart, EvidenceRow, HistoryEntry, Incoming,
+    KvEvidence, Links, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY, MAX_HISTORY_BYTES,
+    MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS,
+    RETRIED, RepairOutcome, Retry, RetryError, Signed, SignedBatch, UNHELD, WardBatch, WardKey, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::city_db::{CityDb, GroupOutcome};
-use crate::store::{AckClaim, EvidencePart, EvidenceRow, StoreError};
+use crate::store::{AckClaim, StoreError};
 
 /// `Ok(outcome)` once flushed, when the write succeeded.
 async fn durable<T>(store: &CityStore, written: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -325,14 +325,5 @@ impl CityDb for CityStore {
         limit: usize,
     ) -> Result<(Vec<AuditEntry>, Option<AuditCursor>), StoreError> {
         CityStore::audit_trail(self, ward, from, limit)
-    }
-
-    async fn evidence(
-        &self,
-        part: EvidencePart,
-        after: &[u8],
-        limit: usize,
-    ) -> Result<Page<EvidenceRow>, StoreError> {
-        CityStore::evidence(self, part, after, limit)
     }
 }

@@ -72,8 +72,8 @@ pub struct WardKey {
     pub cert: Vec<u8>,
 }
 
-/// One row of what an audit of the log reads (see
-/// [`crate::store::CityDb::evidence`]), in the order of its part.
+/// One row of what an audit of the log reads (see [`Evidence`]), in the
+/// order of its part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvidenceRow {
     /// A key that signed batches.
@@ -84,10 +84,25 @@ pub enum EvidenceRow {
     /// city applied it cut down.
     Logged(Box<LoggedChange>, Option<VersionVector>),
     /// A ward's change the city holds apart from the log: in quarantine,
-    /// or discarded from it (`None`: kept raw, not decoded).
-    Held(WardCode, u64, Option<Box<Change>>),
-    /// A record: its replicated state and the record it shows.
-    Record(RecordKey, Option<Box<Versioned>>, Option<Box<Record>>),
+    /// or discarded from it, decoded or as received (raw bytes).
+    Held(WardCode, u64, Result<Box<Change>, Vec<u8>>),
+    /// A record: its replicated state, the record it shows, the cursor of
+    /// the last change to it as stored, and every log entry of it, oldest
+    /// first.
+    Record {
+        /// The record.
+        key: RecordKey,
+        /// Its stored state.
+        state: Box<Versioned>,
+        /// The record it shows (`None`: deleted).
+        shown: Option<Box<Record>>,
+        /// The cursor of its last change, as stored with it.
+        version: u64,
+        /// Its log entries.
+        history: Vec<LoggedChange>,
+    },
+    /// A ward's replication state.
+    Ward(WardCode, Box<super::WardState>),
     /// Where the city says its log ends: the last cursor and the log's
     /// running hash there, as every write keeps them.
     Head {
@@ -113,11 +128,13 @@ pub enum EvidencePart {
     Keys,
     /// Signed batches, by ward and last sequence.
     Batches,
+    /// Ward states.
+    Wards,
     /// The log, by cursor.
     Log,
     /// Changes held in quarantine or discarded, by ward and sequence.
     Held,
-    /// Records, by key.
+    /// Records with their history, by key.
     Records,
     /// On PostgreSQL, the typed tables compared with the records they
     /// show (only [`EvidenceRow::Tampered`] rows).
@@ -128,9 +145,10 @@ pub enum EvidencePart {
 
 impl EvidencePart {
     /// Every part, in reading order.
-    pub const ALL: [EvidencePart; 7] = [
+    pub const ALL: [EvidencePart; 8] = [
         EvidencePart::Keys,
         EvidencePart::Batches,
+        EvidencePart::Wards,
         EvidencePart::Log,
         EvidencePart::Held,
         EvidencePart::Records,
@@ -139,20 +157,107 @@ impl EvidencePart {
     ];
 }
 
-impl super::CityStore {
-    /// A page of one part of the evidence (see [`crate::store::CityDb::evidence`]):
-    /// the page cursor is the last engine key read.
-    pub fn evidence(
-        &self,
+/// What an audit reads of a city database: every row as stored, from one
+/// consistent view of it, without writing anything. Rows are never
+/// trusted: one that is not what the city wrote is an
+/// [`EvidenceRow::Tampered`] row naming it.
+#[async_trait::async_trait]
+pub trait Evidence: Send {
+    /// A page of at most about `limit` rows of `part`, from `after` (empty,
+    /// or the last page's `next`).
+    async fn page(
+        &mut self,
+        part: EvidencePart,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Page<EvidenceRow>, StoreError>;
+
+    /// The merge policies the records are stored as shown under.
+    fn policies(&self) -> &crate::model::Policies;
+}
+
+/// The evidence of an embedded store, read from its engine (a stopped
+/// city's directory, or a copy made by `wardsync backup`), which nothing
+/// else writes meanwhile.
+pub struct KvEvidence {
+    engine: std::sync::Arc<dyn crate::store::Engine>,
+    policies: crate::model::Policies,
+}
+
+impl KvEvidence {
+    /// The evidence in `engine`, shown under the policies stored with it.
+    pub fn open(engine: std::sync::Arc<dyn crate::store::Engine>) -> Result<KvEvidence, StoreError> {
+        let policies =
+            engine.get(super::keys::POLICIES)?.map(|v| decode(super::keys::POLICIES, &v)).transpose()?;
+        Ok(KvEvidence { engine, policies: policies.unwrap_or_default() })
+    }
+
+    fn head(&self) -> Result<EvidenceRow, StoreError> {
+        use super::keys::{CURSOR, RUNNING};
+        let cursor =
+            self.engine.get(CURSOR)?.map(|v| crate::store::codec::read_be(CURSOR, &v)).transpose()?;
+        Ok(match self.engine.get(RUNNING)?.as_deref().map(signed::hash_from) {
+            Some(Some(running)) => EvidenceRow::Head { cursor: cursor.unwrap_or(0), running },
+            _ => EvidenceRow::Tampered { row: "m:running".into(), why: "holds no running hash".into() },
+        })
+    }
+
+    /// The record whose state is stored under `k`, with its history.
+    fn record(&self, k: &[u8], v: &[u8]) -> Result<EvidenceRow, StoreError> {
+        use super::keys::{RECORD, STATE, history_prefix, log_key, version_key};
+        let key = key_of(&k[STATE.len()..])?;
+        let state: Versioned = decode(k, v)?;
+        let record_key = [RECORD, &k[STATE.len()..]].concat();
+        let shown = self.engine.get(&record_key)?.map(|r| decode::<Record>(&record_key, &r)).transpose()?;
+        let vk = version_key(&key);
+        let version = self.engine.get(&vk)?.map(|v| crate::store::codec::read_be(&vk, &v)).transpose()?;
+        let prefix = history_prefix(&key);
+        let mut history = Vec::new();
+        for (h, _) in self.engine.scan(&prefix, &prefix_end(&prefix), usize::MAX)? {
+            let cursor = crate::store::codec::read_be(&h, &h[h.len() - 8..])?;
+            let lk = log_key(cursor);
+            match self.engine.get(&lk)? {
+                Some(l) => history.push(decode::<LoggedChange>(&lk, &l)?),
+                None => {
+                    let why = format!("its history names log entry {cursor}, which is not in the log");
+                    return Ok(EvidenceRow::Tampered { row: format!("record {key}"), why });
+                }
+            }
+        }
+        Ok(EvidenceRow::Record {
+            key,
+            state: Box::new(state),
+            shown: shown.map(Box::new),
+            version: version.unwrap_or(0),
+            history,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Evidence for KvEvidence {
+    async fn page(
+        &mut self,
         part: EvidencePart,
         after: &[u8],
         limit: usize,
     ) -> Result<Page<EvidenceRow>, StoreError> {
-        use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, RECORD, SENT, SIGNED, STATE};
-        if part == EvidencePart::Head {
-            let cache = self.cache.lock().expect("poisoned");
-            let head = EvidenceRow::Head { cursor: cache.cursor, running: cache.running };
-            return Ok(Page { items: if after.is_empty() { vec![head] } else { vec![] }, next: None });
+        use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, SENT, SIGNED, STATE};
+        match part {
+            EvidencePart::Head => {
+                let items = if after.is_empty() { vec![self.head()?] } else { vec![] };
+                return Ok(Page { items, next: None });
+            }
+            EvidencePart::Wards => {
+                let items = if after.is_empty() {
+                    let wards = super::load_wards(&*self.engine)?;
+                    wards.into_iter().map(|(w, s)| EvidenceRow::Ward(w, Box::new(s))).collect()
+                } else {
+                    vec![]
+                };
+                return Ok(Page { items, next: None });
+            }
+            _ => {}
         }
         let prefixes: &[&[u8]] = match part {
             EvidencePart::Keys => &[KEY],
@@ -160,7 +265,7 @@ impl super::CityStore {
             EvidencePart::Log => &[LOG],
             EvidencePart::Held => &[DISCARDED, QUARANTINE],
             EvidencePart::Records => &[STATE],
-            EvidencePart::Typed | EvidencePart::Head => &[],
+            EvidencePart::Typed | EvidencePart::Head | EvidencePart::Wards => &[],
         };
         let limit = limit.max(1);
         let mut rows = Vec::new();
@@ -186,28 +291,16 @@ impl super::CityStore {
                             (Err(e), _) | (_, Err(e)) => row(e),
                         }
                     }
-                    EvidencePart::Held if k.starts_with(QUARANTINE) => decode::<Quarantined>(&k, &v)
-                        .map(|q| EvidenceRow::Held(q.ward, q.seq, q.change.map(Box::new)))
-                        .unwrap_or_else(row),
-                    EvidencePart::Held => decode::<Discarded>(&k, &v)
-                        .map(|d| EvidenceRow::Held(d.entry.ward, d.entry.seq, d.entry.change.map(Box::new)))
-                        .unwrap_or_else(row),
-                    EvidencePart::Records => {
-                        let record_key = [RECORD, &k[STATE.len()..]].concat();
-                        let key = key_of(&k[STATE.len()..]);
-                        let shown = self
-                            .engine
-                            .get(&record_key)?
-                            .map(|r| decode::<Record>(&record_key, &r))
-                            .transpose();
-                        match (key, decode::<Versioned>(&k, &v), shown) {
-                            (Ok(key), Ok(state), Ok(shown)) => {
-                                EvidenceRow::Record(key, Some(Box::new(state)), shown.map(Box::new))
-                            }
-                            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => row(e),
-                        }
+                    EvidencePart::Held => {
+                        let q = if k.starts_with(QUARANTINE) {
+                            decode::<Quarantined>(&k, &v)
+                        } else {
+                            decode::<Discarded>(&k, &v).map(|d| d.entry)
+                        };
+                        q.map(held).unwrap_or_else(row)
                     }
-                    EvidencePart::Typed | EvidencePart::Head => unreachable!("no prefix"),
+                    EvidencePart::Records => self.record(&k, &v).unwrap_or_else(row),
+                    _ => unreachable!("no prefix"),
                 });
                 next = Some(k);
             }
@@ -218,6 +311,15 @@ impl super::CityStore {
         let next = if rows.len() >= limit { next } else { None };
         Ok(Page { items: rows, next })
     }
+
+    fn policies(&self) -> &crate::model::Policies {
+        &self.policies
+    }
+}
+
+/// A quarantined change as evidence: decoded, or its bytes as received.
+pub(crate) fn held(q: Quarantined) -> EvidenceRow {
+    EvidenceRow::Held(q.ward, q.seq, q.change.map(Box::new).ok_or(q.raw))
 }
 
 /// The record a key's tail names: its kind's tag and id.

@@ -99,9 +99,14 @@ pub(crate) fn replay_as_of(
     at_ms: i64,
     policies: &crate::model::Policies,
 ) -> Option<Record> {
+    replay_state(changes.iter().take_while(|l| l.applied_at_ms <= at_ms)).materialize(key, policies)
+}
+
+/// A record's state as its changes make it, applied in order.
+pub(crate) fn replay_state<'a>(changes: impl IntoIterator<Item = &'a LoggedChange>) -> Versioned {
     let mut state = Versioned::default();
-    for logged in changes.into_iter().take_while(|l| l.applied_at_ms <= at_ms) {
+    for logged in changes {
         state.apply(&logged.change.values(), &logged.change.stamp, &logged.change.context);
     }
-    state.materialize(key, policies)
+    state
 }

@@ -45,9 +45,9 @@ pub use budget::Budget;
 pub use chain::{Chain, Links};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
-pub use evidence::{EvidencePart, EvidenceRow, Signed, SignedBatch, WardKey};
-pub(crate) use history::history_too_large;
+pub use evidence::{Evidence, EvidencePart, EvidenceRow, KvEvidence, Signed, SignedBatch, WardKey};
 pub use history::{HistoryEntry, MAX_HISTORY, MAX_HISTORY_BYTES};
+pub(crate) use history::{history_too_large, replay_state};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RETRIED, Retry, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
@@ -314,6 +314,31 @@ impl LoggedChange {
     }
 }
 
+/// Every ward's state as the embedded store in `engine` holds it.
+pub(super) fn load_wards(engine: &dyn Engine) -> Result<HashMap<WardCode, WardState>, StoreError> {
+    let code = |k: &[u8]| {
+        WardCode::parse(&String::from_utf8_lossy(&k[1..]))
+            .map_err(|reason| StoreError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), reason })
+    };
+    let mut wards = HashMap::new();
+    for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
+        wards.insert(code(&k)?, decode(&k, &v)?);
+    }
+    for (k, v) in engine.scan(LOSS, &prefix_end(LOSS), usize::MAX)? {
+        wards.entry(code(&k)?).or_insert_with(WardState::default).lost = decode(&k, &v)?;
+    }
+    for (k, v) in engine.scan(BUDGET, &prefix_end(BUDGET), usize::MAX)? {
+        wards.entry(code(&k)?).or_insert_with(WardState::default).budget = decode(&k, &v)?;
+    }
+    for (k, v) in engine.scan(UNPROVEN, &prefix_end(UNPROVEN), usize::MAX)? {
+        wards.entry(code(&k)?).or_insert_with(WardState::default).unproven_to = read_be(&k, &v)?;
+    }
+    for (k, v) in engine.scan(CHAIN, &prefix_end(CHAIN), usize::MAX)? {
+        wards.entry(code(&k)?).or_insert_with(WardState::default).chain = decode(&k, &v)?;
+    }
+    Ok(wards)
+}
+
 /// The running hash of the whole log in `engine` (see
 /// [`apply::log_step`]): for a store written before it was kept.
 fn running_of_log(engine: &dyn Engine) -> Result<crate::model::signed::Hash, StoreError> {
@@ -403,28 +428,7 @@ impl CityStore {
             let prefix = [keys::RECORD, &[kind.tag()]].concat();
             *n = engine.count(&prefix, &prefix_end(&prefix))?;
         }
-        let code = |k: &[u8]| {
-            WardCode::parse(&String::from_utf8_lossy(&k[1..])).map_err(|reason| StoreError::Corrupt {
-                key: String::from_utf8_lossy(k).into_owned(),
-                reason,
-            })
-        };
-        let mut wards = HashMap::new();
-        for (k, v) in engine.scan(WARD, &prefix_end(WARD), usize::MAX)? {
-            wards.insert(code(&k)?, decode(&k, &v)?);
-        }
-        for (k, v) in engine.scan(LOSS, &prefix_end(LOSS), usize::MAX)? {
-            wards.entry(code(&k)?).or_insert_with(WardState::default).lost = decode(&k, &v)?;
-        }
-        for (k, v) in engine.scan(BUDGET, &prefix_end(BUDGET), usize::MAX)? {
-            wards.entry(code(&k)?).or_insert_with(WardState::default).budget = decode(&k, &v)?;
-        }
-        for (k, v) in engine.scan(UNPROVEN, &prefix_end(UNPROVEN), usize::MAX)? {
-            wards.entry(code(&k)?).or_insert_with(WardState::default).unproven_to = read_be(&k, &v)?;
-        }
-        for (k, v) in engine.scan(CHAIN, &prefix_end(CHAIN), usize::MAX)? {
-            wards.entry(code(&k)?).or_insert_with(WardState::default).chain = decode(&k, &v)?;
-        }
+        let wards = load_wards(&*engine)?;
         let durable_applied = wards.iter().map(|(w, s)| (w.clone(), (s.last_applied_seq, s.chain))).collect();
         let stored_denials = engine.count(keys::AUDIT, &prefix_end(keys::AUDIT))?;
         let store = CityStore {

@@ -4,8 +4,9 @@
 //! as a duplicate, and the chain survives a restart.
 
 use super::*;
+use crate::city::log_audit::Trust;
 use crate::model::signed::{self, GENESIS, Hash, KeyId};
-use crate::store::{EvidencePart, EvidenceRow, Signed, SignedBatch};
+use crate::store::{Evidence, EvidencePart, EvidenceRow, Signed, SignedBatch};
 
 /// Ward 00082's changes `seqs`, stamped `logical` (another value: other
 /// changes under the same numbers), chained after `previous`.
@@ -114,10 +115,10 @@ async fn a_city_that_lost_what_it_acknowledged_resumes_the_chain_at_the_wards_li
 }
 
 /// Every row of one part of the evidence, page by page.
-async fn evidence(city: &dyn CityDb, part: EvidencePart) -> Vec<EvidenceRow> {
+async fn evidence(city: &mut dyn Evidence, part: EvidencePart) -> Vec<EvidenceRow> {
     let (mut rows, mut after) = (Vec::new(), Vec::new());
     loop {
-        let page = city.evidence(part, &after, 2).await.unwrap();
+        let page = city.page(part, &after, 2).await.unwrap();
         rows.extend(page.items);
         match page.next {
             Some(next) => after = next,
@@ -141,7 +142,8 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
         let forked = chained(8..=9, 1, GENESIS);
         assert!(apply(forked).await.is_err(), "{name}");
         city.flush().await.unwrap();
-        let batches: Vec<(u64, u64)> = evidence(city.as_ref(), EvidencePart::Batches)
+        let mut ev = h.evidence().await;
+        let batches: Vec<(u64, u64)> = evidence(ev.as_mut(), EvidencePart::Batches)
             .await
             .into_iter()
             .map(|r| match r {
@@ -150,20 +152,37 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
             })
             .collect();
         assert_eq!(batches, [(1, 5), (3, 7)], "{name}: each applied batch as signed, none of a refused one");
-        let log = evidence(city.as_ref(), EvidencePart::Log).await;
+        let log = evidence(ev.as_mut(), EvidencePart::Log).await;
         assert_eq!(log.len(), 7, "{name}");
         assert!(log.iter().all(|r| matches!(r, EvidenceRow::Logged(_, None))), "{name}: applied as sent");
-        assert_eq!(evidence(city.as_ref(), EvidencePart::Records).await.len(), 7, "{name}");
-        assert!(evidence(city.as_ref(), EvidencePart::Typed).await.is_empty(), "{name}");
+        let records = evidence(ev.as_mut(), EvidencePart::Records).await;
+        assert_eq!(records.len(), 7, "{name}");
+        assert!(
+            records.iter().all(|r| matches!(r, EvidenceRow::Record { history, .. } if history.len() == 1)),
+            "{name}: each record with its history"
+        );
+        assert!(evidence(ev.as_mut(), EvidencePart::Typed).await.is_empty(), "{name}");
+        let head = evidence(ev.as_mut(), EvidencePart::Head).await;
+        assert!(matches!(head[..], [EvidenceRow::Head { cursor: 7, .. }]), "{name}: {head:?}");
 
-        let roots = std::sync::Arc::new(rustls::RootCertStore::empty());
-        let report = crate::city::log_audit::verify(city.as_ref(), &roots, None).await.unwrap();
+        // (Batches of a city without TLS: their chain checked, nothing signed.)
+        let trust = Trust::Unsigned;
+        let report = crate::city::log_audit::verify(ev.as_mut(), &trust, None).await.unwrap();
         assert_eq!(report.findings, [], "{name}");
-        assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (7, 0, 7), "{name}");
-        // Resumed from its checkpoint, it checks only what is newer.
+        assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (0, 7, 7), "{name}");
         let again =
-            crate::city::log_audit::verify(city.as_ref(), &roots, Some(&report.checkpoint)).await.unwrap();
-        assert_eq!((again.findings.len(), again.signatures_checked), (0, 0), "{name}");
+            crate::city::log_audit::verify(ev.as_mut(), &trust, Some(&report.checkpoint)).await.unwrap();
+        assert_eq!(again.findings, [], "{name}: resumed from its checkpoint");
+        // A CA proves nothing of unsigned batches.
+        let ca = Trust::Ca(std::sync::Arc::new(rustls::RootCertStore::empty()));
+        let report = crate::city::log_audit::verify(ev.as_mut(), &ca, None).await.unwrap();
+        assert_eq!(report.findings.len(), 2, "{name}: {:?}", report.findings);
+        assert!(
+            report.findings.iter().all(|f| f.why.starts_with("not signed")),
+            "{name}: {:?}",
+            report.findings
+        );
+        drop(ev);
         drop(city);
         h.restart();
     }

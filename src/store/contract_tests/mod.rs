@@ -79,6 +79,14 @@ impl City {
         }
     }
 
+    /// What an audit reads of the database (flushed first).
+    async fn evidence(&self) -> Box<dyn crate::store::Evidence> {
+        match self {
+            City::Engine(h) => Box::new(crate::store::KvEvidence::open(h.engine()).unwrap()),
+            City::Postgres(pg) => Box::new(pg::PgEvidence::open(&pg.url(), None).await.unwrap()),
+        }
+    }
+
     /// Loses what was not made durable, as a crash would (every handle dropped first).
     fn restart(&mut self) {
         if let City::Engine(h) = self {

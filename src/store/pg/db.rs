@@ -14,7 +14,7 @@ use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::{record_log_loss, record_loss};
 use crate::store::codec::decode;
-use crate::store::{AckClaim, Chain, EvidencePart, EvidenceRow};
+use crate::store::{AckClaim, Chain};
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
     GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
@@ -571,14 +571,5 @@ impl CityDb for PgCityStore {
             discarded: self.discarded(ward).await?,
         };
         Ok(sources.page(ward, from, limit))
-    }
-
-    async fn evidence(
-        &self,
-        part: EvidencePart,
-        after: &[u8],
-        limit: usize,
-    ) -> Result<Page<EvidenceRow>, StoreError> {
-        self.evidence_page(part, after, limit).await
     }
 }

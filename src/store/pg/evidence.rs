@@ -1,6 +1,9 @@
 //! The evidence of the log as PostgreSQL holds it, read for `wardsync
-//! audit verify` (see [`crate::store::CityDb::evidence`]). Every row is
-//! read as stored and checked against itself where it repeats itself: a
+//! audit verify` ([`crate::store::Evidence`]): over one connection, in one
+//! repeatable-read transaction (one view of a database the city goes on
+//! writing), never committed, and without migrating anything (a schema
+//! other than this build's is refused). Every row is read as stored, each
+//! column fallibly, and checked against itself where it repeats itself: a
 //! log row's columns against its encoded entry (by meaning: jsonb reorders
 //! keys), a record state's ward against the record it shows, and each
 //! typed table against the records the states show, rebuilt in temporary
@@ -8,16 +11,26 @@
 //! a [`EvidenceRow::Tampered`] row naming the table and key.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use tokio_postgres::Row;
+
+use super::connect::Connect;
 use super::read::{From, cursor_of, cursor_parts};
 use super::rows::{Shown, ms, table, write_typed};
-use super::{PgCityStore, pg_err};
+use super::{LATEST, pg_err, pool_err};
 use crate::model::signed::{Hash, KeyId, hash_from};
-use crate::model::{Kind, Op, Record, Versioned, WardCode};
+use crate::model::{Kind, Op, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::codec::decode;
 use crate::store::{
-    EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, StoreError, WardKey,
+    Evidence, EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, StoreError, WardKey,
 };
+
+/// The evidence of a city database on PostgreSQL (see the module docs).
+pub struct PgEvidence {
+    client: deadpool_postgres::Object,
+    policies: Policies,
+}
 
 fn tampered(row: String, why: impl Into<String>) -> EvidenceRow {
     EvidenceRow::Tampered { row, why: why.into() }
@@ -27,10 +40,53 @@ fn hash_of(bytes: &[u8], what: &str) -> Result<Hash, String> {
     hash_from(bytes).ok_or_else(|| format!("{what} is {} bytes, not 32", bytes.len()))
 }
 
-impl PgCityStore {
-    /// See [`crate::store::CityDb::evidence`].
-    pub(super) async fn evidence_page(
-        &self,
+/// Column `i` of `r`, or why it cannot be read as a `T`.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, String> {
+    r.try_get(i).map_err(|e| format!("column {} cannot be read: {e}", r.columns()[i].name()))
+}
+
+impl PgEvidence {
+    /// Opens the database at `url` (over TLS verified against `ca` if
+    /// given) for an audit: this build's schema, one view of it.
+    pub async fn open(url: &str, ca: Option<&Path>) -> Result<PgEvidence, StoreError> {
+        let pool = Connect::new(url, ca)?.pool(1)?;
+        let client = pool.get().await.map_err(pool_err)?;
+        let version: Option<i32> = client
+            .query_one("SELECT max(version) FROM schema_version", &[])
+            .await
+            .map_err(|e| StoreError::Io(format!("the database holds no wardsync schema ({e})")))?
+            .get(0);
+        if version != Some(LATEST) {
+            return Err(StoreError::Io(format!(
+                "the database's schema is version {}, and this wardsync reads version {LATEST}: \
+                 audit with the wardsync the city runs",
+                version.unwrap_or(0)
+            )));
+        }
+        // A lock held by another session fails the audit instead of hanging it.
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '30s'")
+            .await
+            .map_err(pg_err)?;
+        let row =
+            client.query_one("SELECT policies FROM city_clock WHERE id = 1", &[]).await.map_err(pg_err)?;
+        let policies = row
+            .get::<_, Option<&[u8]>>(0)
+            .map(|b| decode(b"city_clock.policies", b))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(PgEvidence { client, policies })
+    }
+
+    async fn rows(&self, sql: &str, params: &super::read::Params<'_>) -> Result<Vec<Row>, StoreError> {
+        self.client.query(sql, params).await.map_err(pg_err)
+    }
+}
+
+#[async_trait::async_trait]
+impl Evidence for PgEvidence {
+    async fn page(
+        &mut self,
         part: EvidencePart,
         after: &[u8],
         limit: usize,
@@ -38,48 +94,37 @@ impl PgCityStore {
         let limit = limit.max(1) as i64;
         let list = format!("{part:?}");
         let columns = match part {
-            EvidencePart::Keys | EvidencePart::Log | EvidencePart::Typed | EvidencePart::Head => 1,
             EvidencePart::Batches | EvidencePart::Held | EvidencePart::Records => 2,
+            _ => 1,
         };
-        let Some(from) = (match cursor_parts(after, &list, columns) {
-            From::Start => Some(vec![String::new(); columns]),
+        let from = match cursor_parts(after, &list, columns) {
+            From::Start => None,
             From::After(parts) => Some(parts),
-            From::Elsewhere => None,
-        }) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            From::Elsewhere => return Ok(Page { items: Vec::new(), next: None }),
         };
-        let started = after.is_empty();
+        let first = from.is_none();
+        // The first page starts before any row, whatever a DBA numbered it.
+        let (text, number) = match &from {
+            None => (String::new(), i64::MIN),
+            Some(p) => (p[0].clone(), p.last().and_then(|n| n.parse().ok()).unwrap_or(i64::MIN)),
+        };
         let (rows, cursors): (Vec<EvidenceRow>, Vec<Vec<String>>) = match part {
             EvidencePart::Keys => {
-                let after = hex_bytes(&from[0]);
+                let after = hex_bytes(&text);
                 let rows = self
                     .rows(
                         "SELECT key_id, ward, cert FROM ward_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2",
                         &[&after, &limit],
                     )
                     .await?;
-                rows.iter()
-                    .map(|r| {
-                        let id: &[u8] = r.get(0);
-                        let name = format!("ward_keys key_id {}", hex(id));
-                        let row = match (hash_of(id, "key_id"), WardCode::parse(r.get(1))) {
-                            (Ok(key), Ok(ward)) => {
-                                EvidenceRow::Key(WardKey { key: KeyId(key), ward, cert: r.get(2) })
-                            }
-                            (Err(e), _) => tampered(name, e),
-                            (_, Err(e)) => tampered(name, e.to_string()),
-                        };
-                        (row, vec![hex(id)])
-                    })
-                    .unzip()
+                rows.iter().map(|r| (key_row(r), vec![hex(r.get::<_, &[u8]>(0))])).unzip()
             }
             EvidencePart::Batches => {
-                let seq: i64 = from[1].parse().unwrap_or(0);
                 let rows = self
                     .rows(
                         "SELECT ward, last_seq, first_seq, previous, hashes, key_id, signature FROM signed_batches
                          WHERE (ward, last_seq) > ($1, $2) ORDER BY ward, last_seq LIMIT $3",
-                        &[&from[0], &seq, &limit],
+                        &[&text, &number, &limit],
                     )
                     .await?;
                 rows.iter()
@@ -90,14 +135,17 @@ impl PgCityStore {
                     })
                     .unzip()
             }
+            EvidencePart::Wards if first => {
+                let wards = super::rows::load_wards(&self.client).await?;
+                (wards.into_iter().map(|(w, s)| EvidenceRow::Ward(w, Box::new(s))).collect(), Vec::new())
+            }
             EvidencePart::Log => {
-                let cursor: i64 = from[0].parse().unwrap_or(0);
                 let rows = self
                     .rows(
                         "SELECT cursor, ward, identity, applied_at, kind, id, seq, fields, field_values, deleted,
                                 entry, sent_context
                          FROM change_log WHERE cursor > $1 ORDER BY cursor LIMIT $2",
-                        &[&cursor, &limit],
+                        &[&number, &limit],
                     )
                     .await?;
                 let mut out = (Vec::new(), Vec::new());
@@ -110,12 +158,11 @@ impl PgCityStore {
                 out
             }
             EvidencePart::Held => {
-                let seq: i64 = from[1].parse().unwrap_or(0);
                 let rows = self
                     .rows(
                         "SELECT ward, seq, entry FROM quarantine WHERE (ward, seq) > ($1, $2)
                          ORDER BY ward, seq LIMIT $3",
-                        &[&from[0], &seq, &limit],
+                        &[&text, &number, &limit],
                     )
                     .await?;
                 rows.iter()
@@ -126,7 +173,7 @@ impl PgCityStore {
                             Ok(q) if q.ward.as_str() != ward || q.seq as i64 != seq => {
                                 tampered(name, format!("its entry is ward {}'s change {}", q.ward, q.seq))
                             }
-                            Ok(q) => EvidenceRow::Held(q.ward, q.seq, q.change.map(Box::new)),
+                            Ok(q) => crate::store::city::evidence::held(q),
                             Err(e) => tampered(name, e.to_string()),
                         };
                         (row, vec![ward, seq.to_string()])
@@ -136,20 +183,38 @@ impl PgCityStore {
             EvidencePart::Records => {
                 let rows = self
                     .rows(
-                        "SELECT kind, id, state, shown, ward FROM record_states WHERE (kind, id) > ($1, $2)
-                         ORDER BY kind, id LIMIT $3",
-                        &[&from[0], &from[1], &limit],
+                        "SELECT kind, id, state, shown, ward, last_cursor FROM record_states
+                         WHERE (kind, id) > ($1, $2) ORDER BY kind, id LIMIT $3",
+                        &[&text, &from.as_ref().map_or(String::new(), |p| p[1].clone()), &limit],
                     )
                     .await?;
+                let (kinds, ids): (Vec<&str>, Vec<&str>) =
+                    rows.iter().map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(1))).unzip();
+                let logged = self
+                    .rows(
+                        "SELECT c.kind, c.id, c.entry FROM change_log c
+                         JOIN unnest($1::text[], $2::text[]) AS k(kind, id) ON c.kind = k.kind AND c.id = k.id
+                         ORDER BY c.cursor",
+                        &[&kinds, &ids],
+                    )
+                    .await?;
+                let mut histories: BTreeMap<(String, String), Vec<LoggedChange>> = BTreeMap::new();
+                for l in &logged {
+                    // (An entry that cannot be read is named by the log's part.)
+                    if let Ok(entry) = decode::<LoggedChange>(b"change_log.entry", l.get(2)) {
+                        histories.entry((l.get(0), l.get(1))).or_default().push(entry);
+                    }
+                }
                 rows.iter()
                     .map(|r| {
                         let (kind, id): (String, String) = (r.get(0), r.get(1));
-                        (record_row(r), vec![kind, id])
+                        let history = histories.remove(&(kind.clone(), id.clone())).unwrap_or_default();
+                        (record_row(r, history), vec![kind, id])
                     })
                     .unzip()
             }
-            EvidencePart::Typed if started => (self.typed_differences().await?, Vec::new()),
-            EvidencePart::Head if started => {
+            EvidencePart::Typed if first => (self.typed_differences().await?, Vec::new()),
+            EvidencePart::Head if first => {
                 let row = self.rows("SELECT cursor, running FROM city_clock WHERE id = 1", &[]).await?;
                 let head = match row.first().map(|r| (r.get::<_, i64>(0), r.get::<_, Option<&[u8]>>(1))) {
                     Some((cursor, Some(running))) => match hash_of(running, "running") {
@@ -160,7 +225,7 @@ impl PgCityStore {
                 };
                 (vec![head], Vec::new())
             }
-            EvidencePart::Typed | EvidencePart::Head => (Vec::new(), Vec::new()),
+            EvidencePart::Wards | EvidencePart::Typed | EvidencePart::Head => (Vec::new(), Vec::new()),
         };
         let next = (cursors.len() as i64 >= limit).then(|| {
             let last: Vec<&str> = cursors.last().expect("a full page").iter().map(String::as_str).collect();
@@ -169,64 +234,69 @@ impl PgCityStore {
         Ok(Page { items: rows, next })
     }
 
+    fn policies(&self) -> &Policies {
+        &self.policies
+    }
+}
+
+impl PgEvidence {
     /// The typed rows that are not what the records the states show make:
     /// each kind's table rebuilt in a temporary table of the same name
     /// (which PostgreSQL looks up first) by the statement that writes it,
-    /// and compared row by row, by meaning.
+    /// and compared row by row, by meaning (all but the time of the last
+    /// change and the folded name).
     async fn typed_differences(&self) -> Result<Vec<EvidenceRow>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
         let mut out = Vec::new();
         for kind in Kind::ALL {
             let (table, id) = table(kind);
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"
-            ))
-            .await
-            .map_err(pg_err)?;
+            self.client
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS pg_temp.{table}; CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)"
+                ))
+                .await
+                .map_err(pg_err)?;
             let mut after = String::new();
             loop {
-                let rows = tx
-                    .query(
-                        "SELECT id, shown FROM record_states WHERE kind = $1 AND id > $2 AND shown IS NOT NULL
-                         ORDER BY id LIMIT 1000",
+                let rows = self
+                    .rows(
+                        "SELECT id, state, shown, last_cursor FROM record_states
+                         WHERE kind = $1 AND id > $2 AND shown IS NOT NULL ORDER BY id LIMIT 1000",
                         &[&kind.as_str(), &after],
                     )
-                    .await
-                    .map_err(pg_err)?;
+                    .await?;
                 let Some(last) = rows.last() else { break };
                 after = last.get(0);
                 let mut records = Vec::with_capacity(rows.len());
                 for r in &rows {
                     let id: &str = r.get(0);
-                    match decode::<Record>(b"record_states.shown", r.get(1)) {
-                        Ok(record) => match crate::model::RecordKey::new(kind, id) {
-                            Ok(key) => records.push((key, record)),
-                            Err(e) => out.push(tampered(format!("record_states {kind} {id}"), e.to_string())),
-                        },
-                        Err(e) => out.push(tampered(format!("record_states {kind} {id}"), e.to_string())),
+                    let read = RecordKey::new(kind, id).map_err(|e| e.to_string()).and_then(|key| {
+                        let state = decode::<Versioned>(b"record_states.state", r.get(1))
+                            .map_err(|e| e.to_string())?;
+                        let record =
+                            decode::<Record>(b"record_states.shown", r.get(2)).map_err(|e| e.to_string())?;
+                        let disputed = !state.conflicts(kind, &self.policies).is_empty();
+                        Ok((key, record, disputed, r.get::<_, i64>(3).max(0) as u64))
+                    });
+                    match read {
+                        Ok(record) => records.push(record),
+                        Err(e) => out.push(tampered(format!("record_states {kind} {id}"), e)),
                     }
                 }
-                let shown: Vec<Shown> = records
-                    .iter()
-                    .map(|(key, record)| Shown { key, record, disputed: false, cursor: 0, at_ms: 0 })
-                    .collect();
-                write_typed(&tx, kind, &[], &shown).await?;
+                self.write_expected(kind, &records, &mut out).await?;
             }
-            let derived = "'disputed', 'last_cursor', 'last_changed_at', 'folded_name'";
-            let rows = tx
-                .query(
+            let ignored = "'last_changed_at', 'folded_name'";
+            let rows = self
+                .rows(
                     &format!(
                         "SELECT coalesce(a.{id}, e.{id}), a.{id} IS NULL, e.{id} IS NULL
                          FROM public.{table} a FULL JOIN pg_temp.{table} e ON a.{id} = e.{id}
                          WHERE a.{id} IS NULL OR e.{id} IS NULL
-                            OR to_jsonb(a) - ARRAY[{derived}] <> to_jsonb(e) - ARRAY[{derived}]
+                            OR to_jsonb(a) - ARRAY[{ignored}] <> to_jsonb(e) - ARRAY[{ignored}]
                          ORDER BY 1"
                     ),
                     &[],
                 )
-                .await
-                .map_err(pg_err)?;
+                .await?;
             for r in rows {
                 let key: String = r.get(0);
                 let why = match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
@@ -239,9 +309,47 @@ impl PgCityStore {
                 out.push(tampered(format!("{table} {id} {key}"), why));
             }
         }
-        tx.rollback().await.map_err(pg_err)?;
         Ok(out)
     }
+
+    /// Writes `records` into the temporary typed table of `kind`; one that
+    /// cannot be written (text PostgreSQL refuses) is named, the others kept.
+    async fn write_expected(
+        &self,
+        kind: Kind,
+        records: &[(RecordKey, Record, bool, u64)],
+        out: &mut Vec<EvidenceRow>,
+    ) -> Result<(), StoreError> {
+        self.client.batch_execute("SAVEPOINT chunk").await.map_err(pg_err)?;
+        if write_typed(&self.client, kind, &[], &shown(records)).await.is_ok() {
+            return Ok(());
+        }
+        self.client.batch_execute("ROLLBACK TO SAVEPOINT chunk").await.map_err(pg_err)?;
+        for one in records.chunks(1) {
+            self.client.batch_execute("SAVEPOINT one").await.map_err(pg_err)?;
+            if let Err(e) = write_typed(&self.client, kind, &[], &shown(one)).await {
+                self.client.batch_execute("ROLLBACK TO SAVEPOINT one").await.map_err(pg_err)?;
+                out.push(tampered(
+                    format!("record_states {kind} {}", one[0].0.id()),
+                    format!("not a record: {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records as their typed rows are written.
+fn shown(r: &[(RecordKey, Record, bool, u64)]) -> Vec<Shown<'_>> {
+    r.iter()
+        .map(|(key, record, disputed, cursor)| Shown {
+            key,
+            record,
+            disputed: *disputed,
+            cursor: *cursor,
+            at_ms: 0,
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -252,8 +360,18 @@ fn hex_bytes(text: &str) -> Vec<u8> {
     (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
-fn signed_batch(r: &tokio_postgres::Row) -> Result<EvidenceRow, String> {
-    let ward = WardCode::parse(r.get(0)).map_err(|e| e.to_string())?;
+fn key_row(r: &Row) -> EvidenceRow {
+    let id: &[u8] = r.get(0);
+    let name = format!("ward_keys key_id {}", hex(id));
+    match (hash_of(id, "key_id"), WardCode::parse(r.get(1))) {
+        (Ok(key), Ok(ward)) => EvidenceRow::Key(WardKey { key: KeyId(key), ward, cert: r.get(2) }),
+        (Err(e), _) => tampered(name, e),
+        (_, Err(e)) => tampered(name, e),
+    }
+}
+
+fn signed_batch(r: &Row) -> Result<EvidenceRow, String> {
+    let ward = WardCode::parse(r.get(0))?;
     let (last, first): (i64, i64) = (r.get(1), r.get(2));
     let hashes: &[u8] = r.get(4);
     if !hashes.len().is_multiple_of(32) {
@@ -267,7 +385,8 @@ fn signed_batch(r: &tokio_postgres::Row) -> Result<EvidenceRow, String> {
         key: KeyId(hash_of(r.get(5), "key_id")?),
         signature: r.get(6),
     };
-    if batch.hashes.is_empty() || first < 1 || batch.last() as i64 != last {
+    let end = first.checked_add(batch.hashes.len() as i64 - 1);
+    if batch.hashes.is_empty() || first < 1 || end != Some(last) {
         return Err(format!(
             "first_seq {first} and {} hashes do not end at last_seq {last}",
             batch.hashes.len()
@@ -278,66 +397,67 @@ fn signed_batch(r: &tokio_postgres::Row) -> Result<EvidenceRow, String> {
 
 /// A log row, its columns checked against its entry: the entry, and a
 /// [`EvidenceRow::Tampered`] row first if its columns say otherwise.
-fn log_row(r: &tokio_postgres::Row) -> Vec<EvidenceRow> {
+fn log_row(r: &Row) -> Vec<EvidenceRow> {
     let cursor: i64 = r.get(0);
     let name = format!("change_log cursor {cursor}");
-    let logged: LoggedChange = match decode(b"change_log.entry", r.get(10)) {
-        Ok(l) => l,
-        Err(e) => return vec![tampered(name, e.to_string())],
-    };
-    let sent = match r.get::<_, Option<&[u8]>>(11).map(|b| decode(b"change_log.sent_context", b)).transpose()
-    {
-        Ok(s) => s,
-        Err(e) => return vec![tampered(name, e.to_string())],
-    };
-    let c = &logged.change;
-    let values: serde_json::Value = r.get(8);
-    let written: serde_json::Value =
-        serde_json::from_str(&super::target::json_object(&c.values())).unwrap_or_default();
-    let fields: Vec<String> = r.get(7);
-    let mismatches: BTreeMap<&str, bool> = BTreeMap::from([
-        ("cursor", logged.cursor as i64 != cursor),
-        ("ward", r.get::<_, &str>(1) != logged.writer),
-        ("identity", r.get::<_, &str>(2) != logged.by),
-        ("applied_at", ms(r.get(3)) != logged.applied_at_ms),
-        ("kind", r.get::<_, &str>(4) != c.key.kind().as_str()),
-        ("id", r.get::<_, &str>(5) != c.key.id()),
-        ("seq", r.get::<_, i64>(6) != c.seq as i64),
-        ("fields", fields != c.fields),
-        ("field_values", values != written),
-        ("deleted", r.get::<_, bool>(9) != matches!(c.op, Op::Delete)),
-    ]);
-    let differ: Vec<&str> = mismatches.into_iter().filter(|(_, d)| *d).map(|(c, _)| c).collect();
-    let mut out = Vec::new();
-    if !differ.is_empty() {
-        out.push(tampered(name, format!("{} not what its entry says (a row edited)", differ.join(", "))));
+    match log_entry(r, cursor) {
+        Ok((logged, sent, differ)) if differ.is_empty() => vec![EvidenceRow::Logged(Box::new(logged), sent)],
+        Ok((logged, sent, differ)) => vec![
+            tampered(name, format!("{} not what its entry says (a row edited)", differ.join(", "))),
+            EvidenceRow::Logged(Box::new(logged), sent),
+        ],
+        Err(why) => vec![tampered(name, why)],
     }
-    out.push(EvidenceRow::Logged(Box::new(logged), sent));
-    out
 }
 
-/// A record state row, its ward column checked against the record it shows.
-fn record_row(r: &tokio_postgres::Row) -> EvidenceRow {
+type Entry = (LoggedChange, Option<crate::model::VersionVector>, Vec<&'static str>);
+
+/// A log row's entry, the context it was sent with, and the columns that
+/// do not say what the entry does.
+fn log_entry(r: &Row, cursor: i64) -> Result<Entry, String> {
+    let logged: LoggedChange =
+        decode(b"change_log.entry", &col::<Vec<u8>>(r, 10)?).map_err(|e| e.to_string())?;
+    let sent = col::<Option<Vec<u8>>>(r, 11)?
+        .map(|b| decode(b"change_log.sent_context", &b))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let c = &logged.change;
+    let values: serde_json::Value = col(r, 8)?;
+    let written: serde_json::Value =
+        serde_json::from_str(&super::target::json_object(&c.values())).unwrap_or_default();
+    let differ = [
+        ("cursor", logged.cursor as i64 != cursor),
+        ("ward", col::<String>(r, 1)? != logged.writer),
+        ("identity", col::<String>(r, 2)? != logged.by),
+        ("applied_at", ms(col(r, 3)?) != logged.applied_at_ms),
+        ("kind", col::<String>(r, 4)? != c.key.kind().as_str()),
+        ("id", col::<String>(r, 5)? != c.key.id()),
+        ("seq", col::<i64>(r, 6)? != c.seq as i64),
+        ("fields", col::<Vec<String>>(r, 7)? != c.fields),
+        ("field_values", values != written),
+        ("deleted", col::<bool>(r, 9)? != matches!(c.op, Op::Delete)),
+    ];
+    Ok((logged, sent, differ.into_iter().filter(|(_, d)| *d).map(|(c, _)| c).collect()))
+}
+
+/// A record state row with its history, its columns checked against the
+/// record it shows.
+fn record_row(r: &Row, history: Vec<LoggedChange>) -> EvidenceRow {
     let (kind, id): (&str, &str) = (r.get(0), r.get(1));
     let name = format!("record_states {kind} {id}");
-    let key = match kind
-        .parse::<Kind>()
-        .map_err(|e| e.to_string())
-        .and_then(|k| crate::model::RecordKey::new(k, id).map_err(|e| e.to_string()))
-    {
-        Ok(k) => k,
-        Err(e) => return tampered(name, e),
-    };
-    let state = decode::<Versioned>(b"record_states.state", r.get(2));
-    let shown = r.get::<_, Option<&[u8]>>(3).map(|b| decode::<Record>(b"record_states.shown", b)).transpose();
-    match (state, shown) {
-        (Ok(state), Ok(shown)) => {
-            let ward: Option<&str> = r.get(4);
-            if ward != shown.as_ref().map(|s| s.ward.as_str()) {
-                return tampered(name, "its ward is not the owner of the record it shows (a row edited)");
-            }
-            EvidenceRow::Record(key, Some(Box::new(state)), shown.map(Box::new))
+    let read = || -> Result<EvidenceRow, String> {
+        let kind = kind.parse::<Kind>().map_err(|e| e.to_string())?;
+        let key = RecordKey::new(kind, id).map_err(|e| e.to_string())?;
+        let state = decode::<Versioned>(b"record_states.state", r.get(2)).map_err(|e| e.to_string())?;
+        let shown = col::<Option<Vec<u8>>>(r, 3)?
+            .map(|b| decode::<Record>(b"record_states.shown", &b))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        if col::<Option<String>>(r, 4)?.as_deref() != shown.as_ref().map(|s| s.ward.as_str()) {
+            return Err("its ward is not the owner of the record it shows (a row edited)".into());
         }
-        (Err(e), _) | (_, Err(e)) => tampered(name, e.to_string()),
-    }
+        let version = col::<i64>(r, 5)?.max(0) as u64;
+        Ok(EvidenceRow::Record { key, state: Box::new(state), shown: shown.map(Box::new), version, history })
+    };
+    read().unwrap_or_else(|why| tampered(name, why))
 }

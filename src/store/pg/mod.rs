@@ -24,6 +24,7 @@
 mod connect;
 mod db;
 mod evidence;
+pub use evidence::PgEvidence;
 mod group;
 mod policies;
 mod read;
@@ -102,7 +103,7 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => {
             StoreError::Io(connect_err(&e))
