@@ -179,3 +179,119 @@ async fn a_stopped_citys_embedded_store_verifies_and_a_foreign_ca_does_not() {
     assert_eq!(foreign.status.code(), Some(2), "{}{}", stdout(&foreign), stderr(&foreign));
     assert!(stdout(&foreign).contains("not issued by the CA"), "{}", stdout(&foreign));
 }
+
+/// 00145's signed batches rewritten as a city without TLS would keep them
+/// (all-zero key, no signature), their hashes and links made to match the
+/// log as it now stands.
+async fn unsign_00145(db: &tokio_postgres::Client) {
+    use wardsync::model::signed::{self, GENESIS, KeyId};
+    let rows = db
+        .query("SELECT entry FROM change_log WHERE ward = '00145' AND seq > 0 ORDER BY seq", &[])
+        .await
+        .unwrap();
+    let hashes: Vec<[u8; 32]> = rows
+        .iter()
+        .map(|r| {
+            signed::content_hash(
+                &postcard::from_bytes::<LoggedChange>(r.get(0)).unwrap().change,
+                &KeyId::default(),
+            )
+        })
+        .collect();
+    let ward = WardCode::parse("00145").unwrap();
+    let links = signed::links(&ward, 1, &GENESIS, &hashes);
+    db.execute("DELETE FROM signed_batches WHERE ward = '00145'", &[]).await.unwrap();
+    db.execute(
+        "INSERT INTO signed_batches VALUES ('00145', $1, 1, $2, $3, $4, '')",
+        &[&(hashes.len() as i64), &&GENESIS[..], &hashes.concat(), &&[0u8; 32][..]],
+    )
+    .await
+    .unwrap();
+    let last = links.last().unwrap();
+    db.execute(
+        "UPDATE ward_state SET chain_link = $1, chain_key = $2 WHERE ward = '00145'",
+        &[&&last[..], &&[0u8; 32][..]],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_covers_tracks() {
+    let pg = Postgres::start();
+    let env = Env::new();
+    let city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let (w1, _w2) = write_some(&city, &env).await;
+    let config = env.path().join("city.toml");
+    let config = config.to_str().unwrap();
+
+    // Audited while a ward goes on writing: one view of the database.
+    let mut c1 = w1.client().await;
+    let writer = tokio::spawn(async move {
+        put_range(&mut c1, "00082", 100..160).await;
+        c1
+    });
+    for _ in 0..3 {
+        let during = audit(&env, &["--config", config]);
+        assert!(
+            during.status.success(),
+            "clean while the city writes: {}{}",
+            stdout(&during),
+            stderr(&during)
+        );
+    }
+    let mut c1 = writer.await.unwrap();
+    drained(&mut c1).await;
+
+    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // 1. A record hidden: its state emptied, its typed row deleted (the
+    // typed table then agrees with the state; the log does not).
+    let hidden: String = db
+        .query_one("SELECT personal_id FROM citizens WHERE ward = '00082' ORDER BY personal_id LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.execute(
+        "UPDATE record_states SET state = $2, shown = NULL, ward = NULL WHERE kind = 'citizen' AND id = $1",
+        &[&hidden, &postcard::to_stdvec(&Versioned::default()).unwrap()],
+    )
+    .await
+    .unwrap();
+    db.execute("DELETE FROM citizens WHERE personal_id = $1", &[&hidden]).await.unwrap();
+    // 2. A ward's batches made unsigned, consistently.
+    unsign_00145(&db).await;
+    // 3. A forged entry before the first cursor, and rows that cannot be read.
+    db.execute("INSERT INTO change_log SELECT 0, ward, identity, applied_at, kind, id, 0, fields, field_values, deleted, entry, sent_context FROM change_log WHERE cursor = 1", &[])
+        .await
+        .unwrap();
+    db.execute("UPDATE change_log SET fields = ARRAY[NULL]::text[] WHERE cursor = 5", &[]).await.unwrap();
+    db.execute("UPDATE change_log SET applied_at = 'infinity' WHERE cursor = 6", &[]).await.unwrap();
+    // 4. The running hash taken away (an audit never computes it again).
+    db.execute("UPDATE city_clock SET running = NULL", &[]).await.unwrap();
+
+    let found = audit(&env, &["--config", config]);
+    let out = stdout(&found);
+    assert_eq!(found.status.code(), Some(2), "named, not a crash: {out}{}", stderr(&found));
+    for e in [
+        format!("record state citizen/{hidden}: its state is not what its log entries make"),
+        "signed batch of ward 00145 ending at 8: not signed".to_string(),
+        "change_log cursor 0: cursor, seq not what its entry says".to_string(),
+        "change_log cursor 5: column fields cannot be read".to_string(),
+        "change_log cursor 6: column applied_at cannot be read".to_string(),
+        "city_clock: holds no running hash".to_string(),
+    ] {
+        assert!(out.contains(e.as_str()), "the audit names {e:?}:\n{out}");
+    }
+    let running: Option<Vec<u8>> = db.query_one("SELECT running FROM city_clock", &[]).await.unwrap().get(0);
+    assert_eq!(running, None, "the audit wrote nothing");
+
+    // Every trace of a ward's evidence deleted: its changes are not taken
+    // for changes from before signed chains.
+    db.execute("DELETE FROM signed_batches WHERE ward = '00145'", &[]).await.unwrap();
+    let out = stdout(&audit(&env, &["--config", config]));
+    assert!(
+        out.contains("ward_state of ward 00145: its chain is known up to 8, and it has no signed batches"),
+        "{out}"
+    );
+}
