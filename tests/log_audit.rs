@@ -295,3 +295,105 @@ async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_co
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_deleted_with_every_trace_is_caught_by_the_receipts_a_ward_holds() {
+    let pg = Postgres::start();
+    let env = Env::new();
+    let mut city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let (mut w1, mut w2) = write_some(&city, &env).await;
+    // 00082's last change: a new record, alone in its batch.
+    let mut c1 = w1.client().await;
+    drained(&mut c1).await;
+    let code = WardCode::parse("00082").unwrap();
+    let last = rec(&code, 50);
+    let seq = c1.put(pb::PutRequest { record: Some((&last).into()) }).await.unwrap().into_inner().seq;
+    drained(&mut c1).await;
+    // What the ward holds, kept by ops away from the city's database.
+    let witness = env.path().join("ward-00082.json");
+    let held = wardsync(&["status", "--ward-api", &format!("http://{}", w1.api), "--json"]);
+    assert!(held.status.success(), "{}", stderr(&held));
+    std::fs::write(&witness, &held.stdout).unwrap();
+    assert!(
+        stdout(&held).contains("\"receipts\":[\""),
+        "the ward keeps the city's receipts: {}",
+        stdout(&held)
+    );
+    for node in [&mut w1.node, &mut w2.node, &mut city.node] {
+        assert!(node.stop());
+    }
+
+    // A DBA deletes that change and every trace of it, consistently.
+    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let tail: i64 = db.query_one("SELECT max(cursor) FROM change_log", &[]).await.unwrap().get(0);
+    let row = db.query_one("SELECT kind, id, seq FROM change_log WHERE cursor = $1", &[&tail]).await.unwrap();
+    let (kind, id, tail_seq): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (tail_seq as u64, id.as_str()),
+        (seq, last.key_id().as_str()),
+        "the last entry is 00082's new record"
+    );
+    let previous: Vec<u8> = db
+        .query_one("SELECT previous FROM signed_batches WHERE ward = '00082' AND last_seq = $1", &[&tail_seq])
+        .await
+        .unwrap()
+        .get(0);
+    let table = match kind.as_str() {
+        "citizen" => "citizens WHERE personal_id",
+        "business" => "businesses WHERE enterprise_code",
+        _ => "land_parcels WHERE parcel_id",
+    };
+    let mut running = wardsync::model::signed::GENESIS;
+    for r in
+        db.query("SELECT entry FROM change_log WHERE cursor < $1 ORDER BY cursor", &[&tail]).await.unwrap()
+    {
+        running = postcard::from_bytes::<LoggedChange>(r.get(0)).unwrap().running_after(&running);
+    }
+    db.batch_execute("BEGIN").await.unwrap();
+    db.execute("DELETE FROM change_log WHERE cursor = $1", &[&tail]).await.unwrap();
+    db.execute("DELETE FROM downstream WHERE cursor = $1", &[&tail]).await.unwrap();
+    db.execute("DELETE FROM record_states WHERE kind = $1 AND id = $2", &[&kind, &id]).await.unwrap();
+    db.execute(&format!("DELETE FROM {table} = $1"), &[&id]).await.unwrap();
+    db.execute("DELETE FROM signed_batches WHERE ward = '00082' AND last_seq = $1", &[&tail_seq])
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE ward_state SET last_applied_seq = $1, chain_link = $2 WHERE ward = '00082'",
+        &[&(tail_seq - 1), &previous],
+    )
+    .await
+    .unwrap();
+    db.execute("UPDATE city_clock SET cursor = $1, running = $2", &[&(tail - 1), &&running[..]])
+        .await
+        .unwrap();
+    db.batch_execute("COMMIT").await.unwrap();
+
+    // The database alone cannot tell (README, "A log that can be verified").
+    let config = env.path().join("city.toml");
+    let config = config.to_str().unwrap();
+    let alone = audit(&env, &["--config", config]);
+    assert!(alone.status.success(), "{}{}", stdout(&alone), stderr(&alone));
+    // What the ward holds can.
+    let found = audit(&env, &["--config", config, "--witness", witness.to_str().unwrap()]);
+    let out = stdout(&found);
+    assert_eq!(found.status.code(), Some(2), "{out}{}", stderr(&found));
+    assert!(
+        out.contains(&format!(
+            "log end at cursor {}: the city signed to ward 00082 that its log reached cursor {tail}",
+            tail - 1
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("the city acknowledged ward 00082's changes up to {seq}")), "{out}");
+    // A witness altered by hand proves nothing, and says so.
+    let mut status: serde_json::Value = serde_json::from_str(&stdout(&held)).unwrap();
+    let receipt = status["receipts"][0].as_str().unwrap().to_string();
+    let flipped = if &receipt[200..201] == "0" { "1" } else { "0" };
+    status["receipts"] =
+        serde_json::json!([format!("{}{flipped}{}", &receipt[..200], &receipt[201..]), "0a0b"]);
+    std::fs::write(&witness, status.to_string()).unwrap();
+    let out = stdout(&audit(&env, &["--config", config, "--witness", witness.to_str().unwrap()]));
+    assert!(out.contains("its signature is not the city's (forged or altered)"), "{out}");
+    assert!(out.contains("not a receipt of the city's"), "{out}");
+}

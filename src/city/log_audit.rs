@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::receipts::{Receipt, Said};
 use crate::auth::Identity;
 use crate::model::signed::{self, GENESIS, Hash, KeyId};
 use crate::model::{Change, Record, RecordKey, VersionVector, Versioned, WardCode, flatten};
@@ -129,8 +130,11 @@ struct Audit {
     logged_keys: HashSet<RecordKey>,
     running: Hash,
     last_cursor: u64,
-    /// Where the city says its log ends, and its running hash there.
-    head: Option<(u64, Hash)>,
+    /// Where the city says its log ends, its running hash there, and the
+    /// database's id.
+    head: Option<(u64, Hash, [u8; 16])>,
+    /// The city's receipts the wards hold, by the log cursor they name.
+    witnesses: BTreeMap<u64, Vec<Receipt>>,
 }
 
 fn hex(h: &[u8]) -> String {
@@ -143,6 +147,7 @@ pub async fn verify(
     evidence: &mut dyn Evidence,
     trust: &Trust,
     since: Option<&Checkpoint>,
+    witnesses: &[Receipt],
 ) -> Result<Report, StoreError> {
     let mut audit = Audit {
         trust: trust.clone(),
@@ -157,7 +162,14 @@ pub async fn verify(
         running: GENESIS,
         last_cursor: 0,
         head: None,
+        witnesses: BTreeMap::new(),
     };
+    for w in witnesses {
+        audit.witnesses.entry(w.head.0).or_default().push(w.clone());
+        if let Said::Downstream { cursor, .. } = w.said {
+            audit.witnesses.entry(cursor).or_default().push(w.clone());
+        }
+    }
     let since = since.cloned().unwrap_or_default();
     for part in EvidencePart::ALL {
         let mut after = Vec::new();
@@ -172,7 +184,10 @@ pub async fn verify(
             }
         }
         match part {
-            EvidencePart::Batches => audit.check_continuity(&since),
+            EvidencePart::Batches => {
+                audit.check_continuity(&since);
+                audit.check_acks(witnesses);
+            }
             EvidencePart::Wards => audit.check_wards(),
             EvidencePart::Held => audit.check_all_found(),
             _ => {}
@@ -199,7 +214,7 @@ impl Audit {
             EvidenceRow::Record { key, state, shown, version, history } => {
                 self.record(key, &state, shown.as_deref(), version, &history)
             }
-            EvidenceRow::Head { cursor, running } => self.head = Some((cursor, running)),
+            EvidenceRow::Head { cursor, running, city } => self.head = Some((cursor, running, city)),
             EvidenceRow::Tampered { row, why } => self.finding(row, why),
         }
     }
@@ -350,6 +365,54 @@ impl Audit {
         }
     }
 
+    /// The log entry at a cursor a witness names is the one it names, and
+    /// the log's running hash there the one the city signed.
+    fn check_witnesses(&mut self, logged: &LoggedChange) {
+        let Some(receipts) = self.witnesses.get(&logged.cursor) else { return };
+        let mut found = Vec::new();
+        for r in receipts {
+            let name = format!("log up to entry {}", logged.cursor);
+            if r.head.0 == logged.cursor && r.head.1 != self.running {
+                let why = format!(
+                    "is not the log the city signed to ward {} it held (rows edited, inserted or deleted)",
+                    r.ward
+                );
+                found.push((name.clone(), why));
+            }
+            if let Said::Downstream { cursor, check } = r.said
+                && cursor == logged.cursor
+                && logged.check() != check
+            {
+                found.push((
+                    format!("log entry {cursor}"),
+                    format!("is not the change the city sent ward {} there", r.ward),
+                ));
+            }
+        }
+        for (row, why) in found {
+            self.finding(row, why);
+        }
+    }
+
+    /// Each ward's signed batches hold, at the sequence a receipt of the
+    /// city's acknowledged, the link it acknowledged.
+    fn check_acks(&mut self, witnesses: &[Receipt]) {
+        for r in witnesses {
+            let Said::Ack { seq, link } = r.said else { continue };
+            if link == [0; 32] || seq == 0 {
+                continue;
+            }
+            let held = self.signed.get(&r.ward).and_then(|c| c.get(&seq)).map(|c| c.link);
+            if held != Some(link) {
+                let why = format!(
+                    "the city acknowledged ward {}'s changes up to {seq} with another link, or none is held there (rows edited or deleted)",
+                    r.ward
+                );
+                self.finding(format!("signed batches of ward {}", r.ward), why);
+            }
+        }
+    }
+
     /// Checks `change`, logged or held as `name`, against what its ward
     /// signed under its sequence.
     fn check_signed(&mut self, name: &str, ward: &WardCode, change: &Change) -> Proof {
@@ -422,6 +485,7 @@ impl Audit {
         }
         self.last_cursor = self.last_cursor.max(logged.cursor);
         self.running = logged.running_after(&self.running);
+        self.check_witnesses(logged);
         if logged.cursor == since.cursor && hex(&self.running) != since.running {
             self.finding(
                 format!("log up to entry {}", logged.cursor),
@@ -496,15 +560,36 @@ impl Audit {
             );
         }
         match self.head {
-            Some((cursor, _)) if cursor != self.last_cursor => self.finding(
+            Some((cursor, ..)) if cursor != self.last_cursor => self.finding(
                 format!("log end at cursor {}", self.last_cursor),
                 format!("the city wrote its log up to cursor {cursor} (rows deleted at its end, or the cursor edited)"),
             ),
-            Some((_, running)) if running != self.running => self.finding(
+            Some((_, running, _)) if running != self.running => self.finding(
                 format!("log up to cursor {}", self.last_cursor),
                 "its running hash is not the one the city kept as it wrote (rows edited, inserted or deleted)",
             ),
             _ => {}
+        }
+        for (cursor, receipts) in self.witnesses.range(self.last_cursor + 1..) {
+            let ward = &receipts[0].ward;
+            let why = format!(
+                "the city signed to ward {ward} that its log reached cursor {cursor} (rows deleted at its end)"
+            );
+            self.report
+                .findings
+                .push(Finding { row: format!("log end at cursor {}", self.last_cursor), why });
+        }
+        if let Some((.., city)) = self.head {
+            let mut others: Vec<&WardCode> =
+                self.witnesses.values().flatten().filter(|w| w.city != city).map(|w| &w.ward).collect();
+            others.dedup();
+            for ward in others {
+                let why = "a receipt ward {ward} holds names another city database (restored from another deployment?)";
+                self.report.findings.push(Finding {
+                    row: "city database id".into(),
+                    why: why.replace("{ward}", ward.as_str()),
+                });
+            }
         }
         if since.cursor > self.last_cursor {
             self.finding(

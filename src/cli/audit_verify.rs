@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::failure::exit;
-use crate::city::log_audit::{self, Checkpoint, Trust};
+use crate::city::log_audit::{self, Checkpoint, Finding, Trust};
+use crate::city::receipts::Receipt;
 use crate::config::{self, CityConfig};
 use crate::store::pg::PgEvidence;
 use crate::store::{Evidence, KvEvidence, SledEngine};
@@ -43,6 +44,16 @@ pub struct AuditVerifyArgs {
     /// is the one verified then.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
+    /// A ward's witnesses: the output of `wardsync status --ward-api URL
+    /// --json` on that ward (or lines of receipts in hex). Each of the
+    /// city's receipts it holds names the log's running hash at a cursor,
+    /// which the database must still match. Repeat for several wards.
+    #[arg(long, value_name = "FILE")]
+    pub witness: Vec<PathBuf>,
+    /// The city's certificate its receipts are checked with (default: the
+    /// configuration's, or TLS_DIR/city.pem); repeat for one renewed since.
+    #[arg(long, value_name = "FILE")]
+    pub city_cert: Vec<PathBuf>,
     /// Print each finding as one JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -110,7 +121,9 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
             Box::new(KvEvidence::open(std::sync::Arc::new(engine))?)
         }
     };
-    let report = log_audit::verify(evidence.as_mut(), &trust, since.as_ref()).await?;
+    let (witnesses, mut unproven) = witnesses(&a, &cfg, &trust)?;
+    let mut report = log_audit::verify(evidence.as_mut(), &trust, since.as_ref(), &witnesses).await?;
+    report.findings.append(&mut unproven);
     for f in &report.findings {
         if a.json {
             println!("{}", serde_json::to_string(f)?);
@@ -151,4 +164,84 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("the log is what the wards signed and the city wrote");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The receipts in the `--witness` files whose signature is the city's
+/// (by a certificate given here, issued by the CA), and a finding for each
+/// that is not.
+fn witnesses(
+    a: &AuditVerifyArgs,
+    cfg: &CityConfig,
+    trust: &Trust,
+) -> anyhow::Result<(Vec<Receipt>, Vec<Finding>)> {
+    if a.witness.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut certs = a.city_cert.clone();
+    if certs.is_empty() {
+        certs.extend(
+            a.tls_dir
+                .as_ref()
+                .map(|d| d.join("city.pem"))
+                .or_else(|| cfg.tls.as_ref().map(|t| t.cert.clone())),
+        );
+    }
+    let mut keys = Vec::new();
+    for path in &certs {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the city's certificate {}", path.display()))?;
+        let (_, der) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+        if let Trust::Ca(roots) = trust {
+            crate::auth::issued_by(roots, &der.contents)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        keys.push((crate::auth::key_id(&der.contents).map_err(anyhow::Error::msg)?, der.contents));
+    }
+    let insecure = crate::auth::Signer::insecure();
+    let (mut held, mut findings) = (Vec::new(), Vec::new());
+    for path in &a.witness {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let hexes: Vec<String> = match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => v["receipts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect(),
+                Err(_) => vec![line.trim().to_string()],
+            };
+            for hex in hexes {
+                let name = format!("witness {} line {}", path.display(), n + 1);
+                let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect();
+                let Some((receipt, signature)) = bytes.as_deref().and_then(Receipt::parse) else {
+                    findings.push(Finding { row: name, why: "not a receipt of the city's".into() });
+                    continue;
+                };
+                let message = receipt.signed_message();
+                let signed = match keys.iter().find(|(id, _)| *id == receipt.key) {
+                    Some((_, der)) => crate::auth::verify(der, &message, signature).is_ok(),
+                    None if matches!(trust, Trust::Unsigned) => insecure.signed(&message, signature),
+                    None => {
+                        let why = "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)";
+                        findings.push(Finding { row: name, why: why.into() });
+                        continue;
+                    }
+                };
+                if signed {
+                    held.push(receipt);
+                } else {
+                    findings.push(Finding {
+                        row: name,
+                        why: "its signature is not the city's (forged or altered)".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok((held, findings))
 }

@@ -139,6 +139,11 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                 .map_err(answered)?
                 .into_inner();
             if a.json {
+                let receipts: Vec<String> = [&s.ack_receipt, &s.downstream_receipt]
+                    .iter()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| hex(r))
+                    .collect();
                 let v = serde_json::json!({
                     "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
                     "backlog": s.backlog, "connected": s.connected, "reconnects": s.reconnects,
@@ -149,6 +154,8 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                     "verify_in_sync": s.verify_in_sync, "verifying": s.verifying,
                     "verify_error": s.verify_error, "in_sync_at_ms": s.in_sync_at_ms,
                     "refill_due": s.refill_due, "downstream_cursor": s.downstream_cursor,
+                    // The city's signed receipts it keeps: witnesses for `audit verify --witness`.
+                    "receipts": receipts,
                 });
                 let _ = writeln!(out, "{v}");
             } else {
@@ -223,4 +230,8 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
             None => return Ok(ExitCode::from(code)),
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

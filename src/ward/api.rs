@@ -229,6 +229,8 @@ impl WardApi for LocalApi {
             downstream_cursor: self.store.downstream_cursor(),
             refill_due: self.store.refill_due().is_some(),
             link_down_because: self.link.down_because.lock().expect("not poisoned").clone(),
+            ack_receipt: self.store.ack_receipt().1,
+            downstream_receipt: self.store.downstream_receipt(),
             ..self.verify_status()
         }))
     }

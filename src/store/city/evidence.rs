@@ -110,6 +110,8 @@ pub enum EvidenceRow {
         cursor: u64,
         /// The running hash there.
         running: Hash,
+        /// The database's id (the city's receipts name it).
+        city: [u8; 16],
     },
     /// A row that is not what the city wrote: unreadable, or its columns
     /// not what its encoded entry says (named by table and key).
@@ -193,11 +195,12 @@ impl KvEvidence {
     }
 
     fn head(&self) -> Result<EvidenceRow, StoreError> {
-        use super::keys::{CURSOR, RUNNING};
+        use super::keys::{CITY_ID, CURSOR, RUNNING};
         let cursor =
             self.engine.get(CURSOR)?.map(|v| crate::store::codec::read_be(CURSOR, &v)).transpose()?;
+        let city = self.engine.get(CITY_ID)?.and_then(|v| v.as_slice().try_into().ok()).unwrap_or_default();
         Ok(match self.engine.get(RUNNING)?.as_deref().map(signed::hash_from) {
-            Some(Some(running)) => EvidenceRow::Head { cursor: cursor.unwrap_or(0), running },
+            Some(Some(running)) => EvidenceRow::Head { cursor: cursor.unwrap_or(0), running, city },
             _ => EvidenceRow::Tampered { row: "m:running".into(), why: "holds no running hash".into() },
         })
     }

@@ -167,15 +167,15 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
 
         // (Batches of a city without TLS: their chain checked, nothing signed.)
         let trust = Trust::Unsigned;
-        let report = crate::city::log_audit::verify(ev.as_mut(), &trust, None).await.unwrap();
+        let report = crate::city::log_audit::verify(ev.as_mut(), &trust, None, &[]).await.unwrap();
         assert_eq!(report.findings, [], "{name}");
         assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (0, 7, 7), "{name}");
         let again =
-            crate::city::log_audit::verify(ev.as_mut(), &trust, Some(&report.checkpoint)).await.unwrap();
+            crate::city::log_audit::verify(ev.as_mut(), &trust, Some(&report.checkpoint), &[]).await.unwrap();
         assert_eq!(again.findings, [], "{name}: resumed from its checkpoint");
         // A CA proves nothing of unsigned batches.
         let ca = Trust::Ca(std::sync::Arc::new(rustls::RootCertStore::empty()));
-        let report = crate::city::log_audit::verify(ev.as_mut(), &ca, None).await.unwrap();
+        let report = crate::city::log_audit::verify(ev.as_mut(), &ca, None, &[]).await.unwrap();
         assert_eq!(report.findings.len(), 2, "{name}: {:?}", report.findings);
         assert!(
             report.findings.iter().all(|f| f.why.starts_with("not signed")),

@@ -215,10 +215,16 @@ impl Evidence for PgEvidence {
             }
             EvidencePart::Typed if first => (self.typed_differences().await?, Vec::new()),
             EvidencePart::Head if first => {
-                let row = self.rows("SELECT cursor, running FROM city_clock WHERE id = 1", &[]).await?;
+                let row =
+                    self.rows("SELECT cursor, running, city_id FROM city_clock WHERE id = 1", &[]).await?;
+                let city = row
+                    .first()
+                    .and_then(|r| r.get::<_, Option<&[u8]>>(2))
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or_default();
                 let head = match row.first().map(|r| (r.get::<_, i64>(0), r.get::<_, Option<&[u8]>>(1))) {
                     Some((cursor, Some(running))) => match hash_of(running, "running") {
-                        Ok(running) => EvidenceRow::Head { cursor: cursor.max(0) as u64, running },
+                        Ok(running) => EvidenceRow::Head { cursor: cursor.max(0) as u64, running, city },
                         Err(e) => tampered("city_clock running".into(), e),
                     },
                     _ => tampered("city_clock".into(), "holds no running hash"),
