@@ -7,7 +7,9 @@
 //! 0x51f0... at cursor 3,407"), naming this city database (its id: made
 //! once, differing per deployment, kept by a restore) and the key, and
 //! carrying a checkpoint of the log: its durable end and running hash
-//! there. The ward keeps the last of each and gives them back in `Hello`;
+//! there (the id is for those who check receipts against a database: the
+//! city itself takes any its key made). The ward keeps the last of each
+//! and gives them back in `Hello`;
 //! anyone with the city's certificate can check one, so what a ward holds
 //! is a witness of what the city's log was (`wardsync audit verify
 //! --witness`). A ward that says the city lost data (acknowledged changes
@@ -266,11 +268,9 @@ impl WardReceipts {
 
     fn verify(&self, bytes: &[u8], says: impl Fn(Said) -> bool) -> Option<u64> {
         let (r, signature) = Receipt::parse(bytes)?;
-        if r.city != self.receipts.city
-            || r.ward != self.ward
-            || !says(r.said)
-            || r.generation < self.generation
-        {
+        // (Not its database id: a city put back to a copy from before it
+        // had one, or to none, still takes the receipts its key made.)
+        if r.ward != self.ward || !says(r.said) || r.generation < self.generation {
             return None;
         }
         let keys = self.receipts.keys.read().expect("poisoned");
@@ -331,9 +331,10 @@ mod tests {
             bent[at] ^= 1;
             assert_eq!(w.proves_ack(120, &bent), None, "byte {at} changed");
         }
-        // Another city database's receipt, with the same key, proves nothing here.
-        let elsewhere = Receipts::new(Some(&city_files(dir.path())), [4; 16]).unwrap();
-        assert_eq!(elsewhere.for_ward(&ward("00082"), 0, 1).proves_ack(120, &ack), None);
+        // A city put back to none of its data (another database id) still
+        // takes the receipts its key made.
+        let emptied = Receipts::new(Some(&city_files(dir.path())), [4; 16]).unwrap();
+        assert_eq!(emptied.for_ward(&ward("00082"), 0, 1).proves_ack(120, &ack), Some(1));
         // Nor does it prove anything once a loss was recorded after it was
         // made; a city put back to before its generation takes it.
         let later = city.for_ward(&ward("00082"), 1_780_000_000_000, 1);
