@@ -165,10 +165,6 @@ where
     let cancel = CancellationToken::new();
     // Read before anything starts: bad files stop the city at once.
     let receipts = receipts::Receipts::new(cfg.tls.as_ref(), store.city_id())?;
-    // What opening the store wrote (a new database's id, the running hash
-    // of a log from before it was kept) is durable before any receipt
-    // names it: a copy taken from now on holds them.
-    store.flush().await.context("cannot make the city database durable")?;
     let tls = match &cfg.tls {
         Some(files) => Some(tls_reloader(
             files.clone(),

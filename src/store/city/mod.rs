@@ -412,6 +412,9 @@ impl CityStore {
                 key: "m:city".into(),
                 reason: format!("{} bytes, not 16", v.len()),
             })?,
+            // Made durable by the first flush: a city that stops before any
+            // makes another, and a receipt it gave meanwhile names an id no
+            // database holds (`audit verify` says so).
             None => {
                 let id: [u8; 16] = ring::rand::generate(&ring::rand::SystemRandom::new())
                     .map_err(|_| StoreError::Io("no randomness for the city's id".into()))?
