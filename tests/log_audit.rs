@@ -21,6 +21,11 @@ fn audit(env: &Env, args: &[&str]) -> std::process::Output {
     wardsync(&all)
 }
 
+/// A city keeping its database on `pg`.
+fn on_postgres(env: &Env, pg: &Postgres) -> City {
+    City::start_configured(env, &format!("[database]\nurl = \"{}\"\n", pg.url()))
+}
+
 /// Two wards write, one record twice, and the office edits one.
 async fn write_some(city: &City, env: &Env) -> (Ward, Ward) {
     let (w1, w2) = (Ward::start(env, "00082", city.addr), Ward::start(env, "00145", city.addr));
@@ -41,7 +46,7 @@ async fn write_some(city: &City, env: &Env) -> (Ward, Ward) {
 async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     let pg = Postgres::start();
     let env = Env::new();
-    let city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let city = on_postgres(&env, &pg);
     let (_w1, _w2) = write_some(&city, &env).await;
     let config = env.path().join("city.toml");
     let checkpoint = env.path().join("audit.checkpoint");
@@ -220,7 +225,7 @@ async fn unsign_00145(db: &tokio_postgres::Client) {
 async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_covers_tracks() {
     let pg = Postgres::start();
     let env = Env::new();
-    let city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let city = on_postgres(&env, &pg);
     let (w1, _w2) = write_some(&city, &env).await;
     let config = env.path().join("city.toml");
     let config = config.to_str().unwrap();
@@ -300,7 +305,7 @@ async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_co
 async fn a_tail_deleted_with_every_trace_is_caught_by_the_receipts_a_ward_holds() {
     let pg = Postgres::start();
     let env = Env::new();
-    let mut city = City::start_configured(&env, &format!("[database]\nurl = \"{}\"\n", pg.url()));
+    let mut city = on_postgres(&env, &pg);
     let (mut w1, mut w2) = write_some(&city, &env).await;
     // 00082's last change: a new record, alone in its batch.
     let mut c1 = w1.client().await;

@@ -296,6 +296,10 @@ async fn a_city_on_postgresql_restored_from_pg_dump_is_refilled_by_its_ward() {
     let mut q = city.client().await;
     assert_eq!(assert_same_records(&mut c, &mut q, "00082").await, 50);
     applied_once(&mut q, "00082").await;
+    // The log of a city put back to an older copy, and refilled, verifies:
+    // the changes it lost are the loss it recorded, not rows deleted.
+    let audit = wardsync(&["audit", "verify", "--config", env.path().join("city.toml").to_str().unwrap()]);
+    assert!(audit.status.success(), "{}{}", stdout(&audit), stderr(&audit));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

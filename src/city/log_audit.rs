@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::receipts::{Receipt, Said};
 use crate::auth::Identity;
-use crate::model::signed::{self, GENESIS, Hash, KeyId};
+use crate::model::signed::{self, GENESIS, Hash, KeyId, hex};
 use crate::model::{Change, Record, RecordKey, VersionVector, Versioned, WardCode, flatten};
 use crate::store::{
     Evidence, EvidencePart, EvidenceRow, LoggedChange, SignedBatch, StoreError, WardKey, WardState,
@@ -137,8 +137,13 @@ struct Audit {
     witnesses: BTreeMap<u64, Vec<Receipt>>,
 }
 
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+/// True if the city moved `ward`'s numbering past `seq` without holding
+/// its changes: on the ward's word, or after losing them with a database
+/// put back to an older copy (its last recorded loss). Its signed batches
+/// need not reach there.
+fn moved_past(state: &WardState, seq: u64) -> bool {
+    let (lo, hi) = state.lost.last_range;
+    seq <= state.unproven_to || (lo > 0 && lo <= seq && seq <= hi)
 }
 
 /// Verifies the log in `evidence` against `trust`, resuming from `since`
@@ -184,11 +189,11 @@ pub async fn verify(
             }
         }
         match part {
-            EvidencePart::Batches => {
+            EvidencePart::Batches => audit.check_acks(witnesses),
+            EvidencePart::Wards => {
                 audit.check_continuity(&since);
-                audit.check_acks(witnesses);
+                audit.check_wards();
             }
-            EvidencePart::Wards => audit.check_wards(),
             EvidencePart::Held => audit.check_all_found(),
             _ => {}
         }
@@ -298,6 +303,14 @@ impl Audit {
                 None if chain.range(..first).next().is_none() => continue,
                 None => {
                     let from = chain.range(..first).next_back().map_or(1, |(s, _)| s + 1);
+                    // Numbers the city moved past on the ward's word, or
+                    // lost with a database put back to an older copy.
+                    let state = self.wards.get(&ward).cloned().unwrap_or_default();
+                    if moved_past(&state, first - 1)
+                        && state.lost.last_range.0.min(state.unproven_to + 1) <= from
+                    {
+                        continue;
+                    }
                     format!(
                         "no signed batch holds sequences {from} to {} before it \
                          (rows deleted, or lost with a database restored from an older backup)",
@@ -329,7 +342,7 @@ impl Audit {
             let name = format!("ward_state of ward {ward}");
             let Some(chain) = self.signed.get(ward) else {
                 // The city links a ward's batches from its first signed one on.
-                if state.chain.link.is_some() && applied > state.unproven_to {
+                if state.chain.link.is_some() && !moved_past(state, applied) {
                     found.push((
                         name,
                         format!(
@@ -344,10 +357,8 @@ impl Audit {
                     found.push((name, format!("its chain's link at {applied} is not its signed batches'")));
                 }
                 (None, _) if chain.keys().next_back().is_some_and(|last| *last < applied) => {
-                    let explained =
-                        applied <= state.unproven_to || (state.lost.last_range.1 >= applied && applied > 0);
                     let last = chain.keys().next_back().copied().unwrap_or(0);
-                    if !explained {
+                    if !moved_past(state, applied) {
                         found.push((
                             name,
                             format!(

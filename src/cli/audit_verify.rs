@@ -215,9 +215,7 @@ fn witnesses(
             };
             for hex in hexes {
                 let name = format!("witness {} line {}", path.display(), n + 1);
-                let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-                    .collect();
+                let bytes = crate::model::signed::from_hex(&hex);
                 let Some((receipt, signature)) = bytes.as_deref().and_then(Receipt::parse) else {
                     findings.push(Finding { row: name, why: "not a receipt of the city's".into() });
                     continue;

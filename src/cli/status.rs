@@ -142,7 +142,7 @@ async fn report_once(a: &StatusArgs) -> anyhow::Result<(String, u8)> {
                 let receipts: Vec<String> = [&s.ack_receipt, &s.downstream_receipt]
                     .iter()
                     .filter(|r| !r.is_empty())
-                    .map(|r| hex(r))
+                    .map(|r| crate::model::signed::hex(r))
                     .collect();
                 let v = serde_json::json!({
                     "ward": s.ward, "records": s.records, "last_seq": s.last_seq, "acked_seq": s.acked_seq,
@@ -230,8 +230,4 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
             None => return Ok(ExitCode::from(code)),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

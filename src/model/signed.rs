@@ -150,6 +150,19 @@ pub fn hash_from(bytes: &[u8]) -> Option<Hash> {
     bytes.try_into().ok()
 }
 
+/// Bytes as lower-case hexadecimal (how hashes, keys and receipts are shown).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes `text` spells in hexadecimal, if it is hexadecimal.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len() / 2).map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
 fn sha256(bytes: &[u8]) -> Hash {
     let mut out = [0; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
@@ -160,10 +173,6 @@ fn sha256(bytes: &[u8]) -> Hash {
 mod tests {
     use super::*;
     use crate::model::{Hlc, Record, RecordKey, Stamp, VersionVector, flatten};
-
-    fn hex(h: &[u8]) -> String {
-        h.iter().map(|b| format!("{b:02x}")).collect()
-    }
 
     /// A fixed change: the golden vectors below are its hashes.
     fn golden() -> (Change, KeyId) {

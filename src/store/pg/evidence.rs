@@ -19,7 +19,7 @@ use super::connect::Connect;
 use super::read::{From, cursor_of, cursor_parts};
 use super::rows::{Shown, ms, table, write_typed};
 use super::{LATEST, pg_err, pool_err};
-use crate::model::signed::{Hash, KeyId, hash_from};
+use crate::model::signed::{Hash, KeyId, from_hex, hash_from, hex};
 use crate::model::{Kind, Op, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::codec::decode;
 use crate::store::{
@@ -110,7 +110,7 @@ impl Evidence for PgEvidence {
         };
         let (rows, cursors): (Vec<EvidenceRow>, Vec<Vec<String>>) = match part {
             EvidencePart::Keys => {
-                let after = hex_bytes(&text);
+                let after = from_hex(&text).unwrap_or_default();
                 let rows = self
                     .rows(
                         "SELECT key_id, ward, cert FROM ward_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2",
@@ -356,14 +356,6 @@ fn shown(r: &[(RecordKey, Record, bool, u64)]) -> Vec<Shown<'_>> {
             at_ms: 0,
         })
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
 fn key_row(r: &Row) -> EvidenceRow {
