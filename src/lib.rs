@@ -28,8 +28,10 @@
 //!   a ward's whole states with it (`store::city::repair`). Beside the log,
 //!   both keep what proves it: each batch as its ward signed it, the
 //!   certificates of the keys that signed, and a change's context as sent
-//!   where the city cut it (`store::city::evidence`), read back page by
-//!   page for an audit. The ward's
+//!   where the city cut it (`store::city::evidence`), and the log's
+//!   running hash with its cursor in every write; an audit reads them
+//!   back, page by page, from one view of the database without writing
+//!   ([`store::Evidence`]: `KvEvidence`, `pg::PgEvidence`). The ward's
 //!   store keeps its chain's anchor at the last acknowledged change. Consistent copies of a running
 //!   embedded store ([`store::backup`]). The only module that knows sled or SQL.
 //! - [`proto`]: generated gRPC types, conversions to and from `model`, and
@@ -41,8 +43,9 @@
 //!   new store).
 //! - [`city`]: the city server: replication ingest (one stream per ward,
 //!   fenced: `city::streams`; each batch's content hashes, chain and
-//!   signature checked on arrival: `city::arrival`), losses judged on its own receipts
-//!   (`city::losses`, `city::receipts`), its side of verification, retries
+//!   signature checked on arrival: `city::arrival`), receipts signed with
+//!   its key, each with a checkpoint of its log (`city::receipts`), losses
+//!   judged on them (`city::losses`), its side of verification, retries
 //!   of changes that waited for a refill, the query API, and the
 //!   verification of its log against the wards' signatures and the CA
 //!   (`city::log_audit`, `wardsync audit verify`).

@@ -101,32 +101,21 @@ pub async fn run(
     cfg.check()?;
     let listener =
         TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let store = open_store(&cfg).await?;
-    match &cfg.database.url {
-        Some(_) => {
-            tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL")
-        }
-        None => {
-            tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started")
-        }
-    }
-    serve_store(cfg, store, crate::net::incoming(listener), access, shutdown).await
-}
-
-/// The city database `cfg` names: on PostgreSQL (`[database] url`), or
-/// embedded in `data_dir` (which one process at a time may open).
-pub async fn open_store(cfg: &CityConfig) -> anyhow::Result<Arc<dyn CityDb>> {
-    Ok(match &cfg.database.url {
-        Some(url) => Arc::new(
-            PgCityStore::open(url, cfg.database.ca.as_deref(), cfg.merge_policies())
+    let store: Arc<dyn CityDb> = match &cfg.database.url {
+        Some(url) => {
+            let store = PgCityStore::open(url, cfg.database.ca.as_deref(), cfg.merge_policies())
                 .await
-                .context("cannot open the city database on PostgreSQL ([database] url)")?,
-        ),
+                .context("cannot open the city database on PostgreSQL ([database] url)")?;
+            tracing::info!(addr = %listener.local_addr()?, "city server started, database on PostgreSQL");
+            Arc::new(store)
+        }
         None => {
             let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&cfg.data_dir, cfg.cache_mb)?);
+            tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "city server started");
             Arc::new(CityStore::open(engine, cfg.merge_policies())?)
         }
-    })
+    };
+    serve_store(cfg, store, crate::net::incoming(listener), access, shutdown).await
 }
 
 /// Runs the city server over the embedded store on any engine and any
