@@ -191,3 +191,33 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
         h.restart();
     }
 }
+
+#[tokio::test]
+async fn a_store_from_before_the_running_hash_gets_it_from_its_log() {
+    for (name, h) in harnesses() {
+        let engine = h.engine();
+        let city = CityStore::open(engine.clone(), Policies::default()).unwrap();
+        let a = ward("00082");
+        let changes = (1..=4).map(|seq| change("00082", seq)).collect();
+        city.apply_group(&[batch(&a, changes)], 1, &ctx(), NO_SKEW_LIMIT).unwrap();
+        city.flush().await.unwrap();
+        let kept = CityDb::log_head(&city);
+        assert_eq!(kept.0, 4, "{name}");
+        drop(city);
+        // As a store written before the running hash was kept.
+        let mut batch = crate::store::Batch::default();
+        batch.remove(b"m:running".to_vec());
+        engine.apply(batch).unwrap();
+        let city = CityStore::open(engine.clone(), Policies::default()).unwrap();
+        assert_eq!(CityDb::log_head(&city), kept, "{name}: computed from its log, the same");
+        let report = crate::city::log_audit::verify(
+            &mut crate::store::KvEvidence::open(engine).unwrap(),
+            &Trust::Unsigned,
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.findings, [], "{name}");
+    }
+}
