@@ -140,7 +140,9 @@ struct Audit {
 /// True if the city moved `ward`'s numbering past `seq` without holding
 /// its changes: on the ward's word, or after losing them with a database
 /// put back to an older copy (its last recorded loss). Its signed batches
-/// need not reach there.
+/// need not reach there. (This rests on the ward state the database holds,
+/// which a DBA can edit too: what it excuses is proven only by the
+/// checkpoint of an earlier run and the receipts the wards hold.)
 fn moved_past(state: &WardState, seq: u64) -> bool {
     let (lo, hi) = state.lost.last_range;
     seq <= state.unproven_to || (lo > 0 && lo <= seq && seq <= hi)

@@ -161,6 +161,30 @@ impl Receipt {
     }
 }
 
+impl Receipt {
+    /// The receipt in `bytes` if the city signed it: with the key of one of
+    /// `certs` (key id, certificate DER), or, for a city without TLS
+    /// (`insecure`), its fixed key. Else why not, for a person to read.
+    pub fn checked(
+        bytes: &[u8],
+        certs: &[(KeyId, Vec<u8>)],
+        insecure: bool,
+    ) -> Result<Receipt, &'static str> {
+        let (receipt, signature) = Receipt::parse(bytes).ok_or("not a receipt of the city's")?;
+        let message = receipt.signed_message();
+        let signed = match certs.iter().find(|(id, _)| *id == receipt.key) {
+            Some((_, der)) => crate::auth::verify(der, &message, signature).is_ok(),
+            None if insecure => Signer::insecure().signed(&message, signature),
+            None => {
+                return Err(
+                    "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)",
+                );
+            }
+        };
+        if signed { Ok(receipt) } else { Err("its signature is not the city's (forged or altered)") }
+    }
+}
+
 /// Makes and checks the city's receipts.
 #[derive(Clone)]
 pub struct Receipts {
@@ -262,8 +286,10 @@ impl WardReceipts {
             from: self.from,
             at_ms: crate::clock::now_ms(),
         };
-        let message = receipt.signed_message();
-        [message.clone(), key.sign(&message)].concat()
+        let mut bytes = receipt.signed_message();
+        let signature = key.sign(&bytes);
+        bytes.extend_from_slice(&signature);
+        bytes
     }
 
     fn verify(&self, bytes: &[u8], says: impl Fn(Said) -> bool) -> Option<u64> {
@@ -325,6 +351,20 @@ mod tests {
         let der = x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents;
         assert_eq!(read.key, crate::auth::key_id(&der).unwrap());
         assert_eq!(crate::auth::verify(&der, &read.signed_message(), signature), Ok(()));
+        let certs = [(read.key, der.clone())];
+        assert_eq!(
+            Receipt::checked(&ack, &certs, false),
+            Ok(read.clone()),
+            "checked with the city's certificate"
+        );
+        let mut altered = ack.clone();
+        altered[100] ^= 1;
+        assert_eq!(
+            Receipt::checked(&altered, &certs, false),
+            Err("its signature is not the city's (forged or altered)")
+        );
+        assert!(Receipt::checked(&ack, &[], false).unwrap_err().contains("--city-cert"), "a key not given");
+        assert!(Receipt::checked(&ack, &[], true).is_err(), "not the fixed key of a city without TLS");
         // No byte of it can be changed.
         for at in [30, 60, 100, 150, ack.len() - 70, ack.len() - 1] {
             let mut bent = ack.clone();

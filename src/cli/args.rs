@@ -90,18 +90,9 @@ pub enum Command {
 /// Flags of `wardsync city`.
 #[derive(Debug, Args)]
 pub struct CityArgs {
-    /// TOML configuration file (see README.md, "Configuration").
-    #[arg(long, short, env = "WARDSYNC_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Database directory.
-    #[arg(long, env = "WARDSYNC_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Keep the city database on PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
-    #[arg(long, env = "WARDSYNC_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Speak TLS to PostgreSQL, trusting only this CA certificate (PEM).
-    #[arg(long, env = "WARDSYNC_DATABASE_CA")]
-    pub database_ca: Option<PathBuf>,
+    /// Its configuration and database.
+    #[command(flatten)]
+    pub store: CityStoreArgs,
     /// Address to listen on, e.g. 0.0.0.0:7443.
     #[arg(long, env = "WARDSYNC_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -122,15 +113,6 @@ pub struct CityArgs {
 impl CityArgs {
     /// Applies the flags over `cfg`.
     pub fn apply(&self, cfg: &mut CityConfig) {
-        if let Some(d) = &self.data_dir {
-            cfg.data_dir = d.clone();
-        }
-        if let Some(u) = &self.database_url {
-            cfg.database.url = Some(u.clone());
-        }
-        if let Some(ca) = &self.database_ca {
-            cfg.database.ca = Some(ca.clone());
-        }
         if let Some(l) = self.listen {
             cfg.listen = l;
         }
@@ -147,6 +129,44 @@ impl CityArgs {
             cfg.insecure_dev = true;
             cfg.tls = None;
         }
+    }
+}
+
+/// Where the city's configuration and database are: what `city` and
+/// `audit verify` both read.
+#[derive(Debug, Args)]
+pub struct CityStoreArgs {
+    /// TOML configuration file (see README.md, "Configuration").
+    #[arg(long, short, env = "WARDSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database directory (the embedded store).
+    #[arg(long, env = "WARDSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the city database on PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, env = "WARDSYNC_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Speak TLS to PostgreSQL, trusting only this CA certificate (PEM).
+    #[arg(long, env = "WARDSYNC_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
+}
+
+impl CityStoreArgs {
+    /// The configuration file (or the defaults), with these flags over it.
+    pub fn load(&self) -> anyhow::Result<CityConfig> {
+        let mut cfg: CityConfig = match &self.config {
+            Some(path) => crate::config::load(path)?,
+            None => toml::from_str("")?,
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            cfg.database.url = Some(u.clone());
+        }
+        if let Some(ca) = &self.database_ca {
+            cfg.database.ca = Some(ca.clone());
+        }
+        Ok(cfg)
     }
 }
 

@@ -107,10 +107,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::City(a) => {
             let load = move || -> anyhow::Result<CityConfig> {
-                let mut cfg: CityConfig = match &a.config {
-                    Some(path) => config::load(path)?,
-                    None => toml::from_str("")?,
-                };
+                let mut cfg = a.store.load()?;
                 a.apply(&mut cfg);
                 Ok(cfg)
             };
