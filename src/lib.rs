@@ -10,7 +10,8 @@
 //!   the data-quality problems), the official reference data
 //!   (embedded), diacritics folding, digests of a ward's records, the
 //!   canonical form, hash and chain link of what a ward signs
-//!   (`model::signed`, checked against golden vectors).
+//!   (`model::signed`), and of what the data office signs of a request
+//!   (`model::office_request`), checked against golden vectors.
 //!   Pure: no I/O, no prost, no sled.
 //! - [`store`]: persistence. The ward's [`store::WardStore`] (records and
 //!   outbox) over the [`store::Engine`] facade (sled on disk, synced so
@@ -28,7 +29,8 @@
 //!   a ward's whole states with it (`store::city::repair`). Beside the log,
 //!   both keep what proves it: each batch as its ward signed it, the
 //!   certificates of the keys that signed, and a change's context as sent
-//!   where the city cut it (`store::city::evidence`), and the log's
+//!   where the city cut it, and each office request as the office signed
+//!   it beside the changes it derived (`store::city::evidence`), and the log's
 //!   running hash with its cursor in every write; an audit reads them
 //!   back, page by page, from one view of the database without writing
 //!   ([`store::Evidence`]: `KvEvidence`, `pg::PgEvidence`). The ward's
@@ -45,7 +47,9 @@
 //!   fenced: `city::streams`; each batch's content hashes, chain and
 //!   signature checked on arrival: `city::arrival`), receipts signed with
 //!   its key, each with a checkpoint of its log (`city::receipts`), losses
-//!   judged on them (`city::losses`), its side of verification, retries
+//!   judged on them (`city::losses`), the office's requests taken only
+//!   signed by the caller's key (`city::requests`), its side of
+//!   verification, retries
 //!   of changes that waited for a refill, the query API, and the
 //!   verification of its log against the wards' signatures and the CA
 //!   (`city::log_audit`, `wardsync audit verify`).
@@ -69,6 +73,7 @@
 //!   bench, verify, backup), how a command connects and fails (one exit
 //!   status table, messages that say what to check: `cli::connect`,
 //!   `cli::failure`), the CSV and JSON Lines formats as people make them,
+//!   the office's requests signed with its certificate key (`cli::office`),
 //!   and the TCP relay the demo and the fault tests cut, drop and slow down.
 //!
 //! # Architecture invariants
@@ -105,7 +110,10 @@
 //!    certificate the ward connected with before it is queued; the batch
 //!    as signed is stored in the write that first applies any of it, so
 //!    every logged ward change can be checked against its ward's signature
-//!    (`wardsync audit verify`). What the city reports as
+//!    (`wardsync audit verify`); likewise every change the city writes
+//!    itself is derived from an office request signed with the caller's
+//!    certificate key (checked against it, and fresh), stored in the write
+//!    that applies it (`city::requests`, `model::office_request`). What the city reports as
 //!    applied (acks, `Welcome`, its ward table) is only ever what is
 //!    durable (flushed; on PostgreSQL, committed, with COMMIT waiting for
 //!    the WAL on disk whatever `synchronous_commit` the server sets, and a

@@ -40,7 +40,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// The office: edits records now and then, and watches the counters.
 async fn office(
     ledger: Arc<Ledger>,
-    city: CityQueryClient<Channel>,
+    (city, signer): (CityQueryClient<Channel>, wardsync::cli::office::OfficeSigner),
     wards: Vec<(String, WardApiClient<Channel>)>,
     seed: u64,
     stop: Arc<AtomicBool>,
@@ -63,7 +63,7 @@ async fn office(
                         .unwrap();
                 let edited = amend(&r, 100_000 + n);
                 let attempt = ledger.attempt("office", &edited.key().unwrap(), Some(&edited));
-                if city.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.is_ok() {
+                if city.edit(signer.edit(edited.clone(), &Default::default())).await.is_ok() {
                     ledger.acked(attempt, "city", 0);
                 }
             }
@@ -121,7 +121,7 @@ async fn chaos(pg: Option<Postgres>) {
     }
     tasks.push(tokio::spawn(office(
         ledger.clone(),
-        city_client.clone(),
+        (city_client.clone(), env.office()),
         clients.clone(),
         seed,
         stop.clone(),

@@ -69,7 +69,7 @@ async fn two_city_processes_on_one_database_apply_each_change_once() {
     relay.retarget(city_a.addr);
     let mut office_b = city_b.client().await;
     let target = amend(&rec(&code_m, 7), 9);
-    office_b.edit(pb::EditRequest { record: Some((&target).into()), seen: vec![] }).await.unwrap();
+    office_b.edit(env.office().edit(target.clone(), &Default::default())).await.unwrap();
     wardsync::cli::wait::until(
         DEADLINE,
         "the office's edit to reach the ward through the other process",

@@ -49,10 +49,10 @@ async fn city_get(q: &mut CityClient, key: &RecordKey) -> (Option<Record>, bool)
     }
 }
 
-async fn office_edit(q: &mut CityClient, key: &RecordKey, edit: impl FnOnce(&mut Record)) {
+async fn office_edit(env: &Env, q: &mut CityClient, key: &RecordKey, edit: impl FnOnce(&mut Record)) {
     let mut r = city_get(q, key).await.0.expect("the record exists at the city");
     edit(&mut r);
-    q.edit(pb::EditRequest { record: Some((&r).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(r.clone(), &Default::default())).await.unwrap();
 }
 
 async fn conflicts(q: &mut CityClient, key: &RecordKey) -> Vec<pb::ConflictInfo> {
@@ -111,7 +111,7 @@ async fn an_office_correction_and_an_offline_edit_of_the_same_field_converge_wit
     relay.cut();
     set_phone(&mut r, "0911111111");
     put(&mut w, &r).await; // the ward's edit, queued
-    office_edit(&mut q, &key, |r| set_phone(r, "0922222222")).await; // later: the office's
+    office_edit(&env, &mut q, &key, |r| set_phone(r, "0922222222")).await; // later: the office's
     relay.heal();
     converged(&mut w, &mut q, "00082").await;
 
@@ -145,7 +145,7 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     };
     set_owners(&mut parcel, &["001085012345"]);
     put(&mut w, &parcel).await;
-    office_edit(&mut q, &key, |r| set_owners(r, &["001185004001"])).await;
+    office_edit(&env, &mut q, &key, |r| set_owners(r, &["001185004001"])).await;
     relay.heal();
     converged(&mut w, &mut q, "00082").await;
 
@@ -162,6 +162,7 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
             field: "owners".into(),
             choose: 9,
             value: String::new(),
+            signed: None,
         })
         .await
         .unwrap_err();
@@ -258,7 +259,7 @@ async fn a_delete_after_a_concurrent_edit_deletes_the_record_on_both_sides_and_r
     // not knowing, deletes it afterwards: the later delete wins, and the
     // ward is told to fetch the record whole (its write raced the edit).
     relay.cut();
-    office_edit(&mut q, &key, |r| {
+    office_edit(&env, &mut q, &key, |r| {
         if let Body::Business(b) = &mut r.body {
             b.address = "1 Tràng Tiền".into();
         }
@@ -274,7 +275,7 @@ async fn a_delete_after_a_concurrent_edit_deletes_the_record_on_both_sides_and_r
     let other = first("00082", Kind::Citizen);
     put(&mut w, &other).await;
     drained(&mut w).await;
-    office_edit(&mut q, &other.key().unwrap(), |r| set_phone(r, "0912345678")).await;
+    office_edit(&env, &mut q, &other.key().unwrap(), |r| set_phone(r, "0912345678")).await;
     converged(&mut w, &mut q, "00082").await;
     let at_ward = w.get(pb::GetRequest { key: Some((&other.key().unwrap()).into()) }).await.unwrap();
     let at_ward = wardsync::proto::record_from_pb(at_ward.into_inner().record).unwrap();
@@ -346,7 +347,7 @@ async fn a_record_the_office_moves_to_another_ward_reaches_it_whole() {
     put(&mut ca, &citizen).await;
     drained(&mut ca).await;
 
-    office_edit(&mut q, &key, |r| {
+    office_edit(&env, &mut q, &key, |r| {
         r.ward = WardCode::parse("00145").unwrap();
         if let Body::Citizen(c) = &mut r.body {
             c.permanent_residence.commune_code = "00145".into();

@@ -34,7 +34,7 @@ async fn every_change_of_a_record_and_the_record_as_it_stood() {
     let after_v2 = chrono::Utc::now().timestamp_millis();
     let mut q = city.client().await;
     let v3 = wardsync::generate::amend(&v1, 2);
-    q.edit(pb::EditRequest { record: Some((&v3).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(v3.clone(), &Default::default())).await.unwrap();
     c.delete(pb::DeleteRequest { key: key.clone() }).await.unwrap();
     drained(&mut c).await;
 

@@ -211,7 +211,7 @@ async fn forged_metadata_from_a_ward_is_refused_or_neutralised() {
         )
         .await;
     let edited = wardsync::generate::amend(&mine, 1);
-    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     assert_eq!(city_record(&mut q, &mkey).await.as_ref(), Some(&edited), "the office's edit shows");
     let state = q
         .get_state(pb::CityGetRequest { key: Some((&mkey).into()), ..Default::default() })
@@ -465,7 +465,7 @@ async fn a_loss_is_recorded_only_on_the_citys_own_receipt() {
         Body::Citizen(c) => Body::Citizen(Citizen { phone: "0912345678".into(), ..c }),
         other => other,
     };
-    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     let down = forger.downstream().await;
     let (read, _) = wardsync::city::receipts::Receipt::parse(&down.receipt).expect("a receipt");
     let said = wardsync::city::receipts::Said::Downstream { cursor: down.cursor, check: down.cursor_check };
@@ -789,7 +789,7 @@ async fn malformed_changes_stall_no_one(config: &str) {
     w.put(pb::PutRequest { record: Some((&business).into()) }).await.unwrap();
     drained(&mut w).await;
     let edited = wardsync::generate::amend(&citizen, 3);
-    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     wardsync::cli::wait::until(DEADLINE, "the office's edit at 00082's agent", || {
         let (mut w, key, want) = (w.clone(), key.clone(), edited.clone());
         async move {

@@ -63,7 +63,7 @@ async fn an_incremental_export_has_every_change_to_the_wards_records_and_deletio
     ca.delete(pb::DeleteRequest { key: Some((&deleted.key().unwrap()).into()) }).await.unwrap();
     let mut office = city.client().await;
     let fixed = wardsync::generate::amend(corrected, 1);
-    office.edit(pb::EditRequest { record: Some((&fixed).into()), seen: vec![] }).await.unwrap();
+    office.edit(env.office().edit(fixed.clone(), &Default::default())).await.unwrap();
     let mut taken = moved.clone();
     taken.ward = b.clone();
     if let Body::Citizen(c) = &mut taken.body {

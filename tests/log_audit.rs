@@ -1,8 +1,10 @@
 //! `wardsync audit verify` against a real city, real wards and a real
 //! PostgreSQL: a clean log verifies (and leaves a checkpoint); then a DBA
 //! edits a log row's columns, rewrites a log entry with other values (its
-//! columns made to match), edits a record's state and a typed row, and
-//! deletes a log row; the audit names each of them and exits non-zero. On
+//! columns made to match), edits a record's state and a typed row,
+//! deletes a log row, rewrites an office correction and deletes the
+//! office's signed request of another; the audit names each of them and
+//! exits non-zero. On
 //! the embedded store, a stopped city's store verifies, and not against another CA.
 
 mod common;
@@ -19,6 +21,18 @@ fn audit(env: &Env, args: &[&str]) -> std::process::Output {
     let mut all = vec!["audit", "verify", "--tls-dir", certs.to_str().unwrap()];
     all.extend_from_slice(args);
     wardsync(&all)
+}
+
+/// The `field_values` column of a log entry, as the city writes it.
+fn column_values(entry: &LoggedChange) -> serde_json::Value {
+    let values = serde_json::to_value(entry.change.values()).unwrap();
+    values
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::from_str(v.as_str().unwrap()).unwrap_or(v.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A city keeping its database on `pg`.
@@ -38,7 +52,7 @@ async fn write_some(city: &City, env: &Env) -> (Ward, Ward) {
     drained(&mut c2).await;
     let mut office = city.client().await;
     let edited = amend(&rec(&WardCode::parse("00145").unwrap(), 5), 2);
-    office.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    office.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     (w1, w2)
 }
 
@@ -54,8 +68,18 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
 
     let clean = audit(&env, &["--config", config, "--checkpoint", checkpoint]);
     assert!(clean.status.success(), "a clean log verifies: {}{}", stdout(&clean), stderr(&clean));
-    assert!(stderr(&clean).contains("21 signed by their wards, 1 unsigned"), "{}", stderr(&clean));
+    assert!(
+        stderr(&clean).contains("21 signed by their wards, 1 by the office's 1 signed requests, 0 unsigned"),
+        "{}",
+        stderr(&clean)
+    );
     assert!(std::path::Path::new(checkpoint).exists(), "a clean run leaves its checkpoint");
+
+    // The office corrects another record after the clean run.
+    let mut office = city.client().await;
+    let second = amend(&rec(&WardCode::parse("00145").unwrap(), 6), 3);
+    let second_cursor =
+        office.edit(env.office().edit(second, &Default::default())).await.unwrap().into_inner().cursor as i64;
 
     let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -87,17 +111,9 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     {
         c.phone = "0900000000".into();
     }
-    let values = serde_json::to_value(entry.change.values()).unwrap();
-    let values: serde_json::Value = values
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::from_str(v.as_str().unwrap()).unwrap_or(v.clone())))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
     db.execute(
         "UPDATE change_log SET entry = $2, field_values = $3 WHERE cursor = $1",
-        &[&rewritten, &postcard::to_stdvec(&entry).unwrap(), &values],
+        &[&rewritten, &postcard::to_stdvec(&entry).unwrap(), &column_values(&entry)],
     )
     .await
     .unwrap();
@@ -138,6 +154,27 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     // 5. A log row deleted.
     let deleted = cursor("00145", 7).await;
     db.execute("DELETE FROM change_log WHERE cursor = $1", &[&deleted]).await.unwrap();
+    // 6. The office's correction made to say another name (its columns to match).
+    let office_cursor: i64 =
+        db.query_one("SELECT min(cursor) FROM change_log WHERE ward = 'city'", &[]).await.unwrap().get(0);
+    let row =
+        db.query_one("SELECT entry FROM change_log WHERE cursor = $1", &[&office_cursor]).await.unwrap();
+    let mut entry: LoggedChange = postcard::from_bytes(row.get(0)).unwrap();
+    if let wardsync::model::Op::Put(r) = &mut entry.change.op {
+        match &mut r.body {
+            wardsync::model::Body::Citizen(c) => c.phone = "0900000009".into(),
+            wardsync::model::Body::Business(b) => b.address = "1 Phố Khác".into(),
+            wardsync::model::Body::Land(l) => l.address = "1 Phố Khác".into(),
+        }
+    }
+    db.execute(
+        "UPDATE change_log SET entry = $2, field_values = $3 WHERE cursor = $1",
+        &[&office_cursor, &postcard::to_stdvec(&entry).unwrap(), &column_values(&entry)],
+    )
+    .await
+    .unwrap();
+    // 7. The office's second request deleted: its change now stands on no one's word.
+    db.execute("DELETE FROM office_requests WHERE cursor = $1", &[&second_cursor]).await.unwrap();
 
     let found = audit(&env, &["--config", config, "--checkpoint", checkpoint]);
     let out = stdout(&found);
@@ -149,6 +186,8 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
         format!("citizens personal_id {typed}: its columns are not the record the city shows"),
         format!("log before entry {}: cursors {deleted} to {deleted} are missing", deleted + 1),
         "ward 00145's change 7: signed and applied, but in neither the log nor the quarantine".to_string(),
+        format!("log entries [{office_cursor}]: is not what the office asked for: field"),
+        format!("log entry {second_cursor}: written by the city, and no office request asked for it"),
         "is not the log verified before".to_string(),
         "its running hash is not the one the city kept as it wrote".to_string(),
     ];
@@ -169,7 +208,11 @@ async fn a_stopped_citys_embedded_store_verifies_and_a_foreign_ca_does_not() {
     let copy = env.path().join("city");
     let clean = audit(&env, &["--data-dir", copy.to_str().unwrap()]);
     assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
-    assert!(stderr(&clean).contains("21 signed by their wards"), "{}", stderr(&clean));
+    assert!(
+        stderr(&clean).contains("21 signed by their wards, 1 by the office's 1 signed requests"),
+        "{}",
+        stderr(&clean)
+    );
 
     // Keys the operator's CA did not issue prove nothing.
     let other = Env::new();

@@ -322,7 +322,12 @@ async fn changes_that_bypassed_ward_validation_are_quarantined_never_dropped() {
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     // Discarding needs a reason, and keeps the count right.
     let e = q
-        .discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: " ".into() })
+        .discard_quarantined(pb::DiscardRequest {
+            ward: "00082".into(),
+            seq: 2,
+            reason: " ".into(),
+            signed: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -410,9 +415,9 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
         Op::Put(r) => wardsync::generate::amend(r, 1),
         Op::Delete => unreachable!(),
     };
-    q.edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] }).await.unwrap();
+    q.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     q.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await.unwrap();
-    let discard = pb::DiscardRequest { ward: "00082".into(), seq: 2, reason: "a duplicate".into() };
+    let discard = env.office().discard(&WardCode::parse("00082").unwrap(), 2, "a duplicate");
     q.discard_quarantined(discard).await.unwrap();
 
     city.node.kill();

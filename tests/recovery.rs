@@ -57,11 +57,12 @@ async fn ward_get(
 
 /// The office corrects `edited` at the city; waits until the ward `c` has it.
 async fn correct(
+    env: &Env,
     office: &mut pb::city_query_client::CityQueryClient<tonic::transport::Channel>,
     c: &pb::ward_api_client::WardApiClient<tonic::transport::Channel>,
     edited: &Record,
 ) {
-    office.edit(pb::EditRequest { record: Some(edited.into()), seen: vec![] }).await.unwrap();
+    office.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
     wardsync::cli::wait::until(DEADLINE, "the correction to reach the ward", || {
         let (mut c, edited) = (c.clone(), edited.clone());
         async move { Ok(ward_get(&mut c, &edited).await.as_ref() == Some(&edited)) }
@@ -116,7 +117,7 @@ async fn a_ward_on_a_new_disk_gets_back_its_records_cursor_and_numbering_before_
     // A data-office correction reaches the ward downstream.
     let mut office = city.client().await;
     let edited = rephoned(3, "0912000003");
-    correct(&mut office, &c, &edited).await;
+    correct(&env, &mut office, &c, &edited).await;
     let before = status(&mut c).await.unwrap();
     assert!(before.downstream_cursor > 0);
 
@@ -240,7 +241,7 @@ async fn a_city_put_back_to_a_copy_taken_while_it_ran_is_refilled_by_its_wards()
     // reach the wards; ward 00145 writes nothing more.
     let edits = [(&mut b, rephoned_of("00082", 5)), (&mut q, rephoned_of("00145", 3))];
     for (c, edited) in edits {
-        correct(&mut office, c, &edited).await;
+        correct(&env, &mut office, c, &edited).await;
     }
     put_range(&mut b, "00082", 60..70).await;
     drained(&mut b).await;

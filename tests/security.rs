@@ -79,10 +79,15 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
             code(c.retry_quarantined(pb::QuarantineEntry { ward: "00082".into(), seq: 1 }).await)
         }
         "DiscardQuarantined" => code(
-            c.discard_quarantined(pb::DiscardRequest { ward: "00082".into(), seq: 1, reason: "x".into() })
-                .await,
+            c.discard_quarantined(pb::DiscardRequest {
+                ward: "00082".into(),
+                seq: 1,
+                reason: "x".into(),
+                signed: None,
+            })
+            .await,
         ),
-        "Edit" => code(c.edit(pb::EditRequest { record: None, seen: vec![] }).await),
+        "Edit" => code(c.edit(pb::EditRequest { record: None, seen: vec![], signed: None }).await),
         "ListConflicts" => code(c.list_conflicts(pb::ConflictsRequest::default()).await),
         "ResolveConflict" => code(
             c.resolve_conflict(pb::ResolveRequest {
@@ -90,6 +95,7 @@ async fn call(c: &mut CityQueryClient<Channel>, rpc: &str) -> Code {
                 field: "phone".into(),
                 choose: 1,
                 value: String::new(),
+                signed: None,
             })
             .await,
         ),
@@ -519,4 +525,64 @@ async fn a_change_feed_reader_that_stopped_reading_does_not_hold_the_city_at_shu
     // The reader reads no more; the city is told to stop, and does (exit 0).
     assert!(city.node.stop(), "the city exits cleanly");
     drop(feed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_request_is_taken_only_signed_fresh_with_the_callers_own_key() {
+    use wardsync::auth::Signer;
+    use wardsync::cli::office::OfficeSigner;
+    use wardsync::model::office_request::{Asked, OfficeRequest};
+    let env = Env::new();
+    let city = City::start(&env);
+    let w = Ward::start(&env, "00082", city.addr);
+    let mut c = w.client().await;
+    let code = WardCode::parse("00082").unwrap();
+    put_range(&mut c, "00082", 0..1).await;
+    drained(&mut c).await;
+    let mut office = city.client().await;
+    let edited = wardsync::generate::amend(&rec(&code, 0), 1);
+
+    // Unsigned, from a caller with a certificate.
+    let unsigned = pb::EditRequest { record: Some((&edited).into()), seen: vec![], signed: None };
+    let e = office.edit(unsigned).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("not signed"), "{}", e.message());
+    // Signed with another key (the ward's) than the certificate the caller connected with.
+    let ward_key = OfficeSigner::load(Some(&TlsFiles::in_dir(&env.certs(), "ward-00082"))).unwrap();
+    let e = office.edit(ward_key.edit(edited.clone(), &Default::default())).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("signature"), "{}", e.message());
+    // The office's own signature over other values than those sent.
+    let mut altered = env.office().edit(edited.clone(), &Default::default());
+    altered.record = Some((&wardsync::generate::amend(&rec(&code, 0), 2)).into());
+    assert_eq!(office.edit(altered).await.unwrap_err().code(), Code::PermissionDenied);
+    // Its own key, signed an hour ago: a stale request replayed.
+    let signer = Signer::load(&TlsFiles::in_dir(&env.certs(), "office")).unwrap();
+    let then = wardsync::clock::now_ms() - 3_600_000;
+    let request = OfficeRequest {
+        id: [1; 16],
+        signed_at_ms: then,
+        asked: Asked::Edit { record: Box::new(edited.clone()), seen: Default::default() },
+    };
+    let stale = pb::EditRequest {
+        record: Some((&edited).into()),
+        seen: vec![],
+        signed: Some(pb::OfficeSignature {
+            request_id: vec![1; 16],
+            signed_at_ms: then,
+            signature: signer.sign(&request.message(&signer.key_id())),
+        }),
+    };
+    let e = office.edit(stale).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("check the client's clock"), "{}", e.message());
+    // None of them wrote anything; the office's own, fresh, does.
+    let key = edited.key().unwrap();
+    let got =
+        office.get(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() }).await.unwrap();
+    assert_eq!(wardsync::proto::record_from_pb(got.into_inner().record).unwrap(), rec(&code, 0));
+    office.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
+    let got =
+        office.get(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() }).await.unwrap();
+    assert_eq!(wardsync::proto::record_from_pb(got.into_inner().record).unwrap(), edited);
 }

@@ -16,6 +16,7 @@ mod page;
 mod query;
 pub mod receipts;
 pub mod report;
+mod requests;
 mod streams;
 mod verify;
 mod waiting;

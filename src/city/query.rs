@@ -8,8 +8,10 @@ use super::CityError;
 use super::guard::Cost;
 use prost::Message;
 
+use super::requests::signed_request;
 use crate::auth::{Identity, Role};
 use crate::clock::{now_ms, today};
+use crate::model::office_request::Asked;
 use crate::model::{Context, Kind, Record, RecordKey, ValidationError, WardCode};
 use crate::proto::pb::{self, city_query_server::CityQuery};
 use crate::proto::{
@@ -269,17 +271,22 @@ impl CityQuery for QueryService {
     ) -> Result<Response<pb::DiscardReply>, Status> {
         let peer = self.guard.admit(&req, &[Role::OfficeEditor], "DiscardQuarantined")?;
         let by = peer.identity.to_string();
-        let req = req.into_inner();
-        let ward = entry_ward(&req.ward)?;
-        if req.reason.trim().is_empty() {
+        let r = req.get_ref();
+        let ward = entry_ward(&r.ward)?;
+        if r.reason.trim().is_empty() {
             return Err(CityError::from(ValidationError::single(
                 "reason",
                 "required: say why the change is discarded",
             ))
             .into());
         }
+        let asked = Asked::Discard { ward: ward.clone(), seq: r.seq, reason: r.reason.clone() };
+        let request =
+            signed_request(&req, &peer.identity, r.signed.clone(), asked, now_ms(), self.max_skew_ms)?;
+        let ctx = Context { today: today(), province: self.province.clone() };
+        let req = req.into_inner();
         self.store
-            .discard(&ward, req.seq, &req.reason, &by, now_ms())
+            .office(&request, now_ms(), &ctx)
             .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
@@ -320,14 +327,23 @@ impl CityQuery for QueryService {
 
     async fn edit(&self, req: Request<pb::EditRequest>) -> Result<Response<pb::EditReply>, Status> {
         let peer = self.guard.admit(&req, &[Role::OfficeEditor], "Edit")?;
-        let req = req.into_inner();
-        let seen = (!req.seen.is_empty()).then(|| seen_from_pb(req.seen));
-        let record = record_from_pb(req.record).map_err(CityError::from)?.normalized();
+        let r = req.get_ref();
+        let seen = seen_from_pb(r.seen.clone());
+        let given = record_from_pb(r.record.clone()).map_err(CityError::from)?;
+        let record = given.clone().normalized();
+        if r.signed.is_some() && record != given {
+            let why =
+                "its text is not in Unicode NFC: normalize the record before signing it (wardsync edit does)";
+            return Err(CityError::from(ValidationError::single("record", why)).into());
+        }
         let ctx = Context { today: today(), province: self.province.clone() };
         let key = record.key_id();
+        let asked = Asked::Edit { record: Box::new(record), seen };
+        let request =
+            signed_request(&req, &peer.identity, r.signed.clone(), asked, now_ms(), self.max_skew_ms)?;
         let cursor = self
             .store
-            .office_put(record, seen, &peer.identity.to_string(), now_ms(), &ctx)
+            .office(&request, now_ms(), &ctx)
             .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;
@@ -451,8 +467,14 @@ impl CityQuery for QueryService {
         req: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::EditReply>, Status> {
         let peer = self.guard.admit(&req, &[Role::OfficeEditor], "ResolveConflict")?;
-        let req = req.into_inner();
-        let key = key_from_pb(req.key).map_err(CityError::from)?;
+        let signed = req.get_ref().signed.clone();
+        let key = key_from_pb(req.get_ref().key.clone()).map_err(CityError::from)?;
+        if signed.is_some() && req.get_ref().choose != 0 {
+            let why = "a signed request names the value it chooses: send it with choose 0 (wardsync conflicts resolve does)";
+            return Err(CityError::from(ValidationError::single("choose", why)).into());
+        }
+        let wire = &req;
+        let req = wire.get_ref().clone();
         let value = if req.choose == 0 {
             if serde_json::from_str::<serde_json::Value>(&req.value).is_err() {
                 let why = format!("{:?} is not JSON (a text value needs quotes: \"...\")", req.value);
@@ -474,9 +496,11 @@ impl CityQuery for QueryService {
             }
         };
         let ctx = Context { today: today(), province: self.province.clone() };
+        let asked = Asked::Resolve { key: key.clone(), field: req.field.clone(), value };
+        let request = signed_request(wire, &peer.identity, signed, asked, now_ms(), self.max_skew_ms)?;
         let cursor = self
             .store
-            .resolve(&key, &req.field, &value, &peer.identity.to_string(), now_ms(), &ctx)
+            .office(&request, now_ms(), &ctx)
             .await
             .map_err(CityError::from)?
             .map_err(CityError::from)?;

@@ -113,11 +113,14 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!(
-        "{} log entries up to cursor {}: {} signed by their wards, {} unsigned (office writes, repairs, \
-         changes from before signed chains); {} records; {} batch signatures checked{}{}",
+        "{} log entries up to cursor {}: {} signed by their wards, {} by the office's {} signed requests, \
+         {} unsigned (repairs, changes from before signed chains and requests); {} records; {} batch \
+         signatures checked{}{}",
         report.entries,
         report.checkpoint.cursor,
         report.signed_entries,
+        report.office_entries,
+        report.office_requests,
         report.unsigned_entries,
         report.records,
         report.signatures_checked,

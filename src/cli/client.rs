@@ -24,6 +24,14 @@ impl ClientTls {
     }
 }
 
+impl ClientTls {
+    /// Signs the office's requests with this certificate's key (none without --tls-dir).
+    pub fn office_signer(&self) -> anyhow::Result<super::office::OfficeSigner> {
+        let files = self.tls_dir.as_deref().map(|d| crate::auth::TlsFiles::in_dir(d, &self.tls_name));
+        super::office::OfficeSigner::load(files.as_ref())
+    }
+}
+
 /// The city of a command that only the city answers.
 pub(super) async fn city_of(t: &CityTarget) -> anyhow::Result<CityQueryClient<Channel>> {
     t.tls.city(&t.city).await

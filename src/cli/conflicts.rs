@@ -99,14 +99,33 @@ pub async fn run(a: ConflictsArgs) -> anyhow::Result<()> {
         }
         ConflictsAction::Resolve { kind, key, field, choose, value, target } => {
             let key = RecordKey::new(kind, &key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-            let req = pb::ResolveRequest {
-                key: Some((&key).into()),
-                field: field.clone(),
-                choose: choose.unwrap_or(0),
-                value: value.unwrap_or_default(),
+            let signer = target.tls.office_signer()?;
+            let mut c = city_of(&target).await?;
+            // What is signed is the value chosen: contender N as the city lists it now.
+            let value = match (choose, value) {
+                (Some(n), _) => {
+                    let req = pb::ConflictsRequest { key: Some((&key).into()), ..Default::default() };
+                    let conflicts = c.list_conflicts(req).await.map_err(answered)?.into_inner().conflicts;
+                    let Some(conflict) = conflicts.iter().find(|c| c.field == field) else {
+                        anyhow::bail!(
+                            "{key} has no open conflict on field {field:?}: see wardsync conflicts show"
+                        );
+                    };
+                    let count = conflict.contenders.len();
+                    match conflict.contenders.get((n as usize).wrapping_sub(1)) {
+                        Some(x) => x.value.clone(),
+                        None => {
+                            anyhow::bail!("--choose {n}: there are {count} contenders; choose 1 to {count}")
+                        }
+                    }
+                }
+                (None, v) => v.unwrap_or_default(),
             };
-            let cursor =
-                city_of(&target).await?.resolve_conflict(req).await.map_err(answered)?.into_inner().cursor;
+            if serde_json::from_str::<serde_json::Value>(&value).is_err() {
+                anyhow::bail!("--value {value:?} is not JSON (a text value needs quotes: '\"...\"')");
+            }
+            let req = signer.resolve(&key, &field, &value);
+            let cursor = c.resolve_conflict(req).await.map_err(answered)?.into_inner().cursor;
             println!("{key} field {field} resolved (log cursor {cursor}); the owning ward receives it");
         }
     }
@@ -128,7 +147,7 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<()> {
         }
         None => Default::default(),
     };
-    let req = pb::EditRequest { record: Some((&record).into()), seen: crate::proto::seen_pb(&seen) };
+    let req = a.target.tls.office_signer()?.edit(record.clone(), &seen);
     let cursor = city_of(&a.target).await?.edit(req).await.map_err(answered)?.into_inner().cursor;
     println!(
         "{}/{} corrected (log cursor {cursor}); the owning ward receives it",

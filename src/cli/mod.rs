@@ -16,6 +16,7 @@ pub mod failure;
 pub mod formats;
 mod generate;
 mod import;
+pub mod office;
 mod query;
 pub mod relay;
 mod status;

@@ -92,10 +92,10 @@ pub async fn quarantine(a: QuarantineArgs) -> anyhow::Result<()> {
             println!("change {seq} of ward {ward} applied (log cursor {cursor})");
         }
         QuarantineAction::Discard { ward, seq, reason, target } => {
+            let code = crate::model::WardCode::parse(&ward).map_err(|e| anyhow::anyhow!("--ward: {e}"))?;
+            let req = target.tls.office_signer()?.discard(&code, seq, &reason);
             let mut c = city_of(&target).await?;
-            c.discard_quarantined(pb::DiscardRequest { ward: ward.clone(), seq, reason })
-                .await
-                .map_err(answered)?;
+            c.discard_quarantined(req).await.map_err(answered)?;
             println!("change {seq} of ward {ward} discarded");
         }
     }

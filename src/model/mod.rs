@@ -16,6 +16,7 @@ mod ids;
 mod input_tests;
 mod key;
 mod merge;
+pub mod office_request;
 mod record;
 #[cfg(test)]
 mod record_tests;

@@ -40,14 +40,25 @@ pub const GENESIS: Hash = [0; 32];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyId(pub Hash);
 
-fn item(buf: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends `bytes` as an item: its length (4 bytes, big-endian), then itself.
+pub(crate) fn item(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     buf.extend_from_slice(bytes);
 }
 
-fn clock(buf: &mut Vec<u8>, wall_ms: u64, logical: u32) {
+/// Appends a clock: its wall time (8 bytes) and logical count (4), big-endian.
+pub(crate) fn clock(buf: &mut Vec<u8>, wall_ms: u64, logical: u32) {
     buf.extend_from_slice(&wall_ms.to_be_bytes());
     buf.extend_from_slice(&logical.to_be_bytes());
+}
+
+/// Appends a version vector: its count (4 bytes), then each writer and clock.
+pub(crate) fn vector(buf: &mut Vec<u8>, v: &super::VersionVector) {
+    buf.extend_from_slice(&(v.0.len() as u32).to_be_bytes());
+    for (writer, hlc) in &v.0 {
+        item(buf, writer.as_bytes());
+        clock(buf, hlc.wall_ms, hlc.logical);
+    }
 }
 
 /// The canonical form of `change` as `signer` signs it.
@@ -60,11 +71,7 @@ pub fn content(change: &Change, signer: &KeyId) -> Vec<u8> {
     item(&mut buf, change.key.id().as_bytes());
     clock(&mut buf, change.stamp.hlc.wall_ms, change.stamp.hlc.logical);
     item(&mut buf, change.stamp.writer.as_bytes());
-    buf.extend_from_slice(&(change.context.0.len() as u32).to_be_bytes());
-    for (writer, hlc) in &change.context.0 {
-        item(&mut buf, writer.as_bytes());
-        clock(&mut buf, hlc.wall_ms, hlc.logical);
-    }
+    vector(&mut buf, &change.context);
     buf.push(match change.op {
         Op::Put(_) => 1,
         Op::Delete => 2,
@@ -163,7 +170,8 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     (0..text.len() / 2).map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
-fn sha256(bytes: &[u8]) -> Hash {
+/// The SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> Hash {
     let mut out = [0; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out

@@ -68,6 +68,7 @@ impl From<CityError> for Status {
             CityError::Office(OfficeError::Invalid(v)) => v.into(),
             CityError::Office(OfficeError::NotFound(_)) => Status::not_found(e.to_string()),
             CityError::Office(OfficeError::NoConflict(..)) => Status::failed_precondition(e.to_string()),
+            CityError::Office(OfficeError::Quarantine(r)) => CityError::Quarantine(r).into(),
             CityError::ShuttingDown => Status::unavailable(e.to_string()),
             CityError::Replaced(_) => Status::aborted(e.to_string()),
         }

@@ -14,9 +14,9 @@ use futures::future::BoxFuture;
 use super::{
     AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, Conflict, ConflictFilter,
     Denial, Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome,
-    Retry, RetryError, StoreError, WardBatch, WardState,
+    Retry, RetryError, SignedRequest, StoreError, WardBatch, WardState,
 };
-use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::{Context, Kind, Policies, Record, RecordKey, Versioned, WardCode};
 
 /// What applying one group of ward batches yields: per batch, the ward's
 /// last applied sequence or why the batch was rejected.
@@ -235,23 +235,13 @@ pub trait CityDb: Send + Sync + 'static {
     /// The open conflict on `field` of `record`.
     async fn conflict(&self, record: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError>;
 
-    /// A data-office correction of an existing record (see [`super::CityStore::office_put`]).
-    async fn office_put(
+    /// Carries out an office request, as its caller (a correction, a
+    /// settlement, a discard: see [`super::CityStore::office`]), keeping
+    /// the request beside the changes it derived; returns the log cursor
+    /// of the last.
+    async fn office(
         &self,
-        record: Record,
-        seen: Option<VersionVector>,
-        by: &str,
-        now_ms: i64,
-        ctx: &Context,
-    ) -> Result<Result<u64, OfficeError>, StoreError>;
-
-    /// Settles the conflict on `field` of `key` with `value` (JSON).
-    async fn resolve(
-        &self,
-        key: &RecordKey,
-        field: &str,
-        value: &str,
-        by: &str,
+        request: &SignedRequest,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError>;
@@ -285,16 +275,6 @@ pub trait CityDb: Send + Sync + 'static {
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError>;
-
-    /// Moves a quarantined change to the discarded list with a reason.
-    async fn discard(
-        &self,
-        ward: &WardCode,
-        seq: u64,
-        reason: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<Result<(), RetryError>, StoreError>;
 
     // ---- Audit ----
 

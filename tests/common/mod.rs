@@ -68,6 +68,12 @@ impl Env {
     pub fn certs(&self) -> PathBuf {
         self.path().join("certs")
     }
+
+    /// Signs requests as the office does (its certificate's key).
+    pub fn office(&self) -> wardsync::cli::office::OfficeSigner {
+        let files = wardsync::auth::TlsFiles::in_dir(&self.certs(), "office");
+        wardsync::cli::office::OfficeSigner::load(Some(&files)).unwrap()
+    }
 }
 
 /// A free loopback port for a node to listen on. Taken below Linux's

@@ -133,6 +133,8 @@ pub async fn office(
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed);
     let tls = client_tls(&TlsFiles::in_dir(&certs, "office"), "city").unwrap();
+    let signer =
+        wardsync::cli::office::OfficeSigner::load(Some(&TlsFiles::in_dir(&certs, "office"))).unwrap();
     let mut city = loop {
         if let Ok(ch) = channel("city", CITY_PORT, Some(tls.clone())).await {
             break CityQueryClient::new(ch);
@@ -163,11 +165,7 @@ pub async fn office(
                     let current = wardsync::proto::record_from_pb(current.into_inner().record).unwrap();
                     let edited = amend(&current, 10_000 + n);
                     let attempt = shared.ledger.attempt("office", &key, Some(&edited));
-                    if city
-                        .edit(pb::EditRequest { record: Some((&edited).into()), seen: vec![] })
-                        .await
-                        .is_ok()
-                    {
+                    if city.edit(signer.edit(edited.clone(), &Default::default())).await.is_ok() {
                         shared.ledger.acked(attempt, "city", 0);
                     }
                 }

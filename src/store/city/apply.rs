@@ -65,6 +65,9 @@ pub(crate) trait Target {
     /// Stores a batch as its ward signed it, and its key's certificate if
     /// new (see [`super::evidence`]).
     fn signed(&mut self, signed: &Signed);
+    /// Stores an office request beside the changes it derived (see
+    /// [`super::evidence`]).
+    fn request(&mut self, request: &super::SignedRequest);
     /// Notes that the change at `cursor` concerns `ward` (`whole`: it must fetch the record).
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool);
     /// Puts a change in quarantine.

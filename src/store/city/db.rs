@@ -11,9 +11,9 @@ use super::{
     HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome, Retry, RetryError,
     WardBatch, WardState,
 };
-use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::{Context, Kind, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::city_db::{CityDb, GroupOutcome};
-use crate::store::{AckClaim, StoreError};
+use crate::store::{AckClaim, SignedRequest, StoreError};
 
 /// `Ok(outcome)` once flushed, when the write succeeded.
 async fn durable<T>(store: &CityStore, written: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -229,27 +229,13 @@ impl CityDb for CityStore {
         CityStore::conflict(self, record, field)
     }
 
-    async fn office_put(
+    async fn office(
         &self,
-        record: Record,
-        seen: Option<VersionVector>,
-        by: &str,
+        request: &SignedRequest,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        durable(self, CityStore::office_put(self, record, seen, by, now_ms, ctx)).await
-    }
-
-    async fn resolve(
-        &self,
-        key: &RecordKey,
-        field: &str,
-        value: &str,
-        by: &str,
-        now_ms: i64,
-        ctx: &Context,
-    ) -> Result<Result<u64, OfficeError>, StoreError> {
-        durable(self, CityStore::resolve(self, key, field, value, by, now_ms, ctx)).await
+        durable(self, CityStore::office(self, request, now_ms, ctx)).await
     }
 
     async fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError> {
@@ -283,17 +269,6 @@ impl CityDb for CityStore {
         max_skew_ms: u64,
     ) -> Result<Result<u64, RetryError>, StoreError> {
         durable(self, CityStore::retry(self, ward, seq, how, now_ms, ctx, max_skew_ms)).await
-    }
-
-    async fn discard(
-        &self,
-        ward: &WardCode,
-        seq: u64,
-        reason: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<Result<(), RetryError>, StoreError> {
-        durable(self, CityStore::discard(self, ward, seq, reason, by, now_ms)).await
     }
 
     async fn record_denial(

@@ -7,6 +7,9 @@
 //! `wardsync audit verify` recomputes every logged change's content hash
 //! and checks it against a signature no one but the ward could make.
 //!
+//! Beside the changes the city writes itself, it keeps the office request
+//! each came from, as the office signed it ([`SignedRequest`]).
+//!
 //! Written in the same atomic write (on PostgreSQL, the same transaction)
 //! as the first application of the changes they cover; a batch the city
 //! refuses whole leaves none.
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Discarded, LoggedChange, Page, Quarantined};
+use crate::model::office_request::OfficeRequest;
 use crate::model::signed::{self, Hash, KeyId};
 use crate::model::{Change, Kind, Record, RecordKey, VersionVector, Versioned, WardCode};
 use crate::store::codec::decode;
@@ -72,6 +76,27 @@ pub struct WardKey {
     pub cert: Vec<u8>,
 }
 
+/// An office request as the city took it: signed with the key of the
+/// certificate its caller connected with, kept beside the changes it
+/// derived (see [`crate::model::office_request`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The request as signed.
+    pub request: OfficeRequest,
+    /// Who asked: the identity of the caller's certificate.
+    pub by: String,
+    /// The key id of that certificate.
+    pub key: KeyId,
+    /// The signature of the request's canonical form (empty: unsigned,
+    /// from a city without TLS).
+    pub signature: Vec<u8>,
+    /// The caller's certificate, DER (empty without TLS).
+    pub cert: Vec<u8>,
+    /// The log cursors of the changes the city derived from it, in order
+    /// (set as it is stored).
+    pub cursors: Vec<u64>,
+}
+
 /// One row of what an audit of the log reads (see [`Evidence`]), in the
 /// order of its part.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,8 +109,10 @@ pub enum EvidenceRow {
     /// city applied it cut down.
     Logged(Box<LoggedChange>, Option<VersionVector>),
     /// A ward's change the city holds apart from the log: in quarantine,
-    /// or discarded from it, decoded or as received (raw bytes).
-    Held(WardCode, u64, Result<Box<Change>, Vec<u8>>),
+    /// or discarded from it (`true`), decoded or as received (raw bytes).
+    Held(WardCode, u64, Result<Box<Change>, Vec<u8>>, bool),
+    /// An office request and where the changes it derived are logged.
+    Request(Box<SignedRequest>),
     /// A record: its replicated state, the record it shows, the cursor of
     /// the last change to it as stored, and every log entry of it, oldest
     /// first.
@@ -136,6 +163,8 @@ pub enum EvidencePart {
     Log,
     /// Changes held in quarantine or discarded, by ward and sequence.
     Held,
+    /// Office requests, by the cursor of their first change.
+    Requests,
     /// Records with their history, by key.
     Records,
     /// On PostgreSQL, the typed tables compared with the records they
@@ -147,12 +176,13 @@ pub enum EvidencePart {
 
 impl EvidencePart {
     /// Every part, in reading order.
-    pub const ALL: [EvidencePart; 8] = [
+    pub const ALL: [EvidencePart; 9] = [
         EvidencePart::Keys,
         EvidencePart::Batches,
         EvidencePart::Wards,
         EvidencePart::Log,
         EvidencePart::Held,
+        EvidencePart::Requests,
         EvidencePart::Records,
         EvidencePart::Typed,
         EvidencePart::Head,
@@ -245,7 +275,7 @@ impl Evidence for KvEvidence {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<EvidenceRow>, StoreError> {
-        use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, SENT, SIGNED, STATE};
+        use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, REQUEST, SENT, SIGNED, STATE};
         match part {
             EvidencePart::Head => {
                 let items = if after.is_empty() { vec![self.head()?] } else { vec![] };
@@ -267,6 +297,7 @@ impl Evidence for KvEvidence {
             EvidencePart::Batches => &[SIGNED],
             EvidencePart::Log => &[LOG],
             EvidencePart::Held => &[DISCARDED, QUARANTINE],
+            EvidencePart::Requests => &[REQUEST],
             EvidencePart::Records => &[STATE],
             EvidencePart::Typed | EvidencePart::Head | EvidencePart::Wards => &[],
         };
@@ -296,11 +327,14 @@ impl Evidence for KvEvidence {
                     }
                     EvidencePart::Held => {
                         let q = if k.starts_with(QUARANTINE) {
-                            decode::<Quarantined>(&k, &v)
+                            decode::<Quarantined>(&k, &v).map(|q| (q, false))
                         } else {
-                            decode::<Discarded>(&k, &v).map(|d| d.entry)
+                            decode::<Discarded>(&k, &v).map(|d| (d.entry, true))
                         };
-                        q.map(held).unwrap_or_else(row)
+                        q.map(|(q, discarded)| held(q, discarded)).unwrap_or_else(row)
+                    }
+                    EvidencePart::Requests => {
+                        decode(&k, &v).map(|r| EvidenceRow::Request(Box::new(r))).unwrap_or_else(row)
                     }
                     EvidencePart::Records => self.record(&k, &v).unwrap_or_else(row),
                     _ => unreachable!("no prefix"),
@@ -321,8 +355,8 @@ impl Evidence for KvEvidence {
 }
 
 /// A quarantined change as evidence: decoded, or its bytes as received.
-pub(crate) fn held(q: Quarantined) -> EvidenceRow {
-    EvidenceRow::Held(q.ward, q.seq, q.change.map(Box::new).ok_or(q.raw))
+pub(crate) fn held(q: Quarantined, discarded: bool) -> EvidenceRow {
+    EvidenceRow::Held(q.ward, q.seq, q.change.map(Box::new).ok_or(q.raw), discarded)
 }
 
 /// The record a key's tail names: its kind's tag and id.

@@ -23,6 +23,7 @@
 //! - `E<ward><last seq: u64 BE>`  → a batch as its ward signed it ([`super::SignedBatch`]);
 //! - `k<key id: 32 bytes>`        → a key that signed batches, with its certificate ([`super::WardKey`]);
 //! - `X<cursor: u64 BE>`          → the context the change logged at `cursor` was sent with, where cut;
+//! - `O<cursor: u64 BE>`          → the office request whose first change is logged at `cursor` ([`super::SignedRequest`]);
 //! - `m:cursor`                   → highest cursor assigned;
 //! - `m:hlc`                      → the city's hybrid clock;
 //! - `m:running`                  → the log's running hash at `m:cursor`;
@@ -59,6 +60,7 @@ pub(super) const HISTORY: &[u8] = b"K";
 pub(super) const SIGNED: &[u8] = b"E";
 pub(super) const KEY: &[u8] = b"k";
 pub(super) const SENT: &[u8] = b"X";
+pub(super) const REQUEST: &[u8] = b"O";
 /// The value of a downstream note telling the ward to fetch the record whole.
 pub(super) const WHOLE: &[u8] = b"w";
 
@@ -99,6 +101,11 @@ pub(super) fn key_key(id: &crate::model::signed::KeyId) -> Vec<u8> {
 /// Where the context of the change logged at `cursor` is kept as sent.
 pub(super) fn sent_key(cursor: u64) -> Vec<u8> {
     key(SENT, &[&be(cursor)])
+}
+
+/// Where the office request whose first change is logged at `cursor` is kept.
+pub(super) fn request_key(cursor: u64) -> Vec<u8> {
+    key(REQUEST, &[&be(cursor)])
 }
 
 pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {

@@ -6,7 +6,7 @@ use super::conflicts::Conflict;
 use super::evidence::{Signed, WardKey};
 use super::keys::{
     DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
-    key_key, log_key, quarantine_key, record_key, sent_key, signed_key, state_key, version_key,
+    key_key, log_key, quarantine_key, record_key, request_key, sent_key, signed_key, state_key, version_key,
 };
 use super::{Discarded, LoggedChange, MAX_HISTORY, Quarantined};
 use crate::model::{OWNER, Op, Record, RecordKey, Versioned, WardCode};
@@ -121,6 +121,12 @@ impl Target for KvTarget<'_> {
         if !signed.cert.is_empty() && !matches!(self.engine.get(&k), Ok(Some(_))) {
             let entry = WardKey { key: b.key, ward: b.ward.clone(), cert: signed.cert.to_vec() };
             self.batch.insert(k, encode(&entry));
+        }
+    }
+
+    fn request(&mut self, request: &super::SignedRequest) {
+        if let Some(first) = request.cursors.first() {
+            self.batch.insert(request_key(*first), encode(request));
         }
     }
 

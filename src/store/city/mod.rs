@@ -45,7 +45,9 @@ pub use budget::Budget;
 pub use chain::{Chain, Links};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
-pub use evidence::{Evidence, EvidencePart, EvidenceRow, KvEvidence, Signed, SignedBatch, WardKey};
+pub use evidence::{
+    Evidence, EvidencePart, EvidenceRow, KvEvidence, Signed, SignedBatch, SignedRequest, WardKey,
+};
 pub use history::{HistoryEntry, MAX_HISTORY, MAX_HISTORY_BYTES};
 pub(crate) use history::{history_too_large, replay_state};
 pub use office::OfficeError;

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use super::apply::{GroupWrite, Target};
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
-use super::{CityStore, LoggedChange, WardState};
+use super::{CityStore, LoggedChange, RetryError, SignedRequest, WardState};
 use crate::model::civil::rewrite_refusal_on;
+use crate::model::office_request::Asked;
 use crate::model::{
     Body, Context, EXISTS, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
     flatten, unflatten,
@@ -29,6 +30,9 @@ pub enum OfficeError {
     /// The field has no open conflict.
     #[error("{0} has no open conflict on field {1:?}")]
     NoConflict(String, String),
+    /// A quarantined change could not be discarded.
+    #[error(transparent)]
+    Quarantine(#[from] RetryError),
 }
 
 impl CityStore {
@@ -38,35 +42,14 @@ impl CityStore {
         self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()
     }
 
-    /// A data-office correction of an existing record: the fields that
-    /// differ are written by the city. `seen` is what the editor had read of
-    /// the record (its version vector): writes it had not seen are
-    /// concurrent with the correction, never silently reverted by it; none:
-    /// the record as it stands. Returns the change's log cursor (the
-    /// current cursor if nothing differs).
-    pub fn office_put(
+    /// Carries out an office request (see [`GroupWrite::office`]).
+    pub fn office(
         &self,
-        record: Record,
-        seen: Option<VersionVector>,
-        by: &str,
+        request: &SignedRequest,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        self.write(now_ms, |w, wards| w.office_put(record, seen, by, ctx, wards))
-    }
-
-    /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
-    /// write that has seen every contender.
-    pub fn resolve(
-        &self,
-        key: &RecordKey,
-        field: &str,
-        value: &str,
-        by: &str,
-        now_ms: i64,
-        ctx: &Context,
-    ) -> Result<Result<u64, OfficeError>, StoreError> {
-        self.write(now_ms, |w, wards| w.resolve(key, field, value, by, ctx, wards))
+        self.write(now_ms, |w, wards| w.office(request, ctx, wards))
     }
 
     /// Changes made elsewhere that concern `ward`, after cursor `after`,
@@ -98,6 +81,36 @@ impl CityStore {
 
 /// The office's writes, the same on both stores.
 impl<T: Target> GroupWrite<'_, T> {
+    /// Carries out an office request: a correction, a settlement or a
+    /// discard, as the caller it names; the request is stored beside the
+    /// changes it derived, in the same write (none if it derived none).
+    /// Returns the log cursor of its last change (the current cursor if it
+    /// made none).
+    pub(crate) fn office(
+        &mut self,
+        request: &SignedRequest,
+        ctx: &Context,
+        wards: &mut HashMap<WardCode, WardState>,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let before = self.cursor;
+        let by = request.by.as_str();
+        let done = match &request.request.asked {
+            Asked::Edit { record, seen } => {
+                let seen = (!seen.0.is_empty()).then(|| seen.clone());
+                self.office_put((**record).clone(), seen, by, ctx, wards)?
+            }
+            Asked::Resolve { key, field, value } => self.resolve(key, field, value, by, ctx, wards)?,
+            Asked::Discard { ward, seq, reason } => {
+                self.discard(ward, *seq, reason, by, wards)?.map(|()| self.cursor).map_err(OfficeError::from)
+            }
+        };
+        if done.is_ok() && self.cursor > before {
+            let cursors = (before + 1..=self.cursor).collect();
+            self.target.request(&SignedRequest { cursors, ..request.clone() });
+        }
+        Ok(done)
+    }
+
     /// Applies writes by the city to `key` in one atomic write, each having
     /// seen the ones before it (the first: `based_on`, or all the record holds).
     fn city_writes(
@@ -121,7 +134,7 @@ impl<T: Target> GroupWrite<'_, T> {
     /// concurrent with the correction, never silently reverted by it; none:
     /// the record as it stands. Returns the change's log cursor (the
     /// current cursor if nothing differs).
-    pub(crate) fn office_put(
+    fn office_put(
         &mut self,
         record: Record,
         seen: Option<VersionVector>,
@@ -163,7 +176,7 @@ impl<T: Target> GroupWrite<'_, T> {
 
     /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
     /// write that has seen every contender.
-    pub(crate) fn resolve(
+    fn resolve(
         &mut self,
         key: &RecordKey,
         field: &str,

@@ -157,18 +157,6 @@ impl CityStore {
         // Everything under the write lock: no group can slip in between the checks and the apply.
         self.write(now_ms, |w, wards| w.retry(ward, seq, how, ctx, max_skew_ms, wards))
     }
-
-    /// Moves a quarantined change to the discarded list with a reason.
-    pub fn discard(
-        &self,
-        ward: &WardCode,
-        seq: u64,
-        reason: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<Result<(), RetryError>, StoreError> {
-        self.write(now_ms, |w, wards| w.discard(ward, seq, reason, by, wards))
-    }
 }
 
 /// Settling the quarantine, the same on both stores.

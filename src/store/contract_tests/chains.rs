@@ -141,8 +141,17 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
         assert_eq!(apply(chained(3..=7, 0, to2)).await, Ok(7), "{name}");
         let forked = chained(8..=9, 1, GENESIS);
         assert!(apply(forked).await.is_err(), "{name}");
+        // The office corrects one: its request is kept beside the change.
+        let Op::Put(first_record) = &change("00082", 1).op else { unreachable!() };
+        let edited = crate::generate::amend(first_record, 1);
+        assert_eq!(city.office_put(edited, None, "office", 2, &ctx()).await.unwrap(), Ok(8), "{name}");
         city.flush().await.unwrap();
         let mut ev = h.evidence().await;
+        let requests = evidence(ev.as_mut(), EvidencePart::Requests).await;
+        assert!(
+            matches!(&requests[..], [EvidenceRow::Request(r)] if r.cursors == [8] && r.by == "office"),
+            "{name}: {requests:?}"
+        );
         let batches: Vec<(u64, u64)> = evidence(ev.as_mut(), EvidencePart::Batches)
             .await
             .into_iter()
@@ -153,23 +162,29 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
             .collect();
         assert_eq!(batches, [(1, 5), (3, 7)], "{name}: each applied batch as signed, none of a refused one");
         let log = evidence(ev.as_mut(), EvidencePart::Log).await;
-        assert_eq!(log.len(), 7, "{name}");
+        assert_eq!(log.len(), 8, "{name}");
         assert!(log.iter().all(|r| matches!(r, EvidenceRow::Logged(_, None))), "{name}: applied as sent");
         let records = evidence(ev.as_mut(), EvidencePart::Records).await;
         assert_eq!(records.len(), 7, "{name}");
-        assert!(
-            records.iter().all(|r| matches!(r, EvidenceRow::Record { history, .. } if history.len() == 1)),
-            "{name}: each record with its history"
-        );
+        let histories: Vec<usize> = records
+            .iter()
+            .map(|r| match r {
+                EvidenceRow::Record { history, .. } => history.len(),
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(histories.iter().sum::<usize>(), 8, "{name}: each record with its history");
         assert!(evidence(ev.as_mut(), EvidencePart::Typed).await.is_empty(), "{name}");
         let head = evidence(ev.as_mut(), EvidencePart::Head).await;
-        assert!(matches!(head[..], [EvidenceRow::Head { cursor: 7, .. }]), "{name}: {head:?}");
+        assert!(matches!(head[..], [EvidenceRow::Head { cursor: 8, .. }]), "{name}: {head:?}");
 
-        // (Batches of a city without TLS: their chain checked, nothing signed.)
+        // (Batches and requests of a city without TLS: their chain and what
+        // the requests derived checked, nothing signed.)
         let trust = Trust::Unsigned;
         let report = crate::city::log_audit::verify(ev.as_mut(), &trust, None, &[]).await.unwrap();
         assert_eq!(report.findings, [], "{name}");
-        assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (0, 7, 7), "{name}");
+        assert_eq!((report.signed_entries, report.unsigned_entries, report.records), (0, 8, 7), "{name}");
+        assert_eq!(report.checkpoint.office_from, Some(8), "{name}");
         let again =
             crate::city::log_audit::verify(ev.as_mut(), &trust, Some(&report.checkpoint), &[]).await.unwrap();
         assert_eq!(again.findings, [], "{name}: resumed from its checkpoint");
@@ -182,7 +197,8 @@ async fn the_city_keeps_each_batch_as_signed_and_its_log_verifies() {
             [
                 "not signed",
                 "not signed",
-                "its chain is known up to 7, and it has no signed batches (rows deleted)"
+                "its chain is known up to 7, and it has no signed batches (rows deleted)",
+                "not signed",
             ],
             "{name}"
         );

@@ -365,3 +365,96 @@ mod pages;
 mod policies;
 mod postgres;
 mod repair;
+
+/// The office's calls as a city without TLS takes them (unsigned), by
+/// what they ask: the suites name what the office does, not how it signs.
+#[async_trait::async_trait]
+trait OfficeCalls {
+    async fn office_put(
+        &self,
+        record: Record,
+        seen: Option<VersionVector>,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError>;
+    async fn resolve(
+        &self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError>;
+    async fn discard(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<u64, OfficeError>, StoreError>;
+}
+
+/// `asked` by `by`, unsigned.
+fn unsigned(asked: crate::model::office_request::Asked, by: &str) -> SignedRequest {
+    SignedRequest {
+        request: crate::model::office_request::OfficeRequest { id: [0; 16], signed_at_ms: 0, asked },
+        by: by.to_string(),
+        key: Default::default(),
+        signature: Vec::new(),
+        cert: Vec::new(),
+        cursors: Vec::new(),
+    }
+}
+
+#[async_trait::async_trait]
+impl OfficeCalls for Arc<dyn CityDb> {
+    async fn office_put(
+        &self,
+        record: Record,
+        seen: Option<VersionVector>,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let asked = crate::model::office_request::Asked::Edit {
+            record: Box::new(record),
+            seen: seen.unwrap_or_default(),
+        };
+        self.office(&unsigned(asked, by), now_ms, ctx).await
+    }
+    async fn resolve(
+        &self,
+        key: &RecordKey,
+        field: &str,
+        value: &str,
+        by: &str,
+        now_ms: i64,
+        ctx: &Context,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let asked = crate::model::office_request::Asked::Resolve {
+            key: key.clone(),
+            field: field.to_string(),
+            value: value.to_string(),
+        };
+        self.office(&unsigned(asked, by), now_ms, ctx).await
+    }
+    async fn discard(
+        &self,
+        ward: &WardCode,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<u64, OfficeError>, StoreError> {
+        let asked = crate::model::office_request::Asked::Discard {
+            ward: ward.clone(),
+            seq,
+            reason: reason.to_string(),
+        };
+        let today = Context { today: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), province: None };
+        self.office(&unsigned(asked, by), now_ms, &today).await
+    }
+}

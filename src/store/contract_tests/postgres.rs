@@ -212,11 +212,11 @@ async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks
     let Op::Put(record) = &created.op else { unreachable!() };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     for n in 1.. {
-        let cursor = a
-            .office_put(crate::generate::amend(record, n), None, "office", 2, &ctx())
-            .await
-            .unwrap()
-            .unwrap();
+        let asked = crate::model::office_request::Asked::Edit {
+            record: Box::new(crate::generate::amend(record, n)),
+            seen: VersionVector::default(),
+        };
+        let cursor = a.office(&super::unsigned(asked, "office"), 2, &ctx()).await.unwrap().unwrap();
         let wait = std::time::Instant::now() + std::time::Duration::from_millis(500);
         while !b.may_have_downstream(&w, cursor - 1) && std::time::Instant::now() < wait {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

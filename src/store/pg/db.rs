@@ -9,7 +9,8 @@ use super::read::{cursor_of, cursor_parts, nothing, page};
 use super::rows::{ms, ts};
 use super::write::ReadAhead;
 use super::{PgCityStore, pg_err};
-use crate::model::{Context, Kind, Policies, Record, RecordKey, VersionVector, Versioned, WardCode};
+use crate::model::office_request::Asked;
+use crate::model::{Context, Kind, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::city::audit::AuditSources;
 use crate::store::city::history::{replay_as_of, replay_history};
 use crate::store::city::{record_log_loss, record_loss};
@@ -18,7 +19,7 @@ use crate::store::{AckClaim, Chain};
 use crate::store::{
     AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
     GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
-    RepairOutcome, Retry, RetryError, StoreError, WardBatch, WardState,
+    RepairOutcome, Retry, RetryError, SignedRequest, StoreError, WardBatch, WardState,
 };
 
 impl PgCityStore {
@@ -387,33 +388,24 @@ impl CityDb for PgCityStore {
         Ok(self.record_conflicts(record).await?.into_iter().find(|c| c.field == field))
     }
 
-    async fn office_put(
+    async fn office(
         &self,
-        record: Record,
-        seen: Option<VersionVector>,
-        by: &str,
+        request: &SignedRequest,
         now_ms: i64,
         ctx: &Context,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
-        let key = match record.key() {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e.into())),
+        let ahead = match &request.request.asked {
+            Asked::Edit { record, .. } => match record.key() {
+                Ok(k) => ReadAhead { keys: vec![k], ..Default::default() },
+                Err(e) => return Ok(Err(e.into())),
+            },
+            Asked::Resolve { key, .. } => ReadAhead { keys: vec![key.clone()], ..Default::default() },
+            // (The record of the change discarded is read with it.)
+            Asked::Discard { ward, seq, .. } => {
+                ReadAhead { quarantined: Some((ward.clone(), *seq)), ..Default::default() }
+            }
         };
-        let ahead = ReadAhead { keys: vec![key], ..Default::default() };
-        self.write(now_ms, ahead, |w, wards| w.office_put(record, seen, by, ctx, wards)).await
-    }
-
-    async fn resolve(
-        &self,
-        key: &RecordKey,
-        field: &str,
-        value: &str,
-        by: &str,
-        now_ms: i64,
-        ctx: &Context,
-    ) -> Result<Result<u64, OfficeError>, StoreError> {
-        let ahead = ReadAhead { keys: vec![key.clone()], ..Default::default() };
-        self.write(now_ms, ahead, |w, wards| w.resolve(key, field, value, by, ctx, wards)).await
+        self.write(now_ms, ahead, |w, wards| w.office(request, ctx, wards)).await
     }
 
     async fn quarantine(&self, ward: Option<&WardCode>) -> Result<Vec<Quarantined>, StoreError> {
@@ -492,18 +484,6 @@ impl CityDb for PgCityStore {
             quarantined: Some((ward.clone(), seq)),
         };
         self.write(now_ms, ahead, |w, wards| w.retry(ward, seq, how, ctx, max_skew_ms, wards)).await
-    }
-
-    async fn discard(
-        &self,
-        ward: &WardCode,
-        seq: u64,
-        reason: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<Result<(), RetryError>, StoreError> {
-        let ahead = ReadAhead { quarantined: Some((ward.clone(), seq)), ..Default::default() };
-        self.write(now_ms, ahead, |w, wards| w.discard(ward, seq, reason, by, wards)).await
     }
 
     async fn record_denial(

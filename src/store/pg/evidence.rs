@@ -23,7 +23,8 @@ use crate::model::signed::{Hash, KeyId, from_hex, hash_from, hex};
 use crate::model::{Kind, Op, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::codec::decode;
 use crate::store::{
-    Evidence, EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, StoreError, WardKey,
+    Evidence, EvidencePart, EvidenceRow, LoggedChange, Page, Quarantined, SignedBatch, SignedRequest,
+    StoreError, WardKey,
 };
 
 /// The evidence of a city database on PostgreSQL (see the module docs).
@@ -160,8 +161,8 @@ impl Evidence for PgEvidence {
             EvidencePart::Held => {
                 let rows = self
                     .rows(
-                        "SELECT ward, seq, entry FROM quarantine WHERE (ward, seq) > ($1, $2)
-                         ORDER BY ward, seq LIMIT $3",
+                        "SELECT ward, seq, entry, discarded_by IS NOT NULL FROM quarantine
+                         WHERE (ward, seq) > ($1, $2) ORDER BY ward, seq LIMIT $3",
                         &[&text, &number, &limit],
                     )
                     .await?;
@@ -173,10 +174,32 @@ impl Evidence for PgEvidence {
                             Ok(q) if q.ward.as_str() != ward || q.seq as i64 != seq => {
                                 tampered(name, format!("its entry is ward {}'s change {}", q.ward, q.seq))
                             }
-                            Ok(q) => crate::store::city::evidence::held(q),
+                            Ok(q) => crate::store::city::evidence::held(q, r.get(3)),
                             Err(e) => tampered(name, e.to_string()),
                         };
                         (row, vec![ward, seq.to_string()])
+                    })
+                    .unzip()
+            }
+            EvidencePart::Requests => {
+                let rows = self
+                    .rows(
+                        "SELECT cursor, entry FROM office_requests WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+                        &[&number, &limit],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let cursor: i64 = r.get(0);
+                        let name = format!("office_requests cursor {cursor}");
+                        let row = match decode::<SignedRequest>(b"office_requests.entry", r.get(1)) {
+                            Ok(q) if q.cursors.first() != Some(&(cursor as u64)) => {
+                                tampered(name, format!("its entry names cursors {:?}", q.cursors))
+                            }
+                            Ok(q) => EvidenceRow::Request(Box::new(q)),
+                            Err(e) => tampered(name, e.to_string()),
+                        };
+                        (row, vec![cursor.to_string()])
                     })
                     .unzip()
             }

@@ -54,6 +54,8 @@ pub(super) struct PgTarget {
     /// Batches as signed, by ward and last sequence (a batch applied in
     /// parts is stored once).
     signed: BTreeMap<(WardCode, u64), Signed>,
+    /// Office requests, by the cursor of their first change.
+    requests: Vec<(i64, Vec<u8>)>,
 }
 
 /// One change-log row.
@@ -220,7 +222,24 @@ impl PgTarget {
             self.write_downstream(client),
             self.write_quarantine(client),
             self.write_signed(client),
+            self.write_requests(client),
         )?;
+        Ok(())
+    }
+
+    async fn write_requests(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        if self.requests.is_empty() {
+            return Ok(());
+        }
+        let cursors: Vec<i64> = self.requests.iter().map(|r| r.0).collect();
+        let entries: Vec<&[u8]> = self.requests.iter().map(|r| r.1.as_slice()).collect();
+        sql::execute(
+            client,
+            "INSERT INTO office_requests (cursor, entry) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &[&cursors, &entries],
+        )
+        .await
+        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -656,6 +675,12 @@ impl Target for PgTarget {
     fn signed(&mut self, signed: &Signed) {
         let b = &signed.batch;
         self.signed.entry((b.ward.clone(), b.last())).or_insert_with(|| signed.clone());
+    }
+
+    fn request(&mut self, request: &crate::store::SignedRequest) {
+        if let Some(first) = request.cursors.first() {
+            self.requests.push((*first as i64, encode(request)));
+        }
     }
 
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {

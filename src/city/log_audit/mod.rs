@@ -11,10 +11,14 @@
 //! makes; on PostgreSQL, every row's columns must be what its encoded
 //! entry says, and the typed tables what the records show.
 //!
-//! What it cannot see from the database alone: writes no ward signed (the
-//! data office's edits and settlements, repairs from a ward's whole state,
-//! changes applied before signed chains) are counted, not proven, and so
-//! are what the city itself adds to a change (who submitted it, when);
+//! Every change the city wrote itself must come from an office request
+//! the office signed with a key the CA certifies, kept beside it, and be
+//! what the city derives from that request (`office`).
+//!
+//! What it cannot see from the database alone: writes no one signed
+//! (repairs from a ward's whole state, changes applied before signed
+//! chains and signed requests) are counted, not proven, and so are what
+//! the city itself adds to a change (who submitted it, when);
 //! and changes deleted together with their evidence and every trace of
 //! them. Those are proven against what is kept outside the database: a
 //! checkpoint of an earlier clean run (`--checkpoint FILE`: the log's
@@ -22,6 +26,8 @@
 //! batches, which must still be there) and the city's signed receipts the
 //! wards hold (`--witness`), each naming the log's running hash at a
 //! cursor.
+
+mod office;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::receipts::{Receipt, Said};
 use crate::auth::Identity;
 use crate::model::signed::{self, GENESIS, Hash, KeyId, hex};
-use crate::model::{Change, Record, RecordKey, VersionVector, Versioned, WardCode, flatten};
+use crate::model::{CITY_WRITER, Change, Record, RecordKey, VersionVector, Versioned, WardCode, flatten};
 use crate::store::{
     Evidence, EvidencePart, EvidenceRow, LoggedChange, SignedBatch, StoreError, WardKey, WardState,
 };
@@ -69,6 +75,10 @@ pub struct Checkpoint {
     pub running: String,
     /// Per ward, the first and last sequence of its signed batches.
     pub signed: BTreeMap<String, (u64, u64)>,
+    /// The log cursor from which every change the city wrote itself came
+    /// with a signed office request (absent: none seen yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_from: Option<u64>,
 }
 
 /// What a verification found.
@@ -80,8 +90,12 @@ pub struct Report {
     pub signatures_checked: u64,
     /// Log entries proven by a ward's signature.
     pub signed_entries: u64,
-    /// Log entries no ward signed: the office's writes, repairs, and
-    /// changes applied before signed chains (or by a city without TLS).
+    /// Log entries the city wrote for an office request the office signed.
+    pub office_entries: u64,
+    /// Office requests whose signature was checked.
+    pub office_requests: u64,
+    /// Log entries no one signed: repairs, changes applied before signed
+    /// chains and signed requests (or by a city without TLS).
     pub unsigned_entries: u64,
     /// Changes held as received, too malformed to compare with what their
     /// ward signed.
@@ -111,6 +125,8 @@ enum Proof {
     Unsigned,
     /// It is not what its ward signed, or its evidence is missing.
     Refuted,
+    /// A change the city wrote: judged on the office requests.
+    Later,
 }
 
 /// What the audit has learned so far.
@@ -135,6 +151,14 @@ struct Audit {
     head: Option<(u64, Hash, [u8; 16])>,
     /// The city's receipts the wards hold, by the log cursor they name.
     witnesses: BTreeMap<u64, Vec<Receipt>>,
+    /// The changes the city wrote itself, with who submitted each, by
+    /// cursor, until the office requests are read (as many as the
+    /// office's writes).
+    office_changes: BTreeMap<u64, (String, Change)>,
+    /// The record of each ward's change discarded from the quarantine.
+    discarded: HashMap<(WardCode, u64), RecordKey>,
+    /// The cursor of the first office request's first change.
+    first_request: Option<u64>,
 }
 
 /// True if the city moved `ward`'s numbering past `seq` without holding
@@ -170,6 +194,9 @@ pub async fn verify(
         last_cursor: 0,
         head: None,
         witnesses: BTreeMap::new(),
+        office_changes: BTreeMap::new(),
+        discarded: HashMap::new(),
+        first_request: None,
     };
     for w in witnesses {
         audit.witnesses.entry(w.head.0).or_default().push(w.clone());
@@ -197,6 +224,7 @@ pub async fn verify(
                 audit.check_wards();
             }
             EvidencePart::Held => audit.check_all_found(),
+            EvidencePart::Requests => audit.check_unrequested(&since),
             _ => {}
         }
     }
@@ -217,7 +245,8 @@ impl Audit {
                 self.wards.insert(ward, *state);
             }
             EvidenceRow::Logged(logged, sent) => self.logged(&logged, sent.as_ref(), since),
-            EvidenceRow::Held(ward, seq, change) => self.held(ward, seq, change),
+            EvidenceRow::Held(ward, seq, change, discarded) => self.held(ward, seq, change, discarded),
+            EvidenceRow::Request(r) => self.request(*r),
             EvidenceRow::Record { key, state, shown, version, history } => {
                 self.record(key, &state, shown.as_deref(), version, &history)
             }
@@ -451,7 +480,7 @@ impl Audit {
         if signed.signed { Proof::Signed } else { Proof::Unsigned }
     }
 
-    fn held(&mut self, ward: WardCode, seq: u64, change: Result<Box<Change>, Vec<u8>>) {
+    fn held(&mut self, ward: WardCode, seq: u64, change: Result<Box<Change>, Vec<u8>>, discarded: bool) {
         let name = format!("quarantine ward {ward} seq {seq}");
         // A change kept as received is compared if it can be read at all.
         let decoded = change.map(|c| *c).or_else(|raw| {
@@ -461,6 +490,9 @@ impl Audit {
         match decoded {
             Ok(change) if change.seq == seq => {
                 self.check_signed(&name, &ward, &change);
+                if discarded {
+                    self.discarded.insert((ward.clone(), seq), change.key.clone());
+                }
             }
             Ok(change) => self.finding(name, format!("its change is sequence {}", change.seq)),
             Err(()) => self.report.held_raw += 1,
@@ -513,12 +545,17 @@ impl Audit {
                 self.found.insert((ward.clone(), change.seq));
                 self.check_signed(&name, ward, as_sent.as_ref().unwrap_or(change))
             }
+            // Proven (or not) by the office requests, read later.
+            None if logged.writer == CITY_WRITER => {
+                self.office_changes.insert(logged.cursor, (logged.by.clone(), change.clone()));
+                Proof::Later
+            }
             None => Proof::Unsigned,
         };
         match proof {
             Proof::Signed => self.report.signed_entries += 1,
             Proof::Unsigned => self.report.unsigned_entries += 1,
-            Proof::Refuted => {}
+            Proof::Refuted | Proof::Later => {}
         }
         self.logged_keys.insert(change.key.clone());
     }
@@ -611,6 +648,7 @@ impl Audit {
             );
         }
         let c = &mut self.report.checkpoint;
+        c.office_from = since.office_from.or(self.first_request);
         c.cursor = self.last_cursor;
         c.running = hex(&self.running);
         for (ward, chain) in &self.signed {
