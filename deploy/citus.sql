@@ -35,5 +35,6 @@ SELECT create_distributed_table('downstream', 'ward', colocate_with => 'change_l
 SELECT create_distributed_table('ward_state', 'ward', colocate_with => 'change_log');
 SELECT create_distributed_table('quarantine', 'ward', colocate_with => 'change_log');
 SELECT create_distributed_table('signed_batches', 'ward', colocate_with => 'change_log');
+SELECT create_distributed_table('authored_changes', 'ward', colocate_with => 'change_log');
 
 ALTER ROLE CURRENT_USER SET citus.enable_repartition_joins = on;

@@ -107,7 +107,9 @@
 //!    link at the last applied sequence, equal to the city's); anything
 //!    else is a fork, refused and recorded. Each batch's content hashes are
 //!    recomputed and its last link's signature checked against the
-//!    certificate the ward connected with before it is queued; the batch
+//!    certificate the ward connected with before it is queued (and so is
+//!    the ward's own signature of each change to another ward's record, a
+//!    registration, made apart from the batch); the batch
 //!    as signed is stored in the write that first applies any of it, so
 //!    every logged ward change can be checked against its ward's signature
 //!    (`wardsync audit verify`); likewise every change the city writes

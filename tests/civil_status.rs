@@ -507,3 +507,62 @@ async fn an_import_never_turns_one_person_into_another_and_a_correction_is_regis
     let phone = correct("phone", "1", "x");
     assert!(!phone.status.success() && stderr(&phone).contains("full_name"), "{}", stderr(&phone));
 }
+
+/// The evidence of a registration: the registering ward signs its change
+/// to another ward's citizen on its own (apart from its batch), the city
+/// keeps that signature, and `wardsync audit verify` checks it against the
+/// ward's certificate: a signature edited in the stopped city's store is
+/// named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_signed_by_its_ward_on_its_own_and_the_audit_checks_it() {
+    use wardsync::store::{Batch, Engine, SledEngine};
+    let env = Env::new();
+    let mut city = City::start(&env);
+    let (a, b) = (Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr));
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let adults = 1940..2000;
+    let (man, woman) =
+        (resident("00082", 0, Sex::Male, adults.clone()), resident("00145", 0, Sex::Female, adults));
+    ca.put(pb::PutRequest { record: Some((&man).into()) }).await.unwrap();
+    cb.put(pb::PutRequest { record: Some((&woman).into()) }).await.unwrap();
+    drained(&mut ca).await;
+    drained(&mut cb).await;
+    ca.register(register("marriage", &[&man, &woman], "2026-11-30")).await.unwrap();
+    drained(&mut ca).await;
+    at_city(&city, &woman, "the marriage at the city", |c| !c.events.is_empty()).await;
+    assert!(city.node.stop(), "the city stops cleanly");
+    let (certs, data) = (env.certs(), env.path().join("city"));
+    let audit = || {
+        wardsync(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tls-dir",
+            certs.to_str().unwrap(),
+        ])
+    };
+    let clean = audit();
+    assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
+    assert!(stderr(&clean).contains("of batches, 1 of registrations"), "{}", stderr(&clean));
+
+    // The signature kept, altered: named.
+    let engine = SledEngine::open(&data, 8).unwrap();
+    let kept = engine.scan(b"G", b"H", 10).unwrap();
+    assert_eq!(kept.len(), 1, "one change to another ward's citizen, one signature");
+    let (k, mut v) = kept[0].clone();
+    v[7] ^= 1;
+    let mut batch = Batch::default();
+    batch.insert(k, v);
+    engine.apply(batch).unwrap();
+    engine.flush().await.unwrap();
+    drop(engine);
+    let found = audit();
+    assert_eq!(found.status.code(), Some(2), "{}{}", stdout(&found), stderr(&found));
+    assert!(
+        stdout(&found).contains("ward 00082's signature of its change")
+            && stdout(&found).contains("does not hold"),
+        "{}",
+        stdout(&found)
+    );
+}

@@ -440,8 +440,9 @@ async fn the_offices_edits_retries_and_discards_survive_a_power_cut() {
 /// The chain on the city's side, as a ward that does not check its own
 /// (an older build, a bug, a forger) would try it: other changes under
 /// numbers the city applied are a fork, refused and recorded, never
-/// skipped as duplicates; a batch signed by another ward's key, or whose
-/// content hashes are not its changes', is refused; nothing of any is
+/// skipped as duplicates; a batch signed by another ward's key, a change
+/// signed on its own with one, or whose content hashes are not its
+/// changes', is refused; nothing of any is
 /// applied, and the ward's real chain goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_does_not_link_onto_the_citys_chain_is_refused_as_a_fork_and_recorded() {
@@ -483,6 +484,13 @@ async fn a_batch_that_does_not_link_onto_the_citys_chain_is_refused_as_a_fork_an
     .await;
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     assert!(e.message().contains("not ward 00082's certificate key's"), "{}", e.message());
+    // A change signed on its own (as a registration is) with another ward's key.
+    let e = tampered(&city, &certs, &next, |b| {
+        b.changes[0].signature = other.sign(&signed::authored_message(&b.hashes[0][..].try_into().unwrap()));
+    })
+    .await;
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("signature of change 6 is not ward 00082's"), "{}", e.message());
     let e = tampered(&city, &certs, &next, |b| b.hashes[0][0] ^= 1).await;
     assert!(e.message().contains("content hash of sequence 6 is not its content's"), "{}", e.message());
     let (mut s, _) = open_as(&city, (ward_tls(&certs, "00082"), Some(other.clone())), "00082").await.unwrap();

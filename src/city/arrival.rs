@@ -51,6 +51,7 @@ impl Arrived {
             let mine = Arc::make_mut(mine);
             mine.batch.hashes.extend_from_slice(&theirs.batch.hashes);
             mine.batch.signature = theirs.batch.signature.clone();
+            mine.authored.extend(theirs.authored.iter().cloned());
         }
         self.changes.extend(next.changes);
         Ok(())
@@ -97,7 +98,8 @@ pub(crate) fn check(
     }
     let mut chained = Vec::with_capacity(changes.len());
     let mut decoded = Vec::with_capacity(changes.len());
-    for (i, (change, carried)) in changes.into_iter().zip(&hashes).enumerate() {
+    let mut authored = Vec::new();
+    for (i, (mut change, carried)) in changes.into_iter().zip(&hashes).enumerate() {
         let seq = change.seq;
         if seq != first + i as u64 {
             return Err(bad(format!(
@@ -111,6 +113,18 @@ pub(crate) fn check(
                 carried.len()
             )));
         };
+        // A change signed on its own (a registration): by this ward's key,
+        // or the batch is refused. (Without a certificate: nothing to check
+        // it against, and kept by no one.)
+        let signature = std::mem::take(&mut change.signature);
+        if !signature.is_empty() && !cert.is_empty() {
+            crate::auth::verify(cert, &signed::authored_message(&carried), &signature).map_err(|e| {
+                CityError::PermissionDenied(format!(
+                    "the signature of change {seq} is not ward {ward}'s certificate key's: {e}"
+                ))
+            })?;
+            authored.push((seq, signature));
+        }
         let change = incoming(change);
         // A change the city cannot read is chained by the hash the ward
         // gave: the quarantine keeps its bytes as received.
@@ -138,6 +152,7 @@ pub(crate) fn check(
     let signed = Signed {
         batch: SignedBatch { ward: ward.clone(), first, previous, hashes: chained, key, signature },
         cert: cert.clone(),
+        authored,
     };
     Ok(Arrived {
         changes: decoded,

@@ -114,8 +114,8 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "{} log entries up to cursor {}: {} signed by their wards, {} by the office's {} signed requests, \
-         {} unsigned (repairs, changes from before signed chains and requests); {} records; {} batch \
-         signatures checked{}{}",
+         {} unsigned (repairs, changes from before signed chains and requests); {} records; signatures \
+         checked: {} of batches, {} of registrations{}{}",
         report.entries,
         report.checkpoint.cursor,
         report.signed_entries,
@@ -124,6 +124,7 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
         report.unsigned_entries,
         report.records,
         report.signatures_checked,
+        report.authored_checked,
         match report.held_raw {
             0 => String::new(),
             n => format!("; {n} quarantined changes held as received, too malformed to compare"),

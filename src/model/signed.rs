@@ -126,6 +126,25 @@ pub fn batch_message(last_link: &Hash) -> Vec<u8> {
     buf
 }
 
+/// Starts what a ward signs of one change of its own to another ward's
+/// record (a registration), apart from its batch: so that whoever holds
+/// the change (the record's ward) can prove who made it.
+pub const AUTHORED_TAG: &[u8] = b"wardsync/authored";
+
+/// What a ward signs of one change whose content hash is `content`.
+pub fn authored_message(content: &Hash) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(AUTHORED_TAG.len() + 4 + 32);
+    item(&mut buf, AUTHORED_TAG);
+    buf.extend_from_slice(content);
+    buf
+}
+
+/// True for a change a ward signs apart from its batch (see
+/// [`authored_message`]): a put naming another ward as the record's owner.
+pub fn signs_apart(ward: &WardCode, change: &Change) -> bool {
+    matches!(&change.op, Op::Put(r) if &r.ward != ward)
+}
+
 /// Starts the input of the log's running hash.
 pub const LOG_TAG: &[u8] = b"wardsync/log";
 

@@ -339,6 +339,7 @@ impl From<&Change> for pb::Change {
             writer: c.stamp.writer.clone(),
             context: seen_pb(&c.context),
             fields: c.fields.clone(),
+            signature: Vec::new(),
         }
     }
 }

@@ -52,8 +52,16 @@ impl Chainer {
         if let Some(last) = links.last() {
             self.head = (first + links.len() as u64 - 1, *last);
         }
+        // A change to another ward's record is signed on its own too.
+        let sign_apart = |(c, h): (&Change, &Hash)| {
+            let mut wire: pb::Change = c.into();
+            if let Some(s) = self.signer.as_ref().filter(|_| signed::signs_apart(&self.ward, c)) {
+                wire.signature = s.sign(&signed::authored_message(h));
+            }
+            wire
+        };
         pb::Batch {
-            changes: changes.iter().map(Into::into).collect(),
+            changes: changes.iter().zip(&hashes).map(sign_apart).collect(),
             previous: previous.to_vec(),
             hashes: hashes.iter().map(|h| h.to_vec()).collect(),
             signature,

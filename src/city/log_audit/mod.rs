@@ -88,6 +88,8 @@ pub struct Report {
     pub entries: u64,
     /// Signed batches whose signature was checked.
     pub signatures_checked: u64,
+    /// Wards' signatures of single changes (registrations) checked.
+    pub authored_checked: u64,
     /// Log entries proven by a ward's signature.
     pub signed_entries: u64,
     /// Log entries the city wrote for an office request the office signed.
@@ -241,6 +243,7 @@ impl Audit {
         match row {
             EvidenceRow::Key(k) => self.key(k),
             EvidenceRow::Batch(b) => self.batch(b),
+            EvidenceRow::Authored(ward, seq, signature) => self.authored(ward, seq, &signature),
             EvidenceRow::Ward(ward, state) => {
                 self.wards.insert(ward, *state);
             }
@@ -318,6 +321,29 @@ impl Audit {
         }
         // (Continuity: the link before this batch, checked once all are read.)
         self.starts.push((b.ward, b.first, b.previous));
+    }
+
+    /// A ward's signature of one of its changes, apart from its batch: of
+    /// the content its signed batch holds under that sequence, by the key
+    /// that signed the batch.
+    fn authored(&mut self, ward: WardCode, seq: u64, signature: &[u8]) {
+        let name = format!("ward {ward}'s signature of its change {seq}");
+        let held = self.signed.get(&ward).and_then(|c| c.get(&seq)).map(|c| (c.hash, c.key));
+        let checked = match (&self.trust, held) {
+            (Trust::Unsigned, _) => Err("signed, where a city without TLS signs nothing".to_string()),
+            (_, None) => {
+                Err("of a change in no signed batch (a row inserted, or its batch deleted)".to_string())
+            }
+            (Trust::Ca(_), Some((hash, key))) => match self.keys.get(&key) {
+                None => Err("by a key no certificate of the CA's certifies".to_string()),
+                Some(k) => crate::auth::verify(&k.cert, &signed::authored_message(&hash), signature)
+                    .map_err(|e| format!("does not hold ({e}): a row edited")),
+            },
+        };
+        match checked {
+            Ok(()) => self.report.authored_checked += 1,
+            Err(why) => self.finding(name, why),
+        }
     }
 
     /// Each ward's batches follow on: a batch's link before is the link of

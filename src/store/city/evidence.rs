@@ -63,6 +63,10 @@ pub struct Signed {
     pub batch: SignedBatch,
     /// The certificate of its key, DER (empty under `insecure_dev`).
     pub cert: Arc<[u8]>,
+    /// The ward's own signature of each of its changes to another ward's
+    /// record (by sequence), apart from the batch's
+    /// ([`signed::authored_message`]).
+    pub authored: Vec<(u64, Vec<u8>)>,
 }
 
 /// A key that signed batches, as the city stored it.
@@ -105,6 +109,8 @@ pub enum EvidenceRow {
     Key(WardKey),
     /// A signed batch.
     Batch(SignedBatch),
+    /// A ward's signature of one of its changes apart from its batch.
+    Authored(WardCode, u64, Vec<u8>),
     /// A log entry, with the context its change was sent with where the
     /// city applied it cut down.
     Logged(Box<LoggedChange>, Option<VersionVector>),
@@ -157,6 +163,8 @@ pub enum EvidencePart {
     Keys,
     /// Signed batches, by ward and last sequence.
     Batches,
+    /// The signatures wards made of single changes, by ward and sequence.
+    Authored,
     /// Ward states.
     Wards,
     /// The log, by cursor.
@@ -176,9 +184,10 @@ pub enum EvidencePart {
 
 impl EvidencePart {
     /// Every part, in reading order.
-    pub const ALL: [EvidencePart; 9] = [
+    pub const ALL: [EvidencePart; 10] = [
         EvidencePart::Keys,
         EvidencePart::Batches,
+        EvidencePart::Authored,
         EvidencePart::Wards,
         EvidencePart::Log,
         EvidencePart::Held,
@@ -275,7 +284,7 @@ impl Evidence for KvEvidence {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<EvidenceRow>, StoreError> {
-        use super::keys::{DISCARDED, KEY, LOG, QUARANTINE, REQUEST, SENT, SIGNED, STATE};
+        use super::keys::{AUTHORED, DISCARDED, KEY, LOG, QUARANTINE, REQUEST, SENT, SIGNED, STATE};
         match part {
             EvidencePart::Head => {
                 let items = if after.is_empty() { vec![self.head()?] } else { vec![] };
@@ -295,6 +304,7 @@ impl Evidence for KvEvidence {
         let prefixes: &[&[u8]] = match part {
             EvidencePart::Keys => &[KEY],
             EvidencePart::Batches => &[SIGNED],
+            EvidencePart::Authored => &[AUTHORED],
             EvidencePart::Log => &[LOG],
             EvidencePart::Held => &[DISCARDED, QUARANTINE],
             EvidencePart::Requests => &[REQUEST],
@@ -317,6 +327,13 @@ impl Evidence for KvEvidence {
                 rows.push(match part {
                     EvidencePart::Keys => decode(&k, &v).map(EvidenceRow::Key).unwrap_or_else(row),
                     EvidencePart::Batches => decode(&k, &v).map(EvidenceRow::Batch).unwrap_or_else(row),
+                    EvidencePart::Authored => match super::keys::authored_of(&k) {
+                        Some((ward, seq)) => EvidenceRow::Authored(ward, seq, v.to_vec()),
+                        None => row(StoreError::Corrupt {
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            reason: "names no ward's change".into(),
+                        }),
+                    },
                     EvidencePart::Log => {
                         let sent_key = [SENT, &k[LOG.len()..]].concat();
                         let sent = self.engine.get(&sent_key)?.map(|s| decode(&sent_key, &s)).transpose();

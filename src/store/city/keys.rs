@@ -21,6 +21,7 @@
 //! - `D<ward><cursor: u64 BE>`     → a change made elsewhere that concerns the ward (downstream);
 //! - `A<ms: u64 BE><n: u64 BE>`   → a denied call ([`super::Denial`]);
 //! - `E<ward><last seq: u64 BE>`  → a batch as its ward signed it ([`super::SignedBatch`]);
+//! - `G<ward><seq: u64 BE>`      → the ward's own signature of its change `seq` to another ward's record;
 //! - `k<key id: 32 bytes>`        → a key that signed batches, with its certificate ([`super::WardKey`]);
 //! - `X<cursor: u64 BE>`          → the context the change logged at `cursor` was sent with, where cut;
 //! - `O<cursor: u64 BE>`          → the office request whose first change is logged at `cursor` ([`super::SignedRequest`]);
@@ -61,6 +62,7 @@ pub(super) const SIGNED: &[u8] = b"E";
 pub(super) const KEY: &[u8] = b"k";
 pub(super) const SENT: &[u8] = b"X";
 pub(super) const REQUEST: &[u8] = b"O";
+pub(super) const AUTHORED: &[u8] = b"G";
 /// The value of a downstream note telling the ward to fetch the record whole.
 pub(super) const WHOLE: &[u8] = b"w";
 
@@ -101,6 +103,18 @@ pub(super) fn key_key(id: &crate::model::signed::KeyId) -> Vec<u8> {
 /// Where the context of the change logged at `cursor` is kept as sent.
 pub(super) fn sent_key(cursor: u64) -> Vec<u8> {
     key(SENT, &[&be(cursor)])
+}
+
+/// Where a ward's own signature of its change `seq` is kept.
+pub(super) fn authored_key(ward: &WardCode, seq: u64) -> Vec<u8> {
+    key(AUTHORED, &[ward.as_str().as_bytes(), &be(seq)])
+}
+
+/// The ward and sequence an [`authored_key`] names.
+pub(super) fn authored_of(k: &[u8]) -> Option<(WardCode, u64)> {
+    let tail = k.strip_prefix(AUTHORED)?;
+    let (ward, seq) = tail.split_at_checked(tail.len().checked_sub(8)?)?;
+    Some((WardCode::parse(std::str::from_utf8(ward).ok()?).ok()?, u64::from_be_bytes(seq.try_into().ok()?)))
 }
 
 /// Where the office request whose first change is logged at `cursor` is kept.

@@ -5,8 +5,9 @@ use super::apply::{LoggedRef, Target, WardPart};
 use super::conflicts::Conflict;
 use super::evidence::{Signed, WardKey};
 use super::keys::{
-    DISCARDED, QUARANTINE, WHOLE, conflict_key, downstream_key, history_key, history_prefix, index_entries,
-    key_key, log_key, quarantine_key, record_key, request_key, sent_key, signed_key, state_key, version_key,
+    DISCARDED, QUARANTINE, WHOLE, authored_key, conflict_key, downstream_key, history_key, history_prefix,
+    index_entries, key_key, log_key, quarantine_key, record_key, request_key, sent_key, signed_key,
+    state_key, version_key,
 };
 use super::{Discarded, LoggedChange, MAX_HISTORY, Quarantined};
 use crate::model::{OWNER, Op, Record, RecordKey, Versioned, WardCode};
@@ -116,6 +117,9 @@ impl Target for KvTarget<'_> {
     fn signed(&mut self, signed: &Signed) {
         let b = &signed.batch;
         self.batch.insert(signed_key(&b.ward, b.last()), encode(b));
+        for (seq, signature) in &signed.authored {
+            self.batch.insert(authored_key(&b.ward, *seq), signature.clone());
+        }
         let k = key_key(&b.key);
         // (A read failing here only writes the certificate again.)
         if !signed.cert.is_empty() && !matches!(self.engine.get(&k), Ok(Some(_))) {

@@ -25,7 +25,8 @@ fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) ->
     // As a ward without a certificate signs it (`insecure_dev`): nothing.
     let batch =
         SignedBatch { ward: a.clone(), first, previous, hashes, key: KeyId::default(), signature: vec![] };
-    let signed = Some(std::sync::Arc::new(Signed { batch, cert: std::sync::Arc::from(&[][..]) }));
+    let signed =
+        Some(std::sync::Arc::new(Signed { batch, cert: std::sync::Arc::from(&[][..]), authored: vec![] }));
     WardBatch {
         ward: a,
         changes: changes.into_iter().map(Incoming::Change).collect(),
@@ -235,5 +236,31 @@ async fn a_store_from_before_the_running_hash_gets_it_from_its_log() {
         .await
         .unwrap();
         assert_eq!(report.findings, [], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_wards_signature_of_a_single_change_is_kept_with_its_batch() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        let mut b = chained(1..=2, 0, GENESIS);
+        let links = b.links.as_mut().unwrap();
+        let signed = std::sync::Arc::make_mut(links.signed.as_mut().unwrap());
+        signed.authored = vec![(2, vec![9; 64])];
+        assert_eq!(city.apply_group(vec![b], 1, ctx(), NO_SKEW_LIMIT).await.unwrap(), [Ok(2)], "{name}");
+        city.flush().await.unwrap();
+        let mut ev = h.evidence().await;
+        let rows = evidence(ev.as_mut(), EvidencePart::Authored).await;
+        assert!(
+            matches!(&rows[..], [EvidenceRow::Authored(w, 2, s)] if w.as_str() == "00082" && s == &vec![9; 64]),
+            "{name}: {rows:?}"
+        );
+        // A city without TLS signs nothing: such a row is not its own.
+        let report = crate::city::log_audit::verify(ev.as_mut(), &Trust::Unsigned, None, &[]).await.unwrap();
+        let rows: Vec<&str> = report.findings.iter().map(|f| f.row.as_str()).collect();
+        assert_eq!(rows, ["ward 00082's signature of its change 2"], "{name}");
+        drop(ev);
+        drop(city);
+        h.restart();
     }
 }

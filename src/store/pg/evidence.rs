@@ -95,7 +95,7 @@ impl Evidence for PgEvidence {
         let limit = limit.max(1) as i64;
         let list = format!("{part:?}");
         let columns = match part {
-            EvidencePart::Batches | EvidencePart::Held | EvidencePart::Records => 2,
+            EvidencePart::Batches | EvidencePart::Authored | EvidencePart::Held | EvidencePart::Records => 2,
             _ => 1,
         };
         let from = match cursor_parts(after, &list, columns) {
@@ -133,6 +133,26 @@ impl Evidence for PgEvidence {
                         let (ward, last): (String, i64) = (r.get(0), r.get(1));
                         let name = format!("signed_batches ward {ward} last_seq {last}");
                         (signed_batch(r).unwrap_or_else(|e| tampered(name, e)), vec![ward, last.to_string()])
+                    })
+                    .unzip()
+            }
+            EvidencePart::Authored => {
+                let rows = self
+                    .rows(
+                        "SELECT ward, seq, signature FROM authored_changes
+                         WHERE (ward, seq) > ($1, $2) ORDER BY ward, seq LIMIT $3",
+                        &[&text, &number, &limit],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let (ward, seq): (String, i64) = (r.get(0), r.get(1));
+                        let name = format!("authored_changes ward {ward} seq {seq}");
+                        let row = match WardCode::parse(&ward) {
+                            Ok(w) if seq > 0 => EvidenceRow::Authored(w, seq as u64, r.get(2)),
+                            _ => tampered(name, "names no ward's change".to_string()),
+                        };
+                        (row, vec![ward, seq.to_string()])
                     })
                     .unzip()
             }

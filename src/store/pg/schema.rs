@@ -23,7 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "batches as their wards signed them, and the keys that signed them",
         include_str!("migrations/0004_evidence.sql"),
     ),
-    (5, "office requests as the office signed them", include_str!("migrations/0005_office_requests.sql")),
+    (
+        5,
+        "office requests as the office signed them, and registrations as their wards signed them",
+        include_str!("migrations/0005_office_requests.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -260,6 +260,14 @@ impl PgTarget {
         for s in self.signed.values().filter(|s| !s.cert.is_empty()) {
             certs.insert(&s.batch.key.0[..], (s.batch.ward.as_str(), &s.cert[..]));
         }
+        let mut authored = (Vec::new(), Vec::new(), Vec::new());
+        for s in self.signed.values() {
+            for (seq, signature) in &s.authored {
+                authored.0.push(s.batch.ward.as_str());
+                authored.1.push(*seq as i64);
+                authored.2.push(signature.as_slice());
+            }
+        }
         let cert_keys: Vec<&[u8]> = certs.keys().copied().collect();
         let cert_wards: Vec<&str> = certs.values().map(|c| c.0).collect();
         let cert_ders: Vec<&[u8]> = certs.values().map(|c| c.1).collect();
@@ -267,6 +275,7 @@ impl PgTarget {
             [&wards, &lasts, &firsts, &previous, &hashes, &keys, &signatures],
             [&cert_keys, &cert_wards, &cert_ders],
         );
+        let authored_params: [&(dyn ToSql + Sync); 3] = [&authored.0, &authored.1, &authored.2];
         futures::try_join!(
             sql::execute(
                 client,
@@ -282,6 +291,13 @@ impl PgTarget {
                  SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[])
                  ON CONFLICT (key_id) DO NOTHING",
                 &key_params,
+            ),
+            sql::execute(
+                client,
+                "INSERT INTO authored_changes (ward, seq, signature)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+                 ON CONFLICT (ward, seq) DO NOTHING",
+                &authored_params,
             ),
         )
         .map_err(pg_err)?;

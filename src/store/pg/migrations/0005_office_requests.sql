@@ -8,3 +8,13 @@ CREATE TABLE office_requests (
     cursor     bigint PRIMARY KEY,
     entry      bytea NOT NULL
 );
+
+-- A ward's own signature of each of its changes to another ward's record
+-- (a registration), apart from its batch's: whoever holds the change can
+-- prove who made it. (Citus: distributed by ward, like the change log.)
+CREATE TABLE authored_changes (
+    ward       text NOT NULL,
+    seq        bigint NOT NULL,
+    signature  bytea NOT NULL,
+    PRIMARY KEY (ward, seq)
+);
