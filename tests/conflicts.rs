@@ -128,7 +128,7 @@ async fn an_office_correction_and_an_offline_edit_of_the_same_field_converge_wit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_reaches_the_ward() {
     let env = Env::new();
-    let city = City::start(&env);
+    let mut city = City::start(&env);
     let relay = Relay::start(city.addr).await.unwrap();
     let ward = Ward::start(&env, "00082", relay.addr());
     let (mut w, mut q) = (ward.client().await, city.client().await);
@@ -209,6 +209,15 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     assert_eq!(l.owners, ["001085012345"]);
     let at_ward = w.get(pb::GetRequest { key: Some((&key).into()) }).await.unwrap().into_inner().record;
     assert_eq!(wardsync::proto::record_from_pb(at_ward).unwrap().body, Body::Land(l));
+
+    // The office's correction and settlement are what it signed, derived again
+    // from the log by the audit.
+    assert!(city.node.stop(), "the city stops cleanly");
+    let (data, certs) = (env.path().join("city"), env.certs());
+    let audit =
+        wardsync(&["audit", "verify", "--data-dir", data.to_str().unwrap(), "--tls-dir", certs.to_str().unwrap()]);
+    assert!(audit.status.success(), "{}{}", stdout(&audit), stderr(&audit));
+    assert!(stderr(&audit).contains("by the office's 2 signed requests"), "{}", stderr(&audit));
 }
 
 /// A city, and ward 00082 (reached through a relay) with one business of

@@ -35,9 +35,16 @@ fn column_values(entry: &LoggedChange) -> serde_json::Value {
         .into()
 }
 
-/// A city keeping its database on `pg`.
+/// A city keeping its database on `pg`; who may edit: `editors`.
 fn on_postgres(env: &Env, pg: &Postgres) -> City {
-    City::start_configured(env, &format!("[database]\nurl = \"{}\"\n", pg.url()))
+    City::start_configured(env, &pg_config(pg, "\"office\", \"ops\""))
+}
+
+/// The configuration of a city on `pg` whose office editors are `editors`.
+fn pg_config(pg: &Postgres, editors: &str) -> String {
+    let roles: Vec<String> =
+        editors.split(", ").map(|name| format!("{name} = [\"office-editor\"]")).collect();
+    format!("[database]\nurl = \"{}\"\n[roles]\n{}\n", pg.url(), roles.join("\n"))
 }
 
 /// Two wards write, one record twice, and the office edits one.
@@ -60,6 +67,7 @@ async fn write_some(city: &City, env: &Env) -> (Ward, Ward) {
 async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     let pg = Postgres::start();
     let env = Env::new();
+    wardsync::auth::DevCa::open_or_create(&env.certs()).unwrap().issue("ops", &["ops"]).unwrap();
     let city = on_postgres(&env, &pg);
     let (_w1, _w2) = write_some(&city, &env).await;
     let config = env.path().join("city.toml");
@@ -80,6 +88,19 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     let second = amend(&rec(&WardCode::parse("00145").unwrap(), 6), 3);
     let second_cursor =
         office.edit(env.office().edit(second, &Default::default())).await.unwrap().into_inner().cursor as i64;
+    // And ops, an office editor only while the configuration said so.
+    let ops_files = wardsync::auth::TlsFiles::in_dir(&env.certs(), "ops");
+    let ops_signer = wardsync::cli::office::OfficeSigner::load(Some(&ops_files)).unwrap();
+    let third = amend(&rec(&WardCode::parse("00145").unwrap(), 6), 4);
+    let ops_cursor = city
+        .client_as("ops")
+        .await
+        .edit(ops_signer.edit(third, &Default::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .cursor;
+    city.rewrite_config(&env, &pg_config(&pg, "\"office\""));
 
     let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -186,8 +207,9 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
         format!("citizens personal_id {typed}: its columns are not the record the city shows"),
         format!("log before entry {}: cursors {deleted} to {deleted} are missing", deleted + 1),
         "ward 00145's change 7: signed and applied, but in neither the log nor the quarantine".to_string(),
-        format!("log entries [{office_cursor}]: is not what the office asked for: field"),
-        format!("log entry {second_cursor}: written by the city, and no office request asked for it"),
+        format!("log entry {office_cursor}: is not what the city derives from the office's request"),
+        format!("log entry {second_cursor}: names an office request no longer kept"),
+        format!("office request at log entry {ops_cursor}: ops is not an office editor"),
         "is not the log verified before".to_string(),
         "its running hash is not the one the city kept as it wrote".to_string(),
     ];

@@ -112,6 +112,20 @@ pub fn verify(cert: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Strin
         .map_err(|_| "the signature is not this certificate's key's".to_string())
 }
 
+/// Checks that the DER certificate `cert` was valid at `at_ms` (ms since
+/// the epoch): what it signed then, it could sign.
+pub fn valid_at(cert: &[u8], at_ms: i64) -> Result<(), String> {
+    let (_, c) = X509Certificate::from_der(cert).map_err(|e| format!("not a certificate: {e}"))?;
+    let at = at_ms.div_euclid(1000);
+    let (from, to) = (c.validity().not_before.timestamp(), c.validity().not_after.timestamp());
+    if at < from || at > to {
+        return Err(format!(
+            "signed at {at} s since the epoch, outside its certificate's validity ({from} to {to})"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that the DER certificate `cert` was issued by one of `roots` (a
 /// client certificate, as the city requires of wards), judged at a moment
 /// within its validity: a certificate that has expired since still proves

@@ -7,7 +7,8 @@
 //! with, derives the changes (stamped by the city, as it always did) and
 //! keeps the signed request beside them, so that `wardsync audit verify`
 //! can tell a change the office asked for from one a database
-//! administrator wrote in its name ([`OfficeRequest::derives`]).
+//! administrator wrote in its name: both derive the changes with
+//! [`OfficeRequest::derive`].
 //!
 //! The form: the tag [`REQUEST_TAG`] and format version, the signer's key
 //! id, the request id (16 random bytes), the time it was signed (ms since
@@ -17,12 +18,13 @@
 //! or `2`, the field and the value (JSON) that settles it. Items and
 //! numbers as in [`super::signed`].
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::signed::{FORMAT, KeyId, item, vector};
-use super::{Change, EXISTS, Op, Record, RecordKey, VersionVector, WardCode, flatten};
+use super::{
+    Change, EXISTS, Op, Policies, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
+    flatten, unflatten,
+};
 
 /// Starts the canonical form of an office request.
 pub const REQUEST_TAG: &[u8] = b"wardsync/office-request";
@@ -125,81 +127,104 @@ impl OfficeRequest {
         Ok(())
     }
 
-    /// Checks that `changes` (in log order) are what the city derives from
-    /// this request, `key` being the record of the change a discard names
-    /// (as the city holds it): the record asked, the values asked for the
-    /// fields they set (by meaning: JSON text may be re-spaced), the
-    /// version vector read where the editor gave one. A correction is one
-    /// put; a settlement one write of its field (of `_exists`: a delete, or
-    /// a put of no field), possibly followed by a delete that keeps a
-    /// deleted record deleted; a discard at most one write, of the record
-    /// whose change it discards (what the city holds of it, sent back to
-    /// its ward).
-    pub fn derives(&self, changes: &[&Change], discarded: Option<&RecordKey>) -> Result<(), String> {
-        let key = match &self.asked {
-            Asked::Edit { record, .. } => record.key().map_err(|e| e.to_string())?,
-            Asked::Resolve { key, .. } => key.clone(),
-            Asked::Discard { ward, seq, .. } => match (discarded, changes.is_empty()) {
-                (_, true) => return Ok(()),
-                (Some(k), false) => k.clone(),
-                (None, false) => {
-                    return Err(format!("ward {ward}'s change {seq} is not among those discarded"));
-                }
-            },
-        };
-        if let Some(c) = changes.iter().find(|c| c.key != key) {
-            return Err(format!("a change it derived is of {}, not of {key}", c.key));
-        }
-        let Some(first) = changes.first() else { return Err("it derived no change".into()) };
-        let values = |c: &Change| match &c.op {
-            Op::Put(r) => flatten(r),
-            Op::Delete => BTreeMap::new(),
-        };
+    /// The writes the city derives from this request on the record `key`,
+    /// whose state is `before` (shown under `policies`), in order; for a
+    /// discard, `discarded` is the change discarded (`None`: kept raw). The
+    /// city applies exactly these, and `wardsync audit verify` derives them
+    /// again from the record's log to check what the log holds.
+    ///
+    /// A correction writes the fields whose values differ from the record
+    /// shown (none: nothing), having seen what the editor read (or, given
+    /// nothing, everything). A settlement writes its field with the value
+    /// chosen, as the record then reads it back (of `_exists`: a delete, or
+    /// a put of no field), having seen everything; a deleted record is
+    /// deleted again by a write that has seen that put. A discard writes
+    /// back, having seen the change, what the city shows of the fields it
+    /// wrote (or deletes the record it would have created), if the record
+    /// is its ward's.
+    pub fn derive(
+        &self,
+        key: &RecordKey,
+        before: &Versioned,
+        policies: &Policies,
+        discarded: Option<&Change>,
+    ) -> Result<Vec<Derived>, Underivable> {
+        let write =
+            |fields: Vec<String>, op: Op, context: Option<VersionVector>| Derived { fields, op, context };
         match &self.asked {
             Asked::Edit { record, seen } => {
-                if changes.len() != 1 || !matches!(first.op, Op::Put(_)) || first.fields.is_empty() {
-                    return Err("a correction derives one put".into());
+                let current = before.materialize(key, policies).ok_or(Underivable::NoRecord)?;
+                let old = flatten(&current);
+                let fields: Vec<String> = flatten(record)
+                    .into_iter()
+                    .filter(|(f, v)| old.get(f) != Some(v))
+                    .map(|(f, _)| f)
+                    .collect();
+                if fields.is_empty() {
+                    return Ok(Vec::new());
                 }
-                let asked = flatten(record);
-                let made = values(first);
-                if let Some(f) = first.fields.iter().find(|f| made.get(*f) != asked.get(*f)) {
-                    return Err(format!("field {f} is not the value the office asked for"));
-                }
-                if !seen.0.is_empty() && &first.context != seen {
-                    return Err("its version vector is not the one the editor read".into());
-                }
+                let context = (!seen.0.is_empty()).then(|| seen.clone());
+                Ok(vec![write(fields, Op::Put((**record).clone()), context)])
             }
             Asked::Resolve { field, value, .. } => {
-                let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
-                let settles = match (&first.op, field.as_str()) {
-                    (Op::Delete, EXISTS) => value == "false" && first.fields.is_empty(),
-                    (Op::Put(_), EXISTS) => value != "false" && first.fields.is_empty(),
-                    (Op::Delete, _) => false,
-                    (Op::Put(_), f) => {
-                        first.fields == [f.to_string()]
-                            && values(first)
-                                .get(f)
-                                .and_then(|v| json(v))
-                                .is_some_and(|v| Some(v) == json(value))
-                    }
-                };
-                let then = &changes[1..];
-                let rest_ok = then.is_empty()
-                    || (then.len() == 1
-                        && field != EXISTS
-                        && matches!(then[0].op, Op::Delete)
-                        && then[0].fields.is_empty());
-                if !settles || !rest_ok {
-                    return Err(format!("it does not settle field {field} with the value the office chose"));
+                if field == EXISTS && value == "false" {
+                    return Ok(vec![write(Vec::new(), Op::Delete, None)]);
                 }
+                let view = before.view(key, policies).ok_or(Underivable::NoRecord)?;
+                let mut values = flatten(&view);
+                values.insert(field.clone(), value.clone());
+                let record = unflatten(key.kind(), &values).ok_or_else(|| {
+                    let why = format!("{value} is not a valid value for field {field}");
+                    Underivable::Invalid(ValidationError::single("value", why))
+                })?;
+                if field == EXISTS {
+                    return Ok(vec![write(Vec::new(), Op::Put(record), None)]);
+                }
+                let mut writes = vec![write(vec![field.clone()], Op::Put(record), None)];
+                if !before.exists(key.kind(), policies) {
+                    // A put also says the record exists: settling a field of
+                    // a deleted record must not bring it back.
+                    writes.push(write(Vec::new(), Op::Delete, None));
+                }
+                Ok(writes)
             }
-            Asked::Discard { .. } if changes.len() > 1 => {
-                return Err("a discard derives one write at most".into());
+            Asked::Discard { ward, .. } => {
+                let Some(change) = discarded else { return Ok(Vec::new()) };
+                let mut seen = before.seen.clone();
+                seen.add(&change.stamp);
+                Ok(match (before.materialize(key, policies), &change.op) {
+                    (Some(r), _) if &r.ward == ward => {
+                        let all = flatten(&r);
+                        let fields = change.fields.iter().filter(|f| all.contains_key(*f)).cloned().collect();
+                        vec![write(fields, Op::Put(r), Some(seen))]
+                    }
+                    (None, Op::Put(r)) if &r.ward == ward => vec![write(Vec::new(), Op::Delete, Some(seen))],
+                    _ => Vec::new(),
+                })
             }
-            Asked::Discard { .. } => {}
         }
-        Ok(())
     }
+}
+
+/// One write the city derives from an office request ([`OfficeRequest::derive`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    /// The fields it sets.
+    pub fields: Vec<String>,
+    /// What it writes.
+    pub op: Op,
+    /// What it had seen of the record (`None`: everything the record holds
+    /// when it is written).
+    pub context: Option<VersionVector>,
+}
+
+/// Why nothing can be derived from a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Underivable {
+    /// The record does not exist (or, settled, was never complete).
+    NoRecord,
+    /// The value chosen does not make a record.
+    Invalid(ValidationError),
 }
 
 #[cfg(test)]
@@ -240,18 +265,6 @@ mod tests {
         }
     }
 
-    fn put(record: Record, fields: &[&str], context: VersionVector) -> Change {
-        Change {
-            seq: 0,
-            written_at_ms: 0,
-            key: record.key().unwrap(),
-            stamp: Stamp { hlc: Hlc { wall_ms: 1_795_305_700_000, logical: 0 }, writer: "city".into() },
-            context,
-            fields: fields.iter().map(|f| f.to_string()).collect(),
-            op: Op::Put(record),
-        }
-    }
-
     #[test]
     fn the_golden_requests_hash_as_recorded_and_every_part_is_signed() {
         let (r, key) = (edit(seen()), KeyId([7; 32]));
@@ -279,37 +292,105 @@ mod tests {
         assert_ne!(r.message(&KeyId([8; 32])), m, "the signer's key is signed");
     }
 
+    /// The state a put of `record` by ward 00082 makes.
+    fn state_of(record: &Record) -> Versioned {
+        let mut state = Versioned::default();
+        let stamp = Stamp { hlc: Hlc { wall_ms: 1_795_305_600_000, logical: 2 }, writer: "00082".into() };
+        state.apply(&flatten(record), &stamp, &VersionVector::default());
+        state
+    }
+
     #[test]
-    fn a_change_is_derived_only_with_the_values_and_vector_asked() {
-        let r = edit(seen());
-        let good = put(record(), &["full_name"], seen());
-        assert_eq!(r.derives(&[&good], None), Ok(()));
-        let mut other = record();
-        if let crate::model::Body::Citizen(c) = &mut other.body {
+    fn a_correction_writes_the_fields_that_differ_having_seen_what_the_editor_read() {
+        let (r, policies) = (record(), Policies::default());
+        let key = r.key().unwrap();
+        let before = state_of(&r);
+        let mut renamed = r.clone();
+        if let crate::model::Body::Citizen(c) = &mut renamed.body {
             c.full_name = "Trần Thị Bình".into();
         }
-        let e = r.derives(&[&put(other, &["full_name"], seen())], None).unwrap_err();
-        assert!(e.contains("full_name"), "{e}");
-        assert!(r.derives(&[&put(record(), &["full_name"], VersionVector::default())], None).is_err());
-        assert!(r.derives(&[&good, &good], None).is_err(), "one put");
-        assert!(r.derives(&[], None).is_err());
-        let settle = resolve("full_name", "\"Nguyễn Văn An\"");
-        assert_eq!(settle.derives(&[&good], None), Ok(()));
-        let delete = Change { op: Op::Delete, fields: vec![], ..good.clone() };
-        assert_eq!(settle.derives(&[&good, &delete], None), Ok(()), "a deleted record stays deleted");
-        assert!(settle.derives(&[&delete], None).is_err());
-        assert!(resolve("full_name", "\"Trần Thị Bình\"").derives(&[&good], None).is_err());
-        let gone = resolve(EXISTS, "false");
-        assert_eq!(gone.derives(&[&delete], None), Ok(()));
-        assert!(gone.derives(&[&good], None).is_err());
+        let ask = |read: VersionVector| OfficeRequest {
+            asked: Asked::Edit { record: Box::new(renamed.clone()), seen: read },
+            ..edit(seen())
+        };
+        let w = ask(seen()).derive(&key, &before, &policies, None).unwrap();
+        assert_eq!(
+            w,
+            [Derived {
+                fields: vec!["full_name".into()],
+                op: Op::Put(renamed.clone()),
+                context: Some(seen())
+            }]
+        );
+        let w = ask(VersionVector::default()).derive(&key, &before, &policies, None).unwrap();
+        assert_eq!(w[0].context, None, "as it stands: having seen everything");
+        assert_eq!(edit(seen()).derive(&key, &before, &policies, None), Ok(vec![]), "nothing differs");
+        assert_eq!(
+            edit(seen()).derive(&key, &Versioned::default(), &policies, None),
+            Err(Underivable::NoRecord)
+        );
+    }
+
+    #[test]
+    fn a_settlement_writes_the_value_as_the_record_reads_it_back_and_keeps_a_deleted_record_deleted() {
+        let code = WardCode::parse("00082").unwrap();
+        let land = crate::generate::sample(&code, 300, 1)
+            .into_iter()
+            .find(|r| matches!(r.body, crate::model::Body::Land(_)))
+            .unwrap();
+        let (key, policies) = (land.key().unwrap(), Policies::default());
+        let before = state_of(&land);
+        let settle = |field: &str, value: &str| OfficeRequest {
+            asked: Asked::Resolve { key: key.clone(), field: field.into(), value: value.into() },
+            ..edit(seen())
+        };
+        let whole = settle("area_m2", "120").derive(&key, &before, &policies, None).unwrap();
+        let float = settle("area_m2", "120.0").derive(&key, &before, &policies, None).unwrap();
+        assert_eq!(whole, float, "the value as the record reads it back, however it was typed");
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].fields, ["area_m2"]);
+        // A deleted record is deleted again, after the put.
+        let mut deleted = before.clone();
+        let stamp = Stamp { hlc: Hlc { wall_ms: 1_795_305_700_000, logical: 0 }, writer: "00082".into() };
+        deleted.apply(&crate::model::deleted(), &stamp, &before.seen);
+        let w = settle("area_m2", "120").derive(&key, &deleted, &policies, None).unwrap();
+        assert_eq!(w.iter().map(|d| matches!(d.op, Op::Delete)).collect::<Vec<_>>(), [false, true]);
+        assert!(matches!(
+            settle(EXISTS, "false").derive(&key, &before, &policies, None).unwrap()[..],
+            [Derived { op: Op::Delete, .. }]
+        ));
+        assert!(matches!(
+            settle("area_m2", "\"many\"").derive(&key, &before, &policies, None),
+            Err(Underivable::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_discard_writes_back_what_the_city_shows_of_the_fields_the_change_wrote() {
+        let (r, policies) = (record(), Policies::default());
+        let key = r.key().unwrap();
+        let before = state_of(&r);
         let ward = WardCode::parse("00082").unwrap();
         let discard =
-            OfficeRequest { asked: Asked::Discard { ward, seq: 41, reason: "x".into() }, ..r.clone() };
-        assert_eq!(discard.derives(&[], None), Ok(()), "a discard may write nothing");
-        assert_eq!(discard.derives(&[&good], Some(&good.key)), Ok(()));
-        assert!(discard.derives(&[&good], None).is_err(), "of a change the city discarded");
-        let elsewhere = crate::model::RecordKey::new(crate::model::Kind::Citizen, "001085099999").unwrap();
-        assert!(discard.derives(&[&good], Some(&elsewhere)).is_err());
+            OfficeRequest { asked: Asked::Discard { ward, seq: 9, reason: "x".into() }, ..edit(seen()) };
+        let change = Change {
+            seq: 9,
+            written_at_ms: 0,
+            key: key.clone(),
+            stamp: Stamp { hlc: Hlc { wall_ms: 1_795_305_800_000, logical: 0 }, writer: "00082".into() },
+            context: before.seen.clone(),
+            fields: vec!["phone".into()],
+            op: Op::Put(r.clone()),
+        };
+        let w = discard.derive(&key, &before, &policies, Some(&change)).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].fields.as_slice(), &w[0].op), (&["phone".to_string()][..], &Op::Put(r.clone())));
+        assert!(w[0].context.as_ref().unwrap().has_seen(&change.stamp));
+        assert_eq!(
+            discard.derive(&key, &before, &policies, None),
+            Ok(vec![]),
+            "kept raw: nothing to write back"
+        );
     }
 
     #[test]

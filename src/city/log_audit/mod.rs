@@ -29,6 +29,8 @@
 
 mod office;
 
+pub use office::OfficeRules;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -153,14 +155,23 @@ struct Audit {
     head: Option<(u64, Hash, [u8; 16])>,
     /// The city's receipts the wards hold, by the log cursor they name.
     witnesses: BTreeMap<u64, Vec<Receipt>>,
+    /// What the office's requests are judged by.
+    office: office::OfficeRules,
     /// The changes the city wrote itself, with who submitted each, by
     /// cursor, until the office requests are read (as many as the
     /// office's writes).
     office_changes: BTreeMap<u64, (String, Change)>,
-    /// The record of each ward's change discarded from the quarantine.
-    discarded: HashMap<(WardCode, u64), RecordKey>,
-    /// The cursor of the first office request's first change.
+    /// Each ward's change discarded from the quarantine, decoded.
+    discarded: HashMap<(WardCode, u64), Change>,
+    /// The cursor of the first signed office request's first change.
     first_request: Option<u64>,
+    /// Requests kept unsigned where a CA is given: the cursor of the first
+    /// change of each, and how many it derived.
+    unsigned_requests: Vec<(u64, u64)>,
+    /// The ids of the signed requests read.
+    request_ids: HashSet<[u8; 16]>,
+    /// The log entries requests derived, until their record is replayed.
+    pending: HashMap<u64, office::Pending>,
 }
 
 /// True if the city moved `ward`'s numbering past `seq` without holding
@@ -181,6 +192,7 @@ pub async fn verify(
     trust: &Trust,
     since: Option<&Checkpoint>,
     witnesses: &[Receipt],
+    office: &OfficeRules,
 ) -> Result<Report, StoreError> {
     let mut audit = Audit {
         trust: trust.clone(),
@@ -196,9 +208,13 @@ pub async fn verify(
         last_cursor: 0,
         head: None,
         witnesses: BTreeMap::new(),
+        office: office.clone(),
         office_changes: BTreeMap::new(),
         discarded: HashMap::new(),
         first_request: None,
+        unsigned_requests: Vec::new(),
+        request_ids: HashSet::new(),
+        pending: HashMap::new(),
     };
     for w in witnesses {
         audit.witnesses.entry(w.head.0).or_default().push(w.clone());
@@ -227,6 +243,7 @@ pub async fn verify(
             }
             EvidencePart::Held => audit.check_all_found(),
             EvidencePart::Requests => audit.check_unrequested(&since),
+            EvidencePart::Records => audit.check_unreplayed(),
             _ => {}
         }
     }
@@ -517,7 +534,7 @@ impl Audit {
             Ok(change) if change.seq == seq => {
                 self.check_signed(&name, &ward, &change);
                 if discarded {
-                    self.discarded.insert((ward.clone(), seq), change.key.clone());
+                    self.discarded.insert((ward.clone(), seq), change.clone());
                 }
             }
             Ok(change) => self.finding(name, format!("its change is sequence {}", change.seq)),
@@ -546,6 +563,13 @@ impl Audit {
     fn logged(&mut self, logged: &LoggedChange, sent: Option<&VersionVector>, since: &Checkpoint) {
         self.report.entries += 1;
         let name = format!("log entry {}", logged.cursor);
+        if logged.writer != logged.change.stamp.writer {
+            let why = format!(
+                "its writer is {:?}, and its change is stamped by {:?} (a row edited)",
+                logged.writer, logged.change.stamp.writer
+            );
+            self.finding(name.clone(), why);
+        }
         let expected = self.last_cursor + 1;
         if logged.cursor < expected {
             let why = format!("its cursor is not after the entry before it, {}", self.last_cursor);
@@ -572,7 +596,7 @@ impl Audit {
                 self.check_signed(&name, ward, as_sent.as_ref().unwrap_or(change))
             }
             // Proven (or not) by the office requests, read later.
-            None if logged.writer == CITY_WRITER => {
+            None if change.stamp.writer == CITY_WRITER => {
                 self.office_changes.insert(logged.cursor, (logged.by.clone(), change.clone()));
                 Proof::Later
             }
@@ -598,6 +622,7 @@ impl Audit {
     ) {
         self.logged_keys.remove(&key);
         self.report.records += 1;
+        self.replay_requests(&key, history);
         let replayed = crate::store::replay_state(history);
         if &replayed != state {
             let mut fields: Vec<&str> = state

@@ -274,37 +274,6 @@ impl<'a, T: Target> GroupWrite<'a, T> {
         self.apply(&change, by, wards)
     }
 
-    /// After the office discards `ward`'s quarantined `change` to its own
-    /// record: a city write that has seen it and restores, at the ward, what
-    /// the city holds (the fields it wrote; the record deleted if the city
-    /// never had it), so ward and city do not stay apart for good. A change
-    /// to a record that was not the ward's needs nothing: the ward does not
-    /// show it.
-    pub(crate) fn overrule(
-        &mut self,
-        ward: &WardCode,
-        change: &Change,
-        by: &str,
-        wards: &mut HashMap<WardCode, WardState>,
-    ) -> Result<(), StoreError> {
-        let key = &change.key;
-        let shown = self.current_shown(key)?.clone();
-        let (fields, op) = match (&shown.1, &change.op) {
-            (Some(r), _) if &r.ward == ward => {
-                let all = flatten(r);
-                (change.fields.iter().filter(|f| all.contains_key(*f)).cloned().collect(), Op::Put(r.clone()))
-            }
-            (None, Op::Put(r)) if &r.ward == ward => (Vec::new(), Op::Delete),
-            _ => return Ok(()),
-        };
-        let mut seen = shown.0.seen;
-        seen.add(&change.stamp);
-        self.city_change(key, fields, op, Some(seen), by, wards)?;
-        // The ward hears of it even when neither view names it (a create undone).
-        self.target.downstream(ward, self.cursor, false);
-        Ok(())
-    }
-
     /// A new stamp for a write by the city, after everything in `state`.
     pub(crate) fn city_clock(&mut self, state: &Versioned) -> Hlc {
         for h in state.seen.0.values() {

@@ -101,6 +101,33 @@ pub struct SignedRequest {
     pub cursors: Vec<u64>,
 }
 
+impl SignedRequest {
+    /// What a change derived from it is logged as submitted by: the
+    /// caller, and, for a signed request, the first 8 bytes of its id in
+    /// hex ("office [request 3f2a...]"), so that the log, whose running
+    /// hash covers it, names the evidence kept beside it. (A discard adds
+    /// what it discards.)
+    pub fn logged_by(&self) -> String {
+        if self.signature.is_empty() {
+            return self.by.clone();
+        }
+        format!("{} [{REQUEST_MARK}{}]", self.by, signed::hex(&self.request.id[..8]))
+    }
+
+    /// What each change derived from it is logged as submitted by.
+    pub fn change_by(&self) -> String {
+        match &self.request.asked {
+            crate::model::office_request::Asked::Discard { ward, seq, .. } => {
+                format!("{} (discarding ward {ward}'s change {seq})", self.logged_by())
+            }
+            _ => self.logged_by(),
+        }
+    }
+}
+
+/// How [`SignedRequest::logged_by`] names the request a change came from.
+pub const REQUEST_MARK: &str = "request ";
+
 /// One row of what an audit of the log reads (see [`Evidence`]), in the
 /// order of its part.
 #[derive(Debug, Clone, PartialEq)]

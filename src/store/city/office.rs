@@ -9,10 +9,9 @@ use super::apply::{GroupWrite, Target};
 use super::keys::{DOWNSTREAM, WHOLE, downstream_key, log_key, state_key};
 use super::{CityStore, LoggedChange, RetryError, SignedRequest, WardState};
 use crate::model::civil::rewrite_refusal_on;
-use crate::model::office_request::Asked;
+use crate::model::office_request::{Asked, Derived, OfficeRequest, Underivable};
 use crate::model::{
-    Body, Context, EXISTS, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
-    flatten, unflatten,
+    Body, Context, Op, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
 };
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
@@ -82,8 +81,11 @@ impl CityStore {
 /// The office's writes, the same on both stores.
 impl<T: Target> GroupWrite<'_, T> {
     /// Carries out an office request: a correction, a settlement or a
-    /// discard, as the caller it names; the request is stored beside the
-    /// changes it derived, in the same write (none if it derived none).
+    /// discard, as the caller it names, writing exactly what
+    /// [`OfficeRequest::derive`] derives (what the audit derives again); the
+    /// request is stored beside the changes, in the same write (none if it
+    /// derived none), and each change's `by` names it
+    /// ([`SignedRequest::logged_by`]).
     /// Returns the log cursor of its last change (the current cursor if it
     /// made none).
     pub(crate) fn office(
@@ -93,15 +95,19 @@ impl<T: Target> GroupWrite<'_, T> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<Result<u64, OfficeError>, StoreError> {
         let before = self.cursor;
-        let by = request.by.as_str();
+        let by = request.logged_by();
         let done = match &request.request.asked {
             Asked::Edit { record, seen } => {
-                let seen = (!seen.0.is_empty()).then(|| seen.clone());
-                self.office_put((**record).clone(), seen, by, ctx, wards)?
+                self.office_put(&request.request, record, seen, &by, ctx, wards)?
             }
-            Asked::Resolve { key, field, value } => self.resolve(key, field, value, by, ctx, wards)?,
+            Asked::Resolve { key, field, value } => {
+                self.resolve(&request.request, (key, field, value), &by, ctx, wards)?
+            }
             Asked::Discard { ward, seq, reason } => {
-                self.discard(ward, *seq, reason, by, wards)?.map(|()| self.cursor).map_err(OfficeError::from)
+                let by = request.change_by();
+                self.discard(&request.request, (ward, *seq, reason), (&request.by, &by), wards)?
+                    .map(|()| self.cursor)
+                    .map_err(OfficeError::from)
             }
         };
         if done.is_ok() && self.cursor > before {
@@ -111,19 +117,17 @@ impl<T: Target> GroupWrite<'_, T> {
         Ok(done)
     }
 
-    /// Applies writes by the city to `key` in one atomic write, each having
-    /// seen the ones before it (the first: `based_on`, or all the record holds).
-    fn city_writes(
+    /// Applies `writes`, derived from an office request, to `key` in one
+    /// atomic write.
+    pub(crate) fn city_writes(
         &mut self,
         key: &RecordKey,
-        writes: Vec<(Vec<String>, Op)>,
-        based_on: Option<VersionVector>,
+        writes: Vec<Derived>,
         by: &str,
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<u64, StoreError> {
-        let mut based_on = based_on;
-        for (fields, op) in writes {
-            self.city_change(key, fields, op, based_on.take(), by, wards)?;
+        for w in writes {
+            self.city_change(key, w.fields, w.op, w.context, by, wards)?;
         }
         Ok(self.cursor)
     }
@@ -131,13 +135,13 @@ impl<T: Target> GroupWrite<'_, T> {
     /// A data-office correction of an existing record: the fields that
     /// differ are written by the city. `seen` is what the editor had read of
     /// the record (its version vector): writes it had not seen are
-    /// concurrent with the correction, never silently reverted by it; none:
-    /// the record as it stands. Returns the change's log cursor (the
-    /// current cursor if nothing differs).
+    /// concurrent with the correction, never silently reverted by it; empty:
+    /// the record as it stands.
     fn office_put(
         &mut self,
-        record: Record,
-        seen: Option<VersionVector>,
+        request: &OfficeRequest,
+        record: &Record,
+        seen: &VersionVector,
         by: &str,
         ctx: &Context,
         wards: &mut HashMap<WardCode, WardState>,
@@ -146,41 +150,33 @@ impl<T: Target> GroupWrite<'_, T> {
             Ok(k) => k,
             Err(e) => return Ok(Err(e.into())),
         };
-        let Some(current) = self.current_shown(&key)?.1.clone() else {
-            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        let state = self.current(&key)?.clone();
+        let writes = match request.derive(&key, &state, self.policies, None) {
+            Ok(w) if w.is_empty() => return Ok(Ok(self.cursor)),
+            Ok(w) => w,
+            Err(e) => return Ok(Err(underivable(&key, e))),
         };
-        let old = flatten(&current);
-        let fields: Vec<String> =
-            flatten(&record).into_iter().filter(|(f, v)| old.get(f) != Some(v)).map(|(f, _)| f).collect();
-        if fields.is_empty() {
-            return Ok(Ok(self.cursor));
-        }
-        let state = self.current(&key)?;
-        if let Some(seen) = &seen
-            && let Some((writer, _)) =
-                seen.0.iter().find(|(w, h)| state.seen.0.get(*w).is_none_or(|k| *h > k))
-        {
+        if let Some((writer, _)) = seen.0.iter().find(|(w, h)| state.seen.0.get(*w).is_none_or(|k| *h > k)) {
             let why = format!("says the editor had seen a write by {writer} that the city does not hold");
             return Ok(Err(ValidationError::single("seen", why).into()));
         }
         // Who a person is, and what was registered, change only by
         // registration: judged on what the editor had seen.
+        let seen = if seen.0.is_empty() { &state.seen } else { seen };
         if let Body::Citizen(now) = &record.body
-            && let Some(why) =
-                rewrite_refusal_on(state, seen.as_ref().unwrap_or(&state.seen), &fields, now, None)
+            && let Some(why) = rewrite_refusal_on(&state, seen, &writes[0].fields, now, None)
         {
             return Ok(Err(ValidationError::single("record.citizen", why).into()));
         }
-        self.city_writes(&key, vec![(fields, Op::Put(record))], seen, by, wards).map(Ok)
+        self.city_writes(&key, writes, by, wards).map(Ok)
     }
 
     /// Resolves the conflict on `field` of `key` with `value` (JSON): a city
     /// write that has seen every contender.
     fn resolve(
         &mut self,
-        key: &RecordKey,
-        field: &str,
-        value: &str,
+        request: &OfficeRequest,
+        (key, field, value): (&RecordKey, &str, &str),
         by: &str,
         ctx: &Context,
         wards: &mut HashMap<WardCode, WardState>,
@@ -203,32 +199,24 @@ impl<T: Target> GroupWrite<'_, T> {
             );
             return Ok(Err(ValidationError::single("value", why).into()));
         }
-        if field == EXISTS && value == "false" {
-            return self.city_writes(key, vec![(Vec::new(), Op::Delete)], None, by, wards).map(Ok);
-        }
-        let Some(view) = state.view(key, self.policies) else {
-            return Ok(Err(OfficeError::NotFound(key.to_string())));
+        let writes = match request.derive(key, &state, self.policies, None) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(underivable(key, e))),
         };
-        let mut values = flatten(&view);
-        values.insert(field.to_string(), value.to_string());
-        let bad =
-            || ValidationError::single("value", format!("{value} is not a valid value for field {field}"));
-        let Some(record) = unflatten(key.kind(), &values) else {
-            return Ok(Err(bad().into()));
-        };
-        if let Err(e) = record.validate(ctx) {
-            return Ok(Err(e.into()));
+        for w in &writes {
+            if let Op::Put(record) = &w.op
+                && let Err(e) = record.validate(ctx)
+            {
+                return Ok(Err(e.into()));
+            }
         }
-        if field == EXISTS {
-            return self.city_writes(key, vec![(Vec::new(), Op::Put(record))], None, by, wards).map(Ok);
-        }
-        let mut writes = vec![(vec![field.to_string()], Op::Put(record))];
-        if !state.exists(key.kind(), self.policies) {
-            // A put also says the record exists: settling a field of a
-            // deleted record must not bring it back, so it is deleted again
-            // by a write that has seen the put.
-            writes.push((Vec::new(), Op::Delete));
-        }
-        self.city_writes(key, writes, None, by, wards).map(Ok)
+        self.city_writes(key, writes, by, wards).map(Ok)
+    }
+}
+
+fn underivable(key: &RecordKey, e: Underivable) -> OfficeError {
+    match e {
+        Underivable::NoRecord => OfficeError::NotFound(key.to_string()),
+        Underivable::Invalid(v) => OfficeError::Invalid(v),
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use super::apply::{GroupWrite, Target};
 use super::keys::{DISCARDED, QUARANTINE, quarantine_key};
 use super::{CityStore, Incoming, WardState};
+use crate::model::office_request::OfficeRequest;
 use crate::model::{Change, Context, WardCode};
 use crate::store::StoreError;
 use crate::store::codec::{decode, key};
@@ -202,21 +203,30 @@ impl<T: Target> GroupWrite<'_, T> {
     }
 
     /// See [`CityStore::discard`].
+    /// A discard asked by `request` of `identity`, its changes logged as
+    /// submitted by `by`: after it, a city write restores at the ward what
+    /// the city holds of what the change wrote ([`OfficeRequest::derive`]),
+    /// so ward and city do not stay apart for good.
     pub(crate) fn discard(
         &mut self,
-        ward: &WardCode,
-        seq: u64,
-        reason: &str,
-        by: &str,
+        request: &OfficeRequest,
+        (ward, seq, reason): (&WardCode, u64, &str),
+        (identity, by): (&str, &str),
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<Result<(), RetryError>, StoreError> {
         let Some(entry) = self.target.quarantined(ward, seq)? else {
             return Ok(Err(RetryError::NotFound { ward: ward.clone(), seq }));
         };
         if let Some(change) = &entry.change {
-            self.overrule(ward, change, &format!("{by} (discarding ward {ward}'s change {seq})"), wards)?;
+            let state = self.current(&change.key)?.clone();
+            let writes = request.derive(&change.key, &state, self.policies, Some(change)).unwrap_or_default();
+            if !writes.is_empty() {
+                self.city_writes(&change.key, writes, by, wards)?;
+                // The ward hears of it even when neither view names it (a create undone).
+                self.target.downstream(ward, self.cursor, false);
+            }
         }
-        let d = Discarded { entry, reason: reason.to_string(), by: by.to_string(), at_ms: self.now_ms };
+        let d = Discarded { entry, reason: reason.to_string(), by: identity.to_string(), at_ms: self.now_ms };
         self.target.settle(ward, seq, Some(&d));
         let state = wards.entry(ward.clone()).or_default();
         state.quarantined = state.quarantined.saturating_sub(1);

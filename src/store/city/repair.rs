@@ -52,6 +52,10 @@ pub const MAX_REPAIR_RECORDS: usize = 500;
 /// others from that ward's states: a day.
 pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// How the `by` of a write by another, taken from a ward's whole state,
+/// ends in the log.
+pub const REFILLED_BY: &str = "(refill after the city's loss)";
+
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepairOutcome {
@@ -199,7 +203,7 @@ impl<T: Target> GroupWrite<'_, T> {
                     format!("ward {ward} (repair)")
                 } else {
                     out.others_taken += 1;
-                    format!("ward {ward} (refill after the city's loss)")
+                    format!("ward {ward} {REFILLED_BY}")
                 };
                 self.apply(&change, &by, wards)?;
                 applied += 1;
