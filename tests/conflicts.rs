@@ -214,8 +214,14 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     // from the log by the audit.
     assert!(city.node.stop(), "the city stops cleanly");
     let (data, certs) = (env.path().join("city"), env.certs());
-    let audit =
-        wardsync(&["audit", "verify", "--data-dir", data.to_str().unwrap(), "--tls-dir", certs.to_str().unwrap()]);
+    let audit = wardsync(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--tls-dir",
+        certs.to_str().unwrap(),
+    ]);
     assert!(audit.status.success(), "{}{}", stdout(&audit), stderr(&audit));
     assert!(stderr(&audit).contains("by the office's 2 signed requests"), "{}", stderr(&audit));
 }
