@@ -193,8 +193,11 @@
 //!    (`model::digest`) on a schedule and on demand, and merge what differs
 //!    both ways. From a ward's whole state the city takes only writes it
 //!    could have had as changes, checked as changes: the ward's own, and
-//!    others' only within a day of a loss recorded for that ward, into that
-//!    ward's own valid records. A write whose claim was cut down to what a
+//!    others' only on their author's signature, which the city sent with
+//!    them (an office request, a registration signed by its ward on its
+//!    own: `city::relay`), or, another ward's ordinary writes, within a
+//!    day of a loss recorded for that ward; into that ward's own valid
+//!    records. The office's writes are never taken on a ward's word. A write whose claim was cut down to what a
 //!    city that lost data held is widened when it comes again with more of
 //!    its claim held (the same stamp, a wider context: `Versioned::adds`).
 //! 8. A full outbox or disk rejects new writes (`RESOURCE_EXHAUSTED`) and

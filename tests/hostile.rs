@@ -280,7 +280,19 @@ async fn offer(
     key: &RecordKey,
     state: &wardsync::model::Versioned,
 ) -> pb::RepairReply {
-    let record = pb::KeyedState { key: Some(key.into()), hash: vec![], state: Some(state.into()) };
+    offer_with(hostile, key, state, vec![]).await
+}
+
+/// Ward 00145 offers `state` of `key` in a repair, with `authorship` as
+/// evidence of writes by others; the city's answer.
+async fn offer_with(
+    hostile: &mut CitySyncClient<Channel>,
+    key: &RecordKey,
+    state: &wardsync::model::Versioned,
+    authorship: Vec<Vec<u8>>,
+) -> pb::RepairReply {
+    let record =
+        pb::KeyedState { key: Some(key.into()), hash: vec![], state: Some(state.into()), authorship };
     let request = pb::RepairRequest { ward_code: "00145".into(), records: vec![record] };
     hostile.repair(request).await.unwrap().into_inner()
 }
@@ -603,15 +615,110 @@ async fn anti_entropy_serves_a_ward_only_its_own_records_and_takes_nothing_for_a
     drained(&mut w).await;
     assert_eq!(status(&mut w).await.unwrap().reconnects, reconnects, "00082 was made to reconnect");
 
-    // A loss the city's receipt proves opens 00145's refill window, for
-    // 00145's own records only (writes of others only: 00145's own would
-    // be refused before them).
+    // Nor after a loss the city's receipt proves: the office's write is
+    // taken only on its signed request; another ward's, only into a record
+    // of 00145's own.
     a_real_loss_for_00145(&mut city, &env).await;
     let (mut hostile, mut q) = (sync_client(&city, &env, "ward-00145").await, city.client().await);
     let reply = offer(&mut hostile, &key, &forge(&["00082", "city"])).await;
-    assert_eq!((reply.repaired, reply.others_taken), (0, 0), "{reply:?}");
+    assert_eq!((reply.repaired, reply.others_taken, reply.others_not_taken), (0, 0, 1), "{reply:?}");
     assert!(reply.refused[0].contains("ward 00145 may not refill it"), "{reply:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&citizen));
+}
+
+/// The city lost the office's correction of a record of 00145's (put back
+/// to a copy from before it); 00145 holds it, with the evidence the city
+/// sent with it. Given back with that evidence, it is taken; altered, with
+/// none, with the evidence re-signed by 00145's own key, or the evidence
+/// replayed for another record, it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_by_another_is_taken_back_only_on_its_authors_signature() {
+    use wardsync::store::Authorship;
+    let env = Env::new();
+    let mut city = City::start(&env);
+    city.client().await;
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let code = WardCode::parse("00145").unwrap();
+    let mut citizens = (0..200).map(|i| rec(&code, i)).filter(|r| matches!(r.body, Body::Citizen(_)));
+    let (own, other) = (citizens.next().unwrap(), citizens.next().unwrap());
+    let key = own.key().unwrap();
+    forger.send(&key, Op::Put(own.clone()), VersionVector::default(), None).await;
+    forger.send(&other.key().unwrap(), Op::Put(other.clone()), VersionVector::default(), None).await;
+    let copy = copy_city(&mut city, &env, "before-the-correction").await;
+    let mut forger = Forger::open(&city, &env, "00145").await;
+    let mut q = city.client().await;
+    let edited = match own.body.clone() {
+        Body::Citizen(c) => {
+            Record { body: Body::Citizen(Citizen { phone: "0912345678".into(), ..c }), ..own.clone() }
+        }
+        _ => unreachable!("samples give a citizen first"),
+    };
+    q.edit(env.office().edit(edited.clone(), &Default::default())).await.unwrap();
+    let down = forger.downstream().await;
+    let evidence = down.changes[0].authorship.clone();
+    assert!(
+        matches!(Authorship::decode(&evidence), Ok(Authorship::Office(_))),
+        "the office's change comes with its signed request"
+    );
+    let (held, _) = city_state(&mut q, &key).await;
+    drop(forger);
+    put_city_back(&mut city, &env, &copy).await;
+    let (mut hostile, mut q) = (sync_client(&city, &env, "ward-00145").await, city.client().await);
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&own), "the correction is lost");
+
+    // Without evidence: counted, not taken.
+    let reply = offer(&mut hostile, &key, &held).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
+    // Altered (another phone under the office's stamp), with the evidence.
+    let mut altered = held.clone();
+    for w in altered.fields.get_mut("phone").unwrap() {
+        w.value = "\"0999999999\"".into();
+    }
+    let reply = offer_with(&mut hostile, &key, &altered, vec![evidence.clone()]).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
+    // The request replayed for another record of 00145's.
+    let okey = other.key().unwrap();
+    let (mut other_held, _) = city_state(&mut q, &okey).await;
+    let office_write = held.fields["phone"].iter().find(|w| w.stamp.writer == "city").unwrap().clone();
+    other_held.merge_write("phone", office_write.clone());
+    let reply = offer_with(&mut hostile, &okey, &other_held, vec![evidence.clone()]).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
+    // Evidence 00145 makes itself: its own key's signature over the write
+    // as the office's (a ward's signature vouches only for its own writes).
+    let signer = Signer::load(&TlsFiles::in_dir(&env.certs(), "ward-00145")).unwrap();
+    let pem = std::fs::read(env.certs().join("ward-00145.pem")).unwrap();
+    let cert = x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents;
+    let change = Change {
+        seq: 0,
+        written_at_ms: 0,
+        key: key.clone(),
+        stamp: office_write.stamp.clone(),
+        context: office_write.context.clone(),
+        fields: vec!["phone".into()],
+        op: Op::Put(edited.clone()),
+    };
+    let hash = wardsync::model::signed::content_hash(&change, &signer.key_id());
+    let resigned = Authorship::Ward {
+        hash,
+        key: signer.key_id(),
+        cert,
+        signature: signer.sign(&wardsync::model::signed::authored_message(&hash)),
+        sent: None,
+    };
+    let reply = offer_with(&mut hostile, &key, &held, vec![resigned.encode()]).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&own), "nothing taken");
+
+    // As the office signed it: taken back, and kept with its request.
+    let reply = offer_with(&mut hostile, &key, &held, vec![evidence]).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (1, 0), "{reply:?}");
+    assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&edited));
+    let history = q.history(pb::CityGetRequest { key: Some((&key).into()), ..Default::default() }).await;
+    let last = history.unwrap().into_inner().entries.pop().unwrap();
+    assert!(
+        last.identity.starts_with("office [request ") && last.identity.ends_with("(relayed by ward 00145)"),
+        "{last:?}"
+    );
 }
 
 /// The city's state of `key`, and the record it shows.
@@ -1013,6 +1120,7 @@ async fn a_registration_and_a_loss_together_open_nothing() {
             key: Some((&zkey).into()),
             hash: vec![],
             state: Some(pb::RecordState::default()),
+            authorship: vec![],
         }],
     };
     let reply = sync.repair(offer).await.unwrap().into_inner();

@@ -115,6 +115,11 @@ impl Guard {
         Ok(peer)
     }
 
+    /// The access rules in force.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.borrow().clone()
+    }
+
     /// True if `peer` has `role` under the access rules in force (no
     /// denial is recorded: for answers that differ by role).
     pub fn has_role(&self, peer: &Peer, role: Role) -> bool {

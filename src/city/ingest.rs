@@ -54,6 +54,9 @@ pub struct SyncService {
     pub(super) waiting: super::waiting::Waiting,
     /// The city's receipts for what it tells wards.
     pub(super) receipts: super::receipts::Receipts,
+    /// The CA that issues certificates: what proves who made a write a
+    /// ward relays is checked against it (`None` without TLS).
+    pub(super) roots: Option<std::sync::Arc<rustls::RootCertStore>>,
 }
 
 type Outbound = Result<pb::CityMessage, Status>;
@@ -279,7 +282,15 @@ impl SyncService {
             // never reaches the limit a ward decodes (at least one change each).
             let (mut wire, mut bytes) = (Vec::with_capacity(changes.len()), 0);
             for (l, _) in &changes {
-                let c: pb::Change = (&l.change).into();
+                let mut c: pb::Change = (&l.change).into();
+                // A write by another goes with what proves who made it.
+                match self.store.authorship(l).await {
+                    Ok(a) => c.authorship = a.map(|a| a.encode()).unwrap_or_default(),
+                    Err(e) => {
+                        tracing::error!(%ward, error = %e, "cannot read what proves who made a change");
+                        return;
+                    }
+                }
                 bytes += prost::Message::encoded_len(&c);
                 if !wire.is_empty() && bytes > DOWNSTREAM_BYTES {
                     break;

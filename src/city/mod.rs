@@ -15,6 +15,7 @@ mod outages;
 mod page;
 mod query;
 pub mod receipts;
+mod relay;
 pub mod report;
 mod requests;
 mod streams;
@@ -190,6 +191,7 @@ where
         province: cfg.province.clone(),
         max_skew_ms: cfg.max_clock_skew_ms,
         receipts,
+        roots: cfg.tls.as_ref().map(|t| crate::auth::roots(&t.ca).map(Arc::new)).transpose()?,
     };
     let expected: Vec<crate::model::WardCode> =
         cfg.wards.iter().filter_map(|w| crate::model::WardCode::parse(w).ok()).collect();

@@ -37,6 +37,7 @@ pub(super) fn signed_request<T>(
                 signature: Vec::new(),
                 cert: Vec::new(),
                 cursors: Vec::new(),
+                relayed_by: None,
             }),
             _ => Err(invalid(
                 "the request is not signed: the data office signs each correction, settlement and \
@@ -65,5 +66,6 @@ pub(super) fn signed_request<T>(
         signature: s.signature.clone(),
         cert,
         cursors: Vec::new(),
+        relayed_by: None,
     })
 }

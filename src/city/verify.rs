@@ -103,6 +103,7 @@ impl SyncService {
                         key: Some(k.into()),
                         hash: record_hash(k, s).to_vec(),
                         state: Some(s.into()),
+                        authorship: Vec::new(),
                     };
                     bytes += entry.encoded_len();
                     records.push(entry);
@@ -134,14 +135,22 @@ impl SyncService {
             return Err(CityError::Invalid(ValidationError::single("records", why)).into());
         }
         let mut states = Vec::with_capacity(req.records.len());
+        let (mut vouched, access) = (crate::store::Vouchers::new(), self.guard.access());
         for r in req.records {
             let key = key_from_pb(r.key).map_err(CityError::from)?;
+            if !r.authorship.is_empty() {
+                let (proofs, refused) = super::relay::vouched(&r.authorship, self.roots.as_ref(), &access);
+                if refused > 0 {
+                    tracing::warn!(%ward, %key, refused, "evidence of writes by others refused");
+                }
+                vouched.insert(key.clone(), proofs);
+            }
             states.push((key, versioned_from_pb(r.state.unwrap_or_default())));
         }
         let ctx = Context { today: ward_today(self.max_skew_ms), province: self.province.clone() };
         let out = self
             .store
-            .repair(&ward, &states, now_ms(), &ctx, self.max_skew_ms)
+            .repair(&ward, &states, &vouched, now_ms(), &ctx, self.max_skew_ms)
             .await
             .map_err(CityError::from)?;
         if out.repaired > 0 || !out.refused.is_empty() || out.others_not_taken > 0 {
@@ -169,6 +178,7 @@ impl SyncService {
                     key: Some(k.into()),
                     hash: record_hash(k, s).to_vec(),
                     state: Some(s.into()),
+                    authorship: Vec::new(),
                 })
                 .collect(),
         }))

@@ -81,7 +81,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         if r.others_not_taken > 0 {
             println!(
-                "{} writes by others (office corrections, other wards' registrations) are held only here; the city takes them from a ward only within a day of a loss it recorded: re-enter them at the city",
+                "{} writes by others (office corrections, other wards' registrations) are held only here, without what proves who made them (the city takes a write by another only on its author's signature): re-enter them at the city",
                 r.others_not_taken
             );
         }

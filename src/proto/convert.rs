@@ -340,6 +340,7 @@ impl From<&Change> for pb::Change {
             context: seen_pb(&c.context),
             fields: c.fields.clone(),
             signature: Vec::new(),
+            authorship: Vec::new(),
         }
     }
 }

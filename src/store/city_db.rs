@@ -12,9 +12,9 @@
 use futures::future::BoxFuture;
 
 use super::{
-    AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, Conflict, ConflictFilter,
-    Denial, Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined, RepairOutcome,
-    Retry, RetryError, SignedRequest, StoreError, WardBatch, WardState,
+    AckClaim, AuditCursor, AuditEntry, Authorship, BatchRejected, Chain, CitizenProblems, Conflict,
+    ConflictFilter, Denial, Discarded, HistoryEntry, LogFilter, LoggedChange, OfficeError, Page, Quarantined,
+    RepairOutcome, Retry, RetryError, SignedRequest, StoreError, Vouchers, WardBatch, WardState,
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, Versioned, WardCode};
 
@@ -77,12 +77,13 @@ pub trait CityDb: Send + Sync + 'static {
 
     /// Merges the writes in `ward`'s whole `states` that the city lacks,
     /// each checked and applied as the change that made it: the ward's
-    /// own, and others' only within a day of a loss recorded for the ward
+    /// own, and others' only on their author's signature (`vouched`)
     /// (see `store::city::repair`); durable on return.
     async fn repair(
         &self,
         ward: &WardCode,
         states: &[(RecordKey, Versioned)],
+        vouched: &Vouchers,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
@@ -145,6 +146,12 @@ pub trait CityDb: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(LoggedChange, bool)>, StoreError>;
+
+    /// What proves who made the logged change `logged`, sent with it to the
+    /// ward whose record it is: an office request, or a ward's own
+    /// signature of a change to another ward's record (`None`: anything
+    /// else, or nothing kept).
+    async fn authorship(&self, logged: &LoggedChange) -> Result<Option<Authorship>, StoreError>;
 
     /// Whether changes may wait for `ward` after cursor `after`: a check in
     /// memory before [`CityDb::downstream`], which every new durable change

@@ -24,16 +24,16 @@ mod contract_tests;
 
 pub(crate) use city::replay_state;
 pub use city::{
-    AckClaim, AuditCursor, AuditEntry, BatchRejected, Chain, CitizenProblems, CityStore, Conflict,
-    ConflictFilter, Denial, Discarded, Evidence, EvidencePart, EvidenceRow, HistoryEntry, Incoming,
+    AckClaim, AuditCursor, AuditEntry, Authorship, BatchRejected, Chain, CitizenProblems, CityStore,
+    Conflict, ConflictFilter, Denial, Discarded, Evidence, EvidencePart, EvidenceRow, HistoryEntry, Incoming,
     KvEvidence, Links, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY, MAX_HISTORY_BYTES,
     MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS,
-    REFILLED_BY, REQUEST_MARK, RETRIED, RepairOutcome, Retry, RetryError, Signed, SignedBatch, SignedRequest,
-    UNHELD, WardBatch, WardKey, WardState,
+    REQUEST_MARK, RETRIED, RepairOutcome, Retry, RetryError, Signed, SignedBatch, SignedRequest, UNHELD,
+    Vouched, Vouchers, WardBatch, WardKey, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};
 pub use group_commit::{Closed, GroupCommit};
 pub use mem_engine::MemEngine;
 pub use sled_engine::SledEngine;
-pub use ward_store::{Lost, NewChange, Renumbering, WardStore};
+pub use ward_store::{Lost, MAX_AUTHORSHIP_PER_RECORD, NewChange, Renumbering, WardStore};

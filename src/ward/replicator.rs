@@ -366,10 +366,14 @@ impl Replicator {
         d: pb::Downstream,
         query: &mut CityQueryClient<Channel>,
     ) -> Result<(), String> {
+        // Each with what proves who made it, kept as the city sent it.
         let changes = d
             .changes
             .into_iter()
-            .map(change_from_pb)
+            .map(|mut c| {
+                let evidence = std::mem::take(&mut c.authorship);
+                change_from_pb(c).map(|c| (c, evidence))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the city sent a change this ward cannot read: {e}"))?;
         let mut whole = Vec::with_capacity(d.fetch_whole.len());

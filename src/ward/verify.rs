@@ -63,7 +63,7 @@ pub struct Report {
     /// against them: sent by a later run, once the queue drains.
     pub deferred: u64,
     /// Writes by others only this ward held, which the city took back
-    /// (within a day of its loss), and those it did not take.
+    /// (on their author's signature), and those it did not take.
     pub others_taken: u64,
     /// See [`Report::others_taken`].
     pub others_not_taken: u64,
@@ -417,10 +417,20 @@ impl Verifier {
         states: &[(RecordKey, Versioned)],
         report: &mut Report,
     ) -> Result<(), String> {
-        let records = states
-            .iter()
-            .map(|(k, s)| pb::KeyedState { key: Some(k.into()), hash: Vec::new(), state: Some(s.into()) })
-            .collect();
+        let mut records = Vec::with_capacity(states.len());
+        for (k, s) in states {
+            // With the evidence of writes by others it holds: the city takes
+            // one only on its author's signature.
+            let by_others = s.fields.values().flatten().any(|w| w.stamp.writer != self.ward.as_str());
+            let authorship =
+                if by_others { self.store.authorship_of(k).map_err(store_err)? } else { Vec::new() };
+            records.push(pb::KeyedState {
+                key: Some(k.into()),
+                hash: Vec::new(),
+                state: Some(s.into()),
+                authorship,
+            });
+        }
         let request = pb::RepairRequest { ward_code: self.ward.to_string(), records };
         let reply = answer(client.repair(request), "the repair").await?;
         report.repaired_at_city += reply.repaired;

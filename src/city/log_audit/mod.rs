@@ -597,7 +597,9 @@ impl Audit {
             }
             // Proven (or not) by the office requests, read later.
             None if change.stamp.writer == CITY_WRITER => {
-                self.office_changes.insert(logged.cursor, (logged.by.clone(), change.clone()));
+                let as_sent =
+                    sent.map_or_else(|| change.clone(), |c| Change { context: c.clone(), ..change.clone() });
+                self.office_changes.insert(logged.cursor, (logged.by.clone(), as_sent));
                 Proof::Later
             }
             None => Proof::Unsigned,

@@ -20,7 +20,7 @@ use crate::auth::{Identity, Peer, Role};
 use crate::model::office_request::{Asked, Derived};
 use crate::model::signed::hex;
 use crate::model::{Change, RecordKey};
-use crate::store::{LoggedChange, REFILLED_BY, REQUEST_MARK, SignedRequest};
+use crate::store::{LoggedChange, REQUEST_MARK, SignedRequest};
 
 /// What the office's requests are judged by, from the city's configuration.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,8 @@ pub(super) struct Pending {
     request: Arc<SignedRequest>,
     /// Its place among the request's changes.
     index: usize,
+    /// Of a write a ward gave back: the change with the context it held.
+    relayed: Option<Change>,
 }
 
 /// What a change the city wrote says of where it came from.
@@ -94,8 +96,9 @@ impl Audit {
             self.report.office_requests += 1;
         }
         let request = Arc::new(r);
-        for (index, cursor) in request.cursors.iter().enumerate() {
-            self.pending.insert(*cursor, Pending { request: request.clone(), index });
+        for (index, (cursor, held)) in taken.into_iter().enumerate() {
+            let relayed = held.map(|(_, c)| c).filter(|_| request.relayed_by.is_some());
+            self.pending.insert(cursor, Pending { request: request.clone(), index, relayed });
         }
     }
 
@@ -129,9 +132,8 @@ impl Audit {
 
     /// Every change the city wrote itself came with a request: one naming
     /// a request must have it; from the first signed request on (or from
-    /// where an earlier clean run found them), every one must. (Writes of
-    /// the office's taken back from a ward after a loss of the city's have
-    /// no request kept: counted.)
+    /// where an earlier clean run found them), every one must (one a ward
+    /// gave back after a loss of the city's is kept with its request too).
     pub(super) fn check_unrequested(&mut self, since: &Checkpoint) {
         let from = match (since.office_from, self.first_request) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -150,7 +152,7 @@ impl Audit {
         for (cursor, (by, _)) in std::mem::take(&mut self.office_changes) {
             let why = if names_request(&by) {
                 "names an office request no longer kept (its row deleted)"
-            } else if by.ends_with(REFILLED_BY) || from.is_none_or(|f| cursor < f) {
+            } else if from.is_none_or(|f| cursor < f) {
                 self.report.unsigned_entries += 1;
                 continue;
             } else {
@@ -167,6 +169,13 @@ impl Audit {
         let mut derived: HashMap<u64, Option<Derived>> = HashMap::new();
         for (i, entry) in history.iter().enumerate() {
             let Some(p) = self.pending.remove(&entry.cursor) else { continue };
+            // A write a ward gave back, the city having lost what it was
+            // derived on: checked as the city took it (`Vouched`).
+            if let Some(held) = &p.relayed {
+                let skew = self.office.max_skew_ms.saturating_mul(2);
+                self.request_replayed(entry.cursor, p.request.request.vouches_for(held, skew), &p.request);
+                continue;
+            }
             let before = crate::store::replay_state(&history[..i]);
             if p.index == 0 {
                 let discarded = match &p.request.request.asked {
@@ -192,14 +201,19 @@ impl Audit {
                     && made.values() == as_derived.values()
                     && made.context == d.context.unwrap_or(before.seen)
             });
-            match (matches, p.request.signature.is_empty()) {
-                (true, false) => self.report.office_entries += 1,
-                (true, true) => self.report.unsigned_entries += 1,
-                (false, _) => {
-                    let why = "is not what the city derives from the office's request on the record as it \
-                               stood (a row edited)";
-                    self.finding(format!("log entry {}", entry.cursor), why);
-                }
+            self.request_replayed(entry.cursor, matches, &p.request);
+        }
+    }
+
+    /// Counts the change at `cursor` of request `r`, or names it.
+    fn request_replayed(&mut self, cursor: u64, matches: bool, r: &SignedRequest) {
+        match (matches, r.signature.is_empty()) {
+            (true, false) => self.report.office_entries += 1,
+            (true, true) => self.report.unsigned_entries += 1,
+            (false, _) => {
+                let why = "is not what the city derives from the office's request on the record as it \
+                           stood (a row edited)";
+                self.finding(format!("log entry {cursor}"), why);
             }
         }
     }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::model::{Context, Kind, Policies, Record, RecordKey, Versioned, WardCode};
 use crate::store::city_db::{CityDb, GroupOutcome};
-use crate::store::{AckClaim, SignedRequest, StoreError};
+use crate::store::{AckClaim, Authorship, SignedRequest, StoreError};
 
 /// `Ok(outcome)` once flushed, when the write succeeded.
 async fn durable<T>(store: &CityStore, written: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -85,11 +85,12 @@ impl CityDb for CityStore {
         &self,
         ward: &WardCode,
         states: &[(RecordKey, Versioned)],
+        vouched: &crate::store::Vouchers,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<RepairOutcome, StoreError> {
-        durable(self, CityStore::repair(self, ward, states, now_ms, ctx, max_skew_ms)).await
+        durable(self, CityStore::repair(self, ward, (states, vouched), now_ms, ctx, max_skew_ms)).await
     }
 
     fn durable_cursor(&self) -> u64 {
@@ -227,6 +228,10 @@ impl CityDb for CityStore {
 
     async fn conflict(&self, record: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError> {
         CityStore::conflict(self, record, field)
+    }
+
+    async fn authorship(&self, logged: &LoggedChange) -> Result<Option<Authorship>, StoreError> {
+        CityStore::authorship(self, logged)
     }
 
     async fn office(

@@ -99,6 +99,47 @@ pub struct SignedRequest {
     /// The log cursors of the changes the city derived from it, in order
     /// (set as it is stored).
     pub cursors: Vec<u64>,
+    /// The ward that gave the write back in a repair, the city having lost
+    /// it (`None`: the city derived it from the request).
+    pub relayed_by: Option<WardCode>,
+}
+
+/// What proves who made a write by another, as the city sends it with
+/// the change to the ward whose record it is (which keeps it, and gives it
+/// back in a repair: [`crate::city`] checks it, and the city takes a write
+/// by another from a ward only on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Authorship {
+    /// A ward's change to another ward's record, signed on its own by its
+    /// ward: the content hash it signed (with the context as it sent it,
+    /// `sent`, where the city applied it cut down), the key and its
+    /// certificate, and the signature ([`signed::authored_message`]).
+    Ward {
+        /// The content hash signed.
+        hash: Hash,
+        /// The key id the hash names.
+        key: KeyId,
+        /// The certificate of that key, DER.
+        cert: Vec<u8>,
+        /// The ward's signature.
+        signature: Vec<u8>,
+        /// The context as the ward sent it, where the city cut it.
+        sent: Option<VersionVector>,
+    },
+    /// The office's signed request the change was derived from.
+    Office(Box<SignedRequest>),
+}
+
+impl Authorship {
+    /// Its encoding on the wire (opaque to wards).
+    pub fn encode(&self) -> Vec<u8> {
+        crate::store::codec::encode(self)
+    }
+
+    /// Reads one back from bytes a ward gave.
+    pub fn decode(bytes: &[u8]) -> Result<Authorship, StoreError> {
+        crate::store::codec::decode(b"authorship", bytes)
+    }
 }
 
 impl SignedRequest {
@@ -108,10 +149,14 @@ impl SignedRequest {
     /// hash covers it, names the evidence kept beside it. (A discard adds
     /// what it discards.)
     pub fn logged_by(&self) -> String {
-        if self.signature.is_empty() {
-            return self.by.clone();
+        let by = match self.signature.is_empty() {
+            true => self.by.clone(),
+            false => format!("{} [{REQUEST_MARK}{}]", self.by, signed::hex(&self.request.id[..8])),
+        };
+        match &self.relayed_by {
+            Some(ward) => format!("{by} (relayed by ward {ward})"),
+            None => by,
         }
-        format!("{} [{REQUEST_MARK}{}]", self.by, signed::hex(&self.request.id[..8]))
     }
 
     /// What each change derived from it is logged as submitted by.
@@ -395,6 +440,47 @@ impl Evidence for KvEvidence {
 
     fn policies(&self) -> &crate::model::Policies {
         &self.policies
+    }
+}
+
+impl super::CityStore {
+    /// What proves who made the logged change `logged`, if it is a write
+    /// by another that a ward may need to prove (see [`Authorship`]).
+    pub fn authorship(&self, logged: &LoggedChange) -> Result<Option<Authorship>, StoreError> {
+        use super::keys::{authored_key, key_key, request_key, sent_key, signed_key};
+        let change = &logged.change;
+        if change.stamp.writer == crate::model::CITY_WRITER {
+            for at in [logged.cursor, logged.cursor.saturating_sub(1)] {
+                let k = request_key(at);
+                if let Some(v) = self.engine.get(&k)? {
+                    let r: SignedRequest = decode(&k, &v)?;
+                    if r.cursors.contains(&logged.cursor) {
+                        return Ok(Some(Authorship::Office(Box::new(r))));
+                    }
+                }
+            }
+            return Ok(None);
+        }
+        let Ok(ward) = WardCode::parse(&change.stamp.writer) else { return Ok(None) };
+        if change.seq == 0 || !signed::signs_apart(&ward, change) {
+            return Ok(None);
+        }
+        let Some(signature) = self.engine.get(&authored_key(&ward, change.seq))? else { return Ok(None) };
+        let from = signed_key(&ward, change.seq);
+        let end = prefix_end(&crate::store::codec::key(super::keys::SIGNED, &[ward.as_str().as_bytes()]));
+        let Some((k, v)) = self.engine.scan(&from, &end, 1)?.into_iter().next() else { return Ok(None) };
+        let batch: SignedBatch = decode(&k, &v)?;
+        let Some(hash) = change.seq.checked_sub(batch.first).and_then(|i| batch.hashes.get(i as usize))
+        else {
+            return Ok(None);
+        };
+        let kk = key_key(&batch.key);
+        let Some(key) = self.engine.get(&kk)?.map(|v| decode::<WardKey>(&kk, &v)).transpose()? else {
+            return Ok(None);
+        };
+        let sk = sent_key(logged.cursor);
+        let sent = self.engine.get(&sk)?.map(|v| decode(&sk, &v)).transpose()?;
+        Ok(Some(Authorship::Ward { hash: *hash, key: batch.key, cert: key.cert, signature, sent }))
     }
 }
 

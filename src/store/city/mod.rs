@@ -46,15 +46,15 @@ pub use chain::{Chain, Links};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use evidence::{
-    Evidence, EvidencePart, EvidenceRow, KvEvidence, REQUEST_MARK, Signed, SignedBatch, SignedRequest,
-    WardKey,
+    Authorship, Evidence, EvidencePart, EvidenceRow, KvEvidence, REQUEST_MARK, Signed, SignedBatch,
+    SignedRequest, WardKey,
 };
 pub use history::{HistoryEntry, MAX_HISTORY, MAX_HISTORY_BYTES};
 pub(crate) use history::{history_too_large, replay_state};
 pub use office::OfficeError;
 pub use quarantine::{Discarded, Quarantined, RETRIED, Retry, RetryError};
 pub use queries::{LogFilter, PAGE_SCAN, Page};
-pub use repair::{MAX_REPAIR_RECORDS, REFILL_WINDOW_MS, REFILLED_BY, RepairOutcome};
+pub use repair::{MAX_REPAIR_RECORDS, REFILL_WINDOW_MS, RepairOutcome, Vouched, Vouchers};
 
 use apply::GroupWrite;
 use kv_target::KvTarget;

@@ -11,15 +11,22 @@
 //!   what it holds itself (it lost the rest, or never had it), where a
 //!   change saying more is refused as a forgery: a repaired write cannot
 //!   supersede what the city never saw.
-//! - Writes by others (the office's, another ward's) are taken from a
-//!   ward only within [`REFILL_WINDOW_MS`] of a loss the city recorded for
-//!   it (the ward found the city holding less than it had acknowledged or
-//!   sent down): others' writes reach a ward only from the city, so a
-//!   city that lost data may find some of them held only there. Outside
-//!   that window nothing proves who made them: they are counted, not taken.
-//!   Either way they pass the checks a change of the ward's would (the
-//!   ward's own record, valid, not ahead of the city's clock). Within the
-//!   same window, a change in a batch of that ward's that claims writes the
+//! - Writes by others (the office's, another ward's) reach a ward only
+//!   from the city, so a city that lost data may find some of them held
+//!   only there. One is taken only on its author's signature, which the
+//!   city sent with it and the ward gives back ([`Vouched`], checked by
+//!   `city::relay`): an office correction or settlement by the office's
+//!   signed request, a registration by its ward's own signature of it.
+//!   Without one nothing proves who made it: it is counted, not taken;
+//!   except, within [`REFILL_WINDOW_MS`] of a loss the city recorded for
+//!   the ward, another ward's ordinary write (signed only in its batch,
+//!   which the city may have lost with it: a record passed on from that
+//!   ward holds its writes). A write taken
+//!   passes the checks a change of the ward's would (the ward's own
+//!   record, valid, not ahead of the city's clock). Within
+//!   [`REFILL_WINDOW_MS`] of a loss the city recorded for the ward (it
+//!   proved, with the city's receipt, the city holding less than it had
+//!   acknowledged or sent down), a change in a batch of that ward's that claims writes the
 //!   city does not hold has its claim cut down the same way instead of
 //!   being quarantined: the claim may be of writes the city lost that no
 //!   copy holds any more (superseded everywhere), and it grants nothing a
@@ -52,9 +59,9 @@ pub const MAX_REPAIR_RECORDS: usize = 500;
 /// others from that ward's states: a day.
 pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// How the `by` of a write by another, taken from a ward's whole state,
-/// ends in the log.
-pub const REFILLED_BY: &str = "(refill after the city's loss)";
+/// How the `by` of another ward's signed change, taken from a ward's whole
+/// state, names it in the log.
+const RELAYING: &str = "relaying";
 
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,6 +84,49 @@ pub struct RepairOutcome {
     /// The city's state of each record offered, after the repair.
     pub states: Vec<(RecordKey, Versioned)>,
 }
+
+/// A write by another that its author vouches for: its signature and
+/// certificate checked by the city (`city::relay`), what it signed compared
+/// here with the write a ward gives back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vouched {
+    /// A ward's change to another ward's record, whose content hash (with
+    /// the context as it sent it) `writer` signed with the key `key`.
+    Ward {
+        /// The author.
+        writer: WardCode,
+        /// The content hash it signed.
+        hash: crate::model::signed::Hash,
+        /// The key id the hash names.
+        key: crate::model::signed::KeyId,
+        /// The context as sent, where the city had cut it.
+        sent: Option<VersionVector>,
+    },
+    /// An office correction or settlement, signed by an office editor.
+    Office(Box<super::SignedRequest>),
+}
+
+impl Vouched {
+    /// True if it vouches for `change`, a write by another as a ward holds
+    /// it (its context as the ward has it), stamped within `skew_ms` of an
+    /// office request's signing.
+    pub fn vouches_for(&self, change: &Change, skew_ms: u64) -> bool {
+        match self {
+            Vouched::Ward { writer, hash, key, sent } => {
+                let as_sent = Change {
+                    context: sent.clone().unwrap_or_else(|| change.context.clone()),
+                    ..change.clone()
+                };
+                writer.as_str() == change.stamp.writer
+                    && crate::model::signed::content_hash(&as_sent, key) == *hash
+            }
+            Vouched::Office(r) => r.request.vouches_for(change, skew_ms),
+        }
+    }
+}
+
+/// The writes by others each record's authors vouch for.
+pub type Vouchers = HashMap<RecordKey, Vec<Vouched>>;
 
 /// One write to re-apply: its fields' values and context.
 struct Unseen {
@@ -115,8 +165,8 @@ impl<T: Target> GroupWrite<'_, T> {
         &mut self,
         ward: &WardCode,
         states: &[(RecordKey, Versioned)],
-        ctx: &Context,
-        max_skew_ms: u64,
+        vouched: &Vouchers,
+        (ctx, max_skew_ms): (&Context, u64),
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<RepairOutcome, StoreError> {
         let mut out = RepairOutcome::default();
@@ -128,25 +178,22 @@ impl<T: Target> GroupWrite<'_, T> {
             for (field, heads) in &theirs.fields {
                 // (Also writes held here with their claim cut down: see below.)
                 for h in heads.iter().filter(|h| held.adds(field, h)) {
-                    if h.stamp.writer != ward.as_str() && !refilling {
-                        not_taken.insert(&h.stamp);
-                        continue;
-                    }
                     let w = unseen
                         .entry(h.stamp.clone())
                         .or_insert_with(|| Unseen { values: BTreeMap::new(), context: h.context.clone() });
                     w.values.insert(field.clone(), h.value.clone());
                 }
             }
-            out.others_not_taken += not_taken.len() as u64;
             if unseen.is_empty() {
                 out.unchanged += 1;
                 continue;
             }
             let (mut applied, mut refused) = (0, false);
-            for (stamp, write) in unseen {
+            let mut writes = unseen.into_iter();
+            for (stamp, write) in writes.by_ref() {
                 let own = stamp.writer == ward.as_str();
                 let fields: Vec<String> = write.values.keys().cloned().collect();
+                let context_held = write.context.clone();
                 let change = match self.rebuilt(key, theirs, stamp, write)? {
                     Ok(c) => c,
                     Err(why) => {
@@ -167,6 +214,26 @@ impl<T: Target> GroupWrite<'_, T> {
                 if !fields.iter().any(|f| now.adds(f, &as_held)) {
                     continue;
                 }
+                // A write by another, only on its author's signature.
+                let vouch = match own {
+                    true => None,
+                    false => {
+                        let held = Change { context: context_held.clone(), ..change.clone() };
+                        let skew = max_skew_ms.saturating_mul(2);
+                        match vouched.get(key).into_iter().flatten().find(|v| v.vouches_for(&held, skew)) {
+                            Some(v) => Some(v),
+                            // Another ward's ordinary write (signed only in
+                            // its batch, which the city may have lost too):
+                            // within a day of a loss the city recorded for
+                            // this ward, as a record passed on holds them.
+                            None if refilling && WardCode::parse(&change.stamp.writer).is_ok() => None,
+                            None => {
+                                not_taken.insert(change.stamp.clone());
+                                continue;
+                            }
+                        }
+                    }
+                };
                 let refusal = if own {
                     // (A write offered in a repair spends the ward's budget as
                     // one in a batch does.)
@@ -199,15 +266,35 @@ impl<T: Target> GroupWrite<'_, T> {
                     // the next repair takes the others' writes then.
                     continue;
                 }
-                let by = if own {
-                    format!("ward {ward} (repair)")
-                } else {
-                    out.others_taken += 1;
-                    format!("ward {ward} {REFILLED_BY}")
+                let relayed = match vouch {
+                    Some(Vouched::Office(r)) => Some(super::SignedRequest {
+                        relayed_by: Some(ward.clone()),
+                        cursors: vec![],
+                        ..(**r).clone()
+                    }),
+                    _ => None,
                 };
-                self.apply(&change, &by, wards)?;
+                let by = match (own, vouch, &relayed) {
+                    (true, ..) => format!("ward {ward} (repair)"),
+                    (false, _, Some(r)) => r.change_by(),
+                    (false, Some(_), None) => {
+                        format!("ward {ward} ({RELAYING} {}'s signed change)", change.stamp.writer)
+                    }
+                    (false, None, _) => format!("ward {ward} (refill after the city's loss)"),
+                };
+                out.others_taken += u64::from(!own);
+                // (With the context as the ward holds it, where cut.)
+                let sent = Some(&context_held).filter(|c| **c != change.context);
+                self.apply_sent(&change, sent, &by, wards)?;
+                if let Some(r) = relayed {
+                    // Kept beside it again, as the office signed it.
+                    self.target.request(&super::SignedRequest { cursors: vec![self.cursor], ..r });
+                }
                 applied += 1;
             }
+            // (Writes by others after one that stopped the record: not taken either.)
+            not_taken.extend(writes.filter(|(s, _)| s.writer != ward.as_str()).map(|(s, _)| s));
+            out.others_not_taken += not_taken.len() as u64;
             if applied > 0 {
                 out.repaired += 1;
                 out.gained.push(key.clone());
@@ -342,11 +429,11 @@ impl super::CityStore {
     pub fn repair(
         &self,
         ward: &WardCode,
-        states: &[(RecordKey, Versioned)],
+        (states, vouched): (&[(RecordKey, Versioned)], &Vouchers),
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<RepairOutcome, StoreError> {
-        self.write(now_ms, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards))
+        self.write(now_ms, |w, wards| w.repair(ward, states, vouched, (ctx, max_skew_ms), wards))
     }
 }

@@ -6,12 +6,11 @@
 use super::*;
 use crate::city::log_audit::Trust;
 use crate::model::signed::{self, GENESIS, Hash, KeyId};
-use crate::store::{Evidence, EvidencePart, EvidenceRow, Signed, SignedBatch};
+use crate::store::{Authorship, Evidence, EvidencePart, EvidenceRow, Signed, SignedBatch};
 
 /// Ward 00082's changes `seqs`, stamped `logical` (another value: other
 /// changes under the same numbers), chained after `previous`.
 fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) -> WardBatch {
-    let a = ward("00082");
     let changes: Vec<Change> = seqs
         .map(|seq| {
             let mut c = change("00082", seq);
@@ -19,6 +18,13 @@ fn chained(seqs: std::ops::RangeInclusive<u64>, logical: u32, previous: Hash) ->
             c
         })
         .collect();
+    chained_changes(changes, previous)
+}
+
+/// Ward 00082's `changes`, chained after `previous`, as a ward without a
+/// certificate sends them.
+fn chained_changes(changes: Vec<Change>, previous: Hash) -> WardBatch {
+    let a = ward("00082");
     let hashes: Vec<Hash> = changes.iter().map(|c| signed::content_hash(c, &KeyId::default())).collect();
     let first = changes[0].seq;
     let links = signed::links(&a, first, &previous, &hashes);
@@ -274,6 +280,68 @@ async fn a_wards_signature_of_a_single_change_is_kept_with_its_batch() {
         let rows: Vec<&str> = report.findings.iter().map(|f| f.row.as_str()).collect();
         assert_eq!(rows, ["ward 00082's signature of its change 2"], "{name}");
         drop(ev);
+        drop(city);
+        h.restart();
+    }
+}
+
+#[tokio::test]
+async fn what_proves_who_made_a_write_by_another_is_read_back_with_it() {
+    for (name, mut h) in cities() {
+        let city = h.open(Policies::default()).await;
+        // 00082's change to a record of 00145's (a registration), signed on its own.
+        let mut registration = change("00082", 1);
+        let Op::Put(r) = &mut registration.op else { unreachable!() };
+        r.ward = ward("00145");
+        let hash = signed::content_hash(&registration, &KeyId::default());
+        let mut b = chained_changes(vec![registration.clone()], GENESIS);
+        let links = b.links.as_mut().unwrap();
+        let signed_batch = std::sync::Arc::make_mut(links.signed.as_mut().unwrap());
+        signed_batch.cert = std::sync::Arc::from(&b"a certificate"[..]);
+        signed_batch.authored = vec![(1, vec![9; 64])];
+        city.apply_group(vec![b], 1, ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // The office corrects the record of 00082's.
+        let Op::Put(created) = &change("00082", 2).op else { unreachable!() };
+        city.apply_group(
+            vec![chained(2..=2, 0, signed::links(&ward("00082"), 1, &GENESIS, &[hash])[0])],
+            2,
+            ctx(),
+            NO_SKEW_LIMIT,
+        )
+        .await
+        .unwrap();
+        let edited = crate::generate::amend(created, 1);
+        city.office_put(edited, None, "office", 3, &ctx()).await.unwrap().unwrap();
+        city.flush().await.unwrap();
+        let log = city.changes_since(0, 10).await.unwrap();
+        assert_eq!(log.len(), 2, "{name}: {log:?}");
+        // (The registration itself waits in the quarantine for the record it
+        // registers, which the city does not hold: what it keeps of its
+        // signature is read as for a logged one.)
+        let logged = LoggedChange {
+            cursor: 99,
+            writer: "00082".into(),
+            by: String::new(),
+            applied_at_ms: 1,
+            change: registration,
+        };
+        match city.authorship(&logged).await.unwrap() {
+            Some(Authorship::Ward { hash: h, signature, cert, sent, .. }) => {
+                assert_eq!(
+                    (h, signature, cert, sent),
+                    (hash, vec![9; 64], b"a certificate".to_vec(), None),
+                    "{name}"
+                )
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(city.authorship(&log[0]).await.unwrap(), None, "{name}: its own record: nothing to prove");
+        match city.authorship(&log[1]).await.unwrap() {
+            Some(Authorship::Office(r)) => {
+                assert_eq!((r.by.as_str(), r.cursors.as_slice()), ("office", &[2][..]), "{name}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
         drop(city);
         h.restart();
     }

@@ -368,7 +368,10 @@ async fn a_wards_changes_to_other_wards_records_are_bounded_a_day_across_restart
         let write =
             crate::model::FieldWrite { value: "\"0912345678\"".into(), stamp, context: offered.seen.clone() };
         offered.merge_write("phone", write);
-        let out = city.repair(&b, &[(key.clone(), offered)], noon + 3, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city
+            .repair(&b, &[(key.clone(), offered)], &Default::default(), noon + 3, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert_eq!(out.writes, 0, "{name}: {out:?}");
         assert!(out.refused.iter().any(|(_, why)| why.contains(&past)), "{name}: {out:?}");
         let spent = city.wards().into_iter().find(|(w, _)| *w == b).unwrap().1.budget.spent;

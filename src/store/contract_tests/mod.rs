@@ -406,6 +406,7 @@ fn unsigned(asked: crate::model::office_request::Asked, by: &str) -> SignedReque
         signature: Vec::new(),
         cert: Vec::new(),
         cursors: Vec::new(),
+        relayed_by: None,
     }
 }
 

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::model::digest::record_hash;
+use crate::model::office_request::{Asked, OfficeRequest};
 use crate::model::{Body, CITY_WRITER, FieldWrite, Versioned};
+use crate::store::{SignedRequest, Vouched, Vouchers};
 
 /// Citizen `n` of ward 00082 with another phone number.
 fn rephoned(n: u64, phone: &str) -> NewChange {
@@ -31,7 +33,7 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         let states: Vec<(RecordKey, Versioned)> =
             keys.iter().map(|k| (k.clone(), w.state(k).unwrap().unwrap())).collect();
 
-        let out = city.repair(&a, &states, 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city.repair(&a, &states, &Default::default(), 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((out.repaired, out.writes, out.unchanged), (2, 2, 1), "{name}: {out:?}");
         assert!(out.refused.is_empty() && out.others_not_taken == 0, "{name}: {out:?}");
         for (k, s) in &states {
@@ -40,7 +42,7 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             assert_eq!(city.get(k).await.unwrap(), w.get(k).unwrap(), "{name}: {k} shown");
         }
         // Again: nothing left to take.
-        let again = city.repair(&a, &states, 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let again = city.repair(&a, &states, &Default::default(), 41, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((again.repaired, again.unchanged), (0, 3), "{name}");
 
         // An office write the city never made, inside the ward's own record, is not taken.
@@ -52,14 +54,41 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             |value: &str| FieldWrite { value: value.into(), stamp: stamp.clone(), context: context.clone() };
         forged.merge_write("phone", write("\"0900000000\""));
         forged.merge_write(crate::model::EXISTS, write("true"));
-        let out =
-            city.repair(&a, &[(keys[1].clone(), forged.clone())], 42, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city
+            .repair(&a, &[(keys[1].clone(), forged.clone())], &Default::default(), 42, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
-        // After a loss recorded for the ward, the office's write it holds is
-        // taken back (the city served it, and lost it).
+        // Nor after a loss recorded for the ward: only on the office's
+        // request it was derived from (its signature checked by the city).
         city.log_lost(&a, 45).await.unwrap();
-        let out =
-            city.repair(&a, &[(keys[1].clone(), forged.clone())], 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let offered = [(keys[1].clone(), forged.clone())];
+        let out = city.repair(&a, &offered, &Default::default(), 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
+        let mut asked = city.get(&keys[1]).await.unwrap().unwrap();
+        if let Body::Citizen(c) = &mut asked.body {
+            c.phone = "0900000000".into();
+        }
+        let request = |record: Record| SignedRequest {
+            request: OfficeRequest {
+                id: [3; 16],
+                signed_at_ms: 50,
+                asked: Asked::Edit { record: Box::new(record), seen: context.clone() },
+            },
+            by: "office".into(),
+            key: Default::default(),
+            signature: vec![1; 64],
+            cert: vec![],
+            cursors: vec![],
+            relayed_by: None,
+        };
+        let vouch =
+            |r: SignedRequest| -> Vouchers { [(keys[1].clone(), vec![Vouched::Office(Box::new(r))])].into() };
+        // (A request for another value vouches for nothing.)
+        let other = vouch(request(citizen("00082", 1)));
+        let out = city.repair(&a, &offered, &other, 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
+        let out = city.repair(&a, &offered, &vouch(request(asked)), 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((out.repaired, out.others_taken), (1, 1), "{name}: {out:?}");
         let held = city.state(&keys[1]).await.unwrap().unwrap();
         assert_eq!(record_hash(&keys[1], &held), record_hash(&keys[1], &forged), "{name}");
@@ -71,14 +100,17 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             "phone",
             FieldWrite { value: "\"0911111111\"".into(), stamp, context: theirs.seen.clone() },
         );
-        let out = city.repair(&b, &[(keys[0].clone(), theirs)], 43, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city
+            .repair(&b, &[(keys[0].clone(), theirs)], &Default::default(), 43, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert_eq!(out.repaired, 0, "{name}");
         assert!(out.refused[0].1.contains("belongs to ward 00082"), "{name}: {out:?}");
         // A write stamped beyond the clock limit is refused, as in a batch.
         let before = city.get(&keys[1]).await.unwrap();
         w.append(&[rephoned(1, "0922222222")], 100_000_000).unwrap();
         let ahead = vec![(keys[1].clone(), w.state(&keys[1]).unwrap().unwrap())];
-        let out = city.repair(&a, &ahead, 44, &ctx(), 60_000).await.unwrap();
+        let out = city.repair(&a, &ahead, &Default::default(), 44, &ctx(), 60_000).await.unwrap();
         assert!(out.refused[0].1.contains("ahead"), "{name}: {out:?}");
         assert_eq!(city.get(&keys[1]).await.unwrap(), before, "{name}");
 
@@ -101,7 +133,9 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             2,
             "{name}"
         );
-        assert_eq!(log.iter().filter(|l| l.by.contains("(refill after")).count(), 1, "{name}");
+        let relayed: Vec<&str> =
+            log.iter().filter(|l| l.by.contains("relayed")).map(|l| l.by.as_str()).collect();
+        assert_eq!(relayed, ["office [request 0303030303030303] (relayed by ward 00082)"], "{name}");
     }
 }
 
@@ -140,13 +174,19 @@ async fn a_claim_cut_down_in_a_refill_is_widened_once_what_it_claimed_is_back() 
         // write, it would contend with it; the write, widened to its whole
         // claim in the same repair, supersedes it.
         let state = w.state(&key).unwrap().unwrap();
-        let out = city.repair(&a, &[(key.clone(), state.clone())], 50, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city
+            .repair(&a, &[(key.clone(), state.clone())], &Default::default(), 50, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert_eq!(out.repaired, 1, "{name}: {out:?}");
         assert!(out.refused.is_empty(), "{name}: {out:?}");
         let held = city.state(&key).await.unwrap().unwrap();
         assert_eq!(held.fields["phone"].len(), 1, "{name}: no contention: {held:?}");
         assert_eq!(record_hash(&key, &held), record_hash(&key, &state), "{name}: the ward's state");
-        let again = city.repair(&a, &[(key.clone(), state)], 51, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let again = city
+            .repair(&a, &[(key.clone(), state)], &Default::default(), 51, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert_eq!((again.repaired, again.unchanged), (0, 1), "{name}: {again:?}");
     }
 }
@@ -181,7 +221,10 @@ async fn a_delete_of_a_record_whose_creation_the_city_lost_waits_for_the_refill(
         // The refill brings the record back, deleted, as the ward holds it;
         // the waiting delete then applies as a late change.
         let state = w.state(&key).unwrap().unwrap();
-        let out = city.repair(&a, &[(key.clone(), state.clone())], 40, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        let out = city
+            .repair(&a, &[(key.clone(), state.clone())], &Default::default(), 40, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
         assert!(out.refused.is_empty(), "{name}: {out:?}");
         assert_eq!(city.get(&key).await.unwrap(), None, "{name}");
         let retried = city.retry(&a, 2, Retry::Refilled, 50, &ctx(), NO_SKEW_LIMIT).await.unwrap();

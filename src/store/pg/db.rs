@@ -17,9 +17,9 @@ use crate::store::city::{record_log_loss, record_loss};
 use crate::store::codec::decode;
 use crate::store::{AckClaim, Chain};
 use crate::store::{
-    AuditCursor, AuditEntry, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial, Discarded,
-    GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page, Quarantined,
-    RepairOutcome, Retry, RetryError, SignedRequest, StoreError, WardBatch, WardState,
+    AuditCursor, AuditEntry, Authorship, CitizenProblems, CityDb, Conflict, ConflictFilter, Denial,
+    Discarded, GroupOutcome, HistoryEntry, LogFilter, LoggedChange, MAX_DENIALS, OfficeError, Page,
+    Quarantined, RepairOutcome, Retry, RetryError, SignedRequest, StoreError, WardBatch, WardState,
 };
 
 impl PgCityStore {
@@ -130,6 +130,7 @@ impl CityDb for PgCityStore {
         &self,
         ward: &WardCode,
         states: &[(RecordKey, Versioned)],
+        vouched: &crate::store::Vouchers,
         now_ms: i64,
         ctx: &Context,
         max_skew_ms: u64,
@@ -139,7 +140,7 @@ impl CityDb for PgCityStore {
             senders: states.iter().map(|(k, _)| (k.clone(), ward.clone())).collect(),
             quarantined: None,
         };
-        self.write(now_ms, ahead, |w, wards| w.repair(ward, states, ctx, max_skew_ms, wards)).await
+        self.write(now_ms, ahead, |w, wards| w.repair(ward, states, vouched, (ctx, max_skew_ms), wards)).await
     }
 
     async fn backup(
@@ -386,6 +387,10 @@ impl CityDb for PgCityStore {
 
     async fn conflict(&self, record: &RecordKey, field: &str) -> Result<Option<Conflict>, StoreError> {
         Ok(self.record_conflicts(record).await?.into_iter().find(|c| c.field == field))
+    }
+
+    async fn authorship(&self, logged: &LoggedChange) -> Result<Option<Authorship>, StoreError> {
+        super::evidence::authorship(self, logged).await
     }
 
     async fn office(

@@ -502,3 +502,57 @@ fn record_row(r: &Row, history: Vec<LoggedChange>) -> EvidenceRow {
     };
     read().unwrap_or_else(|why| tampered(name, why))
 }
+
+/// What proves who made the logged change `logged` (see
+/// [`crate::store::CityDb::authorship`]), from the tables that keep it.
+pub(super) async fn authorship(
+    store: &super::PgCityStore,
+    logged: &LoggedChange,
+) -> Result<Option<crate::store::Authorship>, StoreError> {
+    use crate::store::Authorship;
+    let change = &logged.change;
+    let cursor = logged.cursor as i64;
+    if change.stamp.writer == crate::model::CITY_WRITER {
+        let rows = store
+            .rows(
+                "SELECT entry FROM office_requests WHERE cursor IN ($1, $2) ORDER BY cursor DESC",
+                &[&cursor, &(cursor - 1)],
+            )
+            .await?;
+        for r in &rows {
+            let request: SignedRequest = decode(b"office_requests.entry", r.get(0))?;
+            if request.cursors.contains(&logged.cursor) {
+                return Ok(Some(Authorship::Office(Box::new(request))));
+            }
+        }
+        return Ok(None);
+    }
+    let Ok(ward) = WardCode::parse(&change.stamp.writer) else { return Ok(None) };
+    if change.seq == 0 || !crate::model::signed::signs_apart(&ward, change) {
+        return Ok(None);
+    }
+    let seq = change.seq as i64;
+    let rows = store
+        .rows(
+            "SELECT a.signature, b.first_seq, b.hashes, b.key_id, k.cert, l.sent_context
+             FROM authored_changes a
+             JOIN signed_batches b ON b.ward = a.ward AND b.first_seq <= a.seq AND b.last_seq >= a.seq
+             JOIN ward_keys k ON k.key_id = b.key_id
+             LEFT JOIN change_log l ON l.cursor = $3
+             WHERE a.ward = $1 AND a.seq = $2
+             LIMIT 1",
+            &[&ward.as_str(), &seq, &cursor],
+        )
+        .await?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    let first: i64 = r.get(1);
+    let hashes: &[u8] = r.get(2);
+    let at = (seq - first) as usize * 32;
+    let (Some(hash), Some(key)) =
+        (hashes.get(at..at + 32).and_then(hash_from), hash_from(r.get::<_, &[u8]>(3)))
+    else {
+        return Ok(None);
+    };
+    let sent = r.get::<_, Option<&[u8]>>(5).map(|s| decode(b"change_log.sent_context", s)).transpose()?;
+    Ok(Some(Authorship::Ward { hash, key: KeyId(key), cert: r.get(4), signature: r.get(0), sent }))
+}

@@ -5,6 +5,8 @@
 //! - `s<tag><id>`     → the record's replicated state ([`Versioned`]);
 //! - `r<tag><id>`     → the record as it stands, if it exists and this ward owns it;
 //! - `o<seq: u64 BE>` → the queued change with that sequence number;
+//! - `a<tag><id>\0...` → what proves who made a write by another to the
+//!   record ([`authorship`]);
 //! - `m:last_seq`     → highest sequence number ever assigned;
 //! - `m:acked`        → highest sequence number the city acknowledged;
 //! - `m:chain`        → that sequence and this ward's chain link there;
@@ -41,6 +43,7 @@ use std::sync::{Arc, Mutex};
 
 use super::codec::{be, decode, encode, key, read_be};
 use super::engine::{Batch, Engine, StoreError, prefix_end};
+mod authorship;
 mod chain;
 mod outbox;
 mod recovery;
@@ -50,6 +53,7 @@ use crate::model::{
     CLOCK_AHEAD_LIMIT_MS, Change, Hlc, Kind, Op, Policies, Record, RecordKey, Stamp, Versioned, WardCode,
     deleted, flatten, put_values,
 };
+pub use authorship::MAX_PER_RECORD as MAX_AUTHORSHIP_PER_RECORD;
 use chain::{Anchor, CHAIN};
 use outbox::outbox_bytes;
 pub use recovery::Lost;
@@ -436,12 +440,13 @@ impl WardStore {
         Ok(seqs)
     }
 
-    /// Merges changes made elsewhere (from the city) and the whole states
-    /// fetched for the records the city named, and records `cursor` as the
-    /// point to resume from, all in one batch. Returns the keys merged.
+    /// Merges changes made elsewhere (from the city), each with the
+    /// evidence of who made it the city sent (empty: none), and the whole
+    /// states fetched for the records the city named, and records `cursor`
+    /// as the point to resume from, all in one batch. Returns the keys merged.
     pub fn merge_downstream(
         &self,
-        changes: &[Change],
+        changes: &[(Change, Vec<u8>)],
         whole: &[(RecordKey, Versioned)],
         (cursor, check, receipt): (u64, u64, &[u8]),
         now_ms: i64,
@@ -454,9 +459,12 @@ impl WardStore {
         let policies = c.policies.clone();
         let mut overlay = Overlay::new(&*self.engine);
         let mut hlc = c.hlc;
-        for ch in changes {
+        for (ch, evidence) in changes {
             hlc = hlc.observe(ch.stamp.hlc, now_ms.max(0) as u64);
             overlay.state(&ch.key)?.apply(&ch.values(), &ch.stamp, &ch.context);
+            if !evidence.is_empty() {
+                authorship::keep(&mut batch, &ch.key, &ch.stamp, evidence);
+            }
         }
         for (k, state) in whole {
             for h in state.seen.0.values() {
