@@ -194,9 +194,11 @@
 //!    both ways. From a ward's whole state the city takes only writes it
 //!    could have had as changes, checked as changes: the ward's own, and
 //!    others' only on their author's signature, which the city sent with
-//!    them (an office request, a registration signed by its ward on its
-//!    own: `city::relay`), or, another ward's ordinary writes, within a
-//!    day of a loss recorded for that ward; into that ward's own valid
+//!    them (an office request with the city's own signed statement of the
+//!    change it derived, a registration signed by its ward on its own and
+//!    applied with the context it signed: `city::relay`), or, another
+//!    ward's ordinary writes (not a registration's fields), within a day
+//!    of a loss recorded for that ward; into that ward's own valid
 //!    records. The office's writes are never taken on a ward's word. A write whose claim was cut down to what a
 //!    city that lost data held is widened when it comes again with more of
 //!    its claim held (the same stamp, a wider context: `Versioned::adds`).

@@ -657,7 +657,7 @@ async fn a_write_by_another_is_taken_back_only_on_its_authors_signature() {
     let down = forger.downstream().await;
     let evidence = down.changes[0].authorship.clone();
     assert!(
-        matches!(Authorship::decode(&evidence), Ok(Authorship::Office(_))),
+        matches!(Authorship::decode(&evidence), Ok(Authorship::Office { .. })),
         "the office's change comes with its signed request"
     );
     let (held, _) = city_state(&mut q, &key).await;
@@ -706,6 +706,15 @@ async fn a_write_by_another_is_taken_back_only_on_its_authors_signature() {
         sent: None,
     };
     let reply = offer_with(&mut hostile, &key, &held, vec![resigned.encode()]).await;
+    assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
+    // The office's request replayed for a write it did not make: its very
+    // values, under another stamp, having seen everything.
+    let mut replayed = held.clone();
+    for w in replayed.fields.values_mut().flatten().filter(|w| w.stamp.writer == "city") {
+        w.stamp.hlc.logical += 1;
+        w.context = held.seen.clone();
+    }
+    let reply = offer_with(&mut hostile, &key, &replayed, vec![evidence.clone()]).await;
     assert_eq!((reply.others_taken, reply.others_not_taken), (0, 1), "{reply:?}");
     assert_eq!(city_record(&mut q, &key).await.as_ref(), Some(&own), "nothing taken");
 

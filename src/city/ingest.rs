@@ -283,13 +283,18 @@ impl SyncService {
             let (mut wire, mut bytes) = (Vec::with_capacity(changes.len()), 0);
             for (l, _) in &changes {
                 let mut c: pb::Change = (&l.change).into();
-                // A write by another goes with what proves who made it.
+                // A write by another goes with what proves who made it (the
+                // city's own statement of what it derived from an office
+                // request signed now). Without it, the write is still sent.
                 match self.store.authorship(l).await {
-                    Ok(a) => c.authorship = a.map(|a| a.encode()).unwrap_or_default(),
-                    Err(e) => {
-                        tracing::error!(%ward, error = %e, "cannot read what proves who made a change");
-                        return;
+                    Ok(Some(mut a)) => {
+                        if let crate::store::Authorship::Office { request, derived, city } = &mut a {
+                            *city = receipts.all().derived(&request.request.id, derived);
+                        }
+                        c.authorship = a.encode();
                     }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(%ward, error = %e, "cannot read what proves who made a change"),
                 }
                 bytes += prost::Message::encoded_len(&c);
                 if !wire.is_empty() && bytes > DOWNSTREAM_BYTES {

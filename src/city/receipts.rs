@@ -48,6 +48,18 @@ const TAG: &[u8] = b"wardsync/receipt";
 /// The format of a receipt.
 const FORMAT: u8 = 1;
 
+/// Starts what the city signs of a change it derived from an office request.
+const DERIVED_TAG: &[u8] = b"wardsync/derived";
+
+/// What the city signs of the change `change` derived from the request `request`.
+fn derived_message(request: &[u8; 16], change: &Hash) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DERIVED_TAG.len() + 48);
+    m.extend_from_slice(DERIVED_TAG);
+    m.extend_from_slice(request);
+    m.extend_from_slice(change);
+    m
+}
+
 /// Keys a process keeps to check receipts: the current and three before.
 const KEYS_KEPT: usize = 4;
 
@@ -224,6 +236,24 @@ impl Receipts {
         Ok(())
     }
 
+    /// The city's statement that the change whose content hash is `change`
+    /// (as logged: its stamp, context and values) is one it derived from
+    /// the office request `request`: its key id, then its signature.
+    pub fn derived(&self, request: &[u8; 16], change: &Hash) -> Vec<u8> {
+        let key = self.keys.read().expect("poisoned")[0].clone();
+        let mut proof = key.key_id().0.to_vec();
+        proof.extend_from_slice(&key.sign(&derived_message(request, change)));
+        proof
+    }
+
+    /// True if `proof` is the city's statement (with any of its keys) that
+    /// it derived the change `change` from the request `request`.
+    pub fn proves_derived(&self, request: &[u8; 16], change: &Hash, proof: &[u8]) -> bool {
+        let Some((id, signature)) = proof.split_at_checked(32) else { return false };
+        let keys = self.keys.read().expect("poisoned");
+        keys.iter().any(|k| k.key_id().0 == id && k.signed(&derived_message(request, change), signature))
+    }
+
     /// The receipts for `ward` in loss generation `generation`, whose ack
     /// receipts speak for sequences from `from`.
     pub fn for_ward(&self, ward: &WardCode, generation: i64, from: u64) -> WardReceipts {
@@ -243,6 +273,11 @@ pub struct WardReceipts {
 }
 
 impl WardReceipts {
+    /// The city's receipts, of every ward.
+    pub fn all(&self) -> &Receipts {
+        &self.receipts
+    }
+
     /// The ward's loss generation: when the city last recorded a loss of
     /// the ward's (0: never).
     pub fn generation(&self) -> i64 {

@@ -5,7 +5,9 @@
 //! signature of its own change to another ward's record must be that
 //! ward's, by a certificate the CA issued, not revoked, over the content
 //! hash it names; an office request must be signed by an office editor's
-//! certificate, issued by the CA, not revoked. (Not whether it was valid
+//! certificate, issued by the CA, not revoked, and come with the city's
+//! own signed statement that it derived this very change (stamp, context,
+//! values) from it, so that a request vouches for nothing else. (Not whether it was valid
 //! when it signed: the city checked that when it took the request, and a
 //! signer states the time it signs at; the write itself must be stamped
 //! within the clock skew of that time.) What
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 
+use super::receipts::Receipts;
 use crate::auth::{Access, Identity, Peer, Role};
 use crate::model::signed::authored_message;
 use crate::store::{Authorship, Vouched};
@@ -29,12 +32,13 @@ const MAX_PER_RECORD: usize = crate::store::MAX_AUTHORSHIP_PER_RECORD;
 pub(super) fn vouched(
     blobs: &[Vec<u8>],
     roots: Option<&Arc<RootCertStore>>,
-    access: &Access,
+    (access, receipts): (&Access, &Receipts),
 ) -> (Vec<Vouched>, usize) {
     let Some(roots) = roots else { return (Vec::new(), blobs.len()) };
     let mut out = Vec::new();
     for blob in blobs.iter().take(MAX_PER_RECORD) {
-        match Authorship::decode(blob).map_err(|e| e.to_string()).and_then(|a| checked(a, roots, access)) {
+        let checked = |a| checked(a, roots, (access, receipts));
+        match Authorship::decode(blob).map_err(|e| e.to_string()).and_then(checked) {
             Ok(v) => out.push(v),
             Err(why) => tracing::warn!(reason = %why, "evidence of a write by another refused"),
         }
@@ -45,7 +49,11 @@ pub(super) fn vouched(
 
 /// `a` if its signature is its author's, by a certificate the CA issued
 /// to that author, not revoked.
-fn checked(a: Authorship, roots: &Arc<RootCertStore>, access: &Access) -> Result<Vouched, String> {
+fn checked(
+    a: Authorship,
+    roots: &Arc<RootCertStore>,
+    (access, receipts): (&Access, &Receipts),
+) -> Result<Vouched, String> {
     let author = |cert: &[u8], role: Role| -> Result<Peer, String> {
         crate::auth::issued_by(roots, cert)?;
         let peer = Peer::from_der(cert).map_err(|e| e.to_string())?;
@@ -62,7 +70,10 @@ fn checked(a: Authorship, roots: &Arc<RootCertStore>, access: &Access) -> Result
             crate::auth::verify(&cert, &authored_message(&hash), &signature)?;
             Ok(Vouched::Ward { writer, hash, key, sent })
         }
-        Authorship::Office(r) => {
+        Authorship::Office { request: r, derived, city } => {
+            if !receipts.proves_derived(&r.request.id, &derived, &city) {
+                return Err("the city's statement of what it derived from the request does not hold".into());
+            }
             let peer = author(&r.cert, Role::OfficeEditor)?;
             if !matches!(&peer.identity, Identity::Named(n) if *n == r.by) || r.signature.is_empty() {
                 return Err(format!("not signed by {}", r.by));
@@ -71,7 +82,7 @@ fn checked(a: Authorship, roots: &Arc<RootCertStore>, access: &Access) -> Result
                 return Err("its certificate does not certify the key it names".into());
             }
             crate::auth::verify(&r.cert, &r.request.message(&r.key), &r.signature)?;
-            Ok(Vouched::Office(r))
+            Ok(Vouched::Office { request: r, derived })
         }
     }
 }

@@ -139,7 +139,8 @@ impl SyncService {
         for r in req.records {
             let key = key_from_pb(r.key).map_err(CityError::from)?;
             if !r.authorship.is_empty() {
-                let (proofs, refused) = super::relay::vouched(&r.authorship, self.roots.as_ref(), &access);
+                let checks = (&*access, &self.receipts);
+                let (proofs, refused) = super::relay::vouched(&r.authorship, self.roots.as_ref(), checks);
                 if refused > 0 {
                     tracing::warn!(%ward, %key, refused, "evidence of writes by others refused");
                 }

@@ -204,53 +204,6 @@ impl OfficeRequest {
             }
         }
     }
-
-    /// True if `change` (stamped by the city, with the context the ward
-    /// holding it gives) is a write this request asked for, judged with no
-    /// state of the record (the city lost it, and a ward relays the write):
-    /// the record asked, the values asked for the fields it sets (as the
-    /// record reads them back), the version vector the editor read if it
-    /// gave one, and a stamp within `skew_ms` of the signing. A discard, and
-    /// the delete that keeps a settled record deleted, depend on what the
-    /// city held: never vouched for.
-    pub fn vouches_for(&self, change: &Change, skew_ms: u64) -> bool {
-        let on_time = (change.stamp.hlc.wall_ms as i64).abs_diff(self.signed_at_ms) <= skew_ms;
-        if change.stamp.writer != super::CITY_WRITER || !on_time {
-            return false;
-        }
-        let made = |f: &str| match &change.op {
-            Op::Put(r) => flatten(r).get(f).cloned(),
-            Op::Delete => None,
-        };
-        match &self.asked {
-            Asked::Edit { record, seen } => {
-                let asked = flatten(record);
-                record.key().is_ok_and(|k| k == change.key)
-                    && matches!(change.op, Op::Put(_))
-                    && !change.fields.is_empty()
-                    && change.fields.iter().all(|f| made(f).as_ref() == asked.get(f))
-                    && (seen.0.is_empty() || &change.context == seen)
-            }
-            Asked::Resolve { key, field, value } => {
-                if *key != change.key {
-                    return false;
-                }
-                match (&change.op, field.as_str()) {
-                    (Op::Delete, EXISTS) => value == "false" && change.fields.is_empty(),
-                    (Op::Put(_), EXISTS) => value != "false" && change.fields.is_empty(),
-                    (Op::Delete, _) => false,
-                    (Op::Put(r), f) => {
-                        let mut values = flatten(r);
-                        values.insert(f.to_string(), value.clone());
-                        let read_back =
-                            unflatten(key.kind(), &values).and_then(|r| flatten(&r).get(f).cloned());
-                        change.fields == [f.to_string()] && read_back.is_some() && read_back == made(f)
-                    }
-                }
-            }
-            Asked::Discard { .. } => false,
-        }
-    }
 }
 
 /// One write the city derives from an office request ([`OfficeRequest::derive`]).

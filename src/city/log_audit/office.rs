@@ -36,8 +36,8 @@ pub(super) struct Pending {
     request: Arc<SignedRequest>,
     /// Its place among the request's changes.
     index: usize,
-    /// Of a write a ward gave back: the change with the context it held.
-    relayed: Option<Change>,
+    /// A write a ward gave back after the city lost it.
+    relayed: bool,
 }
 
 /// What a change the city wrote says of where it came from.
@@ -97,7 +97,7 @@ impl Audit {
         }
         let request = Arc::new(r);
         for (index, (cursor, held)) in taken.into_iter().enumerate() {
-            let relayed = held.map(|(_, c)| c).filter(|_| request.relayed_by.is_some());
+            let relayed = held.is_some() && request.relayed_by.is_some();
             self.pending.insert(cursor, Pending { request: request.clone(), index, relayed });
         }
     }
@@ -170,10 +170,11 @@ impl Audit {
         for (i, entry) in history.iter().enumerate() {
             let Some(p) = self.pending.remove(&entry.cursor) else { continue };
             // A write a ward gave back, the city having lost what it was
-            // derived on: checked as the city took it (`Vouched`).
-            if let Some(held) = &p.relayed {
-                let skew = self.office.max_skew_ms.saturating_mul(2);
-                self.request_replayed(entry.cursor, p.request.request.vouches_for(held, skew), &p.request);
+            // derived on: the city took it on its own signed statement of
+            // what it derived (`city::relay`); the office's signature is
+            // checked above.
+            if p.relayed {
+                self.request_replayed(entry.cursor, true, &p.request);
                 continue;
             }
             let before = crate::store::replay_state(&history[..i]);

@@ -126,8 +126,18 @@ pub enum Authorship {
         /// The context as the ward sent it, where the city cut it.
         sent: Option<VersionVector>,
     },
-    /// The office's signed request the change was derived from.
-    Office(Box<SignedRequest>),
+    /// The office's signed request the change was derived from, and the
+    /// city's own statement that it derived this very change (its content
+    /// hash as logged: stamp, context and values) from it.
+    Office {
+        /// The request as the office signed it.
+        request: Box<SignedRequest>,
+        /// The content hash of the change as the city logged it.
+        derived: Hash,
+        /// The city's signature of that (filled in as it is sent: see
+        /// `city::receipts`).
+        city: Vec<u8>,
+    },
 }
 
 impl Authorship {
@@ -455,7 +465,12 @@ impl super::CityStore {
                 if let Some(v) = self.engine.get(&k)? {
                     let r: SignedRequest = decode(&k, &v)?;
                     if r.cursors.contains(&logged.cursor) {
-                        return Ok(Some(Authorship::Office(Box::new(r))));
+                        let derived = signed::content_hash(change, &KeyId::default());
+                        return Ok(Some(Authorship::Office {
+                            request: Box::new(r),
+                            derived,
+                            city: Vec::new(),
+                        }));
                     }
                 }
             }

@@ -63,6 +63,10 @@ pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// state, names it in the log.
 const RELAYING: &str = "relaying";
 
+/// The fields a registration writes: another ward's write of them is
+/// taken only on its ward's own signature.
+const REGISTERED: [&str; 2] = ["events", "marital_status"];
+
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepairOutcome {
@@ -102,25 +106,41 @@ pub enum Vouched {
         /// The context as sent, where the city had cut it.
         sent: Option<VersionVector>,
     },
-    /// An office correction or settlement, signed by an office editor.
-    Office(Box<super::SignedRequest>),
+    /// A change the city derived from an office request signed by an
+    /// office editor: the content hash it logged it with, which the city
+    /// signed.
+    Office {
+        /// The request.
+        request: Box<super::SignedRequest>,
+        /// The content hash of the change derived, as logged.
+        derived: crate::model::signed::Hash,
+    },
 }
 
 impl Vouched {
     /// True if it vouches for `change`, a write by another as a ward holds
-    /// it (its context as the ward has it), stamped within `skew_ms` of an
-    /// office request's signing.
-    pub fn vouches_for(&self, change: &Change, skew_ms: u64) -> bool {
+    /// it (its context as the ward has it): exactly the change signed (a
+    /// ward's, with the context it signed if the city cut it) or derived.
+    pub fn vouches_for(&self, change: &Change) -> bool {
+        use crate::model::signed::{KeyId, content_hash};
         match self {
             Vouched::Ward { writer, hash, key, sent } => {
                 let as_sent = Change {
                     context: sent.clone().unwrap_or_else(|| change.context.clone()),
                     ..change.clone()
                 };
-                writer.as_str() == change.stamp.writer
-                    && crate::model::signed::content_hash(&as_sent, key) == *hash
+                writer.as_str() == change.stamp.writer && content_hash(&as_sent, key) == *hash
             }
-            Vouched::Office(r) => r.request.vouches_for(change, skew_ms),
+            Vouched::Office { derived, .. } => content_hash(change, &KeyId::default()) == *derived,
+        }
+    }
+
+    /// The context the write was signed with, where the city had cut it:
+    /// the most it may be applied with.
+    fn signed_context(&self) -> Option<&VersionVector> {
+        match self {
+            Vouched::Ward { sent, .. } => sent.as_ref(),
+            Vouched::Office { .. } => None,
         }
     }
 }
@@ -219,14 +239,18 @@ impl<T: Target> GroupWrite<'_, T> {
                     true => None,
                     false => {
                         let held = Change { context: context_held.clone(), ..change.clone() };
-                        let skew = max_skew_ms.saturating_mul(2);
-                        match vouched.get(key).into_iter().flatten().find(|v| v.vouches_for(&held, skew)) {
+                        match vouched.get(key).into_iter().flatten().find(|v| v.vouches_for(&held)) {
                             Some(v) => Some(v),
                             // Another ward's ordinary write (signed only in
                             // its batch, which the city may have lost too):
                             // within a day of a loss the city recorded for
                             // this ward, as a record passed on holds them.
-                            None if refilling && WardCode::parse(&change.stamp.writer).is_ok() => None,
+                            None if refilling
+                                && WardCode::parse(&change.stamp.writer).is_ok()
+                                && !change.fields.iter().any(|f| REGISTERED.contains(&f.as_str())) =>
+                            {
+                                None
+                            }
                             None => {
                                 not_taken.insert(change.stamp.clone());
                                 continue;
@@ -266,8 +290,17 @@ impl<T: Target> GroupWrite<'_, T> {
                     // the next repair takes the others' writes then.
                     continue;
                 }
+                // A ward's signed write is applied with the context it
+                // signed (cut to what the city holds), never a wider one.
+                let change = match vouch.and_then(Vouched::signed_context) {
+                    Some(signed) => {
+                        let context = self.held_context(key, signed)?.unwrap_or_else(|| signed.clone());
+                        Change { context, ..change }
+                    }
+                    None => change,
+                };
                 let relayed = match vouch {
-                    Some(Vouched::Office(r)) => Some(super::SignedRequest {
+                    Some(Vouched::Office { request: r, .. }) => Some(super::SignedRequest {
                         relayed_by: Some(ward.clone()),
                         cursors: vec![],
                         ..(**r).clone()

@@ -337,8 +337,9 @@ async fn what_proves_who_made_a_write_by_another_is_read_back_with_it() {
         }
         assert_eq!(city.authorship(&log[0]).await.unwrap(), None, "{name}: its own record: nothing to prove");
         match city.authorship(&log[1]).await.unwrap() {
-            Some(Authorship::Office(r)) => {
-                assert_eq!((r.by.as_str(), r.cursors.as_slice()), ("office", &[2][..]), "{name}")
+            Some(Authorship::Office { request: r, derived, .. }) => {
+                assert_eq!((r.by.as_str(), r.cursors.as_slice()), ("office", &[2][..]), "{name}");
+                assert_eq!(derived, signed::content_hash(&log[1].change, &KeyId::default()), "{name}");
             }
             other => panic!("{name}: {other:?}"),
         }

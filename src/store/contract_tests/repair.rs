@@ -82,16 +82,83 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             cursors: vec![],
             relayed_by: None,
         };
-        let vouch =
-            |r: SignedRequest| -> Vouchers { [(keys[1].clone(), vec![Vouched::Office(Box::new(r))])].into() };
-        // (A request for another value vouches for nothing.)
-        let other = vouch(request(citizen("00082", 1)));
-        let out = city.repair(&a, &offered, &other, 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
-        assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
-        let out = city.repair(&a, &offered, &vouch(request(asked)), 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        // What the city derived from it, as it logged it (its content hash,
+        // which the city signed when it sent it: checked in `city::relay`).
+        let derived = |record: &Record, stamp: Stamp| {
+            let change = Change {
+                seq: 0,
+                written_at_ms: 0,
+                key: keys[1].clone(),
+                stamp,
+                context: context.clone(),
+                fields: vec!["phone".into()],
+                op: Op::Put(record.clone()),
+            };
+            crate::model::signed::content_hash(&change, &Default::default())
+        };
+        let vouch = |record: Record, stamp: Stamp| -> Vouchers {
+            let derived = derived(&record, stamp);
+            [(keys[1].clone(), vec![Vouched::Office { request: Box::new(request(record)), derived }])].into()
+        };
+        // (The request vouches for nothing but the change derived: not another value, nor another stamp.)
+        for other in [
+            vouch(citizen("00082", 1), stamp.clone()),
+            vouch(asked.clone(), Stamp { hlc: Hlc { wall_ms: 50, logical: 1 }, ..stamp.clone() }),
+        ] {
+            let out = city.repair(&a, &offered, &other, 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+            assert_eq!((out.repaired, out.others_not_taken), (0, 1), "{name}: {out:?}");
+        }
+        let out =
+            city.repair(&a, &offered, &vouch(asked, stamp.clone()), 46, &ctx(), NO_SKEW_LIMIT).await.unwrap();
         assert_eq!((out.repaired, out.others_taken), (1, 1), "{name}: {out:?}");
         let held = city.state(&keys[1]).await.unwrap().unwrap();
         assert_eq!(record_hash(&keys[1], &held), record_hash(&keys[1], &forged), "{name}");
+        // Another ward's write signed on its own (a registration) is applied
+        // with the context it signed, however wide the one the relaying
+        // ward gives it: it supersedes nothing its author had not seen.
+        let before = city.state(&keys[0]).await.unwrap().unwrap();
+        let phone_then = before.newest("phone").unwrap().clone();
+        let signed_context = VersionVector(
+            [(phone_then.stamp.writer.clone(), Hlc { logical: 0, wall_ms: 1 })].into_iter().collect(),
+        );
+        let registered = Stamp { hlc: Hlc { wall_ms: 70, logical: 0 }, writer: "00145".into() };
+        let mut widened = before.clone();
+        widened.merge_write(
+            "phone",
+            FieldWrite {
+                value: "\"0933333333\"".into(),
+                stamp: registered.clone(),
+                context: before.seen.clone(),
+            },
+        );
+        let record = widened.materialize(&keys[0], &Policies::default()).unwrap();
+        let as_signed = Change {
+            seq: 0,
+            written_at_ms: 0,
+            key: keys[0].clone(),
+            stamp: registered.clone(),
+            context: signed_context.clone(),
+            fields: vec!["phone".into()],
+            op: Op::Put(record),
+        };
+        let hash = crate::model::signed::content_hash(&as_signed, &Default::default());
+        let by_00145 = Vouched::Ward {
+            writer: ward("00145"),
+            hash,
+            key: Default::default(),
+            sent: Some(signed_context),
+        };
+        let vouched: Vouchers = [(keys[0].clone(), vec![by_00145])].into();
+        let out = city
+            .repair(&a, &[(keys[0].clone(), widened)], &vouched, 47, &ctx(), NO_SKEW_LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(out.others_taken, 1, "{name}: {out:?}");
+        let after = city.state(&keys[0]).await.unwrap().unwrap();
+        assert!(
+            after.fields["phone"].iter().any(|w| w.stamp == phone_then.stamp),
+            "{name}: the write it had not seen stands beside it: {after:?}"
+        );
         // Another ward may not repair this ward's record with its own write.
         let b = ward("00145");
         let mut theirs = states[0].1.clone();

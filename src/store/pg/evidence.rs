@@ -522,7 +522,12 @@ pub(super) async fn authorship(
         for r in &rows {
             let request: SignedRequest = decode(b"office_requests.entry", r.get(0))?;
             if request.cursors.contains(&logged.cursor) {
-                return Ok(Some(Authorship::Office(Box::new(request))));
+                let derived = crate::model::signed::content_hash(change, &KeyId::default());
+                return Ok(Some(Authorship::Office {
+                    request: Box::new(request),
+                    derived,
+                    city: Vec::new(),
+                }));
             }
         }
         return Ok(None);
