@@ -63,9 +63,16 @@ pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// state, names it in the log.
 const RELAYING: &str = "relaying";
 
-/// The fields a registration writes: another ward's write of them is
-/// taken only on its ward's own signature.
+/// The fields a registration writes.
 const REGISTERED: [&str; 2] = ["events", "marital_status"];
+
+/// True for a put of registration's fields alone: another ward's is taken
+/// only on its ward's own signature.
+fn registration(change: &Change) -> bool {
+    matches!(change.op, Op::Put(_))
+        && !change.fields.is_empty()
+        && change.fields.iter().all(|f| REGISTERED.contains(&f.as_str()))
+}
 
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -247,7 +254,7 @@ impl<T: Target> GroupWrite<'_, T> {
                             // this ward, as a record passed on holds them.
                             None if refilling
                                 && WardCode::parse(&change.stamp.writer).is_ok()
-                                && !change.fields.iter().any(|f| REGISTERED.contains(&f.as_str())) =>
+                                && !registration(&change) =>
                             {
                                 None
                             }
