@@ -369,3 +369,40 @@ async fn a_record_lost_on_either_side_is_found_by_its_digest_and_repaired() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("serves ward 00082"));
 }
+
+/// Upgrade: a ward holding the city's acknowledgement from before receipts
+/// were signed (an HMAC tag its city can no longer check) gets a signed
+/// receipt for the same sequence at its next connection, with nothing
+/// written meanwhile: what it holds proves the acknowledgement again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_from_before_signed_receipts_is_replaced_at_the_next_connection() {
+    use wardsync::store::{Batch, Engine, SledEngine};
+    let env = Env::new();
+    let city = City::start(&env);
+    let mut ward = Ward::start(&env, "00082", city.addr);
+    let mut c = ward.client().await;
+    put_range(&mut c, "00082", 0..3).await;
+    drained(&mut c).await;
+    assert!(ward.node.stop(), "the ward stops cleanly");
+    // Its store as an older build left it: the ack of change 3 with an HMAC tag.
+    let data = env.path().join("ward-00082");
+    let engine = SledEngine::open(&data, 8).unwrap();
+    let mut batch = Batch::default();
+    batch.insert(b"m:ack_receipt".to_vec(), [&3u64.to_be_bytes()[..], &[0xab; 32]].concat());
+    engine.apply(batch).unwrap();
+    engine.flush().await.unwrap();
+    drop(engine);
+    ward.node.start();
+    let c = ward.client().await;
+    wardsync::cli::wait::until(DEADLINE, "a signed receipt for the acknowledgement it holds", || {
+        let mut c = c.clone();
+        async move {
+            let held = status(&mut c).await?.ack_receipt;
+            let parsed = wardsync::city::receipts::Receipt::parse(&held);
+            Ok(parsed
+                .is_some_and(|(r, _)| matches!(r.said, wardsync::city::receipts::Said::Ack { seq: 3, .. })))
+        }
+    })
+    .await
+    .unwrap();
+}

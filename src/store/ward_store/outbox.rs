@@ -72,12 +72,16 @@ impl WardStore {
     /// bounded number per batch (each batch raises the acknowledged mark to
     /// what it deleted, so a crash between batches loses nothing). The
     /// acknowledged sequence never moves backwards. The city's `receipt`
-    /// for `seq` (empty: none came) is kept before any entry is deleted;
+    /// for `seq` (empty: none came) is kept before any entry is deleted,
+    /// unless one for a later sequence is held;
     /// `link`, this ward's chain link at `seq`, is stored with the last
     /// deletion (`None`: not known, so the city's next one is taken).
     pub fn ack(&self, seq: u64, receipt: &[u8], link: Option<Hash>) -> Result<(), StoreError> {
         let mut c = self.lock();
-        if seq > c.ack_receipt.0 && !receipt.is_empty() {
+        // (At the same sequence too: the newer receipt proves as much, in
+        // the city's newest loss generation, and replaces one a city made
+        // before its receipts were signed.)
+        if seq >= c.ack_receipt.0 && !receipt.is_empty() && receipt != c.ack_receipt.1 {
             let mut batch = Batch::default();
             batch.insert(ACK_RECEIPT, [&be(seq)[..], receipt].concat());
             self.engine.apply(batch)?;
