@@ -531,18 +531,8 @@ async fn a_registration_is_signed_by_its_ward_on_its_own_and_the_audit_checks_it
     drained(&mut ca).await;
     at_city(&city, &woman, "the marriage at the city", |c| !c.events.is_empty()).await;
     assert!(city.node.stop(), "the city stops cleanly");
-    let (certs, data) = (env.certs(), env.path().join("city"));
-    let audit = || {
-        wardsync(&[
-            "audit",
-            "verify",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--tls-dir",
-            certs.to_str().unwrap(),
-        ])
-    };
-    let clean = audit();
+    let data = env.path().join("city");
+    let clean = env.audit_stopped_city();
     assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
     assert!(stderr(&clean).contains("of batches, 1 of registrations"), "{}", stderr(&clean));
 
@@ -557,7 +547,7 @@ async fn a_registration_is_signed_by_its_ward_on_its_own_and_the_audit_checks_it
     engine.apply(batch).unwrap();
     engine.flush().await.unwrap();
     drop(engine);
-    let found = audit();
+    let found = env.audit_stopped_city();
     assert_eq!(found.status.code(), Some(2), "{}{}", stdout(&found), stderr(&found));
     assert!(
         stdout(&found).contains("ward 00082's signature of its change")

@@ -213,15 +213,7 @@ async fn a_disputed_land_parcel_is_resolved_by_the_office_and_the_resolution_rea
     // The office's correction and settlement are what it signed, derived again
     // from the log by the audit.
     assert!(city.node.stop(), "the city stops cleanly");
-    let (data, certs) = (env.path().join("city"), env.certs());
-    let audit = wardsync(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--tls-dir",
-        certs.to_str().unwrap(),
-    ]);
+    let audit = env.audit_stopped_city();
     assert!(audit.status.success(), "{}{}", stdout(&audit), stderr(&audit));
     assert!(stderr(&audit).contains("by the office's 2 signed requests"), "{}", stderr(&audit));
 }

@@ -69,6 +69,20 @@ impl Env {
         self.path().join("certs")
     }
 
+    /// `wardsync audit verify` of the stopped city's embedded store, with
+    /// this environment's CA.
+    pub fn audit_stopped_city(&self) -> std::process::Output {
+        let (data, certs) = (self.path().join("city"), self.certs());
+        wardsync(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tls-dir",
+            certs.to_str().unwrap(),
+        ])
+    }
+
     /// Signs requests as the office does (its certificate's key).
     pub fn office(&self) -> wardsync::cli::office::OfficeSigner {
         let files = wardsync::auth::TlsFiles::in_dir(&self.certs(), "office");

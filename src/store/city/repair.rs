@@ -360,7 +360,8 @@ impl<T: Target> GroupWrite<'_, T> {
     /// Why a write by another, offered by `ward` in a refill, cannot be
     /// applied: ahead of the city's clock, not into a record of `ward`'s
     /// (as the city holds it, or, if it holds nothing of it, as the ward
-    /// does: `theirs`), or making an invalid record. (The record the write
+    /// does: `theirs`), making an invalid record, or changing who a person
+    /// is or dropping a registered event. (The record the write
     /// made may name its writer's ward: it wrote it before passing it on.)
     fn others_refusal(
         &mut self,
@@ -385,7 +386,21 @@ impl<T: Target> GroupWrite<'_, T> {
             Op::Put(r) => match r.validate(ctx) {
                 Err(e) => Some(e.to_string()),
                 Ok(k) if k != change.key => Some(format!("{}: the write is of another record", change.key)),
-                Ok(_) => None,
+                // Who a person is, and what was registered, as for any
+                // write: judged on what the city holds and the write had seen.
+                Ok(_) => match &r.body {
+                    crate::model::Body::Citizen(c) => {
+                        let state = self.current(&change.key)?;
+                        crate::model::civil::rewrite_refusal_on(
+                            state,
+                            &change.context,
+                            &change.fields,
+                            c,
+                            None,
+                        )
+                    }
+                    _ => None,
+                },
             },
             Op::Delete => None,
         })

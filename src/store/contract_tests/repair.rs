@@ -113,6 +113,25 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         assert_eq!((out.repaired, out.others_taken), (1, 1), "{name}: {out:?}");
         let held = city.state(&keys[1]).await.unwrap().unwrap();
         assert_eq!(record_hash(&keys[1], &held), record_hash(&keys[1], &forged), "{name}");
+        // Within that day another ward's write, taken without its
+        // signature, is still judged by the registrar's rules: it may not
+        // drop the events the city holds.
+        let state = city.state(&keys[1]).await.unwrap().unwrap();
+        assert!(
+            state.fields["events"].iter().any(|h| h.value != "[]"),
+            "{name}: the citizen has registered events"
+        );
+        let mut dropped = state.clone();
+        let late = Stamp { hlc: Hlc { wall_ms: 80, logical: 0 }, writer: "00145".into() };
+        for (field, value) in [("events", "[]"), ("phone", "\"0944444444\"")] {
+            let write = FieldWrite { value: value.into(), stamp: late.clone(), context: state.seen.clone() };
+            dropped.merge_write(field, write);
+        }
+        let offered = [(keys[1].clone(), dropped)];
+        let out = city.repair(&a, &offered, &Default::default(), 48, &ctx(), NO_SKEW_LIMIT).await.unwrap();
+        assert_eq!(out.others_taken, 0, "{name}: {out:?}");
+        assert!(out.refused.iter().any(|(_, why)| why.contains("event")), "{name}: {out:?}");
+        assert_eq!(city.state(&keys[1]).await.unwrap().unwrap(), state, "{name}");
         // Another ward's write signed on its own (a registration) is applied
         // with the context it signed, however wide the one the relaying
         // ward gives it: it supersedes nothing its author had not seen.
