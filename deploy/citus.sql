@@ -23,6 +23,7 @@ SELECT create_reference_table('city_clock');
 SELECT create_reference_table('denied_calls');
 SELECT create_reference_table('ward_keys');
 SELECT create_reference_table('office_requests');
+SELECT create_reference_table('relayed_writes');
 
 SELECT create_distributed_table('citizens', 'personal_id');
 SELECT create_distributed_table('businesses', 'enterprise_code');

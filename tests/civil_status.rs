@@ -556,3 +556,69 @@ async fn a_registration_is_signed_by_its_ward_on_its_own_and_the_audit_checks_it
         stdout(&found)
     );
 }
+
+/// A registration the city lost (its database put back to a copy from
+/// before it) comes back from the copy the citizen's ward holds, on the
+/// registering ward's own signature, which the city keeps beside the write
+/// it takes back; `wardsync audit verify` checks it again, and names it
+/// once altered in the stopped city's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_the_city_lost_comes_back_on_its_wards_signature_and_the_audit_checks_it() {
+    use wardsync::store::{Batch, Engine, SledEngine};
+    let env = Env::new();
+    let mut city = City::start(&env);
+    let (a, b) = (Ward::start(&env, "00082", city.addr), Ward::start(&env, "00145", city.addr));
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let adults = 1940..2000;
+    let (man, woman) =
+        (resident("00082", 1, Sex::Male, adults.clone()), resident("00145", 1, Sex::Female, adults));
+    ca.put(pb::PutRequest { record: Some((&man).into()) }).await.unwrap();
+    cb.put(pb::PutRequest { record: Some((&woman).into()) }).await.unwrap();
+    drained(&mut ca).await;
+    drained(&mut cb).await;
+    let data = env.path().join("city");
+    let copy = env.path().join("before-the-marriage");
+    assert!(city.node.stop(), "the city stops cleanly");
+    copy_dir(&data, &copy);
+    city.node.start();
+    city.client().await;
+    ca.register(register("marriage", &[&man, &woman], "2026-11-30")).await.unwrap();
+    drained(&mut ca).await;
+    at_ward(&cb, &woman, "the marriage at the woman's ward", |c| !c.events.is_empty()).await;
+
+    assert!(city.node.stop(), "the city stops cleanly");
+    restore_dir(&copy, &data);
+    city.node.start();
+    city.client().await;
+    at_city(&city, &woman, "the marriage back at the city", |c| !c.events.is_empty()).await;
+    let q = city.client().await;
+    let history = q
+        .clone()
+        .history(pb::CityGetRequest { key: key(&woman), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(
+        history.iter().any(|e| e.identity == "ward 00145 (relaying 00082's signed change)"),
+        "taken back from 00145 on 00082's signature: {history:?}"
+    );
+    drop(q);
+
+    assert!(city.node.stop(), "the city stops cleanly");
+    let clean = env.audit_stopped_city();
+    assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
+    let engine = SledEngine::open(&data, 8).unwrap();
+    let kept = engine.scan(b"R", b"S", 10).unwrap();
+    assert_eq!(kept.len(), 1, "one write taken back, one piece of evidence kept");
+    let (k, mut v) = kept[0].clone();
+    v[3] ^= 1; // in the content hash signed
+    let mut batch = Batch::default();
+    batch.insert(k, v);
+    engine.apply(batch).unwrap();
+    engine.flush().await.unwrap();
+    drop(engine);
+    let found = env.audit_stopped_city();
+    assert_eq!(found.status.code(), Some(2), "{}{}", stdout(&found), stderr(&found));
+    assert!(stdout(&found).contains("evidence of the relayed write at log entry"), "{}", stdout(&found));
+}

@@ -197,6 +197,30 @@ impl Receipt {
     }
 }
 
+/// Checks the city's statement `proof` (see [`Receipts::derived`]) that it
+/// derived the change whose content hash is `change` from the office
+/// request `request`, against the city's certificates `certs` (as
+/// [`Receipt::checked`]).
+pub fn derived_checked(
+    proof: &[u8],
+    (request, change): (&[u8; 16], &Hash),
+    certs: &[(KeyId, Vec<u8>)],
+    insecure: bool,
+) -> Result<(), &'static str> {
+    let (id, signature) = proof.split_at_checked(32).ok_or("not a statement of the city's")?;
+    let message = derived_message(request, change);
+    let signed = match certs.iter().find(|(k, _)| k.0 == id) {
+        Some((_, der)) => crate::auth::verify(der, &message, signature).is_ok(),
+        None if insecure => Signer::insecure().signed(&message, signature),
+        None => {
+            return Err(
+                "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)",
+            );
+        }
+    };
+    if signed { Ok(()) } else { Err("its signature is not the city's (forged or altered)") }
+}
+
 /// Makes and checks the city's receipts.
 #[derive(Clone)]
 pub struct Receipts {

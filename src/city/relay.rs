@@ -60,6 +60,7 @@ fn checked(
         access.check(&peer, &[role], "a write relayed in a repair").map_err(|e| e.to_string())?;
         Ok(peer)
     };
+    let evidence = a.encode();
     match a {
         Authorship::Ward { hash, key, cert, signature, sent } => {
             let peer = author(&cert, Role::Ward)?;
@@ -68,7 +69,7 @@ fn checked(
                 return Err("its certificate does not certify the key it names".into());
             }
             crate::auth::verify(&cert, &authored_message(&hash), &signature)?;
-            Ok(Vouched::Ward { writer, hash, key, sent })
+            Ok(Vouched::Ward { writer, hash, key, sent, evidence })
         }
         Authorship::Office { request: r, derived, city } => {
             if !receipts.proves_derived(&r.request.id, &derived, &city) {
@@ -82,7 +83,7 @@ fn checked(
                 return Err("its certificate does not certify the key it names".into());
             }
             crate::auth::verify(&r.cert, &r.request.message(&r.key), &r.signature)?;
-            Ok(Vouched::Office { request: r, derived })
+            Ok(Vouched::Office { request: r, derived, evidence })
         }
     }
 }

@@ -14,6 +14,7 @@ use super::failure::exit;
 use crate::city::log_audit::{self, Checkpoint, Finding, OfficeRules, Trust};
 use crate::city::receipts::Receipt;
 use crate::config::CityConfig;
+use crate::model::signed::KeyId;
 use crate::store::pg::PgEvidence;
 use crate::store::{Evidence, KvEvidence, SledEngine};
 
@@ -43,7 +44,7 @@ pub struct AuditVerifyArgs {
     /// which the database must still match. Repeat for several wards.
     #[arg(long, value_name = "FILE")]
     pub witness: Vec<PathBuf>,
-    /// The city's certificate its receipts are checked with (default: the
+    /// The city's certificate its receipts and statements are checked with (default: the
     /// configuration's, or TLS_DIR/city.pem); repeat for one renewed since.
     #[arg(long, value_name = "FILE")]
     pub city_cert: Vec<PathBuf>,
@@ -102,11 +103,13 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
             Box::new(KvEvidence::open(std::sync::Arc::new(engine))?)
         }
     };
-    let (witnesses, mut unproven) = witnesses(&a, &cfg, &trust)?;
+    let city_keys = city_keys(&a, &cfg, &trust)?;
+    let (witnesses, mut unproven) = witnesses(&a, &city_keys, &trust)?;
     // Who may edit, from the configuration given (without one: not checked).
     let office = OfficeRules {
         access: a.store.config.as_ref().map(|_| cfg.access()),
         max_skew_ms: cfg.max_clock_skew_ms,
+        city_keys,
     };
     let mut report =
         log_audit::verify(evidence.as_mut(), &trust, since.as_ref(), &witnesses, &office).await?;
@@ -162,17 +165,9 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The receipts in the `--witness` files whose signature is the city's
-/// (by a certificate given here, issued by the CA), and a finding for each
-/// that is not.
-fn witnesses(
-    a: &AuditVerifyArgs,
-    cfg: &CityConfig,
-    trust: &Trust,
-) -> anyhow::Result<(Vec<Receipt>, Vec<Finding>)> {
-    if a.witness.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
+/// The city's certificates (`--city-cert`, else the TLS directory's or the
+/// configuration's), each issued by the CA: key id and DER.
+fn city_keys(a: &AuditVerifyArgs, cfg: &CityConfig, trust: &Trust) -> anyhow::Result<Vec<(KeyId, Vec<u8>)>> {
     let mut certs = a.city_cert.clone();
     if certs.is_empty() {
         certs.extend(
@@ -194,6 +189,19 @@ fn witnesses(
         }
         keys.push((crate::auth::key_id(&der.contents).map_err(anyhow::Error::msg)?, der.contents));
     }
+    Ok(keys)
+}
+
+/// The receipts in the `--witness` files whose signature is the city's
+/// (by one of its certificates `keys`), and a finding for each that is not.
+fn witnesses(
+    a: &AuditVerifyArgs,
+    keys: &[(KeyId, Vec<u8>)],
+    trust: &Trust,
+) -> anyhow::Result<(Vec<Receipt>, Vec<Finding>)> {
+    if a.witness.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let insecure = matches!(trust, Trust::Unsigned);
     let (mut held, mut findings) = (Vec::new(), Vec::new());
     for path in &a.witness {
@@ -212,7 +220,7 @@ fn witnesses(
             for hex in hexes {
                 let name = format!("witness {} line {}", path.display(), n + 1);
                 let bytes = crate::model::signed::from_hex(&hex).unwrap_or_default();
-                match Receipt::checked(&bytes, &keys, insecure) {
+                match Receipt::checked(&bytes, keys, insecure) {
                     Ok(receipt) => held.push(receipt),
                     Err(why) => findings.push(Finding { row: name, why: why.into() }),
                 }

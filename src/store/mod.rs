@@ -28,8 +28,8 @@ pub use city::{
     Conflict, ConflictFilter, Denial, Discarded, Evidence, EvidencePart, EvidenceRow, HistoryEntry, Incoming,
     KvEvidence, Links, LogFilter, LoggedChange, Loss, MAX_DENIALS, MAX_HISTORY, MAX_HISTORY_BYTES,
     MAX_QUARANTINED, MAX_REPAIR_RECORDS, OfficeError, PAGE_SCAN, Page, Quarantined, REFILL_WINDOW_MS,
-    REQUEST_MARK, RETRIED, RepairOutcome, Retry, RetryError, Signed, SignedBatch, SignedRequest, UNHELD,
-    Vouched, Vouchers, WardBatch, WardKey, WardState,
+    RELAYING_MARK, REQUEST_MARK, RETRIED, RepairOutcome, Retry, RetryError, Signed, SignedBatch,
+    SignedRequest, UNHELD, Vouched, Vouchers, WardBatch, WardKey, WardState,
 };
 pub use city_db::{CityDb, GroupOutcome};
 pub use engine::{Batch, Engine, Entry, StoreError, prefix_end};

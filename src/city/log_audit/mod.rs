@@ -28,6 +28,7 @@
 //! cursor.
 
 mod office;
+mod relayed;
 
 pub use office::OfficeRules;
 
@@ -172,6 +173,11 @@ struct Audit {
     request_ids: HashSet<[u8; 16]>,
     /// The log entries requests derived, until their record is replayed.
     pending: HashMap<u64, office::Pending>,
+    /// Another ward's writes a ward gave back, by cursor (as sent), until
+    /// the evidence they were taken on is read.
+    relayed_changes: BTreeMap<u64, Change>,
+    /// The city's statements kept with relayed office writes, by cursor.
+    stated: HashMap<u64, relayed::Stated>,
 }
 
 /// True if the city moved `ward`'s numbering past `seq` without holding
@@ -215,6 +221,8 @@ pub async fn verify(
         unsigned_requests: Vec::new(),
         request_ids: HashSet::new(),
         pending: HashMap::new(),
+        relayed_changes: BTreeMap::new(),
+        stated: HashMap::new(),
     };
     for w in witnesses {
         audit.witnesses.entry(w.head.0).or_default().push(w.clone());
@@ -243,7 +251,11 @@ pub async fn verify(
             }
             EvidencePart::Held => audit.check_all_found(),
             EvidencePart::Requests => audit.check_unrequested(&since),
-            EvidencePart::Records => audit.check_unreplayed(),
+            EvidencePart::Relayed => audit.check_relays_kept(),
+            EvidencePart::Records => {
+                audit.check_unreplayed();
+                audit.check_stated_used();
+            }
             _ => {}
         }
     }
@@ -267,6 +279,7 @@ impl Audit {
             EvidenceRow::Logged(logged, sent) => self.logged(&logged, sent.as_ref(), since),
             EvidenceRow::Held(ward, seq, change, discarded) => self.held(ward, seq, change, discarded),
             EvidenceRow::Request(r) => self.request(*r),
+            EvidenceRow::Relayed(cursor, evidence) => self.relayed(cursor, *evidence),
             EvidenceRow::Record { key, state, shown, version, history } => {
                 self.record(key, &state, shown.as_deref(), version, &history)
             }
@@ -589,7 +602,14 @@ impl Audit {
         }
         let change = &logged.change;
         let ward = WardCode::parse(&logged.writer).ok().filter(|_| change.seq > 0);
+        let as_sent =
+            || sent.map_or_else(|| change.clone(), |c| Change { context: c.clone(), ..change.clone() });
         let proof = match &ward {
+            // Another ward's write a ward gave back: proven by the evidence kept with it.
+            None if relayed::names_relay(&logged.by) => {
+                self.relayed_changes.insert(logged.cursor, as_sent());
+                Proof::Later
+            }
             Some(ward) => {
                 let as_sent = sent.map(|context| Change { context: context.clone(), ..change.clone() });
                 self.found.insert((ward.clone(), change.seq));
@@ -597,9 +617,7 @@ impl Audit {
             }
             // Proven (or not) by the office requests, read later.
             None if change.stamp.writer == CITY_WRITER => {
-                let as_sent =
-                    sent.map_or_else(|| change.clone(), |c| Change { context: c.clone(), ..change.clone() });
-                self.office_changes.insert(logged.cursor, (logged.by.clone(), as_sent));
+                self.office_changes.insert(logged.cursor, (logged.by.clone(), as_sent()));
                 Proof::Later
             }
             None => Proof::Unsigned,

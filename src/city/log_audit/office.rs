@@ -29,6 +29,9 @@ pub struct OfficeRules {
     pub access: Option<crate::auth::Access>,
     /// The clock skew limit (`max_clock_skew_ms`).
     pub max_skew_ms: u64,
+    /// The city's certificates (key id, DER), which its statements of what
+    /// it derived from a request are checked against.
+    pub city_keys: Vec<(crate::model::signed::KeyId, Vec<u8>)>,
 }
 
 /// A log entry a request derived, until the record pass replays it.
@@ -171,10 +174,11 @@ impl Audit {
             let Some(p) = self.pending.remove(&entry.cursor) else { continue };
             // A write a ward gave back, the city having lost what it was
             // derived on: the city took it on its own signed statement of
-            // what it derived (`city::relay`); the office's signature is
-            // checked above.
+            // what it derived (`city::relay`), kept beside it and checked
+            // again here; the office's signature is checked above.
             if p.relayed {
-                self.request_replayed(entry.cursor, true, &p.request);
+                let stated = self.stated_derived(entry, &p.request.request.id);
+                self.request_replayed(entry.cursor, stated, &p.request);
                 continue;
             }
             let before = crate::store::replay_state(&history[..i]);

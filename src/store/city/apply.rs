@@ -68,6 +68,10 @@ pub(crate) trait Target {
     /// Stores an office request beside the changes it derived (see
     /// [`super::evidence`]).
     fn request(&mut self, request: &super::SignedRequest);
+    /// Keeps the evidence (an encoded [`super::Authorship`]) a write by
+    /// another, given back in a repair, was taken on, by the cursor of the
+    /// change applied.
+    fn relayed(&mut self, cursor: u64, evidence: &[u8]);
     /// Notes that the change at `cursor` concerns `ward` (`whole`: it must fetch the record).
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool);
     /// Puts a change in quarantine.

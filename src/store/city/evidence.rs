@@ -183,6 +183,16 @@ impl SignedRequest {
 /// How [`SignedRequest::logged_by`] names the request a change came from.
 pub const REQUEST_MARK: &str = "request ";
 
+/// How the log's `by` names a ward's change to another ward's record,
+/// signed on its own, that another ward gave back in a repair (its
+/// evidence kept beside it: [`EvidenceRow::Relayed`]).
+pub fn relaying_by(ward: &WardCode, writer: &str) -> String {
+    format!("ward {ward} ({RELAYING_MARK}{writer}'s signed change)")
+}
+
+/// What [`relaying_by`] puts in the log's `by`.
+pub const RELAYING_MARK: &str = "relaying ";
+
 /// One row of what an audit of the log reads (see [`Evidence`]), in the
 /// order of its part.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +211,9 @@ pub enum EvidenceRow {
     Held(WardCode, u64, Result<Box<Change>, Vec<u8>>, bool),
     /// An office request and where the changes it derived are logged.
     Request(Box<SignedRequest>),
+    /// What a write by another, given back in a repair, was taken on, by
+    /// the cursor of the change applied.
+    Relayed(u64, Box<Authorship>),
     /// A record: its replicated state, the record it shows, the cursor of
     /// the last change to it as stored, and every log entry of it, oldest
     /// first.
@@ -255,6 +268,9 @@ pub enum EvidencePart {
     Held,
     /// Office requests, by the cursor of their first change.
     Requests,
+    /// The evidence writes by others given back in repairs were taken on,
+    /// by cursor.
+    Relayed,
     /// Records with their history, by key.
     Records,
     /// On PostgreSQL, the typed tables compared with the records they
@@ -266,7 +282,7 @@ pub enum EvidencePart {
 
 impl EvidencePart {
     /// Every part, in reading order.
-    pub const ALL: [EvidencePart; 10] = [
+    pub const ALL: [EvidencePart; 11] = [
         EvidencePart::Keys,
         EvidencePart::Batches,
         EvidencePart::Authored,
@@ -274,6 +290,7 @@ impl EvidencePart {
         EvidencePart::Log,
         EvidencePart::Held,
         EvidencePart::Requests,
+        EvidencePart::Relayed,
         EvidencePart::Records,
         EvidencePart::Typed,
         EvidencePart::Head,
@@ -366,7 +383,7 @@ impl Evidence for KvEvidence {
         after: &[u8],
         limit: usize,
     ) -> Result<Page<EvidenceRow>, StoreError> {
-        use super::keys::{AUTHORED, DISCARDED, KEY, LOG, QUARANTINE, REQUEST, SENT, SIGNED, STATE};
+        use super::keys::{AUTHORED, DISCARDED, KEY, LOG, QUARANTINE, RELAYED, REQUEST, SENT, SIGNED, STATE};
         match part {
             EvidencePart::Head => {
                 let items = if after.is_empty() { vec![self.head()?] } else { vec![] };
@@ -390,6 +407,7 @@ impl Evidence for KvEvidence {
             EvidencePart::Log => &[LOG],
             EvidencePart::Held => &[DISCARDED, QUARANTINE],
             EvidencePart::Requests => &[REQUEST],
+            EvidencePart::Relayed => &[RELAYED],
             EvidencePart::Records => &[STATE],
             EvidencePart::Typed | EvidencePart::Head | EvidencePart::Wards => &[],
         };
@@ -435,6 +453,12 @@ impl Evidence for KvEvidence {
                     EvidencePart::Requests => {
                         decode(&k, &v).map(|r| EvidenceRow::Request(Box::new(r))).unwrap_or_else(row)
                     }
+                    EvidencePart::Relayed => match crate::store::codec::read_be(&k, &k[RELAYED.len()..]) {
+                        Ok(cursor) => Authorship::decode(&v)
+                            .map(|a| EvidenceRow::Relayed(cursor, Box::new(a)))
+                            .unwrap_or_else(row),
+                        Err(e) => row(e),
+                    },
                     EvidencePart::Records => self.record(&k, &v).unwrap_or_else(row),
                     _ => unreachable!("no prefix"),
                 });

@@ -63,6 +63,7 @@ pub(super) const KEY: &[u8] = b"k";
 pub(super) const SENT: &[u8] = b"X";
 pub(super) const REQUEST: &[u8] = b"O";
 pub(super) const AUTHORED: &[u8] = b"G";
+pub(super) const RELAYED: &[u8] = b"R";
 /// The value of a downstream note telling the ward to fetch the record whole.
 pub(super) const WHOLE: &[u8] = b"w";
 
@@ -120,6 +121,11 @@ pub(super) fn authored_of(k: &[u8]) -> Option<(WardCode, u64)> {
 /// Where the office request whose first change is logged at `cursor` is kept.
 pub(super) fn request_key(cursor: u64) -> Vec<u8> {
     key(REQUEST, &[&be(cursor)])
+}
+
+/// Where the evidence a relayed write was taken on is kept, by its cursor.
+pub(super) fn relayed_key(cursor: u64) -> Vec<u8> {
+    key(RELAYED, &[&be(cursor)])
 }
 
 pub(super) fn downstream_key(ward: &WardCode, cursor: u64) -> Vec<u8> {

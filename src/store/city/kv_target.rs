@@ -134,6 +134,10 @@ impl Target for KvTarget<'_> {
         }
     }
 
+    fn relayed(&mut self, cursor: u64, evidence: &[u8]) {
+        self.batch.insert(super::keys::relayed_key(cursor), evidence.to_vec());
+    }
+
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {
         self.batch.insert(downstream_key(ward, cursor), if whole { WHOLE.to_vec() } else { Vec::new() });
     }

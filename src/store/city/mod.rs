@@ -46,8 +46,8 @@ pub use chain::{Chain, Links};
 pub use civil::CitizenProblems;
 pub use conflicts::{Conflict, ConflictFilter};
 pub use evidence::{
-    Authorship, Evidence, EvidencePart, EvidenceRow, KvEvidence, REQUEST_MARK, Signed, SignedBatch,
-    SignedRequest, WardKey,
+    Authorship, Evidence, EvidencePart, EvidenceRow, KvEvidence, RELAYING_MARK, REQUEST_MARK, Signed,
+    SignedBatch, SignedRequest, WardKey,
 };
 pub use history::{HistoryEntry, MAX_HISTORY, MAX_HISTORY_BYTES};
 pub(crate) use history::{history_too_large, replay_state};

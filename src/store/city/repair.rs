@@ -59,10 +59,6 @@ pub const MAX_REPAIR_RECORDS: usize = 500;
 /// others from that ward's states: a day.
 pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// How the `by` of another ward's signed change, taken from a ward's whole
-/// state, names it in the log.
-const RELAYING: &str = "relaying";
-
 /// The fields a registration writes.
 const REGISTERED: [&str; 2] = ["events", "marital_status"];
 
@@ -112,6 +108,9 @@ pub enum Vouched {
         key: crate::model::signed::KeyId,
         /// The context as sent, where the city had cut it.
         sent: Option<VersionVector>,
+        /// The evidence as checked (an encoded [`super::Authorship`]),
+        /// kept beside the write taken.
+        evidence: Vec<u8>,
     },
     /// A change the city derived from an office request signed by an
     /// office editor: the content hash it logged it with, which the city
@@ -121,6 +120,9 @@ pub enum Vouched {
         request: Box<super::SignedRequest>,
         /// The content hash of the change derived, as logged.
         derived: crate::model::signed::Hash,
+        /// The evidence as checked (an encoded [`super::Authorship`]),
+        /// kept beside the write taken.
+        evidence: Vec<u8>,
     },
 }
 
@@ -131,7 +133,7 @@ impl Vouched {
     pub fn vouches_for(&self, change: &Change) -> bool {
         use crate::model::signed::{KeyId, content_hash};
         match self {
-            Vouched::Ward { writer, hash, key, sent } => {
+            Vouched::Ward { writer, hash, key, sent, .. } => {
                 let as_sent = Change {
                     context: sent.clone().unwrap_or_else(|| change.context.clone()),
                     ..change.clone()
@@ -139,6 +141,13 @@ impl Vouched {
                 writer.as_str() == change.stamp.writer && content_hash(&as_sent, key) == *hash
             }
             Vouched::Office { derived, .. } => content_hash(change, &KeyId::default()) == *derived,
+        }
+    }
+
+    /// The evidence it was checked on, as kept beside the write taken.
+    fn evidence(&self) -> &[u8] {
+        match self {
+            Vouched::Ward { evidence, .. } | Vouched::Office { evidence, .. } => evidence,
         }
     }
 
@@ -317,15 +326,17 @@ impl<T: Target> GroupWrite<'_, T> {
                 let by = match (own, vouch, &relayed) {
                     (true, ..) => format!("ward {ward} (repair)"),
                     (false, _, Some(r)) => r.change_by(),
-                    (false, Some(_), None) => {
-                        format!("ward {ward} ({RELAYING} {}'s signed change)", change.stamp.writer)
-                    }
+                    (false, Some(_), None) => super::evidence::relaying_by(ward, &change.stamp.writer),
                     (false, None, _) => format!("ward {ward} (refill after the city's loss)"),
                 };
                 out.others_taken += u64::from(!own);
                 // (With the context as the ward holds it, where cut.)
                 let sent = Some(&context_held).filter(|c| **c != change.context);
                 self.apply_sent(&change, sent, &by, wards)?;
+                if let Some(v) = vouch {
+                    // Kept beside it: `wardsync audit verify` checks it again.
+                    self.target.relayed(self.cursor, v.evidence());
+                }
                 if let Some(r) = relayed {
                     // Kept beside it again, as the office signed it.
                     self.target.request(&super::SignedRequest { cursors: vec![self.cursor], ..r });

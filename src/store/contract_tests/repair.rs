@@ -98,7 +98,11 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
         };
         let vouch = |record: Record, stamp: Stamp| -> Vouchers {
             let derived = derived(&record, stamp);
-            [(keys[1].clone(), vec![Vouched::Office { request: Box::new(request(record)), derived }])].into()
+            [(
+                keys[1].clone(),
+                vec![Vouched::Office { request: Box::new(request(record)), derived, evidence: vec![] }],
+            )]
+            .into()
         };
         // (The request vouches for nothing but the change derived: not another value, nor another stamp.)
         for other in [
@@ -166,6 +170,7 @@ async fn a_repair_takes_the_wards_own_writes_the_city_lacks_and_nothing_else() {
             hash,
             key: Default::default(),
             sent: Some(signed_context),
+            evidence: vec![],
         };
         let vouched: Vouchers = [(keys[0].clone(), vec![by_00145])].into();
         let out = city

@@ -223,6 +223,24 @@ impl Evidence for PgEvidence {
                     })
                     .unzip()
             }
+            EvidencePart::Relayed => {
+                let rows = self
+                    .rows(
+                        "SELECT cursor, evidence FROM relayed_writes WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+                        &[&number, &limit],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let cursor: i64 = r.get(0);
+                        let row = match crate::store::Authorship::decode(r.get(1)) {
+                            Ok(a) => EvidenceRow::Relayed(cursor as u64, Box::new(a)),
+                            Err(e) => tampered(format!("relayed_writes cursor {cursor}"), e.to_string()),
+                        };
+                        (row, vec![cursor.to_string()])
+                    })
+                    .unzip()
+            }
             EvidencePart::Records => {
                 let rows = self
                     .rows(

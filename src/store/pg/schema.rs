@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "office requests as the office signed them, and registrations as their wards signed them",
         include_str!("migrations/0005_office_requests.sql"),
     ),
+    (
+        6,
+        "what each write by another given back in a repair was taken on",
+        include_str!("migrations/0006_relayed_writes.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -56,6 +56,8 @@ pub(super) struct PgTarget {
     signed: BTreeMap<(WardCode, u64), Signed>,
     /// Office requests, by the cursor of their first change.
     requests: Vec<(i64, Vec<u8>)>,
+    /// The evidence relayed writes were taken on, by cursor.
+    relayed: Vec<(i64, Vec<u8>)>,
 }
 
 /// One change-log row.
@@ -223,7 +225,24 @@ impl PgTarget {
             self.write_quarantine(client),
             self.write_signed(client),
             self.write_requests(client),
+            self.write_relayed(client),
         )?;
+        Ok(())
+    }
+
+    async fn write_relayed(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        if self.relayed.is_empty() {
+            return Ok(());
+        }
+        let cursors: Vec<i64> = self.relayed.iter().map(|r| r.0).collect();
+        let evidence: Vec<&[u8]> = self.relayed.iter().map(|r| r.1.as_slice()).collect();
+        sql::execute(
+            client,
+            "INSERT INTO relayed_writes (cursor, evidence) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &[&cursors, &evidence],
+        )
+        .await
+        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -697,6 +716,10 @@ impl Target for PgTarget {
         if let Some(first) = request.cursors.first() {
             self.requests.push((*first as i64, encode(request)));
         }
+    }
+
+    fn relayed(&mut self, cursor: u64, evidence: &[u8]) {
+        self.relayed.push((cursor as i64, evidence.to_vec()));
     }
 
     fn downstream(&mut self, ward: &WardCode, cursor: u64, whole: bool) {
