@@ -83,6 +83,23 @@ impl Env {
         ])
     }
 
+    /// Flips a bit of byte `at` (counted from the end if negative) of the
+    /// one row under `prefix` in the stopped city's embedded store, as
+    /// someone editing it behind the city's back would.
+    pub async fn alter_stopped_city(&self, prefix: u8, at: isize) {
+        use wardsync::store::{Batch, Engine, SledEngine};
+        let engine = SledEngine::open(&self.path().join("city"), 8).unwrap();
+        let kept = engine.scan(&[prefix], &[prefix + 1], 10).unwrap();
+        assert_eq!(kept.len(), 1, "one row under {:?}: {kept:?}", prefix as char);
+        let (k, mut v) = kept[0].clone();
+        let i = if at < 0 { v.len() - at.unsigned_abs() } else { at as usize };
+        v[i] ^= 1;
+        let mut batch = Batch::default();
+        batch.insert(k, v);
+        engine.apply(batch).unwrap();
+        engine.flush().await.unwrap();
+    }
+
     /// Signs requests as the office does (its certificate's key).
     pub fn office(&self) -> wardsync::cli::office::OfficeSigner {
         let files = wardsync::auth::TlsFiles::in_dir(&self.certs(), "office");
