@@ -8,7 +8,9 @@
 //! and checks it against a signature no one but the ward could make.
 //!
 //! Beside the changes the city writes itself, it keeps the office request
-//! each came from, as the office signed it ([`SignedRequest`]).
+//! each came from, as the office signed it ([`SignedRequest`]); beside a
+//! write by another that a ward gave back in a repair, the evidence it was
+//! taken on ([`Authorship`], [`EvidenceRow::Relayed`]).
 //!
 //! Written in the same atomic write (on PostgreSQL, the same transaction)
 //! as the first application of the changes they cover; a batch the city
