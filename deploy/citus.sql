@@ -17,6 +17,11 @@
 -- itself against this file. Reading the log in cursor order, and joining
 -- downstream notes to the log, cross shards: enable repartition joins
 -- (`SET citus.enable_repartition_joins = on` for the city's user).
+-- Upgrading a cluster already sharded: a migration that adds a table
+-- creates it on the coordinator only; run that table's line below once
+-- after the first city process of the new version has migrated
+-- (migration 0005: office_requests, authored_changes; 0006:
+-- relayed_writes).
 
 SELECT create_reference_table('schema_version');
 SELECT create_reference_table('city_clock');

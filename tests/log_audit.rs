@@ -196,6 +196,24 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
     .unwrap();
     // 7. The office's second request deleted: its change now stands on no one's word.
     db.execute("DELETE FROM office_requests WHERE cursor = $1", &[&second_cursor]).await.unwrap();
+    // 8. An unsigned request inserted to cover it, as a city without TLS
+    // would have kept one before the first signed request: named by its
+    // first change, which is no change the city wrote.
+    let asked = wardsync::model::office_request::Asked::Discard {
+        ward: wardsync::model::WardCode::parse("00145").unwrap(),
+        seq: 1,
+        reason: "cover".into(),
+    };
+    let cover = wardsync::store::SignedRequest {
+        cursors: vec![1, second_cursor as u64],
+        ..wardsync::store::SignedRequest::unsigned(asked, "office", 0)
+    };
+    db.execute(
+        "INSERT INTO office_requests (cursor, entry) VALUES (1, $1)",
+        &[&postcard::to_stdvec(&cover).unwrap()],
+    )
+    .await
+    .unwrap();
 
     let found = audit(&env, &["--config", config, "--checkpoint", checkpoint]);
     let out = stdout(&found);
@@ -209,6 +227,7 @@ async fn the_audit_names_every_row_a_dba_changed_on_postgresql() {
         "ward 00145's change 7: signed and applied, but in neither the log nor the quarantine".to_string(),
         format!("log entry {office_cursor}: is not what the city derives from the office's request"),
         format!("log entry {second_cursor}: names an office request no longer kept"),
+        "office request at log entry 1: names log entry 1, which is not a change the city wrote".to_string(),
         format!("office request at log entry {ops_cursor}: ops is not an office editor"),
         "is not the log verified before".to_string(),
         "its running hash is not the one the city kept as it wrote".to_string(),
@@ -295,15 +314,21 @@ async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_co
     let config = env.path().join("city.toml");
     let config = config.to_str().unwrap();
 
+    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let log_end =
+        || async { db.query_one("SELECT cursor FROM city_clock", &[]).await.unwrap().get::<_, i64>(0) };
+
     // Audited while a ward goes on writing: one view of the database.
     let mut c1 = w1.client().await;
     let writer = tokio::spawn(async move {
         put_range(&mut c1, "00082", 100..400).await;
         c1
     });
-    // Audits that end before the writes do ran while the city wrote.
+    // Audits during which the log grew ran while the city wrote.
     let mut during_writes = 0;
     while !writer.is_finished() {
+        let before = log_end().await;
         let during = audit(&env, &["--config", config]);
         assert!(
             during.status.success(),
@@ -311,14 +336,12 @@ async fn the_audit_is_clean_while_the_city_writes_and_not_fooled_by_a_dba_who_co
             stdout(&during),
             stderr(&during)
         );
-        during_writes += usize::from(!writer.is_finished());
+        during_writes += usize::from(log_end().await > before);
     }
     assert!(during_writes >= 1, "no audit ran while the city wrote");
     let mut c1 = writer.await.unwrap();
     drained(&mut c1).await;
 
-    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
     // 1. A record hidden: its state emptied, its typed row deleted (the
     // typed table then agrees with the state; the log does not).
     let hidden: String = db

@@ -289,7 +289,7 @@ impl SyncService {
                 match self.store.authorship(l).await {
                     Ok(Some(mut a)) => {
                         if let crate::store::Authorship::Office { request, derived, city } = &mut a {
-                            *city = receipts.all().derived(&request.request.id, derived);
+                            *city = self.receipts.derived(&request.request.id, derived);
                         }
                         c.authorship = a.encode();
                     }

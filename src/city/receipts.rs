@@ -183,18 +183,31 @@ impl Receipt {
         insecure: bool,
     ) -> Result<Receipt, &'static str> {
         let (receipt, signature) = Receipt::parse(bytes).ok_or("not a receipt of the city's")?;
-        let message = receipt.signed_message();
-        let signed = match certs.iter().find(|(id, _)| *id == receipt.key) {
-            Some((_, der)) => crate::auth::verify(der, &message, signature).is_ok(),
-            None if insecure => Signer::insecure().signed(&message, signature),
-            None => {
-                return Err(
-                    "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)",
-                );
-            }
-        };
-        if signed { Ok(receipt) } else { Err("its signature is not the city's (forged or altered)") }
+        city_signed(&receipt.key.0, &receipt.signed_message(), signature, certs, insecure)?;
+        Ok(receipt)
     }
+}
+
+/// Checks that `signature` of `message` was made with the city's key `key`
+/// (id), one of whose certificates `certs` holds (key id, DER); or, with
+/// `insecure`, the fixed key of a city without TLS.
+fn city_signed(
+    key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    certs: &[(KeyId, Vec<u8>)],
+    insecure: bool,
+) -> Result<(), &'static str> {
+    let signed = match certs.iter().find(|(id, _)| id.0 == key) {
+        Some((_, der)) => crate::auth::verify(der, message, signature).is_ok(),
+        None if insecure => Signer::insecure().signed(message, signature),
+        None => {
+            return Err(
+                "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)",
+            );
+        }
+    };
+    if signed { Ok(()) } else { Err("its signature is not the city's (forged or altered)") }
 }
 
 /// Checks the city's statement `proof` (see [`Receipts::derived`]) that it
@@ -208,17 +221,7 @@ pub fn derived_checked(
     insecure: bool,
 ) -> Result<(), &'static str> {
     let (id, signature) = proof.split_at_checked(32).ok_or("not a statement of the city's")?;
-    let message = derived_message(request, change);
-    let signed = match certs.iter().find(|(k, _)| k.0 == id) {
-        Some((_, der)) => crate::auth::verify(der, &message, signature).is_ok(),
-        None if insecure => Signer::insecure().signed(&message, signature),
-        None => {
-            return Err(
-                "signed with a key whose certificate was not given (a renewed one? give it with --city-cert)",
-            );
-        }
-    };
-    if signed { Ok(()) } else { Err("its signature is not the city's (forged or altered)") }
+    city_signed(id, &derived_message(request, change), signature, certs, insecure)
 }
 
 /// Makes and checks the city's receipts.
@@ -297,11 +300,6 @@ pub struct WardReceipts {
 }
 
 impl WardReceipts {
-    /// The city's receipts, of every ward.
-    pub fn all(&self) -> &Receipts {
-        &self.receipts
-    }
-
     /// The ward's loss generation: when the city last recorded a loss of
     /// the ward's (0: never).
     pub fn generation(&self) -> i64 {

@@ -8,9 +8,8 @@
 //! certificate, issued by the CA, not revoked, and come with the city's
 //! own signed statement that it derived this very change (stamp, context,
 //! values) from it, so that a request vouches for nothing else. (Not whether it was valid
-//! when it signed: the city checked that when it took the request, and a
-//! signer states the time it signs at; the write itself must be stamped
-//! within the clock skew of that time.) What
+//! when it signed: the city checked that when it took the request, and the
+//! write is the very change it derived then, its stamp included.) What
 //! passes vouches for a write ([`Vouched`]), compared with the write itself
 //! where it is rebuilt (`store::city::repair`); the rest is dropped.
 
@@ -37,7 +36,7 @@ pub(super) fn vouched(
     let Some(roots) = roots else { return (Vec::new(), blobs.len()) };
     let mut out = Vec::new();
     for blob in blobs.iter().take(MAX_PER_RECORD) {
-        let checked = |a| checked(a, roots, (access, receipts));
+        let checked = |a| checked(a, blob, roots, (access, receipts));
         match Authorship::decode(blob).map_err(|e| e.to_string()).and_then(checked) {
             Ok(v) => out.push(v),
             Err(why) => tracing::warn!(reason = %why, "evidence of a write by another refused"),
@@ -47,10 +46,11 @@ pub(super) fn vouched(
     (out, refused)
 }
 
-/// `a` if its signature is its author's, by a certificate the CA issued
-/// to that author, not revoked.
+/// `a` (decoded from `blob`) if its signature is its author's, by a
+/// certificate the CA issued to that author, not revoked.
 fn checked(
     a: Authorship,
+    blob: &[u8],
     roots: &Arc<RootCertStore>,
     (access, receipts): (&Access, &Receipts),
 ) -> Result<Vouched, String> {
@@ -60,7 +60,7 @@ fn checked(
         access.check(&peer, &[role], "a write relayed in a repair").map_err(|e| e.to_string())?;
         Ok(peer)
     };
-    let evidence = a.encode();
+    let evidence = blob.to_vec();
     match a {
         Authorship::Ward { hash, key, cert, signature, sent } => {
             let peer = author(&cert, Role::Ward)?;

@@ -30,15 +30,7 @@ pub(super) fn signed_request<T>(
     let cert = req.peer_certs().and_then(|chain| chain.first().map(|c| c.as_ref().to_vec()));
     let (Some(cert), Some(s)) = (cert, signed.as_ref()) else {
         return match identity {
-            Identity::Insecure => Ok(SignedRequest {
-                request: OfficeRequest { id: [0; 16], signed_at_ms: now_ms, asked },
-                by: identity.to_string(),
-                key: Default::default(),
-                signature: Vec::new(),
-                cert: Vec::new(),
-                cursors: Vec::new(),
-                relayed_by: None,
-            }),
+            Identity::Insecure => Ok(SignedRequest::unsigned(asked, &identity.to_string(), now_ms)),
             _ => Err(invalid(
                 "the request is not signed: the data office signs each correction, settlement and \
                  discard with its certificate's key (wardsync edit, conflicts resolve and quarantine \

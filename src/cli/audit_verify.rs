@@ -166,16 +166,18 @@ pub async fn run(a: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The city's certificates (`--city-cert`, else the TLS directory's or the
-/// configuration's), each issued by the CA: key id and DER.
+/// configuration's, if there is one), each issued by the CA: key id and
+/// DER. (Without one, what only the city's signature proves is named as
+/// such, with what to give.)
 fn city_keys(a: &AuditVerifyArgs, cfg: &CityConfig, trust: &Trust) -> anyhow::Result<Vec<(KeyId, Vec<u8>)>> {
     let mut certs = a.city_cert.clone();
     if certs.is_empty() {
-        certs.extend(
-            a.tls_dir
-                .as_ref()
-                .map(|d| d.join("city.pem"))
-                .or_else(|| cfg.tls.as_ref().map(|t| t.cert.clone())),
-        );
+        let default = a
+            .tls_dir
+            .as_ref()
+            .map(|d| d.join("city.pem"))
+            .or_else(|| cfg.tls.as_ref().map(|t| t.cert.clone()));
+        certs.extend(default.filter(|p| p.exists()));
     }
     let mut keys = Vec::new();
     for path in &certs {

@@ -10,17 +10,19 @@
 //! administrator wrote in its name: both derive the changes with
 //! [`OfficeRequest::derive`].
 //!
-//! The form: the tag [`REQUEST_TAG`] and format version, the signer's key
+//! The form: the tag [`REQUEST_TAG`] and [`REQUEST_FORMAT`], the signer's key
 //! id, the request id (16 random bytes), the time it was signed (ms since
-//! the epoch, 8 bytes), the record's kind and id, then what is asked: `1`,
-//! the record's values (each field's JSON text, sorted by field) and the
-//! version vector the editor had read (empty: the record as it stands);
-//! or `2`, the field and the value (JSON) that settles it. Items and
-//! numbers as in [`super::signed`].
+//! the epoch, 8 bytes), then what is asked, its tag first: `1`, a
+//! correction: the record's kind and id, its values (their count, 4
+//! bytes; each field and its JSON text, sorted by field) and the version
+//! vector the editor had read (empty: the record as it stands); `2`, a
+//! settlement: the record's kind and id, the field and the value (JSON)
+//! that settles it; `3`, a discard: the ward, the sequence (8 bytes) and
+//! the reason. Items and numbers as in [`super::signed`].
 
 use serde::{Deserialize, Serialize};
 
-use super::signed::{FORMAT, KeyId, item, vector};
+use super::signed::{KeyId, item, vector};
 use super::{
     Change, EXISTS, Op, Policies, Record, RecordKey, ValidationError, VersionVector, Versioned, WardCode,
     flatten, unflatten,
@@ -28,6 +30,15 @@ use super::{
 
 /// Starts the canonical form of an office request.
 pub const REQUEST_TAG: &[u8] = b"wardsync/office-request";
+
+/// The version of that form (its own: a ward's changes have theirs).
+pub const REQUEST_FORMAT: u8 = 1;
+
+/// The most changes one request derives (a settlement of a deleted
+/// record: its value, then the delete again), logged at consecutive
+/// cursors: the evidence of a change the city wrote is the request kept at
+/// its cursor or one of the [`MAX_DERIVED`] - 1 before it.
+pub const MAX_DERIVED: u64 = 2;
 
 /// An office request, as signed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +87,7 @@ impl OfficeRequest {
     pub fn message(&self, signer: &KeyId) -> Vec<u8> {
         let mut buf = Vec::with_capacity(512);
         item(&mut buf, REQUEST_TAG);
-        buf.push(FORMAT);
+        buf.push(REQUEST_FORMAT);
         buf.extend_from_slice(&signer.0);
         buf.extend_from_slice(&self.id);
         buf.extend_from_slice(&self.signed_at_ms.to_be_bytes());
@@ -185,6 +196,7 @@ impl OfficeRequest {
                     // A put also says the record exists: settling a field of
                     // a deleted record must not bring it back.
                     writes.push(write(Vec::new(), Op::Delete, None));
+                    debug_assert!(writes.len() as u64 <= MAX_DERIVED);
                 }
                 Ok(writes)
             }
@@ -401,8 +413,8 @@ mod tests {
         assert!(r.fresh(900_000, 60_000).is_err());
     }
 
-    // Computed by a second implementation of the form above, written from
-    // this module's documentation alone (Python's struct and hashlib).
+    // Computed by a second implementation of the form documented above
+    // (Python's struct and hashlib).
     const GOLDEN_EDIT: &str = "28dd3604355f8d6cca24899759b6c13433d51d6a0e8c8302fff36975a08762f0";
     const GOLDEN_RESOLVE: &str = "2579b5d75cd11f736487fac276aa652e2f8a17c24ae67e7579af6281213c441d";
     const GOLDEN_DISCARD: &str = "e45438a5c4f57c2371086347eb63ef4bb6283319ba48fe0edbaf9c7bb24ef626";

@@ -421,9 +421,7 @@ impl Verifier {
         for (k, s) in states {
             // With the evidence of writes by others it holds: the city takes
             // one only on its author's signature.
-            let by_others = s.fields.values().flatten().any(|w| w.stamp.writer != self.ward.as_str());
-            let authorship =
-                if by_others { self.store.authorship_of(k).map_err(store_err)? } else { Vec::new() };
+            let authorship = self.store.authorship_of(k, s, self.ward.as_str()).map_err(store_err)?;
             records.push(pb::KeyedState {
                 key: Some(k.into()),
                 hash: Vec::new(),

@@ -166,7 +166,7 @@ struct Audit {
     discarded: HashMap<(WardCode, u64), Change>,
     /// The cursor of the first signed office request's first change.
     first_request: Option<u64>,
-    /// Requests kept unsigned where a CA is given: the cursor of the first
+    /// Requests kept unsigned where a CA is given: the cursor of the last
     /// change of each, and how many it derived.
     unsigned_requests: Vec<(u64, u64)>,
     /// The ids of the signed requests read.
@@ -266,6 +266,16 @@ pub async fn verify(
 impl Audit {
     fn finding(&mut self, row: String, why: impl Into<String>) {
         self.report.findings.push(Finding { row, why: why.into() });
+    }
+
+    /// One finding `why` for each of `cursors`, in order, its row named
+    /// `row` and the cursor.
+    fn at_cursors(&mut self, cursors: impl IntoIterator<Item = u64>, row: &str, why: &str) {
+        let mut cursors: Vec<u64> = cursors.into_iter().collect();
+        cursors.sort();
+        for cursor in cursors {
+            self.finding(format!("{row} {cursor}"), why);
+        }
     }
 
     fn row(&mut self, row: EvidenceRow, since: &Checkpoint) {

@@ -55,12 +55,31 @@ impl Audit {
     pub(super) fn request(&mut self, r: SignedRequest) {
         let first = r.cursors.first().copied().unwrap_or(0);
         let name = format!("office request at log entry {first}");
-        // (Its changes are judged here, proven or not: never again as unrequested.)
         let taken: Vec<(u64, Option<(String, Change)>)> =
-            r.cursors.iter().map(|c| (*c, self.office_changes.remove(c))).collect();
+            r.cursors.iter().map(|c| (*c, self.office_changes.get(c).cloned())).collect();
+        let expected = r.change_by();
+        for (cursor, held) in &taken {
+            let Some((by, _)) = held else {
+                let why =
+                    format!("names log entry {cursor}, which is not a change the city wrote (rows edited)");
+                return self.finding(name, why);
+            };
+            if *by != expected {
+                let why =
+                    format!("it says {by:?} asked for it, and the request is {:?}'s (a row edited)", r.by);
+                return self.finding(format!("log entry {cursor}"), why);
+            }
+        }
+        // (Its changes, the city's, submitted as it, are judged here,
+        // proven or not: never again as unrequested.)
+        for c in &r.cursors {
+            self.office_changes.remove(c);
+        }
         if r.signature.is_empty() && matches!(self.trust, Trust::Ca(_)) {
-            // Kept by a city without TLS: history, if older than every signed one.
-            self.unsigned_requests.push((first, r.cursors.len() as u64));
+            // Kept by a city without TLS: history, if all of it is older
+            // than every signed one.
+            let last = r.cursors.iter().copied().max().unwrap_or(0);
+            self.unsigned_requests.push((last, r.cursors.len() as u64));
             return;
         }
         if let Err(why) = self.signed_by_office(&r) {
@@ -73,19 +92,8 @@ impl Audit {
                 return self.finding(name, why);
             }
         }
-        let expected = r.change_by();
         let skew = self.office.max_skew_ms.saturating_mul(2);
-        for (cursor, held) in &taken {
-            let Some((by, change)) = held else {
-                let why =
-                    format!("names log entry {cursor}, which is not a change the city wrote (rows edited)");
-                return self.finding(name, why);
-            };
-            if *by != expected {
-                let why =
-                    format!("it says {by:?} asked for it, and the request is {:?}'s (a row edited)", r.by);
-                return self.finding(format!("log entry {cursor}"), why);
-            }
+        for (cursor, (_, change)) in taken.iter().filter_map(|(c, h)| Some((c, h.as_ref()?))) {
             let off = (change.stamp.hlc.wall_ms as i64).abs_diff(r.request.signed_at_ms);
             if !r.signature.is_empty() && off > skew {
                 let why = format!(
@@ -98,9 +106,9 @@ impl Audit {
         if !r.signature.is_empty() {
             self.report.office_requests += 1;
         }
+        let relayed = r.relayed_by.is_some();
         let request = Arc::new(r);
-        for (index, (cursor, held)) in taken.into_iter().enumerate() {
-            let relayed = held.is_some() && request.relayed_by.is_some();
+        for (index, (cursor, _)) in taken.into_iter().enumerate() {
             self.pending.insert(cursor, Pending { request: request.clone(), index, relayed });
         }
     }
@@ -142,12 +150,12 @@ impl Audit {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        for (first, count) in std::mem::take(&mut self.unsigned_requests) {
-            if from.is_none_or(|f| first < f) {
+        for (last, count) in std::mem::take(&mut self.unsigned_requests) {
+            if from.is_none_or(|f| last < f) {
                 self.report.unsigned_entries += count;
             } else {
                 self.finding(
-                    format!("office request at log entry {first}"),
+                    format!("office request naming log entry {last}"),
                     "not signed: only a city without TLS (insecure_dev) keeps unsigned requests",
                 );
             }
@@ -225,13 +233,8 @@ impl Audit {
 
     /// After the record pass: a request's change that no record's history holds.
     pub(super) fn check_unreplayed(&mut self) {
-        let mut left: Vec<u64> = self.pending.drain().map(|(c, _)| c).collect();
-        left.sort();
-        for cursor in left {
-            self.finding(
-                format!("log entry {cursor}"),
-                "an office request derived it, and its record's history does not hold it (rows edited)",
-            );
-        }
+        let left = std::mem::take(&mut self.pending).into_keys();
+        let why = "an office request derived it, and its record's history does not hold it (rows edited)";
+        self.at_cursors(left, "log entry", why);
     }
 }

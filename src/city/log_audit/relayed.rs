@@ -73,13 +73,10 @@ impl Audit {
 
     /// After the relayed evidence: a relayed ward's write kept without it.
     pub(super) fn check_relays_kept(&mut self) {
-        for cursor in std::mem::take(&mut self.relayed_changes).into_keys() {
-            self.finding(
-                format!("log entry {cursor}"),
-                "another ward's write given back in a repair, and the evidence it was taken on is not kept \
-                 (its row deleted)",
-            );
-        }
+        let left = std::mem::take(&mut self.relayed_changes).into_keys();
+        let why = "another ward's write given back in a repair, and the evidence it was taken on is not kept \
+                   (its row deleted)";
+        self.at_cursors(left, "log entry", why);
     }
 
     /// In the record pass: whether the city's statement kept with the
@@ -112,13 +109,8 @@ impl Audit {
 
     /// After the record pass: statements kept for no relayed office write.
     pub(super) fn check_stated_used(&mut self) {
-        let mut left: Vec<u64> = self.stated.drain().map(|(c, _)| c).collect();
-        left.sort();
-        for cursor in left {
-            self.finding(
-                format!("evidence of the relayed write at log entry {cursor}"),
-                "the log entry it names is no office write given back in a repair (rows edited)",
-            );
-        }
+        let left = std::mem::take(&mut self.stated).into_keys();
+        let why = "the log entry it names is no office write given back in a repair (rows edited)";
+        self.at_cursors(left, "evidence of the relayed write at log entry", why);
     }
 }

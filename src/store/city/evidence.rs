@@ -155,6 +155,20 @@ impl Authorship {
 }
 
 impl SignedRequest {
+    /// `asked` by `by` at `now_ms`, unsigned: as a city without TLS
+    /// (`insecure_dev`) takes a request.
+    pub fn unsigned(asked: crate::model::office_request::Asked, by: &str, now_ms: i64) -> SignedRequest {
+        SignedRequest {
+            request: OfficeRequest { id: [0; 16], signed_at_ms: now_ms, asked },
+            by: by.to_string(),
+            key: Default::default(),
+            signature: Vec::new(),
+            cert: Vec::new(),
+            cursors: Vec::new(),
+            relayed_by: None,
+        }
+    }
+
     /// What a change derived from it is logged as submitted by: the
     /// caller, and, for a signed request, the first 8 bytes of its id in
     /// hex ("office [request 3f2a...]"), so that the log, whose running
@@ -486,7 +500,8 @@ impl super::CityStore {
         use super::keys::{authored_key, key_key, request_key, sent_key, signed_key};
         let change = &logged.change;
         if change.stamp.writer == crate::model::CITY_WRITER {
-            for at in [logged.cursor, logged.cursor.saturating_sub(1)] {
+            let first = logged.cursor.saturating_sub(crate::model::office_request::MAX_DERIVED - 1);
+            for at in (first..=logged.cursor).rev() {
                 let k = request_key(at);
                 if let Some(v) = self.engine.get(&k)? {
                     let r: SignedRequest = decode(&k, &v)?;

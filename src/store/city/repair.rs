@@ -21,9 +21,12 @@
 //!   except, within [`REFILL_WINDOW_MS`] of a loss the city recorded for
 //!   the ward, another ward's ordinary write (signed only in its batch,
 //!   which the city may have lost with it: a record passed on from that
-//!   ward holds its writes). A write taken
-//!   passes the checks a change of the ward's would (the ward's own
-//!   record, valid, not ahead of the city's clock). Within
+//!   ward holds its writes; none setting a registration's field but its
+//!   writer's own as owner: `may_register`). A write taken passes the
+//!   checks a change of the ward's would (the ward's own record, valid,
+//!   not ahead of the city's clock; who a person is and their events as
+//!   its author may change them: a registration as its registrar, an
+//!   office write as the city derived it). Within
 //!   [`REFILL_WINDOW_MS`] of a loss the city recorded for the ward (it
 //!   proved, with the city's receipt, the city holding less than it had
 //!   acknowledged or sent down), a change in a batch of that ward's that claims writes the
@@ -59,15 +62,14 @@ pub const MAX_REPAIR_RECORDS: usize = 500;
 /// others from that ward's states: a day.
 pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// The fields a registration writes.
-const REGISTERED: [&str; 2] = ["events", "marital_status"];
-
-/// True for a put of registration's fields alone: another ward's is taken
-/// only on its ward's own signature.
-fn registration(change: &Change) -> bool {
-    matches!(change.op, Op::Put(_))
-        && !change.fields.is_empty()
-        && change.fields.iter().all(|f| REGISTERED.contains(&f.as_str()))
+/// True for a write that may be a registration: one setting a field only
+/// a registration sets, unless it is its writer's own write as owner (it
+/// names its writer owner: a creation, say). Another ward's is taken only
+/// on its ward's own signature.
+fn may_register(change: &Change) -> bool {
+    let as_owner = matches!(&change.op, Op::Put(r) if r.ward.as_str() == change.stamp.writer)
+        && change.fields.iter().any(|f| f == OWNER);
+    !as_owner && change.fields.iter().any(|f| crate::model::civil::REGISTRATION_FIELDS.contains(&f.as_str()))
 }
 
 /// What a repair did.
@@ -206,6 +208,7 @@ impl<T: Target> GroupWrite<'_, T> {
         wards: &mut HashMap<WardCode, WardState>,
     ) -> Result<RepairOutcome, StoreError> {
         let mut out = RepairOutcome::default();
+        let mut requests: BTreeMap<[u8; 16], super::SignedRequest> = BTreeMap::new();
         let refilling = refilling(wards.get(ward), self.now_ms);
         for (key, theirs) in states {
             let held = self.current(key)?.clone();
@@ -263,7 +266,7 @@ impl<T: Target> GroupWrite<'_, T> {
                             // this ward, as a record passed on holds them.
                             None if refilling
                                 && WardCode::parse(&change.stamp.writer).is_ok()
-                                && !registration(&change) =>
+                                && !may_register(&change) =>
                             {
                                 None
                             }
@@ -273,6 +276,15 @@ impl<T: Target> GroupWrite<'_, T> {
                             }
                         }
                     }
+                };
+                // A ward's signed write is applied with the context it
+                // signed (cut to what the city holds), never a wider one.
+                let change = match vouch.and_then(Vouched::signed_context) {
+                    Some(signed) => {
+                        let context = self.held_context(key, signed)?.unwrap_or_else(|| signed.clone());
+                        Change { context, ..change }
+                    }
+                    None => change,
                 };
                 let refusal = if own {
                     // (A write offered in a repair spends the ward's budget as
@@ -291,7 +303,7 @@ impl<T: Target> GroupWrite<'_, T> {
                         )?,
                     }
                 } else {
-                    self.others_refusal(ward, &change, theirs, ctx, max_skew_ms)?
+                    self.others_refusal(ward, &change, (theirs, vouch), ctx, max_skew_ms)?
                 };
                 if let Some(why) = refusal {
                     out.refused.push((key.clone(), why));
@@ -306,15 +318,6 @@ impl<T: Target> GroupWrite<'_, T> {
                     // the next repair takes the others' writes then.
                     continue;
                 }
-                // A ward's signed write is applied with the context it
-                // signed (cut to what the city holds), never a wider one.
-                let change = match vouch.and_then(Vouched::signed_context) {
-                    Some(signed) => {
-                        let context = self.held_context(key, signed)?.unwrap_or_else(|| signed.clone());
-                        Change { context, ..change }
-                    }
-                    None => change,
-                };
                 let relayed = match vouch {
                     Some(Vouched::Office { request: r, .. }) => Some(super::SignedRequest {
                         relayed_by: Some(ward.clone()),
@@ -338,8 +341,9 @@ impl<T: Target> GroupWrite<'_, T> {
                     self.target.relayed(self.cursor, v.evidence());
                 }
                 if let Some(r) = relayed {
-                    // Kept beside it again, as the office signed it.
-                    self.target.request(&super::SignedRequest { cursors: vec![self.cursor], ..r });
+                    // Kept beside it again, as the office signed it: once,
+                    // naming every change of its taken back.
+                    requests.entry(r.request.id).or_insert(r).cursors.push(self.cursor);
                 }
                 applied += 1;
             }
@@ -353,6 +357,9 @@ impl<T: Target> GroupWrite<'_, T> {
             } else if !refused {
                 out.unchanged += 1;
             }
+        }
+        for r in requests.values() {
+            self.target.request(r);
         }
         // The city's state of each record offered, as `GetState` would
         // serve it to the ward: of a record that exists, or one the ward
@@ -372,13 +379,15 @@ impl<T: Target> GroupWrite<'_, T> {
     /// applied: ahead of the city's clock, not into a record of `ward`'s
     /// (as the city holds it, or, if it holds nothing of it, as the ward
     /// does: `theirs`), making an invalid record, or changing who a person
-    /// is or dropping a registered event. (The record the write
+    /// is or dropping a registered event, as its author may (`vouch`): a
+    /// registration as its registrar, signed; an office write as the city
+    /// derived it, its own judgement then. (The record the write
     /// made may name its writer's ward: it wrote it before passing it on.)
     fn others_refusal(
         &mut self,
         ward: &WardCode,
         change: &Change,
-        theirs: &Versioned,
+        (theirs, vouch): (&Versioned, Option<&Vouched>),
         ctx: &Context,
         max_skew_ms: u64,
     ) -> Result<Option<String>, StoreError> {
@@ -399,15 +408,20 @@ impl<T: Target> GroupWrite<'_, T> {
                 Ok(k) if k != change.key => Some(format!("{}: the write is of another record", change.key)),
                 // Who a person is, and what was registered, as for any
                 // write: judged on what the city holds and the write had seen.
-                Ok(_) => match &r.body {
-                    crate::model::Body::Citizen(c) => {
+                Ok(_) => match (&r.body, vouch) {
+                    (_, Some(Vouched::Office { .. })) => None,
+                    (crate::model::Body::Citizen(c), _) => {
+                        let registrar = match vouch {
+                            Some(Vouched::Ward { writer, .. }) => Some(writer.as_str()),
+                            _ => None,
+                        };
                         let state = self.current(&change.key)?;
                         crate::model::civil::rewrite_refusal_on(
                             state,
                             &change.context,
                             &change.fields,
                             c,
-                            None,
+                            registrar,
                         )
                     }
                     _ => None,

@@ -397,19 +397,6 @@ trait OfficeCalls {
     ) -> Result<Result<u64, OfficeError>, StoreError>;
 }
 
-/// `asked` by `by`, unsigned.
-fn unsigned(asked: crate::model::office_request::Asked, by: &str) -> SignedRequest {
-    SignedRequest {
-        request: crate::model::office_request::OfficeRequest { id: [0; 16], signed_at_ms: 0, asked },
-        by: by.to_string(),
-        key: Default::default(),
-        signature: Vec::new(),
-        cert: Vec::new(),
-        cursors: Vec::new(),
-        relayed_by: None,
-    }
-}
-
 #[async_trait::async_trait]
 impl OfficeCalls for Arc<dyn CityDb> {
     async fn office_put(
@@ -424,7 +411,7 @@ impl OfficeCalls for Arc<dyn CityDb> {
             record: Box::new(record),
             seen: seen.unwrap_or_default(),
         };
-        self.office(&unsigned(asked, by), now_ms, ctx).await
+        self.office(&SignedRequest::unsigned(asked, by, 0), now_ms, ctx).await
     }
     async fn resolve(
         &self,
@@ -440,7 +427,7 @@ impl OfficeCalls for Arc<dyn CityDb> {
             field: field.to_string(),
             value: value.to_string(),
         };
-        self.office(&unsigned(asked, by), now_ms, ctx).await
+        self.office(&SignedRequest::unsigned(asked, by, 0), now_ms, ctx).await
     }
     async fn discard(
         &self,
@@ -456,6 +443,6 @@ impl OfficeCalls for Arc<dyn CityDb> {
             reason: reason.to_string(),
         };
         let today = Context { today: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), province: None };
-        self.office(&unsigned(asked, by), now_ms, &today).await
+        self.office(&SignedRequest::unsigned(asked, by, 0), now_ms, &today).await
     }
 }

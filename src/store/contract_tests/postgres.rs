@@ -216,7 +216,8 @@ async fn a_city_given_the_databases_ca_speaks_tls_on_every_connection_and_checks
             record: Box::new(crate::generate::amend(record, n)),
             seen: VersionVector::default(),
         };
-        let cursor = a.office(&super::unsigned(asked, "office"), 2, &ctx()).await.unwrap().unwrap();
+        let cursor =
+            a.office(&SignedRequest::unsigned(asked, "office", 0), 2, &ctx()).await.unwrap().unwrap();
         let wait = std::time::Instant::now() + std::time::Duration::from_millis(500);
         while !b.may_have_downstream(&w, cursor - 1) && std::time::Instant::now() < wait {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -533,8 +533,8 @@ pub(super) async fn authorship(
     if change.stamp.writer == crate::model::CITY_WRITER {
         let rows = store
             .rows(
-                "SELECT entry FROM office_requests WHERE cursor IN ($1, $2) ORDER BY cursor DESC",
-                &[&cursor, &(cursor - 1)],
+                "SELECT entry FROM office_requests WHERE cursor BETWEEN $2 AND $1 ORDER BY cursor DESC",
+                &[&cursor, &(cursor + 1 - crate::model::office_request::MAX_DERIVED as i64)],
             )
             .await?;
         for r in &rows {
@@ -561,7 +561,7 @@ pub(super) async fn authorship(
              FROM authored_changes a
              JOIN signed_batches b ON b.ward = a.ward AND b.first_seq <= a.seq AND b.last_seq >= a.seq
              JOIN ward_keys k ON k.key_id = b.key_id
-             LEFT JOIN change_log l ON l.cursor = $3
+             LEFT JOIN change_log l ON l.ward = a.ward AND l.cursor = $3
              WHERE a.ward = $1 AND a.seq = $2
              LIMIT 1",
             &[&ward.as_str(), &seq, &cursor],

@@ -224,41 +224,9 @@ impl PgTarget {
             self.write_downstream(client),
             self.write_quarantine(client),
             self.write_signed(client),
-            self.write_requests(client),
-            self.write_relayed(client),
+            by_cursor(client, "office_requests (cursor, entry)", &self.requests),
+            by_cursor(client, "relayed_writes (cursor, evidence)", &self.relayed),
         )?;
-        Ok(())
-    }
-
-    async fn write_relayed(&self, client: &impl GenericClient) -> Result<(), StoreError> {
-        if self.relayed.is_empty() {
-            return Ok(());
-        }
-        let cursors: Vec<i64> = self.relayed.iter().map(|r| r.0).collect();
-        let evidence: Vec<&[u8]> = self.relayed.iter().map(|r| r.1.as_slice()).collect();
-        sql::execute(
-            client,
-            "INSERT INTO relayed_writes (cursor, evidence) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &[&cursors, &evidence],
-        )
-        .await
-        .map_err(pg_err)?;
-        Ok(())
-    }
-
-    async fn write_requests(&self, client: &impl GenericClient) -> Result<(), StoreError> {
-        if self.requests.is_empty() {
-            return Ok(());
-        }
-        let cursors: Vec<i64> = self.requests.iter().map(|r| r.0).collect();
-        let entries: Vec<&[u8]> = self.requests.iter().map(|r| r.1.as_slice()).collect();
-        sql::execute(
-            client,
-            "INSERT INTO office_requests (cursor, entry) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &[&cursors, &entries],
-        )
-        .await
-        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -613,6 +581,23 @@ pub(super) fn row_key(row: &tokio_postgres::Row, kind: usize, id: usize) -> Resu
     let (k, i): (&str, &str) = (row.get(kind), row.get(id));
     let corrupt = |reason: String| StoreError::Corrupt { key: format!("{k}/{i}"), reason };
     RecordKey::new(k.parse::<Kind>().map_err(corrupt)?, i).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Inserts `rows` (a log cursor, encoded evidence) into `table` (its name
+/// and those two columns): office requests, relayed writes' evidence.
+async fn by_cursor(
+    client: &impl GenericClient,
+    table: &str,
+    rows: &[(i64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let cursors: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let entries: Vec<&[u8]> = rows.iter().map(|r| r.1.as_slice()).collect();
+    let statement = format!("INSERT INTO {table} SELECT * FROM unnest($1::bigint[], $2::bytea[])");
+    sql::execute(client, &statement, &[&cursors, &entries]).await.map_err(pg_err)?;
+    Ok(())
 }
 
 impl Target for PgTarget {
