@@ -197,8 +197,7 @@
 //!    them (an office request with the city's own signed statement of the
 //!    change it derived, a registration signed by its ward on its own and
 //!    applied with the context it signed: `city::relay`), or, another
-//!    ward's ordinary writes (none setting events or a marital status but
-//!    as its writer's own, naming it owner), within a day
+//!    ward's ordinary writes (not a registration's fields), within a day
 //!    of a loss recorded for that ward; into that ward's own valid
 //!    records. The office's writes are never taken on a ward's word. A write whose claim was cut down to what a
 //!    city that lost data held is widened when it comes again with more of

@@ -21,8 +21,7 @@
 //!   except, within [`REFILL_WINDOW_MS`] of a loss the city recorded for
 //!   the ward, another ward's ordinary write (signed only in its batch,
 //!   which the city may have lost with it: a record passed on from that
-//!   ward holds its writes; none setting a registration's field but its
-//!   writer's own as owner: `may_register`). A write taken passes the
+//!   ward holds its writes; never a registration's fields alone). A write taken passes the
 //!   checks a change of the ward's would (the ward's own record, valid,
 //!   not ahead of the city's clock; who a person is and their events as
 //!   its author may change them: a registration as its registrar, an
@@ -62,14 +61,15 @@ pub const MAX_REPAIR_RECORDS: usize = 500;
 /// others from that ward's states: a day.
 pub const REFILL_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// True for a write that may be a registration: one setting a field only
-/// a registration sets, unless it is its writer's own write as owner (it
-/// names its writer owner: a creation, say). Another ward's is taken only
-/// on its ward's own signature.
-fn may_register(change: &Change) -> bool {
-    let as_owner = matches!(&change.op, Op::Put(r) if r.ward.as_str() == change.stamp.writer)
-        && change.fields.iter().any(|f| f == OWNER);
-    !as_owner && change.fields.iter().any(|f| crate::model::civil::REGISTRATION_FIELDS.contains(&f.as_str()))
+/// True for a put of a registration's fields alone: another ward's is
+/// taken only on its ward's own signature. (Not one setting them with
+/// other fields: a record passed on holds its creation so, its owner
+/// superseded by the move, and nothing tells it from a registration
+/// written with one more field but the relaying ward's word, on which the
+/// refill window rests: the registrar's rules judge it.)
+fn registration(change: &Change) -> bool {
+    let registered = |f: &String| crate::model::civil::REGISTRATION_FIELDS.contains(&f.as_str());
+    matches!(change.op, Op::Put(_)) && !change.fields.is_empty() && change.fields.iter().all(registered)
 }
 
 /// What a repair did.
@@ -266,7 +266,7 @@ impl<T: Target> GroupWrite<'_, T> {
                             // this ward, as a record passed on holds them.
                             None if refilling
                                 && WardCode::parse(&change.stamp.writer).is_ok()
-                                && !may_register(&change) =>
+                                && !registration(&change) =>
                             {
                                 None
                             }
